@@ -1,0 +1,102 @@
+# Tailgate: ngx_tailgate_module (nginx dynamic module) + policyd.
+#
+#   make run      install packages, build, start a demo gateway (Ctrl-C stops)
+#   make test     build, then run every test under prove
+#   make          build build/ngx_tailgate_module.so and build/policyd
+#   make deps     install the Debian packages needed to build and test
+#   make bench    benchmarks against bare nginx proxying (see bench/)
+#
+# NGINX_SRC is the nginx tree to build the module against: Debian's
+# nginx-dev by default (its configure flags come from conf_flags, so the
+# module loads into /usr/sbin/nginx), or any nginx source tree.
+# SANITIZE=1 builds both programs with AddressSanitizer into build-asan/.
+
+NGINX_SRC ?= /usr/share/nginx/src
+NGINX     ?= /usr/sbin/nginx
+SANITIZE  ?=
+
+ifeq ($(SANITIZE),1)
+BUILD     ?= build-asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+export TAILGATE_NGINX_PRELOAD := $(shell $(CC) -print-file-name=libasan.so)
+else
+BUILD     ?= build
+SAN_FLAGS :=
+endif
+
+ROOT      := $(CURDIR)
+NGX_TREE  := $(ROOT)/$(BUILD)/nginx
+MODULE    := $(ROOT)/$(BUILD)/ngx_tailgate_module.so
+POLICYD   := $(ROOT)/$(BUILD)/policyd
+MODULE_SRCS := $(wildcard ngx_tailgate_module/*.c ngx_tailgate_module/*.h) \
+               ngx_tailgate_module/config
+
+DEB_PACKAGES := build-essential nginx nginx-dev libjwt-dev libcjson-dev \
+                libhiredis-dev libev-dev libcmocka-dev libcurl4-openssl-dev \
+                libssl-dev redis-server wrk perl
+
+export TAILGATE_NGINX  ?= $(NGINX)
+export TAILGATE_MODULE := $(MODULE)
+export TAILGATE_POLICYD := $(POLICYD)
+
+
+.PHONY: all module policyd unit-tests deps test run bench clean
+
+all: module policyd
+
+module: $(MODULE)
+
+# configure writes into the tree it runs in: use a private copy
+$(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config
+	rm -rf $(NGX_TREE)
+	mkdir -p $(dir $(NGX_TREE))
+	cp -r $(NGINX_SRC) $(NGX_TREE)
+	cd $(NGX_TREE) && bash -c ' \
+	    flags=(); \
+	    if [ -f conf_flags ]; then . ./conf_flags; \
+	        flags=("$${NGX_CONF_FLAGS[@]}"); else flags=(--with-compat); fi; \
+	    ./configure "$${flags[@]}" \
+	        --with-cc-opt="-g -O2 -fPIC $(SAN_FLAGS)" \
+	        --with-ld-opt="-fPIC $(SAN_FLAGS)" \
+	        --add-dynamic-module=$(ROOT)/ngx_tailgate_module' \
+	    > $(NGX_TREE).configure.log 2>&1 \
+	    || { tail -30 $(NGX_TREE).configure.log; exit 1; }
+
+$(MODULE): $(NGX_TREE)/objs/Makefile $(MODULE_SRCS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	@# a new inode: running nginx masters keep the old file mapped
+	cp $(NGX_TREE)/objs/ngx_http_tailgate_module.so $@.tmp
+	mv -f $@.tmp $@
+
+POLICYD_MAKE = $(MAKE) -C policyd BUILD=$(ROOT)/$(BUILD) \
+                   CFLAGS="-O2 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)"
+
+policyd:
+	$(POLICYD_MAKE) all
+
+unit-tests:
+	$(POLICYD_MAKE) tests
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    sudo= ; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+test: deps all unit-tests
+	prove -r t/
+
+run: deps all
+	@perl conf/demo/run-demo.pl
+
+bench: all
+	@perl bench/run.pl
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,1574 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * ngx_http_tailgate_module: an OpenAI-compatible gateway inside nginx.
+ *
+ *   ACCESS      authenticate the client (ngx_tailgate_auth.c)
+ *   PRECONTENT  read the body, classify it, ask policyd where it goes
+ *               (ngx_tailgate_body.c, ngx_tailgate_policy.c), rewrite the
+ *               model; proxy_pass $tailgate_upstream_url moves the bytes
+ *   LOG         report the outcome to policyd, which ends the lease
+ */
+
+
+#include "ngx_http_tailgate_module.h"
+
+
+#define NGX_TAILGATE_MAX_ROUTE_NAME   256
+#define NGX_TAILGATE_MAX_TAG          64
+#define NGX_TAILGATE_DECIDE_FRAME     4096
+
+
+static ngx_int_t ngx_http_tailgate_access_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tailgate_precontent_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tailgate_log_handler(ngx_http_request_t *r);
+static void ngx_http_tailgate_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
+    ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
+static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
+static ngx_int_t ngx_http_tailgate_refuse(ngx_http_request_t *r,
+    ngx_tailgate_reply_t *reply);
+static ngx_int_t ngx_http_tailgate_fail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message);
+static ngx_int_t ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
+    const char *code, const char *message);
+static ngx_tailgate_upstream_t *ngx_http_tailgate_upstream(
+    ngx_http_tailgate_main_conf_t *tmcf, ngx_str_t *name);
+static ngx_int_t ngx_http_tailgate_header_safe(ngx_str_t *value,
+    ngx_uint_t allow_space);
+static ngx_int_t ngx_http_tailgate_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *src);
+static ngx_int_t ngx_http_tailgate_add_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
+static const char *ngx_http_tailgate_outcome(ngx_http_request_t *r);
+static void ngx_http_tailgate_cleanup(void *data);
+
+static void *ngx_http_tailgate_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_tailgate_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_tailgate_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tailgate_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tailgate_init_process(ngx_cycle_t *cycle);
+static void ngx_http_tailgate_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_tailgate_policyd(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tailgate_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tailgate_private_upstream(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tailgate_buffer_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_conf_num_bounds_t  ngx_http_tailgate_connections_bounds = {
+    ngx_conf_check_num_bounds, 1, 64
+};
+
+
+static ngx_conf_post_t  ngx_http_tailgate_buffer_post = {
+    ngx_http_tailgate_buffer_bounds
+};
+
+
+static ngx_conf_enum_t  ngx_http_tailgate_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_tailgate_commands[] = {
+
+    { ngx_string("tailgate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("tailgate_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tailgate_keys,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_policyd"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_tailgate_policyd,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_policyd_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("tailgate_policyd_connections"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_main_conf_t, connections),
+      &ngx_http_tailgate_connections_bounds },
+
+    { ngx_string("tailgate_policyd_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_main_conf_t, buffer_size),
+      &ngx_http_tailgate_buffer_post },
+
+    { ngx_string("tailgate_private_upstream"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_tailgate_private_upstream,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_tags"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tailgate_tags,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_reject_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, reject_log_level),
+      &ngx_http_tailgate_log_levels },
+
+    { ngx_string("tailgate_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tailgate_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_tailgate_health_handler },
+
+    { ngx_string("tailgate_error_page"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tailgate_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_tailgate_error_page_handler },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_tailgate_module_ctx = {
+    ngx_http_tailgate_preconfiguration,    /* preconfiguration */
+    ngx_http_tailgate_init,                /* postconfiguration */
+
+    ngx_http_tailgate_create_main_conf,    /* create main configuration */
+    ngx_http_tailgate_init_main_conf,      /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_tailgate_create_loc_conf,     /* create location configuration */
+    ngx_http_tailgate_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_tailgate_module = {
+    NGX_MODULE_V1,
+    &ngx_http_tailgate_module_ctx,         /* module context */
+    ngx_http_tailgate_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_tailgate_init_process,        /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_tailgate_exit_process,        /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* paths after the base_url's "/v1/" */
+
+ngx_tailgate_endpoint_t  ngx_tailgate_endpoints[] = {
+
+    { ngx_string("chat/completions"), ngx_string("chat"),
+      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON },
+
+    { ngx_string("embeddings"), ngx_string("embeddings"),
+      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON },
+
+    { ngx_string("audio/speech"), ngx_string("speech"),
+      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON },
+
+    { ngx_string("audio/transcriptions"), ngx_string("transcriptions"),
+      NGX_HTTP_POST, NGX_TAILGATE_BODY_MULTIPART },
+
+    { ngx_string("responses"), ngx_string("responses"),
+      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON },
+
+    { ngx_string("models"), ngx_string("models"),
+      NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_TAILGATE_BODY_NONE },
+
+    /* models/{id} */
+    { ngx_string("models/"), ngx_string("models"),
+      NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_TAILGATE_BODY_NONE },
+
+    { ngx_null_string, ngx_null_string, 0, 0 }
+};
+
+
+static ngx_int_t
+ngx_http_tailgate_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
+    ngx_str_t                     *tag;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_tailgate_ctx_t       *ctx;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    if (!tlcf->enable || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx) {
+        /* back in a tailgate location after an internal redirect */
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_tailgate_ctx_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_tailgate_ctx_t));
+
+    ctx->request = r;
+    ctx->call.data = ctx;
+
+    cln->handler = ngx_http_tailgate_cleanup;
+    ngx_http_set_ctx(r, ctx, ngx_http_tailgate_module);
+
+    rc = ngx_tailgate_authenticate(r, ctx, tlcf->keys);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
+                      "tailgate: no API key sent");
+
+        return ngx_http_tailgate_unauthorized(r, "missing_api_key",
+                   "You didn't provide an API key. Send it as "
+                   "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\".");
+    }
+
+    if (rc != NGX_OK) {
+        ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
+                      "tailgate: invalid API key");
+
+        return ngx_http_tailgate_unauthorized(r, "invalid_api_key",
+                                              "Incorrect API key provided.");
+    }
+
+    /* tags only ever add restrictions */
+
+    if (tlcf->tags) {
+        tag = tlcf->tags->elts;
+
+        for (i = 0; i < tlcf->tags->nelts; i++) {
+            ctx->tags[ctx->ntags++] = tag[i];
+
+            if (tag[i].len == 7 && ngx_strncmp(tag[i].data, "private", 7) == 0)
+            {
+                ctx->private = 1;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_precontent_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_http_tailgate_ctx_t       *ctx;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    if (!tlcf->enable || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    switch (ctx->state) {
+
+    case NGX_TAILGATE_NEW:
+        break;
+
+    case NGX_TAILGATE_DECIDED:
+        return NGX_DECLINED;
+
+    default:
+        /* still reading or waiting for policyd */
+        return NGX_AGAIN;
+    }
+
+    rc = ngx_http_tailgate_classify(r, ctx);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_tailgate_ask(r, ctx);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    ctx->state = NGX_TAILGATE_READING;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_tailgate_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+/*
+ * Which endpoint: the part of the URI after the first "/v1/".  NGX_OK, or
+ * NGX_DONE when the request got its error response.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    u_char                   *p, *end;
+    ngx_str_t                 rest, message, type, code;
+    ngx_tailgate_endpoint_t  *ep;
+    u_char                    text[256];
+
+    end = r->uri.data + r->uri.len;
+    p = ngx_strlcasestrn(r->uri.data, end, (u_char *) "/v1/", 3);
+
+    rest.len = 0;
+
+    if (p) {
+        rest.data = p + 4;
+        rest.len = end - rest.data;
+    }
+
+    for (ep = ngx_tailgate_endpoints; ep->path.len; ep++) {
+
+        if (ep->path.data[ep->path.len - 1] == '/') {
+
+            /* models/{id}: one non-empty path segment */
+
+            if (rest.len > ep->path.len
+                && ngx_strncmp(rest.data, ep->path.data, ep->path.len) == 0
+                && ngx_strlchr(rest.data + ep->path.len, end, '/') == NULL)
+            {
+                ctx->endpoint_rest.data = rest.data + ep->path.len;
+                ctx->endpoint_rest.len = rest.len - ep->path.len;
+                break;
+            }
+
+            continue;
+        }
+
+        if (rest.len == ep->path.len
+            && ngx_strncmp(rest.data, ep->path.data, rest.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (ep->path.len == 0) {
+        message.data = text;
+        message.len = ngx_snprintf(text, sizeof(text), "Invalid URL (%V %V)",
+                                   &r->method_name, &r->uri)
+                      - text;
+
+        ngx_str_set(&type, "invalid_request_error");
+        ngx_str_set(&code, "unknown_url");
+
+        ngx_http_finalize_request(r,
+            ngx_tailgate_send_error(r, NGX_HTTP_NOT_FOUND, &type, &code,
+                                    &message));
+        return NGX_DONE;
+    }
+
+    if (!(r->method & ep->method)) {
+        message.data = text;
+        message.len = ngx_snprintf(text, sizeof(text),
+                                   "Method %V is not allowed for %V, use %s",
+                                   &r->method_name, &r->uri,
+                                   ep->method == NGX_HTTP_POST
+                                   ? "POST" : "GET")
+                      - text;
+
+        ngx_str_set(&rest, "GET");
+
+        if (ep->method == NGX_HTTP_POST) {
+            ngx_str_set(&rest, "POST");
+        }
+
+        if (ngx_http_tailgate_add_header(r, "Allow", &rest) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(&type, "invalid_request_error");
+        ngx_str_set(&code, "method_not_allowed");
+
+        ngx_http_finalize_request(r,
+            ngx_tailgate_send_error(r, NGX_HTTP_NOT_ALLOWED, &type, &code,
+                                    &message));
+        return NGX_DONE;
+    }
+
+    ctx->endpoint = ep;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_tailgate_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    const char               *error;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    /* error_page and fallback send the same body again */
+    r->preserve_body = 1;
+
+    rc = ngx_tailgate_body_classify(r, ctx, &error);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r,
+            ngx_tailgate_send_error_text(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request_error", NULL,
+                                         error));
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_http_tailgate_ask(r, ctx);
+
+    if (rc != NGX_AGAIN) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/*
+ * Sends DECIDE (or MODELS) and parks the request until the answer or the
+ * timeout: NGX_AGAIN.  Anything else is a final status for the request.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, type;
+    ngx_tailgate_frame_t           f;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
+    u_char                         buf[NGX_TAILGATE_DECIDE_FRAME];
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    type = (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE)
+           ? TG_MSG_MODELS : TG_MSG_DECIDE;
+
+    if (type == TG_MSG_DECIDE
+        && ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME)
+    {
+        return ngx_http_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
+                                      "invalid_request_error",
+                                      "model_not_found",
+                                      "No matching route found.");
+    }
+
+    if (ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME) {
+        return ngx_http_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
+                                      "invalid_request_error",
+                                      "model_not_found",
+                                      "No matching route found.");
+    }
+
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), type);
+    ngx_tailgate_frame_str(&f, TG_F_CLIENT, &ctx->client);
+
+    for (i = 0; i < ctx->ntags; i++) {
+        ngx_tailgate_frame_str(&f, TG_F_TAG, &ctx->tags[i]);
+    }
+
+    if (type == TG_MSG_DECIDE) {
+        ngx_tailgate_frame_str(&f, TG_F_ENDPOINT, &ctx->endpoint->name);
+        ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->facts.model);
+        ngx_tailgate_frame_u8(&f, TG_F_STREAM, ctx->facts.stream);
+        ngx_tailgate_frame_u8(&f, TG_F_TOOLS, ctx->facts.tools);
+        ngx_tailgate_frame_u32(&f, TG_F_BODY_BYTES, (uint32_t) ctx->body_len);
+        ngx_tailgate_frame_u32(&f, TG_F_PROMPT_ESTIMATE,
+                               (uint32_t) (ctx->body_len / 4));
+        ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt + 1);
+
+    } else if (ctx->endpoint_rest.len) {
+        ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->endpoint_rest);
+    }
+
+    ctx->call.handler = ngx_http_tailgate_answered;
+    ctx->call.data = ctx;
+
+    rc = ngx_tailgate_call(&ctx->call, &f, tlcf->timeout, r->connection->log);
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: the request's facts do not fit in a frame");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "server_error", "policy_unavailable",
+                                      "The gateway's policy service is "
+                                      "unavailable. Try again later.");
+    }
+
+    ctx->state = NGX_TAILGATE_WAITING;
+    ctx->decide_start = ngx_current_msec;
+
+    /* notice a client that goes away while we wait */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
+    ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply)
+{
+    ngx_int_t                 rc;
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = call->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->decide_time = ngx_current_msec - ctx->decide_start;
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (result != NGX_TAILGATE_CALL_OK) {
+        ctx->state = NGX_TAILGATE_DONE;
+
+        rc = ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "server_error", "policy_unavailable",
+                                    "The gateway's policy service is "
+                                    "unavailable. Try again later.");
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
+        ctx->state = NGX_TAILGATE_DONE;
+
+        rc = (reply->status == NGX_HTTP_OK)
+             ? ngx_tailgate_send_json(r, NGX_HTTP_OK, &reply->body)
+             : ngx_http_tailgate_refuse(r, reply);
+
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    rc = ngx_http_tailgate_apply(r, ctx, reply);
+
+    if (rc == NGX_DECLINED) {
+        ctx->state = NGX_TAILGATE_DECIDED;
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+
+    } else {
+        ctx->state = NGX_TAILGATE_DONE;
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Takes a DECISION for this request: checks it against nginx's own
+ * configuration, keeps it in the context for the $tailgate_* variables and
+ * rewrites the body's model.  NGX_DECLINED to go on and proxy, like a
+ * phase handler; anything else is the request's final status.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_tailgate_reply_t *reply)
+{
+    u_char                         *p;
+    ngx_tailgate_upstream_t        *up;
+    ngx_http_tailgate_main_conf_t  *tmcf;
+
+    if (reply->status != NGX_HTTP_OK) {
+        return ngx_http_tailgate_refuse(r, reply);
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tailgate_module);
+
+    /* the lease is ours from here on, whatever happens next */
+    ctx->lease = reply->lease;
+    ctx->attempt++;
+
+    if (ngx_http_tailgate_copy(r->pool, &ctx->provider, &reply->provider)
+        != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->route, &reply->route)
+           != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->upstream_name,
+                                  &reply->upstream) != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->upstream_host,
+                                  &reply->host) != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->provider_model,
+                                  &reply->provider_model) != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->authorization,
+                                  &reply->authorization) != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->reason, &reply->reason)
+           != NGX_OK
+        || ngx_http_tailgate_copy(r->pool, &ctx->zone, &reply->zone)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * policyd is trusted with choices, not with nginx: the upstream must be
+     * an upstream{} block, and the values must be safe in a request line
+     * and in headers.
+     */
+
+    up = ngx_http_tailgate_upstream(tmcf, &reply->upstream);
+
+    if (up == NULL
+        || reply->provider.len == 0
+        || reply->provider_model.len == 0
+        || reply->path.len == 0 || reply->path.data[0] != '/'
+        || ngx_http_tailgate_header_safe(&reply->path, 0) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->host, 0) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->authorization, 1) != NGX_OK
+        || !((reply->scheme.len == 4
+              && ngx_strncmp(reply->scheme.data, "http", 4) == 0)
+             || (reply->scheme.len == 5
+                 && ngx_strncmp(reply->scheme.data, "https", 5) == 0)))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: policyd chose provider \"%V\" with upstream "
+                      "\"%V\", which nginx cannot use: no such upstream{} "
+                      "block or an invalid scheme, host or path",
+                      &ctx->provider, &ctx->upstream_name);
+
+        return ngx_http_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY, "server_error",
+                                      "invalid_route",
+                                      "The gateway's route for this model "
+                                      "is misconfigured.");
+    }
+
+    /* the second guard of privacy, independent of policyd */
+
+    if (ctx->private && !up->private) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: policy violation: policyd chose provider "
+                      "\"%V\" (upstream \"%V\") for a private request, "
+                      "which nginx does not list as private; refused",
+                      &ctx->provider, &ctx->upstream_name);
+
+        return ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "server_error", "privacy_violation",
+                                      "The gateway refused to send this "
+                                      "private request to a provider that "
+                                      "is not private.");
+    }
+
+    ctx->upstream_url.len = reply->scheme.len + sizeof("://") - 1
+                            + reply->upstream.len + reply->path.len;
+
+    p = ngx_pnalloc(r->pool, ctx->upstream_url.len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->upstream_url.data = p;
+
+    p = ngx_cpymem(p, reply->scheme.data, reply->scheme.len);
+    p = ngx_cpymem(p, "://", sizeof("://") - 1);
+    p = ngx_cpymem(p, reply->upstream.data, reply->upstream.len);
+    ngx_memcpy(p, reply->path.data, reply->path.len);
+
+    if (ctx->upstream_host.len == 0) {
+        ctx->upstream_host = ctx->upstream_name;
+    }
+
+    if (ctx->provider_model.len != ctx->facts.model.len
+        || ngx_strncmp(ctx->provider_model.data, ctx->facts.model.data,
+                       ctx->facts.model.len) != 0)
+    {
+        if (ngx_tailgate_body_rewrite_model(r, ctx, &ctx->provider_model)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "tailgate: route \"%V\" -> provider \"%V\" \"%V\" (%V)",
+                   &ctx->route, &ctx->provider, &ctx->upstream_url,
+                   &ctx->reason);
+
+    return NGX_DECLINED;
+}
+
+
+/* policyd said no: its status and OpenAI error, never its reasons */
+
+static ngx_int_t
+ngx_http_tailgate_refuse(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
+{
+    u_char     *p;
+    ngx_str_t   value;
+    ngx_uint_t  status;
+
+    status = reply->status;
+
+    if (status < NGX_HTTP_BAD_REQUEST || status > 599) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: policyd answered with status %ui", status);
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (reply->retry_after
+        && (status == NGX_HTTP_TOO_MANY_REQUESTS
+            || status == NGX_HTTP_SERVICE_UNAVAILABLE))
+    {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        value.data = p;
+        value.len = ngx_sprintf(p, "%ui", reply->retry_after) - p;
+
+        if (ngx_http_tailgate_add_header(r, "Retry-After", &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (reply->error_type.len == 0) {
+        ngx_str_set(&reply->error_type, "server_error");
+    }
+
+    if (reply->error_message.len == 0) {
+        ngx_str_set(&reply->error_message, "The request was refused.");
+    }
+
+    return ngx_tailgate_send_error(r, status, &reply->error_type,
+                                   &reply->error_code, &reply->error_message);
+}
+
+
+/* an error of the gateway's own; 503s say when to come back */
+
+static ngx_int_t
+ngx_http_tailgate_fail(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *code, const char *message)
+{
+    ngx_str_t  retry;
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        ngx_str_set(&retry, "1");
+
+        if (ngx_http_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_tailgate_send_error_text(r, status, type, code, message);
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *code,
+    const char *message)
+{
+    ngx_int_t  rc;
+    ngx_str_t  challenge;
+
+    ngx_str_set(&challenge, "Bearer realm=\"tailgate\"");
+
+    if (ngx_http_tailgate_add_header(r, "WWW-Authenticate", &challenge)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tailgate_fail(r, NGX_HTTP_UNAUTHORIZED,
+                                "invalid_request_error", code, message);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_log_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t                  n;
+    ngx_time_t                 *tp;
+    ngx_msec_int_t              ms;
+    ngx_tailgate_frame_t        f;
+    ngx_http_upstream_state_t  *state;
+    ngx_http_tailgate_ctx_t    *ctx;
+    const char                 *outcome;
+    ngx_str_t                   text;
+    u_char                      buf[1024];
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->reported || ctx->provider.len == 0) {
+        return NGX_OK;
+    }
+
+    ctx->reported = 1;
+
+    outcome = ngx_http_tailgate_outcome(r);
+
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
+
+    if (ctx->lease) {
+        ngx_tailgate_frame_u32(&f, TG_F_LEASE, ctx->lease);
+    }
+
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, &ctx->provider);
+    ngx_tailgate_frame_str(&f, TG_F_ROUTE, &ctx->route);
+
+    text.data = (u_char *) outcome;
+    text.len = ngx_strlen(outcome);
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &text);
+
+    ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS,
+                           (uint32_t) (r->err_status ? r->err_status
+                                                     : r->headers_out.status));
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        n = r->upstream_states->nelts;
+        state = r->upstream_states->elts;
+
+        if (state[n - 1].response_time != (ngx_msec_t) -1) {
+            ngx_tailgate_frame_u32(&f, TG_F_UPSTREAM_MS,
+                                   (uint32_t) state[n - 1].response_time);
+        }
+    }
+
+    tp = ngx_timeofday();
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS, (uint32_t) ngx_max(ms, 0));
+
+    ngx_tailgate_notify(&f, r->connection->log);
+
+    return NGX_OK;
+}
+
+
+static const char *
+ngx_http_tailgate_outcome(ngx_http_request_t *r)
+{
+    ngx_uint_t                  n, status;
+    ngx_http_upstream_state_t  *state;
+
+    if (r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || r->connection->error)
+    {
+        return "client_abort";
+    }
+
+    if (r->upstream_states == NULL || r->upstream_states->nelts == 0) {
+        return "not_sent";
+    }
+
+    n = r->upstream_states->nelts;
+    state = r->upstream_states->elts;
+    state = &state[n - 1];
+
+    if (state->header_time == (ngx_msec_t) -1) {
+        return (state->status == NGX_HTTP_GATEWAY_TIME_OUT)
+               ? "timeout" : "connect_error";
+    }
+
+    status = state->status;
+
+    if (status < 400) {
+        return "ok";
+    }
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        return "rate_limited";
+    }
+
+    return (status < 500) ? "client_error" : "server_error";
+}
+
+
+ngx_http_tailgate_ctx_t *
+ngx_http_tailgate_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tailgate_module);
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    /*
+     * an internal redirect (error_page, a named location) cleared the
+     * module contexts; ours lives on as the data of its pool cleanup
+     */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_tailgate_cleanup) {
+            ctx = cln->data;
+
+            if (ctx->request == r) {
+                ngx_http_set_ctx(r, ctx, ngx_http_tailgate_module);
+                return ctx;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_tailgate_cleanup(void *data)
+{
+    ngx_http_tailgate_ctx_t  *ctx = data;
+
+    /* a late answer finds no call and gives its lease back */
+    ngx_tailgate_call_cancel(&ctx->call);
+}
+
+
+static ngx_tailgate_upstream_t *
+ngx_http_tailgate_upstream(ngx_http_tailgate_main_conf_t *tmcf,
+    ngx_str_t *name)
+{
+    ngx_uint_t                i;
+    ngx_tailgate_upstream_t  *up;
+
+    up = tmcf->upstreams.elts;
+
+    for (i = 0; i < tmcf->upstreams.nelts; i++) {
+        if (up[i].name.len == name->len
+            && ngx_strncasecmp(up[i].name.data, name->data, name->len) == 0)
+        {
+            return &up[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* no CR, LF or other controls; no spaces either unless allowed */
+
+static ngx_int_t
+ngx_http_tailgate_header_safe(ngx_str_t *value, ngx_uint_t allow_space)
+{
+    u_char  *p, *end;
+
+    end = value->data + value->len;
+
+    for (p = value->data; p < end; p++) {
+        if (*p < 0x20 || *p == 0x7f || (*p == ' ' && !allow_space)) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->len = src->len;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_tailgate_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tailgate_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     tmcf->socket = { 0, NULL };
+     *     tmcf->addr = NULL;
+     *     tmcf->private_names = NULL;
+     *     tmcf->enabled = 0;
+     */
+
+    tmcf->connections = NGX_CONF_UNSET_UINT;
+    tmcf->buffer_size = NGX_CONF_UNSET_SIZE;
+
+    if (ngx_array_init(&tmcf->keys, cf->pool, 4,
+                       sizeof(ngx_tailgate_keys_t *))
+        != NGX_OK
+        || ngx_array_init(&tmcf->upstreams, cf->pool, 8,
+                          sizeof(ngx_tailgate_upstream_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return tmcf;
+}
+
+
+static char *
+ngx_http_tailgate_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_tailgate_main_conf_t  *tmcf = conf;
+
+    ngx_conf_init_uint_value(tmcf->connections, 2);
+    ngx_conf_init_size_value(tmcf->buffer_size, TG_MAX_FRAME_MIN);
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_tailgate_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tailgate_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->tags = NULL;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->keys = NGX_CONF_UNSET_PTR;
+    conf->reject_log_level = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_tailgate_loc_conf_t *prev = parent;
+    ngx_http_tailgate_loc_conf_t *conf = child;
+
+    ngx_uint_t                      i, j;
+    ngx_str_t                      *tag, *ptag, *t;
+    ngx_array_t                    *tags;
+    ngx_http_tailgate_main_conf_t  *tmcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 1000);
+    ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
+    ngx_conf_merge_uint_value(conf->reject_log_level, prev->reject_log_level,
+                              NGX_LOG_INFO);
+
+    /* a location adds to the tags it inherits, it cannot drop any */
+
+    if (conf->tags == NULL) {
+        conf->tags = prev->tags;
+
+    } else if (prev->tags) {
+        tags = ngx_array_create(cf->pool, prev->tags->nelts
+                                          + conf->tags->nelts,
+                                sizeof(ngx_str_t));
+        if (tags == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ptag = prev->tags->elts;
+
+        for (i = 0; i < prev->tags->nelts; i++) {
+            t = ngx_array_push(tags);
+            if (t == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *t = ptag[i];
+        }
+
+        tag = conf->tags->elts;
+
+        for (i = 0; i < conf->tags->nelts; i++) {
+            for (j = 0; j < prev->tags->nelts; j++) {
+                if (ptag[j].len == tag[i].len
+                    && ngx_strncmp(ptag[j].data, tag[i].data, tag[i].len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j < prev->tags->nelts) {
+                continue;
+            }
+
+            t = ngx_array_push(tags);
+            if (t == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *t = tag[i];
+        }
+
+        conf->tags = tags;
+    }
+
+    if (conf->tags && conf->tags->nelts > NGX_TAILGATE_MAX_TAGS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "more than %d tailgate_tags apply here",
+                           NGX_TAILGATE_MAX_TAGS);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->enable) {
+        tmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_tailgate_module);
+        tmcf->enabled = 1;
+
+        if (conf->keys == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tailgate on\" needs \"tailgate_keys\"");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_tailgate_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                       i;
+    ngx_str_t                       *name;
+    ngx_http_handler_pt             *h;
+    ngx_tailgate_upstream_t         *up;
+    ngx_http_core_main_conf_t       *cmcf;
+    ngx_http_upstream_srv_conf_t   **uscf;
+    ngx_http_upstream_main_conf_t   *umcf;
+    ngx_http_tailgate_main_conf_t   *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tailgate_module);
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    /* the upstream{} blocks policyd may choose, and which are private */
+
+    uscf = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+        if (!(uscf[i]->flags & NGX_HTTP_UPSTREAM_CREATE)) {
+            continue;
+        }
+
+        up = ngx_array_push(&tmcf->upstreams);
+        if (up == NULL) {
+            return NGX_ERROR;
+        }
+
+        up->name = uscf[i]->host;
+        up->private = 0;
+    }
+
+    if (tmcf->private_names) {
+        name = tmcf->private_names->elts;
+
+        for (i = 0; i < tmcf->private_names->nelts; i++) {
+            up = ngx_http_tailgate_upstream(tmcf, &name[i]);
+
+            if (up == NULL) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "tailgate_private_upstream \"%V\" names no "
+                              "upstream{} block", &name[i]);
+                return NGX_ERROR;
+            }
+
+            up->private = 1;
+        }
+    }
+
+    if (!tmcf->enabled) {
+        return NGX_OK;
+    }
+
+    if (tmcf->addr == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tailgate on\" needs \"tailgate_policyd\"");
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_tailgate_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_tailgate_precontent_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_tailgate_log_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_conf_ctx_t            *ctx;
+    ngx_http_tailgate_main_conf_t  *tmcf;
+
+    ctx = (ngx_http_conf_ctx_t *) ngx_get_conf(cycle->conf_ctx,
+                                               ngx_http_module);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    tmcf = ctx->main_conf[ngx_http_tailgate_module.ctx_index];
+
+    if (tmcf->addr == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_tailgate_policyd_init_worker(cycle, tmcf);
+}
+
+
+static void
+ngx_http_tailgate_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_tailgate_policyd_exit_worker();
+}
+
+
+static char *
+ngx_http_tailgate_policyd(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tailgate_main_conf_t *tmcf = conf;
+
+    ngx_str_t  *value;
+    ngx_url_t   u;
+
+    if (tmcf->addr) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len < sizeof("unix:/") - 1
+        || ngx_strncmp(value[1].data, "unix:", sizeof("unix:") - 1) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a \"unix:/path\" socket",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in \"%V\"",
+                               u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    tmcf->socket = value[1];
+    tmcf->addr = &u.addrs[0];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tailgate_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tailgate_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->keys != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        tlcf->keys = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_tailgate_keys_load(cf, &value[1], &tlcf->keys);
+}
+
+
+static char *
+ngx_http_tailgate_private_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tailgate_main_conf_t *tmcf = conf;
+
+    ngx_str_t   *value, *name;
+    ngx_uint_t   i;
+
+    if (tmcf->private_names == NULL) {
+        tmcf->private_names = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (tmcf->private_names == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        name = ngx_array_push(tmcf->private_names);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *name = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tailgate_loc_conf_t *tlcf = conf;
+
+    u_char      *p;
+    ngx_str_t   *value, *tag;
+    ngx_uint_t   i;
+
+    if (tlcf->tags) {
+        return "is duplicate";
+    }
+
+    tlcf->tags = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                  sizeof(ngx_str_t));
+    if (tlcf->tags == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 0 || value[i].len > NGX_TAILGATE_MAX_TAG) {
+            goto invalid;
+        }
+
+        for (p = value[i].data; p < value[i].data + value[i].len; p++) {
+            if (!(ngx_tailgate_is_name_char(*p) || *p == ':'))
+            {
+                goto invalid;
+            }
+        }
+
+        tag = ngx_array_push(tlcf->tags);
+        if (tag == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *tag = value[i];
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid tag \"%V\": expected 1-%d letters, digits "
+                       "and \"_-:.\"", &value[i], NGX_TAILGATE_MAX_TAG);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = (ngx_http_handler_pt) cmd->post;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tailgate_buffer_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < TG_MAX_FRAME_MIN || *sp > TG_MAX_FRAME_LIMIT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "must be between %d and %d bytes",
+                           TG_MAX_FRAME_MIN, TG_MAX_FRAME_LIMIT);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,283 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ */
+
+
+#ifndef _NGX_HTTP_TAILGATE_MODULE_H_INCLUDED_
+#define _NGX_HTTP_TAILGATE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "tailgate_protocol.h"
+
+
+#define NGX_TAILGATE_SOFTWARE          "ngx_tailgate/0.1"
+
+#define NGX_TAILGATE_DIGEST_LEN        32    /* SHA-256 */
+#define NGX_TAILGATE_MAX_TAGS          16
+
+
+/* letters, digits and "_-." */
+#define ngx_tailgate_is_name_char(c)                                          \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                \
+     || ((c) >= '0' && (c) <= '9') || (c) == '_' || (c) == '-' || (c) == '.')
+
+
+/* endpoints, in the order of ngx_tailgate_endpoints[] */
+typedef enum {
+    NGX_TAILGATE_EP_CHAT = 0,
+    NGX_TAILGATE_EP_EMBEDDINGS,
+    NGX_TAILGATE_EP_SPEECH,
+    NGX_TAILGATE_EP_TRANSCRIPTIONS,
+    NGX_TAILGATE_EP_RESPONSES,
+    NGX_TAILGATE_EP_MODELS,
+    NGX_TAILGATE_EP_MODEL
+} ngx_tailgate_endpoint_e;
+
+
+typedef enum {
+    NGX_TAILGATE_BODY_NONE = 0,
+    NGX_TAILGATE_BODY_JSON,
+    NGX_TAILGATE_BODY_MULTIPART
+} ngx_tailgate_body_e;
+
+
+typedef struct {
+    ngx_str_t                    path;       /* after the base_url */
+    ngx_str_t                    name;       /* on the wire to policyd */
+    ngx_uint_t                   method;     /* NGX_HTTP_GET, _POST */
+    ngx_tailgate_body_e          body;
+} ngx_tailgate_endpoint_t;
+
+
+/* one client key record: the SHA-256 of the key, never the key */
+typedef struct {
+    u_char                       digest[NGX_TAILGATE_DIGEST_LEN];
+    ngx_str_t                    client;
+} ngx_tailgate_key_t;
+
+
+typedef struct {
+    ngx_str_t                    file;
+    ngx_tailgate_key_t          *slots;      /* open addressing */
+    ngx_uint_t                   mask;
+    ngx_uint_t                   count;
+} ngx_tailgate_keys_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_uint_t                   private;    /* unsigned:1 */
+} ngx_tailgate_upstream_t;
+
+
+typedef struct {
+    ngx_str_t                    socket;     /* unix:/path as configured */
+    ngx_addr_t                  *addr;
+    ngx_uint_t                   connections;
+    size_t                       buffer_size;
+
+    ngx_array_t                 *private_names;  /* ngx_str_t */
+    ngx_array_t                  upstreams;      /* ngx_tailgate_upstream_t */
+    ngx_array_t                  keys;           /* ngx_tailgate_keys_t * */
+
+    ngx_uint_t                   enabled;    /* some location uses tailgate */
+} ngx_http_tailgate_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_msec_t                   timeout;
+    ngx_tailgate_keys_t         *keys;
+    ngx_array_t                 *tags;       /* ngx_str_t */
+    ngx_uint_t                   reject_log_level;
+} ngx_http_tailgate_loc_conf_t;
+
+
+/* a reply frame, parsed in place; valid only inside the call handler */
+typedef struct {
+    ngx_uint_t                   type;
+    ngx_uint_t                   status;
+    ngx_uint_t                   retry_after;
+    uint32_t                     lease;
+
+    ngx_str_t                    error_type;
+    ngx_str_t                    error_code;
+    ngx_str_t                    error_message;
+    ngx_str_t                    provider;
+    ngx_str_t                    route;
+    ngx_str_t                    upstream;
+    ngx_str_t                    scheme;
+    ngx_str_t                    host;
+    ngx_str_t                    path;
+    ngx_str_t                    provider_model;
+    ngx_str_t                    authorization;
+    ngx_str_t                    reason;
+    ngx_str_t                    zone;
+    ngx_str_t                    body;
+} ngx_tailgate_reply_t;
+
+
+typedef enum {
+    NGX_TAILGATE_CALL_OK = 0,
+    NGX_TAILGATE_CALL_TIMEOUT,
+    NGX_TAILGATE_CALL_UNAVAILABLE,   /* connection failed or closed */
+    NGX_TAILGATE_CALL_REFUSED        /* policyd answered ERROR */
+} ngx_tailgate_call_result_e;
+
+
+typedef struct ngx_tailgate_call_s  ngx_tailgate_call_t;
+
+typedef void (*ngx_tailgate_call_handler_pt)(ngx_tailgate_call_t *call,
+    ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
+
+
+/* one outstanding request to policyd */
+struct ngx_tailgate_call_s {
+    ngx_rbtree_node_t            node;       /* key: frame id */
+    void                        *peer;
+    ngx_event_t                  timer;
+    ngx_tailgate_call_handler_pt handler;
+    void                        *data;
+    ngx_tailgate_call_t         *next;       /* while failing calls */
+    unsigned                     pending:1;
+};
+
+
+/* a frame being built in a caller's buffer */
+typedef struct {
+    u_char                      *start;
+    u_char                      *pos;
+    u_char                      *end;
+    unsigned                     overflow:1;
+} ngx_tailgate_frame_t;
+
+
+typedef enum {
+    NGX_TAILGATE_NEW = 0,
+    NGX_TAILGATE_READING,
+    NGX_TAILGATE_WAITING,
+    NGX_TAILGATE_DECIDED,
+    NGX_TAILGATE_DONE
+} ngx_tailgate_state_e;
+
+
+/* what the body says */
+typedef struct {
+    ngx_str_t                    model;      /* decoded */
+    u_char                      *model_start;    /* raw token in the body */
+    u_char                      *model_end;
+    ngx_uint_t                   stream;     /* unsigned:1 */
+    ngx_uint_t                   tools;      /* unsigned:1 */
+} ngx_tailgate_facts_t;
+
+
+typedef struct {
+    ngx_tailgate_state_e         state;
+    ngx_http_request_t          *request;
+    ngx_tailgate_endpoint_t     *endpoint;
+    ngx_str_t                    endpoint_rest;  /* id in /models/{id} */
+
+    ngx_str_t                    client;
+    ngx_uint_t                   ntags;
+    ngx_str_t                    tags[NGX_TAILGATE_MAX_TAGS];
+    unsigned                     private:1;
+
+    u_char                      *body;       /* contiguous copy or view */
+    size_t                       body_len;
+    ngx_tailgate_facts_t         facts;
+
+    ngx_tailgate_call_t          call;
+    ngx_msec_t                   decide_start;
+    ngx_msec_t                   decide_time;
+
+    /* the decision */
+    ngx_str_t                    provider;
+    ngx_str_t                    route;
+    ngx_str_t                    upstream_url;
+    ngx_str_t                    upstream_name;
+    ngx_str_t                    upstream_host;
+    ngx_str_t                    authorization;
+    ngx_str_t                    provider_model;
+    ngx_str_t                    reason;
+    ngx_str_t                    zone;
+    uint32_t                     lease;
+    ngx_uint_t                   attempt;
+
+    unsigned                     reported:1;
+} ngx_http_tailgate_ctx_t;
+
+
+extern ngx_module_t  ngx_http_tailgate_module;
+extern ngx_tailgate_endpoint_t  ngx_tailgate_endpoints[];
+
+
+ngx_http_tailgate_ctx_t *ngx_http_tailgate_get_ctx(ngx_http_request_t *r);
+
+/* ngx_tailgate_auth.c */
+char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_tailgate_keys_t **keys);
+ngx_int_t ngx_tailgate_authenticate(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_keys_t *keys);
+
+/* ngx_tailgate_body.c */
+ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, const char **error);
+ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
+
+/* ngx_tailgate_json.c */
+ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts, const char **error);
+ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *quoted);
+
+/* ngx_tailgate_multipart.c */
+ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
+    u_char *end, ngx_tailgate_facts_t *facts, const char **error);
+
+/* ngx_tailgate_proto.c */
+void ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf,
+    size_t size, ngx_uint_t type);
+void ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    ngx_str_t *value);
+void ngx_tailgate_frame_u32(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    uint32_t value);
+void ngx_tailgate_frame_u8(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    ngx_uint_t value);
+ngx_int_t ngx_tailgate_frame_finish(ngx_tailgate_frame_t *f);
+void ngx_tailgate_frame_set_id(u_char *frame, uint32_t id);
+ngx_int_t ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
+    ngx_tailgate_reply_t *reply, uint32_t *max_frame);
+
+/* ngx_tailgate_policy.c */
+ngx_int_t ngx_tailgate_policyd_init_worker(ngx_cycle_t *cycle,
+    ngx_http_tailgate_main_conf_t *tmcf);
+void ngx_tailgate_policyd_exit_worker(void);
+ngx_int_t ngx_tailgate_call(ngx_tailgate_call_t *call,
+    ngx_tailgate_frame_t *frame, ngx_msec_t timeout, ngx_log_t *log);
+void ngx_tailgate_call_cancel(ngx_tailgate_call_t *call);
+void ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log);
+ngx_uint_t ngx_tailgate_policyd_up(void);
+
+/* ngx_tailgate_response.c */
+ngx_int_t ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *code, ngx_str_t *message);
+ngx_int_t ngx_tailgate_send_error_text(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message);
+ngx_int_t ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+ngx_int_t ngx_tailgate_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_tailgate_error_page_handler(ngx_http_request_t *r);
+
+/* ngx_tailgate_variables.c */
+ngx_int_t ngx_tailgate_add_variables(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_TAILGATE_MODULE_H_INCLUDED_ */

@@ -1,0 +1,638 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * A validating one-pass JSON scanner for request bodies.  It builds no tree:
+ * it checks the whole document and notes where the top-level members the
+ * gateway routes on are, so that a 1 MB body costs one linear pass.
+ *
+ * Keys are compared after unescaping, and a routing key that appears twice
+ * is an error: a provider reading {"model":"a","mod\u0065l":"b"} must not
+ * see another model than the one the gateway routed on.
+ */
+
+
+#include "ngx_http_tailgate_module.h"
+
+
+#define NGX_TAILGATE_JSON_MAX_DEPTH  128
+#define NGX_TAILGATE_JSON_MAX_KEY    16     /* longest key we look for */
+
+
+typedef struct {
+    u_char      *p;
+    u_char      *end;
+    ngx_uint_t   depth;
+    const char  *error;
+} ngx_tailgate_json_t;
+
+
+static ngx_int_t ngx_tailgate_json_value(ngx_tailgate_json_t *j);
+static ngx_int_t ngx_tailgate_json_object(ngx_tailgate_json_t *j);
+static ngx_int_t ngx_tailgate_json_array(ngx_tailgate_json_t *j);
+static ngx_int_t ngx_tailgate_json_string(ngx_tailgate_json_t *j,
+    ngx_uint_t *escaped);
+static ngx_int_t ngx_tailgate_json_number(ngx_tailgate_json_t *j);
+static ngx_int_t ngx_tailgate_json_literal(ngx_tailgate_json_t *j,
+    const char *word, size_t len);
+static void ngx_tailgate_json_space(ngx_tailgate_json_t *j);
+static ssize_t ngx_tailgate_json_unescape(u_char *p, u_char *end,
+    u_char *dst, size_t size);
+static ngx_int_t ngx_tailgate_json_hex4(u_char *p, uint32_t *cp);
+
+
+static const char  ngx_tailgate_json_invalid[] =
+    "We could not parse the JSON body of your request. "
+    "The body must be a valid JSON object.";
+
+
+ngx_int_t
+ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts, const char **error)
+{
+    u_char               *key, *value, *key_end;
+    ssize_t               n;
+    ngx_uint_t            escaped, seen_stream, seen_tools, first;
+    ngx_tailgate_json_t   j;
+    u_char                name[NGX_TAILGATE_JSON_MAX_KEY];
+
+    j.p = p;
+    j.end = end;
+    j.depth = 1;
+    j.error = ngx_tailgate_json_invalid;
+
+    seen_stream = 0;
+    seen_tools = 0;
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end || *j.p != '{') {
+        goto failed;
+    }
+
+    j.p++;
+    first = 1;
+
+    for ( ;; ) {
+        ngx_tailgate_json_space(&j);
+
+        if (first && j.p < j.end && *j.p == '}') {
+            j.p++;
+            break;
+        }
+
+        first = 0;
+
+        if (j.p == j.end || *j.p != '"') {
+            goto failed;
+        }
+
+        key = j.p + 1;
+
+        if (ngx_tailgate_json_string(&j, &escaped) != NGX_OK) {
+            goto failed;
+        }
+
+        key_end = j.p - 1;
+
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end || *j.p != ':') {
+            goto failed;
+        }
+
+        j.p++;
+        ngx_tailgate_json_space(&j);
+
+        value = j.p;
+
+        if (ngx_tailgate_json_value(&j) != NGX_OK) {
+            goto failed;
+        }
+
+        if (escaped) {
+            n = ngx_tailgate_json_unescape(key, key_end, name, sizeof(name));
+
+        } else if ((size_t) (key_end - key) <= sizeof(name)) {
+            n = key_end - key;
+            ngx_memcpy(name, key, n);
+
+        } else {
+            n = -1;
+        }
+
+        if (n == 5 && ngx_strncmp(name, "model", 5) == 0) {
+
+            if (facts->model_start) {
+                *error = "The \"model\" parameter appears more than once.";
+                return NGX_ERROR;
+            }
+
+            if (*value != '"') {
+                *error = "The \"model\" parameter must be a string.";
+                return NGX_ERROR;
+            }
+
+            facts->model_start = value;
+            facts->model_end = j.p;
+
+            facts->model.data = ngx_pnalloc(pool, j.p - value);
+            if (facts->model.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            n = ngx_tailgate_json_unescape(value + 1, j.p - 1,
+                                           facts->model.data, j.p - value);
+            if (n < 0) {
+                goto failed;
+            }
+
+            facts->model.len = n;
+
+        } else if (n == 6 && ngx_strncmp(name, "stream", 6) == 0) {
+
+            if (seen_stream++) {
+                *error = "The \"stream\" parameter appears more than once.";
+                return NGX_ERROR;
+            }
+
+            facts->stream = (*value == 't');
+
+        } else if (n == 5 && ngx_strncmp(name, "tools", 5) == 0) {
+
+            if (seen_tools++) {
+                *error = "The \"tools\" parameter appears more than once.";
+                return NGX_ERROR;
+            }
+
+            if (*value == '[') {
+                /* validated already: a ']' comes before j.p */
+                do { value++; } while (*value == ' ' || *value == '\n'
+                                       || *value == '\r' || *value == '\t');
+
+                facts->tools = (*value != ']');
+            }
+        }
+
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end) {
+            goto failed;
+        }
+
+        if (*j.p == ',') {
+            j.p++;
+            continue;
+        }
+
+        if (*j.p == '}') {
+            j.p++;
+            break;
+        }
+
+        goto failed;
+    }
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p != j.end) {
+        goto failed;
+    }
+
+    if (facts->model_start == NULL) {
+        *error = "You must provide a model parameter.";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    *error = j.error;
+    return NGX_ERROR;
+}
+
+
+/* "value" as JSON text, with the quotes: for putting a model back */
+
+ngx_int_t
+ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value, ngx_str_t *quoted)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = value->len + ngx_escape_json(NULL, value->data, value->len) + 2;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    quoted->data = p;
+
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, value->data, value->len);
+    *p++ = '"';
+
+    quoted->len = p - quoted->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_value(ngx_tailgate_json_t *j)
+{
+    ngx_uint_t  escaped;
+
+    if (j->p == j->end) {
+        return NGX_ERROR;
+    }
+
+    switch (*j->p) {
+
+    case '{':
+        return ngx_tailgate_json_object(j);
+
+    case '[':
+        return ngx_tailgate_json_array(j);
+
+    case '"':
+        return ngx_tailgate_json_string(j, &escaped);
+
+    case 't':
+        return ngx_tailgate_json_literal(j, "true", 4);
+
+    case 'f':
+        return ngx_tailgate_json_literal(j, "false", 5);
+
+    case 'n':
+        return ngx_tailgate_json_literal(j, "null", 4);
+
+    default:
+        return ngx_tailgate_json_number(j);
+    }
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_object(ngx_tailgate_json_t *j)
+{
+    ngx_uint_t  escaped;
+
+    if (++j->depth > NGX_TAILGATE_JSON_MAX_DEPTH) {
+        j->error = "The JSON body is nested too deeply.";
+        return NGX_ERROR;
+    }
+
+    j->p++;
+    ngx_tailgate_json_space(j);
+
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        j->depth--;
+        return NGX_OK;
+    }
+
+    for ( ;; ) {
+        ngx_tailgate_json_space(j);
+
+        if (j->p == j->end || *j->p != '"'
+            || ngx_tailgate_json_string(j, &escaped) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_tailgate_json_space(j);
+
+        if (j->p == j->end || *j->p != ':') {
+            return NGX_ERROR;
+        }
+
+        j->p++;
+        ngx_tailgate_json_space(j);
+
+        if (ngx_tailgate_json_value(j) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_tailgate_json_space(j);
+
+        if (j->p == j->end) {
+            return NGX_ERROR;
+        }
+
+        if (*j->p == ',') {
+            j->p++;
+            continue;
+        }
+
+        if (*j->p == '}') {
+            j->p++;
+            j->depth--;
+            return NGX_OK;
+        }
+
+        return NGX_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_array(ngx_tailgate_json_t *j)
+{
+    if (++j->depth > NGX_TAILGATE_JSON_MAX_DEPTH) {
+        j->error = "The JSON body is nested too deeply.";
+        return NGX_ERROR;
+    }
+
+    j->p++;
+    ngx_tailgate_json_space(j);
+
+    if (j->p < j->end && *j->p == ']') {
+        j->p++;
+        j->depth--;
+        return NGX_OK;
+    }
+
+    for ( ;; ) {
+        ngx_tailgate_json_space(j);
+
+        if (ngx_tailgate_json_value(j) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_tailgate_json_space(j);
+
+        if (j->p == j->end) {
+            return NGX_ERROR;
+        }
+
+        if (*j->p == ',') {
+            j->p++;
+            continue;
+        }
+
+        if (*j->p == ']') {
+            j->p++;
+            j->depth--;
+            return NGX_OK;
+        }
+
+        return NGX_ERROR;
+    }
+}
+
+
+/* j->p is at the opening quote; leaves it past the closing one */
+
+static ngx_int_t
+ngx_tailgate_json_string(ngx_tailgate_json_t *j, ngx_uint_t *escaped)
+{
+    u_char    *p, *end;
+    uint32_t   cp;
+
+    p = j->p + 1;
+    end = j->end;
+    *escaped = 0;
+
+    for ( ;; ) {
+
+        /* the hot loop: most bytes of a chat body are plain string bytes */
+
+        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\') {
+            p++;
+        }
+
+        if (p == end || *p < 0x20) {
+            return NGX_ERROR;
+        }
+
+        if (*p == '"') {
+            j->p = p + 1;
+            return NGX_OK;
+        }
+
+        /* a backslash */
+
+        *escaped = 1;
+
+        if (++p == end) {
+            return NGX_ERROR;
+        }
+
+        switch (*p) {
+
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+        case 'r': case 't':
+            p++;
+            break;
+
+        case 'u':
+            if (end - p < 5 || ngx_tailgate_json_hex4(p + 1, &cp) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            p += 5;
+            break;
+
+        default:
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_number(ngx_tailgate_json_t *j)
+{
+    u_char  *p, *end;
+
+    p = j->p;
+    end = j->end;
+
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return NGX_ERROR;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < end && *p == '.') {
+        p++;
+
+        if (p == end || *p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p == end || *p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    j->p = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_literal(ngx_tailgate_json_t *j, const char *word, size_t len)
+{
+    if ((size_t) (j->end - j->p) < len
+        || ngx_strncmp(j->p, word, len) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    j->p += len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_tailgate_json_space(ngx_tailgate_json_t *j)
+{
+    while (j->p < j->end
+           && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r'
+               || *j->p == '\t'))
+    {
+        j->p++;
+    }
+}
+
+
+/*
+ * The contents of an already validated string (without quotes) as UTF-8.
+ * -1 when it does not fit in size bytes or has a broken surrogate pair.
+ */
+
+static ssize_t
+ngx_tailgate_json_unescape(u_char *p, u_char *end, u_char *dst, size_t size)
+{
+    u_char    *d, *last;
+    uint32_t   cp, lo;
+
+    d = dst;
+    last = dst + size;
+
+    while (p < end) {
+
+        if (*p != '\\') {
+            if (d == last) {
+                return -1;
+            }
+
+            *d++ = *p++;
+            continue;
+        }
+
+        p++;
+
+        switch (*p++) {
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+
+        case 'u':
+            if (end - p < 4 || ngx_tailgate_json_hex4(p, &cp) != NGX_OK) {
+                return -1;
+            }
+
+            p += 4;
+
+            if (cp >= 0xdc00 && cp <= 0xdfff) {
+                return -1;
+            }
+
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u'
+                    || ngx_tailgate_json_hex4(p + 2, &lo) != NGX_OK
+                    || lo < 0xdc00 || lo > 0xdfff)
+                {
+                    return -1;
+                }
+
+                p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+
+            break;
+
+        default:
+            /* '"', '\\' and '/' stand for themselves */
+            cp = p[-1];
+        }
+
+        if (last - d < 4) {
+            return -1;
+        }
+
+        if (cp < 0x80) {
+            *d++ = (u_char) cp;
+
+        } else if (cp < 0x800) {
+            *d++ = (u_char) (0xc0 | (cp >> 6));
+            *d++ = (u_char) (0x80 | (cp & 0x3f));
+
+        } else if (cp < 0x10000) {
+            *d++ = (u_char) (0xe0 | (cp >> 12));
+            *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+            *d++ = (u_char) (0x80 | (cp & 0x3f));
+
+        } else {
+            *d++ = (u_char) (0xf0 | (cp >> 18));
+            *d++ = (u_char) (0x80 | ((cp >> 12) & 0x3f));
+            *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+            *d++ = (u_char) (0x80 | (cp & 0x3f));
+        }
+    }
+
+    return d - dst;
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_hex4(u_char *p, uint32_t *cp)
+{
+    ngx_int_t  n;
+
+    n = ngx_hextoi(p, 4);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *cp = (uint32_t) n;
+
+    return NGX_OK;
+}

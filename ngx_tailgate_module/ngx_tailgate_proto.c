@@ -1,0 +1,239 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * Frames of the policyd protocol (docs/protocol.md): built into a caller's
+ * buffer, parsed in place.  No I/O here.
+ */
+
+
+#include "ngx_http_tailgate_module.h"
+
+
+static void ngx_tailgate_put_u32(u_char *p, uint32_t v);
+static uint32_t ngx_tailgate_get_u32(u_char *p);
+static u_char *ngx_tailgate_frame_field(ngx_tailgate_frame_t *f,
+    ngx_uint_t key, size_t len);
+
+
+void
+ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf, size_t size,
+    ngx_uint_t type)
+{
+    f->start = buf;
+    f->end = buf + size;
+    f->overflow = (size < TG_FRAME_HEADER_SIZE);
+
+    if (f->overflow) {
+        f->pos = buf;
+        return;
+    }
+
+    /* the length and the id are filled in later */
+    ngx_memzero(buf, TG_FRAME_HEADER_SIZE);
+    buf[4] = TG_PROTO_VERSION;
+    buf[5] = (u_char) type;
+
+    f->pos = buf + TG_FRAME_HEADER_SIZE;
+}
+
+
+void
+ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    ngx_str_t *value)
+{
+    u_char  *p;
+
+    p = ngx_tailgate_frame_field(f, key, value->len);
+
+    if (p != NULL) {
+        ngx_memcpy(p, value->data, value->len);
+    }
+}
+
+
+void
+ngx_tailgate_frame_u32(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    uint32_t value)
+{
+    u_char  *p;
+
+    p = ngx_tailgate_frame_field(f, key, 4);
+
+    if (p != NULL) {
+        ngx_tailgate_put_u32(p, value);
+    }
+}
+
+
+void
+ngx_tailgate_frame_u8(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    ngx_uint_t value)
+{
+    u_char  *p;
+
+    p = ngx_tailgate_frame_field(f, key, 1);
+
+    if (p != NULL) {
+        *p = (u_char) value;
+    }
+}
+
+
+static u_char *
+ngx_tailgate_frame_field(ngx_tailgate_frame_t *f, ngx_uint_t key, size_t len)
+{
+    u_char  *p;
+
+    if (f->overflow
+        || (size_t) (f->end - f->pos) < TG_FIELD_HEADER_SIZE + len)
+    {
+        f->overflow = 1;
+        return NULL;
+    }
+
+    p = f->pos;
+    p[0] = (u_char) key;
+    ngx_tailgate_put_u32(p + 1, (uint32_t) len);
+
+    f->pos = p + TG_FIELD_HEADER_SIZE + len;
+
+    return p + TG_FIELD_HEADER_SIZE;
+}
+
+
+ngx_int_t
+ngx_tailgate_frame_finish(ngx_tailgate_frame_t *f)
+{
+    if (f->overflow) {
+        return NGX_ERROR;
+    }
+
+    ngx_tailgate_put_u32(f->start,
+                         (uint32_t) (f->pos - f->start - TG_FRAME_LEN_SIZE));
+
+    return NGX_OK;
+}
+
+
+void
+ngx_tailgate_frame_set_id(u_char *frame, uint32_t id)
+{
+    ngx_tailgate_put_u32(frame + 6, id);
+}
+
+
+/*
+ * p points past the length field, len is that field's value (already
+ * checked against our maximum).  Strings in the reply point into p.
+ */
+
+ngx_int_t
+ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
+    ngx_tailgate_reply_t *reply, uint32_t *max_frame)
+{
+    u_char     *end, *value;
+    uint32_t    vlen, v;
+    ngx_str_t  *s;
+    ngx_uint_t  key;
+
+    if (len < TG_FRAME_BODY_HEADER_SIZE || p[0] != TG_PROTO_VERSION) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(reply, sizeof(ngx_tailgate_reply_t));
+
+    reply->type = p[1];
+    *id = ngx_tailgate_get_u32(p + 2);
+
+    end = p + len;
+    p += TG_FRAME_BODY_HEADER_SIZE;
+
+    while (p < end) {
+
+        if ((size_t) (end - p) < TG_FIELD_HEADER_SIZE) {
+            return NGX_ERROR;
+        }
+
+        key = p[0];
+        vlen = ngx_tailgate_get_u32(p + 1);
+        value = p + TG_FIELD_HEADER_SIZE;
+
+        if (vlen > (size_t) (end - value)) {
+            return NGX_ERROR;
+        }
+
+        p = value + vlen;
+        s = NULL;
+
+        switch (key) {
+
+        case TG_F_STATUS:
+        case TG_F_RETRY_AFTER:
+        case TG_F_LEASE:
+        case TG_F_MAX_FRAME:
+            if (vlen != 4) {
+                return NGX_ERROR;
+            }
+
+            v = ngx_tailgate_get_u32(value);
+
+            if (key == TG_F_STATUS) {
+                reply->status = v;
+
+            } else if (key == TG_F_RETRY_AFTER) {
+                reply->retry_after = v;
+
+            } else if (key == TG_F_LEASE) {
+                reply->lease = v;
+
+            } else {
+                *max_frame = v;
+            }
+
+            continue;
+
+        case TG_F_ERROR_TYPE:      s = &reply->error_type; break;
+        case TG_F_ERROR_CODE:      s = &reply->error_code; break;
+        case TG_F_ERROR_MESSAGE:   s = &reply->error_message; break;
+        case TG_F_PROVIDER:        s = &reply->provider; break;
+        case TG_F_ROUTE:           s = &reply->route; break;
+        case TG_F_UPSTREAM:        s = &reply->upstream; break;
+        case TG_F_SCHEME:          s = &reply->scheme; break;
+        case TG_F_HOST:            s = &reply->host; break;
+        case TG_F_PATH:            s = &reply->path; break;
+        case TG_F_PROVIDER_MODEL:  s = &reply->provider_model; break;
+        case TG_F_AUTHORIZATION:   s = &reply->authorization; break;
+        case TG_F_REASON:          s = &reply->reason; break;
+        case TG_F_ZONE:            s = &reply->zone; break;
+        case TG_F_BODY:            s = &reply->body; break;
+
+        default:
+            /* unknown fields are skipped: peers may add new ones */
+            continue;
+        }
+
+        s->len = vlen;
+        s->data = value;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_tailgate_put_u32(u_char *p, uint32_t v)
+{
+    p[0] = (u_char) (v >> 24);
+    p[1] = (u_char) (v >> 16);
+    p[2] = (u_char) (v >> 8);
+    p[3] = (u_char) v;
+}
+
+
+static uint32_t
+ngx_tailgate_get_u32(u_char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | (uint32_t) p[3];
+}

@@ -1,0 +1,194 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * $tailgate_* variables: the decision for proxy_pass and proxy_set_header,
+ * the identity and the reasons for access logs.
+ */
+
+
+#include "ngx_http_tailgate_module.h"
+
+
+static ngx_int_t ngx_tailgate_variable_str(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_endpoint(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_stream(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_decision_time(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+#define ngx_tailgate_ctx_str(field)                                           \
+    ngx_tailgate_variable_str, offsetof(ngx_http_tailgate_ctx_t, field)
+
+
+/* the decision may change on fallback: nothing is cached */
+
+static ngx_http_variable_t  ngx_tailgate_variables[] = {
+
+    { ngx_string("tailgate_upstream_url"), NULL,
+      ngx_tailgate_ctx_str(upstream_url), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_upstream_host"), NULL,
+      ngx_tailgate_ctx_str(upstream_host), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_upstream_authorization"), NULL,
+      ngx_tailgate_ctx_str(authorization),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("tailgate_provider"), NULL,
+      ngx_tailgate_ctx_str(provider), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_provider_model"), NULL,
+      ngx_tailgate_ctx_str(provider_model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_route"), NULL,
+      ngx_tailgate_ctx_str(route), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_reason"), NULL,
+      ngx_tailgate_ctx_str(reason), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_zone"), NULL,
+      ngx_tailgate_ctx_str(zone), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_client"), NULL,
+      ngx_tailgate_ctx_str(client), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_model"), NULL,
+      ngx_tailgate_ctx_str(facts.model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_endpoint"), NULL,
+      ngx_tailgate_variable_endpoint, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_stream"), NULL,
+      ngx_tailgate_variable_stream, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_decision_time"), NULL,
+      ngx_tailgate_variable_decision_time, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_tailgate_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_tailgate_variables; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_str_t                *s;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((u_char *) ctx + data);
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_variable_endpoint(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->endpoint == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ctx->endpoint->name.len;
+    v->data = ctx->endpoint->name.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_variable_stream(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->endpoint == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = 1;
+    v->data = (u_char *) (ctx->facts.stream ? "1" : "0");
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_variable_decision_time(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->state < NGX_TAILGATE_DECIDED) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN + 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%T.%03M", (time_t) ctx->decide_time / 1000,
+                         ctx->decide_time % 1000)
+             - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,96 @@
+/*
+ * The module <-> policyd wire protocol: numbers only, no code.
+ *
+ * Shared by ngx_tailgate_module and policyd so that both sides agree on
+ * every constant; docs/protocol.md explains the framing and each field.
+ * Plain C so that it compiles in both programs.
+ */
+
+#ifndef TAILGATE_PROTOCOL_H
+#define TAILGATE_PROTOCOL_H
+
+
+#define TG_PROTO_VERSION            1
+
+/* u32 length (bytes after itself) | u8 version | u8 type | u32 id */
+#define TG_FRAME_LEN_SIZE           4
+#define TG_FRAME_HEADER_SIZE        10
+#define TG_FRAME_BODY_HEADER_SIZE   6
+
+/* each field: u8 key | u32 length | value */
+#define TG_FIELD_HEADER_SIZE        5
+
+#define TG_MAX_FRAME_MIN            65536   /* every peer accepts this */
+#define TG_MAX_FRAME_LIMIT          (4 * 1024 * 1024)
+
+
+/* frame types */
+#define TG_MSG_HELLO                1   /* module -> policyd */
+#define TG_MSG_HELLO_OK             2   /* policyd -> module */
+#define TG_MSG_DECIDE               3   /* module -> policyd */
+#define TG_MSG_DECISION             4   /* policyd -> module */
+#define TG_MSG_MODELS               5   /* module -> policyd */
+#define TG_MSG_MODEL_LIST           6   /* policyd -> module */
+#define TG_MSG_REPORT               7   /* module -> policyd, no reply */
+#define TG_MSG_ERROR                8   /* policyd -> module */
+
+
+/* fields; the comment gives the value type (u8, u32, str) */
+
+/* HELLO, HELLO_OK */
+#define TG_F_MAX_FRAME              1   /* u32 largest frame I accept */
+#define TG_F_PID                    2   /* u32 */
+#define TG_F_SOFTWARE               3   /* str */
+
+/* DECIDE, MODELS: the request's facts */
+#define TG_F_ENDPOINT               10  /* str: chat, embeddings, ... */
+#define TG_F_MODEL                  11  /* str: model the client asked for */
+#define TG_F_CLIENT                 12  /* str */
+#define TG_F_TENANT                 13  /* str */
+#define TG_F_TAG                    14  /* str, repeatable */
+#define TG_F_ALLOW_ROUTE            15  /* str, repeatable; none = all */
+#define TG_F_STREAM                 16  /* u8 */
+#define TG_F_TOOLS                  17  /* u8 */
+#define TG_F_BODY_BYTES             18  /* u32 */
+#define TG_F_ATTEMPT                19  /* u32, 1 for the first */
+#define TG_F_EXCLUDE                20  /* str, repeatable: provider */
+#define TG_F_PROMPT_ESTIMATE        21  /* u32 tokens */
+
+/* DECISION, MODEL_LIST, ERROR */
+#define TG_F_STATUS                 30  /* u32 HTTP status, 200 = go */
+#define TG_F_ERROR_TYPE             31  /* str */
+#define TG_F_ERROR_CODE             32  /* str */
+#define TG_F_ERROR_MESSAGE          33  /* str */
+#define TG_F_RETRY_AFTER            34  /* u32 seconds */
+#define TG_F_PROVIDER               35  /* str */
+#define TG_F_ROUTE                  36  /* str */
+#define TG_F_UPSTREAM               37  /* str: nginx upstream{} name */
+#define TG_F_SCHEME                 38  /* str: http or https */
+#define TG_F_HOST                   39  /* str: Host header, TLS name */
+#define TG_F_PATH                   40  /* str: request path at provider */
+#define TG_F_PROVIDER_MODEL         41  /* str */
+#define TG_F_AUTHORIZATION          42  /* str: header value, secret */
+#define TG_F_LEASE                  43  /* u32, 0 = none */
+#define TG_F_REASON                 44  /* str */
+#define TG_F_ZONE                   45  /* str: local, private, external */
+#define TG_F_BODY                   46  /* str: response body (JSON) */
+
+/* REPORT */
+#define TG_F_OUTCOME                50  /* str: see docs/protocol.md */
+#define TG_F_HTTP_STATUS            51  /* u32 */
+#define TG_F_UPSTREAM_MS            52  /* u32 */
+#define TG_F_TOTAL_MS               53  /* u32 */
+#define TG_F_PROMPT_TOKENS          54  /* u32 */
+#define TG_F_COMPLETION_TOKENS      55  /* u32 */
+
+
+/* TG_F_STATUS of an ERROR frame */
+#define TG_ERR_VERSION              1   /* unsupported protocol version */
+#define TG_ERR_TOO_LARGE            2   /* frame over the agreed maximum */
+#define TG_ERR_MALFORMED            3   /* field or frame does not parse */
+#define TG_ERR_UNKNOWN_TYPE         4   /* frame type not understood */
+#define TG_ERR_MISSING_FIELD        5   /* a required field is absent */
+#define TG_ERR_INTERNAL             6   /* policyd could not answer */
+
+
+#endif /* TAILGATE_PROTOCOL_H */

@@ -1,0 +1,101 @@
+/*
+ * The routing decision: a pure function of the policy, the request's facts
+ * and a snapshot of the runtime state.  No I/O, no globals, no allocation
+ * except inside tg_models_json().  The table it implements is "Decisions" in
+ * docs/policy.md.
+ */
+
+#ifndef TG_DECIDE_H
+#define TG_DECIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+#include "state.h"
+
+
+#define TG_MESSAGE_MAX  512
+#define TG_REASON_MAX   1024
+
+
+/* bytes that are not NUL-terminated, e.g. a field of a frame */
+typedef struct {
+    const char  *data;
+    size_t       len;
+} tg_str;
+
+
+typedef struct tg_facts {
+    tg_endpoint    endpoint;        /* TG_EP_NONE: absent or unknown */
+    tg_str         model;           /* the route name asked for */
+    tg_str         client;
+    tg_str         tenant;
+
+    const tg_str  *tags;
+    size_t         ntags;
+    const tg_str  *allow;           /* routes the client may use */
+    size_t         nallow;          /* 0: every route */
+    const tg_str  *exclude;         /* providers already tried */
+    size_t         nexclude;
+
+    bool           stream;
+    bool           tools;
+    uint32_t       body_bytes;
+    uint32_t       attempt;
+    uint32_t       prompt_estimate;
+} tg_facts;
+
+
+typedef struct tg_decision {
+    unsigned            status;         /* 200, 403, 404 or 503 */
+
+    /* status != 200 */
+    const char         *error_type;     /* "invalid_request_error" ... */
+    const char         *error_code;     /* "model_not_found" ... */
+    char                message[TG_MESSAGE_MAX];
+    uint32_t            retry_after;    /* 0: none */
+
+    /* the route, when one was found (also on most refusals) */
+    const tg_route     *route;
+
+    /* status 200: all point into the policy */
+    const tg_provider  *provider;
+    const tg_step      *step;
+    const char         *upstream;
+    const char         *scheme;
+    const char         *host;
+    const char         *path;
+    const char         *provider_model;
+    const char         *authorization;  /* "" when none; SECRET */
+    const char         *zone;
+
+    /* "deepseek:zone local:chosen": every step considered, and why */
+    char                reason[TG_REASON_MAX];
+} tg_decision;
+
+
+void tg_decide(const tg_policy *policy, const tg_facts *facts,
+    const tg_state *state, tg_decision *out);
+
+/* Whether the facts carry the tag "private". */
+bool tg_facts_private(const tg_facts *facts);
+
+/* Whether the facts' allowlist lets the client use route rt. */
+bool tg_facts_allow(const tg_facts *facts, const tg_route *rt);
+
+/*
+ * The /v1/models body for these facts (client allowlist, "private" tag and,
+ * when facts->endpoint is set, that endpoint) into buf, NUL-terminated.
+ * With facts->model set, the body of /v1/models/{model}: that one model
+ * object, or TG_MODELS_NOT_FOUND when this client cannot use it.
+ * Returns its length, or -1 when it does not fit or memory ran out.
+ */
+#define TG_MODELS_NOT_FOUND  (-2)
+
+long tg_models_json(const tg_policy *policy, const tg_facts *facts,
+    char *buf, size_t size);
+
+
+#endif /* TG_DECIDE_H */

@@ -1,0 +1,172 @@
+/*
+ * policyd: the Tailgate policy daemon.
+ *
+ *   policyd -c FILE [-t] [-s SOCKET_PATH] [-v]
+ *
+ * -t checks the policy and exits; otherwise policyd serves the module on
+ * the policy's Unix socket, in the foreground, logging to stderr.
+ */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "policy.h"
+#include "server.h"
+
+
+static void tg_usage(FILE *out);
+static void tg_print_errors(const char *file, const tg_errors *errs,
+    FILE *out, bool as_log);
+
+
+int
+main(int argc, char **argv)
+{
+    int              ch;
+    bool             test, verbose;
+    tg_errors        errs;
+    tg_policy       *policy;
+    const char      *file;
+    tg_policy_opts   opts;
+
+    file = NULL;
+    test = false;
+    verbose = false;
+    memset(&opts, 0, sizeof(opts));
+
+    opterr = 0;
+
+    while ((ch = getopt(argc, argv, "c:ts:vh")) != -1) {
+        switch (ch) {
+
+        case 'c':
+            file = optarg;
+            break;
+
+        case 't':
+            test = true;
+            break;
+
+        case 's':
+            opts.listen_path = optarg;
+            break;
+
+        case 'v':
+            verbose = true;
+            break;
+
+        case 'h':
+            tg_usage(stdout);
+            return 0;
+
+        default:
+            if (optopt == 'c' || optopt == 's') {
+                fprintf(stderr, "policyd: option -%c needs an argument\n",
+                        optopt);
+            } else {
+                fprintf(stderr, "policyd: unknown option -%c\n", optopt);
+            }
+            tg_usage(stderr);
+            return 1;
+        }
+    }
+
+    if (optind < argc) {
+        fprintf(stderr, "policyd: unexpected argument \"%s\"\n", argv[optind]);
+        tg_usage(stderr);
+        return 1;
+    }
+
+    if (file == NULL) {
+        fprintf(stderr, "policyd: -c FILE is required\n");
+        tg_usage(stderr);
+        return 1;
+    }
+
+    tg_log_force_debug(verbose);
+
+    tg_errors_init(&errs);
+
+    policy = tg_policy_load(file, &opts, &errs);
+
+    if (test) {
+        if (policy == NULL) {
+            tg_print_errors(file, &errs, stderr, false);
+            tg_errors_free(&errs);
+            return 1;
+        }
+
+        printf("%s: ok: %zu providers, %zu routes\n", file,
+               policy->nproviders, policy->nroutes);
+
+        tg_policy_free(policy);
+        tg_errors_free(&errs);
+        return 0;
+    }
+
+    if (policy == NULL) {
+        tg_print_errors(file, &errs, stderr, true);
+        tg_log_error("cannot start: the policy has errors");
+        tg_errors_free(&errs);
+        return 1;
+    }
+
+    tg_errors_free(&errs);
+
+    tg_log_set_level(policy->log_level);
+
+    signal(SIGPIPE, SIG_IGN);
+
+    return tg_server_run(file, &opts, policy);
+}
+
+
+static void
+tg_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: policyd -c FILE [-t] [-s SOCKET_PATH] [-v]\n"
+            "  -c FILE   the policy file (JSON with comments)\n"
+            "  -t        check the policy, print every error, exit\n"
+            "  -s PATH   listen on PATH instead of listen.path\n"
+            "  -v        log at debug level\n");
+}
+
+
+static void
+tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
+    bool as_log)
+{
+    size_t           i;
+    const tg_error  *e;
+
+    for (i = 0; i < errs->count; i++) {
+        e = &errs->items[i];
+
+        if (as_log) {
+            if (e->path != NULL) {
+                tg_log_error("%s: %s: %s", file, e->path, e->message);
+            } else {
+                tg_log_error("%s: %s", file, e->message);
+            }
+
+        } else if (e->path != NULL) {
+            fprintf(out, "%s: %s: %s\n", file, e->path, e->message);
+
+        } else {
+            fprintf(out, "%s: %s\n", file, e->message);
+        }
+    }
+
+    if (errs->oom) {
+        if (as_log) {
+            tg_log_error("%s: out of memory", file);
+        } else {
+            fprintf(out, "%s: out of memory\n", file);
+        }
+    }
+}

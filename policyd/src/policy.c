@@ -1,0 +1,1475 @@
+/*
+ * The policy loader: reads the file, strips comments, parses it with cJSON
+ * and checks every key against docs/policy.md.  It collects every problem
+ * with its key path and goes on, so that one run of "policyd -t" shows them
+ * all.  It never prints and never exits.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "policy.h"
+#include "tailgate_protocol.h"
+
+
+#define TG_POLICY_FILE_MAX  (64 * 1024 * 1024)
+#define TG_PATH_LEN         1024
+
+
+typedef struct {
+    tg_policy             *p;
+    tg_errors             *errs;
+    const tg_policy_opts  *opts;
+    size_t                 errors_before;
+    bool                   oom;
+} tg_loader;
+
+
+static void tg_load_error(tg_loader *ld, const char *path, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+static void tg_key_path(char *buf, const char *parent, const char *key);
+static void tg_index_path(char *buf, const char *parent, size_t i);
+static const cJSON *tg_member(const cJSON *obj, const char *key);
+static void tg_check_keys(tg_loader *ld, const cJSON *obj, const char *path,
+    const char *const *known);
+static int tg_member_string(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, bool required, const char **out);
+static char *tg_copy(tg_loader *ld, const char *s);
+static void tg_load_top(tg_loader *ld, const cJSON *root);
+static void tg_load_listen(tg_loader *ld, const cJSON *root);
+static void tg_load_providers(tg_loader *ld, const cJSON *root);
+static void tg_load_provider(tg_loader *ld, tg_provider *pr,
+    const cJSON *item, const char *path);
+static void tg_load_endpoints(tg_loader *ld, tg_provider *pr,
+    const cJSON *obj, const char *path);
+static void tg_load_models(tg_loader *ld, tg_provider *pr, const cJSON *obj,
+    const char *path);
+static void tg_load_api_key(tg_loader *ld, tg_provider *pr, const char *value,
+    const char *path);
+static void tg_load_routes(tg_loader *ld, const cJSON *root);
+static void tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path);
+static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
+    const cJSON *item, const char *path);
+static uint32_t tg_hash(const char *s, size_t len);
+static uint32_t *tg_table_new(tg_loader *ld, size_t n, size_t *mask);
+static int tg_table_insert(uint32_t *table, size_t mask, const char *name,
+    size_t len, uint32_t value, const char *(*name_of)(const tg_policy *,
+    uint32_t, size_t *), const tg_policy *p);
+static const char *tg_provider_name_of(const tg_policy *p, uint32_t i,
+    size_t *len);
+static const char *tg_route_name_of(const tg_policy *p, uint32_t i,
+    size_t *len);
+static bool tg_is_name_char(int c);
+static bool tg_valid_host(const char *s);
+static bool tg_valid_base_path(const char *s);
+static bool tg_has_control(const char *s);
+
+
+static const char  *tg_endpoint_names[TG_EP_COUNT] = {
+    "chat", "embeddings", "speech", "transcriptions", "responses"
+};
+
+static const char  *tg_endpoint_suffixes[TG_EP_COUNT] = {
+    "/chat/completions", "/embeddings", "/audio/speech",
+    "/audio/transcriptions", "/responses"
+};
+
+static const char  *tg_zone_names[] = { "local", "private", "external" };
+
+static const char *const  tg_top_keys[] = {
+    "listen", "max_frame", "log_level", "providers", "routes", NULL
+};
+
+static const char *const  tg_listen_keys[] = {
+    "path", "mode", "group", NULL
+};
+
+static const char *const  tg_provider_keys[] = {
+    "upstream", "scheme", "host", "base_path", "api_key", "zone",
+    "endpoints", "models", NULL
+};
+
+static const char *const  tg_route_keys[] = { "steps", NULL };
+
+static const char *const  tg_step_keys[] = { "provider", "model", NULL };
+
+
+const char *
+tg_endpoint_name(tg_endpoint ep)
+{
+    return ep < TG_EP_COUNT ? tg_endpoint_names[ep] : "unknown";
+}
+
+
+const char *
+tg_endpoint_suffix(tg_endpoint ep)
+{
+    return ep < TG_EP_COUNT ? tg_endpoint_suffixes[ep] : "";
+}
+
+
+tg_endpoint
+tg_endpoint_parse(const char *s, size_t len)
+{
+    int  i;
+
+    for (i = 0; i < TG_EP_COUNT; i++) {
+        if (strlen(tg_endpoint_names[i]) == len
+            && memcmp(tg_endpoint_names[i], s, len) == 0)
+        {
+            return (tg_endpoint) i;
+        }
+    }
+
+    return TG_EP_NONE;
+}
+
+
+const char *
+tg_zone_name(tg_zone zone)
+{
+    return (unsigned) zone <= TG_ZONE_EXTERNAL ? tg_zone_names[zone]
+                                               : "unknown";
+}
+
+
+int
+tg_json_strip_comments(char *text, size_t len, size_t *err_off)
+{
+    size_t  i, start;
+
+    for (i = 0; i < len; i++) {
+
+        if (text[i] == '"') {
+            /* a string: skip it, escapes included */
+            for (i++; i < len && text[i] != '"'; i++) {
+                if (text[i] == '\\' && i + 1 < len) {
+                    i++;
+                }
+            }
+            continue;
+        }
+
+        if (text[i] != '/' || i + 1 >= len) {
+            continue;
+        }
+
+        if (text[i + 1] == '/') {
+            for ( /* void */ ; i < len && text[i] != '\n'; i++) {
+                text[i] = ' ';
+            }
+            continue;
+        }
+
+        if (text[i + 1] == '*') {
+            start = i;
+            text[i++] = ' ';
+            text[i++] = ' ';
+
+            for ( ;; ) {
+                if (i + 1 >= len) {
+                    *err_off = start;
+                    return -1;
+                }
+
+                if (text[i] == '*' && text[i + 1] == '/') {
+                    text[i++] = ' ';
+                    text[i] = ' ';
+                    break;
+                }
+
+                if (text[i] != '\n') {
+                    text[i] = ' ';
+                }
+
+                i++;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+tg_policy *
+tg_policy_load(const char *file, const tg_policy_opts *opts, tg_errors *errs)
+{
+    int          fd;
+    char        *text, *p;
+    size_t       len, cap;
+    ssize_t      n;
+    tg_policy   *policy;
+    struct stat  st;
+
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        tg_errors_add(errs, NULL, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+
+    if (fstat(fd, &st) == -1 || S_ISDIR(st.st_mode)) {
+        tg_errors_add(errs, NULL, "cannot read: %s",
+                      S_ISDIR(st.st_mode) ? "is a directory"
+                                          : strerror(errno));
+        close(fd);
+        return NULL;
+    }
+
+    cap = 65536;
+    len = 0;
+    text = malloc(cap);
+    if (text == NULL) {
+        tg_errors_add(errs, NULL, "out of memory");
+        close(fd);
+        return NULL;
+    }
+
+    for ( ;; ) {
+        if (len == cap) {
+            if (cap >= TG_POLICY_FILE_MAX) {
+                tg_errors_add(errs, NULL, "file is larger than %d bytes",
+                              TG_POLICY_FILE_MAX);
+                free(text);
+                close(fd);
+                return NULL;
+            }
+
+            p = realloc(text, cap * 2);
+            if (p == NULL) {
+                tg_errors_add(errs, NULL, "out of memory");
+                free(text);
+                close(fd);
+                return NULL;
+            }
+
+            text = p;
+            cap *= 2;
+        }
+
+        n = read(fd, text + len, cap - len);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            tg_errors_add(errs, NULL, "cannot read: %s", strerror(errno));
+            free(text);
+            close(fd);
+            return NULL;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        len += (size_t) n;
+    }
+
+    close(fd);
+
+    policy = tg_policy_parse(file, text, len, opts, errs);
+
+    free(text);
+
+    return policy;
+}
+
+
+tg_policy *
+tg_policy_parse(const char *file, const char *text, size_t len,
+    const tg_policy_opts *opts, tg_errors *errs)
+{
+    bool                  unterminated;
+    char                 *buf, where[64];
+    size_t                off, i, line, col;
+    cJSON                *root;
+    tg_loader             ld;
+    tg_policy            *p;
+    const char           *end;
+    static tg_policy_opts  no_opts;
+
+    if (opts == NULL) {
+        opts = &no_opts;
+    }
+
+    if (memchr(text, '\0', len) != NULL) {
+        tg_errors_add(errs, NULL, "contains a NUL byte; expected JSON text");
+        return NULL;
+    }
+
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        tg_errors_add(errs, NULL, "out of memory");
+        return NULL;
+    }
+
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+
+    unterminated = tg_json_strip_comments(buf, len, &off) != 0;
+
+    if (unterminated) {
+        end = buf + off;
+        root = NULL;
+
+    } else {
+        end = NULL;
+        root = cJSON_ParseWithOpts(buf, &end, 1);
+        if (root == NULL && end == NULL) {
+            end = cJSON_GetErrorPtr();
+        }
+    }
+
+    if (root == NULL) {
+        off = (end != NULL && end >= buf && end <= buf + len)
+              ? (size_t) (end - buf) : len;
+
+        line = 1;
+        col = 1;
+        for (i = 0; i < off; i++) {
+            if (buf[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+
+        snprintf(where, sizeof(where), "line %zu, column %zu", line, col);
+
+        if (unterminated) {
+            tg_errors_add(errs, where, "unterminated /* comment");
+
+        } else if (off >= len) {
+            tg_errors_add(errs, where,
+                          "invalid JSON: unexpected end of file");
+        } else {
+            tg_errors_add(errs, where, "invalid JSON");
+        }
+
+        free(buf);
+        return NULL;
+    }
+
+    free(buf);
+
+    p = calloc(1, sizeof(tg_policy));
+    if (p == NULL) {
+        cJSON_Delete(root);
+        tg_errors_add(errs, NULL, "out of memory");
+        return NULL;
+    }
+
+    tg_arena_init(&p->arena);
+
+    ld.p = p;
+    ld.errs = errs;
+    ld.opts = opts;
+    ld.errors_before = errs->count;
+    ld.oom = false;
+
+    p->file = tg_copy(&ld, file != NULL ? file : "");
+    p->max_frame = TG_MAX_FRAME_DEFAULT;
+    p->log_level = TG_LOG_INFO;
+    p->loaded_at = opts->now ? opts->now : time(NULL);
+
+    if (!cJSON_IsObject(root)) {
+        tg_errors_add(errs, NULL, "expected a JSON object at the top level");
+
+    } else {
+        tg_load_top(&ld, root);
+    }
+
+    cJSON_Delete(root);
+
+    if (ld.oom) {
+        tg_errors_add(errs, NULL, "out of memory");
+    }
+
+    if (errs->count > ld.errors_before || ld.oom || errs->oom) {
+        tg_policy_free(p);
+        return NULL;
+    }
+
+    return p;
+}
+
+
+void
+tg_policy_free(tg_policy *policy)
+{
+    size_t  i;
+    char   *auth;
+
+    if (policy == NULL) {
+        return;
+    }
+
+    for (i = 0; i < policy->nproviders; i++) {
+        auth = (char *) policy->providers[i].authorization;
+        if (auth != NULL) {
+            explicit_bzero(auth, strlen(auth));
+        }
+    }
+
+    tg_arena_free(&policy->arena);
+    free(policy);
+}
+
+
+const tg_route *
+tg_policy_route(const tg_policy *policy, const char *name, size_t len)
+{
+    size_t       i;
+    uint32_t     v;
+    const tg_route  *rt;
+
+    if (policy->route_table == NULL) {
+        return NULL;
+    }
+
+    for (i = tg_hash(name, len) & policy->route_mask;
+         (v = policy->route_table[i]) != 0;
+         i = (i + 1) & policy->route_mask)
+    {
+        rt = &policy->routes[v - 1];
+        if (rt->name_len == len && memcmp(rt->name, name, len) == 0) {
+            return rt;
+        }
+    }
+
+    return NULL;
+}
+
+
+const tg_provider *
+tg_policy_provider(const tg_policy *policy, const char *name, size_t len)
+{
+    size_t             i;
+    uint32_t           v;
+    const tg_provider  *pr;
+
+    if (policy->provider_table == NULL) {
+        return NULL;
+    }
+
+    for (i = tg_hash(name, len) & policy->provider_mask;
+         (v = policy->provider_table[i]) != 0;
+         i = (i + 1) & policy->provider_mask)
+    {
+        pr = &policy->providers[v - 1];
+        if (pr->name_len == len && memcmp(pr->name, name, len) == 0) {
+            return pr;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* loading */
+
+static void
+tg_load_error(tg_loader *ld, const char *path, const char *fmt, ...)
+{
+    char     msg[1024];
+    va_list  ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+
+    tg_errors_add(ld->errs, path, "%s", msg);
+}
+
+
+static void
+tg_key_path(char *buf, const char *parent, const char *key)
+{
+    int  n;
+
+    if (parent[0] == '\0') {
+        n = snprintf(buf, TG_PATH_LEN, "%s", key);
+    } else {
+        n = snprintf(buf, TG_PATH_LEN, "%s.%s", parent, key);
+    }
+
+    if (n >= TG_PATH_LEN) {
+        memcpy(buf + TG_PATH_LEN - 4, "...", 4);
+    }
+}
+
+
+static void
+tg_index_path(char *buf, const char *parent, size_t i)
+{
+    int  n;
+
+    n = snprintf(buf, TG_PATH_LEN, "%s[%zu]", parent, i);
+
+    if (n >= TG_PATH_LEN) {
+        memcpy(buf + TG_PATH_LEN - 4, "...", 4);
+    }
+}
+
+
+static const cJSON *
+tg_member(const cJSON *obj, const char *key)
+{
+    const cJSON  *c;
+
+    for (c = obj->child; c != NULL; c = c->next) {
+        if (c->string != NULL && strcmp(c->string, key) == 0) {
+            return c;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+tg_check_keys(tg_loader *ld, const cJSON *obj, const char *path,
+    const char *const *known)
+{
+    char                path_buf[TG_PATH_LEN];
+    const cJSON        *c, *prev;
+    const char *const  *k;
+
+    for (c = obj->child; c != NULL; c = c->next) {
+        tg_key_path(path_buf, path, c->string != NULL ? c->string : "");
+
+        for (prev = obj->child; prev != c; prev = prev->next) {
+            if (strcmp(prev->string, c->string) == 0) {
+                break;
+            }
+        }
+
+        if (prev != c) {
+            tg_load_error(ld, path_buf, "duplicate key");
+            continue;
+        }
+
+        if (known == NULL) {
+            continue;
+        }
+
+        for (k = known; *k != NULL; k++) {
+            if (strcmp(*k, c->string) == 0) {
+                break;
+            }
+        }
+
+        if (*k == NULL) {
+            tg_load_error(ld, path_buf, "unknown key");
+        }
+    }
+}
+
+
+/* 1: a string in *out, 0: absent, -1: wrong type or missing (reported) */
+
+static int
+tg_member_string(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, bool required, const char **out)
+{
+    char          path_buf[TG_PATH_LEN];
+    const cJSON  *v;
+
+    tg_key_path(path_buf, path, key);
+
+    v = tg_member(obj, key);
+
+    if (v == NULL) {
+        if (required) {
+            tg_load_error(ld, path_buf, "missing required key");
+            return -1;
+        }
+        return 0;
+    }
+
+    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+        tg_load_error(ld, path_buf, "expected a string");
+        return -1;
+    }
+
+    *out = v->valuestring;
+
+    return 1;
+}
+
+
+static char *
+tg_copy(tg_loader *ld, const char *s)
+{
+    char  *p;
+
+    p = tg_arena_strdup(&ld->p->arena, s);
+    if (p == NULL) {
+        ld->oom = true;
+    }
+
+    return p;
+}
+
+
+static void
+tg_load_top(tg_loader *ld, const cJSON *root)
+{
+    double         d;
+    tg_log_level   level;
+    const cJSON   *v;
+
+    tg_check_keys(ld, root, "", tg_top_keys);
+
+    tg_load_listen(ld, root);
+
+    v = tg_member(root, "max_frame");
+    if (v != NULL) {
+        d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+
+        if (d < TG_MAX_FRAME_MIN || d > TG_MAX_FRAME_LIMIT
+            || d != (double) (uint32_t) d)
+        {
+            tg_load_error(ld, "max_frame", "expected an integer from %d to %d",
+                          TG_MAX_FRAME_MIN, TG_MAX_FRAME_LIMIT);
+        } else {
+            ld->p->max_frame = (uint32_t) d;
+        }
+    }
+
+    v = tg_member(root, "log_level");
+    if (v != NULL) {
+        if (!cJSON_IsString(v) || v->valuestring == NULL
+            || tg_log_level_parse(v->valuestring, &level) != 0)
+        {
+            tg_load_error(ld, "log_level", "expected one of \"error\", "
+                          "\"warn\", \"info\", \"debug\"");
+        } else {
+            ld->p->log_level = level;
+        }
+    }
+
+    tg_load_providers(ld, root);
+    tg_load_routes(ld, root);
+}
+
+
+static void
+tg_load_listen(tg_loader *ld, const cJSON *root)
+{
+    char           *end;
+    const char     *s;
+    unsigned long   mode;
+    const cJSON    *listen;
+    struct group   *gr;
+    const char     *override = ld->opts->listen_path;
+    tg_listen      *l = &ld->p->listen;
+
+    l->mode = TG_LISTEN_MODE_DEFAULT;
+
+    if (override != NULL) {
+        if (override[0] == '\0' || strlen(override) > TG_LISTEN_PATH_MAX) {
+            tg_load_error(ld, "-s", "expected a socket path of 1 to %d bytes",
+                          TG_LISTEN_PATH_MAX);
+        } else {
+            l->path = tg_copy(ld, override);
+        }
+    }
+
+    listen = tg_member(root, "listen");
+
+    if (listen == NULL) {
+        if (override == NULL) {
+            tg_load_error(ld, "listen",
+                          "missing required key (or give -s PATH)");
+        }
+        return;
+    }
+
+    if (!cJSON_IsObject(listen)) {
+        tg_load_error(ld, "listen", "expected an object");
+        return;
+    }
+
+    tg_check_keys(ld, listen, "listen", tg_listen_keys);
+
+    if (tg_member_string(ld, listen, "path", "listen", override == NULL, &s)
+        == 1 && override == NULL)
+    {
+        if (s[0] == '\0' || strlen(s) > TG_LISTEN_PATH_MAX) {
+            tg_load_error(ld, "listen.path",
+                          "expected a socket path of 1 to %d bytes",
+                          TG_LISTEN_PATH_MAX);
+        } else {
+            l->path = tg_copy(ld, s);
+        }
+    }
+
+    if (tg_member_string(ld, listen, "mode", "listen", false, &s) == 1) {
+        errno = 0;
+        mode = strtoul(s, &end, 8);
+
+        if (strlen(s) < 3 || strlen(s) > 4 || *end != '\0' || errno != 0
+            || !isdigit((unsigned char) s[0]) || mode > 0777)
+        {
+            tg_load_error(ld, "listen.mode",
+                          "expected an octal mode string such as \"0660\"");
+        } else {
+            l->mode = (mode_t) mode;
+        }
+    }
+
+    if (tg_member_string(ld, listen, "group", "listen", false, &s) == 1) {
+        gr = s[0] != '\0' ? getgrnam(s) : NULL;
+
+        if (gr == NULL) {
+            tg_load_error(ld, "listen.group", "no group named \"%s\"", s);
+        } else {
+            l->group = tg_copy(ld, s);
+            l->gid = gr->gr_gid;
+        }
+    }
+}
+
+
+static void
+tg_load_providers(tg_loader *ld, const cJSON *root)
+{
+    int            n;
+    char           path[TG_PATH_LEN];
+    size_t         i, len;
+    const cJSON   *providers, *c;
+    const char    *name;
+    tg_policy     *p = ld->p;
+    tg_provider   *pr;
+
+    providers = tg_member(root, "providers");
+
+    if (providers == NULL) {
+        tg_load_error(ld, "providers", "missing required key");
+        return;
+    }
+
+    if (!cJSON_IsObject(providers)) {
+        tg_load_error(ld, "providers", "expected an object");
+        return;
+    }
+
+    n = cJSON_GetArraySize(providers);
+    if (n == 0) {
+        tg_load_error(ld, "providers", "expected at least one provider");
+        return;
+    }
+
+    tg_check_keys(ld, providers, "providers", NULL);
+
+    p->providers = tg_arena_alloc(&p->arena, (size_t) n * sizeof(tg_provider));
+    p->provider_table = tg_table_new(ld, (size_t) n, &p->provider_mask);
+
+    if (p->providers == NULL || p->provider_table == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    i = 0;
+    for (c = providers->child; c != NULL; c = c->next, i++) {
+        name = c->string;
+        len = strlen(name);
+
+        tg_key_path(path, "providers", name);
+
+        pr = &p->providers[i];
+        pr->index = i;
+        p->nproviders = i + 1;
+        pr->name = tg_copy(ld, name);
+        pr->name_len = len;
+
+        if (pr->name == NULL) {
+            return;
+        }
+
+        if (len == 0 || len > TG_PROVIDER_NAME_MAX) {
+            tg_load_error(ld, path, "provider names are 1 to %d letters, "
+                          "digits, \"_\", \".\" or \"-\"",
+                          TG_PROVIDER_NAME_MAX);
+        } else {
+            size_t  j;
+
+            for (j = 0; j < len; j++) {
+                if (!tg_is_name_char((unsigned char) name[j])) {
+                    tg_load_error(ld, path, "provider names are 1 to %d "
+                                  "letters, digits, \"_\", \".\" or \"-\"",
+                                  TG_PROVIDER_NAME_MAX);
+                    break;
+                }
+            }
+        }
+
+        /* a duplicate was reported by tg_check_keys(); the first one wins */
+        (void) tg_table_insert(p->provider_table, p->provider_mask, name, len,
+                               (uint32_t) i + 1, tg_provider_name_of, p);
+
+        tg_load_provider(ld, pr, c, path);
+    }
+}
+
+
+static void
+tg_load_provider(tg_loader *ld, tg_provider *pr, const cJSON *item,
+    const char *path)
+{
+    int          i;
+    char         path_buf[TG_PATH_LEN], *s2;
+    size_t       blen, slen;
+    const char  *s;
+
+    if (!cJSON_IsObject(item)) {
+        tg_load_error(ld, path, "expected an object");
+        return;
+    }
+
+    tg_check_keys(ld, item, path, tg_provider_keys);
+
+    if (tg_member_string(ld, item, "upstream", path, true, &s) == 1) {
+        size_t  j, len = strlen(s);
+
+        for (j = 0; j < len; j++) {
+            if (!tg_is_name_char((unsigned char) s[j])) {
+                break;
+            }
+        }
+
+        if (len == 0 || len > TG_UPSTREAM_NAME_MAX || j < len) {
+            tg_key_path(path_buf, path, "upstream");
+            tg_load_error(ld, path_buf, "expected an upstream name: 1 to %d "
+                          "letters, digits, \"_\", \".\" or \"-\"",
+                          TG_UPSTREAM_NAME_MAX);
+        } else {
+            pr->upstream = tg_copy(ld, s);
+        }
+    }
+
+    pr->scheme = "http";
+    if (tg_member_string(ld, item, "scheme", path, false, &s) == 1) {
+        if (strcmp(s, "http") == 0) {
+            pr->scheme = "http";
+
+        } else if (strcmp(s, "https") == 0) {
+            pr->scheme = "https";
+
+        } else {
+            tg_key_path(path_buf, path, "scheme");
+            tg_load_error(ld, path_buf, "expected one of \"http\", \"https\"");
+        }
+    }
+
+    pr->host = pr->upstream;
+    if (tg_member_string(ld, item, "host", path, false, &s) == 1) {
+        if (!tg_valid_host(s)) {
+            tg_key_path(path_buf, path, "host");
+            tg_load_error(ld, path_buf, "expected a host name or address, "
+                          "optionally with \":port\" (at most %d bytes)",
+                          TG_HOST_MAX);
+        } else {
+            pr->host = tg_copy(ld, s);
+        }
+    }
+
+    pr->base_path = "/v1";
+    if (tg_member_string(ld, item, "base_path", path, false, &s) == 1) {
+        if (!tg_valid_base_path(s)) {
+            tg_key_path(path_buf, path, "base_path");
+            tg_load_error(ld, path_buf, "expected \"\" or a path that starts "
+                          "with \"/\", has no trailing \"/\", no spaces, "
+                          "\"?\" or \"#\" (at most %d bytes)",
+                          TG_BASE_PATH_MAX);
+        } else {
+            pr->base_path = tg_copy(ld, s);
+        }
+    }
+
+    if (tg_member_string(ld, item, "api_key", path, false, &s) == 1) {
+        tg_key_path(path_buf, path, "api_key");
+        tg_load_api_key(ld, pr, s, path_buf);
+    }
+
+    if (tg_member_string(ld, item, "zone", path, true, &s) == 1) {
+        for (i = 0; i <= TG_ZONE_EXTERNAL; i++) {
+            if (strcmp(s, tg_zone_names[i]) == 0) {
+                break;
+            }
+        }
+
+        if (i > TG_ZONE_EXTERNAL) {
+            tg_key_path(path_buf, path, "zone");
+            tg_load_error(ld, path_buf, "expected one of \"local\", "
+                          "\"private\", \"external\"");
+        } else {
+            pr->zone = (tg_zone) i;
+        }
+    }
+
+    tg_load_endpoints(ld, pr, item, path);
+    tg_load_models(ld, pr, item, path);
+
+    /* the request path at the provider for every endpoint */
+
+    if (pr->base_path != NULL) {
+        blen = strlen(pr->base_path);
+
+        for (i = 0; i < TG_EP_COUNT; i++) {
+            slen = strlen(tg_endpoint_suffixes[i]);
+
+            s2 = tg_arena_alloc(&ld->p->arena, blen + slen + 1);
+            if (s2 == NULL) {
+                ld->oom = true;
+                return;
+            }
+
+            memcpy(s2, pr->base_path, blen);
+            memcpy(s2 + blen, tg_endpoint_suffixes[i], slen + 1);
+            pr->paths[i] = s2;
+        }
+    }
+}
+
+
+static void
+tg_load_endpoints(tg_loader *ld, tg_provider *pr, const cJSON *obj,
+    const char *path)
+{
+    char          path_buf[TG_PATH_LEN], item_path[TG_PATH_LEN];
+    size_t        i;
+    tg_endpoint   ep;
+    const cJSON  *v, *c;
+
+    tg_key_path(path_buf, path, "endpoints");
+
+    v = tg_member(obj, "endpoints");
+
+    if (v == NULL) {
+        tg_load_error(ld, path_buf, "missing required key");
+        return;
+    }
+
+    if (!cJSON_IsArray(v)) {
+        tg_load_error(ld, path_buf, "expected an array of endpoint names");
+        return;
+    }
+
+    if (v->child == NULL) {
+        tg_load_error(ld, path_buf, "expected at least one endpoint");
+        return;
+    }
+
+    i = 0;
+    for (c = v->child; c != NULL; c = c->next, i++) {
+        tg_index_path(item_path, path_buf, i);
+
+        ep = cJSON_IsString(c) && c->valuestring != NULL
+             ? tg_endpoint_parse(c->valuestring, strlen(c->valuestring))
+             : TG_EP_NONE;
+
+        if (ep == TG_EP_NONE) {
+            tg_load_error(ld, item_path, "expected one of \"chat\", "
+                          "\"embeddings\", \"speech\", \"transcriptions\", "
+                          "\"responses\"");
+            continue;
+        }
+
+        if (pr->endpoints & TG_EP_BIT(ep)) {
+            tg_load_error(ld, item_path, "duplicate \"%s\"",
+                          tg_endpoint_names[ep]);
+            continue;
+        }
+
+        pr->endpoints |= TG_EP_BIT(ep);
+    }
+}
+
+
+static void
+tg_load_models(tg_loader *ld, tg_provider *pr, const cJSON *obj,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], item_path[TG_PATH_LEN];
+    size_t        i, j, len;
+    const cJSON  *v, *c;
+
+    tg_key_path(path_buf, path, "models");
+
+    v = tg_member(obj, "models");
+
+    if (v == NULL) {
+        return;
+    }
+
+    if (!cJSON_IsArray(v)) {
+        tg_load_error(ld, path_buf, "expected an array of model names");
+        return;
+    }
+
+    n = cJSON_GetArraySize(v);
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected at least one model "
+                      "(leave the key out to accept any model)");
+        return;
+    }
+
+    pr->models = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(char *));
+    if (pr->models == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    i = 0;
+    for (c = v->child; c != NULL; c = c->next, i++) {
+        tg_index_path(item_path, path_buf, i);
+
+        len = cJSON_IsString(c) && c->valuestring != NULL
+              ? strlen(c->valuestring) : 0;
+
+        if (len == 0 || len > TG_MODEL_NAME_MAX
+            || tg_has_control(c->valuestring))
+        {
+            tg_load_error(ld, item_path, "expected a model name of 1 to %d "
+                          "bytes", TG_MODEL_NAME_MAX);
+            continue;
+        }
+
+        for (j = 0; j < pr->nmodels; j++) {
+            if (strcmp(pr->models[j], c->valuestring) == 0) {
+                break;
+            }
+        }
+
+        if (j < pr->nmodels) {
+            tg_load_error(ld, item_path, "duplicate \"%s\"", c->valuestring);
+            continue;
+        }
+
+        pr->models[pr->nmodels] = tg_copy(ld, c->valuestring);
+        if (pr->models[pr->nmodels] == NULL) {
+            return;
+        }
+
+        pr->nmodels++;
+    }
+}
+
+
+static void
+tg_load_api_key(tg_loader *ld, tg_provider *pr, const char *value,
+    const char *path)
+{
+    char         *name, *auth;
+    size_t        len, i, klen;
+    const char   *key;
+    const char *(*get)(const char *);
+
+    len = strlen(value);
+
+    if (len < 4 || value[0] != '$' || value[1] != '{' || value[len - 1] != '}'
+        || !(isalpha((unsigned char) value[2]) || value[2] == '_'))
+    {
+        goto bad;
+    }
+
+    for (i = 3; i < len - 1; i++) {
+        if (!(isalnum((unsigned char) value[i]) || value[i] == '_')) {
+            goto bad;
+        }
+    }
+
+    name = tg_arena_strndup(&ld->p->arena, value + 2, len - 3);
+    if (name == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    pr->api_key_env = name;
+
+    get = ld->opts->getenv;
+    key = get != NULL ? get(name) : getenv(name);
+
+    if (key == NULL) {
+        tg_load_error(ld, path, "environment variable %s is not set", name);
+        return;
+    }
+
+    if (key[0] == '\0') {
+        tg_load_error(ld, path, "environment variable %s is empty", name);
+        return;
+    }
+
+    if (tg_has_control(key)) {
+        tg_load_error(ld, path, "environment variable %s contains control "
+                      "characters", name);
+        return;
+    }
+
+    klen = strlen(key);
+
+    auth = tg_arena_alloc(&ld->p->arena, sizeof("Bearer ") + klen);
+    if (auth == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    memcpy(auth, "Bearer ", sizeof("Bearer ") - 1);
+    memcpy(auth + sizeof("Bearer ") - 1, key, klen + 1);
+
+    pr->authorization = auth;
+
+    return;
+
+bad:
+
+    tg_load_error(ld, path, "expected \"${ENV_VAR}\": the key is read from "
+                  "the environment, literal keys are not allowed");
+}
+
+
+static void
+tg_load_routes(tg_loader *ld, const cJSON *root)
+{
+    int           n;
+    char          path[TG_PATH_LEN];
+    size_t        i, len;
+    tg_route     *rt;
+    tg_policy    *p = ld->p;
+    const cJSON  *routes, *c;
+    const char   *name;
+
+    routes = tg_member(root, "routes");
+
+    if (routes == NULL) {
+        tg_load_error(ld, "routes", "missing required key");
+        return;
+    }
+
+    if (!cJSON_IsObject(routes)) {
+        tg_load_error(ld, "routes", "expected an object");
+        return;
+    }
+
+    n = cJSON_GetArraySize(routes);
+    if (n == 0) {
+        tg_load_error(ld, "routes", "expected at least one route");
+        return;
+    }
+
+    tg_check_keys(ld, routes, "routes", NULL);
+
+    p->routes = tg_arena_alloc(&p->arena, (size_t) n * sizeof(tg_route));
+    p->route_table = tg_table_new(ld, (size_t) n, &p->route_mask);
+
+    if (p->routes == NULL || p->route_table == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    i = 0;
+    for (c = routes->child; c != NULL; c = c->next, i++) {
+        name = c->string;
+        len = strlen(name);
+
+        tg_key_path(path, "routes", name);
+
+        rt = &p->routes[i];
+        rt->index = i;
+        rt->name = tg_copy(ld, name);
+        rt->name_len = len;
+
+        if (rt->name == NULL) {
+            return;
+        }
+
+        if (len == 0 || len > TG_ROUTE_NAME_MAX || tg_has_control(name)) {
+            tg_load_error(ld, path, "route names are 1 to %d bytes without "
+                          "control characters", TG_ROUTE_NAME_MAX);
+        }
+
+        (void) tg_table_insert(p->route_table, p->route_mask, name, len,
+                               (uint32_t) i + 1, tg_route_name_of, p);
+
+        tg_load_route(ld, rt, c, path);
+    }
+
+    p->nroutes = i;
+}
+
+
+static void
+tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], step_path[TG_PATH_LEN];
+    size_t        i;
+    const cJSON  *steps, *c;
+
+    if (!cJSON_IsObject(item)) {
+        tg_load_error(ld, path, "expected an object");
+        return;
+    }
+
+    tg_check_keys(ld, item, path, tg_route_keys);
+
+    tg_key_path(path_buf, path, "steps");
+
+    steps = tg_member(item, "steps");
+
+    if (steps == NULL) {
+        tg_load_error(ld, path_buf, "missing required key");
+        return;
+    }
+
+    if (!cJSON_IsArray(steps)) {
+        tg_load_error(ld, path_buf, "expected an array of steps");
+        return;
+    }
+
+    n = cJSON_GetArraySize(steps);
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected at least one step");
+        return;
+    }
+
+    rt->steps = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(tg_step));
+    if (rt->steps == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    i = 0;
+    for (c = steps->child; c != NULL; c = c->next, i++) {
+        tg_index_path(step_path, path_buf, i);
+        tg_load_step(ld, rt, &rt->steps[i], c, step_path);
+    }
+
+    rt->nsteps = i;
+}
+
+
+static void
+tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
+    const char *path)
+{
+    char                path_buf[TG_PATH_LEN];
+    size_t              i, len;
+    const char         *prov, *model;
+    const tg_provider  *pr;
+
+    if (!cJSON_IsObject(item)) {
+        tg_load_error(ld, path, "expected an object with \"provider\" and "
+                      "\"model\"");
+        return;
+    }
+
+    tg_check_keys(ld, item, path, tg_step_keys);
+
+    pr = NULL;
+
+    if (tg_member_string(ld, item, "provider", path, true, &prov) == 1) {
+        pr = tg_policy_provider(ld->p, prov, strlen(prov));
+
+        if (pr == NULL) {
+            tg_key_path(path_buf, path, "provider");
+            tg_load_error(ld, path_buf, "no provider named \"%s\"", prov);
+        }
+    }
+
+    if (tg_member_string(ld, item, "model", path, true, &model) != 1) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "model");
+
+    len = strlen(model);
+    if (len == 0 || len > TG_MODEL_NAME_MAX || tg_has_control(model)) {
+        tg_load_error(ld, path_buf, "expected a model name of 1 to %d bytes",
+                      TG_MODEL_NAME_MAX);
+        return;
+    }
+
+    st->model = tg_copy(ld, model);
+
+    if (pr == NULL) {
+        return;
+    }
+
+    st->provider = pr;
+    st->provider_index = pr->index;
+
+    rt->endpoints |= pr->endpoints;
+
+    if (pr->zone != TG_ZONE_EXTERNAL) {
+        rt->private_endpoints |= pr->endpoints;
+    }
+
+    if (pr->models == NULL) {
+        return;
+    }
+
+    for (i = 0; i < pr->nmodels; i++) {
+        if (strcmp(pr->models[i], model) == 0) {
+            return;
+        }
+    }
+
+    tg_load_error(ld, path_buf, "\"%s\" is not in providers.%s.models", model,
+                  pr->name);
+}
+
+
+/* hash tables of names: open addressing, linear probing */
+
+static uint32_t
+tg_hash(const char *s, size_t len)
+{
+    size_t    i;
+    uint32_t  h = 2166136261u;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char) s[i];
+        h *= 16777619u;
+    }
+
+    return h;
+}
+
+
+static uint32_t *
+tg_table_new(tg_loader *ld, size_t n, size_t *mask)
+{
+    size_t  size;
+
+    for (size = 8; size < n * 2; size *= 2) { /* void */ }
+
+    *mask = size - 1;
+
+    return tg_arena_alloc(&ld->p->arena, size * sizeof(uint32_t));
+}
+
+
+static int
+tg_table_insert(uint32_t *table, size_t mask, const char *name, size_t len,
+    uint32_t value, const char *(*name_of)(const tg_policy *, uint32_t,
+    size_t *), const tg_policy *p)
+{
+    size_t       i, l;
+    const char  *s;
+
+    for (i = tg_hash(name, len) & mask; table[i] != 0; i = (i + 1) & mask) {
+        s = name_of(p, table[i] - 1, &l);
+        if (l == len && memcmp(s, name, len) == 0) {
+            return -1;
+        }
+    }
+
+    table[i] = value;
+
+    return 0;
+}
+
+
+static const char *
+tg_provider_name_of(const tg_policy *p, uint32_t i, size_t *len)
+{
+    *len = p->providers[i].name_len;
+    return p->providers[i].name;
+}
+
+
+static const char *
+tg_route_name_of(const tg_policy *p, uint32_t i, size_t *len)
+{
+    *len = p->routes[i].name_len;
+    return p->routes[i].name;
+}
+
+
+/* value checks */
+
+static bool
+tg_is_name_char(int c)
+{
+    return isalnum(c) || c == '_' || c == '.' || c == '-';
+}
+
+
+static bool
+tg_valid_host(const char *s)
+{
+    size_t  i, len;
+
+    len = strlen(s);
+
+    if (len == 0 || len > TG_HOST_MAX) {
+        return false;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!(isalnum((unsigned char) s[i]) || strchr("-._:[]", s[i]))) {
+            return false;
+        }
+    }
+
+    return true;
+}
+
+
+static bool
+tg_valid_base_path(const char *s)
+{
+    size_t  i, len;
+
+    len = strlen(s);
+
+    if (len == 0) {
+        return true;
+    }
+
+    if (len > TG_BASE_PATH_MAX || s[0] != '/' || s[len - 1] == '/') {
+        return false;
+    }
+
+    for (i = 0; i < len; i++) {
+        unsigned char  c = (unsigned char) s[i];
+
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#') {
+            return false;
+        }
+    }
+
+    return true;
+}
+
+
+static bool
+tg_has_control(const char *s)
+{
+    for ( /* void */ ; *s != '\0'; s++) {
+        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
+            return true;
+        }
+    }
+
+    return false;
+}

@@ -1,0 +1,185 @@
+/*
+ * The policy: providers and routes read from the policy file (docs/policy.md).
+ *
+ * A loaded tg_policy is immutable.  Everything it holds lives in its own
+ * arena; tg_policy_free() releases it at once.  Providers and routes keep the
+ * order of the file; look-ups by name go through small hash tables.
+ */
+
+#ifndef TG_POLICY_H
+#define TG_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "arena.h"
+#include "errors.h"
+#include "log.h"
+
+
+#define TG_ROUTE_NAME_MAX        256
+#define TG_PROVIDER_NAME_MAX     64
+#define TG_UPSTREAM_NAME_MAX     256
+#define TG_HOST_MAX              255
+#define TG_BASE_PATH_MAX         256
+#define TG_MODEL_NAME_MAX        256
+#define TG_LISTEN_PATH_MAX       107    /* sizeof(sun_path) - 1 */
+#define TG_MAX_FRAME_DEFAULT     65536
+#define TG_LISTEN_MODE_DEFAULT   0660
+
+
+typedef enum {
+    TG_EP_CHAT = 0,
+    TG_EP_EMBEDDINGS,
+    TG_EP_SPEECH,
+    TG_EP_TRANSCRIPTIONS,
+    TG_EP_RESPONSES,
+    TG_EP_COUNT
+} tg_endpoint;
+
+/* an endpoint the request did not name or that policyd does not know */
+#define TG_EP_NONE  TG_EP_COUNT
+
+#define TG_EP_BIT(ep)  (1u << (ep))
+
+
+typedef enum {
+    TG_ZONE_LOCAL = 0,
+    TG_ZONE_PRIVATE,
+    TG_ZONE_EXTERNAL
+} tg_zone;
+
+
+typedef struct tg_provider {
+    const char    *name;
+    size_t         name_len;
+    size_t         index;           /* position in tg_policy.providers */
+
+    const char    *upstream;        /* nginx upstream {} block */
+    const char    *scheme;          /* "http" or "https" */
+    const char    *host;
+    const char    *base_path;       /* "" or "/v1" ... */
+    const char    *api_key_env;     /* NAME from "${NAME}", or NULL */
+    const char    *authorization;   /* "Bearer <key>", or NULL; SECRET */
+    tg_zone        zone;
+    unsigned       endpoints;       /* TG_EP_BIT set */
+
+    const char   **models;          /* NULL: any model */
+    size_t         nmodels;
+
+    const char    *paths[TG_EP_COUNT];  /* base_path + endpoint suffix */
+
+    /*
+     * Not configurable yet; zero means "no limit" / "unknown".  Later work
+     * reads them from the file (see docs/policy.md).
+     */
+    uint32_t       max_concurrency;
+    uint32_t       context_tokens;
+    const char    *region;
+    const char    *health_url;
+    bool           tools;
+} tg_provider;
+
+
+typedef struct tg_step {
+    const tg_provider  *provider;
+    size_t              provider_index;
+    const char         *model;      /* the model name the provider expects */
+} tg_step;
+
+
+typedef struct tg_route {
+    const char    *name;
+    size_t         name_len;
+    size_t         index;
+
+    tg_step       *steps;
+    size_t         nsteps;
+
+    unsigned       endpoints;       /* union of the steps' endpoints */
+    unsigned       private_endpoints;   /* same, local/private steps only */
+
+    /* later: fallback rules */
+} tg_route;
+
+
+typedef struct tg_listen {
+    const char    *path;            /* NULL when neither file nor -s gave one */
+    mode_t         mode;
+    const char    *group;           /* NULL: leave the group alone */
+    gid_t          gid;
+} tg_listen;
+
+
+typedef struct tg_policy {
+    tg_arena       arena;
+    const char    *file;
+
+    tg_listen      listen;
+    uint32_t       max_frame;
+    tg_log_level   log_level;
+
+    tg_provider   *providers;
+    size_t         nproviders;
+    tg_route      *routes;
+    size_t         nroutes;
+
+    uint32_t      *provider_table;  /* open addressing: index + 1, 0 = free */
+    size_t         provider_mask;
+    uint32_t      *route_table;
+    size_t         route_mask;
+
+    time_t         loaded_at;       /* "created" in /v1/models */
+} tg_policy;
+
+
+typedef struct tg_policy_opts {
+    /* -s: overrides listen.path; "listen" may then be absent */
+    const char    *listen_path;
+
+    /* environment look-up for api_key; NULL means getenv() */
+    const char  *(*getenv)(const char *name);
+
+    /* load time; 0 means time(NULL) */
+    time_t         now;
+} tg_policy_opts;
+
+
+/*
+ * Reads and checks a policy file.  Returns the policy, or NULL with every
+ * problem found added to errs (never printed).  opts may be NULL.
+ */
+tg_policy *tg_policy_load(const char *file, const tg_policy_opts *opts,
+    tg_errors *errs);
+
+/* The same from text in memory; file names the source in the policy. */
+tg_policy *tg_policy_parse(const char *file, const char *text, size_t len,
+    const tg_policy_opts *opts, tg_errors *errs);
+
+/* Frees the policy, wiping the authorization values first.  NULL is fine. */
+void tg_policy_free(tg_policy *policy);
+
+const tg_route *tg_policy_route(const tg_policy *policy, const char *name,
+    size_t len);
+const tg_provider *tg_policy_provider(const tg_policy *policy,
+    const char *name, size_t len);
+
+
+/*
+ * Blanks // and / * * / comments outside strings with spaces, keeping
+ * newlines so that offsets, lines and columns stay those of the file.
+ * Returns 0, or -1 with *err_off at an unterminated block comment.
+ */
+int tg_json_strip_comments(char *text, size_t len, size_t *err_off);
+
+
+const char *tg_endpoint_name(tg_endpoint ep);       /* "chat" */
+const char *tg_endpoint_suffix(tg_endpoint ep);     /* "/chat/completions" */
+tg_endpoint tg_endpoint_parse(const char *s, size_t len);   /* or TG_EP_NONE */
+const char *tg_zone_name(tg_zone zone);
+
+
+#endif /* TG_POLICY_H */

@@ -1,0 +1,1614 @@
+/*
+ * The daemon's event loop: the listening socket, the connections of nginx
+ * workers, the frames they send and the signals.
+ *
+ * A connection reads into a buffer that grows up to the largest frame it
+ * accepts, handles every complete frame in it in order, and queues the
+ * replies in a bounded write buffer.  A frame that breaks the framing gets an
+ * ERROR and closes that one connection; nothing a peer sends stops the
+ * daemon.  Nothing keeps a pointer into the policy between two events, so a
+ * reload can free the old policy at once.
+ */
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "decide.h"
+#include "log.h"
+#include "policy.h"
+#include "proto.h"
+#include "server.h"
+#include "state.h"
+
+
+#define TG_LISTEN_BACKLOG     511
+#define TG_RBUF_INITIAL       16384
+#define TG_WBUF_MAX           (TG_MAX_FRAME_LIMIT + TG_MAX_FRAME_MIN)
+#define TG_ACCEPT_BATCH       64
+#define TG_ACCEPT_RETRY       1.0     /* seconds, after EMFILE */
+#define TG_LINGER             2.0     /* seconds to flush a final ERROR */
+#define TG_LOG_STR_MAX        256     /* bytes of a peer's string in logs */
+
+/* DECISION and MODEL_LIST fit in this with room to spare */
+#define TG_REPLY_OVERHEAD     64
+
+
+typedef enum {
+    TG_CONN_OPEN = 0,
+    TG_CONN_CLOSE_AFTER_FLUSH,      /* a final ERROR is being sent */
+    TG_CONN_CLOSE_NOW
+} tg_conn_state;
+
+
+typedef struct tg_server  tg_server;
+typedef struct tg_conn    tg_conn;
+
+
+typedef struct {
+    tg_str         *items;
+    size_t          n;
+    size_t          cap;
+} tg_strv;
+
+
+struct tg_conn {
+    ev_io           rw;
+    ev_io           ww;
+    ev_timer        linger;
+
+    tg_server      *srv;
+    int             fd;
+    uint64_t        id;
+    tg_conn_state   state;
+    char            reason[160];    /* why it closes */
+
+    uint8_t        *rbuf;
+    size_t          rlen;
+    size_t          rcap;
+
+    uint8_t        *wbuf;
+    size_t          wpos;
+    size_t          wlen;
+    size_t          wcap;
+
+    uint32_t        max_frame;      /* what we accept, fixed at accept */
+    uint32_t        peer_max;       /* what the peer accepts */
+    uint64_t        frames;
+
+    tg_conn        *prev;
+    tg_conn        *next;
+};
+
+
+struct tg_server {
+    struct ev_loop  *loop;
+
+    const char      *file;
+    tg_policy_opts   opts;
+    tg_policy       *policy;
+    tg_state        *state;
+
+    int              lfd;
+    ev_io            accept_w;
+    ev_timer         accept_retry;
+    ev_signal        sighup;
+    ev_signal        sigterm;
+    ev_signal        sigint;
+
+    char             sock_path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
+    dev_t            sock_dev;
+    ino_t            sock_ino;
+    bool             sock_created;
+
+    tg_conn         *conns;
+    size_t           nconns;
+    uint64_t         next_conn_id;
+
+    uint8_t         *out;           /* a reply frame is built here */
+    size_t           out_cap;
+    char            *json;          /* the /v1/models body */
+    size_t           json_cap;
+
+    tg_strv          tags;
+    tg_strv          allow;
+    tg_strv          exclude;
+};
+
+
+static int tg_listen_open(tg_server *srv);
+static void tg_listen_close(tg_server *srv);
+static void tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void tg_accept_retry_cb(struct ev_loop *loop, ev_timer *w,
+    int revents);
+static void tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
+static void tg_reload(tg_server *srv);
+static void tg_shutdown(tg_server *srv);
+
+static void tg_conn_new(tg_server *srv, int fd);
+static void tg_conn_close(tg_conn *c);
+static void tg_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void tg_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void tg_conn_linger_cb(struct ev_loop *loop, ev_timer *w,
+    int revents);
+static void tg_conn_finish(tg_conn *c);
+static void tg_conn_process(tg_conn *c);
+static int tg_conn_reserve(tg_conn *c, size_t need);
+static void tg_conn_flush(tg_conn *c);
+static void tg_conn_send(tg_conn *c, const uint8_t *frame, size_t len);
+static void tg_conn_fail(tg_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void tg_conn_error(tg_conn *c, uint32_t id, uint32_t err,
+    bool fatal, const char *msg);
+
+static void tg_handle_frame(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static void tg_handle_hello(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static void tg_handle_decide(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static void tg_handle_models(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static void tg_handle_report(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static int tg_read_facts(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h, tg_facts *facts, bool *has_endpoint);
+static void tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease);
+static void tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type,
+    uint32_t id);
+static int tg_strv_push(tg_strv *v, const tg_field *f);
+static int tg_log_len(size_t len);
+
+
+static const char  *tg_error_names[] = {
+    "", "version", "too_large", "malformed", "unknown_type",
+    "missing_field", "internal"
+};
+
+
+int
+tg_server_run(const char *file, const tg_policy_opts *opts,
+    tg_policy *policy)
+{
+    int         rc;
+    tg_conn    *c;
+    tg_server   srv;
+
+    memset(&srv, 0, sizeof(srv));
+
+    srv.file = file;
+    srv.opts = *opts;
+    srv.policy = policy;
+    srv.lfd = -1;
+    srv.next_conn_id = 1;
+
+    rc = 1;
+
+    srv.loop = ev_default_loop(EVFLAG_AUTO);
+    if (srv.loop == NULL) {
+        tg_log_error("cannot start the event loop");
+        goto done;
+    }
+
+    srv.state = tg_state_new();
+    if (srv.state == NULL || tg_state_bind(srv.state, policy) != 0) {
+        tg_log_error("out of memory");
+        goto done;
+    }
+
+    srv.out_cap = TG_MAX_FRAME_LIMIT + TG_FRAME_LEN_SIZE;
+    srv.out = malloc(srv.out_cap);
+    if (srv.out == NULL) {
+        tg_log_error("out of memory");
+        goto done;
+    }
+
+    if (tg_listen_open(&srv) != 0) {
+        goto done;
+    }
+
+    ev_io_init(&srv.accept_w, tg_accept_cb, srv.lfd, EV_READ);
+    srv.accept_w.data = &srv;
+    ev_io_start(srv.loop, &srv.accept_w);
+
+    ev_init(&srv.accept_retry, tg_accept_retry_cb);
+    srv.accept_retry.data = &srv;
+
+    ev_signal_init(&srv.sighup, tg_signal_cb, SIGHUP);
+    ev_signal_init(&srv.sigterm, tg_signal_cb, SIGTERM);
+    ev_signal_init(&srv.sigint, tg_signal_cb, SIGINT);
+    srv.sighup.data = &srv;
+    srv.sigterm.data = &srv;
+    srv.sigint.data = &srv;
+    ev_signal_start(srv.loop, &srv.sighup);
+    ev_signal_start(srv.loop, &srv.sigterm);
+    ev_signal_start(srv.loop, &srv.sigint);
+
+    tg_log_info("%s listening on %s (mode %04o, max_frame %u): "
+                "%zu providers, %zu routes", TG_SOFTWARE, srv.sock_path,
+                (unsigned) policy->listen.mode, policy->max_frame,
+                policy->nproviders, policy->nroutes);
+
+    ev_run(srv.loop, 0);
+
+    rc = 0;
+
+done:
+
+    while (srv.conns != NULL) {
+        c = srv.conns;
+        snprintf(c->reason, sizeof(c->reason), "policyd is stopping");
+        tg_conn_close(c);
+    }
+
+    tg_listen_close(&srv);
+
+    if (srv.loop != NULL) {
+        ev_signal_stop(srv.loop, &srv.sighup);
+        ev_signal_stop(srv.loop, &srv.sigterm);
+        ev_signal_stop(srv.loop, &srv.sigint);
+        ev_timer_stop(srv.loop, &srv.accept_retry);
+        ev_loop_destroy(srv.loop);
+    }
+
+    tg_policy_free(srv.policy);
+    tg_state_free(srv.state);
+    free(srv.out);
+    free(srv.json);
+    free(srv.tags.items);
+    free(srv.allow.items);
+    free(srv.exclude.items);
+
+    return rc;
+}
+
+
+/* the listening socket */
+
+static int
+tg_listen_open(tg_server *srv)
+{
+    int                  fd;
+    mode_t               old_umask;
+    struct stat          st;
+    struct sockaddr_un   sa;
+    const tg_listen     *l = &srv->policy->listen;
+
+    if (l->path == NULL || strlen(l->path) >= sizeof(sa.sun_path)) {
+        tg_log_error("socket path is missing or longer than %zu bytes",
+                     sizeof(sa.sun_path) - 1);
+        return -1;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, l->path, strlen(l->path) + 1);
+    memcpy(srv->sock_path, l->path, strlen(l->path) + 1);
+
+    /* a file is there: a stale socket goes, anything else stops us */
+
+    if (lstat(l->path, &st) == 0) {
+
+        if (!S_ISSOCK(st.st_mode)) {
+            tg_log_error("%s exists and is not a socket; not touching it",
+                         l->path);
+            return -1;
+        }
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd == -1) {
+            tg_log_error("socket() failed: %s", strerror(errno));
+            return -1;
+        }
+
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0
+            || errno == EAGAIN || errno == EINPROGRESS)
+        {
+            tg_log_error("another process (policyd?) is listening on %s",
+                         l->path);
+            close(fd);
+            return -1;
+        }
+
+        if (errno != ECONNREFUSED) {
+            tg_log_error("cannot tell whether %s is in use: %s", l->path,
+                         strerror(errno));
+            close(fd);
+            return -1;
+        }
+
+        close(fd);
+
+        tg_log_info("removing stale socket %s", l->path);
+
+        if (unlink(l->path) == -1 && errno != ENOENT) {
+            tg_log_error("unlink(%s) failed: %s", l->path, strerror(errno));
+            return -1;
+        }
+
+    } else if (errno != ENOENT) {
+        tg_log_error("stat(%s) failed: %s", l->path, strerror(errno));
+        return -1;
+    }
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        tg_log_error("socket() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    /* created owner-only, opened up by chmod() below */
+
+    old_umask = umask(0177);
+
+    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == -1) {
+        umask(old_umask);
+        tg_log_error("bind(%s) failed: %s", l->path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+
+    umask(old_umask);
+
+    srv->lfd = fd;
+    srv->sock_created = true;
+
+    if (stat(l->path, &st) == 0) {
+        srv->sock_dev = st.st_dev;
+        srv->sock_ino = st.st_ino;
+    }
+
+    if (chmod(l->path, l->mode) == -1) {
+        tg_log_error("chmod(%s, %04o) failed: %s", l->path,
+                     (unsigned) l->mode, strerror(errno));
+        tg_listen_close(srv);
+        return -1;
+    }
+
+    if (l->group != NULL && chown(l->path, (uid_t) -1, l->gid) == -1) {
+        tg_log_error("chown(%s, group %s) failed: %s", l->path, l->group,
+                     strerror(errno));
+        tg_listen_close(srv);
+        return -1;
+    }
+
+    if (listen(fd, TG_LISTEN_BACKLOG) == -1) {
+        tg_log_error("listen(%s) failed: %s", l->path, strerror(errno));
+        tg_listen_close(srv);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+tg_listen_close(tg_server *srv)
+{
+    struct stat  st;
+
+    if (srv->lfd != -1) {
+        if (srv->loop != NULL) {
+            ev_io_stop(srv->loop, &srv->accept_w);
+        }
+
+        close(srv->lfd);
+        srv->lfd = -1;
+    }
+
+    /* remove the socket only if it is still the one we made */
+
+    if (srv->sock_created) {
+        srv->sock_created = false;
+
+        if (lstat(srv->sock_path, &st) == 0 && S_ISSOCK(st.st_mode)
+            && st.st_dev == srv->sock_dev && st.st_ino == srv->sock_ino)
+        {
+            if (unlink(srv->sock_path) == -1) {
+                tg_log_warn("unlink(%s) failed: %s", srv->sock_path,
+                            strerror(errno));
+            }
+        }
+    }
+}
+
+
+static void
+tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    int         fd, i;
+    tg_server  *srv = w->data;
+
+    (void) revents;
+
+    for (i = 0; i < TG_ACCEPT_BATCH; i++) {
+        fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd != -1) {
+            tg_conn_new(srv, fd);
+            continue;
+        }
+
+        switch (errno) {
+
+        case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+        case EWOULDBLOCK:
+#endif
+            return;
+
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            continue;
+
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            tg_log_error("accept() failed: %s; pausing accepts for %.0f s "
+                         "(%zu connections open)", strerror(errno),
+                         TG_ACCEPT_RETRY, srv->nconns);
+            ev_io_stop(loop, &srv->accept_w);
+            ev_timer_set(&srv->accept_retry, TG_ACCEPT_RETRY, 0.);
+            ev_timer_start(loop, &srv->accept_retry);
+            return;
+
+        default:
+            tg_log_error("accept() failed: %s", strerror(errno));
+            return;
+        }
+    }
+}
+
+
+static void
+tg_accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_server  *srv = w->data;
+
+    (void) revents;
+
+    if (srv->lfd != -1) {
+        ev_io_start(loop, &srv->accept_w);
+    }
+}
+
+
+/* signals */
+
+static void
+tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    tg_server  *srv = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (w->signum == SIGHUP) {
+        tg_reload(srv);
+        return;
+    }
+
+    tg_log_info("exiting on %s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+
+    tg_shutdown(srv);
+}
+
+
+static void
+tg_reload(tg_server *srv)
+{
+    size_t             i;
+    tg_errors          errs;
+    tg_policy         *np, *old;
+    const tg_listen   *a, *b;
+
+    tg_log_info("reloading %s", srv->file);
+
+    tg_errors_init(&errs);
+
+    np = tg_policy_load(srv->file, &srv->opts, &errs);
+
+    if (np == NULL) {
+        tg_log_error("reload failed, keeping the old policy; %zu error%s:",
+                     errs.count, errs.count == 1 ? "" : "s");
+
+        for (i = 0; i < errs.count; i++) {
+            if (errs.items[i].path != NULL) {
+                tg_log_error("%s: %s: %s", srv->file, errs.items[i].path,
+                             errs.items[i].message);
+            } else {
+                tg_log_error("%s: %s", srv->file, errs.items[i].message);
+            }
+        }
+
+        if (errs.oom) {
+            tg_log_error("%s: out of memory", srv->file);
+        }
+
+        tg_errors_free(&errs);
+        return;
+    }
+
+    tg_errors_free(&errs);
+
+    if (tg_state_bind(srv->state, np) != 0) {
+        tg_log_error("reload failed, keeping the old policy: out of memory");
+        tg_policy_free(np);
+        return;
+    }
+
+    a = &srv->policy->listen;
+    b = &np->listen;
+
+    if (strcmp(a->path, b->path) != 0 || a->mode != b->mode
+        || (a->group == NULL) != (b->group == NULL)
+        || (a->group != NULL && strcmp(a->group, b->group) != 0))
+    {
+        tg_log_warn("\"listen\" changed; it takes a restart, keeping %s",
+                    srv->sock_path);
+    }
+
+    if (np->max_frame != srv->policy->max_frame) {
+        tg_log_info("max_frame %u applies to new connections",
+                    np->max_frame);
+    }
+
+    /* nothing outside this function points into the old policy */
+
+    old = srv->policy;
+    srv->policy = np;
+    tg_policy_free(old);
+
+    tg_log_set_level(np->log_level);
+
+    tg_log_info("policy reloaded: %zu providers, %zu routes",
+                np->nproviders, np->nroutes);
+}
+
+
+static void
+tg_shutdown(tg_server *srv)
+{
+    tg_conn  *c;
+
+    tg_listen_close(srv);
+
+    while (srv->conns != NULL) {
+        c = srv->conns;
+        snprintf(c->reason, sizeof(c->reason), "policyd is stopping");
+        tg_conn_close(c);
+    }
+
+    ev_break(srv->loop, EVBREAK_ALL);
+}
+
+
+/* connections */
+
+static void
+tg_conn_new(tg_server *srv, int fd)
+{
+    tg_conn        *c;
+    socklen_t       len;
+    struct ucred    cred;
+
+    c = calloc(1, sizeof(tg_conn));
+    if (c == NULL) {
+        tg_log_error("out of memory for a new connection");
+        close(fd);
+        return;
+    }
+
+    c->rcap = TG_RBUF_INITIAL;
+    c->rbuf = malloc(c->rcap);
+    if (c->rbuf == NULL) {
+        tg_log_error("out of memory for a new connection");
+        free(c);
+        close(fd);
+        return;
+    }
+
+    c->srv = srv;
+    c->fd = fd;
+    c->id = srv->next_conn_id++;
+    c->max_frame = srv->policy->max_frame;
+    c->peer_max = TG_MAX_FRAME_MIN;
+
+    ev_io_init(&c->rw, tg_conn_read_cb, fd, EV_READ);
+    ev_io_init(&c->ww, tg_conn_write_cb, fd, EV_WRITE);
+    ev_init(&c->linger, tg_conn_linger_cb);
+    c->rw.data = c;
+    c->ww.data = c;
+    c->linger.data = c;
+
+    c->next = srv->conns;
+    if (srv->conns != NULL) {
+        srv->conns->prev = c;
+    }
+    srv->conns = c;
+    srv->nconns++;
+
+    ev_io_start(srv->loop, &c->rw);
+
+    len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        tg_log_debug("connection %llu: accepted from pid %ld uid %ld",
+                     (unsigned long long) c->id, (long) cred.pid,
+                     (long) cred.uid);
+    } else {
+        tg_log_debug("connection %llu: accepted",
+                     (unsigned long long) c->id);
+    }
+}
+
+
+static void
+tg_conn_close(tg_conn *c)
+{
+    size_t      n;
+    tg_server  *srv = c->srv;
+
+    ev_io_stop(srv->loop, &c->rw);
+    ev_io_stop(srv->loop, &c->ww);
+    ev_timer_stop(srv->loop, &c->linger);
+
+    close(c->fd);
+
+    n = tg_state_release_owner(srv->state, c->id);
+
+    tg_log_info("connection %llu closed: %s (%llu frames, %zu leases "
+                "released)", (unsigned long long) c->id,
+                c->reason[0] ? c->reason : "closed",
+                (unsigned long long) c->frames, n);
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        srv->conns = c->next;
+    }
+
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+
+    srv->nconns--;
+
+    free(c->rbuf);
+    free(c->wbuf);
+    free(c);
+}
+
+
+static void
+tg_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    ssize_t   n;
+    tg_conn  *c = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (c->rlen == c->rcap) {
+        /* cannot happen: a frame in progress always fits; be safe */
+        tg_conn_fail(c, "read buffer full");
+        tg_conn_finish(c);
+        return;
+    }
+
+    n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+
+    if (n == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            return;
+        }
+
+        tg_conn_fail(c, "read error: %s", strerror(errno));
+        tg_conn_finish(c);
+        return;
+    }
+
+    if (n == 0) {
+        if (c->rlen > 0) {
+            tg_conn_fail(c, "peer closed the connection in the middle of a "
+                         "frame (%zu bytes unread)", c->rlen);
+        } else {
+            tg_conn_fail(c, "peer closed the connection");
+        }
+
+        /* replies already queued still go out if they can */
+        tg_conn_flush(c);
+        c->state = TG_CONN_CLOSE_NOW;
+        tg_conn_finish(c);
+        return;
+    }
+
+    c->rlen += (size_t) n;
+
+    tg_conn_process(c);
+
+    if (c->state == TG_CONN_OPEN || c->state == TG_CONN_CLOSE_AFTER_FLUSH) {
+        tg_conn_flush(c);
+    }
+
+    tg_conn_finish(c);
+}
+
+
+static void
+tg_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    tg_conn  *c = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    tg_conn_flush(c);
+    tg_conn_finish(c);
+}
+
+
+static void
+tg_conn_linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_conn  *c = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    c->state = TG_CONN_CLOSE_NOW;
+    tg_conn_finish(c);
+}
+
+
+/* Closes the connection when its state says so; the end of every callback. */
+
+static void
+tg_conn_finish(tg_conn *c)
+{
+    tg_server  *srv = c->srv;
+
+    switch (c->state) {
+
+    case TG_CONN_OPEN:
+        return;
+
+    case TG_CONN_CLOSE_AFTER_FLUSH:
+        if (c->wpos < c->wlen) {
+            ev_io_stop(srv->loop, &c->rw);
+
+            if (!ev_is_active(&c->linger)) {
+                ev_timer_set(&c->linger, TG_LINGER, 0.);
+                ev_timer_start(srv->loop, &c->linger);
+            }
+            return;
+        }
+        break;
+
+    case TG_CONN_CLOSE_NOW:
+        break;
+    }
+
+    tg_conn_close(c);
+}
+
+
+static void
+tg_conn_process(tg_conn *c)
+{
+    int            rc;
+    size_t         off, need;
+    tg_frame_hdr   h;
+
+    off = 0;
+
+    while (c->state == TG_CONN_OPEN) {
+
+        rc = tg_frame_header(c->rbuf + off, c->rlen - off, c->max_frame, &h);
+
+        if (rc == TG_FRAME_AGAIN) {
+            break;
+        }
+
+        if (rc < 0) {
+            switch (-rc) {
+
+            case TG_ERR_TOO_LARGE:
+                tg_conn_error(c, 0, TG_ERR_TOO_LARGE, true,
+                              "frame larger than max_frame");
+                tg_conn_fail(c, "frame of %u bytes is over max_frame %u",
+                             tg_get_u32(c->rbuf + off), c->max_frame);
+                break;
+
+            case TG_ERR_VERSION:
+                tg_conn_error(c, h.id, TG_ERR_VERSION, true,
+                              "unsupported protocol version");
+                tg_conn_fail(c, "protocol version %u, expected %u",
+                             h.version, TG_PROTO_VERSION);
+                break;
+
+            default:
+                tg_conn_error(c, 0, TG_ERR_MALFORMED, true,
+                              "frame length below 6");
+                tg_conn_fail(c, "malformed frame: length %u is below 6",
+                             tg_get_u32(c->rbuf + off));
+                break;
+            }
+
+            c->state = TG_CONN_CLOSE_AFTER_FLUSH;
+            break;
+        }
+
+        need = (size_t) h.length + TG_FRAME_LEN_SIZE;
+
+        if (c->rlen - off < need) {
+            break;
+        }
+
+        c->frames++;
+
+        tg_handle_frame(c, c->rbuf + off, &h);
+
+        off += need;
+    }
+
+    if (c->state != TG_CONN_OPEN) {
+        return;
+    }
+
+    /* keep the incomplete frame at the start of the buffer */
+
+    if (off > 0) {
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+
+    if (c->rlen == 0 && c->rcap > TG_MAX_FRAME_MIN) {
+        /* done with a big frame: give the memory back */
+        uint8_t  *p = malloc(TG_RBUF_INITIAL);
+
+        if (p != NULL) {
+            free(c->rbuf);
+            c->rbuf = p;
+            c->rcap = TG_RBUF_INITIAL;
+        }
+        return;
+    }
+
+    /* make room for the whole frame in progress */
+
+    if (c->rlen >= TG_FRAME_LEN_SIZE) {
+        need = (size_t) tg_get_u32(c->rbuf) + TG_FRAME_LEN_SIZE;
+
+        if (need > c->rcap && tg_conn_reserve(c, need) != 0) {
+            tg_conn_fail(c, "out of memory for a frame of %zu bytes", need);
+            c->state = TG_CONN_CLOSE_NOW;
+        }
+    }
+}
+
+
+static int
+tg_conn_reserve(tg_conn *c, size_t need)
+{
+    size_t    cap;
+    uint8_t  *p;
+
+    cap = c->rcap;
+    while (cap < need) {
+        cap *= 2;
+    }
+
+    if (cap > (size_t) c->max_frame + TG_FRAME_LEN_SIZE) {
+        cap = (size_t) c->max_frame + TG_FRAME_LEN_SIZE;
+    }
+
+    if (cap < need) {
+        return -1;
+    }
+
+    p = realloc(c->rbuf, cap);
+    if (p == NULL) {
+        return -1;
+    }
+
+    c->rbuf = p;
+    c->rcap = cap;
+
+    return 0;
+}
+
+
+static void
+tg_conn_flush(tg_conn *c)
+{
+    ssize_t     n;
+    tg_server  *srv = c->srv;
+
+    while (c->wpos < c->wlen) {
+        n = send(c->fd, c->wbuf + c->wpos, c->wlen - c->wpos, MSG_NOSIGNAL);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(srv->loop, &c->ww);
+                return;
+            }
+
+            if (c->state == TG_CONN_OPEN) {
+                tg_conn_fail(c, "write error: %s", strerror(errno));
+            }
+
+            c->state = TG_CONN_CLOSE_NOW;
+            return;
+        }
+
+        c->wpos += (size_t) n;
+    }
+
+    c->wpos = 0;
+    c->wlen = 0;
+
+    ev_io_stop(srv->loop, &c->ww);
+
+    if (c->wcap > TG_MAX_FRAME_MIN) {
+        free(c->wbuf);
+        c->wbuf = NULL;
+        c->wcap = 0;
+    }
+}
+
+
+static void
+tg_conn_send(tg_conn *c, const uint8_t *frame, size_t len)
+{
+    size_t    pending, cap;
+    uint8_t  *p;
+
+    if (c->state == TG_CONN_CLOSE_NOW) {
+        return;
+    }
+
+    pending = c->wlen - c->wpos;
+
+    if (pending + len > TG_WBUF_MAX) {
+        tg_conn_fail(c, "peer does not read its replies (%zu bytes pending)",
+                     pending);
+        c->state = TG_CONN_CLOSE_NOW;
+        return;
+    }
+
+    if (c->wpos > 0) {
+        memmove(c->wbuf, c->wbuf + c->wpos, pending);
+        c->wpos = 0;
+        c->wlen = pending;
+    }
+
+    if (c->wlen + len > c->wcap) {
+        cap = c->wcap ? c->wcap : 4096;
+        while (cap < c->wlen + len) {
+            cap *= 2;
+        }
+
+        p = realloc(c->wbuf, cap);
+        if (p == NULL) {
+            tg_conn_fail(c, "out of memory for the write buffer");
+            c->state = TG_CONN_CLOSE_NOW;
+            return;
+        }
+
+        c->wbuf = p;
+        c->wcap = cap;
+    }
+
+    memcpy(c->wbuf + c->wlen, frame, len);
+    c->wlen += len;
+}
+
+
+/* Records why the connection will close (the first reason wins). */
+
+static void
+tg_conn_fail(tg_conn *c, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (c->reason[0] != '\0') {
+        return;
+    }
+
+    va_start(ap, fmt);
+    vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+    va_end(ap);
+}
+
+
+static void
+tg_conn_error(tg_conn *c, uint32_t id, uint32_t err, bool fatal,
+    const char *msg)
+{
+    long        len;
+    tg_builder  b;
+
+    tg_builder_start(c, &b, TG_MSG_ERROR, id);
+    tg_build_u32(&b, TG_F_STATUS, err);
+    tg_build_cstr(&b, TG_F_ERROR_MESSAGE, msg);
+
+    len = tg_build_end(&b);
+    if (len > 0) {
+        tg_conn_send(c, c->srv->out, (size_t) len);
+    }
+
+    if (fatal) {
+        if (c->state == TG_CONN_OPEN) {
+            c->state = TG_CONN_CLOSE_AFTER_FLUSH;
+        }
+        return;
+    }
+
+    tg_log_info("connection %llu: ERROR %s for frame id %u: %s",
+                (unsigned long long) c->id,
+                err < sizeof(tg_error_names) / sizeof(tg_error_names[0])
+                ? tg_error_names[err] : "?", id, msg);
+}
+
+
+/* frames */
+
+static void
+tg_handle_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    switch (h->type) {
+
+    case TG_MSG_HELLO:
+        tg_handle_hello(c, frame, h);
+        break;
+
+    case TG_MSG_DECIDE:
+        tg_handle_decide(c, frame, h);
+        break;
+
+    case TG_MSG_MODELS:
+        tg_handle_models(c, frame, h);
+        break;
+
+    case TG_MSG_REPORT:
+        tg_handle_report(c, frame, h);
+        break;
+
+    default:
+        tg_conn_error(c, h->id, TG_ERR_UNKNOWN_TYPE, false,
+                      "unknown frame type");
+        break;
+    }
+}
+
+
+static void
+tg_malformed(tg_conn *c, const tg_frame_hdr *h, const char *what)
+{
+    tg_conn_error(c, h->id, TG_ERR_MALFORMED, true, what);
+    tg_conn_fail(c, "malformed frame (type %u, id %u): %s", h->type, h->id,
+                 what);
+}
+
+
+static void
+tg_handle_hello(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    int             rc;
+    long            len;
+    uint32_t        v, peer_max, pid;
+    tg_field        f;
+    tg_builder      b;
+    tg_field_iter   it;
+    const char     *sw;
+    size_t          sw_len;
+
+    peer_max = TG_MAX_FRAME_MIN;
+    pid = 0;
+    sw = "";
+    sw_len = 0;
+
+    tg_fields_init(&it, frame, h);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        switch (f.key) {
+
+        case TG_F_MAX_FRAME:
+            if (tg_field_u32(&f, &v) != 0) {
+                tg_malformed(c, h, "max_frame is not a u32");
+                return;
+            }
+            peer_max = v;
+            break;
+
+        case TG_F_PID:
+            if (tg_field_u32(&f, &pid) != 0) {
+                tg_malformed(c, h, "pid is not a u32");
+                return;
+            }
+            break;
+
+        case TG_F_SOFTWARE:
+            sw = (const char *) f.value;
+            sw_len = f.len;
+            break;
+        }
+    }
+
+    if (rc < 0) {
+        tg_malformed(c, h, "a field runs past the end of the frame");
+        return;
+    }
+
+    if (peer_max < TG_MAX_FRAME_MIN) {
+        peer_max = TG_MAX_FRAME_MIN;
+    }
+
+    if (peer_max > TG_MAX_FRAME_LIMIT) {
+        peer_max = TG_MAX_FRAME_LIMIT;
+    }
+
+    c->peer_max = peer_max;
+
+    tg_log_info("connection %llu: HELLO from pid %u, \"%.*s\", "
+                "max_frame %u", (unsigned long long) c->id, pid,
+                tg_log_len(sw_len), sw, peer_max);
+
+    tg_builder_start(c, &b, TG_MSG_HELLO_OK, h->id);
+    tg_build_u32(&b, TG_F_MAX_FRAME, c->max_frame);
+    tg_build_u32(&b, TG_F_PID, (uint32_t) getpid());
+    tg_build_cstr(&b, TG_F_SOFTWARE, TG_SOFTWARE);
+
+    len = tg_build_end(&b);
+    if (len > 0) {
+        tg_conn_send(c, c->srv->out, (size_t) len);
+    }
+}
+
+
+static void
+tg_handle_decide(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    bool          has_endpoint;
+    uint32_t      lease;
+    tg_facts      facts;
+    tg_server    *srv = c->srv;
+    tg_decision   d;
+
+    if (tg_read_facts(c, frame, h, &facts, &has_endpoint) != 0) {
+        return;
+    }
+
+    if (!has_endpoint || facts.model.data == NULL) {
+        tg_conn_error(c, h->id, TG_ERR_MISSING_FIELD, false,
+                      "DECIDE needs endpoint and model");
+        return;
+    }
+
+    tg_decide(srv->policy, &facts, srv->state, &d);
+
+    lease = 0;
+
+    if (d.status == 200
+        && tg_state_lease_acquire(srv->state, d.provider->index, c->id,
+                                  (uint64_t) (ev_now(srv->loop) * 1000),
+                                  &lease) != 0)
+    {
+        tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                      "cannot grant a lease");
+        return;
+    }
+
+    tg_state_count_decision(srv->state, d.status,
+                            d.status == 200 ? d.provider->index : SIZE_MAX);
+
+    if (d.status == 200) {
+        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s attempt %u: "
+                     "provider %s upstream %s path %s model %s lease %u "
+                     "(%s)", (unsigned long long) c->id, h->id,
+                     tg_log_len(facts.model.len), facts.model.data,
+                     tg_endpoint_name(facts.endpoint), facts.attempt,
+                     d.provider->name, d.upstream, d.path, d.provider_model,
+                     lease, d.reason);
+
+    } else if (d.status == 503) {
+        tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+                    (unsigned long long) c->id, h->id,
+                    tg_log_len(facts.model.len), facts.model.data,
+                    tg_endpoint_name(facts.endpoint), d.status, d.error_code,
+                    d.reason);
+    } else {
+        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+                     (unsigned long long) c->id, h->id,
+                     tg_log_len(facts.model.len), facts.model.data,
+                     tg_endpoint_name(facts.endpoint), d.status,
+                     d.error_code, d.reason);
+    }
+
+    tg_send_decision(c, h->id, &d, lease);
+}
+
+
+static void
+tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease)
+{
+    long        len;
+    tg_builder  b;
+
+    tg_builder_start(c, &b, TG_MSG_DECISION, id);
+    tg_build_u32(&b, TG_F_STATUS, d->status);
+
+    if (d->status == 200) {
+        tg_build_cstr(&b, TG_F_PROVIDER, d->provider->name);
+        tg_build_cstr(&b, TG_F_ROUTE, d->route->name);
+        tg_build_cstr(&b, TG_F_UPSTREAM, d->upstream);
+        tg_build_cstr(&b, TG_F_SCHEME, d->scheme);
+        tg_build_cstr(&b, TG_F_HOST, d->host);
+        tg_build_cstr(&b, TG_F_PATH, d->path);
+        tg_build_cstr(&b, TG_F_PROVIDER_MODEL, d->provider_model);
+        tg_build_cstr(&b, TG_F_ZONE, d->zone);
+
+        if (d->authorization[0] != '\0') {
+            tg_build_cstr(&b, TG_F_AUTHORIZATION, d->authorization);
+        }
+
+        if (lease != 0) {
+            tg_build_u32(&b, TG_F_LEASE, lease);
+        }
+
+    } else {
+        tg_build_cstr(&b, TG_F_ERROR_TYPE, d->error_type);
+        tg_build_cstr(&b, TG_F_ERROR_CODE, d->error_code);
+        tg_build_cstr(&b, TG_F_ERROR_MESSAGE, d->message);
+
+        if (d->retry_after != 0) {
+            tg_build_u32(&b, TG_F_RETRY_AFTER, d->retry_after);
+        }
+
+        if (d->route != NULL) {
+            tg_build_cstr(&b, TG_F_ROUTE, d->route->name);
+        }
+    }
+
+    if (d->reason[0] != '\0') {
+        tg_build_cstr(&b, TG_F_REASON, d->reason);
+    }
+
+    len = tg_build_end(&b);
+
+    if (len < 0) {
+        /* only with absurdly long names; the lease must not leak */
+        tg_state_lease_release(c->srv->state, lease);
+        tg_conn_error(c, id, TG_ERR_INTERNAL, false,
+                      "the decision does not fit in a frame");
+        return;
+    }
+
+    tg_conn_send(c, c->srv->out, (size_t) len);
+}
+
+
+static void
+tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    bool         has_endpoint;
+    long         len, n;
+    char        *p;
+    size_t       room;
+    tg_facts     facts;
+    tg_server   *srv = c->srv;
+    tg_builder   b;
+
+    if (tg_read_facts(c, frame, h, &facts, &has_endpoint) != 0) {
+        return;
+    }
+
+    room = c->peer_max - TG_REPLY_OVERHEAD;
+
+    if (srv->json_cap < room) {
+        p = realloc(srv->json, room);
+        if (p == NULL) {
+            tg_conn_error(c, h->id, TG_ERR_INTERNAL, false, "out of memory");
+            return;
+        }
+        srv->json = p;
+        srv->json_cap = room;
+    }
+
+    if (has_endpoint && facts.endpoint == TG_EP_NONE) {
+        /* an endpoint policyd does not know: no route serves it */
+        n = snprintf(srv->json, room, "{\"object\":\"list\",\"data\":[]}");
+
+    } else {
+        n = tg_models_json(srv->policy, &facts, srv->json, room);
+    }
+
+    if (n == TG_MODELS_NOT_FOUND) {
+        tg_builder_start(c, &b, TG_MSG_MODEL_LIST, h->id);
+        tg_build_u32(&b, TG_F_STATUS, 404);
+        tg_build_cstr(&b, TG_F_ERROR_TYPE, "invalid_request_error");
+        tg_build_cstr(&b, TG_F_ERROR_CODE, "model_not_found");
+        tg_build_cstr(&b, TG_F_ERROR_MESSAGE, "No matching route found");
+
+    } else if (n < 0) {
+        tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                      "the model list does not fit in a frame");
+        return;
+
+    } else {
+        tg_builder_start(c, &b, TG_MSG_MODEL_LIST, h->id);
+        tg_build_u32(&b, TG_F_STATUS, 200);
+        tg_build_str(&b, TG_F_BODY, srv->json, (size_t) n);
+    }
+
+    len = tg_build_end(&b);
+    if (len < 0) {
+        tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                      "the model list does not fit in a frame");
+        return;
+    }
+
+    tg_log_debug("connection %llu: MODELS %u: %ld bytes",
+                 (unsigned long long) c->id, h->id, n);
+
+    tg_conn_send(c, srv->out, (size_t) len);
+}
+
+
+static void
+tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    int             rc, released;
+    uint32_t        lease, http_status, upstream_ms, total_ms, v;
+    tg_field        f;
+    tg_outcome      outcome;
+    tg_field_iter   it;
+
+    lease = 0;
+    http_status = 0;
+    upstream_ms = 0;
+    total_ms = 0;
+    outcome = TG_OUTCOME_UNKNOWN;
+
+    tg_fields_init(&it, frame, h);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        switch (f.key) {
+
+        case TG_F_LEASE:
+            if (tg_field_u32(&f, &lease) != 0) {
+                tg_malformed(c, h, "lease is not a u32");
+                return;
+            }
+            break;
+
+        case TG_F_OUTCOME:
+            outcome = tg_outcome_parse((const char *) f.value, f.len);
+            break;
+
+        case TG_F_HTTP_STATUS:
+        case TG_F_UPSTREAM_MS:
+        case TG_F_TOTAL_MS:
+        case TG_F_PROMPT_TOKENS:
+        case TG_F_COMPLETION_TOKENS:
+            if (tg_field_u32(&f, &v) != 0) {
+                tg_malformed(c, h, "a REPORT number is not a u32");
+                return;
+            }
+
+            if (f.key == TG_F_HTTP_STATUS) {
+                http_status = v;
+            } else if (f.key == TG_F_UPSTREAM_MS) {
+                upstream_ms = v;
+            } else if (f.key == TG_F_TOTAL_MS) {
+                total_ms = v;
+            }
+            break;
+        }
+    }
+
+    if (rc < 0) {
+        tg_malformed(c, h, "a field runs past the end of the frame");
+        return;
+    }
+
+    released = tg_state_report(c->srv->state, lease, outcome);
+
+    tg_log_debug("connection %llu: REPORT %u: %s, status %u, upstream %u ms, "
+                 "total %u ms, lease %u%s", (unsigned long long) c->id,
+                 h->id, tg_outcome_name(outcome), http_status, upstream_ms,
+                 total_ms, lease,
+                 lease == 0 || released ? "" : " (unknown)");
+}
+
+
+/*
+ * The facts of a DECIDE or MODELS.  Strings point into the frame; the
+ * repeatable ones are collected in the server's reusable arrays.  Returns 0,
+ * or -1 after answering a malformed frame.
+ */
+
+static int
+tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
+    tg_facts *facts, bool *has_endpoint)
+{
+    int             rc;
+    uint8_t         u8;
+    tg_str         *s;
+    tg_field        f;
+    tg_server      *srv = c->srv;
+    tg_field_iter   it;
+
+    memset(facts, 0, sizeof(*facts));
+    facts->endpoint = TG_EP_NONE;
+    *has_endpoint = false;
+
+    srv->tags.n = 0;
+    srv->allow.n = 0;
+    srv->exclude.n = 0;
+
+    tg_fields_init(&it, frame, h);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        s = NULL;
+
+        switch (f.key) {
+
+        case TG_F_ENDPOINT:
+            *has_endpoint = true;
+            facts->endpoint = tg_endpoint_parse((const char *) f.value,
+                                                f.len);
+            break;
+
+        case TG_F_MODEL:
+            s = &facts->model;
+            break;
+
+        case TG_F_CLIENT:
+            s = &facts->client;
+            break;
+
+        case TG_F_TENANT:
+            s = &facts->tenant;
+            break;
+
+        case TG_F_TAG:
+        case TG_F_ALLOW_ROUTE:
+        case TG_F_EXCLUDE:
+            if (tg_strv_push(f.key == TG_F_TAG ? &srv->tags
+                             : f.key == TG_F_ALLOW_ROUTE ? &srv->allow
+                             : &srv->exclude, &f) != 0)
+            {
+                tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                              "out of memory");
+                return -1;
+            }
+            break;
+
+        case TG_F_STREAM:
+        case TG_F_TOOLS:
+            if (tg_field_u8(&f, &u8) != 0) {
+                tg_malformed(c, h, f.key == TG_F_STREAM
+                                   ? "stream is not a u8"
+                                   : "tools is not a u8");
+                return -1;
+            }
+
+            if (f.key == TG_F_STREAM) {
+                facts->stream = u8 != 0;
+            } else {
+                facts->tools = u8 != 0;
+            }
+            break;
+
+        case TG_F_BODY_BYTES:
+            if (tg_field_u32(&f, &facts->body_bytes) != 0) {
+                tg_malformed(c, h, "body_bytes is not a u32");
+                return -1;
+            }
+            break;
+
+        case TG_F_ATTEMPT:
+            if (tg_field_u32(&f, &facts->attempt) != 0) {
+                tg_malformed(c, h, "attempt is not a u32");
+                return -1;
+            }
+            break;
+
+        case TG_F_PROMPT_ESTIMATE:
+            if (tg_field_u32(&f, &facts->prompt_estimate) != 0) {
+                tg_malformed(c, h, "prompt_estimate is not a u32");
+                return -1;
+            }
+            break;
+        }
+
+        if (s != NULL) {
+            s->data = (const char *) f.value;
+            s->len = f.len;
+        }
+    }
+
+    if (rc < 0) {
+        tg_malformed(c, h, "a field runs past the end of the frame");
+        return -1;
+    }
+
+    facts->tags = srv->tags.items;
+    facts->ntags = srv->tags.n;
+    facts->allow = srv->allow.items;
+    facts->nallow = srv->allow.n;
+    facts->exclude = srv->exclude.items;
+    facts->nexclude = srv->exclude.n;
+
+    return 0;
+}
+
+
+/* A reply to this peer: at most what it accepts. */
+
+static void
+tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type, uint32_t id)
+{
+    size_t  cap;
+
+    cap = (size_t) c->peer_max + TG_FRAME_LEN_SIZE;
+
+    if (cap > c->srv->out_cap) {
+        cap = c->srv->out_cap;
+    }
+
+    tg_build_begin(b, c->srv->out, cap, type, id);
+}
+
+
+static int
+tg_strv_push(tg_strv *v, const tg_field *f)
+{
+    size_t   cap;
+    tg_str  *items;
+
+    if (v->n == v->cap) {
+        cap = v->cap ? v->cap * 2 : 16;
+
+        items = realloc(v->items, cap * sizeof(tg_str));
+        if (items == NULL) {
+            return -1;
+        }
+
+        v->items = items;
+        v->cap = cap;
+    }
+
+    v->items[v->n].data = (const char *) f->value;
+    v->items[v->n].len = f->len;
+    v->n++;
+
+    return 0;
+}
+
+
+static int
+tg_log_len(size_t len)
+{
+    return len > TG_LOG_STR_MAX ? TG_LOG_STR_MAX : (int) len;
+}

@@ -1,0 +1,418 @@
+/*
+ * Runtime state: provider records by name and the lease table.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "state.h"
+
+
+#define TG_LEASE_BUCKETS_MIN  64
+
+
+static int tg_state_grow_buckets(tg_state *st);
+static tg_pstate *tg_state_slot(tg_state *st, const char *name);
+
+
+static const char  *tg_outcome_names[TG_OUTCOME_COUNT] = {
+    "ok", "client_error", "rate_limited", "server_error", "connect_error",
+    "timeout", "client_abort", "stream_broken", "not_sent", "unknown"
+};
+
+
+tg_outcome
+tg_outcome_parse(const char *s, size_t len)
+{
+    int  i;
+
+    for (i = 0; i < TG_OUTCOME_UNKNOWN; i++) {
+        if (strlen(tg_outcome_names[i]) == len
+            && memcmp(tg_outcome_names[i], s, len) == 0)
+        {
+            return (tg_outcome) i;
+        }
+    }
+
+    return TG_OUTCOME_UNKNOWN;
+}
+
+
+const char *
+tg_outcome_name(tg_outcome outcome)
+{
+    return (unsigned) outcome < TG_OUTCOME_COUNT ? tg_outcome_names[outcome]
+                                                 : "unknown";
+}
+
+
+tg_state *
+tg_state_new(void)
+{
+    tg_state  *st;
+
+    st = calloc(1, sizeof(tg_state));
+    if (st == NULL) {
+        return NULL;
+    }
+
+    st->buckets = calloc(TG_LEASE_BUCKETS_MIN, sizeof(tg_lease *));
+    if (st->buckets == NULL) {
+        free(st);
+        return NULL;
+    }
+
+    st->nbuckets = TG_LEASE_BUCKETS_MIN;
+    st->next_lease = 1;
+
+    return st;
+}
+
+
+void
+tg_state_free(tg_state *st)
+{
+    size_t     i;
+    tg_lease  *l, *next;
+
+    if (st == NULL) {
+        return;
+    }
+
+    for (i = 0; i < st->nbuckets; i++) {
+        for (l = st->buckets[i]; l != NULL; l = next) {
+            next = l->next;
+            free(l);
+        }
+    }
+
+    for (i = 0; i < st->nslots; i++) {
+        free(st->slots[i]->name);
+        free(st->slots[i]);
+    }
+
+    free(st->buckets);
+    free(st->slots);
+    free(st->bound);
+    free(st);
+}
+
+
+int
+tg_state_bind(tg_state *st, const tg_policy *policy)
+{
+    size_t      i;
+    tg_pstate  **bound, *ps;
+
+    bound = calloc(policy->nproviders ? policy->nproviders : 1,
+                   sizeof(tg_pstate *));
+    if (bound == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < policy->nproviders; i++) {
+        bound[i] = tg_state_slot(st, policy->providers[i].name);
+        if (bound[i] == NULL) {
+            free(bound);
+            return -1;
+        }
+    }
+
+    /* nothing can fail from here on */
+
+    for (i = 0; i < st->nslots; i++) {
+        st->slots[i]->in_policy = false;
+    }
+
+    for (i = 0; i < policy->nproviders; i++) {
+        ps = bound[i];
+        ps->in_policy = true;
+        ps->max_concurrency = policy->providers[i].max_concurrency;
+    }
+
+    free(st->bound);
+    st->bound = bound;
+    st->nbound = policy->nproviders;
+
+    return 0;
+}
+
+
+const tg_pstate *
+tg_state_provider(const tg_state *st, size_t i)
+{
+    if (st == NULL || i >= st->nbound) {
+        return NULL;
+    }
+
+    return st->bound[i];
+}
+
+
+tg_pstate *
+tg_state_find(const tg_state *st, const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < st->nslots; i++) {
+        if (strcmp(st->slots[i]->name, name) == 0) {
+            return st->slots[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+int
+tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
+    uint64_t now_ms, uint32_t *lease)
+{
+    size_t      b;
+    uint32_t    id;
+    tg_lease   *l;
+    tg_pstate  *ps;
+
+    *lease = 0;
+
+    if (i >= st->nbound) {
+        return -1;
+    }
+
+    ps = st->bound[i];
+
+    if (ps->max_concurrency == 0) {
+        return 0;
+    }
+
+    if (st->nleases >= st->nbuckets && tg_state_grow_buckets(st) != 0) {
+        return -1;
+    }
+
+    l = malloc(sizeof(tg_lease));
+    if (l == NULL) {
+        return -1;
+    }
+
+    /* a u32 counter that skips 0 and ids still held after a wrap-around */
+
+    do {
+        id = st->next_lease++;
+        if (st->next_lease == 0) {
+            st->next_lease = 1;
+        }
+    } while (tg_state_lease(st, id) != NULL);
+
+    l->id = id;
+    l->provider = ps;
+    l->owner = owner;
+    l->granted_ms = now_ms;
+
+    b = id & (st->nbuckets - 1);
+    l->next = st->buckets[b];
+    st->buckets[b] = l;
+    st->nleases++;
+
+    ps->in_flight++;
+
+    *lease = id;
+
+    return 0;
+}
+
+
+const tg_lease *
+tg_state_lease(const tg_state *st, uint32_t id)
+{
+    const tg_lease  *l;
+
+    for (l = st->buckets[id & (st->nbuckets - 1)]; l != NULL; l = l->next) {
+        if (l->id == id) {
+            return l;
+        }
+    }
+
+    return NULL;
+}
+
+
+int
+tg_state_lease_release(tg_state *st, uint32_t id)
+{
+    tg_lease  **pl, *l;
+
+    if (id == 0) {
+        return 0;
+    }
+
+    for (pl = &st->buckets[id & (st->nbuckets - 1)]; *pl != NULL;
+         pl = &(*pl)->next)
+    {
+        l = *pl;
+
+        if (l->id == id) {
+            *pl = l->next;
+
+            if (l->provider->in_flight > 0) {
+                l->provider->in_flight--;
+            }
+
+            st->nleases--;
+            free(l);
+
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+size_t
+tg_state_release_owner(tg_state *st, uint64_t owner)
+{
+    size_t     i, n;
+    tg_lease  **pl, *l;
+
+    if (st->nleases == 0) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (i = 0; i < st->nbuckets; i++) {
+        pl = &st->buckets[i];
+
+        while (*pl != NULL) {
+            l = *pl;
+
+            if (l->owner != owner) {
+                pl = &l->next;
+                continue;
+            }
+
+            *pl = l->next;
+
+            if (l->provider->in_flight > 0) {
+                l->provider->in_flight--;
+            }
+
+            st->nleases--;
+            free(l);
+            n++;
+        }
+    }
+
+    st->leases_dropped += n;
+
+    return n;
+}
+
+
+int
+tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome)
+{
+    const tg_lease  *l;
+
+    if ((unsigned) outcome >= TG_OUTCOME_COUNT) {
+        outcome = TG_OUTCOME_UNKNOWN;
+    }
+
+    st->reports[outcome]++;
+
+    l = lease != 0 ? tg_state_lease(st, lease) : NULL;
+
+    if (l == NULL) {
+        st->reports_without_lease++;
+        return 0;
+    }
+
+    l->provider->reports[outcome]++;
+
+    return tg_state_lease_release(st, lease);
+}
+
+
+void
+tg_state_count_decision(tg_state *st, unsigned status, size_t i)
+{
+    st->decisions++;
+
+    if (status != 200) {
+        st->refusals++;
+    }
+
+    if (i < st->nbound) {
+        st->bound[i]->decisions++;
+    }
+}
+
+
+static int
+tg_state_grow_buckets(tg_state *st)
+{
+    size_t      i, n, b;
+    tg_lease  **buckets, *l, *next;
+
+    n = st->nbuckets * 2;
+
+    buckets = calloc(n, sizeof(tg_lease *));
+    if (buckets == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < st->nbuckets; i++) {
+        for (l = st->buckets[i]; l != NULL; l = next) {
+            next = l->next;
+            b = l->id & (n - 1);
+            l->next = buckets[b];
+            buckets[b] = l;
+        }
+    }
+
+    free(st->buckets);
+    st->buckets = buckets;
+    st->nbuckets = n;
+
+    return 0;
+}
+
+
+static tg_pstate *
+tg_state_slot(tg_state *st, const char *name)
+{
+    size_t      cap;
+    tg_pstate  *ps, **slots;
+
+    ps = tg_state_find(st, name);
+    if (ps != NULL) {
+        return ps;
+    }
+
+    if (st->nslots == st->slots_cap) {
+        cap = st->slots_cap ? st->slots_cap * 2 : 8;
+
+        slots = realloc(st->slots, cap * sizeof(tg_pstate *));
+        if (slots == NULL) {
+            return NULL;
+        }
+
+        st->slots = slots;
+        st->slots_cap = cap;
+    }
+
+    ps = calloc(1, sizeof(tg_pstate));
+    if (ps == NULL) {
+        return NULL;
+    }
+
+    ps->name = strdup(name);
+    if (ps->name == NULL) {
+        free(ps);
+        return NULL;
+    }
+
+    st->slots[st->nslots++] = ps;
+
+    return ps;
+}

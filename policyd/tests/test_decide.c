@@ -1,0 +1,755 @@
+/*
+ * The decision function and the /v1/models listing: every row of the
+ * "Decisions" table in docs/policy.md, reasons, paths, zones, exclusions,
+ * state, allowlists, JSON escaping.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "decide.h"
+#include "tg_test.h"
+
+
+static const char  *tg_policy_text =
+    "{ 'listen': { 'path': '/tmp/tg-decide.sock' },"
+    "  'providers': {"
+    "    'local': { 'upstream': 'tg_local', 'zone': 'local',"
+    "      'endpoints': ['chat', 'embeddings', 'speech', 'transcriptions',"
+    "                    'responses'],"
+    "      'models': ['qwen', 'nomic'] },"
+    "    'lan': { 'upstream': 'tg_lan', 'zone': 'private',"
+    "      'base_path': '/openai/v1', 'endpoints': ['chat', 'embeddings'] },"
+    "    'deepseek': { 'upstream': 'tg_deepseek', 'scheme': 'https',"
+    "      'host': 'api.deepseek.com', 'base_path': '',"
+    "      'api_key': '${DEEPSEEK_API_KEY}', 'zone': 'external',"
+    "      'endpoints': ['chat'] },"
+    "    'openrouter': { 'upstream': 'tg_openrouter', 'scheme': 'https',"
+    "      'host': 'openrouter.ai', 'base_path': '/api/v1',"
+    "      'api_key': '${OPENROUTER_API_KEY}', 'zone': 'external',"
+    "      'endpoints': ['chat', 'embeddings', 'responses'] },"
+    "    'localchat': { 'upstream': 'tg_localchat', 'zone': 'local',"
+    "      'endpoints': ['chat'] } },"
+    "  'routes': {"
+    "    'qwen': { 'steps': [ { 'provider': 'local', 'model': 'qwen' } ] },"
+    "    'smart': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
+    "                          { 'provider': 'local', 'model': 'qwen' } ] },"
+    "    'cloud': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
+    "                   { 'provider': 'openrouter', 'model': 'or-x' } ] },"
+    "    'embed': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
+    "                          { 'provider': 'openrouter', 'model': 'or-emb' },"
+    "                          { 'provider': 'lan', 'model': 'nomic-lan' } ] },"
+    "    'mixed': { 'steps': [ { 'provider': 'openrouter', 'model': 'or-x' },"
+    "                   { 'provider': 'localchat', 'model': 'small' } ] },"
+    "    'we\\'ird\\\\</script>\\u0027\\u00e9': { 'steps': ["
+    "                          { 'provider': 'local', 'model': 'qwen' } ] }"
+    "  } }";
+
+
+typedef struct {
+    tg_policy  *policy;
+    tg_state   *state;
+} tg_fixture;
+
+
+static tg_str
+S(const char *s)
+{
+    tg_str  v = { s, strlen(s) };
+    return v;
+}
+
+
+static tg_facts
+F(const char *model, tg_endpoint ep)
+{
+    tg_facts  f;
+
+    memset(&f, 0, sizeof(f));
+    f.model = S(model);
+    f.endpoint = ep;
+    f.attempt = 1;
+
+    return f;
+}
+
+
+static const tg_str  tg_private[] = { { "region:eu", 9 }, { "private", 7 } };
+
+
+static int
+setup(void **state)
+{
+    tg_fixture  *fx;
+
+    fx = calloc(1, sizeof(tg_fixture));
+    assert_non_null(fx);
+
+    fx->policy = tg_test_policy(tg_policy_text);
+    fx->state = tg_state_new();
+    assert_non_null(fx->state);
+    assert_int_equal(tg_state_bind(fx->state, fx->policy), 0);
+
+    *state = fx;
+
+    return 0;
+}
+
+
+static int
+teardown(void **state)
+{
+    tg_fixture  *fx = *state;
+
+    tg_state_free(fx->state);
+    tg_policy_free(fx->policy);
+    free(fx);
+
+    return 0;
+}
+
+
+static void
+assert_chosen(const tg_decision *d, const char *provider, const char *path,
+    const char *model, const char *reason)
+{
+    assert_int_equal(d->status, 200);
+    assert_non_null(d->provider);
+    assert_string_equal(d->provider->name, provider);
+    assert_string_equal(d->path, path);
+    assert_string_equal(d->provider_model, model);
+    assert_string_equal(d->reason, reason);
+    assert_null(d->error_type);
+    assert_null(d->error_code);
+    assert_int_equal(d->retry_after, 0);
+}
+
+
+static void
+assert_refused(const tg_decision *d, unsigned status, const char *type,
+    const char *code, const char *message)
+{
+    assert_int_equal(d->status, status);
+    assert_string_equal(d->error_type, type);
+    assert_string_equal(d->error_code, code);
+    assert_string_equal(d->message, message);
+    assert_null(d->provider);
+    assert_int_equal(d->retry_after, status == 503 ? 1 : 0);
+}
+
+
+/* a step is chosen: every field of the decision */
+
+static void
+test_first_step_chosen(void **state)
+{
+    tg_fixture   *fx = *state;
+    tg_facts      f = F("smart", TG_EP_CHAT);
+    tg_decision   d;
+
+    tg_decide(fx->policy, &f, fx->state, &d);
+
+    assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
+                  "deepseek:chosen");
+    assert_string_equal(d.route->name, "smart");
+    assert_ptr_equal(d.step, &d.route->steps[0]);
+    assert_string_equal(d.upstream, "tg_deepseek");
+    assert_string_equal(d.scheme, "https");
+    assert_string_equal(d.host, "api.deepseek.com");
+    assert_string_equal(d.authorization, "Bearer sk-deep");
+    assert_string_equal(d.zone, "external");
+
+    /* a provider without a key: empty authorization, defaults */
+    f = F("qwen", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, fx->state, &d);
+
+    assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
+                  "local:chosen");
+    assert_string_equal(d.authorization, "");
+    assert_string_equal(d.scheme, "http");
+    assert_string_equal(d.host, "tg_local");
+    assert_string_equal(d.upstream, "tg_local");
+    assert_string_equal(d.zone, "local");
+
+    /* no state at all behaves as "everything up and idle" */
+    f = F("smart", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, NULL, &d);
+    assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
+                  "deepseek:chosen");
+}
+
+
+static void
+test_paths(void **state)
+{
+    int                 i;
+    tg_fixture         *fx = *state;
+    tg_facts            f;
+    tg_decision         d;
+    static const char  *paths[TG_EP_COUNT] = {
+        "/v1/chat/completions", "/v1/embeddings", "/v1/audio/speech",
+        "/v1/audio/transcriptions", "/v1/responses"
+    };
+
+    for (i = 0; i < TG_EP_COUNT; i++) {
+        f = F("qwen", (tg_endpoint) i);
+        tg_decide(fx->policy, &f, fx->state, &d);
+        assert_chosen(&d, "local", paths[i], "qwen", "local:chosen");
+    }
+
+    f = F("cloud", TG_EP_RESPONSES);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "openrouter", "/api/v1/responses", "or-x",
+                  "deepseek:endpoint openrouter:chosen");
+    assert_string_equal(d.authorization, "Bearer sk-or");
+    assert_string_equal(d.host, "openrouter.ai");
+
+    f = F("embed", TG_EP_EMBEDDINGS);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "lan", "/openai/v1/embeddings", "nomic-lan",
+                  "deepseek:endpoint openrouter:zone lan:chosen");
+    assert_string_equal(d.zone, "private");
+}
+
+
+/* 404: no route has that name, or the client may not use it */
+
+static void
+test_unknown_route(void **state)
+{
+    tg_fixture   *fx = *state;
+    tg_facts      f = F("gpt-4o", TG_EP_CHAT);
+    tg_decision   d;
+    tg_str        allow[] = { { "qwen", 4 }, { "cloud", 5 } };
+
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 404, "invalid_request_error", "model_not_found",
+                   "No matching route found");
+    assert_null(d.route);
+    assert_string_equal(d.reason, "");
+
+    /* prefixes and the empty name do not match */
+    f = F("smar", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_int_equal(d.status, 404);
+
+    f = F("", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_int_equal(d.status, 404);
+
+    /* not in the allowlist: the same answer, nothing leaks */
+    f = F("smart", TG_EP_CHAT);
+    f.allow = allow;
+    f.nallow = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 404, "invalid_request_error", "model_not_found",
+                   "No matching route found");
+    assert_null(d.route);
+
+    /* in the allowlist */
+    f = F("cloud", TG_EP_CHAT);
+    f.allow = allow;
+    f.nallow = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
+                  "deepseek:chosen");
+}
+
+
+/* 404: the route has no step for this endpoint */
+
+static void
+test_endpoint_not_served(void **state)
+{
+    tg_fixture   *fx = *state;
+    tg_facts      f = F("cloud", TG_EP_SPEECH);
+    tg_decision   d;
+
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 404, "invalid_request_error", "model_not_found",
+                   "Route 'cloud' does not serve /v1/audio/speech");
+    assert_string_equal(d.route->name, "cloud");
+
+    f = F("mixed", TG_EP_TRANSCRIPTIONS);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 404, "invalid_request_error", "model_not_found",
+                   "Route 'mixed' does not serve /v1/audio/transcriptions");
+
+    /* even when also private: the endpoint is checked first */
+    f = F("cloud", TG_EP_SPEECH);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 404, "invalid_request_error", "model_not_found",
+                   "Route 'cloud' does not serve /v1/audio/speech");
+
+    /* an endpoint policyd does not know */
+    f = F("qwen", TG_EP_NONE);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 404, "invalid_request_error", "model_not_found",
+                   "Route 'qwen' does not serve this endpoint");
+}
+
+
+/* 403: private and the route has no local/private step (for it) */
+
+static void
+test_private(void **state)
+{
+    tg_fixture   *fx = *state;
+    tg_facts      f;
+    tg_decision   d;
+    tg_str        other[] = { { "region:eu", 9 }, { "Private", 7 },
+                              { "private ", 8 } };
+
+    f = F("smart", TG_EP_CHAT);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
+                  "deepseek:zone local:chosen");
+    assert_string_equal(d.zone, "local");
+
+    f = F("cloud", TG_EP_CHAT);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 403, "permission_error", "privacy_restricted",
+                   "Route 'cloud' has no provider allowed for private "
+                   "requests");
+    assert_string_equal(d.route->name, "cloud");
+
+    /* a local step that does not serve the endpoint does not count */
+    f = F("mixed", TG_EP_EMBEDDINGS);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 403, "permission_error", "privacy_restricted",
+                   "Route 'mixed' has no provider allowed for private "
+                   "requests");
+
+    f = F("mixed", TG_EP_CHAT);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "localchat", "/v1/chat/completions", "small",
+                  "openrouter:zone localchat:chosen");
+
+    /* only the exact tag "private" restricts */
+    f = F("cloud", TG_EP_CHAT);
+    f.tags = other;
+    f.ntags = 3;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
+                  "deepseek:chosen");
+}
+
+
+/* 503: every step that could serve it is excluded (or down, or busy) */
+
+static void
+test_excluded(void **state)
+{
+    tg_fixture   *fx = *state;
+    tg_facts      f;
+    tg_decision   d;
+    tg_str        one[] = { { "deepseek", 8 } };
+    tg_str        both[] = { { "local", 5 }, { "deepseek", 8 } };
+    tg_str        unrelated[] = { { "deep", 4 }, { "openrouter", 10 } };
+
+    f = F("smart", TG_EP_CHAT);
+    f.exclude = one;
+    f.nexclude = 1;
+    f.attempt = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
+                  "deepseek:excluded local:chosen");
+
+    f.exclude = both;
+    f.nexclude = 2;
+    f.attempt = 3;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 503, "server_error", "no_provider_available",
+                   "No provider is available for route 'smart'; try again "
+                   "later");
+    assert_string_equal(d.reason, "deepseek:excluded local:excluded");
+    assert_string_equal(d.route->name, "smart");
+
+    f.exclude = unrelated;
+    f.nexclude = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
+                  "deepseek:chosen");
+
+    /* private: the external step is skipped for its zone first */
+    f = F("smart", TG_EP_CHAT);
+    f.tags = tg_private;
+    f.ntags = 2;
+    f.exclude = both;
+    f.nexclude = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_int_equal(d.status, 503);
+    assert_string_equal(d.reason, "deepseek:zone local:excluded");
+}
+
+
+static void
+test_down_and_busy(void **state)
+{
+    uint32_t      lease;
+    tg_fixture   *fx = *state;
+    tg_facts      f;
+    tg_pstate    *ps;
+    tg_decision   d;
+    tg_provider  *local;
+
+    ps = tg_state_find(fx->state, "deepseek");
+    assert_non_null(ps);
+    ps->down = true;
+
+    f = F("smart", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
+                  "deepseek:down local:chosen");
+
+    /* local at its limit */
+    local = (tg_provider *) tg_policy_provider(fx->policy, "local", 5);
+    local->max_concurrency = 1;
+    assert_int_equal(tg_state_bind(fx->state, fx->policy), 0);
+    assert_int_equal(tg_state_lease_acquire(fx->state, local->index, 7, 0,
+                                            &lease), 0);
+    assert_int_not_equal(lease, 0);
+
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 503, "server_error", "no_provider_available",
+                   "No provider is available for route 'smart'; try again "
+                   "later");
+    assert_string_equal(d.reason, "deepseek:down local:busy");
+
+    /* a released lease frees the slot */
+    assert_int_equal(tg_state_lease_release(fx->state, lease), 1);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
+                  "deepseek:down local:chosen");
+
+    ps->down = false;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
+                  "deepseek:chosen");
+}
+
+
+static void
+test_reason_truncated(void **unused)
+{
+    int           i;
+    char         *text;
+    size_t        len, cap;
+    tg_facts      f;
+    tg_policy    *p;
+    tg_decision   d;
+
+    (void) unused;
+
+    cap = 256 * 1024;
+    text = malloc(cap);
+    assert_non_null(text);
+
+    len = (size_t) snprintf(text, cap, "{ 'listen': { 'path': '/x' },"
+        "'providers': { "
+        "'a-provider-with-a-rather-long-name-for-the-reason-text': {"
+        "'upstream': 'u', 'zone': 'external', 'endpoints': ['chat'] } },"
+        "'routes': { 'long': { 'steps': [");
+
+    for (i = 0; i < 100; i++) {
+        len += (size_t) snprintf(text + len, cap - len,
+            "%s{ 'provider': "
+            "'a-provider-with-a-rather-long-name-for-the-reason-text', "
+            "'model': 'm' }", i ? "," : "");
+    }
+
+    snprintf(text + len, cap - len, "] } } }");
+
+    p = tg_test_policy(text);
+    free(text);
+
+    f = F("long", TG_EP_CHAT);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(p, &f, NULL, &d);
+
+    assert_int_equal(d.status, 403);
+
+    f.ntags = 0;
+    f.exclude = (tg_str[]) {
+        S("a-provider-with-a-rather-long-name-for-the-reason-text") };
+    f.nexclude = 1;
+    tg_decide(p, &f, NULL, &d);
+
+    assert_int_equal(d.status, 503);
+    len = strlen(d.reason);
+    assert_true(len < TG_REASON_MAX);
+    assert_true(len > TG_REASON_MAX - 100);
+    assert_string_equal(d.reason + len - 3, "...");
+    assert_memory_equal(d.reason, "a-provider-with-a-rather-long-name-for-"
+                        "the-reason-text:excluded a-provider", 70);
+
+    tg_policy_free(p);
+}
+
+
+/* /v1/models */
+
+static cJSON *
+models(tg_fixture *fx, const tg_facts *f)
+{
+    long    n;
+    char    buf[8192];
+    cJSON  *root;
+
+    n = tg_models_json(fx->policy, f, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal((size_t) n, strlen(buf));
+
+    root = cJSON_Parse(buf);
+    assert_non_null(root);
+    assert_string_equal(cJSON_GetObjectItem(root, "object")->valuestring,
+                        "list");
+
+    return root;
+}
+
+
+static void
+assert_model(const cJSON *m, const char *id, const char *endpoints)
+{
+    char          list[256];
+    size_t        len;
+    const cJSON  *e;
+
+    assert_string_equal(cJSON_GetObjectItem(m, "id")->valuestring, id);
+    assert_string_equal(cJSON_GetObjectItem(m, "object")->valuestring,
+                        "model");
+    assert_string_equal(cJSON_GetObjectItem(m, "owned_by")->valuestring,
+                        "tailgate");
+    assert_int_equal(cJSON_GetObjectItem(m, "created")->valuedouble,
+                     TG_TEST_NOW);
+
+    len = 0;
+    list[0] = '\0';
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(m, "endpoints")) {
+        len += (size_t) snprintf(list + len, sizeof(list) - len, "%s%s",
+                                 len ? "," : "", e->valuestring);
+    }
+
+    assert_string_equal(list, endpoints);
+}
+
+
+static void
+test_models_all(void **state)
+{
+    long           n;
+    cJSON         *root, *data;
+    tg_facts       f = F("", TG_EP_NONE);
+    tg_fixture    *fx = *state;
+    char           buf[8192];
+
+    root = models(fx, &f);
+    data = cJSON_GetObjectItem(root, "data");
+
+    assert_int_equal(cJSON_GetArraySize(data), 6);
+    assert_model(cJSON_GetArrayItem(data, 0), "qwen",
+                 "chat,embeddings,speech,transcriptions,responses");
+    assert_model(cJSON_GetArrayItem(data, 1), "smart",
+                 "chat,embeddings,speech,transcriptions,responses");
+    assert_model(cJSON_GetArrayItem(data, 2), "cloud",
+                 "chat,embeddings,responses");
+    assert_model(cJSON_GetArrayItem(data, 3), "embed",
+                 "chat,embeddings,responses");
+    assert_model(cJSON_GetArrayItem(data, 4), "mixed",
+                 "chat,embeddings,responses");
+
+    /* escaping survives a round trip */
+    assert_model(cJSON_GetArrayItem(data, 5), "we\"ird\\</script>'\u00e9",
+                 "chat,embeddings,speech,transcriptions,responses");
+
+    cJSON_Delete(root);
+
+    /* the raw text: quotes, backslashes and newlines escaped */
+    n = tg_models_json(fx->policy, &f, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "\"id\":\"we\\\"ird\\\\</script>'"));
+    assert_null(strchr(buf, '\n'));
+    {
+        const char  *start = "{\"object\":\"list\",\"data\":[{\"id\":\"qwen\","
+                             "\"object\":\"model\",\"created\":1790000000,"
+                             "\"owned_by\":\"tailgate\",\"endpoints\":"
+                             "[\"chat\",";
+
+        assert_memory_equal(buf, start, strlen(start));
+    }
+}
+
+
+static void
+test_models_filtered(void **state)
+{
+    cJSON         *root, *data;
+    tg_facts       f = F("", TG_EP_NONE);
+    tg_fixture    *fx = *state;
+    tg_str         allow[] = { { "cloud", 5 }, { "mixed", 5 },
+                               { "nonexistent", 11 } };
+
+    /* private: only routes with a local/private step, only their endpoints */
+    f.tags = tg_private;
+    f.ntags = 2;
+    root = models(fx, &f);
+    data = cJSON_GetObjectItem(root, "data");
+    assert_int_equal(cJSON_GetArraySize(data), 5);
+    assert_model(cJSON_GetArrayItem(data, 0), "qwen",
+                 "chat,embeddings,speech,transcriptions,responses");
+    assert_model(cJSON_GetArrayItem(data, 1), "smart",
+                 "chat,embeddings,speech,transcriptions,responses");
+    assert_model(cJSON_GetArrayItem(data, 2), "embed", "chat,embeddings");
+    assert_model(cJSON_GetArrayItem(data, 3), "mixed", "chat");
+    cJSON_Delete(root);
+
+    /* allowlist */
+    f.ntags = 0;
+    f.allow = allow;
+    f.nallow = 3;
+    root = models(fx, &f);
+    data = cJSON_GetObjectItem(root, "data");
+    assert_int_equal(cJSON_GetArraySize(data), 2);
+    assert_model(cJSON_GetArrayItem(data, 0), "cloud",
+                 "chat,embeddings,responses");
+    assert_model(cJSON_GetArrayItem(data, 1), "mixed",
+                 "chat,embeddings,responses");
+    cJSON_Delete(root);
+
+    /* both */
+    f.tags = tg_private;
+    f.ntags = 2;
+    root = models(fx, &f);
+    data = cJSON_GetObjectItem(root, "data");
+    assert_int_equal(cJSON_GetArraySize(data), 1);
+    assert_model(cJSON_GetArrayItem(data, 0), "mixed", "chat");
+    cJSON_Delete(root);
+
+    /* by endpoint */
+    f = F("", TG_EP_SPEECH);
+    root = models(fx, &f);
+    data = cJSON_GetObjectItem(root, "data");
+    assert_int_equal(cJSON_GetArraySize(data), 3);
+    assert_model(cJSON_GetArrayItem(data, 0), "qwen",
+                 "chat,embeddings,speech,transcriptions,responses");
+    cJSON_Delete(root);
+
+    /* nothing left: an empty list */
+    f = F("", TG_EP_NONE);
+    f.allow = (tg_str[]) { S("gpt-4o") };
+    f.nallow = 1;
+    root = models(fx, &f);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "data")),
+                     0);
+    cJSON_Delete(root);
+}
+
+
+/* GET /v1/models/{id}: one model object, for this client only */
+
+static void
+test_models_one(void **state)
+{
+    long         n;
+    char         buf[8192];
+    cJSON       *m;
+    tg_facts     f = F("cloud", TG_EP_NONE);
+    tg_fixture  *fx = *state;
+
+    n = tg_models_json(fx->policy, &f, buf, sizeof(buf));
+    assert_true(n > 0);
+
+    m = cJSON_Parse(buf);
+    assert_non_null(m);
+    assert_model(m, "cloud", "chat,embeddings,responses");
+    cJSON_Delete(m);
+
+    f = F("gpt-4o", TG_EP_NONE);
+    assert_int_equal(tg_models_json(fx->policy, &f, buf, sizeof(buf)),
+                     TG_MODELS_NOT_FOUND);
+
+    /* a route the allowlist leaves out does not exist for this client */
+    f = F("cloud", TG_EP_NONE);
+    f.allow = (tg_str[]) { S("qwen") };
+    f.nallow = 1;
+    assert_int_equal(tg_models_json(fx->policy, &f, buf, sizeof(buf)),
+                     TG_MODELS_NOT_FOUND);
+
+    /* nor one without a local/private step, for a private client */
+    f = F("cloud", TG_EP_NONE);
+    f.tags = tg_private;
+    f.ntags = 2;
+    assert_int_equal(tg_models_json(fx->policy, &f, buf, sizeof(buf)),
+                     TG_MODELS_NOT_FOUND);
+}
+
+
+static void
+test_models_buffer_too_small(void **state)
+{
+    long         n, full;
+    char         buf[8192];
+    tg_facts     f = F("", TG_EP_NONE);
+    tg_fixture  *fx = *state;
+
+    full = tg_models_json(fx->policy, &f, buf, sizeof(buf));
+    assert_true(full > 0);
+
+    n = tg_models_json(fx->policy, &f, buf, 100);
+    assert_int_equal(n, -1);
+
+    n = tg_models_json(fx->policy, &f, buf, 0);
+    assert_int_equal(n, -1);
+
+    /* cJSON wants some room to spare (numbers are printed into 26 bytes) */
+    n = tg_models_json(fx->policy, &f, buf, (size_t) full + 64);
+    assert_int_equal(n, full);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_first_step_chosen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_not_served, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_private, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_excluded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_down_and_busy, setup, teardown),
+        cmocka_unit_test(test_reason_truncated),
+        cmocka_unit_test_setup_teardown(test_models_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_models_filtered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_models_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_models_buffer_too_small, setup,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests_name("decide", tests, NULL, NULL);
+}

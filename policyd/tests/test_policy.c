@@ -1,0 +1,861 @@
+/*
+ * The policy loader: good files, comments, and every kind of error with its
+ * exact key path.
+ */
+
+#include <grp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "policy.h"
+#include "tg_test.h"
+
+
+#define TG_GOOD_PROVIDERS                                                     \
+    "'providers': {"                                                          \
+    "  'local': { 'upstream': 'tailgate_local', 'zone': 'local',"            \
+    "    'endpoints': ['chat', 'embeddings', 'speech', 'transcriptions',"    \
+    "                  'responses'],"                                         \
+    "    'models': ['qwen2.5-7b-instruct', 'nomic-embed-text'] },"            \
+    "  'deepseek': { 'upstream': 'tailgate_deepseek', 'scheme': 'https',"    \
+    "    'host': 'api.deepseek.com', 'base_path': '',"                        \
+    "    'api_key': '${DEEPSEEK_API_KEY}', 'zone': 'external',"              \
+    "    'endpoints': ['chat'] } }"
+
+#define TG_GOOD_ROUTES                                                        \
+    "'routes': {"                                                             \
+    "  'qwen': { 'steps': [ { 'provider': 'local',"                           \
+    "                         'model': 'qwen2.5-7b-instruct' } ] },"          \
+    "  'smart': { 'steps': [ { 'provider': 'deepseek',"                       \
+    "                          'model': 'deepseek-chat' },"                   \
+    "                        { 'provider': 'local',"                          \
+    "                          'model': 'qwen2.5-7b-instruct' } ] } }"
+
+#define TG_LISTEN  "'listen': { 'path': '/tmp/tg-test.sock' }"
+
+#define TG_GOOD  "{" TG_LISTEN "," TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}"
+
+/* a policy with one provider and one route around some changed part */
+#define TG_WITH_PROVIDER(p)                                                   \
+    "{" TG_LISTEN ", 'providers': { 'p': {" p "} },"                          \
+    "'routes': { 'r': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] } } }"
+
+#define TG_MIN_PROVIDER                                                       \
+    "'upstream': 'u', 'zone': 'local', 'endpoints': ['chat']"
+
+
+static void
+test_good_policy(void **unused)
+{
+    tg_policy          *p;
+    const tg_route     *rt;
+    const tg_provider  *pr;
+
+    (void) unused;
+
+    p = tg_test_policy(TG_GOOD);
+
+    assert_string_equal(p->file, "test.json");
+    assert_string_equal(p->listen.path, "/tmp/tg-test.sock");
+    assert_int_equal(p->listen.mode, 0660);
+    assert_null(p->listen.group);
+    assert_int_equal(p->max_frame, 65536);
+    assert_int_equal(p->log_level, TG_LOG_INFO);
+    assert_int_equal(p->loaded_at, TG_TEST_NOW);
+
+    /* file order */
+    assert_int_equal(p->nproviders, 2);
+    assert_string_equal(p->providers[0].name, "local");
+    assert_string_equal(p->providers[1].name, "deepseek");
+    assert_int_equal(p->nroutes, 2);
+    assert_string_equal(p->routes[0].name, "qwen");
+    assert_string_equal(p->routes[1].name, "smart");
+
+    /* defaults */
+    pr = &p->providers[0];
+    assert_string_equal(pr->upstream, "tailgate_local");
+    assert_string_equal(pr->scheme, "http");
+    assert_string_equal(pr->host, "tailgate_local");
+    assert_string_equal(pr->base_path, "/v1");
+    assert_null(pr->authorization);
+    assert_null(pr->api_key_env);
+    assert_int_equal(pr->zone, TG_ZONE_LOCAL);
+    assert_int_equal(pr->endpoints, 0x1f);
+    assert_int_equal(pr->nmodels, 2);
+    assert_string_equal(pr->models[1], "nomic-embed-text");
+    assert_string_equal(pr->paths[TG_EP_CHAT], "/v1/chat/completions");
+    assert_string_equal(pr->paths[TG_EP_EMBEDDINGS], "/v1/embeddings");
+    assert_string_equal(pr->paths[TG_EP_SPEECH], "/v1/audio/speech");
+    assert_string_equal(pr->paths[TG_EP_TRANSCRIPTIONS],
+                        "/v1/audio/transcriptions");
+    assert_string_equal(pr->paths[TG_EP_RESPONSES], "/v1/responses");
+    assert_int_equal(pr->max_concurrency, 0);
+
+    pr = &p->providers[1];
+    assert_string_equal(pr->scheme, "https");
+    assert_string_equal(pr->host, "api.deepseek.com");
+    assert_string_equal(pr->base_path, "");
+    assert_string_equal(pr->paths[TG_EP_CHAT], "/chat/completions");
+    assert_string_equal(pr->api_key_env, "DEEPSEEK_API_KEY");
+    assert_string_equal(pr->authorization, "Bearer sk-deep");
+    assert_int_equal(pr->zone, TG_ZONE_EXTERNAL);
+    assert_int_equal(pr->endpoints, TG_EP_BIT(TG_EP_CHAT));
+    assert_null(pr->models);
+
+    /* look-ups */
+    rt = tg_policy_route(p, "smart", 5);
+    assert_ptr_equal(rt, &p->routes[1]);
+    assert_int_equal(rt->nsteps, 2);
+    assert_ptr_equal(rt->steps[0].provider, &p->providers[1]);
+    assert_int_equal(rt->steps[0].provider_index, 1);
+    assert_string_equal(rt->steps[0].model, "deepseek-chat");
+    assert_string_equal(rt->steps[1].model, "qwen2.5-7b-instruct");
+    assert_int_equal(rt->endpoints, 0x1f);
+    assert_int_equal(rt->private_endpoints, 0x1f);
+
+    assert_null(tg_policy_route(p, "smar", 4));
+    assert_null(tg_policy_route(p, "smartx", 6));
+    assert_null(tg_policy_route(p, "", 0));
+    assert_ptr_equal(tg_policy_provider(p, "local", 5), &p->providers[0]);
+    assert_null(tg_policy_provider(p, "openai", 6));
+
+    tg_policy_free(p);
+}
+
+
+static void
+test_listen_and_top_level_options(void **unused)
+{
+    tg_policy  *p;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/tmp/x.sock', 'mode': '600',"
+                       " 'group': 'root' }, 'max_frame': 4194304,"
+                       " 'log_level': 'debug', "
+                       TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}");
+
+    assert_int_equal(p->listen.mode, 0600);
+    assert_string_equal(p->listen.group, "root");
+    assert_int_equal(p->listen.gid, 0);
+    assert_int_equal(p->max_frame, 4194304);
+    assert_int_equal(p->log_level, TG_LOG_DEBUG);
+
+    tg_policy_free(p);
+}
+
+
+static void
+test_listen_path_override(void **unused)
+{
+    tg_errors        errs;
+    tg_policy       *p;
+    tg_policy_opts   opts = tg_test_opts();
+    const char      *text = "{" TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}";
+    char            *json, *c;
+
+    (void) unused;
+
+    json = strdup(text);
+    for (c = json; *c; c++) {
+        if (*c == '\'') {
+            *c = '"';
+        }
+    }
+
+    /* without -s "listen" is required */
+    tg_test_refuse(text, &errs);
+    tg_test_has_error(&errs, "listen", "missing required key (or give -s "
+                      "PATH)");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+
+    /* with -s it may be absent */
+    opts.listen_path = "/tmp/override.sock";
+    tg_errors_init(&errs);
+    p = tg_policy_parse("x.json", json, strlen(json), &opts, &errs);
+    assert_non_null(p);
+    assert_string_equal(p->listen.path, "/tmp/override.sock");
+    assert_int_equal(p->listen.mode, 0660);
+    tg_policy_free(p);
+    free(json);
+
+    /* and it wins over the file's path, the mode still counts */
+    json = strdup("{\"listen\": {\"path\": \"/tmp/file.sock\", \"mode\": "
+                  "\"0600\"}, \"providers\": {\"p\": {\"upstream\": \"u\", "
+                  "\"zone\": \"local\", \"endpoints\": [\"chat\"]}}, "
+                  "\"routes\": {\"r\": {\"steps\": [{\"provider\": \"p\", "
+                  "\"model\": \"m\"}]}}}");
+    p = tg_policy_parse("x.json", json, strlen(json), &opts, &errs);
+    assert_non_null(p);
+    assert_string_equal(p->listen.path, "/tmp/override.sock");
+    assert_int_equal(p->listen.mode, 0600);
+    tg_policy_free(p);
+
+    /* a -s path that is too long */
+    opts.listen_path = "/tmp/0123456789012345678901234567890123456789012345678"
+                       "90123456789012345678901234567890123456789012345678"
+                       "9012";
+    assert_int_equal(strlen(opts.listen_path), 108);
+    p = tg_policy_parse("x.json", json, strlen(json), &opts, &errs);
+    assert_null(p);
+    tg_test_has_error(&errs, "-s", "expected a socket path of 1 to 107 "
+                      "bytes");
+    tg_errors_free(&errs);
+    free(json);
+}
+
+
+static void
+test_listen_errors(void **unused)
+{
+    tg_errors  errs;
+    tg_policy  *p;
+
+    (void) unused;
+
+    /* 107 bytes is fine, 108 is not */
+    p = tg_test_policy("{ 'listen': { 'path': '/tmp/"
+                       "0123456789012345678901234567890123456789012345678"
+                       "90123456789012345678901234567890123456789012345678"
+                       "901'"
+                       "}," TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}");
+    assert_int_equal(strlen(p->listen.path), 107);
+    tg_policy_free(p);
+
+    tg_test_refuse("{ 'listen': { 'path': '/tmp/"
+                   "0123456789012345678901234567890123456789012345678"
+                   "901234567890123456789012345678901234567890123456789"
+                   "012',"
+                   "'mode': 'rw', 'group': 'no-such-group-tg', 'user': 'x' },"
+                   TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}", &errs);
+    tg_test_has_error(&errs, "listen.path",
+                      "expected a socket path of 1 to 107 bytes");
+    tg_test_has_error(&errs, "listen.mode",
+                      "expected an octal mode string such as \"0660\"");
+    tg_test_has_error(&errs, "listen.group",
+                      "no group named \"no-such-group-tg\"");
+    tg_test_has_error(&errs, "listen.user", "unknown key");
+    assert_int_equal(errs.count, 4);
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{ 'listen': { 'mode': '01777' }," TG_GOOD_PROVIDERS ","
+                   TG_GOOD_ROUTES "}", &errs);
+    tg_test_has_error(&errs, "listen.path", "missing required key");
+    tg_test_has_error(&errs, "listen.mode",
+                      "expected an octal mode string such as \"0660\"");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{ 'listen': { 'path': '', 'mode': 660 },"
+                   TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}", &errs);
+    tg_test_has_error(&errs, "listen.path",
+                      "expected a socket path of 1 to 107 bytes");
+    tg_test_has_error(&errs, "listen.mode", "expected a string");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{ 'listen': '/tmp/x.sock'," TG_GOOD_PROVIDERS ","
+                   TG_GOOD_ROUTES "}", &errs);
+    tg_test_has_error(&errs, "listen", "expected an object");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{ 'listen': { 'path': '/x', 'mode': '0800' },"
+                   TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}", &errs);
+    tg_test_has_error(&errs, "listen.mode",
+                      "expected an octal mode string such as \"0660\"");
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_top_level_errors(void **unused)
+{
+    tg_errors  errs;
+
+    (void) unused;
+
+    tg_test_refuse("{" TG_LISTEN ", 'max_frame': 1000, 'log_level': 'loud',"
+                   "'provider': {}, 'routes': 3 }", &errs);
+    tg_test_has_error(&errs, "max_frame",
+                      "expected an integer from 65536 to 4194304");
+    tg_test_has_error(&errs, "log_level", "expected one of \"error\", "
+                      "\"warn\", \"info\", \"debug\"");
+    tg_test_has_error(&errs, "provider", "unknown key");
+    tg_test_has_error(&errs, "providers", "missing required key");
+    tg_test_has_error(&errs, "routes", "expected an object");
+    assert_int_equal(errs.count, 5);
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{" TG_LISTEN ", 'max_frame': 65536.5, 'providers': {},"
+                   "'routes': {} }", &errs);
+    tg_test_has_error(&errs, "max_frame",
+                      "expected an integer from 65536 to 4194304");
+    tg_test_has_error(&errs, "providers", "expected at least one provider");
+    tg_test_has_error(&errs, "routes", "expected at least one route");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{" TG_LISTEN ", 'max_frame': '65536', 'providers': [],"
+                   "'max_frame': 4194305 }", &errs);
+    tg_test_has_error(&errs, "max_frame", "duplicate key");
+    tg_test_has_error(&errs, "max_frame",
+                      "expected an integer from 65536 to 4194304");
+    tg_test_has_error(&errs, "providers", "expected an object");
+    tg_test_has_error(&errs, "routes", "missing required key");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("[" TG_GOOD "]", &errs);
+    tg_test_has_error(&errs, NULL, "expected a JSON object at the top level");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_provider_errors(void **unused)
+{
+    tg_errors  errs;
+
+    (void) unused;
+
+    /* the example from the brief: a typo */
+    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'zonee': 'local'"),
+                   &errs);
+    tg_test_has_error(&errs, "providers.p.zonee", "unknown key");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+
+    tg_test_refuse(TG_WITH_PROVIDER("'zone': 'home', 'scheme': 'ftp', "
+                                    "'host': 'a b', 'base_path': 'v1/',"
+                                    "'endpoints': ['chat', 'images', 'chat',"
+                                    " 7], 'models': []"), &errs);
+    tg_test_has_error(&errs, "providers.p.upstream", "missing required key");
+    tg_test_has_error(&errs, "providers.p.zone",
+                      "expected one of \"local\", \"private\", \"external\"");
+    tg_test_has_error(&errs, "providers.p.scheme",
+                      "expected one of \"http\", \"https\"");
+    tg_test_has_error(&errs, "providers.p.host", "expected a host name or "
+                      "address, optionally with \":port\" (at most 255 "
+                      "bytes)");
+    tg_test_has_error(&errs, "providers.p.base_path", "expected \"\" or a "
+                      "path that starts with \"/\", has no trailing \"/\", "
+                      "no spaces, \"?\" or \"#\" (at most 256 bytes)");
+    tg_test_has_error(&errs, "providers.p.endpoints[1]", "expected one of "
+                      "\"chat\", \"embeddings\", \"speech\", "
+                      "\"transcriptions\", \"responses\"");
+    tg_test_has_error(&errs, "providers.p.endpoints[2]", "duplicate \"chat\"");
+    tg_test_has_error(&errs, "providers.p.endpoints[3]", "expected one of "
+                      "\"chat\", \"embeddings\", \"speech\", "
+                      "\"transcriptions\", \"responses\"");
+    tg_test_has_error(&errs, "providers.p.models", "expected at least one "
+                      "model (leave the key out to accept any model)");
+    assert_int_equal(errs.count, 9);
+    tg_errors_free(&errs);
+
+    tg_test_refuse(TG_WITH_PROVIDER("'upstream': 'tail gate', 'zone': 1,"
+                                    "'endpoints': 'chat', 'base_path': '/v1/',"
+                                    "'models': ['m', '', 'm'], "
+                                    "'zone': 'local'"), &errs);
+    tg_test_has_error(&errs, "providers.p.upstream", "expected an upstream "
+                      "name: 1 to 256 letters, digits, \"_\", \".\" or \"-\"");
+    tg_test_has_error(&errs, "providers.p.zone", "expected a string");
+    tg_test_has_error(&errs, "providers.p.zone", "duplicate key");
+    tg_test_has_error(&errs, "providers.p.endpoints",
+                      "expected an array of endpoint names");
+    tg_test_has_error(&errs, "providers.p.base_path", "expected \"\" or a "
+                      "path that starts with \"/\", has no trailing \"/\", "
+                      "no spaces, \"?\" or \"#\" (at most 256 bytes)");
+    tg_test_has_error(&errs, "providers.p.models[1]",
+                      "expected a model name of 1 to 256 bytes");
+    tg_test_has_error(&errs, "providers.p.models[2]", "duplicate \"m\"");
+    tg_errors_free(&errs);
+
+    tg_test_refuse(TG_WITH_PROVIDER("'upstream': 'u', 'zone': 'local', "
+                                    "'endpoints': []"), &errs);
+    tg_test_has_error(&errs, "providers.p.endpoints",
+                      "expected at least one endpoint");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{" TG_LISTEN ", 'providers': { 'p': 'x', 'bad name': {"
+                   TG_MIN_PROVIDER "}, "
+                   "'a12345678901234567890123456789012345678901234567890123456"
+                   "789012345': {" TG_MIN_PROVIDER "} },"
+                   "'routes': { 'r': { 'steps': [ { 'provider': 'p', "
+                   "'model': 'm' } ] } } }", &errs);
+    tg_test_has_error(&errs, "providers.p", "expected an object");
+    tg_test_has_error(&errs, "providers.bad name", "provider names are 1 to "
+                      "64 letters, digits, \"_\", \".\" or \"-\"");
+    tg_test_has_error(&errs, "providers.a1234567890123456789012345678901234567"
+                      "8901234567890123456789012345", "provider names are 1 "
+                      "to 64 letters, digits, \"_\", \".\" or \"-\"");
+    assert_int_equal(errs.count, 3);
+    tg_errors_free(&errs);
+
+    /* duplicate provider names */
+    tg_test_refuse("{" TG_LISTEN ", 'providers': { 'p': {" TG_MIN_PROVIDER
+                   "}, 'p': {" TG_MIN_PROVIDER "} }, 'routes': { 'r': { "
+                   "'steps': [ { 'provider': 'p', 'model': 'm' } ] } } }",
+                   &errs);
+    tg_test_has_error(&errs, "providers.p", "duplicate key");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+
+    /* hosts and paths that are fine */
+    tg_policy_free(tg_test_policy(TG_WITH_PROVIDER(
+        TG_MIN_PROVIDER ", 'host': '[::1]:8080', 'base_path': '/api/v1'")));
+    tg_policy_free(tg_test_policy(TG_WITH_PROVIDER(
+        TG_MIN_PROVIDER ", 'host': 'my-host.example_1.com:443'")));
+}
+
+
+static void
+test_api_key(void **unused)
+{
+    tg_errors    errs;
+    tg_policy   *p;
+    const char  *bad = "expected \"${ENV_VAR}\": the key is read from the "
+                       "environment, literal keys are not allowed";
+
+    (void) unused;
+
+    p = tg_test_policy(TG_WITH_PROVIDER(TG_MIN_PROVIDER
+                                        ", 'api_key': '${OPENROUTER_API_KEY}'"
+                                        ));
+    assert_string_equal(p->providers[0].authorization, "Bearer sk-or");
+    assert_string_equal(p->providers[0].api_key_env, "OPENROUTER_API_KEY");
+    tg_policy_free(p);
+
+    static const char *const  bad_values[] = {
+        "sk-literal", "$OPENROUTER_API_KEY", "${}", "${1A}", "${A B}",
+        "${OPENROUTER_API_KEY}x", "x${OPENROUTER_API_KEY}", "{A}", "${A",
+        "", NULL
+    };
+
+    for (const char *const *v = bad_values; *v != NULL; v++) {
+        char  text[1024];
+
+        snprintf(text, sizeof(text),
+                 TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'api_key': '%s'"), *v);
+        tg_test_refuse(text, &errs);
+        tg_test_has_error(&errs, "providers.p.api_key", bad);
+        assert_int_equal(errs.count, 1);
+        tg_errors_free(&errs);
+    }
+
+    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'api_key': 42"), &errs);
+    tg_test_has_error(&errs, "providers.p.api_key", "expected a string");
+    tg_errors_free(&errs);
+
+    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER
+                                    ", 'api_key': '${EMPTY_KEY}'"), &errs);
+    tg_test_has_error(&errs, "providers.p.api_key",
+                      "environment variable EMPTY_KEY is empty");
+    tg_errors_free(&errs);
+
+    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER
+                                    ", 'api_key': '${CONTROL_KEY}'"), &errs);
+    tg_test_has_error(&errs, "providers.p.api_key", "environment variable "
+                      "CONTROL_KEY contains control characters");
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_missing_env_vars_all_reported(void **unused)
+{
+    tg_errors  errs;
+
+    (void) unused;
+
+    tg_test_refuse("{" TG_LISTEN ", 'providers': {"
+                   "'a': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_A}' },"
+                   "'b': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_B}' },"
+                   "'c': {" TG_MIN_PROVIDER ", 'api_key': '${DEEPSEEK_API_KEY}'"
+                   " },"
+                   "'d': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_A}' } },"
+                   "'routes': { 'r': { 'steps': [ { 'provider': 'a', "
+                   "'model': 'm' } ] } } }", &errs);
+
+    tg_test_has_error(&errs, "providers.a.api_key",
+                      "environment variable MISSING_A is not set");
+    tg_test_has_error(&errs, "providers.b.api_key",
+                      "environment variable MISSING_B is not set");
+    tg_test_has_error(&errs, "providers.d.api_key",
+                      "environment variable MISSING_A is not set");
+    assert_int_equal(errs.count, 3);
+
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_route_errors(void **unused)
+{
+    tg_errors  errs;
+
+    (void) unused;
+
+    tg_test_refuse("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+                   "'smart': { 'steps': ["
+                   "  { 'provider': 'deepseek', 'model': 'deepseek-chat' },"
+                   "  { 'provider': 'openai', 'model': 'gpt-4o' },"
+                   "  { 'provider': 'local', 'model': 'llama3' },"
+                   "  { 'provider': 'local' },"
+                   "  { 'model': 'x', 'weight': 2 },"
+                   "  'local',"
+                   "  { 'provider': 7, 'model': '' } ] },"
+                   "'none': { 'steps': [] },"
+                   "'obj': { 'steps': {} },"
+                   "'nosteps': { 'fallback': true },"
+                   "'str': 'qwen' } }", &errs);
+
+    tg_test_has_error(&errs, "routes.smart.steps[1].provider",
+                      "no provider named \"openai\"");
+    tg_test_has_error(&errs, "routes.smart.steps[2].model",
+                      "\"llama3\" is not in providers.local.models");
+    tg_test_has_error(&errs, "routes.smart.steps[3].model",
+                      "missing required key");
+    tg_test_has_error(&errs, "routes.smart.steps[4].provider",
+                      "missing required key");
+    tg_test_has_error(&errs, "routes.smart.steps[4].weight", "unknown key");
+    tg_test_has_error(&errs, "routes.smart.steps[5]",
+                      "expected an object with \"provider\" and \"model\"");
+    tg_test_has_error(&errs, "routes.smart.steps[6].provider",
+                      "expected a string");
+    tg_test_has_error(&errs, "routes.smart.steps[6].model",
+                      "expected a model name of 1 to 256 bytes");
+    tg_test_has_error(&errs, "routes.none.steps",
+                      "expected at least one step");
+    tg_test_has_error(&errs, "routes.obj.steps",
+                      "expected an array of steps");
+    tg_test_has_error(&errs, "routes.nosteps.fallback", "unknown key");
+    tg_test_has_error(&errs, "routes.nosteps.steps", "missing required key");
+    tg_test_has_error(&errs, "routes.str", "expected an object");
+    assert_int_equal(errs.count, 13);
+    tg_errors_free(&errs);
+
+    /* duplicate route names */
+    tg_test_refuse("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+                   "'qwen': { 'steps': [ { 'provider': 'local', "
+                   "'model': 'nomic-embed-text' } ] },"
+                   "'qwen': { 'steps': [ { 'provider': 'local', "
+                   "'model': 'nomic-embed-text' } ] } } }", &errs);
+    tg_test_has_error(&errs, "routes.qwen", "duplicate key");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_route_names(void **unused)
+{
+    char        name[300], text[2048];
+    tg_errors   errs;
+    tg_policy  *p;
+
+    (void) unused;
+
+    memset(name, 'r', 256);
+    name[256] = '\0';
+
+    snprintf(text, sizeof(text), "{" TG_LISTEN "," TG_GOOD_PROVIDERS
+             ", 'routes': { '%s': { 'steps': [ { 'provider': 'local', "
+             "'model': 'nomic-embed-text' } ] } } }", name);
+    p = tg_test_policy(text);
+    assert_non_null(tg_policy_route(p, name, 256));
+    tg_policy_free(p);
+
+    name[256] = 'r';
+    name[257] = '\0';
+
+    snprintf(text, sizeof(text), "{" TG_LISTEN "," TG_GOOD_PROVIDERS
+             ", 'routes': { '%s': { 'steps': [ { 'provider': 'local', "
+             "'model': 'nomic-embed-text' } ] }, '': { 'steps': [ { "
+             "'provider': 'local', 'model': 'nomic-embed-text' } ] } } }",
+             name);
+    tg_test_refuse(text, &errs);
+
+    snprintf(text, sizeof(text), "routes.%s", name);
+    tg_test_has_error(&errs, text, "route names are 1 to 256 bytes without "
+                      "control characters");
+    tg_test_has_error(&errs, "routes.", "route names are 1 to 256 bytes "
+                      "without control characters");
+    assert_int_equal(errs.count, 2);
+    tg_errors_free(&errs);
+
+    /* any other bytes are fine: dots, spaces, slashes, quotes, UTF-8 */
+    p = tg_test_policy("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+                       "'org/model v2.5 \\'q\\' \u00e9': { 'steps': [ { "
+                       "'provider': 'local', 'model': 'nomic-embed-text' } ] "
+                       "} } }");
+    assert_non_null(tg_policy_route(p, "org/model v2.5 \"q\" \u00e9",
+                                    strlen("org/model v2.5 \"q\" \u00e9")));
+    tg_policy_free(p);
+}
+
+
+static void
+test_many_routes(void **unused)
+{
+    int          i;
+    char        *text, name[32];
+    size_t       len, cap;
+    tg_policy   *p;
+    const tg_route  *rt;
+
+    (void) unused;
+
+    cap = 1024 * 1024;
+    text = malloc(cap);
+    assert_non_null(text);
+
+    len = (size_t) snprintf(text, cap, "{" TG_LISTEN "," TG_GOOD_PROVIDERS
+                            ", 'routes': {");
+
+    for (i = 0; i < 1000; i++) {
+        len += (size_t) snprintf(text + len, cap - len,
+                                 "%s'route-%d': { 'steps': [ { 'provider': "
+                                 "'deepseek', 'model': 'm%d' } ] }",
+                                 i ? "," : "", i, i);
+    }
+
+    snprintf(text + len, cap - len, "} }");
+
+    p = tg_test_policy(text);
+    free(text);
+
+    assert_int_equal(p->nroutes, 1000);
+
+    for (i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "route-%d", i);
+        rt = tg_policy_route(p, name, strlen(name));
+        assert_non_null(rt);
+        assert_int_equal(rt->index, (size_t) i);
+        assert_ptr_equal(rt, &p->routes[i]);
+    }
+
+    assert_null(tg_policy_route(p, "route-1000", 10));
+
+    tg_policy_free(p);
+}
+
+
+static void
+test_comments(void **unused)
+{
+    tg_policy  *p;
+
+    (void) unused;
+
+    p = tg_test_policy(
+        "// a policy\n"
+        "{ /* block\n comment */ 'listen': { 'path': '/tmp//x/*y*/.sock' },\n"
+        "  'providers': { 'p': { 'upstream': 'u', // trailing\n"
+        "    'zone': 'local', 'endpoints': ['chat'], 'base_path': '/a//b',\n"
+        "    'models': ['org//m', 'x\\\\', 'q\\'//not a comment'] } },\n"
+        "  'routes': { 'r//1': { 'steps': [ { 'provider': 'p', /**/"
+        "    'model': 'org//m' } ] } } } // end");
+
+    assert_string_equal(p->listen.path, "/tmp//x/*y*/.sock");
+    assert_string_equal(p->providers[0].base_path, "/a//b");
+    assert_string_equal(p->providers[0].models[0], "org//m");
+    assert_string_equal(p->providers[0].models[1], "x\\");
+    assert_string_equal(p->providers[0].models[2], "q\"//not a comment");
+    assert_non_null(tg_policy_route(p, "r//1", 4));
+
+    tg_policy_free(p);
+}
+
+
+static void
+test_strip_comments(void **unused)
+{
+    size_t  off;
+    char    s1[] = "{\"a//b\": 1} // c\n/* d\ne */ 2";
+    char    s2[] = "x /* never closed\n";
+    char    s3[] = "\"\\\"/*\" /";
+    char    s4[] = "/";
+
+    (void) unused;
+
+    assert_int_equal(tg_json_strip_comments(s1, strlen(s1), &off), 0);
+    assert_string_equal(s1, "{\"a//b\": 1}     \n    \n     2");
+
+    assert_int_equal(tg_json_strip_comments(s2, strlen(s2), &off), -1);
+    assert_int_equal(off, 2);
+
+    assert_int_equal(tg_json_strip_comments(s3, strlen(s3), &off), 0);
+    assert_string_equal(s3, "\"\\\"/*\" /");
+
+    assert_int_equal(tg_json_strip_comments(s4, strlen(s4), &off), 0);
+}
+
+
+static void
+test_syntax_errors(void **unused)
+{
+    tg_errors  errs;
+
+    (void) unused;
+
+    tg_test_refuse("{\n  'listen': {},\n  'providers': { 'x': }\n}", &errs);
+    tg_test_has_error(&errs, "line 3, column 23", "invalid JSON");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{\n /* open", &errs);
+    tg_test_has_error(&errs, "line 2, column 2", "unterminated /* comment");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("", &errs);
+    tg_test_has_error(&errs, "line 1, column 1",
+                      "invalid JSON: unexpected end of file");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{} {}", &errs);
+    tg_test_has_error(&errs, "line 1, column 4", "invalid JSON");
+    tg_errors_free(&errs);
+
+    tg_test_refuse("{'a': 1,}", &errs);
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_load_file(void **unused)
+{
+    char            *name;
+    tg_errors        errs;
+    tg_policy       *p;
+    tg_policy_opts   opts = tg_test_opts();
+    char             text[] = TG_GOOD;
+    char            *c;
+
+    (void) unused;
+
+    for (c = text; *c; c++) {
+        if (*c == '\'') {
+            *c = '"';
+        }
+    }
+
+    name = tg_test_write_file(text, strlen(text));
+
+    tg_errors_init(&errs);
+    p = tg_policy_load(name, &opts, &errs);
+    assert_non_null(p);
+    assert_string_equal(p->file, name);
+    assert_int_equal(p->nroutes, 2);
+    tg_policy_free(p);
+    unlink(name);
+    free(name);
+
+    /* a NUL byte inside */
+    name = tg_test_write_file("{\0}", 3);
+    p = tg_policy_load(name, &opts, &errs);
+    assert_null(p);
+    tg_test_has_error(&errs, NULL, "contains a NUL byte; expected JSON text");
+    tg_errors_free(&errs);
+    unlink(name);
+    free(name);
+
+    p = tg_policy_load("/nonexistent/policy.json", &opts, &errs);
+    assert_null(p);
+    tg_test_has_error(&errs, NULL, "cannot open: No such file or directory");
+    tg_errors_free(&errs);
+
+    p = tg_policy_load("/tmp", &opts, &errs);
+    assert_null(p);
+    tg_test_has_error(&errs, NULL, "cannot read: is a directory");
+    tg_errors_free(&errs);
+
+    tg_policy_free(NULL);
+}
+
+
+static void
+test_doc_example(void **unused)
+{
+    tg_errors        errs;
+    tg_policy       *p;
+    tg_policy_opts   opts = tg_test_opts();
+
+    (void) unused;
+
+    tg_errors_init(&errs);
+
+    p = tg_policy_load(TG_FIXTURES "/example.json", &opts, &errs);
+
+    if (getgrnam("www-data") == NULL) {
+        /* the example names the nginx workers' group of Debian */
+        assert_null(p);
+        tg_test_has_error(&errs, "listen.group",
+                          "no group named \"www-data\"");
+        assert_int_equal(errs.count, 1);
+        tg_errors_free(&errs);
+        return;
+    }
+
+    assert_non_null(p);
+    assert_int_equal(errs.count, 0);
+    assert_string_equal(p->listen.path, "/run/tailgate/policyd.sock");
+    assert_string_equal(p->listen.group, "www-data");
+    assert_int_equal(p->nproviders, 2);
+    assert_int_equal(p->nroutes, 2);
+    assert_string_equal(p->providers[1].authorization, "Bearer sk-deep");
+
+    tg_policy_free(p);
+    tg_errors_free(&errs);
+}
+
+
+static void
+test_endpoint_and_zone_names(void **unused)
+{
+    (void) unused;
+
+    assert_int_equal(tg_endpoint_parse("chat", 4), TG_EP_CHAT);
+    assert_int_equal(tg_endpoint_parse("responses", 9), TG_EP_RESPONSES);
+    assert_int_equal(tg_endpoint_parse("chats", 5), TG_EP_NONE);
+    assert_int_equal(tg_endpoint_parse("cha", 3), TG_EP_NONE);
+    assert_int_equal(tg_endpoint_parse("", 0), TG_EP_NONE);
+    assert_string_equal(tg_endpoint_name(TG_EP_SPEECH), "speech");
+    assert_string_equal(tg_endpoint_name(TG_EP_NONE), "unknown");
+    assert_string_equal(tg_endpoint_suffix(TG_EP_TRANSCRIPTIONS),
+                        "/audio/transcriptions");
+    assert_string_equal(tg_zone_name(TG_ZONE_PRIVATE), "private");
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_policy),
+        cmocka_unit_test(test_listen_and_top_level_options),
+        cmocka_unit_test(test_listen_path_override),
+        cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_top_level_errors),
+        cmocka_unit_test(test_provider_errors),
+        cmocka_unit_test(test_api_key),
+        cmocka_unit_test(test_missing_env_vars_all_reported),
+        cmocka_unit_test(test_route_errors),
+        cmocka_unit_test(test_route_names),
+        cmocka_unit_test(test_many_routes),
+        cmocka_unit_test(test_comments),
+        cmocka_unit_test(test_strip_comments),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_doc_example),
+        cmocka_unit_test(test_endpoint_and_zone_names),
+    };
+
+    return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
+}

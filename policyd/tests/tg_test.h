@@ -1,0 +1,41 @@
+/*
+ * Helpers shared by the unit tests.  Include after cmocka.h.
+ */
+
+#ifndef TG_TEST_H
+#define TG_TEST_H
+
+#include "errors.h"
+#include "policy.h"
+
+
+#define TG_TEST_NOW  1790000000
+
+
+/* A fixed environment: DEEPSEEK_API_KEY=sk-deep, OPENROUTER_API_KEY=sk-or,
+ * EMPTY_KEY="", CONTROL_KEY="a\nb"; nothing else is set. */
+const char *tg_test_getenv(const char *name);
+
+/* Options with tg_test_getenv and TG_TEST_NOW. */
+tg_policy_opts tg_test_opts(void);
+
+/*
+ * In the two functions below, every ' in text is turned into " first, so
+ * that policies read well inside C strings; write \u0027 for a real '.
+ */
+
+/* Parses text that must be a good policy (fails the test otherwise). */
+tg_policy *tg_test_policy(const char *text);
+
+/* Parses text that must be refused; errs gets the errors. */
+void tg_test_refuse(const char *text, tg_errors *errs);
+
+/* Fails the test unless errs has path with exactly message. */
+void tg_test_has_error(const tg_errors *errs, const char *path,
+    const char *message);
+
+/* Writes content to a new temporary file; returns its malloc'd name. */
+char *tg_test_write_file(const void *content, size_t len);
+
+
+#endif /* TG_TEST_H */

@@ -1,0 +1,125 @@
+#!/usr/bin/perl
+
+# The body that reaches the provider names the provider's model, carries a
+# correct Content-Length and is otherwise the client's body byte for byte.
+
+use strict;
+use warnings;
+use utf8;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+use Tailgate::Gateway;
+
+my $t = Tailgate::Gateway->new->skip_unless_built;
+
+my $policy = Tailgate::Gateway::default_policy();
+$policy->{routes}{'café/ü "q"'} = {
+    steps => [{ provider => 'local', model => "m\x{2603}\"\\x" }] };
+$policy->{routes}{'to-unicode'} = {
+    steps => [{ provider => 'local', model => "snow\x{2603}man" }] };
+
+my $key = $t->start_gateway(policy => $policy);
+my $local = $t->mock('local');
+
+
+# send a raw body; return what the provider received
+sub through {
+    my ($body, %opt) = @_;
+
+    my $res = $t->http('POST', '/v1/chat/completions',
+        headers => { Authorization => "Bearer $key",
+                     'Content-Type' => 'application/json',
+                     %{ $opt{headers} // {} } },
+        body => $body, %{ $opt{http} // {} });
+
+    return ($res, $local->requests->[-1]);
+}
+
+sub expect_body {
+    my ($got, $body, $name) = @_;
+
+    ok($got->{body} eq $body, "$name: body is exactly the expected bytes")
+        or diag("got: " . substr($got->{body}, 0, 300));
+    is($got->{headers}{'content-length'}, length $got->{body},
+       "$name: Content-Length matches");
+}
+
+
+subtest 'the model is replaced in place, nothing else moves' => sub {
+    my $body = qq({"messages":[{"role":"user","content":"a \\"model\\": \\"x\\""}],)
+             . qq( "model" : "qwen" , "temperature":0.2});
+    (my $want = $body) =~ s/"qwen"/"qwen2.5-7b-instruct"/;
+
+    my ($res, $got) = through($body);
+    is($res->{status}, 200, 'status 200');
+    expect_body($got, $want, 'model in the middle');
+};
+
+subtest 'a model at the end of a 1 MB body' => sub {
+    my $filler = 'x' x (1024 * 1024);
+    my $body = qq({"messages":[{"role":"user","content":"$filler"}],"model":"qwen"});
+    (my $want = $body) =~ s/"qwen"\}$/"qwen2.5-7b-instruct"}/;
+
+    my ($res, $got) = through($body);
+    is($res->{status}, 200, 'status 200');
+    expect_body($got, $want, '1 MB body');
+};
+
+subtest 'a model at the start of a 1 MB body' => sub {
+    my $filler = 'y' x (1024 * 1024);
+    my $body = qq({"model":"qwen","messages":[{"role":"user","content":"$filler"}]});
+    (my $want = $body) =~ s/^\{"model":"qwen"/{"model":"qwen2.5-7b-instruct"/;
+
+    my ($res, $got) = through($body);
+    is($res->{status}, 200, 'status 200');
+    expect_body($got, $want, '1 MB body');
+};
+
+subtest 'the same name needs no rewrite: the body is untouched' => sub {
+    my $body = qq({ "model":"same",\n "messages" : [] }\n);
+
+    my ($res, $got) = through($body);
+    is($res->{status}, 200, 'status 200');
+    expect_body($got, $body, 'same model');
+};
+
+subtest 'escaped and unicode names are decoded to route and re-escaped' => sub {
+    my $body = qq({"model":"caf\\u00e9/\\u00fc \\"q\\"","messages":[]});
+
+    my ($res, $got) = through($body);
+    is($res->{status}, 200, 'the escaped route name matched its route');
+    is($got->{json}{model}, "m\x{2603}\"\\x", 'provider model decoded correctly');
+    like($got->{body}, qr/^\{"model":"m\xe2\x98\x83\\"\\\\x","messages":\[\]\}$/,
+         'and written as valid JSON');
+
+    ($res, $got) = through(qq({"model":"to-unicode"}));
+    is($got->{json}{model}, "snow\x{2603}man", 'UTF-8 provider model');
+};
+
+subtest 'a chunked request body is rewritten with a Content-Length' => sub {
+    my $body = qq({"model":"qwen","messages":[{"role":"user","content":"chunks"}]});
+    (my $want = $body) =~ s/"qwen"/"qwen2.5-7b-instruct"/;
+
+    my ($res, $got) = through($body, http => { chunked => 1 });
+    is($res->{status}, 200, 'status 200');
+    expect_body($got, $want, 'chunked');
+    ok(!exists $got->{headers}{'transfer-encoding'}, 'sent with a length, not chunked');
+};
+
+subtest 'a body that nginx keeps in a temporary file' => sub {
+    # 4 MB limit, larger than the in-memory buffer of the transcription
+    # location: a JSON body near the limit on a location whose buffer is
+    # smaller goes to a file first
+    my $filler = 'z' x (3 * 1024 * 1024);
+    my $body = qq({"messages":[{"role":"user","content":"$filler"}],"model":"qwen"});
+    (my $want = $body) =~ s/"qwen"\}$/"qwen2.5-7b-instruct"}/;
+
+    my ($res, $got) = through($body);
+    is($res->{status}, 200, 'status 200');
+    expect_body($got, $want, '3 MB body');
+};
+
+$t->done_testing;
