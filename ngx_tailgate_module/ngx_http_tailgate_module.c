@@ -28,10 +28,16 @@ static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
+static ngx_int_t ngx_http_tailgate_call(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_frame_t *f, ngx_msec_t timeout);
+static void ngx_http_tailgate_resume(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
+static ngx_tailgate_upstream_t *ngx_http_tailgate_check(
+    ngx_http_request_t *r, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_refuse(ngx_http_request_t *r,
     ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_fail(ngx_http_request_t *r,
@@ -43,11 +49,10 @@ static ngx_tailgate_upstream_t *ngx_http_tailgate_upstream(
     ngx_http_tailgate_main_conf_t *tmcf, ngx_str_t *name);
 static ngx_int_t ngx_http_tailgate_header_safe(ngx_str_t *value,
     ngx_uint_t allow_space);
-static ngx_int_t ngx_http_tailgate_copy(ngx_pool_t *pool, ngx_str_t *dst,
+static u_char *ngx_http_tailgate_keep(u_char *p, ngx_str_t *dst,
     ngx_str_t *src);
 static ngx_int_t ngx_http_tailgate_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
-static const char *ngx_http_tailgate_outcome(ngx_http_request_t *r);
 static void ngx_http_tailgate_cleanup(void *data);
 
 static void *ngx_http_tailgate_create_main_conf(ngx_conf_t *cf);
@@ -64,6 +69,8 @@ static char *ngx_http_tailgate_policyd(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tailgate_keys(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_tailgate_decision_cache(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_tailgate_private_upstream(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -136,6 +143,13 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_tailgate_main_conf_t, buffer_size),
       &ngx_http_tailgate_buffer_post },
+
+    { ngx_string("tailgate_decision_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_tailgate_decision_cache,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("tailgate_private_upstream"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
@@ -394,13 +408,20 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     u_char                    text[256];
 
     end = r->uri.data + r->uri.len;
-    p = ngx_strlcasestrn(r->uri.data, end, (u_char *) "/v1/", 3);
-
     rest.len = 0;
 
-    if (p) {
-        rest.data = p + 4;
-        rest.len = end - rest.data;
+    for (p = r->uri.data; end - p >= 4; p++) {
+        p = ngx_strlchr(p, end, '/');
+
+        if (p == NULL || end - p < 4) {
+            break;
+        }
+
+        if (p[1] == 'v' && p[2] == '1' && p[3] == '/') {
+            rest.data = p + 4;
+            rest.len = end - rest.data;
+            break;
+        }
     }
 
     for (ep = ngx_tailgate_endpoints; ep->path.len; ep++) {
@@ -506,23 +527,44 @@ ngx_http_tailgate_body_handler(ngx_http_request_t *r)
 
     rc = ngx_http_tailgate_ask(r, ctx);
 
-    if (rc != NGX_AGAIN) {
-        ngx_http_finalize_request(r, rc);
+    if (rc == NGX_AGAIN) {
+        return;
     }
+
+    if (rc == NGX_DECLINED) {
+        /* a cached decision: straight on to the content phase */
+        ngx_http_tailgate_resume(r, ctx);
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static void
+ngx_http_tailgate_resume(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    ctx->state = NGX_TAILGATE_DECIDED;
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
 }
 
 
 /*
  * Sends DECIDE (or MODELS) and parks the request until the answer or the
- * timeout: NGX_AGAIN.  Anything else is a final status for the request.
+ * timeout: NGX_AGAIN.  NGX_DECLINED: decided at once from the cache, go on.
+ * Anything else is a final status for the request.
  */
 
 static ngx_int_t
 ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
+    u_char                        *key;
+    size_t                         key_len;
     ngx_int_t                      rc;
     ngx_uint_t                     i, type;
     ngx_tailgate_frame_t           f;
+    ngx_tailgate_reply_t          *cached;
     ngx_http_tailgate_loc_conf_t  *tlcf;
     u_char                         buf[NGX_TAILGATE_DECIDE_FRAME];
 
@@ -531,8 +573,8 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     type = (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE)
            ? TG_MSG_MODELS : TG_MSG_DECIDE;
 
-    if (type == TG_MSG_DECIDE
-        && ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME)
+    if (ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME
+        || ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME)
     {
         return ngx_http_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
                                       "invalid_request_error",
@@ -540,12 +582,11 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
                                       "No matching route found.");
     }
 
-    if (ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME) {
-        return ngx_http_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
-                                      "invalid_request_error",
-                                      "model_not_found",
-                                      "No matching route found.");
-    }
+    /*
+     * Every fact a decision may depend on comes first: those bytes are the
+     * cache key.  Body size and attempt follow; policyd bounds the body
+     * size a cached decision is good for.
+     */
 
     ngx_tailgate_frame_init(&f, buf, sizeof(buf), type);
     ngx_tailgate_frame_str(&f, TG_F_CLIENT, &ctx->client);
@@ -554,24 +595,70 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         ngx_tailgate_frame_str(&f, TG_F_TAG, &ctx->tags[i]);
     }
 
-    if (type == TG_MSG_DECIDE) {
-        ngx_tailgate_frame_str(&f, TG_F_ENDPOINT, &ctx->endpoint->name);
-        ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->facts.model);
-        ngx_tailgate_frame_u8(&f, TG_F_STREAM, ctx->facts.stream);
-        ngx_tailgate_frame_u8(&f, TG_F_TOOLS, ctx->facts.tools);
-        ngx_tailgate_frame_u32(&f, TG_F_BODY_BYTES, (uint32_t) ctx->body_len);
-        ngx_tailgate_frame_u32(&f, TG_F_PROMPT_ESTIMATE,
-                               (uint32_t) (ctx->body_len / 4));
-        ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt + 1);
+    if (type == TG_MSG_MODELS) {
+        if (ctx->endpoint_rest.len) {
+            ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->endpoint_rest);
+        }
 
-    } else if (ctx->endpoint_rest.len) {
-        ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->endpoint_rest);
+        return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout);
     }
+
+    ngx_tailgate_frame_str(&f, TG_F_ENDPOINT, &ctx->endpoint->name);
+    ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->facts.model);
+    ngx_tailgate_frame_u8(&f, TG_F_STREAM, ctx->facts.stream);
+    ngx_tailgate_frame_u8(&f, TG_F_TOOLS, ctx->facts.tools);
+
+    key = buf + TG_FRAME_HEADER_SIZE;
+    key_len = f.pos - key;
+
+    ngx_tailgate_frame_u32(&f, TG_F_BODY_BYTES, (uint32_t) ctx->body_len);
+    ngx_tailgate_frame_u32(&f, TG_F_PROMPT_ESTIMATE,
+                           (uint32_t) (ctx->body_len / 4));
+    ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt + 1);
+
+    if (f.overflow || ctx->attempt) {
+        return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout);
+    }
+
+    cached = ngx_tailgate_cache_get(key, key_len, ctx->body_len);
+
+    if (cached) {
+        ctx->decide_start = ngx_current_msec;
+        ctx->decide_time = 0;
+
+        rc = ngx_http_tailgate_apply(r, ctx, cached);
+
+        if (rc == NGX_DECLINED) {
+            ctx->from_cache = 1;
+        }
+
+        return rc;
+    }
+
+    /* remembered to cache the answer */
+
+    ctx->cache_key.data = ngx_pnalloc(r->pool, key_len);
+    if (ctx->cache_key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->cache_key.data, key, key_len);
+    ctx->cache_key.len = key_len;
+
+    return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout);
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_tailgate_frame_t *f, ngx_msec_t timeout)
+{
+    ngx_int_t  rc;
 
     ctx->call.handler = ngx_http_tailgate_answered;
     ctx->call.data = ctx;
 
-    rc = ngx_tailgate_call(&ctx->call, &f, tlcf->timeout, r->connection->log);
+    rc = ngx_tailgate_call(&ctx->call, f, timeout, r->connection->log);
 
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -640,9 +727,14 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     rc = ngx_http_tailgate_apply(r, ctx, reply);
 
     if (rc == NGX_DECLINED) {
-        ctx->state = NGX_TAILGATE_DECIDED;
-        r->write_event_handler = ngx_http_core_run_phases;
-        ngx_http_core_run_phases(r);
+
+        /* checked by apply: hits need not check it again */
+        if (ctx->cache_key.len) {
+            ngx_tailgate_cache_put(ctx->cache_key.data, ctx->cache_key.len,
+                                   reply, c->log);
+        }
+
+        ngx_http_tailgate_resume(r, ctx);
 
     } else {
         ctx->state = NGX_TAILGATE_DONE;
@@ -664,70 +756,30 @@ static ngx_int_t
 ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_reply_t *reply)
 {
-    u_char                         *p;
-    ngx_tailgate_upstream_t        *up;
-    ngx_http_tailgate_main_conf_t  *tmcf;
+    u_char                   *p;
+    ngx_tailgate_upstream_t  *up;
 
     if (reply->status != NGX_HTTP_OK) {
         return ngx_http_tailgate_refuse(r, reply);
     }
 
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tailgate_module);
-
     /* the lease is ours from here on, whatever happens next */
     ctx->lease = reply->lease;
     ctx->attempt++;
 
-    if (ngx_http_tailgate_copy(r->pool, &ctx->provider, &reply->provider)
-        != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->route, &reply->route)
-           != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->upstream_name,
-                                  &reply->upstream) != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->upstream_host,
-                                  &reply->host) != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->provider_model,
-                                  &reply->provider_model) != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->authorization,
-                                  &reply->authorization) != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->reason, &reply->reason)
-           != NGX_OK
-        || ngx_http_tailgate_copy(r->pool, &ctx->zone, &reply->zone)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    up = reply->checked;
 
-    /*
-     * policyd is trusted with choices, not with nginx: the upstream must be
-     * an upstream{} block, and the values must be safe in a request line
-     * and in headers.
-     */
+    if (up == NULL) {
+        up = ngx_http_tailgate_check(r, reply);
 
-    up = ngx_http_tailgate_upstream(tmcf, &reply->upstream);
+        if (up == NULL) {
+            return ngx_http_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY,
+                                          "server_error", "invalid_route",
+                                          "The gateway's route for this "
+                                          "model is misconfigured.");
+        }
 
-    if (up == NULL
-        || reply->provider.len == 0
-        || reply->provider_model.len == 0
-        || reply->path.len == 0 || reply->path.data[0] != '/'
-        || ngx_http_tailgate_header_safe(&reply->path, 0) != NGX_OK
-        || ngx_http_tailgate_header_safe(&reply->host, 0) != NGX_OK
-        || ngx_http_tailgate_header_safe(&reply->authorization, 1) != NGX_OK
-        || !((reply->scheme.len == 4
-              && ngx_strncmp(reply->scheme.data, "http", 4) == 0)
-             || (reply->scheme.len == 5
-                 && ngx_strncmp(reply->scheme.data, "https", 5) == 0)))
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tailgate: policyd chose provider \"%V\" with upstream "
-                      "\"%V\", which nginx cannot use: no such upstream{} "
-                      "block or an invalid scheme, host or path",
-                      &ctx->provider, &ctx->upstream_name);
-
-        return ngx_http_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY, "server_error",
-                                      "invalid_route",
-                                      "The gateway's route for this model "
-                                      "is misconfigured.");
+        reply->checked = up;
     }
 
     /* the second guard of privacy, independent of policyd */
@@ -737,7 +789,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                       "tailgate: policy violation: policyd chose provider "
                       "\"%V\" (upstream \"%V\") for a private request, "
                       "which nginx does not list as private; refused",
-                      &ctx->provider, &ctx->upstream_name);
+                      &reply->provider, &reply->upstream);
 
         return ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "server_error", "privacy_violation",
@@ -746,20 +798,35 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                                       "is not private.");
     }
 
-    ctx->upstream_url.len = reply->scheme.len + sizeof("://") - 1
-                            + reply->upstream.len + reply->path.len;
+    /* the reply lives in a read buffer or the cache: keep a copy */
 
-    p = ngx_pnalloc(r->pool, ctx->upstream_url.len);
+    p = ngx_pnalloc(r->pool, reply->provider.len + reply->route.len
+                             + reply->upstream.len + reply->host.len
+                             + reply->provider_model.len
+                             + reply->authorization.len + reply->reason.len
+                             + reply->zone.len
+                             + reply->scheme.len + sizeof("://") - 1
+                             + reply->upstream.len + reply->path.len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->upstream_url.data = p;
+    p = ngx_http_tailgate_keep(p, &ctx->provider, &reply->provider);
+    p = ngx_http_tailgate_keep(p, &ctx->route, &reply->route);
+    p = ngx_http_tailgate_keep(p, &ctx->upstream_name, &reply->upstream);
+    p = ngx_http_tailgate_keep(p, &ctx->upstream_host, &reply->host);
+    p = ngx_http_tailgate_keep(p, &ctx->provider_model,
+                               &reply->provider_model);
+    p = ngx_http_tailgate_keep(p, &ctx->authorization, &reply->authorization);
+    p = ngx_http_tailgate_keep(p, &ctx->reason, &reply->reason);
+    p = ngx_http_tailgate_keep(p, &ctx->zone, &reply->zone);
 
+    ctx->upstream_url.data = p;
     p = ngx_cpymem(p, reply->scheme.data, reply->scheme.len);
     p = ngx_cpymem(p, "://", sizeof("://") - 1);
     p = ngx_cpymem(p, reply->upstream.data, reply->upstream.len);
-    ngx_memcpy(p, reply->path.data, reply->path.len);
+    p = ngx_cpymem(p, reply->path.data, reply->path.len);
+    ctx->upstream_url.len = p - ctx->upstream_url.data;
 
     if (ctx->upstream_host.len == 0) {
         ctx->upstream_host = ctx->upstream_name;
@@ -782,6 +849,46 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                    &ctx->reason);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * policyd is trusted with choices, not with nginx: the upstream must be an
+ * upstream{} block, and the values must be safe in a request line and in
+ * headers.  Done once per decision; a cached decision keeps the result.
+ */
+
+static ngx_tailgate_upstream_t *
+ngx_http_tailgate_check(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
+{
+    ngx_tailgate_upstream_t        *up;
+    ngx_http_tailgate_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tailgate_module);
+
+    up = ngx_http_tailgate_upstream(tmcf, &reply->upstream);
+
+    if (up == NULL
+        || reply->provider.len == 0
+        || reply->provider_model.len == 0
+        || reply->path.len == 0 || reply->path.data[0] != '/'
+        || ngx_http_tailgate_header_safe(&reply->path, 0) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->host, 0) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->authorization, 1) != NGX_OK
+        || !((reply->scheme.len == 4
+              && ngx_strncmp(reply->scheme.data, "http", 4) == 0)
+             || (reply->scheme.len == 5
+                 && ngx_strncmp(reply->scheme.data, "https", 5) == 0)))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: policyd chose provider \"%V\" with upstream "
+                      "\"%V\", which nginx cannot use: no such upstream{} "
+                      "block or an invalid scheme, host or path",
+                      &reply->provider, &reply->upstream);
+        return NULL;
+    }
+
+    return up;
 }
 
 
@@ -879,100 +986,15 @@ ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *code,
 static ngx_int_t
 ngx_http_tailgate_log_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                  n;
-    ngx_time_t                 *tp;
-    ngx_msec_int_t              ms;
-    ngx_tailgate_frame_t        f;
-    ngx_http_upstream_state_t  *state;
-    ngx_http_tailgate_ctx_t    *ctx;
-    const char                 *outcome;
-    ngx_str_t                   text;
-    u_char                      buf[1024];
+    ngx_http_tailgate_ctx_t  *ctx;
 
     ctx = ngx_http_tailgate_get_ctx(r);
 
-    if (ctx == NULL || ctx->reported || ctx->provider.len == 0) {
+    if (ctx == NULL) {
         return NGX_OK;
     }
 
-    ctx->reported = 1;
-
-    outcome = ngx_http_tailgate_outcome(r);
-
-    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
-
-    if (ctx->lease) {
-        ngx_tailgate_frame_u32(&f, TG_F_LEASE, ctx->lease);
-    }
-
-    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, &ctx->provider);
-    ngx_tailgate_frame_str(&f, TG_F_ROUTE, &ctx->route);
-
-    text.data = (u_char *) outcome;
-    text.len = ngx_strlen(outcome);
-    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &text);
-
-    ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS,
-                           (uint32_t) (r->err_status ? r->err_status
-                                                     : r->headers_out.status));
-
-    if (r->upstream_states && r->upstream_states->nelts) {
-        n = r->upstream_states->nelts;
-        state = r->upstream_states->elts;
-
-        if (state[n - 1].response_time != (ngx_msec_t) -1) {
-            ngx_tailgate_frame_u32(&f, TG_F_UPSTREAM_MS,
-                                   (uint32_t) state[n - 1].response_time);
-        }
-    }
-
-    tp = ngx_timeofday();
-    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                           + (tp->msec - r->start_msec));
-    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS, (uint32_t) ngx_max(ms, 0));
-
-    ngx_tailgate_notify(&f, r->connection->log);
-
-    return NGX_OK;
-}
-
-
-static const char *
-ngx_http_tailgate_outcome(ngx_http_request_t *r)
-{
-    ngx_uint_t                  n, status;
-    ngx_http_upstream_state_t  *state;
-
-    if (r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
-        || r->connection->error)
-    {
-        return "client_abort";
-    }
-
-    if (r->upstream_states == NULL || r->upstream_states->nelts == 0) {
-        return "not_sent";
-    }
-
-    n = r->upstream_states->nelts;
-    state = r->upstream_states->elts;
-    state = &state[n - 1];
-
-    if (state->header_time == (ngx_msec_t) -1) {
-        return (state->status == NGX_HTTP_GATEWAY_TIME_OUT)
-               ? "timeout" : "connect_error";
-    }
-
-    status = state->status;
-
-    if (status < 400) {
-        return "ok";
-    }
-
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        return "rate_limited";
-    }
-
-    return (status < 500) ? "client_error" : "server_error";
+    return ngx_tailgate_report(r, ctx);
 }
 
 
@@ -1058,24 +1080,15 @@ ngx_http_tailgate_header_safe(ngx_str_t *value, ngx_uint_t allow_space)
 }
 
 
-static ngx_int_t
-ngx_http_tailgate_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+/* copies src to p as dst; returns the end of the copy */
+
+static u_char *
+ngx_http_tailgate_keep(u_char *p, ngx_str_t *dst, ngx_str_t *src)
 {
+    dst->data = p;
     dst->len = src->len;
 
-    if (src->len == 0) {
-        dst->data = NULL;
-        return NGX_OK;
-    }
-
-    dst->data = ngx_pnalloc(pool, src->len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, src->data, src->len);
-
-    return NGX_OK;
+    return ngx_cpymem(p, src->data, src->len);
 }
 
 
@@ -1120,6 +1133,7 @@ ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
 
     tmcf->connections = NGX_CONF_UNSET_UINT;
     tmcf->buffer_size = NGX_CONF_UNSET_SIZE;
+    tmcf->cache_size = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&tmcf->keys, cf->pool, 4,
                        sizeof(ngx_tailgate_keys_t *))
@@ -1142,6 +1156,7 @@ ngx_http_tailgate_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(tmcf->connections, 2);
     ngx_conf_init_size_value(tmcf->buffer_size, TG_MAX_FRAME_MIN);
+    ngx_conf_init_uint_value(tmcf->cache_size, 1024);
 
     return NGX_CONF_OK;
 }
@@ -1372,9 +1387,17 @@ ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
 
     tmcf = ctx->main_conf[ngx_http_tailgate_module.ctx_index];
 
-    if (tmcf->addr == NULL) {
+    if (!tmcf->enabled) {
         return NGX_OK;
     }
+
+    if (ngx_tailgate_auth_init_worker(cycle) != NGX_OK
+        || ngx_tailgate_cache_init(cycle, tmcf->cache_size) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_tailgate_report_init_worker(cycle);
 
     return ngx_tailgate_policyd_init_worker(cycle, tmcf);
 }
@@ -1384,6 +1407,7 @@ static void
 ngx_http_tailgate_exit_process(ngx_cycle_t *cycle)
 {
     ngx_tailgate_policyd_exit_worker();
+    ngx_tailgate_auth_exit_worker();
 }
 
 
@@ -1454,6 +1478,41 @@ ngx_http_tailgate_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_tailgate_keys_load(cf, &value[1], &tlcf->keys);
+}
+
+
+static char *
+ngx_http_tailgate_decision_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tailgate_main_conf_t *tmcf = conf;
+
+    ngx_str_t  *value;
+    ngx_int_t   n;
+
+    if (tmcf->cache_size != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        tmcf->cache_size = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < 1 || n > 1048576) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number of cached decisions \"%V\", "
+                           "expected 1-1048576 or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tmcf->cache_size = n;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -81,6 +81,7 @@ typedef struct {
     ngx_addr_t                  *addr;
     ngx_uint_t                   connections;
     size_t                       buffer_size;
+    ngx_uint_t                   cache_size;
 
     ngx_array_t                 *private_names;  /* ngx_str_t */
     ngx_array_t                  upstreams;      /* ngx_tailgate_upstream_t */
@@ -105,6 +106,11 @@ typedef struct {
     ngx_uint_t                   status;
     ngx_uint_t                   retry_after;
     uint32_t                     lease;
+    ngx_msec_t                   cache_ms;
+    size_t                       cache_max_bytes;
+
+    /* set once the decision passed the module's checks */
+    ngx_tailgate_upstream_t     *checked;
 
     ngx_str_t                    error_type;
     ngx_str_t                    error_code;
@@ -195,6 +201,7 @@ typedef struct {
     ngx_tailgate_call_t          call;
     ngx_msec_t                   decide_start;
     ngx_msec_t                   decide_time;
+    ngx_str_t                    cache_key;
 
     /* the decision */
     ngx_str_t                    provider;
@@ -210,6 +217,7 @@ typedef struct {
     ngx_uint_t                   attempt;
 
     unsigned                     reported:1;
+    unsigned                     from_cache:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -224,6 +232,8 @@ char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_tailgate_keys_t **keys);
 ngx_int_t ngx_tailgate_authenticate(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_keys_t *keys);
+ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle);
+void ngx_tailgate_auth_exit_worker(void);
 
 /* ngx_tailgate_body.c */
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
@@ -240,6 +250,14 @@ ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
 /* ngx_tailgate_multipart.c */
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
     u_char *end, ngx_tailgate_facts_t *facts, const char **error);
+
+/* ngx_tailgate_cache.c */
+ngx_int_t ngx_tailgate_cache_init(ngx_cycle_t *cycle, ngx_uint_t capacity);
+ngx_tailgate_reply_t *ngx_tailgate_cache_get(u_char *key, size_t len,
+    size_t body_len);
+void ngx_tailgate_cache_put(u_char *key, size_t len,
+    ngx_tailgate_reply_t *reply, ngx_log_t *log);
+void ngx_tailgate_cache_flush(void);
 
 /* ngx_tailgate_proto.c */
 void ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf,
@@ -264,6 +282,11 @@ ngx_int_t ngx_tailgate_call(ngx_tailgate_call_t *call,
 void ngx_tailgate_call_cancel(ngx_tailgate_call_t *call);
 void ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log);
 ngx_uint_t ngx_tailgate_policyd_up(void);
+
+/* ngx_tailgate_report.c */
+void ngx_tailgate_report_init_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_tailgate_report(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_response.c */
 ngx_int_t ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,

@@ -13,8 +13,7 @@
 
 #include "ngx_http_tailgate_module.h"
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
 
 #define NGX_TAILGATE_MAX_KEY_FILE     (16 * 1024 * 1024)
@@ -28,6 +27,7 @@ static ngx_int_t ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys,
     u_char *digest, ngx_str_t *client);
 static ngx_int_t ngx_tailgate_hex_digest(u_char *hex, size_t len,
     u_char *digest);
+static ngx_inline ngx_uint_t ngx_tailgate_digest_equal(u_char *a, u_char *b);
 static ngx_table_elt_t *ngx_tailgate_find_header(ngx_http_request_t *r,
     ngx_str_t *lowcase_name);
 static ngx_int_t ngx_tailgate_credential(ngx_http_request_t *r,
@@ -35,6 +35,14 @@ static ngx_int_t ngx_tailgate_credential(ngx_http_request_t *r,
 
 
 static ngx_str_t  ngx_tailgate_x_api_key = ngx_string("x-api-key");
+
+/*
+ * Fetched once per worker: OpenSSL 3's SHA256() looks the algorithm up,
+ * under a lock, and allocates a context on every call - three times the
+ * cost of the hash itself for a key.
+ */
+static EVP_MD      *ngx_tailgate_sha256;
+static EVP_MD_CTX  *ngx_tailgate_sha256_ctx;
 
 
 char *
@@ -280,6 +288,40 @@ ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
 }
 
 
+ngx_int_t
+ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
+{
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    ngx_tailgate_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+    ngx_tailgate_sha256 = (EVP_MD *) EVP_sha256();
+#endif
+
+    ngx_tailgate_sha256_ctx = EVP_MD_CTX_new();
+
+    if (ngx_tailgate_sha256 == NULL || ngx_tailgate_sha256_ctx == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "tailgate: SHA-256 is not available from OpenSSL");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_tailgate_auth_exit_worker(void)
+{
+    EVP_MD_CTX_free(ngx_tailgate_sha256_ctx);
+    ngx_tailgate_sha256_ctx = NULL;
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    EVP_MD_free(ngx_tailgate_sha256);
+#endif
+    ngx_tailgate_sha256 = NULL;
+}
+
+
 /*
  * NGX_OK: ctx->client is set; NGX_DECLINED: no credential was sent;
  * NGX_ERROR: the credential is not a known key.
@@ -291,8 +333,9 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 {
     ngx_uint_t           i;
     ngx_str_t            credential;
+    unsigned int         len;
     ngx_tailgate_key_t  *slot;
-    u_char               digest[SHA256_DIGEST_LENGTH];
+    u_char               digest[EVP_MAX_MD_SIZE];
 
     if (ngx_tailgate_credential(r, &credential) != NGX_OK) {
         return NGX_DECLINED;
@@ -304,7 +347,17 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    SHA256(credential.data, credential.len, digest);
+    if (EVP_DigestInit_ex(ngx_tailgate_sha256_ctx, ngx_tailgate_sha256, NULL)
+        != 1
+        || EVP_DigestUpdate(ngx_tailgate_sha256_ctx, credential.data,
+                            credential.len) != 1
+        || EVP_DigestFinal_ex(ngx_tailgate_sha256_ctx, digest, &len) != 1
+        || len != NGX_TAILGATE_DIGEST_LEN)
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "tailgate: SHA-256 failed");
+        return NGX_ERROR;
+    }
 
     i = ((ngx_uint_t) digest[0] << 8 | digest[1]) & keys->mask;
 
@@ -315,9 +368,7 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        if (CRYPTO_memcmp(slot->digest, digest, NGX_TAILGATE_DIGEST_LEN)
-            == 0)
-        {
+        if (ngx_tailgate_digest_equal(slot->digest, digest)) {
             ctx->client = slot->client;
             return NGX_OK;
         }
@@ -408,6 +459,26 @@ ngx_tailgate_find_header(ngx_http_request_t *r, ngx_str_t *lowcase_name)
             return &h[i];
         }
     }
+}
+
+
+/* in constant time: every byte is looked at, whatever differs */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_digest_equal(u_char *a, u_char *b)
+{
+    uint64_t    x, y, diff;
+    ngx_uint_t  i;
+
+    diff = 0;
+
+    for (i = 0; i < NGX_TAILGATE_DIGEST_LEN; i += sizeof(uint64_t)) {
+        ngx_memcpy(&x, a + i, sizeof(uint64_t));
+        ngx_memcpy(&y, b + i, sizeof(uint64_t));
+        diff |= x ^ y;
+    }
+
+    return diff == 0;
 }
 
 

@@ -247,6 +247,12 @@ ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log)
 ngx_uint_t
 ngx_tailgate_policyd_up(void)
 {
+    /* no "tailgate on" anywhere: this worker has no connections at all */
+
+    if (ngx_tailgate_policyd.npeers == 0) {
+        return 0;
+    }
+
     return ngx_tailgate_peer_pick() != NULL;
 }
 
@@ -424,6 +430,9 @@ ngx_tailgate_peer_close(ngx_tailgate_peer_t *peer, const char *reason)
     peer->connection = NULL;
     peer->connecting = 0;
     peer->close = 0;
+
+    /* a policyd that comes back may have another policy */
+    ngx_tailgate_cache_flush();
 
     /*
      * Take every waiting call out first: their handlers may start new
@@ -725,6 +734,10 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
             peer->peer_max_frame = max_frame;
         }
 
+        return NGX_OK;
+
+    case TG_MSG_INVALIDATE:
+        ngx_tailgate_cache_flush();
         return NGX_OK;
 
     case TG_MSG_DECISION:

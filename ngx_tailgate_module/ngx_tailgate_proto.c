@@ -172,23 +172,21 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_RETRY_AFTER:
         case TG_F_LEASE:
         case TG_F_MAX_FRAME:
+        case TG_F_CACHE_MS:
+        case TG_F_CACHE_MAX_BYTES:
             if (vlen != 4) {
                 return NGX_ERROR;
             }
 
             v = ngx_tailgate_get_u32(value);
 
-            if (key == TG_F_STATUS) {
-                reply->status = v;
-
-            } else if (key == TG_F_RETRY_AFTER) {
-                reply->retry_after = v;
-
-            } else if (key == TG_F_LEASE) {
-                reply->lease = v;
-
-            } else {
-                *max_frame = v;
+            switch (key) {
+            case TG_F_STATUS:          reply->status = v; break;
+            case TG_F_RETRY_AFTER:     reply->retry_after = v; break;
+            case TG_F_LEASE:           reply->lease = v; break;
+            case TG_F_CACHE_MS:        reply->cache_ms = v; break;
+            case TG_F_CACHE_MAX_BYTES: reply->cache_max_bytes = v; break;
+            default:                   *max_frame = v;
             }
 
             continue;

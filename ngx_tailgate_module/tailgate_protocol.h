@@ -33,6 +33,7 @@
 #define TG_MSG_MODEL_LIST           6   /* policyd -> module */
 #define TG_MSG_REPORT               7   /* module -> policyd, no reply */
 #define TG_MSG_ERROR                8   /* policyd -> module */
+#define TG_MSG_INVALIDATE           9   /* policyd -> module, id 0 */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */
@@ -74,6 +75,8 @@
 #define TG_F_REASON                 44  /* str */
 #define TG_F_ZONE                   45  /* str: local, private, external */
 #define TG_F_BODY                   46  /* str: response body (JSON) */
+#define TG_F_CACHE_MS               47  /* u32: reuse the decision this long */
+#define TG_F_CACHE_MAX_BYTES        48  /* u32: only for bodies this small */
 
 /* REPORT */
 #define TG_F_OUTCOME                50  /* str: see docs/protocol.md */
@@ -82,6 +85,7 @@
 #define TG_F_TOTAL_MS               53  /* u32 */
 #define TG_F_PROMPT_TOKENS          54  /* u32 */
 #define TG_F_COMPLETION_TOKENS      55  /* u32 */
+#define TG_F_COUNT                  56  /* u32: requests this REPORT counts */
 
 
 /* TG_F_STATUS of an ERROR frame */

@@ -299,7 +299,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
                   . decide_frame(33, 'qwen')), 'REPORTs sent');
     my $f = tg_read_frame($s, 5);
     is($f && $f->{id}, 33, 'REPORT gets no reply; the next frame does');
-    ok(wait_log($log, qr/REPORT 31: ok, status 200, upstream 120 ms/),
+    ok(wait_log($log, qr/REPORT 31: 1 x ok, status 200, upstream 120 ms/),
        'the REPORT is logged at debug');
 }
 

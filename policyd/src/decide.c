@@ -157,6 +157,9 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
         out->authorization = pr->authorization ? pr->authorization : "";
         out->zone = tg_zone_name(pr->zone);
 
+        /* a provider with leases needs each request to ask */
+        out->cache_ms = pr->max_concurrency ? 0 : policy->decision_cache_ms;
+
         return;
     }
 

@@ -71,6 +71,9 @@ typedef struct tg_decision {
     const char         *authorization;  /* "" when none; SECRET */
     const char         *zone;
 
+    /* how long a worker may reuse this decision for the same facts */
+    uint32_t            cache_ms;
+
     /* "deepseek:zone local:chosen": every step considered, and why */
     char                reason[TG_REASON_MAX];
 } tg_decision;

@@ -89,7 +89,8 @@ static const char  *tg_endpoint_suffixes[TG_EP_COUNT] = {
 static const char  *tg_zone_names[] = { "local", "private", "external" };
 
 static const char *const  tg_top_keys[] = {
-    "listen", "max_frame", "log_level", "providers", "routes", NULL
+    "listen", "max_frame", "decision_cache_ms", "log_level", "providers",
+    "routes", NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -383,6 +384,7 @@ tg_policy_parse(const char *file, const char *text, size_t len,
 
     p->file = tg_copy(&ld, file != NULL ? file : "");
     p->max_frame = TG_MAX_FRAME_DEFAULT;
+    p->decision_cache_ms = TG_DECISION_CACHE_MS_DEFAULT;
     p->log_level = TG_LOG_INFO;
     p->loaded_at = opts->now ? opts->now : time(NULL);
 
@@ -648,6 +650,21 @@ tg_load_top(tg_loader *ld, const cJSON *root)
                           TG_MAX_FRAME_MIN, TG_MAX_FRAME_LIMIT);
         } else {
             ld->p->max_frame = (uint32_t) d;
+        }
+    }
+
+    v = tg_member(root, "decision_cache_ms");
+    if (v != NULL) {
+        d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+
+        if (d < 0 || d > TG_DECISION_CACHE_MS_MAX
+            || d != (double) (uint32_t) d)
+        {
+            tg_load_error(ld, "decision_cache_ms",
+                          "expected an integer from 0 to %d",
+                          TG_DECISION_CACHE_MS_MAX);
+        } else {
+            ld->p->decision_cache_ms = (uint32_t) d;
         }
     }
 

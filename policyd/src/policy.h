@@ -114,12 +114,17 @@ typedef struct tg_listen {
 } tg_listen;
 
 
+#define TG_DECISION_CACHE_MS_DEFAULT  1000
+#define TG_DECISION_CACHE_MS_MAX      60000
+
+
 typedef struct tg_policy {
     tg_arena       arena;
     const char    *file;
 
     tg_listen      listen;
     uint32_t       max_frame;
+    uint32_t       decision_cache_ms;   /* how long workers may reuse one */
     tg_log_level   log_level;
 
     tg_provider   *providers;

@@ -134,6 +134,7 @@ static void tg_accept_retry_cb(struct ev_loop *loop, ev_timer *w,
     int revents);
 static void tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
 static void tg_reload(tg_server *srv);
+static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
 
 static void tg_conn_new(tg_server *srv, int fd);
@@ -575,8 +576,40 @@ tg_reload(tg_server *srv)
 
     tg_log_set_level(np->log_level);
 
+    /* decisions the workers reuse were made with the old policy */
+    tg_invalidate_all(srv);
+
     tg_log_info("policy reloaded: %zu providers, %zu routes",
                 np->nproviders, np->nroutes);
+}
+
+
+/* INVALIDATE to every connection: workers forget their cached decisions */
+
+static void
+tg_invalidate_all(tg_server *srv)
+{
+    long         len;
+    tg_conn     *c, *next;
+    tg_builder   b;
+
+    for (c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+
+        tg_builder_start(c, &b, TG_MSG_INVALIDATE, 0);
+
+        len = tg_build_end(&b);
+        if (len > 0) {
+            tg_conn_send(c, srv->out, (size_t) len);
+        }
+
+        /* now: a worker with a cache may not write to us for a while */
+        if (c->state == TG_CONN_OPEN) {
+            tg_conn_flush(c);
+        }
+
+        tg_conn_finish(c);
+    }
 }
 
 
@@ -1273,6 +1306,9 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
 
         if (lease != 0) {
             tg_build_u32(&b, TG_F_LEASE, lease);
+
+        } else if (d->cache_ms != 0) {
+            tg_build_u32(&b, TG_F_CACHE_MS, d->cache_ms);
         }
 
     } else {
@@ -1378,7 +1414,7 @@ static void
 tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 {
     int             rc, released;
-    uint32_t        lease, http_status, upstream_ms, total_ms, v;
+    uint32_t        lease, http_status, upstream_ms, total_ms, count, v;
     tg_field        f;
     tg_outcome      outcome;
     tg_field_iter   it;
@@ -1387,6 +1423,7 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     http_status = 0;
     upstream_ms = 0;
     total_ms = 0;
+    count = 1;
     outcome = TG_OUTCOME_UNKNOWN;
 
     tg_fields_init(&it, frame, h);
@@ -1410,6 +1447,7 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         case TG_F_TOTAL_MS:
         case TG_F_PROMPT_TOKENS:
         case TG_F_COMPLETION_TOKENS:
+        case TG_F_COUNT:
             if (tg_field_u32(&f, &v) != 0) {
                 tg_malformed(c, h, "a REPORT number is not a u32");
                 return;
@@ -1421,6 +1459,8 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
                 upstream_ms = v;
             } else if (f.key == TG_F_TOTAL_MS) {
                 total_ms = v;
+            } else if (f.key == TG_F_COUNT) {
+                count = v;
             }
             break;
         }
@@ -1431,11 +1471,17 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    released = tg_state_report(c->srv->state, lease, outcome);
+    if (count == 0 || (lease != 0 && count != 1)) {
+        tg_malformed(c, h, "count must be 1 with a lease and never 0");
+        return;
+    }
 
-    tg_log_debug("connection %llu: REPORT %u: %s, status %u, upstream %u ms, "
-                 "total %u ms, lease %u%s", (unsigned long long) c->id,
-                 h->id, tg_outcome_name(outcome), http_status, upstream_ms,
+    released = tg_state_report(c->srv->state, lease, outcome, count);
+
+    tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
+                 "upstream %u ms, total %u ms, lease %u%s",
+                 (unsigned long long) c->id, h->id, count,
+                 tg_outcome_name(outcome), http_status, upstream_ms,
                  total_ms, lease,
                  lease == 0 || released ? "" : " (unknown)");
 }

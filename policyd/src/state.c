@@ -310,7 +310,8 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
 
 
 int
-tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome)
+tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome,
+    uint32_t count)
 {
     const tg_lease  *l;
 
@@ -318,12 +319,12 @@ tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome)
         outcome = TG_OUTCOME_UNKNOWN;
     }
 
-    st->reports[outcome]++;
+    st->reports[outcome] += count;
 
     l = lease != 0 ? tg_state_lease(st, lease) : NULL;
 
     if (l == NULL) {
-        st->reports_without_lease++;
+        st->reports_without_lease += count;
         return 0;
     }
 

@@ -106,7 +106,8 @@ int tg_state_lease_release(tg_state *st, uint32_t id);
 size_t tg_state_release_owner(tg_state *st, uint64_t owner);
 
 /* A REPORT: counts the outcome, ends the lease (0 = none); 1 if it did. */
-int tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome);
+int tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome,
+    uint32_t count);
 
 /* Counts a DECISION; provider i or SIZE_MAX when none was chosen. */
 void tg_state_count_decision(tg_state *st, unsigned status, size_t i);

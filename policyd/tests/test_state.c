@@ -224,7 +224,7 @@ test_release_by_connection(void **unused)
     assert_int_equal(tg_state_release_owner(st, 3), 0);
 
     /* a REPORT from another connection still ends a lease of owner 1 */
-    assert_int_equal(tg_state_report(st, kept, TG_OUTCOME_OK), 1);
+    assert_int_equal(tg_state_report(st, kept, TG_OUTCOME_OK, 1), 1);
     assert_int_equal(st->nleases, 399);
 
     assert_int_equal(tg_state_release_owner(st, 1), 399);
@@ -265,7 +265,7 @@ test_leases_survive_reload(void **unused)
     assert_int_equal(local->max_concurrency, 4);
     assert_string_equal(tg_state_lease(st, lease)->provider->name, "local");
 
-    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_SERVER_ERROR), 1);
+    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_SERVER_ERROR, 1), 1);
     assert_int_equal(local->in_flight, 0);
     assert_int_equal(local->reports[TG_OUTCOME_SERVER_ERROR], 1);
 
@@ -331,18 +331,21 @@ test_counters(void **unused)
     assert_int_equal(tg_state_find(st, "local")->decisions, 1);
 
     /* reports with and without a lease */
-    assert_int_equal(tg_state_report(st, 0, TG_OUTCOME_OK), 0);
-    assert_int_equal(tg_state_report(st, 777, TG_OUTCOME_NOT_SENT), 0);
+    assert_int_equal(tg_state_report(st, 0, TG_OUTCOME_OK, 1), 0);
+    assert_int_equal(tg_state_report(st, 777, TG_OUTCOME_NOT_SENT, 1), 0);
     assert_int_equal(tg_state_lease_acquire(st, 2, 1, 0, &lease), 0);
-    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_RATE_LIMITED), 1);
-    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_RATE_LIMITED), 0);
-    assert_int_equal(tg_state_report(st, 0, (tg_outcome) 1000), 0);
+    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_RATE_LIMITED, 1), 1);
+    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_RATE_LIMITED, 1), 0);
+    assert_int_equal(tg_state_report(st, 0, (tg_outcome) 1000, 1), 0);
 
-    assert_int_equal(st->reports[TG_OUTCOME_OK], 1);
+    /* a REPORT that counts many plain successes at once */
+    assert_int_equal(tg_state_report(st, 0, TG_OUTCOME_OK, 41), 0);
+
+    assert_int_equal(st->reports[TG_OUTCOME_OK], 42);
     assert_int_equal(st->reports[TG_OUTCOME_NOT_SENT], 1);
     assert_int_equal(st->reports[TG_OUTCOME_RATE_LIMITED], 2);
     assert_int_equal(st->reports[TG_OUTCOME_UNKNOWN], 1);
-    assert_int_equal(st->reports_without_lease, 4);
+    assert_int_equal(st->reports_without_lease, 45);
     assert_int_equal(tg_state_find(st, "cloud")->reports
                      [TG_OUTCOME_RATE_LIMITED], 1);
 

@@ -10,7 +10,8 @@
 # connection, plus a timer queue for delayed answers, so that a slow answer
 # for one request never delays another.
 #
-# Config (JSON, re-read on SIGHUP):
+# Config (JSON, re-read on SIGHUP, which also sends INVALIDATE to every
+# connection, as policyd does on a reload):
 #   {
 #     "decision":  { DECISION fields by name: status (default 200), provider,
 #                    route, upstream, scheme, host, path, provider_model,
@@ -63,6 +64,7 @@ use constant {
     MODEL_LIST   => 6,
     REPORT       => 7,
     ERROR        => 8,
+    INVALIDATE   => 9,
 
     E_VERSION    => 1,
     E_TOO_LARGE  => 2,
@@ -93,17 +95,19 @@ my %FIELD = (
     40 => [ path => 'str' ],            41 => [ provider_model => 'str' ],
     42 => [ authorization => 'str' ],   43 => [ lease => 'u32' ],
     44 => [ reason => 'str' ],          45 => [ zone => 'str' ],
-    46 => [ body => 'str' ],            50 => [ outcome => 'str' ],
+    46 => [ body => 'str' ],            47 => [ cache_ms => 'u32' ],
+    48 => [ cache_max_bytes => 'u32' ], 50 => [ outcome => 'str' ],
     51 => [ http_status => 'u32' ],     52 => [ upstream_ms => 'u32' ],
     53 => [ total_ms => 'u32' ],        54 => [ prompt_tokens => 'u32' ],
-    55 => [ completion_tokens => 'u32' ],
+    55 => [ completion_tokens => 'u32' ], 56 => [ count => 'u32' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);
 
 my @DECISION_ORDER = qw(status error_type error_code error_message retry_after
                         provider route upstream scheme host path provider_model
-                        authorization lease reason zone);
+                        authorization lease reason zone cache_ms
+                        cache_max_bytes);
 
 my ($sock_path, $config_file, $log_file);
 GetOptions('socket=s' => \$sock_path, 'config=s' => \$config_file,
@@ -179,6 +183,10 @@ sub main_loop {
             $hup = 0;
             if (my $c = read_config()) {
                 $cfg = $c;
+
+                # like policyd: workers forget the decisions they reuse
+                send_bytes($_, frame(INVALIDATE, 0)) for keys %conns;
+
                 log_line({ event => 'reload' });
                 warn "fake_policyd: config reloaded\n";
             }

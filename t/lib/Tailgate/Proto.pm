@@ -29,6 +29,7 @@ use constant {
     TG_MSG_MODEL_LIST      => 6,
     TG_MSG_REPORT          => 7,
     TG_MSG_ERROR           => 8,
+    TG_MSG_INVALIDATE      => 9,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -62,12 +63,15 @@ use constant {
     TG_F_REASON            => 44,
     TG_F_ZONE              => 45,
     TG_F_BODY              => 46,
+    TG_F_CACHE_MS          => 47,
+    TG_F_CACHE_MAX_BYTES   => 48,
     TG_F_OUTCOME           => 50,
     TG_F_HTTP_STATUS       => 51,
     TG_F_UPSTREAM_MS       => 52,
     TG_F_TOTAL_MS          => 53,
     TG_F_PROMPT_TOKENS     => 54,
     TG_F_COMPLETION_TOKENS => 55,
+    TG_F_COUNT             => 56,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -86,9 +90,9 @@ our %FIELD_TYPE = (
     30 => 'u32', 31 => 'str', 32 => 'str', 33 => 'str', 34 => 'u32',
     35 => 'str', 36 => 'str', 37 => 'str', 38 => 'str', 39 => 'str',
     40 => 'str', 41 => 'str', 42 => 'str', 43 => 'u32', 44 => 'str',
-    45 => 'str', 46 => 'str',
+    45 => 'str', 46 => 'str', 47 => 'u32', 48 => 'u32',
     50 => 'str', 51 => 'u32', 52 => 'u32', 53 => 'u32', 54 => 'u32',
-    55 => 'u32',
+    55 => 'u32', 56 => 'u32',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...

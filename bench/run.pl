@@ -1,0 +1,700 @@
+#!/usr/bin/perl
+
+# make bench: Tailgate against bare nginx proxying, on this machine, now.
+#
+# Layout on two cores: the gateway nginx (one worker) and policyd share
+# CPU0 - policyd's cost is part of Tailgate's; wrk (-t1) and the fake
+# provider (a second nginx answering a fixed completion) share CPU1.
+# One nginx serves both configurations from the same binary and config:
+#   A  bare proxying: proxy_pass to the provider's upstream, same keepalive,
+#      HTTP/1.1, buffering, body buffers and access log setting
+#   B  Tailgate: conf/tailgate/locations.conf (key auth, body scan,
+#      decision, model rewrite, proxy)
+# A and B alternate in rounds after a discarded warm-up; ratios are the
+# medians of per-round ratios.  A run with socket errors or non-2xx answers
+# is rejected.  The last line is ratio_vs_nginx_proxy=<B/A RPS at -c32>.
+#
+# BENCH_QUICK=1     fewer rounds and shorter runs (about 2 minutes)
+# BENCH_SECONDS     seconds per wrk run (5; quick 2)
+# BENCH_ROUNDS      measured rounds (5; quick 2)
+# BENCH_MILLION     requests for the RSS check (1000000; quick 200000)
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Digest::SHA qw(sha256_hex);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use IO::Socket::INET;
+use IO::Select;
+use JSON::PP;
+use POSIX qw(:sys_wait_h floor);
+use Time::HiRes qw(time sleep);
+
+$| = 1;
+
+my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/..');
+my $DIR = "$ROOT/build/bench";
+my $QUICK = $ENV{BENCH_QUICK} ? 1 : 0;
+my $SECONDS = $ENV{BENCH_SECONDS} // ($QUICK ? 2 : 5);
+my $ROUNDS = $ENV{BENCH_ROUNDS} // ($QUICK ? 2 : 5);
+my $MILLION = $ENV{BENCH_MILLION} // ($QUICK ? 200_000 : 1_000_000);
+my $NGINX = $ENV{TAILGATE_NGINX} // '/usr/sbin/nginx';
+my $MODULE = $ENV{TAILGATE_MODULE} // "$ROOT/build/ngx_tailgate_module.so";
+my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
+my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
+my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
+
+my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104);
+my %proc;      # name => pid
+my %result;    # everything measured, also written as JSON
+
+$SIG{INT} = $SIG{TERM} = sub { stop_all(); exit 130 };
+END { stop_all() if %proc }
+
+check_tools();
+setup();
+
+print "Tailgate benchmark: ", machine(), "\n";
+print "nginx ", nginx_version(), ", ", openssl_version(), "\n";
+print "layout: gateway nginx (1 worker) + policyd on CPU0; wrk -t1 and the "
+    . "provider on CPU1\n";
+print "$ROUNDS rounds of ${SECONDS}s after a warm-up; ratios are medians of "
+    . "per-round B/A\n\n";
+
+start_all();
+
+my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
+
+section('1 KB chat bodies: RPS, latency, CPU per request');
+printf "%5s %10s %10s %10s %7s %9s %9s %9s %9s %8s %8s %8s\n",
+       '-c', 'direct', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'A p99',
+       'B p99', 'A cpu', 'B cpu', '+cpu';
+
+for my $c (@conns) {
+    my $r = compare($c, 'body-1k-start.json');
+    $r->{direct} = direct_rps($c);
+    $result{chat}{$c} = $r;
+
+    printf "%5d %10.0f %10.0f %10.0f %7.3f %7.0fus %7.0fus %7.0fus %7.0fus "
+         . "%6.2fus %6.2fus %6.2fus\n",
+           $c, $r->{direct}, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
+           $r->{a_p50}, $r->{b_p50}, $r->{a_p99}, $r->{b_p99},
+           $r->{a_cpu}, $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu};
+}
+
+if (my $r = $result{chat}{1}) {
+    printf "added at -c1: p50 %.0f us, p99 %.0f us\n",
+           $r->{b_p50} - $r->{a_p50}, $r->{b_p99} - $r->{a_p99};
+}
+
+section('body sizes at -c8 (model near the start / near the end)');
+printf "%8s %6s %10s %10s %7s %9s %9s %10s\n",
+       'body', 'model', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'added p50';
+
+for my $size ($QUICK ? qw(1k 1m) : qw(1k 10k 100k 1m)) {
+    for my $where (qw(start end)) {
+        my $r = compare(8, "body-$size-$where.json", rounds => $QUICK ? 1 : 3);
+        $result{bodies}{"$size-$where"} = $r;
+
+        printf "%8s %6s %10.0f %10.0f %7.3f %7.0fus %7.0fus %8.0fus\n",
+               $size, $where, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
+               $r->{a_p50}, $r->{b_p50}, $r->{b_p50} - $r->{a_p50};
+    }
+}
+
+section('policyd alone: decisions on one core (CPU0), client on CPU1');
+for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
+               [1, 1, 'one at a time'])
+{
+    my $out = run_capture("taskset -c 1 $DIR/policyd_load -s $DIR/policyd.sock "
+                          . "-c $shape->[0] -w $shape->[1] -d "
+                          . ($QUICK ? 2 : 5));
+    my %v = $out =~ /(\w+)=([\d.]+)/g;
+    $result{policyd}{"$shape->[0]x$shape->[1]"} = \%v;
+    printf "%-42s %9.0f decisions/s  p50 %6.1f us  p99 %7.1f us\n",
+           $shape->[2], $v{rate} // 0, $v{p50_us} // 0, $v{p99_us} // 0;
+}
+
+section('streaming: 20 events 20 ms apart, through Tailgate vs direct');
+my $s = streaming($QUICK ? 10 : 30);
+$result{streaming} = $s;
+printf "time to first event: direct %.2f ms, Tailgate %.2f ms, added %.2f ms\n",
+       $s->{direct_ttfb}, $s->{b_ttfb}, $s->{b_ttfb} - $s->{direct_ttfb};
+printf "gap between events:  direct %.2f ms, Tailgate %.2f ms (median); "
+     . "largest added %.2f ms\n",
+       $s->{direct_gap}, $s->{b_gap}, $s->{max_added_gap};
+printf "events held back: %d\n", $s->{held_back};
+
+section("memory: RSS before and after $MILLION requests");
+my $m = rss_growth($MILLION);
+$result{rss} = $m;
+printf "nginx worker %d -> %d KB (%+d KB); policyd %d -> %d KB (%+d KB); "
+     . "%d requests\n",
+       $m->{worker_before}, $m->{worker_after},
+       $m->{worker_after} - $m->{worker_before},
+       $m->{policyd_before}, $m->{policyd_after},
+       $m->{policyd_after} - $m->{policyd_before}, $m->{requests};
+
+section('failure paths at -c32');
+my $f = failures();
+$result{failures} = $f;
+printf "policyd down:            %8.0f rps of 503, p99 %6.0f us\n",
+       $f->{down_rps}, $f->{down_p99};
+printf "policyd 50 ms per answer: %7.0f rps, p50 %6.1f ms (one worker, "
+     . "nothing blocks)\n", $f->{slow_rps}, $f->{slow_p50} / 1000;
+
+write_file("$DIR/results.json", JSON::PP->new->canonical->pretty->encode(\%result));
+print "\nresults: $DIR/results.json\n";
+
+stop_all();
+
+printf "ratio_vs_nginx_proxy=%.3f\n", $result{chat}{32}{ratio};
+
+exit 0;
+
+
+# --- measuring ------------------------------------------------------------
+
+# A and B alternating at -c$c with this body: medians of the rounds
+
+sub compare {
+    my ($c, $body, %opt) = @_;
+
+    my $rounds = $opt{rounds} // $ROUNDS;
+    my (@a, @b, @ratio);
+
+    wrk('a', $c, $body, 1);    # warm-up, discarded
+    wrk('b', $c, $body, 1);
+
+    for (1 .. $rounds) {
+        my $ra = wrk('a', $c, $body);
+        my $rb = wrk('b', $c, $body);
+        push @a, $ra;
+        push @b, $rb;
+        push @ratio, $rb->{rps} / $ra->{rps};
+    }
+
+    return {
+        a_rps => median(map { $_->{rps} } @a),
+        b_rps => median(map { $_->{rps} } @b),
+        ratio => median(@ratio),
+        a_p50 => median(map { $_->{p50} } @a),
+        b_p50 => median(map { $_->{p50} } @b),
+        a_p99 => median(map { $_->{p99} } @a),
+        b_p99 => median(map { $_->{p99} } @b),
+        a_cpu => median(map { $_->{cpu_us} } @a),
+        b_cpu => median(map { $_->{cpu_us} } @b),
+        rounds => $rounds,
+    };
+}
+
+# one wrk run against A or B; CPU per request of the worker and policyd
+
+sub wrk {
+    my ($which, $c, $body, $warmup, %opt) = @_;
+
+    my $port = $PORT{$which};
+    my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
+    my $script = lua($body);
+
+    my @pids = (worker_pid(), $proc{policyd} // ());
+    my $cpu0 = cpu_ticks(@pids);
+
+    my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
+                          . "-s $script http://127.0.0.1:$port/v1/chat/completions");
+
+    my $cpu1 = cpu_ticks(@pids);
+
+    my ($requests) = $out =~ /(\d+) requests in/;
+    my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
+
+    die "wrk failed against $which:\n$out" unless $requests && $rps;
+
+    if (!$opt{accept_errors}) {
+        die "rejected: socket errors against $which at -c$c:\n$out"
+            if $out =~ /Socket errors/;
+        die "rejected: non-2xx answers from $which at -c$c:\n$out"
+            if $out =~ /Non-2xx or 3xx responses/;
+    }
+
+    return {
+        rps     => $rps,
+        p50     => latency($out, '50%'),
+        p99     => latency($out, '99%'),
+        cpu_us  => ($cpu1 - $cpu0) / $CLK_TCK * 1e6 / $requests,
+        out     => $out,
+    };
+}
+
+sub direct_rps {
+    my ($c) = @_;
+
+    my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d2s -s " . lua('body-1k-start.json')
+                          . " http://127.0.0.1:$PORT{provider}/v1/chat/completions");
+    my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
+
+    return $rps // 0;
+}
+
+sub latency {
+    my ($out, $pct) = @_;
+
+    my ($v, $unit) = $out =~ /^\s+\Q$pct\E\s+([\d.]+)(us|ms|s)\s*$/m
+        or return 0;
+
+    return $v * ($unit eq 's' ? 1e6 : $unit eq 'ms' ? 1e3 : 1);
+}
+
+# time to the first event and gaps between events, Tailgate vs direct
+
+sub streaming {
+    my ($n) = @_;
+
+    my $body = encode_json({ model => 'bench-sse', stream => JSON::PP::true,
+                             messages => [{ role => 'user', content => 'hi' }] });
+    my (@direct, @b);
+
+    for (1 .. $n) {
+        push @direct, stream_once($PORT{sse}, $body, 0);
+        push @b, stream_once($PORT{b}, $body, 1);
+    }
+
+    my (@added_gap);
+    for my $i (0 .. $#b) {
+        for my $k (0 .. $#{ $b[$i]{gaps} }) {
+            push @added_gap, $b[$i]{gaps}[$k] - ($direct[$i]{gaps}[$k] // 0);
+        }
+    }
+
+    return {
+        direct_ttfb   => median(map { $_->{ttfb} } @direct),
+        b_ttfb        => median(map { $_->{ttfb} } @b),
+        direct_gap    => median(map { @{ $_->{gaps} } } @direct),
+        b_gap         => median(map { @{ $_->{gaps} } } @b),
+        max_added_gap => (sort { $b <=> $a } @added_gap)[0] // 0,
+        held_back     => scalar(grep { $_->{events} != 21 } @b, @direct),
+    };
+}
+
+sub stream_once {
+    my ($port, $body, $auth) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                     Timeout => 5) or die "connect $port: $!";
+    my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+            . "Content-Type: application/json\r\nConnection: close\r\n"
+            . ($auth ? "Authorization: Bearer $KEY\r\n" : '')
+            . "Content-Length: " . length($body) . "\r\n\r\n$body";
+
+    my $sel = IO::Select->new($sock);
+    my $t0 = time;
+    syswrite($sock, $req);
+
+    my ($buf, $seen, @at) = ('', 0);
+    my $deadline = $t0 + 10;
+
+    while (time < $deadline && $sel->can_read(1)) {
+        my $n = sysread($sock, my $chunk, 65536) or last;
+        my $t = time;
+        $buf .= $chunk;
+
+        my $events = () = $buf =~ /^data: /mg;
+        push @at, $t for $seen + 1 .. $events;
+        $seen = $events;
+    }
+
+    close $sock;
+
+    return {
+        ttfb   => @at ? ($at[0] - $t0) * 1000 : 0,
+        gaps   => [ map { ($at[$_] - $at[$_ - 1]) * 1000 } 1 .. $#at ],
+        events => $seen,
+    };
+}
+
+sub rss_growth {
+    my ($million) = @_;
+
+    my $w = worker_pid();
+    my %m = (worker_before => rss($w), policyd_before => rss($proc{policyd}));
+
+    # a rate from a short run sizes the long one
+    my $probe = wrk('b', 32, 'body-1k-start.json', 0, seconds => 2);
+    my $seconds = int($million / $probe->{rps} * 1.05) + 1;
+
+    my $out = run_capture("taskset -c 1 wrk -t1 -c32 -d${seconds}s -s "
+                          . lua('body-1k-start.json')
+                          . " http://127.0.0.1:$PORT{b}/v1/chat/completions");
+    ($m{requests}) = $out =~ /(\d+) requests in/;
+
+    $m{worker_after} = rss($w);
+    $m{policyd_after} = rss($proc{policyd});
+
+    return \%m;
+}
+
+sub failures {
+    my %f;
+
+    stop('policyd');
+    my $down = wrk('b', 32, 'body-1k-start.json', 0, seconds => 2,
+                   accept_errors => 1);
+    $f{down_rps} = $down->{rps};
+    $f{down_p99} = $down->{p99};
+
+    start_fake_policyd(50);
+    my $slow = wrk('b', 32, 'body-1k-start.json', 0, seconds => 3);
+    $f{slow_rps} = $slow->{rps};
+    $f{slow_p50} = $slow->{p50};
+    stop('fake_policyd');
+
+    start_policyd();
+
+    return \%f;
+}
+
+
+# --- the processes ----------------------------------------------------------
+
+sub setup {
+    remove_tree($DIR);
+    make_path($DIR, map { "$DIR/$_" } qw(gw prov));
+
+    system('gcc', '-std=c11', '-O2', '-Wall', '-Wextra', '-Werror',
+           "-I$ROOT/ngx_tailgate_module", "$ROOT/bench/policyd_load.c",
+           '-o', "$DIR/policyd_load") == 0
+        or die "cannot build bench/policyd_load.c\n";
+
+    write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
+    symlink("$ROOT/conf/tailgate", "$DIR/gw/tailgate");
+
+    write_file("$DIR/policy.json", encode_json({
+        decision_cache_ms => 1000,
+        providers => {
+            fake => { upstream => 'tg_fake', zone => 'local',
+                      endpoints => ['chat'] },
+            sse  => { upstream => 'tg_sse', zone => 'local',
+                      endpoints => ['chat'] },
+        },
+        routes => {
+            bench       => { steps => [{ provider => 'fake',
+                                         model => 'bench-provider-model' }] },
+            'bench-sse' => { steps => [{ provider => 'sse',
+                                         model => 'bench-sse-model' }] },
+        },
+    }));
+
+    my $completion = '{"id":"chatcmpl-bench","object":"chat.completion",'
+        . '"created":1,"model":"bench","choices":[{"index":0,"message":'
+        . '{"role":"assistant","content":"ok"},"finish_reason":"stop"}],'
+        . '"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}';
+
+    write_file("$DIR/prov/nginx.conf", <<"EOF");
+worker_processes 1;
+daemon off;
+pid $DIR/prov/nginx.pid;
+error_log $DIR/prov/error.log warn;
+@{[ $> == 0 ? 'user root;' : '' ]}
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/prov/body;
+    server {
+        listen 127.0.0.1:$PORT{provider} backlog=4096;
+        keepalive_requests 1000000;
+        location / {
+            default_type application/json;
+            client_body_buffer_size 2m;
+            client_max_body_size 4m;
+            return 200 '$completion';
+        }
+    }
+}
+EOF
+
+    # the same nginx, the same settings: A without the module's directives
+    my $common = <<"EOF";
+        client_max_body_size 4m;
+        client_body_buffer_size 4m;
+        client_body_in_single_buffer on;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_buffering off;
+        proxy_request_buffering on;
+EOF
+
+    write_file("$DIR/gw/nginx.conf", <<"EOF");
+load_module $MODULE;
+worker_processes 1;
+daemon off;
+pid $DIR/gw/nginx.pid;
+error_log $DIR/gw/error.log warn;
+@{[ $> == 0 ? 'user root;' : '' ]}
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/gw/body;
+    proxy_temp_path $DIR/gw/proxy;
+
+    tailgate_policyd unix:$DIR/policyd.sock;
+    tailgate_keys $DIR/keys;
+
+    upstream tg_fake {
+        server 127.0.0.1:$PORT{provider};
+        keepalive 256;
+    }
+
+    upstream tg_sse {
+        server 127.0.0.1:$PORT{sse};
+        keepalive 16;
+    }
+
+    tailgate_private_upstream tg_fake tg_sse;
+
+    # A: bare nginx proxying
+    server {
+        listen 127.0.0.1:$PORT{a} backlog=4096;
+        keepalive_requests 1000000;
+
+        location /v1/ {
+$common
+            proxy_pass http://tg_fake;
+        }
+    }
+
+    # B: Tailgate
+    server {
+        listen 127.0.0.1:$PORT{b} backlog=4096;
+        keepalive_requests 1000000;
+
+        include tailgate/locations.conf;
+    }
+}
+EOF
+
+    # request bodies: 1 KB to 1 MB, the model near the start or the end
+    my %size = ('1k' => 1024, '10k' => 10_240, '100k' => 102_400,
+                '1m' => 1_048_576);
+
+    for my $name (keys %size) {
+        my $fill = 'x' x ($size{$name} - 80);
+        my $msgs = qq("messages":[{"role":"user","content":"$fill"}]);
+
+        write_file("$DIR/body-$name-start.json", qq({"model":"bench",$msgs}));
+        write_file("$DIR/body-$name-end.json", qq({$msgs,"model":"bench"}));
+    }
+}
+
+sub start_all {
+    spawn('provider', "$DIR/prov/out.log", 'taskset', '-c', '1', $NGINX,
+          '-p', "$DIR/prov/", '-c', "$DIR/prov/nginx.conf");
+    spawn('sse', "$DIR/sse.log", 'taskset', '-c', '1', $^X,
+          "$ROOT/t/lib/mock_provider.pl", '--port', $PORT{sse},
+          '--name', 'sse', '--dir', $DIR);
+    write_file("$DIR/sse.control.json",
+               encode_json({ stream_chunks => 20, stream_interval_ms => 20 }));
+
+    start_policyd();
+
+    spawn('gateway', "$DIR/gw/out.log", 'taskset', '-c', '0', $NGINX,
+          '-p', "$DIR/gw/", '-c', "$DIR/gw/nginx.conf");
+
+    wait_port($_) for values %PORT;
+    wait_for(sub { worker_pid() }, 'the gateway worker');
+
+    # one request through B proves the whole path before measuring
+    my $probe = run_capture("curl -s -o /dev/null -w '%{http_code}' "
+        . "-H 'Authorization: Bearer $KEY' --data-binary \@$DIR/body-1k-start.json "
+        . "http://127.0.0.1:$PORT{b}/v1/chat/completions");
+    die "the gateway does not answer 200 (got $probe); see $DIR/gw/error.log\n"
+        unless $probe eq '200';
+}
+
+sub start_policyd {
+    unlink "$DIR/policyd.sock";
+    spawn('policyd', "$DIR/policyd.log", 'taskset', '-c', '0', $POLICYD,
+          '-c', "$DIR/policy.json", '-s', "$DIR/policyd.sock");
+    wait_for(sub { -S "$DIR/policyd.sock" }, 'the policyd socket');
+}
+
+sub start_fake_policyd {
+    my ($delay_ms) = @_;
+
+    unlink "$DIR/policyd.sock";
+    write_file("$DIR/fake.json", encode_json({
+        decision => { provider => 'fake', route => 'bench', upstream => 'tg_fake',
+                      scheme => 'http', host => 'tg_fake', zone => 'local',
+                      path => '/v1/chat/completions',
+                      provider_model => 'bench-provider-model' },
+        delay_ms => { '*' => $delay_ms },
+    }));
+    spawn('fake_policyd', "$DIR/fake_policyd.log", 'taskset', '-c', '0', $^X,
+          "$ROOT/t/lib/fake_policyd.pl", '--socket', "$DIR/policyd.sock",
+          '--config', "$DIR/fake.json");
+    wait_for(sub { -S "$DIR/policyd.sock" }, 'the fake policyd socket');
+}
+
+sub spawn {
+    my ($name, $log, @cmd) = @_;
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        setpgrp(0, 0);
+        open(STDOUT, '>>', $log) or die "$log: $!";
+        open(STDERR, '>&', \*STDOUT) or die "stderr: $!";
+        exec(@cmd) or die "exec $cmd[0]: $!";
+    }
+
+    $proc{$name} = $pid;
+    return $pid;
+}
+
+sub stop {
+    my ($name) = @_;
+
+    my $pid = delete $proc{$name} or return;
+    kill 'TERM', -$pid;
+
+    my $deadline = time + 5;
+    while (time < $deadline) {
+        return if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.05;
+    }
+
+    kill 'KILL', -$pid;
+    waitpid($pid, 0);
+}
+
+sub stop_all {
+    stop($_) for keys %proc;
+}
+
+# the gateway's worker, and with policyd running its pid: for /proc
+sub worker_pid {
+    my $master = $proc{gateway} or return;
+
+    # taskset exec()s nginx: the master is that pid
+    for my $p (glob '/proc/[0-9]*') {
+        my ($pid) = $p =~ /(\d+)$/;
+        my $stat = read_file("$p/stat", 1) or next;
+        my ($ppid) = $stat =~ /\)\s+\S+\s+(\d+)/ or next;
+        next unless $ppid == $master;
+        return $pid if read_file("$p/cmdline", 1) =~ /worker process/;
+    }
+
+    return;
+}
+
+
+# --- small things -------------------------------------------------------------
+
+sub check_tools {
+    for my $tool (qw(wrk taskset curl gcc)) {
+        system("command -v $tool >/dev/null") == 0
+            or die "$tool is needed (make deps installs it)\n";
+    }
+
+    -x $NGINX or die "no nginx at $NGINX\n";
+    -f $MODULE && -x $POLICYD or die "build first: make\n";
+}
+
+sub section { print "\n== $_[0]\n" }
+
+sub lua {
+    my ($body) = @_;
+
+    my $file = "$DIR/$body.lua";
+    return $file if -f $file;
+
+    write_file($file, <<"EOF");
+wrk.method = "POST"
+local f = io.open("$DIR/$body", "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
+EOF
+
+    return $file;
+}
+
+sub cpu_ticks {
+    my $sum = 0;
+
+    for my $pid (@_) {
+        my $stat = read_file("/proc/$pid/stat", 1) or next;
+        my @f = split ' ', (split /\)\s+/, $stat, 2)[1];
+        $sum += $f[11] + $f[12];    # utime, stime
+    }
+
+    return $sum;
+}
+
+sub rss {
+    my ($pid) = @_;
+    my ($kb) = read_file("/proc/$pid/status", 1) =~ /^VmRSS:\s+(\d+)/m;
+    return $kb // 0;
+}
+
+sub median {
+    my @v = sort { $a <=> $b } grep { defined } @_;
+    return 0 unless @v;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+sub run_capture {
+    my ($cmd) = @_;
+    my $out = `$cmd 2>&1`;
+    return $out;
+}
+
+sub wait_port {
+    my ($port) = @_;
+    wait_for(sub { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                         Timeout => 1) }, "port $port");
+}
+
+sub wait_for {
+    my ($cond, $what) = @_;
+
+    my $deadline = time + 15;
+    while (time < $deadline) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+
+    die "timed out waiting for $what\n";
+}
+
+sub machine {
+    my ($model) = read_file('/proc/cpuinfo', 1) =~ /^model name\s*:\s*(.+)$/m;
+    chomp(my $cores = `nproc`);
+    return ($model // 'unknown CPU') . ", $cores cores";
+}
+
+sub nginx_version {
+    my ($v) = `$NGINX -v 2>&1` =~ m{nginx/(\S+)};
+    return $v // '?';
+}
+
+sub openssl_version {
+    my ($v) = `$NGINX -V 2>&1` =~ /(running with OpenSSL [^)]+|built with OpenSSL \S+ \S+)/;
+    return $v // 'OpenSSL ?';
+}
+
+sub read_file {
+    my ($f, $quiet) = @_;
+    open(my $fh, '<', $f) or do { return '' if $quiet; die "$f: $!\n" };
+    local $/;
+    return <$fh> // '';
+}
+
+sub write_file {
+    my ($f, $text) = @_;
+    open(my $fh, '>', $f) or die "$f: $!\n";
+    print $fh $text;
+    close($fh) or die "$f: $!\n";
+}

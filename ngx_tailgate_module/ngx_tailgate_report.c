@@ -1,0 +1,259 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * Outcomes back to policyd, from the log phase.  A request that held a
+ * lease, or did not end well, is reported at once: the lease must end now,
+ * and policyd's view of a provider's health must not lag.  Plain successes
+ * are only counted, per provider and route, and sent as one REPORT with a
+ * count every NGX_TAILGATE_REPORT_EVERY: on a busy worker that saves a
+ * frame per request and a wakeup of policyd per event loop iteration.
+ */
+
+
+#include "ngx_http_tailgate_module.h"
+
+
+#define NGX_TAILGATE_REPORT_EVERY    250     /* ms */
+#define NGX_TAILGATE_TALLIES         32
+#define NGX_TAILGATE_TALLY_NAME      64
+
+
+typedef struct {
+    ngx_uint_t                   count;
+    uint64_t                     upstream_ms;
+    uint64_t                     total_ms;
+    size_t                       provider_len;
+    size_t                       route_len;
+    u_char                       provider[NGX_TAILGATE_TALLY_NAME];
+    u_char                       route[NGX_TAILGATE_TALLY_NAME * 4];
+} ngx_tailgate_tally_t;
+
+
+static const char *ngx_tailgate_outcome(ngx_http_request_t *r,
+    ngx_msec_t *upstream_ms);
+static void ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route,
+    uint32_t lease, const char *outcome, ngx_uint_t status,
+    ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms,
+    ngx_log_t *log);
+static ngx_int_t ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx,
+    uint64_t upstream_ms, uint64_t total_ms);
+static void ngx_tailgate_report_flush(ngx_event_t *ev);
+
+
+static ngx_tailgate_tally_t  ngx_tailgate_tallies[NGX_TAILGATE_TALLIES];
+static ngx_uint_t            ngx_tailgate_ntallies;
+static ngx_event_t           ngx_tailgate_report_timer;
+
+
+void
+ngx_tailgate_report_init_worker(ngx_cycle_t *cycle)
+{
+    ngx_tailgate_report_timer.handler = ngx_tailgate_report_flush;
+    ngx_tailgate_report_timer.log = cycle->log;
+    ngx_tailgate_report_timer.data = cycle;
+
+    /* counts of a worker that is shutting down are not worth waiting for */
+    ngx_tailgate_report_timer.cancelable = 1;
+}
+
+
+ngx_int_t
+ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_uint_t      status;
+    ngx_msec_t      upstream_ms;
+    ngx_time_t     *tp;
+    const char     *outcome;
+    ngx_msec_int_t  total_ms;
+
+    if (ctx->reported || (ctx->provider.len == 0 && ctx->lease == 0)) {
+        return NGX_OK;
+    }
+
+    ctx->reported = 1;
+
+    upstream_ms = 0;
+    outcome = ngx_tailgate_outcome(r, &upstream_ms);
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    tp = ngx_timeofday();
+    total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                                 + (tp->msec - r->start_msec));
+    total_ms = ngx_max(total_ms, 0);
+
+    if (ctx->lease == 0
+        && ngx_strcmp(outcome, "ok") == 0
+        && ngx_tailgate_report_count(ctx, upstream_ms, total_ms) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    ngx_tailgate_report_send(&ctx->provider, &ctx->route, ctx->lease, outcome,
+                             status, 1, upstream_ms, total_ms,
+                             r->connection->log);
+
+    return NGX_OK;
+}
+
+
+/*
+ * What became of the request, from the last upstream attempt:
+ * docs/protocol.md lists the outcomes.
+ */
+
+static const char *
+ngx_tailgate_outcome(ngx_http_request_t *r, ngx_msec_t *upstream_ms)
+{
+    ngx_uint_t                  n, status;
+    ngx_http_upstream_state_t  *state;
+
+    if (r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || r->connection->error)
+    {
+        return "client_abort";
+    }
+
+    if (r->upstream_states == NULL || r->upstream_states->nelts == 0) {
+        return "not_sent";
+    }
+
+    n = r->upstream_states->nelts;
+    state = r->upstream_states->elts;
+    state = &state[n - 1];
+
+    if (state->response_time != (ngx_msec_t) -1) {
+        *upstream_ms = state->response_time;
+    }
+
+    if (state->header_time == (ngx_msec_t) -1) {
+        return (state->status == NGX_HTTP_GATEWAY_TIME_OUT)
+               ? "timeout" : "connect_error";
+    }
+
+    status = state->status;
+
+    if (status < NGX_HTTP_BAD_REQUEST) {
+        return "ok";
+    }
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        return "rate_limited";
+    }
+
+    return (status < NGX_HTTP_INTERNAL_SERVER_ERROR)
+           ? "client_error" : "server_error";
+}
+
+
+static void
+ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route, uint32_t lease,
+    const char *outcome, ngx_uint_t status, ngx_uint_t count,
+    uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
+{
+    ngx_str_t             text;
+    ngx_tailgate_frame_t  f;
+    u_char                buf[1024];
+
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
+
+    if (lease) {
+        ngx_tailgate_frame_u32(&f, TG_F_LEASE, lease);
+    }
+
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, provider);
+    ngx_tailgate_frame_str(&f, TG_F_ROUTE, route);
+
+    text.data = (u_char *) outcome;
+    text.len = ngx_strlen(outcome);
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &text);
+
+    if (status) {
+        ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS, (uint32_t) status);
+    }
+
+    if (count != 1) {
+        ngx_tailgate_frame_u32(&f, TG_F_COUNT, (uint32_t) count);
+    }
+
+    ngx_tailgate_frame_u32(&f, TG_F_UPSTREAM_MS,
+                           (uint32_t) ngx_min(upstream_ms, 0xffffffff));
+    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
+                           (uint32_t) ngx_min(total_ms, 0xffffffff));
+
+    ngx_tailgate_notify(&f, log);
+}
+
+
+/* NGX_DECLINED: no room for this provider and route, send it alone */
+
+static ngx_int_t
+ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx, uint64_t upstream_ms,
+    uint64_t total_ms)
+{
+    ngx_uint_t             i;
+    ngx_tailgate_tally_t  *t;
+
+    for (i = 0; i < ngx_tailgate_ntallies; i++) {
+        t = &ngx_tailgate_tallies[i];
+
+        if (t->provider_len == ctx->provider.len
+            && t->route_len == ctx->route.len
+            && ngx_memcmp(t->provider, ctx->provider.data, t->provider_len)
+               == 0
+            && ngx_memcmp(t->route, ctx->route.data, t->route_len) == 0)
+        {
+            goto found;
+        }
+    }
+
+    if (i == NGX_TAILGATE_TALLIES
+        || ctx->provider.len > sizeof(t->provider)
+        || ctx->route.len > sizeof(t->route))
+    {
+        return NGX_DECLINED;
+    }
+
+    t = &ngx_tailgate_tallies[ngx_tailgate_ntallies++];
+
+    ngx_memzero(t, offsetof(ngx_tailgate_tally_t, provider));
+    t->provider_len = ctx->provider.len;
+    t->route_len = ctx->route.len;
+    ngx_memcpy(t->provider, ctx->provider.data, t->provider_len);
+    ngx_memcpy(t->route, ctx->route.data, t->route_len);
+
+    if (!ngx_tailgate_report_timer.timer_set) {
+        ngx_add_timer(&ngx_tailgate_report_timer, NGX_TAILGATE_REPORT_EVERY);
+    }
+
+found:
+
+    t->count++;
+    t->upstream_ms += upstream_ms;
+    t->total_ms += total_ms;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_tailgate_report_flush(ngx_event_t *ev)
+{
+    ngx_str_t              provider, route;
+    ngx_uint_t             i;
+    ngx_tailgate_tally_t  *t;
+
+    for (i = 0; i < ngx_tailgate_ntallies; i++) {
+        t = &ngx_tailgate_tallies[i];
+
+        provider.data = t->provider;
+        provider.len = t->provider_len;
+        route.data = t->route;
+        route.len = t->route_len;
+
+        ngx_tailgate_report_send(&provider, &route, 0, "ok", 0, t->count,
+                                 t->upstream_ms, t->total_ms, ev->log);
+    }
+
+    ngx_tailgate_ntallies = 0;
+}
