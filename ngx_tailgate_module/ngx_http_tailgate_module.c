@@ -32,6 +32,8 @@ static ngx_int_t ngx_http_tailgate_call(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_frame_t *f, ngx_msec_t timeout);
 static void ngx_http_tailgate_resume(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
+static ngx_int_t ngx_http_tailgate_finish(ngx_http_request_t *r,
+    ngx_int_t rc);
 static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
@@ -350,12 +352,22 @@ ngx_http_tailgate_precontent_handler(ngx_http_request_t *r)
     case NGX_TAILGATE_NEW:
         break;
 
-    case NGX_TAILGATE_DECIDED:
-        return NGX_DECLINED;
-
-    default:
-        /* still reading or waiting for policyd */
+    case NGX_TAILGATE_WAITING:
+        /* parked until policyd answers: nothing else wakes the request */
         return NGX_AGAIN;
+
+    case NGX_TAILGATE_READING:
+    case NGX_TAILGATE_DONE:
+
+        /*
+         * An internal redirect while the body was read (error_page 413)
+         * or after the module answered: the target location serves it.
+         */
+
+        return r->internal ? NGX_DECLINED : NGX_AGAIN;
+
+    default: /* NGX_TAILGATE_DECIDED */
+        return NGX_DECLINED;
     }
 
     rc = ngx_http_tailgate_classify(r, ctx);
@@ -371,14 +383,8 @@ ngx_http_tailgate_precontent_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        rc = ngx_http_tailgate_ask(r, ctx);
-
-        if (rc == NGX_AGAIN) {
-            return NGX_AGAIN;
-        }
-
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE;
+        /* NGX_AGAIN (parked) or NGX_DONE (answered): the phases stop */
+        return ngx_http_tailgate_ask(r, ctx);
     }
 
     ctx->state = NGX_TAILGATE_READING;
@@ -458,10 +464,9 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         ngx_str_set(&type, "invalid_request_error");
         ngx_str_set(&code, "unknown_url");
 
-        ngx_http_finalize_request(r,
-            ngx_tailgate_send_error(r, NGX_HTTP_NOT_FOUND, &type, &code,
-                                    &message));
-        return NGX_DONE;
+        return ngx_http_tailgate_finish(r,
+                   ngx_tailgate_send_error(r, NGX_HTTP_NOT_FOUND, &type,
+                                           &code, &message));
     }
 
     if (!(r->method & ep->method)) {
@@ -486,10 +491,9 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         ngx_str_set(&type, "invalid_request_error");
         ngx_str_set(&code, "method_not_allowed");
 
-        ngx_http_finalize_request(r,
-            ngx_tailgate_send_error(r, NGX_HTTP_NOT_ALLOWED, &type, &code,
-                                    &message));
-        return NGX_DONE;
+        return ngx_http_tailgate_finish(r,
+                   ngx_tailgate_send_error(r, NGX_HTTP_NOT_ALLOWED, &type,
+                                           &code, &message));
     }
 
     ctx->endpoint = ep;
@@ -513,31 +517,44 @@ ngx_http_tailgate_body_handler(ngx_http_request_t *r)
     rc = ngx_tailgate_body_classify(r, ctx, &error);
 
     if (rc == NGX_DECLINED) {
-        ngx_http_finalize_request(r,
-            ngx_tailgate_send_error_text(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request_error", NULL,
-                                         error));
+        (void) ngx_http_tailgate_finish(r,
+                   ngx_tailgate_send_error_text(r, NGX_HTTP_BAD_REQUEST,
+                                                "invalid_request_error", NULL,
+                                                error));
         return;
     }
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        (void) ngx_http_tailgate_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    rc = ngx_http_tailgate_ask(r, ctx);
-
-    if (rc == NGX_AGAIN) {
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
+    if (ngx_http_tailgate_ask(r, ctx) == NGX_DECLINED) {
         /* a cached decision: straight on to the content phase */
         ngx_http_tailgate_resume(r, ctx);
-        return;
+    }
+}
+
+
+/*
+ * The request got its response: finalize it with the output's result
+ * (which may be NGX_AGAIN when the client is slow) and stop the phases.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_finish(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx) {
+        ctx->state = NGX_TAILGATE_DONE;
     }
 
     ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
 }
 
 
@@ -553,7 +570,7 @@ ngx_http_tailgate_resume(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 /*
  * Sends DECIDE (or MODELS) and parks the request until the answer or the
  * timeout: NGX_AGAIN.  NGX_DECLINED: decided at once from the cache, go on.
- * Anything else is a final status for the request.
+ * NGX_DONE: the request got its final response (an error) and is finalized.
  */
 
 static ngx_int_t
@@ -576,10 +593,11 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     if (ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME
         || ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME)
     {
-        return ngx_http_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
-                                      "invalid_request_error",
-                                      "model_not_found",
-                                      "No matching route found.");
+        return ngx_http_tailgate_finish(r,
+                   ngx_http_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
+                                          "invalid_request_error",
+                                          "model_not_found",
+                                          "No matching route found."));
     }
 
     /*
@@ -628,18 +646,20 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
         rc = ngx_http_tailgate_apply(r, ctx, cached);
 
-        if (rc == NGX_DECLINED) {
-            ctx->from_cache = 1;
+        if (rc != NGX_DECLINED) {
+            return ngx_http_tailgate_finish(r, rc);
         }
 
-        return rc;
+        ctx->from_cache = 1;
+
+        return NGX_DECLINED;
     }
 
     /* remembered to cache the answer */
 
     ctx->cache_key.data = ngx_pnalloc(r->pool, key_len);
     if (ctx->cache_key.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_tailgate_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     ngx_memcpy(ctx->cache_key.data, key, key_len);
@@ -663,14 +683,16 @@ ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tailgate: the request's facts do not fit in a frame");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_tailgate_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "server_error", "policy_unavailable",
-                                      "The gateway's policy service is "
-                                      "unavailable. Try again later.");
+        return ngx_http_tailgate_finish(r,
+                   ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "server_error",
+                                          "policy_unavailable",
+                                          "The gateway's policy service is "
+                                          "unavailable. Try again later."));
     }
 
     ctx->state = NGX_TAILGATE_WAITING;
@@ -701,44 +723,31 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     r->read_event_handler = ngx_http_block_reading;
 
     if (result != NGX_TAILGATE_CALL_OK) {
-        ctx->state = NGX_TAILGATE_DONE;
-
         rc = ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                     "server_error", "policy_unavailable",
                                     "The gateway's policy service is "
                                     "unavailable. Try again later.");
-        ngx_http_finalize_request(r, rc);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
 
-    if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
-        ctx->state = NGX_TAILGATE_DONE;
-
+    } else if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
         rc = (reply->status == NGX_HTTP_OK)
              ? ngx_tailgate_send_json(r, NGX_HTTP_OK, &reply->body)
              : ngx_http_tailgate_refuse(r, reply);
 
-        ngx_http_finalize_request(r, rc);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
+    } else {
+        rc = ngx_http_tailgate_apply(r, ctx, reply);
 
-    rc = ngx_http_tailgate_apply(r, ctx, reply);
-
-    if (rc == NGX_DECLINED) {
-
-        /* checked by apply: hits need not check it again */
-        if (ctx->cache_key.len) {
+        if (rc == NGX_DECLINED && ctx->cache_key.len) {
+            /* checked by apply: hits need not check it again */
             ngx_tailgate_cache_put(ctx->cache_key.data, ctx->cache_key.len,
                                    reply, c->log);
         }
+    }
 
+    if (rc == NGX_DECLINED) {
         ngx_http_tailgate_resume(r, ctx);
 
     } else {
-        ctx->state = NGX_TAILGATE_DONE;
-        ngx_http_finalize_request(r, rc);
+        (void) ngx_http_tailgate_finish(r, rc);
     }
 
     ngx_http_run_posted_requests(c);
@@ -963,7 +972,6 @@ static ngx_int_t
 ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *code,
     const char *message)
 {
-    ngx_int_t  rc;
     ngx_str_t  challenge;
 
     ngx_str_set(&challenge, "Bearer realm=\"tailgate\"");
@@ -974,12 +982,10 @@ ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *code,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_tailgate_fail(r, NGX_HTTP_UNAUTHORIZED,
-                                "invalid_request_error", code, message);
-
-    ngx_http_finalize_request(r, rc);
-
-    return NGX_DONE;
+    return ngx_http_tailgate_finish(r,
+               ngx_http_tailgate_fail(r, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_request_error", code,
+                                      message));
 }
 
 
@@ -1088,7 +1094,8 @@ ngx_http_tailgate_keep(u_char *p, ngx_str_t *dst, ngx_str_t *src)
     dst->data = p;
     dst->len = src->len;
 
-    return ngx_cpymem(p, src->data, src->len);
+    /* absent fields have no data at all: memcpy() must not see NULL */
+    return src->len ? ngx_cpymem(p, src->data, src->len) : p;
 }
 
 
@@ -1102,6 +1109,8 @@ ngx_http_tailgate_add_header(ngx_http_request_t *r, const char *name,
     if (h == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
 
     h->hash = 1;
     h->key.data = (u_char *) name;
@@ -1369,7 +1378,7 @@ ngx_http_tailgate_init(ngx_conf_t *cf)
 
     *h = ngx_http_tailgate_log_handler;
 
-    return NGX_OK;
+    return ngx_tailgate_filter_init(cf);
 }
 
 
@@ -1603,6 +1612,8 @@ invalid:
 static char *
 ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_tailgate_loc_conf_t *tlcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -1612,6 +1623,15 @@ ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = (ngx_http_handler_pt) cmd->post;
+
+    /*
+     * /health and the error page answer without credentials, even where
+     * "tailgate on" is inherited from the server
+     */
+
+    if (tlcf->enable == NGX_CONF_UNSET) {
+        tlcf->enable = 0;
+    }
 
     return NGX_CONF_OK;
 }

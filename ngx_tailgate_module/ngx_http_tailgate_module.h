@@ -218,6 +218,7 @@ typedef struct {
 
     unsigned                     reported:1;
     unsigned                     from_cache:1;
+    unsigned                     response_complete:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -240,6 +241,9 @@ ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, const char **error);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
+
+/* ngx_tailgate_filter.c */
+ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);
 
 /* ngx_tailgate_json.c */
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,

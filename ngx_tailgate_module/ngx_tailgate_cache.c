@@ -180,7 +180,10 @@ ngx_tailgate_cache_put(u_char *key, size_t len, ngx_tailgate_reply_t *reply,
 
     for (i = 0; i < n; i++) {
         to[i]->data = p;
-        p = ngx_cpymem(p, from[i]->data, from[i]->len);
+
+        if (from[i]->len) {
+            p = ngx_cpymem(p, from[i]->data, from[i]->len);
+        }
     }
 
     e->next = *bucket;

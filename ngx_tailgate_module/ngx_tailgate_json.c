@@ -39,6 +39,7 @@ static void ngx_tailgate_json_space(ngx_tailgate_json_t *j);
 static ssize_t ngx_tailgate_json_unescape(u_char *p, u_char *end,
     u_char *dst, size_t size);
 static ngx_int_t ngx_tailgate_json_hex4(u_char *p, uint32_t *cp);
+static ngx_uint_t ngx_tailgate_json_key_folds(u_char *name, size_t n);
 
 
 /*
@@ -206,6 +207,18 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
             n = -1;
         }
 
+        /*
+         * Some providers match keys ignoring case (Go's encoding/json takes
+         * the last of "model" and "Model"): a key that is a routing key in
+         * another case would be a second, unchecked one.
+         */
+
+        if (n > 0 && ngx_tailgate_json_key_folds(name, n)) {
+            *error = "The request has a key that differs from \"model\", "
+                     "\"stream\" or \"tools\" only in letter case.";
+            return NGX_ERROR;
+        }
+
         if (n == 5 && ngx_strncmp(name, "model", 5) == 0) {
 
             if (facts->model_start) {
@@ -295,6 +308,28 @@ failed:
 
     *error = j.error;
     return NGX_ERROR;
+}
+
+
+/* "Model", "STREAM"...: a routing key in letters of another case */
+
+static ngx_uint_t
+ngx_tailgate_json_key_folds(u_char *name, size_t n)
+{
+    static const char  *keys[] = { "model", "stream", "tools", NULL };
+
+    const char  **k;
+
+    for (k = keys; *k; k++) {
+        if (n == ngx_strlen(*k)
+            && ngx_strncasecmp(name, (u_char *) *k, n) == 0
+            && ngx_strncmp(name, *k, n) != 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

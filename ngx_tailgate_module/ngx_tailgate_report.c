@@ -31,7 +31,7 @@ typedef struct {
 
 
 static const char *ngx_tailgate_outcome(ngx_http_request_t *r,
-    ngx_msec_t *upstream_ms);
+    ngx_http_tailgate_ctx_t *ctx, ngx_msec_t *upstream_ms);
 static void ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route,
     uint32_t lease, const char *outcome, ngx_uint_t status,
     ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms,
@@ -74,7 +74,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     ctx->reported = 1;
 
     upstream_ms = 0;
-    outcome = ngx_tailgate_outcome(r, &upstream_ms);
+    outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms);
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     tp = ngx_timeofday();
@@ -103,7 +103,8 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
  */
 
 static const char *
-ngx_tailgate_outcome(ngx_http_request_t *r, ngx_msec_t *upstream_ms)
+ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_msec_t *upstream_ms)
 {
     ngx_uint_t                  n, status;
     ngx_http_upstream_state_t  *state;
@@ -134,6 +135,12 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_msec_t *upstream_ms)
     status = state->status;
 
     if (status < NGX_HTTP_BAD_REQUEST) {
+
+        /* the provider stopped after the response had started */
+        if (!ctx->response_complete && !r->header_only) {
+            return "stream_broken";
+        }
+
         return "ok";
     }
 
