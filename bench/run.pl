@@ -46,7 +46,8 @@ my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
-my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104);
+my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104,
+            a_sse => 19105);
 my %proc;      # name => pid
 my %result;    # everything measured, also written as JSON
 
@@ -89,13 +90,13 @@ if (my $r = $result{chat}{1}) {
            $r->{b_p50} - $r->{a_p50}, $r->{b_p99} - $r->{a_p99};
 }
 
-section('body sizes at -c8 (model near the start / near the end)');
+section('body sizes at -c1 (model near the start / near the end)');
 printf "%8s %6s %10s %10s %7s %9s %9s %10s\n",
        'body', 'model', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'added p50';
 
 for my $size ($QUICK ? qw(1k 1m) : qw(1k 10k 100k 1m)) {
     for my $where (qw(start end)) {
-        my $r = compare(8, "body-$size-$where.json", rounds => $QUICK ? 1 : 3);
+        my $r = compare(1, "body-$size-$where.json", rounds => $QUICK ? 1 : 3);
         $result{bodies}{"$size-$where"} = $r;
 
         printf "%8s %6s %10.0f %10.0f %7.3f %7.0fus %7.0fus %8.0fus\n",
@@ -117,15 +118,17 @@ for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
            $shape->[2], $v{rate} // 0, $v{p50_us} // 0, $v{p99_us} // 0;
 }
 
-section('streaming: 20 events 20 ms apart, through Tailgate vs direct');
+section('streaming: 20 events 20 ms apart; direct, bare nginx (A), Tailgate (B)');
 my $s = streaming($QUICK ? 10 : 30);
 $result{streaming} = $s;
-printf "time to first event: direct %.2f ms, Tailgate %.2f ms, added %.2f ms\n",
-       $s->{direct_ttfb}, $s->{b_ttfb}, $s->{b_ttfb} - $s->{direct_ttfb};
-printf "gap between events:  direct %.2f ms, Tailgate %.2f ms (median); "
+printf "time to first event: direct %.3f ms, A %.3f ms, B %.3f ms; "
+     . "B adds %.3f ms to direct, %.3f ms to A\n",
+       $s->{direct_ttfb}, $s->{a_ttfb}, $s->{b_ttfb},
+       $s->{b_ttfb} - $s->{direct_ttfb}, $s->{b_ttfb} - $s->{a_ttfb};
+printf "gap between events:  direct %.2f ms, B %.2f ms (median); "
      . "largest added %.2f ms\n",
        $s->{direct_gap}, $s->{b_gap}, $s->{max_added_gap};
-printf "events held back: %d\n", $s->{held_back};
+printf "streams with events missing: %d\n", $s->{held_back};
 
 section("memory: RSS before and after $MILLION requests");
 my $m = rss_growth($MILLION);
@@ -247,44 +250,56 @@ sub latency {
     return $v * ($unit eq 's' ? 1e6 : $unit eq 'ms' ? 1e3 : 1);
 }
 
-# time to the first event and gaps between events, Tailgate vs direct
+# time to the first event and gaps between events: direct to the provider,
+# through bare nginx proxying (A) and through Tailgate (B); every path on a
+# kept-alive connection, so that only what lies between is compared
 
 sub streaming {
     my ($n) = @_;
 
     my $body = encode_json({ model => 'bench-sse', stream => JSON::PP::true,
                              messages => [{ role => 'user', content => 'hi' }] });
-    my (@direct, @b);
+    my %path = (direct => $PORT{sse}, a => $PORT{a_sse}, b => $PORT{b});
+    my %sock = map { $_ => undef } keys %path;
+    my %got = map { $_ => [] } keys %path;
 
-    for (1 .. $n) {
-        push @direct, stream_once($PORT{sse}, $body, 0);
-        push @b, stream_once($PORT{b}, $body, 1);
-    }
-
-    my (@added_gap);
-    for my $i (0 .. $#b) {
-        for my $k (0 .. $#{ $b[$i]{gaps} }) {
-            push @added_gap, $b[$i]{gaps}[$k] - ($direct[$i]{gaps}[$k] // 0);
+    for (0 .. $n) {
+        for my $p (qw(direct a b)) {
+            my $r = stream_once(\$sock{$p}, $path{$p}, $body, $p eq 'b');
+            push @{ $got{$p} }, $r if $_ > 0;    # the first warms up
         }
     }
 
-    return {
-        direct_ttfb   => median(map { $_->{ttfb} } @direct),
-        b_ttfb        => median(map { $_->{ttfb} } @b),
-        direct_gap    => median(map { @{ $_->{gaps} } } @direct),
-        b_gap         => median(map { @{ $_->{gaps} } } @b),
-        max_added_gap => (sort { $b <=> $a } @added_gap)[0] // 0,
-        held_back     => scalar(grep { $_->{events} != 21 } @b, @direct),
-    };
+    my %s;
+
+    for my $p (keys %got) {
+        $s{"${p}_ttfb"} = median(map { $_->{ttfb} } @{ $got{$p} });
+        $s{"${p}_gap"} = median(map { @{ $_->{gaps} } } @{ $got{$p} });
+    }
+
+    my @added;
+    for my $i (0 .. $#{ $got{b} }) {
+        for my $k (0 .. $#{ $got{b}[$i]{gaps} }) {
+            push @added, $got{b}[$i]{gaps}[$k] - ($got{direct}[$i]{gaps}[$k] // 0);
+        }
+    }
+
+    $s{max_added_gap} = (sort { $b <=> $a } @added)[0] // 0;
+    $s{held_back} = grep { $_->{events} != 21 } map { @$_ } values %got;
+
+    return \%s;
 }
 
 sub stream_once {
-    my ($port, $body, $auth) = @_;
+    my ($sockref, $port, $body, $auth) = @_;
 
-    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                     Timeout => 5) or die "connect $port: $!";
+    $$sockref //= IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                        Timeout => 5)
+        or die "connect $port: $!";
+
+    my $sock = $$sockref;
     my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
-            . "Content-Type: application/json\r\nConnection: close\r\n"
+            . "Content-Type: application/json\r\n"
             . ($auth ? "Authorization: Bearer $KEY\r\n" : '')
             . "Content-Length: " . length($body) . "\r\n\r\n$body";
 
@@ -295,7 +310,8 @@ sub stream_once {
     my ($buf, $seen, @at) = ('', 0);
     my $deadline = $t0 + 10;
 
-    while (time < $deadline && $sel->can_read(1)) {
+    # a chunked response ends with the zero-size chunk
+    while ($buf !~ /\r\n0\r\n\r\n$/ && time < $deadline && $sel->can_read(1)) {
         my $n = sysread($sock, my $chunk, 65536) or last;
         my $t = time;
         $buf .= $chunk;
@@ -304,8 +320,6 @@ sub stream_once {
         push @at, $t for $seen + 1 .. $events;
         $seen = $events;
     }
-
-    close $sock;
 
     return {
         ttfb   => @at ? ($at[0] - $t0) * 1000 : 0,
@@ -461,6 +475,17 @@ http {
         location /v1/ {
 $common
             proxy_pass http://tg_fake;
+        }
+    }
+
+    # A for streams: the same, to the streaming provider
+    server {
+        listen 127.0.0.1:$PORT{a_sse};
+
+        location /v1/ {
+$common
+            proxy_read_timeout 600s;
+            proxy_pass http://tg_sse;
         }
     }
 

@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_tailgate_access_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tailgate_precontent_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tailgate_log_handler(ngx_http_request_t *r);
 static void ngx_http_tailgate_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tailgate_add_tags(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *tags, ngx_uint_t n);
 static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
@@ -257,8 +259,6 @@ static ngx_int_t
 ngx_http_tailgate_access_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_uint_t                     i;
-    ngx_str_t                     *tag;
     ngx_pool_cleanup_t            *cln;
     ngx_http_tailgate_ctx_t       *ctx;
     ngx_http_tailgate_loc_conf_t  *tlcf;
@@ -285,7 +285,6 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
     ngx_memzero(ctx, sizeof(ngx_http_tailgate_ctx_t));
 
     ctx->request = r;
-    ctx->call.data = ctx;
 
     cln->handler = ngx_http_tailgate_cleanup;
     ngx_http_set_ctx(r, ctx, ngx_http_tailgate_module);
@@ -309,20 +308,64 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
                                               "Incorrect API key provided.");
     }
 
-    /* tags only ever add restrictions */
+    if (tlcf->tags
+        && ngx_http_tailgate_add_tags(r, ctx, tlcf->tags->elts,
+                                      tlcf->tags->nelts) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (tlcf->tags) {
-        tag = tlcf->tags->elts;
+    return NGX_OK;
+}
 
-        for (i = 0; i < tlcf->tags->nelts; i++) {
-            ctx->tags[ctx->ntags++] = tag[i];
 
-            if (tag[i].len == 7 && ngx_strncmp(tag[i].data, "private", 7) == 0)
-            {
-                ctx->private = 1;
-            }
+/*
+ * Tags only ever add restrictions: from the location, the client's
+ * identity, the request.  The first set is shared, not copied.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_add_tags(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_str_t *tags, ngx_uint_t n)
+{
+    ngx_str_t   *merged;
+    ngx_uint_t   i, j;
+
+    for (i = 0; i < n; i++) {
+        if (tags[i].len == 7 && ngx_strncmp(tags[i].data, "private", 7) == 0) {
+            ctx->private = 1;
         }
     }
+
+    if (ctx->ntags == 0) {
+        ctx->tags = tags;
+        ctx->ntags = n;
+        return NGX_OK;
+    }
+
+    merged = ngx_palloc(r->pool, (ctx->ntags + n) * sizeof(ngx_str_t));
+    if (merged == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(merged, ctx->tags, ctx->ntags * sizeof(ngx_str_t));
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < ctx->ntags; j++) {
+            if (merged[j].len == tags[i].len
+                && ngx_strncmp(merged[j].data, tags[i].data, tags[i].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == ctx->ntags && ctx->ntags < NGX_TAILGATE_MAX_TAGS) {
+            merged[ctx->ntags++] = tags[i];
+        }
+    }
+
+    ctx->tags = merged;
 
     return NGX_OK;
 }
@@ -675,10 +718,19 @@ ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 {
     ngx_int_t  rc;
 
-    ctx->call.handler = ngx_http_tailgate_answered;
-    ctx->call.data = ctx;
+    /* only requests that ask need the call's timer and tree node */
 
-    rc = ngx_tailgate_call(&ctx->call, f, timeout, r->connection->log);
+    if (ctx->call == NULL) {
+        ctx->call = ngx_pcalloc(r->pool, sizeof(ngx_tailgate_call_t));
+        if (ctx->call == NULL) {
+            return ngx_http_tailgate_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+    }
+
+    ctx->call->handler = ngx_http_tailgate_answered;
+    ctx->call->data = ctx;
+
+    rc = ngx_tailgate_call(ctx->call, f, timeout, r->connection->log);
 
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -1042,7 +1094,10 @@ ngx_http_tailgate_cleanup(void *data)
     ngx_http_tailgate_ctx_t  *ctx = data;
 
     /* a late answer finds no call and gives its lease back */
-    ngx_tailgate_call_cancel(&ctx->call);
+
+    if (ctx->call) {
+        ngx_tailgate_call_cancel(ctx->call);
+    }
 }
 
 

@@ -190,15 +190,15 @@ typedef struct {
     ngx_str_t                    endpoint_rest;  /* id in /models/{id} */
 
     ngx_str_t                    client;
+    ngx_str_t                   *tags;       /* shared, never written */
     ngx_uint_t                   ntags;
-    ngx_str_t                    tags[NGX_TAILGATE_MAX_TAGS];
     unsigned                     private:1;
 
     u_char                      *body;       /* contiguous copy or view */
     size_t                       body_len;
     ngx_tailgate_facts_t         facts;
 
-    ngx_tailgate_call_t          call;
+    ngx_tailgate_call_t         *call;       /* while policyd is asked */
     ngx_msec_t                   decide_start;
     ngx_msec_t                   decide_time;
     ngx_str_t                    cache_key;

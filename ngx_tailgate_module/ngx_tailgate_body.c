@@ -14,15 +14,15 @@
 
 static ngx_int_t ngx_tailgate_body_collect(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
-static ngx_int_t ngx_tailgate_body_append(ngx_pool_t *pool,
-    ngx_chain_t ***ll, u_char *start, u_char *end);
 
 
 /*
  * Points ctx->body at the whole body.  When nginx kept it in one memory
- * buffer (client_body_in_single_buffer with a large enough
- * client_body_buffer_size, as conf/tailgate/ sets up) this is free;
- * otherwise the pieces, in memory or in the temporary file, are copied.
+ * buffer this is free.  The common case is two: what arrived with the
+ * headers, then the rest in the body buffer, which client_body_in_single_
+ * buffer makes large enough for both (nginx 1.22 sizes it so, but does not
+ * join them): the rest moves up and the first part goes before it, in
+ * place.  Anything else - chunked pieces, a temporary file - is copied.
  */
 
 static ngx_int_t
@@ -30,9 +30,11 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     off_t         len;
     u_char       *p;
+    size_t        head_len;
     ssize_t       n;
-    ngx_buf_t    *b, *single;
-    ngx_chain_t  *cl;
+    ngx_buf_t    *b, *head, *rest;
+    ngx_uint_t    nmem, nfile;
+    ngx_chain_t  *cl, **ll;
 
     ctx->body = (u_char *) "";
     ctx->body_len = 0;
@@ -42,14 +44,17 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     }
 
     len = 0;
-    single = NULL;
+    nmem = 0;
+    nfile = 0;
+    head = NULL;
+    rest = NULL;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
 
         if (b->in_file) {
             len += b->file_last - b->file_pos;
-            single = (ngx_buf_t *) -1;
+            nfile++;
             continue;
         }
 
@@ -58,16 +63,45 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         }
 
         len += b->last - b->pos;
-        single = (single == NULL) ? b : (ngx_buf_t *) -1;
-    }
 
-    if (single && single != (ngx_buf_t *) -1) {
-        ctx->body = single->pos;
-        ctx->body_len = single->last - single->pos;
-        return NGX_OK;
+        if (nmem++ == 0) {
+            head = b;
+
+        } else {
+            rest = b;
+        }
     }
 
     if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (nfile == 0 && nmem == 1) {
+        ctx->body = head->pos;
+        ctx->body_len = head->last - head->pos;
+        return NGX_OK;
+    }
+
+    head_len = (nmem == 2) ? (size_t) (head->last - head->pos) : 0;
+
+    if (nfile == 0 && nmem == 2 && rest == r->request_body->buf
+        && rest->temporary && (size_t) (rest->end - rest->last) >= head_len)
+    {
+        ngx_memmove(rest->pos + head_len, rest->pos, rest->last - rest->pos);
+        ngx_memcpy(rest->pos, head->pos, head_len);
+        rest->last += head_len;
+
+        /* the head's bytes live on in rest: it leaves the chain */
+
+        for (ll = &r->request_body->bufs; *ll; ll = &(*ll)->next) {
+            if ((*ll)->buf == head) {
+                *ll = (*ll)->next;
+                break;
+            }
+        }
+
+        ctx->body = rest->pos;
+        ctx->body_len = rest->last - rest->pos;
         return NGX_OK;
     }
 
@@ -158,8 +192,11 @@ ngx_int_t
 ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model)
 {
+    u_char       *piece[3][2];
+    ngx_buf_t    *b;
     ngx_str_t     token;
-    ngx_chain_t  *head, *cl, **ll;
+    ngx_uint_t    i, n;
+    ngx_chain_t  *cl, **ll;
 
     if (model->len == 0) {
         return NGX_ERROR;
@@ -174,71 +211,54 @@ ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
         token = *model;
     }
 
-    head = NULL;
-    ll = &head;
+    /* before the model, the model, after it: empty pieces are left out */
 
-    if (ngx_tailgate_body_append(r->pool, &ll, ctx->body,
-                                 ctx->facts.model_start) != NGX_OK
-        || ngx_tailgate_body_append(r->pool, &ll, token.data,
-                                    token.data + token.len) != NGX_OK
-        || ngx_tailgate_body_append(r->pool, &ll, ctx->facts.model_end,
-                                    ctx->body + ctx->body_len) != NGX_OK)
-    {
+    piece[0][0] = ctx->body;
+    piece[0][1] = ctx->facts.model_start;
+    piece[1][0] = token.data;
+    piece[1][1] = token.data + token.len;
+    piece[2][0] = ctx->facts.model_end;
+    piece[2][1] = ctx->body + ctx->body_len;
+
+    b = ngx_pcalloc(r->pool, 3 * sizeof(ngx_buf_t));
+    cl = ngx_palloc(r->pool, 3 * sizeof(ngx_chain_t));
+
+    if (b == NULL || cl == NULL) {
         return NGX_ERROR;
     }
 
-    for (cl = head; cl->next; cl = cl->next) { /* void */ }
+    ll = &r->request_body->bufs;
+    n = 0;
 
-    cl->buf->last_buf = 1;
+    for (i = 0; i < 3; i++) {
+        if (piece[i][0] == piece[i][1]) {
+            continue;
+        }
 
-    r->request_body->bufs = head;
+        /*
+         * start is pos: nginx rewinds request bufs to b->start when it sends
+         * the body again to the next upstream server
+         */
+
+        b[n].start = piece[i][0];
+        b[n].pos = piece[i][0];
+        b[n].last = piece[i][1];
+        b[n].end = piece[i][1];
+        b[n].temporary = 1;
+
+        cl[n].buf = &b[n];
+        *ll = &cl[n];
+        ll = &cl[n].next;
+        n++;
+    }
+
+    *ll = NULL;
+    b[n - 1].last_buf = 1;
+
     r->headers_in.content_length_n = ctx->body_len
                                      - (ctx->facts.model_end
                                         - ctx->facts.model_start)
                                      + token.len;
-
-    return NGX_OK;
-}
-
-
-/*
- * Appends a buffer over [start, end) to the chain.
- * Its start is its pos: nginx rewinds request bufs to b->start when it
- * sends the body again to the next upstream server.
- */
-
-static ngx_int_t
-ngx_tailgate_body_append(ngx_pool_t *pool, ngx_chain_t ***ll, u_char *start,
-    u_char *end)
-{
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    if (start == end) {
-        return NGX_OK;
-    }
-
-    b = ngx_calloc_buf(pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    cl = ngx_alloc_chain_link(pool);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->start = start;
-    b->pos = start;
-    b->last = end;
-    b->end = end;
-    b->temporary = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    **ll = cl;
-    *ll = &cl->next;
 
     return NGX_OK;
 }

@@ -234,6 +234,14 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
             facts->model_start = value;
             facts->model_end = j.p;
 
+            /* most names have no escapes: then the body's bytes will do */
+
+            if (memchr(value + 1, '\\', j.p - value - 2) == NULL) {
+                facts->model.data = value + 1;
+                facts->model.len = j.p - value - 2;
+                goto next;
+            }
+
             facts->model.data = ngx_pnalloc(pool, j.p - value);
             if (facts->model.data == NULL) {
                 return NGX_ERROR;
@@ -271,6 +279,8 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
                 facts->tools = (*value != ']');
             }
         }
+
+    next:
 
         ngx_tailgate_json_space(&j);
 
