@@ -90,6 +90,29 @@ if (my $r = $result{chat}{1}) {
            $r->{b_p50} - $r->{a_p50}, $r->{b_p99} - $r->{a_p99};
 }
 
+section('authentication at -c8: API key, JWT remembered, JWT verified anew');
+printf "%-26s %10s %9s %9s %9s\n", 'credential', 'rps', 'p50', 'cpu', '+cpu';
+
+my $key_run;
+for my $case (['API key', 'key'],
+              ['RS256, remembered', 'rs-same'], ['ES256, remembered', 'es-same'],
+              ['RS256, every token new', 'rs-many'],
+              ['ES256, every token new', 'es-many'])
+{
+    my ($name, $tokens) = @$case;
+    my @runs = map { wrk('b', 8, 'body-1k-start.json', 0, tokens => $tokens) }
+                   1 .. ($QUICK ? 1 : 3);
+    my $r = { rps => median(map { $_->{rps} } @runs),
+              p50 => median(map { $_->{p50} } @runs),
+              cpu => median(map { $_->{cpu_us} } @runs) };
+
+    $key_run //= $r;
+    $result{auth}{$tokens} = $r;
+
+    printf "%-26s %10.0f %7.0fus %7.2fus %7.2fus\n", $name, $r->{rps},
+           $r->{p50}, $r->{cpu}, $r->{cpu} - $key_run->{cpu};
+}
+
 section('body sizes at -c1 (model near the start / near the end)');
 printf "%8s %6s %10s %10s %7s %9s %9s %10s\n",
        'body', 'model', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'added p50';
@@ -200,7 +223,7 @@ sub wrk {
 
     my $port = $PORT{$which};
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
-    my $script = lua($body);
+    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens}) : lua($body);
 
     my @pids = (worker_pid(), $proc{policyd} // ());
     my $cpu0 = cpu_ticks(@pids);
@@ -382,6 +405,30 @@ sub setup {
         or die "cannot build bench/policyd_load.c\n";
 
     write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
+
+    # JWT: an RSA and an EC key; one token each to repeat, and more tokens
+    # than the gateway remembers (tailgate_jwt_cache below) to verify anew
+
+    system('gcc', '-std=c11', '-O2', '-Wall', '-Wextra', '-Werror',
+           "$ROOT/bench/jwt_mint.c", '-o', "$DIR/jwt_mint", '-lcrypto') == 0
+        or die "cannot build bench/jwt_mint.c\n";
+
+    for my $k (['rs', 'RS256', 'RSA -pkeyopt rsa_keygen_bits:2048'],
+               ['es', 'ES256', 'EC -pkeyopt ec_paramgen_curve:P-256'])
+    {
+        my ($name, $alg, $opts) = @$k;
+
+        run_capture("openssl genpkey -algorithm $opts -out $DIR/jwt-$name.key");
+        run_capture("openssl pkey -in $DIR/jwt-$name.key -pubout "
+                    . "-out $DIR/jwt-$name.pub");
+        run_capture("$DIR/jwt_mint $alg $DIR/jwt-$name.key $name 1 "
+                    . "> $DIR/tokens-$name-same.txt");
+        run_capture("$DIR/jwt_mint $alg $DIR/jwt-$name.key $name "
+                    . ($QUICK ? 3000 : 6000) . " > $DIR/tokens-$name-many.txt");
+        -s "$DIR/tokens-$name-many.txt" or die "cannot mint $alg tokens\n";
+    }
+
+    write_file("$DIR/tokens-key.txt", "$KEY\n");
     symlink("$ROOT/conf/tailgate", "$DIR/gw/tailgate");
 
     write_file("$DIR/policy.json", encode_json({
@@ -454,6 +501,12 @@ http {
 
     tailgate_policyd unix:$DIR/policyd.sock;
     tailgate_keys $DIR/keys;
+
+    tailgate_jwt_key RS256 $DIR/jwt-rs.pub kid=rs;
+    tailgate_jwt_key ES256 $DIR/jwt-es.pub kid=es;
+    tailgate_jwt_issuer https://idp.bench;
+    tailgate_jwt_audience tailgate;
+    tailgate_jwt_cache 1024;
 
     upstream tg_fake {
         server 127.0.0.1:$PORT{provider};
@@ -641,6 +694,32 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $KEY"
+EOF
+
+    return $file;
+}
+
+# a credential per request, round robin from a file of them (one line each)
+sub lua_tokens {
+    my ($body, $tokens) = @_;
+
+    my $file = "$DIR/$body.$tokens.lua";
+    return $file if -f $file;
+
+    write_file($file, <<"EOF");
+local tokens = {}
+for line in io.lines("$DIR/tokens-$tokens.txt") do tokens[#tokens + 1] = line end
+local f = io.open("$DIR/$body", "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local i = 0
+request = function()
+    i = i + 1
+    wrk.headers["Authorization"] = "Bearer " .. tokens[i % #tokens + 1]
+    return wrk.format()
+end
 EOF
 
     return $file;

@@ -48,15 +48,13 @@ static ngx_int_t ngx_http_tailgate_fail(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, const char *code,
     const char *message);
 static ngx_int_t ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
-    const char *code, const char *message);
+    const char *why, const char *code, const char *message);
 static ngx_tailgate_upstream_t *ngx_http_tailgate_upstream(
     ngx_http_tailgate_main_conf_t *tmcf, ngx_str_t *name);
 static ngx_int_t ngx_http_tailgate_header_safe(ngx_str_t *value,
     ngx_uint_t allow_space);
 static u_char *ngx_http_tailgate_keep(u_char *p, ngx_str_t *dst,
     ngx_str_t *src);
-static ngx_int_t ngx_http_tailgate_add_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 static void ngx_http_tailgate_cleanup(void *data);
 
 static void *ngx_http_tailgate_create_main_conf(ngx_conf_t *cf);
@@ -73,8 +71,8 @@ static char *ngx_http_tailgate_policyd(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tailgate_keys(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_tailgate_decision_cache(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
+static char *ngx_http_tailgate_lru_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_tailgate_private_upstream(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -120,6 +118,55 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tailgate_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_tailgate_jwt_key_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, jwt_issuer),
+      NULL },
+
+    { ngx_string("tailgate_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, jwt_audience),
+      NULL },
+
+    { ngx_string("tailgate_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, jwt_leeway),
+      NULL },
+
+    { ngx_string("tailgate_jwt_claims"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_tailgate_jwt_claims_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_tailgate_lru_size,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_main_conf_t, jwt_cache_size),
+      NULL },
+
+    { ngx_string("tailgate_cors_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_tailgate_cors_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tailgate_policyd"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_tailgate_policyd,
@@ -150,9 +197,9 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
 
     { ngx_string("tailgate_decision_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_tailgate_decision_cache,
+      ngx_http_tailgate_lru_size,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_tailgate_main_conf_t, cache_size),
       NULL },
 
     { ngx_string("tailgate_private_upstream"),
@@ -259,8 +306,11 @@ static ngx_int_t
 ngx_http_tailgate_access_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
+    const char                    *why;
     ngx_pool_cleanup_t            *cln;
+    ngx_tailgate_auth_e            auth;
     ngx_http_tailgate_ctx_t       *ctx;
+    ngx_tailgate_identity_t       *id;
     ngx_http_tailgate_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
@@ -289,28 +339,66 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_tailgate_cleanup;
     ngx_http_set_ctx(r, ctx, ngx_http_tailgate_module);
 
-    rc = ngx_tailgate_authenticate(r, ctx, tlcf->keys);
+    /* browsers ask before they send credentials */
 
-    if (rc == NGX_DECLINED) {
+    if (tlcf->cors_origins) {
+        rc = ngx_tailgate_cors_preflight(r, ctx, tlcf);
+
+        if (rc != NGX_DECLINED) {
+            return ngx_http_tailgate_finish(r, rc);
+        }
+    }
+
+    /*
+     * The client learns only "missing", "invalid" or "expired"; the log
+     * says which check failed, for the operator.
+     */
+
+    auth = ngx_tailgate_authenticate(r, ctx, tlcf, &why);
+
+    switch (auth) {
+
+    case NGX_TAILGATE_AUTH_OK:
+        break;
+
+    case NGX_TAILGATE_AUTH_MISSING:
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
-                      "tailgate: no API key sent");
+                      "tailgate: no credential sent");
 
-        return ngx_http_tailgate_unauthorized(r, "missing_api_key",
+        return ngx_http_tailgate_unauthorized(r, NULL, "missing_api_key",
                    "You didn't provide an API key. Send it as "
                    "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\".");
-    }
 
-    if (rc != NGX_OK) {
+    case NGX_TAILGATE_AUTH_EXPIRED:
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
-                      "tailgate: invalid API key");
+                      "tailgate: credential rejected: %s", why);
 
-        return ngx_http_tailgate_unauthorized(r, "invalid_api_key",
-                                              "Incorrect API key provided.");
+        return ngx_http_tailgate_unauthorized(r, "expired", "expired_api_key",
+                   "The API key or token has expired.");
+
+    case NGX_TAILGATE_AUTH_INVALID:
+        ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
+                      "tailgate: credential rejected: %s", why);
+
+        return ngx_http_tailgate_unauthorized(r, "invalid", "invalid_api_key",
+                   "Incorrect API key or token provided.");
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: authentication failed: %s", why);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (tlcf->tags
-        && ngx_http_tailgate_add_tags(r, ctx, tlcf->tags->elts,
-                                      tlcf->tags->nelts) != NGX_OK)
+    /* tags only ever add restrictions: the location's, the client's */
+
+    id = ctx->identity;
+
+    if ((tlcf->tags
+         && ngx_http_tailgate_add_tags(r, ctx, tlcf->tags->elts,
+                                       tlcf->tags->nelts) != NGX_OK)
+        || (id->ntags
+            && ngx_http_tailgate_add_tags(r, ctx, id->tags, id->ntags)
+               != NGX_OK))
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -527,7 +615,7 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
             ngx_str_set(&rest, "POST");
         }
 
-        if (ngx_http_tailgate_add_header(r, "Allow", &rest) != NGX_OK) {
+        if (ngx_tailgate_add_header(r, "Allow", &rest) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -619,12 +707,13 @@ ngx_http_tailgate_resume(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 static ngx_int_t
 ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
-    u_char                        *key;
-    size_t                         key_len;
+    u_char                        *key, *frame;
+    size_t                         key_len, size;
     ngx_int_t                      rc;
     ngx_uint_t                     i, type;
     ngx_tailgate_frame_t           f;
     ngx_tailgate_reply_t          *cached;
+    ngx_tailgate_identity_t       *id;
     ngx_http_tailgate_loc_conf_t  *tlcf;
     u_char                         buf[NGX_TAILGATE_DECIDE_FRAME];
 
@@ -649,11 +738,38 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
      * size a cached decision is good for.
      */
 
-    ngx_tailgate_frame_init(&f, buf, sizeof(buf), type);
-    ngx_tailgate_frame_str(&f, TG_F_CLIENT, &ctx->client);
+    id = ctx->identity;
+
+    /* a long allowlist needs a larger frame than the usual few hundred */
+
+    size = sizeof(buf) / 2 + ctx->facts.model.len + ctx->endpoint_rest.len;
+
+    for (i = 0; i < id->nroutes; i++) {
+        size += TG_FIELD_HEADER_SIZE + id->routes[i].len;
+    }
+
+    frame = buf;
+
+    if (size > sizeof(buf)) {
+        frame = ngx_pnalloc(r->pool, size);
+        if (frame == NULL) {
+            return ngx_http_tailgate_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+    }
+
+    ngx_tailgate_frame_init(&f, frame, ngx_max(size, sizeof(buf)), type);
+    ngx_tailgate_frame_str(&f, TG_F_CLIENT, &id->client);
+
+    if (id->tenant.len) {
+        ngx_tailgate_frame_str(&f, TG_F_TENANT, &id->tenant);
+    }
 
     for (i = 0; i < ctx->ntags; i++) {
         ngx_tailgate_frame_str(&f, TG_F_TAG, &ctx->tags[i]);
+    }
+
+    for (i = 0; i < id->nroutes; i++) {
+        ngx_tailgate_frame_str(&f, TG_F_ALLOW_ROUTE, &id->routes[i]);
     }
 
     if (type == TG_MSG_MODELS) {
@@ -669,7 +785,7 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     ngx_tailgate_frame_u8(&f, TG_F_STREAM, ctx->facts.stream);
     ngx_tailgate_frame_u8(&f, TG_F_TOOLS, ctx->facts.tools);
 
-    key = buf + TG_FRAME_HEADER_SIZE;
+    key = frame + TG_FRAME_HEADER_SIZE;
     key_len = f.pos - key;
 
     ngx_tailgate_frame_u32(&f, TG_F_BODY_BYTES, (uint32_t) ctx->body_len);
@@ -982,7 +1098,7 @@ ngx_http_tailgate_refuse(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
         value.data = p;
         value.len = ngx_sprintf(p, "%ui", reply->retry_after) - p;
 
-        if (ngx_http_tailgate_add_header(r, "Retry-After", &value) != NGX_OK) {
+        if (ngx_tailgate_add_header(r, "Retry-After", &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -1011,7 +1127,7 @@ ngx_http_tailgate_fail(ngx_http_request_t *r, ngx_uint_t status,
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         ngx_str_set(&retry, "1");
 
-        if (ngx_http_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
+        if (ngx_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -1020,15 +1136,27 @@ ngx_http_tailgate_fail(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* RFC 6750: the challenge says "invalid_token", and no more than that */
+
 static ngx_int_t
-ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *code,
-    const char *message)
+ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *why,
+    const char *code, const char *message)
 {
     ngx_str_t  challenge;
 
-    ngx_str_set(&challenge, "Bearer realm=\"tailgate\"");
+    if (why == NULL) {
+        ngx_str_set(&challenge, "Bearer realm=\"tailgate\"");
 
-    if (ngx_http_tailgate_add_header(r, "WWW-Authenticate", &challenge)
+    } else if (why[0] == 'e') {
+        ngx_str_set(&challenge, "Bearer realm=\"tailgate\", "
+                    "error=\"invalid_token\", error_description=\"expired\"");
+
+    } else {
+        ngx_str_set(&challenge, "Bearer realm=\"tailgate\", "
+                    "error=\"invalid_token\"");
+    }
+
+    if (ngx_tailgate_add_header(r, "WWW-Authenticate", &challenge)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1154,28 +1282,6 @@ ngx_http_tailgate_keep(u_char *p, ngx_str_t *dst, ngx_str_t *src)
 }
 
 
-static ngx_int_t
-ngx_http_tailgate_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(h, sizeof(ngx_table_elt_t));
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-
-    return NGX_OK;
-}
-
-
 static void *
 ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
 {
@@ -1198,6 +1304,7 @@ ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
     tmcf->connections = NGX_CONF_UNSET_UINT;
     tmcf->buffer_size = NGX_CONF_UNSET_SIZE;
     tmcf->cache_size = NGX_CONF_UNSET_UINT;
+    tmcf->jwt_cache_size = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&tmcf->keys, cf->pool, 4,
                        sizeof(ngx_tailgate_keys_t *))
@@ -1221,6 +1328,7 @@ ngx_http_tailgate_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(tmcf->connections, 2);
     ngx_conf_init_size_value(tmcf->buffer_size, TG_MAX_FRAME_MIN);
     ngx_conf_init_uint_value(tmcf->cache_size, 1024);
+    ngx_conf_init_uint_value(tmcf->jwt_cache_size, 4096);
 
     return NGX_CONF_OK;
 }
@@ -1240,12 +1348,18 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->tags = NULL;
+     *     conf->jwt_issuer = { 0, NULL };
+     *     conf->jwt_audience = { 0, NULL };
      */
 
     conf->enable = NGX_CONF_UNSET;
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->keys = NGX_CONF_UNSET_PTR;
     conf->reject_log_level = NGX_CONF_UNSET_UINT;
+    conf->jwt_keys = NGX_CONF_UNSET_PTR;
+    conf->jwt_leeway = NGX_CONF_UNSET;
+    conf->jwt_claims = NGX_CONF_UNSET_PTR;
+    conf->cors_origins = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -1267,6 +1381,23 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
     ngx_conf_merge_uint_value(conf->reject_log_level, prev->reject_log_level,
                               NGX_LOG_INFO);
+
+    ngx_conf_merge_ptr_value(conf->jwt_keys, prev->jwt_keys, NULL);
+    ngx_conf_merge_str_value(conf->jwt_issuer, prev->jwt_issuer, "");
+    ngx_conf_merge_str_value(conf->jwt_audience, prev->jwt_audience, "");
+    ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 30);
+    ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
+    ngx_conf_merge_ptr_value(conf->jwt_claims, prev->jwt_claims, NULL);
+
+    if (conf->jwt_claims == NULL) {
+        conf->jwt_claims = ngx_pcalloc(cf->pool,
+                                       sizeof(ngx_tailgate_jwt_claims_t));
+        if (conf->jwt_claims == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_str_set(&conf->jwt_claims->client, "sub");
+    }
 
     /* a location adds to the tags it inherits, it cannot drop any */
 
@@ -1331,9 +1462,10 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                                   ngx_http_tailgate_module);
         tmcf->enabled = 1;
 
-        if (conf->keys == NULL) {
+        if (conf->keys == NULL && conf->jwt_keys == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"tailgate on\" needs \"tailgate_keys\"");
+                               "\"tailgate on\" needs \"tailgate_keys\" or "
+                               "\"tailgate_jwt_key\"");
             return NGX_CONF_ERROR;
         }
     }
@@ -1456,7 +1588,9 @@ ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_tailgate_auth_init_worker(cycle) != NGX_OK
-        || ngx_tailgate_cache_init(cycle, tmcf->cache_size) != NGX_OK)
+        || ngx_tailgate_cache_init(cycle, tmcf->cache_size) != NGX_OK
+        || ngx_tailgate_jwt_init_worker(cycle, tmcf->jwt_cache_size)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1471,6 +1605,7 @@ static void
 ngx_http_tailgate_exit_process(ngx_cycle_t *cycle)
 {
     ngx_tailgate_policyd_exit_worker();
+    ngx_tailgate_jwt_exit_worker();
     ngx_tailgate_auth_exit_worker();
 }
 
@@ -1545,23 +1680,24 @@ ngx_http_tailgate_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* tailgate_decision_cache, tailgate_jwt_cache: a number of entries or off */
+
 static char *
-ngx_http_tailgate_decision_cache(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_tailgate_lru_size(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_tailgate_main_conf_t *tmcf = conf;
+    ngx_uint_t  *np = (ngx_uint_t *) ((char *) conf + cmd->offset);
 
     ngx_str_t  *value;
     ngx_int_t   n;
 
-    if (tmcf->cache_size != NGX_CONF_UNSET_UINT) {
+    if (*np != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
     if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
-        tmcf->cache_size = 0;
+        *np = 0;
         return NGX_CONF_OK;
     }
 
@@ -1569,12 +1705,12 @@ ngx_http_tailgate_decision_cache(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (n == NGX_ERROR || n < 1 || n > 1048576) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid number of cached decisions \"%V\", "
-                           "expected 1-1048576 or \"off\"", &value[1]);
+                           "invalid number of entries \"%V\", expected "
+                           "1-1048576 or \"off\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
-    tmcf->cache_size = n;
+    *np = n;
 
     return NGX_CONF_OK;
 }

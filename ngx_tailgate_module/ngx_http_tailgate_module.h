@@ -55,10 +55,23 @@ typedef struct {
 } ngx_tailgate_endpoint_t;
 
 
+/* who is asking: from a key record or from a token's claims */
+typedef struct {
+    ngx_str_t                    client;
+    ngx_str_t                    tenant;
+    ngx_str_t                   *tags;
+    ngx_uint_t                   ntags;
+    ngx_str_t                   *routes;     /* the routes it may use */
+    ngx_uint_t                   nroutes;    /* 0: every route */
+    time_t                       expires;    /* 0: never */
+    unsigned                     jwt:1;
+} ngx_tailgate_identity_t;
+
+
 /* one client key record: the SHA-256 of the key, never the key */
 typedef struct {
     u_char                       digest[NGX_TAILGATE_DIGEST_LEN];
-    ngx_str_t                    client;
+    ngx_tailgate_identity_t      identity;
 } ngx_tailgate_key_t;
 
 
@@ -68,6 +81,42 @@ typedef struct {
     ngx_uint_t                   mask;
     ngx_uint_t                   count;
 } ngx_tailgate_keys_t;
+
+
+/* OpenSSL's objects for a key: apart, so that their address never moves */
+typedef struct {
+    void                        *pkey;       /* EVP_PKEY *: RS*, ES* */
+    void                        *verify;     /* EVP_PKEY_CTX *, per worker */
+    void                        *md;         /* EVP_MD *, per worker */
+} ngx_tailgate_jwt_crypto_t;
+
+
+/* a key that signs tokens, parsed once when nginx reads its configuration */
+typedef struct {
+    ngx_str_t                    kid;        /* empty: the default key */
+    ngx_str_t                    alg;        /* "RS256", ... */
+    void                        *md;         /* const EVP_MD * */
+    ngx_tailgate_jwt_crypto_t   *crypto;     /* RS*, ES* */
+    ngx_str_t                    secret;     /* HS* */
+    size_t                       ec_size;    /* ES*: bytes of r and of s */
+} ngx_tailgate_jwt_key_t;
+
+
+typedef struct {
+    ngx_str_t                    client;     /* claim names */
+    ngx_str_t                    tenant;
+    ngx_str_t                    tags;
+    ngx_str_t                    routes;
+} ngx_tailgate_jwt_claims_t;
+
+
+typedef enum {
+    NGX_TAILGATE_AUTH_OK = 0,
+    NGX_TAILGATE_AUTH_MISSING,
+    NGX_TAILGATE_AUTH_INVALID,
+    NGX_TAILGATE_AUTH_EXPIRED,
+    NGX_TAILGATE_AUTH_ERROR              /* ours, not the client's */
+} ngx_tailgate_auth_e;
 
 
 typedef struct {
@@ -82,6 +131,7 @@ typedef struct {
     ngx_uint_t                   connections;
     size_t                       buffer_size;
     ngx_uint_t                   cache_size;
+    ngx_uint_t                   jwt_cache_size;
 
     ngx_array_t                 *private_names;  /* ngx_str_t */
     ngx_array_t                  upstreams;      /* ngx_tailgate_upstream_t */
@@ -97,6 +147,14 @@ typedef struct {
     ngx_tailgate_keys_t         *keys;
     ngx_array_t                 *tags;       /* ngx_str_t */
     ngx_uint_t                   reject_log_level;
+
+    ngx_array_t                 *jwt_keys;   /* ngx_tailgate_jwt_key_t */
+    ngx_str_t                    jwt_issuer;
+    ngx_str_t                    jwt_audience;
+    time_t                       jwt_leeway;
+    ngx_tailgate_jwt_claims_t   *jwt_claims;
+
+    ngx_array_t                 *cors_origins;   /* ngx_str_t */
 } ngx_http_tailgate_loc_conf_t;
 
 
@@ -189,9 +247,10 @@ typedef struct {
     ngx_tailgate_endpoint_t     *endpoint;
     ngx_str_t                    endpoint_rest;  /* id in /models/{id} */
 
-    ngx_str_t                    client;
+    ngx_tailgate_identity_t     *identity;
     ngx_str_t                   *tags;       /* shared, never written */
     ngx_uint_t                   ntags;
+    ngx_str_t                    cors_origin;    /* an allowed Origin */
     unsigned                     private:1;
 
     u_char                      *body;       /* contiguous copy or view */
@@ -231,10 +290,37 @@ ngx_http_tailgate_ctx_t *ngx_http_tailgate_get_ctx(ngx_http_request_t *r);
 /* ngx_tailgate_auth.c */
 char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_tailgate_keys_t **keys);
-ngx_int_t ngx_tailgate_authenticate(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_keys_t *keys);
+ngx_tailgate_auth_e ngx_tailgate_authenticate(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf,
+    const char **why);
+ngx_int_t ngx_tailgate_sha256(ngx_str_t *data, u_char *digest);
 ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle);
 void ngx_tailgate_auth_exit_worker(void);
+ngx_table_elt_t *ngx_tailgate_find_header(ngx_http_request_t *r,
+    ngx_str_t *lowcase_name);
+ngx_int_t ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route);
+ngx_int_t ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_uint_t max, ngx_uint_t route, ngx_str_t **names, ngx_uint_t *n);
+
+/* ngx_tailgate_jwt.c */
+char *ngx_tailgate_jwt_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_tailgate_jwt_claims_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_tailgate_jwt_init_worker(ngx_cycle_t *cycle,
+    ngx_uint_t cache_size);
+void ngx_tailgate_jwt_exit_worker(void);
+ngx_tailgate_auth_e ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
+    ngx_http_tailgate_loc_conf_t *tlcf, ngx_str_t *token,
+    ngx_tailgate_identity_t **identity, const char **why);
+
+/* ngx_tailgate_cors.c */
+char *ngx_tailgate_cors_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_tailgate_cors_preflight(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf);
+ngx_int_t ngx_tailgate_cors_headers(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_body.c */
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
@@ -250,10 +336,22 @@ ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, const char **error);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
+ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_array_t **strings);
 
 /* ngx_tailgate_multipart.c */
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
     u_char *end, ngx_tailgate_facts_t *facts, const char **error);
+
+/* ngx_tailgate_lru.c */
+typedef struct ngx_tailgate_lru_s  ngx_tailgate_lru_t;
+
+ngx_tailgate_lru_t *ngx_tailgate_lru_create(ngx_pool_t *pool,
+    ngx_uint_t capacity);
+void *ngx_tailgate_lru_get(ngx_tailgate_lru_t *lru, u_char *key, size_t len);
+void *ngx_tailgate_lru_put(ngx_tailgate_lru_t *lru, u_char *key, size_t len,
+    size_t value_size, ngx_msec_t ttl, ngx_log_t *log);
+void ngx_tailgate_lru_flush(ngx_tailgate_lru_t *lru);
 
 /* ngx_tailgate_cache.c */
 ngx_int_t ngx_tailgate_cache_init(ngx_cycle_t *cycle, ngx_uint_t capacity);
@@ -300,6 +398,8 @@ ngx_int_t ngx_tailgate_send_error_text(ngx_http_request_t *r,
     const char *message);
 ngx_int_t ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
+ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 ngx_int_t ngx_tailgate_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_tailgate_error_page_handler(ngx_http_request_t *r);
 

@@ -2,12 +2,17 @@
 /*
  * Copyright (C) The Tailgate authors
  *
- * Client authentication with static API keys.  The key file holds only
- * SHA-256 digests of the keys; a request's key is hashed and looked up,
- * and the stored digest is compared in constant time.
+ * Client authentication.  A bearer token with the shape of a JWT goes to
+ * ngx_tailgate_jwt.c when the location has JWT keys; any other credential
+ * is a static API key.  The key file holds only SHA-256 digests of the
+ * keys; a request's key is hashed and looked up, and the stored digest is
+ * compared in constant time.
  *
- * Key file lines:  <64 hex digits: sha256 of the key> <client id>
- * Blank lines and lines starting with '#' are ignored.
+ * Key file lines:
+ *   <64 hex digits: sha256 of the key> <client id> [tenant=T] [tags=a,b]
+ *       [routes=r1,r2] [expires=YYYY-MM-DD[THH:MM:SSZ]]
+ * Blank lines and lines starting with '#' are ignored.  bin/tailgate-key
+ * writes them.
  */
 
 
@@ -18,30 +23,38 @@
 
 #define NGX_TAILGATE_MAX_KEY_FILE     (16 * 1024 * 1024)
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
-#define NGX_TAILGATE_MAX_CREDENTIAL   4096
+#define NGX_TAILGATE_MAX_TENANT       64
+#define NGX_TAILGATE_MAX_CREDENTIAL   8192
+#define NGX_TAILGATE_MAX_ROUTES       256
 
 
 static char *ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys,
     u_char *p, u_char *end);
+static char *ngx_tailgate_keys_attribute(ngx_conf_t *cf,
+    ngx_tailgate_identity_t *id, u_char *p, u_char *end);
 static ngx_int_t ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys,
-    u_char *digest, ngx_str_t *client);
+    u_char *digest, ngx_tailgate_identity_t *id);
+static time_t ngx_tailgate_parse_date(u_char *p, u_char *end);
 static ngx_int_t ngx_tailgate_hex_digest(u_char *hex, size_t len,
     u_char *digest);
 static ngx_inline ngx_uint_t ngx_tailgate_digest_equal(u_char *a, u_char *b);
-static ngx_table_elt_t *ngx_tailgate_find_header(ngx_http_request_t *r,
-    ngx_str_t *lowcase_name);
 static ngx_int_t ngx_tailgate_credential(ngx_http_request_t *r,
-    ngx_str_t *credential);
+    ngx_str_t *credential, ngx_uint_t *bearer);
+static ngx_uint_t ngx_tailgate_looks_like_jwt(ngx_str_t *token);
 
 
 static ngx_str_t  ngx_tailgate_x_api_key = ngx_string("x-api-key");
+
+static ngx_int_t  ngx_tailgate_month_days[] = {
+    31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+};
 
 /*
  * Fetched once per worker: OpenSSL 3's SHA256() looks the algorithm up,
  * under a lock, and allocates a context on every call - three times the
  * cost of the hash itself for a key.
  */
-static EVP_MD      *ngx_tailgate_sha256;
+static EVP_MD      *ngx_tailgate_sha256_md;
 static EVP_MD_CTX  *ngx_tailgate_sha256_ctx;
 
 
@@ -50,6 +63,7 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_tailgate_keys_t **keysp)
 {
     char                           *rv;
+    u_char                         *buf;
     size_t                          size;
     ssize_t                         n;
     ngx_fd_t                        fd;
@@ -104,24 +118,20 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
         goto done;
     }
 
-    {
-        u_char  *buf;
-
-        buf = ngx_pnalloc(cf->temp_pool, size + 1);
-        if (buf == NULL) {
-            goto done;
-        }
-
-        n = ngx_read_fd(fd, buf, size);
-
-        if (n == -1 || (size_t) n != size) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               ngx_read_fd_n " \"%V\" failed", file);
-            goto done;
-        }
-
-        rv = ngx_tailgate_keys_parse(cf, keys, buf, buf + size);
+    buf = ngx_pnalloc(cf->temp_pool, size + 1);
+    if (buf == NULL) {
+        goto done;
     }
+
+    n = ngx_read_fd(fd, buf, size);
+
+    if (n == -1 || (size_t) n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" failed", file);
+        goto done;
+    }
+
+    rv = ngx_tailgate_keys_parse(cf, keys, buf, buf + size);
 
 done:
 
@@ -150,10 +160,11 @@ static char *
 ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
     u_char *end)
 {
-    u_char      *eol, *field, *last;
-    ngx_str_t    client;
-    ngx_uint_t   line, lines, size;
-    u_char       digest[NGX_TAILGATE_DIGEST_LEN];
+    char                     *rv;
+    u_char                   *eol, *field, *last;
+    ngx_uint_t                line, lines, size;
+    ngx_tailgate_identity_t   id;
+    u_char                    digest[NGX_TAILGATE_DIGEST_LEN];
 
     /* size the table for at most half full: count the lines first */
 
@@ -215,35 +226,62 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
             p++;
         }
 
-        client.data = p;
+        ngx_memzero(&id, sizeof(ngx_tailgate_identity_t));
 
-        while (p < last && *p != ' ' && *p != '\t') {
-            if (!(ngx_tailgate_is_name_char(*p) || *p == '@' || *p == ':'))
-            {
-                break;
-            }
+        id.client.data = p;
 
+        while (p < last && (ngx_tailgate_is_name_char(*p) || *p == '@'
+                            || *p == ':'))
+        {
             p++;
         }
 
-        client.len = p - client.data;
+        id.client.len = p - id.client.data;
 
-        if (client.len == 0 || client.len > NGX_TAILGATE_MAX_CLIENT_ID
-            || p != last)
+        if (id.client.len == 0 || id.client.len > NGX_TAILGATE_MAX_CLIENT_ID
+            || (p < last && *p != ' ' && *p != '\t'))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "key file \"%V\", line %ui: expected a client "
-                               "id of letters, digits and \"_-.@:\" "
-                               "after the digest", &keys->file, line);
+                               "id of 1-%d letters, digits and \"_-.@:\" "
+                               "after the digest", &keys->file, line,
+                               NGX_TAILGATE_MAX_CLIENT_ID);
             return NGX_CONF_ERROR;
         }
 
-        client.data = ngx_pstrdup(cf->pool, &client);
-        if (client.data == NULL) {
+        /* name=value attributes */
+
+        for ( ;; ) {
+            while (p < last && (*p == ' ' || *p == '\t')) {
+                p++;
+            }
+
+            if (p == last) {
+                break;
+            }
+
+            field = p;
+
+            while (p < last && *p != ' ' && *p != '\t') {
+                p++;
+            }
+
+            rv = ngx_tailgate_keys_attribute(cf, &id, field, p);
+
+            if (rv != NGX_CONF_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "key file \"%V\", line %ui: %s",
+                                   &keys->file, line, rv);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        id.client.data = ngx_pstrdup(cf->pool, &id.client);
+        if (id.client.data == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_tailgate_keys_insert(keys, digest, &client) != NGX_OK) {
+        if (ngx_tailgate_keys_insert(keys, digest, &id) != NGX_OK) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "key file \"%V\", line %ui: the same key "
                                "digest appears twice", &keys->file, line);
@@ -255,11 +293,236 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
 }
 
 
+/* one "name=value"; NGX_CONF_OK or the reason it is wrong */
+
+static char *
+ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
+    u_char *p, u_char *end)
+{
+    u_char     *v, *q;
+    ngx_str_t   value;
+
+    v = ngx_strlchr(p, end, '=');
+
+    if (v == NULL || v + 1 == end) {
+        return "expected name=value after the client id";
+    }
+
+    value.data = v + 1;
+    value.len = end - value.data;
+
+#define ngx_tailgate_is(name)                                                 \
+    ((size_t) (v - p) == sizeof(name) - 1                                     \
+     && ngx_strncmp(p, name, sizeof(name) - 1) == 0)
+
+    if (ngx_tailgate_is("tenant")) {
+
+        if (id->tenant.len) {
+            return "tenant= appears twice";
+        }
+
+        for (q = value.data; q < end; q++) {
+            if (!(ngx_tailgate_is_name_char(*q) || *q == '@' || *q == ':')) {
+                break;
+            }
+        }
+
+        if (q != end || value.len > NGX_TAILGATE_MAX_TENANT) {
+            return "expected tenant= of 1-64 letters, digits and \"_-.@:\"";
+        }
+
+        id->tenant.data = ngx_pstrdup(cf->pool, &value);
+        id->tenant.len = value.len;
+
+        return id->tenant.data ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+    if (ngx_tailgate_is("tags")) {
+
+        if (id->tags
+            || ngx_tailgate_parse_names(cf->pool, value.data, end,
+                                        NGX_TAILGATE_MAX_TAGS, 0,
+                                        &id->tags, &id->ntags) != NGX_OK)
+        {
+            return "expected tags=a,b: at most 16 tags of 1-64 letters, "
+                   "digits and \"_-:.\", once";
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_tailgate_is("routes")) {
+
+        if (id->routes
+            || ngx_tailgate_parse_names(cf->pool, value.data, end,
+                                        NGX_TAILGATE_MAX_ROUTES, 1,
+                                        &id->routes, &id->nroutes) != NGX_OK)
+        {
+            return "expected routes=r1,r2: at most 256 route names without "
+                   "spaces or commas, once";
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_tailgate_is("expires")) {
+
+        id->expires = ngx_tailgate_parse_date(value.data, end);
+
+        if (id->expires <= 0) {
+            return "expected expires=YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ";
+        }
+
+        return NGX_CONF_OK;
+    }
+
+#undef ngx_tailgate_is
+
+    return "unknown attribute: expected tenant=, tags=, routes= or expires=";
+}
+
+
+/*
+ * A tag is 1-64 letters, digits and "_-:."; a route name 1-256 visible
+ * characters but commas.
+ */
+
+ngx_int_t
+ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route)
+{
+    if (p == end || end - p > (route ? 256 : 64)) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; p < end; p++) {
+        if (route ? (*p <= ' ' || *p == ',' || *p == 0x7f)
+                  : !(ngx_tailgate_is_name_char(*p) || *p == ':'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "a,b,c" into an array of names from the pool */
+
+ngx_int_t
+ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_uint_t max, ngx_uint_t route, ngx_str_t **names, ngx_uint_t *n)
+{
+    u_char      *start;
+    ngx_str_t   *name;
+    ngx_uint_t   count;
+
+    count = 1;
+
+    for (start = p; start < end; start++) {
+        if (*start == ',') {
+            count++;
+        }
+    }
+
+    if (count > max) {
+        return NGX_ERROR;
+    }
+
+    *names = ngx_palloc(pool, count * sizeof(ngx_str_t));
+    if (*names == NULL) {
+        return NGX_ERROR;
+    }
+
+    *n = 0;
+
+    for ( ;; ) {
+        start = p;
+
+        while (p < end && *p != ',') {
+            p++;
+        }
+
+        if (ngx_tailgate_check_name(start, p, route) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        name = &(*names)[(*n)++];
+        name->len = p - start;
+        name->data = ngx_pnalloc(pool, name->len);
+
+        if (name->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(name->data, start, name->len);
+
+        if (p == end) {
+            return NGX_OK;
+        }
+
+        p++;
+    }
+}
+
+
+/* YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; -1 when it is neither */
+
+static time_t
+ngx_tailgate_parse_date(u_char *p, u_char *end)
+{
+    ngx_int_t  year, month, day, hour, min, sec, era, yoe, doy, doe;
+
+    if (end - p != 10 && end - p != 20) {
+        return -1;
+    }
+
+    year = ngx_atoi(p, 4);
+    month = ngx_atoi(p + 5, 2);
+    day = ngx_atoi(p + 8, 2);
+    hour = min = sec = 0;
+
+    if (p[4] != '-' || p[7] != '-') {
+        return -1;
+    }
+
+    if (end - p == 20) {
+        if (p[10] != 'T' || p[13] != ':' || p[16] != ':' || p[19] != 'Z') {
+            return -1;
+        }
+
+        hour = ngx_atoi(p + 11, 2);
+        min = ngx_atoi(p + 14, 2);
+        sec = ngx_atoi(p + 17, 2);
+    }
+
+    if (year < 1970 || month < 1 || month > 12 || day < 1
+        || day > ngx_tailgate_month_days[month - 1]
+                 + (month == 2 && year % 4 == 0
+                    && (year % 100 != 0 || year % 400 == 0))
+        || hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0
+        || sec > 59)
+    {
+        return -1;
+    }
+
+    /* days since 1970-01-01 of a proleptic Gregorian date */
+
+    year -= (month <= 2);
+    era = year / 400;
+    yoe = year - era * 400;
+    doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return ((time_t) (era * 146097 + doe - 719468)) * 86400
+           + hour * 3600 + min * 60 + sec;
+}
+
+
 /* the digest is uniformly distributed already: its first bytes index */
 
 static ngx_int_t
 ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
-    ngx_str_t *client)
+    ngx_tailgate_identity_t *id)
 {
     ngx_uint_t           i;
     ngx_tailgate_key_t  *slot;
@@ -269,7 +532,7 @@ ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
     for ( ;; ) {
         slot = &keys->slots[i];
 
-        if (slot->client.len == 0) {
+        if (slot->identity.client.len == 0) {
             break;
         }
 
@@ -281,7 +544,7 @@ ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
     }
 
     ngx_memcpy(slot->digest, digest, NGX_TAILGATE_DIGEST_LEN);
-    slot->client = *client;
+    slot->identity = *id;
     keys->count++;
 
     return NGX_OK;
@@ -292,14 +555,14 @@ ngx_int_t
 ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
 {
 #if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    ngx_tailgate_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ngx_tailgate_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 #else
-    ngx_tailgate_sha256 = (EVP_MD *) EVP_sha256();
+    ngx_tailgate_sha256_md = (EVP_MD *) EVP_sha256();
 #endif
 
     ngx_tailgate_sha256_ctx = EVP_MD_CTX_new();
 
-    if (ngx_tailgate_sha256 == NULL || ngx_tailgate_sha256_ctx == NULL) {
+    if (ngx_tailgate_sha256_md == NULL || ngx_tailgate_sha256_ctx == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "tailgate: SHA-256 is not available from OpenSSL");
         return NGX_ERROR;
@@ -316,47 +579,81 @@ ngx_tailgate_auth_exit_worker(void)
     ngx_tailgate_sha256_ctx = NULL;
 
 #if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    EVP_MD_free(ngx_tailgate_sha256);
+    EVP_MD_free(ngx_tailgate_sha256_md);
 #endif
-    ngx_tailgate_sha256 = NULL;
+    ngx_tailgate_sha256_md = NULL;
+}
+
+
+ngx_int_t
+ngx_tailgate_sha256(ngx_str_t *data, u_char *digest)
+{
+    unsigned int  len;
+
+    if (EVP_DigestInit_ex(ngx_tailgate_sha256_ctx, ngx_tailgate_sha256_md,
+                          NULL) != 1
+        || EVP_DigestUpdate(ngx_tailgate_sha256_ctx, data->data, data->len)
+           != 1
+        || EVP_DigestFinal_ex(ngx_tailgate_sha256_ctx, digest, &len) != 1
+        || len != NGX_TAILGATE_DIGEST_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
 /*
- * NGX_OK: ctx->client is set; NGX_DECLINED: no credential was sent;
- * NGX_ERROR: the credential is not a known key.
+ * The client's identity into ctx->identity.  why: for the operator's log,
+ * never for the client.
  */
 
-ngx_int_t
+ngx_tailgate_auth_e
 ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
-    ngx_tailgate_keys_t *keys)
+    ngx_http_tailgate_loc_conf_t *tlcf, const char **why)
 {
-    ngx_uint_t           i;
-    ngx_str_t            credential;
-    unsigned int         len;
-    ngx_tailgate_key_t  *slot;
-    u_char               digest[EVP_MAX_MD_SIZE];
+    ngx_uint_t                bearer, i;
+    ngx_str_t                 credential;
+    ngx_tailgate_key_t       *slot;
+    ngx_tailgate_keys_t      *keys;
+    ngx_tailgate_auth_e       rc;
+    ngx_tailgate_identity_t  *id;
+    u_char                    digest[NGX_TAILGATE_DIGEST_LEN];
 
-    if (ngx_tailgate_credential(r, &credential) != NGX_OK) {
-        return NGX_DECLINED;
+    *why = "no credential was sent";
+
+    if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
+        return NGX_TAILGATE_AUTH_MISSING;
     }
 
-    if (keys == NULL || keys->count == 0
-        || credential.len > NGX_TAILGATE_MAX_CREDENTIAL)
-    {
-        return NGX_ERROR;
+    if (credential.len > NGX_TAILGATE_MAX_CREDENTIAL) {
+        *why = "the credential is too long";
+        return NGX_TAILGATE_AUTH_INVALID;
     }
 
-    if (EVP_DigestInit_ex(ngx_tailgate_sha256_ctx, ngx_tailgate_sha256, NULL)
-        != 1
-        || EVP_DigestUpdate(ngx_tailgate_sha256_ctx, credential.data,
-                            credential.len) != 1
-        || EVP_DigestFinal_ex(ngx_tailgate_sha256_ctx, digest, &len) != 1
-        || len != NGX_TAILGATE_DIGEST_LEN)
-    {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "tailgate: SHA-256 failed");
-        return NGX_ERROR;
+    if (bearer && tlcf->jwt_keys && ngx_tailgate_looks_like_jwt(&credential)) {
+
+        rc = ngx_tailgate_jwt_authenticate(r, tlcf, &credential, &id, why);
+
+        if (rc == NGX_TAILGATE_AUTH_OK) {
+            ctx->identity = id;
+        }
+
+        return rc;
+    }
+
+    *why = "unknown API key";
+
+    keys = tlcf->keys;
+
+    if (keys == NULL || keys->count == 0) {
+        return NGX_TAILGATE_AUTH_INVALID;
+    }
+
+    if (ngx_tailgate_sha256(&credential, digest) != NGX_OK) {
+        *why = "SHA-256 failed";
+        return NGX_TAILGATE_AUTH_ERROR;
     }
 
     i = ((ngx_uint_t) digest[0] << 8 | digest[1]) & keys->mask;
@@ -364,17 +661,25 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     for ( ;; ) {
         slot = &keys->slots[i];
 
-        if (slot->client.len == 0) {
-            return NGX_ERROR;
+        if (slot->identity.client.len == 0) {
+            return NGX_TAILGATE_AUTH_INVALID;
         }
 
         if (ngx_tailgate_digest_equal(slot->digest, digest)) {
-            ctx->client = slot->client;
-            return NGX_OK;
+            break;
         }
 
         i = (i + 1) & keys->mask;
     }
+
+    if (slot->identity.expires && ngx_time() >= slot->identity.expires) {
+        *why = "the API key has expired";
+        return NGX_TAILGATE_AUTH_EXPIRED;
+    }
+
+    ctx->identity = &slot->identity;
+
+    return NGX_TAILGATE_AUTH_OK;
 }
 
 
@@ -385,12 +690,14 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
  */
 
 static ngx_int_t
-ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential)
+ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential,
+    ngx_uint_t *bearer)
 {
     u_char           *p, *last;
     ngx_table_elt_t  *h, *api_key;
 
     credential->len = 0;
+    *bearer = 0;
 
     h = r->headers_in.authorization;
     api_key = ngx_tailgate_find_header(r, &ngx_tailgate_x_api_key);
@@ -412,10 +719,12 @@ ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential)
 
         credential->data = p;
         credential->len = last - p;
+        *bearer = 1;
     }
 
     if (credential->len == 0 && api_key && api_key->value.len) {
         *credential = api_key->value;
+        *bearer = 0;
     }
 
     if (h) {
@@ -430,7 +739,28 @@ ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential)
 }
 
 
-static ngx_table_elt_t *
+/* three base64url parts: API keys never have two dots */
+
+static ngx_uint_t
+ngx_tailgate_looks_like_jwt(ngx_str_t *token)
+{
+    u_char      *p, *end;
+    ngx_uint_t   dots;
+
+    dots = 0;
+    end = token->data + token->len;
+
+    for (p = token->data; p < end; p++) {
+        if (*p == '.') {
+            dots++;
+        }
+    }
+
+    return dots == 2;
+}
+
+
+ngx_table_elt_t *
 ngx_tailgate_find_header(ngx_http_request_t *r, ngx_str_t *lowcase_name)
 {
     ngx_uint_t        i;

@@ -2,7 +2,8 @@
 /*
  * Copyright (C) The Tailgate authors
  *
- * Output filters.  The body filter notes whether a proxied response
+ * Output filters.  The header filter adds CORS headers for an allowed
+ * browser origin.  The body filter notes whether a proxied response
  * reached its end: a provider that stops sending after the response
  * started cannot be retried, but it must not be counted as a success.
  */
@@ -11,20 +12,44 @@
 #include "ngx_http_tailgate_module.h"
 
 
+static ngx_int_t ngx_tailgate_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_tailgate_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
 
-static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 ngx_int_t
 ngx_tailgate_filter_init(ngx_conf_t *cf)
 {
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_tailgate_header_filter;
+
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_tailgate_body_filter;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    if (r == r->main) {
+        ctx = ngx_http_tailgate_get_ctx(r);
+
+        if (ctx && ctx->cors_origin.len
+            && ngx_tailgate_cors_headers(r, ctx) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
 }
 
 

@@ -321,6 +321,99 @@ failed:
 }
 
 
+/* a JSON array of strings (a claim's value), decoded into the pool */
+
+ngx_int_t
+ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_array_t **strings)
+{
+    u_char               *start;
+    ssize_t               n;
+    ngx_str_t            *s;
+    ngx_uint_t            escaped;
+    ngx_tailgate_json_t   j;
+
+    *strings = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+    if (*strings == NULL) {
+        return NGX_ERROR;
+    }
+
+    j.p = p;
+    j.end = end;
+    j.depth = 1;
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end || *j.p++ != '[') {
+        return NGX_ERROR;
+    }
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p < j.end && *j.p == ']') {
+        j.p++;
+        goto done;
+    }
+
+    for ( ;; ) {
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end || *j.p != '"') {
+            return NGX_ERROR;
+        }
+
+        start = j.p + 1;
+
+        if (ngx_tailgate_json_string(&j, &escaped) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        s = ngx_array_push(*strings);
+        if (s == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* decoded, a string is never longer than written, plus room */
+
+        s->data = ngx_pnalloc(pool, j.p - start + 4);
+        if (s->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = ngx_tailgate_json_unescape(start, j.p - 1, s->data,
+                                       j.p - start + 4);
+        if (n < 0) {
+            return NGX_ERROR;
+        }
+
+        s->len = n;
+
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end) {
+            return NGX_ERROR;
+        }
+
+        if (*j.p == ',') {
+            j.p++;
+            continue;
+        }
+
+        if (*j.p++ == ']') {
+            break;
+        }
+
+        return NGX_ERROR;
+    }
+
+done:
+
+    ngx_tailgate_json_space(&j);
+
+    return (j.p == j.end) ? NGX_OK : NGX_ERROR;
+}
+
+
 /* "Model", "STREAM"...: a routing key in letters of another case */
 
 static ngx_uint_t

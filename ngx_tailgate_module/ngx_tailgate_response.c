@@ -180,6 +180,29 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
 
 
 ngx_int_t
+ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* lowcase_key, and the "next" of nginx 1.23+, stay zero */
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_tailgate_health_handler(ngx_http_request_t *r)
 {
     ngx_str_t  body;

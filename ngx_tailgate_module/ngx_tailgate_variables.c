@@ -12,6 +12,8 @@
 
 static ngx_int_t ngx_tailgate_variable_str(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_identity(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_tailgate_variable_endpoint(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_tailgate_variable_stream(ngx_http_request_t *r,
@@ -53,8 +55,14 @@ static ngx_http_variable_t  ngx_tailgate_variables[] = {
     { ngx_string("tailgate_zone"), NULL,
       ngx_tailgate_ctx_str(zone), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("tailgate_client"), NULL,
-      ngx_tailgate_ctx_str(client), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("tailgate_client"), NULL, ngx_tailgate_variable_identity,
+      offsetof(ngx_tailgate_identity_t, client), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_tenant"), NULL, ngx_tailgate_variable_identity,
+      offsetof(ngx_tailgate_identity_t, tenant), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_auth"), NULL, ngx_tailgate_variable_identity,
+      (uintptr_t) -1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("tailgate_model"), NULL,
       ngx_tailgate_ctx_str(facts.model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -109,6 +117,40 @@ ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     v->len = s->len;
     v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* a string of the client's identity; data -1: "key" or "jwt" */
+
+static ngx_int_t
+ngx_tailgate_variable_identity(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                *s;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->identity == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == (uintptr_t) -1) {
+        v->data = (u_char *) (ctx->identity->jwt ? "jwt" : "key");
+        v->len = 3;
+
+    } else {
+        s = (ngx_str_t *) ((u_char *) ctx->identity + data);
+        v->data = s->data;
+        v->len = s->len;
+    }
+
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -166,4 +166,17 @@ subtest 'a wrong method is a 405 that says which one' => sub {
     is($res->{headers}{allow}, 'GET', 'Allow: GET');
 };
 
+subtest 'no CORS unless configured' => sub {
+    my $res = $t->http('OPTIONS', '/v1/chat/completions', headers => {
+        Origin => 'https://app.example.com',
+        'Access-Control-Request-Method' => 'POST' });
+
+    isnt($res->{status}, 204, 'a preflight is not answered');
+    ok(!exists $res->{headers}{'access-control-allow-origin'}, 'no allow header');
+
+    $res = $t->chat('qwen', headers => { Origin => 'https://app.example.com' });
+    ok(!exists $res->{headers}{'access-control-allow-origin'},
+       'a request from a page gets none either');
+};
+
 $t->done_testing;

@@ -59,8 +59,9 @@ subtest 'missing and wrong keys are 401s with a challenge' => sub {
         my $res = send_chat('qwen', Authorization => "Bearer $bad");
         $t->is_openai_error($res, 401, 'invalid_api_key',
                             'a wrong key (' . length($bad) . ' bytes)');
-        is($res->{headers}{'www-authenticate'}, 'Bearer realm="tailgate"',
-           'WWW-Authenticate');
+        is($res->{headers}{'www-authenticate'},
+           'Bearer realm="tailgate", error="invalid_token"',
+           'WWW-Authenticate (RFC 6750)');
         unlike($res->{body}, qr/\Q$bad\E/, 'the error does not echo the key')
             if length $bad > 4;
     }

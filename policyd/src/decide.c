@@ -40,6 +40,22 @@ tg_facts_allow(const tg_facts *facts, const tg_route *rt)
 {
     size_t  i;
 
+    /* a tenant's route does not exist for anyone else */
+
+    if (rt->ntenants) {
+        for (i = 0; i < rt->ntenants; i++) {
+            if (tg_str_eq(&facts->tenant, rt->tenants[i],
+                          strlen(rt->tenants[i])))
+            {
+                break;
+            }
+        }
+
+        if (i == rt->ntenants) {
+            return false;
+        }
+    }
+
     if (facts->nallow == 0) {
         return true;
     }

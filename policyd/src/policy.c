@@ -60,6 +60,8 @@ static void tg_load_api_key(tg_loader *ld, tg_provider *pr, const char *value,
 static void tg_load_routes(tg_loader *ld, const cJSON *root);
 static void tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
     const char *path);
+static void tg_load_route_tenants(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
 static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
     const cJSON *item, const char *path);
 static uint32_t tg_hash(const char *s, size_t len);
@@ -102,7 +104,7 @@ static const char *const  tg_provider_keys[] = {
     "endpoints", "models", NULL
 };
 
-static const char *const  tg_route_keys[] = { "steps", NULL };
+static const char *const  tg_route_keys[] = { "steps", "tenants", NULL };
 
 static const char *const  tg_step_keys[] = { "provider", "model", NULL };
 
@@ -1248,6 +1250,8 @@ tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
 
     tg_check_keys(ld, item, path, tg_route_keys);
 
+    tg_load_route_tenants(ld, rt, item, path);
+
     tg_key_path(path_buf, path, "steps");
 
     steps = tg_member(item, "steps");
@@ -1281,6 +1285,64 @@ tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
     }
 
     rt->nsteps = i;
+}
+
+
+/* "tenants": ["acme", ...]: only clients of these tenants see the route */
+
+static void
+tg_load_route_tenants(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], item_path[TG_PATH_LEN];
+    size_t        i, j, len;
+    const char   *t;
+    const cJSON  *v, *c;
+
+    tg_key_path(path_buf, path, "tenants");
+
+    v = tg_member(item, "tenants");
+
+    if (v == NULL) {
+        return;
+    }
+
+    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected a non-empty array of tenant "
+                      "names (leave the key out for every tenant)");
+        return;
+    }
+
+    rt->tenants = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(char *));
+    if (rt->tenants == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    i = 0;
+    for (c = v->child; c != NULL; c = c->next, i++) {
+        tg_index_path(item_path, path_buf, i);
+
+        t = cJSON_IsString(c) ? c->valuestring : NULL;
+        len = t ? strlen(t) : 0;
+
+        for (j = 0; j < len; j++) {
+            if (!(isalnum((unsigned char) t[j]) || strchr("_-.@:", t[j]))) {
+                break;
+            }
+        }
+
+        if (len == 0 || len > TG_TENANT_MAX || j < len) {
+            tg_load_error(ld, item_path, "expected a tenant name of 1 to %d "
+                          "letters, digits and \"_-.@:\"", TG_TENANT_MAX);
+            continue;
+        }
+
+        rt->tenants[rt->ntenants++] = tg_copy(ld, t);
+    }
 }
 
 

@@ -91,6 +91,9 @@ typedef struct tg_step {
 } tg_step;
 
 
+#define TG_TENANT_MAX  64
+
+
 typedef struct tg_route {
     const char    *name;
     size_t         name_len;
@@ -101,6 +104,9 @@ typedef struct tg_route {
 
     unsigned       endpoints;       /* union of the steps' endpoints */
     unsigned       private_endpoints;   /* same, local/private steps only */
+
+    const char   **tenants;         /* the only tenants that see it */
+    size_t         ntenants;        /* 0: every tenant, and none */
 
     /* later: fallback rules */
 } tg_route;

@@ -508,6 +508,61 @@ test_reason_truncated(void **unused)
 }
 
 
+/* tenants: a route of one tenant does not exist for any other */
+
+static void
+test_tenants(void **unused)
+{
+    long          n;
+    char          buf[4096];
+    tg_facts      f = F("acme-only", TG_EP_CHAT);
+    tg_policy    *p;
+    tg_decision   d;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': { 'l': { 'upstream': 'u', 'zone': 'local',"
+        "                      'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'acme-only': { 'tenants': ['acme'],"
+        "                 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'shared': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] } } }");
+
+    f.tenant = S("acme");
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 200);
+
+    f.tenant = S("globex");
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 404);
+    assert_string_equal(d.error_code, "model_not_found");
+
+    f.tenant = (tg_str) { NULL, 0 };
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 404);
+
+    /* the model list of another tenant does not name it */
+    f = F("", TG_EP_NONE);
+    f.tenant = S("globex");
+    n = tg_models_json(p, &f, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_null(strstr(buf, "acme-only"));
+    assert_non_null(strstr(buf, "\"shared\""));
+
+    f.tenant = S("acme");
+    n = tg_models_json(p, &f, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"acme-only\""));
+
+    f = F("acme-only", TG_EP_NONE);
+    f.tenant = S("globex");
+    assert_int_equal(tg_models_json(p, &f, buf, sizeof(buf)),
+                     TG_MODELS_NOT_FOUND);
+
+    tg_policy_free(p);
+}
+
+
 /* /v1/models */
 
 static cJSON *
@@ -743,6 +798,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_excluded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_down_and_busy, setup, teardown),
         cmocka_unit_test(test_reason_truncated),
+        cmocka_unit_test(test_tenants),
         cmocka_unit_test_setup_teardown(test_models_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models_filtered, setup,
                                         teardown),

@@ -553,6 +553,44 @@ test_route_errors(void **unused)
 
 
 static void
+test_route_tenants(void **unused)
+{
+    tg_errors   errs;
+    tg_policy  *p;
+
+    (void) unused;
+
+    p = tg_test_policy("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+                       "'acme': { 'tenants': ['acme', 'globex.eu'],"
+                       "  'steps': [ { 'provider': 'local',"
+                       "      'model': 'qwen2.5-7b-instruct' } ] } } }");
+    assert_int_equal(p->routes[0].ntenants, 2);
+    assert_string_equal(p->routes[0].tenants[1], "globex.eu");
+    tg_policy_free(p);
+
+    tg_test_refuse("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+                   "'empty': { 'tenants': [],"
+                   "  'steps': [ { 'provider': 'local',"
+                   "               'model': 'qwen2.5-7b-instruct' } ] },"
+                   "'bad': { 'tenants': ['ok', 'not ok', 7],"
+                   "  'steps': [ { 'provider': 'local',"
+                   "               'model': 'qwen2.5-7b-instruct' } ] }"
+                   "} }", &errs);
+
+    tg_test_has_error(&errs, "routes.empty.tenants",
+                      "expected a non-empty array of tenant names (leave the "
+                      "key out for every tenant)");
+    tg_test_has_error(&errs, "routes.bad.tenants[1]",
+                      "expected a tenant name of 1 to 64 letters, digits and "
+                      "\"_-.@:\"");
+    tg_test_has_error(&errs, "routes.bad.tenants[2]",
+                      "expected a tenant name of 1 to 64 letters, digits and "
+                      "\"_-.@:\"");
+    tg_errors_free(&errs);
+}
+
+
+static void
 test_route_names(void **unused)
 {
     char        name[300], text[2048];
@@ -847,6 +885,7 @@ main(void)
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_missing_env_vars_all_reported),
         cmocka_unit_test(test_route_errors),
+        cmocka_unit_test(test_route_tenants),
         cmocka_unit_test(test_route_names),
         cmocka_unit_test(test_many_routes),
         cmocka_unit_test(test_comments),

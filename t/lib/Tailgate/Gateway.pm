@@ -59,6 +59,7 @@ sub default_policy {
 #   fake_policyd => \%config    (a scriptable fake instead of policyd)
 #   locations => $text          (instead of include tailgate/locations.conf)
 #   workers  => N
+#   keys     => [client => key or record, ...]  (besides alice; write_keys)
 # Returns the client key of client "alice" (also $t->{key}).
 
 sub start_gateway {
@@ -72,7 +73,7 @@ sub start_gateway {
     }
 
     $self->{key} //= $self->new_key;
-    $self->write_keys(alice => $self->{key});
+    $self->write_keys(alice => $self->{key}, @{ $opt{keys} // [] });
 
     if ($opt{fake_policyd}) {
         $self->start_fake_policyd($opt{fake_policyd});

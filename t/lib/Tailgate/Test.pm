@@ -173,16 +173,28 @@ sub new_key {
 }
 
 
+# write_keys(client => 'key', client2 => { key => 'k', tenant => 'acme',
+#            tags => [...], routes => [...], expires => '2030-01-01' }, ...)
+
 sub write_keys {
     my ($self, @pairs) = @_;
 
     die "write_keys: expects client_id => key pairs\n" if @pairs % 2;
 
-    my $text = "# Tailgate client keys: <sha256 hex of the key> <client id>\n";
+    my $text = "# Tailgate client keys: <sha256 hex of the key> <client id> "
+             . "[attributes]\n";
 
-    while (my ($client, $key) = splice @pairs, 0, 2) {
+    while (my ($client, $rec) = splice @pairs, 0, 2) {
         die "write_keys: bad client id '$client'\n" if $client =~ /\s/;
-        $text .= sha256_hex($key) . " $client\n";
+
+        $rec = { key => $rec } unless ref $rec;
+
+        $text .= sha256_hex($rec->{key}) . " $client";
+        $text .= " tenant=$rec->{tenant}" if defined $rec->{tenant};
+        $text .= ' tags=' . join(',', @{ $rec->{tags} }) if $rec->{tags};
+        $text .= ' routes=' . join(',', @{ $rec->{routes} }) if $rec->{routes};
+        $text .= " expires=$rec->{expires}" if defined $rec->{expires};
+        $text .= "\n";
     }
 
     return $self->write_file('keys', $text);
