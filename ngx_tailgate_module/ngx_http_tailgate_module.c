@@ -26,6 +26,16 @@ static ngx_int_t ngx_http_tailgate_log_handler(ngx_http_request_t *r);
 static void ngx_http_tailgate_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tailgate_add_tags(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *tags, ngx_uint_t n);
+static ngx_int_t ngx_http_tailgate_header_tags(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+static ngx_int_t ngx_http_tailgate_proxy(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+static ngx_int_t ngx_http_tailgate_retry(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+static ngx_int_t ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_uint_t retried);
+static ngx_table_elt_t *ngx_http_tailgate_upstream_header(
+    ngx_http_request_t *r, const char *name);
 static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
@@ -78,6 +88,8 @@ static char *ngx_http_tailgate_private_upstream(ngx_conf_t *cf,
 static char *ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tailgate_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tailgate_buffer_bounds(ngx_conf_t *cf, void *post,
     void *data);
@@ -222,6 +234,20 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tailgate_loc_conf_t, reject_log_level),
       &ngx_http_tailgate_log_levels },
+
+    { ngx_string("tailgate_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tailgate_fallback,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, fallback),
+      NULL },
+
+    { ngx_string("tailgate_explain_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, explain),
+      NULL },
 
     { ngx_string("tailgate_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -403,6 +429,101 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_http_tailgate_header_tags(r, ctx);
+}
+
+
+/*
+ * X-Tailgate-Tags: private, region:eu.  A client may restrict its own
+ * request further; there is no way to lift a tag this way, since tags
+ * are only ever added.  NGX_OK, or the request got its 400.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_header_tags(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx)
+{
+    u_char           *p, *end, *start;
+    ngx_str_t        *tags;
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    tags = NULL;
+    n = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("X-Tailgate-Tags") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Tailgate-Tags",
+                               sizeof("X-Tailgate-Tags") - 1) != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        end = p + h[i].value.len;
+
+        while (p < end) {
+            if (*p == ',' || *p == ' ' || *p == '\t') {
+                p++;
+                continue;
+            }
+
+            start = p;
+
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
+                p++;
+            }
+
+            if (ngx_tailgate_check_name(start, p, 0) != NGX_OK
+                || ctx->ntags + n >= NGX_TAILGATE_MAX_TAGS)
+            {
+                return ngx_http_tailgate_finish(r,
+                           ngx_tailgate_send_error_text(r,
+                               NGX_HTTP_BAD_REQUEST, "invalid_request_error",
+                               "invalid_tags",
+                               "X-Tailgate-Tags must list at most 16 tags "
+                               "of 1-64 letters, digits and \"_-:.\", "
+                               "separated by commas or spaces."));
+            }
+
+            if (tags == NULL) {
+                tags = ngx_palloc(r->pool,
+                                  NGX_TAILGATE_MAX_TAGS * sizeof(ngx_str_t));
+                if (tags == NULL) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+            }
+
+            tags[n].len = p - start;
+            tags[n].data = ngx_pnalloc(r->pool, tags[n].len);
+            if (tags[n].data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_strlow(tags[n].data, start, tags[n].len);
+            n++;
+        }
+    }
+
+    if (n && ngx_http_tailgate_add_tags(r, ctx, tags, n) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -497,7 +618,20 @@ ngx_http_tailgate_precontent_handler(ngx_http_request_t *r)
 
         return r->internal ? NGX_DECLINED : NGX_AGAIN;
 
-    default: /* NGX_TAILGATE_DECIDED */
+    case NGX_TAILGATE_DECIDED:
+        return ngx_http_tailgate_proxy(r, ctx);
+
+    default: /* NGX_TAILGATE_PROXYING */
+
+        /*
+         * Back from the fallback location's error_page: the attempt failed
+         * before its response started.  Any other redirect is not ours.
+         */
+
+        if (r->internal && ctx->in_fallback) {
+            return ngx_http_tailgate_retry(r, ctx);
+        }
+
         return NGX_DECLINED;
     }
 
@@ -528,6 +662,264 @@ ngx_http_tailgate_precontent_handler(ngx_http_request_t *r)
 
     ngx_http_finalize_request(r, NGX_DONE);
     return NGX_DONE;
+}
+
+
+/*
+ * A decision was applied: on to the content phase, proxy_pass.  A decision
+ * that may be followed by another when the provider fails is proxied in
+ * the fallback location instead, where nginx hands such failures back to
+ * the module (proxy_intercept_errors, error_page) rather than to the
+ * client.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_proxy(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_http_tailgate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    if (ctx->fallback && !ctx->in_fallback) {
+
+        if (tlcf->fallback.len) {
+            ctx->in_fallback = 1;
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "tailgate: proxying in \"%V\", which may fall "
+                           "back", &tlcf->fallback);
+
+            (void) ngx_http_named_location(r, &tlcf->fallback);
+
+            /* named_location() counted a reference of its own */
+            ngx_http_finalize_request(r, NGX_DONE);
+            return NGX_DONE;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tailgate: route \"%V\" may fall back, but this "
+                      "location has no tailgate_fallback: a failure of "
+                      "provider \"%V\" is final", &ctx->route,
+                      &ctx->provider);
+
+        ctx->fallback = 0;
+    }
+
+    /* the upstream states of this attempt come after these */
+    ctx->states = r->upstream_states ? r->upstream_states->nelts : 0;
+    ctx->state = NGX_TAILGATE_PROXYING;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The attempt failed before its response started (connect error, timeout,
+ * 5xx or 429, intercepted by the fallback location).  It is reported at
+ * once, so that its lease ends and policyd learns of the failure; then
+ * policyd is asked again with the providers tried so far excluded - if
+ * the route allows it for this failure - or the client learns what was
+ * tried.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_retry(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_uint_t               bit, status;
+    ngx_msec_t               upstream_ms;
+    const char              *outcome;
+    ngx_tailgate_attempt_t  *a;
+
+    outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms, &status);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "tailgate: attempt %ui of route \"%V\" failed: provider "
+                  "\"%V\" %s (%ui)", ctx->attempt, &ctx->route,
+                  &ctx->provider, outcome, status);
+
+    if (ctx->failed == NULL) {
+        ctx->failed = ngx_array_create(r->pool, 4,
+                                       sizeof(ngx_tailgate_attempt_t));
+        if (ctx->failed == NULL) {
+            return ngx_http_tailgate_finish(r,
+                                            NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+    }
+
+    a = ngx_array_push(ctx->failed);
+    if (a == NULL) {
+        return ngx_http_tailgate_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    a->provider = ctx->provider;
+    a->outcome = outcome;
+    a->status = status;
+
+    ngx_tailgate_report_attempt(r, ctx, outcome, status, upstream_ms);
+
+    switch (outcome[0]) {
+    case 'c': bit = (outcome[1] == 'o') ? TG_FALLBACK_CONNECT_ERROR : 0; break;
+    case 't': bit = TG_FALLBACK_TIMEOUT; break;
+    case 's': bit = (outcome[1] == 'e') ? TG_FALLBACK_5XX : 0; break;
+    case 'r': bit = TG_FALLBACK_429; break;
+    default:  bit = 0;
+    }
+
+    if (!(ctx->fallback & bit)) {
+        return ngx_http_tailgate_finish(r,
+                   ngx_http_tailgate_attempts_failed(r, ctx, 0));
+    }
+
+    /* the next decision must not come from, or go to, the cache */
+
+    ctx->cache_key.len = 0;
+    ctx->state = NGX_TAILGATE_NEW;
+
+    return ngx_http_tailgate_ask(r, ctx);
+}
+
+
+/*
+ * Nothing more will be tried.  After one attempt the client gets the
+ * provider's failure as an OpenAI error of the same status; after a
+ * fallback, 503 with every attempt listed.  Names of providers and
+ * outcomes only: never an address, a key or a provider's own message.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_uint_t retried)
+{
+    u_char                  *p, *last;
+    size_t                   size;
+    ngx_str_t                message, type, code, retry;
+    ngx_uint_t               i, n, status;
+    ngx_table_elt_t         *h;
+    ngx_tailgate_attempt_t  *a;
+
+    a = ctx->failed->elts;
+    n = ctx->failed->nelts;
+
+    size = 128 + ctx->route.len + n * (NGX_TAILGATE_MAX_TAG + 64);
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    message.data = p;
+    last = p + size;
+
+    p = ngx_slprintf(p, last, (n == 1 && !retried)
+                              ? "The provider for model '%V' failed"
+                              : "Every provider tried for model '%V' failed",
+                     &ctx->route);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_slprintf(p, last, "%s %V (%s", i ? "," : ":",
+                         &a[i].provider, a[i].outcome);
+
+        /* connect errors and timeouts have no status of the provider's */
+
+        if (a[i].outcome[0] == 's' || a[i].outcome[0] == 'r') {
+            p = ngx_slprintf(p, last, ", HTTP %ui", a[i].status);
+        }
+
+        p = ngx_slprintf(p, last, ")");
+    }
+
+    p = ngx_slprintf(p, last, ". Try again later.");
+    message.len = p - message.data;
+
+    a = &a[n - 1];
+
+    ngx_str_set(&type, "server_error");
+
+    if (n > 1 || retried) {
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_str_set(&code, "no_provider_available");
+
+    } else if (a->outcome[0] == 'r') {
+        status = NGX_HTTP_TOO_MANY_REQUESTS;
+        ngx_str_set(&type, "rate_limit_error");
+        ngx_str_set(&code, "provider_rate_limited");
+
+    } else if (a->outcome[0] == 't') {
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+        ngx_str_set(&code, "provider_timeout");
+
+    } else if (a->outcome[0] == 's' && a->status >= 500 && a->status <= 599) {
+        status = a->status;
+        ngx_str_set(&code, "provider_error");
+
+    } else {
+        status = NGX_HTTP_BAD_GATEWAY;
+        ngx_str_set(&code, "provider_unreachable");
+    }
+
+    /* when to come back: the provider's own word for a 429, if it gave one */
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS
+        || status == NGX_HTTP_SERVICE_UNAVAILABLE)
+    {
+        ngx_str_set(&retry, "1");
+
+        h = (status == NGX_HTTP_TOO_MANY_REQUESTS)
+            ? ngx_http_tailgate_upstream_header(r, "retry-after") : NULL;
+
+        if (h && h->value.len && h->value.len <= 6
+            && ngx_atoi(h->value.data, h->value.len) != NGX_ERROR)
+        {
+            retry = h->value;
+        }
+
+        if (ngx_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_tailgate_send_error(r, status, &type, &code, &message);
+}
+
+
+/* a header of the provider's response that nginx did not pass on */
+
+static ngx_table_elt_t *
+ngx_http_tailgate_upstream_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->upstream == NULL || r->upstream->headers_in.headers.part.elts
+                               == NULL)
+    {
+        return NULL;
+    }
+
+    len = ngx_strlen(name);
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
 }
 
 
@@ -713,6 +1105,7 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     ngx_uint_t                     i, type;
     ngx_tailgate_frame_t           f;
     ngx_tailgate_reply_t          *cached;
+    ngx_tailgate_attempt_t        *failed;
     ngx_tailgate_identity_t       *id;
     ngx_http_tailgate_loc_conf_t  *tlcf;
     u_char                         buf[NGX_TAILGATE_DECIDE_FRAME];
@@ -746,6 +1139,14 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     for (i = 0; i < id->nroutes; i++) {
         size += TG_FIELD_HEADER_SIZE + id->routes[i].len;
+    }
+
+    if (ctx->failed) {
+        failed = ctx->failed->elts;
+
+        for (i = 0; i < ctx->failed->nelts; i++) {
+            size += TG_FIELD_HEADER_SIZE + failed[i].provider.len;
+        }
     }
 
     frame = buf;
@@ -792,6 +1193,14 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     ngx_tailgate_frame_u32(&f, TG_F_PROMPT_ESTIMATE,
                            (uint32_t) (ctx->body_len / 4));
     ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt + 1);
+
+    if (ctx->failed) {
+        failed = ctx->failed->elts;
+
+        for (i = 0; i < ctx->failed->nelts; i++) {
+            ngx_tailgate_frame_str(&f, TG_F_EXCLUDE, &failed[i].provider);
+        }
+    }
 
     if (f.overflow || ctx->attempt) {
         return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout);
@@ -901,6 +1310,10 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
              ? ngx_tailgate_send_json(r, NGX_HTTP_OK, &reply->body)
              : ngx_http_tailgate_refuse(r, reply);
 
+    } else if (reply->status != NGX_HTTP_OK && ctx->failed) {
+        /* policyd has no provider left to try after a failure */
+        rc = ngx_http_tailgate_attempts_failed(r, ctx, 1);
+
     } else {
         rc = ngx_http_tailgate_apply(r, ctx, reply);
 
@@ -934,6 +1347,8 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_reply_t *reply)
 {
     u_char                   *p;
+    ngx_str_t                 adjust;
+    ngx_uint_t                renamed;
     ngx_tailgate_upstream_t  *up;
 
     if (reply->status != NGX_HTTP_OK) {
@@ -942,7 +1357,9 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     /* the lease is ours from here on, whatever happens next */
     ctx->lease = reply->lease;
+    ctx->reported = 0;
     ctx->attempt++;
+    ctx->fallback = reply->fallback;
 
     up = reply->checked;
 
@@ -981,7 +1398,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                              + reply->upstream.len + reply->host.len
                              + reply->provider_model.len
                              + reply->authorization.len + reply->reason.len
-                             + reply->zone.len
+                             + reply->zone.len + reply->adjust.len
                              + reply->scheme.len + sizeof("://") - 1
                              + reply->upstream.len + reply->path.len);
     if (p == NULL) {
@@ -997,6 +1414,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     p = ngx_http_tailgate_keep(p, &ctx->authorization, &reply->authorization);
     p = ngx_http_tailgate_keep(p, &ctx->reason, &reply->reason);
     p = ngx_http_tailgate_keep(p, &ctx->zone, &reply->zone);
+    p = ngx_http_tailgate_keep(p, &adjust, &reply->adjust);
 
     ctx->upstream_url.data = p;
     p = ngx_cpymem(p, reply->scheme.data, reply->scheme.len);
@@ -1009,15 +1427,35 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         ctx->upstream_host = ctx->upstream_name;
     }
 
-    if (ctx->provider_model.len != ctx->facts.model.len
-        || ngx_strncmp(ctx->provider_model.data, ctx->facts.model.data,
-                       ctx->facts.model.len) != 0)
-    {
-        if (ngx_tailgate_body_rewrite_model(r, ctx, &ctx->provider_model)
+    /*
+     * The body for this provider: its model name, its edits.  A fallback
+     * starts again from the client's body.
+     */
+
+    renamed = ctx->provider_model.len != ctx->facts.model.len
+              || ngx_strncmp(ctx->provider_model.data, ctx->facts.model.data,
+                             ctx->facts.model.len) != 0;
+
+    ngx_tailgate_body_restore(r, ctx);
+
+    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON) {
+        if (ngx_tailgate_body_adjust(r, ctx,
+                                     renamed ? &ctx->provider_model : NULL,
+                                     &adjust)
             != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY,
+                                          "server_error", "invalid_route",
+                                          "The gateway's route for this "
+                                          "model is misconfigured.");
         }
+
+    } else if (renamed
+               && ngx_tailgate_body_rewrite_model(r, ctx,
+                                                  &ctx->provider_model)
+                  != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -1350,6 +1788,7 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
      *     conf->tags = NULL;
      *     conf->jwt_issuer = { 0, NULL };
      *     conf->jwt_audience = { 0, NULL };
+     *     conf->fallback = { 0, NULL };
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -1360,6 +1799,7 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
     conf->jwt_leeway = NGX_CONF_UNSET;
     conf->jwt_claims = NGX_CONF_UNSET_PTR;
     conf->cors_origins = NGX_CONF_UNSET_PTR;
+    conf->explain = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -1388,6 +1828,8 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 30);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
     ngx_conf_merge_ptr_value(conf->jwt_claims, prev->jwt_claims, NULL);
+    ngx_conf_merge_str_value(conf->fallback, prev->fallback, "");
+    ngx_conf_merge_value(conf->explain, prev->explain, 1);
 
     if (conf->jwt_claims == NULL) {
         conf->jwt_claims = ngx_pcalloc(cf->pool,
@@ -1787,6 +2229,7 @@ ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         *tag = value[i];
+        ngx_strlow(tag->data, tag->data, tag->len);
     }
 
     return NGX_CONF_OK;
@@ -1823,6 +2266,39 @@ ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (tlcf->enable == NGX_CONF_UNSET) {
         tlcf->enable = 0;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* tailgate_fallback @name | off */
+
+static char *
+ngx_http_tailgate_fallback(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tailgate_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->fallback.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        ngx_str_set(&tlcf->fallback, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len < 2 || value[1].data[0] != '@') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a named location (\"@name\") or "
+                           "\"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->fallback = value[1];
 
     return NGX_CONF_OK;
 }

@@ -155,6 +155,9 @@ typedef struct {
     ngx_tailgate_jwt_claims_t   *jwt_claims;
 
     ngx_array_t                 *cors_origins;   /* ngx_str_t */
+
+    ngx_str_t                    fallback;   /* @location, or empty */
+    ngx_flag_t                   explain;    /* X-Tailgate-* headers */
 } ngx_http_tailgate_loc_conf_t;
 
 
@@ -166,6 +169,7 @@ typedef struct {
     uint32_t                     lease;
     ngx_msec_t                   cache_ms;
     size_t                       cache_max_bytes;
+    ngx_uint_t                   fallback;   /* TG_FALLBACK_* */
 
     /* set once the decision passed the module's checks */
     ngx_tailgate_upstream_t     *checked;
@@ -183,6 +187,7 @@ typedef struct {
     ngx_str_t                    authorization;
     ngx_str_t                    reason;
     ngx_str_t                    zone;
+    ngx_str_t                    adjust;
     ngx_str_t                    body;
 } ngx_tailgate_reply_t;
 
@@ -227,8 +232,17 @@ typedef enum {
     NGX_TAILGATE_READING,
     NGX_TAILGATE_WAITING,
     NGX_TAILGATE_DECIDED,
+    NGX_TAILGATE_PROXYING,
     NGX_TAILGATE_DONE
 } ngx_tailgate_state_e;
+
+
+/* an attempt that failed before its response started */
+typedef struct {
+    ngx_str_t                    provider;
+    const char                  *outcome;
+    ngx_uint_t                   status;     /* the provider's, or 0 */
+} ngx_tailgate_attempt_t;
 
 
 /* what the body says */
@@ -273,11 +287,27 @@ typedef struct {
     ngx_str_t                    reason;
     ngx_str_t                    zone;
     uint32_t                     lease;
-    ngx_uint_t                   attempt;
+    ngx_uint_t                   attempt;    /* decisions applied */
+    ngx_uint_t                   fallback;   /* TG_FALLBACK_*: may retry */
+
+    /* fallback: what failed, and the body as the client sent it */
+    ngx_array_t                 *failed;     /* ngx_tailgate_attempt_t */
+    ngx_uint_t                   states;     /* r->upstream_states before */
+    ngx_chain_t                 *client_bufs;
+    off_t                        client_length;
+
+    /* a streamed response, watched so that a break is not hidden */
+    void                       (*upstream_finalize)(ngx_http_request_t *r,
+                                     ngx_int_t rc);
+    ngx_uint_t                   sse_newlines;   /* at the end, up to 2 */
 
     unsigned                     reported:1;
     unsigned                     from_cache:1;
     unsigned                     response_complete:1;
+    unsigned                     body_replaced:1;
+    unsigned                     in_fallback:1;
+    unsigned                     sse:1;
+    unsigned                     stream_broken:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -327,17 +357,44 @@ ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, const char **error);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
+ngx_int_t ngx_tailgate_body_replace(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *pieces, ngx_uint_t n);
+void ngx_tailgate_body_restore(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+
+/* ngx_tailgate_adjust.c */
+ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *spec);
 
 /* ngx_tailgate_filter.c */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);
 
+/* ngx_tailgate_stream.c */
+void ngx_tailgate_stream_watch(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+void ngx_tailgate_stream_track(ngx_http_tailgate_ctx_t *ctx,
+    ngx_chain_t *in);
+
 /* ngx_tailgate_json.c */
+
+#define NGX_TAILGATE_JSON_NAME_MAX     64
+
+typedef struct {
+    u_char                      *key_start;  /* its opening quote */
+    u_char                      *value_start;
+    u_char                      *value_end;
+    ssize_t                      name_len;   /* -1: too long to be edited */
+    u_char                       name[NGX_TAILGATE_JSON_NAME_MAX];
+} ngx_tailgate_json_member_t;
+
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, const char **error);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
 ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_array_t **strings);
+ngx_int_t ngx_tailgate_json_members(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_array_t **members);
 
 /* ngx_tailgate_multipart.c */
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
@@ -389,6 +446,12 @@ ngx_uint_t ngx_tailgate_policyd_up(void);
 void ngx_tailgate_report_init_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_tailgate_report(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
+const char *ngx_tailgate_outcome(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_msec_t *upstream_ms,
+    ngx_uint_t *status);
+void ngx_tailgate_report_attempt(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, const char *outcome, ngx_uint_t status,
+    ngx_msec_t upstream_ms);
 
 /* ngx_tailgate_response.c */
 ngx_int_t ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,

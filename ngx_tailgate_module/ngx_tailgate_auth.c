@@ -456,6 +456,11 @@ ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
 
         ngx_memcpy(name->data, start, name->len);
 
+        /* tags are compared exactly: one spelling, lowercase */
+        if (!route) {
+            ngx_strlow(name->data, name->data, name->len);
+        }
+
         if (p == end) {
             return NGX_OK;
         }

@@ -192,11 +192,7 @@ ngx_int_t
 ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model)
 {
-    u_char       *piece[3][2];
-    ngx_buf_t    *b;
-    ngx_str_t     token;
-    ngx_uint_t    i, n;
-    ngx_chain_t  *cl, **ll;
+    ngx_str_t  token, pieces[3];
 
     if (model->len == 0) {
         return NGX_ERROR;
@@ -211,27 +207,53 @@ ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
         token = *model;
     }
 
-    /* before the model, the model, after it: empty pieces are left out */
+    /* before the model, the model, after it */
 
-    piece[0][0] = ctx->body;
-    piece[0][1] = ctx->facts.model_start;
-    piece[1][0] = token.data;
-    piece[1][1] = token.data + token.len;
-    piece[2][0] = ctx->facts.model_end;
-    piece[2][1] = ctx->body + ctx->body_len;
+    pieces[0].data = ctx->body;
+    pieces[0].len = ctx->facts.model_start - ctx->body;
+    pieces[1] = token;
+    pieces[2].data = ctx->facts.model_end;
+    pieces[2].len = ctx->body + ctx->body_len - ctx->facts.model_end;
 
-    b = ngx_pcalloc(r->pool, 3 * sizeof(ngx_buf_t));
-    cl = ngx_palloc(r->pool, 3 * sizeof(ngx_chain_t));
+    return ngx_tailgate_body_replace(r, ctx, pieces, 3);
+}
+
+
+/*
+ * The body that goes upstream becomes these pieces, in order; they point
+ * into the client's body or into the pool, nothing is copied.  The first
+ * replacement keeps the client's chain, so that a fallback to a provider
+ * that wants the body as it came can have it back.
+ */
+
+ngx_int_t
+ngx_tailgate_body_replace(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_str_t *pieces, ngx_uint_t n)
+{
+    off_t         len;
+    ngx_buf_t    *b;
+    ngx_uint_t    i, k;
+    ngx_chain_t  *cl, **ll;
+
+    if (!ctx->body_replaced) {
+        ctx->client_bufs = r->request_body->bufs;
+        ctx->client_length = r->headers_in.content_length_n;
+        ctx->body_replaced = 1;
+    }
+
+    b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+    cl = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
 
     if (b == NULL || cl == NULL) {
         return NGX_ERROR;
     }
 
     ll = &r->request_body->bufs;
-    n = 0;
+    len = 0;
+    k = 0;
 
-    for (i = 0; i < 3; i++) {
-        if (piece[i][0] == piece[i][1]) {
+    for (i = 0; i < n; i++) {
+        if (pieces[i].len == 0) {
             continue;
         }
 
@@ -240,25 +262,39 @@ ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
          * the body again to the next upstream server
          */
 
-        b[n].start = piece[i][0];
-        b[n].pos = piece[i][0];
-        b[n].last = piece[i][1];
-        b[n].end = piece[i][1];
-        b[n].temporary = 1;
+        b[k].start = pieces[i].data;
+        b[k].pos = pieces[i].data;
+        b[k].last = pieces[i].data + pieces[i].len;
+        b[k].end = b[k].last;
+        b[k].temporary = 1;
 
-        cl[n].buf = &b[n];
-        *ll = &cl[n];
-        ll = &cl[n].next;
-        n++;
+        cl[k].buf = &b[k];
+        *ll = &cl[k];
+        ll = &cl[k].next;
+        len += pieces[i].len;
+        k++;
     }
 
     *ll = NULL;
-    b[n - 1].last_buf = 1;
 
-    r->headers_in.content_length_n = ctx->body_len
-                                     - (ctx->facts.model_end
-                                        - ctx->facts.model_start)
-                                     + token.len;
+    if (k) {
+        b[k - 1].last_buf = 1;
+    }
+
+    r->headers_in.content_length_n = len;
 
     return NGX_OK;
+}
+
+
+/* the body as the client sent it, after a replacement for another step */
+
+void
+ngx_tailgate_body_restore(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    if (ctx->body_replaced) {
+        r->request_body->bufs = ctx->client_bufs;
+        r->headers_in.content_length_n = ctx->client_length;
+        ctx->body_replaced = 0;
+    }
 }

@@ -128,6 +128,7 @@ ngx_tailgate_reply_strings(ngx_tailgate_reply_t *reply, ngx_str_t **strings)
     strings[n++] = &reply->authorization;
     strings[n++] = &reply->reason;
     strings[n++] = &reply->zone;
+    strings[n++] = &reply->adjust;
 
     return n;
 }

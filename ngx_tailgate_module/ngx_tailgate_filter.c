@@ -2,10 +2,12 @@
 /*
  * Copyright (C) The Tailgate authors
  *
- * Output filters.  The header filter adds CORS headers for an allowed
- * browser origin.  The body filter notes whether a proxied response
- * reached its end: a provider that stops sending after the response
- * started cannot be retried, but it must not be counted as a success.
+ * Output filters.  The header filter says where the request went
+ * (X-Tailgate-Provider, -Route, -Attempts), adds CORS headers for an
+ * allowed browser origin and watches event streams (ngx_tailgate_stream.c).
+ * The body filter notes whether a proxied response reached its end: a
+ * provider that stops sending after the response started cannot be
+ * retried, but it must not be counted as a success.
  */
 
 
@@ -13,6 +15,8 @@
 
 
 static ngx_int_t ngx_tailgate_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_tailgate_explain(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_tailgate_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
@@ -37,19 +41,67 @@ ngx_tailgate_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_tailgate_header_filter(ngx_http_request_t *r)
 {
-    ngx_http_tailgate_ctx_t  *ctx;
+    ngx_http_tailgate_ctx_t       *ctx;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
 
-    if (r == r->main) {
-        ctx = ngx_http_tailgate_get_ctx(r);
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
 
-        if (ctx && ctx->cors_origin.len
-            && ngx_tailgate_cors_headers(r, ctx) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    if (tlcf->explain && ctx->route.len
+        && ngx_tailgate_explain(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->cors_origin.len && ngx_tailgate_cors_headers(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (r->upstream) {
+        ngx_tailgate_stream_watch(r, ctx);
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/* where the request went: the last provider asked, of how many */
+
+static ngx_int_t
+ngx_tailgate_explain(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    u_char     *p;
+    ngx_str_t   attempts;
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    attempts.data = p;
+    attempts.len = ngx_sprintf(p, "%ui", ngx_max(ctx->attempt, 1)) - p;
+
+    if (ngx_tailgate_add_header(r, "X-Tailgate-Route", &ctx->route) != NGX_OK
+        || (ctx->provider.len
+            && ngx_tailgate_add_header(r, "X-Tailgate-Provider",
+                                       &ctx->provider)
+               != NGX_OK)
+        || ngx_tailgate_add_header(r, "X-Tailgate-Attempts", &attempts)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -64,6 +116,10 @@ ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx && ctx->sse) {
+        ngx_tailgate_stream_track(ctx, in);
+    }
 
     if (ctx && !ctx->response_complete) {
         for (cl = in; cl; cl = cl->next) {

@@ -414,6 +414,98 @@ done:
 }
 
 
+/*
+ * The members of the object at p (an already validated body, or an object
+ * inside one): where each key starts, where its value starts and ends, and
+ * the key decoded when it is short enough to be one the policy edits.
+ */
+
+ngx_int_t
+ngx_tailgate_json_members(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_array_t **members)
+{
+    u_char                      *key;
+    ssize_t                      n;
+    ngx_uint_t                   escaped;
+    ngx_tailgate_json_t          j;
+    ngx_tailgate_json_member_t  *m;
+
+    *members = ngx_array_create(pool, 16, sizeof(ngx_tailgate_json_member_t));
+    if (*members == NULL) {
+        return NGX_ERROR;
+    }
+
+    j.p = p;
+    j.end = end;
+    j.depth = 1;
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end || *j.p++ != '{') {
+        return NGX_ERROR;
+    }
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p < j.end && *j.p == '}') {
+        return NGX_OK;
+    }
+
+    for ( ;; ) {
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end || *j.p != '"') {
+            return NGX_ERROR;
+        }
+
+        m = ngx_array_push(*members);
+        if (m == NULL) {
+            return NGX_ERROR;
+        }
+
+        m->key_start = j.p;
+        key = j.p + 1;
+
+        if (ngx_tailgate_json_string(&j, &escaped) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        n = ngx_tailgate_json_unescape(key, j.p - 1, m->name,
+                                       sizeof(m->name));
+        m->name_len = n;
+
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end || *j.p++ != ':') {
+            return NGX_ERROR;
+        }
+
+        ngx_tailgate_json_space(&j);
+
+        m->value_start = j.p;
+
+        if (ngx_tailgate_json_value(&j) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        m->value_end = j.p;
+
+        ngx_tailgate_json_space(&j);
+
+        if (j.p == j.end) {
+            return NGX_ERROR;
+        }
+
+        if (*j.p == ',') {
+            j.p++;
+            continue;
+        }
+
+        return (*j.p == '}') ? NGX_OK : NGX_ERROR;
+    }
+}
+
+
 /* "Model", "STREAM"...: a routing key in letters of another case */
 
 static ngx_uint_t

@@ -1050,6 +1050,10 @@ ngx_tailgate_jwt_names(ngx_pool_t *pool, jwt_t *jwt, const char *name,
         {
             return NGX_ERROR;
         }
+
+        if (!route) {
+            ngx_strlow(item[i].data, item[i].data, item[i].len);
+        }
     }
 
     *names = list->elts;

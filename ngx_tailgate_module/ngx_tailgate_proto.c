@@ -174,6 +174,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_MAX_FRAME:
         case TG_F_CACHE_MS:
         case TG_F_CACHE_MAX_BYTES:
+        case TG_F_FALLBACK:
             if (vlen != 4) {
                 return NGX_ERROR;
             }
@@ -186,6 +187,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
             case TG_F_LEASE:           reply->lease = v; break;
             case TG_F_CACHE_MS:        reply->cache_ms = v; break;
             case TG_F_CACHE_MAX_BYTES: reply->cache_max_bytes = v; break;
+            case TG_F_FALLBACK:        reply->fallback = v; break;
             default:                   *max_frame = v;
             }
 
@@ -204,6 +206,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_AUTHORIZATION:   s = &reply->authorization; break;
         case TG_F_REASON:          s = &reply->reason; break;
         case TG_F_ZONE:            s = &reply->zone; break;
+        case TG_F_ADJUST:          s = &reply->adjust; break;
         case TG_F_BODY:            s = &reply->body; break;
 
         default:

@@ -30,8 +30,6 @@ typedef struct {
 } ngx_tailgate_tally_t;
 
 
-static const char *ngx_tailgate_outcome(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, ngx_msec_t *upstream_ms);
 static void ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route,
     uint32_t lease, const char *outcome, ngx_uint_t status,
     ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms,
@@ -73,8 +71,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     ctx->reported = 1;
 
-    upstream_ms = 0;
-    outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms);
+    outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms, &status);
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     tp = ngx_timeofday();
@@ -98,16 +95,20 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
 
 /*
- * What became of the request, from the last upstream attempt:
- * docs/protocol.md lists the outcomes.
+ * What became of the request's current attempt, from the last upstream
+ * state it left (docs/protocol.md lists the outcomes).  *status is what
+ * the provider answered, or nginx's 502/504 when it did not.
  */
 
-static const char *
+const char *
 ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
-    ngx_msec_t *upstream_ms)
+    ngx_msec_t *upstream_ms, ngx_uint_t *status)
 {
-    ngx_uint_t                  n, status;
+    ngx_uint_t                  n;
     ngx_http_upstream_state_t  *state;
+
+    *upstream_ms = 0;
+    *status = 0;
 
     if (r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
         || r->connection->error)
@@ -115,7 +116,10 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return "client_abort";
     }
 
-    if (r->upstream_states == NULL || r->upstream_states->nelts == 0) {
+    /* earlier attempts of a fallback left their states before ours */
+
+    if (r->upstream_states == NULL || r->upstream_states->nelts <= ctx->states)
+    {
         return "not_sent";
     }
 
@@ -127,29 +131,54 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         *upstream_ms = state->response_time;
     }
 
+    *status = state->status;
+
     if (state->header_time == (ngx_msec_t) -1) {
         return (state->status == NGX_HTTP_GATEWAY_TIME_OUT)
                ? "timeout" : "connect_error";
     }
 
-    status = state->status;
-
-    if (status < NGX_HTTP_BAD_REQUEST) {
+    if (state->status < NGX_HTTP_BAD_REQUEST) {
 
         /* the provider stopped after the response had started */
-        if (!ctx->response_complete && !r->header_only) {
+        if (ctx->stream_broken
+            || (!ctx->response_complete && !r->header_only))
+        {
             return "stream_broken";
         }
 
         return "ok";
     }
 
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+    if (state->status == NGX_HTTP_TOO_MANY_REQUESTS) {
         return "rate_limited";
     }
 
-    return (status < NGX_HTTP_INTERNAL_SERVER_ERROR)
+    return (state->status < NGX_HTTP_INTERNAL_SERVER_ERROR)
            ? "client_error" : "server_error";
+}
+
+
+/* an attempt that failed and is followed by another: reported now */
+
+void
+ngx_tailgate_report_attempt(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, const char *outcome, ngx_uint_t status,
+    ngx_msec_t upstream_ms)
+{
+    ngx_time_t      *tp;
+    ngx_msec_int_t   total_ms;
+
+    tp = ngx_timeofday();
+    total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                                 + (tp->msec - r->start_msec));
+
+    ngx_tailgate_report_send(&ctx->provider, &ctx->route, ctx->lease, outcome,
+                             status, 1, upstream_ms, ngx_max(total_ms, 0),
+                             r->connection->log);
+
+    ctx->reported = 1;
+    ctx->lease = 0;
 }
 
 

@@ -20,6 +20,10 @@ static ngx_int_t ngx_tailgate_variable_stream(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_tailgate_variable_decision_time(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_attempts(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_failures(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 #define ngx_tailgate_ctx_str(field)                                           \
@@ -75,6 +79,12 @@ static ngx_http_variable_t  ngx_tailgate_variables[] = {
 
     { ngx_string("tailgate_decision_time"), NULL,
       ngx_tailgate_variable_decision_time, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_attempts"), NULL,
+      ngx_tailgate_variable_attempts, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_failures"), NULL,
+      ngx_tailgate_variable_failures, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -228,6 +238,89 @@ ngx_tailgate_variable_decision_time(ngx_http_request_t *r,
                          ctx->decide_time % 1000)
              - p;
     v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* how many providers were asked: 1, or more after a fallback */
+
+static ngx_int_t
+ngx_tailgate_variable_attempts(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->attempt == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%ui", ctx->attempt) - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* the attempts that failed: "local:server_error:500 lan:timeout" */
+
+static ngx_int_t
+ngx_tailgate_variable_failures(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_uint_t                i;
+    ngx_tailgate_attempt_t   *a;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL || ctx->failed == NULL || ctx->failed->nelts == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    a = ctx->failed->elts;
+    len = 0;
+
+    for (i = 0; i < ctx->failed->nelts; i++) {
+        len += a[i].provider.len + ngx_strlen(a[i].outcome)
+               + NGX_INT_T_LEN + 3;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (i = 0; i < ctx->failed->nelts; i++) {
+        p = ngx_sprintf(p, "%s%V:%s", i ? " " : "", &a[i].provider,
+                        a[i].outcome);
+
+        if (a[i].status) {
+            p = ngx_sprintf(p, ":%ui", a[i].status);
+        }
+    }
+
+    v->len = p - v->data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -56,6 +56,7 @@
 #define TG_F_ATTEMPT                19  /* u32, 1 for the first */
 #define TG_F_EXCLUDE                20  /* str, repeatable: provider */
 #define TG_F_PROMPT_ESTIMATE        21  /* u32 tokens */
+#define TG_F_DRY_RUN                22  /* u8: explain only, no lease */
 
 /* DECISION, MODEL_LIST, ERROR */
 #define TG_F_STATUS                 30  /* u32 HTTP status, 200 = go */
@@ -77,6 +78,8 @@
 #define TG_F_BODY                   46  /* str: response body (JSON) */
 #define TG_F_CACHE_MS               47  /* u32: reuse the decision this long */
 #define TG_F_CACHE_MAX_BYTES        48  /* u32: only for bodies this small */
+#define TG_F_FALLBACK               49  /* u32: TG_FALLBACK_* outcomes */
+#define TG_F_ADJUST                 57  /* str: request edits, see docs */
 
 /* REPORT */
 #define TG_F_OUTCOME                50  /* str: see docs/protocol.md */
@@ -86,6 +89,13 @@
 #define TG_F_PROMPT_TOKENS          54  /* u32 */
 #define TG_F_COMPLETION_TOKENS      55  /* u32 */
 #define TG_F_COUNT                  56  /* u32: requests this REPORT counts */
+
+
+/* TG_F_FALLBACK: the failures of this attempt that may be tried again */
+#define TG_FALLBACK_CONNECT_ERROR   0x01
+#define TG_FALLBACK_TIMEOUT         0x02
+#define TG_FALLBACK_5XX             0x04
+#define TG_FALLBACK_429             0x08
 
 
 /* TG_F_STATUS of an ERROR frame */

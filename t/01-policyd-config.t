@@ -265,6 +265,22 @@ write_file('good.json', $GOOD);
     is(wait_exit($mpid), 0, 'SIGTERM exits 0');
 }
 
+# the example policy operators copy is a good one
+
+{
+    local $ENV{DEEPSEEK_API_KEY} = 'sk-example';
+    local $ENV{OPENROUTER_API_KEY} = 'sk-example';
+    my ($rc, $out, $err) = run_t('-t', '-c', "$FindBin::Bin/../conf/policy.example.json");
+
+    if (!getgrnam('www-data')) {
+        like($err, qr/listen\.group: no group named "www-data"/,
+             'conf/policy.example.json: only the group is missing here');
+    } else {
+        is($rc, 0, 'conf/policy.example.json passes -t') or diag($err);
+        like($out, qr/ok: 3 providers, 8 routes/, 'all of it');
+    }
+}
+
 for my $l (glob("$dir/*.log")) {
     unlike(slurp($l), qr/\[alert\]|\[crit\]|AddressSanitizer|runtime error:|LeakSanitizer/,
            "no alert or sanitizer report in " . ($l =~ s{.*/}{}r));

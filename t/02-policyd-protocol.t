@@ -50,13 +50,22 @@ my $policy = write_file('policy.json', <<'EOF');
     "deepseek": { "upstream": "tg_deepseek", "scheme": "https",
                   "host": "api.deepseek.com", "base_path": "",
                   "api_key": "${TG_TEST_DEEPSEEK_KEY}", "zone": "external",
-                  "endpoints": ["chat"] }
+                  "endpoints": ["chat"] },
+    "small": { "upstream": "tg_small", "zone": "local", "endpoints": ["chat"],
+               "context_tokens": 1000 },
+    "gpu": { "upstream": "tg_gpu", "zone": "local", "endpoints": ["chat"],
+             "max_concurrency": 1 }
   },
   "routes": {
     "qwen":  { "steps": [ { "provider": "local", "model": "qwen2.5" } ] },
     "smart": { "steps": [ { "provider": "deepseek", "model": "deepseek-chat" },
-                          { "provider": "local", "model": "qwen2.5" } ] },
-    "cloud": { "steps": [ { "provider": "deepseek", "model": "deepseek-chat" } ] }
+                          { "provider": "local", "model": "qwen2.5" } ],
+               "fallback": { "on": "errors" } },
+    "cloud": { "steps": [ { "provider": "deepseek", "model": "deepseek-chat" } ] },
+    "tuned": { "steps": [ { "provider": "small", "model": "phi",
+                            "adjust": [ { "when": "tools",
+                                          "drop": ["response_format"] } ] } ] },
+    "gpu":   { "steps": [ { "provider": "gpu", "model": "big" } ] }
   }
 }
 EOF
@@ -140,7 +149,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($d, TG_F_ERROR_TYPE), undef, 'no error fields');
 
     # private: the local step
-    $d = ask($s, decide_frame(8, 'smart', [TG_F_TAG, 'str', 'region:eu'],
+    $d = ask($s, decide_frame(8, 'smart', [TG_F_TAG, 'str', 'team:blue'],
                               [TG_F_TAG, 'str', 'private'],
                               [TG_F_STREAM, 'u8', 1],
                               [TG_F_TOOLS, 'u8', 0],
@@ -182,6 +191,40 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($d, TG_F_ERROR_MESSAGE),
        "Route 'cloud' does not serve /v1/embeddings", 'message');
 
+    # what a worker needs for fallback, edits and its cache
+    is(tg_field($d, TG_F_FALLBACK), undef, 'no fallback for a route without');
+    $d = ask($s, decide_frame(20, 'smart', [TG_F_ATTEMPT, 'u32', 1]));
+    is(tg_field($d, TG_F_FALLBACK), 15, 'fallback: every outcome');
+    is(tg_field($d, TG_F_CACHE_MS), 1000, 'cache_ms');
+    is(tg_field($d, TG_F_CACHE_MAX_BYTES), undef, 'no size limit');
+    $d = ask($s, decide_frame(21, 'smart', [TG_F_ATTEMPT, 'u32', 2],
+                              [TG_F_EXCLUDE, 'str', 'deepseek']));
+    is(tg_field($d, TG_F_PROVIDER), 'local', 'attempt 2: the next step');
+    is(tg_field($d, TG_F_FALLBACK), undef, '... and the last');
+
+    $d = ask($s, decide_frame(22, 'tuned', [TG_F_TOOLS, 'u8', 1],
+                              [TG_F_PROMPT_ESTIMATE, 'u32', 10]));
+    is(tg_field($d, TG_F_ADJUST), "drop response_format\n", 'adjust');
+    is(tg_field($d, TG_F_CACHE_MAX_BYTES), 4003, 'cache_max_bytes');
+    $d = ask($s, decide_frame(23, 'tuned', [TG_F_TOOLS, 'u8', 0]));
+    is(tg_field($d, TG_F_ADJUST), undef, 'no adjust without tools');
+
+    # explain: no lease is taken, no key is given
+    for my $id (24, 25) {
+        $d = ask($s, decide_frame($id, 'gpu', [TG_F_DRY_RUN, 'u8', 1]));
+        is(tg_field($d, TG_F_STATUS), 200, "dry run $id: 200");
+        is(tg_field($d, TG_F_LEASE), undef, 'without a lease');
+    }
+    $d = ask($s, decide_frame(26, 'smart', [TG_F_DRY_RUN, 'u8', 1]));
+    is(tg_field($d, TG_F_PROVIDER), 'deepseek', 'dry run: provider');
+    is(tg_field($d, TG_F_AUTHORIZATION), undef, 'dry run: no key');
+    $d = ask($s, decide_frame(27, 'gpu'));
+    ok(tg_field($d, TG_F_LEASE), 'a real DECIDE gets the lease');
+    $d = ask($s, decide_frame(28, 'gpu'));
+    is(tg_field($d, TG_F_STATUS), 429, 'the second is busy: 429');
+    is(tg_field($d, TG_F_ERROR_CODE), 'provider_busy', 'provider_busy');
+    is(tg_field($d, TG_F_RETRY_AFTER), 1, 'retry_after');
+
     # an endpoint policyd does not know
     $d = ask($s, decide_frame(12, 'qwen', [TG_F_ENDPOINT, 'str', 'images']));
     is(tg_field($d, TG_F_STATUS), 404, 'unknown endpoint: 404');
@@ -195,7 +238,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     # everything excluded
     $d = ask($s, decide_frame(14, 'smart', [TG_F_EXCLUDE, 'str', 'deepseek'],
                               [TG_F_EXCLUDE, 'str', 'local'],
-                              [TG_F_ATTEMPT, 'u32', 3]));
+                              [TG_F_ATTEMPT, 'u32', 2]));
     is(tg_field($d, TG_F_STATUS), 503, 'all excluded: 503');
     is(tg_field($d, TG_F_ERROR_TYPE), 'server_error', 'error_type');
     is(tg_field($d, TG_F_ERROR_CODE), 'no_provider_available', 'error_code');
@@ -259,7 +302,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     my $body = eval { decode_json(tg_field($m, TG_F_BODY)) };
     ok($body, 'the body is JSON') or diag($@);
     is($body->{object}, 'list', 'a list');
-    is_deeply([map { $_->{id} } @{ $body->{data} }], [qw(qwen smart cloud)],
+    is_deeply([map { $_->{id} } @{ $body->{data} }], [qw(qwen smart cloud tuned gpu)],
               'every route, in policy order');
     is_deeply($body->{data}[0]{endpoints}, [qw(chat embeddings)], 'endpoints');
     is($body->{data}[0]{owned_by}, 'tailgate', 'owned_by');
@@ -267,7 +310,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 
     $m = ask($s, tg_frame(TG_MSG_MODELS, 22, [TG_F_TAG, 'str', 'private']));
     $body = decode_json(tg_field($m, TG_F_BODY));
-    is_deeply([map { $_->{id} } @{ $body->{data} }], [qw(qwen smart)],
+    is_deeply([map { $_->{id} } @{ $body->{data} }], [qw(qwen smart tuned gpu)],
               'private: only routes with a local step');
 
     $m = ask($s, tg_frame(TG_MSG_MODELS, 23, [TG_F_ALLOW_ROUTE, 'str', 'cloud']));

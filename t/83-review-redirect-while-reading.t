@@ -28,6 +28,7 @@ location /v1/ {
     tailgate on;
     client_max_body_size 1k;
     include tailgate/proxy.conf;
+    error_page 413 502 503 504 @tailgate_error;
 }
 location @tailgate_error { tailgate_error_page; }
 EOF

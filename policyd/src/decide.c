@@ -70,13 +70,184 @@ tg_facts_allow(const tg_facts *facts, const tg_route *rt)
 }
 
 
+/* reasons a step cannot take a request, whatever the provider's state */
+#define TG_UNFIT_ENDPOINT   0x01
+#define TG_UNFIT_ZONE       0x02
+#define TG_UNFIT_REGION     0x04
+#define TG_UNFIT_CONTEXT    0x08
+#define TG_UNFIT_TOOLS      0x10
+#define TG_UNFIT_STREAMING  0x20
+
+
+static const char *tg_unfit_names[] = {
+    "endpoint", "zone", "region", "context", "tools", "streaming"
+};
+
+
+/* the prompt of these endpoints is text the provider's context must hold */
+
+static bool
+tg_counts_context(tg_endpoint ep)
+{
+    return ep == TG_EP_CHAT || ep == TG_EP_EMBEDDINGS || ep == TG_EP_RESPONSES;
+}
+
+
+/* every "region:X" tag of the request must be the provider's region */
+
+static bool
+tg_region_ok(const tg_facts *facts, const tg_provider *pr)
+{
+    size_t        i, len;
+    const tg_str  *t;
+
+    for (i = 0; i < facts->ntags; i++) {
+        t = &facts->tags[i];
+
+        if (t->len < sizeof("region:") - 1
+            || memcmp(t->data, "region:", sizeof("region:") - 1) != 0)
+        {
+            continue;
+        }
+
+        if (pr->region == NULL) {
+            return false;
+        }
+
+        len = strlen(pr->region);
+
+        if (t->len - (sizeof("region:") - 1) != len
+            || memcmp(t->data + sizeof("region:") - 1, pr->region, len) != 0)
+        {
+            return false;
+        }
+    }
+
+    return true;
+}
+
+
+/* 0 when the step's provider can take the request, else a TG_UNFIT_ bit */
+
+static unsigned
+tg_step_unfit(const tg_facts *facts, bool priv, const tg_provider *pr)
+{
+    if (facts->endpoint >= TG_EP_COUNT
+        || (pr->endpoints & TG_EP_BIT(facts->endpoint)) == 0)
+    {
+        return TG_UNFIT_ENDPOINT;
+    }
+
+    if (priv && pr->zone == TG_ZONE_EXTERNAL) {
+        return TG_UNFIT_ZONE;
+    }
+
+    if (!tg_region_ok(facts, pr)) {
+        return TG_UNFIT_REGION;
+    }
+
+    if (pr->context_tokens != 0 && tg_counts_context(facts->endpoint)
+        && facts->prompt_estimate > pr->context_tokens)
+    {
+        return TG_UNFIT_CONTEXT;
+    }
+
+    if (facts->tools && !pr->tools) {
+        return TG_UNFIT_TOOLS;
+    }
+
+    if (facts->stream && !pr->streaming) {
+        return TG_UNFIT_STREAMING;
+    }
+
+    return 0;
+}
+
+
+static const char *
+tg_unfit_name(unsigned unfit)
+{
+    unsigned  i;
+
+    for (i = 0; i < sizeof(tg_unfit_names) / sizeof(tg_unfit_names[0]); i++) {
+        if (unfit & (1u << i)) {
+            return tg_unfit_names[i];
+        }
+    }
+
+    return "unknown";
+}
+
+
+static bool
+tg_facts_exclude(const tg_facts *facts, const tg_provider *pr)
+{
+    size_t  i;
+
+    for (i = 0; i < facts->nexclude; i++) {
+        if (tg_str_eq(&facts->exclude[i], pr->name, pr->name_len)) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+static bool
+tg_pstate_busy(const tg_pstate *ps)
+{
+    return ps != NULL && ps->max_concurrency != 0
+           && ps->in_flight >= ps->max_concurrency;
+}
+
+
+/* nothing fits: say why, the most binding reason first */
+
+static void
+tg_refuse_unfit(tg_decision *out, const tg_facts *facts, const tg_route *rt,
+    unsigned unfit)
+{
+    if (unfit & TG_UNFIT_ZONE) {
+        tg_refuse(out, 403, "permission_error", "privacy_restricted",
+                  "Route '%s' has no provider allowed for private requests "
+                  "that can serve this request", rt->name);
+
+    } else if (unfit & TG_UNFIT_REGION) {
+        tg_refuse(out, 403, "permission_error", "region_restricted",
+                  "Route '%s' has no provider in the region this request "
+                  "is restricted to", rt->name);
+
+    } else if (unfit & TG_UNFIT_CONTEXT) {
+        tg_refuse(out, 400, "invalid_request_error",
+                  "context_length_exceeded",
+                  "The request (about %u tokens) is larger than any "
+                  "provider of route '%s' accepts", facts->prompt_estimate,
+                  rt->name);
+
+    } else if (unfit & TG_UNFIT_TOOLS) {
+        tg_refuse(out, 400, "invalid_request_error", "tools_not_supported",
+                  "No provider of route '%s' supports tools", rt->name);
+
+    } else if (unfit & TG_UNFIT_STREAMING) {
+        tg_refuse(out, 400, "invalid_request_error", "stream_not_supported",
+                  "No provider of route '%s' supports streaming", rt->name);
+
+    } else {
+        tg_refuse(out, 404, "invalid_request_error", "model_not_found",
+                  "Route '%s' does not serve this endpoint", rt->name);
+    }
+}
+
+
 void
 tg_decide(const tg_policy *policy, const tg_facts *facts,
     const tg_state *state, tg_decision *out)
 {
-    bool                priv;
+    bool                priv, context_skipped, transient;
     size_t              i, j, len;
-    unsigned            ep_bit;
+    uint32_t            attempt, max_bytes;
+    unsigned            ep_bit, unfit, unfit_seen, when;
     const char         *why;
     const tg_step      *st;
     const tg_route     *rt;
@@ -85,6 +256,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
     memset(out, 0, sizeof(*out));
     out->authorization = "";
+    out->adjust = "";
 
     rt = tg_policy_route(policy, facts->model.data, facts->model.len);
 
@@ -119,40 +291,73 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
         return;
     }
 
+    attempt = facts->attempt ? facts->attempt : 1;
+
+    if (attempt > rt->max_attempts) {
+        tg_refuse(out, 503, "server_error", "no_provider_available",
+                  "Route '%s' allows no further attempt", rt->name);
+        out->retry_after = 1;
+        return;
+    }
+
+    /*
+     * The first step that fits is chosen.  A step that does not fit the
+     * request (endpoint, tags, size, features) is passed over whatever the
+     * route says: that is choosing, not falling back.  A step whose
+     * provider is down or at capacity is passed over only when the route
+     * falls back on errors or on busy; otherwise the request fails here.
+     */
+
     len = 0;
+    unfit_seen = 0;
+    context_skipped = false;
+    transient = false;
+    st = NULL;
 
     for (i = 0; i < rt->nsteps; i++) {
         st = &rt->steps[i];
         pr = st->provider;
         ps = tg_state_provider(state, st->provider_index);
 
-        if ((pr->endpoints & ep_bit) == 0) {
-            why = "endpoint";
+        unfit = tg_step_unfit(facts, priv, pr);
+        why = NULL;
 
-        } else if (priv && pr->zone == TG_ZONE_EXTERNAL) {
-            why = "zone";
+        if (unfit) {
+            unfit_seen |= unfit;
+            context_skipped |= (unfit == TG_UNFIT_CONTEXT);
+            why = tg_unfit_name(unfit);
 
-        } else {
-            for (j = 0; j < facts->nexclude; j++) {
-                if (tg_str_eq(&facts->exclude[j], pr->name, pr->name_len)) {
-                    break;
-                }
+        } else if (tg_facts_exclude(facts, pr)) {
+            why = "excluded";
+            transient = true;
+
+        } else if (ps != NULL && ps->down) {
+            tg_reason_add(out, &len, pr->name, "down");
+
+            if (!(rt->fallback_on & TG_FALLBACK_ON_ERRORS)) {
+                tg_refuse(out, 503, "server_error", "provider_unavailable",
+                          "The provider of route '%s' is unavailable; try "
+                          "again later", rt->name);
+                out->retry_after = 1;
+                return;
             }
 
-            if (j < facts->nexclude) {
-                why = "excluded";
+            transient = true;
+            continue;
 
-            } else if (ps != NULL && ps->down) {
-                why = "down";
+        } else if (tg_pstate_busy(ps)) {
+            tg_reason_add(out, &len, pr->name, "busy");
 
-            } else if (ps != NULL && ps->max_concurrency != 0
-                       && ps->in_flight >= ps->max_concurrency)
-            {
-                why = "busy";
-
-            } else {
-                why = NULL;
+            if (!(rt->fallback_on & TG_FALLBACK_ON_BUSY)) {
+                tg_refuse(out, 429, "rate_limit_error", "provider_busy",
+                          "The provider of route '%s' is busy; try again "
+                          "shortly", rt->name);
+                out->retry_after = 1;
+                return;
             }
+
+            transient = true;
+            continue;
         }
 
         if (why != NULL) {
@@ -160,29 +365,94 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
             continue;
         }
 
-        tg_reason_add(out, &len, pr->name, "chosen");
+        break;
+    }
 
-        out->status = 200;
-        out->provider = pr;
-        out->step = st;
-        out->upstream = pr->upstream;
-        out->scheme = pr->scheme;
-        out->host = pr->host;
-        out->path = pr->paths[facts->endpoint];
-        out->provider_model = st->model;
-        out->authorization = pr->authorization ? pr->authorization : "";
-        out->zone = tg_zone_name(pr->zone);
+    if (i == rt->nsteps) {
+        if (transient) {
+            tg_refuse(out, 503, "server_error", "no_provider_available",
+                      "No provider is available for route '%s'; try again "
+                      "later", rt->name);
+            out->retry_after = 1;
 
-        /* a provider with leases needs each request to ask */
-        out->cache_ms = pr->max_concurrency ? 0 : policy->decision_cache_ms;
+        } else {
+            tg_refuse_unfit(out, facts, rt, unfit_seen);
+        }
 
         return;
     }
 
-    tg_refuse(out, 503, "server_error", "no_provider_available",
-              "No provider is available for route '%s'; try again later",
-              rt->name);
-    out->retry_after = 1;
+    tg_reason_add(out, &len, pr->name, "chosen");
+
+    out->status = 200;
+    out->provider = pr;
+    out->step = st;
+    out->upstream = pr->upstream;
+    out->scheme = pr->scheme;
+    out->host = pr->host;
+    out->path = pr->paths[facts->endpoint];
+    out->provider_model = st->model;
+    out->authorization = pr->authorization ? pr->authorization : "";
+    out->zone = tg_zone_name(pr->zone);
+
+    /* multipart uploads are not JSON: nothing to adjust */
+
+    if (facts->endpoint != TG_EP_TRANSCRIPTIONS) {
+        when = (facts->tools ? TG_WHEN_TOOLS : 0)
+               | (facts->stream ? TG_WHEN_STREAM : 0);
+
+        out->adjust = st->adjust[when] ? st->adjust[when] : "";
+    }
+
+    /* worth asking again after a failure only if a later step could serve */
+
+    if ((rt->fallback_on & TG_FALLBACK_ON_ERRORS) && attempt < rt->max_attempts)
+    {
+        for (j = i + 1; j < rt->nsteps; j++) {
+            pr = rt->steps[j].provider;
+            ps = tg_state_provider(state, rt->steps[j].provider_index);
+
+            if (tg_step_unfit(facts, priv, pr) == 0
+                && !tg_facts_exclude(facts, pr)
+                && !(ps != NULL && ps->down))
+            {
+                out->fallback = rt->fallback_outcomes;
+                break;
+            }
+        }
+    }
+
+    /*
+     * Reusable for the same facts unless a lease is needed or the size of
+     * the prompt made a difference; then only for bodies that fit every
+     * step's context, so that no step would be passed over for size.
+     */
+
+    if (st->provider->max_concurrency != 0 || context_skipped) {
+        out->cache_ms = 0;
+        return;
+    }
+
+    out->cache_ms = policy->decision_cache_ms;
+
+    if (!tg_counts_context(facts->endpoint)) {
+        return;
+    }
+
+    max_bytes = 0;
+
+    for (j = 0; j < rt->nsteps; j++) {
+        pr = rt->steps[j].provider;
+
+        if (pr->context_tokens != 0
+            && pr->context_tokens <= (UINT32_MAX - 3) / 4
+            && (max_bytes == 0 || pr->context_tokens * 4 + 3 < max_bytes))
+        {
+            max_bytes = pr->context_tokens * 4 + 3;
+        }
+    }
+
+    out->cache_max_bytes = max_bytes;
 }
 
 

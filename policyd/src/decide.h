@@ -42,14 +42,15 @@ typedef struct tg_facts {
 
     bool           stream;
     bool           tools;
+    bool           dry_run;         /* explain: no lease, not counted */
     uint32_t       body_bytes;
-    uint32_t       attempt;
+    uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;
 } tg_facts;
 
 
 typedef struct tg_decision {
-    unsigned            status;         /* 200, 403, 404 or 503 */
+    unsigned            status;         /* 200, 400, 403, 404, 429, 503 */
 
     /* status != 200 */
     const char         *error_type;     /* "invalid_request_error" ... */
@@ -71,8 +72,18 @@ typedef struct tg_decision {
     const char         *authorization;  /* "" when none; SECRET */
     const char         *zone;
 
-    /* how long a worker may reuse this decision for the same facts */
+    /* the failures of this attempt after which the module may ask again */
+    uint32_t            fallback;       /* TG_FALLBACK_* bits */
+
+    /* edits of the request body for this step: "" for none */
+    const char         *adjust;
+
+    /*
+     * How long a worker may reuse this decision for the same facts, and
+     * for bodies up to which size (0: any).
+     */
     uint32_t            cache_ms;
+    uint32_t            cache_max_bytes;
 
     /* "deepseek:zone local:chosen": every step considered, and why */
     char                reason[TG_REASON_MAX];

@@ -2,9 +2,11 @@
  * policyd: the Tailgate policy daemon.
  *
  *   policyd -c FILE [-t] [-s SOCKET_PATH] [-v]
+ *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
  *
  * -t checks the policy and exits; otherwise policyd serves the module on
  * the policy's Unix socket, in the foreground, logging to stderr.
+ * "explain" says where a request would go and why (explain.c).
  */
 
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "explain.h"
 #include "log.h"
 #include "policy.h"
 #include "server.h"
@@ -32,6 +35,10 @@ main(int argc, char **argv)
     tg_policy       *policy;
     const char      *file;
     tg_policy_opts   opts;
+
+    if (argc > 1 && strcmp(argv[1], "explain") == 0) {
+        return tg_explain_main(argc - 1, argv + 1);
+    }
 
     file = NULL;
     test = false;
@@ -130,10 +137,12 @@ tg_usage(FILE *out)
 {
     fprintf(out,
             "usage: policyd -c FILE [-t] [-s SOCKET_PATH] [-v]\n"
+            "       policyd explain (-c FILE | -s SOCKET) [options] MODEL\n"
             "  -c FILE   the policy file (JSON with comments)\n"
             "  -t        check the policy, print every error, exit\n"
             "  -s PATH   listen on PATH instead of listen.path\n"
-            "  -v        log at debug level\n");
+            "  -v        log at debug level\n"
+            "  explain   where would a request go, and why (explain -h)\n");
 }
 
 

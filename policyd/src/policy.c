@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,10 @@ static void tg_check_keys(tg_loader *ld, const cJSON *obj, const char *path,
     const char *const *known);
 static int tg_member_string(tg_loader *ld, const cJSON *obj, const char *key,
     const char *path, bool required, const char **out);
+static int tg_member_uint(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, uint32_t min, uint32_t max, uint32_t *out);
+static int tg_member_bool(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, bool *out);
 static char *tg_copy(tg_loader *ld, const char *s);
 static void tg_load_top(tg_loader *ld, const cJSON *root);
 static void tg_load_listen(tg_loader *ld, const cJSON *root);
@@ -62,8 +67,12 @@ static void tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
     const char *path);
 static void tg_load_route_tenants(tg_loader *ld, tg_route *rt,
     const cJSON *item, const char *path);
+static void tg_load_route_fallback(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
 static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
     const cJSON *item, const char *path);
+static void tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
+    const char *path);
 static uint32_t tg_hash(const char *s, size_t len);
 static uint32_t *tg_table_new(tg_loader *ld, size_t n, size_t *mask);
 static int tg_table_insert(uint32_t *table, size_t mask, const char *name,
@@ -101,12 +110,27 @@ static const char *const  tg_listen_keys[] = {
 
 static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
-    "endpoints", "models", NULL
+    "endpoints", "models", "region", "context_tokens", "tools", "streaming",
+    "max_concurrency", NULL
 };
 
-static const char *const  tg_route_keys[] = { "steps", "tenants", NULL };
+static const char *const  tg_route_keys[] = {
+    "steps", "tenants", "fallback", NULL
+};
 
-static const char *const  tg_step_keys[] = { "provider", "model", NULL };
+static const char *const  tg_fallback_keys[] = {
+    "on", "outcomes", "max_attempts", NULL
+};
+
+static const char *const  tg_step_keys[] = {
+    "provider", "model", "adjust", NULL
+};
+
+static const char *const  tg_adjust_keys[] = { "when", "drop", "set", NULL };
+
+static const char *const  tg_fallback_outcomes[] = {
+    "connect_error", "timeout", "5xx", "429", NULL
+};
 
 
 const char *
@@ -616,6 +640,62 @@ tg_member_string(tg_loader *ld, const cJSON *obj, const char *key,
 }
 
 
+/* 1: an integer from min to max in *out, 0: absent, -1: wrong (reported) */
+
+static int
+tg_member_uint(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, uint32_t min, uint32_t max, uint32_t *out)
+{
+    char          path_buf[TG_PATH_LEN];
+    double        d;
+    const cJSON  *v;
+
+    v = tg_member(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+
+    d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+
+    if (d < min || d > max || d != (double) (uint32_t) d) {
+        tg_key_path(path_buf, path, key);
+        tg_load_error(ld, path_buf, "expected an integer from %u to %u",
+                      min, max);
+        return -1;
+    }
+
+    *out = (uint32_t) d;
+
+    return 1;
+}
+
+
+static int
+tg_member_bool(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, bool *out)
+{
+    char          path_buf[TG_PATH_LEN];
+    const cJSON  *v;
+
+    v = tg_member(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+
+    if (!cJSON_IsBool(v)) {
+        tg_key_path(path_buf, path, key);
+        tg_load_error(ld, path_buf, "expected true or false");
+        return -1;
+    }
+
+    *out = cJSON_IsTrue(v);
+
+    return 1;
+}
+
+
 static char *
 tg_copy(tg_loader *ld, const char *s)
 {
@@ -945,6 +1025,39 @@ tg_load_provider(tg_loader *ld, tg_provider *pr, const cJSON *item,
     tg_load_endpoints(ld, pr, item, path);
     tg_load_models(ld, pr, item, path);
 
+    /* what requests it can take; a region is compared with region: tags */
+
+    if (tg_member_string(ld, item, "region", path, false, &s) == 1) {
+        size_t  j, len = strlen(s);
+
+        for (j = 0; j < len; j++) {
+            if (!(islower((unsigned char) s[j]) || isdigit((unsigned char) s[j])
+                  || s[j] == '-' || s[j] == '_' || s[j] == '.'))
+            {
+                break;
+            }
+        }
+
+        if (len == 0 || len > TG_REGION_MAX || j < len) {
+            tg_key_path(path_buf, path, "region");
+            tg_load_error(ld, path_buf, "expected a region name of 1 to %d "
+                          "lowercase letters, digits, \"_\", \".\" or \"-\"",
+                          TG_REGION_MAX);
+        } else {
+            pr->region = tg_copy(ld, s);
+        }
+    }
+
+    (void) tg_member_uint(ld, item, "context_tokens", path, 1,
+                          TG_CONTEXT_TOKENS_MAX, &pr->context_tokens);
+    (void) tg_member_uint(ld, item, "max_concurrency", path, 1,
+                          TG_CONCURRENCY_MAX, &pr->max_concurrency);
+
+    pr->tools = true;
+    pr->streaming = true;
+    (void) tg_member_bool(ld, item, "tools", path, &pr->tools);
+    (void) tg_member_bool(ld, item, "streaming", path, &pr->streaming);
+
     /* the request path at the provider for every endpoint */
 
     if (pr->base_path != NULL) {
@@ -1251,6 +1364,7 @@ tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
     tg_check_keys(ld, item, path, tg_route_keys);
 
     tg_load_route_tenants(ld, rt, item, path);
+    tg_load_route_fallback(ld, rt, item, path);
 
     tg_key_path(path_buf, path, "steps");
 
@@ -1278,6 +1392,8 @@ tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
         return;
     }
 
+    memset(rt->steps, 0, (size_t) n * sizeof(tg_step));
+
     i = 0;
     for (c = steps->child; c != NULL; c = c->next, i++) {
         tg_index_path(step_path, path_buf, i);
@@ -1285,6 +1401,123 @@ tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
     }
 
     rt->nsteps = i;
+}
+
+
+/*
+ * "fallback": { "on": "errors", "outcomes": [...], "max_attempts": 3 }.
+ * Absent: "never".  A route falls back only when it says so.
+ */
+
+static void
+tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], sub[TG_PATH_LEN];
+    size_t        i, k;
+    uint32_t      max;
+    const char   *on;
+    const cJSON  *fb, *v, *c;
+
+    rt->fallback_on = 0;
+    rt->fallback_outcomes = 0;
+    rt->max_attempts = 1;
+
+    fb = tg_member(item, "fallback");
+
+    if (fb == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "fallback");
+
+    if (!cJSON_IsObject(fb)) {
+        tg_load_error(ld, path_buf, "expected an object with \"on\", "
+                      "\"outcomes\" and \"max_attempts\"");
+        return;
+    }
+
+    tg_check_keys(ld, fb, path_buf, tg_fallback_keys);
+
+    if (tg_member_string(ld, fb, "on", path_buf, true, &on) == 1) {
+        if (strcmp(on, "never") == 0) {
+            rt->fallback_on = 0;
+
+        } else if (strcmp(on, "errors") == 0) {
+            rt->fallback_on = TG_FALLBACK_ON_ERRORS;
+
+        } else if (strcmp(on, "busy") == 0) {
+            rt->fallback_on = TG_FALLBACK_ON_BUSY;
+
+        } else if (strcmp(on, "both") == 0) {
+            rt->fallback_on = TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY;
+
+        } else {
+            tg_key_path(sub, path_buf, "on");
+            tg_load_error(ld, sub, "expected one of \"never\", \"errors\", "
+                          "\"busy\", \"both\"");
+        }
+    }
+
+    /* every failure counts unless the route names some */
+
+    rt->fallback_outcomes = TG_FALLBACK_CONNECT_ERROR | TG_FALLBACK_TIMEOUT
+                            | TG_FALLBACK_5XX | TG_FALLBACK_429;
+
+    tg_key_path(sub, path_buf, "outcomes");
+
+    v = tg_member(fb, "outcomes");
+
+    if (v != NULL) {
+        n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+        if (n == 0) {
+            tg_load_error(ld, sub, "expected a non-empty array of "
+                          "\"connect_error\", \"timeout\", \"5xx\", "
+                          "\"429\"");
+        } else {
+            rt->fallback_outcomes = 0;
+
+            i = 0;
+            for (c = v->child; c != NULL; c = c->next, i++) {
+                for (k = 0; tg_fallback_outcomes[k] != NULL; k++) {
+                    if (cJSON_IsString(c)
+                        && strcmp(c->valuestring, tg_fallback_outcomes[k])
+                           == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (tg_fallback_outcomes[k] == NULL) {
+                    char  item_path[TG_PATH_LEN];
+
+                    tg_index_path(item_path, sub, i);
+                    tg_load_error(ld, item_path, "expected one of "
+                                  "\"connect_error\", \"timeout\", "
+                                  "\"5xx\", \"429\"");
+                    continue;
+                }
+
+                rt->fallback_outcomes |= 1u << k;
+            }
+        }
+    }
+
+    /* every step once, unless the route says fewer */
+
+    v = tg_member(item, "steps");
+    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
+    max = n > 0 ? (uint32_t) n : 1;
+
+    if (tg_member_uint(ld, fb, "max_attempts", path_buf, 1, TG_ATTEMPTS_MAX,
+                       &max) == 0)
+    {
+        max = max < TG_ATTEMPTS_MAX ? max : TG_ATTEMPTS_MAX;
+    }
+
+    rt->max_attempts = (rt->fallback_on & TG_FALLBACK_ON_ERRORS) ? max : 1;
 }
 
 
@@ -1396,6 +1629,8 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
     st->provider = pr;
     st->provider_index = pr->index;
 
+    tg_load_adjust(ld, st, item, path);
+
     rt->endpoints |= pr->endpoints;
 
     if (pr->zone != TG_ZONE_EXTERNAL) {
@@ -1414,6 +1649,299 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
 
     tg_load_error(ld, path_buf, "\"%s\" is not in providers.%s.models", model,
                   pr->name);
+}
+
+
+/*
+ * "adjust": [ { "when": "tools", "drop": ["response_format"] },
+ *             { "when": "stream",
+ *               "set": { "stream_options.include_usage": true } } ]
+ *
+ * Edits of the JSON body for this step only.  Each is kept as a line,
+ * "drop PATH" or "set PATH JSON", and the lines are joined once per
+ * combination of the facts "when" can name, so that a decision picks its
+ * text without building anything.  Two edits may share a top-level key only
+ * when both edit different members below it: the module applies them in one
+ * pass and must never write a key twice.
+ */
+
+#define TG_EDITS_MAX  32
+
+typedef struct {
+    unsigned     when;
+    bool         drop;
+    char         path[TG_ADJUST_PATH_MAX * 2 + 2];
+    size_t       top_len;       /* bytes of the first segment */
+    char        *value;         /* cJSON_PrintUnformatted(), set only */
+} tg_edit;
+
+
+static bool
+tg_adjust_path_ok(const char *path, size_t *top_len)
+{
+    size_t       seg, segs;
+    const char  *p;
+
+    seg = 0;
+    segs = 1;
+    *top_len = 0;
+
+    for (p = path; *p != '\0'; p++) {
+        if (*p == '.') {
+            if (seg == 0 || segs == 2) {
+                return false;
+            }
+
+            *top_len = (size_t) (p - path);
+            segs++;
+            seg = 0;
+            continue;
+        }
+
+        if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-')
+            || ++seg > TG_ADJUST_PATH_MAX)
+        {
+            return false;
+        }
+    }
+
+    if (seg == 0) {
+        return false;
+    }
+
+    if (segs == 1) {
+        *top_len = (size_t) (p - path);
+    }
+
+    /* the keys the gateway routes on are not the policy's to change */
+
+    return !((*top_len == 5 && strncasecmp(path, "model", 5) == 0)
+             || (*top_len == 6 && strncasecmp(path, "stream", 6) == 0));
+}
+
+
+static void
+tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], rule_path[TG_PATH_LEN];
+    char          sub[TG_PATH_LEN], one[TG_PATH_LEN];
+    char         *text;
+    size_t        i, j, k, nedits, len, size;
+    unsigned      when, w;
+    tg_edit       edits[TG_EDITS_MAX], *e;
+    const char   *s;
+    const cJSON  *v, *rule, *c;
+
+    for (w = 0; w < TG_WHEN_COUNT; w++) {
+        st->adjust[w] = "";
+    }
+
+    v = tg_member(item, "adjust");
+
+    if (v == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "adjust");
+
+    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected a non-empty array of "
+                      "{ \"when\", \"drop\", \"set\" } rules");
+        return;
+    }
+
+    nedits = 0;
+
+    i = 0;
+    for (rule = v->child; rule != NULL; rule = rule->next, i++) {
+        tg_index_path(rule_path, path_buf, i);
+
+        if (!cJSON_IsObject(rule)) {
+            tg_load_error(ld, rule_path, "expected an object with \"drop\" "
+                          "or \"set\", and optionally \"when\"");
+            continue;
+        }
+
+        tg_check_keys(ld, rule, rule_path, tg_adjust_keys);
+
+        when = 0;
+
+        if (tg_member_string(ld, rule, "when", rule_path, false, &s) == 1) {
+            if (strcmp(s, "tools") == 0) {
+                when = TG_WHEN_TOOLS;
+
+            } else if (strcmp(s, "stream") == 0) {
+                when = TG_WHEN_STREAM;
+
+            } else if (strcmp(s, "always") != 0) {
+                tg_key_path(sub, rule_path, "when");
+                tg_load_error(ld, sub, "expected one of \"always\", "
+                              "\"tools\", \"stream\"");
+            }
+        }
+
+        if (tg_member(rule, "drop") == NULL && tg_member(rule, "set") == NULL) {
+            tg_load_error(ld, rule_path, "expected \"drop\" or \"set\"");
+            continue;
+        }
+
+        /* "drop": ["key", "a.b"] */
+
+        c = tg_member(rule, "drop");
+        tg_key_path(sub, rule_path, "drop");
+
+        if (c != NULL && (!cJSON_IsArray(c) || c->child == NULL)) {
+            tg_load_error(ld, sub, "expected a non-empty array of keys");
+            c = NULL;
+        }
+
+        for (c = c ? c->child : NULL, j = 0; c != NULL; c = c->next, j++) {
+            tg_index_path(one, sub, j);
+
+            if (nedits == TG_EDITS_MAX) {
+                tg_load_error(ld, one, "more than %d edits in one step",
+                              TG_EDITS_MAX);
+                break;
+            }
+
+            e = &edits[nedits];
+
+            if (!cJSON_IsString(c)
+                || strlen(c->valuestring) >= sizeof(e->path)
+                || !tg_adjust_path_ok(c->valuestring, &e->top_len))
+            {
+                tg_load_error(ld, one, "expected a key or \"key.member\" of "
+                              "letters, digits, \"_\" and \"-\", not "
+                              "\"model\" or \"stream\"");
+                continue;
+            }
+
+            strcpy(e->path, c->valuestring);
+            e->drop = true;
+            e->when = when;
+            e->value = NULL;
+            nedits++;
+        }
+
+        /* "set": { "key": JSON, "a.b": JSON } */
+
+        c = tg_member(rule, "set");
+        tg_key_path(sub, rule_path, "set");
+
+        if (c != NULL && (!cJSON_IsObject(c) || c->child == NULL)) {
+            tg_load_error(ld, sub, "expected a non-empty object of key: "
+                          "value");
+            c = NULL;
+        }
+
+        for (c = c ? c->child : NULL; c != NULL; c = c->next) {
+            tg_key_path(one, sub, c->string);
+
+            if (nedits == TG_EDITS_MAX) {
+                tg_load_error(ld, one, "more than %d edits in one step",
+                              TG_EDITS_MAX);
+                break;
+            }
+
+            e = &edits[nedits];
+
+            if (strlen(c->string) >= sizeof(e->path)
+                || !tg_adjust_path_ok(c->string, &e->top_len))
+            {
+                tg_load_error(ld, one, "expected a key or \"key.member\" of "
+                              "letters, digits, \"_\" and \"-\", not "
+                              "\"model\" or \"stream\"");
+                continue;
+            }
+
+            e->value = cJSON_PrintUnformatted(c);
+            if (e->value == NULL) {
+                ld->oom = true;
+                goto done;
+            }
+
+            strcpy(e->path, c->string);
+            e->drop = false;
+            e->when = when;
+            nedits++;
+        }
+    }
+
+    /* one edit per top-level key, but for sets of different members */
+
+    for (i = 0; i < nedits; i++) {
+        for (j = 0; j < i; j++) {
+            if (edits[i].top_len != edits[j].top_len
+                || strncmp(edits[i].path, edits[j].path, edits[i].top_len)
+                   != 0)
+            {
+                continue;
+            }
+
+            if (edits[i].path[edits[i].top_len] == '\0'
+                || edits[j].path[edits[j].top_len] == '\0'
+                || strcmp(edits[i].path, edits[j].path) == 0)
+            {
+                tg_load_error(ld, path_buf, "\"%s\" and \"%s\" edit the "
+                              "same key", edits[j].path, edits[i].path);
+                goto done;
+            }
+        }
+    }
+
+    for (w = 0; w < TG_WHEN_COUNT; w++) {
+        size = 1;
+
+        for (k = 0; k < nedits; k++) {
+            if ((edits[k].when & ~w) == 0) {
+                size += sizeof("drop ") + strlen(edits[k].path)
+                        + (edits[k].value ? strlen(edits[k].value) + 1 : 0);
+            }
+        }
+
+        if (size > TG_ADJUST_MAX) {
+            tg_load_error(ld, path_buf, "the edits take more than %d bytes",
+                          TG_ADJUST_MAX);
+            goto done;
+        }
+
+        text = tg_arena_alloc(&ld->p->arena, size);
+        if (text == NULL) {
+            ld->oom = true;
+            goto done;
+        }
+
+        len = 0;
+
+        for (k = 0; k < nedits; k++) {
+            e = &edits[k];
+
+            if ((e->when & ~w) != 0) {
+                continue;
+            }
+
+            if (e->drop) {
+                len += (size_t) snprintf(text + len, size - len, "drop %s\n",
+                                         e->path);
+            } else {
+                len += (size_t) snprintf(text + len, size - len, "set %s %s\n",
+                                         e->path, e->value);
+            }
+        }
+
+        text[len] = '\0';
+        st->adjust[w] = text;
+    }
+
+done:
+
+    for (k = 0; k < nedits; k++) {
+        cJSON_free(edits[k].value);
+    }
 }
 
 

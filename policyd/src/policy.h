@@ -27,6 +27,12 @@
 #define TG_BASE_PATH_MAX         256
 #define TG_MODEL_NAME_MAX        256
 #define TG_LISTEN_PATH_MAX       107    /* sizeof(sun_path) - 1 */
+#define TG_REGION_MAX            32
+#define TG_ADJUST_PATH_MAX       64
+#define TG_ADJUST_MAX            2048   /* the edits of one step, as text */
+#define TG_ATTEMPTS_MAX          8
+#define TG_CONTEXT_TOKENS_MAX    100000000
+#define TG_CONCURRENCY_MAX       100000
 #define TG_MAX_FRAME_DEFAULT     65536
 #define TG_LISTEN_MODE_DEFAULT   0660
 
@@ -72,22 +78,34 @@ typedef struct tg_provider {
 
     const char    *paths[TG_EP_COUNT];  /* base_path + endpoint suffix */
 
-    /*
-     * Not configurable yet; zero means "no limit" / "unknown".  Later work
-     * reads them from the file (see docs/policy.md).
-     */
+    /* what a request must fit; 0 and NULL mean "no limit" / "none" */
     uint32_t       max_concurrency;
     uint32_t       context_tokens;
-    const char    *region;
-    const char    *health_url;
-    bool           tools;
+    const char    *region;          /* lowercase; NULL: serves no region */
+    bool           tools;           /* accepts "tools" */
+    bool           streaming;       /* accepts "stream": true */
+
+    const char    *health_url;      /* not configurable yet */
 } tg_provider;
+
+
+/* when a step's request adjustments apply: bits of facts */
+#define TG_WHEN_TOOLS   1u
+#define TG_WHEN_STREAM  2u
+#define TG_WHEN_COUNT   4u          /* every combination of the bits */
 
 
 typedef struct tg_step {
     const tg_provider  *provider;
     size_t              provider_index;
     const char         *model;      /* the model name the provider expects */
+
+    /*
+     * The request edits for this step, one text per combination of
+     * TG_WHEN_* facts: "drop KEY\n" and "set PATH JSON\n" lines, "" for
+     * none.  Sent to the module as the decision's "adjust".
+     */
+    const char         *adjust[TG_WHEN_COUNT];
 } tg_step;
 
 
@@ -108,8 +126,16 @@ typedef struct tg_route {
     const char   **tenants;         /* the only tenants that see it */
     size_t         ntenants;        /* 0: every tenant, and none */
 
-    /* later: fallback rules */
+    /* fallback: TG_FALLBACK_ON_* and TG_FALLBACK_* outcome bits */
+    unsigned       fallback_on;
+    unsigned       fallback_outcomes;
+    uint32_t       max_attempts;
 } tg_route;
+
+
+/* what a route falls back on: failed attempts, steps at capacity */
+#define TG_FALLBACK_ON_ERRORS  1u
+#define TG_FALLBACK_ON_BUSY    2u
 
 
 typedef struct tg_listen {

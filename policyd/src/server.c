@@ -1240,6 +1240,14 @@ tg_handle_decide(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     lease = 0;
 
+    /* "policyd explain" asks like a worker, but changes nothing, gets no key */
+
+    if (facts.dry_run) {
+        d.authorization = "";
+        tg_send_decision(c, h->id, &d, 0);
+        return;
+    }
+
     if (d.status == 200
         && tg_state_lease_acquire(srv->state, d.provider->index, c->id,
                                   (uint64_t) (ev_now(srv->loop) * 1000),
@@ -1304,11 +1312,23 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             tg_build_cstr(&b, TG_F_AUTHORIZATION, d->authorization);
         }
 
+        if (d->fallback != 0) {
+            tg_build_u32(&b, TG_F_FALLBACK, d->fallback);
+        }
+
+        if (d->adjust[0] != '\0') {
+            tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
+        }
+
         if (lease != 0) {
             tg_build_u32(&b, TG_F_LEASE, lease);
 
         } else if (d->cache_ms != 0) {
             tg_build_u32(&b, TG_F_CACHE_MS, d->cache_ms);
+
+            if (d->cache_max_bytes != 0) {
+                tg_build_u32(&b, TG_F_CACHE_MAX_BYTES, d->cache_max_bytes);
+            }
         }
 
     } else {
@@ -1552,17 +1572,22 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
 
         case TG_F_STREAM:
         case TG_F_TOOLS:
+        case TG_F_DRY_RUN:
             if (tg_field_u8(&f, &u8) != 0) {
                 tg_malformed(c, h, f.key == TG_F_STREAM
                                    ? "stream is not a u8"
-                                   : "tools is not a u8");
+                                   : f.key == TG_F_TOOLS
+                                   ? "tools is not a u8"
+                                   : "dry_run is not a u8");
                 return -1;
             }
 
             if (f.key == TG_F_STREAM) {
                 facts->stream = u8 != 0;
-            } else {
+            } else if (f.key == TG_F_TOOLS) {
                 facts->tools = u8 != 0;
+            } else {
+                facts->dry_run = u8 != 0;
             }
             break;
 

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "decide.h"
+#include "tailgate_protocol.h"
 #include "tg_test.h"
 
 
@@ -41,7 +42,8 @@ static const char  *tg_policy_text =
     "  'routes': {"
     "    'qwen': { 'steps': [ { 'provider': 'local', 'model': 'qwen' } ] },"
     "    'smart': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
-    "                          { 'provider': 'local', 'model': 'qwen' } ] },"
+    "                          { 'provider': 'local', 'model': 'qwen' } ],"
+    "               'fallback': { 'on': 'both' } },"
     "    'cloud': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
     "                   { 'provider': 'openrouter', 'model': 'or-x' } ] },"
     "    'embed': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
@@ -82,7 +84,7 @@ F(const char *model, tg_endpoint ep)
 }
 
 
-static const tg_str  tg_private[] = { { "region:eu", 9 }, { "private", 7 } };
+static const tg_str  tg_private[] = { { "team:x", 6 }, { "private", 7 } };
 
 
 static int
@@ -309,7 +311,7 @@ test_private(void **state)
     tg_fixture   *fx = *state;
     tg_facts      f;
     tg_decision   d;
-    tg_str        other[] = { { "region:eu", 9 }, { "Private", 7 },
+    tg_str        other[] = { { "team:x", 6 }, { "Private", 7 },
                               { "private ", 8 } };
 
     f = F("smart", TG_EP_CHAT);
@@ -377,7 +379,6 @@ test_excluded(void **state)
 
     f.exclude = both;
     f.nexclude = 2;
-    f.attempt = 3;
     tg_decide(fx->policy, &f, fx->state, &d);
     assert_refused(&d, 503, "server_error", "no_provider_available",
                    "No provider is available for route 'smart'; try again "
@@ -385,8 +386,26 @@ test_excluded(void **state)
     assert_string_equal(d.reason, "deepseek:excluded local:excluded");
     assert_string_equal(d.route->name, "smart");
 
+    /* past the route's attempts: refused before any step is looked at */
+    f.attempt = 3;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 503, "server_error", "no_provider_available",
+                   "Route 'smart' allows no further attempt");
+    assert_string_equal(d.reason, "");
+
+    /* a route without fallback has one attempt */
+    f = F("cloud", TG_EP_CHAT);
+    f.exclude = one;
+    f.nexclude = 1;
+    f.attempt = 2;
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 503, "server_error", "no_provider_available",
+                   "Route 'cloud' allows no further attempt");
+
+    f = F("smart", TG_EP_CHAT);
     f.exclude = unrelated;
     f.nexclude = 2;
+    f.attempt = 2;
     tg_decide(fx->policy, &f, fx->state, &d);
     assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
                   "deepseek:chosen");
@@ -784,6 +803,400 @@ test_models_buffer_too_small(void **state)
 }
 
 
+/* a route that does not fall back fails where its first fitting step can't */
+
+static void
+test_never_falls_back(void **state)
+{
+    uint32_t      lease;
+    tg_fixture   *fx = *state;
+    tg_facts      f;
+    tg_pstate    *ps;
+    tg_decision   d;
+    tg_provider  *pr;
+
+    /* "cloud": deepseek, openrouter; no fallback */
+    ps = tg_state_find(fx->state, "deepseek");
+    ps->down = true;
+
+    f = F("cloud", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_refused(&d, 503, "server_error", "provider_unavailable",
+                   "The provider of route 'cloud' is unavailable; try again "
+                   "later");
+    assert_string_equal(d.reason, "deepseek:down");
+
+    /* a step that does not fit is passed over all the same: no fallback */
+    f = F("cloud", TG_EP_RESPONSES);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_chosen(&d, "openrouter", "/api/v1/responses", "or-x",
+                  "deepseek:endpoint openrouter:chosen");
+    assert_int_equal(d.fallback, 0);
+    ps->down = false;
+
+    /* at capacity: 429, come back in a second */
+    pr = (tg_provider *) tg_policy_provider(fx->policy, "deepseek", 8);
+    pr->max_concurrency = 1;
+    assert_int_equal(tg_state_bind(fx->state, fx->policy), 0);
+    assert_int_equal(tg_state_lease_acquire(fx->state, pr->index, 7, 0,
+                                            &lease), 0);
+
+    f = F("cloud", TG_EP_CHAT);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_int_equal(d.status, 429);
+    assert_string_equal(d.error_type, "rate_limit_error");
+    assert_string_equal(d.error_code, "provider_busy");
+    assert_int_equal(d.retry_after, 1);
+    assert_string_equal(d.reason, "deepseek:busy");
+
+    /* "smart" falls back on busy */
+    tg_decide(fx->policy, &(tg_facts) { .model = S("smart"),
+                                        .endpoint = TG_EP_CHAT }, fx->state,
+              &d);
+    assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
+                  "deepseek:busy local:chosen");
+    assert_int_equal(d.cache_ms, 1000);
+}
+
+
+/* which failures the module may retry, and when it is not worth asking */
+
+static void
+test_fallback_mask(void **unused)
+{
+    tg_facts      f;
+    tg_policy    *p;
+    tg_decision   d;
+    tg_state     *st;
+    tg_pstate    *ps;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': {"
+        "  'a': { 'upstream': 'ua', 'zone': 'local', 'endpoints': ['chat'] },"
+        "  'b': { 'upstream': 'ub', 'zone': 'private',"
+        "         'endpoints': ['chat'] },"
+        "  'c': { 'upstream': 'uc', 'zone': 'external',"
+        "         'endpoints': ['chat', 'embeddings'] } },"
+        "'routes': {"
+        "  'three': { 'steps': [ { 'provider': 'a', 'model': 'm' },"
+        "                        { 'provider': 'b', 'model': 'm' },"
+        "                        { 'provider': 'c', 'model': 'm' } ],"
+        "             'fallback': { 'on': 'errors' } },"
+        "  'two-of-three': { 'steps': [ { 'provider': 'a', 'model': 'm' },"
+        "                        { 'provider': 'b', 'model': 'm' },"
+        "                        { 'provider': 'c', 'model': 'm' } ],"
+        "             'fallback': { 'on': 'both', 'max_attempts': 2,"
+        "                           'outcomes': ['5xx', 'timeout'] } },"
+        "  'busy-only': { 'steps': [ { 'provider': 'a', 'model': 'm' },"
+        "                        { 'provider': 'c', 'model': 'm' } ],"
+        "             'fallback': { 'on': 'busy' } },"
+        "  'ext-last': { 'steps': [ { 'provider': 'a', 'model': 'm' },"
+        "                        { 'provider': 'c', 'model': 'm' } ],"
+        "             'fallback': { 'on': 'errors' } } } }");
+
+    st = tg_state_new();
+    assert_int_equal(tg_state_bind(st, p), 0);
+
+    f = F("three", TG_EP_CHAT);
+    tg_decide(p, &f, st, &d);
+    assert_chosen(&d, "a", "/v1/chat/completions", "m", "a:chosen");
+    assert_int_equal(d.fallback, TG_FALLBACK_CONNECT_ERROR
+                     | TG_FALLBACK_TIMEOUT | TG_FALLBACK_5XX
+                     | TG_FALLBACK_429);
+    assert_int_equal(d.route->max_attempts, 3);
+
+    f.attempt = 2;
+    f.exclude = (tg_str[]) { S("a") };
+    f.nexclude = 1;
+    tg_decide(p, &f, st, &d);
+    assert_chosen(&d, "b", "/v1/chat/completions", "m",
+                  "a:excluded b:chosen");
+    assert_int_not_equal(d.fallback, 0);
+
+    f.attempt = 3;
+    f.exclude = (tg_str[]) { S("a"), S("b") };
+    f.nexclude = 2;
+    tg_decide(p, &f, st, &d);
+    assert_chosen(&d, "c", "/v1/chat/completions", "m",
+                  "a:excluded b:excluded c:chosen");
+    assert_int_equal(d.fallback, 0);
+
+    /* the outcomes named, and no more attempts than allowed */
+    f = F("two-of-three", TG_EP_CHAT);
+    tg_decide(p, &f, st, &d);
+    assert_int_equal(d.fallback, TG_FALLBACK_5XX | TG_FALLBACK_TIMEOUT);
+
+    f.attempt = 2;
+    f.exclude = (tg_str[]) { S("a") };
+    f.nexclude = 1;
+    tg_decide(p, &f, st, &d);
+    assert_chosen(&d, "b", "/v1/chat/completions", "m",
+                  "a:excluded b:chosen");
+    assert_int_equal(d.fallback, 0);
+
+    /* busy only: failures are not retried */
+    f = F("busy-only", TG_EP_CHAT);
+    tg_decide(p, &f, st, &d);
+    assert_int_equal(d.fallback, 0);
+    assert_int_equal(d.route->max_attempts, 1);
+
+    /* a private request has nowhere to go after a: nothing to retry */
+    f = F("ext-last", TG_EP_CHAT);
+    f.tags = tg_private;
+    f.ntags = 2;
+    tg_decide(p, &f, st, &d);
+    assert_chosen(&d, "a", "/v1/chat/completions", "m", "a:chosen");
+    assert_int_equal(d.fallback, 0);
+
+    f.ntags = 0;
+    tg_decide(p, &f, st, &d);
+    assert_int_not_equal(d.fallback, 0);
+
+    /* ... nor when the only later step is down */
+    ps = tg_state_find(st, "c");
+    ps->down = true;
+    tg_decide(p, &f, st, &d);
+    assert_int_equal(d.fallback, 0);
+
+    tg_state_free(st);
+    tg_policy_free(p);
+}
+
+
+/* region:X tags keep a request to providers in X */
+
+static void
+test_region(void **unused)
+{
+    tg_facts      f;
+    tg_policy    *p;
+    tg_decision   d;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': {"
+        "  'us': { 'upstream': 'u1', 'zone': 'external', 'region': 'us',"
+        "          'endpoints': ['chat'] },"
+        "  'anywhere': { 'upstream': 'u2', 'zone': 'external',"
+        "          'endpoints': ['chat'] },"
+        "  'eu': { 'upstream': 'u3', 'zone': 'external', 'region': 'eu',"
+        "          'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'r': { 'steps': [ { 'provider': 'us', 'model': 'm' },"
+        "                    { 'provider': 'anywhere', 'model': 'm' },"
+        "                    { 'provider': 'eu', 'model': 'm' } ] },"
+        "  'no-eu': { 'steps': [ { 'provider': 'us', 'model': 'm' },"
+        "                    { 'provider': 'anywhere', 'model': 'm' } ] } } }");
+
+    f = F("r", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "us", "/v1/chat/completions", "m", "us:chosen");
+
+    f.tags = (tg_str[]) { S("region:eu") };
+    f.ntags = 1;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "eu", "/v1/chat/completions", "m",
+                  "us:region anywhere:region eu:chosen");
+
+    /* two regions: no provider is in both */
+    f.tags = (tg_str[]) { S("region:eu"), S("region:us") };
+    f.ntags = 2;
+    tg_decide(p, &f, NULL, &d);
+    assert_refused(&d, 403, "permission_error", "region_restricted",
+                   "Route 'r' has no provider in the region this request "
+                   "is restricted to");
+
+    f = F("no-eu", TG_EP_CHAT);
+    f.tags = (tg_str[]) { S("region:eu") };
+    f.ntags = 1;
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.error_code, "region_restricted");
+    assert_string_equal(d.reason, "us:region anywhere:region");
+
+    /* "region:" must be a prefix; "region:EU" is another region */
+    f.tags = (tg_str[]) { S("xregion:eu"), S("regions:eu") };
+    f.ntags = 2;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "us", "/v1/chat/completions", "m", "us:chosen");
+
+    f = F("r", TG_EP_CHAT);
+    f.tags = (tg_str[]) { S("region:EU") };
+    f.ntags = 1;
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 403);
+
+    tg_policy_free(p);
+}
+
+
+/* context size, tools and streaming: passed over, and cached with care */
+
+static void
+test_fit(void **unused)
+{
+    tg_facts      f;
+    tg_policy    *p;
+    tg_decision   d;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': {"
+        "  'small': { 'upstream': 'u1', 'zone': 'local',"
+        "             'context_tokens': 1000, 'tools': false,"
+        "             'endpoints': ['chat', 'transcriptions'] },"
+        "  'nostream': { 'upstream': 'u2', 'zone': 'local',"
+        "             'streaming': false, 'context_tokens': 8000,"
+        "             'endpoints': ['chat'] },"
+        "  'big': { 'upstream': 'u3', 'zone': 'external',"
+        "           'context_tokens': 128000,"
+        "           'endpoints': ['chat', 'transcriptions'] } },"
+        "'routes': {"
+        "  'r': { 'steps': [ { 'provider': 'small', 'model': 'm' },"
+        "                    { 'provider': 'nostream', 'model': 'm' },"
+        "                    { 'provider': 'big', 'model': 'm' } ] },"
+        "  'local-only': { 'steps': [ { 'provider': 'small', 'model': 'm' },"
+        "                    { 'provider': 'nostream', 'model': 'm' } ] },"
+        "  'ns': { 'steps': [ { 'provider': 'nostream', 'model': 'm' } ] } } }");
+
+    f = F("r", TG_EP_CHAT);
+    f.prompt_estimate = 1000;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "small", "/v1/chat/completions", "m", "small:chosen");
+    assert_int_equal(d.cache_ms, 1000);
+    assert_int_equal(d.cache_max_bytes, 4003);
+
+    f.prompt_estimate = 1001;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "nostream", "/v1/chat/completions", "m",
+                  "small:context nostream:chosen");
+    assert_int_equal(d.cache_ms, 0);
+
+    f.prompt_estimate = 100;
+    f.tools = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "nostream", "/v1/chat/completions", "m",
+                  "small:tools nostream:chosen");
+    assert_int_equal(d.cache_ms, 1000);
+
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "big", "/v1/chat/completions", "m",
+                  "small:tools nostream:streaming big:chosen");
+
+    f.tools = false;
+    f.prompt_estimate = 200000;
+    tg_decide(p, &f, NULL, &d);
+    assert_refused(&d, 400, "invalid_request_error",
+                   "context_length_exceeded",
+                   "The request (about 200000 tokens) is larger than any "
+                   "provider of route 'r' accepts");
+
+    f = F("local-only", TG_EP_CHAT);
+    f.tools = true;
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_refused(&d, 400, "invalid_request_error", "tools_not_supported",
+                   "No provider of route 'local-only' supports tools");
+
+    f.tools = false;
+    f.prompt_estimate = 2000;
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 400);
+    assert_string_equal(d.error_code, "context_length_exceeded");
+    assert_string_equal(d.reason, "small:context nostream:streaming");
+
+    f.prompt_estimate = 0;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "small", "/v1/chat/completions", "m", "small:chosen");
+
+    f = F("ns", TG_EP_CHAT);
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_refused(&d, 400, "invalid_request_error", "stream_not_supported",
+                   "No provider of route 'ns' supports streaming");
+
+    /* an upload is not a prompt: its size says nothing about context */
+    f = F("r", TG_EP_TRANSCRIPTIONS);
+    f.prompt_estimate = 5000000;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "small", "/v1/audio/transcriptions", "m",
+                  "small:chosen");
+    assert_int_equal(d.cache_max_bytes, 0);
+
+    tg_policy_free(p);
+}
+
+
+/* a step's request edits, by what the request has */
+
+static void
+test_adjust(void **unused)
+{
+    tg_facts      f;
+    tg_policy    *p;
+    tg_decision   d;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': {"
+        "  'l': { 'upstream': 'u1', 'zone': 'local',"
+        "         'endpoints': ['chat', 'transcriptions'] },"
+        "  'or': { 'upstream': 'u2', 'zone': 'external',"
+        "          'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'r': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+        "           { 'when': 'tools', 'drop': ['response_format'] },"
+        "           { 'when': 'stream', 'set': {"
+        "               'stream_options.include_usage': true } },"
+        "           { 'drop': ['user'], 'set': { 'seed': 7 } } ] } ] },"
+        "  'o': { 'steps': [ { 'provider': 'or', 'model': 'm', 'adjust': ["
+        "           { 'drop': ['models', 'provider', 'route'] } ] } ] },"
+        "  'plain': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] } } }");
+
+    f = F("r", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "drop user\nset seed 7\n");
+
+    f.tools = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust,
+                        "drop response_format\ndrop user\nset seed 7\n");
+
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust,
+                        "drop response_format\n"
+                        "set stream_options.include_usage true\n"
+                        "drop user\nset seed 7\n");
+
+    f.tools = false;
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust,
+                        "set stream_options.include_usage true\n"
+                        "drop user\nset seed 7\n");
+
+    f = F("r", TG_EP_TRANSCRIPTIONS);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "");
+
+    f = F("o", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "drop models\ndrop provider\ndrop route\n");
+
+    f = F("plain", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "");
+
+    tg_policy_free(p);
+}
+
+
 int
 main(void)
 {
@@ -797,6 +1210,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_excluded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_down_and_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_never_falls_back, setup,
+                                        teardown),
+        cmocka_unit_test(test_fallback_mask),
+        cmocka_unit_test(test_region),
+        cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_adjust),
         cmocka_unit_test(test_reason_truncated),
         cmocka_unit_test(test_tenants),
         cmocka_unit_test_setup_teardown(test_models_all, setup, teardown),

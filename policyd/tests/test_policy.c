@@ -534,7 +534,9 @@ test_route_errors(void **unused)
                       "expected at least one step");
     tg_test_has_error(&errs, "routes.obj.steps",
                       "expected an array of steps");
-    tg_test_has_error(&errs, "routes.nosteps.fallback", "unknown key");
+    tg_test_has_error(&errs, "routes.nosteps.fallback",
+                      "expected an object with \"on\", \"outcomes\" and "
+                      "\"max_attempts\"");
     tg_test_has_error(&errs, "routes.nosteps.steps", "missing required key");
     tg_test_has_error(&errs, "routes.str", "expected an object");
     assert_int_equal(errs.count, 13);
@@ -548,6 +550,206 @@ test_route_errors(void **unused)
                    "'model': 'nomic-embed-text' } ] } } }", &errs);
     tg_test_has_error(&errs, "routes.qwen", "duplicate key");
     assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+}
+
+
+/* what a provider can take, and a route's fallback rules */
+
+static void
+test_fit_and_fallback(void **unused)
+{
+    tg_errors   errs;
+    tg_policy  *p;
+
+    (void) unused;
+
+    p = tg_test_policy("{" TG_LISTEN ", 'providers': {"
+        "  'l': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'],"
+        "         'region': 'eu-west.1', 'context_tokens': 8192,"
+        "         'tools': false, 'streaming': false,"
+        "         'max_concurrency': 2 },"
+        "  'x': { 'upstream': 'v', 'zone': 'external',"
+        "         'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm' },"
+        "                    { 'provider': 'x', 'model': 'm' } ],"
+        "         'fallback': { 'on': 'both', 'outcomes': ['429', 'timeout'],"
+        "                       'max_attempts': 5 } },"
+        "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm' },"
+        "                    { 'provider': 'x', 'model': 'm' } ],"
+        "         'fallback': { 'on': 'errors' } },"
+        "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm' } ],"
+        "         'fallback': { 'on': 'busy' } },"
+        "  'd': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] } } }");
+
+    assert_string_equal(p->providers[0].region, "eu-west.1");
+    assert_int_equal(p->providers[0].context_tokens, 8192);
+    assert_int_equal(p->providers[0].max_concurrency, 2);
+    assert_false(p->providers[0].tools);
+    assert_false(p->providers[0].streaming);
+    assert_null(p->providers[1].region);
+    assert_int_equal(p->providers[1].context_tokens, 0);
+    assert_true(p->providers[1].tools);
+    assert_true(p->providers[1].streaming);
+
+    assert_int_equal(p->routes[0].fallback_on,
+                     TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY);
+    assert_int_equal(p->routes[0].fallback_outcomes, 0x08 | 0x02);
+    assert_int_equal(p->routes[0].max_attempts, 5);
+
+    /* every outcome, every step once */
+    assert_int_equal(p->routes[1].fallback_on, TG_FALLBACK_ON_ERRORS);
+    assert_int_equal(p->routes[1].fallback_outcomes, 0x0f);
+    assert_int_equal(p->routes[1].max_attempts, 2);
+
+    /* busy alone never tries twice */
+    assert_int_equal(p->routes[2].fallback_on, TG_FALLBACK_ON_BUSY);
+    assert_int_equal(p->routes[2].max_attempts, 1);
+
+    assert_int_equal(p->routes[3].fallback_on, 0);
+    assert_int_equal(p->routes[3].max_attempts, 1);
+
+    tg_policy_free(p);
+
+    tg_test_refuse("{" TG_LISTEN ", 'providers': {"
+        "  'l': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'],"
+        "         'region': 'EU', 'context_tokens': 0, 'tools': 'no',"
+        "         'streaming': 1, 'max_concurrency': 1.5 },"
+        "  'm': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'],"
+        "         'region': '', 'context_tokens': 100000001,"
+        "         'health': 'x' } },"
+        "'routes': {"
+        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm' } ],"
+        "         'fallback': { 'on': 'always', 'outcomes': ['500', 5],"
+        "                       'max_attempts': 9, 'delay': 1 } },"
+        "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm' } ],"
+        "         'fallback': { 'outcomes': [] } } } }", &errs);
+
+    tg_test_has_error(&errs, "providers.l.region", "expected a region name "
+                      "of 1 to 32 lowercase letters, digits, \"_\", \".\" "
+                      "or \"-\"");
+    tg_test_has_error(&errs, "providers.l.context_tokens",
+                      "expected an integer from 1 to 100000000");
+    tg_test_has_error(&errs, "providers.l.tools", "expected true or false");
+    tg_test_has_error(&errs, "providers.l.streaming",
+                      "expected true or false");
+    tg_test_has_error(&errs, "providers.l.max_concurrency",
+                      "expected an integer from 1 to 100000");
+    tg_test_has_error(&errs, "providers.m.region", "expected a region name "
+                      "of 1 to 32 lowercase letters, digits, \"_\", \".\" "
+                      "or \"-\"");
+    tg_test_has_error(&errs, "providers.m.context_tokens",
+                      "expected an integer from 1 to 100000000");
+    tg_test_has_error(&errs, "providers.m.health", "unknown key");
+    tg_test_has_error(&errs, "routes.a.fallback.on", "expected one of "
+                      "\"never\", \"errors\", \"busy\", \"both\"");
+    tg_test_has_error(&errs, "routes.a.fallback.outcomes[0]", "expected one "
+                      "of \"connect_error\", \"timeout\", \"5xx\", \"429\"");
+    tg_test_has_error(&errs, "routes.a.fallback.outcomes[1]", "expected one "
+                      "of \"connect_error\", \"timeout\", \"5xx\", \"429\"");
+    tg_test_has_error(&errs, "routes.a.fallback.max_attempts",
+                      "expected an integer from 1 to 8");
+    tg_test_has_error(&errs, "routes.a.fallback.delay", "unknown key");
+    tg_test_has_error(&errs, "routes.b.fallback.on", "missing required key");
+    tg_test_has_error(&errs, "routes.b.fallback.outcomes", "expected a "
+                      "non-empty array of \"connect_error\", \"timeout\", "
+                      "\"5xx\", \"429\"");
+    assert_int_equal(errs.count, 15);
+    tg_errors_free(&errs);
+}
+
+
+/* a step's request edits */
+
+static void
+test_adjust_errors(void **unused)
+{
+    tg_errors   errs;
+    tg_policy  *p;
+
+    (void) unused;
+
+    p = tg_test_policy("{" TG_LISTEN ", 'providers': {"
+        "  'l': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+        "    { 'when': 'always', 'set': { 'metadata.a': 'x\\ny',"
+        "                                 'metadata.b': [1, {'c': null}] } },"
+        "    { 'drop': ['stream_options.include_obfuscation', 'tools'] } ]"
+        "  } ] } } }");
+
+    assert_string_equal(p->routes[0].steps[0].adjust[0],
+                        "set metadata.a \"x\\ny\"\n"
+                        "set metadata.b [1,{\"c\":null}]\n"
+                        "drop stream_options.include_obfuscation\n"
+                        "drop tools\n");
+    assert_string_equal(p->routes[0].steps[0].adjust[3],
+                        p->routes[0].steps[0].adjust[0]);
+    tg_policy_free(p);
+
+    tg_test_refuse("{" TG_LISTEN ", 'providers': {"
+        "  'l': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+        "    { 'when': 'sometimes', 'drop': ['Model', 'a..b', 'a.b.c', '',"
+        "                                     'stream.x', 7, 'x y'] },"
+        "    { 'set': { 'model': 'gpt', 'ok': 1 }, 'why': 1 },"
+        "    { },"
+        "    { 'drop': [], 'set': [] } ] } ] },"
+        "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+        "    { 'when': 'tools', 'drop': ['response_format'] },"
+        "    { 'when': 'stream', 'set': { 'response_format.type': 'x' } }"
+        "    ] } ] },"
+        "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+        "    { 'set': { 'x.a': 1, 'x.b': 2 }, 'drop': ['x.c'] },"
+        "    { 'set': { 'x.a': 3 } } ] } ] },"
+        "  'd': { 'steps': [ { 'provider': 'l', 'model': 'm',"
+        "                      'adjust': {} } ] } } }", &errs);
+
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].when",
+                      "expected one of \"always\", \"tools\", \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[0]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[1]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[2]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[3]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[4]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[5]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[6]",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[1].set.model",
+                      "expected a key or \"key.member\" of letters, digits, "
+                      "\"_\" and \"-\", not \"model\" or \"stream\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[1].why",
+                      "unknown key");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[2]",
+                      "expected \"drop\" or \"set\"");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[3].drop",
+                      "expected a non-empty array of keys");
+    tg_test_has_error(&errs, "routes.a.steps[0].adjust[3].set",
+                      "expected a non-empty object of key: value");
+    tg_test_has_error(&errs, "routes.b.steps[0].adjust",
+                      "\"response_format\" and \"response_format.type\" edit "
+                      "the same key");
+    tg_test_has_error(&errs, "routes.c.steps[0].adjust",
+                      "\"x.a\" and \"x.a\" edit the same key");
+    tg_test_has_error(&errs, "routes.d.steps[0].adjust",
+                      "expected a non-empty array of { \"when\", \"drop\", "
+                      "\"set\" } rules");
+    assert_int_equal(errs.count, 16);
     tg_errors_free(&errs);
 }
 
@@ -886,6 +1088,8 @@ main(void)
         cmocka_unit_test(test_missing_env_vars_all_reported),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_tenants),
+        cmocka_unit_test(test_fit_and_fallback),
+        cmocka_unit_test(test_adjust_errors),
         cmocka_unit_test(test_route_names),
         cmocka_unit_test(test_many_routes),
         cmocka_unit_test(test_comments),

@@ -17,7 +17,8 @@
 #                    route, upstream, scheme, host, path, provider_model,
 #                    authorization, zone, reason, lease, retry_after,
 #                    error_type, error_code, error_message },
-#     "decisions": { "<requested model>": { fields merged over "decision" } },
+#     "decisions": { "<requested model>": { fields merged over "decision" },
+#                    "<requested model>#<attempt>": { merged over that } },
 #     "delay_ms":  { "<requested model>": 1000, "*": 0 }  (or one number),
 #     "misbehave": null | "garbage" | "oversized" | "close" | "silent"
 #                  | "bad_field"    (or { "<model>": ..., "*": ... }),
@@ -87,6 +88,7 @@ my %FIELD = (
     16 => [ stream => 'u8' ],           17 => [ tools => 'u8' ],
     18 => [ body_bytes => 'u32' ],      19 => [ attempt => 'u32' ],
     20 => [ exclude => 'str' ],         21 => [ prompt_estimate => 'u32' ],
+    22 => [ dry_run => 'u8' ],
     30 => [ status => 'u32' ],          31 => [ error_type => 'str' ],
     32 => [ error_code => 'str' ],      33 => [ error_message => 'str' ],
     34 => [ retry_after => 'u32' ],     35 => [ provider => 'str' ],
@@ -96,7 +98,8 @@ my %FIELD = (
     42 => [ authorization => 'str' ],   43 => [ lease => 'u32' ],
     44 => [ reason => 'str' ],          45 => [ zone => 'str' ],
     46 => [ body => 'str' ],            47 => [ cache_ms => 'u32' ],
-    48 => [ cache_max_bytes => 'u32' ], 50 => [ outcome => 'str' ],
+    48 => [ cache_max_bytes => 'u32' ], 49 => [ fallback => 'u32' ],
+    50 => [ outcome => 'str' ],         57 => [ adjust => 'str' ],
     51 => [ http_status => 'u32' ],     52 => [ upstream_ms => 'u32' ],
     53 => [ total_ms => 'u32' ],        54 => [ prompt_tokens => 'u32' ],
     55 => [ completion_tokens => 'u32' ], 56 => [ count => 'u32' ],
@@ -491,11 +494,13 @@ sub handle {
     my $delay = (per_model($cfg->{delay_ms}, $model) // 0) / 1000;
     my $mis = per_model($cfg->{misbehave}, $model) // '';
 
+    my $per = ref $cfg->{decisions} eq 'HASH' ? $cfg->{decisions} : {};
+    my $attempt = $f->{attempt} // 1;
     my %d = (
         %{ ref $cfg->{decision} eq 'HASH' ? $cfg->{decision} : {} },
-        %{ ref $cfg->{decisions} eq 'HASH'
-           && ref $cfg->{decisions}{$model} eq 'HASH'
-           ? $cfg->{decisions}{$model} : {} },
+        %{ ref $per->{$model} eq 'HASH' ? $per->{$model} : {} },
+        %{ ref $per->{"$model#$attempt"} eq 'HASH'
+           ? $per->{"$model#$attempt"} : {} },
     );
     $d{status} //= 200;
     if ($d{status} == 200) {

@@ -60,6 +60,7 @@ sub default_policy {
 #   locations => $text          (instead of include tailgate/locations.conf)
 #   workers  => N
 #   keys     => [client => key or record, ...]  (besides alice; write_keys)
+#   policyd_args => [...]       (more arguments for policyd, e.g. '-v')
 # Returns the client key of client "alice" (also $t->{key}).
 
 sub start_gateway {
@@ -79,7 +80,8 @@ sub start_gateway {
         $self->start_fake_policyd($opt{fake_policyd});
     } else {
         $self->write_policy($policy);
-        $self->start_policyd(env => { EXT_API_KEY => $PROVIDER_KEY });
+        $self->start_policyd(env => { EXT_API_KEY => $PROVIDER_KEY },
+                             args => $opt{policyd_args});
     }
 
     my $private = join ' ', @{ $opt{private} // ['tg_local'] };

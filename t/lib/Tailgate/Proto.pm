@@ -46,6 +46,7 @@ use constant {
     TG_F_ATTEMPT           => 19,
     TG_F_EXCLUDE           => 20,
     TG_F_PROMPT_ESTIMATE   => 21,
+    TG_F_DRY_RUN           => 22,
     TG_F_STATUS            => 30,
     TG_F_ERROR_TYPE        => 31,
     TG_F_ERROR_CODE        => 32,
@@ -65,6 +66,8 @@ use constant {
     TG_F_BODY              => 46,
     TG_F_CACHE_MS          => 47,
     TG_F_CACHE_MAX_BYTES   => 48,
+    TG_F_FALLBACK          => 49,
+    TG_F_ADJUST            => 57,
     TG_F_OUTCOME           => 50,
     TG_F_HTTP_STATUS       => 51,
     TG_F_UPSTREAM_MS       => 52,
@@ -86,13 +89,13 @@ our %FIELD_TYPE = (
     1  => 'u32', 2  => 'u32', 3  => 'str',
     10 => 'str', 11 => 'str', 12 => 'str', 13 => 'str', 14 => 'str',
     15 => 'str', 16 => 'u8',  17 => 'u8',  18 => 'u32', 19 => 'u32',
-    20 => 'str', 21 => 'u32',
+    20 => 'str', 21 => 'u32', 22 => 'u8',
     30 => 'u32', 31 => 'str', 32 => 'str', 33 => 'str', 34 => 'u32',
     35 => 'str', 36 => 'str', 37 => 'str', 38 => 'str', 39 => 'str',
     40 => 'str', 41 => 'str', 42 => 'str', 43 => 'u32', 44 => 'str',
-    45 => 'str', 46 => 'str', 47 => 'u32', 48 => 'u32',
+    45 => 'str', 46 => 'str', 47 => 'u32', 48 => 'u32', 49 => 'u32',
     50 => 'str', 51 => 'u32', 52 => 'u32', 53 => 'u32', 54 => 'u32',
-    55 => 'u32', 56 => 'u32',
+    55 => 'u32', 56 => 'u32', 57 => 'str',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...

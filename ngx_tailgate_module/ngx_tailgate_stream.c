@@ -1,0 +1,170 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * Honest streams.  When a provider's event stream breaks off after the
+ * response started, nginx can only close the connection, and many SSE
+ * clients take a closed stream for a finished one.  The gateway ends such
+ * a stream with an explicit error event first, in the shape the endpoint's
+ * own errors take, so that the client can tell the answer is cut short.
+ *
+ * The upstream's finalize handler is the one place that learns why a
+ * proxied response ended (0 for a complete one, NGX_ERROR or 502/504 for a
+ * provider that broke off), before nginx closes the client connection: the
+ * module wraps it for event-stream responses.
+ */
+
+
+#include "ngx_http_tailgate_module.h"
+
+
+static void ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc);
+
+
+static const char  ngx_tailgate_stream_message[] =
+    "The provider's stream broke off before the response was complete.";
+
+
+/* from the header filter, when a provider's response is about to start */
+
+void
+ngx_tailgate_stream_watch(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_str_t            *type;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    type = &r->headers_out.content_type;
+
+    if (u == NULL || r->header_only || ctx->upstream_finalize
+        || r->headers_out.status >= NGX_HTTP_SPECIAL_RESPONSE
+        || type->len < sizeof("text/event-stream") - 1
+        || ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                           sizeof("text/event-stream") - 1) != 0)
+    {
+        return;
+    }
+
+    ctx->sse = 1;
+    ctx->sse_newlines = 2;
+    ctx->upstream_finalize = u->finalize_request;
+    u->finalize_request = ngx_tailgate_stream_finalize;
+}
+
+
+/*
+ * From the body filter: how many line ends the stream has sent last, so
+ * that the error event starts on a line of its own and after a blank line.
+ */
+
+void
+ngx_tailgate_stream_track(ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *in)
+{
+    u_char       *p;
+    ngx_buf_t    *b;
+    ngx_uint_t    n;
+    ngx_chain_t  *cl;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!ngx_buf_in_memory(b) || b->last == b->pos) {
+            continue;
+        }
+
+        n = 0;
+
+        for (p = b->last; p > b->pos; p--) {
+            if (p[-1] == '\n') {
+                n++;
+
+            } else if (p[-1] != '\r') {
+                break;
+            }
+        }
+
+        ctx->sse_newlines = (p == b->pos) ? ctx->sse_newlines + n : n;
+    }
+}
+
+
+static void
+ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    size_t                    len;
+    u_char                   *p;
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_upstream_t      *u;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    ctx->upstream_finalize(r, rc);
+
+    u = r->upstream;
+
+    /* complete, or ended by the client's side: nothing to add */
+
+    if (rc == NGX_OK || rc == NGX_DONE || rc == NGX_DECLINED
+        || rc == NGX_HTTP_REQUEST_TIME_OUT
+        || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || !u->header_sent || r->header_only || ctx->response_complete
+        || r->connection->error
+        || (u->pipe && u->pipe->downstream_error))
+    {
+        return;
+    }
+
+    ctx->stream_broken = 1;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "tailgate: provider \"%V\" broke off its event stream "
+                  "after the response started; the client gets an error "
+                  "event", &ctx->provider);
+
+    len = sizeof("\n\nevent: error\ndata: ") - 1
+          + sizeof("{\"type\":\"error\",\"code\":\"stream_broken\","
+                   "\"message\":\"\",\"param\":null}") - 1
+          + sizeof("{\"error\":{\"message\":\"\",\"type\":\"server_error\","
+                   "\"param\":null,\"code\":\"stream_broken\"}}") - 1
+          + sizeof(ngx_tailgate_stream_message) - 1 + sizeof("\n\n") - 1;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return;
+    }
+
+    p = b->last;
+
+    if (ctx->sse_newlines < 2) {
+        p = ngx_cpymem(p, "\n\n", 2 - ctx->sse_newlines);
+    }
+
+    /* the Responses API names its events; Chat Completions sends data */
+
+    if (ctx->endpoint == &ngx_tailgate_endpoints[NGX_TAILGATE_EP_RESPONSES]) {
+        p = ngx_sprintf(p, "event: error\ndata: {\"type\":\"error\","
+                        "\"code\":\"stream_broken\",\"message\":\"%s\","
+                        "\"param\":null}\n\n", ngx_tailgate_stream_message);
+
+    } else {
+        p = ngx_sprintf(p, "data: {\"error\":{\"message\":\"%s\","
+                        "\"type\":\"server_error\",\"param\":null,"
+                        "\"code\":\"stream_broken\"}}\n\n",
+                        ngx_tailgate_stream_message);
+    }
+
+    b->last = p;
+    b->flush = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    /* nginx closes the connection next: what the socket takes now counts */
+    (void) ngx_http_output_filter(r, &out);
+}

@@ -1,0 +1,853 @@
+/*
+ * policyd explain: where would this request go, and why.
+ *
+ *   policyd explain -c FILE [options] MODEL   the policy as written, every
+ *                                             provider up and idle
+ *   policyd explain -s SOCKET [options] MODEL ask the running policyd: its
+ *                                             live view of health and
+ *                                             capacity
+ *
+ * Nothing is sent to a provider, and a running policyd takes no lease and
+ * counts nothing for the question (the DECIDE carries dry_run).  Provider
+ * keys are never printed: offline they are not even read.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "decide.h"
+#include "explain.h"
+#include "policy.h"
+#include "proto.h"
+
+
+#define TG_EXPLAIN_LIST_MAX  64
+#define TG_EXPLAIN_TIMEOUT   5      /* seconds, for a running policyd */
+
+
+/* the answer, from tg_decide() or from a DECISION frame */
+typedef struct {
+    unsigned     status;
+    char         error_type[64];
+    char         error_code[64];
+    char         message[TG_MESSAGE_MAX];
+    uint32_t     retry_after;
+    char         provider[TG_PROVIDER_NAME_MAX + 1];
+    char         route[TG_ROUTE_NAME_MAX + 1];
+    char         upstream[TG_UPSTREAM_NAME_MAX + 1];
+    char         scheme[8];
+    char         host[TG_HOST_MAX + 1];
+    char         path[TG_BASE_PATH_MAX + 64];
+    char         provider_model[TG_MODEL_NAME_MAX + 1];
+    char         zone[16];
+    char         reason[TG_REASON_MAX];
+    char         adjust[TG_ADJUST_MAX];
+    uint32_t     fallback;
+    uint32_t     cache_ms;
+    uint32_t     cache_max_bytes;
+} tg_answer;
+
+
+typedef struct {
+    const char  *items[TG_EXPLAIN_LIST_MAX];
+    size_t       n;
+} tg_list;
+
+
+static int tg_explain_offline(const char *file, const tg_facts *facts,
+    tg_answer *a);
+static int tg_explain_live(const char *sock, const tg_facts *facts,
+    tg_answer *a);
+static void tg_print_text(const tg_facts *facts, const tg_answer *a,
+    bool live);
+static int tg_print_json(const tg_facts *facts, const tg_answer *a,
+    bool live);
+static const char *tg_why_text(const char *why, size_t len);
+static void tg_copy_field(char *dst, size_t size, const tg_field *f);
+static void tg_copy_cstr(char *dst, size_t size, const char *s);
+static const char *tg_no_env(const char *name);
+static void tg_explain_usage(FILE *out);
+
+
+static const char  *tg_outcome_names[] = {
+    "connect_error", "timeout", "5xx", "429"
+};
+
+
+int
+tg_explain_main(int argc, char **argv)
+{
+    int               ch, rc;
+    bool              json;
+    char             *end;
+    tg_str            tags[TG_EXPLAIN_LIST_MAX], allow[TG_EXPLAIN_LIST_MAX];
+    tg_str            exclude[TG_EXPLAIN_LIST_MAX];
+    tg_facts          facts;
+    tg_answer         a;
+    const char       *file, *sock;
+    unsigned long     n;
+
+    static const struct option  options[] = {
+        { "endpoint", required_argument, NULL, 'e' },
+        { "tag", required_argument, NULL, 'T' },
+        { "client", required_argument, NULL, 'u' },
+        { "tenant", required_argument, NULL, 'n' },
+        { "allow", required_argument, NULL, 'r' },
+        { "exclude", required_argument, NULL, 'x' },
+        { "attempt", required_argument, NULL, 'a' },
+        { "prompt-tokens", required_argument, NULL, 'p' },
+        { "body-bytes", required_argument, NULL, 'b' },
+        { "tools", no_argument, NULL, 'o' },
+        { "stream", no_argument, NULL, 'S' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    memset(&facts, 0, sizeof(facts));
+    facts.endpoint = TG_EP_CHAT;
+    facts.attempt = 1;
+    facts.tags = tags;
+    facts.allow = allow;
+    facts.exclude = exclude;
+    facts.dry_run = true;
+
+    file = NULL;
+    sock = NULL;
+    json = false;
+
+    optind = 1;
+    opterr = 0;
+
+    while ((ch = getopt_long(argc, argv, "c:s:e:T:u:n:r:x:a:p:b:oSjh",
+                             options, NULL))
+           != -1)
+    {
+        switch (ch) {
+
+        case 'c':
+            file = optarg;
+            break;
+
+        case 's':
+            sock = optarg;
+            break;
+
+        case 'e':
+            facts.endpoint = tg_endpoint_parse(optarg, strlen(optarg));
+
+            if (facts.endpoint == TG_EP_NONE) {
+                fprintf(stderr, "policyd explain: unknown endpoint \"%s\": "
+                        "expected chat, embeddings, speech, transcriptions "
+                        "or responses\n", optarg);
+                return 2;
+            }
+            break;
+
+        case 'T':
+        case 'r':
+        case 'x':
+            {
+                tg_str  *list = ch == 'T' ? tags : ch == 'r' ? allow : exclude;
+                size_t  *count = ch == 'T' ? &facts.ntags
+                                 : ch == 'r' ? &facts.nallow
+                                 : &facts.nexclude;
+
+                if (*count == TG_EXPLAIN_LIST_MAX) {
+                    fprintf(stderr, "policyd explain: at most %d of -%c\n",
+                            TG_EXPLAIN_LIST_MAX, ch);
+                    return 2;
+                }
+
+                list[*count].data = optarg;
+                list[(*count)++].len = strlen(optarg);
+            }
+            break;
+
+        case 'u':
+            facts.client.data = optarg;
+            facts.client.len = strlen(optarg);
+            break;
+
+        case 'n':
+            facts.tenant.data = optarg;
+            facts.tenant.len = strlen(optarg);
+            break;
+
+        case 'a':
+        case 'p':
+        case 'b':
+            errno = 0;
+            n = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || end == optarg || *end != '\0'
+                || n > UINT32_MAX || (ch == 'a' && n == 0))
+            {
+                fprintf(stderr, "policyd explain: -%c needs a number, not "
+                        "\"%s\"\n", ch, optarg);
+                return 2;
+            }
+
+            if (ch == 'a') {
+                facts.attempt = (uint32_t) n;
+
+            } else if (ch == 'p') {
+                facts.prompt_estimate = (uint32_t) n;
+
+            } else {
+                /* as the module estimates it */
+                facts.body_bytes = (uint32_t) n;
+                facts.prompt_estimate = (uint32_t) (n / 4);
+            }
+            break;
+
+        case 'o':
+            facts.tools = true;
+            break;
+
+        case 'S':
+            facts.stream = true;
+            break;
+
+        case 'j':
+            json = true;
+            break;
+
+        case 'h':
+            tg_explain_usage(stdout);
+            return 0;
+
+        default:
+            fprintf(stderr, "policyd explain: unknown or incomplete option "
+                    "\"%s\"\n", argv[optind - 1]);
+            tg_explain_usage(stderr);
+            return 2;
+        }
+    }
+
+    if (optind != argc - 1 || (file == NULL) == (sock == NULL)) {
+        tg_explain_usage(stderr);
+        return 2;
+    }
+
+    facts.model.data = argv[optind];
+    facts.model.len = strlen(argv[optind]);
+
+    memset(&a, 0, sizeof(a));
+
+    rc = file ? tg_explain_offline(file, &facts, &a)
+              : tg_explain_live(sock, &facts, &a);
+
+    if (rc != 0) {
+        return 2;
+    }
+
+    if (json) {
+        if (tg_print_json(&facts, &a, sock != NULL) != 0) {
+            fprintf(stderr, "policyd explain: out of memory\n");
+            return 2;
+        }
+
+    } else {
+        tg_print_text(&facts, &a, sock != NULL);
+    }
+
+    return a.status == 200 ? 0 : 1;
+}
+
+
+static int
+tg_explain_offline(const char *file, const tg_facts *facts, tg_answer *a)
+{
+    size_t           i;
+    tg_errors        errs;
+    tg_policy       *policy;
+    tg_decision      d;
+    tg_policy_opts   opts;
+
+    /* keys are not needed to explain, nor a socket to listen on */
+
+    memset(&opts, 0, sizeof(opts));
+    opts.getenv = tg_no_env;
+    opts.listen_path = "/nonexistent/policyd.sock";
+
+    tg_errors_init(&errs);
+
+    policy = tg_policy_load(file, &opts, &errs);
+
+    if (policy == NULL) {
+        for (i = 0; i < errs.count; i++) {
+            fprintf(stderr, "%s: %s%s%s\n", file,
+                    errs.items[i].path ? errs.items[i].path : "",
+                    errs.items[i].path ? ": " : "", errs.items[i].message);
+        }
+
+        tg_errors_free(&errs);
+        return -1;
+    }
+
+    tg_errors_free(&errs);
+
+    tg_decide(policy, facts, NULL, &d);
+
+    a->status = d.status;
+    a->retry_after = d.retry_after;
+    a->fallback = d.fallback;
+    a->cache_ms = d.cache_ms;
+    a->cache_max_bytes = d.cache_max_bytes;
+
+    tg_copy_cstr(a->reason, sizeof(a->reason), d.reason);
+
+    if (d.route != NULL) {
+        tg_copy_cstr(a->route, sizeof(a->route), d.route->name);
+    }
+
+    if (d.status == 200) {
+        tg_copy_cstr(a->provider, sizeof(a->provider), d.provider->name);
+        tg_copy_cstr(a->upstream, sizeof(a->upstream), d.upstream);
+        tg_copy_cstr(a->scheme, sizeof(a->scheme), d.scheme);
+        tg_copy_cstr(a->host, sizeof(a->host), d.host);
+        tg_copy_cstr(a->path, sizeof(a->path), d.path);
+        tg_copy_cstr(a->provider_model, sizeof(a->provider_model),
+                     d.provider_model);
+        tg_copy_cstr(a->zone, sizeof(a->zone), d.zone);
+        tg_copy_cstr(a->adjust, sizeof(a->adjust), d.adjust);
+
+    } else {
+        tg_copy_cstr(a->error_type, sizeof(a->error_type), d.error_type);
+        tg_copy_cstr(a->error_code, sizeof(a->error_code), d.error_code);
+        tg_copy_cstr(a->message, sizeof(a->message), d.message);
+    }
+
+    tg_policy_free(policy);
+
+    return 0;
+}
+
+
+/* one DECIDE with dry_run over the socket, as a worker would ask */
+
+static int
+tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
+{
+    int                  fd, rc;
+    long                 len;
+    size_t               i, have;
+    ssize_t              n;
+    uint8_t             *buf;
+    tg_field             f;
+    tg_builder           b;
+    tg_frame_hdr         h;
+    tg_field_iter        it;
+    struct timeval       tv;
+    struct sockaddr_un   sun;
+
+    if (strlen(sock) >= sizeof(sun.sun_path)) {
+        fprintf(stderr, "policyd explain: socket path too long\n");
+        return -1;
+    }
+
+    buf = malloc(TG_MAX_FRAME_LIMIT + TG_FRAME_LEN_SIZE);
+    if (buf == NULL) {
+        fprintf(stderr, "policyd explain: out of memory\n");
+        return -1;
+    }
+
+    tg_build_begin(&b, buf, TG_MAX_FRAME_MIN, TG_MSG_DECIDE, 1);
+    tg_build_cstr(&b, TG_F_ENDPOINT, tg_endpoint_name(facts->endpoint));
+    tg_build_str(&b, TG_F_MODEL, facts->model.data, facts->model.len);
+
+    if (facts->client.len) {
+        tg_build_str(&b, TG_F_CLIENT, facts->client.data, facts->client.len);
+    }
+
+    if (facts->tenant.len) {
+        tg_build_str(&b, TG_F_TENANT, facts->tenant.data, facts->tenant.len);
+    }
+
+    for (i = 0; i < facts->ntags; i++) {
+        tg_build_str(&b, TG_F_TAG, facts->tags[i].data, facts->tags[i].len);
+    }
+
+    for (i = 0; i < facts->nallow; i++) {
+        tg_build_str(&b, TG_F_ALLOW_ROUTE, facts->allow[i].data,
+                     facts->allow[i].len);
+    }
+
+    for (i = 0; i < facts->nexclude; i++) {
+        tg_build_str(&b, TG_F_EXCLUDE, facts->exclude[i].data,
+                     facts->exclude[i].len);
+    }
+
+    tg_build_u8(&b, TG_F_STREAM, facts->stream);
+    tg_build_u8(&b, TG_F_TOOLS, facts->tools);
+    tg_build_u32(&b, TG_F_BODY_BYTES, facts->body_bytes);
+    tg_build_u32(&b, TG_F_PROMPT_ESTIMATE, facts->prompt_estimate);
+    tg_build_u32(&b, TG_F_ATTEMPT, facts->attempt);
+    tg_build_u8(&b, TG_F_DRY_RUN, 1);
+
+    len = tg_build_end(&b);
+
+    if (len < 0) {
+        fprintf(stderr, "policyd explain: the question does not fit in a "
+                "frame\n");
+        goto failed;
+    }
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        fprintf(stderr, "policyd explain: socket(): %s\n", strerror(errno));
+        goto failed;
+    }
+
+    tv.tv_sec = TG_EXPLAIN_TIMEOUT;
+    tv.tv_usec = 0;
+    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, sock, strlen(sock));
+
+    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) != 0) {
+        fprintf(stderr, "policyd explain: cannot connect to %s: %s\n", sock,
+                strerror(errno));
+        goto closed;
+    }
+
+    if (send(fd, buf, (size_t) len, MSG_NOSIGNAL) != len) {
+        fprintf(stderr, "policyd explain: cannot send to %s\n", sock);
+        goto closed;
+    }
+
+    /* read until the whole answer is in: ERROR or DECISION for id 1 */
+
+    have = 0;
+
+    for ( ;; ) {
+        rc = tg_frame_header(buf, have, TG_MAX_FRAME_LIMIT, &h);
+
+        if (rc == TG_FRAME_OK && have >= (size_t) h.length + 4) {
+
+            if (h.id == 1) {
+                break;
+            }
+
+            /* not ours (an INVALIDATE after a reload): next frame */
+            have -= (size_t) h.length + 4;
+            memmove(buf, buf + h.length + 4, have);
+            continue;
+        }
+
+        if (rc < 0) {
+            fprintf(stderr, "policyd explain: policyd sent a malformed "
+                    "frame\n");
+            goto closed;
+        }
+
+        n = recv(fd, buf + have, TG_MAX_FRAME_LIMIT + 4 - have, 0);
+
+        if (n <= 0) {
+            fprintf(stderr, "policyd explain: no answer from %s%s%s\n", sock,
+                    n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+            goto closed;
+        }
+
+        have += (size_t) n;
+    }
+
+    close(fd);
+
+    if (h.type != TG_MSG_DECISION) {
+        tg_fields_init(&it, buf, &h);
+
+        while (tg_fields_next(&it, &f) == 1) {
+            if (f.key == TG_F_ERROR_MESSAGE) {
+                tg_copy_field(a->message, sizeof(a->message), &f);
+            }
+        }
+
+        fprintf(stderr, "policyd explain: policyd refused the question: %s\n",
+                a->message);
+        free(buf);
+        return -1;
+    }
+
+    tg_fields_init(&it, buf, &h);
+
+    while (tg_fields_next(&it, &f) == 1) {
+        switch (f.key) {
+
+        case TG_F_STATUS:
+            (void) tg_field_u32(&f, &a->status);
+            break;
+
+        case TG_F_RETRY_AFTER:
+            (void) tg_field_u32(&f, &a->retry_after);
+            break;
+
+        case TG_F_FALLBACK:
+            (void) tg_field_u32(&f, &a->fallback);
+            break;
+
+        case TG_F_CACHE_MS:
+            (void) tg_field_u32(&f, &a->cache_ms);
+            break;
+
+        case TG_F_CACHE_MAX_BYTES:
+            (void) tg_field_u32(&f, &a->cache_max_bytes);
+            break;
+
+#define tg_case_str(key, field)                                               \
+        case key:                                                             \
+            tg_copy_field(a->field, sizeof(a->field), &f);                    \
+            break
+
+        tg_case_str(TG_F_ERROR_TYPE, error_type);
+        tg_case_str(TG_F_ERROR_CODE, error_code);
+        tg_case_str(TG_F_ERROR_MESSAGE, message);
+        tg_case_str(TG_F_PROVIDER, provider);
+        tg_case_str(TG_F_ROUTE, route);
+        tg_case_str(TG_F_UPSTREAM, upstream);
+        tg_case_str(TG_F_SCHEME, scheme);
+        tg_case_str(TG_F_HOST, host);
+        tg_case_str(TG_F_PATH, path);
+        tg_case_str(TG_F_PROVIDER_MODEL, provider_model);
+        tg_case_str(TG_F_ZONE, zone);
+        tg_case_str(TG_F_REASON, reason);
+        tg_case_str(TG_F_ADJUST, adjust);
+
+#undef tg_case_str
+
+        default:
+            /* the authorization of an older policyd is not ours to show */
+            break;
+        }
+    }
+
+    free(buf);
+
+    return 0;
+
+closed:
+
+    close(fd);
+
+failed:
+
+    free(buf);
+
+    return -1;
+}
+
+
+static void
+tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
+{
+    size_t       i;
+    const char  *p, *end, *colon, *space;
+
+    printf("request:  %s \"%.*s\"", tg_endpoint_name(facts->endpoint),
+           (int) facts->model.len, facts->model.data);
+
+    for (i = 0; i < facts->ntags; i++) {
+        printf("%s%.*s", i ? "," : " tags=", (int) facts->tags[i].len,
+               facts->tags[i].data);
+    }
+
+    printf("%s%s", facts->tools ? " tools" : "", facts->stream ? " stream" : "");
+
+    if (facts->prompt_estimate) {
+        printf(" ~%u tokens", facts->prompt_estimate);
+    }
+
+    printf(" attempt %u (%s)\n", facts->attempt,
+           live ? "live state of the running policyd"
+                : "the policy file; every provider up and idle");
+
+    /* "deepseek:zone local:chosen" */
+
+    p = a->reason;
+
+    while (*p != '\0') {
+        space = strchr(p, ' ');
+        end = space ? space : p + strlen(p);
+        colon = memchr(p, ':', (size_t) (end - p));
+
+        if (colon == NULL) {
+            printf("step:     %.*s\n", (int) (end - p), p);
+
+        } else {
+            printf("step:     %-20.*s %s\n", (int) (colon - p), p,
+                   tg_why_text(colon + 1, (size_t) (end - colon - 1)));
+        }
+
+        p = space ? space + 1 : end;
+    }
+
+    if (a->status != 200) {
+        printf("answer:   %u %s %s: %s\n", a->status, a->error_type,
+               a->error_code, a->message);
+
+        if (a->retry_after) {
+            printf("          Retry-After: %u\n", a->retry_after);
+        }
+
+        return;
+    }
+
+    printf("answer:   200 provider \"%s\" (%s), model \"%s\"\n", a->provider,
+           a->zone, a->provider_model);
+    printf("          %s://%s%s (Host: %s)\n", a->scheme, a->upstream,
+           a->path, a->host);
+
+    if (a->fallback) {
+        printf("fallback: after ");
+
+        for (i = 0; i < 4; i++) {
+            if (a->fallback & (1u << i)) {
+                printf("%s%s", tg_outcome_names[i],
+                       (a->fallback >> (i + 1)) ? ", " : "");
+            }
+        }
+
+        printf(" the next step is asked for\n");
+
+    } else {
+        printf("fallback: none after a failure of this attempt\n");
+    }
+
+    for (p = a->adjust; *p != '\0'; p = end + 1) {
+        end = strchr(p, '\n');
+        if (end == NULL) {
+            break;
+        }
+
+        printf("edit:     %.*s\n", (int) (end - p), p);
+    }
+
+    if (a->cache_ms) {
+        printf("reuse:    %u ms", a->cache_ms);
+
+        if (a->cache_max_bytes) {
+            printf(", for bodies up to %u bytes", a->cache_max_bytes);
+        }
+
+        printf("\n");
+
+    } else {
+        printf("reuse:    none: every such request asks policyd\n");
+    }
+}
+
+
+static int
+tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
+{
+    char         *text;
+    cJSON        *root, *steps, *step, *list, *s;
+    size_t        i;
+    const char   *p, *end, *colon, *space;
+    char          buf[TG_REASON_MAX];
+
+    (void) facts;
+
+    root = cJSON_CreateObject();
+    if (root == NULL) {
+        return -1;
+    }
+
+    cJSON_AddStringToObject(root, "source", live ? "policyd" : "file");
+    cJSON_AddNumberToObject(root, "status", a->status);
+
+    if (a->route[0] != '\0') {
+        cJSON_AddStringToObject(root, "route", a->route);
+    }
+
+    steps = cJSON_AddArrayToObject(root, "steps");
+
+    for (p = a->reason; steps != NULL && *p != '\0'; ) {
+        space = strchr(p, ' ');
+        end = space ? space : p + strlen(p);
+        colon = memchr(p, ':', (size_t) (end - p));
+
+        step = cJSON_CreateObject();
+        if (step == NULL) {
+            break;
+        }
+
+        cJSON_AddItemToArray(steps, step);
+
+        snprintf(buf, sizeof(buf), "%.*s",
+                 (int) ((colon ? colon : end) - p), p);
+        cJSON_AddStringToObject(step, "provider", buf);
+
+        if (colon) {
+            snprintf(buf, sizeof(buf), "%.*s", (int) (end - colon - 1),
+                     colon + 1);
+            cJSON_AddStringToObject(step, "why", buf);
+        }
+
+        p = space ? space + 1 : end;
+    }
+
+    if (a->status == 200) {
+        cJSON_AddStringToObject(root, "provider", a->provider);
+        cJSON_AddStringToObject(root, "provider_model", a->provider_model);
+        cJSON_AddStringToObject(root, "zone", a->zone);
+        cJSON_AddStringToObject(root, "upstream", a->upstream);
+        cJSON_AddStringToObject(root, "scheme", a->scheme);
+        cJSON_AddStringToObject(root, "host", a->host);
+        cJSON_AddStringToObject(root, "path", a->path);
+
+        list = cJSON_AddArrayToObject(root, "fallback");
+
+        for (i = 0; list != NULL && i < 4; i++) {
+            if (a->fallback & (1u << i)) {
+                s = cJSON_CreateString(tg_outcome_names[i]);
+                if (s != NULL) {
+                    cJSON_AddItemToArray(list, s);
+                }
+            }
+        }
+
+        list = cJSON_AddArrayToObject(root, "adjust");
+
+        for (p = a->adjust; list != NULL && *p != '\0'; p = end + 1) {
+            end = strchr(p, '\n');
+            if (end == NULL) {
+                break;
+            }
+
+            snprintf(buf, sizeof(buf), "%.*s", (int) (end - p), p);
+            s = cJSON_CreateString(buf);
+            if (s != NULL) {
+                cJSON_AddItemToArray(list, s);
+            }
+        }
+
+        cJSON_AddNumberToObject(root, "cache_ms", a->cache_ms);
+        cJSON_AddNumberToObject(root, "cache_max_bytes", a->cache_max_bytes);
+
+    } else {
+        s = cJSON_AddObjectToObject(root, "error");
+
+        if (s != NULL) {
+            cJSON_AddStringToObject(s, "type", a->error_type);
+            cJSON_AddStringToObject(s, "code", a->error_code);
+            cJSON_AddStringToObject(s, "message", a->message);
+        }
+
+        if (a->retry_after) {
+            cJSON_AddNumberToObject(root, "retry_after", a->retry_after);
+        }
+    }
+
+    text = cJSON_Print(root);
+    cJSON_Delete(root);
+
+    if (text == NULL) {
+        return -1;
+    }
+
+    printf("%s\n", text);
+    cJSON_free(text);
+
+    return 0;
+}
+
+
+/* the words of docs/policy.md for each reason */
+
+static const char *
+tg_why_text(const char *why, size_t len)
+{
+    static const struct {
+        const char  *why;
+        const char  *text;
+    } texts[] = {
+        { "chosen", "chosen" },
+        { "endpoint", "passed over: does not serve this endpoint" },
+        { "zone", "passed over: external, and the request is private" },
+        { "region", "passed over: not in the request's region" },
+        { "context", "passed over: the prompt is larger than its context" },
+        { "tools", "passed over: does not support tools" },
+        { "streaming", "passed over: does not stream" },
+        { "excluded", "passed over: already tried for this request" },
+        { "down", "down" },
+        { "busy", "at capacity" },
+    };
+
+    size_t  i;
+
+    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (strlen(texts[i].why) == len
+            && memcmp(texts[i].why, why, len) == 0)
+        {
+            return texts[i].text;
+        }
+    }
+
+    return "?";
+}
+
+
+static void
+tg_copy_field(char *dst, size_t size, const tg_field *f)
+{
+    size_t  len = f->len < size - 1 ? f->len : size - 1;
+
+    memcpy(dst, f->value, len);
+    dst[len] = '\0';
+}
+
+
+static void
+tg_copy_cstr(char *dst, size_t size, const char *s)
+{
+    snprintf(dst, size, "%s", s ? s : "");
+}
+
+
+static const char *
+tg_no_env(const char *name)
+{
+    (void) name;
+
+    return "not-read-by-explain";
+}
+
+
+static void
+tg_explain_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: policyd explain (-c FILE | -s SOCKET) [options] MODEL\n"
+        "  -c FILE              decide from the policy file, every provider\n"
+        "                       up and idle\n"
+        "  -s SOCKET            ask the running policyd (its live state);\n"
+        "                       it takes no lease and counts nothing\n"
+        "  -e, --endpoint EP    chat (default), embeddings, speech,\n"
+        "                       transcriptions, responses\n"
+        "  -T, --tag TAG        a tag of the request, e.g. private,\n"
+        "                       region:eu (repeat for more)\n"
+        "  -u, --client ID      -n, --tenant NAME\n"
+        "  -r, --allow ROUTE    the client may use only these routes\n"
+        "  -x, --exclude NAME   providers already tried\n"
+        "  -a, --attempt N      1 for the first\n"
+        "  -p, --prompt-tokens N, -b, --body-bytes N (tokens = bytes / 4)\n"
+        "  -o, --tools          the request has tools\n"
+        "  -S, --stream         the request streams\n"
+        "  -j, --json           print JSON\n"
+        "exit status: 0 the request would be served, 1 it would be refused,\n"
+        "2 the question could not be answered\n");
+}
