@@ -74,6 +74,8 @@ static char *ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_tailgate_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_tailgate_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tailgate_check_fallbacks(ngx_conf_t *cf,
+    ngx_http_tailgate_main_conf_t *tmcf);
 static ngx_int_t ngx_http_tailgate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_tailgate_exit_process(ngx_cycle_t *cycle);
 
@@ -91,6 +93,11 @@ static char *ngx_http_tailgate_content(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tailgate_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_tailgate_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_tailgate_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tailgate_ask_status(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 static char *ngx_http_tailgate_buffer_bounds(ngx_conf_t *cf, void *post,
     void *data);
 
@@ -249,6 +256,13 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       offsetof(ngx_http_tailgate_loc_conf_t, explain),
       NULL },
 
+    { ngx_string("tailgate_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tailgate_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tailgate_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_tailgate_content,
@@ -361,6 +375,9 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
     ngx_memzero(ctx, sizeof(ngx_http_tailgate_ctx_t));
 
     ctx->request = r;
+
+    /* where the client came in says what it may learn, wherever it goes */
+    ctx->explain = tlcf->explain;
 
     cln->handler = ngx_http_tailgate_cleanup;
     ngx_http_set_ctx(r, ctx, ngx_http_tailgate_module);
@@ -490,7 +507,7 @@ ngx_http_tailgate_header_tags(ngx_http_request_t *r,
             }
 
             if (ngx_tailgate_check_name(start, p, 0) != NGX_OK
-                || ctx->ntags + n >= NGX_TAILGATE_MAX_TAGS)
+                || n == NGX_TAILGATE_MAX_TAGS)
             {
                 return ngx_http_tailgate_finish(r,
                            ngx_tailgate_send_error_text(r,
@@ -569,7 +586,9 @@ ngx_http_tailgate_add_tags(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
             }
         }
 
-        if (j == ctx->ntags && ctx->ntags < NGX_TAILGATE_MAX_TAGS) {
+        /* never dropped: up to 16 from each of three sources fit */
+
+        if (j == ctx->ntags) {
             merged[ctx->ntags++] = tags[i];
         }
     }
@@ -602,6 +621,9 @@ ngx_http_tailgate_precontent_handler(ngx_http_request_t *r)
     switch (ctx->state) {
 
     case NGX_TAILGATE_NEW:
+        if (tlcf->status) {
+            return ngx_http_tailgate_ask_status(r, ctx);
+        }
         break;
 
     case NGX_TAILGATE_WAITING:
@@ -816,8 +838,16 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
                      &ctx->route);
 
     for (i = 0; i < n; i++) {
-        p = ngx_slprintf(p, last, "%s %V (%s", i ? "," : ":",
-                         &a[i].provider, a[i].outcome);
+
+        /* tailgate_explain_headers off: which providers stays inside */
+
+        if (ctx->explain) {
+            p = ngx_slprintf(p, last, "%s %V (%s", i ? "," : ":",
+                             &a[i].provider, a[i].outcome);
+        } else {
+            p = ngx_slprintf(p, last, "%s attempt %ui (%s", i ? "," : ":",
+                             i + 1, a[i].outcome);
+        }
 
         /* connect errors and timeouts have no status of the provider's */
 
@@ -920,6 +950,78 @@ ngx_http_tailgate_upstream_header(ngx_http_request_t *r, const char *name)
             return &h[i];
         }
     }
+}
+
+
+/*
+ * tailgate_status: what policyd knows of the providers and routes, for an
+ * operator - a client whose key record or token has the admin role.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_ask_status(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      format, allow;
+    ngx_tailgate_frame_t           f;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
+    u_char                         buf[128];
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        ngx_str_set(&allow, "GET");
+
+        if (ngx_tailgate_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_tailgate_finish(r,
+                   ngx_tailgate_send_error_text(r, NGX_HTTP_NOT_ALLOWED,
+                       "invalid_request_error", "method_not_allowed",
+                       "Use GET for the gateway's status."));
+    }
+
+    if (!ctx->identity->admin) {
+        ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
+                      "tailgate: client \"%V\" asked for the status "
+                      "without the admin role", &ctx->identity->client);
+
+        return ngx_http_tailgate_finish(r,
+                   ngx_tailgate_send_error_text(r, NGX_HTTP_FORBIDDEN,
+                       "permission_error", "admin_required",
+                       "The gateway's status is for operators: a key or "
+                       "token with the admin role."));
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->status = 1;
+
+    if (tlcf->status == NGX_TAILGATE_STATUS_PROMETHEUS) {
+        ngx_str_set(&format, "prometheus");
+    } else {
+        ngx_str_set(&format, "json");
+    }
+
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_STATUS);
+    ngx_tailgate_frame_str(&f, TG_F_FORMAT, &format);
+
+    return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout);
+}
+
+
+/* never reached: the precontent phase answers a status request */
+
+static ngx_int_t
+ngx_http_tailgate_status_handler(ngx_http_request_t *r)
+{
+    return NGX_HTTP_NOT_FOUND;
 }
 
 
@@ -1133,12 +1235,16 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     id = ctx->identity;
 
-    /* a long allowlist needs a larger frame than the usual few hundred */
+    /* a long allowlist, many tags: a larger frame than the usual few hundred */
 
     size = sizeof(buf) / 2 + ctx->facts.model.len + ctx->endpoint_rest.len;
 
     for (i = 0; i < id->nroutes; i++) {
         size += TG_FIELD_HEADER_SIZE + id->routes[i].len;
+    }
+
+    for (i = 0; i < ctx->ntags; i++) {
+        size += TG_FIELD_HEADER_SIZE + ctx->tags[i].len;
     }
 
     if (ctx->failed) {
@@ -1287,10 +1393,11 @@ static void
 ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply)
 {
-    ngx_int_t                 rc;
-    ngx_connection_t         *c;
-    ngx_http_request_t       *r;
-    ngx_http_tailgate_ctx_t  *ctx;
+    ngx_int_t                      rc;
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_tailgate_ctx_t       *ctx;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
 
     ctx = call->data;
     r = ctx->request;
@@ -1304,6 +1411,18 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
                                     "server_error", "policy_unavailable",
                                     "The gateway's policy service is "
                                     "unavailable. Try again later.");
+
+    } else if (ctx->status) {
+        tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+        rc = (reply->type == TG_MSG_STATUS_REPLY
+              && reply->status == NGX_HTTP_OK)
+             ? ngx_tailgate_send_copy(r, NGX_HTTP_OK, &reply->body,
+                                      tlcf->status
+                                      == NGX_TAILGATE_STATUS_PROMETHEUS
+                                      ? "text/plain; version=0.0.4"
+                                      : "application/json")
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
         rc = (reply->status == NGX_HTTP_OK)
@@ -1355,11 +1474,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return ngx_http_tailgate_refuse(r, reply);
     }
 
-    /* the lease is ours from here on, whatever happens next */
-    ctx->lease = reply->lease;
-    ctx->reported = 0;
     ctx->attempt++;
-    ctx->fallback = reply->fallback;
 
     up = reply->checked;
 
@@ -1367,6 +1482,9 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         up = ngx_http_tailgate_check(r, reply);
 
         if (up == NULL) {
+            ngx_tailgate_report_unused(r, &reply->provider, &reply->route,
+                                       reply->lease);
+
             return ngx_http_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY,
                                           "server_error", "invalid_route",
                                           "The gateway's route for this "
@@ -1385,12 +1503,21 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                       "which nginx does not list as private; refused",
                       &reply->provider, &reply->upstream);
 
+        ngx_tailgate_report_unused(r, &reply->provider, &reply->route,
+                                   reply->lease);
+
         return ngx_http_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "server_error", "privacy_violation",
                                       "The gateway refused to send this "
                                       "private request to a provider that "
                                       "is not private.");
     }
+
+    /* the decision is used: its lease is this request's to give back */
+
+    ctx->lease = reply->lease;
+    ctx->reported = 0;
+    ctx->fallback = reply->fallback;
 
     /* the reply lives in a read buffer or the cache: keep a copy */
 
@@ -1487,6 +1614,9 @@ ngx_http_tailgate_check(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
         || reply->provider.len == 0
         || reply->provider_model.len == 0
         || reply->path.len == 0 || reply->path.data[0] != '/'
+        || ngx_http_tailgate_header_safe(&reply->provider, 0) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->route, 1) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->zone, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->path, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->host, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->authorization, 1) != NGX_OK
@@ -1978,6 +2108,10 @@ ngx_http_tailgate_init(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+    if (ngx_http_tailgate_check_fallbacks(cf, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (tmcf->addr == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"tailgate on\" needs \"tailgate_policyd\"");
@@ -2008,6 +2142,54 @@ ngx_http_tailgate_init(ngx_conf_t *cf)
     *h = ngx_http_tailgate_log_handler;
 
     return ngx_tailgate_filter_init(cf);
+}
+
+
+/* every tailgate_fallback names a location some server{} has */
+
+static ngx_int_t
+ngx_http_tailgate_check_fallbacks(ngx_conf_t *cf,
+    ngx_http_tailgate_main_conf_t *tmcf)
+{
+    ngx_str_t                   *name;
+    ngx_uint_t                   i, s;
+    ngx_http_core_srv_conf_t   **cscf;
+    ngx_http_core_loc_conf_t   **clcf;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    if (tmcf->fallbacks == NULL) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    cscf = cmcf->servers.elts;
+    name = tmcf->fallbacks->elts;
+
+    for (i = 0; i < tmcf->fallbacks->nelts; i++) {
+
+        for (s = 0; s < cmcf->servers.nelts; s++) {
+            for (clcf = cscf[s]->named_locations; clcf && *clcf; clcf++) {
+                if ((*clcf)->name.len == name[i].len
+                    && ngx_strncmp((*clcf)->name.data, name[i].data,
+                                   name[i].len) == 0)
+                {
+                    goto found;
+                }
+            }
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "tailgate_fallback \"%V\": no such named location "
+                      "(conf/tailgate/locations.conf defines "
+                      "@tailgate_fallback)", &name[i]);
+        return NGX_ERROR;
+
+    found:
+
+        continue;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -2278,7 +2460,8 @@ ngx_http_tailgate_fallback(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tailgate_loc_conf_t *tlcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                      *value, *name;
+    ngx_http_tailgate_main_conf_t  *tmcf;
 
     if (tlcf->fallback.data) {
         return "is duplicate";
@@ -2299,6 +2482,73 @@ ngx_http_tailgate_fallback(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     tlcf->fallback = value[1];
+
+    /* whether it exists is known once every server{} is read */
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tailgate_module);
+
+    if (tmcf->fallbacks == NULL) {
+        tmcf->fallbacks = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        if (tmcf->fallbacks == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    name = ngx_array_push(tmcf->fallbacks);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *name = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* tailgate_status json | prometheus */
+
+static char *
+ngx_http_tailgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tailgate_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (tlcf->status) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 4 && ngx_strncmp(value[1].data, "json", 4) == 0) {
+        tlcf->status = NGX_TAILGATE_STATUS_JSON;
+
+    } else if (value[1].len == 10
+               && ngx_strncmp(value[1].data, "prometheus", 10) == 0)
+    {
+        tlcf->status = NGX_TAILGATE_STATUS_PROMETHEUS;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid format \"%V\", expected \"json\" or "
+                           "\"prometheus\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_tailgate_status_handler;
+
+    /* operators authenticate like clients: the admin role decides */
+
+    if (tlcf->enable == NGX_CONF_UNSET) {
+        tlcf->enable = 1;
+    }
 
     return NGX_CONF_OK;
 }

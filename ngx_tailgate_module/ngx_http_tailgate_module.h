@@ -65,6 +65,7 @@ typedef struct {
     ngx_uint_t                   nroutes;    /* 0: every route */
     time_t                       expires;    /* 0: never */
     unsigned                     jwt:1;
+    unsigned                     admin:1;    /* may read tailgate_status */
 } ngx_tailgate_identity_t;
 
 
@@ -107,6 +108,7 @@ typedef struct {
     ngx_str_t                    tenant;
     ngx_str_t                    tags;
     ngx_str_t                    routes;
+    ngx_str_t                    roles;      /* "admin" in it: an operator */
 } ngx_tailgate_jwt_claims_t;
 
 
@@ -134,6 +136,7 @@ typedef struct {
     ngx_uint_t                   jwt_cache_size;
 
     ngx_array_t                 *private_names;  /* ngx_str_t */
+    ngx_array_t                 *fallbacks;      /* ngx_str_t: checked */
     ngx_array_t                  upstreams;      /* ngx_tailgate_upstream_t */
     ngx_array_t                  keys;           /* ngx_tailgate_keys_t * */
 
@@ -158,7 +161,12 @@ typedef struct {
 
     ngx_str_t                    fallback;   /* @location, or empty */
     ngx_flag_t                   explain;    /* X-Tailgate-* headers */
+    ngx_uint_t                   status;     /* NGX_TAILGATE_STATUS_* */
 } ngx_http_tailgate_loc_conf_t;
+
+
+#define NGX_TAILGATE_STATUS_JSON        1
+#define NGX_TAILGATE_STATUS_PROMETHEUS  2
 
 
 /* a reply frame, parsed in place; valid only inside the call handler */
@@ -170,6 +178,7 @@ typedef struct {
     ngx_msec_t                   cache_ms;
     size_t                       cache_max_bytes;
     ngx_uint_t                   fallback;   /* TG_FALLBACK_* */
+    ngx_msec_t                   wait_ms;    /* QUEUED */
 
     /* set once the decision passed the module's checks */
     ngx_tailgate_upstream_t     *checked;
@@ -211,6 +220,7 @@ struct ngx_tailgate_call_s {
     ngx_rbtree_node_t            node;       /* key: frame id */
     void                        *peer;
     ngx_event_t                  timer;
+    ngx_msec_t                   timeout;
     ngx_tailgate_call_handler_pt handler;
     void                        *data;
     ngx_tailgate_call_t         *next;       /* while failing calls */
@@ -306,8 +316,11 @@ typedef struct {
     unsigned                     response_complete:1;
     unsigned                     body_replaced:1;
     unsigned                     in_fallback:1;
+    unsigned                     status:1;   /* a tailgate_status request */
+    unsigned                     explain:1;  /* may name its providers */
     unsigned                     sse:1;
     unsigned                     stream_broken:1;
+    unsigned                     client_gone:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -387,14 +400,23 @@ typedef struct {
     u_char                       name[NGX_TAILGATE_JSON_NAME_MAX];
 } ngx_tailgate_json_member_t;
 
+
+typedef struct {
+    u_char                      *p;
+    u_char                      *end;
+    ngx_uint_t                   first;
+} ngx_tailgate_json_iter_t;
+
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, const char **error);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
 ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_array_t **strings);
-ngx_int_t ngx_tailgate_json_members(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_array_t **members);
+ngx_int_t ngx_tailgate_json_members(ngx_tailgate_json_iter_t *it, u_char *p,
+    u_char *end);
+ngx_int_t ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
+    ngx_tailgate_json_member_t *m);
 
 /* ngx_tailgate_multipart.c */
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
@@ -449,6 +471,8 @@ ngx_int_t ngx_tailgate_report(ngx_http_request_t *r,
 const char *ngx_tailgate_outcome(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_msec_t *upstream_ms,
     ngx_uint_t *status);
+void ngx_tailgate_report_unused(ngx_http_request_t *r, ngx_str_t *provider,
+    ngx_str_t *route, uint32_t lease);
 void ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, const char *outcome, ngx_uint_t status,
     ngx_msec_t upstream_ms);
@@ -461,6 +485,8 @@ ngx_int_t ngx_tailgate_send_error_text(ngx_http_request_t *r,
     const char *message);
 ngx_int_t ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
+ngx_int_t ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body, const char *type);
 ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_tailgate_health_handler(ngx_http_request_t *r);

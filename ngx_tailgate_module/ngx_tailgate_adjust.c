@@ -9,11 +9,15 @@
  *     set stream_options.include_usage true
  *
  * A path is a top-level key or "key.member"; a value is JSON that policyd
- * checked when it read the policy.  The body is rebuilt as a chain of
- * pieces, most of them the client's own bytes, with the model renamed in
- * the same pass.  Keys are matched after unescaping and ignoring letter
- * case, so that "Respons\u0065_Format" is dropped too: some providers read
- * keys that way, and a client must not keep what the policy removes.
+ * checked when it read the policy.  The body is rebuilt, with the model
+ * renamed in the same pass, as a chain of pieces: runs of the client's own
+ * bytes between the members edited, and the few bytes the edits write.  So
+ * the pieces grow with the edits, not with the members of the body.
+ *
+ * Keys are matched after unescaping and ignoring letter case, so that
+ * "Respons\u0065_Format" is dropped too: some providers read keys that
+ * way, and a client must not keep what the policy removes.  A key that is
+ * set is written as the policy spells it, once; its other spellings go.
  */
 
 
@@ -31,9 +35,20 @@ typedef struct {
 } ngx_tailgate_edit_t;
 
 
+typedef enum {
+    NGX_TAILGATE_KEEP = 0,
+    NGX_TAILGATE_DROP,
+    NGX_TAILGATE_SET,
+    NGX_TAILGATE_NESTED,
+    NGX_TAILGATE_MODEL
+} ngx_tailgate_action_e;
+
+
 typedef struct {
     ngx_http_request_t          *request;
     ngx_array_t                 *pieces;     /* ngx_str_t */
+    ngx_str_t                   *model;      /* quoted, or NULL */
+    u_char                      *model_at;
     ngx_tailgate_edit_t          edits[NGX_TAILGATE_EDITS_MAX];
     ngx_uint_t                   nedits;
 } ngx_tailgate_adjust_t;
@@ -43,16 +58,24 @@ static ngx_int_t ngx_tailgate_adjust_parse(ngx_tailgate_adjust_t *a,
     ngx_str_t *spec);
 static ngx_int_t ngx_tailgate_adjust_key(u_char *p, u_char *end);
 static ngx_int_t ngx_tailgate_adjust_object(ngx_tailgate_adjust_t *a,
-    ngx_tailgate_json_member_t *parent, ngx_str_t *model, u_char *model_at);
+    ngx_str_t *parent, u_char *start, u_char *end);
+static ngx_tailgate_action_e ngx_tailgate_adjust_action(
+    ngx_tailgate_adjust_t *a, ngx_str_t *parent,
+    ngx_tailgate_json_member_t *m, ngx_tailgate_edit_t **edit);
+static ngx_uint_t ngx_tailgate_adjust_group_sets(ngx_tailgate_adjust_t *a,
+    ngx_str_t *top);
+static void ngx_tailgate_adjust_group_done(ngx_tailgate_adjust_t *a,
+    ngx_str_t *top);
 static ngx_int_t ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a,
-    ngx_tailgate_json_member_t *parent, ngx_uint_t *first);
-static ngx_tailgate_edit_t *ngx_tailgate_adjust_match(
-    ngx_tailgate_adjust_t *a, ngx_tailgate_json_member_t *parent,
-    ngx_tailgate_json_member_t *m, ngx_uint_t *nested);
+    ngx_str_t *parent, ngx_uint_t *first);
+static ngx_int_t ngx_tailgate_adjust_key_piece(ngx_tailgate_adjust_t *a,
+    ngx_str_t *key, ngx_uint_t comma);
 static ngx_int_t ngx_tailgate_piece(ngx_tailgate_adjust_t *a, u_char *start,
     u_char *end);
 #define ngx_tailgate_piece_text(a, text)                                      \
     ngx_tailgate_piece(a, (u_char *) text, (u_char *) text + sizeof(text) - 1)
+#define ngx_tailgate_same_key(s, p, n)                                        \
+    ((s)->len == (size_t) (n) && ngx_strncasecmp((s)->data, p, (s)->len) == 0)
 
 
 /*
@@ -70,6 +93,8 @@ ngx_tailgate_body_adjust(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     a.request = r;
     a.nedits = 0;
+    a.model = NULL;
+    a.model_at = ctx->facts.model_start;
 
     if (ngx_tailgate_adjust_parse(&a, spec) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -78,7 +103,7 @@ ngx_tailgate_body_adjust(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    a.pieces = ngx_array_create(r->pool, 32, sizeof(ngx_str_t));
+    a.pieces = ngx_array_create(r->pool, 8 + 6 * a.nedits, sizeof(ngx_str_t));
     if (a.pieces == NULL) {
         return NGX_ERROR;
     }
@@ -88,10 +113,11 @@ ngx_tailgate_body_adjust(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        model = &token;
+        a.model = &token;
     }
 
-    if (ngx_tailgate_adjust_object(&a, NULL, model, ctx->facts.model_start)
+    if (ngx_tailgate_adjust_object(&a, NULL, ctx->body,
+                                   ctx->body + ctx->body_len)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -157,10 +183,8 @@ ngx_tailgate_adjust_parse(ngx_tailgate_adjust_t *a, ngx_str_t *spec)
 
         /* what the gateway routed on is not the policy's to change */
 
-        if ((e->top.len == 5
-             && ngx_strncasecmp(e->top.data, (u_char *) "model", 5) == 0)
-            || (e->top.len == 6
-                && ngx_strncasecmp(e->top.data, (u_char *) "stream", 6) == 0))
+        if (ngx_tailgate_same_key(&e->top, (u_char *) "model", 5)
+            || ngx_tailgate_same_key(&e->top, (u_char *) "stream", 6))
         {
             return NGX_ERROR;
         }
@@ -201,41 +225,26 @@ ngx_tailgate_adjust_key(u_char *p, u_char *end)
 
 
 /*
- * The body (parent NULL) or the value of one of its members, with the
- * edits for it applied.  The value of a member whose key is edited below
- * it but that is no object is replaced by a new object.
+ * The object between start and end, edited: the body itself (parent NULL)
+ * or the value of its key parent.  A run of members kept as they are is
+ * one piece of the client's bytes, commas and spaces included.
  */
 
 static ngx_int_t
-ngx_tailgate_adjust_object(ngx_tailgate_adjust_t *a,
-    ngx_tailgate_json_member_t *parent, ngx_str_t *model, u_char *model_at)
+ngx_tailgate_adjust_object(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
+    u_char *start, u_char *end)
 {
-    u_char                      *start, *end;
-    ngx_uint_t                   i, first, nested;
-    ngx_array_t                 *members;
-    ngx_http_request_t          *r;
+    u_char                      *run_start, *run_end;
+    ngx_int_t                    rc;
+    ngx_uint_t                   first;
     ngx_tailgate_edit_t         *e;
-    ngx_tailgate_json_member_t  *m;
-    ngx_http_tailgate_ctx_t     *ctx;
+    ngx_tailgate_action_e        action;
+    ngx_tailgate_json_iter_t     it;
+    ngx_tailgate_json_member_t   m;
 
-    r = a->request;
-    ctx = ngx_http_tailgate_get_ctx(r);
+    rc = ngx_tailgate_json_members(&it, start, end);
 
-    if (parent) {
-        start = parent->value_start;
-        end = parent->value_end;
-
-    } else {
-        start = ctx->body;
-        end = ctx->body + ctx->body_len;
-    }
-
-    if (*start != '{' && parent) {
-        members = NULL;
-
-    } else if (ngx_tailgate_json_members(r->pool, start, end, &members)
-               != NGX_OK)
-    {
+    if (rc == NGX_ERROR || (rc == NGX_DECLINED && parent == NULL)) {
         return NGX_ERROR;
     }
 
@@ -244,82 +253,102 @@ ngx_tailgate_adjust_object(ngx_tailgate_adjust_t *a,
     }
 
     first = 1;
-    m = members ? members->elts : NULL;
+    run_start = NULL;
+    run_end = NULL;
 
-    for (i = 0; members && i < members->nelts; i++) {
+    /* not an object: a new one, of what the edits set below the key */
 
-        e = ngx_tailgate_adjust_match(a, parent, &m[i], &nested);
+    while (rc == NGX_OK) {
 
-        /* every key the edits name is written at most once, by them */
+        rc = ngx_tailgate_json_member(&it, &m);
 
-        if (e && (e->done || e->value.len == 0)) {
-            continue;
+        if (rc == NGX_DONE) {
+            break;
         }
 
-        if (!first && ngx_tailgate_piece_text(a, ",") != NGX_OK) {
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
 
-        first = 0;
+        action = ngx_tailgate_adjust_action(a, parent, &m, &e);
 
-        if (e == NULL && !nested) {
+        if (action == NGX_TAILGATE_KEEP) {
 
-            if (model && m[i].value_start == model_at) {
-                if (ngx_tailgate_piece(a, m[i].key_start, m[i].value_start)
-                    != NGX_OK
-                    || ngx_tailgate_piece(a, model->data,
-                                          model->data + model->len)
-                       != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
+            /* the previous member was kept too: one run with it */
 
+            if (run_start) {
+                run_end = m.value_end;
                 continue;
             }
 
-            if (ngx_tailgate_piece(a, m[i].key_start, m[i].value_end)
-                != NGX_OK)
+            if (!first && ngx_tailgate_piece_text(a, ",") != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            run_start = m.key_start;
+            run_end = m.value_end;
+            first = 0;
+            continue;
+        }
+
+        if (run_start) {
+            if (ngx_tailgate_piece(a, run_start, run_end) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            run_start = NULL;
+        }
+
+        switch (action) {
+
+        case NGX_TAILGATE_DROP:
+            continue;
+
+        case NGX_TAILGATE_MODEL:
+            if ((!first && ngx_tailgate_piece_text(a, ",") != NGX_OK)
+                || ngx_tailgate_piece(a, m.key_start, m.value_start)
+                   != NGX_OK
+                || ngx_tailgate_piece(a, a->model->data,
+                                      a->model->data + a->model->len)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+            break;
+
+        case NGX_TAILGATE_SET:
+            e->done = 1;
+
+            if (ngx_tailgate_adjust_key_piece(a, parent ? &e->sub : &e->top,
+                                              !first)
+                != NGX_OK
+                || ngx_tailgate_piece(a, e->value.data,
+                                      e->value.data + e->value.len)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+            break;
+
+        default: /* NGX_TAILGATE_NESTED */
+            if (ngx_tailgate_adjust_key_piece(a, &e->top, !first) != NGX_OK
+                || ngx_tailgate_adjust_object(a, &e->top, m.value_start,
+                                              m.value_end)
+                   != NGX_OK)
             {
                 return NGX_ERROR;
             }
 
-            continue;
-        }
-
-        /* the client's key, then a new value */
-
-        if (ngx_tailgate_piece(a, m[i].key_start, m[i].value_start)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (nested) {
-            if (ngx_tailgate_adjust_object(a, &m[i], NULL, NULL) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
             /* done with this key: its other spellings go */
-
-            for (e = a->edits; e < a->edits + a->nedits; e++) {
-                if (e->sub.len && e->top.len == (size_t) m[i].name_len
-                    && ngx_strncasecmp(e->top.data, m[i].name, e->top.len)
-                       == 0)
-                {
-                    e->done = 1;
-                }
-            }
-
-            continue;
+            ngx_tailgate_adjust_group_done(a, &e->top);
+            break;
         }
 
-        e->done = 1;
+        first = 0;
+    }
 
-        if (ngx_tailgate_piece(a, e->value.data, e->value.data + e->value.len)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (run_start && ngx_tailgate_piece(a, run_start, run_end) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (ngx_tailgate_adjust_new(a, parent, &first) != NGX_OK) {
@@ -330,69 +359,121 @@ ngx_tailgate_adjust_object(ngx_tailgate_adjust_t *a,
 }
 
 
-/*
- * The edit for member m (of the body, or of parent), or NULL.  *nested is
- * set when m is a top-level key that edits reach below.
- */
+/* what becomes of member m of the body (parent NULL) or of key parent */
 
-static ngx_tailgate_edit_t *
-ngx_tailgate_adjust_match(ngx_tailgate_adjust_t *a,
-    ngx_tailgate_json_member_t *parent, ngx_tailgate_json_member_t *m,
-    ngx_uint_t *nested)
+static ngx_tailgate_action_e
+ngx_tailgate_adjust_action(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
+    ngx_tailgate_json_member_t *m, ngx_tailgate_edit_t **edit)
 {
-    ngx_str_t            *key;
     ngx_tailgate_edit_t  *e;
 
-    *nested = 0;
+    *edit = NULL;
+
+    if (parent == NULL && a->model && m->value_start == a->model_at) {
+        return NGX_TAILGATE_MODEL;
+    }
+
+    /* a key too long to decode is no key the policy names */
 
     if (m->name_len < 0) {
-        return NULL;
+        return NGX_TAILGATE_KEEP;
     }
 
     for (e = a->edits; e < a->edits + a->nedits; e++) {
 
         if (parent) {
-            /* a member of parent: edits of parent's key, one level down */
-
-            if (e->sub.len == 0 || e->top.len != (size_t) parent->name_len
-                || ngx_strncasecmp(e->top.data, parent->name, e->top.len)
-                   != 0)
+            if (e->sub.len == 0
+                || !ngx_tailgate_same_key(&e->top, parent->data, parent->len)
+                || !ngx_tailgate_same_key(&e->sub, m->name, m->name_len))
             {
                 continue;
             }
 
-            key = &e->sub;
-
-        } else {
-            key = &e->top;
-        }
-
-        if (key->len != (size_t) m->name_len
-            || ngx_strncasecmp(key->data, m->name, key->len) != 0)
-        {
+        } else if (!ngx_tailgate_same_key(&e->top, m->name, m->name_len)) {
             continue;
         }
 
-        if (!parent && e->sub.len) {
-            /* the first member of that name gets them, the rest go */
-            *nested = !e->done;
-            return *nested ? NULL : e;
+        *edit = e;
+
+        if (e->done || e->value.len == 0) {
+            /* dropped, or a spelling after the one that was written */
+
+            if (parent == NULL && e->sub.len && !e->done) {
+                break;
+            }
+
+            return NGX_TAILGATE_DROP;
         }
 
-        return e;
+        if (parent || e->sub.len == 0) {
+            return NGX_TAILGATE_SET;
+        }
+
+        break;
     }
 
-    return NULL;
+    if (*edit == NULL) {
+        return NGX_TAILGATE_KEEP;
+    }
+
+    /*
+     * Edits reach below this key: its object is rebuilt.  A value that is
+     * no object becomes one only for members to set; drops leave it alone.
+     */
+
+    if (*m->value_start != '{'
+        && !ngx_tailgate_adjust_group_sets(a, &(*edit)->top))
+    {
+        ngx_tailgate_adjust_group_done(a, &(*edit)->top);
+        return NGX_TAILGATE_KEEP;
+    }
+
+    return NGX_TAILGATE_NESTED;
+}
+
+
+/* how many members the edits set below key top */
+
+static ngx_uint_t
+ngx_tailgate_adjust_group_sets(ngx_tailgate_adjust_t *a, ngx_str_t *top)
+{
+    ngx_uint_t            n;
+    ngx_tailgate_edit_t  *e;
+
+    n = 0;
+
+    for (e = a->edits; e < a->edits + a->nedits; e++) {
+        if (e->sub.len && e->value.len
+            && ngx_tailgate_same_key(&e->top, top->data, top->len))
+        {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static void
+ngx_tailgate_adjust_group_done(ngx_tailgate_adjust_t *a, ngx_str_t *top)
+{
+    ngx_tailgate_edit_t  *e;
+
+    for (e = a->edits; e < a->edits + a->nedits; e++) {
+        if (e->sub.len && ngx_tailgate_same_key(&e->top, top->data, top->len))
+        {
+            e->done = 1;
+        }
+    }
 }
 
 
 /* members the edits set that the object did not have */
 
 static ngx_int_t
-ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a,
-    ngx_tailgate_json_member_t *parent, ngx_uint_t *first)
+ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
+    ngx_uint_t *first)
 {
-    u_char               *p, *last;
     ngx_uint_t            i, j, opened;
     ngx_tailgate_edit_t  *e, *o;
 
@@ -404,27 +485,16 @@ ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a,
         }
 
         if (parent) {
-            if (e->sub.len == 0 || e->top.len != (size_t) parent->name_len
-                || ngx_strncasecmp(e->top.data, parent->name, e->top.len)
-                   != 0)
+            if (e->sub.len == 0
+                || !ngx_tailgate_same_key(&e->top, parent->data, parent->len))
             {
                 continue;
             }
-        }
 
-        if (parent || e->sub.len == 0) {
-
+        } else if (e->sub.len == 0) {
             /* ,"key":value */
 
-            p = ngx_pnalloc(a->request->pool, e->top.len + e->sub.len + 8);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            last = ngx_sprintf(p, "%s\"%V\":", *first ? "" : ",",
-                               parent ? &e->sub : &e->top);
-
-            if (ngx_tailgate_piece(a, p, last) != NGX_OK
+            if (ngx_tailgate_adjust_key_piece(a, &e->top, !*first) != NGX_OK
                 || ngx_tailgate_piece(a, e->value.data,
                                       e->value.data + e->value.len)
                    != NGX_OK)
@@ -435,56 +505,83 @@ ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a,
             e->done = 1;
             *first = 0;
             continue;
-        }
 
-        /* ,"key":{"member":value,...}: every member set below this key */
+        } else {
+            /* ,"key":{"member":value,...}: every member set below it */
 
-        opened = 0;
-
-        for (j = i; j < a->nedits; j++) {
-            o = &a->edits[j];
-
-            if (o->done || o->value.len == 0 || o->top.len != e->top.len
-                || ngx_strncmp(o->top.data, e->top.data, e->top.len) != 0)
-            {
-                continue;
-            }
-
-            p = ngx_pnalloc(a->request->pool, o->top.len + o->sub.len + 16);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            if (opened) {
-                last = ngx_sprintf(p, ",\"%V\":", &o->sub);
-
-            } else {
-                last = ngx_sprintf(p, "%s\"%V\":{\"%V\":",
-                                   *first ? "" : ",", &o->top, &o->sub);
-            }
-
-            if (ngx_tailgate_piece(a, p, last) != NGX_OK
-                || ngx_tailgate_piece(a, o->value.data,
-                                      o->value.data + o->value.len)
-                   != NGX_OK)
+            if (ngx_tailgate_adjust_key_piece(a, &e->top, !*first) != NGX_OK
+                || ngx_tailgate_piece_text(a, "{") != NGX_OK)
             {
                 return NGX_ERROR;
             }
 
-            o->done = 1;
-            opened = 1;
-        }
+            opened = 0;
 
-        if (opened) {
+            for (j = i; j < a->nedits; j++) {
+                o = &a->edits[j];
+
+                if (o->done || o->value.len == 0 || o->sub.len == 0
+                    || !ngx_tailgate_same_key(&o->top, e->top.data,
+                                              e->top.len))
+                {
+                    continue;
+                }
+
+                if (ngx_tailgate_adjust_key_piece(a, &o->sub, opened)
+                    != NGX_OK
+                    || ngx_tailgate_piece(a, o->value.data,
+                                          o->value.data + o->value.len)
+                       != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                o->done = 1;
+                opened = 1;
+            }
+
             if (ngx_tailgate_piece_text(a, "}") != NGX_OK) {
                 return NGX_ERROR;
             }
 
             *first = 0;
+            continue;
         }
+
+        /* ,"member":value inside parent's object */
+
+        if (ngx_tailgate_adjust_key_piece(a, &e->sub, !*first) != NGX_OK
+            || ngx_tailgate_piece(a, e->value.data,
+                                  e->value.data + e->value.len)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        e->done = 1;
+        *first = 0;
     }
 
     return NGX_OK;
+}
+
+
+/* ,"key": in the policy's spelling (its keys need no escaping) */
+
+static ngx_int_t
+ngx_tailgate_adjust_key_piece(ngx_tailgate_adjust_t *a, ngx_str_t *key,
+    ngx_uint_t comma)
+{
+    u_char  *p, *last;
+
+    p = ngx_pnalloc(a->request->pool, key->len + 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_sprintf(p, "%s\"%V\":", comma ? "," : "", key);
+
+    return ngx_tailgate_piece(a, p, last);
 }
 
 

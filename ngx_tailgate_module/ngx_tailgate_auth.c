@@ -337,6 +337,21 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
         return id->tenant.data ? NGX_CONF_OK : NGX_CONF_ERROR;
     }
 
+    if (ngx_tailgate_is("role")) {
+
+        /* the only role: operators, who may read tailgate_status */
+
+        if (id->admin || value.len != 5
+            || ngx_strncmp(value.data, "admin", 5) != 0)
+        {
+            return "expected role=admin, once";
+        }
+
+        id->admin = 1;
+
+        return NGX_CONF_OK;
+    }
+
     if (ngx_tailgate_is("tags")) {
 
         if (id->tags
@@ -378,7 +393,8 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
 
 #undef ngx_tailgate_is
 
-    return "unknown attribute: expected tenant=, tags=, routes= or expires=";
+    return "unknown attribute: expected tenant=, tags=, routes=, expires= "
+           "or role=";
 }
 
 

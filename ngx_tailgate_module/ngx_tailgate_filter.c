@@ -41,8 +41,7 @@ ngx_tailgate_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_tailgate_header_filter(ngx_http_request_t *r)
 {
-    ngx_http_tailgate_ctx_t       *ctx;
-    ngx_http_tailgate_loc_conf_t  *tlcf;
+    ngx_http_tailgate_ctx_t  *ctx;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -54,9 +53,7 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
-
-    if (tlcf->explain && ctx->route.len
+    if (ctx->explain && ctx->route.len
         && ngx_tailgate_explain(r, ctx) != NGX_OK)
     {
         return NGX_ERROR;

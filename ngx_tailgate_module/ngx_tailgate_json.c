@@ -416,24 +416,17 @@ done:
 
 /*
  * The members of the object at p (an already validated body, or an object
- * inside one): where each key starts, where its value starts and ends, and
- * the key decoded when it is short enough to be one the policy edits.
+ * inside one), one at a time: where each key starts, where its value
+ * starts and ends, and the key decoded when it is short enough to be one
+ * the policy edits.  Nothing is kept per member, so a body of many small
+ * members costs no more memory than a body of a few.
  */
 
 ngx_int_t
-ngx_tailgate_json_members(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_array_t **members)
+ngx_tailgate_json_members(ngx_tailgate_json_iter_t *it, u_char *p,
+    u_char *end)
 {
-    u_char                      *key;
-    ssize_t                      n;
-    ngx_uint_t                   escaped;
-    ngx_tailgate_json_t          j;
-    ngx_tailgate_json_member_t  *m;
-
-    *members = ngx_array_create(pool, 16, sizeof(ngx_tailgate_json_member_t));
-    if (*members == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_tailgate_json_t  j;
 
     j.p = p;
     j.end = end;
@@ -441,68 +434,84 @@ ngx_tailgate_json_members(ngx_pool_t *pool, u_char *p, u_char *end,
 
     ngx_tailgate_json_space(&j);
 
-    if (j.p == j.end || *j.p++ != '{') {
+    if (j.p == j.end || *j.p != '{') {
+        return NGX_DECLINED;
+    }
+
+    it->p = j.p + 1;
+    it->end = end;
+    it->first = 1;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: *m is the next member; NGX_DONE: no more; NGX_ERROR: not JSON */
+
+ngx_int_t
+ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
+    ngx_tailgate_json_member_t *m)
+{
+    u_char               *key;
+    ngx_uint_t            escaped;
+    ngx_tailgate_json_t   j;
+
+    j.p = it->p;
+    j.end = it->end;
+    j.depth = 1;
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end) {
+        return NGX_ERROR;
+    }
+
+    if (*j.p == '}') {
+        return NGX_DONE;
+    }
+
+    if (!it->first) {
+        if (*j.p++ != ',') {
+            return NGX_ERROR;
+        }
+
+        ngx_tailgate_json_space(&j);
+    }
+
+    if (j.p == j.end || *j.p != '"') {
+        return NGX_ERROR;
+    }
+
+    m->key_start = j.p;
+    key = j.p + 1;
+
+    if (ngx_tailgate_json_string(&j, &escaped) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    m->name_len = ngx_tailgate_json_unescape(key, j.p - 1, m->name,
+                                             sizeof(m->name));
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end || *j.p++ != ':') {
         return NGX_ERROR;
     }
 
     ngx_tailgate_json_space(&j);
 
-    if (j.p < j.end && *j.p == '}') {
-        return NGX_OK;
+    m->value_start = j.p;
+
+    if (ngx_tailgate_json_value(&j) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        ngx_tailgate_json_space(&j);
+    m->value_end = j.p;
 
-        if (j.p == j.end || *j.p != '"') {
-            return NGX_ERROR;
-        }
+    it->p = j.p;
+    it->first = 0;
 
-        m = ngx_array_push(*members);
-        if (m == NULL) {
-            return NGX_ERROR;
-        }
-
-        m->key_start = j.p;
-        key = j.p + 1;
-
-        if (ngx_tailgate_json_string(&j, &escaped) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        n = ngx_tailgate_json_unescape(key, j.p - 1, m->name,
-                                       sizeof(m->name));
-        m->name_len = n;
-
-        ngx_tailgate_json_space(&j);
-
-        if (j.p == j.end || *j.p++ != ':') {
-            return NGX_ERROR;
-        }
-
-        ngx_tailgate_json_space(&j);
-
-        m->value_start = j.p;
-
-        if (ngx_tailgate_json_value(&j) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        m->value_end = j.p;
-
-        ngx_tailgate_json_space(&j);
-
-        if (j.p == j.end) {
-            return NGX_ERROR;
-        }
-
-        if (*j.p == ',') {
-            j.p++;
-            continue;
-        }
-
-        return (*j.p == '}') ? NGX_OK : NGX_ERROR;
-    }
+    return NGX_OK;
 }
 
 

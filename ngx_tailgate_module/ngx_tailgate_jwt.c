@@ -320,7 +320,10 @@ ngx_tailgate_jwt_key_cleanup(void *data)
 }
 
 
-/* tailgate_jwt_claims client=sub [tenant=NAME] [tags=NAME] [routes=NAME] */
+/*
+ * tailgate_jwt_claims client=sub [tenant=NAME] [tags=NAME] [routes=NAME]
+ *                     [roles=NAME]
+ */
 
 char *
 ngx_tailgate_jwt_claims_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -368,6 +371,9 @@ ngx_tailgate_jwt_claims_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         } else if (name.len == 6 && ngx_strncmp(name.data, "routes", 6) == 0) {
             claim = &claims->routes;
 
+        } else if (name.len == 5 && ngx_strncmp(name.data, "roles", 5) == 0) {
+            claim = &claims->roles;
+
         } else {
             goto invalid;
         }
@@ -385,7 +391,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\", expected client=CLAIM, "
-                       "tenant=CLAIM, tags=CLAIM or routes=CLAIM", &value[i]);
+                       "tenant=CLAIM, tags=CLAIM, routes=CLAIM or "
+                       "roles=CLAIM", &value[i]);
     return NGX_CONF_ERROR;
 }
 
@@ -509,7 +516,8 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
     u_char                     *p, *dot1, *dot2, *end;
     time_t                      nbf, iat, now;
     ngx_int_t                   rc;
-    ngx_str_t                   header, payload, sig;
+    ngx_str_t                   header, payload, sig, *roles;
+    ngx_uint_t                  i, nroles;
     const char                 *alg, *kid, *typ, *s;
     ngx_tailgate_jwt_key_t     *key;
     ngx_tailgate_jwt_claims_t  *claims;
@@ -714,6 +722,26 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
     {
         *why = "the token's tags or routes claim is not a list of names";
         return NGX_TAILGATE_AUTH_INVALID;
+    }
+
+    /* "roles": a list of names (or one string); "admin" makes an operator */
+
+    if (claims->roles.len) {
+        if (ngx_tailgate_jwt_names(r->pool, jwt, (char *) claims->roles.data,
+                                   NGX_TAILGATE_MAX_TAGS, 0, &roles, &nroles)
+            != NGX_OK)
+        {
+            *why = "the token's roles claim is not a list of names";
+            return NGX_TAILGATE_AUTH_INVALID;
+        }
+
+        for (i = 0; i < nroles; i++) {
+            if (roles[i].len == 5
+                && ngx_strncmp(roles[i].data, "admin", 5) == 0)
+            {
+                id->admin = 1;
+            }
+        }
     }
 
     /* the strings belong to the jwt, which goes: keep copies */

@@ -177,6 +177,7 @@ ngx_tailgate_call(ngx_tailgate_call_t *call, ngx_tailgate_frame_t *frame,
     call->pending = 1;
     ngx_rbtree_insert(&peer->calls, &call->node);
 
+    call->timeout = timeout;
     call->timer.handler = ngx_tailgate_call_timeout;
     call->timer.data = call;
     call->timer.log = log;
@@ -740,8 +741,28 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
         ngx_tailgate_cache_flush();
         return NGX_OK;
 
+    case TG_MSG_QUEUED:
+
+        /*
+         * The decision waits for a slot of a busy provider: so does the
+         * request, that long and its own timeout, without blocking.
+         */
+
+        call = ngx_tailgate_call_find(peer, id);
+
+        if (call) {
+            ngx_add_timer(&call->timer, reply.wait_ms + call->timeout);
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                           "tailgate: waiting up to %ui ms for a slot of "
+                           "\"%V\"", reply.wait_ms, &reply.provider);
+        }
+
+        return NGX_OK;
+
     case TG_MSG_DECISION:
     case TG_MSG_MODEL_LIST:
+    case TG_MSG_STATUS_REPLY:
     case TG_MSG_ERROR:
         break;
 

@@ -110,7 +110,8 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     *upstream_ms = 0;
     *status = 0;
 
-    if (r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+    if (ctx->client_gone
+        || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
         || r->connection->error)
     {
         return "client_abort";
@@ -133,8 +134,15 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     *status = state->status;
 
+    /*
+     * No answer: "timeout" when connected and the provider did not answer
+     * in time, "connect_error" when it could not be reached at all (a
+     * connect timeout too: a blackholed host is unreachable, not slow).
+     */
+
     if (state->header_time == (ngx_msec_t) -1) {
-        return (state->status == NGX_HTTP_GATEWAY_TIME_OUT)
+        return (state->status == NGX_HTTP_GATEWAY_TIME_OUT
+                && state->connect_time != (ngx_msec_t) -1)
                ? "timeout" : "connect_error";
     }
 
@@ -156,6 +164,17 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     return (state->status < NGX_HTTP_INTERNAL_SERVER_ERROR)
            ? "client_error" : "server_error";
+}
+
+
+/* a decision the module refused to use: its lease ends now */
+
+void
+ngx_tailgate_report_unused(ngx_http_request_t *r, ngx_str_t *provider,
+    ngx_str_t *route, uint32_t lease)
+{
+    ngx_tailgate_report_send(provider, route, lease, "not_sent", 0, 1, 0, 0,
+                             r->connection->log);
 }
 
 

@@ -20,7 +20,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_tailgate_send_body(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *data, size_t len);
+    ngx_uint_t status, u_char *data, size_t len, const char *type);
 
 
 static ngx_tailgate_error_t  ngx_tailgate_errors[] = {
@@ -94,7 +94,8 @@ ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     p = ngx_cpymem(p, "}}\n", 3);
 
-    return ngx_tailgate_send_body(r, status, body, p - body);
+    return ngx_tailgate_send_body(r, status, body, p - body,
+                                  "application/json");
 }
 
 
@@ -121,6 +122,16 @@ ngx_int_t
 ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body)
 {
+    return ngx_tailgate_send_copy(r, status, body, "application/json");
+}
+
+
+/* a body that lives in a read buffer: copied to the request's pool */
+
+ngx_int_t
+ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body, const char *type)
+{
     u_char  *copy;
 
     copy = ngx_pnalloc(r->pool, body->len);
@@ -130,13 +141,13 @@ ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_memcpy(copy, body->data, body->len);
 
-    return ngx_tailgate_send_body(r, status, copy, body->len);
+    return ngx_tailgate_send_body(r, status, copy, body->len, type);
 }
 
 
 static ngx_int_t
 ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
-    size_t len)
+    size_t len, const char *type)
 {
     ngx_int_t     rc;
     ngx_buf_t    *b;
@@ -151,7 +162,8 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
@@ -218,7 +230,8 @@ ngx_tailgate_health_handler(ngx_http_request_t *r)
         ngx_str_set(&body, "{\"status\":\"ok\",\"policyd\":\"unreachable\"}\n");
     }
 
-    return ngx_tailgate_send_body(r, NGX_HTTP_OK, body.data, body.len);
+    return ngx_tailgate_send_body(r, NGX_HTTP_OK, body.data, body.len,
+                                  "application/json");
 }
 
 
@@ -256,7 +269,13 @@ ngx_tailgate_error_page_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_tailgate_get_ctx(r);
 
-    if (ctx && ctx->provider.len
+    /* the provider's part is over: its lease ends now, not after the log */
+
+    if (ctx) {
+        (void) ngx_tailgate_report(r, ctx);
+    }
+
+    if (ctx && ctx->provider.len && ctx->explain
         && (status == NGX_HTTP_BAD_GATEWAY
             || status == NGX_HTTP_GATEWAY_TIME_OUT))
     {

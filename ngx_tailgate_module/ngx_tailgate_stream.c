@@ -2,16 +2,21 @@
 /*
  * Copyright (C) The Tailgate authors
  *
- * Honest streams.  When a provider's event stream breaks off after the
+ * The end of a provider's response.  The upstream's finalize handler is
+ * the one place that learns why a proxied response ended - 0 for a
+ * complete one, NGX_ERROR or 502/504 for a provider that broke off - and
+ * it runs as soon as the provider is done: the module wraps it for every
+ * response that started.
+ *
+ * The outcome is reported there and then, so that a lease ends when the
+ * provider's work does, not when nginx gets round to the log phase (after
+ * a lingering close that can take lingering_timeout).
+ *
+ * Honest streams: when a provider's event stream breaks off after the
  * response started, nginx can only close the connection, and many SSE
  * clients take a closed stream for a finished one.  The gateway ends such
  * a stream with an explicit error event first, in the shape the endpoint's
  * own errors take, so that the client can tell the answer is cut short.
- *
- * The upstream's finalize handler is the one place that learns why a
- * proxied response ended (0 for a complete one, NGX_ERROR or 502/504 for a
- * provider that broke off), before nginx closes the client connection: the
- * module wraps it for event-stream responses.
  */
 
 
@@ -36,19 +41,22 @@ ngx_tailgate_stream_watch(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     u = r->upstream;
     type = &r->headers_out.content_type;
 
-    if (u == NULL || r->header_only || ctx->upstream_finalize
-        || r->headers_out.status >= NGX_HTTP_SPECIAL_RESPONSE
-        || type->len < sizeof("text/event-stream") - 1
-        || ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
-                           sizeof("text/event-stream") - 1) != 0)
-    {
+    if (u == NULL || ctx->upstream_finalize || ctx->provider.len == 0) {
         return;
     }
 
-    ctx->sse = 1;
-    ctx->sse_newlines = 2;
     ctx->upstream_finalize = u->finalize_request;
     u->finalize_request = ngx_tailgate_stream_finalize;
+
+    if (!r->header_only
+        && r->headers_out.status < NGX_HTTP_SPECIAL_RESPONSE
+        && type->len >= sizeof("text/event-stream") - 1
+        && ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                           sizeof("text/event-stream") - 1) == 0)
+    {
+        ctx->sse = 1;
+        ctx->sse_newlines = 2;
+    }
 }
 
 
@@ -108,19 +116,32 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     u = r->upstream;
 
-    /* complete, or ended by the client's side: nothing to add */
-
-    if (rc == NGX_OK || rc == NGX_DONE || rc == NGX_DECLINED
-        || rc == NGX_HTTP_REQUEST_TIME_OUT
-        || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
-        || !u->header_sent || r->header_only || ctx->response_complete
-        || r->connection->error
-        || (u->pipe && u->pipe->downstream_error))
-    {
+    if (rc == NGX_DECLINED) {
+        /* not the end: nginx goes on with this upstream */
         return;
     }
 
-    ctx->stream_broken = 1;
+    /* how it ended, for the report: done, the client's doing, or broken */
+
+    if (rc == NGX_OK) {
+        ctx->response_complete = 1;
+
+    } else if (rc == NGX_DONE || rc == NGX_HTTP_REQUEST_TIME_OUT
+               || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
+               || r->connection->error
+               || (u->pipe && u->pipe->downstream_error))
+    {
+        ctx->client_gone = 1;
+
+    } else if (u->header_sent) {
+        ctx->stream_broken = 1;
+    }
+
+    (void) ngx_tailgate_report(r, ctx);
+
+    if (!ctx->stream_broken || !ctx->sse || r->header_only) {
+        return;
+    }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "tailgate: provider \"%V\" broke off its event stream "

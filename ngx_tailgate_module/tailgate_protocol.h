@@ -34,6 +34,9 @@
 #define TG_MSG_REPORT               7   /* module -> policyd, no reply */
 #define TG_MSG_ERROR                8   /* policyd -> module */
 #define TG_MSG_INVALIDATE           9   /* policyd -> module, id 0 */
+#define TG_MSG_QUEUED               10  /* policyd -> module: DECIDE waits */
+#define TG_MSG_STATUS               11  /* module -> policyd */
+#define TG_MSG_STATUS_REPLY         12  /* policyd -> module */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */
@@ -80,6 +83,8 @@
 #define TG_F_CACHE_MAX_BYTES        48  /* u32: only for bodies this small */
 #define TG_F_FALLBACK               49  /* u32: TG_FALLBACK_* outcomes */
 #define TG_F_ADJUST                 57  /* str: request edits, see docs */
+#define TG_F_WAIT_MS                58  /* u32: QUEUED: at most this long */
+#define TG_F_FORMAT                 59  /* str: STATUS: json, prometheus */
 
 /* REPORT */
 #define TG_F_OUTCOME                50  /* str: see docs/protocol.md */

@@ -63,6 +63,7 @@ my $key = $t->start_gateway(
             tailgate on;
             tailgate_explain_headers off;
             include tailgate/proxy.conf;
+            error_page 502 504 @tailgate_error;
         }
         location /private/v1/ {
             tailgate on;
@@ -184,6 +185,19 @@ like($t->read_file('audit.log'), qr/route=fit provider=ext attempts=1 failed="-"
     is($res->{status}, 200, 'tailgate_explain_headers off: answered');
     ok(!grep(/^x-tailgate/, keys %{ $res->{headers} }),
        '... without X-Tailgate-* headers');
+}
+
+# where the explain headers are off, errors do not name providers either
+
+{
+    $mock{ext}->stop;
+    my $res = $t->call('/quiet/v1/chat/completions', 'cloudfirst');
+    $t->is_openai_error($res, 502, undef, 'quiet: the provider is unreachable');
+    unlike($res->{body}, qr/\bext\b/, 'quiet: the error does not name it');
+
+    $res = $t->chat('cloudfirst');
+    like($t->error($res)->{message}, qr/"ext"/, 'elsewhere it does');
+    $mock{ext}->start;
 }
 
 # policyd explain: from the file, and from the running policyd

@@ -147,4 +147,14 @@ for my $route (qw(bad worse)) {
 like($t->error_log, qr/policyd sent request edits that do not parse/,
      'and logged');
 
+# a misspelled fallback location stops nginx -t, not a request at run time
+
+{
+    my ($rc, $out) = $t->nginx_check(
+        $t->{nginx_http} =~ s#location /nofb/v1/ \{#location /nofb/v1/ { tailgate_fallback \@tailgate_fallbak;#r);
+    isnt($rc, 0, 'nginx -t refuses a tailgate_fallback without its location');
+    like($out, qr/tailgate_fallback "\@tailgate_fallbak": no such named location/,
+         'and says which');
+}
+
 done_testing();

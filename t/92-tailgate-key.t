@@ -131,6 +131,13 @@ subtest 'add: the other ways to give attributes' => sub {
                   . " routes=x(1),y=2,caf\xc3\xa9 expires=2030-06-30T23:59:59Z\n",
        '--tag/--route add to --tags/--routes; UTF-8 route names are fine');
 
+    $r = tk('add', '-f', $f, '-c', 'ops', '--admin');
+    is($r->{rc}, 0, '--admin: exit 0') or diag($r->{err});
+    like(slurp($f), qr/^[0-9a-f]{64} ops role=admin\n\z/m,
+         '--admin: role=admin');
+    like(tk('list', '-f', $f)->{out}, qr/^ops role=admin digest=/m,
+         'list shows the role');
+
     my %limits = (
         client => ['-c', 'c' x 128],
         tenant => ['-c', 'x', '-t', 't' x 64],

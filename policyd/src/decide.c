@@ -194,14 +194,6 @@ tg_facts_exclude(const tg_facts *facts, const tg_provider *pr)
 }
 
 
-static bool
-tg_pstate_busy(const tg_pstate *ps)
-{
-    return ps != NULL && ps->max_concurrency != 0
-           && ps->in_flight >= ps->max_concurrency;
-}
-
-
 /* nothing fits: say why, the most binding reason first */
 
 static void
@@ -244,7 +236,7 @@ void
 tg_decide(const tg_policy *policy, const tg_facts *facts,
     const tg_state *state, tg_decision *out)
 {
-    bool                priv, context_skipped, transient;
+    bool                priv, context_skipped, capacity_skipped, transient;
     size_t              i, j, len;
     uint32_t            attempt, max_bytes;
     unsigned            ep_bit, unfit, unfit_seen, when;
@@ -311,6 +303,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     len = 0;
     unfit_seen = 0;
     context_skipped = false;
+    capacity_skipped = false;
     transient = false;
     st = NULL;
 
@@ -331,8 +324,9 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
             why = "excluded";
             transient = true;
 
-        } else if (ps != NULL && ps->down) {
-            tg_reason_add(out, &len, pr->name, "down");
+        } else if (tg_health_unavailable(ps)) {
+            why = tg_health_name(ps->health);
+            tg_reason_add(out, &len, pr->name, why);
 
             if (!(rt->fallback_on & TG_FALLBACK_ON_ERRORS)) {
                 tg_refuse(out, 503, "server_error", "provider_unavailable",
@@ -345,8 +339,23 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
             transient = true;
             continue;
 
-        } else if (tg_pstate_busy(ps)) {
+        } else if (tg_health_at_capacity(ps)) {
+
+            /* wait for a slot, when the route queues and there is room */
+
+            if (rt->queue_max != 0 && !facts->waited
+                && ps->queued < rt->queue_max)
+            {
+                tg_reason_add(out, &len, pr->name, "queued");
+                out->status = TG_DECISION_QUEUE;
+                out->provider = pr;
+                out->step = st;
+                out->queue_wait_ms = rt->queue_wait_ms;
+                return;
+            }
+
             tg_reason_add(out, &len, pr->name, "busy");
+            capacity_skipped = true;
 
             if (!(rt->fallback_on & TG_FALLBACK_ON_BUSY)) {
                 tg_refuse(out, 429, "rate_limit_error", "provider_busy",
@@ -414,7 +423,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
             if (tg_step_unfit(facts, priv, pr) == 0
                 && !tg_facts_exclude(facts, pr)
-                && !(ps != NULL && ps->down))
+                && !tg_health_unavailable(ps))
             {
                 out->fallback = rt->fallback_outcomes;
                 break;
@@ -423,12 +432,16 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     }
 
     /*
-     * Reusable for the same facts unless a lease is needed or the size of
-     * the prompt made a difference; then only for bodies that fit every
-     * step's context, so that no step would be passed over for size.
+     * Reusable for the same facts unless a lease is needed, a step was
+     * passed over for being at capacity (that changes with every lease,
+     * too often to tell workers), or the size of the prompt made a
+     * difference; then only for bodies that fit every step's context, so
+     * that no step would be passed over for size.
      */
 
-    if (st->provider->max_concurrency != 0 || context_skipped) {
+    if (st->provider->max_concurrency != 0 || context_skipped
+        || capacity_skipped)
+    {
         out->cache_ms = 0;
         return;
     }
@@ -443,6 +456,16 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
     for (j = 0; j < rt->nsteps; j++) {
         pr = rt->steps[j].provider;
+
+        /* a later step too small for this prompt: not for smaller ones */
+
+        if (pr->context_tokens != 0
+            && facts->prompt_estimate > pr->context_tokens)
+        {
+            out->cache_ms = 0;
+            out->cache_max_bytes = 0;
+            return;
+        }
 
         if (pr->context_tokens != 0
             && pr->context_tokens <= (UINT32_MAX - 3) / 4

@@ -43,14 +43,21 @@ typedef struct tg_facts {
     bool           stream;
     bool           tools;
     bool           dry_run;         /* explain: no lease, not counted */
+    bool           waited;          /* waited in a queue already */
     uint32_t       body_bytes;
     uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;
 } tg_facts;
 
 
+/* status of a decision that is to wait for a slot (never sent) */
+#define TG_DECISION_QUEUE  1
+
+
 typedef struct tg_decision {
-    unsigned            status;         /* 200, 400, 403, 404, 429, 503 */
+    unsigned            status;         /* 200, 400, 403, 404, 429, 503,
+                                           or TG_DECISION_QUEUE */
+    uint32_t            queue_wait_ms;  /* TG_DECISION_QUEUE: how long */
 
     /* status != 200 */
     const char         *error_type;     /* "invalid_request_error" ... */

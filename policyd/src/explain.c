@@ -12,6 +12,7 @@
  * keys are never printed: offline they are not even read.
  */
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ typedef struct {
     uint32_t     fallback;
     uint32_t     cache_ms;
     uint32_t     cache_max_bytes;
+    uint32_t     wait_ms;           /* 202: waits for a slot this long */
 } tg_answer;
 
 
@@ -156,6 +158,13 @@ tg_explain_main(int argc, char **argv)
         case 'T':
         case 'r':
         case 'x':
+            /* the gateway lowercases tags: so does the question */
+            if (ch == 'T') {
+                for (end = optarg; *end != '\0'; end++) {
+                    *end = (char) tolower((unsigned char) *end);
+                }
+            }
+
             {
                 tg_str  *list = ch == 'T' ? tags : ch == 'r' ? allow : exclude;
                 size_t  *count = ch == 'T' ? &facts.ntags
@@ -261,7 +270,7 @@ tg_explain_main(int argc, char **argv)
         tg_print_text(&facts, &a, sock != NULL);
     }
 
-    return a.status == 200 ? 0 : 1;
+    return a.status == 200 || a.status == 202 ? 0 : 1;
 }
 
 
@@ -507,6 +516,10 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
             (void) tg_field_u32(&f, &a->cache_max_bytes);
             break;
 
+        case TG_F_WAIT_MS:
+            (void) tg_field_u32(&f, &a->wait_ms);
+            break;
+
 #define tg_case_str(key, field)                                               \
         case key:                                                             \
             tg_copy_field(a->field, sizeof(a->field), &f);                    \
@@ -564,7 +577,8 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
                facts->tags[i].data);
     }
 
-    printf("%s%s", facts->tools ? " tools" : "", facts->stream ? " stream" : "");
+    printf("%s%s", facts->tools ? " tools" : "",
+           facts->stream ? " stream" : "");
 
     if (facts->prompt_estimate) {
         printf(" ~%u tokens", facts->prompt_estimate);
@@ -592,6 +606,12 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
         }
 
         p = space ? space + 1 : end;
+    }
+
+    if (a->status == 202) {
+        printf("answer:   provider \"%s\" is at capacity: the request would "
+               "wait up to %u ms for a slot\n", a->provider, a->wait_ms);
+        return;
     }
 
     if (a->status != 200) {
@@ -700,7 +720,11 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
         p = space ? space + 1 : end;
     }
 
-    if (a->status == 200) {
+    if (a->status == 202) {
+        cJSON_AddStringToObject(root, "provider", a->provider);
+        cJSON_AddNumberToObject(root, "wait_ms", a->wait_ms);
+
+    } else if (a->status == 200) {
         cJSON_AddStringToObject(root, "provider", a->provider);
         cJSON_AddStringToObject(root, "provider_model", a->provider_model);
         cJSON_AddStringToObject(root, "zone", a->zone);
@@ -784,7 +808,9 @@ tg_why_text(const char *why, size_t len)
         { "streaming", "passed over: does not stream" },
         { "excluded", "passed over: already tried for this request" },
         { "down", "down" },
+        { "stuck", "stuck: a request runs far too long" },
         { "busy", "at capacity" },
+        { "queued", "at capacity: the request would wait for a slot" },
     };
 
     size_t  i;

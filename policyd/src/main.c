@@ -1,19 +1,28 @@
 /*
  * policyd: the Tailgate policy daemon.
  *
- *   policyd -c FILE [-t] [-s SOCKET_PATH] [-v]
+ *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-v]
  *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
+ *   policyd status -a ADMIN_SOCKET [--prometheus]
  *
  * -t checks the policy and exits; otherwise policyd serves the module on
  * the policy's Unix socket, in the foreground, logging to stderr.
- * "explain" says where a request would go and why (explain.c).
+ * "explain" says where a request would go and why (explain.c); "status"
+ * asks a running policyd on its admin socket (admin.c) how the providers
+ * fare.
  */
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "explain.h"
 #include "log.h"
@@ -22,6 +31,7 @@
 
 
 static void tg_usage(FILE *out);
+static int tg_status_main(int argc, char **argv);
 static void tg_print_errors(const char *file, const tg_errors *errs,
     FILE *out, bool as_log);
 
@@ -40,6 +50,10 @@ main(int argc, char **argv)
         return tg_explain_main(argc - 1, argv + 1);
     }
 
+    if (argc > 1 && strcmp(argv[1], "status") == 0) {
+        return tg_status_main(argc - 1, argv + 1);
+    }
+
     file = NULL;
     test = false;
     verbose = false;
@@ -47,7 +61,7 @@ main(int argc, char **argv)
 
     opterr = 0;
 
-    while ((ch = getopt(argc, argv, "c:ts:vh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:ts:a:vh")) != -1) {
         switch (ch) {
 
         case 'c':
@@ -62,6 +76,10 @@ main(int argc, char **argv)
             opts.listen_path = optarg;
             break;
 
+        case 'a':
+            opts.admin_path = optarg;
+            break;
+
         case 'v':
             verbose = true;
             break;
@@ -71,7 +89,7 @@ main(int argc, char **argv)
             return 0;
 
         default:
-            if (optopt == 'c' || optopt == 's') {
+            if (optopt == 'c' || optopt == 's' || optopt == 'a') {
                 fprintf(stderr, "policyd: option -%c needs an argument\n",
                         optopt);
             } else {
@@ -128,6 +146,14 @@ main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
 
+    /* the health probes' HTTP client, once for the process */
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        tg_log_error("cannot start: libcurl failed to initialize");
+        tg_policy_free(policy);
+        return 1;
+    }
+
     return tg_server_run(file, &opts, policy);
 }
 
@@ -136,13 +162,18 @@ static void
 tg_usage(FILE *out)
 {
     fprintf(out,
-            "usage: policyd -c FILE [-t] [-s SOCKET_PATH] [-v]\n"
+            "usage: policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] "
+            "[-v]\n"
             "       policyd explain (-c FILE | -s SOCKET) [options] MODEL\n"
+            "       policyd status -a ADMIN_SOCKET [--prometheus]\n"
             "  -c FILE   the policy file (JSON with comments)\n"
             "  -t        check the policy, print every error, exit\n"
             "  -s PATH   listen on PATH instead of listen.path\n"
+            "  -a PATH   the admin socket, instead of admin_listen.path\n"
             "  -v        log at debug level\n"
-            "  explain   where would a request go, and why (explain -h)\n");
+            "  explain   where would a request go, and why (explain -h)\n"
+            "  status    providers' states, leases, latency, from a running "
+            "policyd\n");
 }
 
 
@@ -178,4 +209,79 @@ tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
             fprintf(out, "%s: out of memory\n", file);
         }
     }
+}
+
+
+/* policyd status -a PATH [--prometheus]: one command on the admin socket */
+
+static int
+tg_status_main(int argc, char **argv)
+{
+    int                  fd, i;
+    char                 buf[65536];
+    ssize_t              n;
+    const char          *path, *cmd;
+    struct timeval       tv;
+    struct sockaddr_un   sa;
+
+    path = NULL;
+    cmd = "status\n";
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-a") == 0 && i + 1 < argc) {
+            path = argv[++i];
+
+        } else if (strcmp(argv[i], "--prometheus") == 0
+                   || strcmp(argv[i], "-p") == 0)
+        {
+            cmd = "metrics\n";
+
+        } else {
+            fprintf(stderr, "usage: policyd status -a ADMIN_SOCKET "
+                    "[--prometheus]\n");
+            return 2;
+        }
+    }
+
+    if (path == NULL || strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "usage: policyd status -a ADMIN_SOCKET "
+                "[--prometheus]\n");
+        return 2;
+    }
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        fprintf(stderr, "policyd status: socket(): %s\n", strerror(errno));
+        return 2;
+    }
+
+    tv.tv_sec = 5;
+    tv.tv_usec = 0;
+    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path));
+
+    if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0
+        || send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) != (ssize_t) strlen(cmd))
+    {
+        fprintf(stderr, "policyd status: cannot ask %s: %s\n", path,
+                strerror(errno));
+        close(fd);
+        return 2;
+    }
+
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        fwrite(buf, 1, (size_t) n, stdout);
+    }
+
+    close(fd);
+
+    if (n < 0) {
+        fprintf(stderr, "policyd status: no answer from %s\n", path);
+        return 2;
+    }
+
+    return 0;
 }

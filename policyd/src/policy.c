@@ -52,7 +52,8 @@ static int tg_member_bool(tg_loader *ld, const cJSON *obj, const char *key,
     const char *path, bool *out);
 static char *tg_copy(tg_loader *ld, const char *s);
 static void tg_load_top(tg_loader *ld, const cJSON *root);
-static void tg_load_listen(tg_loader *ld, const cJSON *root);
+static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
+    const char *override, tg_listen *l);
 static void tg_load_providers(tg_loader *ld, const cJSON *root);
 static void tg_load_provider(tg_loader *ld, tg_provider *pr,
     const cJSON *item, const char *path);
@@ -69,6 +70,10 @@ static void tg_load_route_tenants(tg_loader *ld, tg_route *rt,
     const cJSON *item, const char *path);
 static void tg_load_route_fallback(tg_loader *ld, tg_route *rt,
     const cJSON *item, const char *path);
+static void tg_load_route_queue(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+static void tg_load_health(tg_loader *ld, tg_provider *pr, const cJSON *item,
+    const char *path);
 static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
     const cJSON *item, const char *path);
 static void tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
@@ -86,6 +91,7 @@ static bool tg_is_name_char(int c);
 static bool tg_valid_host(const char *s);
 static bool tg_valid_base_path(const char *s);
 static bool tg_has_control(const char *s);
+static bool tg_valid_url(const char *s);
 
 
 static const char  *tg_endpoint_names[TG_EP_COUNT] = {
@@ -100,8 +106,8 @@ static const char  *tg_endpoint_suffixes[TG_EP_COUNT] = {
 static const char  *tg_zone_names[] = { "local", "private", "external" };
 
 static const char *const  tg_top_keys[] = {
-    "listen", "max_frame", "decision_cache_ms", "log_level", "providers",
-    "routes", NULL
+    "listen", "admin_listen", "max_frame", "decision_cache_ms", "log_level",
+    "providers", "routes", NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -111,11 +117,20 @@ static const char *const  tg_listen_keys[] = {
 static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
-    "max_concurrency", NULL
+    "max_concurrency", "health", NULL
+};
+
+static const char *const  tg_health_keys[] = {
+    "url", "kind", "slots_url", "interval_ms", "timeout_ms", "down_after",
+    "up_after", "cooldown_ms", "stuck_after_ms", NULL
+};
+
+static const char *const  tg_queue_keys[] = {
+    "max_length", "max_wait_ms", NULL
 };
 
 static const char *const  tg_route_keys[] = {
-    "steps", "tenants", "fallback", NULL
+    "steps", "tenants", "fallback", "queue", NULL
 };
 
 static const char *const  tg_fallback_keys[] = {
@@ -719,7 +734,9 @@ tg_load_top(tg_loader *ld, const cJSON *root)
 
     tg_check_keys(ld, root, "", tg_top_keys);
 
-    tg_load_listen(ld, root);
+    tg_load_listen(ld, root, "listen", ld->opts->listen_path, &ld->p->listen);
+    tg_load_listen(ld, root, "admin_listen", ld->opts->admin_path,
+                   &ld->p->admin);
 
     v = tg_member(root, "max_frame");
     if (v != NULL) {
@@ -767,76 +784,82 @@ tg_load_top(tg_loader *ld, const cJSON *root)
 }
 
 
+/* "listen" and "admin_listen": path, mode, group */
+
 static void
-tg_load_listen(tg_loader *ld, const cJSON *root)
+tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
+    const char *override, tg_listen *l)
 {
-    char           *end;
+    char           *end, path[TG_PATH_LEN];
     const char     *s;
     unsigned long   mode;
     const cJSON    *listen;
     struct group   *gr;
-    const char     *override = ld->opts->listen_path;
-    tg_listen      *l = &ld->p->listen;
+    bool            required;
 
-    l->mode = TG_LISTEN_MODE_DEFAULT;
+    required = strcmp(key, "listen") == 0;
+
+    l->mode = required ? TG_LISTEN_MODE_DEFAULT : TG_ADMIN_MODE_DEFAULT;
 
     if (override != NULL) {
         if (override[0] == '\0' || strlen(override) > TG_LISTEN_PATH_MAX) {
-            tg_load_error(ld, "-s", "expected a socket path of 1 to %d bytes",
+            tg_load_error(ld, required ? "-s" : "-a",
+                          "expected a socket path of 1 to %d bytes",
                           TG_LISTEN_PATH_MAX);
         } else {
             l->path = tg_copy(ld, override);
         }
     }
 
-    listen = tg_member(root, "listen");
+    listen = tg_member(root, key);
 
     if (listen == NULL) {
-        if (override == NULL) {
-            tg_load_error(ld, "listen",
-                          "missing required key (or give -s PATH)");
+        if (override == NULL && required) {
+            tg_load_error(ld, key, "missing required key (or give -s PATH)");
         }
         return;
     }
 
     if (!cJSON_IsObject(listen)) {
-        tg_load_error(ld, "listen", "expected an object");
+        tg_load_error(ld, key, "expected an object");
         return;
     }
 
-    tg_check_keys(ld, listen, "listen", tg_listen_keys);
+    tg_check_keys(ld, listen, key, tg_listen_keys);
 
-    if (tg_member_string(ld, listen, "path", "listen", override == NULL, &s)
+    if (tg_member_string(ld, listen, "path", key, override == NULL, &s)
         == 1 && override == NULL)
     {
         if (s[0] == '\0' || strlen(s) > TG_LISTEN_PATH_MAX) {
-            tg_load_error(ld, "listen.path",
-                          "expected a socket path of 1 to %d bytes",
+            tg_key_path(path, key, "path");
+            tg_load_error(ld, path, "expected a socket path of 1 to %d bytes",
                           TG_LISTEN_PATH_MAX);
         } else {
             l->path = tg_copy(ld, s);
         }
     }
 
-    if (tg_member_string(ld, listen, "mode", "listen", false, &s) == 1) {
+    if (tg_member_string(ld, listen, "mode", key, false, &s) == 1) {
         errno = 0;
         mode = strtoul(s, &end, 8);
 
         if (strlen(s) < 3 || strlen(s) > 4 || *end != '\0' || errno != 0
             || !isdigit((unsigned char) s[0]) || mode > 0777)
         {
-            tg_load_error(ld, "listen.mode",
+            tg_key_path(path, key, "mode");
+            tg_load_error(ld, path,
                           "expected an octal mode string such as \"0660\"");
         } else {
             l->mode = (mode_t) mode;
         }
     }
 
-    if (tg_member_string(ld, listen, "group", "listen", false, &s) == 1) {
+    if (tg_member_string(ld, listen, "group", key, false, &s) == 1) {
         gr = s[0] != '\0' ? getgrnam(s) : NULL;
 
         if (gr == NULL) {
-            tg_load_error(ld, "listen.group", "no group named \"%s\"", s);
+            tg_key_path(path, key, "group");
+            tg_load_error(ld, path, "no group named \"%s\"", s);
         } else {
             l->group = tg_copy(ld, s);
             l->gid = gr->gr_gid;
@@ -1057,6 +1080,8 @@ tg_load_provider(tg_loader *ld, tg_provider *pr, const cJSON *item,
     pr->streaming = true;
     (void) tg_member_bool(ld, item, "tools", path, &pr->tools);
     (void) tg_member_bool(ld, item, "streaming", path, &pr->streaming);
+
+    tg_load_health(ld, pr, item, path);
 
     /* the request path at the provider for every endpoint */
 
@@ -1365,6 +1390,7 @@ tg_load_route(tg_loader *ld, tg_route *rt, const cJSON *item,
 
     tg_load_route_tenants(ld, rt, item, path);
     tg_load_route_fallback(ld, rt, item, path);
+    tg_load_route_queue(ld, rt, item, path);
 
     tg_key_path(path_buf, path, "steps");
 
@@ -1653,6 +1679,156 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
 
 
 /*
+ * "queue": { "max_length": 8, "max_wait_ms": 10000 }: a request that finds
+ * its step at capacity waits for a slot, in order of arrival, instead of
+ * being passed over or refused at once.
+ */
+
+static void
+tg_load_route_queue(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    char          path_buf[TG_PATH_LEN];
+    const cJSON  *q;
+
+    rt->queue_max = 0;
+    rt->queue_wait_ms = 0;
+
+    q = tg_member(item, "queue");
+
+    if (q == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "queue");
+
+    if (!cJSON_IsObject(q)) {
+        tg_load_error(ld, path_buf, "expected an object with \"max_length\" "
+                      "and \"max_wait_ms\"");
+        return;
+    }
+
+    tg_check_keys(ld, q, path_buf, tg_queue_keys);
+
+    rt->queue_max = 16;
+    rt->queue_wait_ms = 10000;
+
+    (void) tg_member_uint(ld, q, "max_length", path_buf, 1, TG_QUEUE_MAX,
+                          &rt->queue_max);
+    (void) tg_member_uint(ld, q, "max_wait_ms", path_buf, 1,
+                          TG_QUEUE_WAIT_MAX, &rt->queue_wait_ms);
+}
+
+
+/*
+ * "health": how policyd tells whether the provider is up, busy, stuck or
+ * down: active probes of a URL that costs nothing to ask (never a
+ * completion), and what the module reports.  Every key is optional.
+ */
+
+static void
+tg_load_health(tg_loader *ld, tg_provider *pr, const cJSON *item,
+    const char *path)
+{
+    char            path_buf[TG_PATH_LEN], sub[TG_PATH_LEN];
+    const char     *s;
+    const cJSON    *h;
+    tg_health_conf *hc = &pr->health;
+
+    hc->url = NULL;
+    hc->slots_url = NULL;
+    hc->kind = TG_PROBE_HTTP;
+    hc->interval_ms = 5000;
+    hc->timeout_ms = 2000;
+    hc->down_after = 3;
+    hc->up_after = 2;
+    hc->cooldown_ms = 10000;
+    hc->stuck_after_ms = 300000;
+
+    h = tg_member(item, "health");
+
+    if (h == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "health");
+
+    if (!cJSON_IsObject(h)) {
+        tg_load_error(ld, path_buf, "expected an object");
+        return;
+    }
+
+    tg_check_keys(ld, h, path_buf, tg_health_keys);
+
+    if (tg_member_string(ld, h, "url", path_buf, false, &s) == 1) {
+        if (!tg_valid_url(s)) {
+            tg_key_path(sub, path_buf, "url");
+            tg_load_error(ld, sub, "expected an http:// or https:// URL "
+                          "without spaces (at most %d bytes)",
+                          TG_HEALTH_URL_MAX);
+        } else {
+            hc->url = tg_copy(ld, s);
+        }
+    }
+
+    if (tg_member_string(ld, h, "slots_url", path_buf, false, &s) == 1) {
+        if (!tg_valid_url(s)) {
+            tg_key_path(sub, path_buf, "slots_url");
+            tg_load_error(ld, sub, "expected an http:// or https:// URL "
+                          "without spaces (at most %d bytes)",
+                          TG_HEALTH_URL_MAX);
+        } else {
+            hc->slots_url = tg_copy(ld, s);
+        }
+    }
+
+    if (tg_member_string(ld, h, "kind", path_buf, false, &s) == 1) {
+        if (strcmp(s, "http") == 0) {
+            hc->kind = TG_PROBE_HTTP;
+        } else if (strcmp(s, "openai") == 0) {
+            hc->kind = TG_PROBE_OPENAI;
+        } else if (strcmp(s, "llama.cpp") == 0) {
+            hc->kind = TG_PROBE_LLAMACPP;
+        } else if (strcmp(s, "vllm") == 0) {
+            hc->kind = TG_PROBE_VLLM;
+        } else {
+            tg_key_path(sub, path_buf, "kind");
+            tg_load_error(ld, sub, "expected one of \"http\", \"openai\", "
+                          "\"llama.cpp\", \"vllm\"");
+        }
+    }
+
+    (void) tg_member_uint(ld, h, "interval_ms", path_buf, 100, 3600000,
+                          &hc->interval_ms);
+    (void) tg_member_uint(ld, h, "timeout_ms", path_buf, 50, 60000,
+                          &hc->timeout_ms);
+    (void) tg_member_uint(ld, h, "down_after", path_buf, 1, 100,
+                          &hc->down_after);
+    (void) tg_member_uint(ld, h, "up_after", path_buf, 1, 100,
+                          &hc->up_after);
+    (void) tg_member_uint(ld, h, "cooldown_ms", path_buf, 100, 3600000,
+                          &hc->cooldown_ms);
+    (void) tg_member_uint(ld, h, "stuck_after_ms", path_buf, 0, 86400000,
+                          &hc->stuck_after_ms);
+
+    if (hc->timeout_ms >= hc->interval_ms) {
+        tg_key_path(sub, path_buf, "timeout_ms");
+        tg_load_error(ld, sub, "expected less than interval_ms (%u)",
+                      hc->interval_ms);
+    }
+
+    if (hc->url == NULL
+        && (tg_member(h, "kind") || tg_member(h, "interval_ms")
+            || tg_member(h, "timeout_ms") || tg_member(h, "up_after")
+            || tg_member(h, "slots_url")))
+    {
+        tg_key_path(sub, path_buf, "url");
+        tg_load_error(ld, sub, "missing: the probe settings need a URL");
+    }
+}
+
+
+/*
  * "adjust": [ { "when": "tools", "drop": ["response_format"] },
  *             { "when": "stream",
  *               "set": { "stream_options.include_usage": true } } ]
@@ -1875,16 +2051,18 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
 
     for (i = 0; i < nedits; i++) {
         for (j = 0; j < i; j++) {
+            /* keys match ignoring case in the module: here too */
+
             if (edits[i].top_len != edits[j].top_len
-                || strncmp(edits[i].path, edits[j].path, edits[i].top_len)
-                   != 0)
+                || strncasecmp(edits[i].path, edits[j].path,
+                               edits[i].top_len) != 0)
             {
                 continue;
             }
 
             if (edits[i].path[edits[i].top_len] == '\0'
                 || edits[j].path[edits[j].top_len] == '\0'
-                || strcmp(edits[i].path, edits[j].path) == 0)
+                || strcasecmp(edits[i].path, edits[j].path) == 0)
             {
                 tg_load_error(ld, path_buf, "\"%s\" and \"%s\" edit the "
                               "same key", edits[j].path, edits[i].path);
@@ -2079,4 +2257,40 @@ tg_has_control(const char *s)
     }
 
     return false;
+}
+
+
+/* http:// or https://, a host, visible characters only */
+
+static bool
+tg_valid_url(const char *s)
+{
+    size_t       len;
+    const char  *p, *host;
+
+    len = strlen(s);
+
+    if (len > TG_HEALTH_URL_MAX) {
+        return false;
+    }
+
+    if (strncmp(s, "http://", 7) == 0) {
+        host = s + 7;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        host = s + 8;
+    } else {
+        return false;
+    }
+
+    if (*host == '\0' || *host == '/') {
+        return false;
+    }
+
+    for (p = s; *p != '\0'; p++) {
+        if ((unsigned char) *p <= ' ' || (unsigned char) *p == 0x7f) {
+            return false;
+        }
+    }
+
+    return true;
 }

@@ -33,8 +33,11 @@
 #define TG_ATTEMPTS_MAX          8
 #define TG_CONTEXT_TOKENS_MAX    100000000
 #define TG_CONCURRENCY_MAX       100000
+#define TG_QUEUE_MAX             10000
+#define TG_QUEUE_WAIT_MAX        600000
 #define TG_MAX_FRAME_DEFAULT     65536
 #define TG_LISTEN_MODE_DEFAULT   0660
+#define TG_ADMIN_MODE_DEFAULT    0600
 
 
 typedef enum {
@@ -57,6 +60,31 @@ typedef enum {
     TG_ZONE_PRIVATE,
     TG_ZONE_EXTERNAL
 } tg_zone;
+
+
+/* how a provider's health is probed and judged (docs/policy.md) */
+typedef enum {
+    TG_PROBE_HTTP = 0,              /* any 2xx */
+    TG_PROBE_OPENAI,                /* GET .../models: the models loaded */
+    TG_PROBE_LLAMACPP,              /* llama.cpp /health, and its /slots */
+    TG_PROBE_VLLM                   /* vLLM /metrics: running and waiting */
+} tg_probe_kind;
+
+
+#define TG_HEALTH_URL_MAX        512
+
+
+typedef struct {
+    const char     *url;            /* NULL: passive health only */
+    const char     *slots_url;      /* llama.cpp: NULL, or where /slots is */
+    tg_probe_kind   kind;
+    uint32_t        interval_ms;
+    uint32_t        timeout_ms;
+    uint32_t        down_after;     /* failures in a row: down */
+    uint32_t        up_after;       /* good probes in a row: up again */
+    uint32_t        cooldown_ms;    /* passive down: tried again after */
+    uint32_t        stuck_after_ms; /* a lease this old: stuck; 0: never */
+} tg_health_conf;
 
 
 typedef struct tg_provider {
@@ -85,7 +113,7 @@ typedef struct tg_provider {
     bool           tools;           /* accepts "tools" */
     bool           streaming;       /* accepts "stream": true */
 
-    const char    *health_url;      /* not configurable yet */
+    tg_health_conf health;
 } tg_provider;
 
 
@@ -130,6 +158,10 @@ typedef struct tg_route {
     unsigned       fallback_on;
     unsigned       fallback_outcomes;
     uint32_t       max_attempts;
+
+    /* at capacity: wait for a slot, at most this many, this long */
+    uint32_t       queue_max;       /* 0: no queue */
+    uint32_t       queue_wait_ms;
 } tg_route;
 
 
@@ -155,6 +187,7 @@ typedef struct tg_policy {
     const char    *file;
 
     tg_listen      listen;
+    tg_listen      admin;           /* path NULL: no admin socket */
     uint32_t       max_frame;
     uint32_t       decision_cache_ms;   /* how long workers may reuse one */
     tg_log_level   log_level;
@@ -176,6 +209,9 @@ typedef struct tg_policy {
 typedef struct tg_policy_opts {
     /* -s: overrides listen.path; "listen" may then be absent */
     const char    *listen_path;
+
+    /* -a: overrides admin_listen.path */
+    const char    *admin_path;
 
     /* environment look-up for api_key; NULL means getenv() */
     const char  *(*getenv)(const char *name);

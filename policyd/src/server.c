@@ -30,6 +30,8 @@
 #include "policy.h"
 #include "proto.h"
 #include "server.h"
+#include "server_int.h"
+#include "status.h"
 #include "state.h"
 
 
@@ -40,101 +42,18 @@
 #define TG_ACCEPT_RETRY       1.0     /* seconds, after EMFILE */
 #define TG_LINGER             2.0     /* seconds to flush a final ERROR */
 #define TG_LOG_STR_MAX        256     /* bytes of a peer's string in logs */
+#define TG_HEALTH_EVERY       0.25    /* seconds between judgements */
 
 /* DECISION and MODEL_LIST fit in this with room to spare */
 #define TG_REPLY_OVERHEAD     64
 
 
-typedef enum {
-    TG_CONN_OPEN = 0,
-    TG_CONN_CLOSE_AFTER_FLUSH,      /* a final ERROR is being sent */
-    TG_CONN_CLOSE_NOW
-} tg_conn_state;
-
-
-typedef struct tg_server  tg_server;
-typedef struct tg_conn    tg_conn;
-
-
-typedef struct {
-    tg_str         *items;
-    size_t          n;
-    size_t          cap;
-} tg_strv;
-
-
-struct tg_conn {
-    ev_io           rw;
-    ev_io           ww;
-    ev_timer        linger;
-
-    tg_server      *srv;
-    int             fd;
-    uint64_t        id;
-    tg_conn_state   state;
-    char            reason[160];    /* why it closes */
-
-    uint8_t        *rbuf;
-    size_t          rlen;
-    size_t          rcap;
-
-    uint8_t        *wbuf;
-    size_t          wpos;
-    size_t          wlen;
-    size_t          wcap;
-
-    uint32_t        max_frame;      /* what we accept, fixed at accept */
-    uint32_t        peer_max;       /* what the peer accepts */
-    uint64_t        frames;
-
-    tg_conn        *prev;
-    tg_conn        *next;
-};
-
-
-struct tg_server {
-    struct ev_loop  *loop;
-
-    const char      *file;
-    tg_policy_opts   opts;
-    tg_policy       *policy;
-    tg_state        *state;
-
-    int              lfd;
-    ev_io            accept_w;
-    ev_timer         accept_retry;
-    ev_signal        sighup;
-    ev_signal        sigterm;
-    ev_signal        sigint;
-
-    char             sock_path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
-    dev_t            sock_dev;
-    ino_t            sock_ino;
-    bool             sock_created;
-
-    tg_conn         *conns;
-    size_t           nconns;
-    uint64_t         next_conn_id;
-
-    uint8_t         *out;           /* a reply frame is built here */
-    size_t           out_cap;
-    char            *json;          /* the /v1/models body */
-    size_t           json_cap;
-
-    tg_strv          tags;
-    tg_strv          allow;
-    tg_strv          exclude;
-};
-
-
-static int tg_listen_open(tg_server *srv);
 static void tg_listen_close(tg_server *srv);
 static void tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void tg_accept_retry_cb(struct ev_loop *loop, ev_timer *w,
     int revents);
 static void tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
 static void tg_reload(tg_server *srv);
-static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
 
 static void tg_conn_new(tg_server *srv, int fd);
@@ -143,15 +62,10 @@ static void tg_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void tg_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void tg_conn_linger_cb(struct ev_loop *loop, ev_timer *w,
     int revents);
-static void tg_conn_finish(tg_conn *c);
 static void tg_conn_process(tg_conn *c);
 static int tg_conn_reserve(tg_conn *c, size_t need);
-static void tg_conn_flush(tg_conn *c);
-static void tg_conn_send(tg_conn *c, const uint8_t *frame, size_t len);
 static void tg_conn_fail(tg_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void tg_conn_error(tg_conn *c, uint32_t id, uint32_t err,
-    bool fatal, const char *msg);
 
 static void tg_handle_frame(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
@@ -161,16 +75,17 @@ static void tg_handle_decide(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 static void tg_handle_models(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
+static void tg_handle_status(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static void tg_health_check(tg_server *srv);
+static void tg_soon(tg_server *srv, bool health, bool wake);
+static void tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void tg_probe_done(const char *provider, const tg_probe_result *r,
+    void *data);
 static void tg_handle_report(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
-static int tg_read_facts(tg_conn *c, const uint8_t *frame,
-    const tg_frame_hdr *h, tg_facts *facts, bool *has_endpoint);
-static void tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
-    uint32_t lease);
-static void tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type,
-    uint32_t id);
 static int tg_strv_push(tg_strv *v, const tg_field *f);
-static int tg_log_len(size_t len);
 
 
 static const char  *tg_error_names[] = {
@@ -192,7 +107,7 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.file = file;
     srv.opts = *opts;
     srv.policy = policy;
-    srv.lfd = -1;
+    srv.listener.fd = -1;
     srv.next_conn_id = 1;
 
     rc = 1;
@@ -216,11 +131,11 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         goto done;
     }
 
-    if (tg_listen_open(&srv) != 0) {
+    if (tg_sock_open(&srv.listener, &srv.policy->listen) != 0) {
         goto done;
     }
 
-    ev_io_init(&srv.accept_w, tg_accept_cb, srv.lfd, EV_READ);
+    ev_io_init(&srv.accept_w, tg_accept_cb, srv.listener.fd, EV_READ);
     srv.accept_w.data = &srv;
     ev_io_start(srv.loop, &srv.accept_w);
 
@@ -237,8 +152,28 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     ev_signal_start(srv.loop, &srv.sigterm);
     ev_signal_start(srv.loop, &srv.sigint);
 
+    srv.started = ev_now(srv.loop);
+
+    srv.prober = tg_prober_new(srv.loop, tg_probe_done, &srv);
+    if (srv.prober == NULL || tg_prober_configure(srv.prober, policy) != 0) {
+        tg_log_error("cannot start the health probes");
+        goto done;
+    }
+
+    ev_timer_init(&srv.health_w, tg_health_cb, TG_HEALTH_EVERY,
+                  TG_HEALTH_EVERY);
+    srv.health_w.data = &srv;
+    ev_timer_start(srv.loop, &srv.health_w);
+
+    ev_timer_init(&srv.soon_w, tg_soon_cb, 0, 0);
+    srv.soon_w.data = &srv;
+
+    if (tg_admin_open(&srv) != 0) {
+        goto done;
+    }
+
     tg_log_info("%s listening on %s (mode %04o, max_frame %u): "
-                "%zu providers, %zu routes", TG_SOFTWARE, srv.sock_path,
+                "%zu providers, %zu routes", TG_SOFTWARE, srv.listener.path,
                 (unsigned) policy->listen.mode, policy->max_frame,
                 policy->nproviders, policy->nroutes);
 
@@ -255,8 +190,12 @@ done:
     }
 
     tg_listen_close(&srv);
+    tg_admin_close(&srv);
+    tg_prober_free(srv.prober);
 
     if (srv.loop != NULL) {
+        ev_timer_stop(srv.loop, &srv.health_w);
+        ev_timer_stop(srv.loop, &srv.soon_w);
         ev_signal_stop(srv.loop, &srv.sighup);
         ev_signal_stop(srv.loop, &srv.sigterm);
         ev_signal_stop(srv.loop, &srv.sigint);
@@ -278,14 +217,19 @@ done:
 
 /* the listening socket */
 
-static int
-tg_listen_open(tg_server *srv)
+/*
+ * A listening Unix socket: a stale one left by a dead policyd is replaced,
+ * a live one or any other file stops us; it is created owner-only and then
+ * given its mode and group.
+ */
+
+int
+tg_sock_open(tg_sock *s, const tg_listen *l)
 {
     int                  fd;
     mode_t               old_umask;
     struct stat          st;
     struct sockaddr_un   sa;
-    const tg_listen     *l = &srv->policy->listen;
 
     if (l->path == NULL || strlen(l->path) >= sizeof(sa.sun_path)) {
         tg_log_error("socket path is missing or longer than %zu bytes",
@@ -296,7 +240,7 @@ tg_listen_open(tg_server *srv)
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, l->path, strlen(l->path) + 1);
-    memcpy(srv->sock_path, l->path, strlen(l->path) + 1);
+    memcpy(s->path, l->path, strlen(l->path) + 1);
 
     /* a file is there: a stale socket goes, anything else stops us */
 
@@ -363,31 +307,31 @@ tg_listen_open(tg_server *srv)
 
     umask(old_umask);
 
-    srv->lfd = fd;
-    srv->sock_created = true;
+    s->fd = fd;
+    s->created = true;
 
     if (stat(l->path, &st) == 0) {
-        srv->sock_dev = st.st_dev;
-        srv->sock_ino = st.st_ino;
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
     }
 
     if (chmod(l->path, l->mode) == -1) {
         tg_log_error("chmod(%s, %04o) failed: %s", l->path,
                      (unsigned) l->mode, strerror(errno));
-        tg_listen_close(srv);
+        tg_sock_close(s);
         return -1;
     }
 
     if (l->group != NULL && chown(l->path, (uid_t) -1, l->gid) == -1) {
         tg_log_error("chown(%s, group %s) failed: %s", l->path, l->group,
                      strerror(errno));
-        tg_listen_close(srv);
+        tg_sock_close(s);
         return -1;
     }
 
     if (listen(fd, TG_LISTEN_BACKLOG) == -1) {
         tg_log_error("listen(%s) failed: %s", l->path, strerror(errno));
-        tg_listen_close(srv);
+        tg_sock_close(s);
         return -1;
     }
 
@@ -398,27 +342,34 @@ tg_listen_open(tg_server *srv)
 static void
 tg_listen_close(tg_server *srv)
 {
+    if (srv->listener.fd != -1 && srv->loop != NULL) {
+        ev_io_stop(srv->loop, &srv->accept_w);
+    }
+
+    tg_sock_close(&srv->listener);
+}
+
+
+void
+tg_sock_close(tg_sock *s)
+{
     struct stat  st;
 
-    if (srv->lfd != -1) {
-        if (srv->loop != NULL) {
-            ev_io_stop(srv->loop, &srv->accept_w);
-        }
-
-        close(srv->lfd);
-        srv->lfd = -1;
+    if (s->fd != -1) {
+        close(s->fd);
+        s->fd = -1;
     }
 
     /* remove the socket only if it is still the one we made */
 
-    if (srv->sock_created) {
-        srv->sock_created = false;
+    if (s->created) {
+        s->created = false;
 
-        if (lstat(srv->sock_path, &st) == 0 && S_ISSOCK(st.st_mode)
-            && st.st_dev == srv->sock_dev && st.st_ino == srv->sock_ino)
+        if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode)
+            && st.st_dev == s->dev && st.st_ino == s->ino)
         {
-            if (unlink(srv->sock_path) == -1) {
-                tg_log_warn("unlink(%s) failed: %s", srv->sock_path,
+            if (unlink(s->path) == -1) {
+                tg_log_warn("unlink(%s) failed: %s", s->path,
                             strerror(errno));
             }
         }
@@ -435,7 +386,8 @@ tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void) revents;
 
     for (i = 0; i < TG_ACCEPT_BATCH; i++) {
-        fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = accept4(srv->listener.fd, NULL, NULL,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd != -1) {
             tg_conn_new(srv, fd);
@@ -482,7 +434,7 @@ tg_accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void) revents;
 
-    if (srv->lfd != -1) {
+    if (srv->listener.fd != -1) {
         ev_io_start(loop, &srv->accept_w);
     }
 }
@@ -560,12 +512,17 @@ tg_reload(tg_server *srv)
         || (a->group != NULL && strcmp(a->group, b->group) != 0))
     {
         tg_log_warn("\"listen\" changed; it takes a restart, keeping %s",
-                    srv->sock_path);
+                    srv->listener.path);
     }
 
     if (np->max_frame != srv->policy->max_frame) {
         tg_log_info("max_frame %u applies to new connections",
                     np->max_frame);
+    }
+
+    if (tg_prober_configure(srv->prober, np) != 0) {
+        tg_log_error("reload: out of memory for the health probes; probing "
+                     "as before");
     }
 
     /* nothing outside this function points into the old policy */
@@ -586,7 +543,7 @@ tg_reload(tg_server *srv)
 
 /* INVALIDATE to every connection: workers forget their cached decisions */
 
-static void
+void
 tg_invalidate_all(tg_server *srv)
 {
     long         len;
@@ -619,6 +576,7 @@ tg_shutdown(tg_server *srv)
     tg_conn  *c;
 
     tg_listen_close(srv);
+    tg_admin_close(srv);
 
     while (srv->conns != NULL) {
         c = srv->conns;
@@ -701,6 +659,8 @@ tg_conn_close(tg_conn *c)
 
     close(c->fd);
 
+    tg_queue_drop_conn(srv, c);
+
     n = tg_state_release_owner(srv->state, c->id);
 
     tg_log_info("connection %llu closed: %s (%llu frames, %zu leases "
@@ -723,6 +683,12 @@ tg_conn_close(tg_conn *c)
     free(c->rbuf);
     free(c->wbuf);
     free(c);
+
+    /* slots of a worker that is gone go to those waiting */
+
+    if (n != 0) {
+        tg_soon(srv, true, true);
+    }
 }
 
 
@@ -809,7 +775,7 @@ tg_conn_linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Closes the connection when its state says so; the end of every callback. */
 
-static void
+void
 tg_conn_finish(tg_conn *c)
 {
     tg_server  *srv = c->srv;
@@ -965,7 +931,7 @@ tg_conn_reserve(tg_conn *c, size_t need)
 }
 
 
-static void
+void
 tg_conn_flush(tg_conn *c)
 {
     ssize_t     n;
@@ -1008,7 +974,7 @@ tg_conn_flush(tg_conn *c)
 }
 
 
-static void
+void
 tg_conn_send(tg_conn *c, const uint8_t *frame, size_t len)
 {
     size_t    pending, cap;
@@ -1072,7 +1038,7 @@ tg_conn_fail(tg_conn *c, const char *fmt, ...)
 }
 
 
-static void
+void
 tg_conn_error(tg_conn *c, uint32_t id, uint32_t err, bool fatal,
     const char *msg)
 {
@@ -1119,6 +1085,10 @@ tg_handle_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     case TG_MSG_MODELS:
         tg_handle_models(c, frame, h);
+        break;
+
+    case TG_MSG_STATUS:
+        tg_handle_status(c, frame, h);
         break;
 
     case TG_MSG_REPORT:
@@ -1221,9 +1191,7 @@ static void
 tg_handle_decide(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 {
     bool          has_endpoint;
-    uint32_t      lease;
     tg_facts      facts;
-    tg_server    *srv = c->srv;
     tg_decision   d;
 
     if (tg_read_facts(c, frame, h, &facts, &has_endpoint) != 0) {
@@ -1236,59 +1204,77 @@ tg_handle_decide(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    tg_decide(srv->policy, &facts, srv->state, &d);
-
-    lease = 0;
-
-    /* "policyd explain" asks like a worker, but changes nothing, gets no key */
-
-    if (facts.dry_run) {
-        d.authorization = "";
-        tg_send_decision(c, h->id, &d, 0);
-        return;
+    if (tg_answer_decide(c, h->id, &facts, &d) == 1) {
+        tg_queue_park(c, frame, h, &d);
     }
-
-    if (d.status == 200
-        && tg_state_lease_acquire(srv->state, d.provider->index, c->id,
-                                  (uint64_t) (ev_now(srv->loop) * 1000),
-                                  &lease) != 0)
-    {
-        tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
-                      "cannot grant a lease");
-        return;
-    }
-
-    tg_state_count_decision(srv->state, d.status,
-                            d.status == 200 ? d.provider->index : SIZE_MAX);
-
-    if (d.status == 200) {
-        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s attempt %u: "
-                     "provider %s upstream %s path %s model %s lease %u "
-                     "(%s)", (unsigned long long) c->id, h->id,
-                     tg_log_len(facts.model.len), facts.model.data,
-                     tg_endpoint_name(facts.endpoint), facts.attempt,
-                     d.provider->name, d.upstream, d.path, d.provider_model,
-                     lease, d.reason);
-
-    } else if (d.status == 503) {
-        tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
-                    (unsigned long long) c->id, h->id,
-                    tg_log_len(facts.model.len), facts.model.data,
-                    tg_endpoint_name(facts.endpoint), d.status, d.error_code,
-                    d.reason);
-    } else {
-        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
-                     (unsigned long long) c->id, h->id,
-                     tg_log_len(facts.model.len), facts.model.data,
-                     tg_endpoint_name(facts.endpoint), d.status,
-                     d.error_code, d.reason);
-    }
-
-    tg_send_decision(c, h->id, &d, lease);
 }
 
 
-static void
+int
+tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
+    tg_decision *d)
+{
+    uint32_t     lease;
+    tg_server   *srv = c->srv;
+
+    tg_decide(srv->policy, facts, srv->state, d);
+
+    /* "policyd explain" asks like a worker, but changes nothing, gets no key */
+
+    if (facts->dry_run) {
+        d->authorization = "";
+        tg_send_decision(c, id, d, 0);
+        return 0;
+    }
+
+    if (d->status == TG_DECISION_QUEUE) {
+        return 1;
+    }
+
+    lease = 0;
+
+    if (d->status == 200
+        && tg_state_lease_acquire(srv->state, d->provider->index, c->id,
+                                  tg_now_ms(srv), &lease) != 0)
+    {
+        tg_conn_error(c, id, TG_ERR_INTERNAL, false, "cannot grant a lease");
+        return 0;
+    }
+
+    tg_state_count_decision(srv->state, d->status,
+                            d->status == 200 ? d->provider->index : SIZE_MAX,
+                            d->route != NULL ? d->route->name : NULL);
+
+    if (d->status == 200) {
+        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s attempt %u: "
+                     "provider %s upstream %s path %s model %s lease %u "
+                     "(%s)", (unsigned long long) c->id, id,
+                     tg_log_len(facts->model.len), facts->model.data,
+                     tg_endpoint_name(facts->endpoint), facts->attempt,
+                     d->provider->name, d->upstream, d->path,
+                     d->provider_model, lease, d->reason);
+
+    } else if (d->status == 503 || d->status == 429) {
+        tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+                    (unsigned long long) c->id, id,
+                    tg_log_len(facts->model.len), facts->model.data,
+                    tg_endpoint_name(facts->endpoint), d->status,
+                    d->error_code, d->reason);
+    } else {
+        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+                     (unsigned long long) c->id, id,
+                     tg_log_len(facts->model.len), facts->model.data,
+                     tg_endpoint_name(facts->endpoint), d->status,
+                     d->error_code, d->reason);
+    }
+
+    tg_send_decision(c, id, d, lease);
+
+    return 0;
+}
+
+
+void
 tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
     uint32_t lease)
 {
@@ -1296,7 +1282,18 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
     tg_builder  b;
 
     tg_builder_start(c, &b, TG_MSG_DECISION, id);
-    tg_build_u32(&b, TG_F_STATUS, d->status);
+
+    /* only explain hears of waiting: as 202, with the provider and time */
+
+    if (d->status == TG_DECISION_QUEUE) {
+        tg_build_u32(&b, TG_F_STATUS, 202);
+        tg_build_cstr(&b, TG_F_PROVIDER, d->provider->name);
+        tg_build_cstr(&b, TG_F_ROUTE, d->route->name);
+        tg_build_u32(&b, TG_F_WAIT_MS, d->queue_wait_ms);
+
+    } else {
+        tg_build_u32(&b, TG_F_STATUS, d->status);
+    }
 
     if (d->status == 200) {
         tg_build_cstr(&b, TG_F_PROVIDER, d->provider->name);
@@ -1331,7 +1328,7 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             }
         }
 
-    } else {
+    } else if (d->status != TG_DECISION_QUEUE) {
         tg_build_cstr(&b, TG_F_ERROR_TYPE, d->error_type);
         tg_build_cstr(&b, TG_F_ERROR_CODE, d->error_code);
         tg_build_cstr(&b, TG_F_ERROR_MESSAGE, d->message);
@@ -1433,18 +1430,20 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 static void
 tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 {
-    int             rc, released;
-    uint32_t        lease, http_status, upstream_ms, total_ms, count, v;
+    int             rc;
+    char            provider[TG_PROVIDER_NAME_MAX + 1];
+    char            route[TG_ROUTE_NAME_MAX + 1];
+    uint32_t        total_ms, v;
     tg_field        f;
-    tg_outcome      outcome;
+    tg_report       r;
+    tg_pstate      *freed, *ps;
+    tg_server      *srv = c->srv;
     tg_field_iter   it;
 
-    lease = 0;
-    http_status = 0;
-    upstream_ms = 0;
+    memset(&r, 0, sizeof(r));
+    r.count = 1;
+    r.outcome = TG_OUTCOME_UNKNOWN;
     total_ms = 0;
-    count = 1;
-    outcome = TG_OUTCOME_UNKNOWN;
 
     tg_fields_init(&it, frame, h);
 
@@ -1452,14 +1451,32 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         switch (f.key) {
 
         case TG_F_LEASE:
-            if (tg_field_u32(&f, &lease) != 0) {
+            if (tg_field_u32(&f, &r.lease) != 0) {
                 tg_malformed(c, h, "lease is not a u32");
                 return;
             }
             break;
 
         case TG_F_OUTCOME:
-            outcome = tg_outcome_parse((const char *) f.value, f.len);
+            r.outcome = tg_outcome_parse((const char *) f.value, f.len);
+            break;
+
+        /* names too long to be a provider's or a route's are not kept */
+
+        case TG_F_PROVIDER:
+            if (f.len < sizeof(provider)) {
+                memcpy(provider, f.value, f.len);
+                provider[f.len] = '\0';
+                r.provider = provider;
+            }
+            break;
+
+        case TG_F_ROUTE:
+            if (f.len < sizeof(route) && memchr(f.value, 0, f.len) == NULL) {
+                memcpy(route, f.value, f.len);
+                route[f.len] = '\0';
+                r.route = route;
+            }
             break;
 
         case TG_F_HTTP_STATUS:
@@ -1474,13 +1491,13 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
             }
 
             if (f.key == TG_F_HTTP_STATUS) {
-                http_status = v;
+                r.http_status = v;
             } else if (f.key == TG_F_UPSTREAM_MS) {
-                upstream_ms = v;
+                r.upstream_ms = v;
             } else if (f.key == TG_F_TOTAL_MS) {
                 total_ms = v;
             } else if (f.key == TG_F_COUNT) {
-                count = v;
+                r.count = v;
             }
             break;
         }
@@ -1491,19 +1508,38 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    if (count == 0 || (lease != 0 && count != 1)) {
+    if (r.count == 0 || (r.lease != 0 && r.count != 1)) {
         tg_malformed(c, h, "count must be 1 with a lease and never 0");
         return;
     }
 
-    released = tg_state_report(c->srv->state, lease, outcome, count);
+    /* a route the policy does not have is not the module's to create */
+
+    if (r.route != NULL
+        && tg_policy_route(srv->policy, r.route, strlen(r.route)) == NULL)
+    {
+        r.route = NULL;
+    }
+
+    ps = r.provider != NULL ? tg_state_find(srv->state, r.provider) : NULL;
+
+    freed = tg_state_report(srv->state, &r, tg_now_ms(srv));
 
     tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
                  "upstream %u ms, total %u ms, lease %u%s",
-                 (unsigned long long) c->id, h->id, count,
-                 tg_outcome_name(outcome), http_status, upstream_ms,
-                 total_ms, lease,
-                 lease == 0 || released ? "" : " (unknown)");
+                 (unsigned long long) c->id, h->id, r.count,
+                 tg_outcome_name(r.outcome), r.http_status, r.upstream_ms,
+                 total_ms, r.lease,
+                 r.lease == 0 || freed != NULL ? "" : " (unknown)");
+
+    /*
+     * A failure may have changed the provider's state, a lease that ended
+     * lets a waiting request go: both right after this frame's connection
+     * is done with, since answering others may close connections.
+     */
+
+    tg_soon(srv, r.outcome != TG_OUTCOME_OK && (ps != NULL || freed != NULL),
+            freed != NULL);
 }
 
 
@@ -1513,7 +1549,7 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
  * or -1 after answering a malformed frame.
  */
 
-static int
+int
 tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
     tg_facts *facts, bool *has_endpoint)
 {
@@ -1637,7 +1673,7 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
 
 /* A reply to this peer: at most what it accepts. */
 
-static void
+void
 tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type, uint32_t id)
 {
     size_t  cap;
@@ -1678,8 +1714,196 @@ tg_strv_push(tg_strv *v, const tg_field *f)
 }
 
 
-static int
+int
 tg_log_len(size_t len)
 {
     return len > TG_LOG_STR_MAX ? TG_LOG_STR_MAX : (int) len;
+}
+
+
+uint64_t
+tg_now_ms(tg_server *srv)
+{
+    return (uint64_t) (ev_now(srv->loop) * 1000);
+}
+
+
+/* STATUS from the module's tailgate_status handler: the report, relayed */
+
+static void
+tg_handle_status(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    int             rc;
+    long            len;
+    char           *body;
+    size_t          blen;
+    tg_field        f;
+    tg_server      *srv = c->srv;
+    tg_builder      b;
+    tg_field_iter   it;
+    bool            prometheus;
+
+    prometheus = false;
+
+    tg_fields_init(&it, frame, h);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        if (f.key == TG_F_FORMAT) {
+            prometheus = f.len == 10 && memcmp(f.value, "prometheus", 10) == 0;
+        }
+    }
+
+    if (rc < 0) {
+        tg_malformed(c, h, "a field runs past the end of the frame");
+        return;
+    }
+
+    body = prometheus ? tg_status_prometheus(srv, &blen)
+                      : tg_status_json(srv, &blen);
+
+    if (body == NULL) {
+        tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                      "cannot build the status");
+        return;
+    }
+
+    tg_builder_start(c, &b, TG_MSG_STATUS_REPLY, h->id);
+    tg_build_u32(&b, TG_F_STATUS, 200);
+    tg_build_str(&b, TG_F_BODY, body, blen);
+
+    free(body);
+
+    len = tg_build_end(&b);
+
+    if (len < 0) {
+        tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                      "the status does not fit in a frame");
+        return;
+    }
+
+    tg_conn_send(c, srv->out, (size_t) len);
+}
+
+
+/*
+ * Judges every provider again; a change of state is logged, makes workers
+ * forget the decisions they reuse, and may let waiting requests go.
+ */
+
+static void
+tg_health_check(tg_server *srv)
+{
+    size_t      i, n;
+    tg_state   *st = srv->state;
+    tg_health   old[64], *before;
+    tg_pstate  *ps;
+
+    n = st->nslots;
+
+    before = n <= 64 ? old : malloc(n * sizeof(tg_health));
+    if (before == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        before[i] = st->slots[i]->health;
+    }
+
+    if (tg_state_evaluate(st, tg_now_ms(srv)) == 0) {
+        goto done;
+    }
+
+    for (i = 0; i < n; i++) {
+        ps = st->slots[i];
+
+        if (ps->health == before[i]) {
+            continue;
+        }
+
+        if (ps->health == TG_HEALTH_UP) {
+            tg_log_info("provider %s is up again (was %s): %s", ps->name,
+                        tg_health_name(before[i]), ps->why);
+        } else {
+            tg_log_warn("provider %s is %s (was %s): %s", ps->name,
+                        tg_health_name(ps->health),
+                        tg_health_name(before[i]), ps->why);
+        }
+    }
+
+    tg_invalidate_all(srv);
+    tg_queue_wake_all(srv);
+
+done:
+
+    if (before != old) {
+        free(before);
+    }
+}
+
+
+static void
+tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    tg_health_check(w->data);
+}
+
+
+static void
+tg_probe_done(const char *provider, const tg_probe_result *r, void *data)
+{
+    tg_server  *srv = data;
+    tg_pstate  *ps;
+
+    ps = tg_state_find(srv->state, provider);
+    if (ps == NULL) {
+        return;
+    }
+
+    tg_log_debug("provider %s: probe %s in %u ms: %s", provider,
+                 r->ok ? (r->busy ? "busy" : "ok") : "failed", r->ms,
+                 r->note);
+
+    tg_health_probed(ps, r, tg_now_ms(srv));
+    tg_health_check(srv);
+}
+
+
+/* work to do when no connection's callback is running */
+
+static void
+tg_soon(tg_server *srv, bool health, bool wake)
+{
+    srv->health_due |= health;
+    srv->wake_due |= wake;
+
+    if ((srv->health_due || srv->wake_due) && !ev_is_active(&srv->soon_w)) {
+        ev_timer_start(srv->loop, &srv->soon_w);
+    }
+}
+
+
+static void
+tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bool        health, wake;
+    tg_server  *srv = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    health = srv->health_due;
+    wake = srv->wake_due;
+    srv->health_due = false;
+    srv->wake_due = false;
+
+    if (health) {
+        tg_health_check(srv);
+    }
+
+    if (wake) {
+        tg_queue_wake_all(srv);
+    }
 }

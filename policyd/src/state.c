@@ -91,6 +91,12 @@ tg_state_free(tg_state *st)
         free(st->slots[i]);
     }
 
+    for (i = 0; i < st->nroutes; i++) {
+        free(st->routes[i]->name);
+        free(st->routes[i]);
+    }
+
+    free(st->routes);
     free(st->buckets);
     free(st->slots);
     free(st->bound);
@@ -128,6 +134,13 @@ tg_state_bind(tg_state *st, const tg_policy *policy)
         ps = bound[i];
         ps->in_policy = true;
         ps->max_concurrency = policy->providers[i].max_concurrency;
+        ps->conf = policy->providers[i].health;
+
+        /* a provider no longer probed keeps no verdict of its probes */
+        if (ps->conf.url == NULL) {
+            ps->probe_down = false;
+            ps->probe_at_ms = 0;
+        }
     }
 
     free(st->bound);
@@ -309,34 +322,57 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
 }
 
 
-int
-tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome,
-    uint32_t count)
+tg_pstate *
+tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 {
+    tg_outcome       outcome;
+    tg_pstate       *ps, *freed;
+    tg_rstate       *rs;
     const tg_lease  *l;
 
-    if ((unsigned) outcome >= TG_OUTCOME_COUNT) {
-        outcome = TG_OUTCOME_UNKNOWN;
+    outcome = (unsigned) r->outcome < TG_OUTCOME_COUNT ? r->outcome
+                                                       : TG_OUTCOME_UNKNOWN;
+
+    st->reports[outcome] += r->count;
+
+    l = r->lease != 0 ? tg_state_lease(st, r->lease) : NULL;
+
+    /* the lease knows its provider for certain; the name is the module's */
+
+    ps = l != NULL ? l->provider
+         : r->provider != NULL ? tg_state_find(st, r->provider) : NULL;
+
+    if (ps != NULL) {
+        tg_health_reported(ps, outcome, r->http_status, r->upstream_ms,
+                           r->count, now_ms);
     }
 
-    st->reports[outcome] += count;
+    if (r->route != NULL) {
+        rs = tg_state_route(st, r->route);
 
-    l = lease != 0 ? tg_state_lease(st, lease) : NULL;
+        if (rs != NULL) {
+            rs->reports[outcome] += r->count;
+        }
+    }
 
     if (l == NULL) {
-        st->reports_without_lease += count;
-        return 0;
+        st->reports_without_lease += r->count;
+        return NULL;
     }
 
-    l->provider->reports[outcome]++;
+    freed = l->provider;
 
-    return tg_state_lease_release(st, lease);
+    return tg_state_lease_release(st, r->lease) ? freed : NULL;
 }
 
 
 void
-tg_state_count_decision(tg_state *st, unsigned status, size_t i)
+tg_state_count_decision(tg_state *st, unsigned status, size_t i,
+    const char *route)
 {
+    size_t      k;
+    tg_rstate  *rs;
+
     st->decisions++;
 
     if (status != 200) {
@@ -346,6 +382,105 @@ tg_state_count_decision(tg_state *st, unsigned status, size_t i)
     if (i < st->nbound) {
         st->bound[i]->decisions++;
     }
+
+    if (route == NULL || (rs = tg_state_route(st, route)) == NULL) {
+        return;
+    }
+
+    switch (status) {
+    case 200: k = 0; break;
+    case 400: k = 1; break;
+    case 403: k = 2; break;
+    case 404: k = 3; break;
+    case 429: k = 4; break;
+    default:  k = 5;
+    }
+
+    rs->decided[k]++;
+}
+
+
+/* the record of a route, created on first use; NULL when out of memory */
+
+tg_rstate *
+tg_state_route(tg_state *st, const char *name)
+{
+    size_t      i, cap;
+    tg_rstate  *rs, **routes;
+
+    for (i = 0; i < st->nroutes; i++) {
+        if (strcmp(st->routes[i]->name, name) == 0) {
+            return st->routes[i];
+        }
+    }
+
+    /* route names come from the module: a bound on how many are kept */
+
+    if (st->nroutes >= TG_ROUTES_KEPT) {
+        return NULL;
+    }
+
+    if (st->nroutes == st->routes_cap) {
+        cap = st->routes_cap ? st->routes_cap * 2 : 8;
+
+        routes = realloc(st->routes, cap * sizeof(tg_rstate *));
+        if (routes == NULL) {
+            return NULL;
+        }
+
+        st->routes = routes;
+        st->routes_cap = cap;
+    }
+
+    rs = calloc(1, sizeof(tg_rstate));
+    if (rs == NULL) {
+        return NULL;
+    }
+
+    rs->name = strdup(name);
+    if (rs->name == NULL) {
+        free(rs);
+        return NULL;
+    }
+
+    st->routes[st->nroutes++] = rs;
+
+    return rs;
+}
+
+
+size_t
+tg_state_evaluate(tg_state *st, uint64_t now_ms)
+{
+    size_t     i, changed;
+    uint64_t   age;
+    tg_lease  *l;
+
+    for (i = 0; i < st->nslots; i++) {
+        st->slots[i]->oldest_lease_ms = 0;
+    }
+
+    for (i = 0; i < st->nbuckets; i++) {
+        for (l = st->buckets[i]; l != NULL; l = l->next) {
+            age = now_ms > l->granted_ms ? now_ms - l->granted_ms : 0;
+
+            if (age > l->provider->oldest_lease_ms) {
+                l->provider->oldest_lease_ms = age;
+            }
+        }
+    }
+
+    changed = 0;
+
+    for (i = 0; i < st->nslots; i++) {
+        if (st->slots[i]->in_policy
+            && tg_health_evaluate(st->slots[i], now_ms))
+        {
+            changed++;
+        }
+    }
+
+    return changed;
 }
 
 

@@ -33,16 +33,87 @@ typedef enum {
 } tg_outcome;
 
 
+/* what policyd knows of a provider (docs/policy.md, "Health") */
+typedef enum {
+    TG_HEALTH_UP = 0,
+    TG_HEALTH_BUSY,                     /* it says it has no capacity */
+    TG_HEALTH_STUCK,                    /* a request runs far too long */
+    TG_HEALTH_DOWN,
+    TG_HEALTH_COUNT
+} tg_health;
+
+
+#define TG_RECENT_ERRORS    8
+#define TG_LATENCIES        128
+#define TG_NOTE_MAX         96
+#define TG_ROUTES_KEPT      4096
+
+
+/* one active probe: what the provider said about itself */
+typedef struct {
+    bool            ok;                 /* reachable and ready */
+    bool            busy;               /* reachable, no capacity left */
+    unsigned        status;             /* HTTP status, 0: no answer */
+    uint32_t        ms;
+    int32_t         slots_total;        /* llama.cpp; -1: unknown */
+    int32_t         slots_busy;
+    int32_t         running;            /* vLLM; -1: unknown */
+    int32_t         waiting;
+    char            note[TG_NOTE_MAX];  /* "connection refused", ... */
+} tg_probe_result;
+
+
+typedef struct {
+    uint64_t        at_ms;
+    tg_outcome      outcome;
+    uint32_t        status;
+} tg_recent_error;
+
+
 typedef struct tg_pstate {
     char           *name;
     bool            in_policy;          /* in the policy bound last */
-    bool            down;               /* skipped by decisions */
     uint32_t        in_flight;          /* leases held */
     uint32_t        max_concurrency;    /* from the policy bound last */
+    tg_health_conf  conf;               /* likewise */
+    uint32_t        queued;             /* requests waiting for a slot */
+
+    /* the state decisions use, as tg_health_eval() set it last */
+    tg_health       health;
+    uint64_t        health_since_ms;
+    char            why[TG_NOTE_MAX];
+
+    /* active probes */
+    tg_probe_result probe;
+    uint64_t        probe_at_ms;        /* 0: never probed */
+    uint32_t        probe_ok_run;
+    uint32_t        probe_fail_run;
+    bool            probe_down;
+
+    /* what the module reported */
+    uint32_t        fail_run;           /* failures in a row */
+    bool            passive_down;
+    uint64_t        down_until_ms;      /* then tried again */
+
+    uint64_t        oldest_lease_ms;    /* age, as of the last evaluation */
 
     uint64_t        decisions;          /* times chosen */
     uint64_t        reports[TG_OUTCOME_COUNT];
+    uint32_t        latencies[TG_LATENCIES];    /* upstream ms, a ring */
+    size_t          nlatencies;
+    size_t          latency_pos;
+    tg_recent_error errors[TG_RECENT_ERRORS];   /* a ring */
+    size_t          nerrors;
+    size_t          error_pos;
 } tg_pstate;
+
+
+/* what the module reported for a route, and how it was decided */
+typedef struct tg_rstate {
+    char           *name;
+    uint64_t        decided[6];         /* 200, 400, 403, 404, 429, other */
+    uint64_t        reports[TG_OUTCOME_COUNT];
+} tg_rstate;
 
 
 typedef struct tg_lease {
@@ -61,6 +132,10 @@ typedef struct tg_state {
 
     tg_pstate      **bound;             /* policy provider index -> slot */
     size_t           nbound;
+
+    tg_rstate      **routes;            /* every route ever reported */
+    size_t           nroutes;
+    size_t           routes_cap;
 
     tg_lease       **buckets;
     size_t           nbuckets;          /* a power of two */
@@ -105,12 +180,48 @@ int tg_state_lease_release(tg_state *st, uint32_t id);
 /* Ends every lease of a connection; returns how many. */
 size_t tg_state_release_owner(tg_state *st, uint64_t owner);
 
-/* A REPORT: counts the outcome, ends the lease (0 = none); 1 if it did. */
-int tg_state_report(tg_state *st, uint32_t lease, tg_outcome outcome,
-    uint32_t count);
+/* A REPORT, as the module sent it */
+typedef struct {
+    uint32_t        lease;              /* 0: none */
+    tg_outcome      outcome;
+    uint32_t        count;
+    uint32_t        http_status;
+    uint32_t        upstream_ms;        /* a sum when count > 1 */
+    const char     *provider;           /* NUL-terminated, or NULL */
+    const char     *route;
+} tg_report;
+
+/*
+ * Counts the outcome for the provider and the route, feeds the provider's
+ * health, ends the lease.  Returns the provider whose lease ended (a slot
+ * came free), or NULL.
+ */
+tg_pstate *tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms);
 
 /* Counts a DECISION; provider i or SIZE_MAX when none was chosen. */
-void tg_state_count_decision(tg_state *st, unsigned status, size_t i);
+void tg_state_count_decision(tg_state *st, unsigned status, size_t i,
+    const char *route);
+
+tg_rstate *tg_state_route(tg_state *st, const char *name);
+
+/*
+ * Brings every provider's health up to date (lease ages, cooldowns):
+ * returns how many changed state.  tg_health.c judges each one.
+ */
+size_t tg_state_evaluate(tg_state *st, uint64_t now_ms);
+
+/* health.c */
+void tg_health_probed(tg_pstate *ps, const tg_probe_result *r,
+    uint64_t now_ms);
+void tg_health_reported(tg_pstate *ps, tg_outcome outcome,
+    uint32_t status, uint32_t upstream_ms, uint32_t count, uint64_t now_ms);
+bool tg_health_evaluate(tg_pstate *ps, uint64_t now_ms);
+bool tg_health_unavailable(const tg_pstate *ps);
+bool tg_health_at_capacity(const tg_pstate *ps);
+const char *tg_health_name(tg_health h);
+void tg_probe_interpret(const tg_provider *pr, bool slots, unsigned status,
+    const char *body, size_t len, tg_probe_result *r);
+uint32_t tg_health_latency(const tg_pstate *ps, unsigned percent);
 
 tg_outcome tg_outcome_parse(const char *s, size_t len);
 const char *tg_outcome_name(tg_outcome outcome);

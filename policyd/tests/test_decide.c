@@ -434,7 +434,7 @@ test_down_and_busy(void **state)
 
     ps = tg_state_find(fx->state, "deepseek");
     assert_non_null(ps);
-    ps->down = true;
+    ps->health = TG_HEALTH_DOWN;
 
     f = F("smart", TG_EP_CHAT);
     tg_decide(fx->policy, &f, fx->state, &d);
@@ -461,7 +461,7 @@ test_down_and_busy(void **state)
     assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
                   "deepseek:down local:chosen");
 
-    ps->down = false;
+    ps->health = TG_HEALTH_UP;
     tg_decide(fx->policy, &f, fx->state, &d);
     assert_chosen(&d, "deepseek", "/chat/completions", "ds-chat",
                   "deepseek:chosen");
@@ -817,7 +817,7 @@ test_never_falls_back(void **state)
 
     /* "cloud": deepseek, openrouter; no fallback */
     ps = tg_state_find(fx->state, "deepseek");
-    ps->down = true;
+    ps->health = TG_HEALTH_DOWN;
 
     f = F("cloud", TG_EP_CHAT);
     tg_decide(fx->policy, &f, fx->state, &d);
@@ -832,7 +832,7 @@ test_never_falls_back(void **state)
     assert_chosen(&d, "openrouter", "/api/v1/responses", "or-x",
                   "deepseek:endpoint openrouter:chosen");
     assert_int_equal(d.fallback, 0);
-    ps->down = false;
+    ps->health = TG_HEALTH_UP;
 
     /* at capacity: 429, come back in a second */
     pr = (tg_provider *) tg_policy_provider(fx->policy, "deepseek", 8);
@@ -855,7 +855,9 @@ test_never_falls_back(void **state)
               &d);
     assert_chosen(&d, "local", "/v1/chat/completions", "qwen",
                   "deepseek:busy local:chosen");
-    assert_int_equal(d.cache_ms, 1000);
+
+    /* not reused: deepseek may have room for the next one */
+    assert_int_equal(d.cache_ms, 0);
 }
 
 
@@ -956,7 +958,7 @@ test_fallback_mask(void **unused)
 
     /* ... nor when the only later step is down */
     ps = tg_state_find(st, "c");
-    ps->down = true;
+    ps->health = TG_HEALTH_DOWN;
     tg_decide(p, &f, st, &d);
     assert_int_equal(d.fallback, 0);
 
@@ -1061,7 +1063,9 @@ test_fit(void **unused)
         "                    { 'provider': 'big', 'model': 'm' } ] },"
         "  'local-only': { 'steps': [ { 'provider': 'small', 'model': 'm' },"
         "                    { 'provider': 'nostream', 'model': 'm' } ] },"
-        "  'ns': { 'steps': [ { 'provider': 'nostream', 'model': 'm' } ] } } }");
+        "  'ns': { 'steps': [ { 'provider': 'nostream', 'model': 'm' } ] },"
+        "  'bigfirst': { 'steps': [ { 'provider': 'big', 'model': 'm' },"
+        "                    { 'provider': 'small', 'model': 'm' } ] } } }");
 
     f = F("r", TG_EP_CHAT);
     f.prompt_estimate = 1000;
@@ -1119,6 +1123,18 @@ test_fit(void **unused)
     tg_decide(p, &f, NULL, &d);
     assert_refused(&d, 400, "invalid_request_error", "stream_not_supported",
                    "No provider of route 'ns' supports streaming");
+
+    /* a later step too small for this prompt: not reused for smaller ones */
+    f = F("bigfirst", TG_EP_CHAT);
+    f.prompt_estimate = 2000;
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "big", "/v1/chat/completions", "m", "big:chosen");
+    assert_int_equal(d.cache_ms, 0);
+
+    f.prompt_estimate = 500;
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.cache_ms, 1000);
+    assert_int_equal(d.cache_max_bytes, 4003);
 
     /* an upload is not a prompt: its size says nothing about context */
     f = F("r", TG_EP_TRANSCRIPTIONS);

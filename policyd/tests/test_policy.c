@@ -618,7 +618,7 @@ test_fit_and_fallback(void **unused)
         "         'streaming': 1, 'max_concurrency': 1.5 },"
         "  'm': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'],"
         "         'region': '', 'context_tokens': 100000001,"
-        "         'health': 'x' } },"
+        "         'probe': 'x' } },"
         "'routes': {"
         "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm' } ],"
         "         'fallback': { 'on': 'always', 'outcomes': ['500', 5],"
@@ -641,7 +641,7 @@ test_fit_and_fallback(void **unused)
                       "or \"-\"");
     tg_test_has_error(&errs, "providers.m.context_tokens",
                       "expected an integer from 1 to 100000000");
-    tg_test_has_error(&errs, "providers.m.health", "unknown key");
+    tg_test_has_error(&errs, "providers.m.probe", "unknown key");
     tg_test_has_error(&errs, "routes.a.fallback.on", "expected one of "
                       "\"never\", \"errors\", \"busy\", \"both\"");
     tg_test_has_error(&errs, "routes.a.fallback.outcomes[0]", "expected one "

@@ -56,6 +56,22 @@ policy_with_limits(const char *text, uint32_t local_max, uint32_t cloud_max)
 }
 
 
+/* a REPORT without names: 1 when it ended a lease */
+
+static int
+report(tg_state *st, uint32_t lease, tg_outcome outcome, uint32_t count)
+{
+    tg_report  r;
+
+    memset(&r, 0, sizeof(r));
+    r.lease = lease;
+    r.outcome = outcome;
+    r.count = count;
+
+    return tg_state_report(st, &r, 0) != NULL;
+}
+
+
 static void
 test_bind(void **unused)
 {
@@ -80,7 +96,7 @@ test_bind(void **unused)
     assert_null(tg_state_provider(st, 3));
     assert_true(tg_state_find(st, "lan")->in_policy);
 
-    tg_state_find(st, "cloud")->down = true;
+    tg_state_find(st, "cloud")->health = TG_HEALTH_DOWN;
     ps = tg_state_find(st, "cloud");
 
     /* a reload: records are found by name, never move */
@@ -91,7 +107,7 @@ test_bind(void **unused)
     assert_int_equal(st->nslots, 4);
     assert_string_equal(tg_state_provider(st, 0)->name, "new");
     assert_ptr_equal(tg_state_provider(st, 1), ps);
-    assert_true(tg_state_provider(st, 1)->down);
+    assert_int_equal(tg_state_provider(st, 1)->health, TG_HEALTH_DOWN);
     assert_string_equal(tg_state_provider(st, 2)->name, "local");
     assert_false(tg_state_find(st, "lan")->in_policy);
     assert_true(tg_state_find(st, "new")->in_policy);
@@ -224,7 +240,7 @@ test_release_by_connection(void **unused)
     assert_int_equal(tg_state_release_owner(st, 3), 0);
 
     /* a REPORT from another connection still ends a lease of owner 1 */
-    assert_int_equal(tg_state_report(st, kept, TG_OUTCOME_OK, 1), 1);
+    assert_int_equal(report(st, kept, TG_OUTCOME_OK, 1), 1);
     assert_int_equal(st->nleases, 399);
 
     assert_int_equal(tg_state_release_owner(st, 1), 399);
@@ -265,7 +281,7 @@ test_leases_survive_reload(void **unused)
     assert_int_equal(local->max_concurrency, 4);
     assert_string_equal(tg_state_lease(st, lease)->provider->name, "local");
 
-    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_SERVER_ERROR, 1), 1);
+    assert_int_equal(report(st, lease, TG_OUTCOME_SERVER_ERROR, 1), 1);
     assert_int_equal(local->in_flight, 0);
     assert_int_equal(local->reports[TG_OUTCOME_SERVER_ERROR], 1);
 
@@ -320,10 +336,10 @@ test_counters(void **unused)
     p = policy_with_limits(tg_policy_a, 0, 3);
     assert_int_equal(tg_state_bind(st, p), 0);
 
-    tg_state_count_decision(st, 200, 2);
-    tg_state_count_decision(st, 200, 0);
-    tg_state_count_decision(st, 404, SIZE_MAX);
-    tg_state_count_decision(st, 503, SIZE_MAX);
+    tg_state_count_decision(st, 200, 2, NULL);
+    tg_state_count_decision(st, 200, 0, NULL);
+    tg_state_count_decision(st, 404, SIZE_MAX, NULL);
+    tg_state_count_decision(st, 503, SIZE_MAX, NULL);
 
     assert_int_equal(st->decisions, 4);
     assert_int_equal(st->refusals, 2);
@@ -331,15 +347,15 @@ test_counters(void **unused)
     assert_int_equal(tg_state_find(st, "local")->decisions, 1);
 
     /* reports with and without a lease */
-    assert_int_equal(tg_state_report(st, 0, TG_OUTCOME_OK, 1), 0);
-    assert_int_equal(tg_state_report(st, 777, TG_OUTCOME_NOT_SENT, 1), 0);
+    assert_int_equal(report(st, 0, TG_OUTCOME_OK, 1), 0);
+    assert_int_equal(report(st, 777, TG_OUTCOME_NOT_SENT, 1), 0);
     assert_int_equal(tg_state_lease_acquire(st, 2, 1, 0, &lease), 0);
-    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_RATE_LIMITED, 1), 1);
-    assert_int_equal(tg_state_report(st, lease, TG_OUTCOME_RATE_LIMITED, 1), 0);
-    assert_int_equal(tg_state_report(st, 0, (tg_outcome) 1000, 1), 0);
+    assert_int_equal(report(st, lease, TG_OUTCOME_RATE_LIMITED, 1), 1);
+    assert_int_equal(report(st, lease, TG_OUTCOME_RATE_LIMITED, 1), 0);
+    assert_int_equal(report(st, 0, (tg_outcome) 1000, 1), 0);
 
     /* a REPORT that counts many plain successes at once */
-    assert_int_equal(tg_state_report(st, 0, TG_OUTCOME_OK, 41), 0);
+    assert_int_equal(report(st, 0, TG_OUTCOME_OK, 41), 0);
 
     assert_int_equal(st->reports[TG_OUTCOME_OK], 42);
     assert_int_equal(st->reports[TG_OUTCOME_NOT_SENT], 1);

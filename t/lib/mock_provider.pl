@@ -47,6 +47,15 @@ my %DEFAULTS = (
     usage              => {},     # prompt_tokens / completion_tokens override
     content            => undef,  # assistant text, default "Hello from NAME"
     models             => ['mock-model'],   # ids listed by GET .../models
+
+    # health probes (GET .../health, /slots, /metrics, /models): never
+    # counted as requests; they follow probe_mode, or mode when that is
+    # hang, status or reset
+    probe_mode         => undef,  # ok | status | hang | reset
+    loading            => 0,      # /health: 503 "Loading model"
+    slots              => 1,      # llama.cpp /slots: this many, busy as
+                                  # many as requests are in progress
+    waiting            => 0,      # vLLM /metrics: num_requests_waiting
 );
 
 my %REASON = (
@@ -591,6 +600,9 @@ sub handle {
     my ($req) = @_;
 
     my $ctl = control($req);
+
+    return probe($req, $ctl) if is_probe($req);
+
     my $concurrent = register();
     my $max = $ctl->{max_concurrency};
     my $refused = defined $max && $max =~ /^\d+$/ && $concurrent > $max;
@@ -639,6 +651,93 @@ sub handle {
 
     unregister();
     return $keep;
+}
+
+
+sub is_probe {
+    my ($req) = @_;
+    return ($req->{method} eq 'GET' || $req->{method} eq 'HEAD')
+        && $req->{path} =~ m{(?:^|/)(?:health|slots|metrics|models)$};
+}
+
+
+# a health probe: what a llama.cpp, vLLM or OpenAI-style server says of
+# itself; recorded apart, in NAME.probes.jsonl
+
+sub probe {
+    my ($req, $ctl) = @_;
+
+    my $mode = $ctl->{probe_mode}
+               // (($ctl->{mode} // '') =~ /^(?:hang|status|reset)$/
+                   ? $ctl->{mode} : 'ok');
+    my $p = $req->{path};
+
+    sysopen my $fh, "$dir/$name.probes.jsonl", O_WRONLY | O_APPEND | O_CREAT
+        or die "mock $name: probes: $!\n";
+    flock($fh, LOCK_EX);
+    syswrite($fh, $JSON->encode({ ts => time, path => $req->{target},
+                                  mode => $mode }) . "\n");
+    close $fh;
+
+    if ($mode eq 'hang') {
+        pause($ctl->{hang_s} // 30);
+        return 0;
+    }
+
+    if ($mode eq 'reset') {
+        setsockopt($conn, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+        return 0;
+    }
+
+    if ($mode eq 'status') {
+        return send_error($req, $ctl, $ctl->{status} // 500,
+                          "mock $name failure", 'server_error',
+                          'mock_failure');
+    }
+
+    if ($p =~ m{(?:^|/)health$}) {
+        return send_body($req, $ctl, 503, 'application/json',
+                         ojson(obj(error => obj(code => 503,
+                                                message => 'Loading model',
+                                                type => 'unavailable_error'))))
+            if $ctl->{loading};
+        return send_body($req, $ctl, 200, 'application/json',
+                         ojson(obj(status => 'ok')));
+    }
+
+    if ($p =~ m{(?:^|/)slots$}) {
+        my $busy = in_progress();
+        return send_body($req, $ctl, 200, 'application/json',
+            ojson([ map { obj(id => $_ - 1,
+                              is_processing => $_ <= $busy
+                                               ? JSON::PP::true
+                                               : JSON::PP::false) }
+                    1 .. ($ctl->{slots} // 1) ]));
+    }
+
+    if ($p =~ m{(?:^|/)metrics$}) {
+        my $running = in_progress();
+        my $waiting = $ctl->{waiting} // 0;
+        return send_body($req, $ctl, 200, 'text/plain; version=0.0.4',
+            "# TYPE vllm:num_requests_running gauge\n"
+            . "vllm:num_requests_running{model_name=\"m\"} $running.0\n"
+            . "# TYPE vllm:num_requests_waiting gauge\n"
+            . "vllm:num_requests_waiting{model_name=\"m\"} $waiting.0\n");
+    }
+
+    return answer($req, $ctl);
+}
+
+
+# requests in progress now (other children), without counting oneself
+
+sub in_progress {
+    return with_lock(sub {
+        opendir my $dh, $active_dir or return 0;
+        my $n = grep { /^(\d+)$/ && kill(0, $1) } readdir $dh;
+        closedir $dh;
+        return $n;
+    });
 }
 
 

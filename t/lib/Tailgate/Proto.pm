@@ -30,6 +30,9 @@ use constant {
     TG_MSG_REPORT          => 7,
     TG_MSG_ERROR           => 8,
     TG_MSG_INVALIDATE      => 9,
+    TG_MSG_QUEUED          => 10,
+    TG_MSG_STATUS          => 11,
+    TG_MSG_STATUS_REPLY    => 12,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -68,6 +71,8 @@ use constant {
     TG_F_CACHE_MAX_BYTES   => 48,
     TG_F_FALLBACK          => 49,
     TG_F_ADJUST            => 57,
+    TG_F_WAIT_MS           => 58,
+    TG_F_FORMAT            => 59,
     TG_F_OUTCOME           => 50,
     TG_F_HTTP_STATUS       => 51,
     TG_F_UPSTREAM_MS       => 52,
@@ -95,7 +100,7 @@ our %FIELD_TYPE = (
     40 => 'str', 41 => 'str', 42 => 'str', 43 => 'u32', 44 => 'str',
     45 => 'str', 46 => 'str', 47 => 'u32', 48 => 'u32', 49 => 'u32',
     50 => 'str', 51 => 'u32', 52 => 'u32', 53 => 'u32', 54 => 'u32',
-    55 => 'u32', 56 => 'u32', 57 => 'str',
+    55 => 'u32', 56 => 'u32', 57 => 'str', 58 => 'u32', 59 => 'str',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...

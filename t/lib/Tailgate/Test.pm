@@ -155,7 +155,8 @@ sub write_policy {
         ? JSON::PP->new->canonical->utf8->pretty->encode($policy)
         : $policy;
 
-    return $self->write_file('policy.json', $text);
+    # "http://%%MOCK:local%%/health" and the like
+    return $self->write_file('policy.json', $self->_subst($text));
 }
 
 
@@ -194,6 +195,7 @@ sub write_keys {
         $text .= ' tags=' . join(',', @{ $rec->{tags} }) if $rec->{tags};
         $text .= ' routes=' . join(',', @{ $rec->{routes} }) if $rec->{routes};
         $text .= " expires=$rec->{expires}" if defined $rec->{expires};
+        $text .= " role=$rec->{role}" if defined $rec->{role};
         $text .= "\n";
     }
 
@@ -1530,6 +1532,19 @@ sub update {
 
 sub control { return +{ %{ $_[0]{control} // {} } } }
 
+
+# the health probes it got: [{ts, path, mode}], oldest first
+
+sub probes {
+    my ($self) = @_;
+
+    open my $fh, '<:raw', $self->_file('probes.jsonl') or return [];
+    flock($fh, LOCK_SH);
+    my @list = map { eval { $MJSON->decode($_) } // () } <$fh>;
+    close $fh;
+
+    return \@list;
+}
 
 sub requests {
     my ($self) = @_;

@@ -1,0 +1,490 @@
+/*
+ * The operators' view: JSON for people and scripts, Prometheus text for
+ * scrapers.  Both are built from the same records; nothing here changes
+ * state.  Provider keys are never part of it, and a probe URL is shown
+ * without its user and password.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "server.h"
+#include "server_int.h"
+#include "status.h"
+
+
+typedef struct {
+    char    *data;
+    size_t   len;
+    size_t   cap;
+    bool     failed;
+} tg_text;
+
+
+static const char *tg_state_shown(const tg_pstate *ps);
+static void tg_url_shown(const char *url, char *buf, size_t size);
+static const tg_rstate *tg_route_stats(const tg_state *st, const char *name);
+static void tg_text_add(tg_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void tg_text_label(tg_text *t, const char *value);
+
+
+static const char  *tg_decided_names[6] = {
+    "200", "400", "403", "404", "429", "other"
+};
+
+
+/* at capacity shows as busy: it is not a state decisions are cached on */
+
+static const char *
+tg_state_shown(const tg_pstate *ps)
+{
+    if (ps->health == TG_HEALTH_UP && tg_health_at_capacity(ps)) {
+        return tg_health_name(TG_HEALTH_BUSY);
+    }
+
+    return tg_health_name(ps->health);
+}
+
+
+char *
+tg_status_json(struct tg_server *srv, size_t *len)
+{
+    char              *text, buf[TG_HEALTH_URL_MAX + 1], when[32];
+    size_t             i, k;
+    cJSON             *root, *o, *list, *p, *x, *arr;
+    uint64_t           now;
+    time_t             t;
+    struct tm          tm;
+    tg_state          *st = srv->state;
+    const tg_rstate   *rs;
+    const tg_pstate   *ps;
+    const tg_route    *rt;
+    const tg_provider *pr;
+    const tg_recent_error  *e;
+
+    now = tg_now_ms(srv);
+
+    root = cJSON_CreateObject();
+    if (root == NULL) {
+        return NULL;
+    }
+
+    o = cJSON_AddObjectToObject(root, "policyd");
+
+    t = srv->policy->loaded_at;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    cJSON_AddStringToObject(o, "software", TG_SOFTWARE);
+    cJSON_AddNumberToObject(o, "pid", (double) getpid());
+    cJSON_AddNumberToObject(o, "uptime_s",
+                            (double) (long) (ev_now(srv->loop) - srv->started));
+    cJSON_AddStringToObject(o, "policy_loaded", when);
+    cJSON_AddNumberToObject(o, "connections", (double) srv->nconns);
+    cJSON_AddNumberToObject(o, "leases", (double) st->nleases);
+    cJSON_AddNumberToObject(o, "queued", (double) srv->nwaiters);
+    cJSON_AddNumberToObject(o, "decisions", (double) st->decisions);
+
+    list = cJSON_AddArrayToObject(root, "providers");
+
+    for (i = 0; list != NULL && i < srv->policy->nproviders; i++) {
+        pr = &srv->policy->providers[i];
+        ps = tg_state_provider(st, i);
+
+        if (ps == NULL || (p = cJSON_CreateObject()) == NULL) {
+            continue;
+        }
+
+        cJSON_AddItemToArray(list, p);
+
+        cJSON_AddStringToObject(p, "name", pr->name);
+        cJSON_AddStringToObject(p, "zone", tg_zone_name(pr->zone));
+        cJSON_AddStringToObject(p, "upstream", pr->upstream);
+        cJSON_AddStringToObject(p, "state", tg_state_shown(ps));
+        cJSON_AddNumberToObject(p, "since_s", ps->health_since_ms
+                                ? (double) ((now - ps->health_since_ms) / 1000)
+                                : (double) (long) (ev_now(srv->loop)
+                                                   - srv->started));
+        cJSON_AddStringToObject(p, "why", ps->why[0] ? ps->why
+                                                     : "no failures seen");
+        cJSON_AddNumberToObject(p, "in_flight", ps->in_flight);
+
+        if (ps->max_concurrency) {
+            cJSON_AddNumberToObject(p, "max_concurrency", ps->max_concurrency);
+        } else {
+            cJSON_AddNullToObject(p, "max_concurrency");
+        }
+
+        cJSON_AddNumberToObject(p, "queued", ps->queued);
+        cJSON_AddNumberToObject(p, "oldest_request_ms",
+                                (double) ps->oldest_lease_ms);
+        cJSON_AddNumberToObject(p, "decisions", (double) ps->decisions);
+
+        if (pr->health.url != NULL) {
+            x = cJSON_AddObjectToObject(p, "probe");
+            tg_url_shown(pr->health.url, buf, sizeof(buf));
+            cJSON_AddStringToObject(x, "url", buf);
+
+            if (ps->probe_at_ms != 0) {
+                cJSON_AddBoolToObject(x, "ok", ps->probe.ok);
+                cJSON_AddNumberToObject(x, "status", ps->probe.status);
+                cJSON_AddNumberToObject(x, "ms", ps->probe.ms);
+                cJSON_AddNumberToObject(x, "age_ms",
+                                        (double) (now - ps->probe_at_ms));
+                cJSON_AddStringToObject(x, "note", ps->probe.note);
+                cJSON_AddNumberToObject(x, "failures_in_a_row",
+                                        ps->probe_fail_run);
+
+                if (ps->probe.slots_total >= 0) {
+                    cJSON_AddNumberToObject(x, "slots", ps->probe.slots_total);
+                    cJSON_AddNumberToObject(x, "slots_busy",
+                                            ps->probe.slots_busy);
+                }
+
+                if (ps->probe.running >= 0) {
+                    cJSON_AddNumberToObject(x, "running", ps->probe.running);
+                }
+
+                if (ps->probe.waiting >= 0) {
+                    cJSON_AddNumberToObject(x, "waiting", ps->probe.waiting);
+                }
+            }
+        } else {
+            cJSON_AddNullToObject(p, "probe");
+        }
+
+        x = cJSON_AddObjectToObject(p, "requests");
+
+        for (k = 0; x != NULL && k < TG_OUTCOME_COUNT; k++) {
+            if (ps->reports[k] != 0) {
+                cJSON_AddNumberToObject(x, tg_outcome_name((tg_outcome) k),
+                                        (double) ps->reports[k]);
+            }
+        }
+
+        cJSON_AddNumberToObject(p, "failures_in_a_row", ps->fail_run);
+
+        x = cJSON_AddObjectToObject(p, "latency_ms");
+        cJSON_AddNumberToObject(x, "samples", (double) ps->nlatencies);
+        cJSON_AddNumberToObject(x, "p50", tg_health_latency(ps, 50));
+        cJSON_AddNumberToObject(x, "p95", tg_health_latency(ps, 95));
+
+        arr = cJSON_AddArrayToObject(p, "recent_errors");
+
+        /* newest first */
+
+        for (k = 0; arr != NULL && k < ps->nerrors; k++) {
+            e = &ps->errors[(ps->error_pos + TG_RECENT_ERRORS - 1 - k)
+                            % TG_RECENT_ERRORS];
+
+            x = cJSON_CreateObject();
+            if (x == NULL) {
+                break;
+            }
+
+            cJSON_AddItemToArray(arr, x);
+            cJSON_AddNumberToObject(x, "age_s",
+                                    (double) ((now - e->at_ms) / 1000));
+            cJSON_AddStringToObject(x, "outcome", tg_outcome_name(e->outcome));
+            cJSON_AddNumberToObject(x, "status", e->status);
+        }
+    }
+
+    list = cJSON_AddArrayToObject(root, "routes");
+
+    for (i = 0; list != NULL && i < srv->policy->nroutes; i++) {
+        rt = &srv->policy->routes[i];
+        rs = tg_route_stats(st, rt->name);
+
+        if ((p = cJSON_CreateObject()) == NULL) {
+            break;
+        }
+
+        cJSON_AddItemToArray(list, p);
+        cJSON_AddStringToObject(p, "name", rt->name);
+
+        x = cJSON_AddObjectToObject(p, "decisions");
+
+        for (k = 0; x != NULL && rs != NULL && k < 6; k++) {
+            if (rs->decided[k] != 0) {
+                cJSON_AddNumberToObject(x, tg_decided_names[k],
+                                        (double) rs->decided[k]);
+            }
+        }
+
+        x = cJSON_AddObjectToObject(p, "requests");
+
+        for (k = 0; x != NULL && rs != NULL && k < TG_OUTCOME_COUNT; k++) {
+            if (rs->reports[k] != 0) {
+                cJSON_AddNumberToObject(x, tg_outcome_name((tg_outcome) k),
+                                        (double) rs->reports[k]);
+            }
+        }
+    }
+
+    text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+
+    if (text == NULL) {
+        return NULL;
+    }
+
+    *len = strlen(text);
+
+    return text;
+}
+
+
+char *
+tg_status_prometheus(struct tg_server *srv, size_t *len)
+{
+    int                h;
+    size_t             i, k;
+    tg_text            t;
+    tg_state          *st = srv->state;
+    const tg_rstate   *rs;
+    const tg_pstate   *ps;
+    const tg_route    *rt;
+    const tg_provider *pr;
+    const char        *shown;
+
+    memset(&t, 0, sizeof(t));
+
+    tg_text_add(&t, "# HELP tailgate_provider_state The provider's state: 1 "
+                "for the one it is in.\n"
+                "# TYPE tailgate_provider_state gauge\n");
+
+    for (i = 0; i < srv->policy->nproviders; i++) {
+        pr = &srv->policy->providers[i];
+        ps = tg_state_provider(st, i);
+        shown = tg_state_shown(ps);
+
+        for (h = 0; h < TG_HEALTH_COUNT; h++) {
+            tg_text_add(&t, "tailgate_provider_state{provider=\"");
+            tg_text_label(&t, pr->name);
+            tg_text_add(&t, "\",state=\"%s\"} %d\n",
+                        tg_health_name((tg_health) h),
+                        strcmp(shown, tg_health_name((tg_health) h)) == 0);
+        }
+    }
+
+#define tg_provider_gauge(metric, help, value, when)                          \
+    tg_text_add(&t, "# HELP tailgate_provider_" metric " " help "\n"           \
+                "# TYPE tailgate_provider_" metric " gauge\n");                \
+    for (i = 0; i < srv->policy->nproviders; i++) {                          \
+        pr = &srv->policy->providers[i];                                     \
+        ps = tg_state_provider(st, i);                                       \
+        if (!(when)) {                                                       \
+            continue;                                                        \
+        }                                                                    \
+        tg_text_add(&t, "tailgate_provider_" metric "{provider=\"");           \
+        tg_text_label(&t, pr->name);                                         \
+        tg_text_add(&t, "\"} %llu\n", (unsigned long long) (value));         \
+    }
+
+    tg_provider_gauge("in_flight", "Requests holding a lease.",
+                      ps->in_flight, true)
+    tg_provider_gauge("max_concurrency", "The provider's concurrency limit.",
+                      ps->max_concurrency, ps->max_concurrency != 0)
+    tg_provider_gauge("queued", "Requests waiting for a slot.", ps->queued,
+                      true)
+    tg_provider_gauge("probe_ok", "Whether the last health probe succeeded.",
+                      ps->probe.ok, ps->probe_at_ms != 0)
+    tg_provider_gauge("latency_p50_ms", "Median provider time, recent "
+                      "requests.", tg_health_latency(ps, 50),
+                      ps->nlatencies != 0)
+    tg_provider_gauge("latency_p95_ms", "95th percentile provider time, "
+                      "recent requests.", tg_health_latency(ps, 95),
+                      ps->nlatencies != 0)
+
+#undef tg_provider_gauge
+
+    tg_text_add(&t, "# HELP tailgate_provider_requests_total Requests by "
+                "outcome, as the module reported them.\n"
+                "# TYPE tailgate_provider_requests_total counter\n");
+
+    for (i = 0; i < srv->policy->nproviders; i++) {
+        pr = &srv->policy->providers[i];
+        ps = tg_state_provider(st, i);
+
+        for (k = 0; k < TG_OUTCOME_COUNT; k++) {
+            if (ps->reports[k] == 0) {
+                continue;
+            }
+
+            tg_text_add(&t, "tailgate_provider_requests_total{provider=\"");
+            tg_text_label(&t, pr->name);
+            tg_text_add(&t, "\",outcome=\"%s\"} %llu\n",
+                        tg_outcome_name((tg_outcome) k),
+                        (unsigned long long) ps->reports[k]);
+        }
+    }
+
+    tg_text_add(&t, "# HELP tailgate_route_decisions_total Decisions by "
+                "status.\n"
+                "# TYPE tailgate_route_decisions_total counter\n");
+
+    for (i = 0; i < srv->policy->nroutes; i++) {
+        rt = &srv->policy->routes[i];
+        rs = tg_route_stats(st, rt->name);
+
+        for (k = 0; rs != NULL && k < 6; k++) {
+            if (rs->decided[k] == 0) {
+                continue;
+            }
+
+            tg_text_add(&t, "tailgate_route_decisions_total{route=\"");
+            tg_text_label(&t, rt->name);
+            tg_text_add(&t, "\",status=\"%s\"} %llu\n", tg_decided_names[k],
+                        (unsigned long long) rs->decided[k]);
+        }
+    }
+
+    tg_text_add(&t, "# HELP tailgate_route_requests_total Requests by "
+                "outcome.\n"
+                "# TYPE tailgate_route_requests_total counter\n");
+
+    for (i = 0; i < srv->policy->nroutes; i++) {
+        rt = &srv->policy->routes[i];
+        rs = tg_route_stats(st, rt->name);
+
+        for (k = 0; rs != NULL && k < TG_OUTCOME_COUNT; k++) {
+            if (rs->reports[k] == 0) {
+                continue;
+            }
+
+            tg_text_add(&t, "tailgate_route_requests_total{route=\"");
+            tg_text_label(&t, rt->name);
+            tg_text_add(&t, "\",outcome=\"%s\"} %llu\n",
+                        tg_outcome_name((tg_outcome) k),
+                        (unsigned long long) rs->reports[k]);
+        }
+    }
+
+    tg_text_add(&t, "# HELP tailgate_policyd_connections Worker connections."
+                "\n# TYPE tailgate_policyd_connections gauge\n"
+                "tailgate_policyd_connections %zu\n", srv->nconns);
+    tg_text_add(&t, "# HELP tailgate_policyd_leases Leases held.\n"
+                "# TYPE tailgate_policyd_leases gauge\n"
+                "tailgate_policyd_leases %zu\n", st->nleases);
+    tg_text_add(&t, "# HELP tailgate_policyd_uptime_seconds Since policyd "
+                "started.\n# TYPE tailgate_policyd_uptime_seconds gauge\n"
+                "tailgate_policyd_uptime_seconds %ld\n",
+                (long) (ev_now(srv->loop) - srv->started));
+
+    if (t.failed) {
+        free(t.data);
+        return NULL;
+    }
+
+    *len = t.len;
+
+    return t.data;
+}
+
+
+/* scheme://host/path: no user or password of the URL */
+
+static void
+tg_url_shown(const char *url, char *buf, size_t size)
+{
+    const char  *host, *at, *slash;
+
+    host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    slash = strchr(host, '/');
+    at = strchr(host, '@');
+
+    if (at != NULL && (slash == NULL || at < slash)) {
+        snprintf(buf, size, "%.*s%s", (int) (host - url), url, at + 1);
+        return;
+    }
+
+    snprintf(buf, size, "%s", url);
+}
+
+
+static const tg_rstate *
+tg_route_stats(const tg_state *st, const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < st->nroutes; i++) {
+        if (strcmp(st->routes[i]->name, name) == 0) {
+            return st->routes[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+tg_text_add(tg_text *t, const char *fmt, ...)
+{
+    int       n;
+    char     *p;
+    size_t    cap;
+    va_list   ap;
+
+    if (t->failed) {
+        return;
+    }
+
+    for ( ;; ) {
+        va_start(ap, fmt);
+        n = vsnprintf(t->data ? t->data + t->len : NULL,
+                      t->data ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+
+        if (t->data != NULL && t->len + (size_t) n < t->cap) {
+            t->len += (size_t) n;
+            return;
+        }
+
+        cap = t->cap ? t->cap * 2 : 4096;
+        while (cap <= t->len + (size_t) n) {
+            cap *= 2;
+        }
+
+        p = realloc(t->data, cap);
+        if (p == NULL) {
+            t->failed = true;
+            return;
+        }
+
+        t->data = p;
+        t->cap = cap;
+    }
+}
+
+
+/* a label value: backslash, quote and newline escaped */
+
+static void
+tg_text_label(tg_text *t, const char *value)
+{
+    const char  *p;
+
+    for (p = value; *p != '\0'; p++) {
+        if (*p == '\\' || *p == '"') {
+            tg_text_add(t, "\\%c", *p);
+        } else if (*p == '\n') {
+            tg_text_add(t, "\\n");
+        } else {
+            tg_text_add(t, "%c", *p);
+        }
+    }
+}
