@@ -34,8 +34,6 @@ static ngx_int_t ngx_http_tailgate_retry(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_uint_t retried);
-static ngx_table_elt_t *ngx_http_tailgate_upstream_header(
-    ngx_http_request_t *r, const char *name);
 static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
@@ -100,6 +98,9 @@ static ngx_int_t ngx_http_tailgate_ask_status(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static char *ngx_http_tailgate_buffer_bounds(ngx_conf_t *cf, void *post,
     void *data);
+
+
+static ngx_str_t  ngx_http_tailgate_retry_after = ngx_string("retry-after");
 
 
 static ngx_conf_num_bounds_t  ngx_http_tailgate_connections_bounds = {
@@ -894,8 +895,10 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
     {
         ngx_str_set(&retry, "1");
 
-        h = (status == NGX_HTTP_TOO_MANY_REQUESTS)
-            ? ngx_http_tailgate_upstream_header(r, "retry-after") : NULL;
+        h = (status == NGX_HTTP_TOO_MANY_REQUESTS && r->upstream)
+            ? ngx_tailgate_find_header(&r->upstream->headers_in.headers,
+                                       &ngx_http_tailgate_retry_after)
+            : NULL;
 
         if (h && h->value.len && h->value.len <= 6
             && ngx_atoi(h->value.data, h->value.len) != NGX_ERROR)
@@ -909,47 +912,6 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
     }
 
     return ngx_tailgate_send_error(r, status, &type, &code, &message);
-}
-
-
-/* a header of the provider's response that nginx did not pass on */
-
-static ngx_table_elt_t *
-ngx_http_tailgate_upstream_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    if (r->upstream == NULL || r->upstream->headers_in.headers.part.elts
-                               == NULL)
-    {
-        return NULL;
-    }
-
-    len = ngx_strlen(name);
-    part = &r->upstream->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 

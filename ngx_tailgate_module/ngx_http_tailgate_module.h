@@ -339,7 +339,7 @@ ngx_tailgate_auth_e ngx_tailgate_authenticate(ngx_http_request_t *r,
 ngx_int_t ngx_tailgate_sha256(ngx_str_t *data, u_char *digest);
 ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle);
 void ngx_tailgate_auth_exit_worker(void);
-ngx_table_elt_t *ngx_tailgate_find_header(ngx_http_request_t *r,
+ngx_table_elt_t *ngx_tailgate_find_header(ngx_list_t *headers,
     ngx_str_t *lowcase_name);
 ngx_int_t ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route);
 ngx_int_t ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,

@@ -721,7 +721,8 @@ ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential,
     *bearer = 0;
 
     h = r->headers_in.authorization;
-    api_key = ngx_tailgate_find_header(r, &ngx_tailgate_x_api_key);
+    api_key = ngx_tailgate_find_header(&r->headers_in.headers,
+                                       &ngx_tailgate_x_api_key);
 
     if (h && h->value.len > sizeof("Bearer ") - 1
         && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ",
@@ -781,15 +782,21 @@ ngx_tailgate_looks_like_jwt(ngx_str_t *token)
 }
 
 
+/* the first header of that name in a request's or a provider's headers */
+
 ngx_table_elt_t *
-ngx_tailgate_find_header(ngx_http_request_t *r, ngx_str_t *lowcase_name)
+ngx_tailgate_find_header(ngx_list_t *headers, ngx_str_t *lowcase_name)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
+    part = &headers->part;
     h = part->elts;
+
+    if (h == NULL) {
+        return NULL;
+    }
 
     for (i = 0; /* void */ ; i++) {
 

@@ -117,10 +117,12 @@ ngx_tailgate_cors_preflight(ngx_http_request_t *r,
         ctx->cors_origin = origin->value;
     }
 
-    method = ngx_tailgate_find_header(r, &ngx_tailgate_request_method);
+    method = ngx_tailgate_find_header(&r->headers_in.headers,
+                                      &ngx_tailgate_request_method);
 
     if (r->method != NGX_HTTP_OPTIONS || method == NULL
-        || ngx_tailgate_find_header(r, &ngx_tailgate_origin) == NULL)
+        || ngx_tailgate_find_header(&r->headers_in.headers,
+                                    &ngx_tailgate_origin) == NULL)
     {
         return NGX_DECLINED;
     }
@@ -149,7 +151,8 @@ ngx_tailgate_cors_preflight(ngx_http_request_t *r,
      * are allowed, as long as they are header names
      */
 
-    headers = ngx_tailgate_find_header(r, &ngx_tailgate_request_headers);
+    headers = ngx_tailgate_find_header(&r->headers_in.headers,
+                                       &ngx_tailgate_request_headers);
 
     if (headers && headers->value.len) {
         for (p = headers->value.data;
@@ -224,7 +227,8 @@ ngx_tailgate_cors_origin(ngx_http_request_t *r,
         return NULL;
     }
 
-    origin = ngx_tailgate_find_header(r, &ngx_tailgate_origin);
+    origin = ngx_tailgate_find_header(&r->headers_in.headers,
+                                      &ngx_tailgate_origin);
 
     if (origin == NULL || origin->value.len == 0) {
         return NULL;

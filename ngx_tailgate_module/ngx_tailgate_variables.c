@@ -26,6 +26,15 @@ static ngx_int_t ngx_tailgate_variable_failures(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
+/* a value found: every variable here is computed again for each use */
+#define ngx_tailgate_variable_found(v, p, n)                                  \
+    (v)->data = (p);                                                          \
+    (v)->len = (n);                                                           \
+    (v)->valid = 1;                                                           \
+    (v)->no_cacheable = 1;                                                    \
+    (v)->not_found = 0
+
+
 #define ngx_tailgate_ctx_str(field)                                           \
     ngx_tailgate_variable_str, offsetof(ngx_http_tailgate_ctx_t, field)
 
@@ -125,11 +134,7 @@ ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     s = (ngx_str_t *) ((u_char *) ctx + data);
 
-    v->len = s->len;
-    v->data = s->data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_tailgate_variable_found(v, s->data, s->len);
 
     return NGX_OK;
 }
@@ -152,18 +157,13 @@ ngx_tailgate_variable_identity(ngx_http_request_t *r,
     }
 
     if (data == (uintptr_t) -1) {
-        v->data = (u_char *) (ctx->identity->jwt ? "jwt" : "key");
-        v->len = 3;
+        ngx_tailgate_variable_found(v, (u_char *) (ctx->identity->jwt
+                                                   ? "jwt" : "key"), 3);
 
     } else {
         s = (ngx_str_t *) ((u_char *) ctx->identity + data);
-        v->data = s->data;
-        v->len = s->len;
+        ngx_tailgate_variable_found(v, s->data, s->len);
     }
-
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
 
     return NGX_OK;
 }
@@ -182,11 +182,8 @@ ngx_tailgate_variable_endpoint(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = ctx->endpoint->name.len;
-    v->data = ctx->endpoint->name.data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_tailgate_variable_found(v, ctx->endpoint->name.data,
+                                ctx->endpoint->name.len);
 
     return NGX_OK;
 }
@@ -205,11 +202,8 @@ ngx_tailgate_variable_stream(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = 1;
-    v->data = (u_char *) (ctx->facts.stream ? "1" : "0");
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_tailgate_variable_found(v, (u_char *) (ctx->facts.stream ? "1" : "0"),
+                                1);
 
     return NGX_OK;
 }
@@ -234,13 +228,9 @@ ngx_tailgate_variable_decision_time(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%T.%03M", (time_t) ctx->decide_time / 1000,
-                         ctx->decide_time % 1000)
-             - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_tailgate_variable_found(v, p,
+        ngx_sprintf(p, "%T.%03M", (time_t) ctx->decide_time / 1000,
+                    ctx->decide_time % 1000) - p);
 
     return NGX_OK;
 }
@@ -267,11 +257,7 @@ ngx_tailgate_variable_attempts(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%ui", ctx->attempt) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_tailgate_variable_found(v, p, ngx_sprintf(p, "%ui", ctx->attempt) - p);
 
     return NGX_OK;
 }
@@ -283,7 +269,7 @@ static ngx_int_t
 ngx_tailgate_variable_failures(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char                   *p;
+    u_char                   *p, *start;
     size_t                    len;
     ngx_uint_t                i;
     ngx_tailgate_attempt_t   *a;
@@ -309,7 +295,7 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->data = p;
+    start = p;
 
     for (i = 0; i < ctx->failed->nelts; i++) {
         p = ngx_sprintf(p, "%s%V:%s", i ? " " : "", &a[i].provider,
@@ -320,10 +306,7 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
         }
     }
 
-    v->len = p - v->data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_tailgate_variable_found(v, start, p - start);
 
     return NGX_OK;
 }
