@@ -44,6 +44,10 @@ static void ngx_http_tailgate_resume(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_finish(ngx_http_request_t *r,
     ngx_int_t rc);
+static void ngx_http_tailgate_status_part(ngx_tailgate_call_t *call,
+    ngx_tailgate_reply_t *reply);
+static ngx_int_t ngx_http_tailgate_status_send(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
 static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
@@ -933,7 +937,7 @@ ngx_http_tailgate_ask_status(ngx_http_request_t *r,
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        ngx_str_set(&allow, "GET");
+        ngx_str_set(&allow, "GET, HEAD");
 
         if (ngx_tailgate_add_header(r, "Allow", &allow) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -942,7 +946,7 @@ ngx_http_tailgate_ask_status(ngx_http_request_t *r,
         return ngx_http_tailgate_finish(r,
                    ngx_tailgate_send_error_text(r, NGX_HTTP_NOT_ALLOWED,
                        "invalid_request_error", "method_not_allowed",
-                       "Use GET for the gateway's status."));
+                       "Use GET or HEAD for the gateway's status."));
     }
 
     if (!ctx->identity->admin) {
@@ -1321,6 +1325,7 @@ ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     }
 
     ctx->call->handler = ngx_http_tailgate_answered;
+    ctx->call->part = ctx->status ? ngx_http_tailgate_status_part : NULL;
     ctx->call->data = ctx;
 
     rc = ngx_tailgate_call(ctx->call, f, timeout, r->connection->log);
@@ -1351,15 +1356,115 @@ ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 }
 
 
+/* a status larger than one frame: its parts are kept until the reply */
+
+static void
+ngx_http_tailgate_status_part(ngx_tailgate_call_t *call,
+    ngx_tailgate_reply_t *reply)
+{
+    ngx_str_t                *part;
+    ngx_http_request_t       *r;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = call->data;
+    r = ctx->request;
+
+    if (ctx->status_lost) {
+        return;
+    }
+
+    if (ctx->status_parts == NULL) {
+        ctx->status_parts = ngx_array_create(r->pool, 4, sizeof(ngx_str_t));
+        if (ctx->status_parts == NULL) {
+            ctx->status_lost = 1;
+            return;
+        }
+    }
+
+    part = ngx_array_push(ctx->status_parts);
+    if (part == NULL) {
+        ctx->status_lost = 1;
+        return;
+    }
+
+    part->data = ngx_pnalloc(r->pool, reply->body.len);
+    if (part->data == NULL) {
+        ctx->status_lost = 1;
+        return;
+    }
+
+    part->len = ngx_cpymem(part->data, reply->body.data, reply->body.len)
+                - part->data;
+}
+
+
+static ngx_int_t
+ngx_http_tailgate_status_send(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply)
+{
+    u_char                        *body, *p;
+    size_t                         len;
+    ngx_str_t                      type, code, *part;
+    ngx_uint_t                     i;
+    const char                    *content_type;
+    ngx_http_tailgate_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
+
+    if (reply->type != TG_MSG_STATUS_REPLY || reply->status != NGX_HTTP_OK) {
+        /* too large even in parts: policyd says where to look */
+
+        ngx_str_set(&type, "server_error");
+        ngx_str_set(&code, "status_too_large");
+
+        if (reply->error_message.len == 0) {
+            ngx_str_set(&reply->error_message,
+                        "policyd could not give the status.");
+        }
+
+        return ngx_tailgate_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       &type, &code, &reply->error_message);
+    }
+
+    if (ctx->status_lost) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = reply->body.len;
+    part = ctx->status_parts ? ctx->status_parts->elts : NULL;
+
+    for (i = 0; part && i < ctx->status_parts->nelts; i++) {
+        len += part[i].len;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body;
+
+    for (i = 0; part && i < ctx->status_parts->nelts; i++) {
+        p = ngx_cpymem(p, part[i].data, part[i].len);
+    }
+
+    ngx_memcpy(p, reply->body.data, reply->body.len);
+
+    content_type = (tlcf->status == NGX_TAILGATE_STATUS_PROMETHEUS)
+                   ? "text/plain; version=0.0.4" : "application/json";
+
+    return ngx_tailgate_send_body(r, NGX_HTTP_OK, body, len, content_type);
+}
+
+
 static void
 ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply)
 {
-    ngx_int_t                      rc;
-    ngx_connection_t              *c;
-    ngx_http_request_t            *r;
-    ngx_http_tailgate_ctx_t       *ctx;
-    ngx_http_tailgate_loc_conf_t  *tlcf;
+    ngx_int_t                 rc;
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_tailgate_ctx_t  *ctx;
 
     ctx = call->data;
     r = ctx->request;
@@ -1375,16 +1480,7 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
                                     "unavailable. Try again later.");
 
     } else if (ctx->status) {
-        tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
-
-        rc = (reply->type == TG_MSG_STATUS_REPLY
-              && reply->status == NGX_HTTP_OK)
-             ? ngx_tailgate_send_copy(r, NGX_HTTP_OK, &reply->body,
-                                      tlcf->status
-                                      == NGX_TAILGATE_STATUS_PROMETHEUS
-                                      ? "text/plain; version=0.0.4"
-                                      : "application/json")
-             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = ngx_http_tailgate_status_send(r, ctx, reply);
 
     } else if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
         rc = (reply->status == NGX_HTTP_OK)

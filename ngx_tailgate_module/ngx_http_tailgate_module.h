@@ -213,6 +213,8 @@ typedef struct ngx_tailgate_call_s  ngx_tailgate_call_t;
 
 typedef void (*ngx_tailgate_call_handler_pt)(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
+typedef void (*ngx_tailgate_call_part_pt)(ngx_tailgate_call_t *call,
+    ngx_tailgate_reply_t *reply);
 
 
 /* one outstanding request to policyd */
@@ -222,9 +224,11 @@ struct ngx_tailgate_call_s {
     ngx_event_t                  timer;
     ngx_msec_t                   timeout;
     ngx_tailgate_call_handler_pt handler;
+    ngx_tailgate_call_part_pt    part;       /* STATUS_PART, if expected */
     void                        *data;
     ngx_tailgate_call_t         *next;       /* while failing calls */
     unsigned                     pending:1;
+    unsigned                     queued:1;   /* policyd said QUEUED */
 };
 
 
@@ -311,12 +315,15 @@ typedef struct {
                                      ngx_int_t rc);
     ngx_uint_t                   sse_newlines;   /* at the end, up to 2 */
 
+    ngx_array_t                 *status_parts;   /* ngx_str_t, copied */
+
     unsigned                     reported:1;
     unsigned                     from_cache:1;
     unsigned                     response_complete:1;
     unsigned                     body_replaced:1;
     unsigned                     in_fallback:1;
     unsigned                     status:1;   /* a tailgate_status request */
+    unsigned                     status_lost:1;  /* a part not kept */
     unsigned                     explain:1;  /* may name its providers */
     unsigned                     sse:1;
     unsigned                     stream_broken:1;
@@ -462,6 +469,8 @@ ngx_int_t ngx_tailgate_call(ngx_tailgate_call_t *call,
     ngx_tailgate_frame_t *frame, ngx_msec_t timeout, ngx_log_t *log);
 void ngx_tailgate_call_cancel(ngx_tailgate_call_t *call);
 void ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log);
+void ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
+    ngx_log_t *log);
 ngx_uint_t ngx_tailgate_policyd_up(void);
 
 /* ngx_tailgate_report.c */
@@ -487,6 +496,8 @@ ngx_int_t ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
 ngx_int_t ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body, const char *type);
+ngx_int_t ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len, const char *type);
 ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_tailgate_health_handler(ngx_http_request_t *r);

@@ -434,9 +434,12 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
         return NGX_TAILGATE_AUTH_INVALID;
     }
 
-    /* a token is remembered per JWT configuration: locations may differ */
+    /*
+     * A token is remembered per location: locations may share keys and
+     * still differ in issuer, audience, leeway or the claims they map.
+     */
 
-    ngx_memcpy(buf, &tlcf->jwt_keys, sizeof(void *));
+    ngx_memcpy(buf, &tlcf, sizeof(void *));
 
     if (ngx_tailgate_sha256(token, buf + sizeof(void *)) != NGX_OK) {
         *why = "SHA-256 failed";

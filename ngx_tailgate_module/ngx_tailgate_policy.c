@@ -66,6 +66,8 @@ static void ngx_tailgate_peer_release_lease(ngx_tailgate_peer_t *peer,
 static ngx_tailgate_call_t *ngx_tailgate_call_find(ngx_tailgate_peer_t *peer,
     uint32_t id);
 static void ngx_tailgate_call_timeout(ngx_event_t *ev);
+static void ngx_tailgate_call_unqueue(ngx_tailgate_call_t *call,
+    uint32_t id);
 static void ngx_tailgate_policyd_state(ngx_uint_t up, ngx_err_t err);
 
 
@@ -175,6 +177,7 @@ ngx_tailgate_call(ngx_tailgate_call_t *call, ngx_tailgate_frame_t *frame,
     call->node.key = id;
     call->peer = peer;
     call->pending = 1;
+    call->queued = 0;
     ngx_rbtree_insert(&peer->calls, &call->node);
 
     call->timeout = timeout;
@@ -190,6 +193,7 @@ ngx_tailgate_call(ngx_tailgate_call_t *call, ngx_tailgate_frame_t *frame,
 void
 ngx_tailgate_call_cancel(ngx_tailgate_call_t *call)
 {
+    uint32_t              id;
     ngx_tailgate_peer_t  *peer;
 
     if (!call->pending) {
@@ -197,6 +201,7 @@ ngx_tailgate_call_cancel(ngx_tailgate_call_t *call)
     }
 
     peer = call->peer;
+    id = (uint32_t) call->node.key;    /* ngx_rbtree_delete() clears it */
 
     ngx_rbtree_delete(&peer->calls, &call->node);
     call->pending = 0;
@@ -204,10 +209,69 @@ ngx_tailgate_call_cancel(ngx_tailgate_call_t *call)
     if (call->timer.timer_set) {
         ngx_del_timer(&call->timer);
     }
+
+    ngx_tailgate_call_unqueue(call, id);
+}
+
+
+/* a call waiting in policyd's queue gives up its place there */
+
+static void
+ngx_tailgate_call_unqueue(ngx_tailgate_call_t *call, uint32_t id)
+{
+    u_char                buf[TG_FRAME_HEADER_SIZE];
+    ngx_tailgate_frame_t  f;
+    ngx_tailgate_peer_t  *peer;
+
+    peer = call->peer;
+
+    if (!call->queued || peer->connection == NULL) {
+        return;
+    }
+
+    call->queued = 0;
+
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_CANCEL);
+
+    if (ngx_tailgate_frame_finish(&f) == NGX_OK) {
+        ngx_tailgate_frame_set_id(f.start, id);
+        (void) ngx_tailgate_peer_queue(peer, f.start, f.pos - f.start);
+    }
 }
 
 
 /* a one-way frame (REPORT); lost when no connection is open */
+
+void
+ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
+    ngx_log_t *log)
+{
+    ngx_tailgate_peer_t  *p = peer;
+
+    /*
+     * A lease's REPORT goes where its decision came from: a connection
+     * with leases must not be the one whose REPORT waits behind another.
+     */
+
+    if (p == NULL || p->connection == NULL) {
+        ngx_tailgate_notify(frame, log);
+        return;
+    }
+
+    if (ngx_tailgate_frame_finish(frame) != NGX_OK) {
+        return;
+    }
+
+    if (ngx_tailgate_peer_queue(p, frame->start, frame->pos - frame->start)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "tailgate: policyd connection #%ui is backed up, "
+                      "report dropped (policyd ends the lease later)",
+                      p->index);
+    }
+}
+
 
 void
 ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log)
@@ -751,11 +815,24 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
         call = ngx_tailgate_call_find(peer, id);
 
         if (call) {
+            call->queued = 1;
             ngx_add_timer(&call->timer, reply.wait_ms + call->timeout);
 
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
                            "tailgate: waiting up to %ui ms for a slot of "
                            "\"%V\"", reply.wait_ms, &reply.provider);
+        }
+
+        return NGX_OK;
+
+    case TG_MSG_STATUS_PART:
+
+        /* a status larger than one frame comes in parts, then the reply */
+
+        call = ngx_tailgate_call_find(peer, id);
+
+        if (call && call->part) {
+            call->part(call, &reply);
         }
 
         return NGX_OK;
@@ -858,17 +935,21 @@ ngx_tailgate_call_find(ngx_tailgate_peer_t *peer, uint32_t id)
 static void
 ngx_tailgate_call_timeout(ngx_event_t *ev)
 {
+    uint32_t              id;
     ngx_tailgate_call_t  *call;
     ngx_tailgate_peer_t  *peer;
 
     call = ev->data;
     peer = call->peer;
+    id = (uint32_t) call->node.key;
 
     ngx_rbtree_delete(&peer->calls, &call->node);
     call->pending = 0;
 
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                   "tailgate: policyd did not answer in time");
+
+    ngx_tailgate_call_unqueue(call, id);
 
     call->handler(call, NGX_TAILGATE_CALL_TIMEOUT, NULL);
 }

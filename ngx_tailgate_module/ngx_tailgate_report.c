@@ -30,10 +30,11 @@ typedef struct {
 } ngx_tailgate_tally_t;
 
 
-static void ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route,
-    uint32_t lease, const char *outcome, ngx_uint_t status,
+static void ngx_tailgate_report_send(void *peer, ngx_str_t *provider,
+    ngx_str_t *route, uint32_t lease, const char *outcome, ngx_uint_t status,
     ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms,
     ngx_log_t *log);
+static void *ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx,
     uint64_t upstream_ms, uint64_t total_ms);
 static void ngx_tailgate_report_flush(ngx_event_t *ev);
@@ -86,9 +87,18 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ngx_tailgate_report_send(&ctx->provider, &ctx->route, ctx->lease, outcome,
-                             status, 1, upstream_ms, total_ms,
-                             r->connection->log);
+    /*
+     * A failure after plain successes: those are counted first, so that
+     * policyd sees them in order, not as failures in a row.
+     */
+
+    if (ngx_tailgate_ntallies && ngx_strcmp(outcome, "ok") != 0) {
+        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
+    }
+
+    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
+                             &ctx->route, ctx->lease, outcome, status, 1,
+                             upstream_ms, total_ms, r->connection->log);
 
     return NGX_OK;
 }
@@ -173,7 +183,12 @@ void
 ngx_tailgate_report_unused(ngx_http_request_t *r, ngx_str_t *provider,
     ngx_str_t *route, uint32_t lease)
 {
-    ngx_tailgate_report_send(provider, route, lease, "not_sent", 0, 1, 0, 0,
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    ngx_tailgate_report_send(ctx ? ngx_tailgate_report_peer(ctx) : NULL,
+                             provider, route, lease, "not_sent", 0, 1, 0, 0,
                              r->connection->log);
 }
 
@@ -192,8 +207,13 @@ ngx_tailgate_report_attempt(ngx_http_request_t *r,
     total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
                                  + (tp->msec - r->start_msec));
 
-    ngx_tailgate_report_send(&ctx->provider, &ctx->route, ctx->lease, outcome,
-                             status, 1, upstream_ms, ngx_max(total_ms, 0),
+    if (ngx_tailgate_ntallies) {
+        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
+    }
+
+    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
+                             &ctx->route, ctx->lease, outcome, status, 1,
+                             upstream_ms, ngx_max(total_ms, 0),
                              r->connection->log);
 
     ctx->reported = 1;
@@ -202,8 +222,8 @@ ngx_tailgate_report_attempt(ngx_http_request_t *r,
 
 
 static void
-ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route, uint32_t lease,
-    const char *outcome, ngx_uint_t status, ngx_uint_t count,
+ngx_tailgate_report_send(void *peer, ngx_str_t *provider, ngx_str_t *route,
+    uint32_t lease, const char *outcome, ngx_uint_t status, ngx_uint_t count,
     uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
 {
     ngx_str_t             text;
@@ -236,7 +256,16 @@ ngx_tailgate_report_send(ngx_str_t *provider, ngx_str_t *route, uint32_t lease,
     ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
                            (uint32_t) ngx_min(total_ms, 0xffffffff));
 
-    ngx_tailgate_notify(&f, log);
+    ngx_tailgate_notify_on(lease ? peer : NULL, &f, log);
+}
+
+
+/* the connection the decision, and so its lease, came on */
+
+static void *
+ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx)
+{
+    return ctx->call ? ctx->call->peer : NULL;
 }
 
 
@@ -306,8 +335,9 @@ ngx_tailgate_report_flush(ngx_event_t *ev)
         route.data = t->route;
         route.len = t->route_len;
 
-        ngx_tailgate_report_send(&provider, &route, 0, "ok", 0, t->count,
-                                 t->upstream_ms, t->total_ms, ev->log);
+        ngx_tailgate_report_send(NULL, &provider, &route, 0, "ok", 0,
+                                 t->count, t->upstream_ms, t->total_ms,
+                                 ev->log);
     }
 
     ngx_tailgate_ntallies = 0;

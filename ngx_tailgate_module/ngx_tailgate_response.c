@@ -19,10 +19,6 @@ typedef struct {
 } ngx_tailgate_error_t;
 
 
-static ngx_int_t ngx_tailgate_send_body(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *data, size_t len, const char *type);
-
-
 static ngx_tailgate_error_t  ngx_tailgate_errors[] = {
 
     { NGX_HTTP_BAD_REQUEST, "invalid_request_error", "bad_request",
@@ -145,7 +141,7 @@ ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     size_t len, const char *type)
 {

@@ -37,6 +37,8 @@
 #define TG_MSG_QUEUED               10  /* policyd -> module: DECIDE waits */
 #define TG_MSG_STATUS               11  /* module -> policyd */
 #define TG_MSG_STATUS_REPLY         12  /* policyd -> module */
+#define TG_MSG_CANCEL               13  /* module -> policyd, no reply */
+#define TG_MSG_STATUS_PART          14  /* policyd -> module: body so far */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */

@@ -105,7 +105,14 @@ sub provider {
 
     $res = $t->http('POST', '/tailgate/status',
                     headers => { Authorization => "Bearer $ops" });
-    is($res->{status}, 405, 'status: GET only');
+    $t->is_openai_error($res, 405, 'method_not_allowed',
+                        'status: GET or HEAD only');
+    is($res->{headers}{allow}, 'GET, HEAD', 'status: 405 says which');
+
+    $res = $t->http('HEAD', '/tailgate/status',
+                    headers => { Authorization => "Bearer $ops" });
+    is($res->{status}, 200, 'status: HEAD');
+    is($res->{body}, '', 'status: HEAD has no body');
 }
 
 # probes first

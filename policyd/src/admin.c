@@ -25,6 +25,7 @@
 #define TG_ADMIN_LINE_MAX    64
 #define TG_ADMIN_CONNS_MAX   16
 #define TG_ADMIN_TIMEOUT     5.0     /* seconds for a whole exchange */
+#define TG_ADMIN_RETRY       1.0     /* seconds, after accept() failed */
 
 
 typedef struct tg_admin_conn  tg_admin_conn;
@@ -49,12 +50,14 @@ struct tg_admin {
     tg_server       *srv;
     tg_sock          sock;
     ev_io            accept_w;
+    ev_timer         retry;
     tg_admin_conn   *conns;
     size_t           nconns;
 };
 
 
 static void tg_admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void tg_admin_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_admin_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void tg_admin_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void tg_admin_timeout_cb(struct ev_loop *loop, ev_timer *w,
@@ -90,6 +93,9 @@ tg_admin_open(tg_server *srv)
     a->accept_w.data = a;
     ev_io_start(srv->loop, &a->accept_w);
 
+    ev_init(&a->retry, tg_admin_retry_cb);
+    a->retry.data = a;
+
     srv->admin = a;
 
     tg_log_info("admin socket %s (mode %04o)", a->sock.path,
@@ -113,6 +119,7 @@ tg_admin_close(tg_server *srv)
     }
 
     ev_io_stop(srv->loop, &a->accept_w);
+    ev_timer_stop(srv->loop, &a->retry);
     tg_sock_close(&a->sock);
 
     free(a);
@@ -132,9 +139,18 @@ tg_admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     fd = accept4(a->sock.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd == -1) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-            tg_log_warn("admin socket: accept() failed: %s", strerror(errno));
+        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
+            return;
         }
+
+        tg_log_warn("admin socket: accept() failed: %s; trying again in "
+                    "%.0f s", strerror(errno), TG_ADMIN_RETRY);
+
+        /* out of descriptors: the socket stays readable, do not spin */
+
+        ev_io_stop(loop, &a->accept_w);
+        ev_timer_set(&a->retry, TG_ADMIN_RETRY, 0);
+        ev_timer_start(loop, &a->retry);
         return;
     }
 
@@ -164,6 +180,17 @@ tg_admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     ev_io_start(loop, &ac->rw);
     ev_timer_start(loop, &ac->timeout);
+}
+
+
+static void
+tg_admin_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_admin  *a = w->data;
+
+    (void) revents;
+
+    ev_io_start(loop, &a->accept_w);
 }
 
 

@@ -339,9 +339,13 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
             transient = true;
             continue;
 
-        } else if (tg_health_at_capacity(ps)) {
-
-            /* wait for a slot, when the route queues and there is room */
+        } else if (tg_health_at_capacity(ps)
+                   || (ps != NULL && ps->queued != 0 && !facts->in_queue))
+        {
+            /*
+             * Those waiting in line go first: a newcomer finds the
+             * provider busy, and waits behind them if the route queues.
+             */
 
             if (rt->queue_max != 0 && !facts->waited
                 && ps->queued < rt->queue_max)

@@ -44,6 +44,7 @@ typedef struct tg_facts {
     bool           tools;
     bool           dry_run;         /* explain: no lease, not counted */
     bool           waited;          /* waited in a queue already */
+    bool           in_queue;        /* decided again from the queue */
     uint32_t       body_bytes;
     uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;

@@ -23,6 +23,7 @@
 #include "state.h"
 
 
+static bool tg_health_probe_busy(const tg_pstate *ps);
 static int tg_uint32_cmp(const void *a, const void *b);
 static double tg_metric(const char *body, size_t len, const char *name);
 
@@ -44,6 +45,7 @@ tg_health_probed(tg_pstate *ps, const tg_probe_result *r, uint64_t now_ms)
 {
     ps->probe = *r;
     ps->probe_at_ms = now_ms;
+    ps->probe_own = ps->in_flight;
 
     if (!r->ok) {
         ps->probe_ok_run = 0;
@@ -170,7 +172,7 @@ tg_health_evaluate(tg_pstate *ps, uint64_t now_ms)
         snprintf(why, sizeof(why), "a request has run for %llu ms",
                  (unsigned long long) ps->oldest_lease_ms);
 
-    } else if (ps->probe_at_ms != 0 && ps->probe.ok && ps->probe.busy) {
+    } else if (tg_health_probe_busy(ps)) {
         h = TG_HEALTH_BUSY;
         snprintf(why, sizeof(why), "%s", ps->probe.note);
 
@@ -192,6 +194,41 @@ tg_health_evaluate(tg_pstate *ps, uint64_t now_ms)
     ps->health_since_ms = now_ms;
 
     return true;
+}
+
+
+/*
+ * The server says it is full.  Full of our own requests, it says nothing
+ * our leases do not say better: those end the moment a request does, a
+ * probe only says how it was an interval ago.  So the probe counts only
+ * when more is running there than we sent.
+ */
+
+static bool
+tg_health_probe_busy(const tg_pstate *ps)
+{
+    int64_t  theirs;
+
+    if (ps->probe_at_ms == 0 || !ps->probe.ok || !ps->probe.busy) {
+        return false;
+    }
+
+    if (ps->probe_own == 0) {
+        return true;
+    }
+
+    if (ps->probe.slots_total >= 0) {
+        theirs = ps->probe.slots_busy;
+
+    } else if (ps->probe.running >= 0) {
+        theirs = (int64_t) ps->probe.running
+                 + (ps->probe.waiting > 0 ? ps->probe.waiting : 0);
+
+    } else {
+        return false;
+    }
+
+    return theirs > (int64_t) ps->probe_own;
 }
 
 

@@ -122,7 +122,8 @@ static const char *const  tg_provider_keys[] = {
 
 static const char *const  tg_health_keys[] = {
     "url", "kind", "slots_url", "interval_ms", "timeout_ms", "down_after",
-    "up_after", "cooldown_ms", "stuck_after_ms", NULL
+    "up_after", "cooldown_ms", "stuck_after_ms", "lease_ttl_ms", "send_key",
+    NULL
 };
 
 static const char *const  tg_queue_keys[] = {
@@ -1744,6 +1745,8 @@ tg_load_health(tg_loader *ld, tg_provider *pr, const cJSON *item,
     hc->up_after = 2;
     hc->cooldown_ms = 10000;
     hc->stuck_after_ms = 300000;
+    hc->lease_ttl_ms = 3600000;
+    hc->send_key = false;
 
     h = tg_member(item, "health");
 
@@ -1810,6 +1813,9 @@ tg_load_health(tg_loader *ld, tg_provider *pr, const cJSON *item,
                           &hc->cooldown_ms);
     (void) tg_member_uint(ld, h, "stuck_after_ms", path_buf, 0, 86400000,
                           &hc->stuck_after_ms);
+    (void) tg_member_uint(ld, h, "lease_ttl_ms", path_buf, 1000, 86400000,
+                          &hc->lease_ttl_ms);
+    (void) tg_member_bool(ld, h, "send_key", path_buf, &hc->send_key);
 
     if (hc->timeout_ms >= hc->interval_ms) {
         tg_key_path(sub, path_buf, "timeout_ms");
@@ -1820,7 +1826,7 @@ tg_load_health(tg_loader *ld, tg_provider *pr, const cJSON *item,
     if (hc->url == NULL
         && (tg_member(h, "kind") || tg_member(h, "interval_ms")
             || tg_member(h, "timeout_ms") || tg_member(h, "up_after")
-            || tg_member(h, "slots_url")))
+            || tg_member(h, "slots_url") || tg_member(h, "send_key")))
     {
         tg_key_path(sub, path_buf, "url");
         tg_load_error(ld, sub, "missing: the probe settings need a URL");

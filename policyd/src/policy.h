@@ -84,6 +84,8 @@ typedef struct {
     uint32_t        up_after;       /* good probes in a row: up again */
     uint32_t        cooldown_ms;    /* passive down: tried again after */
     uint32_t        stuck_after_ms; /* a lease this old: stuck; 0: never */
+    uint32_t        lease_ttl_ms;   /* a lease never reported ends then */
+    bool            send_key;       /* probes carry the provider's key */
 } tg_health_conf;
 
 

@@ -1,11 +1,13 @@
 /*
- * Active health probes on libcurl's multi interface and libev: curl tells
- * which sockets to watch and when to wake it (the socket and timer
- * callbacks), libev watches them, and finished transfers are read off
- * curl_multi_info_read().  Nothing here blocks; name resolution is
- * libcurl's threaded resolver.
+ * The probe thread: libcurl's multi interface on a libev loop of its own.
+ * curl tells which sockets to watch and when to wake it (the socket and
+ * timer callbacks), libev watches them, finished transfers are read off
+ * curl_multi_info_read().  The main loop and this thread share only a
+ * lock-guarded hand-over: new probe settings one way, raw answers the other,
+ * each announced with an ev_async.
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,21 +21,48 @@
 
 #define TG_PROBE_BODY_MAX   (256 * 1024)
 #define TG_PROBE_FIRST      0.05        /* seconds after (re)configuring */
+#define TG_PROBE_ERROR_MAX  96
 
 
-typedef struct tg_target  tg_target;
-
-struct tg_target {
-    tg_prober          *pb;
+/* what the thread needs of a provider, owned by whoever holds it */
+typedef struct {
     char               *name;
-    const tg_provider  *pr;             /* in the policy configured last */
+    char               *url;
+    char               *slots_url;      /* NULL: none */
+    char               *auth;           /* "Authorization: ...", or NULL */
+    uint32_t            interval_ms;
+    uint32_t            timeout_ms;
+} tg_probe_spec;
+
+
+typedef struct tg_result  tg_result;
+
+struct tg_result {
+    tg_result          *next;
+    char               *name;
+    unsigned            status;
+    char                error[TG_PROBE_ERROR_MAX];
+    uint32_t            ms;
+    char               *body;
+    size_t              len;
+    bool                slots;
+    unsigned            slots_status;
+    char               *slots_body;
+    size_t              slots_len;
+};
+
+
+typedef struct {
+    tg_prober          *pb;
+    tg_probe_spec       spec;
     ev_timer            timer;
     CURL               *easy;           /* the transfer in flight */
+    struct curl_slist  *headers;
     bool                slots;          /* it asks llama.cpp's /slots */
     char               *body;
     size_t              len;
-    tg_probe_result     result;
-};
+    tg_result          *result;         /* being filled */
+} tg_target;
 
 
 typedef struct {
@@ -44,16 +73,38 @@ typedef struct {
 
 
 struct tg_prober {
-    struct ev_loop     *loop;
-    CURLM              *multi;
-    ev_timer            wake;           /* when libcurl wants to be called */
+    /* the main loop's side */
+    struct ev_loop     *main_loop;
+    ev_async            answers_w;
     tg_probe_done_pt    done;
     void               *data;
+
+    /* the hand-over, under lock */
+    pthread_mutex_t     lock;
+    tg_probe_spec      *specs;          /* new settings, not taken yet */
+    size_t              nspecs;
+    bool                specs_new;
+    bool                stop;
+    tg_result          *results;
+    tg_result         **results_tail;
+
+    /* the thread's side */
+    pthread_t           thread;
+    struct ev_loop     *loop;
+    ev_async            control_w;
+    CURLM              *multi;
+    ev_timer            wake;           /* when libcurl wants to be called */
     tg_target         **targets;
     size_t              ntargets;
 };
 
 
+static void *tg_probe_thread(void *arg);
+static void tg_probe_control_cb(struct ev_loop *loop, ev_async *w,
+    int revents);
+static void tg_probe_answers_cb(struct ev_loop *loop, ev_async *w,
+    int revents);
+static void tg_probe_apply(tg_prober *pb, tg_probe_spec *specs, size_t n);
 static int tg_probe_socket_cb(CURL *easy, curl_socket_t fd, int what,
     void *userp, void *socketp);
 static int tg_probe_timer_cb(CURLM *multi, long timeout_ms, void *userp);
@@ -63,13 +114,17 @@ static void tg_probe_interval_cb(struct ev_loop *loop, ev_timer *w,
     int revents);
 static void tg_probe_finished(tg_prober *pb);
 static int tg_probe_start(tg_target *t, bool slots);
+static void tg_probe_deliver(tg_target *t);
 static size_t tg_probe_write_cb(char *data, size_t size, size_t n,
     void *userp);
 static void tg_target_free(tg_prober *pb, tg_target *t);
+static void tg_spec_clear(tg_probe_spec *sp);
+static void tg_specs_free(tg_probe_spec *specs, size_t n);
+static void tg_results_free(tg_result *r);
 
 
 tg_prober *
-tg_prober_new(struct ev_loop *loop, tg_probe_done_pt done, void *data)
+tg_prober_new(struct ev_loop *main_loop, tg_probe_done_pt done, void *data)
 {
     tg_prober  *pb;
 
@@ -78,15 +133,19 @@ tg_prober_new(struct ev_loop *loop, tg_probe_done_pt done, void *data)
         return NULL;
     }
 
-    pb->multi = curl_multi_init();
-    if (pb->multi == NULL) {
-        free(pb);
-        return NULL;
-    }
-
-    pb->loop = loop;
+    pb->main_loop = main_loop;
     pb->done = done;
     pb->data = data;
+    pb->results_tail = &pb->results;
+
+    pb->loop = ev_loop_new(EVFLAG_AUTO);
+    pb->multi = curl_multi_init();
+
+    if (pb->loop == NULL || pb->multi == NULL
+        || pthread_mutex_init(&pb->lock, NULL) != 0)
+    {
+        goto failed;
+    }
 
     curl_multi_setopt(pb->multi, CURLMOPT_SOCKETFUNCTION, tg_probe_socket_cb);
     curl_multi_setopt(pb->multi, CURLMOPT_SOCKETDATA, pb);
@@ -96,15 +155,43 @@ tg_prober_new(struct ev_loop *loop, tg_probe_done_pt done, void *data)
     ev_init(&pb->wake, tg_probe_wake_cb);
     pb->wake.data = pb;
 
+    ev_async_init(&pb->control_w, tg_probe_control_cb);
+    pb->control_w.data = pb;
+    ev_async_start(pb->loop, &pb->control_w);
+
+    ev_async_init(&pb->answers_w, tg_probe_answers_cb);
+    pb->answers_w.data = pb;
+    ev_async_start(main_loop, &pb->answers_w);
+
+    if (pthread_create(&pb->thread, NULL, tg_probe_thread, pb) != 0) {
+        ev_async_stop(main_loop, &pb->answers_w);
+        pthread_mutex_destroy(&pb->lock);
+        goto failed;
+    }
+
     return pb;
+
+failed:
+
+    if (pb->multi != NULL) {
+        curl_multi_cleanup(pb->multi);
+    }
+
+    if (pb->loop != NULL) {
+        ev_loop_destroy(pb->loop);
+    }
+
+    free(pb);
+
+    return NULL;
 }
 
 
 int
 tg_prober_configure(tg_prober *pb, const tg_policy *policy)
 {
-    size_t              i, j, n;
-    tg_target         **targets, *t;
+    size_t              i, n, len;
+    tg_probe_spec      *specs, *sp;
     const tg_provider  *pr;
 
     n = 0;
@@ -112,12 +199,10 @@ tg_prober_configure(tg_prober *pb, const tg_policy *policy)
         n += policy->providers[i].health.url != NULL;
     }
 
-    targets = calloc(n ? n : 1, sizeof(tg_target *));
-    if (targets == NULL) {
+    specs = calloc(n ? n : 1, sizeof(tg_probe_spec));
+    if (specs == NULL) {
         return -1;
     }
-
-    /* keep what is probed already, restarted on its new settings */
 
     n = 0;
 
@@ -128,76 +213,55 @@ tg_prober_configure(tg_prober *pb, const tg_policy *policy)
             continue;
         }
 
-        t = NULL;
+        sp = &specs[n++];
+        sp->interval_ms = pr->health.interval_ms;
+        sp->timeout_ms = pr->health.timeout_ms;
+        sp->name = strdup(pr->name);
+        sp->url = strdup(pr->health.url);
 
-        for (j = 0; j < pb->ntargets; j++) {
-            if (pb->targets[j] != NULL
-                && strcmp(pb->targets[j]->name, pr->name) == 0)
-            {
-                t = pb->targets[j];
-                pb->targets[j] = NULL;
-                break;
-            }
+        if (sp->name == NULL || sp->url == NULL) {
+            goto failed;
         }
 
-        if (t == NULL) {
-            t = calloc(1, sizeof(tg_target));
-            if (t == NULL || (t->name = strdup(pr->name)) == NULL) {
-                free(t);
+        if (pr->health.slots_url != NULL
+            && (sp->slots_url = strdup(pr->health.slots_url)) == NULL)
+        {
+            goto failed;
+        }
+
+        if (pr->health.send_key && pr->authorization != NULL) {
+            len = sizeof("Authorization: ") + strlen(pr->authorization);
+
+            sp->auth = malloc(len);
+            if (sp->auth == NULL) {
                 goto failed;
             }
 
-            t->pb = pb;
-            ev_init(&t->timer, tg_probe_interval_cb);
-            t->timer.data = t;
-
-        } else if (t->easy != NULL) {
-            curl_multi_remove_handle(pb->multi, t->easy);
-            curl_easy_cleanup(t->easy);
-            t->easy = NULL;
-        }
-
-        t->pr = pr;
-
-        ev_timer_stop(pb->loop, &t->timer);
-        ev_timer_set(&t->timer, TG_PROBE_FIRST, pr->health.interval_ms / 1e3);
-        ev_timer_start(pb->loop, &t->timer);
-
-        targets[n++] = t;
-    }
-
-    /* providers no longer probed */
-
-    for (j = 0; j < pb->ntargets; j++) {
-        if (pb->targets[j] != NULL) {
-            tg_target_free(pb, pb->targets[j]);
+            snprintf(sp->auth, len, "Authorization: %s", pr->authorization);
         }
     }
 
-    free(pb->targets);
-    pb->targets = targets;
-    pb->ntargets = n;
+    pthread_mutex_lock(&pb->lock);
+
+    /* settings the thread never took are simply replaced */
+
+    if (pb->specs_new) {
+        tg_specs_free(pb->specs, pb->nspecs);
+    }
+
+    pb->specs = specs;
+    pb->nspecs = n;
+    pb->specs_new = true;
+
+    pthread_mutex_unlock(&pb->lock);
+
+    ev_async_send(pb->loop, &pb->control_w);
 
     return 0;
 
 failed:
 
-    /* those moved over go back, nothing changes */
-
-    for (i = 0; i < n; i++) {
-        for (j = 0; j < pb->ntargets; j++) {
-            if (pb->targets[j] == NULL) {
-                pb->targets[j] = targets[i];
-                break;
-            }
-        }
-
-        if (j == pb->ntargets) {
-            tg_target_free(pb, targets[i]);
-        }
-    }
-
-    free(targets);
+    tg_specs_free(specs, n);
 
     return -1;
 }
@@ -206,21 +270,142 @@ failed:
 void
 tg_prober_free(tg_prober *pb)
 {
-    size_t  i;
-
     if (pb == NULL) {
         return;
     }
+
+    pthread_mutex_lock(&pb->lock);
+    pb->stop = true;
+    pthread_mutex_unlock(&pb->lock);
+
+    ev_async_send(pb->loop, &pb->control_w);
+
+    /* a probe stuck in DNS may keep it a moment: it is the thread's wait */
+    pthread_join(pb->thread, NULL);
+
+    ev_async_stop(pb->main_loop, &pb->answers_w);
+
+    if (pb->specs_new) {
+        tg_specs_free(pb->specs, pb->nspecs);
+    }
+
+    tg_results_free(pb->results);
+
+    pthread_mutex_destroy(&pb->lock);
+    ev_loop_destroy(pb->loop);
+    free(pb);
+}
+
+
+/* the thread */
+
+static void *
+tg_probe_thread(void *arg)
+{
+    size_t      i;
+    tg_prober  *pb = arg;
+
+    ev_run(pb->loop, 0);
 
     for (i = 0; i < pb->ntargets; i++) {
         tg_target_free(pb, pb->targets[i]);
     }
 
+    free(pb->targets);
+    pb->targets = NULL;
+    pb->ntargets = 0;
+
     ev_timer_stop(pb->loop, &pb->wake);
+    ev_async_stop(pb->loop, &pb->control_w);
     curl_multi_cleanup(pb->multi);
 
+    return NULL;
+}
+
+
+static void
+tg_probe_control_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    bool            stop, fresh;
+    size_t          n;
+    tg_prober      *pb = w->data;
+    tg_probe_spec  *specs;
+
+    (void) revents;
+
+    pthread_mutex_lock(&pb->lock);
+
+    stop = pb->stop;
+    fresh = pb->specs_new;
+    specs = pb->specs;
+    n = pb->nspecs;
+    pb->specs_new = false;
+
+    pthread_mutex_unlock(&pb->lock);
+
+    if (stop) {
+        if (fresh) {
+            tg_specs_free(specs, n);
+        }
+
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+
+    if (fresh) {
+        tg_probe_apply(pb, specs, n);
+    }
+}
+
+
+/* new settings: every probe starts again on them */
+
+static void
+tg_probe_apply(tg_prober *pb, tg_probe_spec *specs, size_t n)
+{
+    size_t       i;
+    tg_target  **targets, *t;
+
+    for (i = 0; i < pb->ntargets; i++) {
+        tg_target_free(pb, pb->targets[i]);
+    }
+
     free(pb->targets);
-    free(pb);
+    pb->targets = NULL;
+    pb->ntargets = 0;
+
+    targets = calloc(n ? n : 1, sizeof(tg_target *));
+    if (targets == NULL) {
+        tg_log_error("out of memory for the health probes");
+        tg_specs_free(specs, n);
+        return;
+    }
+
+    /* the strings go to the targets, the array goes */
+
+    for (i = 0; i < n; i++) {
+        t = calloc(1, sizeof(tg_target));
+        if (t == NULL) {
+            tg_log_error("out of memory for the health probe of %s",
+                         specs[i].name);
+            tg_spec_clear(&specs[i]);
+            continue;
+        }
+
+        t->pb = pb;
+        t->spec = specs[i];
+
+        ev_timer_init(&t->timer, tg_probe_interval_cb, TG_PROBE_FIRST,
+                      t->spec.interval_ms / 1e3);
+        t->timer.data = t;
+        ev_timer_start(pb->loop, &t->timer);
+
+        targets[pb->ntargets++] = t;
+    }
+
+    pb->targets = targets;
+
+    free(specs);
 }
 
 
@@ -234,8 +419,10 @@ tg_target_free(tg_prober *pb, tg_target *t)
         curl_easy_cleanup(t->easy);
     }
 
+    curl_slist_free_all(t->headers);
+    tg_results_free(t->result);
+    tg_spec_clear(&t->spec);
     free(t->body);
-    free(t->name);
     free(t);
 }
 
@@ -253,14 +440,14 @@ tg_probe_interval_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
 
-    memset(&t->result, 0, sizeof(t->result));
-    t->result.slots_total = -1;
-    t->result.slots_busy = -1;
-    t->result.running = -1;
-    t->result.waiting = -1;
+    tg_results_free(t->result);
 
-    if (tg_probe_start(t, false) != 0) {
-        tg_log_error("provider %s: cannot start a health probe", t->name);
+    t->result = calloc(1, sizeof(tg_result));
+
+    if (t->result == NULL || (t->result->name = strdup(t->spec.name)) == NULL
+        || tg_probe_start(t, false) != 0)
+    {
+        tg_log_error("provider %s: cannot start a health probe", t->spec.name);
     }
 }
 
@@ -268,8 +455,7 @@ tg_probe_interval_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static int
 tg_probe_start(tg_target *t, bool slots)
 {
-    CURL                  *easy;
-    const tg_health_conf  *hc = &t->pr->health;
+    CURL  *easy;
 
     easy = curl_easy_init();
     if (easy == NULL) {
@@ -279,16 +465,26 @@ tg_probe_start(tg_target *t, bool slots)
     t->slots = slots;
     t->len = 0;
 
-    curl_easy_setopt(easy, CURLOPT_URL, slots ? hc->slots_url : hc->url);
+    if (t->spec.auth != NULL && t->headers == NULL) {
+        t->headers = curl_slist_append(NULL, t->spec.auth);
+    }
+
+    curl_easy_setopt(easy, CURLOPT_URL, slots ? t->spec.slots_url
+                                              : t->spec.url);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, tg_probe_write_cb);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) hc->timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) hc->timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) t->spec.timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) t->spec.timeout_ms);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, TG_SOFTWARE " health probe");
+
+    if (t->headers != NULL) {
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
+    }
 
     if (curl_multi_add_handle(t->pb->multi, easy) != CURLM_OK) {
         curl_easy_cleanup(easy);
@@ -360,8 +556,8 @@ tg_probe_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 
         s->pb = pb;
         s->fd = fd;
-        s->io.data = s;
         ev_init(&s->io, tg_probe_io_cb);
+        s->io.data = s;
         curl_multi_assign(pb->multi, fd, s);
 
     } else {
@@ -430,14 +626,14 @@ tg_probe_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 tg_probe_finished(tg_prober *pb)
 {
-    int               left;
-    long              code;
-    CURL             *easy;
-    CURLcode          res;
-    CURLMsg          *msg;
-    tg_target        *t;
-    curl_off_t        us;
-    tg_probe_result  *r;
+    int          left;
+    long         code;
+    CURL        *easy;
+    CURLcode     res;
+    CURLMsg     *msg;
+    tg_target   *t;
+    tg_result   *r;
+    curl_off_t   us;
 
     while ((msg = curl_multi_info_read(pb->multi, &left)) != NULL) {
 
@@ -459,39 +655,148 @@ tg_probe_finished(tg_prober *pb)
         curl_multi_remove_handle(pb->multi, easy);
         curl_easy_cleanup(easy);
 
-        if (t == NULL) {
+        if (t == NULL || t->result == NULL) {
             continue;
         }
 
         t->easy = NULL;
-        r = &t->result;
+        r = t->result;
 
-        if (!t->slots) {
-            r->ms = (uint32_t) (us / 1000);
-        }
-
-        if (res != CURLE_OK) {
-            if (!t->slots) {
-                r->ok = false;
-                r->status = 0;
-                snprintf(r->note, sizeof(r->note), "%s",
-                         curl_easy_strerror(res));
-            }
+        if (t->slots) {
+            r->slots = true;
+            r->slots_status = res == CURLE_OK ? (unsigned) code : 0;
+            r->slots_body = t->body;
+            r->slots_len = t->len;
 
         } else {
-            tg_probe_interpret(t->pr, t->slots, (unsigned) code,
-                               t->body ? t->body : "", t->len, r);
+            r->status = res == CURLE_OK ? (unsigned) code : 0;
+            r->ms = (uint32_t) (us / 1000);
+            r->body = t->body;
+            r->len = t->len;
+
+            if (res != CURLE_OK) {
+                snprintf(r->error, sizeof(r->error), "%s",
+                         curl_easy_strerror(res));
+            }
         }
 
-        /* llama.cpp: reachable and ready; then how many slots are free */
+        /* the body is the result's now */
+        t->body = NULL;
+        t->len = 0;
 
-        if (!t->slots && r->ok && t->pr->health.kind == TG_PROBE_LLAMACPP
-            && t->pr->health.slots_url != NULL
+        /* llama.cpp: reachable; then how many of its slots are free */
+
+        if (!t->slots && t->spec.slots_url != NULL
+            && r->status >= 200 && r->status <= 299
             && tg_probe_start(t, true) == 0)
         {
             continue;
         }
 
-        pb->done(t->name, r, pb->data);
+        tg_probe_deliver(t);
+    }
+}
+
+
+/* to the main loop */
+
+static void
+tg_probe_deliver(tg_target *t)
+{
+    tg_prober  *pb = t->pb;
+
+    pthread_mutex_lock(&pb->lock);
+
+    *pb->results_tail = t->result;
+    pb->results_tail = &t->result->next;
+
+    pthread_mutex_unlock(&pb->lock);
+
+    t->result = NULL;
+
+    ev_async_send(pb->main_loop, &pb->answers_w);
+}
+
+
+/* the main loop: every answer, as it came, judged by the server */
+
+static void
+tg_probe_answers_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tg_prober        *pb = w->data;
+    tg_result        *r, *list;
+    tg_probe_answer   a;
+
+    (void) loop;
+    (void) revents;
+
+    pthread_mutex_lock(&pb->lock);
+
+    list = pb->results;
+    pb->results = NULL;
+    pb->results_tail = &pb->results;
+
+    pthread_mutex_unlock(&pb->lock);
+
+    for (r = list; r != NULL; r = r->next) {
+        a.provider = r->name;
+        a.status = r->status;
+        a.error = r->error;
+        a.ms = r->ms;
+        a.body = r->body ? r->body : "";
+        a.len = r->len;
+        a.slots = r->slots;
+        a.slots_status = r->slots_status;
+        a.slots_body = r->slots_body ? r->slots_body : "";
+        a.slots_len = r->slots_len;
+
+        pb->done(&a, pb->data);
+    }
+
+    tg_results_free(list);
+}
+
+
+static void
+tg_spec_clear(tg_probe_spec *sp)
+{
+    free(sp->name);
+    free(sp->url);
+    free(sp->slots_url);
+
+    if (sp->auth != NULL) {
+        /* a provider's key: not left behind in freed memory */
+        explicit_bzero(sp->auth, strlen(sp->auth));
+        free(sp->auth);
+    }
+
+    memset(sp, 0, sizeof(tg_probe_spec));
+}
+
+
+static void
+tg_specs_free(tg_probe_spec *specs, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        tg_spec_clear(&specs[i]);
+    }
+
+    free(specs);
+}
+
+
+static void
+tg_results_free(tg_result *r)
+{
+    tg_result  *next;
+
+    for ( /* void */ ; r != NULL; r = next) {
+        next = r->next;
+        free(r->name);
+        free(r->body);
+        free(r->slots_body);
+        free(r);
     }
 }

@@ -1,36 +1,59 @@
 /*
  * Active health probes: one HTTP GET per provider that has a health URL,
- * every interval, on policyd's event loop.  libcurl does the HTTP (and the
- * TLS of https:// probes) through its multi interface, driven by libev, so
- * a slow or silent provider never holds the loop up.
+ * every interval.  They run on a thread of their own, with libcurl (TLS
+ * for https:// included) driven by a libev loop of that thread: a probe
+ * may wait on DNS, which libcurl cannot always give up on without waiting
+ * for it, and the decisions on policyd's main loop must never wait with
+ * it.  The thread only fetches; what an answer means is judged on the main
+ * loop (tg_probe_interpret() in health.c), with the policy of the moment.
  */
 
 #ifndef TG_PROBE_H
 #define TG_PROBE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <ev.h>
 
 #include "policy.h"
-#include "state.h"
+
+
+/* what one probe brought back, before anyone judged it */
+typedef struct {
+    const char     *provider;
+    unsigned        status;         /* HTTP status; 0: no answer */
+    const char     *error;          /* why not, when status is 0 */
+    uint32_t        ms;
+    const char     *body;
+    size_t          len;
+
+    bool            slots;          /* llama.cpp's /slots was asked too */
+    unsigned        slots_status;
+    const char     *slots_body;
+    size_t          slots_len;
+} tg_probe_answer;
 
 
 typedef struct tg_prober  tg_prober;
 
-/* a probe finished: provider by name, what it found */
-typedef void (*tg_probe_done_pt)(const char *provider,
-    const tg_probe_result *r, void *data);
+/* on the main loop, for every probe that finished */
+typedef void (*tg_probe_done_pt)(const tg_probe_answer *a, void *data);
 
 
-tg_prober *tg_prober_new(struct ev_loop *loop, tg_probe_done_pt done,
+/* Starts the probe thread; the answers come on main_loop. */
+tg_prober *tg_prober_new(struct ev_loop *main_loop, tg_probe_done_pt done,
     void *data);
 
 /*
- * Probes the providers of this policy that have a health URL, from now on
- * (after a reload: the new set; probes in flight for providers that are
- * gone are dropped).  0, or -1 when out of memory.
+ * Probes the providers of this policy that have a health URL, from now on;
+ * what the thread needs is copied, so the policy may go at once.  0, or -1
+ * when out of memory (then the probes go on as before).
  */
 int tg_prober_configure(tg_prober *pb, const tg_policy *policy);
 
+/* Stops the thread (waiting for it) and frees everything. */
 void tg_prober_free(tg_prober *pb);
 
 

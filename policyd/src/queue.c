@@ -126,6 +126,24 @@ tg_queue_wake_all(tg_server *srv)
 }
 
 
+/* the worker stopped waiting (its client went, its timer ran out) */
+
+void
+tg_queue_cancel(tg_conn *c, uint32_t id)
+{
+    tg_waiter  *w;
+
+    for (w = c->srv->waiters; w != NULL; w = w->next) {
+        if (w->conn == c && w->id == id) {
+            tg_log_debug("connection %llu: DECIDE %u no longer waits for %s",
+                         (unsigned long long) c->id, id, w->provider->name);
+            tg_queue_remove(w);
+            return;
+        }
+    }
+}
+
+
 /* the connection closes: nobody will read the answers */
 
 void
@@ -172,6 +190,7 @@ tg_queue_decide(tg_waiter *w, bool waited)
     bool          has_endpoint;
     tg_conn      *c = w->conn;
     tg_facts      facts;
+    tg_pstate    *ps;
     tg_decision   d;
 
     if (tg_read_facts(c, w->frame, &w->h, &facts, &has_endpoint) != 0) {
@@ -183,8 +202,18 @@ tg_queue_decide(tg_waiter *w, bool waited)
 
     w->provider->queued--;
     facts.waited = waited;
+    facts.in_queue = true;
 
     if (tg_answer_decide(c, w->id, &facts, &d) == 1) {
+
+        /* still waiting: for this provider, or now for another step's */
+
+        ps = tg_state_find(w->srv->state, d.provider->name);
+
+        if (ps != NULL) {
+            w->provider = ps;
+        }
+
         w->provider->queued++;
         return 1;
     }

@@ -47,6 +47,9 @@
 /* DECISION and MODEL_LIST fit in this with room to spare */
 #define TG_REPLY_OVERHEAD     64
 
+/* a status goes out in parts all at once: it must fit the write buffer */
+#define TG_STATUS_MAX         (TG_MAX_FRAME_LIMIT / 2)
+
 
 static void tg_listen_close(tg_server *srv);
 static void tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -81,8 +84,7 @@ static void tg_health_check(tg_server *srv);
 static void tg_soon(tg_server *srv, bool health, bool wake);
 static void tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void tg_probe_done(const char *provider, const tg_probe_result *r,
-    void *data);
+static void tg_probe_done(const tg_probe_answer *a, void *data);
 static void tg_handle_report(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 static int tg_strv_push(tg_strv *v, const tg_field *f);
@@ -498,8 +500,18 @@ tg_reload(tg_server *srv)
 
     tg_errors_free(&errs);
 
+    /* the probe thread copies what it needs: nothing points into np yet */
+
+    if (tg_prober_configure(srv->prober, np) != 0) {
+        tg_log_error("reload failed, keeping the old policy: out of memory "
+                     "for the health probes");
+        tg_policy_free(np);
+        return;
+    }
+
     if (tg_state_bind(srv->state, np) != 0) {
         tg_log_error("reload failed, keeping the old policy: out of memory");
+        (void) tg_prober_configure(srv->prober, srv->policy);
         tg_policy_free(np);
         return;
     }
@@ -520,11 +532,6 @@ tg_reload(tg_server *srv)
                     np->max_frame);
     }
 
-    if (tg_prober_configure(srv->prober, np) != 0) {
-        tg_log_error("reload: out of memory for the health probes; probing "
-                     "as before");
-    }
-
     /* nothing outside this function points into the old policy */
 
     old = srv->policy;
@@ -535,6 +542,9 @@ tg_reload(tg_server *srv)
 
     /* decisions the workers reuse were made with the old policy */
     tg_invalidate_all(srv);
+
+    /* limits and queues may have changed: those waiting are decided again */
+    tg_soon(srv, true, true);
 
     tg_log_info("policy reloaded: %zu providers, %zu routes",
                 np->nproviders, np->nroutes);
@@ -1089,6 +1099,11 @@ tg_handle_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     case TG_MSG_STATUS:
         tg_handle_status(c, frame, h);
+        break;
+
+    case TG_MSG_CANCEL:
+        /* a waiting DECIDE of this connection, given up: no reply */
+        tg_queue_cancel(c, h->id);
         break;
 
     case TG_MSG_REPORT:
@@ -1735,8 +1750,8 @@ tg_handle_status(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 {
     int             rc;
     long            len;
-    char           *body;
-    size_t          blen;
+    char           *body, msg[TG_MESSAGE_MAX];
+    size_t          blen, part, sent;
     tg_field        f;
     tg_server      *srv = c->srv;
     tg_builder      b;
@@ -1767,9 +1782,50 @@ tg_handle_status(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
+    if (blen > TG_STATUS_MAX) {
+        /* too much to relay: say so, and where to look */
+
+        snprintf(msg, sizeof(msg), "The status is %zu bytes, more than "
+                 "policyd relays through nginx (%u bytes). Ask policyd "
+                 "directly: policyd status -a ADMIN_SOCKET.", blen,
+                 (unsigned) TG_STATUS_MAX);
+
+        free(body);
+
+        tg_builder_start(c, &b, TG_MSG_STATUS_REPLY, h->id);
+        tg_build_u32(&b, TG_F_STATUS, 413);
+        tg_build_cstr(&b, TG_F_ERROR_MESSAGE, msg);
+
+        len = tg_build_end(&b);
+        if (len > 0) {
+            tg_conn_send(c, srv->out, (size_t) len);
+        }
+
+        return;
+    }
+
+    /* more than one frame the worker reads: STATUS_PARTs, then the reply */
+
+    part = c->peer_max - TG_REPLY_OVERHEAD;
+
+    for (sent = 0; blen - sent > part; sent += part) {
+        tg_builder_start(c, &b, TG_MSG_STATUS_PART, h->id);
+        tg_build_str(&b, TG_F_BODY, body + sent, part);
+
+        len = tg_build_end(&b);
+        if (len < 0) {
+            free(body);
+            tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                          "the status does not fit in frames");
+            return;
+        }
+
+        tg_conn_send(c, srv->out, (size_t) len);
+    }
+
     tg_builder_start(c, &b, TG_MSG_STATUS_REPLY, h->id);
     tg_build_u32(&b, TG_F_STATUS, 200);
-    tg_build_str(&b, TG_F_BODY, body, blen);
+    tg_build_str(&b, TG_F_BODY, body + sent, blen - sent);
 
     free(body);
 
@@ -1793,7 +1849,8 @@ tg_handle_status(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 static void
 tg_health_check(tg_server *srv)
 {
-    size_t      i, n;
+    size_t      i, n, changed;
+    uint64_t    expired;
     tg_state   *st = srv->state;
     tg_health   old[64], *before;
     tg_pstate  *ps;
@@ -1809,7 +1866,18 @@ tg_health_check(tg_server *srv)
         before[i] = st->slots[i]->health;
     }
 
-    if (tg_state_evaluate(st, tg_now_ms(srv)) == 0) {
+    expired = st->leases_expired;
+
+    changed = tg_state_evaluate(st, tg_now_ms(srv));
+
+    if (st->leases_expired != expired) {
+        tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
+                    "lost them); their slots are free again",
+                    (unsigned long long) (st->leases_expired - expired));
+        tg_queue_wake_all(srv);
+    }
+
+    if (changed == 0) {
         goto done;
     }
 
@@ -1851,22 +1919,47 @@ tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-static void
-tg_probe_done(const char *provider, const tg_probe_result *r, void *data)
-{
-    tg_server  *srv = data;
-    tg_pstate  *ps;
+/* a probe's answer, judged with the policy of the moment */
 
-    ps = tg_state_find(srv->state, provider);
-    if (ps == NULL) {
+static void
+tg_probe_done(const tg_probe_answer *a, void *data)
+{
+    tg_server          *srv = data;
+    tg_pstate          *ps;
+    tg_probe_result     r;
+    const tg_provider  *pr;
+
+    ps = tg_state_find(srv->state, a->provider);
+    pr = tg_policy_provider(srv->policy, a->provider, strlen(a->provider));
+
+    /* a provider the last reload took away or stopped probing */
+    if (ps == NULL || pr == NULL || pr->health.url == NULL) {
         return;
     }
 
-    tg_log_debug("provider %s: probe %s in %u ms: %s", provider,
-                 r->ok ? (r->busy ? "busy" : "ok") : "failed", r->ms,
-                 r->note);
+    memset(&r, 0, sizeof(r));
+    r.slots_total = -1;
+    r.slots_busy = -1;
+    r.running = -1;
+    r.waiting = -1;
+    r.ms = a->ms;
 
-    tg_health_probed(ps, r, tg_now_ms(srv));
+    if (a->status == 0) {
+        snprintf(r.note, sizeof(r.note), "%s", a->error);
+
+    } else {
+        tg_probe_interpret(pr, false, a->status, a->body, a->len, &r);
+    }
+
+    if (a->slots && r.ok) {
+        tg_probe_interpret(pr, true, a->slots_status, a->slots_body,
+                           a->slots_len, &r);
+    }
+
+    tg_log_debug("provider %s: probe %s in %u ms: %s", a->provider,
+                 r.ok ? (r.busy ? "busy" : "ok") : "failed", r.ms, r.note);
+
+    tg_health_probed(ps, &r, tg_now_ms(srv));
     tg_health_check(srv);
 }
 

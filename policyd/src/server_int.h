@@ -175,6 +175,7 @@ void tg_queue_park(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
 void tg_queue_wake(tg_server *srv, tg_pstate *ps);
 void tg_queue_wake_all(tg_server *srv);
 void tg_queue_drop_conn(tg_server *srv, tg_conn *c);
+void tg_queue_cancel(tg_conn *c, uint32_t id);
 
 /* admin.c */
 int tg_admin_open(tg_server *srv);

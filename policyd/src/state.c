@@ -452,21 +452,45 @@ tg_state_route(tg_state *st, const char *name)
 size_t
 tg_state_evaluate(tg_state *st, uint64_t now_ms)
 {
-    size_t     i, changed;
-    uint64_t   age;
-    tg_lease  *l;
+    size_t      i, changed;
+    uint64_t    age;
+    tg_lease  **pl, *l;
 
     for (i = 0; i < st->nslots; i++) {
         st->slots[i]->oldest_lease_ms = 0;
     }
 
     for (i = 0; i < st->nbuckets; i++) {
-        for (l = st->buckets[i]; l != NULL; l = l->next) {
+        pl = &st->buckets[i];
+
+        while ((l = *pl) != NULL) {
             age = now_ms > l->granted_ms ? now_ms - l->granted_ms : 0;
+
+            /*
+             * A lease nobody reported for far longer than any request runs:
+             * its REPORT was lost.  Kept, it would hold a slot for good.
+             */
+
+            if (l->provider->conf.lease_ttl_ms != 0
+                && age >= l->provider->conf.lease_ttl_ms)
+            {
+                *pl = l->next;
+
+                if (l->provider->in_flight > 0) {
+                    l->provider->in_flight--;
+                }
+
+                st->nleases--;
+                st->leases_expired++;
+                free(l);
+                continue;
+            }
 
             if (age > l->provider->oldest_lease_ms) {
                 l->provider->oldest_lease_ms = age;
             }
+
+            pl = &l->next;
         }
     }
 

@@ -88,6 +88,7 @@ typedef struct tg_pstate {
     uint64_t        probe_at_ms;        /* 0: never probed */
     uint32_t        probe_ok_run;
     uint32_t        probe_fail_run;
+    uint32_t        probe_own;          /* our leases when it was taken */
     bool            probe_down;
 
     /* what the module reported */
@@ -147,6 +148,7 @@ typedef struct tg_state {
     uint64_t         reports[TG_OUTCOME_COUNT];
     uint64_t         reports_without_lease;
     uint64_t         leases_dropped;    /* freed by a connection close */
+    uint64_t         leases_expired;    /* never reported: lease_ttl_ms */
 } tg_state;
 
 

@@ -390,24 +390,29 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
 }
 
 
-/* scheme://host/path: no user or password of the URL */
+/* scheme://host/path: no user, password, query or fragment of the URL */
 
 static void
 tg_url_shown(const char *url, char *buf, size_t size)
 {
+    size_t       scheme;
     const char  *host, *at, *slash;
 
     host = strstr(url, "://");
-    host = host ? host + 3 : url;
+    scheme = host ? (size_t) (host + 3 - url) : 0;
+    host = url + scheme;
+
     slash = strchr(host, '/');
     at = strchr(host, '@');
 
     if (at != NULL && (slash == NULL || at < slash)) {
-        snprintf(buf, size, "%.*s%s", (int) (host - url), url, at + 1);
-        return;
+        host = at + 1;
     }
 
-    snprintf(buf, size, "%s", url);
+    /* a token in the query is as secret as a password */
+
+    snprintf(buf, size, "%.*s%.*s", (int) scheme, url,
+             (int) strcspn(host, "?#"), host);
 }
 
 

@@ -468,6 +468,58 @@ test_down_and_busy(void **state)
 }
 
 
+/* a slot that just came free is for the oldest waiter, not a newcomer */
+
+static void
+test_queue_goes_first(void **unused)
+{
+    tg_facts     f;
+    tg_state    *st;
+    tg_policy   *p;
+    tg_pstate   *ps;
+    tg_decision  d;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' }, 'providers': {"
+        "  'llama': { 'upstream': 'u1', 'zone': 'local', 'endpoints': ['chat'],"
+        "    'max_concurrency': 1 } },"
+        "  'routes': { 'line': { 'steps': [ { 'provider': 'llama',"
+        "                                     'model': 'm' } ],"
+        "                        'queue': { 'max_length': 2 } },"
+        "              'now': { 'steps': [ { 'provider': 'llama',"
+        "                                    'model': 'm' } ] } } }");
+    st = tg_state_new();
+    assert_int_equal(tg_state_bind(st, p), 0);
+
+    ps = tg_state_find(st, "llama");
+    ps->queued = 1;
+
+    /* free, but one waits: the newcomer queues behind it, or is refused */
+
+    f = F("line", TG_EP_CHAT);
+    tg_decide(p, &f, st, &d);
+    assert_int_equal(d.status, TG_DECISION_QUEUE);
+
+    f = F("now", TG_EP_CHAT);
+    tg_decide(p, &f, st, &d);
+    assert_int_equal(d.status, 429);
+    assert_string_equal(d.error_code, "provider_busy");
+    assert_string_equal(d.reason, "llama:busy");
+
+    /* the waiter itself, decided again from the line, gets the slot */
+
+    f = F("line", TG_EP_CHAT);
+    f.in_queue = true;
+    tg_decide(p, &f, st, &d);
+    assert_int_equal(d.status, 200);
+    assert_string_equal(d.provider->name, "llama");
+
+    tg_state_free(st);
+    tg_policy_free(p);
+}
+
+
 static void
 test_reason_truncated(void **unused)
 {
@@ -1225,6 +1277,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_excluded, setup, teardown),
+        cmocka_unit_test(test_queue_goes_first),
         cmocka_unit_test_setup_teardown(test_down_and_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_falls_back, setup,
                                         teardown),

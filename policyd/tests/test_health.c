@@ -305,6 +305,111 @@ test_passive_and_stuck(void **unused)
 }
 
 
+/*
+ * A probe that finds the slots full of our own requests says nothing new;
+ * more running there than we sent is someone else, and that is busy.
+ */
+
+static void
+test_probe_busy_with_own_leases(void **unused)
+{
+    uint32_t          lease;
+    tg_state         *st;
+    tg_policy        *p;
+    tg_pstate        *ps;
+    tg_probe_result   full;
+
+    (void) unused;
+
+    p = health_policy();
+    st = tg_state_new();
+    assert_int_equal(tg_state_bind(st, p), 0);
+
+    ps = tg_state_find(st, "llama");
+
+    full = fresh();
+    full.ok = true;
+    full.busy = true;
+    full.slots_total = 2;
+    full.slots_busy = 2;
+
+    /* our two leases fill both slots: not busy, and free when they end */
+
+    assert_int_equal(tg_state_lease_acquire(st, 0, 1, 1000, &lease), 0);
+    assert_int_equal(tg_state_lease_acquire(st, 0, 1, 1000, &lease), 0);
+    tg_health_probed(ps, &full, 1100);
+    assert_int_equal(tg_state_evaluate(st, 1100), 0);
+    assert_int_equal(ps->health, TG_HEALTH_UP);
+
+    assert_int_equal(tg_state_lease_release(st, lease), 1);
+    assert_false(tg_health_at_capacity(ps));
+
+    /* one of ours, two running: someone else uses the server too */
+
+    tg_health_probed(ps, &full, 1200);
+    assert_int_equal(tg_state_evaluate(st, 1200), 1);
+    assert_int_equal(ps->health, TG_HEALTH_BUSY);
+
+    /* none of ours: a full server is busy, whatever its counts say */
+
+    assert_int_equal(tg_state_release_owner(st, 1), 1);
+    full.slots_busy = 1;
+    tg_health_probed(ps, &full, 1300);
+    assert_int_equal(tg_state_evaluate(st, 1300), 0);
+    assert_int_equal(ps->health, TG_HEALTH_BUSY);
+
+    tg_state_free(st);
+    tg_policy_free(p);
+}
+
+
+/* a lease whose REPORT never came ends after lease_ttl_ms */
+
+static void
+test_lease_expires(void **unused)
+{
+    uint32_t    lease;
+    tg_state   *st;
+    tg_policy  *p;
+    tg_pstate  *ps;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' }, 'providers': {"
+        "  'llama': { 'upstream': 'u1', 'zone': 'local', 'endpoints': ['chat'],"
+        "    'max_concurrency': 1,"
+        "    'health': { 'lease_ttl_ms': 60000 } } },"
+        "  'routes': { 'r': { 'steps': [ { 'provider': 'llama',"
+        "                                  'model': 'm' } ] } }"
+        "}");
+    st = tg_state_new();
+    assert_int_equal(tg_state_bind(st, p), 0);
+
+    ps = tg_state_find(st, "llama");
+    assert_int_equal(ps->conf.lease_ttl_ms, 60000);
+
+    assert_int_equal(tg_state_lease_acquire(st, 0, 1, 1000, &lease), 0);
+    assert_true(tg_health_at_capacity(ps));
+
+    (void) tg_state_evaluate(st, 60999);
+    assert_int_equal(ps->in_flight, 1);
+    assert_int_equal(st->leases_expired, 0);
+
+    (void) tg_state_evaluate(st, 61000);
+    assert_int_equal(ps->in_flight, 0);
+    assert_int_equal(st->nleases, 0);
+    assert_int_equal(st->leases_expired, 1);
+    assert_false(tg_health_at_capacity(ps));
+
+    /* its late REPORT finds nothing to end */
+
+    assert_int_equal(tg_state_lease_release(st, lease), 0);
+
+    tg_state_free(st);
+    tg_policy_free(p);
+}
+
+
 int
 main(void)
 {
@@ -312,6 +417,8 @@ main(void)
         cmocka_unit_test(test_probe_kinds),
         cmocka_unit_test(test_probe_states),
         cmocka_unit_test(test_passive_and_stuck),
+        cmocka_unit_test(test_probe_busy_with_own_leases),
+        cmocka_unit_test(test_lease_expires),
     };
 
     return cmocka_run_group_tests_name("health", tests, NULL, NULL);

@@ -406,6 +406,26 @@ test_provider_errors(void **unused)
     assert_int_equal(errs.count, 1);
     tg_errors_free(&errs);
 
+    /* health: bounds, types, and probe settings without a probe */
+    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
+                                    "'lease_ttl_ms': 10, 'send_key': 1 }"),
+                   &errs);
+    tg_test_has_error(&errs, "providers.p.health.lease_ttl_ms",
+                      "expected an integer from 1000 to 86400000");
+    tg_test_has_error(&errs, "providers.p.health.send_key",
+                      "expected true or false");
+    tg_test_has_error(&errs, "providers.p.health.url",
+                      "missing: the probe settings need a URL");
+    assert_int_equal(errs.count, 3);
+    tg_errors_free(&errs);
+
+    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
+                                    "'send_key': true }"), &errs);
+    tg_test_has_error(&errs, "providers.p.health.url",
+                      "missing: the probe settings need a URL");
+    assert_int_equal(errs.count, 1);
+    tg_errors_free(&errs);
+
     /* hosts and paths that are fine */
     tg_policy_free(tg_test_policy(TG_WITH_PROVIDER(
         TG_MIN_PROVIDER ", 'host': '[::1]:8080', 'base_path': '/api/v1'")));
