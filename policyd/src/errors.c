@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "log.h"
 
 
 void
@@ -103,4 +104,39 @@ tg_errors_find(const tg_errors *errs, const char *path)
     }
 
     return NULL;
+}
+
+
+void
+tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
+    bool as_log)
+{
+    size_t           i;
+    const tg_error  *e;
+
+    for (i = 0; i < errs->count; i++) {
+        e = &errs->items[i];
+
+        if (as_log) {
+            if (e->path != NULL) {
+                tg_log_error("%s: %s: %s", file, e->path, e->message);
+            } else {
+                tg_log_error("%s: %s", file, e->message);
+            }
+
+        } else if (e->path != NULL) {
+            fprintf(out, "%s: %s: %s\n", file, e->path, e->message);
+
+        } else {
+            fprintf(out, "%s: %s\n", file, e->message);
+        }
+    }
+
+    if (errs->oom) {
+        if (as_log) {
+            tg_log_error("%s: out of memory", file);
+        } else {
+            fprintf(out, "%s: out of memory\n", file);
+        }
+    }
 }

@@ -7,7 +7,9 @@
 #ifndef TG_ERRORS_H
 #define TG_ERRORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 
 typedef struct {
@@ -30,6 +32,13 @@ void tg_errors_add(tg_errors *errs, const char *path, const char *fmt, ...)
 
 /* The first error whose path equals path (NULL matches path-less ones). */
 const tg_error *tg_errors_find(const tg_errors *errs, const char *path);
+
+/*
+ * Each error as "file: path: message", to out, or to the log when as_log;
+ * "out of memory" too when one could not be recorded.
+ */
+void tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
+    bool as_log);
 
 
 #endif /* TG_ERRORS_H */

@@ -277,7 +277,6 @@ tg_explain_main(int argc, char **argv)
 static int
 tg_explain_offline(const char *file, const tg_facts *facts, tg_answer *a)
 {
-    size_t           i;
     tg_errors        errs;
     tg_policy       *policy;
     tg_decision      d;
@@ -294,12 +293,7 @@ tg_explain_offline(const char *file, const tg_facts *facts, tg_answer *a)
     policy = tg_policy_load(file, &opts, &errs);
 
     if (policy == NULL) {
-        for (i = 0; i < errs.count; i++) {
-            fprintf(stderr, "%s: %s%s%s\n", file,
-                    errs.items[i].path ? errs.items[i].path : "",
-                    errs.items[i].path ? ": " : "", errs.items[i].message);
-        }
-
+        tg_print_errors(file, &errs, stderr, false);
         tg_errors_free(&errs);
         return -1;
     }

@@ -32,8 +32,6 @@
 
 static void tg_usage(FILE *out);
 static int tg_status_main(int argc, char **argv);
-static void tg_print_errors(const char *file, const tg_errors *errs,
-    FILE *out, bool as_log);
 
 
 int
@@ -174,41 +172,6 @@ tg_usage(FILE *out)
             "  explain   where would a request go, and why (explain -h)\n"
             "  status    providers' states, leases, latency, from a running "
             "policyd\n");
-}
-
-
-static void
-tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
-    bool as_log)
-{
-    size_t           i;
-    const tg_error  *e;
-
-    for (i = 0; i < errs->count; i++) {
-        e = &errs->items[i];
-
-        if (as_log) {
-            if (e->path != NULL) {
-                tg_log_error("%s: %s: %s", file, e->path, e->message);
-            } else {
-                tg_log_error("%s: %s", file, e->message);
-            }
-
-        } else if (e->path != NULL) {
-            fprintf(out, "%s: %s: %s\n", file, e->path, e->message);
-
-        } else {
-            fprintf(out, "%s: %s\n", file, e->message);
-        }
-    }
-
-    if (errs->oom) {
-        if (as_log) {
-            tg_log_error("%s: out of memory", file);
-        } else {
-            fprintf(out, "%s: out of memory\n", file);
-        }
-    }
 }
 
 

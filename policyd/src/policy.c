@@ -729,7 +729,6 @@ tg_copy(tg_loader *ld, const char *s)
 static void
 tg_load_top(tg_loader *ld, const cJSON *root)
 {
-    double         d;
     tg_log_level   level;
     const cJSON   *v;
 
@@ -739,34 +738,11 @@ tg_load_top(tg_loader *ld, const cJSON *root)
     tg_load_listen(ld, root, "admin_listen", ld->opts->admin_path,
                    &ld->p->admin);
 
-    v = tg_member(root, "max_frame");
-    if (v != NULL) {
-        d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-
-        if (d < TG_MAX_FRAME_MIN || d > TG_MAX_FRAME_LIMIT
-            || d != (double) (uint32_t) d)
-        {
-            tg_load_error(ld, "max_frame", "expected an integer from %d to %d",
-                          TG_MAX_FRAME_MIN, TG_MAX_FRAME_LIMIT);
-        } else {
-            ld->p->max_frame = (uint32_t) d;
-        }
-    }
-
-    v = tg_member(root, "decision_cache_ms");
-    if (v != NULL) {
-        d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-
-        if (d < 0 || d > TG_DECISION_CACHE_MS_MAX
-            || d != (double) (uint32_t) d)
-        {
-            tg_load_error(ld, "decision_cache_ms",
-                          "expected an integer from 0 to %d",
-                          TG_DECISION_CACHE_MS_MAX);
-        } else {
-            ld->p->decision_cache_ms = (uint32_t) d;
-        }
-    }
+    (void) tg_member_uint(ld, root, "max_frame", "", TG_MAX_FRAME_MIN,
+                          TG_MAX_FRAME_LIMIT, &ld->p->max_frame);
+    (void) tg_member_uint(ld, root, "decision_cache_ms", "", 0,
+                          TG_DECISION_CACHE_MS_MAX,
+                          &ld->p->decision_cache_ms);
 
     v = tg_member(root, "log_level");
     if (v != NULL) {

@@ -33,7 +33,7 @@ tg_queue_park(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
     tg_waiter   *w;
     tg_pstate   *ps;
 
-    ps = tg_state_find(srv->state, d->provider->name);
+    ps = tg_state_provider(srv->state, d->provider->index);
     size = (size_t) h->length + TG_FRAME_LEN_SIZE;
 
     w = calloc(1, sizeof(tg_waiter));
@@ -208,7 +208,7 @@ tg_queue_decide(tg_waiter *w, bool waited)
 
         /* still waiting: for this provider, or now for another step's */
 
-        ps = tg_state_find(w->srv->state, d.provider->name);
+        ps = tg_state_provider(w->srv->state, d.provider->index);
 
         if (ps != NULL) {
             w->provider = ps;

@@ -466,7 +466,6 @@ tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void
 tg_reload(tg_server *srv)
 {
-    size_t             i;
     tg_errors          errs;
     tg_policy         *np, *old;
     const tg_listen   *a, *b;
@@ -481,18 +480,7 @@ tg_reload(tg_server *srv)
         tg_log_error("reload failed, keeping the old policy; %zu error%s:",
                      errs.count, errs.count == 1 ? "" : "s");
 
-        for (i = 0; i < errs.count; i++) {
-            if (errs.items[i].path != NULL) {
-                tg_log_error("%s: %s: %s", srv->file, errs.items[i].path,
-                             errs.items[i].message);
-            } else {
-                tg_log_error("%s: %s", srv->file, errs.items[i].message);
-            }
-        }
-
-        if (errs.oom) {
-            tg_log_error("%s: out of memory", srv->file);
-        }
+        tg_print_errors(srv->file, &errs, NULL, true);
 
         tg_errors_free(&errs);
         return;
@@ -1451,7 +1439,8 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     uint32_t        total_ms, v;
     tg_field        f;
     tg_report       r;
-    tg_pstate      *freed, *ps;
+    bool            fed;
+    tg_pstate      *freed;
     tg_server      *srv = c->srv;
     tg_field_iter   it;
 
@@ -1536,8 +1525,6 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         r.route = NULL;
     }
 
-    ps = r.provider != NULL ? tg_state_find(srv->state, r.provider) : NULL;
-
     freed = tg_state_report(srv->state, &r, tg_now_ms(srv));
 
     tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
@@ -1553,8 +1540,10 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
      * is done with, since answering others may close connections.
      */
 
-    tg_soon(srv, r.outcome != TG_OUTCOME_OK && (ps != NULL || freed != NULL),
-            freed != NULL);
+    fed = freed != NULL
+          || (r.provider != NULL && tg_state_find(srv->state, r.provider));
+
+    tg_soon(srv, r.outcome != TG_OUTCOME_OK && fed, freed != NULL);
 }
 
 
@@ -1929,11 +1918,15 @@ tg_probe_done(const tg_probe_answer *a, void *data)
     tg_probe_result     r;
     const tg_provider  *pr;
 
-    ps = tg_state_find(srv->state, a->provider);
     pr = tg_policy_provider(srv->policy, a->provider, strlen(a->provider));
 
     /* a provider the last reload took away or stopped probing */
-    if (ps == NULL || pr == NULL || pr->health.url == NULL) {
+    if (pr == NULL || pr->health.url == NULL) {
+        return;
+    }
+
+    ps = tg_state_provider(srv->state, pr->index);
+    if (ps == NULL) {
         return;
     }
 

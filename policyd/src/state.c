@@ -151,7 +151,7 @@ tg_state_bind(tg_state *st, const tg_policy *policy)
 }
 
 
-const tg_pstate *
+tg_pstate *
 tg_state_provider(const tg_state *st, size_t i)
 {
     if (st == NULL || i >= st->nbound) {
@@ -249,10 +249,28 @@ tg_state_lease(const tg_state *st, uint32_t id)
 }
 
 
+/* unlinks *pl, the lease it points to, and frees it */
+
+static void
+tg_state_lease_unlink(tg_state *st, tg_lease **pl)
+{
+    tg_lease  *l = *pl;
+
+    *pl = l->next;
+
+    if (l->provider->in_flight > 0) {
+        l->provider->in_flight--;
+    }
+
+    st->nleases--;
+    free(l);
+}
+
+
 int
 tg_state_lease_release(tg_state *st, uint32_t id)
 {
-    tg_lease  **pl, *l;
+    tg_lease  **pl;
 
     if (id == 0) {
         return 0;
@@ -261,18 +279,8 @@ tg_state_lease_release(tg_state *st, uint32_t id)
     for (pl = &st->buckets[id & (st->nbuckets - 1)]; *pl != NULL;
          pl = &(*pl)->next)
     {
-        l = *pl;
-
-        if (l->id == id) {
-            *pl = l->next;
-
-            if (l->provider->in_flight > 0) {
-                l->provider->in_flight--;
-            }
-
-            st->nleases--;
-            free(l);
-
+        if ((*pl)->id == id) {
+            tg_state_lease_unlink(st, pl);
             return 1;
         }
     }
@@ -304,14 +312,7 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
                 continue;
             }
 
-            *pl = l->next;
-
-            if (l->provider->in_flight > 0) {
-                l->provider->in_flight--;
-            }
-
-            st->nleases--;
-            free(l);
+            tg_state_lease_unlink(st, pl);
             n++;
         }
     }
@@ -403,15 +404,29 @@ tg_state_count_decision(tg_state *st, unsigned status, size_t i,
 /* the record of a route, created on first use; NULL when out of memory */
 
 tg_rstate *
-tg_state_route(tg_state *st, const char *name)
+tg_state_route_find(const tg_state *st, const char *name)
 {
-    size_t      i, cap;
-    tg_rstate  *rs, **routes;
+    size_t  i;
 
     for (i = 0; i < st->nroutes; i++) {
         if (strcmp(st->routes[i]->name, name) == 0) {
             return st->routes[i];
         }
+    }
+
+    return NULL;
+}
+
+
+tg_rstate *
+tg_state_route(tg_state *st, const char *name)
+{
+    size_t      cap;
+    tg_rstate  *rs, **routes;
+
+    rs = tg_state_route_find(st, name);
+    if (rs != NULL) {
+        return rs;
     }
 
     /* route names come from the module: a bound on how many are kept */
@@ -474,15 +489,8 @@ tg_state_evaluate(tg_state *st, uint64_t now_ms)
             if (l->provider->conf.lease_ttl_ms != 0
                 && age >= l->provider->conf.lease_ttl_ms)
             {
-                *pl = l->next;
-
-                if (l->provider->in_flight > 0) {
-                    l->provider->in_flight--;
-                }
-
-                st->nleases--;
+                tg_state_lease_unlink(st, pl);
                 st->leases_expired++;
-                free(l);
                 continue;
             }
 

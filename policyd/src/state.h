@@ -163,7 +163,7 @@ void tg_state_free(tg_state *st);
 int tg_state_bind(tg_state *st, const tg_policy *policy);
 
 /* The record of the bound policy's provider i; NULL if st is NULL. */
-const tg_pstate *tg_state_provider(const tg_state *st, size_t i);
+tg_pstate *tg_state_provider(const tg_state *st, size_t i);
 tg_pstate *tg_state_find(const tg_state *st, const char *name);
 
 /*
@@ -204,7 +204,9 @@ tg_pstate *tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms);
 void tg_state_count_decision(tg_state *st, unsigned status, size_t i,
     const char *route);
 
+/* A route's record, created on first use; _find: NULL when there is none. */
 tg_rstate *tg_state_route(tg_state *st, const char *name);
+tg_rstate *tg_state_route_find(const tg_state *st, const char *name);
 
 /*
  * Brings every provider's health up to date (lease ages, cooldowns):

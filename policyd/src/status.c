@@ -29,7 +29,6 @@ typedef struct {
 
 static const char *tg_state_shown(const tg_pstate *ps);
 static void tg_url_shown(const char *url, char *buf, size_t size);
-static const tg_rstate *tg_route_stats(const tg_state *st, const char *name);
 static void tg_text_add(tg_text *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void tg_text_label(tg_text *t, const char *value);
@@ -201,7 +200,7 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
     for (i = 0; list != NULL && i < srv->policy->nroutes; i++) {
         rt = &srv->policy->routes[i];
-        rs = tg_route_stats(st, rt->name);
+        rs = tg_state_route_find(st, rt->name);
 
         if ((p = cJSON_CreateObject()) == NULL) {
             break;
@@ -333,7 +332,7 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
 
     for (i = 0; i < srv->policy->nroutes; i++) {
         rt = &srv->policy->routes[i];
-        rs = tg_route_stats(st, rt->name);
+        rs = tg_state_route_find(st, rt->name);
 
         for (k = 0; rs != NULL && k < 6; k++) {
             if (rs->decided[k] == 0) {
@@ -353,7 +352,7 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
 
     for (i = 0; i < srv->policy->nroutes; i++) {
         rt = &srv->policy->routes[i];
-        rs = tg_route_stats(st, rt->name);
+        rs = tg_state_route_find(st, rt->name);
 
         for (k = 0; rs != NULL && k < TG_OUTCOME_COUNT; k++) {
             if (rs->reports[k] == 0) {
@@ -415,20 +414,6 @@ tg_url_shown(const char *url, char *buf, size_t size)
              (int) strcspn(host, "?#"), host);
 }
 
-
-static const tg_rstate *
-tg_route_stats(const tg_state *st, const char *name)
-{
-    size_t  i;
-
-    for (i = 0; i < st->nroutes; i++) {
-        if (strcmp(st->routes[i]->name, name) == 0) {
-            return st->routes[i];
-        }
-    }
-
-    return NULL;
-}
 
 
 static void
