@@ -76,16 +76,27 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_tailgate_explain(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
-    u_char     *p;
-    ngx_str_t   attempts;
+    u_char      *p;
+    ngx_str_t    attempts;
+    ngx_uint_t   n;
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
+    static u_char  digits[] = "0123456789";
+
+    n = ngx_max(ctx->attempt, 1);
+
+    if (n < 10) {
+        attempts.data = &digits[n];
+        attempts.len = 1;
+
+    } else {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        attempts.data = p;
+        attempts.len = ngx_sprintf(p, "%ui", n) - p;
     }
-
-    attempts.data = p;
-    attempts.len = ngx_sprintf(p, "%ui", ngx_max(ctx->attempt, 1)) - p;
 
     if (ngx_tailgate_add_header(r, "X-Tailgate-Route", &ctx->route) != NGX_OK
         || (ctx->provider.len

@@ -520,14 +520,16 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
 static ngx_uint_t
 ngx_tailgate_json_key_folds(u_char *name, size_t n)
 {
-    static const char  *keys[] = { "model", "stream", "tools", NULL };
+    static ngx_str_t  keys[] = {
+        ngx_string("model"), ngx_string("stream"), ngx_string("tools")
+    };
 
-    const char  **k;
+    ngx_uint_t  i;
 
-    for (k = keys; *k; k++) {
-        if (n == ngx_strlen(*k)
-            && ngx_strncasecmp(name, (u_char *) *k, n) == 0
-            && ngx_strncmp(name, *k, n) != 0)
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (n == keys[i].len
+            && ngx_strncasecmp(name, keys[i].data, n) == 0
+            && ngx_strncmp(name, keys[i].data, n) != 0)
         {
             return 1;
         }

@@ -81,6 +81,7 @@ static void tg_handle_models(tg_conn *c, const uint8_t *frame,
 static void tg_handle_status(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 static void tg_health_check(tg_server *srv);
+static void tg_cooldown_arm(tg_server *srv, uint64_t now_ms);
 static void tg_soon(tg_server *srv, bool health, bool wake);
 static void tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -167,6 +168,9 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.health_w.data = &srv;
     ev_timer_start(srv.loop, &srv.health_w);
 
+    ev_timer_init(&srv.cooldown_w, tg_health_cb, 0, 0);
+    srv.cooldown_w.data = &srv;
+
     ev_timer_init(&srv.soon_w, tg_soon_cb, 0, 0);
     srv.soon_w.data = &srv;
 
@@ -197,6 +201,7 @@ done:
 
     if (srv.loop != NULL) {
         ev_timer_stop(srv.loop, &srv.health_w);
+        ev_timer_stop(srv.loop, &srv.cooldown_w);
         ev_timer_stop(srv.loop, &srv.soon_w);
         ev_signal_stop(srv.loop, &srv.sighup);
         ev_signal_stop(srv.loop, &srv.sigterm);
@@ -1839,12 +1844,13 @@ static void
 tg_health_check(tg_server *srv)
 {
     size_t      i, n, changed;
-    uint64_t    expired;
+    uint64_t    expired, now_ms;
     tg_state   *st = srv->state;
     tg_health   old[64], *before;
     tg_pstate  *ps;
 
     n = st->nslots;
+    now_ms = tg_now_ms(srv);
 
     before = n <= 64 ? old : malloc(n * sizeof(tg_health));
     if (before == NULL) {
@@ -1857,7 +1863,8 @@ tg_health_check(tg_server *srv)
 
     expired = st->leases_expired;
 
-    changed = tg_state_evaluate(st, tg_now_ms(srv));
+    changed = tg_state_evaluate(st, now_ms);
+    tg_cooldown_arm(srv, now_ms);
 
     if (st->leases_expired != expired) {
         tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
@@ -1894,6 +1901,39 @@ done:
 
     if (before != old) {
         free(before);
+    }
+}
+
+
+/*
+ * A provider that failed may be tried again when its cooldown ends, not at
+ * the next periodic judgement up to TG_HEALTH_EVERY later.
+ */
+
+static void
+tg_cooldown_arm(tg_server *srv, uint64_t now_ms)
+{
+    size_t      i;
+    uint64_t    next;
+    tg_pstate  *ps;
+
+    next = 0;
+
+    for (i = 0; i < srv->state->nslots; i++) {
+        ps = srv->state->slots[i];
+
+        if (ps->passive_down && ps->down_until_ms > now_ms
+            && (next == 0 || ps->down_until_ms < next))
+        {
+            next = ps->down_until_ms;
+        }
+    }
+
+    ev_timer_stop(srv->loop, &srv->cooldown_w);
+
+    if (next != 0) {
+        ev_timer_set(&srv->cooldown_w, (double) (next - now_ms) / 1000, 0);
+        ev_timer_start(srv->loop, &srv->cooldown_w);
     }
 }
 

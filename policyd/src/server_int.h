@@ -114,6 +114,7 @@ struct tg_server {
     tg_prober       *prober;
     ev_timer         health_w;      /* re-judges every provider */
     ev_timer         soon_w;        /* runs what frames asked for, after */
+    ev_timer         cooldown_w;    /* re-judges when a cooldown ends */
     bool             health_due;
     bool             wake_due;
     double           started;
