@@ -737,6 +737,7 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
 {
     u_char                    tag[NGX_TAILGATE_SIPHASH_LEN];
     u_char                    digest[NGX_TAILGATE_DIGEST_LEN];
+    ngx_uint_t                remember;
     ngx_pool_cleanup_t       *cln;
     ngx_tailgate_key_t       *slot;
     ngx_tailgate_key_memo_t  *memo;
@@ -748,7 +749,9 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
      * lives no longer than the request: nothing to remember there.
      */
 
-    if (r->http_version < NGX_HTTP_VERSION_20) {
+    remember = (r->http_version < NGX_HTTP_VERSION_20);
+
+    if (remember) {
 
         for (cln = r->connection->pool->cleanup; cln; cln = cln->next) {
             if (cln->handler == ngx_tailgate_key_memo_cleanup) {
@@ -782,7 +785,7 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
 
     *slotp = slot;
 
-    if (r->http_version >= NGX_HTTP_VERSION_20) {
+    if (!remember) {
         return NGX_TAILGATE_AUTH_OK;
     }
 

@@ -30,7 +30,7 @@
     v[2] = ngx_tailgate_rotl(v[2], 32)
 
 
-/* the first n < 8 bytes at p as a little-endian number */
+/* the first n <= 8 bytes at p as a little-endian number */
 
 static uint64_t
 ngx_tailgate_le64_tail(const unsigned char *p, size_t n)
@@ -57,7 +57,7 @@ ngx_tailgate_le64(const unsigned char *p)
     memcpy(&w, p, sizeof(uint64_t));
     return w;
 #else
-    return ngx_tailgate_le64_tail(p, 7) | (uint64_t) p[7] << 56;
+    return ngx_tailgate_le64_tail(p, 8);
 #endif
 }
 
