@@ -28,7 +28,7 @@ ROOT      := $(CURDIR)
 NGX_TREE  := $(ROOT)/$(BUILD)/nginx
 MODULE    := $(ROOT)/$(BUILD)/ngx_tailgate_module.so
 POLICYD   := $(ROOT)/$(BUILD)/policyd
-MODULE_SRCS := $(wildcard ngx_tailgate_module/*.c ngx_tailgate_module/*.h) \
+MODULE_SRCS := $(wildcard ngx_tailgate_module/*.c ngx_tailgate_module/*.h proto/*.h) \
                ngx_tailgate_module/config
 
 DEB_PACKAGES := build-essential nginx nginx-dev libjwt-dev libcjson-dev \

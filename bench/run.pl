@@ -407,7 +407,7 @@ sub setup {
     make_path($DIR, map { "$DIR/$_" } qw(gw prov));
 
     system('gcc', '-std=c11', '-O2', '-Wall', '-Wextra', '-Werror',
-           "-I$ROOT/ngx_tailgate_module", "$ROOT/bench/policyd_load.c",
+           "-I$ROOT/proto", "$ROOT/bench/policyd_load.c",
            '-o', "$DIR/policyd_load") == 0
         or die "cannot build bench/policyd_load.c\n";
 

@@ -78,7 +78,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 # the constants agree with the C header
 
 {
-    my $h = slurp("$FindBin::Bin/../ngx_tailgate_module/tailgate_protocol.h");
+    my $h = slurp("$FindBin::Bin/../proto/tailgate_protocol.h");
     my ($n, $bad) = (0, 0);
 
     while ($h =~ /^#define\s+(TG_(?:PROTO_VERSION|MSG_\w+|F_\w+|ERR_\w+|MAX_FRAME_MIN))\s+(\d+)/mg) {

@@ -2,7 +2,7 @@ package Tailgate::Proto;
 
 # The module <-> policyd wire protocol for Perl tests: build frames, read and
 # decode them.  docs/protocol.md is the reference; the numbers mirror
-# ngx_tailgate_module/tailgate_protocol.h (t/02-policyd-protocol.t checks
+# proto/tailgate_protocol.h (t/02-policyd-protocol.t checks
 # that they agree).  Core modules only.
 
 use strict;
@@ -413,7 +413,7 @@ twice), or C<undef>.  For repeatable fields use C<< $frame->{fields}{$key} >>.
 C<TG_PROTO_VERSION>, C<TG_FRAME_HEADER_SIZE>, C<TG_FIELD_HEADER_SIZE>,
 C<TG_MAX_FRAME_MIN>, C<TG_MAX_FRAME_LIMIT>; the frame types C<TG_MSG_*>;
 the field keys C<TG_F_*>; the ERROR numbers C<TG_ERR_*> -- the same names
-and values as in F<ngx_tailgate_module/tailgate_protocol.h>.
+and values as in F<proto/tailgate_protocol.h>.
 C<%Tailgate::Proto::FIELD_TYPE> maps each known key to C<u8>, C<u32> or
 C<str>.
 

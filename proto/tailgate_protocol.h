@@ -2,7 +2,7 @@
  * The module <-> policyd wire protocol: numbers only, no code.
  *
  * Shared by ngx_tailgate_module and policyd so that both sides agree on
- * every constant; docs/protocol.md explains the framing and each field.
+ * every constant; neither program owns it. docs/protocol.md explains the framing and each field.
  * Plain C so that it compiles in both programs.
  */
 
@@ -112,6 +112,10 @@
 #define TG_ERR_UNKNOWN_TYPE         4   /* frame type not understood */
 #define TG_ERR_MISSING_FIELD        5   /* a required field is absent */
 #define TG_ERR_INTERNAL             6   /* policyd could not answer */
+
+
+/* the names on the wire: endpoints, zones, outcomes */
+#include "tailgate_names.h"
 
 
 #endif /* TAILGATE_PROTOCOL_H */
