@@ -94,16 +94,39 @@ static bool tg_has_control(const char *s);
 static bool tg_valid_url(const char *s);
 
 
-static const char  *tg_endpoint_names[TG_EP_COUNT] = {
-    "chat", "embeddings", "speech", "transcriptions", "responses"
+#define TG_X(id, name, path)  name,
+static const char *const  tg_endpoint_names[TG_EP_COUNT] = {
+    TG_ENDPOINTS(TG_X)
+};
+#undef TG_X
+
+#define TG_X(id, name, path)  "/" path,
+static const char *const  tg_endpoint_suffixes[TG_EP_COUNT] = {
+    TG_ENDPOINTS(TG_X)
+};
+#undef TG_X
+
+#define TG_X(id, name)  name,
+static const char *const  tg_zone_names[TG_ZONE_COUNT] = { TG_ZONES(TG_X) };
+#undef TG_X
+
+static const struct {
+    unsigned     bit;
+    const char  *name;
+} tg_fallback_classes[] = {
+#define TG_X(bit, name)  { bit, name },
+    TG_FALLBACK_CLASSES(TG_X)
+#undef TG_X
 };
 
-static const char  *tg_endpoint_suffixes[TG_EP_COUNT] = {
-    "/chat/completions", "/embeddings", "/audio/speech",
-    "/audio/transcriptions", "/responses"
-};
-
-static const char  *tg_zone_names[] = { "local", "private", "external" };
+/* each name as ", \"name\"", less the first ", " */
+#define TG_X(id, name, ...)  ", \"" name "\""
+const char *const  tg_endpoint_list = TG_ENDPOINTS(TG_X) + 2;
+const char *const  tg_zone_list = TG_ZONES(TG_X) + 2;
+#undef TG_X
+#define TG_X(bit, name)  ", \"" name "\""
+const char *const  tg_fallback_class_list = TG_FALLBACK_CLASSES(TG_X) + 2;
+#undef TG_X
 
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms", "log_level",
@@ -144,11 +167,6 @@ static const char *const  tg_step_keys[] = {
 
 static const char *const  tg_adjust_keys[] = { "when", "drop", "set", NULL };
 
-static const char *const  tg_fallback_outcomes[] = {
-    "connect_error", "timeout", "5xx", "429", NULL
-};
-
-
 const char *
 tg_endpoint_name(tg_endpoint ep)
 {
@@ -183,8 +201,56 @@ tg_endpoint_parse(const char *s, size_t len)
 const char *
 tg_zone_name(tg_zone zone)
 {
-    return (unsigned) zone <= TG_ZONE_EXTERNAL ? tg_zone_names[zone]
-                                               : "unknown";
+    return (unsigned) zone < TG_ZONE_COUNT ? tg_zone_names[zone] : "unknown";
+}
+
+
+tg_zone
+tg_zone_parse(const char *s)
+{
+    int  i;
+
+    for (i = 0; i < TG_ZONE_COUNT; i++) {
+        if (strcmp(s, tg_zone_names[i]) == 0) {
+            break;
+        }
+    }
+
+    return (tg_zone) i;
+}
+
+
+const char *
+tg_fallback_class_name(unsigned bit)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(tg_fallback_classes) / sizeof(tg_fallback_classes[0]);
+         i++)
+    {
+        if (tg_fallback_classes[i].bit == bit) {
+            return tg_fallback_classes[i].name;
+        }
+    }
+
+    return NULL;
+}
+
+
+unsigned
+tg_fallback_class_parse(const char *s)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(tg_fallback_classes) / sizeof(tg_fallback_classes[0]);
+         i++)
+    {
+        if (strcmp(s, tg_fallback_classes[i].name) == 0) {
+            return tg_fallback_classes[i].bit;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -934,6 +1000,7 @@ tg_load_provider(tg_loader *ld, tg_provider *pr, const cJSON *item,
     int          i;
     char         path_buf[TG_PATH_LEN], *s2;
     size_t       blen, slen;
+    tg_zone      zone;
     const char  *s;
 
     if (!cJSON_IsObject(item)) {
@@ -1007,18 +1074,13 @@ tg_load_provider(tg_loader *ld, tg_provider *pr, const cJSON *item,
     }
 
     if (tg_member_string(ld, item, "zone", path, true, &s) == 1) {
-        for (i = 0; i <= TG_ZONE_EXTERNAL; i++) {
-            if (strcmp(s, tg_zone_names[i]) == 0) {
-                break;
-            }
-        }
+        zone = tg_zone_parse(s);
 
-        if (i > TG_ZONE_EXTERNAL) {
+        if (zone == TG_ZONE_COUNT) {
             tg_key_path(path_buf, path, "zone");
-            tg_load_error(ld, path_buf, "expected one of \"local\", "
-                          "\"private\", \"external\"");
+            tg_load_error(ld, path_buf, "expected one of %s", tg_zone_list);
         } else {
-            pr->zone = (tg_zone) i;
+            pr->zone = zone;
         }
     }
 
@@ -1119,9 +1181,8 @@ tg_load_endpoints(tg_loader *ld, tg_provider *pr, const cJSON *obj,
              : TG_EP_NONE;
 
         if (ep == TG_EP_NONE) {
-            tg_load_error(ld, item_path, "expected one of \"chat\", "
-                          "\"embeddings\", \"speech\", \"transcriptions\", "
-                          "\"responses\"");
+            tg_load_error(ld, item_path, "expected one of %s",
+                          tg_endpoint_list);
             continue;
         }
 
@@ -1418,8 +1479,9 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
 {
     int           n;
     char          path_buf[TG_PATH_LEN], sub[TG_PATH_LEN];
-    size_t        i, k;
+    size_t        i;
     uint32_t      max;
+    unsigned      bit;
     const char   *on;
     const cJSON  *fb, *v, *c;
 
@@ -1465,8 +1527,9 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
 
     /* every failure counts unless the route names some */
 
-    rt->fallback_outcomes = TG_FALLBACK_CONNECT_ERROR | TG_FALLBACK_TIMEOUT
-                            | TG_FALLBACK_5XX | TG_FALLBACK_429;
+#define TG_X(bit, name)  | bit
+    rt->fallback_outcomes = 0 TG_FALLBACK_CLASSES(TG_X);
+#undef TG_X
 
     tg_key_path(sub, path_buf, "outcomes");
 
@@ -1476,34 +1539,26 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
         n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
 
         if (n == 0) {
-            tg_load_error(ld, sub, "expected a non-empty array of "
-                          "\"connect_error\", \"timeout\", \"5xx\", "
-                          "\"429\"");
+            tg_load_error(ld, sub, "expected a non-empty array of %s",
+                          tg_fallback_class_list);
         } else {
             rt->fallback_outcomes = 0;
 
             i = 0;
             for (c = v->child; c != NULL; c = c->next, i++) {
-                for (k = 0; tg_fallback_outcomes[k] != NULL; k++) {
-                    if (cJSON_IsString(c)
-                        && strcmp(c->valuestring, tg_fallback_outcomes[k])
-                           == 0)
-                    {
-                        break;
-                    }
-                }
+                bit = cJSON_IsString(c)
+                      ? tg_fallback_class_parse(c->valuestring) : 0;
 
-                if (tg_fallback_outcomes[k] == NULL) {
+                if (bit == 0) {
                     char  item_path[TG_PATH_LEN];
 
                     tg_index_path(item_path, sub, i);
-                    tg_load_error(ld, item_path, "expected one of "
-                                  "\"connect_error\", \"timeout\", "
-                                  "\"5xx\", \"429\"");
+                    tg_load_error(ld, item_path, "expected one of %s",
+                                  tg_fallback_class_list);
                     continue;
                 }
 
-                rt->fallback_outcomes |= 1u << k;
+                rt->fallback_outcomes |= bit;
             }
         }
     }
