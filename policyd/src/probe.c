@@ -16,7 +16,7 @@
 
 #include "log.h"
 #include "probe.h"
-#include "server.h"
+#include "version.h"
 
 
 #define TG_PROBE_BODY_MAX   (256 * 1024)

@@ -6,6 +6,7 @@
  */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "server.h"
-#include "server_int.h"
 #include "status.h"
+#include "version.h"
 
 
 typedef struct {
@@ -53,7 +53,7 @@ tg_state_shown(const tg_pstate *ps)
 
 
 char *
-tg_status_json(struct tg_server *srv, size_t *len)
+tg_status_json(const tg_status_view *v, size_t *len)
 {
     char              *text, buf[TG_HEALTH_URL_MAX + 1], when[32];
     size_t             i, k;
@@ -61,14 +61,14 @@ tg_status_json(struct tg_server *srv, size_t *len)
     uint64_t           now;
     time_t             t;
     struct tm          tm;
-    tg_state          *st = srv->state;
+    const tg_state    *st = v->state;
     const tg_rstate   *rs;
     const tg_pstate   *ps;
     const tg_route    *rt;
     const tg_provider *pr;
     const tg_recent_error  *e;
 
-    now = tg_now_ms(srv);
+    now = v->now_ms;
 
     root = cJSON_CreateObject();
     if (root == NULL) {
@@ -77,24 +77,24 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
     o = cJSON_AddObjectToObject(root, "policyd");
 
-    t = srv->policy->loaded_at;
+    t = v->policy->loaded_at;
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
     cJSON_AddStringToObject(o, "software", TG_SOFTWARE);
     cJSON_AddNumberToObject(o, "pid", (double) getpid());
     cJSON_AddNumberToObject(o, "uptime_s",
-                            (double) (long) (ev_now(srv->loop) - srv->started));
+                            (double) (long) v->uptime);
     cJSON_AddStringToObject(o, "policy_loaded", when);
-    cJSON_AddNumberToObject(o, "connections", (double) srv->nconns);
+    cJSON_AddNumberToObject(o, "connections", (double) v->connections);
     cJSON_AddNumberToObject(o, "leases", (double) st->nleases);
-    cJSON_AddNumberToObject(o, "queued", (double) srv->nwaiters);
+    cJSON_AddNumberToObject(o, "queued", (double) v->queued);
     cJSON_AddNumberToObject(o, "decisions", (double) st->decisions);
 
     list = cJSON_AddArrayToObject(root, "providers");
 
-    for (i = 0; list != NULL && i < srv->policy->nproviders; i++) {
-        pr = &srv->policy->providers[i];
+    for (i = 0; list != NULL && i < v->policy->nproviders; i++) {
+        pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
 
         if (ps == NULL || (p = cJSON_CreateObject()) == NULL) {
@@ -109,8 +109,7 @@ tg_status_json(struct tg_server *srv, size_t *len)
         cJSON_AddStringToObject(p, "state", tg_state_shown(ps));
         cJSON_AddNumberToObject(p, "since_s", ps->health_since_ms
                                 ? (double) ((now - ps->health_since_ms) / 1000)
-                                : (double) (long) (ev_now(srv->loop)
-                                                   - srv->started));
+                                : (double) (long) v->uptime);
         cJSON_AddStringToObject(p, "why", ps->why[0] ? ps->why
                                                      : "no failures seen");
         cJSON_AddNumberToObject(p, "in_flight", ps->in_flight);
@@ -198,8 +197,8 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
     list = cJSON_AddArrayToObject(root, "routes");
 
-    for (i = 0; list != NULL && i < srv->policy->nroutes; i++) {
-        rt = &srv->policy->routes[i];
+    for (i = 0; list != NULL && i < v->policy->nroutes; i++) {
+        rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
         if ((p = cJSON_CreateObject()) == NULL) {
@@ -242,12 +241,12 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
 
 char *
-tg_status_prometheus(struct tg_server *srv, size_t *len)
+tg_status_prometheus(const tg_status_view *v, size_t *len)
 {
     int                h;
     size_t             i, k;
     tg_text            t;
-    tg_state          *st = srv->state;
+    const tg_state    *st = v->state;
     const tg_rstate   *rs;
     const tg_pstate   *ps;
     const tg_route    *rt;
@@ -260,8 +259,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "for the one it is in.\n"
                 "# TYPE tailgate_provider_state gauge\n");
 
-    for (i = 0; i < srv->policy->nproviders; i++) {
-        pr = &srv->policy->providers[i];
+    for (i = 0; i < v->policy->nproviders; i++) {
+        pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
         shown = tg_state_shown(ps);
 
@@ -277,8 +276,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
 #define tg_provider_gauge(metric, help, value, when)                          \
     tg_text_add(&t, "# HELP tailgate_provider_" metric " " help "\n"           \
                 "# TYPE tailgate_provider_" metric " gauge\n");                \
-    for (i = 0; i < srv->policy->nproviders; i++) {                          \
-        pr = &srv->policy->providers[i];                                     \
+    for (i = 0; i < v->policy->nproviders; i++) {                          \
+        pr = &v->policy->providers[i];                                     \
         ps = tg_state_provider(st, i);                                       \
         if (!(when)) {                                                       \
             continue;                                                        \
@@ -309,8 +308,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "outcome, as the module reported them.\n"
                 "# TYPE tailgate_provider_requests_total counter\n");
 
-    for (i = 0; i < srv->policy->nproviders; i++) {
-        pr = &srv->policy->providers[i];
+    for (i = 0; i < v->policy->nproviders; i++) {
+        pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
 
         for (k = 0; k < TG_OUTCOME_COUNT; k++) {
@@ -330,8 +329,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "status.\n"
                 "# TYPE tailgate_route_decisions_total counter\n");
 
-    for (i = 0; i < srv->policy->nroutes; i++) {
-        rt = &srv->policy->routes[i];
+    for (i = 0; i < v->policy->nroutes; i++) {
+        rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
         for (k = 0; rs != NULL && k < 6; k++) {
@@ -350,8 +349,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "outcome.\n"
                 "# TYPE tailgate_route_requests_total counter\n");
 
-    for (i = 0; i < srv->policy->nroutes; i++) {
-        rt = &srv->policy->routes[i];
+    for (i = 0; i < v->policy->nroutes; i++) {
+        rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
         for (k = 0; rs != NULL && k < TG_OUTCOME_COUNT; k++) {
@@ -369,14 +368,14 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
 
     tg_text_add(&t, "# HELP tailgate_policyd_connections Worker connections."
                 "\n# TYPE tailgate_policyd_connections gauge\n"
-                "tailgate_policyd_connections %zu\n", srv->nconns);
+                "tailgate_policyd_connections %zu\n", v->connections);
     tg_text_add(&t, "# HELP tailgate_policyd_leases Leases held.\n"
                 "# TYPE tailgate_policyd_leases gauge\n"
                 "tailgate_policyd_leases %zu\n", st->nleases);
     tg_text_add(&t, "# HELP tailgate_policyd_uptime_seconds Since policyd "
                 "started.\n# TYPE tailgate_policyd_uptime_seconds gauge\n"
                 "tailgate_policyd_uptime_seconds %ld\n",
-                (long) (ev_now(srv->loop) - srv->started));
+                (long) v->uptime);
 
     if (t.failed) {
         free(t.data);
