@@ -238,6 +238,9 @@ const tg_route *tg_policy_route(const tg_policy *policy, const char *name,
 const tg_provider *tg_policy_provider(const tg_policy *policy,
     const char *name, size_t len);
 
+/* the hash of provider_table and route_table, which the loader fills */
+uint32_t tg_name_hash(const char *s, size_t len);
+
 
 /*
  * Blanks // and / * * / comments outside strings with spaces, keeping
