@@ -45,7 +45,7 @@ static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
 static size_t tg_conn_closed(tg_server *srv, tg_conn *c);
 static char *tg_admin_body(void *data, bool prometheus, size_t *len);
-static void tg_health_check(tg_server *srv);
+static bool tg_health_check(tg_server *srv);
 static void tg_cooldown_arm(tg_server *srv, uint64_t now_ms);
 static void tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -439,12 +439,14 @@ tg_admin_body(void *data, bool prometheus, size_t *len)
 
 /*
  * Judges every provider again; a change of state is logged, makes workers
- * forget the decisions they reuse, and may let waiting requests go.
+ * forget the decisions they reuse, and may let waiting requests go, as may
+ * leases that expired.  Returns whether it woke those waiting (once).
  */
 
-static void
+static bool
 tg_health_check(tg_server *srv)
 {
+    bool        wake;
     size_t      i, n, changed;
     uint64_t    expired, now_ms;
     tg_state   *st = srv->state;
@@ -456,7 +458,7 @@ tg_health_check(tg_server *srv)
 
     before = n <= 64 ? old : malloc(n * sizeof(tg_health));
     if (before == NULL) {
-        return;
+        return false;
     }
 
     for (i = 0; i < n; i++) {
@@ -464,6 +466,7 @@ tg_health_check(tg_server *srv)
     }
 
     expired = st->leases_expired;
+    wake = false;
 
     changed = tg_state_evaluate(st, now_ms);
     tg_cooldown_arm(srv, now_ms);
@@ -472,7 +475,7 @@ tg_health_check(tg_server *srv)
         tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
                     "lost them); their slots are free again",
                     (unsigned long long) (st->leases_expired - expired));
-        tg_queue_wake_all(srv);
+        wake = true;
     }
 
     if (changed == 0) {
@@ -497,13 +500,19 @@ tg_health_check(tg_server *srv)
     }
 
     tg_invalidate_all(srv);
-    tg_queue_wake_all(srv);
+    wake = true;
 
 done:
+
+    if (wake) {
+        tg_queue_wake_all(srv);
+    }
 
     if (before != old) {
         free(before);
     }
+
+    return wake;
 }
 
 
@@ -546,7 +555,7 @@ tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) loop;
     (void) revents;
 
-    tg_health_check(w->data);
+    (void) tg_health_check(w->data);
 }
 
 
@@ -595,7 +604,7 @@ tg_probe_done(const tg_probe_answer *a, void *data)
                  r.ok ? (r.busy ? "busy" : "ok") : "failed", r.ms, r.note);
 
     tg_health_probed(ps, &r, tg_now_ms(srv));
-    tg_health_check(srv);
+    (void) tg_health_check(srv);
 }
 
 
@@ -615,8 +624,10 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
     srv->health_due = false;
     srv->wake_due = false;
 
-    if (health) {
-        tg_health_check(srv);
+    /* a judgement that woke those waiting has done the wake asked for */
+
+    if (health && tg_health_check(srv)) {
+        wake = false;
     }
 
     if (wake) {
