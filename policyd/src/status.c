@@ -32,6 +32,13 @@ static void tg_url_shown(const char *url, char *buf, size_t size);
 static void tg_text_add(tg_text *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void tg_text_label(tg_text *t, const char *value);
+static const char *tg_outcome_at(size_t k);
+static const char *tg_decided_at(size_t k);
+static void tg_json_counts(cJSON *x, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k));
+static void tg_text_counts(tg_text *t, const char *metric, const char *by,
+    const char *who, const char *label, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k));
 
 
 static const char  *tg_decided_names[6] = {
@@ -159,13 +166,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
         }
 
         x = cJSON_AddObjectToObject(p, "requests");
-
-        for (k = 0; x != NULL && k < TG_OUTCOME_COUNT; k++) {
-            if (ps->reports[k] != 0) {
-                cJSON_AddNumberToObject(x, tg_outcome_name((tg_outcome) k),
-                                        (double) ps->reports[k]);
-            }
-        }
+        tg_json_counts(x, ps->reports, TG_OUTCOME_COUNT, tg_outcome_at);
 
         cJSON_AddNumberToObject(p, "failures_in_a_row", ps->fail_run);
 
@@ -210,20 +211,14 @@ tg_status_json(const tg_status_view *v, size_t *len)
 
         x = cJSON_AddObjectToObject(p, "decisions");
 
-        for (k = 0; x != NULL && rs != NULL && k < 6; k++) {
-            if (rs->decided[k] != 0) {
-                cJSON_AddNumberToObject(x, tg_decided_names[k],
-                                        (double) rs->decided[k]);
-            }
+        if (rs != NULL) {
+            tg_json_counts(x, rs->decided, 6, tg_decided_at);
         }
 
         x = cJSON_AddObjectToObject(p, "requests");
 
-        for (k = 0; x != NULL && rs != NULL && k < TG_OUTCOME_COUNT; k++) {
-            if (rs->reports[k] != 0) {
-                cJSON_AddNumberToObject(x, tg_outcome_name((tg_outcome) k),
-                                        (double) rs->reports[k]);
-            }
+        if (rs != NULL) {
+            tg_json_counts(x, rs->reports, TG_OUTCOME_COUNT, tg_outcome_at);
         }
     }
 
@@ -244,7 +239,7 @@ char *
 tg_status_prometheus(const tg_status_view *v, size_t *len)
 {
     int                h;
-    size_t             i, k;
+    size_t             i;
     tg_text            t;
     const tg_state    *st = v->state;
     const tg_rstate   *rs;
@@ -312,17 +307,9 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
         pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
 
-        for (k = 0; k < TG_OUTCOME_COUNT; k++) {
-            if (ps->reports[k] == 0) {
-                continue;
-            }
-
-            tg_text_add(&t, "tailgate_provider_requests_total{provider=\"");
-            tg_text_label(&t, pr->name);
-            tg_text_add(&t, "\",outcome=\"%s\"} %llu\n",
-                        tg_outcome_name((tg_outcome) k),
-                        (unsigned long long) ps->reports[k]);
-        }
+        tg_text_counts(&t, "tailgate_provider_requests_total", "provider",
+                       pr->name, "outcome", ps->reports, TG_OUTCOME_COUNT,
+                       tg_outcome_at);
     }
 
     tg_text_add(&t, "# HELP tailgate_route_decisions_total Decisions by "
@@ -333,15 +320,9 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
         rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
-        for (k = 0; rs != NULL && k < 6; k++) {
-            if (rs->decided[k] == 0) {
-                continue;
-            }
-
-            tg_text_add(&t, "tailgate_route_decisions_total{route=\"");
-            tg_text_label(&t, rt->name);
-            tg_text_add(&t, "\",status=\"%s\"} %llu\n", tg_decided_names[k],
-                        (unsigned long long) rs->decided[k]);
+        if (rs != NULL) {
+            tg_text_counts(&t, "tailgate_route_decisions_total", "route",
+                           rt->name, "status", rs->decided, 6, tg_decided_at);
         }
     }
 
@@ -353,16 +334,10 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
         rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
-        for (k = 0; rs != NULL && k < TG_OUTCOME_COUNT; k++) {
-            if (rs->reports[k] == 0) {
-                continue;
-            }
-
-            tg_text_add(&t, "tailgate_route_requests_total{route=\"");
-            tg_text_label(&t, rt->name);
-            tg_text_add(&t, "\",outcome=\"%s\"} %llu\n",
-                        tg_outcome_name((tg_outcome) k),
-                        (unsigned long long) rs->reports[k]);
+        if (rs != NULL) {
+            tg_text_counts(&t, "tailgate_route_requests_total", "route",
+                           rt->name, "outcome", rs->reports,
+                           TG_OUTCOME_COUNT, tg_outcome_at);
         }
     }
 
@@ -475,5 +450,57 @@ tg_text_label(tg_text *t, const char *value)
         } else {
             tg_text_add(t, "%c", *p);
         }
+    }
+}
+
+
+/* the counters of one provider or route: those not 0, by name */
+
+static const char *
+tg_outcome_at(size_t k)
+{
+    return tg_outcome_name((tg_outcome) k);
+}
+
+
+static const char *
+tg_decided_at(size_t k)
+{
+    return tg_decided_names[k];
+}
+
+
+static void
+tg_json_counts(cJSON *x, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k))
+{
+    size_t  k;
+
+    for (k = 0; x != NULL && k < n; k++) {
+        if (counts[k] != 0) {
+            cJSON_AddNumberToObject(x, name(k), (double) counts[k]);
+        }
+    }
+}
+
+
+/* metric{by="who",label="name"} count */
+
+static void
+tg_text_counts(tg_text *t, const char *metric, const char *by,
+    const char *who, const char *label, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k))
+{
+    size_t  k;
+
+    for (k = 0; k < n; k++) {
+        if (counts[k] == 0) {
+            continue;
+        }
+
+        tg_text_add(t, "%s{%s=\"", metric, by);
+        tg_text_label(t, who);
+        tg_text_add(t, "\",%s=\"%s\"} %llu\n", label, name(k),
+                    (unsigned long long) counts[k]);
     }
 }
