@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "explain.h"
 #include "policy.h"
 #include "proto.h"
+#include "sock.h"
 
 
 #define TG_EXPLAIN_LIST_MAX  64
@@ -357,7 +357,6 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
     tg_builder           b;
     tg_frame_hdr         h;
     tg_field_iter        it;
-    struct timeval       tv;
     struct sockaddr_un   sun;
 
     if (strlen(sock) >= sizeof(sun.sun_path)) {
@@ -412,25 +411,17 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
         goto failed;
     }
 
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
+    fd = tg_sock_connect(sock, TG_EXPLAIN_TIMEOUT);
+
+    if (fd == TG_SOCK_NO_SOCKET) {
         fprintf(stderr, "policyd explain: socket(): %s\n", strerror(errno));
         goto failed;
     }
 
-    tv.tv_sec = TG_EXPLAIN_TIMEOUT;
-    tv.tv_usec = 0;
-    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, sock, strlen(sock));
-
-    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) != 0) {
+    if (fd == TG_SOCK_NO_CONNECT) {
         fprintf(stderr, "policyd explain: cannot connect to %s: %s\n", sock,
                 strerror(errno));
-        goto closed;
+        goto failed;
     }
 
     if (send(fd, buf, (size_t) len, MSG_NOSIGNAL) != len) {
