@@ -390,6 +390,28 @@ test_queue_goes_first(void **unused)
 }
 
 
+/* a reason's words, and read back: explain reads them so */
+
+static void
+test_reason_words(void **unused)
+{
+    int  r;
+
+    (void) unused;
+
+    for (r = 0; r < TG_REASON_COUNT; r++) {
+        assert_int_equal(tg_reason_parse(tg_reason_word((tg_reason) r),
+                                         strlen(tg_reason_word((tg_reason) r))),
+                         r);
+    }
+
+    assert_string_equal(tg_reason_word(TG_REASON_QUEUED), "queued");
+    assert_string_equal(tg_reason_word(TG_REASON_COUNT), "unknown");
+    assert_int_equal(tg_reason_parse("chose", 5), TG_REASON_COUNT);
+    assert_int_equal(tg_reason_parse("", 0), TG_REASON_COUNT);
+}
+
+
 static void
 test_reason_truncated(void **unused)
 {
@@ -934,6 +956,7 @@ main(void)
         cmocka_unit_test(test_region),
         cmocka_unit_test(test_fit),
         cmocka_unit_test(test_adjust),
+        cmocka_unit_test(test_reason_words),
         cmocka_unit_test(test_reason_truncated),
         cmocka_unit_test(test_tenants),
     };

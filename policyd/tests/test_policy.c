@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "policy.h"
+#include "tailgate_protocol.h"
 #include "tg_test.h"
 
 
@@ -1111,6 +1112,20 @@ test_endpoint_and_zone_names(void **unused)
     assert_string_equal(tg_endpoint_suffix(TG_EP_TRANSCRIPTIONS),
                         "/audio/transcriptions");
     assert_string_equal(tg_zone_name(TG_ZONE_PRIVATE), "private");
+    assert_int_equal(tg_zone_parse("external"), TG_ZONE_EXTERNAL);
+    assert_int_equal(tg_zone_parse("extern"), TG_ZONE_COUNT);
+
+    assert_string_equal(tg_fallback_class_name(TG_FALLBACK_5XX), "5xx");
+    assert_null(tg_fallback_class_name(0x10));
+    assert_int_equal(tg_fallback_class_parse("429"), TG_FALLBACK_429);
+    assert_int_equal(tg_fallback_class_parse("4xx"), 0);
+
+    assert_string_equal(tg_endpoint_list, "\"chat\", \"embeddings\", "
+                        "\"speech\", \"transcriptions\", \"responses\"");
+    assert_string_equal(tg_zone_list,
+                        "\"local\", \"private\", \"external\"");
+    assert_string_equal(tg_fallback_class_list, "\"connect_error\", "
+                        "\"timeout\", \"5xx\", \"429\"");
 }
 
 
