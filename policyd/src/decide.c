@@ -96,17 +96,7 @@ tg_reason_word(tg_reason r)
 tg_reason
 tg_reason_parse(const char *s, size_t len)
 {
-    int  i;
-
-    for (i = 0; i < TG_REASON_COUNT; i++) {
-        if (strlen(tg_reason_words[i]) == len
-            && memcmp(tg_reason_words[i], s, len) == 0)
-        {
-            break;
-        }
-    }
-
-    return (tg_reason) i;
+    return (tg_reason) tg_name_index(tg_reason_words, TG_REASON_COUNT, s, len);
 }
 
 

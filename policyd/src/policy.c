@@ -61,20 +61,26 @@ tg_endpoint_suffix(tg_endpoint ep)
 }
 
 
-tg_endpoint
-tg_endpoint_parse(const char *s, size_t len)
+size_t
+tg_name_index(const char *const *names, size_t n, const char *s, size_t len)
 {
-    int  i;
+    size_t  i;
 
-    for (i = 0; i < TG_EP_COUNT; i++) {
-        if (strlen(tg_endpoint_names[i]) == len
-            && memcmp(tg_endpoint_names[i], s, len) == 0)
-        {
-            return (tg_endpoint) i;
+    for (i = 0; i < n; i++) {
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) {
+            break;
         }
     }
 
-    return TG_EP_NONE;
+    return i;
+}
+
+
+tg_endpoint
+tg_endpoint_parse(const char *s, size_t len)
+{
+    /* TG_EP_NONE is TG_EP_COUNT */
+    return (tg_endpoint) tg_name_index(tg_endpoint_names, TG_EP_COUNT, s, len);
 }
 
 
@@ -88,15 +94,8 @@ tg_zone_name(tg_zone zone)
 tg_zone
 tg_zone_parse(const char *s)
 {
-    int  i;
-
-    for (i = 0; i < TG_ZONE_COUNT; i++) {
-        if (strcmp(s, tg_zone_names[i]) == 0) {
-            break;
-        }
-    }
-
-    return (tg_zone) i;
+    return (tg_zone) tg_name_index(tg_zone_names, TG_ZONE_COUNT, s,
+                                   strlen(s));
 }
 
 

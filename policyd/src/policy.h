@@ -250,6 +250,10 @@ uint32_t tg_name_hash(const char *s, size_t len);
 int tg_json_strip_comments(char *text, size_t len, size_t *err_off);
 
 
+/* The index of s (len bytes) in names[0..n-1], or n when it is none. */
+size_t tg_name_index(const char *const *names, size_t n, const char *s,
+    size_t len);
+
 const char *tg_endpoint_name(tg_endpoint ep);       /* "chat" */
 const char *tg_endpoint_suffix(tg_endpoint ep);     /* "/chat/completions" */
 tg_endpoint tg_endpoint_parse(const char *s, size_t len);   /* or TG_EP_NONE */

@@ -24,6 +24,8 @@ static bool tg_provider_name_ok(const char *name, size_t len);
 static const char *tg_provider_name_of(const void *child, size_t *len);
 static bool tg_valid_host(const char *s);
 static bool tg_valid_base_path(const char *s);
+static void tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, const char **url);
 static bool tg_valid_url(const char *s);
 
 
@@ -456,27 +458,8 @@ tg_load_health(tg_loader *ld, tg_provider *pr, const cJSON *item,
 
     tg_check_keys(ld, h, path_buf, tg_health_keys);
 
-    if (tg_member_string(ld, h, "url", path_buf, false, &s) == 1) {
-        if (!tg_valid_url(s)) {
-            tg_key_path(sub, path_buf, "url");
-            tg_load_error(ld, sub, "expected an http:// or https:// URL "
-                          "without spaces (at most %d bytes)",
-                          TG_HEALTH_URL_MAX);
-        } else {
-            hc->url = tg_copy(ld, s);
-        }
-    }
-
-    if (tg_member_string(ld, h, "slots_url", path_buf, false, &s) == 1) {
-        if (!tg_valid_url(s)) {
-            tg_key_path(sub, path_buf, "slots_url");
-            tg_load_error(ld, sub, "expected an http:// or https:// URL "
-                          "without spaces (at most %d bytes)",
-                          TG_HEALTH_URL_MAX);
-        } else {
-            hc->slots_url = tg_copy(ld, s);
-        }
-    }
+    tg_load_url(ld, h, "url", path_buf, &hc->url);
+    tg_load_url(ld, h, "slots_url", path_buf, &hc->slots_url);
 
     if (tg_member_string(ld, h, "kind", path_buf, false, &s) == 1) {
         if (strcmp(s, "http") == 0) {
@@ -603,6 +586,28 @@ tg_valid_base_path(const char *s)
     }
 
     return true;
+}
+
+
+static void
+tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, const char **url)
+{
+    char         sub[TG_PATH_LEN];
+    const char  *s;
+
+    if (tg_member_string(ld, obj, key, path, false, &s) != 1) {
+        return;
+    }
+
+    if (!tg_valid_url(s)) {
+        tg_key_path(sub, path, key);
+        tg_load_error(ld, sub, "expected an http:// or https:// URL without "
+                      "spaces (at most %d bytes)", TG_HEALTH_URL_MAX);
+        return;
+    }
+
+    *url = tg_copy(ld, s);
 }
 
 

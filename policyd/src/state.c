@@ -32,17 +32,9 @@ static const unsigned  tg_outcome_classes[TG_OUTCOME_COUNT] = {
 tg_outcome
 tg_outcome_parse(const char *s, size_t len)
 {
-    int  i;
-
-    for (i = 0; i < TG_OUTCOME_UNKNOWN; i++) {
-        if (strlen(tg_outcome_names[i]) == len
-            && memcmp(tg_outcome_names[i], s, len) == 0)
-        {
-            return (tg_outcome) i;
-        }
-    }
-
-    return TG_OUTCOME_UNKNOWN;
+    /* "unknown" is not a name the module sends: none is TG_OUTCOME_UNKNOWN */
+    return (tg_outcome) tg_name_index(tg_outcome_names, TG_OUTCOME_UNKNOWN, s,
+                                      len);
 }
 
 
