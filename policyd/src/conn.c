@@ -30,7 +30,6 @@
 static void tg_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void tg_conn_linger_cb(struct ev_loop *loop, ev_timer *w,
     int revents);
-static void tg_conn_keep(tg_conn *c, size_t off);
 static int tg_conn_reserve(tg_conn *c, size_t need);
 static void tg_conn_fail(tg_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -244,69 +243,41 @@ tg_conn_finish(tg_conn *c)
 
 
 int
-tg_conn_frame(tg_conn *c, const uint8_t **frame, tg_frame_hdr *h)
+tg_conn_refuse(tg_conn *c, size_t off, int rc, const tg_frame_hdr *h)
 {
-    int     rc;
-    size_t  off, need;
+    switch (-rc) {
 
-    off = c->rnext;
-    c->rnext = 0;
+    case TG_ERR_TOO_LARGE:
+        tg_conn_error(c, 0, TG_ERR_TOO_LARGE, true,
+                      "frame larger than max_frame");
+        tg_conn_fail(c, "frame of %u bytes is over max_frame %u",
+                     tg_get_u32(c->rbuf + off), c->max_frame);
+        break;
 
-    if (c->state != TG_CONN_OPEN) {
-        return 0;
+    case TG_ERR_VERSION:
+        tg_conn_error(c, h->id, TG_ERR_VERSION, true,
+                      "unsupported protocol version");
+        tg_conn_fail(c, "protocol version %u, expected %u",
+                     h->version, TG_PROTO_VERSION);
+        break;
+
+    default:
+        tg_conn_error(c, 0, TG_ERR_MALFORMED, true,
+                      "frame length below 6");
+        tg_conn_fail(c, "malformed frame: length %u is below 6",
+                     tg_get_u32(c->rbuf + off));
+        break;
     }
 
-    rc = tg_frame_header(c->rbuf + off, c->rlen - off, c->max_frame, h);
+    c->state = TG_CONN_CLOSE_AFTER_FLUSH;
 
-    if (rc < 0) {
-        switch (-rc) {
-
-        case TG_ERR_TOO_LARGE:
-            tg_conn_error(c, 0, TG_ERR_TOO_LARGE, true,
-                          "frame larger than max_frame");
-            tg_conn_fail(c, "frame of %u bytes is over max_frame %u",
-                         tg_get_u32(c->rbuf + off), c->max_frame);
-            break;
-
-        case TG_ERR_VERSION:
-            tg_conn_error(c, h->id, TG_ERR_VERSION, true,
-                          "unsupported protocol version");
-            tg_conn_fail(c, "protocol version %u, expected %u",
-                         h->version, TG_PROTO_VERSION);
-            break;
-
-        default:
-            tg_conn_error(c, 0, TG_ERR_MALFORMED, true,
-                          "frame length below 6");
-            tg_conn_fail(c, "malformed frame: length %u is below 6",
-                         tg_get_u32(c->rbuf + off));
-            break;
-        }
-
-        c->state = TG_CONN_CLOSE_AFTER_FLUSH;
-        return 0;
-    }
-
-    if (rc == TG_FRAME_AGAIN
-        || c->rlen - off < (size_t) h->length + TG_FRAME_LEN_SIZE)
-    {
-        tg_conn_keep(c, off);
-        return 0;
-    }
-
-    need = (size_t) h->length + TG_FRAME_LEN_SIZE;
-
-    c->frames++;
-    c->rnext = off + need;
-    *frame = c->rbuf + off;
-
-    return 1;
+    return 0;
 }
 
 
 /* the frames before off were handled: keep the incomplete rest */
 
-static void
+void
 tg_conn_keep(tg_conn *c, size_t off)
 {
     size_t  need;
@@ -515,23 +486,6 @@ tg_conn_malformed(tg_conn *c, const tg_frame_hdr *h, const char *what)
     tg_conn_error(c, h->id, TG_ERR_MALFORMED, true, what);
     tg_conn_fail(c, "malformed frame (type %u, id %u): %s", h->type, h->id,
                  what);
-}
-
-
-/* A reply to this peer: at most what it accepts. */
-
-void
-tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type, uint32_t id)
-{
-    size_t  cap;
-
-    cap = (size_t) c->peer_max + TG_FRAME_LEN_SIZE;
-
-    if (cap > c->srv->out_cap) {
-        cap = c->srv->out_cap;
-    }
-
-    tg_build_begin(b, c->srv->out, cap, type, id);
 }
 
 

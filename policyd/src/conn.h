@@ -68,7 +68,12 @@ int tg_conn_read(tg_conn *c);
  * before the next call; 0 when none is left (the rest waits for more
  * bytes) or the connection is to close.
  */
-int tg_conn_frame(tg_conn *c, const uint8_t **frame, tg_frame_hdr *h);
+static inline int tg_conn_frame(tg_conn *c, const uint8_t **frame,
+    tg_frame_hdr *h);
+
+/* tg_conn_frame()'s rare ends: a frame that breaks the framing, and none */
+int tg_conn_refuse(tg_conn *c, size_t off, int rc, const tg_frame_hdr *h);
+void tg_conn_keep(tg_conn *c, size_t off);
 
 /* Closes the connection when its state says so; the end of every callback. */
 void tg_conn_finish(tg_conn *c);
@@ -85,11 +90,59 @@ void tg_conn_error(tg_conn *c, uint32_t id, uint32_t err,
 void tg_conn_malformed(tg_conn *c, const tg_frame_hdr *h, const char *what);
 
 /* A reply to this peer, built in srv->out: at most what it accepts. */
-void tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type,
-    uint32_t id);
+
+static inline void
+tg_builder_start(tg_conn *c, tg_builder *b, uint8_t type, uint32_t id)
+{
+    size_t  cap;
+
+    cap = (size_t) c->peer_max + TG_FRAME_LEN_SIZE;
+
+    if (cap > c->srv->out_cap) {
+        cap = c->srv->out_cap;
+    }
+
+    tg_build_begin(b, c->srv->out, cap, type, id);
+}
 
 /* How much of a peer's string a log line shows. */
 int tg_log_len(size_t len);
+
+
+/* inline: it runs for every frame, with the frame loop's registers */
+
+static inline int
+tg_conn_frame(tg_conn *c, const uint8_t **frame, tg_frame_hdr *h)
+{
+    int     rc;
+    size_t  off;
+
+    off = c->rnext;
+    c->rnext = 0;
+
+    if (c->state != TG_CONN_OPEN) {
+        return 0;
+    }
+
+    rc = tg_frame_header(c->rbuf + off, c->rlen - off, c->max_frame, h);
+
+    if (rc < 0) {
+        return tg_conn_refuse(c, off, rc, h);
+    }
+
+    if (rc == TG_FRAME_AGAIN
+        || c->rlen - off < (size_t) h->length + TG_FRAME_LEN_SIZE)
+    {
+        tg_conn_keep(c, off);
+        return 0;
+    }
+
+    c->frames++;
+    c->rnext = off + (size_t) h->length + TG_FRAME_LEN_SIZE;
+    *frame = c->rbuf + off;
+
+    return 1;
+}
 
 
 #endif /* TG_CONN_H */

@@ -47,7 +47,7 @@ tg_frames_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     tg_conn        *c = w->data;
     tg_frame_hdr    h;
-    const uint8_t  *frame;
+    const uint8_t  *frame = NULL;
 
     (void) loop;
     (void) revents;
