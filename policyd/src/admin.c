@@ -2,7 +2,7 @@
  * The admin socket (admin_listen in the policy, or -a PATH): one command
  * per connection, one line each way, for operators and their tools:
  *
- *   status     the status as JSON (status.c)
+ *   status     the status as JSON
  *   metrics    the same as Prometheus text
  *
  * `policyd status -a PATH` and `socat - UNIX:PATH` speak it.  It is a
@@ -17,9 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ev.h>
+
+#include "admin.h"
 #include "log.h"
-#include "server_int.h"
-#include "status.h"
+#include "sock.h"
 
 
 #define TG_ADMIN_LINE_MAX    64
@@ -47,7 +49,9 @@ struct tg_admin_conn {
 
 
 struct tg_admin {
-    tg_server       *srv;
+    struct ev_loop  *loop;
+    tg_admin_body_pt body;
+    void            *data;
     tg_sock          sock;
     ev_io            accept_w;
     ev_timer         retry;
@@ -66,50 +70,45 @@ static void tg_admin_answer(tg_admin_conn *ac);
 static void tg_admin_close_conn(tg_admin_conn *ac);
 
 
-int
-tg_admin_open(tg_server *srv)
+tg_admin *
+tg_admin_open(struct ev_loop *loop, const tg_listen *l,
+    tg_admin_body_pt body, void *data)
 {
     tg_admin  *a;
-
-    if (srv->policy->admin.path == NULL) {
-        return 0;
-    }
 
     a = calloc(1, sizeof(tg_admin));
     if (a == NULL) {
         tg_log_error("out of memory for the admin socket");
-        return -1;
+        return NULL;
     }
 
-    a->srv = srv;
+    a->loop = loop;
+    a->body = body;
+    a->data = data;
     a->sock.fd = -1;
 
-    if (tg_sock_open(&a->sock, &srv->policy->admin) != 0) {
+    if (tg_sock_open(&a->sock, l) != 0) {
         free(a);
-        return -1;
+        return NULL;
     }
 
     ev_io_init(&a->accept_w, tg_admin_accept_cb, a->sock.fd, EV_READ);
     a->accept_w.data = a;
-    ev_io_start(srv->loop, &a->accept_w);
+    ev_io_start(loop, &a->accept_w);
 
     ev_init(&a->retry, tg_admin_retry_cb);
     a->retry.data = a;
 
-    srv->admin = a;
-
     tg_log_info("admin socket %s (mode %04o)", a->sock.path,
-                (unsigned) srv->policy->admin.mode);
+                (unsigned) l->mode);
 
-    return 0;
+    return a;
 }
 
 
 void
-tg_admin_close(tg_server *srv)
+tg_admin_close(tg_admin *a)
 {
-    tg_admin  *a = srv->admin;
-
     if (a == NULL) {
         return;
     }
@@ -118,12 +117,11 @@ tg_admin_close(tg_server *srv)
         tg_admin_close_conn(a->conns);
     }
 
-    ev_io_stop(srv->loop, &a->accept_w);
-    ev_timer_stop(srv->loop, &a->retry);
+    ev_io_stop(a->loop, &a->accept_w);
+    ev_timer_stop(a->loop, &a->retry);
     tg_sock_close(&a->sock);
 
     free(a);
-    srv->admin = NULL;
 }
 
 
@@ -241,19 +239,19 @@ tg_admin_answer(tg_admin_conn *ac)
 {
     char        *body;
     size_t       len;
-    tg_server   *srv = ac->admin->srv;
+    tg_admin    *a = ac->admin;
     const char  *text;
 
-    ev_io_stop(srv->loop, &ac->rw);
+    ev_io_stop(a->loop, &ac->rw);
 
     body = NULL;
     text = NULL;
 
     if (strcmp(ac->line, "status") == 0) {
-        body = tg_status_json(srv, &len);
+        body = a->body(a->data, false, &len);
 
     } else if (strcmp(ac->line, "metrics") == 0) {
-        body = tg_status_prometheus(srv, &len);
+        body = a->body(a->data, true, &len);
 
     } else {
         text = "error: unknown command; try \"status\" or \"metrics\"\n";
@@ -289,7 +287,7 @@ tg_admin_answer(tg_admin_conn *ac)
     ac->out = body;
     ac->out_len = len;
 
-    ev_io_start(srv->loop, &ac->ww);
+    ev_io_start(a->loop, &ac->ww);
 }
 
 
@@ -333,7 +331,7 @@ static void
 tg_admin_close_conn(tg_admin_conn *ac)
 {
     tg_admin        *a = ac->admin;
-    struct ev_loop  *loop = a->srv->loop;
+    struct ev_loop  *loop = a->loop;
 
     ev_io_stop(loop, &ac->rw);
     ev_io_stop(loop, &ac->ww);

@@ -71,17 +71,33 @@ tg_facts_allow(const tg_facts *facts, const tg_route *rt)
 
 
 /* reasons a step cannot take a request, whatever the provider's state */
-#define TG_UNFIT_ENDPOINT   0x01
-#define TG_UNFIT_ZONE       0x02
-#define TG_UNFIT_REGION     0x04
-#define TG_UNFIT_CONTEXT    0x08
-#define TG_UNFIT_TOOLS      0x10
-#define TG_UNFIT_STREAMING  0x20
+#define TG_UNFIT_ENDPOINT   (1u << TG_REASON_ENDPOINT)
+#define TG_UNFIT_ZONE       (1u << TG_REASON_ZONE)
+#define TG_UNFIT_REGION     (1u << TG_REASON_REGION)
+#define TG_UNFIT_CONTEXT    (1u << TG_REASON_CONTEXT)
+#define TG_UNFIT_TOOLS      (1u << TG_REASON_TOOLS)
+#define TG_UNFIT_STREAMING  (1u << TG_REASON_STREAMING)
 
 
-static const char *tg_unfit_names[] = {
-    "endpoint", "zone", "region", "context", "tools", "streaming"
+#define TG_X(id, word)  word,
+static const char *const  tg_reason_words[TG_REASON_COUNT] = {
+    TG_REASONS(TG_X)
 };
+#undef TG_X
+
+
+const char *
+tg_reason_word(tg_reason r)
+{
+    return (unsigned) r < TG_REASON_COUNT ? tg_reason_words[r] : "unknown";
+}
+
+
+tg_reason
+tg_reason_parse(const char *s, size_t len)
+{
+    return (tg_reason) tg_name_index(tg_reason_words, TG_REASON_COUNT, s, len);
+}
 
 
 /* the prompt of these endpoints is text the provider's context must hold */
@@ -164,14 +180,16 @@ tg_step_unfit(const tg_facts *facts, bool priv, const tg_provider *pr)
 }
 
 
+/* the reason of the lowest TG_UNFIT_ bit: they are the first reasons */
+
 static const char *
 tg_unfit_name(unsigned unfit)
 {
     unsigned  i;
 
-    for (i = 0; i < sizeof(tg_unfit_names) / sizeof(tg_unfit_names[0]); i++) {
+    for (i = 0; i <= TG_REASON_STREAMING; i++) {
         if (unfit & (1u << i)) {
-            return tg_unfit_names[i];
+            return tg_reason_words[i];
         }
     }
 
@@ -236,7 +254,7 @@ void
 tg_decide(const tg_policy *policy, const tg_facts *facts,
     const tg_state *state, tg_decision *out)
 {
-    bool                priv, context_skipped, capacity_skipped, transient;
+    bool                priv, capacity_skipped, transient;
     size_t              i, j, len;
     uint32_t            attempt, max_bytes;
     unsigned            ep_bit, unfit, unfit_seen, when;
@@ -302,7 +320,6 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
     len = 0;
     unfit_seen = 0;
-    context_skipped = false;
     capacity_skipped = false;
     transient = false;
     st = NULL;
@@ -317,15 +334,15 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
         if (unfit) {
             unfit_seen |= unfit;
-            context_skipped |= (unfit == TG_UNFIT_CONTEXT);
             why = tg_unfit_name(unfit);
 
         } else if (tg_facts_exclude(facts, pr)) {
-            why = "excluded";
+            why = tg_reason_words[TG_REASON_EXCLUDED];
             transient = true;
 
         } else if (tg_health_unavailable(ps)) {
-            why = tg_health_name(ps->health);
+            why = tg_reason_words[ps->health == TG_HEALTH_STUCK
+                                  ? TG_REASON_STUCK : TG_REASON_DOWN];
             tg_reason_add(out, &len, pr->name, why);
 
             if (!(rt->fallback_on & TG_FALLBACK_ON_ERRORS)) {
@@ -350,7 +367,8 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
             if (rt->queue_max != 0 && !facts->waited
                 && ps->queued < rt->queue_max)
             {
-                tg_reason_add(out, &len, pr->name, "queued");
+                tg_reason_add(out, &len, pr->name,
+                              tg_reason_words[TG_REASON_QUEUED]);
                 out->status = TG_DECISION_QUEUE;
                 out->provider = pr;
                 out->step = st;
@@ -358,7 +376,8 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
                 return;
             }
 
-            tg_reason_add(out, &len, pr->name, "busy");
+            tg_reason_add(out, &len, pr->name,
+                          tg_reason_words[TG_REASON_BUSY]);
             capacity_skipped = true;
 
             if (!(rt->fallback_on & TG_FALLBACK_ON_BUSY)) {
@@ -395,7 +414,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
         return;
     }
 
-    tg_reason_add(out, &len, pr->name, "chosen");
+    tg_reason_add(out, &len, pr->name, tg_reason_words[TG_REASON_CHOSEN]);
 
     out->status = 200;
     out->provider = pr;
@@ -439,13 +458,12 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
      * Reusable for the same facts unless a lease is needed, a step was
      * passed over for being at capacity (that changes with every lease,
      * too often to tell workers), or the size of the prompt made a
-     * difference; then only for bodies that fit every step's context, so
-     * that no step would be passed over for size.
+     * difference (the loop over every step's context below sees that);
+     * then only for bodies that fit every step's context, so that no step
+     * would be passed over for size.
      */
 
-    if (st->provider->max_concurrency != 0 || context_skipped
-        || capacity_skipped)
-    {
+    if (st->provider->max_concurrency != 0 || capacity_skipped) {
         out->cache_ms = 0;
         return;
     }

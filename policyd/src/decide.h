@@ -51,6 +51,34 @@ typedef struct tg_facts {
 } tg_facts;
 
 
+/*
+ * Why a step was chosen or passed over: the words of a decision's reason,
+ * "provider:why" for each step considered.  X(id, word); the first six are
+ * the TG_UNFIT_* reasons of decide.c, in the order of their bits.
+ */
+#define TG_REASONS(X)                                                         \
+    X(ENDPOINT,   "endpoint")                                                 \
+    X(ZONE,       "zone")                                                     \
+    X(REGION,     "region")                                                   \
+    X(CONTEXT,    "context")                                                  \
+    X(TOOLS,      "tools")                                                    \
+    X(STREAMING,  "streaming")                                                \
+    X(EXCLUDED,   "excluded")                                                 \
+    X(DOWN,       "down")                                                     \
+    X(STUCK,      "stuck")                                                    \
+    X(BUSY,       "busy")                                                     \
+    X(QUEUED,     "queued")                                                   \
+    X(CHOSEN,     "chosen")
+
+#define TG_X(id, word)  TG_REASON_ ## id,
+typedef enum { TG_REASONS(TG_X) TG_REASON_COUNT } tg_reason;
+#undef TG_X
+
+/* A reason's word; and a word read back (TG_REASON_COUNT: not one). */
+const char *tg_reason_word(tg_reason r);
+tg_reason tg_reason_parse(const char *s, size_t len);
+
+
 /* status of a decision that is to wait for a slot (never sent) */
 #define TG_DECISION_QUEUE  1
 

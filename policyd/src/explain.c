@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "explain.h"
 #include "policy.h"
 #include "proto.h"
+#include "sock.h"
 
 
 #define TG_EXPLAIN_LIST_MAX  64
@@ -65,6 +65,15 @@ typedef struct {
 } tg_list;
 
 
+/* one "provider:why" of a decision's reason; why is NULL without ":" */
+typedef struct {
+    const char  *provider;
+    int          provider_len;
+    const char  *why;
+    int          why_len;
+} tg_step_why;
+
+
 static int tg_explain_offline(const char *file, const tg_facts *facts,
     tg_answer *a);
 static int tg_explain_live(const char *sock, const tg_facts *facts,
@@ -73,16 +82,13 @@ static void tg_print_text(const tg_facts *facts, const tg_answer *a,
     bool live);
 static int tg_print_json(const tg_facts *facts, const tg_answer *a,
     bool live);
-static const char *tg_why_text(const char *why, size_t len);
+static bool tg_next_step(const char **p, tg_step_why *s);
+static bool tg_next_line(const char **p, const char **line, int *len);
+static const char *tg_why_text(const char *why, int len);
 static void tg_copy_field(char *dst, size_t size, const tg_field *f);
 static void tg_copy_cstr(char *dst, size_t size, const char *s);
 static const char *tg_no_env(const char *name);
 static void tg_explain_usage(FILE *out);
-
-
-static const char  *tg_outcome_names[] = {
-    "connect_error", "timeout", "5xx", "429"
-};
 
 
 int
@@ -351,7 +357,6 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
     tg_builder           b;
     tg_frame_hdr         h;
     tg_field_iter        it;
-    struct timeval       tv;
     struct sockaddr_un   sun;
 
     if (strlen(sock) >= sizeof(sun.sun_path)) {
@@ -406,25 +411,17 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
         goto failed;
     }
 
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
+    fd = tg_sock_connect(sock, TG_EXPLAIN_TIMEOUT);
+
+    if (fd == TG_SOCK_NO_SOCKET) {
         fprintf(stderr, "policyd explain: socket(): %s\n", strerror(errno));
         goto failed;
     }
 
-    tv.tv_sec = TG_EXPLAIN_TIMEOUT;
-    tv.tv_usec = 0;
-    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, sock, strlen(sock));
-
-    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) != 0) {
+    if (fd == TG_SOCK_NO_CONNECT) {
         fprintf(stderr, "policyd explain: cannot connect to %s: %s\n", sock,
                 strerror(errno));
-        goto closed;
+        goto failed;
     }
 
     if (send(fd, buf, (size_t) len, MSG_NOSIGNAL) != len) {
@@ -560,8 +557,11 @@ failed:
 static void
 tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
 {
-    size_t       i;
-    const char  *p, *end, *colon, *space;
+    int           len;
+    size_t        i;
+    unsigned      bit;
+    const char   *p, *line;
+    tg_step_why   sw;
 
     printf("request:  %s \"%.*s\"", tg_endpoint_name(facts->endpoint),
            (int) facts->model.len, facts->model.data);
@@ -582,24 +582,14 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
            live ? "live state of the running policyd"
                 : "the policy file; every provider up and idle");
 
-    /* "deepseek:zone local:chosen" */
-
-    p = a->reason;
-
-    while (*p != '\0') {
-        space = strchr(p, ' ');
-        end = space ? space : p + strlen(p);
-        colon = memchr(p, ':', (size_t) (end - p));
-
-        if (colon == NULL) {
-            printf("step:     %.*s\n", (int) (end - p), p);
+    for (p = a->reason; tg_next_step(&p, &sw); /* void */ ) {
+        if (sw.why == NULL) {
+            printf("step:     %.*s\n", sw.provider_len, sw.provider);
 
         } else {
-            printf("step:     %-20.*s %s\n", (int) (colon - p), p,
-                   tg_why_text(colon + 1, (size_t) (end - colon - 1)));
+            printf("step:     %-20.*s %s\n", sw.provider_len, sw.provider,
+                   tg_why_text(sw.why, sw.why_len));
         }
-
-        p = space ? space + 1 : end;
     }
 
     if (a->status == 202) {
@@ -627,9 +617,9 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
     if (a->fallback) {
         printf("fallback: after ");
 
-        for (i = 0; i < 4; i++) {
-            if (a->fallback & (1u << i)) {
-                printf("%s%s", tg_outcome_names[i],
+        for (i = 0; tg_fallback_class_name(bit = 1u << i) != NULL; i++) {
+            if (a->fallback & bit) {
+                printf("%s%s", tg_fallback_class_name(bit),
                        (a->fallback >> (i + 1)) ? ", " : "");
             }
         }
@@ -640,13 +630,8 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
         printf("fallback: none after a failure of this attempt\n");
     }
 
-    for (p = a->adjust; *p != '\0'; p = end + 1) {
-        end = strchr(p, '\n');
-        if (end == NULL) {
-            break;
-        }
-
-        printf("edit:     %.*s\n", (int) (end - p), p);
+    for (p = a->adjust; tg_next_line(&p, &line, &len); /* void */ ) {
+        printf("edit:     %.*s\n", len, line);
     }
 
     if (a->cache_ms) {
@@ -667,11 +652,14 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
 static int
 tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
 {
+    int           len;
     char         *text;
     cJSON        *root, *steps, *step, *list, *s;
     size_t        i;
-    const char   *p, *end, *colon, *space;
+    unsigned      bit;
+    const char   *p, *line;
     char          buf[TG_REASON_MAX];
+    tg_step_why   sw;
 
     (void) facts;
 
@@ -689,11 +677,7 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
 
     steps = cJSON_AddArrayToObject(root, "steps");
 
-    for (p = a->reason; steps != NULL && *p != '\0'; ) {
-        space = strchr(p, ' ');
-        end = space ? space : p + strlen(p);
-        colon = memchr(p, ':', (size_t) (end - p));
-
+    for (p = a->reason; steps != NULL && tg_next_step(&p, &sw); ) {
         step = cJSON_CreateObject();
         if (step == NULL) {
             break;
@@ -701,17 +685,13 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
 
         cJSON_AddItemToArray(steps, step);
 
-        snprintf(buf, sizeof(buf), "%.*s",
-                 (int) ((colon ? colon : end) - p), p);
+        snprintf(buf, sizeof(buf), "%.*s", sw.provider_len, sw.provider);
         cJSON_AddStringToObject(step, "provider", buf);
 
-        if (colon) {
-            snprintf(buf, sizeof(buf), "%.*s", (int) (end - colon - 1),
-                     colon + 1);
+        if (sw.why != NULL) {
+            snprintf(buf, sizeof(buf), "%.*s", sw.why_len, sw.why);
             cJSON_AddStringToObject(step, "why", buf);
         }
-
-        p = space ? space + 1 : end;
     }
 
     if (a->status == 202) {
@@ -729,9 +709,11 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
 
         list = cJSON_AddArrayToObject(root, "fallback");
 
-        for (i = 0; list != NULL && i < 4; i++) {
-            if (a->fallback & (1u << i)) {
-                s = cJSON_CreateString(tg_outcome_names[i]);
+        for (i = 0; list != NULL && tg_fallback_class_name(bit = 1u << i);
+             i++)
+        {
+            if (a->fallback & bit) {
+                s = cJSON_CreateString(tg_fallback_class_name(bit));
                 if (s != NULL) {
                     cJSON_AddItemToArray(list, s);
                 }
@@ -740,13 +722,9 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
 
         list = cJSON_AddArrayToObject(root, "adjust");
 
-        for (p = a->adjust; list != NULL && *p != '\0'; p = end + 1) {
-            end = strchr(p, '\n');
-            if (end == NULL) {
-                break;
-            }
-
-            snprintf(buf, sizeof(buf), "%.*s", (int) (end - p), p);
+        for (p = a->adjust; list != NULL && tg_next_line(&p, &line, &len); )
+        {
+            snprintf(buf, sizeof(buf), "%.*s", len, line);
             s = cJSON_CreateString(buf);
             if (s != NULL) {
                 cJSON_AddItemToArray(list, s);
@@ -784,40 +762,82 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
 }
 
 
+/*
+ * "deepseek:zone local:chosen": the next step of a reason, 0 after the
+ * last.  The text and the JSON say the same steps.
+ */
+
+static bool
+tg_next_step(const char **p, tg_step_why *s)
+{
+    const char  *end, *colon, *space;
+
+    if (**p == '\0') {
+        return false;
+    }
+
+    space = strchr(*p, ' ');
+    end = space ? space : *p + strlen(*p);
+    colon = memchr(*p, ':', (size_t) (end - *p));
+
+    s->provider = *p;
+    s->provider_len = (int) ((colon ? colon : end) - *p);
+    s->why = colon ? colon + 1 : NULL;
+    s->why_len = colon ? (int) (end - colon - 1) : 0;
+
+    *p = space ? space + 1 : end;
+
+    return true;
+}
+
+
+/* the next "drop ..." or "set ..." line of an adjust text, without "\n" */
+
+static bool
+tg_next_line(const char **p, const char **line, int *len)
+{
+    const char  *end;
+
+    end = strchr(*p, '\n');
+    if (end == NULL) {
+        return false;
+    }
+
+    *line = *p;
+    *len = (int) (end - *p);
+    *p = end + 1;
+
+    return true;
+}
+
+
 /* the words of docs/policy.md for each reason */
 
 static const char *
-tg_why_text(const char *why, size_t len)
+tg_why_text(const char *why, int len)
 {
-    static const struct {
-        const char  *why;
-        const char  *text;
-    } texts[] = {
-        { "chosen", "chosen" },
-        { "endpoint", "passed over: does not serve this endpoint" },
-        { "zone", "passed over: external, and the request is private" },
-        { "region", "passed over: not in the request's region" },
-        { "context", "passed over: the prompt is larger than its context" },
-        { "tools", "passed over: does not support tools" },
-        { "streaming", "passed over: does not stream" },
-        { "excluded", "passed over: already tried for this request" },
-        { "down", "down" },
-        { "stuck", "stuck: a request runs far too long" },
-        { "busy", "at capacity" },
-        { "queued", "at capacity: the request would wait for a slot" },
+    static const char *const  texts[TG_REASON_COUNT] = {
+        [TG_REASON_CHOSEN] = "chosen",
+        [TG_REASON_ENDPOINT] = "passed over: does not serve this endpoint",
+        [TG_REASON_ZONE] = "passed over: external, and the request is "
+                           "private",
+        [TG_REASON_REGION] = "passed over: not in the request's region",
+        [TG_REASON_CONTEXT] = "passed over: the prompt is larger than its "
+                              "context",
+        [TG_REASON_TOOLS] = "passed over: does not support tools",
+        [TG_REASON_STREAMING] = "passed over: does not stream",
+        [TG_REASON_EXCLUDED] = "passed over: already tried for this request",
+        [TG_REASON_DOWN] = "down",
+        [TG_REASON_STUCK] = "stuck: a request runs far too long",
+        [TG_REASON_BUSY] = "at capacity",
+        [TG_REASON_QUEUED] = "at capacity: the request would wait for a slot",
     };
 
-    size_t  i;
+    tg_reason  r;
 
-    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
-        if (strlen(texts[i].why) == len
-            && memcmp(texts[i].why, why, len) == 0)
-        {
-            return texts[i].text;
-        }
-    }
+    r = tg_reason_parse(why, (size_t) len);
 
-    return "?";
+    return r < TG_REASON_COUNT ? texts[r] : "?";
 }
 
 

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 #include "log.h"
 #include "policy.h"
 #include "server.h"
+#include "sock.h"
 
 
 static void tg_usage(FILE *out);
@@ -184,7 +184,6 @@ tg_status_main(int argc, char **argv)
     char                 buf[65536];
     ssize_t              n;
     const char          *path, *cmd;
-    struct timeval       tv;
     struct sockaddr_un   sa;
 
     path = NULL;
@@ -212,26 +211,22 @@ tg_status_main(int argc, char **argv)
         return 2;
     }
 
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
+    fd = tg_sock_connect(path, 5);
+
+    if (fd == TG_SOCK_NO_SOCKET) {
         fprintf(stderr, "policyd status: socket(): %s\n", strerror(errno));
         return 2;
     }
 
-    tv.tv_sec = 5;
-    tv.tv_usec = 0;
-    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path));
-
-    if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0
+    if (fd == TG_SOCK_NO_CONNECT
         || send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) != (ssize_t) strlen(cmd))
     {
         fprintf(stderr, "policyd status: cannot ask %s: %s\n", path,
                 strerror(errno));
-        close(fd);
+
+        if (fd >= 0) {
+            close(fd);
+        }
         return 2;
     }
 

@@ -18,6 +18,7 @@
 #include "arena.h"
 #include "errors.h"
 #include "log.h"
+#include "tailgate_names.h"
 
 
 #define TG_ROUTE_NAME_MAX        256
@@ -40,14 +41,11 @@
 #define TG_ADMIN_MODE_DEFAULT    0600
 
 
-typedef enum {
-    TG_EP_CHAT = 0,
-    TG_EP_EMBEDDINGS,
-    TG_EP_SPEECH,
-    TG_EP_TRANSCRIPTIONS,
-    TG_EP_RESPONSES,
-    TG_EP_COUNT
-} tg_endpoint;
+/* the wire's names (proto/tailgate_names.h), as enums of their own */
+
+#define TG_X(id, name, path)  TG_EP_ ## id,
+typedef enum { TG_ENDPOINTS(TG_X) TG_EP_COUNT } tg_endpoint;
+#undef TG_X
 
 /* an endpoint the request did not name or that policyd does not know */
 #define TG_EP_NONE  TG_EP_COUNT
@@ -55,11 +53,9 @@ typedef enum {
 #define TG_EP_BIT(ep)  (1u << (ep))
 
 
-typedef enum {
-    TG_ZONE_LOCAL = 0,
-    TG_ZONE_PRIVATE,
-    TG_ZONE_EXTERNAL
-} tg_zone;
+#define TG_X(id, name)  TG_ZONE_ ## id,
+typedef enum { TG_ZONES(TG_X) TG_ZONE_COUNT } tg_zone;
+#undef TG_X
 
 
 /* how a provider's health is probed and judged (docs/policy.md) */
@@ -242,6 +238,9 @@ const tg_route *tg_policy_route(const tg_policy *policy, const char *name,
 const tg_provider *tg_policy_provider(const tg_policy *policy,
     const char *name, size_t len);
 
+/* the hash of provider_table and route_table, which the loader fills */
+uint32_t tg_name_hash(const char *s, size_t len);
+
 
 /*
  * Blanks // and / * * / comments outside strings with spaces, keeping
@@ -251,10 +250,27 @@ const tg_provider *tg_policy_provider(const tg_policy *policy,
 int tg_json_strip_comments(char *text, size_t len, size_t *err_off);
 
 
+/* The index of s (len bytes) in names[0..n-1], or n when it is none. */
+size_t tg_name_index(const char *const *names, size_t n, const char *s,
+    size_t len);
+
 const char *tg_endpoint_name(tg_endpoint ep);       /* "chat" */
 const char *tg_endpoint_suffix(tg_endpoint ep);     /* "/chat/completions" */
 tg_endpoint tg_endpoint_parse(const char *s, size_t len);   /* or TG_EP_NONE */
 const char *tg_zone_name(tg_zone zone);
+tg_zone tg_zone_parse(const char *s);               /* or TG_ZONE_COUNT */
+
+/*
+ * The failure classes of "fallback.outcomes" and TG_F_FALLBACK: the name of
+ * one TG_FALLBACK_* bit (NULL for none), and the bit of a name (0 for none).
+ */
+const char *tg_fallback_class_name(unsigned bit);
+unsigned tg_fallback_class_parse(const char *s);
+
+/* "\"a\", \"b\", \"c\"": the names a policy may write, for its errors */
+extern const char *const  tg_endpoint_list;
+extern const char *const  tg_zone_list;
+extern const char *const  tg_fallback_class_list;
 
 
 #endif /* TG_POLICY_H */

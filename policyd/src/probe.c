@@ -16,7 +16,7 @@
 
 #include "log.h"
 #include "probe.h"
-#include "server.h"
+#include "version.h"
 
 
 #define TG_PROBE_BODY_MAX   (256 * 1024)
@@ -37,18 +37,11 @@ typedef struct {
 
 typedef struct tg_result  tg_result;
 
+/* an answer on its way to the main loop: its strings are malloc()ed */
 struct tg_result {
     tg_result          *next;
-    char               *name;
-    unsigned            status;
+    tg_probe_answer     a;
     char                error[TG_PROBE_ERROR_MAX];
-    uint32_t            ms;
-    char               *body;
-    size_t              len;
-    bool                slots;
-    unsigned            slots_status;
-    char               *slots_body;
-    size_t              slots_len;
 };
 
 
@@ -444,7 +437,8 @@ tg_probe_interval_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     t->result = calloc(1, sizeof(tg_result));
 
-    if (t->result == NULL || (t->result->name = strdup(t->spec.name)) == NULL
+    if (t->result == NULL
+        || (t->result->a.provider = strdup(t->spec.name)) == NULL
         || tg_probe_start(t, false) != 0)
     {
         tg_log_error("provider %s: cannot start a health probe", t->spec.name);
@@ -663,16 +657,16 @@ tg_probe_finished(tg_prober *pb)
         r = t->result;
 
         if (t->slots) {
-            r->slots = true;
-            r->slots_status = res == CURLE_OK ? (unsigned) code : 0;
-            r->slots_body = t->body;
-            r->slots_len = t->len;
+            r->a.slots = true;
+            r->a.slots_status = res == CURLE_OK ? (unsigned) code : 0;
+            r->a.slots_body = t->body;
+            r->a.slots_len = t->len;
 
         } else {
-            r->status = res == CURLE_OK ? (unsigned) code : 0;
-            r->ms = (uint32_t) (us / 1000);
-            r->body = t->body;
-            r->len = t->len;
+            r->a.status = res == CURLE_OK ? (unsigned) code : 0;
+            r->a.ms = (uint32_t) (us / 1000);
+            r->a.body = t->body;
+            r->a.len = t->len;
 
             if (res != CURLE_OK) {
                 snprintf(r->error, sizeof(r->error), "%s",
@@ -687,7 +681,7 @@ tg_probe_finished(tg_prober *pb)
         /* llama.cpp: reachable; then how many of its slots are free */
 
         if (!t->slots && t->spec.slots_url != NULL
-            && r->status >= 200 && r->status <= 299
+            && r->a.status >= 200 && r->a.status <= 299
             && tg_probe_start(t, true) == 0)
         {
             continue;
@@ -739,16 +733,10 @@ tg_probe_answers_cb(struct ev_loop *loop, ev_async *w, int revents)
     pthread_mutex_unlock(&pb->lock);
 
     for (r = list; r != NULL; r = r->next) {
-        a.provider = r->name;
-        a.status = r->status;
+        a = r->a;
         a.error = r->error;
-        a.ms = r->ms;
-        a.body = r->body ? r->body : "";
-        a.len = r->len;
-        a.slots = r->slots;
-        a.slots_status = r->slots_status;
-        a.slots_body = r->slots_body ? r->slots_body : "";
-        a.slots_len = r->slots_len;
+        a.body = a.body ? a.body : "";
+        a.slots_body = a.slots_body ? a.slots_body : "";
 
         pb->done(&a, pb->data);
     }
@@ -794,9 +782,9 @@ tg_results_free(tg_result *r)
 
     for ( /* void */ ; r != NULL; r = next) {
         next = r->next;
-        free(r->name);
-        free(r->body);
-        free(r->slots_body);
+        free((char *) r->a.provider);
+        free((char *) r->a.body);
+        free((char *) r->a.slots_body);
         free(r);
     }
 }

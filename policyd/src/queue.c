@@ -12,8 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer.h"
 #include "log.h"
-#include "server_int.h"
+#include "queue.h"
 
 
 static void tg_queue_budget_cb(struct ev_loop *loop, ev_timer *w,

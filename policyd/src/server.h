@@ -9,9 +9,6 @@
 #include "policy.h"
 
 
-#define TG_SOFTWARE  "policyd/0.1"
-
-
 /*
  * Serves until SIGTERM or SIGINT.  Takes ownership of policy (loaded by the
  * caller from file with opts; reloads use the same).  Returns the exit code:

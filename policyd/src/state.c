@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "state.h"
+#include "tailgate_protocol.h"
 
 
 #define TG_LEASE_BUCKETS_MIN  64
@@ -15,26 +16,25 @@ static int tg_state_grow_buckets(tg_state *st);
 static tg_pstate *tg_state_slot(tg_state *st, const char *name);
 
 
-static const char  *tg_outcome_names[TG_OUTCOME_COUNT] = {
-    "ok", "client_error", "rate_limited", "server_error", "connect_error",
-    "timeout", "client_abort", "stream_broken", "not_sent", "unknown"
+#define TG_X(id, name, fallback)  name,
+static const char *const  tg_outcome_names[TG_OUTCOME_COUNT] = {
+    TG_OUTCOMES(TG_X) "unknown"
 };
+#undef TG_X
+
+#define TG_X(id, name, fallback)  fallback,
+static const unsigned  tg_outcome_classes[TG_OUTCOME_COUNT] = {
+    TG_OUTCOMES(TG_X) 0
+};
+#undef TG_X
 
 
 tg_outcome
 tg_outcome_parse(const char *s, size_t len)
 {
-    int  i;
-
-    for (i = 0; i < TG_OUTCOME_UNKNOWN; i++) {
-        if (strlen(tg_outcome_names[i]) == len
-            && memcmp(tg_outcome_names[i], s, len) == 0)
-        {
-            return (tg_outcome) i;
-        }
-    }
-
-    return TG_OUTCOME_UNKNOWN;
+    /* "unknown" is not a name the module sends: none is TG_OUTCOME_UNKNOWN */
+    return (tg_outcome) tg_name_index(tg_outcome_names, TG_OUTCOME_UNKNOWN, s,
+                                      len);
 }
 
 
@@ -43,6 +43,14 @@ tg_outcome_name(tg_outcome outcome)
 {
     return (unsigned) outcome < TG_OUTCOME_COUNT ? tg_outcome_names[outcome]
                                                  : "unknown";
+}
+
+
+unsigned
+tg_outcome_fallback(tg_outcome outcome)
+{
+    return (unsigned) outcome < TG_OUTCOME_COUNT ? tg_outcome_classes[outcome]
+                                                 : 0;
 }
 
 

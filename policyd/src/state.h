@@ -18,19 +18,14 @@
 #include "policy.h"
 
 
+/* what became of an attempt, as REPORT said (proto/tailgate_names.h) */
+#define TG_X(id, name, fallback)  TG_OUTCOME_ ## id,
 typedef enum {
-    TG_OUTCOME_OK = 0,
-    TG_OUTCOME_CLIENT_ERROR,
-    TG_OUTCOME_RATE_LIMITED,
-    TG_OUTCOME_SERVER_ERROR,
-    TG_OUTCOME_CONNECT_ERROR,
-    TG_OUTCOME_TIMEOUT,
-    TG_OUTCOME_CLIENT_ABORT,
-    TG_OUTCOME_STREAM_BROKEN,
-    TG_OUTCOME_NOT_SENT,
+    TG_OUTCOMES(TG_X)
     TG_OUTCOME_UNKNOWN,         /* absent or not one of the above */
     TG_OUTCOME_COUNT
 } tg_outcome;
+#undef TG_X
 
 
 /* what policyd knows of a provider (docs/policy.md, "Health") */
@@ -227,8 +222,12 @@ void tg_probe_interpret(const tg_provider *pr, bool slots, unsigned status,
     const char *body, size_t len, tg_probe_result *r);
 uint32_t tg_health_latency(const tg_pstate *ps, unsigned percent);
 
+/* REPORT's text, read once at the edge; and back, for logs and status */
 tg_outcome tg_outcome_parse(const char *s, size_t len);
 const char *tg_outcome_name(tg_outcome outcome);
+
+/* the TG_FALLBACK_* class of an outcome, 0 when a route cannot follow it */
+unsigned tg_outcome_fallback(tg_outcome outcome);
 
 
 #endif /* TG_STATE_H */

@@ -6,6 +6,7 @@
  */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "server.h"
-#include "server_int.h"
 #include "status.h"
+#include "version.h"
 
 
 typedef struct {
@@ -32,6 +32,13 @@ static void tg_url_shown(const char *url, char *buf, size_t size);
 static void tg_text_add(tg_text *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void tg_text_label(tg_text *t, const char *value);
+static const char *tg_outcome_at(size_t k);
+static const char *tg_decided_at(size_t k);
+static void tg_json_counts(cJSON *x, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k));
+static void tg_text_counts(tg_text *t, const char *metric, const char *by,
+    const char *who, const char *label, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k));
 
 
 static const char  *tg_decided_names[6] = {
@@ -53,7 +60,7 @@ tg_state_shown(const tg_pstate *ps)
 
 
 char *
-tg_status_json(struct tg_server *srv, size_t *len)
+tg_status_json(const tg_status_view *v, size_t *len)
 {
     char              *text, buf[TG_HEALTH_URL_MAX + 1], when[32];
     size_t             i, k;
@@ -61,14 +68,14 @@ tg_status_json(struct tg_server *srv, size_t *len)
     uint64_t           now;
     time_t             t;
     struct tm          tm;
-    tg_state          *st = srv->state;
+    const tg_state    *st = v->state;
     const tg_rstate   *rs;
     const tg_pstate   *ps;
     const tg_route    *rt;
     const tg_provider *pr;
     const tg_recent_error  *e;
 
-    now = tg_now_ms(srv);
+    now = v->now_ms;
 
     root = cJSON_CreateObject();
     if (root == NULL) {
@@ -77,24 +84,24 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
     o = cJSON_AddObjectToObject(root, "policyd");
 
-    t = srv->policy->loaded_at;
+    t = v->policy->loaded_at;
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
     cJSON_AddStringToObject(o, "software", TG_SOFTWARE);
     cJSON_AddNumberToObject(o, "pid", (double) getpid());
     cJSON_AddNumberToObject(o, "uptime_s",
-                            (double) (long) (ev_now(srv->loop) - srv->started));
+                            (double) (long) v->uptime);
     cJSON_AddStringToObject(o, "policy_loaded", when);
-    cJSON_AddNumberToObject(o, "connections", (double) srv->nconns);
+    cJSON_AddNumberToObject(o, "connections", (double) v->connections);
     cJSON_AddNumberToObject(o, "leases", (double) st->nleases);
-    cJSON_AddNumberToObject(o, "queued", (double) srv->nwaiters);
+    cJSON_AddNumberToObject(o, "queued", (double) v->queued);
     cJSON_AddNumberToObject(o, "decisions", (double) st->decisions);
 
     list = cJSON_AddArrayToObject(root, "providers");
 
-    for (i = 0; list != NULL && i < srv->policy->nproviders; i++) {
-        pr = &srv->policy->providers[i];
+    for (i = 0; list != NULL && i < v->policy->nproviders; i++) {
+        pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
 
         if (ps == NULL || (p = cJSON_CreateObject()) == NULL) {
@@ -109,8 +116,7 @@ tg_status_json(struct tg_server *srv, size_t *len)
         cJSON_AddStringToObject(p, "state", tg_state_shown(ps));
         cJSON_AddNumberToObject(p, "since_s", ps->health_since_ms
                                 ? (double) ((now - ps->health_since_ms) / 1000)
-                                : (double) (long) (ev_now(srv->loop)
-                                                   - srv->started));
+                                : (double) (long) v->uptime);
         cJSON_AddStringToObject(p, "why", ps->why[0] ? ps->why
                                                      : "no failures seen");
         cJSON_AddNumberToObject(p, "in_flight", ps->in_flight);
@@ -160,13 +166,7 @@ tg_status_json(struct tg_server *srv, size_t *len)
         }
 
         x = cJSON_AddObjectToObject(p, "requests");
-
-        for (k = 0; x != NULL && k < TG_OUTCOME_COUNT; k++) {
-            if (ps->reports[k] != 0) {
-                cJSON_AddNumberToObject(x, tg_outcome_name((tg_outcome) k),
-                                        (double) ps->reports[k]);
-            }
-        }
+        tg_json_counts(x, ps->reports, TG_OUTCOME_COUNT, tg_outcome_at);
 
         cJSON_AddNumberToObject(p, "failures_in_a_row", ps->fail_run);
 
@@ -198,8 +198,8 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
     list = cJSON_AddArrayToObject(root, "routes");
 
-    for (i = 0; list != NULL && i < srv->policy->nroutes; i++) {
-        rt = &srv->policy->routes[i];
+    for (i = 0; list != NULL && i < v->policy->nroutes; i++) {
+        rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
         if ((p = cJSON_CreateObject()) == NULL) {
@@ -211,20 +211,14 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
         x = cJSON_AddObjectToObject(p, "decisions");
 
-        for (k = 0; x != NULL && rs != NULL && k < 6; k++) {
-            if (rs->decided[k] != 0) {
-                cJSON_AddNumberToObject(x, tg_decided_names[k],
-                                        (double) rs->decided[k]);
-            }
+        if (rs != NULL) {
+            tg_json_counts(x, rs->decided, 6, tg_decided_at);
         }
 
         x = cJSON_AddObjectToObject(p, "requests");
 
-        for (k = 0; x != NULL && rs != NULL && k < TG_OUTCOME_COUNT; k++) {
-            if (rs->reports[k] != 0) {
-                cJSON_AddNumberToObject(x, tg_outcome_name((tg_outcome) k),
-                                        (double) rs->reports[k]);
-            }
+        if (rs != NULL) {
+            tg_json_counts(x, rs->reports, TG_OUTCOME_COUNT, tg_outcome_at);
         }
     }
 
@@ -242,12 +236,12 @@ tg_status_json(struct tg_server *srv, size_t *len)
 
 
 char *
-tg_status_prometheus(struct tg_server *srv, size_t *len)
+tg_status_prometheus(const tg_status_view *v, size_t *len)
 {
     int                h;
-    size_t             i, k;
+    size_t             i;
     tg_text            t;
-    tg_state          *st = srv->state;
+    const tg_state    *st = v->state;
     const tg_rstate   *rs;
     const tg_pstate   *ps;
     const tg_route    *rt;
@@ -260,8 +254,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "for the one it is in.\n"
                 "# TYPE tailgate_provider_state gauge\n");
 
-    for (i = 0; i < srv->policy->nproviders; i++) {
-        pr = &srv->policy->providers[i];
+    for (i = 0; i < v->policy->nproviders; i++) {
+        pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
         shown = tg_state_shown(ps);
 
@@ -277,8 +271,8 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
 #define tg_provider_gauge(metric, help, value, when)                          \
     tg_text_add(&t, "# HELP tailgate_provider_" metric " " help "\n"           \
                 "# TYPE tailgate_provider_" metric " gauge\n");                \
-    for (i = 0; i < srv->policy->nproviders; i++) {                          \
-        pr = &srv->policy->providers[i];                                     \
+    for (i = 0; i < v->policy->nproviders; i++) {                          \
+        pr = &v->policy->providers[i];                                     \
         ps = tg_state_provider(st, i);                                       \
         if (!(when)) {                                                       \
             continue;                                                        \
@@ -309,40 +303,26 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "outcome, as the module reported them.\n"
                 "# TYPE tailgate_provider_requests_total counter\n");
 
-    for (i = 0; i < srv->policy->nproviders; i++) {
-        pr = &srv->policy->providers[i];
+    for (i = 0; i < v->policy->nproviders; i++) {
+        pr = &v->policy->providers[i];
         ps = tg_state_provider(st, i);
 
-        for (k = 0; k < TG_OUTCOME_COUNT; k++) {
-            if (ps->reports[k] == 0) {
-                continue;
-            }
-
-            tg_text_add(&t, "tailgate_provider_requests_total{provider=\"");
-            tg_text_label(&t, pr->name);
-            tg_text_add(&t, "\",outcome=\"%s\"} %llu\n",
-                        tg_outcome_name((tg_outcome) k),
-                        (unsigned long long) ps->reports[k]);
-        }
+        tg_text_counts(&t, "tailgate_provider_requests_total", "provider",
+                       pr->name, "outcome", ps->reports, TG_OUTCOME_COUNT,
+                       tg_outcome_at);
     }
 
     tg_text_add(&t, "# HELP tailgate_route_decisions_total Decisions by "
                 "status.\n"
                 "# TYPE tailgate_route_decisions_total counter\n");
 
-    for (i = 0; i < srv->policy->nroutes; i++) {
-        rt = &srv->policy->routes[i];
+    for (i = 0; i < v->policy->nroutes; i++) {
+        rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
-        for (k = 0; rs != NULL && k < 6; k++) {
-            if (rs->decided[k] == 0) {
-                continue;
-            }
-
-            tg_text_add(&t, "tailgate_route_decisions_total{route=\"");
-            tg_text_label(&t, rt->name);
-            tg_text_add(&t, "\",status=\"%s\"} %llu\n", tg_decided_names[k],
-                        (unsigned long long) rs->decided[k]);
+        if (rs != NULL) {
+            tg_text_counts(&t, "tailgate_route_decisions_total", "route",
+                           rt->name, "status", rs->decided, 6, tg_decided_at);
         }
     }
 
@@ -350,33 +330,27 @@ tg_status_prometheus(struct tg_server *srv, size_t *len)
                 "outcome.\n"
                 "# TYPE tailgate_route_requests_total counter\n");
 
-    for (i = 0; i < srv->policy->nroutes; i++) {
-        rt = &srv->policy->routes[i];
+    for (i = 0; i < v->policy->nroutes; i++) {
+        rt = &v->policy->routes[i];
         rs = tg_state_route_find(st, rt->name);
 
-        for (k = 0; rs != NULL && k < TG_OUTCOME_COUNT; k++) {
-            if (rs->reports[k] == 0) {
-                continue;
-            }
-
-            tg_text_add(&t, "tailgate_route_requests_total{route=\"");
-            tg_text_label(&t, rt->name);
-            tg_text_add(&t, "\",outcome=\"%s\"} %llu\n",
-                        tg_outcome_name((tg_outcome) k),
-                        (unsigned long long) rs->reports[k]);
+        if (rs != NULL) {
+            tg_text_counts(&t, "tailgate_route_requests_total", "route",
+                           rt->name, "outcome", rs->reports,
+                           TG_OUTCOME_COUNT, tg_outcome_at);
         }
     }
 
     tg_text_add(&t, "# HELP tailgate_policyd_connections Worker connections."
                 "\n# TYPE tailgate_policyd_connections gauge\n"
-                "tailgate_policyd_connections %zu\n", srv->nconns);
+                "tailgate_policyd_connections %zu\n", v->connections);
     tg_text_add(&t, "# HELP tailgate_policyd_leases Leases held.\n"
                 "# TYPE tailgate_policyd_leases gauge\n"
                 "tailgate_policyd_leases %zu\n", st->nleases);
     tg_text_add(&t, "# HELP tailgate_policyd_uptime_seconds Since policyd "
                 "started.\n# TYPE tailgate_policyd_uptime_seconds gauge\n"
                 "tailgate_policyd_uptime_seconds %ld\n",
-                (long) (ev_now(srv->loop) - srv->started));
+                (long) v->uptime);
 
     if (t.failed) {
         free(t.data);
@@ -476,5 +450,57 @@ tg_text_label(tg_text *t, const char *value)
         } else {
             tg_text_add(t, "%c", *p);
         }
+    }
+}
+
+
+/* the counters of one provider or route: those not 0, by name */
+
+static const char *
+tg_outcome_at(size_t k)
+{
+    return tg_outcome_name((tg_outcome) k);
+}
+
+
+static const char *
+tg_decided_at(size_t k)
+{
+    return tg_decided_names[k];
+}
+
+
+static void
+tg_json_counts(cJSON *x, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k))
+{
+    size_t  k;
+
+    for (k = 0; x != NULL && k < n; k++) {
+        if (counts[k] != 0) {
+            cJSON_AddNumberToObject(x, name(k), (double) counts[k]);
+        }
+    }
+}
+
+
+/* metric{by="who",label="name"} count */
+
+static void
+tg_text_counts(tg_text *t, const char *metric, const char *by,
+    const char *who, const char *label, const uint64_t *counts, size_t n,
+    const char *(*name)(size_t k))
+{
+    size_t  k;
+
+    for (k = 0; k < n; k++) {
+        if (counts[k] == 0) {
+            continue;
+        }
+
+        tg_text_add(t, "%s{%s=\"", metric, by);
+        tg_text_label(t, who);
+        tg_text_add(t, "\",%s=\"%s\"} %llu\n", label, name(k),
+                    (unsigned long long) counts[k]);
     }
 }

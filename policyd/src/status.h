@@ -9,13 +9,26 @@
 #define TG_STATUS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+#include "state.h"
 
 
-struct tg_server;
+/* what the status is made of: the daemon fills it in (daemon.h) */
+typedef struct {
+    const tg_policy  *policy;
+    const tg_state   *state;
+    uint64_t          now_ms;
+    double            uptime;           /* seconds since policyd started */
+    size_t            connections;      /* of workers */
+    size_t            queued;           /* requests waiting for a slot */
+} tg_status_view;
+
 
 /* A malloc()ed body and its length in *len, or NULL when out of memory. */
-char *tg_status_json(struct tg_server *srv, size_t *len);
-char *tg_status_prometheus(struct tg_server *srv, size_t *len);
+char *tg_status_json(const tg_status_view *v, size_t *len);
+char *tg_status_prometheus(const tg_status_view *v, size_t *len);
 
 
 #endif /* TG_STATUS_H */

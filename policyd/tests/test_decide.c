@@ -1,7 +1,7 @@
 /*
- * The decision function and the /v1/models listing: every row of the
- * "Decisions" table in docs/policy.md, reasons, paths, zones, exclusions,
- * state, allowlists, JSON escaping.
+ * The decision function: every row of the "Decisions" table in
+ * docs/policy.md, reasons, paths, zones, exclusions, state, allowlists;
+ * the listing of models is test_models.c's.
  */
 
 #include <stdarg.h>
@@ -13,139 +13,9 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <cjson/cJSON.h>
 
-#include "decide.h"
 #include "tailgate_protocol.h"
-#include "tg_test.h"
-
-
-static const char  *tg_policy_text =
-    "{ 'listen': { 'path': '/tmp/tg-decide.sock' },"
-    "  'providers': {"
-    "    'local': { 'upstream': 'tg_local', 'zone': 'local',"
-    "      'endpoints': ['chat', 'embeddings', 'speech', 'transcriptions',"
-    "                    'responses'],"
-    "      'models': ['qwen', 'nomic'] },"
-    "    'lan': { 'upstream': 'tg_lan', 'zone': 'private',"
-    "      'base_path': '/openai/v1', 'endpoints': ['chat', 'embeddings'] },"
-    "    'deepseek': { 'upstream': 'tg_deepseek', 'scheme': 'https',"
-    "      'host': 'api.deepseek.com', 'base_path': '',"
-    "      'api_key': '${DEEPSEEK_API_KEY}', 'zone': 'external',"
-    "      'endpoints': ['chat'] },"
-    "    'openrouter': { 'upstream': 'tg_openrouter', 'scheme': 'https',"
-    "      'host': 'openrouter.ai', 'base_path': '/api/v1',"
-    "      'api_key': '${OPENROUTER_API_KEY}', 'zone': 'external',"
-    "      'endpoints': ['chat', 'embeddings', 'responses'] },"
-    "    'localchat': { 'upstream': 'tg_localchat', 'zone': 'local',"
-    "      'endpoints': ['chat'] } },"
-    "  'routes': {"
-    "    'qwen': { 'steps': [ { 'provider': 'local', 'model': 'qwen' } ] },"
-    "    'smart': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
-    "                          { 'provider': 'local', 'model': 'qwen' } ],"
-    "               'fallback': { 'on': 'both' } },"
-    "    'cloud': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
-    "                   { 'provider': 'openrouter', 'model': 'or-x' } ] },"
-    "    'embed': { 'steps': [ { 'provider': 'deepseek', 'model': 'ds-chat' },"
-    "                          { 'provider': 'openrouter', 'model': 'or-emb' },"
-    "                          { 'provider': 'lan', 'model': 'nomic-lan' } ] },"
-    "    'mixed': { 'steps': [ { 'provider': 'openrouter', 'model': 'or-x' },"
-    "                   { 'provider': 'localchat', 'model': 'small' } ] },"
-    "    'we\\'ird\\\\</script>\\u0027\\u00e9': { 'steps': ["
-    "                          { 'provider': 'local', 'model': 'qwen' } ] }"
-    "  } }";
-
-
-typedef struct {
-    tg_policy  *policy;
-    tg_state   *state;
-} tg_fixture;
-
-
-static tg_str
-S(const char *s)
-{
-    tg_str  v = { s, strlen(s) };
-    return v;
-}
-
-
-static tg_facts
-F(const char *model, tg_endpoint ep)
-{
-    tg_facts  f;
-
-    memset(&f, 0, sizeof(f));
-    f.model = S(model);
-    f.endpoint = ep;
-    f.attempt = 1;
-
-    return f;
-}
-
-
-static const tg_str  tg_private[] = { { "team:x", 6 }, { "private", 7 } };
-
-
-static int
-setup(void **state)
-{
-    tg_fixture  *fx;
-
-    fx = calloc(1, sizeof(tg_fixture));
-    assert_non_null(fx);
-
-    fx->policy = tg_test_policy(tg_policy_text);
-    fx->state = tg_state_new();
-    assert_non_null(fx->state);
-    assert_int_equal(tg_state_bind(fx->state, fx->policy), 0);
-
-    *state = fx;
-
-    return 0;
-}
-
-
-static int
-teardown(void **state)
-{
-    tg_fixture  *fx = *state;
-
-    tg_state_free(fx->state);
-    tg_policy_free(fx->policy);
-    free(fx);
-
-    return 0;
-}
-
-
-static void
-assert_chosen(const tg_decision *d, const char *provider, const char *path,
-    const char *model, const char *reason)
-{
-    assert_int_equal(d->status, 200);
-    assert_non_null(d->provider);
-    assert_string_equal(d->provider->name, provider);
-    assert_string_equal(d->path, path);
-    assert_string_equal(d->provider_model, model);
-    assert_string_equal(d->reason, reason);
-    assert_null(d->error_type);
-    assert_null(d->error_code);
-    assert_int_equal(d->retry_after, 0);
-}
-
-
-static void
-assert_refused(const tg_decision *d, unsigned status, const char *type,
-    const char *code, const char *message)
-{
-    assert_int_equal(d->status, status);
-    assert_string_equal(d->error_type, type);
-    assert_string_equal(d->error_code, code);
-    assert_string_equal(d->message, message);
-    assert_null(d->provider);
-    assert_int_equal(d->retry_after, status == 503 ? 1 : 0);
-}
+#include "tg_decide_test.h"
 
 
 /* a step is chosen: every field of the decision */
@@ -520,6 +390,28 @@ test_queue_goes_first(void **unused)
 }
 
 
+/* a reason's words, and read back: explain reads them so */
+
+static void
+test_reason_words(void **unused)
+{
+    int  r;
+
+    (void) unused;
+
+    for (r = 0; r < TG_REASON_COUNT; r++) {
+        assert_int_equal(tg_reason_parse(tg_reason_word((tg_reason) r),
+                                         strlen(tg_reason_word((tg_reason) r))),
+                         r);
+    }
+
+    assert_string_equal(tg_reason_word(TG_REASON_QUEUED), "queued");
+    assert_string_equal(tg_reason_word(TG_REASON_COUNT), "unknown");
+    assert_int_equal(tg_reason_parse("chose", 5), TG_REASON_COUNT);
+    assert_int_equal(tg_reason_parse("", 0), TG_REASON_COUNT);
+}
+
+
 static void
 test_reason_truncated(void **unused)
 {
@@ -631,227 +523,6 @@ test_tenants(void **unused)
                      TG_MODELS_NOT_FOUND);
 
     tg_policy_free(p);
-}
-
-
-/* /v1/models */
-
-static cJSON *
-models(tg_fixture *fx, const tg_facts *f)
-{
-    long    n;
-    char    buf[8192];
-    cJSON  *root;
-
-    n = tg_models_json(fx->policy, f, buf, sizeof(buf));
-    assert_true(n > 0);
-    assert_int_equal((size_t) n, strlen(buf));
-
-    root = cJSON_Parse(buf);
-    assert_non_null(root);
-    assert_string_equal(cJSON_GetObjectItem(root, "object")->valuestring,
-                        "list");
-
-    return root;
-}
-
-
-static void
-assert_model(const cJSON *m, const char *id, const char *endpoints)
-{
-    char          list[256];
-    size_t        len;
-    const cJSON  *e;
-
-    assert_string_equal(cJSON_GetObjectItem(m, "id")->valuestring, id);
-    assert_string_equal(cJSON_GetObjectItem(m, "object")->valuestring,
-                        "model");
-    assert_string_equal(cJSON_GetObjectItem(m, "owned_by")->valuestring,
-                        "tailgate");
-    assert_int_equal(cJSON_GetObjectItem(m, "created")->valuedouble,
-                     TG_TEST_NOW);
-
-    len = 0;
-    list[0] = '\0';
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(m, "endpoints")) {
-        len += (size_t) snprintf(list + len, sizeof(list) - len, "%s%s",
-                                 len ? "," : "", e->valuestring);
-    }
-
-    assert_string_equal(list, endpoints);
-}
-
-
-static void
-test_models_all(void **state)
-{
-    long           n;
-    cJSON         *root, *data;
-    tg_facts       f = F("", TG_EP_NONE);
-    tg_fixture    *fx = *state;
-    char           buf[8192];
-
-    root = models(fx, &f);
-    data = cJSON_GetObjectItem(root, "data");
-
-    assert_int_equal(cJSON_GetArraySize(data), 6);
-    assert_model(cJSON_GetArrayItem(data, 0), "qwen",
-                 "chat,embeddings,speech,transcriptions,responses");
-    assert_model(cJSON_GetArrayItem(data, 1), "smart",
-                 "chat,embeddings,speech,transcriptions,responses");
-    assert_model(cJSON_GetArrayItem(data, 2), "cloud",
-                 "chat,embeddings,responses");
-    assert_model(cJSON_GetArrayItem(data, 3), "embed",
-                 "chat,embeddings,responses");
-    assert_model(cJSON_GetArrayItem(data, 4), "mixed",
-                 "chat,embeddings,responses");
-
-    /* escaping survives a round trip */
-    assert_model(cJSON_GetArrayItem(data, 5), "we\"ird\\</script>'\u00e9",
-                 "chat,embeddings,speech,transcriptions,responses");
-
-    cJSON_Delete(root);
-
-    /* the raw text: quotes, backslashes and newlines escaped */
-    n = tg_models_json(fx->policy, &f, buf, sizeof(buf));
-    assert_true(n > 0);
-    assert_non_null(strstr(buf, "\"id\":\"we\\\"ird\\\\</script>'"));
-    assert_null(strchr(buf, '\n'));
-    {
-        const char  *start = "{\"object\":\"list\",\"data\":[{\"id\":\"qwen\","
-                             "\"object\":\"model\",\"created\":1790000000,"
-                             "\"owned_by\":\"tailgate\",\"endpoints\":"
-                             "[\"chat\",";
-
-        assert_memory_equal(buf, start, strlen(start));
-    }
-}
-
-
-static void
-test_models_filtered(void **state)
-{
-    cJSON         *root, *data;
-    tg_facts       f = F("", TG_EP_NONE);
-    tg_fixture    *fx = *state;
-    tg_str         allow[] = { { "cloud", 5 }, { "mixed", 5 },
-                               { "nonexistent", 11 } };
-
-    /* private: only routes with a local/private step, only their endpoints */
-    f.tags = tg_private;
-    f.ntags = 2;
-    root = models(fx, &f);
-    data = cJSON_GetObjectItem(root, "data");
-    assert_int_equal(cJSON_GetArraySize(data), 5);
-    assert_model(cJSON_GetArrayItem(data, 0), "qwen",
-                 "chat,embeddings,speech,transcriptions,responses");
-    assert_model(cJSON_GetArrayItem(data, 1), "smart",
-                 "chat,embeddings,speech,transcriptions,responses");
-    assert_model(cJSON_GetArrayItem(data, 2), "embed", "chat,embeddings");
-    assert_model(cJSON_GetArrayItem(data, 3), "mixed", "chat");
-    cJSON_Delete(root);
-
-    /* allowlist */
-    f.ntags = 0;
-    f.allow = allow;
-    f.nallow = 3;
-    root = models(fx, &f);
-    data = cJSON_GetObjectItem(root, "data");
-    assert_int_equal(cJSON_GetArraySize(data), 2);
-    assert_model(cJSON_GetArrayItem(data, 0), "cloud",
-                 "chat,embeddings,responses");
-    assert_model(cJSON_GetArrayItem(data, 1), "mixed",
-                 "chat,embeddings,responses");
-    cJSON_Delete(root);
-
-    /* both */
-    f.tags = tg_private;
-    f.ntags = 2;
-    root = models(fx, &f);
-    data = cJSON_GetObjectItem(root, "data");
-    assert_int_equal(cJSON_GetArraySize(data), 1);
-    assert_model(cJSON_GetArrayItem(data, 0), "mixed", "chat");
-    cJSON_Delete(root);
-
-    /* by endpoint */
-    f = F("", TG_EP_SPEECH);
-    root = models(fx, &f);
-    data = cJSON_GetObjectItem(root, "data");
-    assert_int_equal(cJSON_GetArraySize(data), 3);
-    assert_model(cJSON_GetArrayItem(data, 0), "qwen",
-                 "chat,embeddings,speech,transcriptions,responses");
-    cJSON_Delete(root);
-
-    /* nothing left: an empty list */
-    f = F("", TG_EP_NONE);
-    f.allow = (tg_str[]) { S("gpt-4o") };
-    f.nallow = 1;
-    root = models(fx, &f);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "data")),
-                     0);
-    cJSON_Delete(root);
-}
-
-
-/* GET /v1/models/{id}: one model object, for this client only */
-
-static void
-test_models_one(void **state)
-{
-    long         n;
-    char         buf[8192];
-    cJSON       *m;
-    tg_facts     f = F("cloud", TG_EP_NONE);
-    tg_fixture  *fx = *state;
-
-    n = tg_models_json(fx->policy, &f, buf, sizeof(buf));
-    assert_true(n > 0);
-
-    m = cJSON_Parse(buf);
-    assert_non_null(m);
-    assert_model(m, "cloud", "chat,embeddings,responses");
-    cJSON_Delete(m);
-
-    f = F("gpt-4o", TG_EP_NONE);
-    assert_int_equal(tg_models_json(fx->policy, &f, buf, sizeof(buf)),
-                     TG_MODELS_NOT_FOUND);
-
-    /* a route the allowlist leaves out does not exist for this client */
-    f = F("cloud", TG_EP_NONE);
-    f.allow = (tg_str[]) { S("qwen") };
-    f.nallow = 1;
-    assert_int_equal(tg_models_json(fx->policy, &f, buf, sizeof(buf)),
-                     TG_MODELS_NOT_FOUND);
-
-    /* nor one without a local/private step, for a private client */
-    f = F("cloud", TG_EP_NONE);
-    f.tags = tg_private;
-    f.ntags = 2;
-    assert_int_equal(tg_models_json(fx->policy, &f, buf, sizeof(buf)),
-                     TG_MODELS_NOT_FOUND);
-}
-
-
-static void
-test_models_buffer_too_small(void **state)
-{
-    long         n, full;
-    char         buf[8192];
-    tg_facts     f = F("", TG_EP_NONE);
-    tg_fixture  *fx = *state;
-
-    full = tg_models_json(fx->policy, &f, buf, sizeof(buf));
-    assert_true(full > 0);
-
-    n = tg_models_json(fx->policy, &f, buf, 100);
-    assert_int_equal(n, -1);
-
-    n = tg_models_json(fx->policy, &f, buf, 0);
-    assert_int_equal(n, -1);
-
-    /* cJSON wants some room to spare (numbers are printed into 26 bytes) */
-    n = tg_models_json(fx->policy, &f, buf, (size_t) full + 64);
-    assert_int_equal(n, full);
 }
 
 
@@ -1285,15 +956,11 @@ main(void)
         cmocka_unit_test(test_region),
         cmocka_unit_test(test_fit),
         cmocka_unit_test(test_adjust),
+        cmocka_unit_test(test_reason_words),
         cmocka_unit_test(test_reason_truncated),
         cmocka_unit_test(test_tenants),
-        cmocka_unit_test_setup_teardown(test_models_all, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_models_filtered, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_models_one, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_models_buffer_too_small, setup,
-                                        teardown),
     };
 
     return cmocka_run_group_tests_name("decide", tests, NULL, NULL);
 }
+

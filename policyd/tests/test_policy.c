@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "policy.h"
+#include "tailgate_protocol.h"
 #include "tg_test.h"
 
 
@@ -214,10 +215,51 @@ test_listen_path_override(void **unused)
 }
 
 
+static const tg_test_refusal  refused_listen_errors[] = {
+    { "{ 'listen': { 'path': '/tmp/"
+      "0123456789012345678901234567890123456789012345678"
+      "901234567890123456789012345678901234567890123456789"
+      "012',"
+      "'mode': 'rw', 'group': 'no-such-group-tg', 'user': 'x' },"
+      TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}",
+      4, {
+        { "listen.path", "expected a socket path of 1 to 107 bytes" },
+        { "listen.mode", "expected an octal mode string such as \"0660\"" },
+        { "listen.group", "no group named \"no-such-group-tg\"" },
+        { "listen.user", "unknown key" },
+      } },
+
+    { "{ 'listen': { 'mode': '01777' }," TG_GOOD_PROVIDERS ","
+      TG_GOOD_ROUTES "}",
+      0, {
+        { "listen.path", "missing required key" },
+        { "listen.mode", "expected an octal mode string such as \"0660\"" },
+      } },
+
+    { "{ 'listen': { 'path': '', 'mode': 660 },"
+      TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}",
+      0, {
+        { "listen.path", "expected a socket path of 1 to 107 bytes" },
+        { "listen.mode", "expected a string" },
+      } },
+
+    { "{ 'listen': '/tmp/x.sock'," TG_GOOD_PROVIDERS ","
+      TG_GOOD_ROUTES "}",
+      0, {
+        { "listen", "expected an object" },
+      } },
+
+    { "{ 'listen': { 'path': '/x', 'mode': '0800' },"
+      TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}",
+      0, {
+        { "listen.mode", "expected an octal mode string such as \"0660\"" },
+      } },
+};
+
+
 static void
 test_listen_errors(void **unused)
 {
-    tg_errors  errs;
     tg_policy  *p;
 
     (void) unused;
@@ -231,200 +273,168 @@ test_listen_errors(void **unused)
     assert_int_equal(strlen(p->listen.path), 107);
     tg_policy_free(p);
 
-    tg_test_refuse("{ 'listen': { 'path': '/tmp/"
-                   "0123456789012345678901234567890123456789012345678"
-                   "901234567890123456789012345678901234567890123456789"
-                   "012',"
-                   "'mode': 'rw', 'group': 'no-such-group-tg', 'user': 'x' },"
-                   TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}", &errs);
-    tg_test_has_error(&errs, "listen.path",
-                      "expected a socket path of 1 to 107 bytes");
-    tg_test_has_error(&errs, "listen.mode",
-                      "expected an octal mode string such as \"0660\"");
-    tg_test_has_error(&errs, "listen.group",
-                      "no group named \"no-such-group-tg\"");
-    tg_test_has_error(&errs, "listen.user", "unknown key");
-    assert_int_equal(errs.count, 4);
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{ 'listen': { 'mode': '01777' }," TG_GOOD_PROVIDERS ","
-                   TG_GOOD_ROUTES "}", &errs);
-    tg_test_has_error(&errs, "listen.path", "missing required key");
-    tg_test_has_error(&errs, "listen.mode",
-                      "expected an octal mode string such as \"0660\"");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{ 'listen': { 'path': '', 'mode': 660 },"
-                   TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}", &errs);
-    tg_test_has_error(&errs, "listen.path",
-                      "expected a socket path of 1 to 107 bytes");
-    tg_test_has_error(&errs, "listen.mode", "expected a string");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{ 'listen': '/tmp/x.sock'," TG_GOOD_PROVIDERS ","
-                   TG_GOOD_ROUTES "}", &errs);
-    tg_test_has_error(&errs, "listen", "expected an object");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{ 'listen': { 'path': '/x', 'mode': '0800' },"
-                   TG_GOOD_PROVIDERS "," TG_GOOD_ROUTES "}", &errs);
-    tg_test_has_error(&errs, "listen.mode",
-                      "expected an octal mode string such as \"0660\"");
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_listen_errors);
 }
+
+
+static const tg_test_refusal  refused_top_level_errors[] = {
+    { "{" TG_LISTEN ", 'max_frame': 1000, 'log_level': 'loud',"
+      "'provider': {}, 'routes': 3 }",
+      5, {
+        { "max_frame", "expected an integer from 65536 to 4194304" },
+        { "log_level",
+          "expected one of \"error\", "
+          "\"warn\", \"info\", \"debug\"" },
+        { "provider", "unknown key" },
+        { "providers", "missing required key" },
+        { "routes", "expected an object" },
+      } },
+
+    { "{" TG_LISTEN ", 'max_frame': 65536.5, 'providers': {},"
+      "'routes': {} }",
+      0, {
+        { "max_frame", "expected an integer from 65536 to 4194304" },
+        { "providers", "expected at least one provider" },
+        { "routes", "expected at least one route" },
+      } },
+
+    { "{" TG_LISTEN ", 'max_frame': '65536', 'providers': [],"
+      "'max_frame': 4194305 }",
+      0, {
+        { "max_frame", "duplicate key" },
+        { "max_frame", "expected an integer from 65536 to 4194304" },
+        { "providers", "expected an object" },
+        { "routes", "missing required key" },
+      } },
+
+    { "[" TG_GOOD "]",
+      1, {
+        { NULL, "expected a JSON object at the top level" },
+      } },
+};
 
 
 static void
 test_top_level_errors(void **unused)
 {
-    tg_errors  errs;
-
     (void) unused;
 
-    tg_test_refuse("{" TG_LISTEN ", 'max_frame': 1000, 'log_level': 'loud',"
-                   "'provider': {}, 'routes': 3 }", &errs);
-    tg_test_has_error(&errs, "max_frame",
-                      "expected an integer from 65536 to 4194304");
-    tg_test_has_error(&errs, "log_level", "expected one of \"error\", "
-                      "\"warn\", \"info\", \"debug\"");
-    tg_test_has_error(&errs, "provider", "unknown key");
-    tg_test_has_error(&errs, "providers", "missing required key");
-    tg_test_has_error(&errs, "routes", "expected an object");
-    assert_int_equal(errs.count, 5);
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{" TG_LISTEN ", 'max_frame': 65536.5, 'providers': {},"
-                   "'routes': {} }", &errs);
-    tg_test_has_error(&errs, "max_frame",
-                      "expected an integer from 65536 to 4194304");
-    tg_test_has_error(&errs, "providers", "expected at least one provider");
-    tg_test_has_error(&errs, "routes", "expected at least one route");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{" TG_LISTEN ", 'max_frame': '65536', 'providers': [],"
-                   "'max_frame': 4194305 }", &errs);
-    tg_test_has_error(&errs, "max_frame", "duplicate key");
-    tg_test_has_error(&errs, "max_frame",
-                      "expected an integer from 65536 to 4194304");
-    tg_test_has_error(&errs, "providers", "expected an object");
-    tg_test_has_error(&errs, "routes", "missing required key");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("[" TG_GOOD "]", &errs);
-    tg_test_has_error(&errs, NULL, "expected a JSON object at the top level");
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_top_level_errors);
 }
+
+
+static const tg_test_refusal  refused_provider_errors[] = {
+    /* the example from the brief: a typo */
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'zonee': 'local'"),
+      1, {
+        { "providers.p.zonee", "unknown key" },
+      } },
+
+    { TG_WITH_PROVIDER("'zone': 'home', 'scheme': 'ftp', "
+      "'host': 'a b', 'base_path': 'v1/',"
+      "'endpoints': ['chat', 'images', 'chat',"
+      " 7], 'models': []"),
+      9, {
+        { "providers.p.upstream", "missing required key" },
+        { "providers.p.zone",
+          "expected one of \"local\", \"private\", \"external\"" },
+        { "providers.p.scheme", "expected one of \"http\", \"https\"" },
+        { "providers.p.host",
+          "expected a host name or "
+          "address, optionally with \":port\" (at most 255 "
+          "bytes)" },
+        { "providers.p.base_path",
+          "expected \"\" or a "
+          "path that starts with \"/\", has no trailing \"/\", "
+          "no spaces, \"?\" or \"#\" (at most 256 bytes)" },
+        { "providers.p.endpoints[1]",
+          "expected one of "
+          "\"chat\", \"embeddings\", \"speech\", "
+          "\"transcriptions\", \"responses\"" },
+        { "providers.p.endpoints[2]", "duplicate \"chat\"" },
+        { "providers.p.endpoints[3]",
+          "expected one of "
+          "\"chat\", \"embeddings\", \"speech\", "
+          "\"transcriptions\", \"responses\"" },
+        { "providers.p.models",
+          "expected at least one "
+          "model (leave the key out to accept any model)" },
+      } },
+
+    { TG_WITH_PROVIDER("'upstream': 'tail gate', 'zone': 1,"
+      "'endpoints': 'chat', 'base_path': '/v1/',"
+      "'models': ['m', '', 'm'], "
+      "'zone': 'local'"),
+      0, {
+        { "providers.p.upstream",
+          "expected an upstream "
+          "name: 1 to 256 letters, digits, \"_\", \".\" or \"-\"" },
+        { "providers.p.zone", "expected a string" },
+        { "providers.p.zone", "duplicate key" },
+        { "providers.p.endpoints", "expected an array of endpoint names" },
+        { "providers.p.base_path",
+          "expected \"\" or a "
+          "path that starts with \"/\", has no trailing \"/\", "
+          "no spaces, \"?\" or \"#\" (at most 256 bytes)" },
+        { "providers.p.models[1]", "expected a model name of 1 to 256 bytes" },
+        { "providers.p.models[2]", "duplicate \"m\"" },
+      } },
+
+    { TG_WITH_PROVIDER("'upstream': 'u', 'zone': 'local', "
+      "'endpoints': []"),
+      0, {
+        { "providers.p.endpoints", "expected at least one endpoint" },
+      } },
+
+    { "{" TG_LISTEN ", 'providers': { 'p': 'x', 'bad name': {"
+      TG_MIN_PROVIDER "}, "
+      "'a12345678901234567890123456789012345678901234567890123456"
+      "789012345': {" TG_MIN_PROVIDER "} },"
+      "'routes': { 'r': { 'steps': [ { 'provider': 'p', "
+      "'model': 'm' } ] } } }",
+      3, {
+        { "providers.p", "expected an object" },
+        { "providers.bad name",
+          "provider names are 1 to "
+          "64 letters, digits, \"_\", \".\" or \"-\"" },
+        { "providers.a1234567890123456789012345678901234567"
+          "8901234567890123456789012345",
+          "provider names are 1 "
+          "to 64 letters, digits, \"_\", \".\" or \"-\"" },
+      } },
+
+    /* duplicate provider names */
+    { "{" TG_LISTEN ", 'providers': { 'p': {" TG_MIN_PROVIDER
+      "}, 'p': {" TG_MIN_PROVIDER "} }, 'routes': { 'r': { "
+      "'steps': [ { 'provider': 'p', 'model': 'm' } ] } } }",
+      1, {
+        { "providers.p", "duplicate key" },
+      } },
+
+    /* health: bounds, types, and probe settings without a probe */
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
+      "'lease_ttl_ms': 10, 'send_key': 1 }"),
+      3, {
+        { "providers.p.health.lease_ttl_ms",
+          "expected an integer from 1000 to 86400000" },
+        { "providers.p.health.send_key", "expected true or false" },
+        { "providers.p.health.url", "missing: the probe settings need a URL" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
+      "'send_key': true }"),
+      1, {
+        { "providers.p.health.url", "missing: the probe settings need a URL" },
+      } },
+};
 
 
 static void
 test_provider_errors(void **unused)
 {
-    tg_errors  errs;
-
     (void) unused;
 
-    /* the example from the brief: a typo */
-    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'zonee': 'local'"),
-                   &errs);
-    tg_test_has_error(&errs, "providers.p.zonee", "unknown key");
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
-
-    tg_test_refuse(TG_WITH_PROVIDER("'zone': 'home', 'scheme': 'ftp', "
-                                    "'host': 'a b', 'base_path': 'v1/',"
-                                    "'endpoints': ['chat', 'images', 'chat',"
-                                    " 7], 'models': []"), &errs);
-    tg_test_has_error(&errs, "providers.p.upstream", "missing required key");
-    tg_test_has_error(&errs, "providers.p.zone",
-                      "expected one of \"local\", \"private\", \"external\"");
-    tg_test_has_error(&errs, "providers.p.scheme",
-                      "expected one of \"http\", \"https\"");
-    tg_test_has_error(&errs, "providers.p.host", "expected a host name or "
-                      "address, optionally with \":port\" (at most 255 "
-                      "bytes)");
-    tg_test_has_error(&errs, "providers.p.base_path", "expected \"\" or a "
-                      "path that starts with \"/\", has no trailing \"/\", "
-                      "no spaces, \"?\" or \"#\" (at most 256 bytes)");
-    tg_test_has_error(&errs, "providers.p.endpoints[1]", "expected one of "
-                      "\"chat\", \"embeddings\", \"speech\", "
-                      "\"transcriptions\", \"responses\"");
-    tg_test_has_error(&errs, "providers.p.endpoints[2]", "duplicate \"chat\"");
-    tg_test_has_error(&errs, "providers.p.endpoints[3]", "expected one of "
-                      "\"chat\", \"embeddings\", \"speech\", "
-                      "\"transcriptions\", \"responses\"");
-    tg_test_has_error(&errs, "providers.p.models", "expected at least one "
-                      "model (leave the key out to accept any model)");
-    assert_int_equal(errs.count, 9);
-    tg_errors_free(&errs);
-
-    tg_test_refuse(TG_WITH_PROVIDER("'upstream': 'tail gate', 'zone': 1,"
-                                    "'endpoints': 'chat', 'base_path': '/v1/',"
-                                    "'models': ['m', '', 'm'], "
-                                    "'zone': 'local'"), &errs);
-    tg_test_has_error(&errs, "providers.p.upstream", "expected an upstream "
-                      "name: 1 to 256 letters, digits, \"_\", \".\" or \"-\"");
-    tg_test_has_error(&errs, "providers.p.zone", "expected a string");
-    tg_test_has_error(&errs, "providers.p.zone", "duplicate key");
-    tg_test_has_error(&errs, "providers.p.endpoints",
-                      "expected an array of endpoint names");
-    tg_test_has_error(&errs, "providers.p.base_path", "expected \"\" or a "
-                      "path that starts with \"/\", has no trailing \"/\", "
-                      "no spaces, \"?\" or \"#\" (at most 256 bytes)");
-    tg_test_has_error(&errs, "providers.p.models[1]",
-                      "expected a model name of 1 to 256 bytes");
-    tg_test_has_error(&errs, "providers.p.models[2]", "duplicate \"m\"");
-    tg_errors_free(&errs);
-
-    tg_test_refuse(TG_WITH_PROVIDER("'upstream': 'u', 'zone': 'local', "
-                                    "'endpoints': []"), &errs);
-    tg_test_has_error(&errs, "providers.p.endpoints",
-                      "expected at least one endpoint");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{" TG_LISTEN ", 'providers': { 'p': 'x', 'bad name': {"
-                   TG_MIN_PROVIDER "}, "
-                   "'a12345678901234567890123456789012345678901234567890123456"
-                   "789012345': {" TG_MIN_PROVIDER "} },"
-                   "'routes': { 'r': { 'steps': [ { 'provider': 'p', "
-                   "'model': 'm' } ] } } }", &errs);
-    tg_test_has_error(&errs, "providers.p", "expected an object");
-    tg_test_has_error(&errs, "providers.bad name", "provider names are 1 to "
-                      "64 letters, digits, \"_\", \".\" or \"-\"");
-    tg_test_has_error(&errs, "providers.a1234567890123456789012345678901234567"
-                      "8901234567890123456789012345", "provider names are 1 "
-                      "to 64 letters, digits, \"_\", \".\" or \"-\"");
-    assert_int_equal(errs.count, 3);
-    tg_errors_free(&errs);
-
-    /* duplicate provider names */
-    tg_test_refuse("{" TG_LISTEN ", 'providers': { 'p': {" TG_MIN_PROVIDER
-                   "}, 'p': {" TG_MIN_PROVIDER "} }, 'routes': { 'r': { "
-                   "'steps': [ { 'provider': 'p', 'model': 'm' } ] } } }",
-                   &errs);
-    tg_test_has_error(&errs, "providers.p", "duplicate key");
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
-
-    /* health: bounds, types, and probe settings without a probe */
-    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
-                                    "'lease_ttl_ms': 10, 'send_key': 1 }"),
-                   &errs);
-    tg_test_has_error(&errs, "providers.p.health.lease_ttl_ms",
-                      "expected an integer from 1000 to 86400000");
-    tg_test_has_error(&errs, "providers.p.health.send_key",
-                      "expected true or false");
-    tg_test_has_error(&errs, "providers.p.health.url",
-                      "missing: the probe settings need a URL");
-    assert_int_equal(errs.count, 3);
-    tg_errors_free(&errs);
-
-    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
-                                    "'send_key': true }"), &errs);
-    tg_test_has_error(&errs, "providers.p.health.url",
-                      "missing: the probe settings need a URL");
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_provider_errors);
 
     /* hosts and paths that are fine */
     tg_policy_free(tg_test_policy(TG_WITH_PROVIDER(
@@ -432,6 +442,28 @@ test_provider_errors(void **unused)
     tg_policy_free(tg_test_policy(TG_WITH_PROVIDER(
         TG_MIN_PROVIDER ", 'host': 'my-host.example_1.com:443'")));
 }
+
+
+static const tg_test_refusal  refused_api_key[] = {
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'api_key': 42"),
+      0, {
+        { "providers.p.api_key", "expected a string" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER
+      ", 'api_key': '${EMPTY_KEY}'"),
+      0, {
+        { "providers.p.api_key", "environment variable EMPTY_KEY is empty" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER
+      ", 'api_key': '${CONTROL_KEY}'"),
+      0, {
+        { "providers.p.api_key",
+          "environment variable "
+          "CONTROL_KEY contains control characters" },
+      } },
+};
 
 
 static void
@@ -468,109 +500,89 @@ test_api_key(void **unused)
         tg_errors_free(&errs);
     }
 
-    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'api_key': 42"), &errs);
-    tg_test_has_error(&errs, "providers.p.api_key", "expected a string");
-    tg_errors_free(&errs);
-
-    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER
-                                    ", 'api_key': '${EMPTY_KEY}'"), &errs);
-    tg_test_has_error(&errs, "providers.p.api_key",
-                      "environment variable EMPTY_KEY is empty");
-    tg_errors_free(&errs);
-
-    tg_test_refuse(TG_WITH_PROVIDER(TG_MIN_PROVIDER
-                                    ", 'api_key': '${CONTROL_KEY}'"), &errs);
-    tg_test_has_error(&errs, "providers.p.api_key", "environment variable "
-                      "CONTROL_KEY contains control characters");
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_api_key);
 }
+
+
+static const tg_test_refusal  refused_missing_env_vars_all_reported[] = {
+    { "{" TG_LISTEN ", 'providers': {"
+      "'a': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_A}' },"
+      "'b': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_B}' },"
+      "'c': {" TG_MIN_PROVIDER ", 'api_key': '${DEEPSEEK_API_KEY}'"
+      " },"
+      "'d': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_A}' } },"
+      "'routes': { 'r': { 'steps': [ { 'provider': 'a', "
+      "'model': 'm' } ] } } }",
+      3, {
+        { "providers.a.api_key", "environment variable MISSING_A is not set" },
+        { "providers.b.api_key", "environment variable MISSING_B is not set" },
+        { "providers.d.api_key", "environment variable MISSING_A is not set" },
+      } },
+};
 
 
 static void
 test_missing_env_vars_all_reported(void **unused)
 {
-    tg_errors  errs;
-
     (void) unused;
 
-    tg_test_refuse("{" TG_LISTEN ", 'providers': {"
-                   "'a': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_A}' },"
-                   "'b': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_B}' },"
-                   "'c': {" TG_MIN_PROVIDER ", 'api_key': '${DEEPSEEK_API_KEY}'"
-                   " },"
-                   "'d': {" TG_MIN_PROVIDER ", 'api_key': '${MISSING_A}' } },"
-                   "'routes': { 'r': { 'steps': [ { 'provider': 'a', "
-                   "'model': 'm' } ] } } }", &errs);
-
-    tg_test_has_error(&errs, "providers.a.api_key",
-                      "environment variable MISSING_A is not set");
-    tg_test_has_error(&errs, "providers.b.api_key",
-                      "environment variable MISSING_B is not set");
-    tg_test_has_error(&errs, "providers.d.api_key",
-                      "environment variable MISSING_A is not set");
-    assert_int_equal(errs.count, 3);
-
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_missing_env_vars_all_reported);
 }
+
+
+static const tg_test_refusal  refused_route_errors[] = {
+    { "{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+      "'smart': { 'steps': ["
+      "  { 'provider': 'deepseek', 'model': 'deepseek-chat' },"
+      "  { 'provider': 'openai', 'model': 'gpt-4o' },"
+      "  { 'provider': 'local', 'model': 'llama3' },"
+      "  { 'provider': 'local' },"
+      "  { 'model': 'x', 'weight': 2 },"
+      "  'local',"
+      "  { 'provider': 7, 'model': '' } ] },"
+      "'none': { 'steps': [] },"
+      "'obj': { 'steps': {} },"
+      "'nosteps': { 'fallback': true },"
+      "'str': 'qwen' } }",
+      13, {
+        { "routes.smart.steps[1].provider", "no provider named \"openai\"" },
+        { "routes.smart.steps[2].model",
+          "\"llama3\" is not in providers.local.models" },
+        { "routes.smart.steps[3].model", "missing required key" },
+        { "routes.smart.steps[4].provider", "missing required key" },
+        { "routes.smart.steps[4].weight", "unknown key" },
+        { "routes.smart.steps[5]",
+          "expected an object with \"provider\" and \"model\"" },
+        { "routes.smart.steps[6].provider", "expected a string" },
+        { "routes.smart.steps[6].model",
+          "expected a model name of 1 to 256 bytes" },
+        { "routes.none.steps", "expected at least one step" },
+        { "routes.obj.steps", "expected an array of steps" },
+        { "routes.nosteps.fallback",
+          "expected an object with \"on\", \"outcomes\" and "
+          "\"max_attempts\"" },
+        { "routes.nosteps.steps", "missing required key" },
+        { "routes.str", "expected an object" },
+      } },
+
+    /* duplicate route names */
+    { "{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+      "'qwen': { 'steps': [ { 'provider': 'local', "
+      "'model': 'nomic-embed-text' } ] },"
+      "'qwen': { 'steps': [ { 'provider': 'local', "
+      "'model': 'nomic-embed-text' } ] } } }",
+      1, {
+        { "routes.qwen", "duplicate key" },
+      } },
+};
 
 
 static void
 test_route_errors(void **unused)
 {
-    tg_errors  errs;
-
     (void) unused;
 
-    tg_test_refuse("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
-                   "'smart': { 'steps': ["
-                   "  { 'provider': 'deepseek', 'model': 'deepseek-chat' },"
-                   "  { 'provider': 'openai', 'model': 'gpt-4o' },"
-                   "  { 'provider': 'local', 'model': 'llama3' },"
-                   "  { 'provider': 'local' },"
-                   "  { 'model': 'x', 'weight': 2 },"
-                   "  'local',"
-                   "  { 'provider': 7, 'model': '' } ] },"
-                   "'none': { 'steps': [] },"
-                   "'obj': { 'steps': {} },"
-                   "'nosteps': { 'fallback': true },"
-                   "'str': 'qwen' } }", &errs);
-
-    tg_test_has_error(&errs, "routes.smart.steps[1].provider",
-                      "no provider named \"openai\"");
-    tg_test_has_error(&errs, "routes.smart.steps[2].model",
-                      "\"llama3\" is not in providers.local.models");
-    tg_test_has_error(&errs, "routes.smart.steps[3].model",
-                      "missing required key");
-    tg_test_has_error(&errs, "routes.smart.steps[4].provider",
-                      "missing required key");
-    tg_test_has_error(&errs, "routes.smart.steps[4].weight", "unknown key");
-    tg_test_has_error(&errs, "routes.smart.steps[5]",
-                      "expected an object with \"provider\" and \"model\"");
-    tg_test_has_error(&errs, "routes.smart.steps[6].provider",
-                      "expected a string");
-    tg_test_has_error(&errs, "routes.smart.steps[6].model",
-                      "expected a model name of 1 to 256 bytes");
-    tg_test_has_error(&errs, "routes.none.steps",
-                      "expected at least one step");
-    tg_test_has_error(&errs, "routes.obj.steps",
-                      "expected an array of steps");
-    tg_test_has_error(&errs, "routes.nosteps.fallback",
-                      "expected an object with \"on\", \"outcomes\" and "
-                      "\"max_attempts\"");
-    tg_test_has_error(&errs, "routes.nosteps.steps", "missing required key");
-    tg_test_has_error(&errs, "routes.str", "expected an object");
-    assert_int_equal(errs.count, 13);
-    tg_errors_free(&errs);
-
-    /* duplicate route names */
-    tg_test_refuse("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
-                   "'qwen': { 'steps': [ { 'provider': 'local', "
-                   "'model': 'nomic-embed-text' } ] },"
-                   "'qwen': { 'steps': [ { 'provider': 'local', "
-                   "'model': 'nomic-embed-text' } ] } } }", &errs);
-    tg_test_has_error(&errs, "routes.qwen", "duplicate key");
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_route_errors);
 }
 
 
@@ -682,10 +694,73 @@ test_fit_and_fallback(void **unused)
 
 /* a step's request edits */
 
+static const tg_test_refusal  refused_adjust_errors[] = {
+    { "{" TG_LISTEN ", 'providers': {"
+      "  'l': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'] } },"
+      "'routes': {"
+      "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+      "    { 'when': 'sometimes', 'drop': ['Model', 'a..b', 'a.b.c', '',"
+      "                                     'stream.x', 7, 'x y'] },"
+      "    { 'set': { 'model': 'gpt', 'ok': 1 }, 'why': 1 },"
+      "    { },"
+      "    { 'drop': [], 'set': [] } ] } ] },"
+      "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+      "    { 'when': 'tools', 'drop': ['response_format'] },"
+      "    { 'when': 'stream', 'set': { 'response_format.type': 'x' } }"
+      "    ] } ] },"
+      "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
+      "    { 'set': { 'x.a': 1, 'x.b': 2 }, 'drop': ['x.c'] },"
+      "    { 'set': { 'x.a': 3 } } ] } ] },"
+      "  'd': { 'steps': [ { 'provider': 'l', 'model': 'm',"
+      "                      'adjust': {} } ] } } }",
+      16, {
+        { "routes.a.steps[0].adjust[0].when",
+          "expected one of \"always\", \"tools\", \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[0]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[1]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[2]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[3]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[4]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[5]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[0].drop[6]",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[1].set.model",
+          "expected a key or \"key.member\" of letters, digits, "
+          "\"_\" and \"-\", not \"model\" or \"stream\"" },
+        { "routes.a.steps[0].adjust[1].why", "unknown key" },
+        { "routes.a.steps[0].adjust[2]", "expected \"drop\" or \"set\"" },
+        { "routes.a.steps[0].adjust[3].drop",
+          "expected a non-empty array of keys" },
+        { "routes.a.steps[0].adjust[3].set",
+          "expected a non-empty object of key: value" },
+        { "routes.b.steps[0].adjust",
+          "\"response_format\" and \"response_format.type\" edit "
+          "the same key" },
+        { "routes.c.steps[0].adjust",
+          "\"x.a\" and \"x.a\" edit the same key" },
+        { "routes.d.steps[0].adjust",
+          "expected a non-empty array of { \"when\", \"drop\", "
+          "\"set\" } rules" },
+      } },
+};
+
+
 static void
 test_adjust_errors(void **unused)
 {
-    tg_errors   errs;
     tg_policy  *p;
 
     (void) unused;
@@ -708,76 +783,36 @@ test_adjust_errors(void **unused)
                         p->routes[0].steps[0].adjust[0]);
     tg_policy_free(p);
 
-    tg_test_refuse("{" TG_LISTEN ", 'providers': {"
-        "  'l': { 'upstream': 'u', 'zone': 'local', 'endpoints': ['chat'] } },"
-        "'routes': {"
-        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
-        "    { 'when': 'sometimes', 'drop': ['Model', 'a..b', 'a.b.c', '',"
-        "                                     'stream.x', 7, 'x y'] },"
-        "    { 'set': { 'model': 'gpt', 'ok': 1 }, 'why': 1 },"
-        "    { },"
-        "    { 'drop': [], 'set': [] } ] } ] },"
-        "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
-        "    { 'when': 'tools', 'drop': ['response_format'] },"
-        "    { 'when': 'stream', 'set': { 'response_format.type': 'x' } }"
-        "    ] } ] },"
-        "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm', 'adjust': ["
-        "    { 'set': { 'x.a': 1, 'x.b': 2 }, 'drop': ['x.c'] },"
-        "    { 'set': { 'x.a': 3 } } ] } ] },"
-        "  'd': { 'steps': [ { 'provider': 'l', 'model': 'm',"
-        "                      'adjust': {} } ] } } }", &errs);
-
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].when",
-                      "expected one of \"always\", \"tools\", \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[0]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[1]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[2]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[3]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[4]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[5]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[0].drop[6]",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[1].set.model",
-                      "expected a key or \"key.member\" of letters, digits, "
-                      "\"_\" and \"-\", not \"model\" or \"stream\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[1].why",
-                      "unknown key");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[2]",
-                      "expected \"drop\" or \"set\"");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[3].drop",
-                      "expected a non-empty array of keys");
-    tg_test_has_error(&errs, "routes.a.steps[0].adjust[3].set",
-                      "expected a non-empty object of key: value");
-    tg_test_has_error(&errs, "routes.b.steps[0].adjust",
-                      "\"response_format\" and \"response_format.type\" edit "
-                      "the same key");
-    tg_test_has_error(&errs, "routes.c.steps[0].adjust",
-                      "\"x.a\" and \"x.a\" edit the same key");
-    tg_test_has_error(&errs, "routes.d.steps[0].adjust",
-                      "expected a non-empty array of { \"when\", \"drop\", "
-                      "\"set\" } rules");
-    assert_int_equal(errs.count, 16);
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_adjust_errors);
 }
+
+
+static const tg_test_refusal  refused_route_tenants[] = {
+    { "{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
+      "'empty': { 'tenants': [],"
+      "  'steps': [ { 'provider': 'local',"
+      "               'model': 'qwen2.5-7b-instruct' } ] },"
+      "'bad': { 'tenants': ['ok', 'not ok', 7],"
+      "  'steps': [ { 'provider': 'local',"
+      "               'model': 'qwen2.5-7b-instruct' } ] }"
+      "} }",
+      0, {
+        { "routes.empty.tenants",
+          "expected a non-empty array of tenant names (leave the "
+          "key out for every tenant)" },
+        { "routes.bad.tenants[1]",
+          "expected a tenant name of 1 to 64 letters, digits and "
+          "\"_-.@:\"" },
+        { "routes.bad.tenants[2]",
+          "expected a tenant name of 1 to 64 letters, digits and "
+          "\"_-.@:\"" },
+      } },
+};
 
 
 static void
 test_route_tenants(void **unused)
 {
-    tg_errors   errs;
     tg_policy  *p;
 
     (void) unused;
@@ -790,25 +825,7 @@ test_route_tenants(void **unused)
     assert_string_equal(p->routes[0].tenants[1], "globex.eu");
     tg_policy_free(p);
 
-    tg_test_refuse("{" TG_LISTEN "," TG_GOOD_PROVIDERS ", 'routes': {"
-                   "'empty': { 'tenants': [],"
-                   "  'steps': [ { 'provider': 'local',"
-                   "               'model': 'qwen2.5-7b-instruct' } ] },"
-                   "'bad': { 'tenants': ['ok', 'not ok', 7],"
-                   "  'steps': [ { 'provider': 'local',"
-                   "               'model': 'qwen2.5-7b-instruct' } ] }"
-                   "} }", &errs);
-
-    tg_test_has_error(&errs, "routes.empty.tenants",
-                      "expected a non-empty array of tenant names (leave the "
-                      "key out for every tenant)");
-    tg_test_has_error(&errs, "routes.bad.tenants[1]",
-                      "expected a tenant name of 1 to 64 letters, digits and "
-                      "\"_-.@:\"");
-    tg_test_has_error(&errs, "routes.bad.tenants[2]",
-                      "expected a tenant name of 1 to 64 letters, digits and "
-                      "\"_-.@:\"");
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_route_tenants);
 }
 
 
@@ -957,34 +974,38 @@ test_strip_comments(void **unused)
 }
 
 
+static const tg_test_refusal  refused_syntax_errors[] = {
+    { "{\n  'listen': {},\n  'providers': { 'x': }\n}",
+      1, {
+        { "line 3, column 23", "invalid JSON" },
+      } },
+
+    { "{\n /* open",
+      0, {
+        { "line 2, column 2", "unterminated /* comment" },
+      } },
+
+    { "",
+      0, {
+        { "line 1, column 1", "invalid JSON: unexpected end of file" },
+      } },
+
+    { "{} {}",
+      0, {
+        { "line 1, column 4", "invalid JSON" },
+      } },
+
+    { "{'a': 1,}",
+      1, { } },
+};
+
+
 static void
 test_syntax_errors(void **unused)
 {
-    tg_errors  errs;
-
     (void) unused;
 
-    tg_test_refuse("{\n  'listen': {},\n  'providers': { 'x': }\n}", &errs);
-    tg_test_has_error(&errs, "line 3, column 23", "invalid JSON");
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{\n /* open", &errs);
-    tg_test_has_error(&errs, "line 2, column 2", "unterminated /* comment");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("", &errs);
-    tg_test_has_error(&errs, "line 1, column 1",
-                      "invalid JSON: unexpected end of file");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{} {}", &errs);
-    tg_test_has_error(&errs, "line 1, column 4", "invalid JSON");
-    tg_errors_free(&errs);
-
-    tg_test_refuse("{'a': 1,}", &errs);
-    assert_int_equal(errs.count, 1);
-    tg_errors_free(&errs);
+    TG_TEST_REFUSALS(refused_syntax_errors);
 }
 
 
@@ -1091,6 +1112,20 @@ test_endpoint_and_zone_names(void **unused)
     assert_string_equal(tg_endpoint_suffix(TG_EP_TRANSCRIPTIONS),
                         "/audio/transcriptions");
     assert_string_equal(tg_zone_name(TG_ZONE_PRIVATE), "private");
+    assert_int_equal(tg_zone_parse("external"), TG_ZONE_EXTERNAL);
+    assert_int_equal(tg_zone_parse("extern"), TG_ZONE_COUNT);
+
+    assert_string_equal(tg_fallback_class_name(TG_FALLBACK_5XX), "5xx");
+    assert_null(tg_fallback_class_name(0x10));
+    assert_int_equal(tg_fallback_class_parse("429"), TG_FALLBACK_429);
+    assert_int_equal(tg_fallback_class_parse("4xx"), 0);
+
+    assert_string_equal(tg_endpoint_list, "\"chat\", \"embeddings\", "
+                        "\"speech\", \"transcriptions\", \"responses\"");
+    assert_string_equal(tg_zone_list,
+                        "\"local\", \"private\", \"external\"");
+    assert_string_equal(tg_fallback_class_list, "\"connect_error\", "
+                        "\"timeout\", \"5xx\", \"429\"");
 }
 
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "state.h"
+#include "tailgate_protocol.h"
 #include "tg_test.h"
 
 
@@ -392,6 +393,20 @@ test_outcomes(void **unused)
     assert_int_equal(tg_outcome_parse("o", 1), TG_OUTCOME_UNKNOWN);
     assert_int_equal(tg_outcome_parse("", 0), TG_OUTCOME_UNKNOWN);
     assert_string_equal(tg_outcome_name(TG_OUTCOME_COUNT), "unknown");
+
+    /* the failures a route's fallback may follow, by their class */
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_CONNECT_ERROR),
+                     TG_FALLBACK_CONNECT_ERROR);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_TIMEOUT),
+                     TG_FALLBACK_TIMEOUT);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_SERVER_ERROR),
+                     TG_FALLBACK_5XX);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_RATE_LIMITED),
+                     TG_FALLBACK_429);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_OK), 0);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_STREAM_BROKEN), 0);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_UNKNOWN), 0);
+    assert_int_equal(tg_outcome_fallback(TG_OUTCOME_COUNT), 0);
 }
 
 

@@ -153,6 +153,29 @@ tg_test_has_error(const tg_errors *errs, const char *path,
 }
 
 
+void
+tg_test_refusals(const tg_test_refusal *rows, size_t n)
+{
+    size_t     i, k;
+    tg_errors  errs;
+
+    for (i = 0; i < n; i++) {
+        tg_test_refuse(rows[i].policy, &errs);
+
+        for (k = 0; k < TG_TEST_ERRORS_MAX && rows[i].errors[k].message != NULL; k++) {
+            tg_test_has_error(&errs, rows[i].errors[k].path,
+                              rows[i].errors[k].message);
+        }
+
+        if (rows[i].count != 0) {
+            assert_int_equal(errs.count, rows[i].count);
+        }
+
+        tg_errors_free(&errs);
+    }
+}
+
+
 char *
 tg_test_write_file(const void *content, size_t len)
 {

@@ -34,6 +34,27 @@ void tg_test_refuse(const char *text, tg_errors *errs);
 void tg_test_has_error(const tg_errors *errs, const char *path,
     const char *message);
 
+/* a policy that must be refused, and errors it must have */
+#define TG_TEST_ERRORS_MAX  16
+
+typedef struct {
+    const char  *path;                  /* NULL: of the file itself */
+    const char  *message;
+} tg_test_error;
+
+typedef struct {
+    const char     *policy;             /* as for tg_test_refuse() */
+    size_t          count;              /* errors in all; 0: not checked */
+    tg_test_error   errors[TG_TEST_ERRORS_MAX];     /* to a NULL message */
+} tg_test_refusal;
+
+/* tg_test_refuse() and tg_test_has_error() for every row, in order. */
+void tg_test_refusals(const tg_test_refusal *rows, size_t n);
+
+#define TG_TEST_REFUSALS(rows)                                                \
+    tg_test_refusals(rows, sizeof(rows) / sizeof(rows[0]))
+
+
 /* Writes content to a new temporary file; returns its malloc'd name. */
 char *tg_test_write_file(const void *content, size_t len);
 

@@ -1,0 +1,314 @@
+/*
+ * A DECIDE answered: the facts read from its frame, the decision, the
+ * lease it takes, counted and logged, and the DECISION frame.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "answer.h"
+#include "log.h"
+
+
+static void tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease);
+static int tg_strv_push(tg_strv *v, const tg_field *f);
+
+
+int
+tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
+    tg_facts *facts, bool *has_endpoint)
+{
+    int             rc;
+    uint8_t         u8;
+    tg_str         *s;
+    tg_field        f;
+    tg_server      *srv = c->srv;
+    tg_field_iter   it;
+
+    memset(facts, 0, sizeof(*facts));
+    facts->endpoint = TG_EP_NONE;
+    *has_endpoint = false;
+
+    srv->tags.n = 0;
+    srv->allow.n = 0;
+    srv->exclude.n = 0;
+
+    tg_fields_init(&it, frame, h);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        s = NULL;
+
+        switch (f.key) {
+
+        case TG_F_ENDPOINT:
+            *has_endpoint = true;
+            facts->endpoint = tg_endpoint_parse((const char *) f.value,
+                                                f.len);
+            break;
+
+        case TG_F_MODEL:
+            s = &facts->model;
+            break;
+
+        case TG_F_CLIENT:
+            s = &facts->client;
+            break;
+
+        case TG_F_TENANT:
+            s = &facts->tenant;
+            break;
+
+        case TG_F_TAG:
+        case TG_F_ALLOW_ROUTE:
+        case TG_F_EXCLUDE:
+            if (tg_strv_push(f.key == TG_F_TAG ? &srv->tags
+                             : f.key == TG_F_ALLOW_ROUTE ? &srv->allow
+                             : &srv->exclude, &f) != 0)
+            {
+                tg_conn_error(c, h->id, TG_ERR_INTERNAL, false,
+                              "out of memory");
+                return -1;
+            }
+            break;
+
+        case TG_F_STREAM:
+        case TG_F_TOOLS:
+        case TG_F_DRY_RUN:
+            if (tg_field_u8(&f, &u8) != 0) {
+                tg_conn_malformed(c, h, f.key == TG_F_STREAM
+                                        ? "stream is not a u8"
+                                        : f.key == TG_F_TOOLS
+                                        ? "tools is not a u8"
+                                        : "dry_run is not a u8");
+                return -1;
+            }
+
+            if (f.key == TG_F_STREAM) {
+                facts->stream = u8 != 0;
+            } else if (f.key == TG_F_TOOLS) {
+                facts->tools = u8 != 0;
+            } else {
+                facts->dry_run = u8 != 0;
+            }
+            break;
+
+        case TG_F_BODY_BYTES:
+            if (tg_field_u32(&f, &facts->body_bytes) != 0) {
+                tg_conn_malformed(c, h, "body_bytes is not a u32");
+                return -1;
+            }
+            break;
+
+        case TG_F_ATTEMPT:
+            if (tg_field_u32(&f, &facts->attempt) != 0) {
+                tg_conn_malformed(c, h, "attempt is not a u32");
+                return -1;
+            }
+            break;
+
+        case TG_F_PROMPT_ESTIMATE:
+            if (tg_field_u32(&f, &facts->prompt_estimate) != 0) {
+                tg_conn_malformed(c, h, "prompt_estimate is not a u32");
+                return -1;
+            }
+            break;
+        }
+
+        if (s != NULL) {
+            s->data = (const char *) f.value;
+            s->len = f.len;
+        }
+    }
+
+    if (rc < 0) {
+        tg_conn_malformed(c, h, "a field runs past the end of the frame");
+        return -1;
+    }
+
+    facts->tags = srv->tags.items;
+    facts->ntags = srv->tags.n;
+    facts->allow = srv->allow.items;
+    facts->nallow = srv->allow.n;
+    facts->exclude = srv->exclude.items;
+    facts->nexclude = srv->exclude.n;
+
+    return 0;
+}
+
+
+static int
+tg_strv_push(tg_strv *v, const tg_field *f)
+{
+    size_t   cap;
+    tg_str  *items;
+
+    if (v->n == v->cap) {
+        cap = v->cap ? v->cap * 2 : 16;
+
+        items = realloc(v->items, cap * sizeof(tg_str));
+        if (items == NULL) {
+            return -1;
+        }
+
+        v->items = items;
+        v->cap = cap;
+    }
+
+    v->items[v->n].data = (const char *) f->value;
+    v->items[v->n].len = f->len;
+    v->n++;
+
+    return 0;
+}
+
+
+int
+tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
+    tg_decision *d)
+{
+    uint32_t     lease;
+    tg_server   *srv = c->srv;
+
+    tg_decide(srv->policy, facts, srv->state, d);
+
+    /* "policyd explain" asks like a worker, but changes nothing, gets no key */
+
+    if (facts->dry_run) {
+        d->authorization = "";
+        tg_send_decision(c, id, d, 0);
+        return 0;
+    }
+
+    if (d->status == TG_DECISION_QUEUE) {
+        return 1;
+    }
+
+    lease = 0;
+
+    if (d->status == 200
+        && tg_state_lease_acquire(srv->state, d->provider->index, c->id,
+                                  tg_now_ms(srv), &lease) != 0)
+    {
+        tg_conn_error(c, id, TG_ERR_INTERNAL, false, "cannot grant a lease");
+        return 0;
+    }
+
+    tg_state_count_decision(srv->state, d->status,
+                            d->status == 200 ? d->provider->index : SIZE_MAX,
+                            d->route != NULL ? d->route->name : NULL);
+
+    if (d->status == 200) {
+        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s attempt %u: "
+                     "provider %s upstream %s path %s model %s lease %u "
+                     "(%s)", (unsigned long long) c->id, id,
+                     tg_log_len(facts->model.len), facts->model.data,
+                     tg_endpoint_name(facts->endpoint), facts->attempt,
+                     d->provider->name, d->upstream, d->path,
+                     d->provider_model, lease, d->reason);
+
+    } else if (d->status == 503 || d->status == 429) {
+        tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+                    (unsigned long long) c->id, id,
+                    tg_log_len(facts->model.len), facts->model.data,
+                    tg_endpoint_name(facts->endpoint), d->status,
+                    d->error_code, d->reason);
+    } else {
+        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+                     (unsigned long long) c->id, id,
+                     tg_log_len(facts->model.len), facts->model.data,
+                     tg_endpoint_name(facts->endpoint), d->status,
+                     d->error_code, d->reason);
+    }
+
+    tg_send_decision(c, id, d, lease);
+
+    return 0;
+}
+
+
+static void
+tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease)
+{
+    long        len;
+    tg_builder  b;
+
+    tg_builder_start(c, &b, TG_MSG_DECISION, id);
+
+    /* only explain hears of waiting: as 202, with the provider and time */
+
+    if (d->status == TG_DECISION_QUEUE) {
+        tg_build_u32(&b, TG_F_STATUS, 202);
+        tg_build_cstr(&b, TG_F_PROVIDER, d->provider->name);
+        tg_build_cstr(&b, TG_F_ROUTE, d->route->name);
+        tg_build_u32(&b, TG_F_WAIT_MS, d->queue_wait_ms);
+
+    } else {
+        tg_build_u32(&b, TG_F_STATUS, d->status);
+    }
+
+    if (d->status == 200) {
+        tg_build_cstr(&b, TG_F_PROVIDER, d->provider->name);
+        tg_build_cstr(&b, TG_F_ROUTE, d->route->name);
+        tg_build_cstr(&b, TG_F_UPSTREAM, d->upstream);
+        tg_build_cstr(&b, TG_F_SCHEME, d->scheme);
+        tg_build_cstr(&b, TG_F_HOST, d->host);
+        tg_build_cstr(&b, TG_F_PATH, d->path);
+        tg_build_cstr(&b, TG_F_PROVIDER_MODEL, d->provider_model);
+        tg_build_cstr(&b, TG_F_ZONE, d->zone);
+
+        if (d->authorization[0] != '\0') {
+            tg_build_cstr(&b, TG_F_AUTHORIZATION, d->authorization);
+        }
+
+        if (d->fallback != 0) {
+            tg_build_u32(&b, TG_F_FALLBACK, d->fallback);
+        }
+
+        if (d->adjust[0] != '\0') {
+            tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
+        }
+
+        if (lease != 0) {
+            tg_build_u32(&b, TG_F_LEASE, lease);
+
+        } else if (d->cache_ms != 0) {
+            tg_build_u32(&b, TG_F_CACHE_MS, d->cache_ms);
+
+            if (d->cache_max_bytes != 0) {
+                tg_build_u32(&b, TG_F_CACHE_MAX_BYTES, d->cache_max_bytes);
+            }
+        }
+
+    } else if (d->status != TG_DECISION_QUEUE) {
+        tg_build_cstr(&b, TG_F_ERROR_TYPE, d->error_type);
+        tg_build_cstr(&b, TG_F_ERROR_CODE, d->error_code);
+        tg_build_cstr(&b, TG_F_ERROR_MESSAGE, d->message);
+
+        if (d->retry_after != 0) {
+            tg_build_u32(&b, TG_F_RETRY_AFTER, d->retry_after);
+        }
+
+        if (d->route != NULL) {
+            tg_build_cstr(&b, TG_F_ROUTE, d->route->name);
+        }
+    }
+
+    if (d->reason[0] != '\0') {
+        tg_build_cstr(&b, TG_F_REASON, d->reason);
+    }
+
+    len = tg_build_end(&b);
+
+    if (len < 0) {
+        /* only with absurdly long names; the lease must not leak */
+        tg_state_lease_release(c->srv->state, lease);
+        tg_conn_error(c, id, TG_ERR_INTERNAL, false,
+                      "the decision does not fit in a frame");
+        return;
+    }
+
+    tg_conn_send(c, c->srv->out, (size_t) len);
+}

@@ -1,0 +1,727 @@
+/*
+ * "routes": { "name": { "steps", "fallback", "queue", "tenants" } }: the
+ * names clients ask for as their model, and the providers tried for each,
+ * in order, with the edits each step makes to the request.
+ */
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "policy_json.h"
+#include "tailgate_protocol.h"
+
+
+static void tg_load_route(tg_loader *ld, void *child, size_t i,
+    const char *name, const cJSON *item, const char *path);
+static void tg_load_route_tenants(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+static void tg_load_route_fallback(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+static void tg_load_route_queue(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
+    const cJSON *item, const char *path);
+static void tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
+    const char *path);
+static bool tg_route_name_ok(const char *name, size_t len);
+static const char *tg_route_name_of(const void *child, size_t *len);
+
+
+static const char *const  tg_queue_keys[] = {
+    "max_length", "max_wait_ms", NULL
+};
+
+static const char *const  tg_route_keys[] = {
+    "steps", "tenants", "fallback", "queue", NULL
+};
+
+static const char *const  tg_fallback_keys[] = {
+    "on", "outcomes", "max_attempts", NULL
+};
+
+static const char *const  tg_step_keys[] = {
+    "provider", "model", "adjust", NULL
+};
+
+static const char *const  tg_adjust_keys[] = { "when", "drop", "set", NULL };
+
+
+static const tg_named_kind  tg_routes = {
+    "routes", "expected at least one route", tg_route_name_ok,
+    "route names are 1 to " TG_STR(TG_ROUTE_NAME_MAX) " bytes without "
+    "control characters",
+    sizeof(tg_route), tg_load_route, tg_route_name_of
+};
+
+
+void
+tg_load_routes(tg_loader *ld, const cJSON *root)
+{
+    tg_policy  *p = ld->p;
+
+    p->routes = tg_load_named(ld, root, &tg_routes, &p->nroutes,
+                              &p->route_table, &p->route_mask);
+}
+
+
+static void
+tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
+    const cJSON *item, const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], step_path[TG_PATH_LEN];
+    tg_route     *rt = child;
+    const cJSON  *steps, *c;
+
+    rt->index = i;
+    rt->name = tg_copy(ld, name);
+    rt->name_len = strlen(name);
+
+    if (rt->name == NULL) {
+        return;
+    }
+
+    if (!cJSON_IsObject(item)) {
+        tg_load_error(ld, path, "expected an object");
+        return;
+    }
+
+    tg_check_keys(ld, item, path, tg_route_keys);
+
+    tg_load_route_tenants(ld, rt, item, path);
+    tg_load_route_fallback(ld, rt, item, path);
+    tg_load_route_queue(ld, rt, item, path);
+
+    tg_key_path(path_buf, path, "steps");
+
+    steps = tg_member(item, "steps");
+
+    if (steps == NULL) {
+        tg_load_error(ld, path_buf, "missing required key");
+        return;
+    }
+
+    if (!cJSON_IsArray(steps)) {
+        tg_load_error(ld, path_buf, "expected an array of steps");
+        return;
+    }
+
+    n = cJSON_GetArraySize(steps);
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected at least one step");
+        return;
+    }
+
+    rt->steps = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(tg_step));
+    if (rt->steps == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    memset(rt->steps, 0, (size_t) n * sizeof(tg_step));
+
+    for (c = steps->child; c != NULL; c = c->next, rt->nsteps++) {
+        tg_index_path(step_path, path_buf, rt->nsteps);
+        tg_load_step(ld, rt, &rt->steps[rt->nsteps], c, step_path);
+    }
+}
+
+
+/*
+ * "fallback": { "on": "errors", "outcomes": [...], "max_attempts": 3 }.
+ * Absent: "never".  A route falls back only when it says so.
+ */
+
+static void
+tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], sub[TG_PATH_LEN];
+    size_t        i;
+    uint32_t      max;
+    unsigned      bit;
+    const char   *on;
+    const cJSON  *fb, *v, *c;
+
+    rt->fallback_on = 0;
+    rt->fallback_outcomes = 0;
+    rt->max_attempts = 1;
+
+    fb = tg_member(item, "fallback");
+
+    if (fb == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "fallback");
+
+    if (!cJSON_IsObject(fb)) {
+        tg_load_error(ld, path_buf, "expected an object with \"on\", "
+                      "\"outcomes\" and \"max_attempts\"");
+        return;
+    }
+
+    tg_check_keys(ld, fb, path_buf, tg_fallback_keys);
+
+    if (tg_member_string(ld, fb, "on", path_buf, true, &on) == 1) {
+        if (strcmp(on, "never") == 0) {
+            rt->fallback_on = 0;
+
+        } else if (strcmp(on, "errors") == 0) {
+            rt->fallback_on = TG_FALLBACK_ON_ERRORS;
+
+        } else if (strcmp(on, "busy") == 0) {
+            rt->fallback_on = TG_FALLBACK_ON_BUSY;
+
+        } else if (strcmp(on, "both") == 0) {
+            rt->fallback_on = TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY;
+
+        } else {
+            tg_key_path(sub, path_buf, "on");
+            tg_load_error(ld, sub, "expected one of \"never\", \"errors\", "
+                          "\"busy\", \"both\"");
+        }
+    }
+
+    /* every failure counts unless the route names some */
+
+#define TG_X(bit, name)  | bit
+    rt->fallback_outcomes = 0 TG_FALLBACK_CLASSES(TG_X);
+#undef TG_X
+
+    tg_key_path(sub, path_buf, "outcomes");
+
+    v = tg_member(fb, "outcomes");
+
+    if (v != NULL) {
+        n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+        if (n == 0) {
+            tg_load_error(ld, sub, "expected a non-empty array of %s",
+                          tg_fallback_class_list);
+        } else {
+            rt->fallback_outcomes = 0;
+
+            i = 0;
+            for (c = v->child; c != NULL; c = c->next, i++) {
+                bit = cJSON_IsString(c)
+                      ? tg_fallback_class_parse(c->valuestring) : 0;
+
+                if (bit == 0) {
+                    char  item_path[TG_PATH_LEN];
+
+                    tg_index_path(item_path, sub, i);
+                    tg_load_error(ld, item_path, "expected one of %s",
+                                  tg_fallback_class_list);
+                    continue;
+                }
+
+                rt->fallback_outcomes |= bit;
+            }
+        }
+    }
+
+    /* every step once, unless the route says fewer */
+
+    v = tg_member(item, "steps");
+    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
+    max = n > 0 ? (uint32_t) n : 1;
+
+    if (tg_member_uint(ld, fb, "max_attempts", path_buf, 1, TG_ATTEMPTS_MAX,
+                       &max) == 0)
+    {
+        max = max < TG_ATTEMPTS_MAX ? max : TG_ATTEMPTS_MAX;
+    }
+
+    rt->max_attempts = (rt->fallback_on & TG_FALLBACK_ON_ERRORS) ? max : 1;
+}
+
+
+/* "tenants": ["acme", ...]: only clients of these tenants see the route */
+
+static void
+tg_load_route_tenants(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], item_path[TG_PATH_LEN];
+    size_t        i, j, len;
+    const char   *t;
+    const cJSON  *v, *c;
+
+    tg_key_path(path_buf, path, "tenants");
+
+    v = tg_member(item, "tenants");
+
+    if (v == NULL) {
+        return;
+    }
+
+    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected a non-empty array of tenant "
+                      "names (leave the key out for every tenant)");
+        return;
+    }
+
+    rt->tenants = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(char *));
+    if (rt->tenants == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    i = 0;
+    for (c = v->child; c != NULL; c = c->next, i++) {
+        tg_index_path(item_path, path_buf, i);
+
+        t = cJSON_IsString(c) ? c->valuestring : NULL;
+        len = t ? strlen(t) : 0;
+
+        for (j = 0; j < len; j++) {
+            if (!(isalnum((unsigned char) t[j]) || strchr("_-.@:", t[j]))) {
+                break;
+            }
+        }
+
+        if (len == 0 || len > TG_TENANT_MAX || j < len) {
+            tg_load_error(ld, item_path, "expected a tenant name of 1 to %d "
+                          "letters, digits and \"_-.@:\"", TG_TENANT_MAX);
+            continue;
+        }
+
+        rt->tenants[rt->ntenants++] = tg_copy(ld, t);
+    }
+}
+
+
+static void
+tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
+    const char *path)
+{
+    char                path_buf[TG_PATH_LEN];
+    size_t              i, len;
+    const char         *prov, *model;
+    const tg_provider  *pr;
+
+    if (!cJSON_IsObject(item)) {
+        tg_load_error(ld, path, "expected an object with \"provider\" and "
+                      "\"model\"");
+        return;
+    }
+
+    tg_check_keys(ld, item, path, tg_step_keys);
+
+    pr = NULL;
+
+    if (tg_member_string(ld, item, "provider", path, true, &prov) == 1) {
+        pr = tg_policy_provider(ld->p, prov, strlen(prov));
+
+        if (pr == NULL) {
+            tg_key_path(path_buf, path, "provider");
+            tg_load_error(ld, path_buf, "no provider named \"%s\"", prov);
+        }
+    }
+
+    if (tg_member_string(ld, item, "model", path, true, &model) != 1) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "model");
+
+    len = strlen(model);
+    if (len == 0 || len > TG_MODEL_NAME_MAX || tg_has_control(model)) {
+        tg_load_error(ld, path_buf, "expected a model name of 1 to %d bytes",
+                      TG_MODEL_NAME_MAX);
+        return;
+    }
+
+    st->model = tg_copy(ld, model);
+
+    if (pr == NULL) {
+        return;
+    }
+
+    st->provider = pr;
+    st->provider_index = pr->index;
+
+    tg_load_adjust(ld, st, item, path);
+
+    rt->endpoints |= pr->endpoints;
+
+    if (pr->zone != TG_ZONE_EXTERNAL) {
+        rt->private_endpoints |= pr->endpoints;
+    }
+
+    if (pr->models == NULL) {
+        return;
+    }
+
+    for (i = 0; i < pr->nmodels; i++) {
+        if (strcmp(pr->models[i], model) == 0) {
+            return;
+        }
+    }
+
+    tg_load_error(ld, path_buf, "\"%s\" is not in providers.%s.models", model,
+                  pr->name);
+}
+
+
+/*
+ * "queue": { "max_length": 8, "max_wait_ms": 10000 }: a request that finds
+ * its step at capacity waits for a slot, in order of arrival, instead of
+ * being passed over or refused at once.
+ */
+
+static void
+tg_load_route_queue(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    char          path_buf[TG_PATH_LEN];
+    const cJSON  *q;
+
+    rt->queue_max = 0;
+    rt->queue_wait_ms = 0;
+
+    q = tg_member(item, "queue");
+
+    if (q == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "queue");
+
+    if (!cJSON_IsObject(q)) {
+        tg_load_error(ld, path_buf, "expected an object with \"max_length\" "
+                      "and \"max_wait_ms\"");
+        return;
+    }
+
+    tg_check_keys(ld, q, path_buf, tg_queue_keys);
+
+    rt->queue_max = 16;
+    rt->queue_wait_ms = 10000;
+
+    (void) tg_member_uint(ld, q, "max_length", path_buf, 1, TG_QUEUE_MAX,
+                          &rt->queue_max);
+    (void) tg_member_uint(ld, q, "max_wait_ms", path_buf, 1,
+                          TG_QUEUE_WAIT_MAX, &rt->queue_wait_ms);
+}
+
+
+/*
+ * "adjust": [ { "when": "tools", "drop": ["response_format"] },
+ *             { "when": "stream",
+ *               "set": { "stream_options.include_usage": true } } ]
+ *
+ * Edits of the JSON body for this step only.  Each is kept as a line,
+ * "drop PATH" or "set PATH JSON", and the lines are joined once per
+ * combination of the facts "when" can name, so that a decision picks its
+ * text without building anything.  Two edits may share a top-level key only
+ * when both edit different members below it: the module applies them in one
+ * pass and must never write a key twice.
+ */
+
+#define TG_EDITS_MAX  32
+
+typedef struct {
+    unsigned     when;
+    bool         drop;
+    char         path[TG_ADJUST_PATH_MAX * 2 + 2];
+    size_t       top_len;       /* bytes of the first segment */
+    char        *value;         /* cJSON_PrintUnformatted(), set only */
+} tg_edit;
+
+
+static bool
+tg_adjust_path_ok(const char *path, size_t *top_len)
+{
+    size_t       seg, segs;
+    const char  *p;
+
+    seg = 0;
+    segs = 1;
+    *top_len = 0;
+
+    for (p = path; *p != '\0'; p++) {
+        if (*p == '.') {
+            if (seg == 0 || segs == 2) {
+                return false;
+            }
+
+            *top_len = (size_t) (p - path);
+            segs++;
+            seg = 0;
+            continue;
+        }
+
+        if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-')
+            || ++seg > TG_ADJUST_PATH_MAX)
+        {
+            return false;
+        }
+    }
+
+    if (seg == 0) {
+        return false;
+    }
+
+    if (segs == 1) {
+        *top_len = (size_t) (p - path);
+    }
+
+    /* the keys the gateway routes on are not the policy's to change */
+
+    return !((*top_len == 5 && strncasecmp(path, "model", 5) == 0)
+             || (*top_len == 6 && strncasecmp(path, "stream", 6) == 0));
+}
+
+
+
+static void
+tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
+    const char *path)
+{
+    int           n;
+    char          path_buf[TG_PATH_LEN], rule_path[TG_PATH_LEN];
+    char          sub[TG_PATH_LEN], one[TG_PATH_LEN];
+    char         *text;
+    size_t        i, j, k, nedits, len, size;
+    unsigned      when, w;
+    tg_edit       edits[TG_EDITS_MAX], *e;
+    const char   *s;
+    const cJSON  *v, *rule, *c;
+
+    for (w = 0; w < TG_WHEN_COUNT; w++) {
+        st->adjust[w] = "";
+    }
+
+    v = tg_member(item, "adjust");
+
+    if (v == NULL) {
+        return;
+    }
+
+    tg_key_path(path_buf, path, "adjust");
+
+    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+    if (n == 0) {
+        tg_load_error(ld, path_buf, "expected a non-empty array of "
+                      "{ \"when\", \"drop\", \"set\" } rules");
+        return;
+    }
+
+    nedits = 0;
+
+    i = 0;
+    for (rule = v->child; rule != NULL; rule = rule->next, i++) {
+        tg_index_path(rule_path, path_buf, i);
+
+        if (!cJSON_IsObject(rule)) {
+            tg_load_error(ld, rule_path, "expected an object with \"drop\" "
+                          "or \"set\", and optionally \"when\"");
+            continue;
+        }
+
+        tg_check_keys(ld, rule, rule_path, tg_adjust_keys);
+
+        when = 0;
+
+        if (tg_member_string(ld, rule, "when", rule_path, false, &s) == 1) {
+            if (strcmp(s, "tools") == 0) {
+                when = TG_WHEN_TOOLS;
+
+            } else if (strcmp(s, "stream") == 0) {
+                when = TG_WHEN_STREAM;
+
+            } else if (strcmp(s, "always") != 0) {
+                tg_key_path(sub, rule_path, "when");
+                tg_load_error(ld, sub, "expected one of \"always\", "
+                              "\"tools\", \"stream\"");
+            }
+        }
+
+        if (tg_member(rule, "drop") == NULL && tg_member(rule, "set") == NULL) {
+            tg_load_error(ld, rule_path, "expected \"drop\" or \"set\"");
+            continue;
+        }
+
+        /* "drop": ["key", "a.b"] */
+
+        c = tg_member(rule, "drop");
+        tg_key_path(sub, rule_path, "drop");
+
+        if (c != NULL && (!cJSON_IsArray(c) || c->child == NULL)) {
+            tg_load_error(ld, sub, "expected a non-empty array of keys");
+            c = NULL;
+        }
+
+        for (c = c ? c->child : NULL, j = 0; c != NULL; c = c->next, j++) {
+            tg_index_path(one, sub, j);
+
+            if (nedits == TG_EDITS_MAX) {
+                tg_load_error(ld, one, "more than %d edits in one step",
+                              TG_EDITS_MAX);
+                break;
+            }
+
+            e = &edits[nedits];
+
+            if (!cJSON_IsString(c)
+                || strlen(c->valuestring) >= sizeof(e->path)
+                || !tg_adjust_path_ok(c->valuestring, &e->top_len))
+            {
+                tg_load_error(ld, one, "expected a key or \"key.member\" of "
+                              "letters, digits, \"_\" and \"-\", not "
+                              "\"model\" or \"stream\"");
+                continue;
+            }
+
+            strcpy(e->path, c->valuestring);
+            e->drop = true;
+            e->when = when;
+            e->value = NULL;
+            nedits++;
+        }
+
+        /* "set": { "key": JSON, "a.b": JSON } */
+
+        c = tg_member(rule, "set");
+        tg_key_path(sub, rule_path, "set");
+
+        if (c != NULL && (!cJSON_IsObject(c) || c->child == NULL)) {
+            tg_load_error(ld, sub, "expected a non-empty object of key: "
+                          "value");
+            c = NULL;
+        }
+
+        for (c = c ? c->child : NULL; c != NULL; c = c->next) {
+            tg_key_path(one, sub, c->string);
+
+            if (nedits == TG_EDITS_MAX) {
+                tg_load_error(ld, one, "more than %d edits in one step",
+                              TG_EDITS_MAX);
+                break;
+            }
+
+            e = &edits[nedits];
+
+            if (strlen(c->string) >= sizeof(e->path)
+                || !tg_adjust_path_ok(c->string, &e->top_len))
+            {
+                tg_load_error(ld, one, "expected a key or \"key.member\" of "
+                              "letters, digits, \"_\" and \"-\", not "
+                              "\"model\" or \"stream\"");
+                continue;
+            }
+
+            e->value = cJSON_PrintUnformatted(c);
+            if (e->value == NULL) {
+                ld->oom = true;
+                goto done;
+            }
+
+            strcpy(e->path, c->string);
+            e->drop = false;
+            e->when = when;
+            nedits++;
+        }
+    }
+
+    /* one edit per top-level key, but for sets of different members */
+
+    for (i = 0; i < nedits; i++) {
+        for (j = 0; j < i; j++) {
+            /* keys match ignoring case in the module: here too */
+
+            if (edits[i].top_len != edits[j].top_len
+                || strncasecmp(edits[i].path, edits[j].path,
+                               edits[i].top_len) != 0)
+            {
+                continue;
+            }
+
+            if (edits[i].path[edits[i].top_len] == '\0'
+                || edits[j].path[edits[j].top_len] == '\0'
+                || strcasecmp(edits[i].path, edits[j].path) == 0)
+            {
+                tg_load_error(ld, path_buf, "\"%s\" and \"%s\" edit the "
+                              "same key", edits[j].path, edits[i].path);
+                goto done;
+            }
+        }
+    }
+
+    for (w = 0; w < TG_WHEN_COUNT; w++) {
+        size = 1;
+
+        for (k = 0; k < nedits; k++) {
+            if ((edits[k].when & ~w) == 0) {
+                size += sizeof("drop ") + strlen(edits[k].path)
+                        + (edits[k].value ? strlen(edits[k].value) + 1 : 0);
+            }
+        }
+
+        if (size > TG_ADJUST_MAX) {
+            tg_load_error(ld, path_buf, "the edits take more than %d bytes",
+                          TG_ADJUST_MAX);
+            goto done;
+        }
+
+        text = tg_arena_alloc(&ld->p->arena, size);
+        if (text == NULL) {
+            ld->oom = true;
+            goto done;
+        }
+
+        len = 0;
+
+        for (k = 0; k < nedits; k++) {
+            e = &edits[k];
+
+            if ((e->when & ~w) != 0) {
+                continue;
+            }
+
+            if (e->drop) {
+                len += (size_t) snprintf(text + len, size - len, "drop %s\n",
+                                         e->path);
+            } else {
+                len += (size_t) snprintf(text + len, size - len, "set %s %s\n",
+                                         e->path, e->value);
+            }
+        }
+
+        text[len] = '\0';
+        st->adjust[w] = text;
+    }
+
+done:
+
+    for (k = 0; k < nedits; k++) {
+        cJSON_free(edits[k].value);
+    }
+}
+
+
+static bool
+tg_route_name_ok(const char *name, size_t len)
+{
+    return len != 0 && len <= TG_ROUTE_NAME_MAX && !tg_has_control(name);
+}
+
+
+static const char *
+tg_route_name_of(const void *child, size_t *len)
+{
+    const tg_route  *rt = child;
+
+    *len = rt->name_len;
+    return rt->name;
+}
