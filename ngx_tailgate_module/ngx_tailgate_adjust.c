@@ -21,7 +21,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_names.h"
 
 
 #define NGX_TAILGATE_EDITS_MAX  32

@@ -18,10 +18,10 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_names.h"
 #include "ngx_tailgate_siphash.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 
@@ -29,7 +29,6 @@
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
 #define NGX_TAILGATE_MAX_TENANT       64
 #define NGX_TAILGATE_MAX_CREDENTIAL   8192
-#define NGX_TAILGATE_MAX_ROUTES       256
 
 
 static char *ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys,
@@ -77,15 +76,7 @@ static ngx_int_t  ngx_tailgate_month_days[] = {
     31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
 };
 
-/*
- * Fetched once per worker: OpenSSL 3's SHA256() looks the algorithm up,
- * under a lock, and allocates a context on every call - three times the
- * cost of the hash itself for a key.
- */
-static EVP_MD      *ngx_tailgate_sha256_md;
-static EVP_MD_CTX  *ngx_tailgate_sha256_ctx;
-
-static u_char       ngx_tailgate_memo_secret[NGX_TAILGATE_SIPHASH_KEY_LEN];
+static u_char  ngx_tailgate_memo_secret[NGX_TAILGATE_SIPHASH_KEY_LEN];
 
 
 char *
@@ -428,94 +419,6 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
 }
 
 
-/*
- * A tag is 1-64 letters, digits and "_-:."; a route name 1-256 visible
- * characters but commas.
- */
-
-ngx_int_t
-ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route)
-{
-    if (p == end || end - p > (route ? 256 : 64)) {
-        return NGX_ERROR;
-    }
-
-    for ( /* void */ ; p < end; p++) {
-        if (route ? (*p <= ' ' || *p == ',' || *p == 0x7f)
-                  : !(ngx_tailgate_is_name_char(*p) || *p == ':'))
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* "a,b,c" into an array of names from the pool */
-
-ngx_int_t
-ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_uint_t max, ngx_uint_t route, ngx_str_t **names, ngx_uint_t *n)
-{
-    u_char      *start;
-    ngx_str_t   *name;
-    ngx_uint_t   count;
-
-    count = 1;
-
-    for (start = p; start < end; start++) {
-        if (*start == ',') {
-            count++;
-        }
-    }
-
-    if (count > max) {
-        return NGX_ERROR;
-    }
-
-    *names = ngx_palloc(pool, count * sizeof(ngx_str_t));
-    if (*names == NULL) {
-        return NGX_ERROR;
-    }
-
-    *n = 0;
-
-    for ( ;; ) {
-        start = p;
-
-        while (p < end && *p != ',') {
-            p++;
-        }
-
-        if (ngx_tailgate_check_name(start, p, route) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        name = &(*names)[(*n)++];
-        name->len = p - start;
-        name->data = ngx_pnalloc(pool, name->len);
-
-        if (name->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(name->data, start, name->len);
-
-        /* tags are compared exactly: one spelling, lowercase */
-        if (!route) {
-            ngx_strlow(name->data, name->data, name->len);
-        }
-
-        if (p == end) {
-            return NGX_OK;
-        }
-
-        p++;
-    }
-}
-
-
 /* YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; -1 when it is neither */
 
 static time_t
@@ -605,20 +508,6 @@ ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
 ngx_int_t
 ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
 {
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    ngx_tailgate_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-#else
-    ngx_tailgate_sha256_md = (EVP_MD *) EVP_sha256();
-#endif
-
-    ngx_tailgate_sha256_ctx = EVP_MD_CTX_new();
-
-    if (ngx_tailgate_sha256_md == NULL || ngx_tailgate_sha256_ctx == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "tailgate: SHA-256 is not available from OpenSSL");
-        return NGX_ERROR;
-    }
-
     if (RAND_bytes(ngx_tailgate_memo_secret, sizeof(ngx_tailgate_memo_secret))
         != 1)
     {
@@ -634,35 +523,8 @@ ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
 void
 ngx_tailgate_auth_exit_worker(void)
 {
-    EVP_MD_CTX_free(ngx_tailgate_sha256_ctx);
-    ngx_tailgate_sha256_ctx = NULL;
-
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    EVP_MD_free(ngx_tailgate_sha256_md);
-#endif
-    ngx_tailgate_sha256_md = NULL;
-
     ngx_explicit_memzero(ngx_tailgate_memo_secret,
                          sizeof(ngx_tailgate_memo_secret));
-}
-
-
-ngx_int_t
-ngx_tailgate_sha256(ngx_str_t *data, u_char *digest)
-{
-    unsigned int  len;
-
-    if (EVP_DigestInit_ex(ngx_tailgate_sha256_ctx, ngx_tailgate_sha256_md,
-                          NULL) != 1
-        || EVP_DigestUpdate(ngx_tailgate_sha256_ctx, data->data, data->len)
-           != 1
-        || EVP_DigestFinal_ex(ngx_tailgate_sha256_ctx, digest, &len) != 1
-        || len != NGX_TAILGATE_DIGEST_LEN)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 

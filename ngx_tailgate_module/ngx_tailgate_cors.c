@@ -10,7 +10,9 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_names.h"
+#include "ngx_tailgate_response.h"
 
 
 #define NGX_TAILGATE_CORS_MAX_AGE  "600"

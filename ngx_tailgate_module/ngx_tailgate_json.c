@@ -12,7 +12,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_scan.h"
 
 
 #define NGX_TAILGATE_JSON_MAX_DEPTH  128

@@ -17,7 +17,9 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_lru.h"
+#include "ngx_tailgate_names.h"
 
 #include <jwt.h>
 #include <openssl/bn.h>

@@ -15,7 +15,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_scan.h"
 
 
 #define NGX_TAILGATE_MAX_BOUNDARY  70     /* RFC 2046 */

@@ -7,7 +7,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_proto.h"
 
 
 static void ngx_tailgate_put_u32(u_char *p, uint32_t v);
@@ -40,7 +40,7 @@ ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf, size_t size,
 
 void
 ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    ngx_str_t *value)
+    const ngx_str_t *value)
 {
     u_char  *p;
 

@@ -11,7 +11,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_ctx.h"
 
 
 #define NGX_TAILGATE_REPORT_EVERY    250     /* ms */
@@ -54,6 +55,21 @@ ngx_tailgate_report_init_worker(ngx_cycle_t *cycle)
 
     /* counts of a worker that is shutting down are not worth waiting for */
     ngx_tailgate_report_timer.cancelable = 1;
+}
+
+
+ngx_int_t
+ngx_http_tailgate_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_tailgate_report(r, ctx);
 }
 
 
@@ -180,16 +196,12 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 /* a decision the module refused to use: its lease ends now */
 
 void
-ngx_tailgate_report_unused(ngx_http_request_t *r, ngx_str_t *provider,
-    ngx_str_t *route, uint32_t lease)
+ngx_tailgate_report_unused(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply)
 {
-    ngx_http_tailgate_ctx_t  *ctx;
-
-    ctx = ngx_http_tailgate_get_ctx(r);
-
-    ngx_tailgate_report_send(ctx ? ngx_tailgate_report_peer(ctx) : NULL,
-                             provider, route, lease, "not_sent", 0, 1, 0, 0,
-                             r->connection->log);
+    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &reply->provider,
+                             &reply->route, reply->lease, "not_sent", 0, 1, 0,
+                             0, r->connection->log);
 }
 
 

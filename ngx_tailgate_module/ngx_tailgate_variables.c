@@ -7,7 +7,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_ctx.h"
 
 
 static ngx_int_t ngx_tailgate_variable_str(ngx_http_request_t *r,
