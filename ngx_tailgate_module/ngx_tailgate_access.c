@@ -19,7 +19,41 @@ static ngx_int_t ngx_http_tailgate_header_tags(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tailgate_add_tags(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *tags, ngx_uint_t n);
 static ngx_int_t ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
-    const char *why, const char *code, const char *message);
+    ngx_tailgate_auth_e auth);
+
+
+/*
+ * What a client that cannot say who it is learns: "missing", "invalid" or
+ * "expired", no more.  RFC 6750: the challenge says "invalid_token", and
+ * only "expired" as its description.
+ */
+
+typedef struct {
+    ngx_str_t                    challenge;
+    const char                  *code;
+    const char                  *message;
+} ngx_tailgate_auth_failure_t;
+
+
+static const ngx_tailgate_auth_failure_t  ngx_tailgate_auth_failures[] = {
+
+    [NGX_TAILGATE_AUTH_MISSING] = {
+      ngx_string("Bearer realm=\"tailgate\""),
+      "missing_api_key",
+      "You didn't provide an API key. Send it as "
+      "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\"." },
+
+    [NGX_TAILGATE_AUTH_INVALID] = {
+      ngx_string("Bearer realm=\"tailgate\", error=\"invalid_token\""),
+      "invalid_api_key",
+      "Incorrect API key or token provided." },
+
+    [NGX_TAILGATE_AUTH_EXPIRED] = {
+      ngx_string("Bearer realm=\"tailgate\", error=\"invalid_token\", "
+                 "error_description=\"expired\""),
+      "expired_api_key",
+      "The API key or token has expired." }
+};
 
 
 ngx_int_t
@@ -79,23 +113,14 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
                       "tailgate: no credential sent");
 
-        return ngx_http_tailgate_unauthorized(r, NULL, "missing_api_key",
-                   "You didn't provide an API key. Send it as "
-                   "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\".");
+        return ngx_http_tailgate_unauthorized(r, auth);
 
     case NGX_TAILGATE_AUTH_EXPIRED:
-        ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
-                      "tailgate: credential rejected: %s", why);
-
-        return ngx_http_tailgate_unauthorized(r, "expired", "expired_api_key",
-                   "The API key or token has expired.");
-
     case NGX_TAILGATE_AUTH_INVALID:
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
                       "tailgate: credential rejected: %s", why);
 
-        return ngx_http_tailgate_unauthorized(r, "invalid", "invalid_api_key",
-                   "Incorrect API key or token provided.");
+        return ngx_http_tailgate_unauthorized(r, auth);
 
     default:
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -270,27 +295,14 @@ ngx_http_tailgate_add_tags(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 }
 
 
-/* RFC 6750: the challenge says "invalid_token", and no more than that */
-
 static ngx_int_t
-ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *why,
-    const char *code, const char *message)
+ngx_http_tailgate_unauthorized(ngx_http_request_t *r, ngx_tailgate_auth_e auth)
 {
-    ngx_str_t  challenge;
+    const ngx_tailgate_auth_failure_t  *f;
 
-    if (why == NULL) {
-        ngx_str_set(&challenge, "Bearer realm=\"tailgate\"");
+    f = &ngx_tailgate_auth_failures[auth];
 
-    } else if (why[0] == 'e') {
-        ngx_str_set(&challenge, "Bearer realm=\"tailgate\", "
-                    "error=\"invalid_token\", error_description=\"expired\"");
-
-    } else {
-        ngx_str_set(&challenge, "Bearer realm=\"tailgate\", "
-                    "error=\"invalid_token\"");
-    }
-
-    if (ngx_tailgate_add_header(r, "WWW-Authenticate", &challenge)
+    if (ngx_tailgate_add_header(r, "WWW-Authenticate", &f->challenge)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -298,5 +310,6 @@ ngx_http_tailgate_unauthorized(ngx_http_request_t *r, const char *why,
 
     return ngx_http_tailgate_finish(r,
                ngx_tailgate_fail(r, NGX_HTTP_UNAUTHORIZED,
-                                 "invalid_request_error", code, message));
+                                 "invalid_request_error", f->code,
+                                 f->message));
 }

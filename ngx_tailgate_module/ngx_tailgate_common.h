@@ -22,13 +22,16 @@
 #include "ngx_tailgate_scan.h"
 
 
-/* endpoints, in the order of the endpoint table (ngx_tailgate_decide.c) */
+/*
+ * Endpoints: those a decision is asked for (TG_ENDPOINTS), then those
+ * answered by MODELS.  In the order of the endpoint table
+ * (ngx_tailgate_decide.c).
+ */
+
 typedef enum {
-    NGX_TAILGATE_EP_CHAT = 0,
-    NGX_TAILGATE_EP_EMBEDDINGS,
-    NGX_TAILGATE_EP_SPEECH,
-    NGX_TAILGATE_EP_TRANSCRIPTIONS,
-    NGX_TAILGATE_EP_RESPONSES,
+#define NGX_TAILGATE_ENDPOINT_ID(id, name, path)  NGX_TAILGATE_EP_ ## id,
+    TG_ENDPOINTS(NGX_TAILGATE_ENDPOINT_ID)
+#undef NGX_TAILGATE_ENDPOINT_ID
     NGX_TAILGATE_EP_MODELS,
     NGX_TAILGATE_EP_MODEL
 } ngx_tailgate_endpoint_e;
@@ -174,7 +177,7 @@ typedef enum {
 /* an attempt that failed before its response started */
 typedef struct {
     ngx_str_t                    provider;
-    const char                  *outcome;
+    ngx_tailgate_outcome_e       outcome;
     ngx_uint_t                   status;     /* the provider's, or 0 */
 } ngx_tailgate_attempt_t;
 
@@ -274,14 +277,14 @@ ngx_int_t ngx_http_tailgate_log_handler(ngx_http_request_t *r);
 void ngx_tailgate_report_init_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_tailgate_report(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
-const char *ngx_tailgate_outcome(ngx_http_request_t *r,
+ngx_tailgate_outcome_e ngx_tailgate_outcome(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_msec_t *upstream_ms,
     ngx_uint_t *status);
 void ngx_tailgate_report_unused(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
 void ngx_tailgate_report_attempt(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, const char *outcome, ngx_uint_t status,
-    ngx_msec_t upstream_ms);
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_msec_t upstream_ms);
 
 /* ngx_tailgate_auth.c: API keys, and which credential a request sent */
 char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,

@@ -40,25 +40,20 @@ static u_char *ngx_http_tailgate_keep(u_char *p, ngx_str_t *dst,
     ngx_str_t *src);
 
 
-/* paths after the base_url's "/v1/" */
+/*
+ * Paths after the base_url's "/v1/".  The endpoints a decision is asked
+ * for take JSON, but for the file uploads of transcriptions.
+ */
+
+#define NGX_TAILGATE_ENDPOINT(id, name, path)                                 \
+    { ngx_string(path), ngx_string(name), NGX_HTTP_POST,                      \
+      (NGX_TAILGATE_EP_ ## id == NGX_TAILGATE_EP_TRANSCRIPTIONS)              \
+      ? NGX_TAILGATE_BODY_MULTIPART : NGX_TAILGATE_BODY_JSON,                 \
+      NGX_TAILGATE_EP_ ## id },
 
 static const ngx_tailgate_endpoint_t  ngx_tailgate_endpoints[] = {
 
-    { ngx_string("chat/completions"), ngx_string("chat"),
-      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON, NGX_TAILGATE_EP_CHAT },
-
-    { ngx_string("embeddings"), ngx_string("embeddings"),
-      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON, NGX_TAILGATE_EP_EMBEDDINGS },
-
-    { ngx_string("audio/speech"), ngx_string("speech"),
-      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON, NGX_TAILGATE_EP_SPEECH },
-
-    { ngx_string("audio/transcriptions"), ngx_string("transcriptions"),
-      NGX_HTTP_POST, NGX_TAILGATE_BODY_MULTIPART,
-      NGX_TAILGATE_EP_TRANSCRIPTIONS },
-
-    { ngx_string("responses"), ngx_string("responses"),
-      NGX_HTTP_POST, NGX_TAILGATE_BODY_JSON, NGX_TAILGATE_EP_RESPONSES },
+    TG_ENDPOINTS(NGX_TAILGATE_ENDPOINT)
 
     { ngx_string("models"), ngx_string("models"),
       NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_TAILGATE_BODY_NONE,
@@ -71,6 +66,8 @@ static const ngx_tailgate_endpoint_t  ngx_tailgate_endpoints[] = {
 
     { ngx_null_string, ngx_null_string, 0, 0, 0 }
 };
+
+#undef NGX_TAILGATE_ENDPOINT
 
 
 ngx_int_t

@@ -80,17 +80,18 @@ ngx_http_tailgate_proxy(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 ngx_int_t
 ngx_http_tailgate_retry(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
-    ngx_uint_t               bit, status;
+    ngx_uint_t               status;
     ngx_msec_t               upstream_ms;
-    const char              *outcome;
     ngx_tailgate_attempt_t  *a;
+    ngx_tailgate_outcome_e   outcome;
 
     outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms, &status);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "tailgate: attempt %ui of route \"%V\" failed: provider "
-                  "\"%V\" %s (%ui)", ctx->attempt, &ctx->route,
-                  &ctx->provider, outcome, status);
+                  "\"%V\" %V (%ui)", ctx->attempt, &ctx->route,
+                  &ctx->provider, &ngx_tailgate_outcomes[outcome].name,
+                  status);
 
     if (ctx->failed == NULL) {
         ctx->failed = ngx_array_create(r->pool, 4,
@@ -112,15 +113,7 @@ ngx_http_tailgate_retry(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     ngx_tailgate_report_attempt(r, ctx, outcome, status, upstream_ms);
 
-    switch (outcome[0]) {
-    case 'c': bit = (outcome[1] == 'o') ? TG_FALLBACK_CONNECT_ERROR : 0; break;
-    case 't': bit = TG_FALLBACK_TIMEOUT; break;
-    case 's': bit = (outcome[1] == 'e') ? TG_FALLBACK_5XX : 0; break;
-    case 'r': bit = TG_FALLBACK_429; break;
-    default:  bit = 0;
-    }
-
-    if (!(ctx->fallback & bit)) {
+    if (!(ctx->fallback & ngx_tailgate_outcomes[outcome].fallback)) {
         return ngx_http_tailgate_finish(r,
                    ngx_http_tailgate_attempts_failed(r, ctx, 0));
     }
@@ -151,6 +144,7 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
     ngx_uint_t               i, n, status;
     ngx_table_elt_t         *h;
     ngx_tailgate_attempt_t  *a;
+    const ngx_str_t         *name;
 
     a = ctx->failed->elts;
     n = ctx->failed->nelts;
@@ -174,18 +168,28 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
 
         /* tailgate_explain_headers off: which providers stays inside */
 
+        name = &ngx_tailgate_outcomes[a[i].outcome].name;
+
         if (ctx->explain) {
-            p = ngx_slprintf(p, last, "%s %V (%s", i ? "," : ":",
-                             &a[i].provider, a[i].outcome);
+            p = ngx_slprintf(p, last, "%s %V (%V", i ? "," : ":",
+                             &a[i].provider, name);
         } else {
-            p = ngx_slprintf(p, last, "%s attempt %ui (%s", i ? "," : ":",
-                             i + 1, a[i].outcome);
+            p = ngx_slprintf(p, last, "%s attempt %ui (%V", i ? "," : ":",
+                             i + 1, name);
         }
 
         /* connect errors and timeouts have no status of the provider's */
 
-        if (a[i].outcome[0] == 's' || a[i].outcome[0] == 'r') {
+        switch (a[i].outcome) {
+
+        case NGX_TAILGATE_OUTCOME_RATE_LIMITED:
+        case NGX_TAILGATE_OUTCOME_SERVER_ERROR:
+        case NGX_TAILGATE_OUTCOME_STREAM_BROKEN:
             p = ngx_slprintf(p, last, ", HTTP %ui", a[i].status);
+            break;
+
+        default:
+            break;
         }
 
         p = ngx_slprintf(p, last, ")");
@@ -202,16 +206,18 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
         status = NGX_HTTP_SERVICE_UNAVAILABLE;
         ngx_str_set(&code, "no_provider_available");
 
-    } else if (a->outcome[0] == 'r') {
+    } else if (a->outcome == NGX_TAILGATE_OUTCOME_RATE_LIMITED) {
         status = NGX_HTTP_TOO_MANY_REQUESTS;
         ngx_str_set(&type, "rate_limit_error");
         ngx_str_set(&code, "provider_rate_limited");
 
-    } else if (a->outcome[0] == 't') {
+    } else if (a->outcome == NGX_TAILGATE_OUTCOME_TIMEOUT) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
         ngx_str_set(&code, "provider_timeout");
 
-    } else if (a->outcome[0] == 's' && a->status >= 500 && a->status <= 599) {
+    } else if (a->outcome == NGX_TAILGATE_OUTCOME_SERVER_ERROR
+               && a->status >= 500 && a->status <= 599)
+    {
         status = a->status;
         ngx_str_set(&code, "provider_error");
 

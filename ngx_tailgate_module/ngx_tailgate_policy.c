@@ -892,13 +892,15 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
 static void
 ngx_tailgate_peer_release_lease(ngx_tailgate_peer_t *peer, uint32_t lease)
 {
-    u_char                buf[64];
-    ngx_tailgate_frame_t  f;
+    u_char                         buf[64];
+    ngx_tailgate_frame_t           f;
+    const ngx_tailgate_outcome_t  *not_sent;
+
+    not_sent = &ngx_tailgate_outcomes[NGX_TAILGATE_OUTCOME_NOT_SENT];
 
     ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
     ngx_tailgate_frame_u32(&f, TG_F_LEASE, lease);
-    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
-                           &(ngx_str_t) ngx_string("not_sent"));
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &not_sent->name);
 
     if (ngx_tailgate_frame_finish(&f) == NGX_OK) {
         (void) ngx_tailgate_peer_queue(peer, f.start, f.pos - f.start);

@@ -16,6 +16,14 @@ static u_char *ngx_tailgate_frame_field(ngx_tailgate_frame_t *f,
     ngx_uint_t key, size_t len);
 
 
+const ngx_tailgate_outcome_t  ngx_tailgate_outcomes[] = {
+#define NGX_TAILGATE_OUTCOME(id, name, fallback)                              \
+    { ngx_string(name), fallback },
+    TG_OUTCOMES(NGX_TAILGATE_OUTCOME)
+#undef NGX_TAILGATE_OUTCOME
+};
+
+
 void
 ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf, size_t size,
     ngx_uint_t type)

@@ -58,6 +58,25 @@ typedef struct {
 } ngx_tailgate_reply_t;
 
 
+/* what became of an attempt: TG_OUTCOMES, in its order */
+typedef enum {
+#define NGX_TAILGATE_OUTCOME_ID(id, name, fallback)                           \
+    NGX_TAILGATE_OUTCOME_ ## id,
+    TG_OUTCOMES(NGX_TAILGATE_OUTCOME_ID)
+#undef NGX_TAILGATE_OUTCOME_ID
+    NGX_TAILGATE_OUTCOMES
+} ngx_tailgate_outcome_e;
+
+
+typedef struct {
+    ngx_str_t                    name;       /* in REPORT */
+    ngx_uint_t                   fallback;   /* TG_FALLBACK_*, or 0 */
+} ngx_tailgate_outcome_t;
+
+
+extern const ngx_tailgate_outcome_t  ngx_tailgate_outcomes[];
+
+
 void ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf,
     size_t size, ngx_uint_t type);
 void ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,

@@ -32,9 +32,9 @@ typedef struct {
 
 
 static void ngx_tailgate_report_send(void *peer, ngx_str_t *provider,
-    ngx_str_t *route, uint32_t lease, const char *outcome, ngx_uint_t status,
-    ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms,
-    ngx_log_t *log);
+    ngx_str_t *route, uint32_t lease, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_uint_t count, uint64_t upstream_ms,
+    uint64_t total_ms, ngx_log_t *log);
 static void *ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx,
     uint64_t upstream_ms, uint64_t total_ms);
@@ -76,11 +76,11 @@ ngx_http_tailgate_log_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
-    ngx_uint_t      status;
-    ngx_msec_t      upstream_ms;
-    ngx_time_t     *tp;
-    const char     *outcome;
-    ngx_msec_int_t  total_ms;
+    ngx_uint_t              status;
+    ngx_msec_t              upstream_ms;
+    ngx_time_t             *tp;
+    ngx_msec_int_t          total_ms;
+    ngx_tailgate_outcome_e  outcome;
 
     if (ctx->reported || (ctx->provider.len == 0 && ctx->lease == 0)) {
         return NGX_OK;
@@ -97,7 +97,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     total_ms = ngx_max(total_ms, 0);
 
     if (ctx->lease == 0
-        && ngx_strcmp(outcome, "ok") == 0
+        && outcome == NGX_TAILGATE_OUTCOME_OK
         && ngx_tailgate_report_count(ctx, upstream_ms, total_ms) == NGX_OK)
     {
         return NGX_OK;
@@ -108,7 +108,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
      * policyd sees them in order, not as failures in a row.
      */
 
-    if (ngx_tailgate_ntallies && ngx_strcmp(outcome, "ok") != 0) {
+    if (ngx_tailgate_ntallies && outcome != NGX_TAILGATE_OUTCOME_OK) {
         ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
     }
 
@@ -126,7 +126,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
  * the provider answered, or nginx's 502/504 when it did not.
  */
 
-const char *
+ngx_tailgate_outcome_e
 ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_msec_t *upstream_ms, ngx_uint_t *status)
 {
@@ -140,14 +140,14 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
         || r->connection->error)
     {
-        return "client_abort";
+        return NGX_TAILGATE_OUTCOME_CLIENT_ABORT;
     }
 
     /* earlier attempts of a fallback left their states before ours */
 
     if (r->upstream_states == NULL || r->upstream_states->nelts <= ctx->states)
     {
-        return "not_sent";
+        return NGX_TAILGATE_OUTCOME_NOT_SENT;
     }
 
     n = r->upstream_states->nelts;
@@ -169,7 +169,8 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     if (state->header_time == (ngx_msec_t) -1) {
         return (state->status == NGX_HTTP_GATEWAY_TIME_OUT
                 && state->connect_time != (ngx_msec_t) -1)
-               ? "timeout" : "connect_error";
+               ? NGX_TAILGATE_OUTCOME_TIMEOUT
+               : NGX_TAILGATE_OUTCOME_CONNECT_ERROR;
     }
 
     if (state->status < NGX_HTTP_BAD_REQUEST) {
@@ -178,18 +179,19 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         if (ctx->stream_broken
             || (!ctx->response_complete && !r->header_only))
         {
-            return "stream_broken";
+            return NGX_TAILGATE_OUTCOME_STREAM_BROKEN;
         }
 
-        return "ok";
+        return NGX_TAILGATE_OUTCOME_OK;
     }
 
     if (state->status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        return "rate_limited";
+        return NGX_TAILGATE_OUTCOME_RATE_LIMITED;
     }
 
     return (state->status < NGX_HTTP_INTERNAL_SERVER_ERROR)
-           ? "client_error" : "server_error";
+           ? NGX_TAILGATE_OUTCOME_CLIENT_ERROR
+           : NGX_TAILGATE_OUTCOME_SERVER_ERROR;
 }
 
 
@@ -200,8 +202,9 @@ ngx_tailgate_report_unused(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply)
 {
     ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &reply->provider,
-                             &reply->route, reply->lease, "not_sent", 0, 1, 0,
-                             0, r->connection->log);
+                             &reply->route, reply->lease,
+                             NGX_TAILGATE_OUTCOME_NOT_SENT, 0, 1, 0, 0,
+                             r->connection->log);
 }
 
 
@@ -209,8 +212,8 @@ ngx_tailgate_report_unused(ngx_http_request_t *r,
 
 void
 ngx_tailgate_report_attempt(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, const char *outcome, ngx_uint_t status,
-    ngx_msec_t upstream_ms)
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_msec_t upstream_ms)
 {
     ngx_time_t      *tp;
     ngx_msec_int_t   total_ms;
@@ -235,10 +238,9 @@ ngx_tailgate_report_attempt(ngx_http_request_t *r,
 
 static void
 ngx_tailgate_report_send(void *peer, ngx_str_t *provider, ngx_str_t *route,
-    uint32_t lease, const char *outcome, ngx_uint_t status, ngx_uint_t count,
-    uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
+    uint32_t lease, ngx_tailgate_outcome_e outcome, ngx_uint_t status,
+    ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
 {
-    ngx_str_t             text;
     ngx_tailgate_frame_t  f;
     u_char                buf[1024];
 
@@ -251,9 +253,9 @@ ngx_tailgate_report_send(void *peer, ngx_str_t *provider, ngx_str_t *route,
     ngx_tailgate_frame_str(&f, TG_F_PROVIDER, provider);
     ngx_tailgate_frame_str(&f, TG_F_ROUTE, route);
 
-    text.data = (u_char *) outcome;
-    text.len = ngx_strlen(outcome);
-    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &text);
+    /* the wire says it in words */
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
+                           &ngx_tailgate_outcomes[outcome].name);
 
     if (status) {
         ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS, (uint32_t) status);
@@ -347,9 +349,9 @@ ngx_tailgate_report_flush(ngx_event_t *ev)
         route.data = t->route;
         route.len = t->route_len;
 
-        ngx_tailgate_report_send(NULL, &provider, &route, 0, "ok", 0,
-                                 t->count, t->upstream_ms, t->total_ms,
-                                 ev->log);
+        ngx_tailgate_report_send(NULL, &provider, &route, 0,
+                                 NGX_TAILGATE_OUTCOME_OK, 0, t->count,
+                                 t->upstream_ms, t->total_ms, ev->log);
     }
 
     ngx_tailgate_ntallies = 0;

@@ -168,7 +168,7 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
 
 ngx_int_t
 ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
+    const ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 

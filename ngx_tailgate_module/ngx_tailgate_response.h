@@ -27,7 +27,7 @@ ngx_int_t ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status,
     u_char *data, size_t len, const char *type);
 ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value);
+    const ngx_str_t *value);
 
 
 #endif /* _NGX_TAILGATE_RESPONSE_H_INCLUDED_ */

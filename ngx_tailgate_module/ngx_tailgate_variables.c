@@ -287,7 +287,8 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
     len = 0;
 
     for (i = 0; i < ctx->failed->nelts; i++) {
-        len += a[i].provider.len + ngx_strlen(a[i].outcome)
+        len += a[i].provider.len
+               + ngx_tailgate_outcomes[a[i].outcome].name.len
                + NGX_INT_T_LEN + 3;
     }
 
@@ -299,8 +300,8 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
     start = p;
 
     for (i = 0; i < ctx->failed->nelts; i++) {
-        p = ngx_sprintf(p, "%s%V:%s", i ? " " : "", &a[i].provider,
-                        a[i].outcome);
+        p = ngx_sprintf(p, "%s%V:%V", i ? " " : "", &a[i].provider,
+                        &ngx_tailgate_outcomes[a[i].outcome].name);
 
         if (a[i].status) {
             p = ngx_sprintf(p, ":%ui", a[i].status);
