@@ -30,8 +30,7 @@ static ngx_int_t ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
 
 typedef struct {
     ngx_str_t                    challenge;
-    const char                  *code;
-    const char                  *message;
+    ngx_tailgate_error_e         error;
 } ngx_tailgate_auth_failure_t;
 
 
@@ -39,20 +38,16 @@ static const ngx_tailgate_auth_failure_t  ngx_tailgate_auth_failures[] = {
 
     [NGX_TAILGATE_AUTH_MISSING] = {
       ngx_string("Bearer realm=\"tailgate\""),
-      "missing_api_key",
-      "You didn't provide an API key. Send it as "
-      "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\"." },
+      NGX_TAILGATE_ERR_MISSING_API_KEY },
 
     [NGX_TAILGATE_AUTH_INVALID] = {
       ngx_string("Bearer realm=\"tailgate\", error=\"invalid_token\""),
-      "invalid_api_key",
-      "Incorrect API key or token provided." },
+      NGX_TAILGATE_ERR_INVALID_API_KEY },
 
     [NGX_TAILGATE_AUTH_EXPIRED] = {
       ngx_string("Bearer realm=\"tailgate\", error=\"invalid_token\", "
                  "error_description=\"expired\""),
-      "expired_api_key",
-      "The API key or token has expired." }
+      NGX_TAILGATE_ERR_EXPIRED_API_KEY }
 };
 
 
@@ -206,12 +201,8 @@ ngx_http_tailgate_header_tags(ngx_http_request_t *r,
                 || n == NGX_TAILGATE_MAX_TAGS)
             {
                 return ngx_http_tailgate_finish(r,
-                           ngx_tailgate_send_error_text(r,
-                               NGX_HTTP_BAD_REQUEST, "invalid_request_error",
-                               "invalid_tags",
-                               "X-Tailgate-Tags must list at most 16 tags "
-                               "of 1-64 letters, digits and \"_-:.\", "
-                               "separated by commas or spaces."));
+                           ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_TAGS,
+                                             NULL));
             }
 
             if (tags == NULL) {
@@ -308,8 +299,5 @@ ngx_http_tailgate_unauthorized(ngx_http_request_t *r, ngx_tailgate_auth_e auth)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_tailgate_finish(r,
-               ngx_tailgate_fail(r, NGX_HTTP_UNAUTHORIZED,
-                                 "invalid_request_error", f->code,
-                                 f->message));
+    return ngx_http_tailgate_finish(r, ngx_tailgate_fail(r, f->error, NULL));
 }

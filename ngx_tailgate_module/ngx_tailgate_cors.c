@@ -133,11 +133,8 @@ ngx_tailgate_cors_preflight(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tailgate: preflight from an origin not allowed");
 
-        return ngx_tailgate_send_error_text(r, NGX_HTTP_FORBIDDEN,
-                                            "invalid_request_error",
-                                            "cors_origin_not_allowed",
-                                            "This origin may not call the "
-                                            "API from a browser.");
+        return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_CORS_ORIGIN_NOT_ALLOWED,
+                                 NULL);
     }
 
     ngx_str_set(&value, "GET, POST, OPTIONS");

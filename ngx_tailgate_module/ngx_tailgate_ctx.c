@@ -101,10 +101,8 @@ ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     if (rc != NGX_OK) {
         return ngx_http_tailgate_finish(r,
-                   ngx_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "server_error", "policy_unavailable",
-                                     "The gateway's policy service is "
-                                     "unavailable. Try again later."));
+                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE,
+                                     NULL));
     }
 
     ctx->state = NGX_TAILGATE_WAITING;

@@ -170,9 +170,8 @@ static ngx_int_t
 ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     u_char                         *p, *end;
-    ngx_str_t                       rest, message, type, code;
+    ngx_str_t                       rest;
     const ngx_tailgate_endpoint_t  *ep;
-    u_char                          text[256];
 
     end = r->uri.data + r->uri.len;
     ngx_str_null(&rest);
@@ -217,28 +216,12 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     }
 
     if (ep->path.len == 0) {
-        message.data = text;
-        message.len = ngx_snprintf(text, sizeof(text), "Invalid URL (%V %V)",
-                                   &r->method_name, &r->uri)
-                      - text;
-
-        ngx_str_set(&type, "invalid_request_error");
-        ngx_str_set(&code, "unknown_url");
-
         return ngx_http_tailgate_finish(r,
-                   ngx_tailgate_send_error(r, NGX_HTTP_NOT_FOUND, &type,
-                                           &code, &message));
+                   ngx_tailgate_failf(r, NGX_TAILGATE_ERR_INVALID_URL,
+                                      &r->method_name, &r->uri));
     }
 
     if (!(r->method & ep->method)) {
-        message.data = text;
-        message.len = ngx_snprintf(text, sizeof(text),
-                                   "Method %V is not allowed for %V, use %s",
-                                   &r->method_name, &r->uri,
-                                   ep->method == NGX_HTTP_POST
-                                   ? "POST" : "GET")
-                      - text;
-
         ngx_str_set(&rest, "GET");
 
         if (ep->method == NGX_HTTP_POST) {
@@ -249,12 +232,9 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_str_set(&type, "invalid_request_error");
-        ngx_str_set(&code, "method_not_allowed");
-
         return ngx_http_tailgate_finish(r,
-                   ngx_tailgate_send_error(r, NGX_HTTP_NOT_ALLOWED, &type,
-                                           &code, &message));
+                   ngx_tailgate_failf(r, NGX_TAILGATE_ERR_METHOD_NOT_ALLOWED,
+                                      &r->method_name, &r->uri, rest.data));
     }
 
     ctx->endpoint = ep;
@@ -267,6 +247,7 @@ static void
 ngx_http_tailgate_body_handler(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
+    ngx_str_t                 message;
     const char               *error;
     ngx_http_tailgate_ctx_t  *ctx;
 
@@ -278,10 +259,12 @@ ngx_http_tailgate_body_handler(ngx_http_request_t *r)
     rc = ngx_tailgate_body_classify(r, ctx, &error);
 
     if (rc == NGX_DECLINED) {
+        message.data = (u_char *) error;
+        message.len = ngx_strlen(error);
+
         (void) ngx_http_tailgate_finish(r,
-                   ngx_tailgate_send_error_text(r, NGX_HTTP_BAD_REQUEST,
-                                                "invalid_request_error", NULL,
-                                                error));
+                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_BODY,
+                                     &message));
         return;
     }
 
@@ -335,10 +318,8 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         || ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME)
     {
         return ngx_http_tailgate_finish(r,
-                   ngx_tailgate_fail(r, NGX_HTTP_NOT_FOUND,
-                                     "invalid_request_error",
-                                     "model_not_found",
-                                     "No matching route found."));
+                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_MODEL_NOT_FOUND,
+                                     NULL));
     }
 
     /*
@@ -477,10 +458,7 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     r->read_event_handler = ngx_http_block_reading;
 
     if (result != NGX_TAILGATE_CALL_OK) {
-        rc = ngx_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "server_error", "policy_unavailable",
-                               "The gateway's policy service is "
-                               "unavailable. Try again later.");
+        rc = ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);
 
     } else if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
         rc = (reply->status == NGX_HTTP_OK)
@@ -542,10 +520,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         if (up == NULL) {
             ngx_tailgate_report_unused(r, ctx, reply);
 
-            return ngx_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY,
-                                     "server_error", "invalid_route",
-                                     "The gateway's route for this "
-                                     "model is misconfigured.");
+            return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_ROUTE, NULL);
         }
 
         reply->checked = up;
@@ -562,11 +537,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
         ngx_tailgate_report_unused(r, ctx, reply);
 
-        return ngx_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                 "server_error", "privacy_violation",
-                                 "The gateway refused to send this "
-                                 "private request to a provider that "
-                                 "is not private.");
+        return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_PRIVACY_VIOLATION, NULL);
     }
 
     /* the decision is used: its lease is this request's to give back */
@@ -627,10 +598,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                                      &adjust)
             != NGX_OK)
         {
-            return ngx_tailgate_fail(r, NGX_HTTP_BAD_GATEWAY,
-                                     "server_error", "invalid_route",
-                                     "The gateway's route for this "
-                                     "model is misconfigured.");
+            return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_ROUTE, NULL);
         }
 
     } else if (renamed

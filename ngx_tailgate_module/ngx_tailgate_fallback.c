@@ -140,11 +140,12 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
 {
     u_char                  *p, *last;
     size_t                   size;
-    ngx_str_t                message, type, code, retry;
+    ngx_str_t                message, retry;
     ngx_uint_t               i, n, status;
     ngx_table_elt_t         *h;
-    ngx_tailgate_attempt_t  *a;
     const ngx_str_t         *name;
+    ngx_tailgate_error_e     err;
+    ngx_tailgate_attempt_t  *a;
 
     a = ctx->failed->elts;
     n = ctx->failed->nelts;
@@ -200,30 +201,27 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
 
     a = &a[n - 1];
 
-    ngx_str_set(&type, "server_error");
-
     if (n > 1 || retried) {
         status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ngx_str_set(&code, "no_provider_available");
+        err = NGX_TAILGATE_ERR_NO_PROVIDER_AVAILABLE;
 
     } else if (a->outcome == NGX_TAILGATE_OUTCOME_RATE_LIMITED) {
         status = NGX_HTTP_TOO_MANY_REQUESTS;
-        ngx_str_set(&type, "rate_limit_error");
-        ngx_str_set(&code, "provider_rate_limited");
+        err = NGX_TAILGATE_ERR_PROVIDER_RATE_LIMITED;
 
     } else if (a->outcome == NGX_TAILGATE_OUTCOME_TIMEOUT) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
-        ngx_str_set(&code, "provider_timeout");
+        err = NGX_TAILGATE_ERR_PROVIDER_TIMEOUT;
 
     } else if (a->outcome == NGX_TAILGATE_OUTCOME_SERVER_ERROR
                && a->status >= 500 && a->status <= 599)
     {
         status = a->status;
-        ngx_str_set(&code, "provider_error");
+        err = NGX_TAILGATE_ERR_PROVIDER_ERROR;
 
     } else {
         status = NGX_HTTP_BAD_GATEWAY;
-        ngx_str_set(&code, "provider_unreachable");
+        err = NGX_TAILGATE_ERR_PROVIDER_UNREACHABLE;
     }
 
     /* when to come back: the provider's own word for a 429, if it gave one */
@@ -249,5 +247,5 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
         }
     }
 
-    return ngx_tailgate_send_error(r, status, &type, &code, &message);
+    return ngx_tailgate_error(r, err, status, &message);
 }

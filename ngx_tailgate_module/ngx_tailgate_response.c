@@ -3,7 +3,8 @@
  * Copyright (C) The Tailgate authors
  *
  * Responses the gateway writes itself, all JSON: OpenAI-shaped errors
- * {"error":{"message","type","param","code"}} and bodies it was given.
+ * {"error":{"message","type","param","code"}}, its own from one table,
+ * and bodies it was given.
  * Nothing here knows a request's context: every part of the module may
  * answer with these.
  */
@@ -12,9 +13,108 @@
 #include "ngx_tailgate_response.h"
 
 
+typedef struct {
+    ngx_uint_t                   status;
+    ngx_str_t                    type;
+    ngx_str_t                    code;
+    ngx_str_t                    message;
+} ngx_tailgate_error_t;
+
+
+static const ngx_tailgate_error_t  ngx_tailgate_errors[] = {
+#define NGX_TAILGATE_ERROR(id, status, type, code, message)                   \
+    { status, ngx_string(type), ngx_string(code), ngx_string(message) },
+    NGX_TAILGATE_ERRORS(NGX_TAILGATE_ERROR)
+#undef NGX_TAILGATE_ERROR
+};
+
+
+/*
+ * An error of the gateway's own, with its status; 503s say when to come
+ * back.  message NULL: the table's.
+ */
+
+ngx_int_t
+ngx_tailgate_fail(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    const ngx_str_t *message)
+{
+    ngx_str_t  retry;
+
+    if (ngx_tailgate_errors[err].status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        ngx_str_set(&retry, "1");
+
+        if (ngx_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_tailgate_error(r, err, 0, message);
+}
+
+
+/* the same, the table's message a format for the arguments */
+
+ngx_int_t
+ngx_tailgate_failf(ngx_http_request_t *r, ngx_tailgate_error_e err, ...)
+{
+    u_char                      *p;
+    va_list                      args;
+    ngx_str_t                    message;
+    const ngx_tailgate_error_t  *e;
+    u_char                       text[256];
+
+    e = &ngx_tailgate_errors[err];
+
+    va_start(args, err);
+    p = ngx_vslprintf(text, text + sizeof(text), (char *) e->message.data,
+                      args);
+    va_end(args);
+
+    message.data = text;
+    message.len = p - text;
+
+    return ngx_tailgate_fail(r, err, &message);
+}
+
+
+/*
+ * err's type and code, as they are: no header of its own.  status 0 and
+ * message NULL: the table's.
+ */
+
+ngx_int_t
+ngx_tailgate_error(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    ngx_uint_t status, const ngx_str_t *message)
+{
+    const ngx_tailgate_error_t  *e;
+
+    e = &ngx_tailgate_errors[err];
+
+    return ngx_tailgate_send_error(r, status ? status : e->status, &e->type,
+                                   &e->code, message ? message : &e->message);
+}
+
+
+/* what the error page says for a status of nginx's own */
+
+ngx_tailgate_error_e
+ngx_tailgate_error_of(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_TAILGATE_ERR_INTERNAL; i++) {
+        if (ngx_tailgate_errors[i].status == status) {
+            return (ngx_tailgate_error_e) i;
+        }
+    }
+
+    return NGX_TAILGATE_ERR_INTERNAL;
+}
+
+
 ngx_int_t
 ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *type, ngx_str_t *code, ngx_str_t *message)
+    const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *message)
 {
     size_t   len;
     u_char  *body, *p;
@@ -54,58 +154,11 @@ ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/* the same, from C strings; code may be NULL */
-
-ngx_int_t
-ngx_tailgate_send_error_text(ngx_http_request_t *r, ngx_uint_t status,
-    const char *type, const char *code, const char *message)
-{
-    ngx_str_t  t, c, m;
-
-    t.data = (u_char *) type;
-    t.len = ngx_strlen(type);
-    c.data = (u_char *) code;
-    c.len = code ? ngx_strlen(code) : 0;
-    m.data = (u_char *) message;
-    m.len = ngx_strlen(message);
-
-    return ngx_tailgate_send_error(r, status, &t, &c, &m);
-}
-
-
-/* an error of the gateway's own; 503s say when to come back */
-
-ngx_int_t
-ngx_tailgate_fail(ngx_http_request_t *r, ngx_uint_t status, const char *type,
-    const char *code, const char *message)
-{
-    ngx_str_t  retry;
-
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        ngx_str_set(&retry, "1");
-
-        if (ngx_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    return ngx_tailgate_send_error_text(r, status, type, code, message);
-}
-
+/* a body that lives in a read buffer: copied to the request's pool */
 
 ngx_int_t
 ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body)
-{
-    return ngx_tailgate_send_copy(r, status, body, "application/json");
-}
-
-
-/* a body that lives in a read buffer: copied to the request's pool */
-
-ngx_int_t
-ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body, const char *type)
 {
     u_char  *copy;
 
@@ -116,7 +169,8 @@ ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_memcpy(copy, body->data, body->len);
 
-    return ngx_tailgate_send_body(r, status, copy, body->len, type);
+    return ngx_tailgate_send_body(r, status, copy, body->len,
+                                  "application/json");
 }
 
 

@@ -46,9 +46,7 @@ ngx_http_tailgate_ask_status(ngx_http_request_t *r,
         }
 
         return ngx_http_tailgate_finish(r,
-                   ngx_tailgate_send_error_text(r, NGX_HTTP_NOT_ALLOWED,
-                       "invalid_request_error", "method_not_allowed",
-                       "Use GET or HEAD for the gateway's status."));
+                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_STATUS_METHOD, NULL));
     }
 
     if (!ctx->identity->admin) {
@@ -57,10 +55,7 @@ ngx_http_tailgate_ask_status(ngx_http_request_t *r,
                       "without the admin role", &ctx->identity->client);
 
         return ngx_http_tailgate_finish(r,
-                   ngx_tailgate_send_error_text(r, NGX_HTTP_FORBIDDEN,
-                       "permission_error", "admin_required",
-                       "The gateway's status is for operators: a key or "
-                       "token with the admin role."));
+                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_ADMIN_REQUIRED, NULL));
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -146,9 +141,7 @@ ngx_http_tailgate_status_answered(ngx_tailgate_call_t *call,
 
     rc = (result == NGX_TAILGATE_CALL_OK)
          ? ngx_http_tailgate_status_send(r, ctx, reply)
-         : ngx_tailgate_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                             "policy_unavailable", "The gateway's policy "
-                             "service is unavailable. Try again later.");
+         : ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);
 
     (void) ngx_http_tailgate_finish(r, rc);
 
@@ -161,7 +154,7 @@ ngx_http_tailgate_status_send(ngx_http_request_t *r,
 {
     u_char                        *body, *p;
     size_t                         len;
-    ngx_str_t                      type, code, *part;
+    ngx_str_t                     *part;
     ngx_uint_t                     i;
     const char                    *content_type;
     ngx_http_tailgate_loc_conf_t  *tlcf;
@@ -171,16 +164,9 @@ ngx_http_tailgate_status_send(ngx_http_request_t *r,
     if (reply->type != TG_MSG_STATUS_REPLY || reply->status != NGX_HTTP_OK) {
         /* too large even in parts: policyd says where to look */
 
-        ngx_str_set(&type, "server_error");
-        ngx_str_set(&code, "status_too_large");
-
-        if (reply->error_message.len == 0) {
-            ngx_str_set(&reply->error_message,
-                        "policyd could not give the status.");
-        }
-
-        return ngx_tailgate_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                       &type, &code, &reply->error_message);
+        return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_STATUS_TOO_LARGE,
+                                 reply->error_message.len
+                                 ? &reply->error_message : NULL);
     }
 
     if (ctx->status_lost) {
