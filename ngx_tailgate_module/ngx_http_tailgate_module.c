@@ -330,6 +330,7 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->tags = NULL;
+     *     conf->ntags = 0;
      *     conf->jwt_issuer = { 0, NULL };
      *     conf->jwt_audience = { 0, NULL };
      *     conf->fallback = { 0, NULL };
@@ -355,9 +356,8 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tailgate_loc_conf_t *prev = parent;
     ngx_http_tailgate_loc_conf_t *conf = child;
 
-    ngx_uint_t                      i, j;
-    ngx_str_t                      *tag, *ptag, *t;
-    ngx_array_t                    *tags;
+    ngx_str_t                      *tags;
+    ngx_uint_t                      ntags;
     ngx_http_tailgate_main_conf_t  *tmcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -387,56 +387,20 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* a location adds to the tags it inherits, it cannot drop any */
 
-    if (conf->tags == NULL) {
-        conf->tags = prev->tags;
+    tags = prev->tags;
+    ntags = prev->ntags;
 
-    } else if (prev->tags) {
-        tags = ngx_array_create(cf->pool, prev->tags->nelts
-                                          + conf->tags->nelts,
-                                sizeof(ngx_str_t));
-        if (tags == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ptag = prev->tags->elts;
-
-        for (i = 0; i < prev->tags->nelts; i++) {
-            t = ngx_array_push(tags);
-            if (t == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            *t = ptag[i];
-        }
-
-        tag = conf->tags->elts;
-
-        for (i = 0; i < conf->tags->nelts; i++) {
-            for (j = 0; j < prev->tags->nelts; j++) {
-                if (ptag[j].len == tag[i].len
-                    && ngx_strncmp(ptag[j].data, tag[i].data, tag[i].len)
-                       == 0)
-                {
-                    break;
-                }
-            }
-
-            if (j < prev->tags->nelts) {
-                continue;
-            }
-
-            t = ngx_array_push(tags);
-            if (t == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            *t = tag[i];
-        }
-
-        conf->tags = tags;
+    if (ngx_tailgate_tags_union(cf->pool, &tags, &ntags, conf->tags,
+                                conf->ntags)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
-    if (conf->tags && conf->tags->nelts > NGX_TAILGATE_MAX_TAGS) {
+    conf->tags = tags;
+    conf->ntags = ntags;
+
+    if (conf->ntags > NGX_TAILGATE_MAX_TAGS) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "more than %d tailgate_tags apply here",
                            NGX_TAILGATE_MAX_TAGS);
@@ -792,16 +756,15 @@ ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tailgate_loc_conf_t *tlcf = conf;
 
-    u_char      *p;
-    ngx_str_t   *value, *tag;
+    ngx_str_t   *value;
     ngx_uint_t   i;
 
     if (tlcf->tags) {
         return "is duplicate";
     }
 
-    tlcf->tags = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                  sizeof(ngx_str_t));
+    tlcf->tags = ngx_palloc(cf->pool,
+                            (cf->args->nelts - 1) * sizeof(ngx_str_t));
     if (tlcf->tags == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -810,34 +773,24 @@ ngx_http_tailgate_tags(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (value[i].len == 0 || value[i].len > NGX_TAILGATE_MAX_TAG) {
-            goto invalid;
-        }
-
-        for (p = value[i].data; p < value[i].data + value[i].len; p++) {
-            if (!(ngx_tailgate_is_name_char(*p) || *p == ':'))
-            {
-                goto invalid;
-            }
-        }
-
-        tag = ngx_array_push(tlcf->tags);
-        if (tag == NULL) {
+        if (ngx_tailgate_check_name(value[i].data,
+                                    value[i].data + value[i].len, 0)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid tag \"%V\": expected 1-%d letters, "
+                               "digits and \"_-:.\"", &value[i],
+                               NGX_TAILGATE_MAX_TAG);
             return NGX_CONF_ERROR;
         }
 
-        *tag = value[i];
-        ngx_strlow(tag->data, tag->data, tag->len);
+        /* compared exactly: one spelling, lowercase */
+        ngx_strlow(value[i].data, value[i].data, value[i].len);
+
+        tlcf->tags[tlcf->ntags++] = value[i];
     }
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid tag \"%V\": expected 1-%d letters, digits "
-                       "and \"_-:.\"", &value[i], NGX_TAILGATE_MAX_TAG);
-    return NGX_CONF_ERROR;
 }
 
 

@@ -127,9 +127,9 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
 
     id = ctx->identity;
 
-    if ((tlcf->tags
-         && ngx_http_tailgate_add_tags(r, ctx, tlcf->tags->elts,
-                                       tlcf->tags->nelts) != NGX_OK)
+    if ((tlcf->ntags
+         && ngx_http_tailgate_add_tags(r, ctx, tlcf->tags, tlcf->ntags)
+            != NGX_OK)
         || (id->ntags
             && ngx_http_tailgate_add_tags(r, ctx, id->tags, id->ntags)
                != NGX_OK))
@@ -151,39 +151,28 @@ static ngx_int_t
 ngx_http_tailgate_header_tags(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx)
 {
-    u_char           *p, *end, *start;
-    ngx_str_t        *tags;
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    u_char                  *p, *end, *start;
+    ngx_str_t               *tags;
+    ngx_uint_t               n;
+    ngx_table_elt_t         *h;
+    ngx_tailgate_headers_t   it;
 
     tags = NULL;
     n = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_tailgate_headers_init(&it, &r->headers_in.headers);
 
-    for (i = 0; /* void */ ; i++) {
+    while ((h = ngx_tailgate_headers_next(&it)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != sizeof("X-Tailgate-Tags") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Tailgate-Tags",
+        if (h->key.len != sizeof("X-Tailgate-Tags") - 1
+            || ngx_strncasecmp(h->key.data, (u_char *) "X-Tailgate-Tags",
                                sizeof("X-Tailgate-Tags") - 1) != 0)
         {
             continue;
         }
 
-        p = h[i].value.data;
-        end = p + h[i].value.len;
+        p = h->value.data;
+        end = p + h->value.len;
 
         while (p < end) {
             if (*p == ',' || *p == ' ' || *p == '\t') {
@@ -234,15 +223,15 @@ ngx_http_tailgate_header_tags(ngx_http_request_t *r,
 
 /*
  * Tags only ever add restrictions: from the location, the client's
- * identity, the request.  The first set is shared, not copied.
+ * identity, the request.  Up to 16 from each of the three fit; none is
+ * dropped.
  */
 
 static ngx_int_t
 ngx_http_tailgate_add_tags(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_str_t *tags, ngx_uint_t n)
 {
-    ngx_str_t   *merged;
-    ngx_uint_t   i, j;
+    ngx_uint_t  i;
 
     for (i = 0; i < n; i++) {
         if (tags[i].len == 7 && ngx_strncmp(tags[i].data, "private", 7) == 0) {
@@ -250,39 +239,7 @@ ngx_http_tailgate_add_tags(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         }
     }
 
-    if (ctx->ntags == 0) {
-        ctx->tags = tags;
-        ctx->ntags = n;
-        return NGX_OK;
-    }
-
-    merged = ngx_palloc(r->pool, (ctx->ntags + n) * sizeof(ngx_str_t));
-    if (merged == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(merged, ctx->tags, ctx->ntags * sizeof(ngx_str_t));
-
-    for (i = 0; i < n; i++) {
-        for (j = 0; j < ctx->ntags; j++) {
-            if (merged[j].len == tags[i].len
-                && ngx_strncmp(merged[j].data, tags[i].data, tags[i].len)
-                   == 0)
-            {
-                break;
-            }
-        }
-
-        /* never dropped: up to 16 from each of three sources fit */
-
-        if (j == ctx->ntags) {
-            merged[ctx->ntags++] = tags[i];
-        }
-    }
-
-    ctx->tags = merged;
-
-    return NGX_OK;
+    return ngx_tailgate_tags_union(r->pool, &ctx->tags, &ctx->ntags, tags, n);
 }
 
 

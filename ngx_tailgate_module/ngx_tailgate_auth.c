@@ -27,7 +27,6 @@
 
 #define NGX_TAILGATE_MAX_KEY_FILE     (16 * 1024 * 1024)
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
-#define NGX_TAILGATE_MAX_TENANT       64
 #define NGX_TAILGATE_MAX_CREDENTIAL   8192
 
 
@@ -84,12 +83,8 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_tailgate_keys_t **keysp)
 {
     char                           *rv;
-    u_char                         *buf;
-    size_t                          size;
-    ssize_t                         n;
-    ngx_fd_t                        fd;
+    ngx_str_t                       content;
     ngx_uint_t                      i;
-    ngx_file_info_t                 fi;
     ngx_tailgate_keys_t            *keys, **loaded;
     ngx_http_tailgate_main_conf_t  *tmcf;
 
@@ -115,51 +110,17 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
 
     keys->file = *file;
 
-    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", file);
+    /* the parser keeps copies of what it needs */
+
+    if (ngx_tailgate_read_key_file(cf, file, NGX_TAILGATE_MAX_KEY_FILE,
+                                   cf->temp_pool, &content)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    rv = NGX_CONF_ERROR;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", file);
-        goto done;
-    }
-
-    size = (size_t) ngx_file_size(&fi);
-
-    if (size > NGX_TAILGATE_MAX_KEY_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "key file \"%V\" is larger than %d bytes",
-                           file, NGX_TAILGATE_MAX_KEY_FILE);
-        goto done;
-    }
-
-    buf = ngx_pnalloc(cf->temp_pool, size + 1);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_fd(fd, buf, size);
-
-    if (n == -1 || (size_t) n != size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", file);
-        goto done;
-    }
-
-    rv = ngx_tailgate_keys_parse(cf, keys, buf, buf + size);
-
-done:
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
-                           ngx_close_file_n " \"%V\" failed", file);
-    }
+    rv = ngx_tailgate_keys_parse(cf, keys, content.data,
+                                 content.data + content.len);
 
     if (rv != NGX_CONF_OK) {
         return rv;
@@ -780,44 +741,6 @@ ngx_tailgate_looks_like_jwt(ngx_str_t *token)
     }
 
     return memchr(p + 1, '.', end - p - 1) == NULL;
-}
-
-
-/* the first header of that name in a request's or a provider's headers */
-
-ngx_table_elt_t *
-ngx_tailgate_find_header(ngx_list_t *headers, ngx_str_t *lowcase_name)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &headers->part;
-    h = part->elts;
-
-    if (h == NULL) {
-        return NULL;
-    }
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == lowcase_name->len
-            && ngx_strncmp(h[i].lowcase_key, lowcase_name->data,
-                           lowcase_name->len) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 

@@ -143,7 +143,8 @@ typedef struct {
     ngx_flag_t                   enable;
     ngx_msec_t                   timeout;
     ngx_tailgate_keys_t         *keys;
-    ngx_array_t                 *tags;       /* ngx_str_t */
+    ngx_str_t                   *tags;
+    ngx_uint_t                   ntags;
     ngx_uint_t                   reject_log_level;
 
     ngx_array_t                 *jwt_keys;   /* ngx_tailgate_jwt_key_t */
@@ -247,6 +248,89 @@ typedef struct {
 extern ngx_module_t  ngx_http_tailgate_module;
 
 
+/*
+ * The headers of a list one at a time, across its parts.  A list never
+ * initialized (a provider that sent no headers) has none.
+ */
+
+typedef struct {
+    ngx_list_part_t             *part;
+    ngx_uint_t                   i;
+} ngx_tailgate_headers_t;
+
+
+static ngx_inline void
+ngx_tailgate_headers_init(ngx_tailgate_headers_t *it, ngx_list_t *headers)
+{
+    it->part = &headers->part;
+    it->i = 0;
+}
+
+
+static ngx_inline ngx_table_elt_t *
+ngx_tailgate_headers_next(ngx_tailgate_headers_t *it)
+{
+    ngx_table_elt_t  *h;
+
+    while (it->i >= it->part->nelts) {
+        if (it->part->next == NULL) {
+            return NULL;
+        }
+
+        it->part = it->part->next;
+        it->i = 0;
+    }
+
+    h = it->part->elts;
+
+    return &h[it->i++];
+}
+
+
+/* the first header of each lowercase name, in one walk for all of them */
+
+static ngx_inline void
+ngx_tailgate_find_headers(ngx_list_t *headers, ngx_str_t *names,
+    ngx_table_elt_t **found, ngx_uint_t n)
+{
+    ngx_uint_t               k, left;
+    ngx_table_elt_t         *h;
+    ngx_tailgate_headers_t   it;
+
+    for (k = 0; k < n; k++) {
+        found[k] = NULL;
+    }
+
+    left = n;
+    ngx_tailgate_headers_init(&it, headers);
+
+    while (left && (h = ngx_tailgate_headers_next(&it)) != NULL) {
+        for (k = 0; k < n; k++) {
+            if (found[k] == NULL
+                && h->key.len == names[k].len
+                && ngx_strncmp(h->lowcase_key, names[k].data, names[k].len)
+                   == 0)
+            {
+                found[k] = h;
+                left--;
+                break;
+            }
+        }
+    }
+}
+
+
+static ngx_inline ngx_table_elt_t *
+ngx_tailgate_find_header(ngx_list_t *headers, ngx_str_t *lowcase_name)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_tailgate_find_headers(headers, lowcase_name, &h, 1);
+
+    return h;
+}
+
+
 /* ngx_tailgate_access.c: who is asking, and with which tags */
 ngx_int_t ngx_http_tailgate_access_handler(ngx_http_request_t *r);
 
@@ -294,8 +378,6 @@ ngx_tailgate_auth_e ngx_tailgate_authenticate(ngx_http_request_t *r,
     const char **why);
 ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle);
 void ngx_tailgate_auth_exit_worker(void);
-ngx_table_elt_t *ngx_tailgate_find_header(ngx_list_t *headers,
-    ngx_str_t *lowcase_name);
 
 /* ngx_tailgate_jwt.c: tokens */
 char *ngx_tailgate_jwt_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,

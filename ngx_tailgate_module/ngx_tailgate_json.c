@@ -527,10 +527,7 @@ ngx_tailgate_json_key_folds(u_char *name, size_t n)
     ngx_uint_t  i;
 
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (n == keys[i].len
-            && ngx_strncasecmp(name, keys[i].data, n) == 0
-            && ngx_strncmp(name, keys[i].data, n) != 0)
-        {
+        if (ngx_tailgate_key_folds(name, n, &keys[i])) {
             return 1;
         }
     }

@@ -11,14 +11,17 @@
 
 
 /*
- * A tag is 1-64 letters, digits and "_-:."; a route name 1-256 visible
- * characters but commas.
+ * A tag is 1-NGX_TAILGATE_MAX_TAG letters, digits and "_-:."; a route
+ * name 1-NGX_TAILGATE_MAX_ROUTE_NAME visible characters but commas.
  */
 
 ngx_int_t
 ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route)
 {
-    if (p == end || end - p > (route ? 256 : 64)) {
+    if (p == end
+        || end - p > (route ? NGX_TAILGATE_MAX_ROUTE_NAME
+                            : NGX_TAILGATE_MAX_TAG))
+    {
         return NGX_ERROR;
     }
 
@@ -27,6 +30,31 @@ ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route)
                   : !(ngx_tailgate_is_name_char(*p) || *p == ':'))
         {
             return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* names one by one (a token's list): checked, and tags in lowercase */
+
+ngx_int_t
+ngx_tailgate_check_names(ngx_str_t *names, ngx_uint_t n, ngx_uint_t route)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_tailgate_check_name(names[i].data,
+                                    names[i].data + names[i].len, route)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* tags are compared exactly: one spelling, lowercase */
+        if (!route) {
+            ngx_strlow(names[i].data, names[i].data, names[i].len);
         }
     }
 
@@ -70,10 +98,6 @@ ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
             p++;
         }
 
-        if (ngx_tailgate_check_name(start, p, route) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
         name = &(*names)[(*n)++];
         name->len = p - start;
         name->data = ngx_pnalloc(pool, name->len);
@@ -84,15 +108,62 @@ ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
 
         ngx_memcpy(name->data, start, name->len);
 
-        /* tags are compared exactly: one spelling, lowercase */
-        if (!route) {
-            ngx_strlow(name->data, name->data, name->len);
-        }
-
         if (p == end) {
-            return NGX_OK;
+            return ngx_tailgate_check_names(*names, *n, route);
         }
 
         p++;
     }
+}
+
+
+/*
+ * Tags only ever add restrictions: *tags becomes the union of *tags and
+ * add, those first.  Neither set is written: the first set is shared
+ * when it is alone, else the union is new.
+ */
+
+ngx_int_t
+ngx_tailgate_tags_union(ngx_pool_t *pool, ngx_str_t **tags, ngx_uint_t *n,
+    ngx_str_t *add, ngx_uint_t nadd)
+{
+    ngx_str_t   *merged;
+    ngx_uint_t   i, j, count;
+
+    if (nadd == 0) {
+        return NGX_OK;
+    }
+
+    if (*n == 0) {
+        *tags = add;
+        *n = nadd;
+        return NGX_OK;
+    }
+
+    merged = ngx_palloc(pool, (*n + nadd) * sizeof(ngx_str_t));
+    if (merged == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(merged, *tags, *n * sizeof(ngx_str_t));
+    count = *n;
+
+    for (i = 0; i < nadd; i++) {
+        for (j = 0; j < count; j++) {
+            if (merged[j].len == add[i].len
+                && ngx_strncmp(merged[j].data, add[i].data, add[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == count) {
+            merged[count++] = add[i];
+        }
+    }
+
+    *tags = merged;
+    *n = count;
+
+    return NGX_OK;
 }

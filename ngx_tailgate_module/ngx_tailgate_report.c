@@ -35,6 +35,10 @@ static void ngx_tailgate_report_send(void *peer, ngx_str_t *provider,
     ngx_str_t *route, uint32_t lease, ngx_tailgate_outcome_e outcome,
     ngx_uint_t status, ngx_uint_t count, uint64_t upstream_ms,
     uint64_t total_ms, ngx_log_t *log);
+static void ngx_tailgate_report_now(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_msec_t total_ms);
+static ngx_msec_t ngx_tailgate_report_total_ms(ngx_http_request_t *r);
 static void *ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx,
     uint64_t upstream_ms, uint64_t total_ms);
@@ -77,9 +81,7 @@ ngx_int_t
 ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     ngx_uint_t              status;
-    ngx_msec_t              upstream_ms;
-    ngx_time_t             *tp;
-    ngx_msec_int_t          total_ms;
+    ngx_msec_t              upstream_ms, total_ms;
     ngx_tailgate_outcome_e  outcome;
 
     if (ctx->reported || (ctx->provider.len == 0 && ctx->lease == 0)) {
@@ -91,10 +93,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms, &status);
     status = r->err_status ? r->err_status : r->headers_out.status;
 
-    tp = ngx_timeofday();
-    total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                                 + (tp->msec - r->start_msec));
-    total_ms = ngx_max(total_ms, 0);
+    total_ms = ngx_tailgate_report_total_ms(r);
 
     if (ctx->lease == 0
         && outcome == NGX_TAILGATE_OUTCOME_OK
@@ -103,18 +102,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         return NGX_OK;
     }
 
-    /*
-     * A failure after plain successes: those are counted first, so that
-     * policyd sees them in order, not as failures in a row.
-     */
-
-    if (ngx_tailgate_ntallies && outcome != NGX_TAILGATE_OUTCOME_OK) {
-        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
-    }
-
-    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
-                             &ctx->route, ctx->lease, outcome, status, 1,
-                             upstream_ms, total_ms, r->connection->log);
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, total_ms);
 
     return NGX_OK;
 }
@@ -215,24 +203,49 @@ ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
     ngx_uint_t status, ngx_msec_t upstream_ms)
 {
-    ngx_time_t      *tp;
-    ngx_msec_int_t   total_ms;
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms,
+                            ngx_tailgate_report_total_ms(r));
 
-    tp = ngx_timeofday();
-    total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                                 + (tp->msec - r->start_msec));
+    ctx->reported = 1;
+    ctx->lease = 0;
+}
 
-    if (ngx_tailgate_ntallies) {
+
+/* one REPORT for this attempt, on the connection its lease came on */
+
+static void
+ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_tailgate_outcome_e outcome, ngx_uint_t status, ngx_msec_t upstream_ms,
+    ngx_msec_t total_ms)
+{
+    /*
+     * A failure after plain successes: those are counted first, so that
+     * policyd sees them in order, not as failures in a row.
+     */
+
+    if (ngx_tailgate_ntallies && outcome != NGX_TAILGATE_OUTCOME_OK) {
         ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
     }
 
     ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
                              &ctx->route, ctx->lease, outcome, status, 1,
-                             upstream_ms, ngx_max(total_ms, 0),
-                             r->connection->log);
+                             upstream_ms, total_ms, r->connection->log);
+}
 
-    ctx->reported = 1;
-    ctx->lease = 0;
+
+/* since the request started, never less than 0 */
+
+static ngx_msec_t
+ngx_tailgate_report_total_ms(ngx_http_request_t *r)
+{
+    ngx_time_t      *tp;
+    ngx_msec_int_t   ms;
+
+    tp = ngx_timeofday();
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+
+    return (ngx_msec_t) ngx_max(ms, 0);
 }
 
 

@@ -13,6 +13,10 @@
 #include "ngx_tailgate_response.h"
 
 
+static ngx_int_t ngx_tailgate_send_header(ngx_http_request_t *r,
+    ngx_uint_t status, size_t len, const char *type);
+
+
 typedef struct {
     ngx_uint_t                   status;
     ngx_str_t                    type;
@@ -182,21 +186,7 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     ngx_buf_t    *b;
     ngx_chain_t   out;
 
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
+    rc = ngx_tailgate_send_header(r, status, len, type);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
@@ -217,6 +207,88 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* a body in pieces that live in the pool: sent as they are, in order */
+
+ngx_int_t
+ngx_tailgate_send_pieces(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *pieces, ngx_uint_t n, const char *type)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_uint_t    i, k;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        len += pieces[i].len;
+    }
+
+    rc = ngx_tailgate_send_header(r, status, len, type);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+    cl = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
+
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+
+        /* an empty buffer is an error to nginx unless it is the last */
+
+        if (pieces[i].len == 0 && (k || i + 1 < n)) {
+            continue;
+        }
+
+        b[k].pos = pieces[i].data;
+        b[k].last = pieces[i].data + pieces[i].len;
+        b[k].memory = 1;
+
+        cl[k].buf = &b[k];
+        cl[k].next = &cl[k + 1];
+        k++;
+    }
+
+    b[k - 1].last_buf = (r == r->main) ? 1 : 0;
+    b[k - 1].last_in_chain = 1;
+    cl[k - 1].next = NULL;
+
+    return ngx_http_output_filter(r, cl);
+}
+
+
+static ngx_int_t
+ngx_tailgate_send_header(ngx_http_request_t *r, ngx_uint_t status,
+    size_t len, const char *type)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    return ngx_http_send_header(r);
 }
 
 

@@ -45,6 +45,27 @@ typedef struct {
 } ngx_tailgate_json_iter_t;
 
 
+/*
+ * Some providers match keys ignoring letter case: name is key for them.
+ * And when it is key in another case than key's own, it is a second key
+ * that the gateway did not route on.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_key_is(u_char *name, size_t len, ngx_str_t *key)
+{
+    return len == key->len && ngx_strncasecmp(name, key->data, len) == 0;
+}
+
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_key_folds(u_char *name, size_t len, ngx_str_t *key)
+{
+    return ngx_tailgate_key_is(name, len, key)
+           && ngx_strncmp(name, key->data, len) != 0;
+}
+
+
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, const char **error);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,

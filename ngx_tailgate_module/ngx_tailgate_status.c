@@ -81,7 +81,11 @@ ngx_http_tailgate_ask_status(ngx_http_request_t *r,
 }
 
 
-/* a status larger than one frame: its parts are kept until the reply */
+/*
+ * A status larger than one frame: its parts are kept until the reply, and
+ * the reply's own part after them.  Each is copied once, out of the read
+ * buffer that the next frame reuses.
+ */
 
 static void
 ngx_http_tailgate_status_part(ngx_tailgate_call_t *call,
@@ -118,8 +122,11 @@ ngx_http_tailgate_status_part(ngx_tailgate_call_t *call,
         return;
     }
 
-    part->len = ngx_cpymem(part->data, reply->body.data, reply->body.len)
-                - part->data;
+    part->len = reply->body.len;
+
+    if (part->len) {
+        ngx_memcpy(part->data, reply->body.data, part->len);
+    }
 }
 
 
@@ -152,10 +159,6 @@ static ngx_int_t
 ngx_http_tailgate_status_send(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply)
 {
-    u_char                        *body, *p;
-    size_t                         len;
-    ngx_str_t                     *part;
-    ngx_uint_t                     i;
     const char                    *content_type;
     ngx_http_tailgate_loc_conf_t  *tlcf;
 
@@ -169,34 +172,17 @@ ngx_http_tailgate_status_send(ngx_http_request_t *r,
                                  ? &reply->error_message : NULL);
     }
 
+    ngx_http_tailgate_status_part(ctx->call, reply);
+
     if (ctx->status_lost) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = reply->body.len;
-    part = ctx->status_parts ? ctx->status_parts->elts : NULL;
-
-    for (i = 0; part && i < ctx->status_parts->nelts; i++) {
-        len += part[i].len;
-    }
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = body;
-
-    for (i = 0; part && i < ctx->status_parts->nelts; i++) {
-        p = ngx_cpymem(p, part[i].data, part[i].len);
-    }
-
-    ngx_memcpy(p, reply->body.data, reply->body.len);
-
     content_type = (tlcf->status == NGX_TAILGATE_STATUS_PROMETHEUS)
                    ? "text/plain; version=0.0.4" : "application/json";
 
-    return ngx_tailgate_send_body(r, NGX_HTTP_OK, body, len, content_type);
+    return ngx_tailgate_send_pieces(r, NGX_HTTP_OK, ctx->status_parts->elts,
+                                    ctx->status_parts->nelts, content_type);
 }
 
 
