@@ -116,6 +116,22 @@ ngx_http_tailgate_call(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 }
 
 
+/* policyd answered, or never will: the parked request is awake again */
+
+ngx_http_tailgate_ctx_t *
+ngx_http_tailgate_wake(ngx_tailgate_call_t *call)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = call->data;
+
+    ctx->decide_time = ngx_current_msec - ctx->decide_start;
+    ctx->request->read_event_handler = ngx_http_block_reading;
+
+    return ctx;
+}
+
+
 /*
  * The request got its response: finalize it with the output's result
  * (which may be NGX_AGAIN when the client is slow) and stop the phases.

@@ -17,6 +17,7 @@ ngx_int_t ngx_http_tailgate_call(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_frame_t *f,
     ngx_msec_t timeout, ngx_tailgate_call_handler_pt handler,
     ngx_tailgate_call_part_pt part);
+ngx_http_tailgate_ctx_t *ngx_http_tailgate_wake(ngx_tailgate_call_t *call);
 ngx_int_t ngx_http_tailgate_finish(ngx_http_request_t *r, ngx_int_t rc);
 
 

@@ -450,12 +450,9 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_http_request_t       *r;
     ngx_http_tailgate_ctx_t  *ctx;
 
-    ctx = call->data;
+    ctx = ngx_http_tailgate_wake(call);
     r = ctx->request;
     c = r->connection;
-
-    ctx->decide_time = ngx_current_msec - ctx->decide_start;
-    r->read_event_handler = ngx_http_block_reading;
 
     if (result != NGX_TAILGATE_CALL_OK) {
         rc = ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);

@@ -136,21 +136,20 @@ ngx_http_tailgate_status_answered(ngx_tailgate_call_t *call,
 {
     ngx_int_t                 rc;
     ngx_connection_t         *c;
-    ngx_http_request_t       *r;
     ngx_http_tailgate_ctx_t  *ctx;
 
-    ctx = call->data;
-    r = ctx->request;
-    c = r->connection;
+    ctx = ngx_http_tailgate_wake(call);
+    c = ctx->request->connection;
 
-    ctx->decide_time = ngx_current_msec - ctx->decide_start;
-    r->read_event_handler = ngx_http_block_reading;
+    if (result == NGX_TAILGATE_CALL_OK) {
+        rc = ngx_http_tailgate_status_send(ctx->request, ctx, reply);
 
-    rc = (result == NGX_TAILGATE_CALL_OK)
-         ? ngx_http_tailgate_status_send(r, ctx, reply)
-         : ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);
+    } else {
+        rc = ngx_tailgate_fail(ctx->request,
+                               NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);
+    }
 
-    (void) ngx_http_tailgate_finish(r, rc);
+    (void) ngx_http_tailgate_finish(ctx->request, rc);
 
     ngx_http_run_posted_requests(c);
 }
