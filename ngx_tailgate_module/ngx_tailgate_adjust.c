@@ -21,7 +21,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_names.h"
 
 
 #define NGX_TAILGATE_EDITS_MAX  32
@@ -74,8 +75,11 @@ static ngx_int_t ngx_tailgate_piece(ngx_tailgate_adjust_t *a, u_char *start,
     u_char *end);
 #define ngx_tailgate_piece_text(a, text)                                      \
     ngx_tailgate_piece(a, (u_char *) text, (u_char *) text + sizeof(text) - 1)
-#define ngx_tailgate_same_key(s, p, n)                                        \
-    ((s)->len == (size_t) (n) && ngx_strncasecmp((s)->data, p, (s)->len) == 0)
+
+
+/* what the gateway routed on is not the policy's to change */
+static ngx_str_t  ngx_tailgate_model = ngx_string("model");
+static ngx_str_t  ngx_tailgate_stream = ngx_string("stream");
 
 
 /*
@@ -183,8 +187,9 @@ ngx_tailgate_adjust_parse(ngx_tailgate_adjust_t *a, ngx_str_t *spec)
 
         /* what the gateway routed on is not the policy's to change */
 
-        if (ngx_tailgate_same_key(&e->top, (u_char *) "model", 5)
-            || ngx_tailgate_same_key(&e->top, (u_char *) "stream", 6))
+        if (ngx_tailgate_key_is(e->top.data, e->top.len, &ngx_tailgate_model)
+            || ngx_tailgate_key_is(e->top.data, e->top.len,
+                                   &ngx_tailgate_stream))
         {
             return NGX_ERROR;
         }
@@ -365,6 +370,7 @@ static ngx_tailgate_action_e
 ngx_tailgate_adjust_action(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
     ngx_tailgate_json_member_t *m, ngx_tailgate_edit_t **edit)
 {
+    size_t                len;
     ngx_tailgate_edit_t  *e;
 
     *edit = NULL;
@@ -379,17 +385,19 @@ ngx_tailgate_adjust_action(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
         return NGX_TAILGATE_KEEP;
     }
 
+    len = m->name_len;
+
     for (e = a->edits; e < a->edits + a->nedits; e++) {
 
         if (parent) {
             if (e->sub.len == 0
-                || !ngx_tailgate_same_key(&e->top, parent->data, parent->len)
-                || !ngx_tailgate_same_key(&e->sub, m->name, m->name_len))
+                || !ngx_tailgate_key_is(parent->data, parent->len, &e->top)
+                || !ngx_tailgate_key_is(m->name, len, &e->sub))
             {
                 continue;
             }
 
-        } else if (!ngx_tailgate_same_key(&e->top, m->name, m->name_len)) {
+        } else if (!ngx_tailgate_key_is(m->name, len, &e->top)) {
             continue;
         }
 
@@ -444,7 +452,7 @@ ngx_tailgate_adjust_group_sets(ngx_tailgate_adjust_t *a, ngx_str_t *top)
 
     for (e = a->edits; e < a->edits + a->nedits; e++) {
         if (e->sub.len && e->value.len
-            && ngx_tailgate_same_key(&e->top, top->data, top->len))
+            && ngx_tailgate_key_is(top->data, top->len, &e->top))
         {
             n++;
         }
@@ -460,7 +468,7 @@ ngx_tailgate_adjust_group_done(ngx_tailgate_adjust_t *a, ngx_str_t *top)
     ngx_tailgate_edit_t  *e;
 
     for (e = a->edits; e < a->edits + a->nedits; e++) {
-        if (e->sub.len && ngx_tailgate_same_key(&e->top, top->data, top->len))
+        if (e->sub.len && ngx_tailgate_key_is(top->data, top->len, &e->top))
         {
             e->done = 1;
         }
@@ -486,7 +494,7 @@ ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
 
         if (parent) {
             if (e->sub.len == 0
-                || !ngx_tailgate_same_key(&e->top, parent->data, parent->len))
+                || !ngx_tailgate_key_is(parent->data, parent->len, &e->top))
             {
                 continue;
             }
@@ -521,8 +529,7 @@ ngx_tailgate_adjust_new(ngx_tailgate_adjust_t *a, ngx_str_t *parent,
                 o = &a->edits[j];
 
                 if (o->done || o->value.len == 0 || o->sub.len == 0
-                    || !ngx_tailgate_same_key(&o->top, e->top.data,
-                                              e->top.len))
+                    || !ngx_tailgate_key_is(e->top.data, e->top.len, &o->top))
                 {
                     continue;
                 }

@@ -18,18 +18,16 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_names.h"
 #include "ngx_tailgate_siphash.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 
 #define NGX_TAILGATE_MAX_KEY_FILE     (16 * 1024 * 1024)
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
-#define NGX_TAILGATE_MAX_TENANT       64
 #define NGX_TAILGATE_MAX_CREDENTIAL   8192
-#define NGX_TAILGATE_MAX_ROUTES       256
 
 
 static char *ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys,
@@ -77,15 +75,7 @@ static ngx_int_t  ngx_tailgate_month_days[] = {
     31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
 };
 
-/*
- * Fetched once per worker: OpenSSL 3's SHA256() looks the algorithm up,
- * under a lock, and allocates a context on every call - three times the
- * cost of the hash itself for a key.
- */
-static EVP_MD      *ngx_tailgate_sha256_md;
-static EVP_MD_CTX  *ngx_tailgate_sha256_ctx;
-
-static u_char       ngx_tailgate_memo_secret[NGX_TAILGATE_SIPHASH_KEY_LEN];
+static u_char  ngx_tailgate_memo_secret[NGX_TAILGATE_SIPHASH_KEY_LEN];
 
 
 char *
@@ -93,12 +83,8 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_tailgate_keys_t **keysp)
 {
     char                           *rv;
-    u_char                         *buf;
-    size_t                          size;
-    ssize_t                         n;
-    ngx_fd_t                        fd;
+    ngx_str_t                       content;
     ngx_uint_t                      i;
-    ngx_file_info_t                 fi;
     ngx_tailgate_keys_t            *keys, **loaded;
     ngx_http_tailgate_main_conf_t  *tmcf;
 
@@ -124,51 +110,17 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
 
     keys->file = *file;
 
-    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", file);
+    /* the parser keeps copies of what it needs */
+
+    if (ngx_tailgate_read_key_file(cf, file, NGX_TAILGATE_MAX_KEY_FILE,
+                                   cf->temp_pool, &content)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    rv = NGX_CONF_ERROR;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", file);
-        goto done;
-    }
-
-    size = (size_t) ngx_file_size(&fi);
-
-    if (size > NGX_TAILGATE_MAX_KEY_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "key file \"%V\" is larger than %d bytes",
-                           file, NGX_TAILGATE_MAX_KEY_FILE);
-        goto done;
-    }
-
-    buf = ngx_pnalloc(cf->temp_pool, size + 1);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_fd(fd, buf, size);
-
-    if (n == -1 || (size_t) n != size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", file);
-        goto done;
-    }
-
-    rv = ngx_tailgate_keys_parse(cf, keys, buf, buf + size);
-
-done:
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
-                           ngx_close_file_n " \"%V\" failed", file);
-    }
+    rv = ngx_tailgate_keys_parse(cf, keys, content.data,
+                                 content.data + content.len);
 
     if (rv != NGX_CONF_OK) {
         return rv;
@@ -428,94 +380,6 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
 }
 
 
-/*
- * A tag is 1-64 letters, digits and "_-:."; a route name 1-256 visible
- * characters but commas.
- */
-
-ngx_int_t
-ngx_tailgate_check_name(u_char *p, u_char *end, ngx_uint_t route)
-{
-    if (p == end || end - p > (route ? 256 : 64)) {
-        return NGX_ERROR;
-    }
-
-    for ( /* void */ ; p < end; p++) {
-        if (route ? (*p <= ' ' || *p == ',' || *p == 0x7f)
-                  : !(ngx_tailgate_is_name_char(*p) || *p == ':'))
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* "a,b,c" into an array of names from the pool */
-
-ngx_int_t
-ngx_tailgate_parse_names(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_uint_t max, ngx_uint_t route, ngx_str_t **names, ngx_uint_t *n)
-{
-    u_char      *start;
-    ngx_str_t   *name;
-    ngx_uint_t   count;
-
-    count = 1;
-
-    for (start = p; start < end; start++) {
-        if (*start == ',') {
-            count++;
-        }
-    }
-
-    if (count > max) {
-        return NGX_ERROR;
-    }
-
-    *names = ngx_palloc(pool, count * sizeof(ngx_str_t));
-    if (*names == NULL) {
-        return NGX_ERROR;
-    }
-
-    *n = 0;
-
-    for ( ;; ) {
-        start = p;
-
-        while (p < end && *p != ',') {
-            p++;
-        }
-
-        if (ngx_tailgate_check_name(start, p, route) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        name = &(*names)[(*n)++];
-        name->len = p - start;
-        name->data = ngx_pnalloc(pool, name->len);
-
-        if (name->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(name->data, start, name->len);
-
-        /* tags are compared exactly: one spelling, lowercase */
-        if (!route) {
-            ngx_strlow(name->data, name->data, name->len);
-        }
-
-        if (p == end) {
-            return NGX_OK;
-        }
-
-        p++;
-    }
-}
-
-
 /* YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; -1 when it is neither */
 
 static time_t
@@ -605,20 +469,6 @@ ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
 ngx_int_t
 ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
 {
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    ngx_tailgate_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-#else
-    ngx_tailgate_sha256_md = (EVP_MD *) EVP_sha256();
-#endif
-
-    ngx_tailgate_sha256_ctx = EVP_MD_CTX_new();
-
-    if (ngx_tailgate_sha256_md == NULL || ngx_tailgate_sha256_ctx == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "tailgate: SHA-256 is not available from OpenSSL");
-        return NGX_ERROR;
-    }
-
     if (RAND_bytes(ngx_tailgate_memo_secret, sizeof(ngx_tailgate_memo_secret))
         != 1)
     {
@@ -634,35 +484,8 @@ ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
 void
 ngx_tailgate_auth_exit_worker(void)
 {
-    EVP_MD_CTX_free(ngx_tailgate_sha256_ctx);
-    ngx_tailgate_sha256_ctx = NULL;
-
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    EVP_MD_free(ngx_tailgate_sha256_md);
-#endif
-    ngx_tailgate_sha256_md = NULL;
-
     ngx_explicit_memzero(ngx_tailgate_memo_secret,
                          sizeof(ngx_tailgate_memo_secret));
-}
-
-
-ngx_int_t
-ngx_tailgate_sha256(ngx_str_t *data, u_char *digest)
-{
-    unsigned int  len;
-
-    if (EVP_DigestInit_ex(ngx_tailgate_sha256_ctx, ngx_tailgate_sha256_md,
-                          NULL) != 1
-        || EVP_DigestUpdate(ngx_tailgate_sha256_ctx, data->data, data->len)
-           != 1
-        || EVP_DigestFinal_ex(ngx_tailgate_sha256_ctx, digest, &len) != 1
-        || len != NGX_TAILGATE_DIGEST_LEN)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -918,44 +741,6 @@ ngx_tailgate_looks_like_jwt(ngx_str_t *token)
     }
 
     return memchr(p + 1, '.', end - p - 1) == NULL;
-}
-
-
-/* the first header of that name in a request's or a provider's headers */
-
-ngx_table_elt_t *
-ngx_tailgate_find_header(ngx_list_t *headers, ngx_str_t *lowcase_name)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &headers->part;
-    h = part->elts;
-
-    if (h == NULL) {
-        return NULL;
-    }
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == lowcase_name->len
-            && ngx_strncmp(h[i].lowcase_key, lowcase_name->data,
-                           lowcase_name->len) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 

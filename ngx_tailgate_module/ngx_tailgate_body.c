@@ -9,7 +9,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
 
 
 static ngx_int_t ngx_tailgate_body_collect(ngx_http_request_t *r,

@@ -12,7 +12,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_cache.h"
+#include "ngx_tailgate_lru.h"
 
 
 typedef struct {

@@ -10,21 +10,29 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_names.h"
+#include "ngx_tailgate_response.h"
 
 
 #define NGX_TAILGATE_CORS_MAX_AGE  "600"
 
 
-static ngx_table_elt_t *ngx_tailgate_cors_origin(ngx_http_request_t *r,
-    ngx_http_tailgate_loc_conf_t *tlcf);
+static ngx_table_elt_t *ngx_tailgate_cors_allowed(
+    ngx_http_tailgate_loc_conf_t *tlcf, ngx_table_elt_t *origin);
 
 
-static ngx_str_t  ngx_tailgate_origin = ngx_string("origin");
-static ngx_str_t  ngx_tailgate_request_method =
-    ngx_string("access-control-request-method");
-static ngx_str_t  ngx_tailgate_request_headers =
-    ngx_string("access-control-request-headers");
+/* what a request may say about CORS, in one walk over its headers */
+
+#define NGX_TAILGATE_CORS_ORIGIN            0
+#define NGX_TAILGATE_CORS_REQUEST_METHOD    1
+#define NGX_TAILGATE_CORS_REQUEST_HEADERS   2
+
+static ngx_str_t  ngx_tailgate_cors_headers_in[] = {
+    ngx_string("origin"),
+    ngx_string("access-control-request-method"),
+    ngx_string("access-control-request-headers")
+};
 
 
 /* tailgate_cors_origins https://app.example.com ... | "*" */
@@ -109,20 +117,20 @@ ngx_tailgate_cors_preflight(ngx_http_request_t *r,
 {
     u_char           *p;
     ngx_str_t         value;
-    ngx_table_elt_t  *origin, *method, *headers;
+    ngx_table_elt_t  *origin, *headers, *h[3];
 
-    origin = ngx_tailgate_cors_origin(r, tlcf);
+    ngx_tailgate_find_headers(&r->headers_in.headers,
+                              ngx_tailgate_cors_headers_in, h, 3);
+
+    origin = ngx_tailgate_cors_allowed(tlcf, h[NGX_TAILGATE_CORS_ORIGIN]);
 
     if (origin) {
         ctx->cors_origin = origin->value;
     }
 
-    method = ngx_tailgate_find_header(&r->headers_in.headers,
-                                      &ngx_tailgate_request_method);
-
-    if (r->method != NGX_HTTP_OPTIONS || method == NULL
-        || ngx_tailgate_find_header(&r->headers_in.headers,
-                                    &ngx_tailgate_origin) == NULL)
+    if (r->method != NGX_HTTP_OPTIONS
+        || h[NGX_TAILGATE_CORS_REQUEST_METHOD] == NULL
+        || h[NGX_TAILGATE_CORS_ORIGIN] == NULL)
     {
         return NGX_DECLINED;
     }
@@ -131,11 +139,8 @@ ngx_tailgate_cors_preflight(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "tailgate: preflight from an origin not allowed");
 
-        return ngx_tailgate_send_error_text(r, NGX_HTTP_FORBIDDEN,
-                                            "invalid_request_error",
-                                            "cors_origin_not_allowed",
-                                            "This origin may not call the "
-                                            "API from a browser.");
+        return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_CORS_ORIGIN_NOT_ALLOWED,
+                                 NULL);
     }
 
     ngx_str_set(&value, "GET, POST, OPTIONS");
@@ -151,8 +156,7 @@ ngx_tailgate_cors_preflight(ngx_http_request_t *r,
      * are allowed, as long as they are header names
      */
 
-    headers = ngx_tailgate_find_header(&r->headers_in.headers,
-                                       &ngx_tailgate_request_headers);
+    headers = h[NGX_TAILGATE_CORS_REQUEST_HEADERS];
 
     if (headers && headers->value.len) {
         for (p = headers->value.data;
@@ -215,22 +219,18 @@ ngx_tailgate_cors_headers(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 }
 
 
+/* the Origin header, if tailgate_cors_origins allows it */
+
 static ngx_table_elt_t *
-ngx_tailgate_cors_origin(ngx_http_request_t *r,
-    ngx_http_tailgate_loc_conf_t *tlcf)
+ngx_tailgate_cors_allowed(ngx_http_tailgate_loc_conf_t *tlcf,
+    ngx_table_elt_t *origin)
 {
-    ngx_str_t        *allowed;
-    ngx_uint_t        i;
-    ngx_table_elt_t  *origin;
+    ngx_str_t   *allowed;
+    ngx_uint_t   i;
 
-    if (tlcf->cors_origins == NULL) {
-        return NULL;
-    }
-
-    origin = ngx_tailgate_find_header(&r->headers_in.headers,
-                                      &ngx_tailgate_origin);
-
-    if (origin == NULL || origin->value.len == 0) {
+    if (tlcf->cors_origins == NULL || origin == NULL
+        || origin->value.len == 0)
+    {
         return NULL;
     }
 

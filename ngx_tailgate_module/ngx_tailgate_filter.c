@@ -11,7 +11,9 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_ctx.h"
+#include "ngx_tailgate_response.h"
 
 
 static ngx_int_t ngx_tailgate_header_filter(ngx_http_request_t *r);

@@ -12,7 +12,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_scan.h"
 
 
 #define NGX_TAILGATE_JSON_MAX_DEPTH  128
@@ -527,10 +527,7 @@ ngx_tailgate_json_key_folds(u_char *name, size_t n)
     ngx_uint_t  i;
 
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (n == keys[i].len
-            && ngx_strncasecmp(name, keys[i].data, n) == 0
-            && ngx_strncmp(name, keys[i].data, n) != 0)
-        {
+        if (ngx_tailgate_key_folds(name, n, &keys[i])) {
             return 1;
         }
     }

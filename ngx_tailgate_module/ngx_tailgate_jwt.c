@@ -17,7 +17,9 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_lru.h"
+#include "ngx_tailgate_names.h"
 
 #include <jwt.h>
 #include <openssl/bn.h>
@@ -33,6 +35,7 @@
 #define NGX_TAILGATE_JWT_MAX          8192
 #define NGX_TAILGATE_JWT_MAX_TTL      86400      /* s, in the cache */
 #define NGX_TAILGATE_JWT_MAX_NAME     128
+#define NGX_TAILGATE_JWT_MAX_KEY_FILE 65536
 
 
 typedef struct {
@@ -102,14 +105,11 @@ ngx_tailgate_jwt_key_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                  *buf;
     size_t                   size;
-    ssize_t                  n;
     BIO                     *bio;
     X509                    *cert;
     EVP_PKEY                *pkey;
-    ngx_fd_t                 fd;
-    ngx_str_t               *value, file;
+    ngx_str_t               *value, file, content;
     ngx_uint_t               i;
-    ngx_file_info_t          fi;
     ngx_pool_cleanup_t      *cln;
     ngx_tailgate_jwt_alg_t  *alg;
     ngx_tailgate_jwt_key_t  *key, *other;
@@ -186,39 +186,17 @@ ngx_tailgate_jwt_key_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &file);
-        return NGX_CONF_ERROR;
-    }
+    /* an HMAC secret stays in the pool with the configuration */
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 65536)
+    if (ngx_tailgate_read_key_file(cf, &file, NGX_TAILGATE_JWT_MAX_KEY_FILE,
+                                   cf->pool, &content)
+        != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "key file \"%V\" cannot be read or is over 64k",
-                           &file);
-        ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
 
-    size = (size_t) ngx_file_size(&fi);
-
-    buf = ngx_pnalloc(cf->pool, size + 1);
-    if (buf == NULL) {
-        ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_fd(fd, buf, size);
-    ngx_close_file(fd);
-
-    if (n == -1 || (size_t) n != size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", &file);
-        return NGX_CONF_ERROR;
-    }
+    buf = content.data;
+    size = content.len;
 
     if (alg->type == 0) {
 
@@ -702,7 +680,8 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
         if (ngx_tailgate_jwt_string(jwt, 0, (char *) claims->tenant.data,
                                     &s)
             != NGX_OK
-            || (s && ngx_tailgate_jwt_visible(s, 64) != NGX_OK))
+            || (s && ngx_tailgate_jwt_visible(s, NGX_TAILGATE_MAX_TENANT)
+                     != NGX_OK))
         {
             *why = "the token's tenant claim is not a short string";
             return NGX_TAILGATE_AUTH_INVALID;
@@ -720,7 +699,8 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
                                    &id->ntags) != NGX_OK)
         || (claims->routes.len
             && ngx_tailgate_jwt_names(r->pool, jwt,
-                                      (char *) claims->routes.data, 256, 1,
+                                      (char *) claims->routes.data,
+                                      NGX_TAILGATE_MAX_ROUTES, 1,
                                       &id->routes, &id->nroutes) != NGX_OK))
     {
         *why = "the token's tags or routes claim is not a list of names";
@@ -1026,8 +1006,6 @@ ngx_tailgate_jwt_names(ngx_pool_t *pool, jwt_t *jwt, const char *name,
     u_char       *p, *q, *end;
     size_t        len;
     ngx_int_t     rc;
-    ngx_str_t    *item;
-    ngx_uint_t    i;
     ngx_array_t  *list;
     const char   *s;
 
@@ -1068,23 +1046,10 @@ ngx_tailgate_jwt_names(ngx_pool_t *pool, jwt_t *jwt, const char *name,
                                    (u_char *) json + ngx_strlen(json), &list);
     free(json);
 
-    if (rc != NGX_OK || list->nelts > max) {
+    if (rc != NGX_OK || list->nelts > max
+        || ngx_tailgate_check_names(list->elts, list->nelts, route) != NGX_OK)
+    {
         return NGX_ERROR;
-    }
-
-    item = list->elts;
-
-    for (i = 0; i < list->nelts; i++) {
-        if (ngx_tailgate_check_name(item[i].data, item[i].data + item[i].len,
-                                    route)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (!route) {
-            ngx_strlow(item[i].data, item[i].data, item[i].len);
-        }
     }
 
     *names = list->elts;

@@ -9,7 +9,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_lru.h"
 
 
 typedef struct ngx_tailgate_lru_entry_s  ngx_tailgate_lru_entry_t;

@@ -15,7 +15,7 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_scan.h"
 
 
 #define NGX_TAILGATE_MAX_BOUNDARY  70     /* RFC 2046 */
@@ -37,6 +37,9 @@ static u_char *ngx_tailgate_multipart_find(u_char *p, u_char *end,
     ngx_str_t *delimiter);
 static ngx_uint_t ngx_tailgate_is_tchar(u_char c);
 
+
+static ngx_str_t  ngx_tailgate_model = ngx_string("model");
+static ngx_str_t  ngx_tailgate_stream = ngx_string("stream");
 
 static const char  ngx_tailgate_multipart_invalid[] =
     "The request body is not valid multipart/form-data.";
@@ -264,12 +267,8 @@ ngx_tailgate_multipart_part(ngx_pool_t *pool, u_char **pp, u_char *end,
 
     /* "Model" or "STREAM" would be another field for some parsers */
 
-    if ((name->len == 5
-         && ngx_strncasecmp(name->data, (u_char *) "model", 5) == 0
-         && ngx_strncmp(name->data, "model", 5) != 0)
-        || (name->len == 6
-            && ngx_strncasecmp(name->data, (u_char *) "stream", 6) == 0
-            && ngx_strncmp(name->data, "stream", 6) != 0))
+    if (ngx_tailgate_key_folds(name->data, name->len, &ngx_tailgate_model)
+        || ngx_tailgate_key_folds(name->data, name->len, &ngx_tailgate_stream))
     {
         return NGX_DECLINED;
     }

@@ -9,7 +9,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_policy.h"
+#include "ngx_tailgate_cache.h"
 
 
 #define NGX_TAILGATE_OUT_FRAMES  4      /* output buffer, in max frames */
@@ -32,7 +33,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_tailgate_main_conf_t  *tmcf;
+    ngx_tailgate_policyd_conf_t    *conf;
     ngx_tailgate_peer_t            *peers;
     ngx_uint_t                      npeers;
     ngx_uint_t                      next_peer;
@@ -76,33 +77,33 @@ static ngx_tailgate_policyd_t  ngx_tailgate_policyd;
 
 ngx_int_t
 ngx_tailgate_policyd_init_worker(ngx_cycle_t *cycle,
-    ngx_http_tailgate_main_conf_t *tmcf)
+    ngx_tailgate_policyd_conf_t *conf)
 {
     size_t                 out_size;
     ngx_uint_t             i;
     ngx_tailgate_peer_t   *peer;
 
-    ngx_tailgate_policyd.tmcf = tmcf;
+    ngx_tailgate_policyd.conf = conf;
     ngx_tailgate_policyd.log = cycle->log;
-    ngx_tailgate_policyd.npeers = tmcf->connections;
+    ngx_tailgate_policyd.npeers = conf->connections;
     ngx_tailgate_policyd.next_id = 1;
 
     ngx_tailgate_policyd.peers = ngx_pcalloc(cycle->pool,
-                                   tmcf->connections
+                                   conf->connections
                                    * sizeof(ngx_tailgate_peer_t));
     if (ngx_tailgate_policyd.peers == NULL) {
         return NGX_ERROR;
     }
 
-    out_size = NGX_TAILGATE_OUT_FRAMES * tmcf->buffer_size;
+    out_size = NGX_TAILGATE_OUT_FRAMES * conf->buffer_size;
 
-    for (i = 0; i < tmcf->connections; i++) {
+    for (i = 0; i < conf->connections; i++) {
         peer = &ngx_tailgate_policyd.peers[i];
 
         peer->index = i;
 
         peer->in = ngx_create_temp_buf(cycle->pool,
-                                       TG_FRAME_LEN_SIZE + tmcf->buffer_size);
+                                       TG_FRAME_LEN_SIZE + conf->buffer_size);
         peer->out = ngx_create_temp_buf(cycle->pool, out_size);
 
         if (peer->in == NULL || peer->out == NULL) {
@@ -368,7 +369,7 @@ ngx_tailgate_peer_connect(ngx_tailgate_peer_t *peer)
     ngx_connection_t      *c;
     ngx_tailgate_frame_t   f;
 
-    addr = ngx_tailgate_policyd.tmcf->addr;
+    addr = ngx_tailgate_policyd.conf->addr;
 
     s = ngx_socket(addr->sockaddr->sa_family, SOCK_STREAM, 0);
     if (s == (ngx_socket_t) -1) {
@@ -446,7 +447,7 @@ ngx_tailgate_peer_connect(ngx_tailgate_peer_t *peer)
 
     ngx_tailgate_frame_init(&f, hello, sizeof(hello), TG_MSG_HELLO);
     ngx_tailgate_frame_u32(&f, TG_F_MAX_FRAME,
-                           ngx_tailgate_policyd.tmcf->buffer_size);
+                           ngx_tailgate_policyd.conf->buffer_size);
     ngx_tailgate_frame_u32(&f, TG_F_PID, ngx_pid);
     ngx_tailgate_frame_str(&f, TG_F_SOFTWARE,
                            &(ngx_str_t) ngx_string(NGX_TAILGATE_SOFTWARE));
@@ -728,12 +729,12 @@ ngx_tailgate_peer_process(ngx_tailgate_peer_t *peer)
               | ((size_t) in->pos[2] << 8) | (size_t) in->pos[3];
 
         if (len < TG_FRAME_BODY_HEADER_SIZE
-            || len > ngx_tailgate_policyd.tmcf->buffer_size)
+            || len > ngx_tailgate_policyd.conf->buffer_size)
         {
             ngx_log_error(NGX_LOG_ERR, ngx_tailgate_policyd.log, 0,
                           "tailgate: policyd sent a frame of %uz bytes, "
                           "the limit is %uz", len,
-                          ngx_tailgate_policyd.tmcf->buffer_size);
+                          ngx_tailgate_policyd.conf->buffer_size);
             rc = NGX_ERROR;
             break;
         }
@@ -891,13 +892,15 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
 static void
 ngx_tailgate_peer_release_lease(ngx_tailgate_peer_t *peer, uint32_t lease)
 {
-    u_char                buf[64];
-    ngx_tailgate_frame_t  f;
+    u_char                         buf[64];
+    ngx_tailgate_frame_t           f;
+    const ngx_tailgate_outcome_t  *not_sent;
+
+    not_sent = &ngx_tailgate_outcomes[NGX_TAILGATE_OUTCOME_NOT_SENT];
 
     ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
     ngx_tailgate_frame_u32(&f, TG_F_LEASE, lease);
-    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
-                           &(ngx_str_t) ngx_string("not_sent"));
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &not_sent->name);
 
     if (ngx_tailgate_frame_finish(&f) == NGX_OK) {
         (void) ngx_tailgate_peer_queue(peer, f.start, f.pos - f.start);
@@ -960,7 +963,7 @@ ngx_tailgate_policyd_state(ngx_uint_t up, ngx_err_t err)
 {
     ngx_str_t  *name;
 
-    name = &ngx_tailgate_policyd.tmcf->socket;
+    name = &ngx_tailgate_policyd.conf->socket;
 
     if (up) {
         if (ngx_tailgate_policyd.state == NGX_TAILGATE_POLICYD_DOWN) {

@@ -7,13 +7,21 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_proto.h"
 
 
 static void ngx_tailgate_put_u32(u_char *p, uint32_t v);
 static uint32_t ngx_tailgate_get_u32(u_char *p);
 static u_char *ngx_tailgate_frame_field(ngx_tailgate_frame_t *f,
     ngx_uint_t key, size_t len);
+
+
+const ngx_tailgate_outcome_t  ngx_tailgate_outcomes[] = {
+#define NGX_TAILGATE_OUTCOME(id, name, fallback)                              \
+    { ngx_string(name), fallback },
+    TG_OUTCOMES(NGX_TAILGATE_OUTCOME)
+#undef NGX_TAILGATE_OUTCOME
+};
 
 
 void
@@ -40,7 +48,7 @@ ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf, size_t size,
 
 void
 ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    ngx_str_t *value)
+    const ngx_str_t *value)
 {
     u_char  *p;
 

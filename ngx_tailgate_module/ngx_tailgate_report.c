@@ -11,7 +11,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_ctx.h"
 
 
 #define NGX_TAILGATE_REPORT_EVERY    250     /* ms */
@@ -31,9 +32,13 @@ typedef struct {
 
 
 static void ngx_tailgate_report_send(void *peer, ngx_str_t *provider,
-    ngx_str_t *route, uint32_t lease, const char *outcome, ngx_uint_t status,
-    ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms,
-    ngx_log_t *log);
+    ngx_str_t *route, uint32_t lease, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_uint_t count, uint64_t upstream_ms,
+    uint64_t total_ms, ngx_log_t *log);
+static void ngx_tailgate_report_now(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_msec_t total_ms);
+static ngx_msec_t ngx_tailgate_report_total_ms(ngx_http_request_t *r);
 static void *ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx,
     uint64_t upstream_ms, uint64_t total_ms);
@@ -58,13 +63,26 @@ ngx_tailgate_report_init_worker(ngx_cycle_t *cycle)
 
 
 ngx_int_t
+ngx_http_tailgate_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_tailgate_report(r, ctx);
+}
+
+
+ngx_int_t
 ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
-    ngx_uint_t      status;
-    ngx_msec_t      upstream_ms;
-    ngx_time_t     *tp;
-    const char     *outcome;
-    ngx_msec_int_t  total_ms;
+    ngx_uint_t              status;
+    ngx_msec_t              upstream_ms, total_ms;
+    ngx_tailgate_outcome_e  outcome;
 
     if (ctx->reported || (ctx->provider.len == 0 && ctx->lease == 0)) {
         return NGX_OK;
@@ -75,30 +93,16 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms, &status);
     status = r->err_status ? r->err_status : r->headers_out.status;
 
-    tp = ngx_timeofday();
-    total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                                 + (tp->msec - r->start_msec));
-    total_ms = ngx_max(total_ms, 0);
+    total_ms = ngx_tailgate_report_total_ms(r);
 
     if (ctx->lease == 0
-        && ngx_strcmp(outcome, "ok") == 0
+        && outcome == NGX_TAILGATE_OUTCOME_OK
         && ngx_tailgate_report_count(ctx, upstream_ms, total_ms) == NGX_OK)
     {
         return NGX_OK;
     }
 
-    /*
-     * A failure after plain successes: those are counted first, so that
-     * policyd sees them in order, not as failures in a row.
-     */
-
-    if (ngx_tailgate_ntallies && ngx_strcmp(outcome, "ok") != 0) {
-        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
-    }
-
-    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
-                             &ctx->route, ctx->lease, outcome, status, 1,
-                             upstream_ms, total_ms, r->connection->log);
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, total_ms);
 
     return NGX_OK;
 }
@@ -110,7 +114,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
  * the provider answered, or nginx's 502/504 when it did not.
  */
 
-const char *
+ngx_tailgate_outcome_e
 ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_msec_t *upstream_ms, ngx_uint_t *status)
 {
@@ -124,14 +128,14 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
         || r->connection->error)
     {
-        return "client_abort";
+        return NGX_TAILGATE_OUTCOME_CLIENT_ABORT;
     }
 
     /* earlier attempts of a fallback left their states before ours */
 
     if (r->upstream_states == NULL || r->upstream_states->nelts <= ctx->states)
     {
-        return "not_sent";
+        return NGX_TAILGATE_OUTCOME_NOT_SENT;
     }
 
     n = r->upstream_states->nelts;
@@ -153,7 +157,8 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     if (state->header_time == (ngx_msec_t) -1) {
         return (state->status == NGX_HTTP_GATEWAY_TIME_OUT
                 && state->connect_time != (ngx_msec_t) -1)
-               ? "timeout" : "connect_error";
+               ? NGX_TAILGATE_OUTCOME_TIMEOUT
+               : NGX_TAILGATE_OUTCOME_CONNECT_ERROR;
     }
 
     if (state->status < NGX_HTTP_BAD_REQUEST) {
@@ -162,33 +167,31 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         if (ctx->stream_broken
             || (!ctx->response_complete && !r->header_only))
         {
-            return "stream_broken";
+            return NGX_TAILGATE_OUTCOME_STREAM_BROKEN;
         }
 
-        return "ok";
+        return NGX_TAILGATE_OUTCOME_OK;
     }
 
     if (state->status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        return "rate_limited";
+        return NGX_TAILGATE_OUTCOME_RATE_LIMITED;
     }
 
     return (state->status < NGX_HTTP_INTERNAL_SERVER_ERROR)
-           ? "client_error" : "server_error";
+           ? NGX_TAILGATE_OUTCOME_CLIENT_ERROR
+           : NGX_TAILGATE_OUTCOME_SERVER_ERROR;
 }
 
 
 /* a decision the module refused to use: its lease ends now */
 
 void
-ngx_tailgate_report_unused(ngx_http_request_t *r, ngx_str_t *provider,
-    ngx_str_t *route, uint32_t lease)
+ngx_tailgate_report_unused(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply)
 {
-    ngx_http_tailgate_ctx_t  *ctx;
-
-    ctx = ngx_http_tailgate_get_ctx(r);
-
-    ngx_tailgate_report_send(ctx ? ngx_tailgate_report_peer(ctx) : NULL,
-                             provider, route, lease, "not_sent", 0, 1, 0, 0,
+    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &reply->provider,
+                             &reply->route, reply->lease,
+                             NGX_TAILGATE_OUTCOME_NOT_SENT, 0, 1, 0, 0,
                              r->connection->log);
 }
 
@@ -197,36 +200,60 @@ ngx_tailgate_report_unused(ngx_http_request_t *r, ngx_str_t *provider,
 
 void
 ngx_tailgate_report_attempt(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, const char *outcome, ngx_uint_t status,
-    ngx_msec_t upstream_ms)
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
+    ngx_uint_t status, ngx_msec_t upstream_ms)
 {
-    ngx_time_t      *tp;
-    ngx_msec_int_t   total_ms;
-
-    tp = ngx_timeofday();
-    total_ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                                 + (tp->msec - r->start_msec));
-
-    if (ngx_tailgate_ntallies) {
-        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
-    }
-
-    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
-                             &ctx->route, ctx->lease, outcome, status, 1,
-                             upstream_ms, ngx_max(total_ms, 0),
-                             r->connection->log);
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms,
+                            ngx_tailgate_report_total_ms(r));
 
     ctx->reported = 1;
     ctx->lease = 0;
 }
 
 
+/* one REPORT for this attempt, on the connection its lease came on */
+
+static void
+ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_tailgate_outcome_e outcome, ngx_uint_t status, ngx_msec_t upstream_ms,
+    ngx_msec_t total_ms)
+{
+    /*
+     * A failure after plain successes: those are counted first, so that
+     * policyd sees them in order, not as failures in a row.
+     */
+
+    if (ngx_tailgate_ntallies && outcome != NGX_TAILGATE_OUTCOME_OK) {
+        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
+    }
+
+    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
+                             &ctx->route, ctx->lease, outcome, status, 1,
+                             upstream_ms, total_ms, r->connection->log);
+}
+
+
+/* since the request started, never less than 0 */
+
+static ngx_msec_t
+ngx_tailgate_report_total_ms(ngx_http_request_t *r)
+{
+    ngx_time_t      *tp;
+    ngx_msec_int_t   ms;
+
+    tp = ngx_timeofday();
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+
+    return (ngx_msec_t) ngx_max(ms, 0);
+}
+
+
 static void
 ngx_tailgate_report_send(void *peer, ngx_str_t *provider, ngx_str_t *route,
-    uint32_t lease, const char *outcome, ngx_uint_t status, ngx_uint_t count,
-    uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
+    uint32_t lease, ngx_tailgate_outcome_e outcome, ngx_uint_t status,
+    ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
 {
-    ngx_str_t             text;
     ngx_tailgate_frame_t  f;
     u_char                buf[1024];
 
@@ -239,9 +266,9 @@ ngx_tailgate_report_send(void *peer, ngx_str_t *provider, ngx_str_t *route,
     ngx_tailgate_frame_str(&f, TG_F_PROVIDER, provider);
     ngx_tailgate_frame_str(&f, TG_F_ROUTE, route);
 
-    text.data = (u_char *) outcome;
-    text.len = ngx_strlen(outcome);
-    ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &text);
+    /* the wire says it in words */
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
+                           &ngx_tailgate_outcomes[outcome].name);
 
     if (status) {
         ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS, (uint32_t) status);
@@ -335,9 +362,9 @@ ngx_tailgate_report_flush(ngx_event_t *ev)
         route.data = t->route;
         route.len = t->route_len;
 
-        ngx_tailgate_report_send(NULL, &provider, &route, 0, "ok", 0,
-                                 t->count, t->upstream_ms, t->total_ms,
-                                 ev->log);
+        ngx_tailgate_report_send(NULL, &provider, &route, 0,
+                                 NGX_TAILGATE_OUTCOME_OK, 0, t->count,
+                                 t->upstream_ms, t->total_ms, ev->log);
     }
 
     ngx_tailgate_ntallies = 0;

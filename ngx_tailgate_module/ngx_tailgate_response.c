@@ -3,59 +3,122 @@
  * Copyright (C) The Tailgate authors
  *
  * Responses the gateway writes itself, all JSON: OpenAI-shaped errors
- * {"error":{"message","type","param","code"}}, /health, and the error page
- * for failures nginx detects on its own (body too large, provider down).
+ * {"error":{"message","type","param","code"}}, its own from one table,
+ * and bodies it was given.
+ * Nothing here knows a request's context: every part of the module may
+ * answer with these.
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_response.h"
+
+
+static ngx_int_t ngx_tailgate_send_header(ngx_http_request_t *r,
+    ngx_uint_t status, size_t len, const char *type);
 
 
 typedef struct {
     ngx_uint_t                   status;
-    const char                  *type;
-    const char                  *code;
-    const char                  *message;
+    ngx_str_t                    type;
+    ngx_str_t                    code;
+    ngx_str_t                    message;
 } ngx_tailgate_error_t;
 
 
-static ngx_tailgate_error_t  ngx_tailgate_errors[] = {
-
-    { NGX_HTTP_BAD_REQUEST, "invalid_request_error", "bad_request",
-      "The request could not be understood." },
-
-    { NGX_HTTP_NOT_FOUND, "invalid_request_error", "unknown_url",
-      "Unknown request URL." },
-
-    { NGX_HTTP_NOT_ALLOWED, "invalid_request_error", "method_not_allowed",
-      "Method not allowed for this URL." },
-
-    { NGX_HTTP_REQUEST_TIME_OUT, "invalid_request_error", "request_timeout",
-      "The request body was not received in time." },
-
-    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "invalid_request_error",
-      "request_too_large", "The request body is too large." },
-
-    { NGX_HTTP_TOO_MANY_REQUESTS, "rate_limit_error", "rate_limited",
-      "Too many requests." },
-
-    { NGX_HTTP_BAD_GATEWAY, "server_error", "provider_unreachable",
-      "The provider could not be reached." },
-
-    { NGX_HTTP_SERVICE_UNAVAILABLE, "server_error", "service_unavailable",
-      "The service is unavailable." },
-
-    { NGX_HTTP_GATEWAY_TIME_OUT, "server_error", "provider_timeout",
-      "The provider did not answer in time." },
-
-    { 0, "server_error", "internal_error",
-      "The gateway could not process the request." }
+static const ngx_tailgate_error_t  ngx_tailgate_errors[] = {
+#define NGX_TAILGATE_ERROR(id, status, type, code, message)                   \
+    { status, ngx_string(type), ngx_string(code), ngx_string(message) },
+    NGX_TAILGATE_ERRORS(NGX_TAILGATE_ERROR)
+#undef NGX_TAILGATE_ERROR
 };
+
+
+/*
+ * An error of the gateway's own, with its status; 503s say when to come
+ * back.  message NULL: the table's.
+ */
+
+ngx_int_t
+ngx_tailgate_fail(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    const ngx_str_t *message)
+{
+    ngx_str_t  retry;
+
+    if (ngx_tailgate_errors[err].status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        ngx_str_set(&retry, "1");
+
+        if (ngx_tailgate_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_tailgate_error(r, err, 0, message);
+}
+
+
+/* the same, the table's message a format for the arguments */
+
+ngx_int_t
+ngx_tailgate_failf(ngx_http_request_t *r, ngx_tailgate_error_e err, ...)
+{
+    u_char                      *p;
+    va_list                      args;
+    ngx_str_t                    message;
+    const ngx_tailgate_error_t  *e;
+    u_char                       text[256];
+
+    e = &ngx_tailgate_errors[err];
+
+    va_start(args, err);
+    p = ngx_vslprintf(text, text + sizeof(text), (char *) e->message.data,
+                      args);
+    va_end(args);
+
+    message.data = text;
+    message.len = p - text;
+
+    return ngx_tailgate_fail(r, err, &message);
+}
+
+
+/*
+ * err's type and code, as they are: no header of its own.  status 0 and
+ * message NULL: the table's.
+ */
+
+ngx_int_t
+ngx_tailgate_error(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    ngx_uint_t status, const ngx_str_t *message)
+{
+    const ngx_tailgate_error_t  *e;
+
+    e = &ngx_tailgate_errors[err];
+
+    return ngx_tailgate_send_error(r, status ? status : e->status, &e->type,
+                                   &e->code, message ? message : &e->message);
+}
+
+
+/* what the error page says for a status of nginx's own */
+
+ngx_tailgate_error_e
+ngx_tailgate_error_of(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_TAILGATE_ERR_INTERNAL; i++) {
+        if (ngx_tailgate_errors[i].status == status) {
+            return (ngx_tailgate_error_e) i;
+        }
+    }
+
+    return NGX_TAILGATE_ERR_INTERNAL;
+}
 
 
 ngx_int_t
 ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *type, ngx_str_t *code, ngx_str_t *message)
+    const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *message)
 {
     size_t   len;
     u_char  *body, *p;
@@ -95,38 +158,11 @@ ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/* the same, from C strings; code may be NULL */
-
-ngx_int_t
-ngx_tailgate_send_error_text(ngx_http_request_t *r, ngx_uint_t status,
-    const char *type, const char *code, const char *message)
-{
-    ngx_str_t  t, c, m;
-
-    t.data = (u_char *) type;
-    t.len = ngx_strlen(type);
-    c.data = (u_char *) code;
-    c.len = code ? ngx_strlen(code) : 0;
-    m.data = (u_char *) message;
-    m.len = ngx_strlen(message);
-
-    return ngx_tailgate_send_error(r, status, &t, &c, &m);
-}
-
+/* a body that lives in a read buffer: copied to the request's pool */
 
 ngx_int_t
 ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body)
-{
-    return ngx_tailgate_send_copy(r, status, body, "application/json");
-}
-
-
-/* a body that lives in a read buffer: copied to the request's pool */
-
-ngx_int_t
-ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body, const char *type)
 {
     u_char  *copy;
 
@@ -137,7 +173,8 @@ ngx_tailgate_send_copy(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_memcpy(copy, body->data, body->len);
 
-    return ngx_tailgate_send_body(r, status, copy, body->len, type);
+    return ngx_tailgate_send_body(r, status, copy, body->len,
+                                  "application/json");
 }
 
 
@@ -149,21 +186,7 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     ngx_buf_t    *b;
     ngx_chain_t   out;
 
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
+    rc = ngx_tailgate_send_header(r, status, len, type);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
@@ -187,9 +210,91 @@ ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
 }
 
 
+/* a body in pieces that live in the pool: sent as they are, in order */
+
+ngx_int_t
+ngx_tailgate_send_pieces(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *pieces, ngx_uint_t n, const char *type)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_uint_t    i, k;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        len += pieces[i].len;
+    }
+
+    rc = ngx_tailgate_send_header(r, status, len, type);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+    cl = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
+
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+
+        /* an empty buffer is an error to nginx unless it is the last */
+
+        if (pieces[i].len == 0 && (k || i + 1 < n)) {
+            continue;
+        }
+
+        b[k].pos = pieces[i].data;
+        b[k].last = pieces[i].data + pieces[i].len;
+        b[k].memory = 1;
+
+        cl[k].buf = &b[k];
+        cl[k].next = &cl[k + 1];
+        k++;
+    }
+
+    b[k - 1].last_buf = (r == r->main) ? 1 : 0;
+    b[k - 1].last_in_chain = 1;
+    cl[k - 1].next = NULL;
+
+    return ngx_http_output_filter(r, cl);
+}
+
+
+static ngx_int_t
+ngx_tailgate_send_header(ngx_http_request_t *r, ngx_uint_t status,
+    size_t len, const char *type)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    return ngx_http_send_header(r);
+}
+
+
 ngx_int_t
 ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
+    const ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 
@@ -207,91 +312,4 @@ ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
     h->value = *value;
 
     return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_tailgate_health_handler(ngx_http_request_t *r)
-{
-    ngx_str_t  body;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    if (ngx_tailgate_policyd_up()) {
-        ngx_str_set(&body, "{\"status\":\"ok\",\"policyd\":\"up\"}\n");
-
-    } else {
-        ngx_str_set(&body, "{\"status\":\"ok\",\"policyd\":\"unreachable\"}\n");
-    }
-
-    return ngx_tailgate_send_body(r, NGX_HTTP_OK, body.data, body.len,
-                                  "application/json");
-}
-
-
-/*
- * The content handler of the location that error_page sends nginx's own
- * errors to: 413 from client_max_body_size, 502 and 504 from the proxy.
- * Errors that providers send are passed through as they are.
- */
-
-ngx_int_t
-ngx_tailgate_error_page_handler(ngx_http_request_t *r)
-{
-    u_char                   *p;
-    ngx_str_t                 message, type, code;
-    ngx_uint_t                status, i;
-    ngx_tailgate_error_t     *e;
-    ngx_http_tailgate_ctx_t  *ctx;
-
-    status = r->err_status ? r->err_status : r->headers_out.status;
-
-    for (i = 0; ngx_tailgate_errors[i].status; i++) {
-        if (ngx_tailgate_errors[i].status == status) {
-            break;
-        }
-    }
-
-    e = &ngx_tailgate_errors[i];
-
-    if (status < NGX_HTTP_BAD_REQUEST || status > 599) {
-        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    message.data = (u_char *) e->message;
-    message.len = ngx_strlen(e->message);
-
-    ctx = ngx_http_tailgate_get_ctx(r);
-
-    /* the provider's part is over: its lease ends now, not after the log */
-
-    if (ctx) {
-        (void) ngx_tailgate_report(r, ctx);
-    }
-
-    if (ctx && ctx->provider.len && ctx->explain
-        && (status == NGX_HTTP_BAD_GATEWAY
-            || status == NGX_HTTP_GATEWAY_TIME_OUT))
-    {
-        p = ngx_pnalloc(r->pool, ctx->provider.len + 64);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        message.data = p;
-        message.len = ngx_sprintf(p, "The provider \"%V\" %s", &ctx->provider,
-                                  status == NGX_HTTP_BAD_GATEWAY
-                                  ? "could not be reached."
-                                  : "did not answer in time.")
-                      - p;
-    }
-
-    type.data = (u_char *) e->type;
-    type.len = ngx_strlen(e->type);
-    code.data = (u_char *) e->code;
-    code.len = ngx_strlen(e->code);
-
-    return ngx_tailgate_send_error(r, status, &type, &code, &message);
 }

@@ -20,7 +20,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_ctx.h"
 
 
 static void ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc);
@@ -168,7 +169,7 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     /* the Responses API names its events; Chat Completions sends data */
 
-    if (ctx->endpoint == &ngx_tailgate_endpoints[NGX_TAILGATE_EP_RESPONSES]) {
+    if (ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES) {
         p = ngx_sprintf(p, "event: error\ndata: {\"type\":\"error\","
                         "\"code\":\"stream_broken\",\"message\":\"%s\","
                         "\"param\":null}\n\n", ngx_tailgate_stream_message);

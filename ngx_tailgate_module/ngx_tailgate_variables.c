@@ -7,7 +7,8 @@
  */
 
 
-#include "ngx_http_tailgate_module.h"
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_ctx.h"
 
 
 static ngx_int_t ngx_tailgate_variable_str(ngx_http_request_t *r,
@@ -286,7 +287,8 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
     len = 0;
 
     for (i = 0; i < ctx->failed->nelts; i++) {
-        len += a[i].provider.len + ngx_strlen(a[i].outcome)
+        len += a[i].provider.len
+               + ngx_tailgate_outcomes[a[i].outcome].name.len
                + NGX_INT_T_LEN + 3;
     }
 
@@ -298,8 +300,8 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
     start = p;
 
     for (i = 0; i < ctx->failed->nelts; i++) {
-        p = ngx_sprintf(p, "%s%V:%s", i ? " " : "", &a[i].provider,
-                        a[i].outcome);
+        p = ngx_sprintf(p, "%s%V:%V", i ? " " : "", &a[i].provider,
+                        &ngx_tailgate_outcomes[a[i].outcome].name);
 
         if (a[i].status) {
             p = ngx_sprintf(p, ":%ui", a[i].status);

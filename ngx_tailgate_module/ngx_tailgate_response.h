@@ -1,0 +1,116 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ */
+
+
+#ifndef _NGX_TAILGATE_RESPONSE_H_INCLUDED_
+#define _NGX_TAILGATE_RESPONSE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/*
+ * The gateway's own errors: X(id, status, type, code, message).  The rows
+ * before INTERNAL are what the error page says for a status of nginx's
+ * own, and INTERNAL for any other.  An empty code is null; an empty
+ * message is the caller's to write; a message with "%" is a format.
+ */
+
+#define NGX_TAILGATE_ERRORS(X)                                                \
+    X(BAD_REQUEST, NGX_HTTP_BAD_REQUEST, "invalid_request_error",             \
+      "bad_request", "The request could not be understood.")                  \
+    X(UNKNOWN_URL, NGX_HTTP_NOT_FOUND, "invalid_request_error",               \
+      "unknown_url", "Unknown request URL.")                                  \
+    X(NOT_ALLOWED, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",             \
+      "method_not_allowed", "Method not allowed for this URL.")               \
+    X(REQUEST_TIMEOUT, NGX_HTTP_REQUEST_TIME_OUT, "invalid_request_error",    \
+      "request_timeout", "The request body was not received in time.")        \
+    X(TOO_LARGE, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "invalid_request_error",  \
+      "request_too_large", "The request body is too large.")                  \
+    X(RATE_LIMITED, NGX_HTTP_TOO_MANY_REQUESTS, "rate_limit_error",           \
+      "rate_limited", "Too many requests.")                                   \
+    X(PROVIDER_UNREACHABLE, NGX_HTTP_BAD_GATEWAY, "server_error",             \
+      "provider_unreachable", "The provider could not be reached.")           \
+    X(SERVICE_UNAVAILABLE, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",      \
+      "service_unavailable", "The service is unavailable.")                   \
+    X(PROVIDER_TIMEOUT, NGX_HTTP_GATEWAY_TIME_OUT, "server_error",            \
+      "provider_timeout", "The provider did not answer in time.")             \
+    X(INTERNAL, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",               \
+      "internal_error", "The gateway could not process the request.")         \
+                                                                              \
+    X(INVALID_URL, NGX_HTTP_NOT_FOUND, "invalid_request_error",               \
+      "unknown_url", "Invalid URL (%V %V)")                                   \
+    X(METHOD_NOT_ALLOWED, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",      \
+      "method_not_allowed", "Method %V is not allowed for %V, use %s")        \
+    X(INVALID_BODY, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "")    \
+    X(INVALID_TAGS, NGX_HTTP_BAD_REQUEST, "invalid_request_error",            \
+      "invalid_tags", "X-Tailgate-Tags must list at most 16 tags of 1-64 "    \
+      "letters, digits and \"_-:.\", separated by commas or spaces.")         \
+    X(MISSING_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
+      "missing_api_key", "You didn't provide an API key. Send it as "         \
+      "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\".")                 \
+    X(INVALID_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
+      "invalid_api_key", "Incorrect API key or token provided.")              \
+    X(EXPIRED_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
+      "expired_api_key", "The API key or token has expired.")                 \
+    X(CORS_ORIGIN_NOT_ALLOWED, NGX_HTTP_FORBIDDEN, "invalid_request_error",   \
+      "cors_origin_not_allowed",                                              \
+      "This origin may not call the API from a browser.")                     \
+    X(MODEL_NOT_FOUND, NGX_HTTP_NOT_FOUND, "invalid_request_error",           \
+      "model_not_found", "No matching route found.")                          \
+    X(POLICY_UNAVAILABLE, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",       \
+      "policy_unavailable",                                                   \
+      "The gateway's policy service is unavailable. Try again later.")        \
+    X(INVALID_ROUTE, NGX_HTTP_BAD_GATEWAY, "server_error", "invalid_route",   \
+      "The gateway's route for this model is misconfigured.")                 \
+    X(PRIVACY_VIOLATION, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",        \
+      "privacy_violation", "The gateway refused to send this private "        \
+      "request to a provider that is not private.")                           \
+    X(PROVIDER_RATE_LIMITED, NGX_HTTP_TOO_MANY_REQUESTS, "rate_limit_error",  \
+      "provider_rate_limited", "")                                            \
+    X(PROVIDER_ERROR, NGX_HTTP_BAD_GATEWAY, "server_error",                   \
+      "provider_error", "")                                                   \
+    X(NO_PROVIDER_AVAILABLE, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",    \
+      "no_provider_available", "")                                            \
+    X(STATUS_METHOD, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",           \
+      "method_not_allowed", "Use GET or HEAD for the gateway's status.")      \
+    X(ADMIN_REQUIRED, NGX_HTTP_FORBIDDEN, "permission_error",                 \
+      "admin_required", "The gateway's status is for operators: a key or "    \
+      "token with the admin role.")                                           \
+    X(STATUS_TOO_LARGE, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",       \
+      "status_too_large", "policyd could not give the status.")
+
+
+typedef enum {
+#define NGX_TAILGATE_ERROR_ID(id, status, type, code, message)                \
+    NGX_TAILGATE_ERR_ ## id,
+    NGX_TAILGATE_ERRORS(NGX_TAILGATE_ERROR_ID)
+#undef NGX_TAILGATE_ERROR_ID
+    NGX_TAILGATE_ERRS
+} ngx_tailgate_error_e;
+
+
+ngx_int_t ngx_tailgate_fail(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    const ngx_str_t *message);
+ngx_int_t ngx_tailgate_failf(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    ...);
+ngx_int_t ngx_tailgate_error(ngx_http_request_t *r, ngx_tailgate_error_e err,
+    ngx_uint_t status, const ngx_str_t *message);
+ngx_tailgate_error_e ngx_tailgate_error_of(ngx_uint_t status);
+ngx_int_t ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *message);
+ngx_int_t ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+ngx_int_t ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len, const char *type);
+ngx_int_t ngx_tailgate_send_pieces(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *pieces, ngx_uint_t n, const char *type);
+ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
+    const ngx_str_t *value);
+
+
+#endif /* _NGX_TAILGATE_RESPONSE_H_INCLUDED_ */

@@ -1,0 +1,84 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * What a request body says, and the scanners that find it: JSON
+ * (ngx_tailgate_json.c) and multipart/form-data (ngx_tailgate_multipart.c).
+ */
+
+
+#ifndef _NGX_TAILGATE_SCAN_H_INCLUDED_
+#define _NGX_TAILGATE_SCAN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_TAILGATE_JSON_NAME_MAX     64
+
+
+/* what the body says */
+typedef struct {
+    ngx_str_t                    model;      /* decoded */
+    u_char                      *model_start;    /* raw token in the body */
+    u_char                      *model_end;
+    ngx_uint_t                   stream;     /* unsigned:1 */
+    ngx_uint_t                   tools;      /* unsigned:1 */
+} ngx_tailgate_facts_t;
+
+
+typedef struct {
+    u_char                      *key_start;  /* its opening quote */
+    u_char                      *value_start;
+    u_char                      *value_end;
+    ssize_t                      name_len;   /* -1: too long to be edited */
+    u_char                       name[NGX_TAILGATE_JSON_NAME_MAX];
+} ngx_tailgate_json_member_t;
+
+
+typedef struct {
+    u_char                      *p;
+    u_char                      *end;
+    ngx_uint_t                   first;
+} ngx_tailgate_json_iter_t;
+
+
+/*
+ * Some providers match keys ignoring letter case: name is key for them.
+ * And when it is key in another case than key's own, it is a second key
+ * that the gateway did not route on.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_key_is(u_char *name, size_t len, ngx_str_t *key)
+{
+    return len == key->len && ngx_strncasecmp(name, key->data, len) == 0;
+}
+
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_key_folds(u_char *name, size_t len, ngx_str_t *key)
+{
+    return ngx_tailgate_key_is(name, len, key)
+           && ngx_strncmp(name, key->data, len) != 0;
+}
+
+
+ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts, const char **error);
+ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *quoted);
+ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_array_t **strings);
+ngx_int_t ngx_tailgate_json_members(ngx_tailgate_json_iter_t *it, u_char *p,
+    u_char *end);
+ngx_int_t ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
+    ngx_tailgate_json_member_t *m);
+
+ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
+    u_char *end, ngx_tailgate_facts_t *facts, const char **error);
+
+
+#endif /* _NGX_TAILGATE_SCAN_H_INCLUDED_ */
