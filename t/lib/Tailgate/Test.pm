@@ -515,9 +515,10 @@ sub kill_policyd   { $_[0]->stop_proc('policyd', signal => 'KILL') }
 sub reload_policyd { $_[0]->signal('policyd', 'HUP') }
 
 
-# policyd_cmd(@args, {timeout => 30}): runs the policyd binary to completion
-# (policyd -t, explain, status); returns (exit code, stdout and stderr).  The
-# exit code is -1 when it died of a signal, e.g. past the timeout.
+# policyd_cmd(@args, {timeout => 30, stderr => 1}): runs the policyd binary
+# to completion (policyd -t, explain, status); returns (exit code, stdout
+# and stderr) - stdout only with stderr => 0.  The exit code is -1 when it
+# died of a signal, e.g. past the timeout.
 
 sub policyd_cmd {
     my ($self, @args) = @_;
@@ -529,7 +530,7 @@ sub policyd_cmd {
     die "policyd_cmd: fork: $!\n" unless defined $pid;
 
     if ($pid == 0) {
-        open STDERR, '>&', \*STDOUT;
+        open STDERR, '>&', \*STDOUT if $opt->{stderr} // 1;
         open STDIN, '<', '/dev/null';
         alarm $timeout;         # survives exec: a hung command is killed
         exec { $self->{policyd} } $self->{policyd}, @args
@@ -2093,11 +2094,12 @@ Arrayref of the frames of that type (C<DECIDE>, C<REPORT>, ...) whose
 fields have those values (compared as strings), among those received after
 the first C<$n> (C<< scalar @{ $t->fake_policyd_frames } >> taken before).
 
-=item C<< $t->policyd_cmd(@args, { timeout => 30 }) >>
+=item C<< $t->policyd_cmd(@args, { timeout => 30, stderr => 1 }) >>
 
 Runs the policyd binary with C<@args> to completion (C<-t>, C<explain>,
-C<status>) and returns C<(exit code, stdout and stderr)>; the exit code is
--1 when it died of a signal (it is killed after C<timeout> seconds).
+C<status>) and returns C<(exit code, stdout and stderr)> (stdout only with
+C<< stderr => 0 >>: stderr is then the test's); the exit code is -1 when
+it died of a signal (it is killed after C<timeout> seconds).
 
 =back
 
