@@ -26,9 +26,9 @@ my @responses;    # every response the client saw, for the leak check
 sub send_chat {
     my ($model, %headers) = @_;
 
-    my $res = $t->http('POST', '/v1/chat/completions',
-        headers => { 'Content-Type' => 'application/json', %headers },
-        body => qq({"model":"$model","messages":[]}));
+    my $res = $t->post_json('/v1/chat/completions', undef,
+                            qq({"model":"$model","messages":[]}),
+                            headers => \%headers);
 
     push @responses, $res;
     return $res;

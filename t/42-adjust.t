@@ -254,10 +254,8 @@ $t->logs_clean('error.log is clean after the large edited body');
 
 {
     $mock{local}->set(mode => 'drop', drop_after => 1);
-    my $res = $t->http('POST', '/v1/responses',
-                       headers => { Authorization => "Bearer $key",
-                                    'Content-Type' => 'application/json' },
-                       body => '{"model":"tuned","input":"hi","stream":true}');
+    my $res = $t->post_json('/v1/responses', $key,
+                            '{"model":"tuned","input":"hi","stream":true}');
     is($res->{status}, 200, 'responses stream started');
     like($res->{body},
          qr/\n\nevent: error\ndata: \{"type":"error","code":"stream_broken","message":"[^"]+","param":null\}\n\n\z/,

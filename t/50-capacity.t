@@ -187,14 +187,15 @@ sub hold_stream {
     my $c = hold_stream();
     is($t->chat('only')->{status}, 429, 'local is busy');
 
-    my $before = $t->policyd_log;
+    my $before = $t->log_size('policyd');
     my @workers = $t->nginx_worker_pids;
     kill 'KILL', @workers;
     $c->close;
 
-    ok($t->wait_for(sub { $t->policyd_log =~ /\([1-9]\d* frames, [1-9]\d* leases released\)/ }),
+    ok($t->wait_log('policyd', qr/\([1-9]\d* frames, [1-9]\d* leases released\)/,
+                    from => $before),
        'policyd freed the dead worker\'s leases')
-        or diag(substr($t->policyd_log, length $before));
+        or diag(substr($t->policyd_log, $before));
     ok($t->wait_for(sub { my @w = $t->nginx_worker_pids;
                           @w == 2 && !grep({ my $o = $_; grep { $_ == $o } @workers } @w) }),
        'nginx started new workers');
