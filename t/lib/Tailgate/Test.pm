@@ -98,10 +98,10 @@ sub skip_unless_built {
     @what = qw(module policyd) unless @what;
 
     my @missing;
-    push @missing, "nginx ($self->{nginx})" unless -x $self->{nginx};
 
     for my $w (@what) {
         if ($w eq 'module') {
+            push @missing, "nginx ($self->{nginx})" unless -x $self->{nginx};
             push @missing, "module ($self->{module})" unless -f $self->{module};
         } elsif ($w eq 'policyd') {
             push @missing, "policyd ($self->{policyd})" unless -x $self->{policyd};
@@ -311,6 +311,20 @@ sub exit_status {
 }
 
 
+# wait_exit($name, $timeout): waits (5 s) until that process exits; its
+# exit code, -1 when a signal ended it, undef when it still runs
+
+sub wait_exit {
+    my ($self, $name, $timeout) = @_;
+
+    $self->wait_for(sub { !$self->running($name) }, timeout => $timeout // 5)
+        or return undef;
+
+    my $status = $self->exit_status($name);
+    return $status == -1 || $status & 127 ? -1 : $status >> 8;
+}
+
+
 sub signal {
     my ($self, $name, $sig) = @_;
     my $pid = $self->pid($name) or return 0;
@@ -488,6 +502,24 @@ sub _check_sock {
 }
 
 
+# wait_socket($path, timeout => 5): true once the Unix socket accepts a
+# connection
+
+sub wait_socket {
+    my ($self, $path, %opt) = @_;
+    return $self->wait_for(sub { _unix_accepts($path) },
+                           timeout => $opt{timeout} // 5) ? 1 : 0;
+}
+
+sub _unix_accepts {
+    my ($path) = @_;
+    my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path)
+        or return 0;
+    close $s;
+    return 1;
+}
+
+
 sub _wait_policyd {
     my ($self, $timeout, $what) = @_;
 
@@ -495,10 +527,7 @@ sub _wait_policyd {
 
     my $ok = $self->wait_for(sub {
         return -1 unless $self->running('policyd');
-        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock)
-            or return 0;
-        close $s;
-        return 1;
+        return _unix_accepts($sock);
     }, timeout => $timeout);
 
     return if $ok && $ok > 0;
@@ -517,20 +546,27 @@ sub reload_policyd { $_[0]->signal('policyd', 'HUP') }
 
 # policyd_cmd(@args, {timeout => 30, stderr => 1}): runs the policyd binary
 # to completion (policyd -t, explain, status); returns (exit code, stdout
-# and stderr) - stdout only with stderr => 0.  The exit code is -1 when it
-# died of a signal, e.g. past the timeout.
+# and stderr) - stdout only with stderr => 0, (exit code, stdout, stderr)
+# with stderr => 'apart'.  The exit code is -1 when it died of a signal,
+# e.g. past the timeout.
 
 sub policyd_cmd {
     my ($self, @args) = @_;
 
     my $opt = ref $args[-1] eq 'HASH' ? pop @args : {};
     my $timeout = $opt->{timeout} // 30;
+    my $stderr = $opt->{stderr} // 1;
+    my $errfile = "$self->{dir}/policyd_cmd.stderr";
 
     my $pid = open(my $fh, '-|');
     die "policyd_cmd: fork: $!\n" unless defined $pid;
 
     if ($pid == 0) {
-        open STDERR, '>&', \*STDOUT if $opt->{stderr} // 1;
+        if ($stderr eq 'apart') {
+            open STDERR, '>', $errfile;
+        } elsif ($stderr) {
+            open STDERR, '>&', \*STDOUT;
+        }
         open STDIN, '<', '/dev/null';
         alarm $timeout;         # survives exec: a hung command is killed
         exec { $self->{policyd} } $self->{policyd}, @args
@@ -539,8 +575,13 @@ sub policyd_cmd {
 
     my $out = do { local $/; <$fh> } // '';
     close $fh;
+    my $rc = $? & 127 ? -1 : $? >> 8;
 
-    return ($? & 127 ? -1 : $? >> 8, $out);
+    return ($rc, $out) unless $stderr eq 'apart';
+
+    my $err = $self->read_file($errfile);
+    unlink $errfile;
+    return ($rc, $out, $err);
 }
 
 
@@ -1989,7 +2030,8 @@ precedence over the environment.
 =item C<< $t->skip_unless_built(@what) >>
 
 C<plan skip_all> unless nginx, the module and policyd exist. C<@what> may
-narrow the check to C<'module'> and/or C<'policyd'>. Returns C<$t>.
+narrow the check to C<'module'> (nginx and the module) and/or
+C<'policyd'>. Returns C<$t>.
 
 =item C<< $t->dir >>, C<< $t->root >>, C<< $t->nginx_binary >>,
 C<< $t->module_path >>, C<< $t->policyd_binary >>, C<< $t->policyd_sock >>
@@ -2097,9 +2139,10 @@ the first C<$n> (C<< scalar @{ $t->fake_policyd_frames } >> taken before).
 =item C<< $t->policyd_cmd(@args, { timeout => 30, stderr => 1 }) >>
 
 Runs the policyd binary with C<@args> to completion (C<-t>, C<explain>,
-C<status>) and returns C<(exit code, stdout and stderr)> (stdout only with
-C<< stderr => 0 >>: stderr is then the test's); the exit code is -1 when
-it died of a signal (it is killed after C<timeout> seconds).
+C<status>) and returns C<(exit code, stdout and stderr)>: stdout only with
+C<< stderr => 0 >> (stderr is then the test's), C<(exit code, stdout,
+stderr)> with C<< stderr => 'apart' >>. The exit code is -1 when it died
+of a signal (it is killed after C<timeout> seconds).
 
 =back
 
@@ -2247,6 +2290,16 @@ line, not one an earlier part of the test wrote.
 Starts any other daemon (e.g. Redis) under the same guarantees: own
 process group, stdin from /dev/null, stdout and stderr appended to
 C<log> (default F<DIR/NAME.log>), stopped at teardown. Returns the pid.
+
+=item C<< $t->wait_exit($name, $timeout) >>
+
+Waits (5 s) until that process exits; returns its exit code, -1 when a
+signal ended it, undef when it still runs.
+
+=item C<< $t->wait_socket($path, timeout => 5) >>
+
+True once the Unix socket C<$path> accepts a connection (a policyd started
+with C<spawn> on a socket of its own).
 
 =item C<< $t->pid($name) >>, C<< $t->running($name) >>, C<< $t->exit_status($name) >>,
 C<< $t->signal($name, $sig) >>, C<< $t->stop_proc($name, signal => 'TERM', timeout => 5, group => 0) >>
