@@ -4,8 +4,9 @@
 # the listening socket (mode, group, stale and live sockets, files that are
 # not sockets), SIGHUP reloads good and bad, SIGTERM.
 #
-# Needs build/policyd (make -C policyd all) or $TAILGATE_POLICYD.  TG_KEEP=1 keeps the temporary
-# directory with the policies and policyd's logs.
+# Needs build/policyd (make -C policyd all) or $TAILGATE_POLICYD (the
+# top-level Makefile exports it: build/ or build-asan/).  TAILGATE_KEEP=1
+# keeps the test's directory with the policies and policyd's logs.
 
 use strict;
 use warnings;
@@ -13,25 +14,16 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use File::Temp qw(tempdir);
 use IO::Socket::UNIX;
-use POSIX qw(WNOHANG);
 use Socket qw(SOCK_STREAM);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use Tailgate::Test;
 use Tailgate::Proto;
 
-# the top-level Makefile exports TAILGATE_POLICYD (build/ or build-asan/)
-my $POLICYD = $ENV{TAILGATE_POLICYD} || "$FindBin::Bin/../build/policyd";
-
-plan skip_all => "$POLICYD not built: run make -C policyd all"
-    unless -x $POLICYD;
-
-$SIG{PIPE} = 'IGNORE';
-
-my @PIDS;
-my $dir = tempdir('tg-policyd-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TG_KEEP});
+my $t = Tailgate::Test->new->skip_unless_built('policyd');
+my $dir = $t->dir;
 
 # the api keys of the test policy; the missing ones must really be missing
 $ENV{TG_TEST_DEEPSEEK_KEY} = 'sk-test-deepseek';
@@ -81,7 +73,7 @@ EOF
 # policyd -t
 
 {
-    my $file = write_file('good.json', $GOOD);
+    my $file = $t->write_file('good.json', $GOOD);
     my ($rc, $out, $err) = run_t('-t', '-c', $file, '-s', "$dir/x.sock");
     is($rc, 0, '-t on a good file exits 0');
     is($out, "$file: ok: 2 providers, 2 routes\n", '-t prints a summary');
@@ -95,7 +87,7 @@ EOF
 }
 
 {
-    my $file = write_file('bad.json', $BAD);
+    my $file = $t->write_file('bad.json', $BAD);
     my ($rc, $out, $err) = run_t('-t', '-c', $file);
     is($rc, 1, '-t on a bad file exits 1');
     is($out, '', '-t on a bad file prints nothing on stdout');
@@ -150,12 +142,12 @@ my $good = "$dir/good.json";
 my $sock = "$dir/p.sock";
 my $log = "$dir/p.log";
 
-my $pid = start_policyd($log, '-c', $good, '-s', $sock);
-ok(wait_socket($sock), 'policyd listens') or diag(slurp($log));
+my $pid = start_policyd('policyd', $log, '-c', $good, '-s', $sock);
+ok($t->wait_socket($sock), 'policyd listens') or diag($t->read_file($log));
 
 ok(-S $sock, 'the socket is a socket');
 is((stat $sock)[2] & 07777, 0660, 'with mode 0660 by default');
-like(slurp($log), qr{^\d{4}/\d\d/\d\d\ \d\d:\d\d:\d\d\ \[info\]\ policyd\[$pid\]:\ 
+like($t->read_file($log), qr{^\d{4}/\d\d/\d\d\ \d\d:\d\d:\d\d\ \[info\]\ policyd\[$pid\]:\ 
                       policyd/0\.1\ listening\ on\ \Q$sock\E}mx,
      'the start is logged in the nginx format');
 
@@ -165,35 +157,35 @@ is(decide($sock, 'fresh'), 404, 'the route added later is not there yet');
 {
     # a second policyd on the live socket refuses to start
     my $log2 = "$dir/second.log";
-    my $pid2 = start_policyd($log2, '-c', $good, '-s', $sock);
-    is(wait_exit($pid2), 1, 'a second policyd on a live socket exits 1');
-    like(slurp($log2), qr/another process \(policyd\?\) is listening on \Q$sock\E/,
+    my $pid2 = start_policyd('second', $log2, '-c', $good, '-s', $sock);
+    is($t->wait_exit('second'), 1, 'a second policyd on a live socket exits 1');
+    like($t->read_file($log2), qr/another process \(policyd\?\) is listening on \Q$sock\E/,
          'and says why');
     is(decide($sock, 'smart'), 'deepseek', 'the first one still answers');
 }
 
 # SIGHUP with a good, changed file
 
-write_file('good.json', $GOOD2);
+$t->write_file('good.json', $GOOD2);
 kill 'HUP', $pid;
-ok(wait_log($log, qr/policy reloaded: 2 providers, 3 routes/),
+ok($t->wait_log($log, qr/policy reloaded: 2 providers, 3 routes/),
    'SIGHUP reloads');
 is(decide($sock, 'fresh'), 'local', 'the new route answers after SIGHUP');
 is(decide($sock, 'smart'), 'deepseek', 'the old ones too');
 
 # SIGHUP with a broken file
 
-write_file('good.json', $GOOD2 =~ s/"provider": "local", "model": "fresh-model"/"provider": "nope", "model": "fresh-model"/r);
+$t->write_file('good.json', $GOOD2 =~ s/"provider": "local", "model": "fresh-model"/"provider": "nope", "model": "fresh-model"/r);
 kill 'HUP', $pid;
-ok(wait_log($log, qr/reload failed, keeping the old policy; 1 error:/),
+ok($t->wait_log($log, qr/reload failed, keeping the old policy; 1 error:/),
    'a broken file is refused');
-ok(wait_log($log, qr/\[error\] policyd\[\d+\]: \Q$good: routes.fresh.steps[0].provider: no provider named "nope"\E/),
+ok($t->wait_log($log, qr/\[error\] policyd\[\d+\]: \Q$good: routes.fresh.steps[0].provider: no provider named "nope"\E/),
    'the log names the error with its key path');
 is(decide($sock, 'fresh'), 'local', 'the old policy still answers');
 
-write_file('good.json', "{ not json");
+$t->write_file('good.json', "{ not json");
 kill 'HUP', $pid;
-ok(wait_log($log, qr/\Q$good: line 1, column \E\d+: invalid JSON/),
+ok($t->wait_log($log, qr/\Q$good: line 1, column \E\d+: invalid JSON/),
    'a file that is not JSON is refused too');
 is(decide($sock, 'smart'), 'deepseek', 'and the old policy still answers');
 ok(kill(0, $pid), 'policyd is still running');
@@ -201,11 +193,11 @@ ok(kill(0, $pid), 'policyd is still running');
 # SIGTERM
 
 kill 'TERM', $pid;
-is(wait_exit($pid), 0, 'SIGTERM exits 0');
+is($t->wait_exit('policyd'), 0, 'SIGTERM exits 0');
 ok(!-e $sock, 'and removes the socket');
-like(slurp($log), qr/exiting on SIGTERM/, 'and says so');
+like($t->read_file($log), qr/exiting on SIGTERM/, 'and says so');
 
-write_file('good.json', $GOOD);
+$t->write_file('good.json', $GOOD);
 
 {
     # a stale socket left by a dead process is replaced
@@ -216,27 +208,27 @@ write_file('good.json', $GOOD);
     ok(-S $stale, 'a stale socket file is there');
 
     my $slog = "$dir/stale.log";
-    my $spid = start_policyd($slog, '-c', $good, '-s', $stale);
-    ok(wait_socket($stale), 'policyd starts on a stale socket')
-        or diag(slurp($slog));
-    like(slurp($slog), qr/removing stale socket \Q$stale\E/,
+    my $spid = start_policyd('stale', $slog, '-c', $good, '-s', $stale);
+    ok($t->wait_socket($stale), 'policyd starts on a stale socket')
+        or diag($t->read_file($slog));
+    like($t->read_file($slog), qr/removing stale socket \Q$stale\E/,
          'and says it removed it');
     is(decide($stale, 'qwen'), 'local', 'and answers');
 
     kill 'INT', $spid;
-    is(wait_exit($spid), 0, 'SIGINT exits 0');
+    is($t->wait_exit('stale'), 0, 'SIGINT exits 0');
     ok(!-e $stale, 'and removes the socket');
 }
 
 {
     # a file that is not a socket is left alone
-    my $path = write_file('not-a-socket', "precious\n");
+    my $path = $t->write_file('not-a-socket', "precious\n");
     my $nlog = "$dir/notsock.log";
-    my $npid = start_policyd($nlog, '-c', $good, '-s', $path);
-    is(wait_exit($npid), 1, 'a path that is not a socket: exit 1');
-    like(slurp($nlog), qr/\Q$path\E exists and is not a socket; not touching it/,
+    my $npid = start_policyd('notsock', $nlog, '-c', $good, '-s', $path);
+    is($t->wait_exit('notsock'), 1, 'a path that is not a socket: exit 1');
+    like($t->read_file($nlog), qr/\Q$path\E exists and is not a socket; not touching it/,
          'and says why');
-    is(slurp($path), "precious\n", 'the file is untouched');
+    is($t->read_file($path), "precious\n", 'the file is untouched');
 }
 
 {
@@ -244,25 +236,25 @@ write_file('good.json', $GOOD);
     my $gname = getgrgid($) + 0) // 'root';
     my $gid = (getgrnam($gname))[2];
     my $msock = "$dir/m.sock";
-    my $mfile = write_file('mode.json', $GOOD =~ s|^\{\n|{
+    my $mfile = $t->write_file('mode.json', $GOOD =~ s|^\{\n|{
   "listen": { "path": "$msock", "mode": "0600", "group": "$gname" },
 |mr);
     my $mlog = "$dir/m.log";
-    my $mpid = start_policyd($mlog, '-c', $mfile);
-    ok(wait_socket($msock), 'policyd listens on listen.path')
-        or diag(slurp($mlog));
+    my $mpid = start_policyd('mode', $mlog, '-c', $mfile);
+    ok($t->wait_socket($msock), 'policyd listens on listen.path')
+        or diag($t->read_file($mlog));
     is((stat $msock)[2] & 07777, 0600, 'with the configured mode 0600');
     is((stat $msock)[5], $gid, "and group $gname");
 
     # a reload that changes "listen" keeps the socket and warns
-    write_file('mode.json', slurp($mfile) =~ s/"0600"/"0666"/r);
+    $t->write_file('mode.json', $t->read_file($mfile) =~ s/"0600"/"0666"/r);
     kill 'HUP', $mpid;
-    ok(wait_log($mlog, qr/\[warn\] .*"listen" changed; it takes a restart/),
+    ok($t->wait_log($mlog, qr/\[warn\] .*"listen" changed; it takes a restart/),
        'changing listen on reload warns');
     is((stat $msock)[2] & 07777, 0600, 'and keeps the socket as it was');
 
     kill 'TERM', $mpid;
-    is(wait_exit($mpid), 0, 'SIGTERM exits 0');
+    is($t->wait_exit('mode'), 0, 'SIGTERM exits 0');
 }
 
 # the example policy operators copy is a good one
@@ -282,7 +274,7 @@ write_file('good.json', $GOOD);
 }
 
 for my $l (glob("$dir/*.log")) {
-    unlike(slurp($l), qr/\[alert\]|\[crit\]|AddressSanitizer|runtime error:|LeakSanitizer/,
+    unlike($t->read_file($l), qr/\[alert\]|\[crit\]|AddressSanitizer|runtime error:|LeakSanitizer/,
            "no alert or sanitizer report in " . ($l =~ s{.*/}{}r));
 }
 
@@ -291,109 +283,22 @@ done_testing();
 
 # helpers
 
-sub write_file {
-    my ($name, $content) = @_;
-    my $path = $name =~ m{^/} ? $name : "$dir/$name";
-    open(my $fh, '>', $path) or die "$path: $!";
-    print $fh $content;
-    close($fh);
-    return $path;
-}
-
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<', $path) or return '';
-    local $/;
-    return scalar <$fh>;
+# starts policyd as $name with its output appended to $log; returns the pid
+sub start_policyd {
+    my ($name, $log, @args) = @_;
+    return $t->spawn($name, [ $t->policyd_binary, @args ], log => $log);
 }
 
 # runs policyd to completion (bounded); returns exit code, stdout, stderr
-sub run_t {
-    my @args = @_;
-    my ($out, $err) = ("$dir/run.out", "$dir/run.err");
-
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>', $out);
-        open(STDERR, '>', $err);
-        exec($POLICYD, @args) or POSIX::_exit(127);
-    }
-    push @PIDS, $pid;
-
-    my $status = wait_exit($pid);
-    return (defined $status ? $status : -1, slurp($out), slurp($err));
-}
-
-sub start_policyd {
-    my ($logfile, @args) = @_;
-
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>>', $logfile);
-        open(STDERR, '>>', $logfile);
-        exec($POLICYD, @args) or POSIX::_exit(127);
-    }
-    push @PIDS, $pid;
-
-    return $pid;
-}
-
-# exit code of $pid, or undef if it did not exit in time
-sub wait_exit {
-    my ($pid, $timeout) = @_;
-    my $deadline = time() + ($timeout // 5);
-
-    while (time() < $deadline) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid) {
-            @PIDS = grep { $_ != $pid } @PIDS;
-            return $? & 127 ? -1 : $? >> 8;
-        }
-        sleep(0.02);
-    }
-
-    return undef;
-}
-
-sub wait_socket {
-    my ($path, $timeout) = @_;
-    my $deadline = time() + ($timeout // 5);
-
-    while (time() < $deadline) {
-        my $s = IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM);
-        return 1 if $s;
-        sleep(0.02);
-    }
-
-    return 0;
-}
-
-sub wait_log {
-    my ($logfile, $re, $timeout) = @_;
-    my $deadline = time() + ($timeout // 5);
-
-    while (time() < $deadline) {
-        return 1 if slurp($logfile) =~ $re;
-        sleep(0.02);
-    }
-
-    diag("not in $logfile: $re\n" . slurp($logfile));
-    return 0;
-}
+sub run_t { $t->policyd_cmd(@_, { stderr => 'apart' }) }
 
 # the chosen provider for route $model, or the status when refused
 sub decide {
     my ($path, $model) = @_;
 
-    my $s = IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM)
-        or return "connect: $!";
+    my $s = eval { tg_connect($path) } or return "connect: $@";
 
-    tg_send($s, tg_frame(TG_MSG_DECIDE, 1,
-                         [TG_F_ENDPOINT, 'str', 'chat'],
-                         [TG_F_MODEL, 'str', $model]))
-        or return 'send failed';
+    tg_send($s, tg_decide(1, $model)) or return 'send failed';
 
     my $f = tg_read_frame($s, 5)
         or return "no answer: $Tailgate::Proto::ERROR";
@@ -402,23 +307,4 @@ sub decide {
 
     my $status = tg_field($f, TG_F_STATUS);
     return $status == 200 ? tg_field($f, TG_F_PROVIDER) : $status;
-}
-
-END {
-    local $?;
-
-    for my $pid (@PIDS) {
-        kill 'TERM', $pid;
-    }
-
-    my $deadline = time() + 3;
-    while (@PIDS && time() < $deadline) {
-        @PIDS = grep { waitpid($_, WNOHANG) == 0 } @PIDS;
-        sleep(0.02) if @PIDS;
-    }
-
-    for my $pid (@PIDS) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
 }

@@ -6,8 +6,9 @@
 # a peer that never reads).  After each, policyd must still be running and
 # answer a fresh connection.
 #
-# Needs build/policyd (make -C policyd all) or $TAILGATE_POLICYD.  TG_KEEP=1 keeps the temporary
-# directory with the policies and policyd's logs.
+# Needs build/policyd (make -C policyd all) or $TAILGATE_POLICYD (the
+# top-level Makefile exports it: build/ or build-asan/).  TAILGATE_KEEP=1
+# keeps the test's directory with the policy and policyd's log.
 
 use strict;
 use warnings;
@@ -15,33 +16,25 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use File::Temp qw(tempdir);
 use IO::Socket::UNIX;
 use JSON::PP;
-use POSIX qw(WNOHANG);
 use Socket qw(SOCK_STREAM);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use Tailgate::Test;
 use Tailgate::Proto;
 
-# the top-level Makefile exports TAILGATE_POLICYD (build/ or build-asan/)
-my $POLICYD = $ENV{TAILGATE_POLICYD} || "$FindBin::Bin/../build/policyd";
+my $t = Tailgate::Test->new->skip_unless_built('policyd');
 
-plan skip_all => "$POLICYD not built: run make -C policyd all"
-    unless -x $POLICYD;
-
-$SIG{PIPE} = 'IGNORE';
-
-my @PIDS;
 my $SECRET = 'sk-test-secret-4711';
-my $dir = tempdir('tg-policyd-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TG_KEEP});
+my $dir = $t->dir;
 my $sock = "$dir/p.sock";
 my $log = "$dir/p.log";
 
 $ENV{TG_TEST_DEEPSEEK_KEY} = $SECRET;
 
-my $policy = write_file('policy.json', <<'EOF');
+my $policy = $t->write_file('policy.json', <<'EOF');
 {
   "providers": {
     "local": { "upstream": "tg_local", "zone": "local",
@@ -71,14 +64,15 @@ my $policy = write_file('policy.json', <<'EOF');
 EOF
 
 # debug level, so that the test also proves the secret is never logged
-my $pid = start_policyd($log, '-c', $policy, '-s', $sock, '-v');
-ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
+my $pid = $t->spawn('policyd', [ $t->policyd_binary, '-c', $policy, '-s', $sock,
+                                  '-v' ], log => $log);
+ok($t->wait_socket($sock), 'policyd listens') or BAIL_OUT($t->read_file($log));
 
 
 # the constants agree with the C header
 
 {
-    my $h = slurp("$FindBin::Bin/../proto/tailgate_protocol.h");
+    my $h = $t->read_file("$FindBin::Bin/../proto/tailgate_protocol.h");
     my ($n, $bad) = (0, 0);
 
     while ($h =~ /^#define\s+(TG_(?:PROTO_VERSION|MSG_\w+|F_\w+|ERR_\w+|MAX_FRAME_MIN))\s+(\d+)/mg) {
@@ -99,7 +93,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 # HELLO
 
 {
-    my $s = client();
+    my $s = tg_connect($sock);
     tg_send($s, tg_frame(TG_MSG_HELLO, 0,
                          [TG_F_MAX_FRAME, 'u32', 1048576],
                          [TG_F_PID, 'u32', $$],
@@ -116,7 +110,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 
     # DECIDE right behind the HELLO, in one write, as the module does
     tg_send($s, tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'u32', 65536])
-                . decide_frame(5, 'qwen'));
+                . tg_decide(5, 'qwen'));
     $f = tg_read_frame($s, 5);
     is($f->{type}, TG_MSG_HELLO_OK, 'a second HELLO is answered too');
     $f = tg_read_frame($s, 5);
@@ -128,9 +122,9 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 # DECIDE
 
 {
-    my $s = client();
+    my $s = tg_connect($sock);
 
-    my $d = ask($s, decide_frame(7, 'smart'));
+    my $d = ask($s, tg_decide(7, 'smart'));
     is($d->{type}, TG_MSG_DECISION, 'DECIDE gets a DECISION');
     is($d->{id}, 7, 'with the request id');
     is(tg_field($d, TG_F_STATUS), 200, 'status 200');
@@ -149,7 +143,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($d, TG_F_ERROR_TYPE), undef, 'no error fields');
 
     # private: the local step
-    $d = ask($s, decide_frame(8, 'smart', [TG_F_TAG, 'str', 'team:blue'],
+    $d = ask($s, tg_decide(8, 'smart', [TG_F_TAG, 'str', 'team:blue'],
                               [TG_F_TAG, 'str', 'private'],
                               [TG_F_STREAM, 'u8', 1],
                               [TG_F_TOOLS, 'u8', 0],
@@ -169,7 +163,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($d, TG_F_REASON), 'deepseek:zone local:chosen', 'reason');
 
     # unknown model
-    $d = ask($s, decide_frame(9, 'gpt-4o'));
+    $d = ask($s, tg_decide(9, 'gpt-4o'));
     is(tg_field($d, TG_F_STATUS), 404, 'unknown model: 404');
     is(tg_field($d, TG_F_ERROR_TYPE), 'invalid_request_error', 'error_type');
     is(tg_field($d, TG_F_ERROR_CODE), 'model_not_found', 'error_code');
@@ -179,64 +173,64 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($d, TG_F_PROVIDER), undef, 'no provider');
 
     # not in the allowlist
-    $d = ask($s, decide_frame(10, 'smart', [TG_F_ALLOW_ROUTE, 'str', 'qwen'],
+    $d = ask($s, tg_decide(10, 'smart', [TG_F_ALLOW_ROUTE, 'str', 'qwen'],
                               [TG_F_ALLOW_ROUTE, 'str', 'cloud']));
     is(tg_field($d, TG_F_STATUS), 404, 'a route not in allow_route: 404');
     is(tg_field($d, TG_F_ERROR_MESSAGE), 'No matching route found',
        'the same message as an unknown one');
 
     # endpoint not served
-    $d = ask($s, decide_frame(11, 'cloud', [TG_F_ENDPOINT, 'str', 'embeddings']));
+    $d = ask($s, tg_decide(11, 'cloud', [TG_F_ENDPOINT, 'str', 'embeddings']));
     is(tg_field($d, TG_F_STATUS), 404, 'endpoint not served: 404');
     is(tg_field($d, TG_F_ERROR_MESSAGE),
        "Route 'cloud' does not serve /v1/embeddings", 'message');
 
     # what a worker needs for fallback, edits and its cache
     is(tg_field($d, TG_F_FALLBACK), undef, 'no fallback for a route without');
-    $d = ask($s, decide_frame(20, 'smart', [TG_F_ATTEMPT, 'u32', 1]));
+    $d = ask($s, tg_decide(20, 'smart', [TG_F_ATTEMPT, 'u32', 1]));
     is(tg_field($d, TG_F_FALLBACK), 15, 'fallback: every outcome');
     is(tg_field($d, TG_F_CACHE_MS), 1000, 'cache_ms');
     is(tg_field($d, TG_F_CACHE_MAX_BYTES), undef, 'no size limit');
-    $d = ask($s, decide_frame(21, 'smart', [TG_F_ATTEMPT, 'u32', 2],
+    $d = ask($s, tg_decide(21, 'smart', [TG_F_ATTEMPT, 'u32', 2],
                               [TG_F_EXCLUDE, 'str', 'deepseek']));
     is(tg_field($d, TG_F_PROVIDER), 'local', 'attempt 2: the next step');
     is(tg_field($d, TG_F_FALLBACK), undef, '... and the last');
 
-    $d = ask($s, decide_frame(22, 'tuned', [TG_F_TOOLS, 'u8', 1],
+    $d = ask($s, tg_decide(22, 'tuned', [TG_F_TOOLS, 'u8', 1],
                               [TG_F_PROMPT_ESTIMATE, 'u32', 10]));
     is(tg_field($d, TG_F_ADJUST), "drop response_format\n", 'adjust');
     is(tg_field($d, TG_F_CACHE_MAX_BYTES), 4003, 'cache_max_bytes');
-    $d = ask($s, decide_frame(23, 'tuned', [TG_F_TOOLS, 'u8', 0]));
+    $d = ask($s, tg_decide(23, 'tuned', [TG_F_TOOLS, 'u8', 0]));
     is(tg_field($d, TG_F_ADJUST), undef, 'no adjust without tools');
 
     # explain: no lease is taken, no key is given
     for my $id (24, 25) {
-        $d = ask($s, decide_frame($id, 'gpu', [TG_F_DRY_RUN, 'u8', 1]));
+        $d = ask($s, tg_decide($id, 'gpu', [TG_F_DRY_RUN, 'u8', 1]));
         is(tg_field($d, TG_F_STATUS), 200, "dry run $id: 200");
         is(tg_field($d, TG_F_LEASE), undef, 'without a lease');
     }
-    $d = ask($s, decide_frame(26, 'smart', [TG_F_DRY_RUN, 'u8', 1]));
+    $d = ask($s, tg_decide(26, 'smart', [TG_F_DRY_RUN, 'u8', 1]));
     is(tg_field($d, TG_F_PROVIDER), 'deepseek', 'dry run: provider');
     is(tg_field($d, TG_F_AUTHORIZATION), undef, 'dry run: no key');
-    $d = ask($s, decide_frame(27, 'gpu'));
+    $d = ask($s, tg_decide(27, 'gpu'));
     ok(tg_field($d, TG_F_LEASE), 'a real DECIDE gets the lease');
-    $d = ask($s, decide_frame(28, 'gpu'));
+    $d = ask($s, tg_decide(28, 'gpu'));
     is(tg_field($d, TG_F_STATUS), 429, 'the second is busy: 429');
     is(tg_field($d, TG_F_ERROR_CODE), 'provider_busy', 'provider_busy');
     is(tg_field($d, TG_F_RETRY_AFTER), 1, 'retry_after');
 
     # an endpoint policyd does not know
-    $d = ask($s, decide_frame(12, 'qwen', [TG_F_ENDPOINT, 'str', 'images']));
+    $d = ask($s, tg_decide(12, 'qwen', [TG_F_ENDPOINT, 'str', 'images']));
     is(tg_field($d, TG_F_STATUS), 404, 'unknown endpoint: 404');
 
     # privacy
-    $d = ask($s, decide_frame(13, 'cloud', [TG_F_TAG, 'str', 'private']));
+    $d = ask($s, tg_decide(13, 'cloud', [TG_F_TAG, 'str', 'private']));
     is(tg_field($d, TG_F_STATUS), 403, 'private on an external route: 403');
     is(tg_field($d, TG_F_ERROR_TYPE), 'permission_error', 'error_type');
     is(tg_field($d, TG_F_ERROR_CODE), 'privacy_restricted', 'error_code');
 
     # everything excluded
-    $d = ask($s, decide_frame(14, 'smart', [TG_F_EXCLUDE, 'str', 'deepseek'],
+    $d = ask($s, tg_decide(14, 'smart', [TG_F_EXCLUDE, 'str', 'deepseek'],
                               [TG_F_EXCLUDE, 'str', 'local'],
                               [TG_F_ATTEMPT, 'u32', 2]));
     is(tg_field($d, TG_F_STATUS), 503, 'all excluded: 503');
@@ -257,7 +251,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($d, TG_F_PROVIDER), 'local', 'the last model counts');
 
     # pipelined: many frames in one write, answered in order
-    my $batch = join('', map { decide_frame(100 + $_, $_ % 2 ? 'qwen' : 'smart') }
+    my $batch = join('', map { tg_decide(100 + $_, $_ % 2 ? 'qwen' : 'smart') }
                          1 .. 50);
     ok(tg_send($s, $batch), '50 DECIDEs in one write');
     my $good = 0;
@@ -269,7 +263,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is($good, 50, 'all answered, with their ids');
 
     # the same read as a byte stream and cut into frames
-    tg_send($s, join('', map { decide_frame(200 + $_, 'qwen') } 1 .. 3));
+    tg_send($s, join('', map { tg_decide(200 + $_, 'qwen') } 1 .. 3));
     my ($buf, @ids) = ('');
     my $deadline = time() + 5;
     while (@ids < 3 && time() < $deadline) {
@@ -280,7 +274,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is("@ids", '201 202 203', 'tg_take_frame cuts a byte stream into frames');
 
     # a frame written one byte at a time
-    my $slow = decide_frame(16, 'qwen');
+    my $slow = tg_decide(16, 'qwen');
     for my $byte (split //, $slow) {
         syswrite($s, $byte);
         sleep(0.001);
@@ -293,7 +287,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 # MODELS
 
 {
-    my $s = client();
+    my $s = tg_connect($sock);
     my $m = ask($s, tg_frame(TG_MSG_MODELS, 21, [TG_F_CLIENT, 'str', 'alice']));
     is($m->{type}, TG_MSG_MODEL_LIST, 'MODELS gets a MODEL_LIST');
     is($m->{id}, 21, 'with its id');
@@ -328,7 +322,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 # REPORT
 
 {
-    my $s = client();
+    my $s = tg_connect($sock);
     ok(tg_send($s, tg_frame(TG_MSG_REPORT, 31,
                             [TG_F_LEASE, 'u32', 0],
                             [TG_F_OUTCOME, 'str', 'ok'],
@@ -339,10 +333,10 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
                             [TG_F_COMPLETION_TOKENS, 'u32', 20])
                   . tg_frame(TG_MSG_REPORT, 32, [TG_F_LEASE, 'u32', 999],
                              [TG_F_OUTCOME, 'str', 'whatever'])
-                  . decide_frame(33, 'qwen')), 'REPORTs sent');
+                  . tg_decide(33, 'qwen')), 'REPORTs sent');
     my $f = tg_read_frame($s, 5);
     is($f && $f->{id}, 33, 'REPORT gets no reply; the next frame does');
-    ok(wait_log($log, qr/REPORT 31: 1 x ok, status 200, upstream 120 ms/),
+    ok($t->wait_log($log, qr/REPORT 31: 1 x ok, status 200, upstream 120 ms/),
        'the REPORT is logged at debug');
 }
 
@@ -350,7 +344,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 # errors that keep the connection
 
 {
-    my $s = client();
+    my $s = tg_connect($sock);
 
     my $e = ask($s, tg_frame(99, 41, [TG_F_MODEL, 'str', 'x']));
     is($e->{type}, TG_MSG_ERROR, 'unknown type: ERROR');
@@ -371,7 +365,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
     is(tg_field($e, TG_F_STATUS), TG_ERR_MISSING_FIELD,
        'DECIDE without endpoint: missing_field');
 
-    my $d = ask($s, decide_frame(45, 'qwen'));
+    my $d = ask($s, tg_decide(45, 'qwen'));
     is(tg_field($d, TG_F_STATUS), 200, 'the connection is still usable');
 }
 
@@ -381,7 +375,7 @@ ok(wait_socket($sock), 'policyd listens') or BAIL_OUT(slurp($log));
 sub expect_fatal {
     my ($name, $bytes, $err, $id) = @_;
 
-    my $s = client();
+    my $s = tg_connect($sock);
     tg_send($s, $bytes);
 
     my $e = tg_read_frame($s, 5);
@@ -404,7 +398,7 @@ expect_fatal('length past max_frame',
 expect_fatal('length 4 GiB', pack('N', 0xffffffff), TG_ERR_TOO_LARGE, 0);
 
 {
-    my $f = decide_frame(52, 'qwen');
+    my $f = tg_decide(52, 'qwen');
     substr($f, 4, 1) = chr(2);
     expect_fatal('version 2', $f, TG_ERR_VERSION, 52);
 }
@@ -418,10 +412,10 @@ expect_fatal('field header cut short',
              pack('N C C N', 6 + 3, 1, TG_MSG_DECIDE, 54) . 'abc',
              TG_ERR_MALFORMED, 54);
 expect_fatal('u32 field of 3 bytes',
-             decide_frame(55, 'qwen', [TG_F_ATTEMPT, 'str', "\0\0\1"]),
+             tg_decide(55, 'qwen', [TG_F_ATTEMPT, 'str', "\0\0\1"]),
              TG_ERR_MALFORMED, 55);
 expect_fatal('u8 field of 2 bytes',
-             decide_frame(56, 'qwen', [TG_F_STREAM, 'str', "\0\1"]),
+             tg_decide(56, 'qwen', [TG_F_STREAM, 'str', "\0\1"]),
              TG_ERR_MALFORMED, 56);
 expect_fatal('HELLO max_frame of 8 bytes',
              tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'str', "\0" x 8]),
@@ -432,8 +426,8 @@ expect_fatal('REPORT lease of 2 bytes',
 
 {
     # replies already queued still go out before the ERROR
-    my $s = client();
-    tg_send($s, decide_frame(58, 'qwen') . pack('N', 2));
+    my $s = tg_connect($sock);
+    tg_send($s, tg_decide(58, 'qwen') . pack('N', 2));
     my $d = tg_read_frame($s, 5);
     is($d && $d->{id}, 58, 'frames before a bad one are answered');
     my $e = tg_read_frame($s, 5);
@@ -445,15 +439,15 @@ expect_fatal('REPORT lease of 2 bytes',
 # frames at the size limit
 
 {
-    my $s = client();
-    my $f = decide_frame(61, 'qwen');
+    my $s = tg_connect($sock);
+    my $f = tg_decide(61, 'qwen');
     my $pad = 65536 - (length($f) - 4) - 5;
-    $f = decide_frame(61, 'qwen', [250, 'str', 'x' x $pad]);
+    $f = tg_decide(61, 'qwen', [250, 'str', 'x' x $pad]);
     is(length($f) - 4, 65536, 'a frame of exactly max_frame');
     my $d = ask($s, $f);
     is($d && tg_field($d, TG_F_STATUS), 200, 'is accepted');
 
-    $f = decide_frame(62, 'qwen', [250, 'str', 'x' x ($pad + 1)]);
+    $f = tg_decide(62, 'qwen', [250, 'str', 'x' x ($pad + 1)]);
     tg_send($s, $f);
     my $e = tg_read_frame($s, 5);
     is($e && tg_field($e, TG_F_STATUS), TG_ERR_TOO_LARGE,
@@ -466,22 +460,22 @@ expect_fatal('REPORT lease of 2 bytes',
 
 {
     # half a frame, then close
-    my $s = client();
-    my $f = decide_frame(71, 'qwen');
+    my $s = tg_connect($sock);
+    my $f = tg_decide(71, 'qwen');
     tg_send($s, substr($f, 0, 13));
     close($s);
-    ok(wait_log($log, qr/closed: peer closed the connection in the middle of a frame \(13 bytes unread\)/),
+    ok($t->wait_log($log, qr/closed: peer closed the connection in the middle of a frame \(13 bytes unread\)/),
        'half a frame then close: logged');
     alive('half a frame');
 
     # half a header
-    $s = client();
+    $s = tg_connect($sock);
     tg_send($s, substr($f, 0, 2));
     close($s);
     alive('half a header');
 
     # connect and close
-    $s = client();
+    $s = tg_connect($sock);
     close($s);
     alive('connect and close');
 }
@@ -490,7 +484,7 @@ expect_fatal('REPORT lease of 2 bytes',
     # garbage
     srand(4711);
     for my $round (1 .. 20) {
-        my $s = client();
+        my $s = tg_connect($sock);
         my $junk = join('', map { chr(int(rand(256))) } 1 .. 1 + int(rand(2000)));
         tg_send($s, $junk);
         # whatever comes back, the connection ends or stays; do not wait long
@@ -501,7 +495,7 @@ expect_fatal('REPORT lease of 2 bytes',
 
     # garbage that looks like frames: valid headers, random fields
     for my $round (1 .. 50) {
-        my $s = client();
+        my $s = tg_connect($sock);
         my $fields = join('', map { chr(int(rand(256))) } 1 .. int(rand(64)));
         my $type = 1 + int(rand(9));
         tg_send($s, pack('N C C N', 6 + length($fields), 1, $type, $round)
@@ -526,7 +520,7 @@ expect_fatal('REPORT lease of 2 bytes',
     for my $i (0 .. $#socks) {
         $sent++ if tg_send($socks[$i],
                            tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'u32', 65536])
-                           . decide_frame(1000 + $i, $i % 2 ? 'qwen' : 'smart'));
+                           . tg_decide(1000 + $i, $i % 2 ? 'qwen' : 'smart'));
     }
     is($sent, 200, 'each sent HELLO and DECIDE');
 
@@ -546,8 +540,8 @@ expect_fatal('REPORT lease of 2 bytes',
 
 {
     # a peer that sends and never reads: closed when its replies pile up
-    my $s = client();
-    my $frame = decide_frame(81, 'smart');
+    my $s = tg_connect($sock);
+    my $frame = tg_decide(81, 'smart');
     my $batch = $frame x 1000;
     my $deadline = time() + 30;
     my $closed = 0;
@@ -561,7 +555,7 @@ expect_fatal('REPORT lease of 2 bytes',
         }
         if (time() > $next_look) {
             $next_look = time() + 0.25;
-            if (slurp($log) =~ /peer does not read its replies/) {
+            if ($t->read_file($log) =~ /peer does not read its replies/) {
                 $closed = 1;
                 last;
             }
@@ -569,7 +563,7 @@ expect_fatal('REPORT lease of 2 bytes',
     }
 
     ok($closed, 'a peer that never reads is cut off');
-    ok(wait_log($log, qr/closed: peer does not read its replies/),
+    ok($t->wait_log($log, qr/closed: peer does not read its replies/),
        'and the reason is logged');
     close($s);
     alive('a peer that never reads');
@@ -577,7 +571,7 @@ expect_fatal('REPORT lease of 2 bytes',
 
 {
     # disconnect reasons
-    my $l = slurp($log);
+    my $l = $t->read_file($log);
     like($l, qr/closed: malformed frame \(type 3, id 55\): attempt is not a u32/,
          'a malformed frame is logged with its reason');
     like($l, qr/closed: frame of 65537 bytes is over max_frame 65536/,
@@ -592,37 +586,20 @@ expect_fatal('REPORT lease of 2 bytes',
 # the end
 
 ok(kill(0, $pid), 'policyd is still running');
-unlike(slurp($log), qr/\Q$SECRET\E/, 'the api key never appears in the log');
+unlike($t->read_file($log), qr/\Q$SECRET\E/, 'the api key never appears in the log');
 
 kill 'TERM', $pid;
-is(wait_exit($pid, 10), 0, 'SIGTERM exits 0');
+is($t->wait_exit('policyd', 10), 0, 'SIGTERM exits 0');
 ok(!-e $sock, 'the socket is gone');
 
-unlike(slurp($log), qr/\[alert\]|\[crit\]|AddressSanitizer|LeakSanitizer|runtime error:/,
+unlike($t->read_file($log), qr/\[alert\]|\[crit\]|AddressSanitizer|LeakSanitizer|runtime error:/,
        'no alert and no sanitizer report in the log')
-    or diag(slurp($log) =~ s/\A.*?(?=^==\d+==|^\S+: runtime error)//msr);
+    or diag($t->read_file($log) =~ s/\A.*?(?=^==\d+==|^\S+: runtime error)//msr);
 
 done_testing();
 
 
 # helpers
-
-sub decide_frame {
-    my ($id, $model, @extra) = @_;
-
-    return tg_frame(TG_MSG_DECIDE, $id,
-                    (grep { $_->[0] == TG_F_ENDPOINT } @extra)
-                        ? () : ([TG_F_ENDPOINT, 'str', 'chat']),
-                    [TG_F_MODEL, 'str', $model],
-                    @extra);
-}
-
-sub client {
-    my $s = IO::Socket::UNIX->new(Peer => $sock, Type => SOCK_STREAM)
-        or die "connect $sock: $!";
-    $s->blocking(0);
-    return $s;
-}
 
 sub ask {
     my ($s, $frame) = @_;
@@ -638,98 +615,10 @@ sub ask {
 sub alive {
     my ($after) = @_;
 
-    my $s = eval { client() };
-    my $d = $s && ask($s, decide_frame(4242, 'smart'));
+    my $s = eval { tg_connect($sock) };
+    my $d = $s && ask($s, tg_decide(4242, 'smart'));
 
     ok(kill(0, $pid) && $d && ($d->{id} // 0) == 4242
        && (tg_field($d, TG_F_PROVIDER) // '') eq 'deepseek',
        "still serving after: $after");
-}
-
-sub write_file {
-    my ($name, $content) = @_;
-    my $path = "$dir/$name";
-    open(my $fh, '>', $path) or die "$path: $!";
-    print $fh $content;
-    close($fh);
-    return $path;
-}
-
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<', $path) or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub start_policyd {
-    my ($logfile, @args) = @_;
-
-    my $p = fork() // die "fork: $!";
-    if ($p == 0) {
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>>', $logfile);
-        open(STDERR, '>>', $logfile);
-        exec($POLICYD, @args) or POSIX::_exit(127);
-    }
-    push @PIDS, $p;
-
-    return $p;
-}
-
-sub wait_exit {
-    my ($p, $timeout) = @_;
-    my $deadline = time() + ($timeout // 5);
-
-    while (time() < $deadline) {
-        if (waitpid($p, WNOHANG) == $p) {
-            @PIDS = grep { $_ != $p } @PIDS;
-            return $? & 127 ? -1 : $? >> 8;
-        }
-        sleep(0.02);
-    }
-
-    return undef;
-}
-
-sub wait_socket {
-    my ($path, $timeout) = @_;
-    my $deadline = time() + ($timeout // 5);
-
-    while (time() < $deadline) {
-        return 1 if IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM);
-        sleep(0.02);
-    }
-
-    return 0;
-}
-
-sub wait_log {
-    my ($logfile, $re, $timeout) = @_;
-    my $deadline = time() + ($timeout // 5);
-
-    while (time() < $deadline) {
-        return 1 if slurp($logfile) =~ $re;
-        sleep(0.02);
-    }
-
-    diag("not in $logfile: $re");
-    return 0;
-}
-
-END {
-    local $?;
-
-    kill 'TERM', $_ for @PIDS;
-
-    my $deadline = time() + 3;
-    while (@PIDS && time() < $deadline) {
-        @PIDS = grep { waitpid($_, WNOHANG) == 0 } @PIDS;
-        sleep(0.02) if @PIDS;
-    }
-
-    for my $p (@PIDS) {
-        kill 'KILL', $p;
-        waitpid($p, 0);
-    }
 }

@@ -2,6 +2,8 @@
 
 # Every endpoint end to end: client -> nginx + module -> policyd -> mock
 # provider and back, with the provider's model name in what it received.
+# The provider's answer cannot steer nginx elsewhere, and /health answers
+# in a server without tailgate_policyd.
 
 use strict;
 use warnings;
@@ -14,7 +16,15 @@ use JSON::PP;
 use Tailgate::Gateway;
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
-my $key = $t->start_gateway;
+
+# "internal" stands for anything else this server does: another proxied
+# backend (here the ext mock, which policyd never chooses for qwen)
+my $key = $t->start_gateway(server => <<'EOF');
+        location /internal/ {
+            internal;
+            proxy_pass http://%%MOCK:ext%%/v1/chat/completions;
+        }
+EOF
 my $local = $t->mock('local');
 
 
@@ -178,5 +188,54 @@ subtest 'no CORS unless configured' => sub {
     ok(!exists $res->{headers}{'access-control-allow-origin'},
        'a request from a page gets none either');
 };
+
+# the provider's X-Accel-* headers have no effect: no internal redirect to
+# a location or an upstream policyd did not choose
+
+{
+    my $ext = $t->mock('ext');
+
+    $local->set(headers => { 'X-Accel-Redirect' => '/internal/x' });
+    $ext->clear;
+
+    my $res = $t->chat('qwen');
+
+    is($res->{headers}{'x-mock-provider'}, 'local',
+       'the client gets the response of the provider policyd chose')
+        or diag("answered by: " . ($res->{headers}{'x-mock-provider'} // '?'));
+    is(scalar @{ $ext->requests }, 0,
+       'and no request went to an upstream policyd did not choose');
+
+    $local->set(headers => { 'X-Accel-Redirect' => '/health' });
+    $res = $t->chat('qwen');
+    unlike($res->{body}, qr/"policyd"/, 'the provider cannot make nginx serve /health');
+
+    $local->set;
+    $t->logs_clean('error.log is clean after the X-Accel-* headers');
+}
+
+# /health in an nginx whose configuration has no tailgate_policyd (no
+# policyd peer to pick)
+
+{
+    my $t2 = Tailgate::Test->new;
+    $t2->start_nginx(<<'EOF');
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /health { tailgate_health; }
+    }
+EOF
+
+    my $res = $t2->http('GET', '/health');
+    is($res->{status}, 200, '/health without tailgate_policyd answers');
+    like($res->{body}, qr/"unreachable"/, 'and says policyd is unreachable');
+    $t2->stop_all;
+    $t2->{checked} = 1;    # its error.log is checked right here
+    ok(!grep({ /runtime error|AddressSanitizer|signal 8|exited on signal/ }
+             split /\n/, $t2->error_log),
+       'the worker did not divide by zero')
+        or diag(join "\n", grep { /runtime error|Sanitizer|signal/ }
+                           split /\n/, $t2->error_log);
+}
 
 $t->done_testing;

@@ -2,6 +2,7 @@
 
 # The body that reaches the provider names the provider's model, carries a
 # correct Content-Length and is otherwise the client's body byte for byte.
+# No other key a provider could take for "model" gets there with it.
 
 use strict;
 use warnings;
@@ -29,11 +30,9 @@ my $local = $t->mock('local');
 sub through {
     my ($body, %opt) = @_;
 
-    my $res = $t->http('POST', '/v1/chat/completions',
-        headers => { Authorization => "Bearer $key",
-                     'Content-Type' => 'application/json',
-                     %{ $opt{headers} // {} } },
-        body => $body, %{ $opt{http} // {} });
+    my $res = $t->post_json('/v1/chat/completions', $key, $body,
+                            headers => $opt{headers} // {},
+                            %{ $opt{http} // {} });
 
     return ($res, $local->requests->[-1]);
 }
@@ -121,5 +120,30 @@ subtest 'a body that nginx keeps in a temporary file' => sub {
     is($res->{status}, 200, 'status 200');
     expect_body($got, $want, '3 MB body');
 };
+
+# a key that equals "model" ignoring case: providers that match keys
+# case-insensitively with the last one winning (Go's encoding/json, ASP.NET)
+# would run it.  Refused like a duplicate, or at least not passed on.
+
+for my $variant ('Model', 'MODEL', 'mOdEl', 'Mod\u0065l') {
+    $local->clear;
+
+    my $body = qq({"model":"qwen","messages":[],"$variant":"client-chosen-model"});
+    my ($res) = through($body);
+
+    if ($res->{status} == 400) {
+        pass("$variant: refused");
+        next;
+    }
+
+    my $got = $local->requests->[-1];
+    my @keys = grep { lc eq 'model' } keys %{ $got->{json} // {} };
+
+    is_deeply([sort @keys], ['model'],
+              "$variant: the provider sees no other key that folds to \"model\"")
+        or diag("provider body: $got->{body}");
+}
+
+$t->logs_clean('error.log is clean after the model keys in other cases');
 
 $t->done_testing;

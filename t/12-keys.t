@@ -2,7 +2,8 @@
 
 # Client keys: how they are accepted and refused, and that they go no
 # further than nginx.  Provider keys: that they reach the provider and
-# nothing else - no client, no log.
+# nothing else - no client, no log.  Nor can a client pick the provider
+# account the gateway's key bills.
 
 use strict;
 use warnings;
@@ -25,9 +26,9 @@ my @responses;    # every response the client saw, for the leak check
 sub send_chat {
     my ($model, %headers) = @_;
 
-    my $res = $t->http('POST', '/v1/chat/completions',
-        headers => { 'Content-Type' => 'application/json', %headers },
-        body => qq({"model":"$model","messages":[]}));
+    my $res = $t->post_json('/v1/chat/completions', undef,
+                            qq({"model":"$model","messages":[]}),
+                            headers => \%headers);
 
     push @responses, $res;
     return $res;
@@ -93,6 +94,25 @@ subtest "the provider's key reaches that provider only" => sub {
     ok(!exists $local->requests->[0]{headers}{authorization},
        'a provider without a key gets no Authorization at all');
 };
+
+# headers that select the provider's organisation or project (whose
+# account and limits apply) do not reach it: that is no client's choice
+
+{
+    my $res = $t->chat('smart', headers => {
+        'OpenAI-Organization' => 'org-chosen-by-client',
+        'OpenAI-Project'      => 'proj-chosen-by-client',
+    });
+    is($res->{status}, 200, 'proxied to the external provider');
+
+    my $got = $ext->requests->[-1];
+    is($got->{headers}{'openai-organization'}, undef,
+       'the client cannot pick the provider organisation');
+    is($got->{headers}{'openai-project'}, undef,
+       'the client cannot pick the provider project');
+
+    $t->logs_clean('error.log is clean after the provider-account headers');
+}
 
 subtest "the provider's key never reaches a client or a log" => sub {
     for my $res (@responses) {

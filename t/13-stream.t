@@ -27,10 +27,7 @@ sub stream_through_gate {
     my $file = 'gate-' . ++$gate;
     $local->update(stream_gate => $file, stream_chunks => $chunks);
 
-    my $conn = $t->http_open('POST', $path,
-        headers => { Authorization => "Bearer $key",
-                     'Content-Type' => 'application/json' },
-        body => encode_json($body));
+    my $conn = $t->open_post($path, encode_json($body));
 
     my $first = $conn->read_until($first_re, 5);
     my $early = $conn->raw;
@@ -81,11 +78,9 @@ subtest 'the provider got the stream flag and its own model name' => sub {
 subtest 'a slow stream is not cut by the gateway' => sub {
     $local->set(stream_chunks => 4, stream_interval_ms => 700);
 
-    my $res = $t->http_stream('POST', '/v1/chat/completions',
-        headers => { Authorization => "Bearer $key",
-                     'Content-Type' => 'application/json' },
-        body => encode_json({ model => 'qwen', stream => JSON::PP::true }),
-        timeout => 15);
+    my $res = $t->post_json('/v1/chat/completions', $key,
+        encode_json({ model => 'qwen', stream => JSON::PP::true }),
+        stream => 1, timeout => 15);
 
     is($res->{status}, 200, 'status 200');
     like($res->{body}, qr/tok4 .*\[DONE\]/s, 'all events and [DONE] after 2+ s');

@@ -2,7 +2,8 @@
 
 # Every error a client can meet, each in the OpenAI error shape with the
 # right status - and none of them reaching a provider that should not see
-# the request.
+# the request.  An error reaches a slow client whole, and a 413 found while
+# the body is read is answered wherever "tailgate on" is set.
 
 use strict;
 use warnings;
@@ -11,6 +12,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
+use Time::HiRes qw(sleep);
+use JSON::PP ();
 use Tailgate::Gateway;
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
@@ -21,18 +24,46 @@ $policy->{providers}{gone} = {
 $policy->{routes}{'gone-model'} = {
     steps => [{ provider => 'gone', model => 'm' }] };
 
-# tg_gone points at a port nobody listens on
+# tg_gone points at a port nobody listens on; the "small" port has a send
+# buffer a slow client fills, "h2" speaks HTTP/2
 my $key = $t->start_gateway(policy => $policy, mocks => [qw(local ext)],
-    http => "upstream tg_gone { server 127.0.0.1:@{[ $t->port('gone') ]}; }");
+    http => "upstream tg_gone { server 127.0.0.1:@{[ $t->port('gone') ]}; }",
+    server => 'listen 127.0.0.1:%%PORT:small%% sndbuf=4096;'
+              . ' listen 127.0.0.1:%%PORT:h2%% http2;');
 my $local = $t->mock('local');
 
 sub post {
     my ($path, $body, %headers) = @_;
+    return $t->post_json($path, $key, $body, headers => \%headers);
+}
 
-    return $t->http('POST', $path,
-        headers => { Authorization => "Bearer $key",
-                     'Content-Type' => 'application/json', %headers },
-        body => $body);
+
+# A slow client: $K pipelined copies of $req into a small sndbuf, written
+# without reading, then everything read; returns the number of complete
+# JSON error bodies received and whether the connection closed after the
+# last.  The module's own errors must be finalized like nginx's 404 for an
+# unknown URL: every response delivered, none left waiting for a timer.
+
+my $K = 80;
+my $auth = "Authorization: Bearer $key\r\n";
+
+sub pipelined {
+    my ($req) = @_;
+
+    my $last = $req =~ s/\r\nHost: x\r\n/\r\nHost: x\r\nConnection: close\r\n/r;
+    my $all = ($req x ($K - 1)) . $last;
+
+    my $c = $t->raw_connect(port => 'small', rcvbuf => 2048);
+    $c->write_bytes($all, 5);
+
+    sleep 0.5;
+
+    $c->read_all(4);
+    my $eof = $c->eof;
+    $c->close;
+
+    my $bodies = () = $c->raw =~ m{"\}\}\n|null\}\}\n}g;
+    return ($bodies, $eof);
 }
 
 
@@ -138,6 +169,85 @@ subtest "a provider's own errors pass through with their status" => sub {
     $local->set(mode => 'ok');
 };
 
+# errors the module sends itself reach a slow client whole
+
+{
+    my $long = 'm' x 300;
+    my $json = qq({"model":"$long","messages":[]});
+
+    my ($n, $eof) = pipelined("POST /v1/nope HTTP/1.1\r\nHost: x\r\n$auth"
+                              . "Content-Length: 2\r\n\r\n{}");
+    is($n, $K, "control: $K pipelined 404 unknown_url, all delivered");
+    ok($eof, 'control: and the connection closed after the last');
+
+    ($n, $eof) = pipelined("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n$auth"
+                           . "Content-Type: application/json\r\n"
+                           . "Content-Length: " . length($json) . "\r\n\r\n$json");
+    is($n, $K, "$K pipelined chat requests with a 300-byte model: all 404s delivered");
+    ok($eof, 'and the connection closed after the last');
+
+    ($n, $eof) = pipelined("GET /v1/models/$long HTTP/1.1\r\nHost: x\r\n$auth\r\n");
+    is($n, $K, "$K pipelined GET /v1/models/{300 bytes}: all 404s delivered");
+    ok($eof, 'and the connection closed after the last');
+
+    # the same with one HTTP/2 request and a client whose stream window (50
+    # bytes) is smaller than the error body: after the first DATA frame the
+    # rest must follow the WINDOW_UPDATE (POST), and the phase handler must
+    # not run again and send a second header (GET).  Needs node for an
+    # HTTP/2 client.
+
+    my $H2 = <<'JS';
+const http2 = require('http2');
+const [port, path, key, method, body] = process.argv.slice(1);
+const c = http2.connect('http://127.0.0.1:' + port,
+                        { settings: { initialWindowSize: 50 } });
+c.on('error', () => {});
+const h = { ':path': path, ':method': method, authorization: 'Bearer ' + key };
+if (body) h['content-type'] = 'application/json';
+const r = c.request(h);
+let data = '', status = 0, done = false;
+r.on('response', x => { status = x[':status']; });
+r.on('data', d => { data += d; });
+r.on('error', () => {});
+r.on('end', () => { done = true; });
+if (body) r.end(body); else r.end();
+setTimeout(() => { console.log(JSON.stringify({ status, done, data }));
+                   process.exit(0); }, 2000);
+JS
+
+    SKIP: {
+        skip 'node is needed for an HTTP/2 client', 3
+            unless system('node -e 1 >/dev/null 2>&1') == 0;
+
+        my $h2 = sub {
+            my @args = ($t->port('h2'), @_);
+            my $out = do {
+                open my $fh, '-|', 'node', '-e', $H2, @args or die "node: $!\n";
+                local $/; <$fh>;
+            };
+            return JSON::PP->new->decode($out || '{}');
+        };
+
+        my $r = $h2->('/v1/nope', $key, 'POST', '{}');
+        ok($r->{done} && $r->{data} =~ /\}\}\n$/,
+           'HTTP/2, window 50, control: the whole 404 unknown_url arrives');
+
+        $r = $h2->('/v1/chat/completions', $key, 'POST', $json);
+        ok($r->{done} && $r->{data} =~ /\}\}\n$/,
+           'HTTP/2, window 50: the whole 404 for a 300-byte model arrives')
+            or diag("got $r->{status}, " . length($r->{data}) . " bytes, "
+                    . ($r->{done} ? 'ended' : 'never ended'));
+
+        $r = $h2->("/v1/models/$long", $key, 'GET');
+        ok($r->{done} && $r->{data} =~ /\}\}\n$/,
+           'HTTP/2, window 50: the whole 404 for /v1/models/{300 bytes} arrives')
+            or diag("got $r->{status}, " . length($r->{data}) . " bytes, "
+                    . ($r->{done} ? 'ended' : 'never ended'));
+    }
+
+    $t->logs_clean('error.log is clean after the errors sent to slow clients');
+}
+
 subtest 'policyd past its timeout: 503 policy_unavailable, nothing proxied' => sub {
     $t->stop_policyd;
     $t->start_fake_policyd({
@@ -176,5 +286,62 @@ subtest 'policyd unreachable: 503 at once; /health is still served' => sub {
     is(scalar @{ $local->requests }, 0, 'nothing was proxied: fail closed');
     $t->allow_log(qr/cannot connect to policyd/, qr/policyd connection #\d+ closed/);
 };
+
+# policyd down: every request is answered 503 from the same place, and a
+# slow client gets every one
+
+{
+    my $ok = qq({"model":"qwen","messages":[]});
+    my ($n, $eof) = pipelined("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n$auth"
+                              . "Content-Type: application/json\r\n"
+                              . "Content-Length: " . length($ok) . "\r\n\r\n$ok");
+    is($n, $K, "policyd down: $K pipelined 503s all delivered");
+    ok($eof, 'and the connection closed after the last');
+}
+
+# a graceful stop must find no request stuck without a timer
+
+$t->signal('nginx', 'QUIT');
+$t->wait_for(sub { !$t->running('nginx') }, timeout => 10);
+unlike($t->error_log, qr/open socket #\d+ left/,
+       'graceful shutdown: no connection was left behind');
+
+# a 413 that nginx finds while it reads a chunked body sends the request to
+# @tailgate_error; with "tailgate on" at the server level (a documented
+# context) that location inherits it, and the client must still get its
+# 413.  The same setup with "tailgate on" per location is the control.
+
+{
+    my $t2 = Tailgate::Gateway->new;
+
+    my $key2 = $t2->start_gateway(locations => <<'EOF');
+location /v1/ {
+    tailgate on;
+    client_max_body_size 1k;
+    include tailgate/proxy.conf;
+    error_page 413 502 503 504 @tailgate_error;
+}
+location @tailgate_error { tailgate_error_page; }
+EOF
+
+    my $too_large = sub {
+        return $t2->http('POST', '/v1/chat/completions',
+            headers => { Authorization => "Bearer $key2" },
+            body => ['{"model":"qwen","x":"', 'a' x 3000, '"}'],
+            chunked => 1, timeout => 4);
+    };
+
+    $t2->is_openai_error($too_large->(), 413, 'request_too_large',
+                         'control: chunked body over the limit, tailgate per location');
+
+    $t2->reload_nginx($t2->{nginx_http} =~ s/(server \{)/$1\n        tailgate on;/r);
+
+    my $res = $too_large->();
+    $t2->is_openai_error($res, 413, 'request_too_large',
+                         'the same with "tailgate on" at the server level')
+        or diag('error: ' . ($res->{error} // 'none'));
+
+    $t2->stop_and_check('error.log is clean after a 413 found while reading');
+}
 
 $t->done_testing;

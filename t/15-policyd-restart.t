@@ -66,15 +66,10 @@ subtest 'requests waiting for a decision fail when policyd dies' => sub {
     });
 
     my @conns = map {
-        $t->http_open('POST', '/v1/chat/completions',
-            headers => { Authorization => "Bearer $key",
-                         'Content-Type' => 'application/json' },
-            body => '{"model":"slow"}')
+        $t->open_post('/v1/chat/completions', '{"model":"slow"}')
     } 1 .. 3;
 
-    ok($t->wait_for(sub {
-           3 == grep { $_->{type_name} eq 'DECIDE' } @{ $t->fake_policyd_frames }
-       }, timeout => 5),
+    ok($t->wait_for(sub { 3 == @{ $t->fake_frames('DECIDE') } }, timeout => 5),
        'three requests are waiting for their decision');
 
     my $start = time;

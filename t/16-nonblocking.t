@@ -31,14 +31,11 @@ my $local = $t->mock('local');
 my @workers = $t->nginx_worker_pids;
 is(scalar @workers, 1, 'one worker');
 
-my $slow = $t->http_open('POST', '/v1/chat/completions',
-    headers => { Authorization => "Bearer $key",
-                 'Content-Type' => 'application/json' },
-    body => '{"model":"slow","messages":[]}');
+my $slow = $t->open_post('/v1/chat/completions',
+                          '{"model":"slow","messages":[]}');
 
-ok($t->wait_for(sub {
-       grep { ($_->{model} // '') eq 'slow' } @{ $t->fake_policyd_frames }
-   }, timeout => 5),
+ok($t->wait_for(sub { @{ $t->fake_frames('DECIDE', model => 'slow') } },
+                timeout => 5),
    'policyd has the slow request');
 
 my @fast = map { $t->chat("fast-$_")->{status} } 1 .. 20;

@@ -3,7 +3,8 @@
 # The module survives whatever policyd sends: garbage, a frame larger than
 # it accepts, a field of the wrong size, a closed connection.  Each costs
 # the requests on that connection a 503 and nothing more: the worker lives
-# on, reconnects, and the next request is served.
+# on, reconnects, and the next request is served.  A decision nginx cannot
+# use is refused, and none of its names can add a response header.
 
 use strict;
 use warnings;
@@ -71,5 +72,36 @@ subtest 'a decision nginx cannot use is refused, not followed' => sub {
        'no header was ever injected');
     $t->allow_log(qr/which nginx cannot use/);
 };
+
+# the provider and route names of a decision become response headers
+# (X-Tailgate-Provider, X-Tailgate-Route): a CR/LF in either must not split
+# the response headers of the client it was decided for
+
+{
+    my %local = (upstream => 'tg_local', scheme => 'http', host => 'local',
+                 path => '/v1/chat/completions', zone => 'local',
+                 provider_model => 'm-local');
+
+    $t->set_fake_policyd({
+        decision => { %local, provider => 'local' },
+        decisions => {
+            p => { provider => "local\r\nSet-Cookie: injected=1" },
+            r => { route => "r\r\nX-Injected: 1" },
+        },
+    });
+
+    for my $model (qw(p r)) {
+        my $res = $t->chat($model);
+
+        ok(!defined $res->{headers}{'set-cookie'}
+           && !defined $res->{headers}{'x-injected'},
+           "[$model] no header injected from the decision")
+            or diag("status $res->{status}, headers: "
+                    . join(', ', map { "$_: $res->{headers}{$_}" }
+                                 sort keys %{ $res->{headers} }));
+    }
+
+    $t->logs_clean('error.log is clean after the names with CR/LF');
+}
 
 $t->done_testing;

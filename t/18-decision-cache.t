@@ -35,14 +35,11 @@ my $local = $t->mock('local');
 
 sub decides {
     my ($model) = @_;
-    return scalar grep { $_->{type_name} eq 'DECIDE'
-                         && (!defined $model || ($_->{model} // '') eq $model) }
-                  @{ $t->fake_policyd_frames };
+    return scalar @{ $t->fake_frames('DECIDE',
+                                     defined $model ? (model => $model) : ()) };
 }
 
-sub reports {
-    return grep { $_->{type_name} eq 'REPORT' } @{ $t->fake_policyd_frames };
-}
+sub reports { @{ $t->fake_frames('REPORT') } }
 
 
 subtest 'the same facts are decided once while the decision is fresh' => sub {

@@ -25,11 +25,10 @@ is($t->chat('qwen')->{headers}{'x-mock-provider'}, 'local', 'again, decided once
 $policy->{routes}{qwen} = { steps => [{ provider => 'ext', model => 'deepseek-chat' }] };
 $t->write_policy($policy);
 
-my $log_before = length $t->policyd_log;
+my $mark = $t->log_size('policyd');
 $t->reload_policyd;
 
-ok($t->wait_for(sub { substr($t->policyd_log, $log_before) =~ /policy reloaded/ },
-                timeout => 5),
+ok($t->wait_log('policyd', qr/policy reloaded/, from => $mark, timeout => 5),
    'policyd reloaded the policy');
 
 my $res = $t->chat('qwen');

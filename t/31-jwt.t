@@ -76,13 +76,11 @@ sub token {
 
 sub with_token {
     my ($token, $path) = @_;
-    return $t->http('POST', $path // '/v1/chat/completions',
-        headers => { Authorization => "Bearer $token",
-                     'Content-Type' => 'application/json' },
-        body => '{"model":"qwen","messages":[]}');
+    return $t->post_json($path // '/v1/chat/completions', $token,
+                         '{"model":"qwen","messages":[]}');
 }
 
-sub decides { scalar grep { $_->{type_name} eq 'DECIDE' } @{ $t->fake_policyd_frames } }
+sub decides { scalar @{ $t->fake_frames('DECIDE') } }
 
 
 subtest 'a good token of every algorithm' => sub {
@@ -91,7 +89,7 @@ subtest 'a good token of every algorithm' => sub {
         is($res->{status}, 200, "$alg: 200");
     }
 
-    my ($decide) = grep { $_->{type_name} eq 'DECIDE' } @{ $t->fake_policyd_frames };
+    my ($decide) = @{ $t->fake_frames('DECIDE') };
     is($decide->{fields}{client}, 'svc-reports', 'the client id is the sub claim');
     is($decide->{fields}{tenant}, 'acme', 'the tenant comes from tid');
     is_deeply([sort @{ $decide->{fields}{tag} }], [qw(eu team-x)],

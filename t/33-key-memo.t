@@ -13,8 +13,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Digest::SHA qw(sha256_hex);
-use IO::Select;
-use IO::Socket::INET;
 use POSIX qw(strftime);
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -57,12 +55,7 @@ my $body = '{"model":"qwen","messages":[{"role":"user","content":"hi"}]}';
 sub on_one_connection {
     my (@steps) = @_;
 
-    my $port = $t->port('nginx');
-    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                     Proto => 'tcp', Timeout => 5)
-        or die "connect: $!\n";
-    binmode $sock;
-
+    my $conn = $t->raw_connect;
     my @status;
 
     for my $step (@steps) {
@@ -78,43 +71,14 @@ sub on_one_connection {
                 . "$credential\r\nContent-Type: application/json\r\n"
                 . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
 
-        syswrite($sock, $req) == length $req or die "write: $!\n";
+        $conn->write_bytes($req) == length $req or die "write: $!\n";
 
-        my ($status, $raw) = read_response($sock);
+        my ($status) = $conn->read_response(10);
         push @status, $status;
     }
 
-    close $sock;
+    $conn->close;
     return @status;
-}
-
-sub read_response {
-    my ($sock) = @_;
-
-    my $raw = '';
-    my $sel = IO::Select->new($sock);
-    my $deadline = time + 10;
-    my $need;
-
-    while (time < $deadline) {
-        if (!defined $need && $raw =~ /\r\n\r\n/) {
-            my ($head) = $raw =~ /^(.*?\r\n\r\n)/s;
-            my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-            die "no Content-Length in: $head\n" unless defined $len;
-            $need = length($head) + $len;
-        }
-
-        last if defined $need && length $raw >= $need;
-
-        $sel->can_read(0.5) or next;
-        sysread($sock, $raw, 65536, length $raw) or die "connection closed\n";
-    }
-
-    die "no complete response within 10 s\n"
-        unless defined $need && length $raw >= $need;
-
-    my ($status) = $raw =~ m{^HTTP/1\.1 (\d{3})};
-    return ($status, $raw);
 }
 
 # the access log lines of one connection, as "requests client status"

@@ -54,7 +54,7 @@ my $policy = {
 
 # the shipped locations, with timeouts a test can wait for
 
-my $locations = $t->read_file("$FindBin::Bin/../conf/tailgate/locations.conf");
+my $locations = $t->conf_text('locations.conf');
 $locations =~ s/proxy_read_timeout \d+s/proxy_read_timeout 1s/g;
 $locations =~ s/proxy_connect_timeout \d+s/proxy_connect_timeout 1s/g;
 

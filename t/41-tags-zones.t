@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 #
 # Where tags come from and what they do: identity, X-Tailgate-Tags (adds,
-# never removes), the location; zones and regions; steps passed over for
-# what the request needs; the module's own privacy guard against a wrong
-# policy; the X-Tailgate-* headers and "policyd explain".
+# never removes), the location - none lost when a key's tags and a
+# location's add up past the limit; zones and regions; steps passed over
+# for what the request needs; the module's own privacy guard against a
+# wrong policy; the X-Tailgate-* headers and "policyd explain".
 
 use strict;
 use warnings;
@@ -34,6 +35,11 @@ my $policy = {
 
         gpu    => { upstream => 'tg_local', zone => 'local',
                     endpoints => ['chat'], max_concurrency => 1 },
+
+        us     => { upstream => 'tg_us', zone => 'external', region => 'us',
+                    endpoints => ['chat'] },
+        eu     => { upstream => 'tg_eu', zone => 'external', region => 'eu',
+                    endpoints => ['chat'] },
     },
     routes => {
         cloudfirst => { steps => [ { provider => 'ext', model => 'e' },
@@ -45,17 +51,22 @@ my $policy = {
                                    { provider => 'ext', model => 'e' } ] },
         wrong      => { steps => [ { provider => 'sneaky', model => 's' } ] },
         gpu        => { steps => [ { provider => 'gpu', model => 'g' } ] },
+        r          => { steps => [ { provider => 'us', model => 'u' },
+                                   { provider => 'eu', model => 'e' } ] },
     },
 };
 
 my $bob = $t->new_key;
 my $eve = $t->new_key;
+my $eu_only = $t->new_key;
 
 my $key = $t->start_gateway(
     policy => $policy,
     private => [qw(tg_local tg_lan)],
     keys => [ bob => { key => $bob, tags => ['private'] },
-              eve => { key => $eve, tags => ['region:eu'] } ],
+              eve => { key => $eve, tags => ['region:eu'] },
+              dora => { key => $eu_only,
+                        tags => [ (map { "team$_" } 1 .. 15), 'region:eu' ] } ],
     http => "include tailgate/log.conf;\n"
             . "access_log %%DIR%%/audit.log tailgate;",
     server => q{
@@ -70,6 +81,11 @@ my $key = $t->start_gateway(
             tailgate_tags private;
             include tailgate/proxy.conf;
         }
+        location /office/v1/ {
+            tailgate on;
+            tailgate_tags office;
+            include tailgate/proxy.conf;
+        }
     });
 
 my %mock = map { $_ => $t->mock($_) } qw(local lan ext);
@@ -81,9 +97,7 @@ sub goes {
     my $tags = delete $opt{tags};
     my $path = delete $opt{path} // '/v1/chat/completions';
     $opt{headers} = { 'X-Tailgate-Tags' => $tags } if defined $tags;
-    my $res = $t->call($path, $model, %opt);
-    return $res->{status} == 200 ? $res->{headers}{'x-tailgate-provider'}
-                                 : $res->{status};
+    return $t->answered_by($t->call($path, $model, %opt));
 }
 
 # tags from the request: add, never remove
@@ -110,6 +124,29 @@ for my $bad ('!private', 'pri vate!', 'x' x 65, join(',', map { "t$_" } 1 .. 17)
 
 is(goes('cloudfirst', path => '/private/v1/chat/completions'), 'local',
    'the location\'s tag');
+
+# a key of 16 tags (the most there may be) on a location that adds its
+# own: tags only ever add restrictions, none of the key's is dropped
+
+{
+    my %m = map { $_ => $t->mock($_) } qw(us eu);
+
+    my $res = $t->post_json('/v1/chat/completions', $eu_only,
+                            { model => 'r', messages => [] });
+    is($res->{headers}{'x-tailgate-provider'}, 'eu', '/v1/: the key keeps it in eu');
+
+    my $before = @{ $m{us}->requests };
+
+    $res = $t->post_json('/office/v1/chat/completions', $eu_only,
+                         { model => 'r', messages => [] });
+
+    is(scalar @{ $m{us}->requests } - $before, 0,
+       'a location tag does not take the key\'s region:eu away: us got nothing')
+        or diag("status $res->{status}, provider "
+                . ($res->{headers}{'x-tailgate-provider'} // '-'));
+
+    $t->logs_clean('error.log is clean after the tags of key and location');
+}
 
 {
     my $before = count('ext');
@@ -203,23 +240,22 @@ like($t->read_file('audit.log'), qr/route=fit provider=ext attempts=1 failed="-"
 # policyd explain: from the file, and from the running policyd
 
 {
-    my $policyd = $t->policyd_binary;
     my $file = $t->dir . '/policy.json';
     my $sock = $t->policyd_sock;
 
-    my $out = `$policyd explain -c $file -T private cloudfirst 2>&1`;
-    is($? >> 8, 0, 'explain: exit 0 for a request that would be served');
+    my ($rc, $out) = $t->policyd_cmd(qw(explain -c), $file, qw(-T private cloudfirst));
+    is($rc, 0, 'explain: exit 0 for a request that would be served');
     like($out, qr/^step:\s+ext\s+passed over: external, and the request is private$/m,
          'explain: why ext is passed over');
     like($out, qr/^answer:\s+200 provider "local" \(local\), model "l"$/m,
          'explain: the answer');
 
-    $out = `$policyd explain -c $file -T region:ap regional 2>&1`;
-    is($? >> 8, 1, 'explain: exit 1 for a refusal');
+    ($rc, $out) = $t->policyd_cmd(qw(explain -c), $file, qw(-T region:ap regional));
+    is($rc, 1, 'explain: exit 1 for a refusal');
     like($out, qr/^answer:\s+403 permission_error region_restricted: /m,
          'explain: the refusal');
 
-    $out = `$policyd explain -s $sock --json -T region:eu regional 2>&1`;
+    ($rc, $out) = $t->policyd_cmd(qw(explain -s), $sock, qw(--json -T region:eu regional));
     my $doc = eval { $JSON->decode($out) };
     ok($doc, 'explain --json is JSON') or diag($out);
     is($doc->{source}, 'policyd', 'asked the running policyd');
@@ -227,19 +263,19 @@ like($t->read_file('audit.log'), qr/route=fit provider=ext attempts=1 failed="-"
     is_deeply([map { "$_->{provider}:$_->{why}" } @{ $doc->{steps} }],
               ['ext:region', 'lan:chosen'], 'explain -s: the steps');
 
-    $out = `$policyd explain -s $sock cloudfirst 2>&1`;
+    ($rc, $out) = $t->policyd_cmd(qw(explain -s), $sock, 'cloudfirst');
     unlike($out, qr/\Q$Tailgate::Gateway::PROVIDER_KEY\E|Bearer/,
            'explain never shows a provider key');
 
     # no lease is taken: gpu allows one request at a time
     for my $i (1, 2) {
-        $out = `$policyd explain -s $sock gpu 2>&1`;
+        ($rc, $out) = $t->policyd_cmd(qw(explain -s), $sock, 'gpu');
         like($out, qr/^answer:\s+200 provider "gpu"/m, "explain gpu ($i)");
     }
     is(goes('gpu'), 'gpu', 'and a real request still gets the provider');
 
-    $out = `$policyd explain -c $file -e images cloudfirst 2>&1`;
-    is($? >> 8, 2, 'explain: a bad question exits 2');
+    ($rc, $out) = $t->policyd_cmd(qw(explain -c), $file, qw(-e images cloudfirst));
+    is($rc, 2, 'explain: a bad question exits 2');
 }
 
 done_testing();

@@ -3,7 +3,10 @@
 # Per-step request edits from the policy ("adjust"): applied to that
 # step's provider only, to every spelling of a key, with a correct body
 # and Content-Length; a fallback sends the client's own body to the next
-# step.  And the error event of a broken /v1/responses stream.
+# step.  A drop leaves a value that is no object as it was; a set leaves
+# the key under the policy's spelling, and one spelling only.  Edits cost
+# the worker little more memory than the body.  And the error event of a
+# broken /v1/responses stream.
 
 use strict;
 use warnings;
@@ -42,6 +45,15 @@ my $policy = {
         },
         or => { steps => [ { provider => 'ext', model => 'openai/gpt-4o',
                              adjust => [ { drop => [qw(models provider route)] } ] } ] },
+        d => { steps => [ { provider => 'local', model => 'l', adjust => [
+                   { drop => ['metadata.secret', 'stream_options.include_usage'] },
+               ] } ] },
+        s => { steps => [ { provider => 'local', model => 'l', adjust => [
+                   { set => { seed => 7,
+                              'stream_options.include_usage' => JSON::PP::true } },
+               ] } ] },
+        edited => { steps => [ { provider => 'local', model => 'l',
+                                 adjust => [ { drop => ['user'] } ] } ] },
     },
 };
 
@@ -55,10 +67,7 @@ sub received {
     my ($name, $text, %opt) = @_;
 
     my $before = @{ $mock{$name}->requests };
-    my $res = $t->http('POST', $opt{path} // '/v1/chat/completions',
-                       headers => { Authorization => "Bearer $key",
-                                    'Content-Type' => 'application/json' },
-                       body => $text);
+    my $res = $t->post_json($opt{path} // '/v1/chat/completions', $key, $text);
     my $all = $mock{$name}->requests;
     my $r = $all->[$before];
 
@@ -73,7 +82,56 @@ sub received {
     return ($res, $doc, $r->{body});
 }
 
+# the same, for local, with the answer checked instead of the length
+
+sub sent {
+    my ($text) = @_;
+
+    my $before = @{ $mock{local}->requests };
+    my $res = $t->post_json('/v1/chat/completions', $key, $text);
+    is($res->{status}, 200, 'answered');
+
+    my $r = $mock{local}->requests->[$before] or return undef;
+    my $doc = eval { $JSON->decode($r->{body}) };
+    ok($doc, 'the provider got JSON') or diag($r->{body});
+
+    return ($doc, $r->{body});
+}
+
 my $messages = '"messages":[{"role":"user","content":"Hi \\"there\\" \\u00e9"}]';
+
+# edits must not let one client make the worker allocate many times the
+# body it sent: a 3.8 MB body of 330,000 small members (within
+# client_max_body_size 4m), while the worker is fresh.  The same body on a
+# route without edits costs ~8 MB.
+
+SKIP: {
+    skip 'needs /proc', 3 unless -r "/proc/$$/status";
+
+    my ($worker) = $t->nginx_worker_pids;
+
+    my $peak_kb = sub {
+        open my $fh, '<', "/proc/$worker/status" or return 0;
+        local $/;
+        my ($kb) = <$fh> =~ /^VmHWM:\s+(\d+)/m;
+        return $kb // 0;
+    };
+
+    my $body = '{"model":"edited","messages":[],"user":"u"'
+             . join('', map { ",\"k$_\":0" } 1 .. 330_000) . '}';
+    cmp_ok(length $body, '<', 4 * 1024 * 1024, 'within client_max_body_size');
+
+    my $before = $peak_kb->();
+    my $res = $t->post_json('/v1/chat/completions', $key, $body, timeout => 60);
+    is($res->{status}, 200, 'answered');
+
+    my $grown = $peak_kb->() - $before;
+    cmp_ok($grown, '<', 64 * 1024,
+           'the worker\'s peak memory grew by less than 64 MB for a 3.8 MB body')
+        or diag("grew by $grown kB");
+}
+
+$t->logs_clean('error.log is clean after the large edited body');
 
 # always: drop user and metadata.secret, set seed and metadata.via
 
@@ -99,6 +157,34 @@ my $messages = '"messages":[{"role":"user","content":"Hi \\"there\\" \\u00e9"}]'
     (undef, $doc) = received('local', qq({"model":"tuned",$messages,"metadata":null}));
     is_deeply($doc->{metadata}, { via => 'tailgate' },
               'metadata that is no object is replaced');
+}
+
+# a drop alone: below a value that is no object (null, a string, an array)
+# there is nothing to drop, and the value reaches the provider as it was
+# sent (only "set" replaces it; docs/policy.md)
+
+{
+    my ($doc, $raw);
+
+    ($doc, $raw) = sent('{"model":"d","messages":[],"stream_options":null}');
+    ok(exists $doc->{stream_options} && !defined $doc->{stream_options},
+       'stream_options: null stays null') or diag($raw);
+
+    ($doc, $raw) = sent('{"model":"d","messages":[],"metadata":"a string"}');
+    is($doc->{metadata}, 'a string', 'a string metadata is not replaced')
+        or diag($raw);
+
+    ($doc, $raw) = sent('{"model":"d","messages":[],"metadata":[1,2]}');
+    is_deeply($doc->{metadata}, [1, 2], 'an array metadata is not replaced')
+        or diag($raw);
+
+    # the members that are objects still lose what the policy drops
+
+    ($doc, $raw) = sent('{"model":"d","messages":[],"metadata":{"secret":1,"keep":2}}');
+    is_deeply($doc->{metadata}, { keep => 2 }, 'metadata.secret dropped')
+        or diag($raw);
+
+    $t->logs_clean('error.log is clean after the drops below non-objects');
 }
 
 # when tools: drop response_format, however it is spelled
@@ -168,15 +254,65 @@ my $messages = '"messages":[{"role":"user","content":"Hi \\"there\\" \\u00e9"}]'
 
 {
     $mock{local}->set(mode => 'drop', drop_after => 1);
-    my $res = $t->http('POST', '/v1/responses',
-                       headers => { Authorization => "Bearer $key",
-                                    'Content-Type' => 'application/json' },
-                       body => '{"model":"tuned","input":"hi","stream":true}');
+    my $res = $t->post_json('/v1/responses', $key,
+                            '{"model":"tuned","input":"hi","stream":true}');
     is($res->{status}, 200, 'responses stream started');
     like($res->{body},
          qr/\n\nevent: error\ndata: \{"type":"error","code":"stream_broken","message":"[^"]+","param":null\}\n\n\z/,
          'ended with an error event');
     $mock{local}->set();
+}
+
+# "set" leaves the provider with the key as the policy spells it: the
+# client's other spellings ("Seed", "Stream_Options") are replaced, not
+# written to
+
+{
+    my ($doc, $raw);
+
+    ($doc, $raw) = sent('{"model":"s","messages":[],"Seed":3}');
+    is($doc->{seed}, 7, '"seed" is set although the client wrote "Seed"')
+        or diag($raw);
+    ok(!exists $doc->{Seed}, 'the other spelling "Seed" is gone') or diag($raw);
+
+    ($doc, $raw) = sent('{"model":"s","messages":[],"Stream_Options":{"a":1}}');
+    is(ref $doc->{stream_options} eq 'HASH'
+       && $doc->{stream_options}{include_usage} ? 1 : 0, 1,
+       'stream_options.include_usage reaches the provider') or diag($raw);
+    ok(!exists $doc->{Stream_Options}, 'no "Stream_Options" left') or diag($raw);
+
+    # two sets below one key, spelled in two cases: refused by policyd -t,
+    # or written under one key
+
+    my $dir = $t->dir;
+    my $p = {
+        providers => { local => { upstream => 'tg_local', zone => 'local',
+                                  endpoints => [qw(chat)] } },
+        routes => { c => { steps => [ { provider => 'local', model => 'l',
+            adjust => [ { set => { 'metadata.a' => 1, 'Metadata.b' => 2 } } ] } ] } },
+    };
+
+    $t->write_file('case.json', $JSON->encode($p));
+    my ($rc) = $t->policyd_cmd('-t', '-c', "$dir/case.json", '-s', "$dir/unused.sock");
+    my $accepted = $rc == 0;
+
+    SKIP: {
+        skip 'policyd refuses the policy: fine', 3 unless $accepted;
+
+        # the running policyd loads the same policy on a reload
+        my $mark = $t->log_size('policyd');
+        $t->write_policy({ %$policy, routes => { %{ $policy->{routes} },
+                                                 %{ $p->{routes} } } });
+        $t->reload_policyd;
+        $t->wait_log('policyd', qr/policy reloaded/, from => $mark);
+
+        ($doc, $raw) = sent('{"model":"c","messages":[]}');
+        my @meta = grep { lc $_ eq 'metadata' } keys %$doc;
+        is(scalar @meta, 1, 'one "metadata" key, not two spellings')
+            or diag($raw);
+    }
+
+    $t->logs_clean('error.log is clean after the sets in other spellings');
 }
 
 done_testing();

@@ -5,6 +5,8 @@
 # client's own allowlist and tags; the failed attempt is REPORTed at once
 # with its lease; a second attempt's decision is never reused; a refusal
 # after a failure lists the attempt; bad edits from policyd are refused.
+# Each attempt is REPORTed with its own outcome: stream_broken for a
+# stream that ends early, not_sent for a decision the module refused.
 
 use strict;
 use warnings;
@@ -26,7 +28,7 @@ my %lan = (provider => 'lan', upstream => 'tg_lan', scheme => 'http',
 
 my $carol = $t->new_key;
 
-my $locations = $t->read_file("$FindBin::Bin/../conf/tailgate/locations.conf");
+my $locations = $t->conf_text('locations.conf');
 
 $t->start_gateway(
     mocks => [qw(local lan)],
@@ -58,14 +60,7 @@ $t->start_gateway(
 my %mock = map { $_ => $t->mock($_) } qw(local lan);
 $mock{local}->set(mode => 'status', status => 500);
 
-sub frames {
-    my ($type, %match) = @_;
-    return [ grep {
-        my $f = $_;
-        $f->{type_name} eq $type
-        && !grep { ($f->{fields}{$_} // '') ne $match{$_} } keys %match
-    } @{ $t->fake_policyd_frames } ];
-}
+sub frames { $t->fake_frames(@_) }
 
 # three requests of the same facts: the first decision is reused, the
 # second attempt's never is
@@ -155,6 +150,77 @@ like($t->error_log, qr/policyd sent request edits that do not parse/,
     isnt($rc, 0, 'nginx -t refuses a tailgate_fallback without its location');
     like($out, qr/tailgate_fallback "\@tailgate_fallbak": no such named location/,
          'and says which');
+}
+
+# a provider that drops a stream after the response header: the REPORT
+# says stream_broken (docs/protocol.md), not ok
+
+{
+    $t->set_fake_policyd({ decision => {
+        provider => 'local', upstream => 'tg_local', scheme => 'http',
+        host => 'local', zone => 'local', lease => 42,
+        path => '/v1/chat/completions' } });
+    my $seen = @{ $t->fake_policyd_frames };
+
+    $mock{local}->set(mode => 'drop', drop_after => 2);
+
+    my $res = $t->chat('qwen', stream => 1);
+    ok($res->{error}, 'the client sees the stream end early')
+        or diag("status $res->{status}");
+
+    my $report;
+    $t->wait_for(sub {
+        ($report) = @{ frames('REPORT', lease => 42, since => $seen) };
+        $report;
+    }, timeout => 5);
+
+    is($report && $report->{fields}{outcome}, 'stream_broken',
+       'the REPORT says stream_broken');
+
+    $t->allow_log(qr/upstream prematurely closed/);
+    $mock{local}->set;
+    $t->logs_clean('error.log is clean after the broken stream');
+}
+
+# a second attempt whose decision the module refuses (no such upstream{};
+# a private request to a non-private upstream is the same path): one
+# REPORT per attempt, each for the provider of that attempt, and the
+# refused one as not_sent
+
+{
+    $t->set_fake_policyd({
+        decision => { %local, fallback => 15, lease => 77 },
+        decisions => {
+            'chain#2' => { %local, provider => 'lan', upstream => 'tg_nowhere',
+                           fallback => 0, lease => 78 },
+        },
+    });
+    my $seen = @{ $t->fake_policyd_frames };
+
+    $mock{local}->set(mode => 'status', status => 500);
+
+    my $res = $t->chat('chain');
+    $t->is_openai_error($res, 502, 'invalid_route', 'the second decision is refused');
+
+    my @reports;
+    $t->wait_for(sub {
+        @reports = @{ frames('REPORT', since => $seen) };
+        @reports >= 2;
+    }, timeout => 5);
+
+    my ($first) = grep { ($_->{fields}{lease} // 0) == 77 } @reports;
+    my ($second) = grep { ($_->{fields}{lease} // 0) == 78 } @reports;
+
+    is($first && $first->{fields}{outcome}, 'server_error', 'attempt 1: server_error');
+    ok($second, 'the second lease is given back');
+
+    isnt($second && $second->{fields}{provider}, 'local',
+         'the second lease is not reported as the first attempt\'s provider');
+    is($second && $second->{fields}{outcome}, 'not_sent',
+       'the refused decision is reported as not_sent');
+
+    $mock{local}->set;
+    $t->logs_clean('error.log is clean after the refused second decision');
 }
 
 done_testing();

@@ -6,7 +6,10 @@
 # the others fall back, wait in line (in order of arrival, without policyd's
 # timeout cutting them short) or get 429 with Retry-After, as the route says.
 # A client that hangs up, and a worker killed with SIGKILL, give their
-# leases back.
+# leases back; a client that hangs up while it waits leaves the line.  A
+# slot that comes free goes to the oldest waiting request, also when a
+# newcomer arrives in the same write, and a decision that passed over a
+# busy step is not reused once that step has room.
 
 use strict;
 use warnings;
@@ -18,6 +21,7 @@ use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 use Tailgate::Gateway;
+use Tailgate::Proto;
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
 
@@ -62,8 +66,7 @@ sub local_since {
     return (scalar @r, $max, scalar grep { $_->{refused} } @r);
 }
 
-sub provider { $_[0]{status} == 200 ? $_[0]{headers}{'x-tailgate-provider'}
-                                    : $_[0]{status} }
+sub provider { $t->answered_by($_[0]) }
 
 # fall back when busy
 
@@ -159,11 +162,9 @@ sub provider { $_[0]{status} == 200 ? $_[0]{headers}{'x-tailgate-provider'}
 $mock{local}->update(delay_ms => 0, stream_gate => 'gate');
 
 sub hold_stream {
-    my $c = $t->http_open('POST', '/v1/chat/completions',
-        headers => { Authorization => "Bearer $key",
-                     'Content-Type' => 'application/json' },
-        body => '{"model":"only","stream":true,'
-                . '"messages":[{"role":"user","content":"hi"}]}');
+    my $c = $t->open_post('/v1/chat/completions',
+        '{"model":"only","stream":true,'
+        . '"messages":[{"role":"user","content":"hi"}]}');
     ok($c->read_until(qr/data: \{/, 5), 'a stream holds the lease');
     return $c;
 }
@@ -186,14 +187,15 @@ sub hold_stream {
     my $c = hold_stream();
     is($t->chat('only')->{status}, 429, 'local is busy');
 
-    my $before = $t->policyd_log;
+    my $before = $t->log_size('policyd');
     my @workers = $t->nginx_worker_pids;
     kill 'KILL', @workers;
     $c->close;
 
-    ok($t->wait_for(sub { $t->policyd_log =~ /\([1-9]\d* frames, [1-9]\d* leases released\)/ }),
+    ok($t->wait_log('policyd', qr/\([1-9]\d* frames, [1-9]\d* leases released\)/,
+                    from => $before),
        'policyd freed the dead worker\'s leases')
-        or diag(substr($t->policyd_log, length $before));
+        or diag(substr($t->policyd_log, $before));
     ok($t->wait_for(sub { my @w = $t->nginx_worker_pids;
                           @w == 2 && !grep({ my $o = $_; grep { $_ == $o } @workers } @w) }),
        'nginx started new workers');
@@ -201,5 +203,191 @@ sub hold_stream {
 }
 
 $t->allow_log(qr/exited on signal 9/);
+
+# a client that hangs up while its request waits in line leaves the line:
+# a line "full" of requests whose clients are gone must not turn real ones
+# away with 429 provider_busy ("one": a line of one)
+
+{
+    my $open = sub {
+        my ($stream) = @_;
+        return $t->open_post('/v1/chat/completions',
+            '{"model":"one",' . ($stream ? '"stream":true,' : '')
+            . '"messages":[{"role":"user","content":"hi"}]}');
+    };
+
+    # a stream holds local's only slot
+
+    my $holder = $open->(1);
+    ok($holder->read_until(qr/data: \{/, 5), 'a stream holds the only slot');
+
+    # a second request waits in line, and its client gives up
+
+    my $mark = $t->log_size('policyd');
+    my $gone = $open->(0);
+    ok($t->wait_log('policyd', qr/DECIDE \d+ waits for a slot of local/,
+                    from => $mark),
+       'a request waits in line');
+    $gone->close;     # its client hung up
+    sleep 0.5;
+
+    # a third request: the line has room, nobody is in it
+
+    my $res = $t->chat('one', timeout => 2);
+    isnt($res->{status}, 429,
+         'a new request is not refused for a line that only its ghost fills')
+        or diag(($t->error($res) // {})->{code} // $res->{body});
+
+    $holder->close;
+    $t->logs_clean('error.log is clean after the client that left the line');
+}
+
+# the rest has gateways of its own
+$t->stop_all;
+
+# a slot that comes free goes to the oldest waiting request.  When a lease
+# ends, policyd schedules the wake of the line; a DECIDE handled before
+# that (the next frame of the same read: the module sends REPORT and the
+# next DECIDE in one write when both are queued in one loop iteration)
+# must not take the slot past the one that waited.  Raw protocol against a
+# policyd of its own.
+
+{
+    my $t2 = Tailgate::Test->new;
+
+    $t2->write_policy({
+        providers => {
+            gpu => { upstream => 'tg_gpu', zone => 'local', endpoints => ['chat'],
+                     max_concurrency => 1 },
+        },
+        routes => {
+            line => { steps => [ { provider => 'gpu', model => 'big' } ],
+                      queue => { max_length => 8, max_wait_ms => 3000 } },
+        },
+    });
+
+    $t2->start_policyd(args => ['-v']);
+
+    my $s = tg_connect($t2->policyd_sock);
+
+    my $decide = sub { tg_decide($_[0], 'line') };
+
+    # read frames for up to $secs; by id
+    my $frames = sub {
+        my ($secs) = @_;
+        my %by;
+        my $end = time + $secs;
+        while (time < $end) {
+            my $f = tg_read_frame($s, $end - time) or last;
+            push @{ $by{$f->{id}} }, $f;
+        }
+        return \%by;
+    };
+
+    tg_send($s, tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'u32', 65536])
+                . $decide->(1));
+
+    my $got = $frames->(0.5);
+    my ($d1) = grep { $_->{type} == TG_MSG_DECISION } @{ $got->{1} // [] };
+    ok($d1 && tg_field($d1, TG_F_STATUS) == 200, 'request 1 gets the slot');
+    my $lease = $d1 ? tg_field($d1, TG_F_LEASE) : 0;
+    ok($lease, "with lease $lease");
+
+    tg_send($s, $decide->(2));
+    $got = $frames->(0.5);
+    is(($got->{2}[0] // {})->{type}, TG_MSG_QUEUED, 'request 2 waits in line');
+
+    # request 1 ends; request 3 arrives in the same write (as the module
+    # batches frames of one event loop iteration)
+
+    tg_send($s, tg_frame(TG_MSG_REPORT, 0, [TG_F_LEASE, 'u32', $lease],
+                         [TG_F_PROVIDER, 'str', 'gpu'], [TG_F_ROUTE, 'str', 'line'],
+                         [TG_F_OUTCOME, 'str', 'ok'])
+                . $decide->(3));
+
+    $got = $frames->(1);
+
+    my ($d2) = grep { $_->{type} == TG_MSG_DECISION } @{ $got->{2} // [] };
+    my ($d3) = grep { $_->{type} == TG_MSG_DECISION } @{ $got->{3} // [] };
+    my ($q3) = grep { $_->{type} == TG_MSG_QUEUED } @{ $got->{3} // [] };
+
+    ok($d2 && tg_field($d2, TG_F_STATUS) == 200,
+       'the slot goes to request 2, which waited')
+        or diag('request 2 got: '
+                . ($d2 ? 'DECISION ' . tg_field($d2, TG_F_STATUS) : 'nothing yet'));
+    ok(!$d3 && $q3, 'request 3, the newcomer, waits behind it')
+        or diag('request 3 got: '
+                . ($d3 ? 'DECISION ' . tg_field($d3, TG_F_STATUS)
+                         . ' lease ' . (tg_field($d3, TG_F_LEASE) // 0)
+                       : 'no decision'));
+
+    close $s;
+
+    $t2->stop_and_check('error.log is clean after the line kept its order');
+}
+
+# a decision that passed over a step because its provider was at capacity
+# (fallback on busy) is not reused once that provider has room again -
+# "local first, when the task fits" - although decisions are reused for
+# 30 s here
+
+{
+    my $t2 = Tailgate::Gateway->new;
+
+    my $policy = {
+        decision_cache_ms => 30000,
+        providers => {
+            local => { upstream => 'tg_local', zone => 'local',
+                       endpoints => ['chat'], max_concurrency => 1 },
+            ext   => { upstream => 'tg_ext', zone => 'external',
+                       endpoints => ['chat'], api_key => '${EXT_API_KEY}' },
+        },
+        routes => {
+            b => { steps => [ { provider => 'local', model => 'l' },
+                              { provider => 'ext', model => 'e' } ],
+                   fallback => { on => 'busy' } },
+        },
+    };
+
+    $t2->start_gateway(policy => $policy);
+
+    my %mock = map { $_ => $t2->mock($_) } qw(local ext);
+
+    # one slow request holds local's only slot
+
+    $mock{local}->set(delay_ms => 1500);
+
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+
+    if ($pid == 0) {
+        $t2->chat('b', timeout => 10);
+        POSIX::_exit(0);
+    }
+
+    ok($mock{local}->wait_requests(1, timeout => 5), 'local is busy');
+
+    my $res = $t2->chat('b');
+    is($res->{headers}{'x-tailgate-provider'}, 'ext',
+       'while local is busy: the next step');
+
+    waitpid $pid, 0;
+    $mock{local}->set();
+
+    # the lease is given back (REPORT) when the slow request ends; on a
+    # loaded machine that may take a moment, but a reused decision would
+    # send every request to ext for the whole 30 s
+    ok($t2->wait_for(sub { ($t2->chat('b')->{headers}{'x-tailgate-provider'} // '')
+                           eq 'local' }, timeout => 5),
+       'local gets requests again once it has room');
+
+    for my $i (1 .. 3) {
+        $res = $t2->chat('b');
+        is($res->{headers}{'x-tailgate-provider'}, 'local',
+           "request $i after local has room again goes to local");
+    }
+
+    $t2->stop_and_check('error.log is clean after the busy step had room again');
+}
 
 done_testing();

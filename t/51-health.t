@@ -4,7 +4,9 @@
 # ask only what costs nothing (llama.cpp's /health and /slots, vLLM's
 # /metrics) and from what the module reports - and the operators' view of
 # it: tailgate_status (JSON, Prometheus, admin only) and policyd's admin
-# socket.
+# socket.  "Failed in a row" means in a row, although successes are
+# reported in batches; a probe that finds our own lease's slot busy does
+# not make the provider busy.
 
 use strict;
 use warnings;
@@ -13,6 +15,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use JSON::PP ();
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 use Tailgate::Gateway;
@@ -86,11 +89,7 @@ sub becomes {
     return $ok;
 }
 
-sub provider {
-    my $res = $t->chat(@_);
-    return $res->{status} == 200 ? $res->{headers}{'x-tailgate-provider'}
-                                 : $res->{status};
-}
+sub provider { $t->answered_by($t->chat(@_)) }
 
 # the status is for operators
 
@@ -146,11 +145,9 @@ ok($t->wait_for(sub { my ($p) = status(); $p && $p->{local}{probe}{ok}
 
 $mock{local}->set(stream_gate => 'gate');
 
-my $held = $t->http_open('POST', '/v1/chat/completions',
-    headers => { Authorization => "Bearer $key",
-                 'Content-Type' => 'application/json' },
-    body => '{"model":"hold","stream":true,'
-            . '"messages":[{"role":"user","content":"hi"}]}');
+my $held = $t->open_post('/v1/chat/completions',
+    '{"model":"hold","stream":true,'
+    . '"messages":[{"role":"user","content":"hi"}]}');
 ok($held->read_until(qr/data: \{/, 5), 'a long request holds local');
 
 becomes('local', 'busy', 'its only slot is taken');
@@ -256,17 +253,154 @@ becomes('ext', 'up', 'a success brings it back');
     like($res->{body}, qr/^tailgate_route_decisions_total\{route="chat",status="200"\} \d+$/m,
          'metrics: decisions by route');
 
-    my $policyd = $t->policyd_binary;
-    my $out = `$policyd status -a $admin_sock 2>&1`;
+    my (undef, $out) = $t->policyd_cmd('status', '-a', $admin_sock);
     my $doc = eval { $JSON->decode($out) };
     ok($doc, 'policyd status: JSON') or diag($out);
     is_deeply([map { "$_->{name}:$_->{state}" } @{ $doc->{providers} }],
               ['ext:up', 'local:up', 'vllm:up'], 'policyd status: every provider');
 
-    $out = `$policyd status -a $admin_sock --prometheus 2>&1`;
+    (undef, $out) = $t->policyd_cmd('status', '-a', $admin_sock, '--prometheus');
     like($out, qr/^tailgate_policyd_connections \d+$/m,
          'policyd status --prometheus');
     is((stat $admin_sock)[2] & 0777, 0600, 'the admin socket is owner-only');
+}
+
+# the rest has gateways of its own
+$t->stop_all;
+
+# "down_after ... requests failed in a row": the module reports failures at
+# once and successes without a lease as a count every 250 ms, so policyd
+# sees the failures of a moment back to back.  A provider that alternates
+# ok, 500, ok, 500, ... never failed twice in a row and stays up.
+
+{
+    my $t2 = Tailgate::Gateway->new;
+
+    my $policy = {
+        providers => {
+            ext => { upstream => 'tg_ext', zone => 'external',
+                     api_key => '${EXT_API_KEY}', endpoints => ['chat'] },
+        },
+        routes => { e => { steps => [ { provider => 'ext', model => 'e' } ] } },
+    };
+
+    $t2->start_gateway(policy => $policy, policyd_args => ['-v'], private => []);
+
+    my @got;
+    for my $i (1 .. 12) {
+        my %h = $i % 2 ? () : (headers => { 'X-Mock-Control'
+                                            => '{"mode":"status","status":500}' });
+        push @got, $t2->chat('e', %h)->{status};
+    }
+
+    is_deeply(\@got, [ (200, 500) x 6 ], 'ext answered ok, 500, ok, 500, ...');
+
+    ok($t2->policyd_log !~ /provider ext is down/,
+       'no two requests failed in a row: ext is not taken down')
+        or diag(join "\n", grep { /provider ext is/ } split /\n/, $t2->policyd_log);
+
+    my $res = $t2->chat('e');
+    is($res->{status}, 200, 'and the next request goes to ext')
+        or diag(($t2->error($res) // {})->{code});
+
+    $t2->stop_and_check('error.log is clean after the alternating failures');
+}
+
+# a probe's "busy" must not outlive the request that made it busy.  With
+# llama.cpp's /slots and max_concurrency equal to the slots (the setup
+# README.md and conf/policy.example.json recommend), a probe taken while
+# our own request runs says "all slots busy"; that slot is our lease, and
+# when it ends the waiting request goes at once, not a probe interval
+# later - nor does the same client's next request get 429 from an idle
+# server.
+
+{
+    my $t2 = Tailgate::Gateway->new;
+
+    my $interval = 2.0;
+
+    my $policy = {
+        providers => {
+            local => { upstream => 'tg_local', zone => 'local',
+                       endpoints => ['chat'], max_concurrency => 1,
+                       health => { kind => 'llama.cpp',
+                                   url => 'http://%%MOCK:local%%/health',
+                                   slots_url => 'http://%%MOCK:local%%/slots',
+                                   interval_ms => $interval * 1000,
+                                   timeout_ms => 300 } },
+        },
+        routes => {
+            line => { steps => [ { provider => 'local', model => 'l' } ],
+                      queue => { max_length => 4, max_wait_ms => 10000 } },
+            only => { steps => [ { provider => 'local', model => 'l' } ] },
+        },
+    };
+
+    $t2->mock_provider('local', slots => 1);
+    $t2->start_gateway(policy => $policy, policyd_args => ['-v'], timeout => '1s');
+
+    my $local = $t2->mock('local');
+
+    my $nprobes = sub { scalar @{ $local->probes } };
+
+    # right after a probe, start A, which runs a little longer than an
+    # interval: the next probe sees its slot busy
+
+    my $n = $nprobes->();
+    ok($t2->wait_for(sub { $nprobes->() > $n && $nprobes->() % 2 == 0 }, timeout => 10),
+       'a probe (health + slots) just ran');
+
+    my $hold = $interval + 0.6;
+    $local->update(delay_ms => int($hold * 1000));
+
+    my @kids;
+    my $bg = sub {
+        my ($user) = @_;
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            $t2->chat('line', body => { user => $user }, timeout => 20);
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    };
+
+    $bg->('A');
+    ok($local->wait_requests(1, timeout => 5), 'A runs on local');
+    ok($t2->wait_log('policyd.log', qr/probe busy .*all 1 slots busy/,
+                     timeout => 5),
+       'a probe during A finds every slot busy');
+    unlike($t2->read_file('policyd.log'), qr/provider local is busy/,
+       'that busy slot is our own lease: local is not judged busy');
+
+    $local->update(delay_ms => 0);
+    $bg->('B');
+    ok($t2->wait_log('policyd.log', qr/waits for a slot of local/, timeout => 5),
+       'B waits in line for A\'s slot');
+
+    waitpid $_, 0 for @kids;
+
+    my %at = map { ($_->{json}{user} // '') => $_->{ts} } @{ $local->requests };
+    my $a_end = $at{A} + $hold;
+    my $gap = defined $at{B} ? $at{B} - $a_end : 999;
+
+    cmp_ok($gap, '<', 0.5,
+           sprintf('B goes to local as soon as A is done (%.2f s later)', $gap));
+
+    # one client, one request after another, on a route without a queue
+
+    $n = $nprobes->();
+    ok($t2->wait_for(sub { $nprobes->() > $n && $nprobes->() % 2 == 0 }, timeout => 10),
+       'a probe just ran');
+    $local->update(delay_ms => int($hold * 1000));
+    my $first = $t2->chat('only', timeout => 20);
+    is($first->{status}, 200, 'a long request on a route without a queue');
+    $local->update(delay_ms => 0);
+
+    my $next = $t2->chat('only');
+    is($next->{status}, 200, 'the same client\'s next request, local idle: 200')
+        or diag(($t2->error($next) // {})->{code});
+
+    $t2->stop_and_check('error.log is clean after the probes of a busy slot');
 }
 
 done_testing();

@@ -16,10 +16,9 @@ use Test::More;
 use Tailgate::Test;
 
 my $t = Tailgate::Test->new->skip_unless_built;
-my $conf = "$FindBin::Bin/../conf/tailgate";
 
-my $http = $t->read_file("$conf/http.conf");
-my $upstreams = $t->read_file("$conf/upstreams.conf.example");
+my $http = $t->conf_text('http.conf');
+my $upstreams = $t->conf_text('upstreams.conf.example');
 
 like($upstreams, qr/^\s*zone tailgate_local /m,
      'the example upstreams share their passive health (zone)');

@@ -83,10 +83,8 @@ is($res->{headers}{'x-tailgate-provider'}, 'local', 'through policyd');
 # SIGHUP: both reload
 
 $t->signal('entry', 'HUP');
-ok($t->wait_for(sub { $t->read_file('entry.log') =~ /policy reloaded/ }),
-   'SIGHUP reloads policyd');
-ok($t->wait_for(sub { $t->read_file('error.log') =~ /signal 1 \(SIGHUP\) received/ }),
-   'and nginx');
+ok($t->wait_log('entry.log', qr/policy reloaded/), 'SIGHUP reloads policyd');
+ok($t->wait_log('error', qr/signal 1 \(SIGHUP\) received/), 'and nginx');
 is($t->chat('qwen', key => $key)->{status}, 200, 'still serving');
 
 # SIGTERM: both stop, exit 0

@@ -12,8 +12,7 @@ use lib "$FindBin::Bin/lib";
 
 use Test::More;
 use Digest::SHA qw(sha256_hex);
-use IO::Socket::UNIX;
-use Socket qw(SOCK_STREAM);
+use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 
 use Tailgate::Test;
@@ -415,6 +414,16 @@ subtest 'http client' => sub {
 
     $r = $t->http('GET', '/', port => $t->port('closed'), timeout => 2);
     like($r->{error}, qr/^connect/, 'connect error');
+
+    my $c = $t->raw_connect;
+    my $get = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    is($c->write_bytes($get x 2), 2 * length $get, 'raw_connect: two requests written');
+    my ($s1) = $c->read_response(5);
+    my ($s2, $r2) = $c->read_response(5);
+    is_deeply([$s1, $s2], [200, 200], 'read_response: one response after the other');
+    like($r2, qr{^HTTP/1\.1 200.*\r\n\r\n\{}s, '... each whole');
+    ok(!eval { $c->read_response(0.3); 1 }, 'read_response: dies when none comes');
+    $c->close;
 };
 
 
@@ -448,6 +457,9 @@ subtest 'logs and reload' => sub {
 
     ok($t->wait_log('access', qr/embeddings/), 'wait_log');
     ok(!$t->wait_log('error', qr/never-there/, timeout => 0.2), 'wait_log times out');
+    my $mark = $t->log_size('access');
+    ok(!$t->wait_log('access', qr/embeddings/, from => $mark, timeout => 0.2),
+       'wait_log from: only what came after');
 };
 
 
@@ -461,16 +473,11 @@ sub pread {
     return { error => $Tailgate::Proto::ERROR, t => time };
 }
 
-sub pconnect {
-    my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $t->policyd_sock)
-        or die "connect policyd: $!";
-    return $s;
-}
+sub pconnect { tg_connect($t->policyd_sock) }
 
 sub decide {
     my ($id, $model) = @_;
-    return tg_frame(TG_MSG_DECIDE, $id,
-        [ TG_F_ENDPOINT, 'str', 'chat' ], [ TG_F_MODEL, 'str', $model ],
+    return tg_decide($id, $model,
         [ TG_F_CLIENT, 'str', 'alice' ], [ TG_F_TAG, 'str', 'private' ],
         [ TG_F_TAG, 'str', 'region:eu' ], [ TG_F_STREAM, 'u8', 1 ],
         [ TG_F_ATTEMPT, 'u32', 1 ]);
@@ -530,6 +537,10 @@ subtest 'fake policyd' => sub {
     my $frames = $t->fake_policyd_frames;
     is_deeply([ map { $_->{type_name} } @$frames ],
               [ qw(HELLO DECIDE DECIDE MODELS REPORT DECIDE) ], 'frames logged');
+    is_deeply([ map { $_->{id} } @{ $t->fake_frames('DECIDE', model => 'slow') } ],
+              [7], 'fake_frames: by type and field');
+    is_deeply([ map { $_->{id} } @{ $t->fake_frames('DECIDE', since => 2) } ],
+              [8, 11], 'fake_frames: since');
     is($frames->[1]{model}, 'slow', 'model logged');
     is_deeply($frames->[1]{fields}{tag}, [ 'private', 'region:eu' ],
               'repeatable fields logged');

@@ -151,6 +151,31 @@ sub call {
 }
 
 
+# open_post($path, $body, key => ..., headers => {...}): a POST of a JSON
+# body (a hash, or the text itself) as alice, as a Tailgate::Conn to read
+# bit by bit (a stream to hold open, a request left waiting)
+
+sub open_post {
+    my ($self, $path, $body, %opt) = @_;
+
+    return $self->http_open('POST', $path,
+        headers => { Authorization => 'Bearer ' . ($opt{key} // $self->{key}),
+                     'Content-Type' => 'application/json',
+                     %{ $opt{headers} // {} } },
+        body => ref $body ? $JSON->encode($body) : $body);
+}
+
+
+# answered_by($res): the provider that answered (X-Tailgate-Provider) when
+# the status is 200, else the status
+
+sub answered_by {
+    my ($self, $res) = @_;
+    return $res->{status} == 200 ? $res->{headers}{'x-tailgate-provider'}
+                                 : $res->{status};
+}
+
+
 # error($res): the OpenAI error object of a response, or undef
 
 sub error {

@@ -10,6 +10,8 @@ use warnings;
 
 use Exporter qw(import);
 use IO::Select;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_STREAM);
 use Time::HiRes qw(time);
 
 our $VERSION = '0.1';
@@ -113,7 +115,7 @@ my @CONSTANTS = sort map { s/^Tailgate::Proto:://r }
 
 our @EXPORT = (
     qw(tg_frame tg_send tg_read_frame tg_take_frame tg_decode_frame
-       tg_field),
+       tg_field tg_connect tg_decide),
     @CONSTANTS,
 );
 our %EXPORT_TAGS = (all => \@EXPORT, constants => \@CONSTANTS);
@@ -274,6 +276,28 @@ sub tg_field {
 }
 
 
+sub tg_connect {
+    my ($path) = @_;
+
+    my $s = IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM)
+        or die "tg_connect $path: $!\n";
+    $s->blocking(0);
+
+    return $s;
+}
+
+
+sub tg_decide {
+    my ($id, $model, @extra) = @_;
+
+    return tg_frame(TG_MSG_DECIDE, $id,
+                    (grep { $_->[0] == TG_F_ENDPOINT } @extra)
+                        ? () : ([TG_F_ENDPOINT, 'str', 'chat']),
+                    [TG_F_MODEL, 'str', $model],
+                    @extra);
+}
+
+
 sub _read_exactly {
     my ($sock, $want, $deadline) = @_;
 
@@ -400,6 +424,16 @@ Decodes one complete frame:
 Known u8 and u32 fields of the right length are numbers; everything else
 is the raw bytes.  Returns C<undef> (and sets C<$ERROR>) when the frame
 does not parse.
+
+=item tg_connect($path)
+
+A non-blocking connection to the Unix socket C<$path> (policyd's, or the
+fake's), for C<tg_send> and C<tg_read_frame>.  Dies when nobody listens.
+
+=item tg_decide($id, $model, @fields)
+
+A DECIDE frame for C<$model>, endpoint C<chat> unless C<@fields> (more
+C<[$key, $type, $value]> fields, in that order) has its own endpoint.
 
 =item tg_field($frame, $key)
 

@@ -11,7 +11,7 @@ use Test::More ();
 use IO::Socket::INET;
 use IO::Socket::UNIX;
 use POSIX qw(:sys_wait_h);
-use Socket qw(SOCK_STREAM);
+use Socket qw(SOCK_STREAM SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 use Time::HiRes qw(time sleep);
 use File::Temp qw(tempdir);
 use File::Spec;
@@ -98,10 +98,10 @@ sub skip_unless_built {
     @what = qw(module policyd) unless @what;
 
     my @missing;
-    push @missing, "nginx ($self->{nginx})" unless -x $self->{nginx};
 
     for my $w (@what) {
         if ($w eq 'module') {
+            push @missing, "nginx ($self->{nginx})" unless -x $self->{nginx};
             push @missing, "module ($self->{module})" unless -f $self->{module};
         } elsif ($w eq 'policyd') {
             push @missing, "policyd ($self->{policyd})" unless -x $self->{policyd};
@@ -146,6 +146,9 @@ sub read_file {
 sub error_log   { $_[0]->read_file('error.log') }
 sub access_log  { $_[0]->read_file('access.log') }
 sub policyd_log { $_[0]->read_file('policyd.log') }
+
+# conf_text($name): a file of conf/tailgate/ as shipped, e.g. locations.conf
+sub conf_text { $_[0]->read_file("$_[0]{root}/conf/tailgate/$_[1]") }
 
 
 sub write_policy {
@@ -308,6 +311,20 @@ sub exit_status {
 }
 
 
+# wait_exit($name, $timeout): waits (5 s) until that process exits; its
+# exit code, -1 when a signal ended it, undef when it still runs
+
+sub wait_exit {
+    my ($self, $name, $timeout) = @_;
+
+    $self->wait_for(sub { !$self->running($name) }, timeout => $timeout // 5)
+        or return undef;
+
+    my $status = $self->exit_status($name);
+    return $status == -1 || $status & 127 ? -1 : $status >> 8;
+}
+
+
 sub signal {
     my ($self, $name, $sig) = @_;
     my $pid = $self->pid($name) or return 0;
@@ -452,6 +469,24 @@ sub fake_policyd_frames {
 }
 
 
+# fake_frames($type, field => value, ..., since => $n): the frames of that
+# type (DECIDE, REPORT, ...) whose fields have those values (as strings),
+# of those received after the first $n (a count taken before)
+
+sub fake_frames {
+    my ($self, $type, %match) = @_;
+
+    my $since = delete $match{since} // 0;
+    my @all = @{ $self->fake_policyd_frames };
+
+    return [ grep {
+        my $f = $_;
+        $f->{type_name} eq $type
+        && !grep { ($f->{fields}{$_} // '') ne $match{$_} } keys %match
+    } @all[$since .. $#all] ];
+}
+
+
 sub _fake_log {
     my ($self) = @_;
     return map { my $d = eval { $JSON->decode($_) }; $d ? ($d) : () }
@@ -467,6 +502,24 @@ sub _check_sock {
 }
 
 
+# wait_socket($path, timeout => 5): true once the Unix socket accepts a
+# connection
+
+sub wait_socket {
+    my ($self, $path, %opt) = @_;
+    return $self->wait_for(sub { _unix_accepts($path) },
+                           timeout => $opt{timeout} // 5) ? 1 : 0;
+}
+
+sub _unix_accepts {
+    my ($path) = @_;
+    my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path)
+        or return 0;
+    close $s;
+    return 1;
+}
+
+
 sub _wait_policyd {
     my ($self, $timeout, $what) = @_;
 
@@ -474,10 +527,7 @@ sub _wait_policyd {
 
     my $ok = $self->wait_for(sub {
         return -1 unless $self->running('policyd');
-        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock)
-            or return 0;
-        close $s;
-        return 1;
+        return _unix_accepts($sock);
     }, timeout => $timeout);
 
     return if $ok && $ok > 0;
@@ -492,6 +542,47 @@ sub policyd_pid    { $_[0]->pid('policyd') }
 sub stop_policyd   { $_[0]->stop_proc('policyd') }
 sub kill_policyd   { $_[0]->stop_proc('policyd', signal => 'KILL') }
 sub reload_policyd { $_[0]->signal('policyd', 'HUP') }
+
+
+# policyd_cmd(@args, {timeout => 30, stderr => 1}): runs the policyd binary
+# to completion (policyd -t, explain, status); returns (exit code, stdout
+# and stderr) - stdout only with stderr => 0, (exit code, stdout, stderr)
+# with stderr => 'apart'.  The exit code is -1 when it died of a signal,
+# e.g. past the timeout.
+
+sub policyd_cmd {
+    my ($self, @args) = @_;
+
+    my $opt = ref $args[-1] eq 'HASH' ? pop @args : {};
+    my $timeout = $opt->{timeout} // 30;
+    my $stderr = $opt->{stderr} // 1;
+    my $errfile = "$self->{dir}/policyd_cmd.stderr";
+
+    my $pid = open(my $fh, '-|');
+    die "policyd_cmd: fork: $!\n" unless defined $pid;
+
+    if ($pid == 0) {
+        if ($stderr eq 'apart') {
+            open STDERR, '>', $errfile;
+        } elsif ($stderr) {
+            open STDERR, '>&', \*STDOUT;
+        }
+        open STDIN, '<', '/dev/null';
+        alarm $timeout;         # survives exec: a hung command is killed
+        exec { $self->{policyd} } $self->{policyd}, @args
+            or POSIX::_exit(127);
+    }
+
+    my $out = do { local $/; <$fh> } // '';
+    close $fh;
+    my $rc = $? & 127 ? -1 : $? >> 8;
+
+    return ($rc, $out) unless $stderr eq 'apart';
+
+    my $err = $self->read_file($errfile);
+    unlink $errfile;
+    return ($rc, $out, $err);
+}
 
 
 # nginx
@@ -718,15 +809,27 @@ sub wait_for {
 }
 
 
+my %LOG_FILE = (error => 'error.log', access => 'access.log',
+                policyd => 'policyd.log');
+
 sub wait_log {
     my ($self, $which, $re, %opt) = @_;
 
-    my %file = (error => 'error.log', access => 'access.log',
-                policyd => 'policyd.log');
-    my $file = $file{$which} // $which;
+    my $file = $LOG_FILE{$which} // $which;
+    my $from = $opt{from} // 0;
 
-    return $self->wait_for(sub { $self->read_file($file) =~ $re ? 1 : 0 },
-                           timeout => $opt{timeout} // 5);
+    return $self->wait_for(sub {
+        my $text = $self->read_file($file);
+        return length $text > $from && substr($text, $from) =~ $re ? 1 : 0;
+    }, timeout => $opt{timeout} // 5);
+}
+
+
+# log_size($which): how long a log is now, for wait_log(..., from => ...)
+
+sub log_size {
+    my ($self, $which) = @_;
+    return length $self->read_file($LOG_FILE{$which} // $which);
 }
 
 
@@ -764,10 +867,7 @@ sub http {
 sub http_open {
     my ($self, $method, $path, %opt) = @_;
 
-    my $port = $opt{port} // $self->port('nginx');
-    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                     Proto => 'tcp', Timeout => 5)
-        or die "http_open: connect to 127.0.0.1:$port: $!\n";
+    my $conn = $self->raw_connect(port => $opt{port});
 
     my $body = $opt{body} // '';
     my %h = (Host => 'localhost', Connection => 'close',
@@ -778,8 +878,36 @@ sub http_open {
             . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
             . "\r\n" . $body;
 
+    $conn->write_bytes($req) == length $req or die "http_open: write: $!\n";
+
+    return $conn;
+}
+
+
+# raw_connect(port => $port or name, rcvbuf => $bytes): a connection to the
+# gateway (or that port) as a Tailgate::Conn, for requests written by hand:
+# several on one keep-alive connection, pipelined, or a client that does
+# not read (a small SO_RCVBUF, set before connecting).
+
+sub raw_connect {
+    my ($self, %opt) = @_;
+
+    my $port = $opt{port} // 'nginx';
+    $port = $self->port($port) unless $port =~ /^\d+$/;
+
+    my $sock = IO::Socket::INET->new(Proto => 'tcp')
+        or die "raw_connect: socket: $!\n";
+
+    if ($opt{rcvbuf}) {
+        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opt{rcvbuf})
+            or die "raw_connect: SO_RCVBUF: $!\n";
+    }
+
+    $sock->connect(pack_sockaddr_in($port, inet_aton('127.0.0.1')))
+        or die "raw_connect: connect to 127.0.0.1:$port: $!\n";
+
     binmode $sock;
-    syswrite($sock, $req) == length $req or die "http_open: write: $!\n";
+    $sock->blocking(0);
 
     return Tailgate::Conn->new($sock);
 }
@@ -1267,8 +1395,35 @@ sub done_testing {
 }
 
 
+# logs_clean($name): the error.log check as a test, now: at the end of one
+# part of a file that shares its gateway with others (the check at
+# teardown still runs)
+
+sub logs_clean {
+    my ($self, $name) = @_;
+
+    my @bad = $self->log_problems;
+
+    my $tb = Test::More->builder;
+    $tb->ok(!@bad, $name // 'error.log is clean');
+    $tb->diag(join "\n", 'offending log lines:', @bad) if @bad;
+
+    return !@bad;
+}
+
+
+# stop_and_check($name): for a second harness in a file: stops everything
+# it started and runs its error.log check as a test now, not at teardown
+
+sub stop_and_check {
+    my ($self, $name) = @_;
+    $self->stop_all;
+    $self->_check_logs(1, $name);
+}
+
+
 sub _check_logs {
-    my ($self, $emit) = @_;
+    my ($self, $emit, $name) = @_;
 
     return if $self->{checked}++;
 
@@ -1276,9 +1431,7 @@ sub _check_logs {
 
     return unless @bad || $emit;
 
-    my $tb = Test::More->builder;
-    $tb->ok(!@bad, 'error.log is clean');
-    $tb->diag(join "\n", 'offending log lines:', @bad) if @bad;
+    $self->logs_clean($name);
 }
 
 
@@ -1650,7 +1803,7 @@ use Time::HiRes qw(time);
 
 sub new {
     my ($class, $sock) = @_;
-    return bless { sock => $sock, raw => '', eof => 0 }, $class;
+    return bless { sock => $sock, raw => '', eof => 0, pos => 0 }, $class;
 }
 
 sub raw { $_[0]{raw} }
@@ -1700,6 +1853,68 @@ sub close {
     $self->{eof} = 1;
 }
 
+# write_bytes($bytes, $timeout): writes what the peer takes within $timeout
+# (5 s); returns how many bytes that was
+
+sub write_bytes {
+    my ($self, $bytes, $timeout) = @_;
+
+    my $deadline = time + ($timeout // 5);
+    my $sel = IO::Select->new($self->{sock});
+    my $off = 0;
+
+    while ($off < length $bytes) {
+        my $left = $deadline - time;
+        last if $left <= 0;
+        next unless $sel->can_write($left > 0.2 ? 0.2 : $left);
+
+        my $n = syswrite($self->{sock}, $bytes, length($bytes) - $off, $off);
+        if (!defined $n) {
+            next if $!{EAGAIN} || $!{EINTR};
+            last;
+        }
+        $off += $n;
+    }
+
+    return $off;
+}
+
+# read_response($timeout): the next whole response on a keep-alive
+# connection (Content-Length bodies); returns (status, its bytes).  Dies
+# if the connection closes or $timeout (10 s) passes first.
+
+sub read_response {
+    my ($self, $timeout) = @_;
+
+    $timeout //= 10;
+    my $deadline = time + $timeout;
+    my $need;
+
+    for (;;) {
+        my $rest = substr($self->{raw}, $self->{pos});
+
+        if (!defined $need && (my $end = index($rest, "\r\n\r\n")) >= 0) {
+            my $head = substr($rest, 0, $end + 4);
+            my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+            die "read_response: no Content-Length in: $head\n" unless defined $len;
+            $need = length($head) + $len;
+        }
+
+        if (defined $need && length $rest >= $need) {
+            $self->{pos} += $need;
+            my $res = substr($rest, 0, $need);
+            my ($status) = $res =~ m{^HTTP/1\.[01] (\d{3})};
+            return ($status, $res);
+        }
+
+        die "read_response: connection closed\n" if $self->{eof};
+        die "read_response: no complete response within $timeout s\n"
+            if time >= $deadline;
+
+        $self->_read($deadline - time);
+    }
+}
+
 sub _read {
     my ($self, $left) = @_;
 
@@ -1707,6 +1922,10 @@ sub _read {
     return unless $sel->can_read($left > 0.2 ? 0.2 : $left);
 
     my $n = sysread($self->{sock}, my $buf, 65536);
+
+    if (!defined $n && ($!{EAGAIN} || $!{EINTR})) {
+        return;
+    }
 
     if (!$n) {
         $self->{eof} = 1;
@@ -1811,7 +2030,8 @@ precedence over the environment.
 =item C<< $t->skip_unless_built(@what) >>
 
 C<plan skip_all> unless nginx, the module and policyd exist. C<@what> may
-narrow the check to C<'module'> and/or C<'policyd'>. Returns C<$t>.
+narrow the check to C<'module'> (nginx and the module) and/or
+C<'policyd'>. Returns C<$t>.
 
 =item C<< $t->dir >>, C<< $t->root >>, C<< $t->nginx_binary >>,
 C<< $t->module_path >>, C<< $t->policyd_binary >>, C<< $t->policyd_sock >>
@@ -1833,6 +2053,11 @@ the gateway's port. Mock providers use C<mock:NAME>.
 
 Write (atomically) or read a file in the temp dir (or an absolute path).
 C<write_file> returns the path; C<read_file> returns C<''> for a missing file.
+
+=item C<< $t->conf_text($name) >>
+
+A file of F<conf/tailgate/> as shipped (e.g. C<locations.conf>), to pass
+as is or edited.
 
 =item C<< $t->write_policy(\%policy | $text) >>
 
@@ -1904,6 +2129,20 @@ Arrayref of the frames the fake received, oldest first:
 C<< {ts, conn, type, type_name, id, len, fields => {name => value}} >>
 plus C<model> (DECIDE) for convenience. Repeatable fields (tag,
 allow_route, exclude) are arrays; unknown keys appear as C<key_N>.
+
+=item C<< $t->fake_frames($type_name, field => $value, ..., since => $n) >>
+
+Arrayref of the frames of that type (C<DECIDE>, C<REPORT>, ...) whose
+fields have those values (compared as strings), among those received after
+the first C<$n> (C<< scalar @{ $t->fake_policyd_frames } >> taken before).
+
+=item C<< $t->policyd_cmd(@args, { timeout => 30, stderr => 1 }) >>
+
+Runs the policyd binary with C<@args> to completion (C<-t>, C<explain>,
+C<status>) and returns C<(exit code, stdout and stderr)>: stdout only with
+C<< stderr => 0 >> (stderr is then the test's), C<(exit code, stdout,
+stderr)> with C<< stderr => 'apart' >>. The exit code is -1 when it died
+of a signal (it is killed after C<timeout> seconds).
 
 =back
 
@@ -1995,6 +2234,19 @@ C<Content-Type: application/json>; C<< headers => {...} >> adds or
 overrides. C<< stream => 1 >> uses C<http_stream>. Other options as
 C<http>.
 
+=item C<< $t->http_open($method, $path, headers => {...}, body => $bytes, port => $port) >>
+
+Sends one request (C<Connection: close>, C<Content-Length> for a body or a
+POST) and returns its connection as a L</Tailgate::Conn>, to read the
+answer bit by bit.
+
+=item C<< $t->raw_connect(port => $port | $name, rcvbuf => $bytes) >>
+
+A connection to 127.0.0.1 (the gateway's port by default) as a
+L</Tailgate::Conn>, for requests written by hand: several on one
+keep-alive connection, pipelined, or a client that does not read
+(C<rcvbuf> sets SO_RCVBUF before connecting).
+
 =item C<< $t->json($response) >>
 
 The decoded body; dies showing the status and body when it is not JSON.
@@ -2017,9 +2269,15 @@ children.
 
 Polls until the sub returns true; returns that value, or undef on timeout.
 
-=item C<< $t->wait_log('error' | 'access' | 'policyd' | $file, qr/.../, timeout => 5) >>
+=item C<< $t->wait_log('error' | 'access' | 'policyd' | $file, qr/.../, timeout => 5, from => $offset) >>
 
-Waits until the log matches. True on success.
+Waits until the log matches (only what follows the first C<$offset> bytes
+with C<from>). True on success.
+
+=item C<< $t->log_size('error' | 'access' | 'policyd' | $file) >>
+
+The log's length now: C<from> for a later C<wait_log> that must see a new
+line, not one an earlier part of the test wrote.
 
 =back
 
@@ -2032,6 +2290,16 @@ Waits until the log matches. True on success.
 Starts any other daemon (e.g. Redis) under the same guarantees: own
 process group, stdin from /dev/null, stdout and stderr appended to
 C<log> (default F<DIR/NAME.log>), stopped at teardown. Returns the pid.
+
+=item C<< $t->wait_exit($name, $timeout) >>
+
+Waits (5 s) until that process exits; returns its exit code, -1 when a
+signal ended it, undef when it still runs.
+
+=item C<< $t->wait_socket($path, timeout => 5) >>
+
+True once the Unix socket C<$path> accepts a connection (a policyd started
+with C<spawn> on a socket of its own).
 
 =item C<< $t->pid($name) >>, C<< $t->running($name) >>, C<< $t->exit_status($name) >>,
 C<< $t->signal($name, $sig) >>, C<< $t->stop_proc($name, signal => 'TERM', timeout => 5, group => 0) >>
@@ -2062,6 +2330,17 @@ F<policyd.log>; each prefixed with its file name.
 
 True when none of error.log, access.log and policyd.log contains C<$string>
 (for secrets).
+
+=item C<< $t->logs_clean($name) >>
+
+The error.log check as a test named C<$name>, now: at the end of one part
+of a file whose gateway serves several parts. The check at teardown still
+runs.
+
+=item C<< $t->stop_and_check($name) >>
+
+For a second harness in one file: C<stop_all>, then its error.log check as
+a test named C<$name> (instead of at teardown).
 
 =item C<< $t->plan($n) >>
 
@@ -2183,5 +2462,35 @@ field), C<.../responses> (also streamed: C<response.output_text.delta>
 events, then C<response.completed>); GET C<.../models>, GET C</health>;
 anything else 404. A JSON endpoint whose body is not a JSON object gets 400
 C<invalid_json>.
+
+=head1 Tailgate::Conn
+
+Returned by C<< $t->http_open >> and C<< $t->raw_connect >>; the socket is
+non-blocking and every read and write is bounded in time.
+
+=over
+
+=item C<< $c->write_bytes($bytes, $timeout) >>
+
+Writes what the peer takes within C<$timeout> (5 s); returns how many
+bytes that was.
+
+=item C<< $c->read_until(qr/.../, $timeout) >>, C<< $c->read_all($timeout) >>
+
+Reads until what arrived matches (false on timeout or EOF first), or until
+the peer closes (false on timeout).
+
+=item C<< $c->read_response($timeout) >>
+
+The next whole response of a keep-alive connection (bodies with
+Content-Length): C<(status, its bytes)>. Dies when the connection closes or
+C<$timeout> (10 s) passes first.
+
+=item C<< $c->raw >>, C<< $c->eof >>, C<< $c->status >>, C<< $c->close >>
+
+Everything received (headers and chunk framing included), whether the peer
+closed, the status of the first response, and closing it.
+
+=back
 
 =cut
