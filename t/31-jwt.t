@@ -13,6 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Tailgate::Gateway;
 use Tailgate::JWT qw(jwt_keypair jwt_token b64url);
+use JSON::PP;
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
 
@@ -55,6 +56,20 @@ $t->start_gateway(
             tailgate on;
             tailgate_jwt_leeway 0;
             include tailgate/proxy.conf;
+        }
+
+        # every claim mapping at once, roles too
+        location /claims/v1/ {
+            tailgate on;
+            tailgate_jwt_claims client=sub tenant=tid tags=groups
+                                routes=models roles=roles;
+            include tailgate/proxy.conf;
+        }
+
+        location = /claims/status {
+            tailgate_jwt_claims client=sub tenant=tid tags=groups
+                                routes=models roles=roles;
+            tailgate_status json;
         }
     });
 
@@ -199,6 +214,154 @@ subtest 'a remembered token still expires' => sub {
 
 subtest 'static API keys work beside tokens' => sub {
     is($t->chat('qwen')->{status}, 200, "alice's key");
+};
+
+# Every member the module reads, in the header and in the claims, absent,
+# empty, null, of the wrong type, too large and named twice: each either
+# makes a defined identity or a 401, and never takes the worker down.
+
+subtest 'every claim absent, empty, null, mistyped, huge or repeated' => sub {
+    my $JSON = JSON::PP->new->canonical;
+
+    # the claims as JSON text, with one member replaced, removed or repeated
+    my $payload = sub {
+        my ($name, $value, %o) = @_;
+        my %c = %{ claims(roles => ['admin']) };
+        delete $c{$name};
+        my @members = map { $JSON->encode($_) . ':' . $JSON->encode($c{$_}) } sort keys %c;
+        if ($o{twice}) {
+            push @members, qq{"$name":} . $JSON->encode($o{twice}[0]),
+                           qq{"$name":} . $JSON->encode($o{twice}[1]);
+        } elsif (defined $value) {
+            push @members, qq{"$name":$value};
+        }
+        return '{' . join(',', @members) . '}';
+    };
+
+    my $with_payload = sub {
+        my ($json, $path) = @_;
+        my $tok = jwt_token(alg => 'RS256', key => $key{RS256}, kid => 'k-RS256',
+                            raw_payload => $json);
+        return $t->http($path ? 'GET' : 'POST', $path // '/claims/v1/chat/completions',
+            headers => { Authorization => "Bearer $tok",
+                         'Content-Type' => 'application/json' },
+            $path ? () : (body => '{"model":"qwen","messages":[]}'));
+    };
+
+    my $last_decide = sub {
+        my ($d) = grep { $_->{type_name} eq 'DECIDE' } reverse @{ $t->fake_policyd_frames };
+        return $d->{fields};
+    };
+
+    my $huge = '"' . ('x' x 4000) . '"';
+    my @tags17 = map { "t$_" } 1 .. 17;
+
+    # [claim, JSON value or undef (absent), expected status, check of the DECIDE]
+    my @cases = (
+        [ sub => undef, 401 ], [ sub => '""', 401 ], [ sub => 'null', 401 ],
+        [ sub => '7', 401 ], [ sub => '{}', 401 ], [ sub => '["a"]', 401 ],
+        [ sub => $huge, 401 ], [ sub => '"a b"', 401 ],
+
+        [ tid => undef, 200, sub { ok(!defined $_[0]{tenant}, 'tid absent: no tenant') } ],
+        [ tid => '""', 200, sub { ok(!defined $_[0]{tenant}, 'tid empty: no tenant') } ],
+        [ tid => 'null', 200, sub { ok(!defined $_[0]{tenant}, 'tid null: no tenant') } ],
+        [ tid => '3', 401 ], [ tid => 'true', 401 ], [ tid => '["acme"]', 401 ],
+        [ tid => $huge, 401 ],
+
+        [ groups => undef, 200, sub { ok(!$_[0]{tag}, 'groups absent: no tags') } ],
+        [ groups => '""', 200, sub { ok(!$_[0]{tag}, 'groups empty: no tags') } ],
+        [ groups => 'null', 200, sub { ok(!$_[0]{tag}, 'groups null: no tags') } ],
+        [ groups => '[]', 200, sub { ok(!$_[0]{tag}, 'groups []: no tags') } ],
+        [ groups => '"eu team-x"', 200,
+          sub { is_deeply([sort @{ $_[0]{tag} }], [qw(eu team-x)], 'groups a string: its names') } ],
+        [ groups => '5', 401 ], [ groups => '{"a":1}', 401 ], [ groups => '[1]', 401 ],
+        [ groups => '[null]', 401 ], [ groups => '["a b"]', 401 ],
+        [ groups => $JSON->encode(\@tags17), 401 ], [ groups => $huge, 401 ],
+
+        [ models => undef, 200, sub { ok(!$_[0]{allow_route}, 'models absent: every route') } ],
+        [ models => 'null', 200, sub { ok(!$_[0]{allow_route}, 'models null: every route') } ],
+        [ models => '""', 200, sub { ok(!$_[0]{allow_route}, 'models empty: every route') } ],
+        [ models => 'false', 401 ], [ models => '[{}]', 401 ],
+
+        [ roles => undef, 200 ], [ roles => '""', 200 ], [ roles => 'null', 200 ],
+        [ roles => '[]', 200 ], [ roles => '"admin"', 200 ],
+        [ roles => '9', 401 ], [ roles => '{"admin":true}', 401 ], [ roles => '[1]', 401 ],
+        [ roles => $huge, 401 ],
+
+        [ exp => undef, 401 ], [ exp => 'null', 401 ], [ exp => '""', 401 ],
+        [ exp => '"' . (time + 600) . '"', 401 ], [ exp => '1e20', 401 ],
+        [ exp => '99999999999999999999', 401 ], [ exp => '[1]', 401 ],
+
+        [ nbf => 'null', 200 ], [ nbf => '"0"', 401 ], [ nbf => '{}', 401 ],
+        [ iat => 'null', 200 ], [ iat => '""', 401 ], [ iat => 'true', 401 ],
+
+        [ iss => undef, 401 ], [ iss => 'null', 401 ], [ iss => '""', 401 ],
+        [ iss => '1', 401 ], [ iss => '["https://idp.test"]', 401 ],
+
+        [ aud => undef, 401 ], [ aud => 'null', 401 ], [ aud => '""', 401 ],
+        [ aud => '[]', 401 ], [ aud => '7', 401 ], [ aud => '[7]', 401 ],
+        [ aud => '["x","tailgate"]', 200 ],
+    );
+
+    for my $c (@cases) {
+        my ($name, $value, $status, $check) = @$c;
+        my $what = "$name " . (defined $value ? substr($value, 0, 24) : 'absent');
+        my $res = $with_payload->($payload->($name, $value));
+        if ($status == 200) {
+            is($res->{status}, 200, "$what: 200");
+            $check->($last_decide->()) if $check;
+        } else {
+            $t->is_openai_error($res, 401, 'invalid_api_key', "$what: 401");
+        }
+    }
+
+    # a claim named twice: whichever reader's choice, refused
+    for my $twice ([ sub => ['svc-a', 'svc-b'] ], [ tid => ['acme', 'evil'] ],
+                   [ groups => [['private'], []] ], [ models => [['qwen'], ['smart']] ],
+                   [ roles => [[], ['admin']] ], [ exp => [time + 600, time + 6000] ],
+                   [ iss => ['https://idp.test', 'https://idp.test'] ],
+                   [ aud => ['tailgate', 'other'] ])
+    {
+        my ($name, $values) = @$twice;
+        my $res = $with_payload->($payload->($name, undef, twice => $values));
+        $t->is_openai_error($res, 401, 'invalid_api_key', "$name twice: 401");
+    }
+
+    # libjwt refuses any name twice, even one the gateway does not read
+    $t->is_openai_error($with_payload->($payload->('note', undef, twice => ['a', 'b'])),
+                        401, 'invalid_api_key', 'an unread claim twice: 401');
+
+    # the roles claim decides the operator, whether present or not
+    my $status_of = sub { $with_payload->($payload->('roles', $_[0]), '/claims/status')->{status} };
+    is($status_of->(undef), 403, 'no roles claim: not an operator');
+    is($status_of->('""'), 403, 'roles empty: not an operator');
+    is($status_of->('null'), 403, 'roles null: not an operator');
+    isnt($status_of->('["admin"]'), 403, 'roles ["admin"]: an operator');
+    isnt($status_of->('"ops admin"'), 403, 'roles "ops admin": an operator');
+
+    # the header's members
+    my $with_header = sub {
+        my ($header) = @_;
+        my $tok = jwt_token(alg => 'RS256', key => $key{RS256}, raw_header => $header,
+                            claims => claims());
+        return with_token($tok, '/claims/v1/chat/completions');
+    };
+
+    is($with_header->('{"alg":"RS256","kid":"k-RS256","typ":null}')->{status}, 200,
+       'typ null: as if absent');
+    is($with_header->('{"alg":"RS256","kid":null}')->{status}, 200,
+       'kid null: the key without a kid');
+    for my $bad ('{"alg":null,"kid":"k-RS256"}', '{"alg":"RS256","kid":7}',
+                 '{"alg":"RS256","kid":"k-RS256","typ":1}',
+                 '{"alg":"RS256","alg":"RS256","kid":"k-RS256"}',
+                 '{"alg":"RS256","kid":"k-RS256","kid":"k-HS256"}',
+                 '{"alg":"RS256","kid":"k-RS256","crit":null}',
+                 '{"alg":"RS256","kid":"k-RS256","typ":"JWT","typ":"x"}')
+    {
+        $t->is_openai_error($with_header->($bad), 401, 'invalid_api_key', "header $bad: 401");
+    }
+
+    $t->logs_clean('no worker died of a claim');
 };
 
 subtest 'keys rotate across a reload' => sub {
