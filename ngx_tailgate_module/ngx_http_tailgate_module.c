@@ -607,6 +607,7 @@ ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_tailgate_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_tailgate_report_exit_worker();
     ngx_tailgate_policyd_exit_worker();
     ngx_tailgate_jwt_exit_worker();
     ngx_tailgate_auth_exit_worker();

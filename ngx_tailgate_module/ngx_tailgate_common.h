@@ -214,7 +214,7 @@ typedef struct {
     ngx_str_t                    provider_model;
     ngx_str_t                    reason;
     ngx_str_t                    zone;
-    uint32_t                     lease;
+    ngx_tailgate_lease_t         lease;      /* this attempt's */
     ngx_uint_t                   attempt;    /* decisions applied */
     ngx_uint_t                   fallback;   /* TG_FALLBACK_*: may retry */
 
@@ -359,6 +359,7 @@ ngx_int_t ngx_tailgate_error_page_handler(ngx_http_request_t *r);
 /* ngx_tailgate_report.c: outcomes to policyd */
 ngx_int_t ngx_http_tailgate_log_handler(ngx_http_request_t *r);
 void ngx_tailgate_report_init_worker(ngx_cycle_t *cycle);
+void ngx_tailgate_report_exit_worker(void);
 ngx_int_t ngx_tailgate_report(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_tailgate_outcome_e ngx_tailgate_outcome(ngx_http_request_t *r,

@@ -164,4 +164,7 @@ ngx_http_tailgate_cleanup(void *data)
     if (ctx->call) {
         ngx_tailgate_call_cancel(ctx->call);
     }
+
+    /* never reported (it should have been): policyd's lease_ttl_ms ends it */
+    ngx_tailgate_lease_end(&ctx->lease);
 }

@@ -537,9 +537,6 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_PRIVACY_VIOLATION, NULL);
     }
 
-    /* the decision is used: its lease is this request's to give back */
-
-    ctx->lease = reply->lease;
     ctx->reported = 0;
     ctx->fallback = reply->fallback;
 
@@ -553,10 +550,17 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                              + reply->scheme.len + sizeof("://") - 1
                              + reply->upstream.len + reply->path.len);
     if (p == NULL) {
+        ngx_tailgate_report_unused(r, ctx, reply);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     p = ngx_http_tailgate_keep(p, &ctx->provider, &reply->provider);
+
+    /* the decision is used: its lease is this request's to give back */
+
+    ngx_tailgate_lease_hold(&ctx->lease, ctx->call ? ctx->call->peer : NULL,
+                            reply->lease, &ctx->provider);
+
     p = ngx_http_tailgate_keep(p, &ctx->route, &reply->route);
     p = ngx_http_tailgate_keep(p, &ctx->upstream_name, &reply->upstream);
     p = ngx_http_tailgate_keep(p, &ctx->upstream_host, &reply->host);

@@ -12,8 +12,20 @@
 #include "ngx_tailgate_policy.h"
 #include "ngx_tailgate_cache.h"
 
+#include <poll.h>
+
 
 #define NGX_TAILGATE_OUT_FRAMES  4      /* output buffer, in max frames */
+
+/*
+ * Reconnecting to re-announce leases: from this, doubling, up to a quarter
+ * second, well inside the lease_recovery_ms of a policyd that restarts.
+ */
+#define NGX_TAILGATE_RECONNECT_MIN   20      /* ms */
+#define NGX_TAILGATE_RECONNECT_MAX   250
+
+/* what a worker that exits gives its last frames to leave */
+#define NGX_TAILGATE_EXIT_FLUSH      200     /* ms */
 
 
 typedef struct {
@@ -40,6 +52,11 @@ typedef struct {
     uint32_t                        next_id;
     ngx_log_t                      *log;
 
+    ngx_queue_t                     leases;     /* ngx_tailgate_lease_t */
+    ngx_uint_t                      orphans;    /* of those, peer NULL */
+    ngx_event_t                     reconnect;
+    ngx_msec_t                      reconnect_after;
+
     /* for log lines on state changes only, not on every failed request */
     enum {
         NGX_TAILGATE_POLICYD_UNKNOWN = 0,
@@ -50,6 +67,7 @@ typedef struct {
 
 
 static ngx_tailgate_peer_t *ngx_tailgate_peer_pick(void);
+static ngx_tailgate_peer_t *ngx_tailgate_peer_open(void);
 static ngx_int_t ngx_tailgate_peer_connect(ngx_tailgate_peer_t *peer);
 static void ngx_tailgate_peer_close(ngx_tailgate_peer_t *peer,
     const char *reason);
@@ -70,6 +88,11 @@ static void ngx_tailgate_call_timeout(ngx_event_t *ev);
 static void ngx_tailgate_call_unqueue(ngx_tailgate_call_t *call,
     uint32_t id);
 static void ngx_tailgate_policyd_state(ngx_uint_t up, ngx_err_t err);
+static void ngx_tailgate_lease_orphan(ngx_tailgate_peer_t *peer);
+static void ngx_tailgate_lease_announce(ngx_tailgate_peer_t *peer);
+static void ngx_tailgate_reconnect_handler(ngx_event_t *ev);
+static void ngx_tailgate_peer_drain(ngx_tailgate_peer_t *peer,
+    ngx_msec_t timeout);
 
 
 static ngx_tailgate_policyd_t  ngx_tailgate_policyd;
@@ -87,6 +110,15 @@ ngx_tailgate_policyd_init_worker(ngx_cycle_t *cycle,
     ngx_tailgate_policyd.log = cycle->log;
     ngx_tailgate_policyd.npeers = conf->connections;
     ngx_tailgate_policyd.next_id = 1;
+
+    ngx_queue_init(&ngx_tailgate_policyd.leases);
+
+    ngx_tailgate_policyd.reconnect.handler = ngx_tailgate_reconnect_handler;
+    ngx_tailgate_policyd.reconnect.log = cycle->log;
+    ngx_tailgate_policyd.reconnect.data = &ngx_tailgate_policyd;
+
+    /* a worker that exits has nobody left to re-announce leases for */
+    ngx_tailgate_policyd.reconnect.cancelable = 1;
 
     ngx_tailgate_policyd.peers = ngx_pcalloc(cycle->pool,
                                    conf->connections
@@ -118,15 +150,82 @@ ngx_tailgate_policyd_init_worker(ngx_cycle_t *cycle,
 }
 
 
+/*
+ * The worker exits: what its connections still have to say (the last
+ * REPORTs and counts) leaves before they close, waiting a little for it:
+ * no request is left to be held up.
+ */
+
 void
 ngx_tailgate_policyd_exit_worker(void)
 {
-    ngx_uint_t  i;
+    ngx_uint_t            i;
+    ngx_tailgate_peer_t  *peer;
 
     for (i = 0; i < ngx_tailgate_policyd.npeers; i++) {
-        if (ngx_tailgate_policyd.peers[i].connection) {
-            ngx_tailgate_peer_close(&ngx_tailgate_policyd.peers[i], NULL);
+        peer = &ngx_tailgate_policyd.peers[i];
+
+        if (peer->connection) {
+            ngx_tailgate_peer_drain(peer, NGX_TAILGATE_EXIT_FLUSH);
+            ngx_tailgate_peer_close(peer, NULL);
         }
+    }
+}
+
+
+static void
+ngx_tailgate_peer_drain(ngx_tailgate_peer_t *peer, ngx_msec_t timeout)
+{
+    int                n;
+    ssize_t            sent;
+    ngx_buf_t         *out;
+    ngx_msec_t         start, left;
+    struct pollfd      pfd;
+    ngx_connection_t  *c;
+
+    c = peer->connection;
+    out = peer->out;
+    start = ngx_current_msec;
+    left = timeout;
+
+    while (out->pos < out->last) {
+
+        if (!peer->connecting) {
+            sent = send(c->fd, out->pos, out->last - out->pos, 0);
+
+            if (sent > 0) {
+                out->pos += sent;
+                continue;
+            }
+
+            if (sent == -1 && ngx_socket_errno != NGX_EAGAIN
+                && ngx_socket_errno != NGX_EINTR)
+            {
+                break;
+            }
+        }
+
+        pfd.fd = c->fd;
+        pfd.events = POLLOUT;
+        pfd.revents = 0;
+
+        n = poll(&pfd, 1, (int) left);
+
+        ngx_time_update();
+        left = timeout - ngx_min(timeout, ngx_current_msec - start);
+
+        if (n <= 0 || left == 0 || (pfd.revents & (POLLERR|POLLHUP))) {
+            break;
+        }
+
+        peer->connecting = 0;
+    }
+
+    if (out->pos < out->last) {
+        ngx_log_error(NGX_LOG_WARN, ngx_tailgate_policyd.log, 0,
+                      "tailgate: policyd connection #%ui: %uz bytes of "
+                      "reports not sent at exit", peer->index,
+                      (size_t) (out->last - out->pos));
     }
 }
 
@@ -277,36 +376,27 @@ ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
 void
 ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log)
 {
-    ngx_uint_t            i, n;
     ngx_tailgate_peer_t  *peer;
 
     if (ngx_tailgate_frame_finish(frame) != NGX_OK) {
         return;
     }
 
-    n = ngx_tailgate_policyd.npeers;
+    peer = ngx_tailgate_peer_open();
 
-    for (i = 0; i < n; i++) {
-        peer = &ngx_tailgate_policyd.peers[i];
-
-        if (peer->connection == NULL) {
-            continue;
-        }
-
-        if (ngx_tailgate_peer_queue(peer, frame->start,
-                                    frame->pos - frame->start)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "tailgate: policyd connection #%ui is backed up, "
-                          "report dropped", peer->index);
-        }
-
+    if (peer == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "tailgate: no policyd connection, report dropped");
         return;
     }
 
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "tailgate: no policyd connection, report dropped");
+    if (ngx_tailgate_peer_queue(peer, frame->start, frame->pos - frame->start)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "tailgate: policyd connection #%ui is backed up, "
+                      "report dropped", peer->index);
+    }
 }
 
 
@@ -332,7 +422,7 @@ ngx_tailgate_policyd_up(void)
 static ngx_tailgate_peer_t *
 ngx_tailgate_peer_pick(void)
 {
-    ngx_uint_t            i, n;
+    ngx_uint_t            n;
     ngx_tailgate_peer_t  *peer;
 
     n = ngx_tailgate_policyd.npeers;
@@ -346,11 +436,20 @@ ngx_tailgate_peer_pick(void)
         return peer;
     }
 
-    for (i = 0; i < n; i++) {
-        peer = &ngx_tailgate_policyd.peers[i];
+    return ngx_tailgate_peer_open();
+}
 
-        if (peer->connection) {
-            return peer;
+
+/* a connection that is open, connected or not yet; NULL: none */
+
+static ngx_tailgate_peer_t *
+ngx_tailgate_peer_open(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ngx_tailgate_policyd.npeers; i++) {
+        if (ngx_tailgate_policyd.peers[i].connection) {
+            return &ngx_tailgate_policyd.peers[i];
         }
     }
 
@@ -455,6 +554,9 @@ ngx_tailgate_peer_connect(ngx_tailgate_peer_t *peer)
 
     (void) ngx_tailgate_peer_queue(peer, f.start, f.pos - f.start);
 
+    /* before any call on it: the leases this worker holds from before */
+    ngx_tailgate_lease_announce(peer);
+
     if (peer->connecting) {
         /* the write event tells when the connect() is done */
         if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
@@ -496,6 +598,8 @@ ngx_tailgate_peer_close(ngx_tailgate_peer_t *peer, const char *reason)
     peer->connection = NULL;
     peer->connecting = 0;
     peer->close = 0;
+
+    ngx_tailgate_lease_orphan(peer);
 
     /* a policyd that comes back may have another policy */
     ngx_tailgate_cache_flush();
@@ -983,4 +1087,170 @@ ngx_tailgate_policyd_state(ngx_uint_t up, ngx_err_t err)
     }
 
     ngx_tailgate_policyd.state = NGX_TAILGATE_POLICYD_DOWN;
+}
+
+
+void
+ngx_tailgate_lease_hold(ngx_tailgate_lease_t *lease, void *peer, uint32_t id,
+    ngx_str_t *provider)
+{
+    ngx_tailgate_lease_end(lease);
+
+    if (id == 0) {
+        return;
+    }
+
+    lease->id = id;
+    lease->peer = peer;
+    lease->provider = *provider;
+
+    ngx_queue_insert_tail(&ngx_tailgate_policyd.leases, &lease->queue);
+
+    if (peer == NULL) {
+        ngx_tailgate_policyd.orphans++;
+    }
+}
+
+
+/* the lease is reported or its request is gone; again does nothing */
+
+void
+ngx_tailgate_lease_end(ngx_tailgate_lease_t *lease)
+{
+    if (lease->id == 0) {
+        return;
+    }
+
+    if (lease->peer == NULL && ngx_tailgate_policyd.orphans) {
+        ngx_tailgate_policyd.orphans--;
+    }
+
+    ngx_queue_remove(&lease->queue);
+    lease->id = 0;
+    lease->peer = NULL;
+}
+
+
+/* the peer closed: its leases are to be re-announced, soon */
+
+static void
+ngx_tailgate_lease_orphan(ngx_tailgate_peer_t *peer)
+{
+    ngx_queue_t           *q;
+    ngx_tailgate_peer_t   *open;
+    ngx_tailgate_lease_t  *lease;
+
+    for (q = ngx_queue_head(&ngx_tailgate_policyd.leases);
+         q != ngx_queue_sentinel(&ngx_tailgate_policyd.leases);
+         q = ngx_queue_next(q))
+    {
+        lease = ngx_queue_data(q, ngx_tailgate_lease_t, queue);
+
+        if (lease->peer == peer) {
+            lease->peer = NULL;
+            ngx_tailgate_policyd.orphans++;
+        }
+    }
+
+    if (ngx_tailgate_policyd.orphans == 0
+        || ngx_exiting || ngx_terminate || ngx_quit)
+    {
+        return;
+    }
+
+    /* another connection is open: they go there now */
+
+    open = ngx_tailgate_peer_open();
+
+    if (open) {
+        ngx_tailgate_lease_announce(open);
+        return;
+    }
+
+    if (!ngx_tailgate_policyd.reconnect.timer_set) {
+        ngx_tailgate_policyd.reconnect_after = NGX_TAILGATE_RECONNECT_MIN;
+        ngx_add_timer(&ngx_tailgate_policyd.reconnect,
+                      NGX_TAILGATE_RECONNECT_MIN);
+    }
+}
+
+
+/* HOLD for every lease whose connection is gone, on this one */
+
+static void
+ngx_tailgate_lease_announce(ngx_tailgate_peer_t *peer)
+{
+    u_char                 buf[TG_FRAME_HEADER_SIZE + 2 * TG_FIELD_HEADER_SIZE
+                               + 4 + 256];
+    ngx_queue_t           *q;
+    ngx_tailgate_frame_t   f;
+    ngx_tailgate_lease_t  *lease;
+
+    if (ngx_tailgate_policyd.orphans == 0) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_tailgate_policyd.leases);
+         q != ngx_queue_sentinel(&ngx_tailgate_policyd.leases);
+         q = ngx_queue_next(q))
+    {
+        lease = ngx_queue_data(q, ngx_tailgate_lease_t, queue);
+
+        if (lease->peer != NULL) {
+            continue;
+        }
+
+        ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_HOLD);
+        ngx_tailgate_frame_u32(&f, TG_F_LEASE, lease->id);
+        ngx_tailgate_frame_str(&f, TG_F_PROVIDER, &lease->provider);
+
+        if (ngx_tailgate_frame_finish(&f) != NGX_OK
+            || ngx_tailgate_peer_queue(peer, f.start, f.pos - f.start)
+               != NGX_OK)
+        {
+            /* policyd ends what it does not know of: lease_ttl_ms */
+            ngx_log_error(NGX_LOG_WARN, ngx_tailgate_policyd.log, 0,
+                          "tailgate: lease %uD of provider \"%V\" could not "
+                          "be re-announced", lease->id, &lease->provider);
+        }
+
+        lease->peer = peer;
+        ngx_tailgate_policyd.orphans--;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_tailgate_policyd.log, 0,
+                  "tailgate: leases still held re-announced to policyd on "
+                  "connection #%ui", peer->index);
+}
+
+
+static void
+ngx_tailgate_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_tailgate_peer_t  *peer;
+
+    if (ngx_tailgate_policyd.orphans == 0) {
+        return;
+    }
+
+    /* a connection that opens announces them; else try again later */
+
+    peer = ngx_tailgate_peer_open();
+
+    if (peer) {
+        ngx_tailgate_lease_announce(peer);
+
+    } else {
+        (void) ngx_tailgate_peer_pick();
+    }
+
+    if (ngx_tailgate_policyd.orphans == 0) {
+        return;
+    }
+
+    ngx_tailgate_policyd.reconnect_after =
+        ngx_min(ngx_tailgate_policyd.reconnect_after * 2,
+                NGX_TAILGATE_RECONNECT_MAX);
+
+    ngx_add_timer(ev, ngx_tailgate_policyd.reconnect_after);
 }

@@ -60,6 +60,20 @@ struct ngx_tailgate_call_s {
 };
 
 
+/*
+ * A lease this worker holds for a request, from its decision until its
+ * REPORT.  When the connection it came on closes - policyd restarted, or
+ * dropped that connection and with it the lease - the worker reconnects at
+ * once and re-announces it (HOLD), so that the provider's capacity holds.
+ */
+typedef struct {
+    ngx_queue_t                  queue;
+    void                        *peer;       /* NULL: to be re-announced */
+    uint32_t                     id;         /* 0: none */
+    ngx_str_t                    provider;
+} ngx_tailgate_lease_t;
+
+
 ngx_int_t ngx_tailgate_policyd_init_worker(ngx_cycle_t *cycle,
     ngx_tailgate_policyd_conf_t *conf);
 void ngx_tailgate_policyd_exit_worker(void);
@@ -70,6 +84,10 @@ void ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log);
 void ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
     ngx_log_t *log);
 ngx_uint_t ngx_tailgate_policyd_up(void);
+
+void ngx_tailgate_lease_hold(ngx_tailgate_lease_t *lease, void *peer,
+    uint32_t id, ngx_str_t *provider);
+void ngx_tailgate_lease_end(ngx_tailgate_lease_t *lease);
 
 
 #endif /* _NGX_TAILGATE_POLICY_H_INCLUDED_ */

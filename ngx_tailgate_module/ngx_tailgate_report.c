@@ -57,8 +57,19 @@ ngx_tailgate_report_init_worker(ngx_cycle_t *cycle)
     ngx_tailgate_report_timer.log = cycle->log;
     ngx_tailgate_report_timer.data = cycle;
 
-    /* counts of a worker that is shutting down are not worth waiting for */
+    /* a worker that is shutting down sends its counts as it exits */
     ngx_tailgate_report_timer.cancelable = 1;
+}
+
+
+/* before the connections to policyd give their last frames and close */
+
+void
+ngx_tailgate_report_exit_worker(void)
+{
+    if (ngx_tailgate_ntallies) {
+        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
+    }
 }
 
 
@@ -84,7 +95,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     ngx_msec_t              upstream_ms, total_ms;
     ngx_tailgate_outcome_e  outcome;
 
-    if (ctx->reported || (ctx->provider.len == 0 && ctx->lease == 0)) {
+    if (ctx->reported || (ctx->provider.len == 0 && ctx->lease.id == 0)) {
         return NGX_OK;
     }
 
@@ -95,7 +106,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     total_ms = ngx_tailgate_report_total_ms(r);
 
-    if (ctx->lease == 0
+    if (ctx->lease.id == 0
         && outcome == NGX_TAILGATE_OUTCOME_OK
         && ngx_tailgate_report_count(ctx, upstream_ms, total_ms) == NGX_OK)
     {
@@ -207,7 +218,6 @@ ngx_tailgate_report_attempt(ngx_http_request_t *r,
                             ngx_tailgate_report_total_ms(r));
 
     ctx->reported = 1;
-    ctx->lease = 0;
 }
 
 
@@ -227,9 +237,11 @@ ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
     }
 
-    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &ctx->provider,
-                             &ctx->route, ctx->lease, outcome, status, 1,
-                             upstream_ms, total_ms, r->connection->log);
+    ngx_tailgate_report_send(ctx->lease.peer, &ctx->provider, &ctx->route,
+                             ctx->lease.id, outcome, status, 1, upstream_ms,
+                             total_ms, r->connection->log);
+
+    ngx_tailgate_lease_end(&ctx->lease);
 }
 
 

@@ -39,6 +39,8 @@
 #define TG_MSG_STATUS_REPLY         12  /* policyd -> module */
 #define TG_MSG_CANCEL               13  /* module -> policyd, no reply */
 #define TG_MSG_STATUS_PART          14  /* policyd -> module: body so far */
+#define TG_MSG_HOLD                 15  /* module -> policyd, no reply:
+                                           a lease it still holds */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */

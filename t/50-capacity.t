@@ -204,6 +204,44 @@ sub hold_stream {
 
 $t->allow_log(qr/exited on signal 9/);
 
+# policyd restarts - stopped cleanly, then killed - while a stream holds
+# local's only slot: the worker re-announces its lease to the new policyd,
+# which waits for leases before it grants any, so local never sees two
+# requests at once, and the slot comes back when the stream ends
+
+for my $how (qw(TERM KILL)) {
+    $mock{local}->update(delay_ms => 0, stream_gate => "gate-$how");
+    my $from = seen('local');
+
+    my $c = hold_stream();
+    my $before = $t->log_size('policyd');
+
+    $how eq 'KILL' ? $t->kill_policyd : $t->stop_policyd;
+    $t->start_policyd(args => ['-v'],
+                      env => { EXT_API_KEY => $Tailgate::Gateway::PROVIDER_KEY });
+
+    is($t->chat('only')->{status}, 429,
+       "after policyd's restart (SIG$how): local is still busy");
+    is(provider($t->chat('spill')), 'ext', 'and the next step takes the spill');
+
+    ok($t->wait_log('policyd', qr/lease \d+ of provider "local" is held by the worker/,
+                    from => $before),
+       'the worker re-announced its lease');
+
+    $t->write_file("gate-$how", '');
+    ok($c->read_until(qr/\[DONE\]/, 10), 'the stream ends');
+
+    ok($t->wait_for(sub { (provider($t->chat('only')) // '') eq 'local' }, timeout => 5),
+       'then local is free again');
+
+    my (undef, $max, $refused) = local_since($from);
+    is($max, 1, 'local never had two requests at once');
+    is($refused, 0, 'and refused none');
+}
+
+$mock{local}->update(delay_ms => 0, stream_gate => 'gate');
+$t->allow_log(qr/policyd connection #\d+ closed/, qr/cannot connect to policyd/);
+
 # a client that hangs up while its request waits in line leaves the line:
 # a line "full" of requests whose clients are gone must not turn real ones
 # away with 429 provider_busy ("one": a line of one)
@@ -324,6 +362,79 @@ $t->stop_all;
     close $s;
 
     $t2->stop_and_check('error.log is clean after the line kept its order');
+}
+
+# A lease's REPORT and the next DECIDE on two connections, read in the same
+# pass of policyd's loop (policyd is stopped while both are written): the
+# DECIDE must find the slot the REPORT gave back, whichever connection
+# policyd's loop happens to serve first.  Five rounds, raw protocol.
+
+{
+    my $t2 = Tailgate::Test->new;
+
+    $t2->write_policy({
+        providers => {
+            gpu => { upstream => 'tg_gpu', zone => 'local', endpoints => ['chat'],
+                     max_concurrency => 1 },
+            ext => { upstream => 'tg_ext', zone => 'external', endpoints => ['chat'] },
+        },
+        routes => {
+            spill => { steps => [ { provider => 'gpu', model => 'big' },
+                                  { provider => 'ext', model => 'e' } ],
+                       fallback => { on => 'busy' } },
+        },
+    });
+
+    $t2->start_policyd(args => ['-v']);
+
+    my @conn = map { tg_connect($t2->policyd_sock) } 1 .. 2;
+    tg_send($_, tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'u32', 65536])) for @conn;
+    tg_read_frame($_, 2) for @conn;
+
+    my $decision = sub {
+        my ($s, $id) = @_;
+        my $end = time + 3;
+        while (time < $end) {
+            my $f = tg_read_frame($s, $end - time) or return undef;
+            return $f if $f->{type} == TG_MSG_DECISION && $f->{id} == $id;
+        }
+        return undef;
+    };
+
+    my $pid = $t2->policyd_pid;
+    my $lease;
+    my @answer;
+
+    my $d = (tg_send($conn[0], tg_decide(1, 'spill')) && $decision->($conn[0], 1));
+    $lease = $d ? tg_field($d, TG_F_LEASE) : 0;
+    ok($lease, "the first request holds gpu's only slot (lease $lease)");
+
+    for my $round (1 .. 5) {
+        my $id = 100 + $round;
+
+        kill 'STOP', $pid;
+        tg_send($conn[0], tg_frame(TG_MSG_REPORT, 0, [TG_F_LEASE, 'u32', $lease],
+                                   [TG_F_PROVIDER, 'str', 'gpu'],
+                                   [TG_F_ROUTE, 'str', 'spill'],
+                                   [TG_F_OUTCOME, 'str', 'ok']));
+        tg_send($conn[1], tg_decide($id, 'spill'));
+        kill 'CONT', $pid;
+
+        my $next = $decision->($conn[1], $id);
+        push @answer, $next ? tg_field($next, TG_F_PROVIDER) : 'none';
+        $lease = $next ? tg_field($next, TG_F_LEASE) // 0 : 0;
+
+        # the new holder's REPORT goes on the first connection next round
+        last unless $lease;
+    }
+
+    is_deeply(\@answer, [('gpu') x 5],
+              'every DECIDE read beside the REPORT that freed the slot gets it')
+        or diag("answers: @answer");
+
+    close $_ for @conn;
+
+    $t2->stop_and_check('error.log is clean after REPORT and DECIDE in one pass');
 }
 
 # a decision that passed over a step because its provider was at capacity

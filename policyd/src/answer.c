@@ -181,8 +181,31 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
         return 0;
     }
 
+    /*
+     * Capacity is judged from the leases: a worker's REPORT that ends one
+     * may have come on another connection in this same loop pass, and
+     * right after a restart the leases of the last policyd may still be
+     * on their way back.  Such a decision waits until they are counted.
+     */
+
+    if (!facts->deferred && !facts->in_queue) {
+
+        if (tg_now_ms(srv) < srv->recover_until_ms
+            && (d->capacity_limited
+                || (d->status == 200
+                    && tg_state_provider(srv->state, d->provider->index)
+                       ->max_concurrency != 0)))
+        {
+            return TG_ANSWER_RECOVER;
+        }
+
+        if (d->capacity_limited) {
+            return TG_ANSWER_DEFER;
+        }
+    }
+
     if (d->status == TG_DECISION_QUEUE) {
-        return 1;
+        return TG_ANSWER_QUEUE;
     }
 
     lease = 0;
@@ -224,7 +247,7 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
 
     tg_send_decision(c, id, d, lease);
 
-    return 0;
+    return TG_ANSWER_SENT;
 }
 
 

@@ -22,10 +22,18 @@
 int tg_read_facts(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h, tg_facts *facts, bool *has_endpoint);
 
+/* what tg_answer_decide() did */
+#define TG_ANSWER_SENT       0
+#define TG_ANSWER_QUEUE      1  /* to wait for a slot: d says for whom */
+#define TG_ANSWER_DEFER      2  /* a provider at capacity decided it: again
+                                   once every frame read so far is handled */
+#define TG_ANSWER_RECOVER    3  /* needs leases while the leases of the last
+                                   policyd may still be re-announced */
+
 /*
- * Decides, and unless the decision is to wait for a slot sends it: takes
- * the lease, counts, logs.  Returns 1 (nothing sent) when the request is
- * to wait, d says for whom and how long.
+ * Decides, and unless the decision is to wait sends it: takes the lease,
+ * counts, logs.  TG_ANSWER_SENT, or why nothing was sent.  Facts that come
+ * back deferred (facts->deferred) or from the queue are never deferred.
  */
 int tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
     tg_decision *d);

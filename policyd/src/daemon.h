@@ -26,6 +26,7 @@ typedef struct tg_server  tg_server;
 typedef struct tg_conn    tg_conn;
 typedef struct tg_waiter  tg_waiter;
 typedef struct tg_admin   tg_admin;
+typedef struct tg_deferred  tg_deferred;
 
 
 typedef struct {
@@ -74,6 +75,12 @@ struct tg_server {
     bool             health_due;
     bool             wake_due;
     double           started;
+
+    tg_deferred     *deferred;      /* in order of arrival (defer.c) */
+    tg_deferred     *deferred_tail;
+    ev_check         defer_w;       /* after every frame of a loop pass */
+    ev_timer         recovery_w;    /* the end of the lease recovery */
+    uint64_t         recover_until_ms;  /* 0: not recovering */
 
     tg_waiter       *waiters;       /* in order of arrival */
     tg_waiter       *waiters_tail;

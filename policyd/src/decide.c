@@ -364,6 +364,8 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
              * provider busy, and waits behind them if the route queues.
              */
 
+            out->capacity_limited = true;
+
             if (rt->queue_max != 0 && !facts->waited
                 && ps->queued < rt->queue_max)
             {

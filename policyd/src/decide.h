@@ -45,6 +45,7 @@ typedef struct tg_facts {
     bool           dry_run;         /* explain: no lease, not counted */
     bool           waited;          /* waited in a queue already */
     bool           in_queue;        /* decided again from the queue */
+    bool           deferred;        /* decided again after a deferral */
     uint32_t       body_bytes;
     uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;
@@ -87,6 +88,9 @@ typedef struct tg_decision {
     unsigned            status;         /* 200, 400, 403, 404, 429, 503,
                                            or TG_DECISION_QUEUE */
     uint32_t            queue_wait_ms;  /* TG_DECISION_QUEUE: how long */
+
+    /* a step's provider at capacity changed the answer */
+    bool                capacity_limited;
 
     /* status != 200 */
     const char         *error_type;     /* "invalid_request_error" ... */

@@ -15,6 +15,7 @@
 
 #include "answer.h"
 #include "conn.h"
+#include "defer.h"
 #include "frames.h"
 #include "log.h"
 #include "queue.h"
@@ -39,6 +40,8 @@ static void tg_handle_models(tg_conn *c, const uint8_t *frame,
 static void tg_handle_report(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 static void tg_handle_status(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
+static void tg_handle_hold(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 
 
@@ -92,6 +95,11 @@ tg_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     case TG_MSG_CANCEL:
         /* a waiting DECIDE of this connection, given up: no reply */
         tg_queue_cancel(c, h->id);
+        tg_defer_cancel(c, h->id);
+        break;
+
+    case TG_MSG_HOLD:
+        tg_handle_hold(c, frame, h);
         break;
 
     case TG_MSG_REPORT:
@@ -198,8 +206,22 @@ tg_handle_decide(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    if (tg_answer_decide(c, h->id, &facts, &d) == 1) {
+    switch (tg_answer_decide(c, h->id, &facts, &d)) {
+
+    case TG_ANSWER_QUEUE:
         tg_queue_park(c, frame, h, &d);
+        break;
+
+    case TG_ANSWER_DEFER:
+        tg_defer(c, frame, h, &d, false);
+        break;
+
+    case TG_ANSWER_RECOVER:
+        tg_defer(c, frame, h, &d, true);
+        break;
+
+    default: /* TG_ANSWER_SENT */
+        break;
     }
 }
 
@@ -286,6 +308,7 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_field_iter   it;
 
     memset(&r, 0, sizeof(r));
+    r.owner = c->id;
     r.count = 1;
     r.outcome = TG_OUTCOME_UNKNOWN;
     total_ms = 0;
@@ -486,4 +509,74 @@ tg_handle_status(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     }
 
     tg_conn_send(c, srv->out, (size_t) len);
+}
+
+
+/*
+ * HOLD: a lease the worker still holds, granted on a connection that is
+ * gone - or by a policyd that is gone.  It is this connection's now.
+ */
+
+static void
+tg_handle_hold(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    int             rc;
+    char            provider[TG_PROVIDER_NAME_MAX + 1];
+    uint32_t        lease;
+    tg_field        f;
+    tg_pstate      *ps;
+    tg_server      *srv = c->srv;
+    tg_field_iter   it;
+
+    lease = 0;
+    provider[0] = '\0';
+
+    tg_fields_init(&it, frame, h);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        switch (f.key) {
+
+        case TG_F_LEASE:
+            if (tg_field_u32(&f, &lease) != 0) {
+                tg_conn_malformed(c, h, "lease is not a u32");
+                return;
+            }
+            break;
+
+        case TG_F_PROVIDER:
+            if (f.len < sizeof(provider)
+                && memchr(f.value, 0, f.len) == NULL)
+            {
+                memcpy(provider, f.value, f.len);
+                provider[f.len] = '\0';
+            }
+            break;
+        }
+    }
+
+    if (rc < 0) {
+        tg_conn_malformed(c, h, "a field runs past the end of the frame");
+        return;
+    }
+
+    ps = provider[0] != '\0' ? tg_state_find(srv->state, provider) : NULL;
+
+    if (ps == NULL || !ps->in_policy || lease == 0) {
+        tg_log_debug("connection %llu: HOLD of lease %u of provider \"%s\": "
+                     "none needed", (unsigned long long) c->id, lease,
+                     provider);
+        return;
+    }
+
+    if (tg_state_lease_adopt(srv->state, ps, c->id, tg_now_ms(srv), lease)
+        != 0)
+    {
+        tg_log_error("connection %llu: out of memory for a held lease",
+                     (unsigned long long) c->id);
+        return;
+    }
+
+    tg_log_info("connection %llu: lease %u of provider \"%s\" is held by "
+                "the worker: %u of %u in use", (unsigned long long) c->id,
+                lease, ps->name, ps->in_flight, ps->max_concurrency);
 }

@@ -178,6 +178,8 @@ typedef struct tg_listen {
 
 #define TG_DECISION_CACHE_MS_DEFAULT  1000
 #define TG_DECISION_CACHE_MS_MAX      60000
+#define TG_LEASE_RECOVERY_MS_DEFAULT  1000
+#define TG_LEASE_RECOVERY_MS_MAX      60000
 
 
 typedef struct tg_policy {
@@ -188,6 +190,8 @@ typedef struct tg_policy {
     tg_listen      admin;           /* path NULL: no admin socket */
     uint32_t       max_frame;
     uint32_t       decision_cache_ms;   /* how long workers may reuse one */
+    uint32_t       lease_recovery_ms;   /* after a start that may find
+                                           leases held: wait for them */
     tg_log_level   log_level;
 
     tg_provider   *providers;

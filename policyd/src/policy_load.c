@@ -30,7 +30,8 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 
 
 static const char *const  tg_top_keys[] = {
-    "listen", "admin_listen", "max_frame", "decision_cache_ms", "log_level",
+    "listen", "admin_listen", "max_frame", "decision_cache_ms",
+    "lease_recovery_ms", "log_level",
     "providers", "routes", NULL
 };
 
@@ -278,6 +279,7 @@ tg_policy_parse(const char *file, const char *text, size_t len,
     p->file = tg_copy(&ld, file != NULL ? file : "");
     p->max_frame = TG_MAX_FRAME_DEFAULT;
     p->decision_cache_ms = TG_DECISION_CACHE_MS_DEFAULT;
+    p->lease_recovery_ms = TG_LEASE_RECOVERY_MS_DEFAULT;
     p->log_level = TG_LOG_INFO;
     p->loaded_at = opts->now ? opts->now : time(NULL);
 
@@ -320,6 +322,9 @@ tg_load_top(tg_loader *ld, const cJSON *root)
     (void) tg_member_uint(ld, root, "decision_cache_ms", "", 0,
                           TG_DECISION_CACHE_MS_MAX,
                           &ld->p->decision_cache_ms);
+    (void) tg_member_uint(ld, root, "lease_recovery_ms", "", 0,
+                          TG_LEASE_RECOVERY_MS_MAX,
+                          &ld->p->lease_recovery_ms);
 
     v = tg_member(root, "log_level");
     if (v != NULL) {

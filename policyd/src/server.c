@@ -9,11 +9,14 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -21,6 +24,7 @@
 #include "admin.h"
 #include "conn.h"
 #include "daemon.h"
+#include "defer.h"
 #include "frames.h"
 #include "log.h"
 #include "policy.h"
@@ -50,6 +54,8 @@ static void tg_cooldown_arm(tg_server *srv, uint64_t now_ms);
 static void tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_probe_done(const tg_probe_answer *a, void *data);
+static bool tg_leases_mark(tg_server *srv);
+static void tg_leases_unmark(tg_server *srv);
 
 
 int
@@ -81,6 +87,22 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     if (srv.state == NULL || tg_state_bind(srv.state, policy) != 0) {
         tg_log_error("out of memory");
         goto done;
+    }
+
+    /*
+     * Lease ids from a random start: a lease a worker re-announces from
+     * the last policyd is then unlikely to have the id of a new one.
+     */
+
+    if (getrandom(&srv.state->next_lease, sizeof(uint32_t), GRND_NONBLOCK)
+        != (ssize_t) sizeof(uint32_t))
+    {
+        srv.state->next_lease = (uint32_t) getpid() * 2654435761u
+                                ^ (uint32_t) time(NULL);
+    }
+
+    if (srv.state->next_lease == 0) {
+        srv.state->next_lease = 1;
     }
 
     srv.out_cap = TG_MAX_FRAME_LIMIT + TG_FRAME_LEN_SIZE;
@@ -130,6 +152,9 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     ev_timer_init(&srv.soon_w, tg_soon_cb, 0, 0);
     srv.soon_w.data = &srv;
 
+    tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
+                                             : 0);
+
     if (policy->admin.path != NULL) {
         srv.admin = tg_admin_open(srv.loop, &policy->admin, tg_admin_body,
                                   &srv);
@@ -153,6 +178,10 @@ done:
         c = srv.conns;
         snprintf(c->reason, sizeof(c->reason), "policyd is stopping");
         tg_conn_close(c);
+    }
+
+    if (srv.loop != NULL) {
+        tg_defer_stop(&srv);
     }
 
     tg_listen_close(&srv);
@@ -393,6 +422,9 @@ tg_shutdown(tg_server *srv)
     tg_admin_close(srv->admin);
     srv->admin = NULL;
 
+    /* before the connections close and take their leases with them */
+    tg_leases_unmark(srv);
+
     while (srv->conns != NULL) {
         c = srv->conns;
         snprintf(c->reason, sizeof(c->reason), "policyd is stopping");
@@ -411,6 +443,7 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
     size_t  n;
 
     tg_queue_drop_conn(srv, c);
+    tg_defer_drop_conn(srv, c);
 
     n = tg_state_release_owner(srv->state, c->id);
 
@@ -632,5 +665,66 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (wake) {
         tg_queue_wake_all(srv);
+    }
+}
+
+
+/*
+ * "SOCKET.leases" says a policyd ran here and may have left leases that
+ * workers still hold: it is made at start and goes at a clean stop with
+ * no lease held.  Returns whether it was there already, so that this
+ * policyd waits for the leases to be re-announced.
+ */
+
+static bool
+tg_leases_mark(tg_server *srv)
+{
+    int    fd;
+    bool   found;
+    char   path[sizeof(srv->listener.path) + sizeof(".leases")];
+    char   pid[32];
+    int    n;
+
+    snprintf(path, sizeof(path), "%s.leases", srv->listener.path);
+
+    found = access(path, F_OK) == 0;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+              0600);
+
+    if (fd == -1) {
+        tg_log_warn("cannot write %s: %s; a policyd started after this one "
+                    "will not wait for leases held", path, strerror(errno));
+        return found;
+    }
+
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long) getpid());
+
+    if (write(fd, pid, (size_t) n) != n) {
+        tg_log_warn("cannot write %s: %s", path, strerror(errno));
+    }
+
+    close(fd);
+
+    return found;
+}
+
+
+static void
+tg_leases_unmark(tg_server *srv)
+{
+    char  path[sizeof(srv->listener.path) + sizeof(".leases")];
+
+    snprintf(path, sizeof(path), "%s.leases", srv->listener.path);
+
+    if (srv->state->nleases != 0) {
+        tg_log_info("stopping with %zu leases held by workers: the next "
+                    "policyd waits for them to be re-announced",
+                    srv->state->nleases);
+        return;
+    }
+
+    if (unlink(path) == -1 && errno != ENOENT) {
+        tg_log_warn("unlink(%s) failed: %s", path, strerror(errno));
     }
 }

@@ -13,6 +13,10 @@
 
 
 static int tg_state_grow_buckets(tg_state *st);
+static int tg_state_lease_insert(tg_state *st, tg_pstate *ps,
+    uint64_t owner, uint64_t now_ms, uint32_t wanted, uint32_t *lease);
+static uint32_t tg_state_alias_take(tg_state *st, uint64_t owner,
+    uint32_t announced);
 static tg_pstate *tg_state_slot(tg_state *st, const char *name);
 
 
@@ -106,6 +110,7 @@ tg_state_free(tg_state *st)
 
     free(st->routes);
     free(st->buckets);
+    free(st->aliases);
     free(st->slots);
     free(st->bound);
     free(st);
@@ -189,9 +194,6 @@ int
 tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
     uint64_t now_ms, uint32_t *lease)
 {
-    size_t      b;
-    uint32_t    id;
-    tg_lease   *l;
     tg_pstate  *ps;
 
     *lease = 0;
@@ -206,6 +208,65 @@ tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
         return 0;
     }
 
+    return tg_state_lease_insert(st, ps, owner, now_ms, 0, lease);
+}
+
+
+int
+tg_state_lease_adopt(tg_state *st, tg_pstate *ps, uint64_t owner,
+    uint64_t now_ms, uint32_t announced)
+{
+    uint32_t         id;
+    tg_lease_alias  *a;
+
+    if (ps->max_concurrency == 0 || announced == 0) {
+        return 0;
+    }
+
+    if (tg_state_lease_insert(st, ps, owner, now_ms, announced, &id) != 0) {
+        return -1;
+    }
+
+    st->leases_adopted++;
+
+    if (id == announced) {
+        return 0;
+    }
+
+    if (st->naliases == st->aliases_cap) {
+        a = realloc(st->aliases, (st->aliases_cap ? st->aliases_cap * 2 : 8)
+                                 * sizeof(tg_lease_alias));
+        if (a == NULL) {
+            (void) tg_state_lease_release(st, id);
+            return -1;
+        }
+
+        st->aliases = a;
+        st->aliases_cap = st->aliases_cap ? st->aliases_cap * 2 : 8;
+    }
+
+    a = &st->aliases[st->naliases++];
+    a->owner = owner;
+    a->announced = announced;
+    a->id = id;
+
+    return 0;
+}
+
+
+/*
+ * A new lease of ps: under id wanted when that is free (an adopted one),
+ * else the next free id of a u32 counter that skips 0.
+ */
+
+static int
+tg_state_lease_insert(tg_state *st, tg_pstate *ps, uint64_t owner,
+    uint64_t now_ms, uint32_t wanted, uint32_t *lease)
+{
+    size_t      b;
+    uint32_t    id;
+    tg_lease   *l;
+
     if (st->nleases >= st->nbuckets && tg_state_grow_buckets(st) != 0) {
         return -1;
     }
@@ -215,14 +276,14 @@ tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
         return -1;
     }
 
-    /* a u32 counter that skips 0 and ids still held after a wrap-around */
+    id = wanted;
 
-    do {
+    while (id == 0 || tg_state_lease(st, id) != NULL) {
         id = st->next_lease++;
         if (st->next_lease == 0) {
             st->next_lease = 1;
         }
-    } while (tg_state_lease(st, id) != NULL);
+    }
 
     l->id = id;
     l->provider = ps;
@@ -239,6 +300,28 @@ tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
     *lease = id;
 
     return 0;
+}
+
+
+/* the id an owner's REPORT means: its alias taken out, or the id itself */
+
+static uint32_t
+tg_state_alias_take(tg_state *st, uint64_t owner, uint32_t announced)
+{
+    size_t    i;
+    uint32_t  id;
+
+    for (i = 0; i < st->naliases; i++) {
+        if (st->aliases[i].owner == owner
+            && st->aliases[i].announced == announced)
+        {
+            id = st->aliases[i].id;
+            st->aliases[i] = st->aliases[--st->naliases];
+            return id;
+        }
+    }
+
+    return announced;
 }
 
 
@@ -303,6 +386,14 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
     size_t     i, n;
     tg_lease  **pl, *l;
 
+    for (i = 0; i < st->naliases; /* void */) {
+        if (st->aliases[i].owner == owner) {
+            st->aliases[i] = st->aliases[--st->naliases];
+        } else {
+            i++;
+        }
+    }
+
     if (st->nleases == 0) {
         return 0;
     }
@@ -334,6 +425,7 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
 tg_pstate *
 tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 {
+    uint32_t         id;
     tg_outcome       outcome;
     tg_pstate       *ps, *freed;
     tg_rstate       *rs;
@@ -344,7 +436,10 @@ tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 
     st->reports[outcome] += r->count;
 
-    l = r->lease != 0 ? tg_state_lease(st, r->lease) : NULL;
+    id = (r->lease != 0 && st->naliases != 0)
+         ? tg_state_alias_take(st, r->owner, r->lease) : r->lease;
+
+    l = id != 0 ? tg_state_lease(st, id) : NULL;
 
     /* the lease knows its provider for certain; the name is the module's */
 
@@ -371,7 +466,7 @@ tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 
     freed = l->provider;
 
-    return tg_state_lease_release(st, r->lease) ? freed : NULL;
+    return tg_state_lease_release(st, id) ? freed : NULL;
 }
 
 

@@ -121,6 +121,18 @@ typedef struct tg_lease {
 } tg_lease;
 
 
+/*
+ * A lease a worker re-announced (HOLD) under an id that this policyd had
+ * already given to another: kept under a new id, found by the old one on
+ * its owner's connection.
+ */
+typedef struct {
+    uint64_t         owner;
+    uint32_t         announced;
+    uint32_t         id;
+} tg_lease_alias;
+
+
 typedef struct tg_state {
     tg_pstate      **slots;             /* every provider ever bound */
     size_t           nslots;
@@ -137,6 +149,9 @@ typedef struct tg_state {
     size_t           nbuckets;          /* a power of two */
     size_t           nleases;
     uint32_t         next_lease;
+    tg_lease_alias  *aliases;
+    size_t           naliases;
+    size_t           aliases_cap;
 
     uint64_t         decisions;         /* DECISION frames sent */
     uint64_t         refusals;          /* of those, status != 200 */
@@ -144,6 +159,7 @@ typedef struct tg_state {
     uint64_t         reports_without_lease;
     uint64_t         leases_dropped;    /* freed by a connection close */
     uint64_t         leases_expired;    /* never reported: lease_ttl_ms */
+    uint64_t         leases_adopted;    /* re-announced by a worker */
 } tg_state;
 
 
@@ -169,6 +185,16 @@ tg_pstate *tg_state_find(const tg_state *st, const char *name);
 int tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
     uint64_t now_ms, uint32_t *lease);
 
+/*
+ * A lease a worker still holds, re-announced after its connection (or the
+ * policyd that granted it) went: kept for connection owner under the id the
+ * worker knows when that id is free, else under a new one that REPORTs of
+ * the announced id on that connection find.  0, or -1 when out of memory.
+ * A provider without max_concurrency needs no lease: nothing is kept.
+ */
+int tg_state_lease_adopt(tg_state *st, tg_pstate *ps, uint64_t owner,
+    uint64_t now_ms, uint32_t announced);
+
 const tg_lease *tg_state_lease(const tg_state *st, uint32_t id);
 
 /* Ends a lease: 1, or 0 when there is no such lease. */
@@ -180,6 +206,7 @@ size_t tg_state_release_owner(tg_state *st, uint64_t owner);
 /* A REPORT, as the module sent it */
 typedef struct {
     uint32_t        lease;              /* 0: none */
+    uint64_t        owner;              /* the connection it came on */
     tg_outcome      outcome;
     uint32_t        count;
     uint32_t        http_status;

@@ -148,6 +148,99 @@ test_no_lease_without_max_concurrency(void **unused)
 }
 
 
+/* a REPORT of lease on connection owner: 1 when it ended a lease */
+
+static int
+report_on(tg_state *st, uint64_t owner, uint32_t lease)
+{
+    tg_report  r;
+
+    memset(&r, 0, sizeof(r));
+    r.lease = lease;
+    r.owner = owner;
+    r.outcome = TG_OUTCOME_OK;
+    r.count = 1;
+
+    return tg_state_report(st, &r, 0) != NULL;
+}
+
+
+static void
+test_lease_adopt(void **unused)
+{
+    uint32_t          fresh, again;
+    tg_state         *st;
+    tg_policy        *p;
+    tg_pstate        *local, *cloud;
+    const tg_lease   *l;
+
+    (void) unused;
+
+    st = tg_state_new();
+    p = policy_with_limits(tg_policy_a, 1, 0);
+    assert_int_equal(tg_state_bind(st, p), 0);
+
+    local = tg_state_provider(st, 0);
+    cloud = tg_state_find(st, "cloud");
+
+    /* a worker re-announces lease 40 of a policyd before: kept as 40 */
+
+    assert_int_equal(tg_state_lease_adopt(st, local, 7, 500, 40), 0);
+    l = tg_state_lease(st, 40);
+    assert_non_null(l);
+    assert_int_equal(l->owner, 7);
+    assert_int_equal(l->granted_ms, 500);
+    assert_int_equal(local->in_flight, 1);
+    assert_int_equal(st->leases_adopted, 1);
+
+    /* a provider without max_concurrency needs none; nor does lease 0 */
+
+    assert_int_equal(tg_state_lease_adopt(st, cloud, 7, 500, 41), 0);
+    assert_null(tg_state_lease(st, 41));
+    assert_int_equal(tg_state_lease_adopt(st, local, 7, 500, 0), 0);
+    assert_int_equal(st->nleases, 1);
+
+    /* this policyd gave id 1 away; another worker re-announces its own 1 */
+
+    assert_int_equal(tg_state_lease_acquire(st, 0, 8, 600, &fresh), 0);
+    assert_int_equal(fresh, 1);
+    assert_int_equal(tg_state_lease_adopt(st, local, 9, 700, 1), 0);
+    assert_int_equal(local->in_flight, 3);
+    assert_int_equal(st->naliases, 1);
+
+    /* its REPORT of 1 on its own connection ends its own lease, not 8's */
+
+    assert_int_equal(report_on(st, 9, 1), 1);
+    l = tg_state_lease(st, 1);
+    assert_non_null(l);
+    assert_int_equal(l->owner, 8);
+    assert_int_equal(st->naliases, 0);
+    assert_int_equal(local->in_flight, 2);
+
+    /* and 8's REPORT of 1 ends 8's */
+
+    assert_int_equal(report_on(st, 8, 1), 1);
+    assert_null(tg_state_lease(st, 1));
+
+    /* an alias goes with its connection */
+
+    assert_int_equal(tg_state_lease_acquire(st, 0, 8, 800, &fresh), 0);
+    assert_int_equal(tg_state_lease_adopt(st, local, 9, 900, fresh), 0);
+    assert_int_equal(st->naliases, 1);
+    assert_int_equal(tg_state_release_owner(st, 9), 1);
+    assert_int_equal(st->naliases, 0);
+    again = fresh;
+    assert_non_null(tg_state_lease(st, again));
+    assert_int_equal(tg_state_release_owner(st, 8), 1);
+    assert_int_equal(tg_state_release_owner(st, 7), 1);
+    assert_int_equal(local->in_flight, 0);
+    assert_int_equal(st->nleases, 0);
+
+    tg_policy_free(p);
+    tg_state_free(st);
+}
+
+
 static void
 test_lease_grant_and_release(void **unused)
 {
@@ -417,6 +510,7 @@ main(void)
         cmocka_unit_test(test_bind),
         cmocka_unit_test(test_no_lease_without_max_concurrency),
         cmocka_unit_test(test_lease_grant_and_release),
+        cmocka_unit_test(test_lease_adopt),
         cmocka_unit_test(test_release_by_connection),
         cmocka_unit_test(test_leases_survive_reload),
         cmocka_unit_test(test_lease_ids_wrap),

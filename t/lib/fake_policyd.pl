@@ -76,7 +76,7 @@ use constant {
 
 my %TYPE_NAME = (1 => 'HELLO', 2 => 'HELLO_OK', 3 => 'DECIDE',
                  4 => 'DECISION', 5 => 'MODELS', 6 => 'MODEL_LIST',
-                 7 => 'REPORT', 8 => 'ERROR');
+                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD');
 
 # key => [name, type]
 my %FIELD = (
@@ -477,7 +477,8 @@ sub handle {
         return;
     }
 
-    return if $type == REPORT;
+    # one-way frames: recorded, never answered
+    return if $type == REPORT || $type == 13 || $type == 15;
 
     if ($type != DECIDE) {
         send_bytes($fd, error_frame($id, E_UNKNOWN, "unknown frame type $type"));

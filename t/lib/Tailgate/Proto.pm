@@ -37,6 +37,7 @@ use constant {
     TG_MSG_STATUS_REPLY    => 12,
     TG_MSG_CANCEL          => 13,
     TG_MSG_STATUS_PART     => 14,
+    TG_MSG_HOLD            => 15,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
