@@ -99,6 +99,20 @@
 #define TG_F_COMPLETION_TOKENS      55  /* u32 */
 #define TG_F_COUNT                  56  /* u32: requests this REPORT counts */
 
+/* REPORT: one request's usage (docs/protocol.md, "Usage") */
+#define TG_F_REQUEST_ID             60  /* str: nginx's $request_id */
+#define TG_F_CACHED_TOKENS          61  /* u32: of the input, cached */
+#define TG_F_REASONING_TOKENS       62  /* u32: of the output, reasoning */
+#define TG_F_ESTIMATED              63  /* u8: 1 when tokens are estimated */
+#define TG_F_TTFB_MS                64  /* u32: to the provider's first byte */
+#define TG_F_AUDIO_MS               65  /* u32: transcribed audio */
+#define TG_F_CHARACTERS             66  /* u32: speech: input characters */
+#define TG_F_RESPONSE_MODEL         67  /* str: the model that answered */
+#define TG_F_TOTAL_TOKENS           68  /* u32: as the provider says */
+
+/* DECISION: the step's prices, for $tailgate_cost */
+#define TG_F_PRICES                 69  /* str: "IN CACHED OUT MIN CHARS" */
+
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */
 #define TG_FALLBACK_CONNECT_ERROR   0x01

@@ -103,6 +103,11 @@ my %FIELD = (
     51 => [ http_status => 'u32' ],     52 => [ upstream_ms => 'u32' ],
     53 => [ total_ms => 'u32' ],        54 => [ prompt_tokens => 'u32' ],
     55 => [ completion_tokens => 'u32' ], 56 => [ count => 'u32' ],
+    60 => [ request_id => 'str' ],      61 => [ cached_tokens => 'u32' ],
+    62 => [ reasoning_tokens => 'u32' ], 63 => [ estimated => 'u8' ],
+    64 => [ ttfb_ms => 'u32' ],         65 => [ audio_ms => 'u32' ],
+    66 => [ characters => 'u32' ],      67 => [ response_model => 'str' ],
+    68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

@@ -85,6 +85,16 @@ use constant {
     TG_F_PROMPT_TOKENS     => 54,
     TG_F_COMPLETION_TOKENS => 55,
     TG_F_COUNT             => 56,
+    TG_F_REQUEST_ID        => 60,
+    TG_F_CACHED_TOKENS     => 61,
+    TG_F_REASONING_TOKENS  => 62,
+    TG_F_ESTIMATED         => 63,
+    TG_F_TTFB_MS           => 64,
+    TG_F_AUDIO_MS          => 65,
+    TG_F_CHARACTERS        => 66,
+    TG_F_RESPONSE_MODEL    => 67,
+    TG_F_TOTAL_TOKENS      => 68,
+    TG_F_PRICES            => 69,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -106,6 +116,8 @@ our %FIELD_TYPE = (
     45 => 'str', 46 => 'str', 47 => 'u32', 48 => 'u32', 49 => 'u32',
     50 => 'str', 51 => 'u32', 52 => 'u32', 53 => 'u32', 54 => 'u32',
     55 => 'u32', 56 => 'u32', 57 => 'str', 58 => 'u32', 59 => 'str',
+    60 => 'str', 61 => 'u32', 62 => 'u32', 63 => 'u8',  64 => 'u32',
+    65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
