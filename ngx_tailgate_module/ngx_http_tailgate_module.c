@@ -287,6 +287,7 @@ ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
     tmcf->policyd.buffer_size = NGX_CONF_UNSET_SIZE;
     tmcf->cache_size = NGX_CONF_UNSET_UINT;
     tmcf->jwt_cache_size = NGX_CONF_UNSET_UINT;
+    tmcf->request_id_var = NGX_ERROR;
 
     if (ngx_array_init(&tmcf->keys, cf->pool, 4,
                        sizeof(ngx_tailgate_keys_t *))
@@ -493,6 +494,14 @@ ngx_http_tailgate_init(ngx_conf_t *cf)
     if (tmcf->policyd.addr == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"tailgate on\" needs \"tailgate_policyd\"");
+        return NGX_ERROR;
+    }
+
+    /* usage records name the request as the access log does */
+
+    tmcf->request_id_var = ngx_http_get_variable_index(cf,
+                               &(ngx_str_t) ngx_string("request_id"));
+    if (tmcf->request_id_var == NGX_ERROR) {
         return NGX_ERROR;
     }
 

@@ -130,6 +130,7 @@ ngx_tailgate_reply_strings(ngx_tailgate_reply_t *reply, ngx_str_t **strings)
     strings[n++] = &reply->reason;
     strings[n++] = &reply->zone;
     strings[n++] = &reply->adjust;
+    strings[n++] = &reply->prices;
 
     return n;
 }

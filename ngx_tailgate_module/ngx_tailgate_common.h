@@ -136,6 +136,7 @@ typedef struct {
     ngx_array_t                  keys;           /* ngx_tailgate_keys_t * */
 
     ngx_uint_t                   enabled;    /* some location uses tailgate */
+    ngx_int_t                    request_id_var;     /* $request_id */
 } ngx_http_tailgate_main_conf_t;
 
 
@@ -181,6 +182,35 @@ typedef struct {
     ngx_tailgate_outcome_e       outcome;
     ngx_uint_t                   status;     /* the provider's, or 0 */
 } ngx_tailgate_attempt_t;
+
+
+/* a request's usage as it is reported and logged (ngx_tailgate_meter.c) */
+typedef struct {
+    uint64_t                     input;
+    uint64_t                     output;
+    uint64_t                     total;
+    uint64_t                     cached;
+    uint64_t                     reasoning;
+    uint64_t                     audio_ms;
+    uint64_t                     characters;
+    ngx_str_t                    model;      /* the answer's, if it said */
+    unsigned                     known:1;    /* a provider answered */
+    unsigned                     estimated:1;
+} ngx_tailgate_tokens_t;
+
+
+typedef struct ngx_tailgate_meter_s  ngx_tailgate_meter_t;
+
+
+/* a step's prices: pico-units (1e-12) of the currency */
+typedef enum {
+    NGX_TAILGATE_PRICE_INPUT = 0,        /* per token */
+    NGX_TAILGATE_PRICE_CACHED,           /* per token */
+    NGX_TAILGATE_PRICE_OUTPUT,           /* per token */
+    NGX_TAILGATE_PRICE_MINUTE,           /* micro-units per minute */
+    NGX_TAILGATE_PRICE_CHARACTER,        /* per character */
+    NGX_TAILGATE_PRICES
+} ngx_tailgate_price_e;
 
 
 typedef struct {
@@ -231,6 +261,11 @@ typedef struct {
 
     ngx_array_t                 *status_parts;   /* ngx_str_t, copied */
 
+    /* what the answer used, and what it costs */
+    ngx_tailgate_meter_t        *meter;
+    ngx_tailgate_tokens_t       *tokens;     /* worked out, this attempt's */
+    uint64_t                     prices[NGX_TAILGATE_PRICES];
+
     unsigned                     reported:1;
     unsigned                     from_cache:1;
     unsigned                     response_complete:1;
@@ -242,6 +277,9 @@ typedef struct {
     unsigned                     sse:1;
     unsigned                     stream_broken:1;
     unsigned                     client_gone:1;
+    unsigned                     priced:1;   /* the decision had prices */
+    unsigned                     stream_usage:1;  /* ask for it (decision) */
+    unsigned                     usage_asked:1;  /* this body asks for it */
 } ngx_http_tailgate_ctx_t;
 
 

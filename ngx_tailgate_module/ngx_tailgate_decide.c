@@ -19,6 +19,11 @@
 #define NGX_TAILGATE_DECIDE_FRAME     4096
 
 
+/* the edit that asks a provider for a chat stream's usage */
+static u_char  ngx_http_tailgate_ask_usage[] =
+    "set stream_options.include_usage true\n";
+
+
 static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static void ngx_http_tailgate_body_handler(ngx_http_request_t *r);
@@ -30,6 +35,8 @@ static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
+static ngx_int_t ngx_http_tailgate_prices(ngx_str_t *text,
+    uint64_t *prices);
 static ngx_tailgate_upstream_t *ngx_http_tailgate_check(
     ngx_http_request_t *r, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_refuse(ngx_http_request_t *r,
@@ -539,6 +546,18 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     ctx->reported = 0;
     ctx->fallback = reply->fallback;
+    ctx->priced = (ngx_http_tailgate_prices(&reply->prices, ctx->prices)
+                   == NGX_OK);
+
+    /*
+     * A chat stream's usage comes only when asked for: the gateway asks
+     * for it when the client did not (and the provider honours it), and
+     * the filter takes the usage-only chunk out again.
+     */
+
+    ctx->usage_asked = ctx->endpoint->id == NGX_TAILGATE_EP_CHAT
+                       && ctx->facts.stream && !ctx->facts.include_usage
+                       && reply->stream_usage;
 
     /* the reply lives in a read buffer or the cache: keep a copy */
 
@@ -547,6 +566,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                              + reply->provider_model.len
                              + reply->authorization.len + reply->reason.len
                              + reply->zone.len + reply->adjust.len
+                             + sizeof(ngx_http_tailgate_ask_usage)
                              + reply->scheme.len + sizeof("://") - 1
                              + reply->upstream.len + reply->path.len);
     if (p == NULL) {
@@ -570,6 +590,22 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     p = ngx_http_tailgate_keep(p, &ctx->reason, &reply->reason);
     p = ngx_http_tailgate_keep(p, &ctx->zone, &reply->zone);
     p = ngx_http_tailgate_keep(p, &adjust, &reply->adjust);
+
+    if (ctx->usage_asked
+        && ngx_strlcasestrn(adjust.data, adjust.data + adjust.len,
+                            (u_char *) "stream_options.include_usage",
+                            sizeof("stream_options.include_usage") - 2)
+           == NULL)
+    {
+        if (adjust.len && adjust.data[adjust.len - 1] != '\n') {
+            *p++ = '\n';
+            adjust.len++;
+        }
+
+        p = ngx_cpymem(p, ngx_http_tailgate_ask_usage,
+                       sizeof(ngx_http_tailgate_ask_usage) - 1);
+        adjust.len += sizeof(ngx_http_tailgate_ask_usage) - 1;
+    }
 
     ctx->upstream_url.data = p;
     p = ngx_cpymem(p, reply->scheme.data, reply->scheme.len);
@@ -616,6 +652,44 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                    &ctx->reason);
 
     return NGX_DECLINED;
+}
+
+
+/* "IN CACHED OUT MIN CHARS": five numbers or none; NGX_DECLINED: none */
+
+static ngx_int_t
+ngx_http_tailgate_prices(ngx_str_t *text, uint64_t *prices)
+{
+    u_char      *p, *end, *start;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+
+    p = text->data;
+    end = p + text->len;
+
+    for (i = 0; i < NGX_TAILGATE_PRICES; i++) {
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        /* a price over a million per token is no price of a provider's */
+
+        n = (p - start <= 12) ? ngx_atoi(start, p - start) : NGX_ERROR;
+
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        prices[i] = (uint64_t) n;
+    }
+
+    return (p == end) ? NGX_OK : NGX_DECLINED;
 }
 
 

@@ -12,6 +12,7 @@
 
 
 #include "ngx_tailgate_common.h"
+#include "ngx_tailgate_meter.h"
 #include "ngx_tailgate_ctx.h"
 #include "ngx_tailgate_response.h"
 
@@ -65,8 +66,9 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (r->upstream) {
+    if (r->upstream && ctx->provider.len) {
         ngx_tailgate_stream_watch(r, ctx);
+        ngx_tailgate_meter_start(r, ctx);
     }
 
     return ngx_http_next_header_filter(r);
@@ -118,7 +120,8 @@ ngx_tailgate_explain(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 static ngx_int_t
 ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_chain_t              *cl;
+    ngx_int_t                 rc;
+    ngx_chain_t              *cl, *out;
     ngx_http_tailgate_ctx_t  *ctx;
 
     if (in == NULL || r != r->main || r->upstream == NULL) {
@@ -127,12 +130,20 @@ ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_tailgate_get_ctx(r);
 
-    if (ctx && ctx->sse) {
-        ngx_tailgate_stream_track(ctx, in);
+    if (ctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
     }
 
-    if (ctx && !ctx->response_complete) {
-        for (cl = in; cl; cl = cl->next) {
+    if (ngx_tailgate_meter_body(r, ctx, in, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->sse) {
+        ngx_tailgate_stream_track(ctx, out);
+    }
+
+    if (!ctx->response_complete) {
+        for (cl = out; cl; cl = cl->next) {
             if (cl->buf->last_buf) {
                 ctx->response_complete = 1;
                 break;
@@ -140,5 +151,11 @@ ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
     }
 
-    return ngx_http_next_body_filter(r, in);
+    rc = ngx_http_next_body_filter(r, out);
+
+    if (out != in) {
+        ngx_tailgate_meter_sent(r, ctx, out);
+    }
+
+    return rc;
 }

@@ -40,6 +40,7 @@ static ssize_t ngx_tailgate_json_unescape(u_char *p, u_char *end,
     u_char *dst, size_t size);
 static ngx_int_t ngx_tailgate_json_hex4(u_char *p, uint32_t *cp);
 static ngx_uint_t ngx_tailgate_json_key_folds(u_char *name, size_t n);
+static ngx_uint_t ngx_tailgate_json_include_usage(u_char *p, u_char *end);
 
 
 /*
@@ -278,6 +279,17 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
 
                 facts->tools = (*value != ']');
             }
+
+        } else if (n == 14 && ngx_strncmp(name, "stream_options", 14) == 0) {
+            facts->include_usage = ngx_tailgate_json_include_usage(value,
+                                                                   j.p);
+
+        } else if (n == 5 && ngx_strncmp(name, "input", 5) == 0
+                   && *value == '"')
+        {
+            /* counted only where it is priced by character: speech */
+            facts->input_start = value + 1;
+            facts->input_end = j.p - 1;
         }
 
     next:
@@ -512,6 +524,56 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     it->first = 0;
 
     return NGX_OK;
+}
+
+
+/* whether a stream_options object asks for the usage: include_usage true */
+
+static ngx_uint_t
+ngx_tailgate_json_include_usage(u_char *p, u_char *end)
+{
+    ngx_int_t                   rc;
+    ngx_tailgate_json_iter_t    it;
+    ngx_tailgate_json_member_t  m;
+
+    if (ngx_tailgate_json_members(&it, p, end) != NGX_OK) {
+        return 0;
+    }
+
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
+        if (m.name_len == 13 && ngx_strncmp(m.name, "include_usage", 13) == 0)
+        {
+            return *m.value_start == 't';
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The characters of a JSON string's text (its raw bytes between the
+ * quotes): UTF-8 sequences and escapes count one each.
+ */
+
+size_t
+ngx_tailgate_json_chars(u_char *p, u_char *end)
+{
+    size_t  n;
+
+    for (n = 0; p < end; p++) {
+
+        if (*p == '\\' && p + 1 < end) {
+            p += (p[1] == 'u') ? 5 : 1;
+
+        } else if ((*p & 0xc0) == 0x80) {
+            continue;
+        }
+
+        n++;
+    }
+
+    return n;
 }
 
 

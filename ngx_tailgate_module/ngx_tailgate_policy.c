@@ -376,23 +376,31 @@ ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
 void
 ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log)
 {
-    ngx_tailgate_peer_t  *peer;
-
     if (ngx_tailgate_frame_finish(frame) != NGX_OK) {
         return;
     }
 
+    ngx_tailgate_notify_frames(frame->start, frame->pos - frame->start, log);
+}
+
+
+/* one-way frames, one after another in frames, on any open connection */
+
+void
+ngx_tailgate_notify_frames(u_char *frames, size_t len, ngx_log_t *log)
+{
+    ngx_tailgate_peer_t  *peer;
+
     peer = ngx_tailgate_peer_open();
 
     if (peer == NULL) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
-                       "tailgate: no policyd connection, report dropped");
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "tailgate: no policyd connection, %uz bytes of "
+                       "reports dropped", len);
         return;
     }
 
-    if (ngx_tailgate_peer_queue(peer, frame->start, frame->pos - frame->start)
-        != NGX_OK)
-    {
+    if (ngx_tailgate_peer_queue(peer, frames, len) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "tailgate: policyd connection #%ui is backed up, "
                       "report dropped", peer->index);

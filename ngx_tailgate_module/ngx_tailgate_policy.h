@@ -83,6 +83,7 @@ void ngx_tailgate_call_cancel(ngx_tailgate_call_t *call);
 void ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log);
 void ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
     ngx_log_t *log);
+void ngx_tailgate_notify_frames(u_char *frames, size_t len, ngx_log_t *log);
 ngx_uint_t ngx_tailgate_policyd_up(void);
 
 void ngx_tailgate_lease_hold(ngx_tailgate_lease_t *lease, void *peer,

@@ -217,7 +217,16 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_REASON:          s = &reply->reason; break;
         case TG_F_ZONE:            s = &reply->zone; break;
         case TG_F_ADJUST:          s = &reply->adjust; break;
+        case TG_F_PRICES:          s = &reply->prices; break;
         case TG_F_BODY:            s = &reply->body; break;
+
+        case TG_F_STREAM_USAGE:
+            if (vlen != 1) {
+                return NGX_ERROR;
+            }
+
+            reply->stream_usage = value[0];
+            continue;
 
         default:
             /* unknown fields are skipped: peers may add new ones */

@@ -36,6 +36,7 @@ typedef struct {
     size_t                       cache_max_bytes;
     ngx_uint_t                   fallback;   /* TG_FALLBACK_* */
     ngx_msec_t                   wait_ms;    /* QUEUED */
+    ngx_uint_t                   stream_usage;   /* ask for a stream's */
 
     /* ngx_tailgate_upstream_t *, once the decision passed our checks */
     void                        *checked;
@@ -54,6 +55,7 @@ typedef struct {
     ngx_str_t                    reason;
     ngx_str_t                    zone;
     ngx_str_t                    adjust;
+    ngx_str_t                    prices;     /* "IN CACHED OUT MIN CHARS" */
     ngx_str_t                    body;
 } ngx_tailgate_reply_t;
 

@@ -2,52 +2,40 @@
 /*
  * Copyright (C) The Tailgate authors
  *
- * Outcomes back to policyd, from the log phase.  A request that held a
- * lease, or did not end well, is reported at once: the lease must end now,
- * and policyd's view of a provider's health must not lag.  Plain successes
- * are only counted, per provider and route, and sent as one REPORT with a
- * count every NGX_TAILGATE_REPORT_EVERY: on a busy worker that saves a
- * frame per request and a wakeup of policyd per event loop iteration.
+ * Outcomes and usage back to policyd: one REPORT for every attempt that got
+ * a decision.  A request that held a lease, or did not end well, is
+ * reported at once: the lease must end now, and policyd's view of a
+ * provider's health must not lag.  The REPORTs of plain successes wait in
+ * a batch and leave together every NGX_TAILGATE_REPORT_EVERY (or when the
+ * batch is full): on a busy worker that saves a wakeup of policyd per event
+ * loop iteration, and each request still gets its own record.
  */
 
 
 #include "ngx_tailgate_common.h"
 #include "ngx_tailgate_ctx.h"
+#include "ngx_tailgate_meter.h"
 
 
 #define NGX_TAILGATE_REPORT_EVERY    250     /* ms */
-#define NGX_TAILGATE_TALLIES         32
-#define NGX_TAILGATE_TALLY_NAME      64
+#define NGX_TAILGATE_REPORT_BATCH    32768   /* bytes of REPORTs waiting */
+#define NGX_TAILGATE_REPORT_FRAME    4096
 
 
-typedef struct {
-    ngx_uint_t                   count;
-    uint64_t                     upstream_ms;
-    uint64_t                     total_ms;
-    size_t                       provider_len;
-    size_t                       route_len;
-    u_char                       provider[NGX_TAILGATE_TALLY_NAME];
-    u_char                       route[NGX_TAILGATE_TALLY_NAME * 4];
-} ngx_tailgate_tally_t;
-
-
-static void ngx_tailgate_report_send(void *peer, ngx_str_t *provider,
-    ngx_str_t *route, uint32_t lease, ngx_tailgate_outcome_e outcome,
-    ngx_uint_t status, ngx_uint_t count, uint64_t upstream_ms,
-    uint64_t total_ms, ngx_log_t *log);
 static void ngx_tailgate_report_now(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
-    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_msec_t total_ms);
+    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_tailgate_tokens_t *t);
+static void ngx_tailgate_report_facts(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_frame_t *f);
 static ngx_msec_t ngx_tailgate_report_total_ms(ngx_http_request_t *r);
-static void *ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx);
-static ngx_int_t ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx,
-    uint64_t upstream_ms, uint64_t total_ms);
+static void ngx_tailgate_report_batch(ngx_tailgate_frame_t *f,
+    ngx_log_t *log);
 static void ngx_tailgate_report_flush(ngx_event_t *ev);
 
 
-static ngx_tailgate_tally_t  ngx_tailgate_tallies[NGX_TAILGATE_TALLIES];
-static ngx_uint_t            ngx_tailgate_ntallies;
-static ngx_event_t           ngx_tailgate_report_timer;
+static u_char       ngx_tailgate_batch[NGX_TAILGATE_REPORT_BATCH];
+static size_t       ngx_tailgate_batch_len;
+static ngx_event_t  ngx_tailgate_report_timer;
 
 
 void
@@ -57,7 +45,7 @@ ngx_tailgate_report_init_worker(ngx_cycle_t *cycle)
     ngx_tailgate_report_timer.log = cycle->log;
     ngx_tailgate_report_timer.data = cycle;
 
-    /* a worker that is shutting down sends its counts as it exits */
+    /* a worker that is shutting down sends its batch as it exits */
     ngx_tailgate_report_timer.cancelable = 1;
 }
 
@@ -67,9 +55,7 @@ ngx_tailgate_report_init_worker(ngx_cycle_t *cycle)
 void
 ngx_tailgate_report_exit_worker(void)
 {
-    if (ngx_tailgate_ntallies) {
-        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
-    }
+    ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
 }
 
 
@@ -92,7 +78,7 @@ ngx_int_t
 ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     ngx_uint_t              status;
-    ngx_msec_t              upstream_ms, total_ms;
+    ngx_msec_t              upstream_ms;
     ngx_tailgate_outcome_e  outcome;
 
     if (ctx->reported || (ctx->provider.len == 0 && ctx->lease.id == 0)) {
@@ -104,16 +90,8 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     outcome = ngx_tailgate_outcome(r, ctx, &upstream_ms, &status);
     status = r->err_status ? r->err_status : r->headers_out.status;
 
-    total_ms = ngx_tailgate_report_total_ms(r);
-
-    if (ctx->lease.id == 0
-        && outcome == NGX_TAILGATE_OUTCOME_OK
-        && ngx_tailgate_report_count(ctx, upstream_ms, total_ms) == NGX_OK)
-    {
-        return NGX_OK;
-    }
-
-    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, total_ms);
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms,
+                            ngx_tailgate_meter_tokens(r, ctx));
 
     return NGX_OK;
 }
@@ -200,48 +178,189 @@ void
 ngx_tailgate_report_unused(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply)
 {
-    ngx_tailgate_report_send(ngx_tailgate_report_peer(ctx), &reply->provider,
-                             &reply->route, reply->lease,
-                             NGX_TAILGATE_OUTCOME_NOT_SENT, 0, 1, 0, 0,
-                             r->connection->log);
+    ngx_tailgate_frame_t  f;
+    u_char                buf[NGX_TAILGATE_REPORT_FRAME];
+
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
+
+    if (reply->lease) {
+        ngx_tailgate_frame_u32(&f, TG_F_LEASE, reply->lease);
+    }
+
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, &reply->provider);
+    ngx_tailgate_frame_str(&f, TG_F_ROUTE, &reply->route);
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
+        &ngx_tailgate_outcomes[NGX_TAILGATE_OUTCOME_NOT_SENT]
+                      .name);
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER_MODEL, &reply->provider_model);
+    ngx_tailgate_report_facts(r, ctx, &f);
+    ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt);
+    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
+                           (uint32_t) ngx_tailgate_report_total_ms(r));
+
+    ngx_tailgate_notify_on(ctx->call ? ctx->call->peer : NULL, &f,
+                           r->connection->log);
 }
 
 
-/* an attempt that failed and is followed by another: reported now */
+/* an attempt that failed and is followed by another: no usage, now */
 
 void
 ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
     ngx_uint_t status, ngx_msec_t upstream_ms)
 {
-    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms,
-                            ngx_tailgate_report_total_ms(r));
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, NULL);
 
     ctx->reported = 1;
 }
 
 
-/* one REPORT for this attempt, on the connection its lease came on */
+/*
+ * One REPORT for this attempt: at once, on the connection its lease came
+ * on, or in the batch of plain successes.
+ */
 
 static void
 ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_outcome_e outcome, ngx_uint_t status, ngx_msec_t upstream_ms,
-    ngx_msec_t total_ms)
+    ngx_tailgate_tokens_t *t)
 {
-    /*
-     * A failure after plain successes: those are counted first, so that
-     * policyd sees them in order, not as failures in a row.
-     */
+    ngx_uint_t                  n;
+    ngx_tailgate_frame_t        f;
+    ngx_http_upstream_state_t  *state;
+    u_char                      buf[NGX_TAILGATE_REPORT_FRAME];
 
-    if (ngx_tailgate_ntallies && outcome != NGX_TAILGATE_OUTCOME_OK) {
-        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
+
+    if (ctx->lease.id) {
+        ngx_tailgate_frame_u32(&f, TG_F_LEASE, ctx->lease.id);
     }
 
-    ngx_tailgate_report_send(ctx->lease.peer, &ctx->provider, &ctx->route,
-                             ctx->lease.id, outcome, status, 1, upstream_ms,
-                             total_ms, r->connection->log);
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, &ctx->provider);
+    ngx_tailgate_frame_str(&f, TG_F_ROUTE, &ctx->route);
+
+    /* the wire says it in words */
+    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
+                           &ngx_tailgate_outcomes[outcome].name);
+
+    if (status) {
+        ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS, (uint32_t) status);
+    }
+
+    ngx_tailgate_frame_u32(&f, TG_F_UPSTREAM_MS,
+                           (uint32_t) ngx_min(upstream_ms, 0xffffffff));
+    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
+                           (uint32_t) ngx_tailgate_report_total_ms(r));
+
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER_MODEL, &ctx->provider_model);
+    ngx_tailgate_report_facts(r, ctx, &f);
+    ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt);
+
+    /* the first byte of this attempt's answer */
+
+    n = r->upstream_states ? r->upstream_states->nelts : 0;
+
+    if (n > ctx->states) {
+        state = r->upstream_states->elts;
+        state = &state[n - 1];
+
+        if (state->header_time != (ngx_msec_t) -1) {
+            ngx_tailgate_frame_u32(&f, TG_F_TTFB_MS,
+                                   (uint32_t) state->header_time);
+        }
+    }
+
+    if (t && t->known) {
+        ngx_tailgate_frame_u32(&f, TG_F_PROMPT_TOKENS,
+                               (uint32_t) ngx_min(t->input, 0xffffffff));
+        ngx_tailgate_frame_u32(&f, TG_F_COMPLETION_TOKENS,
+                               (uint32_t) ngx_min(t->output, 0xffffffff));
+        ngx_tailgate_frame_u32(&f, TG_F_TOTAL_TOKENS,
+                               (uint32_t) ngx_min(t->total, 0xffffffff));
+
+        if (t->cached) {
+            ngx_tailgate_frame_u32(&f, TG_F_CACHED_TOKENS,
+                                   (uint32_t) ngx_min(t->cached, 0xffffffff));
+        }
+
+        if (t->reasoning) {
+            ngx_tailgate_frame_u32(&f, TG_F_REASONING_TOKENS,
+                                   (uint32_t) ngx_min(t->reasoning,
+                                                      0xffffffff));
+        }
+
+        if (t->audio_ms) {
+            ngx_tailgate_frame_u32(&f, TG_F_AUDIO_MS,
+                                   (uint32_t) ngx_min(t->audio_ms,
+                                                      0xffffffff));
+        }
+
+        if (t->characters) {
+            ngx_tailgate_frame_u32(&f, TG_F_CHARACTERS,
+                                   (uint32_t) ngx_min(t->characters,
+                                                      0xffffffff));
+        }
+
+        if (t->estimated) {
+            ngx_tailgate_frame_u8(&f, TG_F_ESTIMATED, 1);
+        }
+
+        if (t->model.len) {
+            ngx_tailgate_frame_str(&f, TG_F_RESPONSE_MODEL, &t->model);
+        }
+    }
+
+    if (ctx->lease.id == 0 && outcome == NGX_TAILGATE_OUTCOME_OK) {
+        ngx_tailgate_report_batch(&f, r->connection->log);
+        return;
+    }
+
+    /*
+     * A lease, or a failure: now.  Successes first, so that policyd sees
+     * them in order, not as failures in a row.
+     */
+
+    ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
+
+    ngx_tailgate_notify_on(ctx->lease.peer, &f, r->connection->log);
 
     ngx_tailgate_lease_end(&ctx->lease);
+}
+
+
+/* whose request it is: the same in every REPORT of it */
+
+static void
+ngx_tailgate_report_facts(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_tailgate_frame_t *f)
+{
+    ngx_http_variable_value_t      *id;
+    ngx_http_tailgate_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tailgate_module);
+
+    id = (tmcf->request_id_var != NGX_ERROR)
+         ? ngx_http_get_indexed_variable(r, tmcf->request_id_var) : NULL;
+
+    if (id && !id->not_found && id->len) {
+        ngx_tailgate_frame_str(f, TG_F_REQUEST_ID,
+                               &(ngx_str_t) { id->len, id->data });
+    }
+
+    if (ctx->identity) {
+        ngx_tailgate_frame_str(f, TG_F_CLIENT, &ctx->identity->client);
+
+        if (ctx->identity->tenant.len) {
+            ngx_tailgate_frame_str(f, TG_F_TENANT, &ctx->identity->tenant);
+        }
+    }
+
+    if (ctx->endpoint) {
+        ngx_tailgate_frame_str(f, TG_F_ENDPOINT, &ctx->endpoint->name);
+    }
+
+    ngx_tailgate_frame_u8(f, TG_F_STREAM, ctx->facts.stream);
 }
 
 
@@ -262,122 +381,41 @@ ngx_tailgate_report_total_ms(ngx_http_request_t *r)
 
 
 static void
-ngx_tailgate_report_send(void *peer, ngx_str_t *provider, ngx_str_t *route,
-    uint32_t lease, ngx_tailgate_outcome_e outcome, ngx_uint_t status,
-    ngx_uint_t count, uint64_t upstream_ms, uint64_t total_ms, ngx_log_t *log)
+ngx_tailgate_report_batch(ngx_tailgate_frame_t *f, ngx_log_t *log)
 {
-    ngx_tailgate_frame_t  f;
-    u_char                buf[1024];
+    size_t  len;
 
-    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
-
-    if (lease) {
-        ngx_tailgate_frame_u32(&f, TG_F_LEASE, lease);
+    if (ngx_tailgate_frame_finish(f) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tailgate: a report does not fit in a frame, dropped");
+        return;
     }
 
-    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, provider);
-    ngx_tailgate_frame_str(&f, TG_F_ROUTE, route);
+    len = f->pos - f->start;
 
-    /* the wire says it in words */
-    ngx_tailgate_frame_str(&f, TG_F_OUTCOME,
-                           &ngx_tailgate_outcomes[outcome].name);
-
-    if (status) {
-        ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS, (uint32_t) status);
+    if (ngx_tailgate_batch_len + len > sizeof(ngx_tailgate_batch)) {
+        ngx_tailgate_report_flush(&ngx_tailgate_report_timer);
     }
 
-    if (count != 1) {
-        ngx_tailgate_frame_u32(&f, TG_F_COUNT, (uint32_t) count);
-    }
-
-    ngx_tailgate_frame_u32(&f, TG_F_UPSTREAM_MS,
-                           (uint32_t) ngx_min(upstream_ms, 0xffffffff));
-    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
-                           (uint32_t) ngx_min(total_ms, 0xffffffff));
-
-    ngx_tailgate_notify_on(lease ? peer : NULL, &f, log);
-}
-
-
-/* the connection the decision, and so its lease, came on */
-
-static void *
-ngx_tailgate_report_peer(ngx_http_tailgate_ctx_t *ctx)
-{
-    return ctx->call ? ctx->call->peer : NULL;
-}
-
-
-/* NGX_DECLINED: no room for this provider and route, send it alone */
-
-static ngx_int_t
-ngx_tailgate_report_count(ngx_http_tailgate_ctx_t *ctx, uint64_t upstream_ms,
-    uint64_t total_ms)
-{
-    ngx_uint_t             i;
-    ngx_tailgate_tally_t  *t;
-
-    for (i = 0; i < ngx_tailgate_ntallies; i++) {
-        t = &ngx_tailgate_tallies[i];
-
-        if (t->provider_len == ctx->provider.len
-            && t->route_len == ctx->route.len
-            && ngx_memcmp(t->provider, ctx->provider.data, t->provider_len)
-               == 0
-            && ngx_memcmp(t->route, ctx->route.data, t->route_len) == 0)
-        {
-            goto found;
-        }
-    }
-
-    if (i == NGX_TAILGATE_TALLIES
-        || ctx->provider.len > sizeof(t->provider)
-        || ctx->route.len > sizeof(t->route))
-    {
-        return NGX_DECLINED;
-    }
-
-    t = &ngx_tailgate_tallies[ngx_tailgate_ntallies++];
-
-    ngx_memzero(t, offsetof(ngx_tailgate_tally_t, provider));
-    t->provider_len = ctx->provider.len;
-    t->route_len = ctx->route.len;
-    ngx_memcpy(t->provider, ctx->provider.data, t->provider_len);
-    ngx_memcpy(t->route, ctx->route.data, t->route_len);
+    ngx_tailgate_batch_len = ngx_cpymem(ngx_tailgate_batch
+                                        + ngx_tailgate_batch_len,
+                                        f->start, len)
+                             - ngx_tailgate_batch;
 
     if (!ngx_tailgate_report_timer.timer_set) {
         ngx_add_timer(&ngx_tailgate_report_timer, NGX_TAILGATE_REPORT_EVERY);
     }
-
-found:
-
-    t->count++;
-    t->upstream_ms += upstream_ms;
-    t->total_ms += total_ms;
-
-    return NGX_OK;
 }
 
 
 static void
 ngx_tailgate_report_flush(ngx_event_t *ev)
 {
-    ngx_str_t              provider, route;
-    ngx_uint_t             i;
-    ngx_tailgate_tally_t  *t;
-
-    for (i = 0; i < ngx_tailgate_ntallies; i++) {
-        t = &ngx_tailgate_tallies[i];
-
-        provider.data = t->provider;
-        provider.len = t->provider_len;
-        route.data = t->route;
-        route.len = t->route_len;
-
-        ngx_tailgate_report_send(NULL, &provider, &route, 0,
-                                 NGX_TAILGATE_OUTCOME_OK, 0, t->count,
-                                 t->upstream_ms, t->total_ms, ev->log);
+    if (ngx_tailgate_batch_len == 0) {
+        return;
     }
 
-    ngx_tailgate_ntallies = 0;
+    ngx_tailgate_notify_frames(ngx_tailgate_batch, ngx_tailgate_batch_len,
+                               ev->log);
+    ngx_tailgate_batch_len = 0;
 }

@@ -26,6 +26,9 @@ typedef struct {
     u_char                      *model_end;
     ngx_uint_t                   stream;     /* unsigned:1 */
     ngx_uint_t                   tools;      /* unsigned:1 */
+    ngx_uint_t                   include_usage;  /* stream_options asks */
+    u_char                      *input_start;    /* a string "input" */
+    u_char                      *input_end;
 } ngx_tailgate_facts_t;
 
 
@@ -68,6 +71,7 @@ ngx_tailgate_key_folds(u_char *name, size_t len, ngx_str_t *key)
 
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, const char **error);
+size_t ngx_tailgate_json_chars(u_char *p, u_char *end);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
 ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,

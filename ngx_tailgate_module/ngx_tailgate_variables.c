@@ -9,6 +9,7 @@
 
 #include "ngx_tailgate_common.h"
 #include "ngx_tailgate_ctx.h"
+#include "ngx_tailgate_meter.h"
 
 
 static ngx_int_t ngx_tailgate_variable_str(ngx_http_request_t *r,
@@ -24,6 +25,10 @@ static ngx_int_t ngx_tailgate_variable_decision_time(ngx_http_request_t *r,
 static ngx_int_t ngx_tailgate_variable_attempts(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_tailgate_variable_failures(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_tokens(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_cost(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -95,6 +100,23 @@ static ngx_http_variable_t  ngx_tailgate_variables[] = {
 
     { ngx_string("tailgate_failures"), NULL,
       ngx_tailgate_variable_failures, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_tokens_in"), NULL, ngx_tailgate_variable_tokens,
+      offsetof(ngx_tailgate_tokens_t, input), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_tokens_out"), NULL, ngx_tailgate_variable_tokens,
+      offsetof(ngx_tailgate_tokens_t, output), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_tokens_cached"), NULL,
+      ngx_tailgate_variable_tokens, offsetof(ngx_tailgate_tokens_t, cached),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_tokens_estimated"), NULL,
+      ngx_tailgate_variable_tokens, (uintptr_t) -1,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tailgate_cost"), NULL, ngx_tailgate_variable_cost, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -309,6 +331,91 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
     }
 
     ngx_tailgate_variable_found(v, start, p - start);
+
+    return NGX_OK;
+}
+
+
+/* the tokens of the request's last attempt; none when nothing was asked */
+
+static ngx_int_t
+ngx_tailgate_variable_tokens(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    uint64_t                  n;
+    ngx_tailgate_tokens_t    *t;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+    t = (ctx && ctx->provider.len) ? ngx_tailgate_meter_tokens(r, ctx) : NULL;
+
+    if (t == NULL || !t->known) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == (uintptr_t) -1) {
+        ngx_tailgate_variable_found(v, (u_char *) (t->estimated ? "1" : "0"),
+                                    1);
+        return NGX_OK;
+    }
+
+    n = *(uint64_t *) ((char *) t + data);
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_tailgate_variable_found(v, p, ngx_sprintf(p, "%uL", n) - p);
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the request cost in the policy's currency, exactly as policyd
+ * records it: the pico-units as a decimal with no trailing zeros.
+ */
+
+static ngx_int_t
+ngx_tailgate_variable_cost(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p, *last;
+    uint64_t                  pico;
+    ngx_tailgate_tokens_t    *t;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+    t = (ctx && ctx->provider.len && ctx->priced)
+        ? ngx_tailgate_meter_tokens(r, ctx) : NULL;
+
+    if (t == NULL || !t->known) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    pico = ngx_tailgate_meter_cost(ctx, t);
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 14);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_sprintf(p, "%uL.%012uL", pico / 1000000000000ULL,
+                       pico % 1000000000000ULL);
+
+    while (last[-1] == '0') {
+        last--;
+    }
+
+    if (last[-1] == '.') {
+        last--;
+    }
+
+    ngx_tailgate_variable_found(v, p, last - p);
 
     return NGX_OK;
 }

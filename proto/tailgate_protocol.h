@@ -112,6 +112,8 @@
 
 /* DECISION: the step's prices, for $tailgate_cost */
 #define TG_F_PRICES                 69  /* str: "IN CACHED OUT MIN CHARS" */
+#define TG_F_STREAM_USAGE           70  /* u8: ask this provider for a
+                                           stream's usage */
 
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */

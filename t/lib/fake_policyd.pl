@@ -35,7 +35,7 @@
 #   bad_field  a DECISION whose status field (u32) is 3 bytes long
 #
 # --log FILE gets one JSON line per received frame:
-#   {"ts","conn","type","type_name","id","len","model","fields":{name: value}}
+#   {"ts","conn","read","type","type_name","id","len","model","fields":{name: value}}
 # (repeatable fields are arrays) and {"ts","event":"reload"|"start"} lines.
 #
 # A private frame encoder is used here on purpose: t/lib/Tailgate/Proto.pm
@@ -108,6 +108,7 @@ my %FIELD = (
     64 => [ ttfb_ms => 'u32' ],         65 => [ audio_ms => 'u32' ],
     66 => [ characters => 'u32' ],      67 => [ response_model => 'str' ],
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
+    70 => [ stream_usage => 'u8' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);
@@ -148,6 +149,7 @@ $listener->blocking(0);
 
 log_line({ event => 'start', pid => $$ });
 
+my $reads = 0;
 my %conns;          # fileno => { sock, in, out, n, close_after }
 my @timers;         # [due, conn n, action]; action: bytes or 'close'
 my $next_conn = 0;
@@ -231,6 +233,7 @@ sub main_loop {
 
             if (vec($rout, $fd, 1)) {
                 my $got = sysread($c->{sock}, $c->{in}, 65536, length $c->{in});
+                $reads++;
                 if (defined $got && $got == 0
                     || !defined $got && !$!{EAGAIN} && !$!{EINTR})
                 {
@@ -400,6 +403,7 @@ sub parse {
 
         log_line({
             conn      => $c->{n},
+            read      => $reads,      # frames of one read came together
             type      => $type,
             type_name => $TYPE_NAME{$type} // "type_$type",
             id        => $id,

@@ -44,7 +44,10 @@ my %DEFAULTS = (
     max_concurrency    => undef,  # refuse (503) above this many in progress
     match_path         => undef,  # regex: mode/delay apply only to these paths
     headers            => {},     # extra response headers
-    usage              => {},     # prompt_tokens / completion_tokens override
+    usage              => {},     # prompt_tokens, completion_tokens,
+                                  # cached_tokens, reasoning_tokens, seconds
+    no_usage           => 0,      # answers say nothing of their usage
+    split_events       => 0,      # write each SSE event in two halves
     content            => undef,  # assistant text, default "Hello from NAME"
     models             => ['mock-model'],   # ids listed by GET .../models
 
@@ -596,6 +599,32 @@ sub usage_of {
 }
 
 
+# the usage object of an answer in the API's own names, details included;
+# undef (no usage at all) with no_usage
+
+sub usage_obj {
+    my ($ctl, $api) = @_;
+
+    return undef if $ctl->{no_usage};
+
+    my $u = ref $ctl->{usage} eq 'HASH' ? $ctl->{usage} : {};
+    my ($pt, $ct, $tt) = usage_of($ctl);
+    my @in = $api eq 'responses' ? qw(input_tokens output_tokens)
+                                 : qw(prompt_tokens completion_tokens);
+    my @details = $api eq 'responses'
+                  ? qw(input_tokens_details output_tokens_details)
+                  : qw(prompt_tokens_details completion_tokens_details);
+
+    return obj($in[0] => $pt, $in[1] => $ct, total_tokens => $tt,
+               (defined $u->{cached_tokens}
+                ? ($details[0] => obj(cached_tokens => $u->{cached_tokens}))
+                : ()),
+               (defined $u->{reasoning_tokens}
+                ? ($details[1] => obj(reasoning_tokens => $u->{reasoning_tokens}))
+                : ()));
+}
+
+
 sub handle {
     my ($req) = @_;
 
@@ -804,7 +833,7 @@ sub answer {
             data   => [ obj(object => 'embedding', index => 0,
                             embedding => [0.1, 0.2, 0.3]) ],
             model  => $model,
-            usage  => obj(prompt_tokens => 3, total_tokens => 3),
+            ($ctl->{no_usage} ? () : (usage => obj(prompt_tokens => 3, total_tokens => 3))),
         )));
     }
 
@@ -823,8 +852,7 @@ sub answer {
             output => [ obj(type => 'message', role => 'assistant',
                             content => [ obj(type => 'output_text',
                                              text => $content) ]) ],
-            usage  => obj(input_tokens => $pt, output_tokens => $ct,
-                          total_tokens => $tt),
+            (usage_obj($ctl, 'responses') ? (usage => usage_obj($ctl, 'responses')) : ()),
         )));
     }
 
@@ -837,8 +865,7 @@ sub answer {
                          message => obj(role => 'assistant',
                                         content => $content),
                          finish_reason => 'stop') ],
-        usage   => obj(prompt_tokens => $pt, completion_tokens => $ct,
-                       total_tokens => $tt),
+        (usage_obj($ctl, 'chat') ? (usage => usage_obj($ctl, 'chat')) : ()),
     )));
 }
 
@@ -870,8 +897,8 @@ sub events {
                     output => [ obj(type => 'message', role => 'assistant',
                                     content => [ obj(type => 'output_text',
                                         text => join('', map { "tok$_ " } 1 .. $n)) ]) ],
-                    usage  => obj(input_tokens => $pt, output_tokens => $ct,
-                                  total_tokens => $tt),
+                    (usage_obj($ctl, 'responses')
+                     ? (usage => usage_obj($ctl, 'responses')) : ()),
                 ))) . "\n\n";
         }
 
@@ -889,14 +916,13 @@ sub events {
 
     if ($complete) {
         my $so = $json->{stream_options};
-        if (ref $so eq 'HASH' && $so->{include_usage}) {
+        if (ref $so eq 'HASH' && $so->{include_usage} && !$ctl->{no_usage}) {
             push @ev, 'data: ' . ojson(obj(
                 id      => 'chatcmpl-mock',
                 object  => 'chat.completion.chunk',
                 model   => $model,
                 choices => [],
-                usage   => obj(prompt_tokens => $pt, completion_tokens => $ct,
-                               total_tokens => $tt),
+                usage   => usage_obj($ctl, 'chat'),
             )) . "\n\n";
         }
 
@@ -925,6 +951,14 @@ sub stream {
         }
         if ($i++ && $interval > 0) {
             pause($interval) or return 0;
+        }
+        if ($ctl->{split_events}) {
+            # two reads for the gateway: each half a chunk of its own
+            my $half = int(length($ev) / 2);
+            write_all(chunk(substr($ev, 0, $half))) or return 0;
+            pause(0.05) or return 0;
+            write_all(chunk(substr($ev, $half))) or return 0;
+            next;
         }
         write_all(chunk($ev)) or return 0;
     }
@@ -988,9 +1022,13 @@ sub transcription {
             'invalid_request_error', 'invalid_multipart');
     }
 
+    my $u = ref $ctl->{usage} eq 'HASH' ? $ctl->{usage} : {};
+
     return send_body($req, $ctl, 200, 'application/json', ojson(obj(
         text  => "mock transcription by $name",
         model => $fields{model},
+        (defined $u->{seconds} && !$ctl->{no_usage}
+         ? (usage => obj(type => 'duration', seconds => $u->{seconds})) : ()),
     )));
 }
 

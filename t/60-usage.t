@@ -1,0 +1,268 @@
+#!/usr/bin/perl
+
+# Usage read from the provider's answer as it passes: every endpoint, JSON
+# and streams, cached and reasoning tokens; a chat stream's usage asked for
+# when the client did not ask, and that usage-only chunk taken out again
+# (also when a read splits it), a client's own include_usage passed
+# through; an estimate, marked as one, when the provider says nothing or
+# the stream breaks; the failed attempt of a fallback reported without
+# tokens; $tailgate_tokens_* and $tailgate_cost in the access log.
+#
+# A scriptable fake policyd records every REPORT the module sends.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use JSON::PP;
+use Test::More;
+use Tailgate::Gateway;
+
+my $t = Tailgate::Gateway->new->skip_unless_built;
+
+my %base = (provider => 'local', upstream => 'tg_local', scheme => 'http',
+            host => 'local', zone => 'local', path => '/v1/chat/completions',
+            stream_usage => 1,
+            # input, cached input, output per 1M tokens; per minute; per
+            # 1M characters: 0.27, 0.07, 1.10, 0.006, 15 in micro-units
+            prices => '270000 70000 1100000 6000 15000000');
+
+$t->start_gateway(
+    fake_policyd => {
+        decision  => \%base,
+        decisions => {
+            resp    => { path => '/v1/responses' },
+            emb     => { path => '/v1/embeddings' },
+            tts     => { path => '/v1/audio/speech' },
+            stt     => { path => '/v1/audio/transcriptions' },
+            passive => { stream_usage => 0 },
+            free    => { prices => undef },
+            spill   => { fallback => 15 },
+            'spill#1' => { provider => 'ext', upstream => 'tg_ext',
+                           zone => 'external', host => 'ext' },
+        },
+    },
+    http => q{
+        log_format usage '$request_id in=$tailgate_tokens_in '
+                         'out=$tailgate_tokens_out '
+                         'cached=$tailgate_tokens_cached '
+                         'est=$tailgate_tokens_estimated '
+                         'cost=$tailgate_cost';
+    },
+    server => 'access_log %%DIR%%/usage.log usage;');
+
+my %mock = map { $_ => $t->mock($_) } qw(local ext);
+my $JSON = JSON::PP->new;
+
+# the REPORTs sent since $mark, once $n of them are there
+sub reports {
+    my ($mark, $n) = @_;
+    my $got = [];
+    $t->wait_for(sub { $got = $t->fake_frames('REPORT', since => $mark);
+                       @$got >= $n }, timeout => 5);
+    return map { $_->{fields} } @$got;
+}
+
+sub mark { scalar @{ $t->fake_policyd_frames } }
+
+sub stream_body {
+    my ($model, %extra) = @_;
+    return $JSON->encode({ model => $model, stream => JSON::PP::true,
+                           messages => [{ role => 'user', content => 'hi' }],
+                           %extra });
+}
+
+sub stream_of {
+    my ($path, $body) = @_;
+    my $c = $t->open_post($path, $body);
+    $c->read_all(10);
+    return $c->raw;
+}
+
+sub last_request_json {
+    my ($name) = @_;
+    my $r = $mock{$name}->requests->[-1] or return {};
+    return eval { $JSON->decode($r->{body}) } // {};
+}
+
+
+subtest 'chat completion, JSON: the usage it says' => sub {
+    $mock{local}->update(usage => { prompt_tokens => 12, completion_tokens => 5 });
+    my $m = mark();
+
+    my $res = $t->chat('qwen');
+    is($res->{status}, 200, '200');
+
+    my ($r) = reports($m, 1);
+    is($r->{outcome}, 'ok', 'REPORT ok');
+    is($r->{prompt_tokens}, 12, 'input tokens');
+    is($r->{completion_tokens}, 5, 'output tokens');
+    is($r->{total_tokens}, 17, 'total');
+    ok(!$r->{estimated}, 'not an estimate');
+    is($r->{client}, 'alice', 'whose');
+    is($r->{endpoint}, 'chat', 'which endpoint');
+    is($r->{provider_model}, 'qwen', 'which model was asked for');
+    is($r->{response_model}, 'qwen', 'and which answered');
+    is($r->{attempt}, 1, 'attempt 1');
+    like($r->{request_id} // '', qr/^[0-9a-f]{32}$/, 'the request id');
+    ok(defined $r->{ttfb_ms}, 'time to the first byte');
+};
+
+subtest 'cached and reasoning tokens, in both APIs' => sub {
+    $mock{local}->update(usage => { prompt_tokens => 100, completion_tokens => 40,
+                                    cached_tokens => 64, reasoning_tokens => 30 });
+    my $m = mark();
+
+    $t->chat('qwen');
+    $t->call('/v1/responses', 'resp', body => { input => 'hi' });
+
+    my @r = reports($m, 2);
+    is_deeply([map { [@$_{qw(prompt_tokens cached_tokens completion_tokens reasoning_tokens)}] } @r],
+              [[100, 64, 40, 30], [100, 64, 40, 30]],
+              'chat (prompt/completion_tokens_details) and responses (input/output_tokens_details)');
+    $mock{local}->update(usage => {});
+};
+
+subtest 'embeddings, speech, transcriptions' => sub {
+    my $m = mark();
+
+    $t->call('/v1/embeddings', 'emb', body => { input => 'hello' });
+    my $res = $t->post_json('/v1/audio/speech', $t->key,
+                            { model => 'tts', input => 'Twenty-one chars here', voice => 'x' });
+    is($res->{status}, 200, 'speech 200');
+
+    $mock{local}->update(usage => { seconds => 12.345 });
+    my $body = "--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nstt\r\n"
+             . "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+             . "Content-Type: audio/wav\r\n\r\nRIFF....\r\n--B--\r\n";
+    $res = $t->http('POST', '/v1/audio/transcriptions',
+                    headers => { Authorization => 'Bearer ' . $t->key,
+                                 'Content-Type' => 'multipart/form-data; boundary=B' },
+                    body => $body);
+    is($res->{status}, 200, 'transcription 200');
+    $mock{local}->update(usage => {});
+
+    my @r = reports($m, 3);
+    is($r[0]{prompt_tokens}, 3, 'embeddings: its prompt tokens');
+    is($r[1]{characters}, 21, 'speech: the characters of its input');
+    ok(!$r[1]{estimated}, 'which are no estimate');
+    is($r[2]{audio_ms}, 12345, 'transcription: its seconds, in ms');
+};
+
+subtest 'a chat stream the client did not ask usage for' => sub {
+    my $m = mark();
+    my $raw = stream_of('/v1/chat/completions', stream_body('qwen'));
+
+    is_deeply(last_request_json('local')->{stream_options},
+              { include_usage => JSON::PP::true }, 'the provider is asked for it');
+    my @toks = $raw =~ /"content":"(tok\d) "/g;
+    is_deeply(\@toks, [qw(tok1 tok2 tok3)], 'the client gets every event');
+    unlike($raw, qr/"usage"/, 'but no usage chunk');
+    like($raw, qr/data: \[DONE\]\n\n/, 'and [DONE]');
+    like($raw, qr/0\r\n\r\n$/, 'a complete chunked response');
+
+    my ($r) = reports($m, 1);
+    is($r->{prompt_tokens}, 7, 'the usage is recorded all the same');
+    is($r->{completion_tokens}, 3, 'output too');
+    ok(!$r->{estimated}, 'no estimate');
+};
+
+subtest 'the usage chunk split across reads is taken out too' => sub {
+    $mock{local}->update(split_events => 1);
+    my $m = mark();
+    my $raw = stream_of('/v1/chat/completions', stream_body('qwen'));
+    $mock{local}->update(split_events => 0);
+
+    my $body = join '', $raw =~ /\r\n[0-9a-f]+\r\n(.*?)(?=\r\n)/gs;
+    my @toks = $raw =~ /"content":"(tok\d) "/g;
+    is_deeply(\@toks, [qw(tok1 tok2 tok3)], 'every event, whole, in order');
+    unlike($raw, qr/usage/, 'no usage chunk, not even a piece of it');
+    like($raw, qr/data: \[DONE\]\n\n\r\n0\r\n\r\n$/, "[DONE], then the end");
+
+    my ($r) = reports($m, 1);
+    is($r->{completion_tokens}, 3, 'the usage is recorded');
+};
+
+subtest "a client's own include_usage passes through" => sub {
+    my $m = mark();
+    my $raw = stream_of('/v1/chat/completions',
+                        stream_body('qwen', stream_options => { include_usage => JSON::PP::true }));
+
+    like($raw, qr/"choices":\[\],.*"usage":\{/s, 'the client gets the usage chunk it asked for');
+    my ($r) = reports($m, 1);
+    is($r->{prompt_tokens}, 7, 'and it is recorded');
+};
+
+subtest 'a provider that rejects stream_options: estimated' => sub {
+    my $m = mark();
+    my $raw = stream_of('/v1/chat/completions', stream_body('passive'));
+
+    ok(!exists last_request_json('local')->{stream_options}, 'it is not asked');
+    my ($r) = reports($m, 1);
+    is($r->{estimated}, 1, 'the tokens are an estimate');
+    # "tok1 tok2 tok3 " is 15 bytes of text: 4 tokens at 4 bytes each
+    is($r->{completion_tokens}, 4, 'output from the text that reached the client');
+    cmp_ok($r->{prompt_tokens}, '>', 0, 'input from the request body');
+};
+
+subtest 'an answer without usage, a broken stream: estimated' => sub {
+    $mock{local}->update(no_usage => 1);
+    my $m = mark();
+    $t->chat('qwen');
+    $mock{local}->update(no_usage => 0, mode => 'drop', drop_after => 2);
+    stream_of('/v1/chat/completions', stream_body('qwen'));
+    $mock{local}->update(mode => 'ok');
+
+    my @r = reports($m, 2);
+    is($r[0]{estimated}, 1, 'no usage in the JSON: an estimate');
+    is($r[0]{completion_tokens}, 4, 'from its content ("Hello from local", 16 bytes)');
+    is($r[1]{outcome}, 'stream_broken', 'the broken stream is reported broken');
+    is($r[1]{estimated}, 1, 'with an estimate');
+    is($r[1]{completion_tokens}, 3, 'of what it delivered ("tok1 tok2 ", 10 bytes)');
+};
+
+subtest 'a Responses stream: the usage of response.completed' => sub {
+    my $m = mark();
+    my $raw = stream_of('/v1/responses',
+                        $JSON->encode({ model => 'resp', stream => JSON::PP::true, input => 'hi' }));
+    like($raw, qr/response\.completed/, 'the stream is complete');
+    my ($r) = reports($m, 1);
+    is($r->{prompt_tokens}, 7, 'its input tokens');
+    is($r->{completion_tokens}, 3, 'and output');
+    ok(!$r->{estimated}, 'no estimate');
+};
+
+subtest 'a fallback: the failed attempt without tokens, the answer with' => sub {
+    $mock{ext}->update(mode => 'status', status => 500);
+    my $m = mark();
+    my $res = $t->chat('spill');
+    $mock{ext}->update(mode => 'ok');
+
+    is($res->{status}, 200, 'answered by the next step');
+    my @r = reports($m, 2);
+    is($r[0]{outcome}, 'server_error', 'attempt 1 failed');
+    is($r[0]{attempt}, 1, 'attempt 1');
+    ok(!defined $r[0]{prompt_tokens}, 'and used nothing');
+    is($r[1]{outcome}, 'ok', 'attempt 2 answered');
+    is($r[1]{attempt}, 2, 'attempt 2');
+    is($r[1]{prompt_tokens}, 7, 'with its tokens');
+    is($r[0]{request_id}, $r[1]{request_id}, 'one request id for both');
+};
+
+subtest 'the access log: tokens and cost' => sub {
+    $mock{local}->update(usage => { prompt_tokens => 1000, completion_tokens => 200,
+                                    cached_tokens => 400 });
+    $t->chat('qwen');
+    $t->chat('free');
+    $mock{local}->update(usage => {});
+
+    my @lines = split /\n/, $t->read_file('usage.log');
+    # (1000 - 400) x 0.27 + 400 x 0.07 + 200 x 1.10 per 1M tokens
+    like($lines[-2], qr/ in=1000 out=200 cached=400 est=0 cost=0\.00041$/,
+         'tokens, and the cost exactly');
+    like($lines[-1], qr/ in=1000 .* cost=-$/, 'no prices: no cost');
+};
+
+$t->done_testing;
