@@ -12,7 +12,7 @@
  *
  * Key file lines:
  *   <64 hex digits: sha256 of the key> <client id> [tenant=T] [tags=a,b]
- *       [routes=r1,r2] [expires=YYYY-MM-DD[THH:MM:SSZ]]
+ *       [routes=r1,r2] [limit=NAME] [expires=YYYY-MM-DD[THH:MM:SSZ]]
  * Blank lines and lines starting with '#' are ignored.  bin/tailgate-key
  * writes them.
  */
@@ -362,6 +362,23 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
         return NGX_CONF_OK;
     }
 
+    if (ngx_tailgate_is("limit")) {
+
+        /* a limit profile of the policy: policyd knows what it allows */
+
+        if (id->limit.len
+            || ngx_tailgate_check_name(value.data, end, 0) != NGX_OK)
+        {
+            return "expected limit= of 1-64 letters, digits and \"_-:.\", "
+                   "once";
+        }
+
+        id->limit.data = ngx_pstrdup(cf->pool, &value);
+        id->limit.len = value.len;
+
+        return id->limit.data ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
     if (ngx_tailgate_is("expires")) {
 
         id->expires = ngx_tailgate_parse_date(value.data, end);
@@ -375,8 +392,8 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
 
 #undef ngx_tailgate_is
 
-    return "unknown attribute: expected tenant=, tags=, routes=, expires= "
-           "or role=";
+    return "unknown attribute: expected tenant=, tags=, routes=, limit=, "
+           "expires= or role=";
 }
 
 

@@ -131,6 +131,7 @@ ngx_tailgate_reply_strings(ngx_tailgate_reply_t *reply, ngx_str_t **strings)
     strings[n++] = &reply->zone;
     strings[n++] = &reply->adjust;
     strings[n++] = &reply->prices;
+    strings[n++] = &reply->ratelimit;
 
     return n;
 }

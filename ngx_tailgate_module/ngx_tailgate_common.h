@@ -57,6 +57,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                    client;
     ngx_str_t                    tenant;
+    ngx_str_t                    limit;      /* policyd's limit profile */
     ngx_str_t                   *tags;
     ngx_uint_t                   ntags;
     ngx_str_t                   *routes;     /* the routes it may use */
@@ -107,6 +108,7 @@ typedef struct {
     ngx_str_t                    tags;
     ngx_str_t                    routes;
     ngx_str_t                    roles;      /* "admin" in it: an operator */
+    ngx_str_t                    limit;      /* the limit profile's name */
 } ngx_tailgate_jwt_claims_t;
 
 
@@ -244,6 +246,7 @@ typedef struct {
     ngx_str_t                    provider_model;
     ngx_str_t                    reason;
     ngx_str_t                    zone;
+    ngx_str_t                    ratelimit;  /* the client's limits, now */
     ngx_tailgate_lease_t         lease;      /* this attempt's */
     ngx_uint_t                   attempt;    /* decisions applied */
     ngx_uint_t                   fallback;   /* TG_FALLBACK_*: may retry */

@@ -339,7 +339,8 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     /* a long allowlist, many tags: a larger frame than the usual few hundred */
 
-    size = sizeof(buf) / 2 + ctx->facts.model.len + ctx->endpoint_rest.len;
+    size = sizeof(buf) / 2 + ctx->facts.model.len + ctx->endpoint_rest.len
+           + id->limit.len;
 
     for (i = 0; i < id->nroutes; i++) {
         size += TG_FIELD_HEADER_SIZE + id->routes[i].len;
@@ -371,6 +372,10 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     if (id->tenant.len) {
         ngx_tailgate_frame_str(&f, TG_F_TENANT, &id->tenant);
+    }
+
+    if (id->limit.len) {
+        ngx_tailgate_frame_str(&f, TG_F_LIMIT, &id->limit);
     }
 
     for (i = 0; i < ctx->ntags; i++) {
@@ -566,6 +571,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                              + reply->provider_model.len
                              + reply->authorization.len + reply->reason.len
                              + reply->zone.len + reply->adjust.len
+                             + reply->ratelimit.len
                              + sizeof(ngx_http_tailgate_ask_usage)
                              + reply->scheme.len + sizeof("://") - 1
                              + reply->upstream.len + reply->path.len);
@@ -589,6 +595,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     p = ngx_http_tailgate_keep(p, &ctx->authorization, &reply->authorization);
     p = ngx_http_tailgate_keep(p, &ctx->reason, &reply->reason);
     p = ngx_http_tailgate_keep(p, &ctx->zone, &reply->zone);
+    p = ngx_http_tailgate_keep(p, &ctx->ratelimit, &reply->ratelimit);
     p = ngx_http_tailgate_keep(p, &adjust, &reply->adjust);
 
     if (ctx->usage_asked
@@ -768,6 +775,12 @@ ngx_http_tailgate_refuse(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
         if (ngx_tailgate_add_header(r, "Retry-After", &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+
+    if (reply->ratelimit.len
+        && ngx_tailgate_ratelimit_headers(r, &reply->ratelimit) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (reply->error_type.len == 0) {

@@ -66,6 +66,14 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    /* the client's limits, on its answers as on its refusals */
+
+    if (ctx->ratelimit.len && r->upstream
+        && ngx_tailgate_ratelimit_headers(r, &ctx->ratelimit) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (r->upstream && ctx->provider.len) {
         ngx_tailgate_stream_watch(r, ctx);
         ngx_tailgate_meter_start(r, ctx);

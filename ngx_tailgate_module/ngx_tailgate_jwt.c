@@ -430,19 +430,46 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
         }
     }
 
+    /* "limit": the name of a limit profile of the policy, optional */
+
+    if (claims->limit.len) {
+        if (ngx_tailgate_jwt_string(jwt, 0, (char *) claims->limit.data, &s)
+            != NGX_OK
+            || (s && *s
+                && ngx_tailgate_check_name((u_char *) s,
+                                           (u_char *) s + ngx_strlen(s), 0)
+                   != NGX_OK))
+        {
+            *why = "the token's limit claim is not a name";
+            return NGX_TAILGATE_AUTH_INVALID;
+        }
+
+        if (s && *s) {
+            id->limit.data = (u_char *) s;
+            id->limit.len = ngx_strlen(s);
+        }
+    }
+
     /* the strings belong to the jwt, which goes: keep copies */
 
-    p = ngx_pnalloc(r->pool, id->client.len + id->tenant.len);
+    p = ngx_pnalloc(r->pool, id->client.len + id->tenant.len + id->limit.len);
     if (p == NULL) {
         return NGX_TAILGATE_AUTH_ERROR;
     }
 
     ngx_memcpy(p, id->client.data, id->client.len);
     id->client.data = p;
+    p += id->client.len;
 
     if (id->tenant.len) {
-        ngx_memcpy(p + id->client.len, id->tenant.data, id->tenant.len);
-        id->tenant.data = p + id->client.len;
+        ngx_memcpy(p, id->tenant.data, id->tenant.len);
+        id->tenant.data = p;
+        p += id->tenant.len;
+    }
+
+    if (id->limit.len) {
+        ngx_memcpy(p, id->limit.data, id->limit.len);
+        id->limit.data = p;
     }
 
     return NGX_TAILGATE_AUTH_OK;
@@ -858,7 +885,7 @@ ngx_tailgate_identity_size(ngx_tailgate_identity_t *id)
     size_t      size;
     ngx_uint_t  i;
 
-    size = id->client.len + id->tenant.len
+    size = id->client.len + id->tenant.len + id->limit.len
            + (id->ntags + id->nroutes) * sizeof(ngx_str_t);
 
     for (i = 0; i < id->ntags; i++) {
@@ -906,6 +933,12 @@ ngx_tailgate_identity_copy(ngx_tailgate_identity_t *dst,
     dst->tenant.data = p;
 
     if (src->tenant.len) {
-        (void) ngx_cpymem(p, src->tenant.data, src->tenant.len);
+        p = ngx_cpymem(p, src->tenant.data, src->tenant.len);
+    }
+
+    dst->limit.data = p;
+
+    if (src->limit.len) {
+        (void) ngx_cpymem(p, src->limit.data, src->limit.len);
     }
 }

@@ -251,7 +251,7 @@ ngx_tailgate_jwt_key_cleanup(void *data)
 
 /*
  * tailgate_jwt_claims client=sub [tenant=NAME] [tags=NAME] [routes=NAME]
- *                     [roles=NAME]
+ *                     [roles=NAME] [limit=NAME]
  */
 
 char *
@@ -303,6 +303,9 @@ ngx_tailgate_jwt_claims_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         } else if (name.len == 5 && ngx_strncmp(name.data, "roles", 5) == 0) {
             claim = &claims->roles;
 
+        } else if (name.len == 5 && ngx_strncmp(name.data, "limit", 5) == 0) {
+            claim = &claims->limit;
+
         } else {
             goto invalid;
         }
@@ -320,7 +323,7 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\", expected client=CLAIM, "
-                       "tenant=CLAIM, tags=CLAIM, routes=CLAIM or "
-                       "roles=CLAIM", &value[i]);
+                       "tenant=CLAIM, tags=CLAIM, routes=CLAIM, "
+                       "roles=CLAIM or limit=CLAIM", &value[i]);
     return NGX_CONF_ERROR;
 }

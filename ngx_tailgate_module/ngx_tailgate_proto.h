@@ -56,6 +56,7 @@ typedef struct {
     ngx_str_t                    zone;
     ngx_str_t                    adjust;
     ngx_str_t                    prices;     /* "IN CACHED OUT MIN CHARS" */
+    ngx_str_t                    ratelimit;  /* for x-ratelimit-* */
     ngx_str_t                    body;
 } ngx_tailgate_reply_t;
 

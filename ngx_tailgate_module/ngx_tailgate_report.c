@@ -31,6 +31,8 @@ static ngx_msec_t ngx_tailgate_report_total_ms(ngx_http_request_t *r);
 static void ngx_tailgate_report_batch(ngx_tailgate_frame_t *f,
     ngx_log_t *log);
 static void ngx_tailgate_report_flush(ngx_event_t *ev);
+static ngx_msec_t ngx_tailgate_report_cooldown(ngx_http_request_t *r);
+static ngx_int_t ngx_tailgate_duration_ms(ngx_str_t *s, ngx_msec_t *ms);
 
 
 static u_char       ngx_tailgate_batch[NGX_TAILGATE_REPORT_BATCH];
@@ -257,6 +259,13 @@ ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_report_facts(r, ctx, &f);
     ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt);
 
+    /* a provider that says when to come back: policyd leaves it till then */
+
+    if (outcome == NGX_TAILGATE_OUTCOME_RATE_LIMITED) {
+        ngx_tailgate_frame_u32(&f, TG_F_COOLDOWN_MS,
+                               (uint32_t) ngx_tailgate_report_cooldown(r));
+    }
+
     /* the first byte of this attempt's answer */
 
     n = r->upstream_states ? r->upstream_states->nelts : 0;
@@ -418,4 +427,133 @@ ngx_tailgate_report_flush(ngx_event_t *ev)
     ngx_tailgate_notify_frames(ngx_tailgate_batch, ngx_tailgate_batch_len,
                                ev->log);
     ngx_tailgate_batch_len = 0;
+}
+
+
+/*
+ * How long a provider that answered 429 asks to be left alone: its
+ * Retry-After (seconds or an HTTP date), else the later of its
+ * x-ratelimit-reset-requests and -tokens ("1s", "6m0s", "20ms"); 0 when it
+ * says nothing.  At most a day: beyond, a provider's word is not trusted.
+ */
+
+static ngx_msec_t
+ngx_tailgate_report_cooldown(ngx_http_request_t *r)
+{
+    time_t            t;
+    ngx_int_t         n;
+    ngx_msec_t        ms, best;
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h[3];
+
+    static ngx_str_t  names[] = {
+        ngx_string("retry-after"),
+        ngx_string("x-ratelimit-reset-requests"),
+        ngx_string("x-ratelimit-reset-tokens")
+    };
+
+    if (r->upstream == NULL) {
+        return 0;
+    }
+
+    ngx_tailgate_find_headers(&r->upstream->headers_in.headers, names, h, 3);
+
+    best = 0;
+
+    if (h[0] && h[0]->value.len) {
+        n = ngx_atoi(h[0]->value.data, h[0]->value.len);
+
+        if (n != NGX_ERROR && n <= 86400) {
+            return (ngx_msec_t) n * 1000;
+        }
+
+        t = ngx_parse_http_time(h[0]->value.data, h[0]->value.len);
+
+        if (t != NGX_ERROR) {
+            return (t > ngx_time()) ? (ngx_msec_t) ngx_min(t - ngx_time(),
+                                                           86400) * 1000
+                                    : 0;
+        }
+    }
+
+    for (i = 1; i < 3; i++) {
+        if (h[i] && ngx_tailgate_duration_ms(&h[i]->value, &ms) == NGX_OK) {
+            best = ngx_max(best, ms);
+        }
+    }
+
+    return ngx_min(best, 86400000);
+}
+
+
+/* "1h2m3.5s", "20ms", "6m0s", "2" (seconds) */
+
+static ngx_int_t
+ngx_tailgate_duration_ms(ngx_str_t *s, ngx_msec_t *ms)
+{
+    u_char      *p, *end;
+    uint64_t     total, whole, frac, scale;
+
+    p = s->data;
+    end = p + s->len;
+    total = 0;
+
+    if (p == end) {
+        return NGX_ERROR;
+    }
+
+    while (p < end) {
+        whole = 0;
+        frac = 0;
+        scale = 1;
+
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            whole = whole * 10 + (*p++ - '0');
+
+            if (whole > 1000000000) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (p < end && *p == '.') {
+            p++;
+
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (scale < 1000) {
+                    frac = frac * 10 + (*p - '0');
+                    scale *= 10;
+                }
+
+                p++;
+            }
+        }
+
+        if (end - p >= 2 && p[0] == 'm' && p[1] == 's') {
+            total += whole;
+            p += 2;
+
+        } else if (p < end && *p == 'h') {
+            total += whole * 3600000 + frac * 3600000 / scale;
+            p++;
+
+        } else if (p < end && *p == 'm') {
+            total += whole * 60000 + frac * 60000 / scale;
+            p++;
+
+        } else if (p == end || *p == 's') {
+            total += whole * 1000 + frac * 1000 / scale;
+            p += (p < end);
+
+        } else {
+            return NGX_ERROR;
+        }
+    }
+
+    *ms = (ngx_msec_t) total;
+
+    return NGX_OK;
 }

@@ -313,3 +313,100 @@ ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
 
     return NGX_OK;
 }
+
+
+/*
+ * OpenAI's x-ratelimit-* headers from policyd's "REQ LEFT RESET_MS TOK LEFT
+ * RESET_MS" (a kind without a limit is "- - -"): what agents read to pace
+ * themselves.  Resets are durations as OpenAI writes them: "20ms", "1.5s",
+ * "6m0s", "1h2m3s".
+ */
+
+ngx_int_t
+ngx_tailgate_ratelimit_headers(ngx_http_request_t *r, ngx_str_t *spec)
+{
+    u_char      *p, *end, *start, *v;
+    ngx_int_t    n;
+    ngx_str_t    value;
+    ngx_uint_t   i;
+    uint64_t     ms;
+
+    static const char  *names[] = {
+        "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"
+    };
+
+    p = spec->data;
+    end = p + spec->len;
+
+    for (i = 0; i < 6; i++) {
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        if (p - start == 1 && *start == '-') {
+            continue;
+        }
+
+        n = (p - start <= 12) ? ngx_atoi(start, p - start) : NGX_ERROR;
+
+        if (n == NGX_ERROR) {
+            /* policyd's word is checked like any other: nothing shown */
+            return NGX_OK;
+        }
+
+        v = ngx_pnalloc(r->pool, NGX_INT64_LEN + 16);
+        if (v == NULL) {
+            return NGX_ERROR;
+        }
+
+        value.data = v;
+
+        if (i % 3 != 2) {
+            value.len = ngx_sprintf(v, "%i", n) - v;
+
+        } else {
+            ms = (uint64_t) n;
+
+            if (ms < 1000) {
+                v = ngx_sprintf(v, "%uLms", ms);
+
+            } else {
+                if (ms >= 3600000) {
+                    v = ngx_sprintf(v, "%uLh", ms / 3600000);
+                }
+
+                if (ms >= 60000) {
+                    v = ngx_sprintf(v, "%uLm", ms / 60000 % 60);
+                }
+
+                v = ngx_sprintf(v, "%uL", ms / 1000 % 60);
+
+                if (ms % 1000) {
+                    v = ngx_sprintf(v, ".%03uL", ms % 1000);
+
+                    while (v[-1] == '0') {
+                        v--;
+                    }
+                }
+
+                *v++ = 's';
+            }
+
+            value.len = v - value.data;
+        }
+
+        if (ngx_tailgate_add_header(r, names[i], &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

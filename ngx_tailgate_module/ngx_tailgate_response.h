@@ -109,6 +109,8 @@ ngx_int_t ngx_tailgate_send_body(ngx_http_request_t *r, ngx_uint_t status,
     u_char *data, size_t len, const char *type);
 ngx_int_t ngx_tailgate_send_pieces(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *pieces, ngx_uint_t n, const char *type);
+ngx_int_t ngx_tailgate_ratelimit_headers(ngx_http_request_t *r,
+    ngx_str_t *spec);
 ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
     const ngx_str_t *value);
 

@@ -115,6 +115,14 @@
 #define TG_F_STREAM_USAGE           70  /* u8: ask this provider for a
                                            stream's usage */
 
+/* limits (docs/protocol.md, "Limits") */
+#define TG_F_LIMIT                  71  /* str: DECIDE: the client's limit
+                                           profile, from its identity */
+#define TG_F_RATELIMIT              72  /* str: DECISION: "REQ LEFT RESET_MS
+                                           TOK LEFT RESET_MS" */
+#define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
+                                           to be left alone this long */
+
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */
 #define TG_FALLBACK_CONNECT_ERROR   0x01

@@ -104,6 +104,10 @@ subtest 'a bad key record stops nginx -t with file and line' => sub {
         'a bad tenant'       => 'tenant=a/b',
         'tenant twice'       => 'tenant=a tenant=b',
         'an empty route name' => 'routes=a,,b',
+        'limit twice'        => 'limit=a limit=b',
+        'a bad limit name'   => 'limit=a/b',
+        'an empty limit'     => 'limit=',
+        'a limit too long'   => 'limit=' . ('x' x 65),
     );
 
     for my $name (sort keys %bad) {

@@ -123,12 +123,13 @@ subtest 'add: the other ways to give attributes' => sub {
     my $r = tk('add', '-f', $f, '--client', 'svc:batch.1', '--tenant', 't-1',
                '--tag', 'a', '--tags', 'b,c', '--tag', 'd:e',
                '--route', "caf\xc3\xa9", '--routes', 'x(1),y=2',
-               '--expires', '2030-06-30T23:59:59Z');
+               '--limit', 'gold:1', '--expires', '2030-06-30T23:59:59Z');
     is($r->{rc}, 0, 'exit 0') or diag($r->{err});
     my ($key) = $r->{out} =~ /($KEY_RE)/;
 
     is(slurp($f), digest_of($key) . " svc:batch.1 tenant=t-1 tags=b,c,a,d:e"
-                  . " routes=x(1),y=2,caf\xc3\xa9 expires=2030-06-30T23:59:59Z\n",
+                  . " routes=x(1),y=2,caf\xc3\xa9 limit=gold:1"
+                  . " expires=2030-06-30T23:59:59Z\n",
        '--tag/--route add to --tags/--routes; UTF-8 route names are fine');
 
     $r = tk('add', '-f', $f, '-c', 'ops', '--admin');
@@ -213,6 +214,9 @@ subtest 'add: bad input exits 2 and writes nothing' => sub {
         ['empty tenant'             => ['-c', 'x', '-t', '']],
         ['tenant with a comma'      => ['-c', 'x', '-t', 'a,b']],
         ['tenant of 65 chars'       => ['-c', 'x', '-t', 't' x 65]],
+        ['empty limit'              => ['-c', 'x', '--limit', '']],
+        ['limit with a slash'       => ['-c', 'x', '--limit', 'a/b']],
+        ['limit of 65 chars'        => ['-c', 'x', '--limit', 'l' x 65]],
         ['17 tags'                  => ['-c', 'x', '--tags', join(',', 'a' .. 'q')]],
         ['17 tags over options'     => ['-c', 'x', '--tags', join(',', 'a' .. 'p'), '--tag', 'q']],
         ['tag with a slash'         => ['-c', 'x', '--tags', 'a/b']],
@@ -540,7 +544,8 @@ subtest 'nginx -t reads what tailgate-key writes and lists' => sub {
     $check->($f, 1, 'records without attributes');
 
     tk('add', '-f', $f, '-c', 'carol', '-t', 'acme', '--tags', 'private,b:2',
-       '--routes', "smart,caf\xc3\xa9,x(1)", '--expires', '2031-01-01');
+       '--routes', "smart,caf\xc3\xa9,x(1)", '--limit', 'gold',
+       '--expires', '2031-01-01');
     tk('add', '-f', $f, '-c', 'dave', '--tags', join(',', 1 .. 16),
        '--routes', join(',', map { "r$_" x 64 } 1 .. 256));
     $check->($f, 1, 'records with every attribute, at the limits');
@@ -552,6 +557,8 @@ subtest 'nginx -t reads what tailgate-key writes and lists' => sub {
     my %bad = (
         'an empty tag'     => 'tags=a,,b',
         'tenant twice'     => 'tenant=a tenant=b',
+        'limit twice'      => 'limit=a limit=b',
+        'a bad limit'      => 'limit=a/b',
         'an unknown name'  => 'color=blue',
         'a bad date'       => 'expires=2030-13-01',
         '17 tags'          => 'tags=' . join(',', 1 .. 17),

@@ -108,7 +108,8 @@ my %FIELD = (
     64 => [ ttfb_ms => 'u32' ],         65 => [ audio_ms => 'u32' ],
     66 => [ characters => 'u32' ],      67 => [ response_model => 'str' ],
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
-    70 => [ stream_usage => 'u8' ],
+    70 => [ stream_usage => 'u8' ],     71 => [ limit => 'str' ],
+    72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

@@ -34,7 +34,7 @@ use MIME::Base64 qw(encode_base64);
 my %DEFAULTS = (
     mode               => 'ok',   # ok | status | hang | reset | drop
     status             => 500,    # for mode status
-    retry_after        => undef,  # seconds; default 1 on a 429
+    retry_after        => undef,  # seconds; default 1 on a 429, '' for none
     hang_s             => 30,     # for mode hang
     drop_after         => 2,      # SSE events sent before mode drop closes
     delay_ms           => 0,      # before answering
@@ -657,7 +657,7 @@ sub handle {
         my $status = $ctl->{status} // 500;
         my %h;
         my $ra = $ctl->{retry_after} // ($status == 429 ? 1 : undef);
-        $h{'Retry-After'} = $ra if defined $ra;
+        $h{'Retry-After'} = $ra if defined $ra && $ra ne '';
 
         $keep = send_error($req, $ctl, $status, "mock $name failure",
                            'server_error', 'mock_failure', %h);

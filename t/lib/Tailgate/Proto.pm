@@ -96,6 +96,9 @@ use constant {
     TG_F_TOTAL_TOKENS      => 68,
     TG_F_PRICES            => 69,
     TG_F_STREAM_USAGE      => 70,
+    TG_F_LIMIT             => 71,
+    TG_F_RATELIMIT         => 72,
+    TG_F_COOLDOWN_MS       => 73,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -119,7 +122,7 @@ our %FIELD_TYPE = (
     55 => 'u32', 56 => 'u32', 57 => 'str', 58 => 'u32', 59 => 'str',
     60 => 'str', 61 => 'u32', 62 => 'u32', 63 => 'u8',  64 => 'u32',
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
-    70 => 'u8',
+    70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...

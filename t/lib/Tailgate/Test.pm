@@ -197,6 +197,7 @@ sub write_keys {
         $text .= " tenant=$rec->{tenant}" if defined $rec->{tenant};
         $text .= ' tags=' . join(',', @{ $rec->{tags} }) if $rec->{tags};
         $text .= ' routes=' . join(',', @{ $rec->{routes} }) if $rec->{routes};
+        $text .= " limit=$rec->{limit}" if defined $rec->{limit};
         $text .= " expires=$rec->{expires}" if defined $rec->{expires};
         $text .= " role=$rec->{role}" if defined $rec->{role};
         $text .= "\n";
