@@ -401,7 +401,7 @@ ngx_int_t ngx_tailgate_cors_headers(ngx_http_request_t *r,
 
 /* ngx_tailgate_body.c, ngx_tailgate_adjust.c: the body that goes upstream */
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, const char **error);
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_scan_error_t *error);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
 ngx_int_t ngx_tailgate_body_replace(ngx_http_request_t *r,

@@ -22,8 +22,8 @@
 typedef struct {
     u_char      *p;
     u_char      *end;
-    ngx_uint_t   depth;
-    const char  *error;
+    ngx_uint_t             depth;
+    ngx_tailgate_error_e   error;
 } ngx_tailgate_json_t;
 
 
@@ -127,14 +127,9 @@ ngx_tailgate_json_plain(u_char *p, u_char *end)
 #endif
 
 
-static const char  ngx_tailgate_json_invalid[] =
-    "We could not parse the JSON body of your request. "
-    "The body must be a valid JSON object.";
-
-
 ngx_int_t
 ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_tailgate_facts_t *facts, const char **error)
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error)
 {
     u_char               *key, *value, *key_end;
     ssize_t               n;
@@ -145,7 +140,7 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     j.p = p;
     j.end = end;
     j.depth = 1;
-    j.error = ngx_tailgate_json_invalid;
+    j.error = NGX_TAILGATE_ERR_JSON_INVALID;
 
     seen_stream = 0;
     seen_tools = 0;
@@ -214,21 +209,20 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
          */
 
         if (n > 0 && ngx_tailgate_json_key_folds(name, n)) {
-            *error = "The request has a key that differs from \"model\", "
-                     "\"stream\" or \"tools\" only in letter case.";
-            return NGX_ERROR;
+            error->err = NGX_TAILGATE_ERR_KEY_CASE;
+            return NGX_DECLINED;
         }
 
         if (n == 5 && ngx_strncmp(name, "model", 5) == 0) {
 
             if (facts->model_start) {
-                *error = "The \"model\" parameter appears more than once.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_MODEL_TWICE;
+                return NGX_DECLINED;
             }
 
             if (*value != '"') {
-                *error = "The \"model\" parameter must be a string.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_MODEL_TYPE;
+                return NGX_DECLINED;
             }
 
             facts->model_start = value;
@@ -258,8 +252,8 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
         } else if (n == 6 && ngx_strncmp(name, "stream", 6) == 0) {
 
             if (seen_stream++) {
-                *error = "The \"stream\" parameter appears more than once.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_STREAM_TWICE;
+                return NGX_DECLINED;
             }
 
             facts->stream = (*value == 't');
@@ -267,8 +261,8 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
         } else if (n == 5 && ngx_strncmp(name, "tools", 5) == 0) {
 
             if (seen_tools++) {
-                *error = "The \"tools\" parameter appears more than once.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_TOOLS_TWICE;
+                return NGX_DECLINED;
             }
 
             if (*value == '[') {
@@ -308,16 +302,16 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     }
 
     if (facts->model_start == NULL) {
-        *error = "You must provide a model parameter.";
-        return NGX_ERROR;
+        error->err = NGX_TAILGATE_ERR_MISSING_MODEL;
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
 
 failed:
 
-    *error = j.error;
-    return NGX_ERROR;
+    error->err = j.error;
+    return NGX_DECLINED;
 }
 
 
@@ -618,7 +612,7 @@ ngx_tailgate_json_object(ngx_tailgate_json_t *j)
     ngx_uint_t  escaped;
 
     if (++j->depth > NGX_TAILGATE_JSON_MAX_DEPTH) {
-        j->error = "The JSON body is nested too deeply.";
+        j->error = NGX_TAILGATE_ERR_JSON_TOO_DEEP;
         return NGX_ERROR;
     }
 
@@ -679,7 +673,7 @@ static ngx_int_t
 ngx_tailgate_json_array(ngx_tailgate_json_t *j)
 {
     if (++j->depth > NGX_TAILGATE_JSON_MAX_DEPTH) {
-        j->error = "The JSON body is nested too deeply.";
+        j->error = NGX_TAILGATE_ERR_JSON_TOO_DEEP;
         return NGX_ERROR;
     }
 

@@ -41,13 +41,9 @@ static ngx_uint_t ngx_tailgate_is_tchar(u_char c);
 static ngx_str_t  ngx_tailgate_model = ngx_string("model");
 static ngx_str_t  ngx_tailgate_stream = ngx_string("stream");
 
-static const char  ngx_tailgate_multipart_invalid[] =
-    "The request body is not valid multipart/form-data.";
-
-
 ngx_int_t
 ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
-    ngx_tailgate_facts_t *facts, const char **error)
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error)
 {
     u_char      *next, *value;
     ngx_int_t    rc;
@@ -57,21 +53,17 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
     rc = ngx_tailgate_multipart_boundary(r, &boundary);
 
     if (rc != NGX_OK) {
-        *error = (rc == NGX_DECLINED)
-                 ? "Content-Type must be multipart/form-data with one "
-                   "boundary."
-                 : NULL;
-        return NGX_ERROR;
+        error->err = NGX_TAILGATE_ERR_FORM_CONTENT_TYPE;
+        return rc;
     }
 
-    *error = ngx_tailgate_multipart_invalid;
+    error->err = NGX_TAILGATE_ERR_FORM_INVALID;
 
     /* "\r\n--boundary"; the first delimiter may lack the CRLF */
 
     delimiter.len = boundary.len + 4;
     delimiter.data = ngx_pnalloc(r->pool, delimiter.len);
     if (delimiter.data == NULL) {
-        *error = NULL;
         return NGX_ERROR;
     }
 
@@ -86,7 +78,7 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
     } else {
         p = ngx_tailgate_multipart_find(p, end, &delimiter);
         if (p == NULL) {
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         p += delimiter.len;
@@ -107,7 +99,7 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
         }
 
         if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         p += 2;
@@ -115,26 +107,26 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
         rc = ngx_tailgate_multipart_part(r->pool, &p, end, &name);
 
         if (rc == NGX_DECLINED) {
-            *error = "A multipart field name or header is ambiguous.";
-            return NGX_ERROR;
+            error->err = NGX_TAILGATE_ERR_FORM_AMBIGUOUS;
+            return NGX_DECLINED;
         }
 
         if (rc != NGX_OK) {
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         value = p;
 
         next = ngx_tailgate_multipart_find(p, end, &delimiter);
         if (next == NULL) {
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         if (name.len == 5 && ngx_strncmp(name.data, "model", 5) == 0) {
 
             if (facts->model_start) {
-                *error = "The \"model\" parameter appears more than once.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_MODEL_TWICE;
+                return NGX_DECLINED;
             }
 
             facts->model_start = value;
@@ -145,8 +137,8 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
         } else if (name.len == 6 && ngx_strncmp(name.data, "stream", 6) == 0) {
 
             if (seen_stream++) {
-                *error = "The \"stream\" parameter appears more than once.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_STREAM_TWICE;
+                return NGX_DECLINED;
             }
 
             facts->stream = (next - value == 4
@@ -157,8 +149,8 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
     }
 
     if (facts->model_start == NULL || facts->model.len == 0) {
-        *error = "You must provide a model parameter.";
-        return NGX_ERROR;
+        error->err = NGX_TAILGATE_ERR_MISSING_MODEL;
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -14,79 +14,106 @@
 
 
 /*
- * The gateway's own errors: X(id, status, type, code, message).  The rows
- * before INTERNAL are what the error page says for a status of nginx's
- * own, and INTERNAL for any other.  An empty code is null; an empty
- * message is the caller's to write; a message with "%" is a format.
+ * The gateway's own errors: X(id, status, type, code, param, message).  The
+ * rows before INTERNAL are what the error page says for a status of
+ * nginx's own, and INTERNAL for any other.  An empty code or param is
+ * null; an empty message is the caller's to write; a message with "%" is
+ * a format.
  */
 
 #define NGX_TAILGATE_ERRORS(X)                                                \
     X(BAD_REQUEST, NGX_HTTP_BAD_REQUEST, "invalid_request_error",             \
-      "bad_request", "The request could not be understood.")                  \
+      "bad_request", "", "The request could not be understood.")              \
     X(UNKNOWN_URL, NGX_HTTP_NOT_FOUND, "invalid_request_error",               \
-      "unknown_url", "Unknown request URL.")                                  \
+      "unknown_url", "", "Unknown request URL.")                              \
     X(NOT_ALLOWED, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",             \
-      "method_not_allowed", "Method not allowed for this URL.")               \
+      "method_not_allowed", "", "Method not allowed for this URL.")           \
     X(REQUEST_TIMEOUT, NGX_HTTP_REQUEST_TIME_OUT, "invalid_request_error",    \
-      "request_timeout", "The request body was not received in time.")        \
+      "request_timeout", "", "The request body was not received in time.")    \
     X(TOO_LARGE, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "invalid_request_error",  \
-      "request_too_large", "The request body is too large.")                  \
+      "request_too_large", "", "The request body is too large.")              \
     X(RATE_LIMITED, NGX_HTTP_TOO_MANY_REQUESTS, "rate_limit_error",           \
-      "rate_limited", "Too many requests.")                                   \
+      "rate_limited", "", "Too many requests.")                               \
     X(PROVIDER_UNREACHABLE, NGX_HTTP_BAD_GATEWAY, "server_error",             \
-      "provider_unreachable", "The provider could not be reached.")           \
+      "provider_unreachable", "", "The provider could not be reached.")       \
     X(SERVICE_UNAVAILABLE, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",      \
-      "service_unavailable", "The service is unavailable.")                   \
+      "service_unavailable", "", "The service is unavailable.")               \
     X(PROVIDER_TIMEOUT, NGX_HTTP_GATEWAY_TIME_OUT, "server_error",            \
-      "provider_timeout", "The provider did not answer in time.")             \
+      "provider_timeout", "", "The provider did not answer in time.")         \
     X(INTERNAL, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",               \
-      "internal_error", "The gateway could not process the request.")         \
+      "internal_error", "", "The gateway could not process the request.")     \
                                                                               \
     X(INVALID_URL, NGX_HTTP_NOT_FOUND, "invalid_request_error",               \
-      "unknown_url", "Invalid URL (%V %V)")                                   \
+      "unknown_url", "", "Invalid URL (%V %V)")                               \
     X(METHOD_NOT_ALLOWED, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",      \
-      "method_not_allowed", "Method %V is not allowed for %V, use %s")        \
-    X(INVALID_BODY, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "")    \
+      "method_not_allowed", "", "Method %V is not allowed for %V, use %s")    \
     X(INVALID_TAGS, NGX_HTTP_BAD_REQUEST, "invalid_request_error",            \
-      "invalid_tags", "X-Tailgate-Tags must list at most 16 tags of 1-64 "    \
-      "letters, digits and \"_-:.\", separated by commas or spaces.")         \
+      "invalid_tags", "", "X-Tailgate-Tags must list at most 16 tags of "     \
+      "1-64 letters, digits and \"_-:.\", separated by commas or spaces.")    \
     X(MISSING_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
-      "missing_api_key", "You didn't provide an API key. Send it as "         \
+      "missing_api_key", "", "You didn't provide an API key. Send it as "     \
       "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\".")                 \
     X(INVALID_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
-      "invalid_api_key", "Incorrect API key or token provided.")              \
+      "invalid_api_key", "", "Incorrect API key or token provided.")          \
     X(EXPIRED_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
-      "expired_api_key", "The API key or token has expired.")                 \
+      "expired_api_key", "", "The API key or token has expired.")             \
     X(CORS_ORIGIN_NOT_ALLOWED, NGX_HTTP_FORBIDDEN, "invalid_request_error",   \
-      "cors_origin_not_allowed",                                              \
+      "cors_origin_not_allowed", "",                                          \
       "This origin may not call the API from a browser.")                     \
     X(MODEL_NOT_FOUND, NGX_HTTP_NOT_FOUND, "invalid_request_error",           \
-      "model_not_found", "No matching route found.")                          \
+      "model_not_found", "", "No matching route found.")                      \
     X(POLICY_UNAVAILABLE, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",       \
-      "policy_unavailable",                                                   \
+      "policy_unavailable", "",                                               \
       "The gateway's policy service is unavailable. Try again later.")        \
     X(INVALID_ROUTE, NGX_HTTP_BAD_GATEWAY, "server_error", "invalid_route",   \
-      "The gateway's route for this model is misconfigured.")                 \
+      "", "The gateway's route for this model is misconfigured.")             \
     X(PRIVACY_VIOLATION, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",        \
-      "privacy_violation", "The gateway refused to send this private "        \
+      "privacy_violation", "", "The gateway refused to send this private "    \
       "request to a provider that is not private.")                           \
     X(PROVIDER_RATE_LIMITED, NGX_HTTP_TOO_MANY_REQUESTS, "rate_limit_error",  \
-      "provider_rate_limited", "")                                            \
+      "provider_rate_limited", "", "")                                        \
     X(PROVIDER_ERROR, NGX_HTTP_BAD_GATEWAY, "server_error",                   \
-      "provider_error", "")                                                   \
+      "provider_error", "", "")                                               \
     X(NO_PROVIDER_AVAILABLE, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",    \
-      "no_provider_available", "")                                            \
+      "no_provider_available", "", "")                                        \
     X(STATUS_METHOD, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",           \
-      "method_not_allowed", "Use GET or HEAD for the gateway's status.")      \
+      "method_not_allowed", "", "Use GET or HEAD for the gateway's status.")  \
     X(ADMIN_REQUIRED, NGX_HTTP_FORBIDDEN, "permission_error",                 \
-      "admin_required", "The gateway's status is for operators: a key or "    \
-      "token with the admin role.")                                           \
+      "admin_required", "", "The gateway's status is for operators: a key "   \
+      "or token with the admin role.")                                        \
     X(STATUS_TOO_LARGE, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",       \
-      "status_too_large", "policyd could not give the status.")
+      "status_too_large", "", "policyd could not give the status.")           \
+                                                                              \
+    /* what the body says: ngx_tailgate_json.c, ngx_tailgate_multipart.c */   \
+                                                                              \
+    X(JSON_INVALID, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",    \
+      "We could not parse the JSON body of your request. "                    \
+      "The body must be a valid JSON object.")                                \
+    X(JSON_TOO_DEEP, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
+      "The JSON body is nested too deeply.")                                  \
+    X(KEY_CASE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",        \
+      "The request has a key that differs from \"model\", \"stream\" or "     \
+      "\"tools\" only in letter case.")                                       \
+    X(MISSING_MODEL, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
+      "You must provide a model parameter.")                                  \
+    X(MODEL_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
+      "The \"model\" parameter appears more than once.")                      \
+    X(MODEL_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",      \
+      "The \"model\" parameter must be a string.")                            \
+    X(STREAM_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",    \
+      "The \"stream\" parameter appears more than once.")                     \
+    X(TOOLS_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
+      "The \"tools\" parameter appears more than once.")                      \
+    X(FORM_CONTENT_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",   \
+      "", "Content-Type must be multipart/form-data with one boundary.")      \
+    X(FORM_INVALID, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",    \
+      "The request body is not valid multipart/form-data.")                   \
+    X(FORM_AMBIGUOUS, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",  \
+      "A multipart field name or header is ambiguous.")
 
 
 typedef enum {
-#define NGX_TAILGATE_ERROR_ID(id, status, type, code, message)                \
+#define NGX_TAILGATE_ERROR_ID(id, status, type, code, param, message)         \
     NGX_TAILGATE_ERR_ ## id,
     NGX_TAILGATE_ERRORS(NGX_TAILGATE_ERROR_ID)
 #undef NGX_TAILGATE_ERROR_ID

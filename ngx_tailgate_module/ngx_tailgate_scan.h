@@ -15,6 +15,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_tailgate_response.h"
+
 
 #define NGX_TAILGATE_JSON_NAME_MAX     64
 
@@ -27,6 +29,16 @@ typedef struct {
     ngx_uint_t                   stream;     /* unsigned:1 */
     ngx_uint_t                   tools;      /* unsigned:1 */
 } ngx_tailgate_facts_t;
+
+
+/*
+ * Why a body was refused: a row of NGX_TAILGATE_ERRORS, and for a row whose
+ * message is a format, what it says ("a string" where a boolean belongs).
+ */
+typedef struct {
+    ngx_tailgate_error_e         err;
+    const char                  *arg;
+} ngx_tailgate_scan_error_t;
 
 
 typedef struct {
@@ -66,8 +78,9 @@ ngx_tailgate_key_folds(u_char *name, size_t len, ngx_str_t *key)
 }
 
 
+/* NGX_OK; NGX_DECLINED: refused, *error says why; NGX_ERROR: no memory */
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_tailgate_facts_t *facts, const char **error);
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
 ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,
@@ -78,7 +91,8 @@ ngx_int_t ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     ngx_tailgate_json_member_t *m);
 
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
-    u_char *end, ngx_tailgate_facts_t *facts, const char **error);
+    u_char *end, ngx_tailgate_facts_t *facts,
+    ngx_tailgate_scan_error_t *error);
 
 
 #endif /* _NGX_TAILGATE_SCAN_H_INCLUDED_ */
