@@ -105,11 +105,43 @@
     X(TOOLS_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
       "The \"tools\" parameter appears more than once.")                      \
     X(FORM_CONTENT_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",   \
-      "", "Content-Type must be multipart/form-data with one boundary.")      \
+      "", "Content-Type must be one multipart/form-data header with one "     \
+      "boundary of 1-70 characters that RFC 2046 allows.")                    \
     X(FORM_INVALID, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",    \
       "The request body is not valid multipart/form-data.")                   \
-    X(FORM_AMBIGUOUS, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",  \
-      "A multipart field name or header is ambiguous.")
+    X(FORM_PREAMBLE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
+      "Nothing may come before the first boundary of a multipart body.")      \
+    X(FORM_EPILOGUE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
+      "Nothing may follow the closing boundary of a multipart body.")         \
+    X(FORM_DELIMITER, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",  \
+      "A boundary line must hold the boundary alone, or the boundary and "    \
+      "\"--\" to close the body.")                                            \
+    X(FORM_BOUNDARY_IN_DATA, NGX_HTTP_BAD_REQUEST, "invalid_request_error",   \
+      "", "", "The boundary appears inside a part, not at the start of a "    \
+      "line: some parsers would see another part there.")                     \
+    X(FORM_HEADER, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
+      "A part header must be \"Name: value\" on one line that ends in "       \
+      "CRLF, with no space before the colon and no control characters.")      \
+    X(FORM_DISPOSITION_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",  \
+      "", "", "A part has more than one Content-Disposition header.")         \
+    X(FORM_PARAM, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",      \
+      "A Content-Disposition parameter must be name=token or "                \
+      "name=\"quoted string\", with no spaces around the \"=\".")             \
+    X(FORM_NAME, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",       \
+      "A part's name must be the first parameter of its "                     \
+      "Content-Disposition, given once, and not as name*.")                   \
+    X(FORM_QUOTED, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
+      "A quoted Content-Disposition value may not hold \";\", \"\\\" or "     \
+      "\"name=\": some parsers would read another parameter there.")          \
+    X(FORM_FIELD_NAME, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "", \
+      "A field name that some parsers read as \"model\" or \"stream\" "       \
+      "must be exactly that: not in another case, with spaces, quotes, "      \
+      "brackets or percent escapes.")                                         \
+    X(FORM_NESTED, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
+      "A part of a multipart/form-data body may not be multipart itself.")    \
+    X(FORM_ENCODING, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
+      "The \"model\" and \"stream\" fields may not have a "                   \
+      "Content-Transfer-Encoding.")
 
 
 typedef enum {
