@@ -186,8 +186,17 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
                 return NGX_DECLINED;
             }
 
-            facts->stream = (next - value == 4
-                             && ngx_strncmp(value, "true", 4) == 0);
+            /* a provider may read "1" or "True" as true, or as false */
+
+            if (next - value == 4 && ngx_strncmp(value, "true", 4) == 0) {
+                facts->stream = 1;
+
+            } else if (next - value != 5
+                       || ngx_strncmp(value, "false", 5) != 0)
+            {
+                error->err = NGX_TAILGATE_ERR_FORM_STREAM_TYPE;
+                return NGX_DECLINED;
+            }
 
         } else {
             if (ngx_tailgate_multipart_reads_as(r->pool, &part.name, &folds)
@@ -219,8 +228,13 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
         return NGX_DECLINED;
     }
 
-    if (facts->model_start == NULL || facts->model.len == 0) {
+    if (facts->model_start == NULL) {
         error->err = NGX_TAILGATE_ERR_MISSING_MODEL;
+        return NGX_DECLINED;
+    }
+
+    if (facts->model.len == 0) {
+        error->err = NGX_TAILGATE_ERR_MODEL_EMPTY;
         return NGX_DECLINED;
     }
 

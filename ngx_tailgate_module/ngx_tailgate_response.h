@@ -96,14 +96,41 @@
       "\"tools\" only in letter case.")                                       \
     X(MISSING_MODEL, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
       "You must provide a model parameter.")                                  \
-    X(MODEL_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
-      "The \"model\" parameter appears more than once.")                      \
-    X(MODEL_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",      \
-      "The \"model\" parameter must be a string.")                            \
-    X(STREAM_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",    \
-      "The \"stream\" parameter appears more than once.")                     \
-    X(TOOLS_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",     \
-      "The \"tools\" parameter appears more than once.")                      \
+    X(MODEL_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",         \
+      "model", "The \"model\" parameter appears more than once.")             \
+    X(MODEL_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",              \
+      "invalid_type", "model",                                                \
+      "Invalid type for 'model': expected a string, but got %s instead.")     \
+    X(MODEL_EMPTY, NGX_HTTP_BAD_REQUEST, "invalid_request_error",             \
+      "invalid_value", "model",                                               \
+      "Invalid value for 'model': expected a non-empty string.")              \
+    X(STREAM_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",        \
+      "stream", "The \"stream\" parameter appears more than once.")           \
+    X(STREAM_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",             \
+      "invalid_type", "stream",                                               \
+      "Invalid type for 'stream': expected a boolean, but got %s instead.")   \
+    X(FORM_STREAM_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",        \
+      "invalid_type", "stream",                                               \
+      "Invalid type for 'stream': expected a boolean, \"true\" or "           \
+      "\"false\".")                                                           \
+    X(TOOLS_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",         \
+      "tools", "The \"tools\" parameter appears more than once.")             \
+    X(TOOLS_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",              \
+      "invalid_type", "tools",                                                \
+      "Invalid type for 'tools': expected an array, but got %s instead.")     \
+    X(STREAM_OPTIONS_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",    \
+      "", "stream_options",                                                   \
+      "The \"stream_options\" parameter appears more than once.")             \
+    X(STREAM_OPTIONS_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",     \
+      "invalid_type", "stream_options", "Invalid type for "                   \
+      "'stream_options': expected an object, but got %s instead.")            \
+    X(INCLUDE_USAGE_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",     \
+      "", "stream_options.include_usage", "The \"include_usage\" member "     \
+      "of \"stream_options\" appears more than once.")                        \
+    X(INCLUDE_USAGE_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error",      \
+      "invalid_type", "stream_options.include_usage", "Invalid type for "     \
+      "'stream_options.include_usage': expected a boolean, but got %s "       \
+      "instead.")                                                             \
     X(FORM_CONTENT_TYPE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",   \
       "", "Content-Type must be one multipart/form-data header with one "     \
       "boundary of 1-70 characters that RFC 2046 allows.")                    \

@@ -64,14 +64,14 @@ typedef struct {
  */
 
 static ngx_inline ngx_uint_t
-ngx_tailgate_key_is(u_char *name, size_t len, ngx_str_t *key)
+ngx_tailgate_key_is(u_char *name, size_t len, const ngx_str_t *key)
 {
     return len == key->len && ngx_strncasecmp(name, key->data, len) == 0;
 }
 
 
 static ngx_inline ngx_uint_t
-ngx_tailgate_key_folds(u_char *name, size_t len, ngx_str_t *key)
+ngx_tailgate_key_folds(u_char *name, size_t len, const ngx_str_t *key)
 {
     return ngx_tailgate_key_is(name, len, key)
            && ngx_strncmp(name, key->data, len) != 0;

@@ -24,6 +24,15 @@ $policy->{providers}{gone} = {
 $policy->{routes}{'gone-model'} = {
     steps => [{ provider => 'gone', model => 'm' }] };
 
+# a provider that neither streams nor takes tools, first in its route: a
+# request that streams or has tools goes on to local
+$policy->{providers}{plain} = {
+    upstream => 'tg_ext', zone => 'external', endpoints => ['chat'],
+    streaming => JSON::PP::false, tools => JSON::PP::false };
+$policy->{routes}{pick} = {
+    steps => [{ provider => 'plain', model => 'p' },
+              { provider => 'local', model => 'l' }] };
+
 # tg_gone points at a port nobody listens on; the "small" port has a send
 # buffer a slow client fills, "h2" speaks HTTP/2
 my $key = $t->start_gateway(policy => $policy, mocks => [qw(local ext)],
@@ -102,6 +111,108 @@ subtest 'malformed JSON and a missing or bad model are 400s' => sub {
          qr/more than once/, 'a duplicate says so');
 
     is(scalar @{ $local->requests }, 0, 'no provider saw any of them');
+};
+
+# Every member the gateway reads must have the type OpenAI wants, or a
+# provider could read it otherwise: "stream": "true" is not streaming to
+# the gateway, which would pick a step that does not stream, and may be
+# streaming to the provider.  OpenAI's answer: 400 invalid_type naming the
+# parameter.  null is as if absent; each member at most once.
+
+subtest 'a member of the wrong type is a 400 invalid_type naming it' => sub {
+    my $big = '"' . ('t' x (1024 * 1024)) . '"';
+    my $many = '[' . join(',', ('{"type":"function","function":{"name":"f"}}') x 5000) . ']';
+
+    my %want = (model => 'a string', stream => 'a boolean', tools => 'an array',
+                stream_options => 'an object',
+                'stream_options.include_usage' => 'a boolean');
+    my %got = ('"true"' => 'a string', '""' => 'a string', '1' => 'a number',
+               '-0.5e3' => 'a number', '{}' => 'an object', '[]' => 'an array',
+               'true' => 'a boolean', $big => 'a string', '1e999999' => 'a number');
+
+    my %wrong = (
+        model          => ['1', '{}', '[]', 'true', '-0.5e3'],
+        stream         => ['"true"', '""', '1', '{}', '[]', $big, '1e999999'],
+        tools          => ['"true"', '""', '1', '{}', 'true', $big],
+        stream_options => ['"true"', '""', '1', '[]', 'true', $big],
+        'stream_options.include_usage' => ['"true"', '""', '1', '{}', '[]', $big],
+    );
+
+    $local->clear;
+    $t->mock('ext')->clear;
+
+    for my $param (sort keys %wrong) {
+        for my $value (@{ $wrong{$param} }) {
+            my $member = $param =~ /^stream_options\.(.*)/
+                       ? qq{"stream":true,"stream_options":{"$1":$value}}
+                       : qq{"$param":$value};
+            my $body = $param eq 'model' ? qq({$member,"messages":[]})
+                                         : qq({"model":"pick",$member,"messages":[]});
+            my $name = "$param: " . (length $value > 20 ? 'a 1 MB value' : $value);
+
+            my $res = post('/v1/chat/completions', $body);
+            $t->is_openai_error($res, 400, 'invalid_type', $name) or next;
+
+            my $e = $t->error($res);
+            is($e->{param}, $param, "$name: param");
+            is($e->{type}, 'invalid_request_error', "$name: type");
+            is($e->{message}, "Invalid type for '$param': expected $want{$param}, "
+                              . "but got $got{$value} instead.", "$name: message");
+        }
+    }
+
+    my %twice = (
+        model => '{"model":"pick","model":"pick"}',
+        stream => '{"model":"pick","stream":true,"stream":true}',
+        tools => '{"model":"pick","tools":[],"tools":null}',
+        stream_options => '{"model":"pick","stream_options":null,"stream_options":{}}',
+        'stream_options.include_usage' =>
+            '{"model":"pick","stream":true,"stream_options":{"include_usage":true,"include_usage":false}}',
+    );
+
+    for my $param (sort keys %twice) {
+        my $res = post('/v1/chat/completions', $twice{$param});
+        $t->is_openai_error($res, 400, undef, "$param twice") or next;
+        is($t->error($res)->{param}, $param, "$param twice: param");
+        like($t->error($res)->{message}, qr/more than once/, "$param twice: message");
+    }
+
+    my $res = post('/v1/chat/completions', '{"model":"","messages":[]}');
+    $t->is_openai_error($res, 400, 'invalid_value', 'an empty model')
+        and is($t->error($res)->{param}, 'model', 'an empty model: param');
+
+    for my $body ('{"model":null}', '{"messages":[]}') {
+        $res = post('/v1/chat/completions', $body);
+        $t->is_openai_error($res, 400, undef, "no model: $body")
+            and like($t->error($res)->{message}, qr/must provide a model/,
+                     "$body: says so");
+    }
+
+    is(scalar @{ $local->requests } + scalar @{ $t->mock('ext')->requests }, 0,
+       'no provider saw any of them');
+
+    # the right types, null as absent, and a huge array of tools
+    my %ok = (
+        'stream true'            => ['{"model":"pick","stream":true}', 'local'],
+        'stream false'           => ['{"model":"pick","stream":false}', 'plain'],
+        'stream null'            => ['{"model":"pick","stream":null}', 'plain'],
+        'tools'                  => ['{"model":"pick","tools":[{"type":"function"}]}', 'local'],
+        'tools []'               => ['{"model":"pick","tools":[]}', 'plain'],
+        'tools null'             => ['{"model":"pick","tools":null}', 'plain'],
+        '5000 tools'             => [qq({"model":"pick","tools":$many}), 'local'],
+        'stream_options'         => ['{"model":"pick","stream":true,'
+                                     . '"stream_options":{"include_usage":true}}', 'local'],
+        'stream_options null'    => ['{"model":"pick","stream_options":null}', 'plain'],
+        'include_usage null'     => ['{"model":"pick","stream_options":{"include_usage":null}}',
+                                     'plain'],
+        'other stream_options'   => ['{"model":"pick","stream_options":{"x":"y"}}', 'plain'],
+    );
+
+    for my $name (sort keys %ok) {
+        my ($body, $provider) = @{ $ok{$name} };
+        my $res = post('/v1/chat/completions', $body);
+        is($t->answered_by($res), $provider, "$name: answered by $provider");
+    }
 };
 
 subtest 'a transcription without a model or not multipart is a 400' => sub {

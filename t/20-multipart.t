@@ -356,6 +356,50 @@ JS
         or diag($res->{body});
 };
 
+# a form's "stream" is "true" or "false": "1", "True" or "yes" would be
+# false to the gateway and may be true to a provider
+
+subtest 'stream is "true" or "false", model not empty' => sub {
+    my $ct = 'multipart/form-data; boundary=B';
+    my $model = part('form-data; name="model"', 'qwen');
+
+    $local->clear;
+
+    for my $value ('', 'True', 'TRUE', '1', '0', 'yes', 'true ', ' true', 'null',
+                   '"true"', 't' x (1024 * 1024))
+    {
+        my $name = 'stream=' . (length $value > 20 ? 'a 1 MB value' : "'$value'");
+        my $res = upload($ct, $model, part('form-data; name="stream"', $value),
+                         $file, $end);
+        $t->is_openai_error($res, 400, 'invalid_type', $name) or next;
+        is($t->error($res)->{param}, 'stream', "$name: param");
+        like($t->error($res)->{message}, qr/"true" or "false"/, "$name: says what");
+    }
+
+    my $res = upload($ct, part('form-data; name="model"', ''), $file, $end);
+    $t->is_openai_error($res, 400, 'invalid_value', 'an empty model')
+        and is($t->error($res)->{param}, 'model', 'an empty model: param');
+
+    $res = upload($ct, $model, part('form-data; name="stream"', 'true'),
+                  part('form-data; name="stream"', 'false'), $file, $end);
+    $t->is_openai_error($res, 400, undef, 'stream twice')
+        and is($t->error($res)->{param}, 'stream', 'stream twice: param');
+
+    $res = upload($ct, $model, $model, $file, $end);
+    $t->is_openai_error($res, 400, undef, 'model twice')
+        and is($t->error($res)->{param}, 'model', 'model twice: param');
+
+    is(scalar @{ $local->requests }, 0, 'none reached the provider');
+
+    $res = upload($ct, part('form-data; name="model"', 'm' x 300), $file, $end);
+    $t->is_openai_error($res, 404, 'model_not_found', 'a 300-byte model');
+
+    for my $value ('true', 'false') {
+        $res = upload($ct, $model, part('form-data; name="stream"', $value), $file, $end);
+        is($res->{status}, 200, "stream=$value: 200");
+    }
+};
+
 # a token name=model, which the provider reads as a model field, before
 # the quoted one the gateway routes on
 
