@@ -158,6 +158,9 @@ typedef struct {
     ngx_str_t                    fallback;   /* @location, or empty */
     ngx_flag_t                   explain;    /* X-Tailgate-* headers */
     ngx_uint_t                   status;     /* NGX_TAILGATE_STATUS_* */
+
+    /* a server's: its locations, for errors before one is chosen */
+    ngx_array_t                 *locations;  /* ngx_tailgate_special.c */
 } ngx_http_tailgate_loc_conf_t;
 
 
@@ -231,6 +234,8 @@ typedef struct {
 
     ngx_array_t                 *status_parts;   /* ngx_str_t, copied */
 
+    ngx_str_t                    special;    /* nginx's error page, as JSON */
+
     unsigned                     reported:1;
     unsigned                     from_cache:1;
     unsigned                     response_complete:1;
@@ -242,6 +247,7 @@ typedef struct {
     unsigned                     sse:1;
     unsigned                     stream_broken:1;
     unsigned                     client_gone:1;
+    unsigned                     special_sent:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -413,6 +419,7 @@ ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_tailgate_special_init(ngx_conf_t *cf);
 void ngx_tailgate_stream_watch(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 void ngx_tailgate_stream_track(ngx_http_tailgate_ctx_t *ctx,

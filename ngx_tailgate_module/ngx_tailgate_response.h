@@ -32,6 +32,21 @@
       "request_timeout", "", "The request body was not received in time.")    \
     X(TOO_LARGE, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "invalid_request_error",  \
       "request_too_large", "", "The request body is too large.")              \
+    X(FORBIDDEN, NGX_HTTP_FORBIDDEN, "permission_error", "forbidden", "",     \
+      "Access to this URL is forbidden.")                                     \
+    X(LENGTH_REQUIRED, NGX_HTTP_LENGTH_REQUIRED, "invalid_request_error",     \
+      "length_required", "", "The request body needs a Content-Length.")      \
+    X(URI_TOO_LONG, NGX_HTTP_REQUEST_URI_TOO_LARGE, "invalid_request_error",  \
+      "uri_too_long", "", "The request URI is too long.")                     \
+    X(MISDIRECTED, NGX_HTTP_MISDIRECTED_REQUEST, "invalid_request_error",     \
+      "misdirected_request", "",                                              \
+      "This server does not serve the host the request names.")               \
+    X(NOT_IMPLEMENTED, NGX_HTTP_NOT_IMPLEMENTED, "invalid_request_error",     \
+      "not_implemented", "", "The request's Transfer-Encoding is not "        \
+      "supported: send a Content-Length or chunked.")                         \
+    X(VERSION_NOT_SUPPORTED, NGX_HTTP_VERSION_NOT_SUPPORTED,                  \
+      "invalid_request_error", "http_version_not_supported", "",              \
+      "This HTTP version is not supported.")                                  \
     X(RATE_LIMITED, NGX_HTTP_TOO_MANY_REQUESTS, "rate_limit_error",           \
       "rate_limited", "", "Too many requests.")                               \
     X(PROVIDER_UNREACHABLE, NGX_HTTP_BAD_GATEWAY, "server_error",             \
@@ -187,6 +202,8 @@ ngx_int_t ngx_tailgate_failf(ngx_http_request_t *r, ngx_tailgate_error_e err,
 ngx_int_t ngx_tailgate_error(ngx_http_request_t *r, ngx_tailgate_error_e err,
     ngx_uint_t status, const ngx_str_t *message);
 ngx_tailgate_error_e ngx_tailgate_error_of(ngx_uint_t status);
+ngx_int_t ngx_tailgate_error_json(ngx_pool_t *pool, ngx_tailgate_error_e err,
+    ngx_str_t *body);
 ngx_int_t ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *message);
 ngx_int_t ngx_tailgate_send_json(ngx_http_request_t *r, ngx_uint_t status,
