@@ -148,11 +148,11 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
 ngx_int_t
 ngx_tailgate_body_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
-    const char **error)
+    ngx_tailgate_scan_error_t *error)
 {
     ngx_int_t  rc;
 
-    *error = NULL;
+    error->arg = NULL;
 
     if (ngx_tailgate_body_collect(r, ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -178,11 +178,7 @@ ngx_tailgate_body_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (rc == NGX_OK) {
-        return NGX_OK;
-    }
-
-    return (*error == NULL) ? NGX_ERROR : NGX_DECLINED;
+    return rc;
 }
 
 

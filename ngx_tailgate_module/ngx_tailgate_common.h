@@ -161,6 +161,9 @@ typedef struct {
     ngx_str_t                    fallback;   /* @location, or empty */
     ngx_flag_t                   explain;    /* X-Tailgate-* headers */
     ngx_uint_t                   status;     /* NGX_TAILGATE_STATUS_* */
+
+    /* a server's: its locations, for errors before one is chosen */
+    ngx_array_t                 *locations;  /* ngx_tailgate_special.c */
 } ngx_http_tailgate_loc_conf_t;
 
 
@@ -268,6 +271,7 @@ typedef struct {
     ngx_tailgate_meter_t        *meter;
     ngx_tailgate_tokens_t       *tokens;     /* worked out, this attempt's */
     uint64_t                     prices[NGX_TAILGATE_PRICES];
+    ngx_str_t                    special;    /* nginx's error page, as JSON */
 
     unsigned                     reported:1;
     unsigned                     from_cache:1;
@@ -283,6 +287,7 @@ typedef struct {
     unsigned                     priced:1;   /* the decision had prices */
     unsigned                     stream_usage:1;  /* ask for it (decision) */
     unsigned                     usage_asked:1;  /* this body asks for it */
+    unsigned                     special_sent:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -443,7 +448,7 @@ ngx_int_t ngx_tailgate_cors_headers(ngx_http_request_t *r,
 
 /* ngx_tailgate_body.c, ngx_tailgate_adjust.c: the body that goes upstream */
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, const char **error);
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_scan_error_t *error);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
 ngx_int_t ngx_tailgate_body_replace(ngx_http_request_t *r,
@@ -455,6 +460,7 @@ ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_tailgate_special_init(ngx_conf_t *cf);
 void ngx_tailgate_stream_watch(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 void ngx_tailgate_stream_track(ngx_http_tailgate_ctx_t *ctx,

@@ -253,10 +253,9 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 static void
 ngx_http_tailgate_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
-    ngx_str_t                 message;
-    const char               *error;
-    ngx_http_tailgate_ctx_t  *ctx;
+    ngx_int_t                  rc;
+    ngx_http_tailgate_ctx_t   *ctx;
+    ngx_tailgate_scan_error_t  error;
 
     ctx = ngx_http_tailgate_get_ctx(r);
 
@@ -266,12 +265,9 @@ ngx_http_tailgate_body_handler(ngx_http_request_t *r)
     rc = ngx_tailgate_body_classify(r, ctx, &error);
 
     if (rc == NGX_DECLINED) {
-        message.data = (u_char *) error;
-        message.len = ngx_strlen(error);
-
         (void) ngx_http_tailgate_finish(r,
-                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_BODY,
-                                     &message));
+                   error.arg ? ngx_tailgate_failf(r, error.err, error.arg)
+                             : ngx_tailgate_fail(r, error.err, NULL));
         return;
     }
 

@@ -31,6 +31,12 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 ngx_int_t
 ngx_tailgate_filter_init(ngx_conf_t *cf)
 {
+    /* below these: an error page made JSON gets CORS headers too */
+
+    if (ngx_tailgate_special_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_tailgate_header_filter;
 

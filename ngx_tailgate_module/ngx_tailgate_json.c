@@ -8,7 +8,9 @@
  *
  * Keys are compared after unescaping, and a routing key that appears twice
  * is an error: a provider reading {"model":"a","mod\u0065l":"b"} must not
- * see another model than the one the gateway routed on.
+ * see another model than the one the gateway routed on.  Nor must it read
+ * a value the gateway read as another type ("stream": "true"): each key
+ * the gateway reads must have the type OpenAI wants for it.
  */
 
 
@@ -22,9 +24,41 @@
 typedef struct {
     u_char      *p;
     u_char      *end;
-    ngx_uint_t   depth;
-    const char  *error;
+    ngx_uint_t             depth;
+    ngx_tailgate_error_e   error;
 } ngx_tailgate_json_t;
+
+
+/* the top-level members the gateway reads: each once, of one type */
+
+typedef enum {
+    NGX_TAILGATE_FACT_MODEL = 0,
+    NGX_TAILGATE_FACT_STREAM,
+    NGX_TAILGATE_FACT_TOOLS,
+    NGX_TAILGATE_FACT_STREAM_OPTIONS,
+    NGX_TAILGATE_FACTS
+} ngx_tailgate_json_fact_e;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    u_char                       type;      /* its first byte; 't': t or f */
+    ngx_tailgate_error_e         twice;
+    ngx_tailgate_error_e         wrong;
+} ngx_tailgate_json_fact_t;
+
+
+static const ngx_tailgate_json_fact_t  ngx_tailgate_json_facts[] = {
+    { ngx_string("model"), '"', NGX_TAILGATE_ERR_MODEL_TWICE,
+      NGX_TAILGATE_ERR_MODEL_TYPE },
+    { ngx_string("stream"), 't', NGX_TAILGATE_ERR_STREAM_TWICE,
+      NGX_TAILGATE_ERR_STREAM_TYPE },
+    { ngx_string("tools"), '[', NGX_TAILGATE_ERR_TOOLS_TWICE,
+      NGX_TAILGATE_ERR_TOOLS_TYPE },
+    { ngx_string("stream_options"), '{',
+      NGX_TAILGATE_ERR_STREAM_OPTIONS_TWICE,
+      NGX_TAILGATE_ERR_STREAM_OPTIONS_TYPE }
+};
 
 
 static ngx_int_t ngx_tailgate_json_value(ngx_tailgate_json_t *j);
@@ -40,7 +74,12 @@ static ssize_t ngx_tailgate_json_unescape(u_char *p, u_char *end,
     u_char *dst, size_t size);
 static ngx_int_t ngx_tailgate_json_hex4(u_char *p, uint32_t *cp);
 static ngx_uint_t ngx_tailgate_json_key_folds(u_char *name, size_t n);
-static ngx_uint_t ngx_tailgate_json_include_usage(u_char *p, u_char *end);
+static ngx_int_t ngx_tailgate_json_fact(ngx_pool_t *pool, u_char *name,
+    ssize_t n, u_char *value, u_char *end, ngx_tailgate_facts_t *facts,
+    ngx_uint_t *seen, ngx_tailgate_scan_error_t *error);
+static ngx_int_t ngx_tailgate_json_stream_options(u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
+static const char *ngx_tailgate_json_type(u_char c);
 
 
 /*
@@ -128,28 +167,23 @@ ngx_tailgate_json_plain(u_char *p, u_char *end)
 #endif
 
 
-static const char  ngx_tailgate_json_invalid[] =
-    "We could not parse the JSON body of your request. "
-    "The body must be a valid JSON object.";
-
-
 ngx_int_t
 ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_tailgate_facts_t *facts, const char **error)
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error)
 {
     u_char               *key, *value, *key_end;
     ssize_t               n;
-    ngx_uint_t            escaped, seen_stream, seen_tools, first;
+    ngx_int_t             rc;
+    ngx_uint_t            escaped, first, seen;
     ngx_tailgate_json_t   j;
     u_char                name[NGX_TAILGATE_JSON_MAX_KEY];
 
     j.p = p;
     j.end = end;
     j.depth = 1;
-    j.error = ngx_tailgate_json_invalid;
+    j.error = NGX_TAILGATE_ERR_JSON_INVALID;
 
-    seen_stream = 0;
-    seen_tools = 0;
+    seen = 0;
 
     ngx_tailgate_json_space(&j);
 
@@ -215,84 +249,22 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
          */
 
         if (n > 0 && ngx_tailgate_json_key_folds(name, n)) {
-            *error = "The request has a key that differs from \"model\", "
-                     "\"stream\" or \"tools\" only in letter case.";
-            return NGX_ERROR;
+            error->err = NGX_TAILGATE_ERR_KEY_CASE;
+            return NGX_DECLINED;
         }
 
-        if (n == 5 && ngx_strncmp(name, "model", 5) == 0) {
+        rc = ngx_tailgate_json_fact(pool, name, n, value, j.p, facts, &seen,
+                                    error);
+        if (rc != NGX_OK) {
+            return rc;
+        }
 
-            if (facts->model_start) {
-                *error = "The \"model\" parameter appears more than once.";
-                return NGX_ERROR;
-            }
+        /* a string "input" is counted only where it is priced: speech */
 
-            if (*value != '"') {
-                *error = "The \"model\" parameter must be a string.";
-                return NGX_ERROR;
-            }
-
-            facts->model_start = value;
-            facts->model_end = j.p;
-
-            /* most names have no escapes: then the body's bytes will do */
-
-            if (memchr(value + 1, '\\', j.p - value - 2) == NULL) {
-                facts->model.data = value + 1;
-                facts->model.len = j.p - value - 2;
-                goto next;
-            }
-
-            facts->model.data = ngx_pnalloc(pool, j.p - value);
-            if (facts->model.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            n = ngx_tailgate_json_unescape(value + 1, j.p - 1,
-                                           facts->model.data, j.p - value);
-            if (n < 0) {
-                goto failed;
-            }
-
-            facts->model.len = n;
-
-        } else if (n == 6 && ngx_strncmp(name, "stream", 6) == 0) {
-
-            if (seen_stream++) {
-                *error = "The \"stream\" parameter appears more than once.";
-                return NGX_ERROR;
-            }
-
-            facts->stream = (*value == 't');
-
-        } else if (n == 5 && ngx_strncmp(name, "tools", 5) == 0) {
-
-            if (seen_tools++) {
-                *error = "The \"tools\" parameter appears more than once.";
-                return NGX_ERROR;
-            }
-
-            if (*value == '[') {
-                /* validated already: a ']' comes before j.p */
-                do { value++; } while (*value == ' ' || *value == '\n'
-                                       || *value == '\r' || *value == '\t');
-
-                facts->tools = (*value != ']');
-            }
-
-        } else if (n == 14 && ngx_strncmp(name, "stream_options", 14) == 0) {
-            facts->include_usage = ngx_tailgate_json_include_usage(value,
-                                                                   j.p);
-
-        } else if (n == 5 && ngx_strncmp(name, "input", 5) == 0
-                   && *value == '"')
-        {
-            /* counted only where it is priced by character: speech */
+        if (n == 5 && ngx_strncmp(name, "input", 5) == 0 && *value == '"') {
             facts->input_start = value + 1;
             facts->input_end = j.p - 1;
         }
-
-    next:
 
         ngx_tailgate_json_space(&j);
 
@@ -320,16 +292,192 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     }
 
     if (facts->model_start == NULL) {
-        *error = "You must provide a model parameter.";
-        return NGX_ERROR;
+        error->err = NGX_TAILGATE_ERR_MISSING_MODEL;
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
 
 failed:
 
-    *error = j.error;
-    return NGX_ERROR;
+    error->err = j.error;
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A top-level member the gateway reads, of the type OpenAI accepts for it
+ * (a provider could read "stream": "true" as true where the gateway read
+ * false), and once.  null is as if absent.  The model is kept as its
+ * token in the body (for the rewrite) and decoded.
+ */
+
+static ngx_int_t
+ngx_tailgate_json_fact(ngx_pool_t *pool, u_char *name, ssize_t n,
+    u_char *value, u_char *end, ngx_tailgate_facts_t *facts,
+    ngx_uint_t *seen, ngx_tailgate_scan_error_t *error)
+{
+    ngx_uint_t                      i;
+    const ngx_tailgate_json_fact_t  *f;
+
+    for (i = 0; i < NGX_TAILGATE_FACTS; i++) {
+        f = &ngx_tailgate_json_facts[i];
+
+        if ((size_t) n == f->name.len
+            && ngx_strncmp(name, f->name.data, n) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == NGX_TAILGATE_FACTS) {
+        return NGX_OK;
+    }
+
+    if (*seen & (1 << i)) {
+        error->err = f->twice;
+        return NGX_DECLINED;
+    }
+
+    *seen |= 1 << i;
+
+    if (*value == 'n') {
+        return NGX_OK;
+    }
+
+    if (*value != f->type && !(f->type == 't' && *value == 'f')) {
+        error->err = f->wrong;
+        error->arg = ngx_tailgate_json_type(*value);
+        return NGX_DECLINED;
+    }
+
+    switch (i) {
+
+    case NGX_TAILGATE_FACT_MODEL:
+
+        if (end - value == 2) {
+            error->err = NGX_TAILGATE_ERR_MODEL_EMPTY;
+            return NGX_DECLINED;
+        }
+
+        facts->model_start = value;
+        facts->model_end = end;
+
+        /* most names have no escapes: then the body's bytes will do */
+
+        if (memchr(value + 1, '\\', end - value - 2) == NULL) {
+            facts->model.data = value + 1;
+            facts->model.len = end - value - 2;
+            return NGX_OK;
+        }
+
+        facts->model.data = ngx_pnalloc(pool, end - value);
+        if (facts->model.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = ngx_tailgate_json_unescape(value + 1, end - 1, facts->model.data,
+                                       end - value);
+        if (n < 0) {
+            error->err = NGX_TAILGATE_ERR_JSON_INVALID;
+            return NGX_DECLINED;
+        }
+
+        facts->model.len = n;
+        return NGX_OK;
+
+    case NGX_TAILGATE_FACT_STREAM:
+        facts->stream = (*value == 't');
+        return NGX_OK;
+
+    case NGX_TAILGATE_FACT_TOOLS:
+
+        /* validated already: a ']' comes before end */
+        do { value++; } while (*value == ' ' || *value == '\n'
+                               || *value == '\r' || *value == '\t');
+
+        facts->tools = (*value != ']');
+        return NGX_OK;
+
+    default: /* NGX_TAILGATE_FACT_STREAM_OPTIONS */
+        return ngx_tailgate_json_stream_options(value, end, facts, error);
+    }
+}
+
+
+/* {"include_usage": true}: a boolean (or null), once; whether it asks */
+
+static ngx_int_t
+ngx_tailgate_json_stream_options(u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   seen;
+    ngx_tailgate_json_iter_t     it;
+    ngx_tailgate_json_member_t   m;
+
+    error->arg = NULL;
+    error->err = NGX_TAILGATE_ERR_JSON_INVALID;
+
+    if (ngx_tailgate_json_members(&it, p, end) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    for (seen = 0; /* void */; /* void */) {
+        rc = ngx_tailgate_json_member(&it, &m);
+
+        if (rc == NGX_DONE) {
+            return NGX_OK;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        if (m.name_len != 13
+            || ngx_strncmp(m.name, "include_usage", 13) != 0)
+        {
+            continue;
+        }
+
+        if (seen++) {
+            error->err = NGX_TAILGATE_ERR_INCLUDE_USAGE_TWICE;
+            return NGX_DECLINED;
+        }
+
+        if (*m.value_start != 't' && *m.value_start != 'f'
+            && *m.value_start != 'n')
+        {
+            error->err = NGX_TAILGATE_ERR_INCLUDE_USAGE_TYPE;
+            error->arg = ngx_tailgate_json_type(*m.value_start);
+            return NGX_DECLINED;
+        }
+
+        facts->include_usage = (*m.value_start == 't');
+    }
+}
+
+
+/* what a value is, for a message: by its first byte, once validated */
+
+static const char *
+ngx_tailgate_json_type(u_char c)
+{
+    switch (c) {
+    case '"':
+        return "a string";
+    case '{':
+        return "an object";
+    case '[':
+        return "an array";
+    case 't':
+    case 'f':
+        return "a boolean";
+    case 'n':
+        return "null";
+    default:
+        return "a number";
+    }
 }
 
 
@@ -527,30 +675,6 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
 }
 
 
-/* whether a stream_options object asks for the usage: include_usage true */
-
-static ngx_uint_t
-ngx_tailgate_json_include_usage(u_char *p, u_char *end)
-{
-    ngx_int_t                   rc;
-    ngx_tailgate_json_iter_t    it;
-    ngx_tailgate_json_member_t  m;
-
-    if (ngx_tailgate_json_members(&it, p, end) != NGX_OK) {
-        return 0;
-    }
-
-    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
-        if (m.name_len == 13 && ngx_strncmp(m.name, "include_usage", 13) == 0)
-        {
-            return *m.value_start == 't';
-        }
-    }
-
-    return 0;
-}
-
-
 /*
  * The characters of a JSON string's text (its raw bytes between the
  * quotes): UTF-8 sequences and escapes count one each.
@@ -578,18 +702,21 @@ ngx_tailgate_json_chars(u_char *p, u_char *end)
 
 
 /* "Model", "STREAM"...: a routing key in letters of another case */
+/*
+ * "Model", "STREAM"...: a key the gateway routes on, in another case.  Not
+ * "Stream_Options": a step's edits replace it with the key they set.
+ */
 
 static ngx_uint_t
 ngx_tailgate_json_key_folds(u_char *name, size_t n)
 {
-    static ngx_str_t  keys[] = {
-        ngx_string("model"), ngx_string("stream"), ngx_string("tools")
-    };
+    ngx_uint_t                      i;
+    const ngx_tailgate_json_fact_t  *f;
 
-    ngx_uint_t  i;
+    for (i = 0; i < NGX_TAILGATE_FACT_STREAM_OPTIONS; i++) {
+        f = &ngx_tailgate_json_facts[i];
 
-    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (ngx_tailgate_key_folds(name, n, &keys[i])) {
+        if (ngx_tailgate_key_folds(name, n, &f->name)) {
             return 1;
         }
     }
@@ -680,7 +807,7 @@ ngx_tailgate_json_object(ngx_tailgate_json_t *j)
     ngx_uint_t  escaped;
 
     if (++j->depth > NGX_TAILGATE_JSON_MAX_DEPTH) {
-        j->error = "The JSON body is nested too deeply.";
+        j->error = NGX_TAILGATE_ERR_JSON_TOO_DEEP;
         return NGX_ERROR;
     }
 
@@ -741,7 +868,7 @@ static ngx_int_t
 ngx_tailgate_json_array(ngx_tailgate_json_t *j)
 {
     if (++j->depth > NGX_TAILGATE_JSON_MAX_DEPTH) {
-        j->error = "The JSON body is nested too deeply.";
+        j->error = NGX_TAILGATE_ERR_JSON_TOO_DEEP;
         return NGX_ERROR;
     }
 

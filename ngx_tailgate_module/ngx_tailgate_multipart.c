@@ -7,11 +7,22 @@
  * file contents with memchr-speed searches for the boundary.
  *
  * The gateway routes on the model it finds and the provider runs the model
- * it finds: both must read the same body the same way.  Parameters are
- * parsed as RFC 2045 and 7578 say (tokens or quoted strings, names matched
- * exactly), and whatever two parsers could read differently is refused:
- * a parameter given twice, "name*", folded header lines, a second
- * Content-Disposition, a field name that is "model" in another case.
+ * it finds: both must read the same body the same way, and providers do
+ * not all parse as RFC 2046 and 7578 say.  Some look for the boundary
+ * anywhere, not only at the start of a line; some read a part before the
+ * first boundary or after the last; some find "name=" wherever it is in a
+ * header, trim the header name, split parameters at every ";", decode
+ * percent escapes or read "model[]" as "model".  So the gateway reads the
+ * body as the RFCs say, and refuses what a lenient parser could read
+ * differently: the boundary anywhere but where it delimits a part, a
+ * preamble or an epilogue, transport padding, a header line that is not
+ * "Name: value" with CRLF and no control characters, folded lines, a
+ * second Content-Disposition, a parameter given twice, "name*", a name
+ * that is not the first parameter, a quoted value holding ";", "\" or
+ * "name=", a field name that is "model" or "stream" to some parser but
+ * not exactly, a part that is multipart itself, two Content-Types.  What
+ * clients really send (curl -F, the openai SDKs, browsers, requests) has
+ * none of these.
  */
 
 
@@ -24,72 +35,82 @@
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    value;     /* unquoted */
+    ngx_uint_t                   quoted;    /* unsigned:1 */
+    ngx_uint_t                   escaped;   /* unsigned:1 */
 } ngx_tailgate_param_t;
+
+
+typedef struct {
+    ngx_str_t                    name;      /* data NULL: none */
+    ngx_uint_t                   encoded;   /* Content-Transfer-Encoding */
+} ngx_tailgate_part_t;
 
 
 static ngx_int_t ngx_tailgate_multipart_boundary(ngx_http_request_t *r,
     ngx_str_t *boundary);
-static ngx_int_t ngx_tailgate_multipart_part(ngx_pool_t *pool, u_char **pp,
-    u_char *end, ngx_str_t *name);
+static ngx_int_t ngx_tailgate_multipart_headers(ngx_pool_t *pool,
+    u_char **pp, u_char *end, ngx_tailgate_part_t *part,
+    ngx_tailgate_scan_error_t *error);
+static ngx_int_t ngx_tailgate_multipart_disposition(ngx_pool_t *pool,
+    u_char *p, u_char *last, ngx_tailgate_part_t *part,
+    ngx_tailgate_scan_error_t *error);
 static ngx_int_t ngx_tailgate_multipart_param(ngx_pool_t *pool, u_char **pp,
     u_char *end, ngx_tailgate_param_t *param);
+static ngx_uint_t ngx_tailgate_multipart_encoded(u_char *p, u_char *last);
+static ngx_uint_t ngx_tailgate_multipart_has_name(ngx_str_t *value);
+static ngx_int_t ngx_tailgate_multipart_reads_as(ngx_pool_t *pool,
+    ngx_str_t *name, ngx_uint_t *folds);
 static u_char *ngx_tailgate_multipart_find(u_char *p, u_char *end,
-    ngx_str_t *delimiter);
+    ngx_str_t *dash);
 static ngx_uint_t ngx_tailgate_is_tchar(u_char c);
+static ngx_uint_t ngx_tailgate_is_bchar(u_char c);
+static ngx_uint_t ngx_tailgate_is_trimmed(u_char c);
 
 
 static ngx_str_t  ngx_tailgate_model = ngx_string("model");
 static ngx_str_t  ngx_tailgate_stream = ngx_string("stream");
 
-static const char  ngx_tailgate_multipart_invalid[] =
-    "The request body is not valid multipart/form-data.";
-
 
 ngx_int_t
 ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
-    ngx_tailgate_facts_t *facts, const char **error)
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error)
 {
-    u_char      *next, *value;
-    ngx_int_t    rc;
-    ngx_str_t    boundary, delimiter, name;
-    ngx_uint_t   seen_stream;
+    u_char               *start, *next, *value;
+    ngx_int_t             rc;
+    ngx_str_t             boundary, dash;
+    ngx_uint_t            seen_stream, folds;
+    ngx_tailgate_part_t   part;
 
     rc = ngx_tailgate_multipart_boundary(r, &boundary);
 
     if (rc != NGX_OK) {
-        *error = (rc == NGX_DECLINED)
-                 ? "Content-Type must be multipart/form-data with one "
-                   "boundary."
-                 : NULL;
+        error->err = NGX_TAILGATE_ERR_FORM_CONTENT_TYPE;
+        return rc;
+    }
+
+    /* "--boundary"; a delimiter is that at the start of a line */
+
+    dash.len = boundary.len + 2;
+    dash.data = ngx_pnalloc(r->pool, dash.len);
+    if (dash.data == NULL) {
         return NGX_ERROR;
     }
 
-    *error = ngx_tailgate_multipart_invalid;
+    dash.data[0] = '-';
+    dash.data[1] = '-';
+    ngx_memcpy(dash.data + 2, boundary.data, boundary.len);
 
-    /* "\r\n--boundary"; the first delimiter may lack the CRLF */
+    /* an empty preamble, and the CRLF that ends it, but nothing in it */
 
-    delimiter.len = boundary.len + 4;
-    delimiter.data = ngx_pnalloc(r->pool, delimiter.len);
-    if (delimiter.data == NULL) {
-        *error = NULL;
-        return NGX_ERROR;
+    if (end - p >= 2 && p[0] == CR && p[1] == LF) {
+        p += 2;
     }
 
-    ngx_memcpy(delimiter.data, "\r\n--", 4);
-    ngx_memcpy(delimiter.data + 4, boundary.data, boundary.len);
-
-    if ((size_t) (end - p) >= delimiter.len - 2
-        && ngx_strncmp(p, delimiter.data + 2, delimiter.len - 2) == 0)
+    if ((size_t) (end - p) < dash.len
+        || ngx_strncmp(p, dash.data, dash.len) != 0)
     {
-        p += delimiter.len - 2;
-
-    } else {
-        p = ngx_tailgate_multipart_find(p, end, &delimiter);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        p += delimiter.len;
+        error->err = NGX_TAILGATE_ERR_FORM_PREAMBLE;
+        return NGX_DECLINED;
     }
 
     seen_stream = 0;
@@ -98,43 +119,58 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
 
         /* after a delimiter: "--" closes the body, CRLF starts a part */
 
+        p += dash.len;
+
         if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+            p += 2;
             break;
         }
 
-        while (p < end && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
-            return NGX_ERROR;
+        if (end - p < 2 || p[0] != CR || p[1] != LF) {
+            error->err = NGX_TAILGATE_ERR_FORM_DELIMITER;
+            return NGX_DECLINED;
         }
 
         p += 2;
+        start = p;
 
-        rc = ngx_tailgate_multipart_part(r->pool, &p, end, &name);
-
-        if (rc == NGX_DECLINED) {
-            *error = "A multipart field name or header is ambiguous.";
-            return NGX_ERROR;
-        }
+        rc = ngx_tailgate_multipart_headers(r->pool, &p, end, &part, error);
 
         if (rc != NGX_OK) {
-            return NGX_ERROR;
+            return rc;
+        }
+
+        /*
+         * The next "--boundary" anywhere from the part's first header on
+         * must be the next delimiter: a parser that looks for it anywhere
+         * would find a part there that the gateway never read.
+         */
+
+        next = ngx_tailgate_multipart_find(start, end, &dash);
+
+        if (next == NULL) {
+            error->err = NGX_TAILGATE_ERR_FORM_INVALID;
+            return NGX_DECLINED;
+        }
+
+        if (next - p < 2 || next[-2] != CR || next[-1] != LF) {
+            error->err = NGX_TAILGATE_ERR_FORM_BOUNDARY_IN_DATA;
+            return NGX_DECLINED;
         }
 
         value = p;
+        p = next;
+        next -= 2;
 
-        next = ngx_tailgate_multipart_find(p, end, &delimiter);
-        if (next == NULL) {
-            return NGX_ERROR;
+        if (part.name.data == NULL) {
+            continue;
         }
 
-        if (name.len == 5 && ngx_strncmp(name.data, "model", 5) == 0) {
-
+        if (part.name.len == 5 && ngx_strncmp(part.name.data, "model", 5) == 0)
+        {
             if (facts->model_start) {
-                *error = "The \"model\" parameter appears more than once.";
-                return NGX_ERROR;
+                error->err = NGX_TAILGATE_ERR_MODEL_TWICE;
+                return NGX_DECLINED;
             }
 
             facts->model_start = value;
@@ -142,134 +178,63 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
             facts->model.data = value;
             facts->model.len = next - value;
 
-        } else if (name.len == 6 && ngx_strncmp(name.data, "stream", 6) == 0) {
-
+        } else if (part.name.len == 6
+                   && ngx_strncmp(part.name.data, "stream", 6) == 0)
+        {
             if (seen_stream++) {
-                *error = "The \"stream\" parameter appears more than once.";
+                error->err = NGX_TAILGATE_ERR_STREAM_TWICE;
+                return NGX_DECLINED;
+            }
+
+            /* a provider may read "1" or "True" as true, or as false */
+
+            if (next - value == 4 && ngx_strncmp(value, "true", 4) == 0) {
+                facts->stream = 1;
+
+            } else if (next - value != 5
+                       || ngx_strncmp(value, "false", 5) != 0)
+            {
+                error->err = NGX_TAILGATE_ERR_FORM_STREAM_TYPE;
+                return NGX_DECLINED;
+            }
+
+        } else {
+            if (ngx_tailgate_multipart_reads_as(r->pool, &part.name, &folds)
+                != NGX_OK)
+            {
                 return NGX_ERROR;
             }
 
-            facts->stream = (next - value == 4
-                             && ngx_strncmp(value, "true", 4) == 0);
-        }
+            if (folds) {
+                error->err = NGX_TAILGATE_ERR_FORM_FIELD_NAME;
+                return NGX_DECLINED;
+            }
 
-        p = next + delimiter.len;
-    }
-
-    if (facts->model_start == NULL || facts->model.len == 0) {
-        *error = "You must provide a model parameter.";
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The headers of one part, up to the empty line; the field name from its
- * Content-Disposition.  NGX_DECLINED: ambiguous; NGX_ERROR: malformed.
- */
-
-static ngx_int_t
-ngx_tailgate_multipart_part(ngx_pool_t *pool, u_char **pp, u_char *end,
-    ngx_str_t *name)
-{
-    u_char                *p, *eol, *last;
-    ngx_int_t              rc;
-    ngx_uint_t             disposition;
-    ngx_tailgate_param_t   param;
-
-    p = *pp;
-    disposition = 0;
-    name->len = 0;
-    name->data = NULL;
-
-    for ( ;; ) {
-        eol = ngx_strlchr(p, end, '\n');
-
-        if (eol == NULL || eol == p || eol[-1] != '\r') {
-            return NGX_ERROR;
-        }
-
-        last = eol - 1;
-
-        if (last == p) {
-            *pp = eol + 1;
-            break;
-        }
-
-        /* a folded line continues the previous header: obsolete, refused */
-        if (*p == ' ' || *p == '\t') {
-            return NGX_DECLINED;
-        }
-
-        if ((size_t) (last - p) < sizeof("content-disposition:") - 1
-            || ngx_strncasecmp(p, (u_char *) "content-disposition:",
-                               sizeof("content-disposition:") - 1) != 0)
-        {
-            p = eol + 1;
             continue;
         }
 
-        if (disposition++) {
+        /* a provider might decode base64 where the gateway read bytes */
+
+        if (part.encoded) {
+            error->err = NGX_TAILGATE_ERR_FORM_ENCODING;
             return NGX_DECLINED;
         }
-
-        p += sizeof("content-disposition:") - 1;
-
-        while (p < last && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        if ((size_t) (last - p) < sizeof("form-data") - 1
-            || ngx_strncasecmp(p, (u_char *) "form-data",
-                               sizeof("form-data") - 1) != 0)
-        {
-            return NGX_ERROR;
-        }
-
-        p += sizeof("form-data") - 1;
-
-        for ( ;; ) {
-            rc = ngx_tailgate_multipart_param(pool, &p, last, &param);
-
-            if (rc == NGX_DONE) {
-                break;
-            }
-
-            if (rc != NGX_OK) {
-                return rc;
-            }
-
-            if (param.name.len == 5
-                && ngx_strncasecmp(param.name.data, (u_char *) "name*", 5)
-                   == 0)
-            {
-                return NGX_DECLINED;
-            }
-
-            if (param.name.len != 4
-                || ngx_strncasecmp(param.name.data, (u_char *) "name", 4)
-                   != 0)
-            {
-                continue;
-            }
-
-            if (name->data) {
-                return NGX_DECLINED;
-            }
-
-            *name = param.value;
-        }
-
-        p = eol + 1;
     }
 
-    /* "Model" or "STREAM" would be another field for some parsers */
+    /* the epilogue: nothing, or the CRLF that ends the closing line */
 
-    if (ngx_tailgate_key_folds(name->data, name->len, &ngx_tailgate_model)
-        || ngx_tailgate_key_folds(name->data, name->len, &ngx_tailgate_stream))
-    {
+    if (p != end && !(end - p == 2 && p[0] == CR && p[1] == LF)) {
+        error->err = NGX_TAILGATE_ERR_FORM_EPILOGUE;
+        return NGX_DECLINED;
+    }
+
+    if (facts->model_start == NULL) {
+        error->err = NGX_TAILGATE_ERR_MISSING_MODEL;
+        return NGX_DECLINED;
+    }
+
+    if (facts->model.len == 0) {
+        error->err = NGX_TAILGATE_ERR_MODEL_EMPTY;
         return NGX_DECLINED;
     }
 
@@ -278,8 +243,202 @@ ngx_tailgate_multipart_part(ngx_pool_t *pool, u_char **pp, u_char *end,
 
 
 /*
- * The boundary parameter of Content-Type.  NGX_DECLINED: not multipart or
- * no single, valid boundary; NGX_ERROR: out of memory.
+ * The headers of one part, up to the empty line: the field name from its
+ * Content-Disposition, and whether it has a Content-Transfer-Encoding.
+ */
+
+static ngx_int_t
+ngx_tailgate_multipart_headers(ngx_pool_t *pool, u_char **pp, u_char *end,
+    ngx_tailgate_part_t *part, ngx_tailgate_scan_error_t *error)
+{
+    u_char      *p, *q, *eol, *last, *v;
+    size_t       len;
+    ngx_int_t    rc;
+    ngx_uint_t   disposition;
+
+    p = *pp;
+    disposition = 0;
+    ngx_memzero(part, sizeof(ngx_tailgate_part_t));
+
+    for ( ;; ) {
+        eol = memchr(p, LF, end - p);
+
+        if (eol == NULL) {
+            error->err = NGX_TAILGATE_ERR_FORM_INVALID;
+            return NGX_DECLINED;
+        }
+
+        /* a bare LF ends a line for some parsers only */
+
+        if (eol == p || eol[-1] != CR) {
+            error->err = NGX_TAILGATE_ERR_FORM_HEADER;
+            return NGX_DECLINED;
+        }
+
+        last = eol - 1;
+
+        if (last == p) {
+            *pp = eol + 1;
+            return NGX_OK;
+        }
+
+        /*
+         * No control characters but HT: a lone CR ends a line for some, a
+         * NUL a name for others.  And no folded line, which continues the
+         * previous header (obsolete).
+         */
+
+        for (q = p; q < last; q++) {
+            if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
+                error->err = NGX_TAILGATE_ERR_FORM_HEADER;
+                return NGX_DECLINED;
+            }
+        }
+
+        if (*p == ' ' || *p == '\t') {
+            error->err = NGX_TAILGATE_ERR_FORM_HEADER;
+            return NGX_DECLINED;
+        }
+
+        /* a token and the colon right after it: some trim "Name :" */
+
+        for (q = p; q < last && ngx_tailgate_is_tchar(*q); q++) {
+            /* void */
+        }
+
+        if (q == p || q == last || *q != ':') {
+            error->err = NGX_TAILGATE_ERR_FORM_HEADER;
+            return NGX_DECLINED;
+        }
+
+        len = q - p;
+
+        for (v = q + 1; v < last && (*v == ' ' || *v == '\t'); v++) {
+            /* void */
+        }
+
+        if (len == sizeof("Content-Disposition") - 1
+            && ngx_strncasecmp(p, (u_char *) "Content-Disposition", len) == 0)
+        {
+            if (disposition++) {
+                error->err = NGX_TAILGATE_ERR_FORM_DISPOSITION_TWICE;
+                return NGX_DECLINED;
+            }
+
+            rc = ngx_tailgate_multipart_disposition(pool, v, last, part,
+                                                    error);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+        } else if (len == sizeof("Content-Type") - 1
+                   && ngx_strncasecmp(p, (u_char *) "Content-Type", len) == 0)
+        {
+            /* a parser that goes into nested parts finds other fields */
+
+            if ((size_t) (last - v) >= sizeof("multipart/") - 1
+                && ngx_strncasecmp(v, (u_char *) "multipart/",
+                                   sizeof("multipart/") - 1) == 0)
+            {
+                error->err = NGX_TAILGATE_ERR_FORM_NESTED;
+                return NGX_DECLINED;
+            }
+
+        } else if (len == sizeof("Content-Transfer-Encoding") - 1
+                   && ngx_strncasecmp(p, (u_char *) "Content-Transfer-"
+                                      "Encoding", len) == 0)
+        {
+            part->encoded = ngx_tailgate_multipart_encoded(v, last);
+        }
+
+        p = eol + 1;
+    }
+}
+
+
+/*
+ * "form-data; name=...; filename=...", the value of a Content-Disposition
+ * from p (past the spaces after the colon) to last.
+ */
+
+static ngx_int_t
+ngx_tailgate_multipart_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
+    ngx_tailgate_part_t *part, ngx_tailgate_scan_error_t *error)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            first;
+    ngx_tailgate_param_t  param;
+
+    if ((size_t) (last - p) < sizeof("form-data") - 1
+        || ngx_strncasecmp(p, (u_char *) "form-data", sizeof("form-data") - 1)
+           != 0)
+    {
+        error->err = NGX_TAILGATE_ERR_FORM_INVALID;
+        return NGX_DECLINED;
+    }
+
+    p += sizeof("form-data") - 1;
+
+    for (first = 1; /* void */; first = 0) {
+        rc = ngx_tailgate_multipart_param(pool, &p, last, &param);
+
+        if (rc == NGX_DONE) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            error->err = NGX_TAILGATE_ERR_FORM_PARAM;
+            return NGX_DECLINED;
+        }
+
+        /*
+         * Split at every ";", or searched for "name=" anywhere, a quoted
+         * value holds other parameters; unescaped or not, another value.
+         */
+
+        if (param.quoted
+            && (param.escaped
+                || ngx_strlchr(param.value.data,
+                               param.value.data + param.value.len, ';')
+                || ngx_tailgate_multipart_has_name(&param.value)))
+        {
+            error->err = NGX_TAILGATE_ERR_FORM_QUOTED;
+            return NGX_DECLINED;
+        }
+
+        if (param.name.len == 5
+            && ngx_strncasecmp(param.name.data, (u_char *) "name*", 5) == 0)
+        {
+            error->err = NGX_TAILGATE_ERR_FORM_NAME;
+            return NGX_DECLINED;
+        }
+
+        if (param.name.len != 4
+            || ngx_strncasecmp(param.name.data, (u_char *) "name", 4) != 0)
+        {
+            continue;
+        }
+
+        /* first: where a search for "name=" finds it before "filename=" */
+
+        if (part->name.data || !first) {
+            error->err = NGX_TAILGATE_ERR_FORM_NAME;
+            return NGX_DECLINED;
+        }
+
+        part->name = param.value;
+    }
+}
+
+
+/*
+ * The boundary parameter of the one Content-Type.  NGX_DECLINED: not
+ * multipart, a second Content-Type (proxied too, and the last one counts
+ * for some), or no single, valid boundary; NGX_ERROR: out of memory.
  */
 
 static ngx_int_t
@@ -287,7 +446,9 @@ ngx_tailgate_multipart_boundary(ngx_http_request_t *r, ngx_str_t *boundary)
 {
     u_char                *p, *end;
     ngx_int_t              rc;
-    ngx_table_elt_t       *ct;
+    ngx_uint_t             i, n;
+    ngx_list_part_t       *part;
+    ngx_table_elt_t       *ct, *h;
     ngx_tailgate_param_t   param;
 
     ct = r->headers_in.content_type;
@@ -298,6 +459,22 @@ ngx_tailgate_multipart_boundary(ngx_http_request_t *r, ngx_str_t *boundary)
                            sizeof("multipart/form-data") - 1) != 0)
     {
         return NGX_DECLINED;
+    }
+
+    n = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == sizeof("Content-Type") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
+                                   sizeof("Content-Type") - 1) == 0
+                && n++)
+            {
+                return NGX_DECLINED;
+            }
+        }
     }
 
     p = ct->value.data + sizeof("multipart/form-data") - 1;
@@ -314,7 +491,7 @@ ngx_tailgate_multipart_boundary(ngx_http_request_t *r, ngx_str_t *boundary)
         }
 
         if (rc != NGX_OK) {
-            return rc == NGX_DECLINED ? NGX_DECLINED : NGX_ERROR;
+            return rc;
         }
 
         if (param.name.len == sizeof("boundary") - 1
@@ -330,9 +507,18 @@ ngx_tailgate_multipart_boundary(ngx_http_request_t *r, ngx_str_t *boundary)
     }
 
     if (boundary->data == NULL || boundary->len == 0
-        || boundary->len > NGX_TAILGATE_MAX_BOUNDARY)
+        || boundary->len > NGX_TAILGATE_MAX_BOUNDARY
+        || boundary->data[boundary->len - 1] == ' ')
     {
         return NGX_DECLINED;
+    }
+
+    /* RFC 2046 bchars: a parser that trims or splits sees another */
+
+    for (i = 0; i < boundary->len; i++) {
+        if (!ngx_tailgate_is_bchar(boundary->data[i])) {
+            return NGX_DECLINED;
+        }
     }
 
     return NGX_OK;
@@ -341,8 +527,9 @@ ngx_tailgate_multipart_boundary(ngx_http_request_t *r, ngx_str_t *boundary)
 
 /*
  * One "; name=value" parameter starting at *pp, value a token or a quoted
- * string (unquoted into the pool).  NGX_DONE at the end of the header,
- * NGX_DECLINED when it does not parse, NGX_ERROR when out of memory.
+ * string (unquoted into the pool), no spaces around the "=".  NGX_DONE at
+ * the end of the header, NGX_DECLINED when it does not parse, NGX_ERROR
+ * when out of memory.
  */
 
 static ngx_int_t
@@ -377,17 +564,11 @@ ngx_tailgate_multipart_param(ngx_pool_t *pool, u_char **pp, u_char *end,
 
     param->name.data = start;
     param->name.len = p - start;
-
-    while (p < end && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
+    param->quoted = 0;
+    param->escaped = 0;
 
     if (param->name.len == 0 || p == end || *p++ != '=') {
         return NGX_DECLINED;
-    }
-
-    while (p < end && (*p == ' ' || *p == '\t')) {
-        p++;
     }
 
     if (p < end && *p == '"') {
@@ -399,6 +580,7 @@ ngx_tailgate_multipart_param(ngx_pool_t *pool, u_char **pp, u_char *end,
         }
 
         param->value.data = q;
+        param->quoted = 1;
 
         for ( ;; ) {
             if (p == end) {
@@ -411,6 +593,8 @@ ngx_tailgate_multipart_param(ngx_pool_t *pool, u_char **pp, u_char *end,
             }
 
             if (*p == '\\') {
+                param->escaped = 1;
+
                 if (++p == end) {
                     return NGX_DECLINED;
                 }
@@ -442,25 +626,139 @@ ngx_tailgate_multipart_param(ngx_pool_t *pool, u_char **pp, u_char *end,
 }
 
 
+/* a Content-Transfer-Encoding that is not the identity */
+
+static ngx_uint_t
+ngx_tailgate_multipart_encoded(u_char *p, u_char *last)
+{
+    size_t  len;
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    len = last - p;
+
+    return !((len == 4 && (ngx_strncasecmp(p, (u_char *) "7bit", 4) == 0
+                           || ngx_strncasecmp(p, (u_char *) "8bit", 4) == 0))
+             || (len == 6 && ngx_strncasecmp(p, (u_char *) "binary", 6) == 0));
+}
+
+
+/* "name=", "name =", "filename=": what a search for the name finds */
+
+static ngx_uint_t
+ngx_tailgate_multipart_has_name(ngx_str_t *value)
+{
+    u_char  *p, *end;
+
+    end = value->data + value->len;
+
+    for (p = value->data; end - p >= 5; p++) {
+        if (ngx_strncasecmp(p, (u_char *) "name", 4) != 0) {
+            continue;
+        }
+
+        for (p += 4; p < end && (*p == ' ' || *p == '\t'); p++) {
+            /* void */
+        }
+
+        if (p < end && *p == '=') {
+            return 1;
+        }
+
+        p--;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Whether a field name that is not "model" or "stream" is one of them to
+ * some parser: in another case, in quotes or spaces (trimmed), with
+ * percent escapes (decoded), or as "model[]" (PHP, Rails, qs).
+ */
+
+static ngx_int_t
+ngx_tailgate_multipart_reads_as(ngx_pool_t *pool, ngx_str_t *name,
+    ngx_uint_t *folds)
+{
+    u_char     *p, *end, *d, *s;
+    ngx_int_t   n;
+
+    *folds = 0;
+
+    if (name->len < ngx_tailgate_model.len) {
+        return NGX_OK;
+    }
+
+    s = ngx_pnalloc(pool, name->len);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = s;
+    end = name->data + name->len;
+
+    for (p = name->data; p < end; p++) {
+        if (*p == '%' && end - p >= 3
+            && (n = ngx_hextoi(p + 1, 2)) != NGX_ERROR)
+        {
+            *d++ = (u_char) n;
+            p += 2;
+            continue;
+        }
+
+        *d++ = *p;
+    }
+
+    end = d;
+
+    for (p = s; p < end && ngx_tailgate_is_trimmed(*p); p++) {
+        /* void */
+    }
+
+    /* "model[]", and "model" to a C string */
+
+    for (d = p; d < end && *d != '[' && *d != '\0'; d++) {
+        /* void */
+    }
+
+    end = d;
+
+    while (end > p && ngx_tailgate_is_trimmed(end[-1])) {
+        end--;
+    }
+
+    *folds = ngx_tailgate_key_is(p, end - p, &ngx_tailgate_model)
+             || ngx_tailgate_key_is(p, end - p, &ngx_tailgate_stream);
+
+    return NGX_OK;
+}
+
+
+/* the first "--boundary" from p on, wherever it is */
+
 static u_char *
-ngx_tailgate_multipart_find(u_char *p, u_char *end, ngx_str_t *delimiter)
+ngx_tailgate_multipart_find(u_char *p, u_char *end, ngx_str_t *dash)
 {
     u_char  *last;
 
-    if ((size_t) (end - p) < delimiter->len) {
+    if ((size_t) (end - p) < dash->len) {
         return NULL;
     }
 
-    last = end - delimiter->len + 1;
+    last = end - dash->len + 1;
 
     for ( ;; ) {
-        p = memchr(p, '\r', last - p);
+        p = memchr(p, '-', last - p);
 
         if (p == NULL) {
             return NULL;
         }
 
-        if (ngx_strncmp(p, delimiter->data, delimiter->len) == 0) {
+        if (ngx_strncmp(p, dash->data, dash->len) == 0) {
             return p;
         }
 
@@ -477,4 +775,24 @@ ngx_tailgate_is_tchar(u_char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
            || (c >= '0' && c <= '9')
            || (c != '\0' && ngx_strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+
+/* RFC 2046 boundary characters */
+
+static ngx_uint_t
+ngx_tailgate_is_bchar(u_char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9')
+           || (c != '\0' && ngx_strchr("'()+_,-./:=? ", c) != NULL);
+}
+
+
+/* what lenient parsers trim off a name */
+
+static ngx_uint_t
+ngx_tailgate_is_trimmed(u_char c)
+{
+    return c == ' ' || c == '\t' || c == '"' || c == '\'';
 }

@@ -13,6 +13,13 @@
 #include "ngx_tailgate_response.h"
 
 
+static ngx_int_t ngx_tailgate_send_error_param(ngx_http_request_t *r,
+    ngx_uint_t status, const ngx_str_t *type, const ngx_str_t *code,
+    const ngx_str_t *param, const ngx_str_t *message);
+static ngx_int_t ngx_tailgate_error_text(ngx_pool_t *pool,
+    const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *param,
+    const ngx_str_t *message, ngx_str_t *body);
+static u_char *ngx_tailgate_json_or_null(u_char *p, const ngx_str_t *s);
 static ngx_int_t ngx_tailgate_send_header(ngx_http_request_t *r,
     ngx_uint_t status, size_t len, const char *type);
 
@@ -21,13 +28,15 @@ typedef struct {
     ngx_uint_t                   status;
     ngx_str_t                    type;
     ngx_str_t                    code;
+    ngx_str_t                    param;
     ngx_str_t                    message;
 } ngx_tailgate_error_t;
 
 
 static const ngx_tailgate_error_t  ngx_tailgate_errors[] = {
-#define NGX_TAILGATE_ERROR(id, status, type, code, message)                   \
-    { status, ngx_string(type), ngx_string(code), ngx_string(message) },
+#define NGX_TAILGATE_ERROR(id, status, type, code, param, message)            \
+    { status, ngx_string(type), ngx_string(code), ngx_string(param),          \
+      ngx_string(message) },
     NGX_TAILGATE_ERRORS(NGX_TAILGATE_ERROR)
 #undef NGX_TAILGATE_ERROR
 };
@@ -94,8 +103,9 @@ ngx_tailgate_error(ngx_http_request_t *r, ngx_tailgate_error_e err,
 
     e = &ngx_tailgate_errors[err];
 
-    return ngx_tailgate_send_error(r, status ? status : e->status, &e->type,
-                                   &e->code, message ? message : &e->message);
+    return ngx_tailgate_send_error_param(r, status ? status : e->status,
+                                         &e->type, &e->code, &e->param,
+                                         message ? message : &e->message);
 }
 
 
@@ -116,45 +126,105 @@ ngx_tailgate_error_of(ngx_uint_t status)
 }
 
 
+/* an error in policyd's words: no parameter to name */
+
 ngx_int_t
 ngx_tailgate_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *message)
 {
+    static const ngx_str_t  none = ngx_null_string;
+
+    return ngx_tailgate_send_error_param(r, status, type, code, &none,
+                                         message);
+}
+
+
+static ngx_int_t
+ngx_tailgate_send_error_param(ngx_http_request_t *r, ngx_uint_t status,
+    const ngx_str_t *type, const ngx_str_t *code, const ngx_str_t *param,
+    const ngx_str_t *message)
+{
+    ngx_str_t  body;
+
+    if (ngx_tailgate_error_text(r->pool, type, code, param, message, &body)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_tailgate_send_body(r, status, body.data, body.len,
+                                  "application/json");
+}
+
+
+/* the body of err, with the table's message, for someone else to send */
+
+ngx_int_t
+ngx_tailgate_error_json(ngx_pool_t *pool, ngx_tailgate_error_e err,
+    ngx_str_t *body)
+{
+    const ngx_tailgate_error_t  *e;
+
+    e = &ngx_tailgate_errors[err];
+
+    return ngx_tailgate_error_text(pool, &e->type, &e->code, &e->param,
+                                   &e->message, body);
+}
+
+
+/* code and param: null when empty */
+
+static ngx_int_t
+ngx_tailgate_error_text(ngx_pool_t *pool, const ngx_str_t *type,
+    const ngx_str_t *code, const ngx_str_t *param, const ngx_str_t *message,
+    ngx_str_t *body)
+{
     size_t   len;
-    u_char  *body, *p;
+    u_char  *p;
 
     len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\","
                  "\"param\":null,\"code\":null}}\n") - 1
           + message->len + ngx_escape_json(NULL, message->data, message->len)
           + type->len + ngx_escape_json(NULL, type->data, type->len)
-          + code->len + ngx_escape_json(NULL, code->data, code->len);
+          + code->len + ngx_escape_json(NULL, code->data, code->len)
+          + param->len + ngx_escape_json(NULL, param->data, param->len);
 
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    body->data = ngx_pnalloc(pool, len);
+    if (body->data == NULL) {
+        return NGX_ERROR;
     }
 
-    p = ngx_cpymem(body, "{\"error\":{\"message\":\"",
+    p = ngx_cpymem(body->data, "{\"error\":{\"message\":\"",
                    sizeof("{\"error\":{\"message\":\"") - 1);
     p = (u_char *) ngx_escape_json(p, message->data, message->len);
     p = ngx_cpymem(p, "\",\"type\":\"", sizeof("\",\"type\":\"") - 1);
     p = (u_char *) ngx_escape_json(p, type->data, type->len);
-    p = ngx_cpymem(p, "\",\"param\":null,\"code\":",
-                   sizeof("\",\"param\":null,\"code\":") - 1);
-
-    if (code->len) {
-        *p++ = '"';
-        p = (u_char *) ngx_escape_json(p, code->data, code->len);
-        *p++ = '"';
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
+    p = ngx_cpymem(p, "\",\"param\":", sizeof("\",\"param\":") - 1);
+    p = ngx_tailgate_json_or_null(p, param);
+    p = ngx_cpymem(p, ",\"code\":", sizeof(",\"code\":") - 1);
+    p = ngx_tailgate_json_or_null(p, code);
     p = ngx_cpymem(p, "}}\n", 3);
 
-    return ngx_tailgate_send_body(r, status, body, p - body,
-                                  "application/json");
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/* a JSON string, or null for an empty one; room for "null" is counted */
+
+static u_char *
+ngx_tailgate_json_or_null(u_char *p, const ngx_str_t *s)
+{
+    if (s->len == 0) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    *p++ = '"';
+
+    return p;
 }
 
 

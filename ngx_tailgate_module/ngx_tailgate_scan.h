@@ -15,6 +15,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_tailgate_response.h"
+
 
 #define NGX_TAILGATE_JSON_NAME_MAX     64
 
@@ -30,6 +32,16 @@ typedef struct {
     u_char                      *input_start;    /* a string "input" */
     u_char                      *input_end;
 } ngx_tailgate_facts_t;
+
+
+/*
+ * Why a body was refused: a row of NGX_TAILGATE_ERRORS, and for a row whose
+ * message is a format, what it says ("a string" where a boolean belongs).
+ */
+typedef struct {
+    ngx_tailgate_error_e         err;
+    const char                  *arg;
+} ngx_tailgate_scan_error_t;
 
 
 typedef struct {
@@ -55,22 +67,23 @@ typedef struct {
  */
 
 static ngx_inline ngx_uint_t
-ngx_tailgate_key_is(u_char *name, size_t len, ngx_str_t *key)
+ngx_tailgate_key_is(u_char *name, size_t len, const ngx_str_t *key)
 {
     return len == key->len && ngx_strncasecmp(name, key->data, len) == 0;
 }
 
 
 static ngx_inline ngx_uint_t
-ngx_tailgate_key_folds(u_char *name, size_t len, ngx_str_t *key)
+ngx_tailgate_key_folds(u_char *name, size_t len, const ngx_str_t *key)
 {
     return ngx_tailgate_key_is(name, len, key)
            && ngx_strncmp(name, key->data, len) != 0;
 }
 
 
+/* NGX_OK; NGX_DECLINED: refused, *error says why; NGX_ERROR: no memory */
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_tailgate_facts_t *facts, const char **error);
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
 size_t ngx_tailgate_json_chars(u_char *p, u_char *end);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
@@ -82,7 +95,8 @@ ngx_int_t ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     ngx_tailgate_json_member_t *m);
 
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
-    u_char *end, ngx_tailgate_facts_t *facts, const char **error);
+    u_char *end, ngx_tailgate_facts_t *facts,
+    ngx_tailgate_scan_error_t *error);
 
 
 #endif /* _NGX_TAILGATE_SCAN_H_INCLUDED_ */

@@ -24,6 +24,15 @@ $policy->{providers}{gone} = {
 $policy->{routes}{'gone-model'} = {
     steps => [{ provider => 'gone', model => 'm' }] };
 
+# a provider that neither streams nor takes tools, first in its route: a
+# request that streams or has tools goes on to local
+$policy->{providers}{plain} = {
+    upstream => 'tg_ext', zone => 'external', endpoints => ['chat'],
+    streaming => JSON::PP::false, tools => JSON::PP::false };
+$policy->{routes}{pick} = {
+    steps => [{ provider => 'plain', model => 'p' },
+              { provider => 'local', model => 'l' }] };
+
 # tg_gone points at a port nobody listens on; the "small" port has a send
 # buffer a slow client fills, "h2" speaks HTTP/2
 my $key = $t->start_gateway(policy => $policy, mocks => [qw(local ext)],
@@ -102,6 +111,108 @@ subtest 'malformed JSON and a missing or bad model are 400s' => sub {
          qr/more than once/, 'a duplicate says so');
 
     is(scalar @{ $local->requests }, 0, 'no provider saw any of them');
+};
+
+# Every member the gateway reads must have the type OpenAI wants, or a
+# provider could read it otherwise: "stream": "true" is not streaming to
+# the gateway, which would pick a step that does not stream, and may be
+# streaming to the provider.  OpenAI's answer: 400 invalid_type naming the
+# parameter.  null is as if absent; each member at most once.
+
+subtest 'a member of the wrong type is a 400 invalid_type naming it' => sub {
+    my $big = '"' . ('t' x (1024 * 1024)) . '"';
+    my $many = '[' . join(',', ('{"type":"function","function":{"name":"f"}}') x 5000) . ']';
+
+    my %want = (model => 'a string', stream => 'a boolean', tools => 'an array',
+                stream_options => 'an object',
+                'stream_options.include_usage' => 'a boolean');
+    my %got = ('"true"' => 'a string', '""' => 'a string', '1' => 'a number',
+               '-0.5e3' => 'a number', '{}' => 'an object', '[]' => 'an array',
+               'true' => 'a boolean', $big => 'a string', '1e999999' => 'a number');
+
+    my %wrong = (
+        model          => ['1', '{}', '[]', 'true', '-0.5e3'],
+        stream         => ['"true"', '""', '1', '{}', '[]', $big, '1e999999'],
+        tools          => ['"true"', '""', '1', '{}', 'true', $big],
+        stream_options => ['"true"', '""', '1', '[]', 'true', $big],
+        'stream_options.include_usage' => ['"true"', '""', '1', '{}', '[]', $big],
+    );
+
+    $local->clear;
+    $t->mock('ext')->clear;
+
+    for my $param (sort keys %wrong) {
+        for my $value (@{ $wrong{$param} }) {
+            my $member = $param =~ /^stream_options\.(.*)/
+                       ? qq{"stream":true,"stream_options":{"$1":$value}}
+                       : qq{"$param":$value};
+            my $body = $param eq 'model' ? qq({$member,"messages":[]})
+                                         : qq({"model":"pick",$member,"messages":[]});
+            my $name = "$param: " . (length $value > 20 ? 'a 1 MB value' : $value);
+
+            my $res = post('/v1/chat/completions', $body);
+            $t->is_openai_error($res, 400, 'invalid_type', $name) or next;
+
+            my $e = $t->error($res);
+            is($e->{param}, $param, "$name: param");
+            is($e->{type}, 'invalid_request_error', "$name: type");
+            is($e->{message}, "Invalid type for '$param': expected $want{$param}, "
+                              . "but got $got{$value} instead.", "$name: message");
+        }
+    }
+
+    my %twice = (
+        model => '{"model":"pick","model":"pick"}',
+        stream => '{"model":"pick","stream":true,"stream":true}',
+        tools => '{"model":"pick","tools":[],"tools":null}',
+        stream_options => '{"model":"pick","stream_options":null,"stream_options":{}}',
+        'stream_options.include_usage' =>
+            '{"model":"pick","stream":true,"stream_options":{"include_usage":true,"include_usage":false}}',
+    );
+
+    for my $param (sort keys %twice) {
+        my $res = post('/v1/chat/completions', $twice{$param});
+        $t->is_openai_error($res, 400, undef, "$param twice") or next;
+        is($t->error($res)->{param}, $param, "$param twice: param");
+        like($t->error($res)->{message}, qr/more than once/, "$param twice: message");
+    }
+
+    my $res = post('/v1/chat/completions', '{"model":"","messages":[]}');
+    $t->is_openai_error($res, 400, 'invalid_value', 'an empty model')
+        and is($t->error($res)->{param}, 'model', 'an empty model: param');
+
+    for my $body ('{"model":null}', '{"messages":[]}') {
+        $res = post('/v1/chat/completions', $body);
+        $t->is_openai_error($res, 400, undef, "no model: $body")
+            and like($t->error($res)->{message}, qr/must provide a model/,
+                     "$body: says so");
+    }
+
+    is(scalar @{ $local->requests } + scalar @{ $t->mock('ext')->requests }, 0,
+       'no provider saw any of them');
+
+    # the right types, null as absent, and a huge array of tools
+    my %ok = (
+        'stream true'            => ['{"model":"pick","stream":true}', 'local'],
+        'stream false'           => ['{"model":"pick","stream":false}', 'plain'],
+        'stream null'            => ['{"model":"pick","stream":null}', 'plain'],
+        'tools'                  => ['{"model":"pick","tools":[{"type":"function"}]}', 'local'],
+        'tools []'               => ['{"model":"pick","tools":[]}', 'plain'],
+        'tools null'             => ['{"model":"pick","tools":null}', 'plain'],
+        '5000 tools'             => [qq({"model":"pick","tools":$many}), 'local'],
+        'stream_options'         => ['{"model":"pick","stream":true,'
+                                     . '"stream_options":{"include_usage":true}}', 'local'],
+        'stream_options null'    => ['{"model":"pick","stream_options":null}', 'plain'],
+        'include_usage null'     => ['{"model":"pick","stream_options":{"include_usage":null}}',
+                                     'plain'],
+        'other stream_options'   => ['{"model":"pick","stream_options":{"x":"y"}}', 'plain'],
+    );
+
+    for my $name (sort keys %ok) {
+        my ($body, $provider) = @{ $ok{$name} };
+        my $res = post('/v1/chat/completions', $body);
+        is($t->answered_by($res), $provider, "$name: answered by $provider");
+    }
 };
 
 subtest 'a transcription without a model or not multipart is a 400' => sub {
@@ -342,6 +453,165 @@ EOF
         or diag('error: ' . ($res->{error} // 'none'));
 
     $t2->stop_and_check('error.log is clean after a 413 found while reading');
+}
+
+# nginx's own refusals - most found while it reads the headers, before a
+# location is chosen, where no location's error_page applies - are OpenAI
+# errors on the gateway's URLs (by its location, or before one is chosen
+# by the location nginx would choose for the URI), and stay nginx's HTML
+# pages elsewhere in the same server: /plain/ and /v1/plain/ are the
+# user's own locations.  Raw requests, one per connection.
+
+{
+    my $t3 = Tailgate::Gateway->new;
+
+    my $key3 = $t3->start_gateway(server => <<'EOF');
+        large_client_header_buffers 4 1k;
+        client_body_timeout 1s;
+        location /plain/ { proxy_pass http://%%MOCK:local%%; }
+        location /v1/plain/ { proxy_pass http://%%MOCK:local%%; }
+EOF
+    my $local3 = $t3->mock('local');
+
+    # one request on its own connection, read to the end
+    my $exchange = sub {
+        my ($bytes, $timeout) = @_;
+
+        my $c = $t3->raw_connect;
+        $c->write_bytes($bytes);
+        my $closed = $c->read_all($timeout // 5);
+        $c->close;
+
+        my ($head, $body) = split /\r\n\r\n/, $c->raw, 2;
+        my %h;
+        $h{lc $1} = $2 while ($head // '') =~ /^([^:\r\n]+):\s*([^\r\n]*)/mg;
+        my ($status) = ($head // '') =~ m{^HTTP/1\.[01] (\d{3})};
+
+        return { status => $status // 0, headers => \%h, body => $body // '',
+                 raw => $c->raw, closed => $closed };
+    };
+
+    my $auth3 = "Authorization: Bearer $key3\r\n";
+    my $long = 'x' x 1500;
+
+    # name => [status, request with PATH for the URI, code]
+    my %cases = (
+        'bad chunked body' => [400,
+            "POST PATH HTTP/1.1\r\nHost: x\r\n$auth3"
+            . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            'bad_request'],
+        'negative Content-Length' => [400,
+            "POST PATH HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\nConnection: close\r\n\r\n",
+            'bad_request'],
+        'two Content-Lengths' => [400,
+            "POST PATH HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+            . "Content-Length: 2\r\nConnection: close\r\n\r\n{}", 'bad_request'],
+        'Content-Length with Transfer-Encoding' => [400,
+            "POST PATH HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+            'bad_request'],
+        'an unknown Transfer-Encoding' => [501,
+            "POST PATH HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
+            . "Connection: close\r\n\r\n", 'not_implemented'],
+        'TRACE' => [405,
+            "TRACE PATH HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            'method_not_allowed'],
+        'headers too large' => [400,
+            "GET PATH HTTP/1.1\r\nHost: x\r\nX-Big: $long\r\nConnection: close\r\n\r\n",
+            'bad_request'],
+        'a URI too long' => [414,
+            "GET PATH$long HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            'uri_too_long'],
+        'two Authorization headers' => [400,
+            "GET PATH HTTP/1.1\r\nHost: x\r\n$auth3${auth3}Connection: close\r\n\r\n",
+            'bad_request'],
+        'two Host headers' => [400,
+            "GET PATH HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: close\r\n\r\n",
+            'bad_request'],
+        'HTTP/1.1 without Host' => [400,
+            "GET PATH HTTP/1.1\r\nConnection: close\r\n\r\n", 'bad_request'],
+        'a bad request line' => [400,
+            "GET PATH HTTP/1.1 junk\r\nHost: x\r\n\r\n", 'bad_request'],
+        'HTTP/2.0 in the request line' => [505,
+            "GET PATH HTTP/2.0\r\nHost: x\r\n\r\n", 'http_version_not_supported'],
+        'a NUL in a header' => [400,
+            "GET PATH HTTP/1.1\r\nHost: x\r\nX-A\0: b\r\n\r\n", 'bad_request'],
+        'a URI above the root' => [400,
+            "GET PATH/" . ('../' x 8) . "x HTTP/1.1\r\nHost: x\r\n\r\n", 'bad_request'],
+        'a body over client_max_body_size' => [413,
+            "POST PATH HTTP/1.1\r\nHost: x\r\n${auth3}Content-Length: 30000000\r\n"
+            . "Connection: close\r\n\r\n", 'request_too_large'],
+    );
+
+    my @ours = ('/v1/chat/completions', '/v1/audio/transcriptions', '/v1/nope', '/health');
+    my @theirs = ('/plain/x', '/v1/plain/x');
+
+    $local3->clear;
+
+    for my $name (sort keys %cases) {
+        my ($status, $req, $code) = @{ $cases{$name} };
+
+        for my $path (@ours) {
+            # /health, an exact location: what keeps the URI as it is
+            next if $path eq '/health'
+                    && $name =~ /chunked|client_max|URI too long|above the root/;
+
+            my $res = $exchange->($req =~ s/PATH/$path/r);
+            $t3->is_openai_error($res, $status, $code, "$name, $path: JSON $status")
+                or next;
+            is($res->{headers}{'content-length'}, length $res->{body},
+               "$name, $path: its Content-Length");
+        }
+
+        for my $path (@theirs) {
+            my $res = $exchange->($req =~ s/PATH/$path/r);
+            is($res->{status}, $status, "$name, $path: $status");
+            like($res->{headers}{'content-type'} // '', qr{^text/html},
+                 "$name, $path: nginx's own page");
+        }
+    }
+
+    is(scalar @{ $local3->requests }, 0, 'none was proxied');
+
+    # a HEAD request gets the headers of the JSON error, and no body
+    my $res = $exchange->("HEAD /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n");
+    is($res->{status}, 400, 'HEAD without Host: 400');
+    is($res->{headers}{'content-type'}, 'application/json', 'HEAD: JSON headers');
+    ok(($res->{headers}{'content-length'} // 0) > 0, 'HEAD: the length of the JSON');
+    is($res->{body}, '', 'HEAD: no body');
+
+    # the body is exactly the Content-Length, and nginx's Connection stays
+    my $c = $t3->raw_connect;
+    $c->write_bytes("TRACE /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    my ($st1, $r1) = eval { $c->read_response };
+    $c->close;
+    is($st1, 405, 'TRACE: 405');
+    like($r1 // '', qr/\r\n\r\n\{"error":\{"message":"[^"]+","type":"invalid_request_error","param":null,"code":"method_not_allowed"\}\}\n\z/,
+         'an OpenAI error body of exactly its Content-Length');
+    like($r1 // '', qr/^Connection: close\r$/m, "and nginx's Connection: close");
+
+    # HTTP/1.0 needs no Host: answered as any request
+    $res = $exchange->("GET /v1/models HTTP/1.0\r\n$auth3\r\n");
+    is($res->{status}, 200, 'HTTP/1.0 without Host: served');
+
+    # an unknown method is the module's 405, with Allow
+    $res = $exchange->("FOO /v1/chat/completions HTTP/1.1\r\nHost: x\r\n$auth3"
+                       . "Connection: close\r\n\r\n");
+    $t3->is_openai_error($res, 405, 'method_not_allowed', 'an unknown method: 405');
+    is($res->{headers}{allow}, 'POST', 'with Allow: POST');
+
+    # a body that stops coming: nginx closes after client_body_timeout and
+    # sends nothing - no page, HTML or other
+    $c = $t3->raw_connect;
+    $c->write_bytes("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n$auth3"
+                    . "Content-Length: 100\r\n\r\n{\"model\":");
+    ok($c->read_all(4), 'a body that stops: the connection closes');
+    is($c->raw, '', 'without a response');
+    $c->close;
+
+    $t3->allow_log(qr/client sent|client intended to send too large body/,
+                   qr/client timed out/, qr/invalid chunked body/);
+    $t3->stop_and_check("error.log is clean after nginx's own refusals");
 }
 
 $t->done_testing;
