@@ -75,7 +75,9 @@ $t->row('policyd SIGKILL under load',
 # Stopped for three seconds, longer than the module waits for a decision
 # (tailgate_policyd_timeout 2s): those requests fail closed with 503, and
 # when policyd goes on it decides them all, each decision answered with
-# REPORT not_sent.  Nothing is lost: the same process counts throughout.
+# REPORT not_sent for its provider and route (protocol.md, "REPORT
+# outcomes").  Nothing is lost: the same process counts throughout, so
+# every decision of each route is reported once.
 
 $t->row('policyd SIGSTOP, then SIGCONT, under load',
     seconds => 5.5,
