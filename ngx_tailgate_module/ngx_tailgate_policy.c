@@ -80,8 +80,8 @@ static void ngx_tailgate_peer_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_tailgate_peer_process(ngx_tailgate_peer_t *peer);
 static ngx_int_t ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer,
     u_char *frame, size_t len);
-static void ngx_tailgate_peer_release_lease(ngx_tailgate_peer_t *peer,
-    uint32_t lease);
+static void ngx_tailgate_peer_unused(ngx_tailgate_peer_t *peer,
+    ngx_tailgate_reply_t *reply);
 static ngx_tailgate_call_t *ngx_tailgate_call_find(ngx_tailgate_peer_t *peer,
     uint32_t id);
 static void ngx_tailgate_call_timeout(ngx_event_t *ev);
@@ -977,10 +977,14 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
     call = ngx_tailgate_call_find(peer, id);
 
     if (call == NULL) {
-        /* the request stopped waiting: give its lease back at once */
+        /*
+         * The request stopped waiting: the decision is reported unused, for
+         * its route, so that decisions and reports add up - and its lease,
+         * if any, ends at once.
+         */
 
-        if (reply.lease) {
-            ngx_tailgate_peer_release_lease(peer, reply.lease);
+        if (reply.type == TG_MSG_DECISION && reply.status == 200) {
+            ngx_tailgate_peer_unused(peer, &reply);
         }
 
         return NGX_OK;
@@ -1002,16 +1006,23 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
 
 
 static void
-ngx_tailgate_peer_release_lease(ngx_tailgate_peer_t *peer, uint32_t lease)
+ngx_tailgate_peer_unused(ngx_tailgate_peer_t *peer,
+    ngx_tailgate_reply_t *reply)
 {
-    u_char                         buf[64];
+    u_char                         buf[1024];
     ngx_tailgate_frame_t           f;
     const ngx_tailgate_outcome_t  *not_sent;
 
     not_sent = &ngx_tailgate_outcomes[NGX_TAILGATE_OUTCOME_NOT_SENT];
 
     ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_REPORT);
-    ngx_tailgate_frame_u32(&f, TG_F_LEASE, lease);
+
+    if (reply->lease) {
+        ngx_tailgate_frame_u32(&f, TG_F_LEASE, reply->lease);
+    }
+
+    ngx_tailgate_frame_str(&f, TG_F_PROVIDER, &reply->provider);
+    ngx_tailgate_frame_str(&f, TG_F_ROUTE, &reply->route);
     ngx_tailgate_frame_str(&f, TG_F_OUTCOME, &not_sent->name);
 
     if (ngx_tailgate_frame_finish(&f) == NGX_OK) {
