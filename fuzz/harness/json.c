@@ -1,0 +1,211 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * The module's JSON request scanner (ngx_tailgate_json.c) on a request
+ * body, as ngx_tailgate_body_classify() calls it, and what the rest of the
+ * module does with a body it accepted:
+ *
+ *   - ngx_tailgate_json_scan(): the facts point into the body, the model
+ *     token is a JSON string there;
+ *   - ngx_tailgate_json_members()/member() over the accepted body and every
+ *     object in it (request edits): they never fail on it, and they find
+ *     "model" where the scanner found it;
+ *   - ngx_tailgate_json_quote() of the decoded model (the model rewrite),
+ *     scanned back: the same model;
+ *   - ngx_tailgate_json_strings() on the same bytes (token claims).
+ */
+
+
+#include "fuzz_ngx.h"
+#include "ngx_tailgate_scan.h"
+
+
+static void fuzz_json_members(u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts, ngx_uint_t depth);
+static void fuzz_json_requote(ngx_pool_t *pool, ngx_str_t *model);
+
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    fuzz_ngx_init();
+    return 0;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char                *p, *end;
+    ngx_int_t              rc;
+    ngx_str_t             *s;
+    ngx_uint_t             i;
+    ngx_pool_t            *pool;
+    ngx_array_t           *strings;
+    const char            *error;
+    ngx_tailgate_facts_t   facts;
+
+    pool = fuzz_ngx_pool();
+
+    /* libFuzzer's copy of the input is exactly size bytes: past it is red */
+    p = (u_char *) data;
+    end = p + size;
+
+    ngx_memzero(&facts, sizeof(ngx_tailgate_facts_t));
+    error = NULL;
+
+    rc = ngx_tailgate_json_scan(pool, p, end, &facts, &error);
+
+    FUZZ_CHECK(rc == NGX_OK || rc == NGX_ERROR);
+
+    if (rc == NGX_ERROR) {
+        /* the client is always told why */
+        FUZZ_CHECK(error != NULL);
+
+    } else {
+        FUZZ_CHECK(facts.model_start >= p && facts.model_end <= end);
+        FUZZ_CHECK(facts.model_end - facts.model_start >= 2);
+        FUZZ_CHECK(facts.model_start[0] == '"' && facts.model_end[-1] == '"');
+
+        /* decoded, never longer than written */
+        FUZZ_CHECK(facts.model.len
+                   <= (size_t) (facts.model_end - facts.model_start - 2));
+
+        if (facts.model.data >= p && facts.model.data < end) {
+            FUZZ_CHECK(facts.model.data == facts.model_start + 1);
+            FUZZ_CHECK(facts.model.len
+                       == (size_t) (facts.model_end - facts.model_start - 2));
+        }
+
+        fuzz_json_members(p, end, &facts, 0);
+        fuzz_json_requote(pool, &facts.model);
+    }
+
+    rc = ngx_tailgate_json_strings(pool, p, end, &strings);
+
+    FUZZ_CHECK(rc == NGX_OK || rc == NGX_ERROR);
+
+    if (rc == NGX_OK) {
+        s = strings->elts;
+
+        for (i = 0; i < strings->nelts; i++) {
+            FUZZ_CHECK(s[i].len <= size);
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return 0;
+}
+
+
+/*
+ * The object at p (validated by the scan) member by member, as the
+ * request edits walk it; objects inside it too, as "key.member" edits do.
+ */
+
+static void
+fuzz_json_members(u_char *p, u_char *end, ngx_tailgate_facts_t *facts,
+    ngx_uint_t depth)
+{
+    u_char                      *last;
+    ngx_int_t                    rc;
+    ngx_uint_t                   n, models;
+    ngx_tailgate_json_iter_t     it;
+    ngx_tailgate_json_member_t   m;
+
+    rc = ngx_tailgate_json_members(&it, p, end);
+
+    if (depth == 0) {
+        FUZZ_CHECK(rc == NGX_OK);
+
+    } else if (rc != NGX_OK) {
+        FUZZ_CHECK(rc == NGX_DECLINED);
+        return;
+    }
+
+    last = p;
+    models = 0;
+
+    for (n = 0; /* void */; n++) {
+        rc = ngx_tailgate_json_member(&it, &m);
+
+        if (rc == NGX_DONE) {
+            break;
+        }
+
+        /* a validated object has no member that does not parse */
+        FUZZ_CHECK(rc == NGX_OK);
+
+        FUZZ_CHECK(m.key_start >= last && m.key_start[0] == '"');
+        FUZZ_CHECK(m.value_start > m.key_start);
+        FUZZ_CHECK(m.value_end > m.value_start && m.value_end <= end);
+        FUZZ_CHECK(m.name_len >= -1
+                   && m.name_len <= NGX_TAILGATE_JSON_NAME_MAX);
+
+        last = m.value_end;
+
+        if (depth == 0 && m.name_len == 5
+            && ngx_strncmp(m.name, "model", 5) == 0)
+        {
+            /* where the scanner saw the model, the edits see it */
+            FUZZ_CHECK(m.value_start == facts->model_start);
+            FUZZ_CHECK(m.value_end == facts->model_end);
+            models++;
+        }
+
+        if (depth == 0 && m.name_len == 6
+            && ngx_strncmp(m.name, "stream", 6) == 0)
+        {
+            FUZZ_CHECK(facts->stream
+                       == (m.value_end - m.value_start == 4
+                           && ngx_strncmp(m.value_start, "true", 4) == 0));
+        }
+
+        if (m.value_start[0] == '{' && depth < 4) {
+            fuzz_json_members(m.value_start, m.value_end, facts, depth + 1);
+        }
+    }
+
+    if (depth == 0) {
+        FUZZ_CHECK(models <= 1);
+    }
+}
+
+
+/* the model as the rewrite writes it, scanned again: the same model */
+
+static void
+fuzz_json_requote(ngx_pool_t *pool, ngx_str_t *model)
+{
+    u_char                *body, *q;
+    ngx_int_t              rc;
+    ngx_str_t              quoted;
+    const char            *error;
+    ngx_tailgate_facts_t   facts;
+
+    rc = ngx_tailgate_json_quote(pool, model, &quoted);
+    FUZZ_CHECK(rc == NGX_OK);
+
+    FUZZ_CHECK(quoted.len >= model->len + 2);
+    FUZZ_CHECK(quoted.data[0] == '"' && quoted.data[quoted.len - 1] == '"');
+
+    body = malloc(quoted.len + sizeof("{\"model\":}") - 1);
+    FUZZ_CHECK(body != NULL);
+
+    q = ngx_cpymem(body, "{\"model\":", sizeof("{\"model\":") - 1);
+    q = ngx_cpymem(q, quoted.data, quoted.len);
+    *q++ = '}';
+
+    ngx_memzero(&facts, sizeof(ngx_tailgate_facts_t));
+    error = NULL;
+
+    rc = ngx_tailgate_json_scan(pool, body, q, &facts, &error);
+
+    FUZZ_CHECK(rc == NGX_OK);
+    FUZZ_CHECK(facts.model.len == model->len);
+    FUZZ_CHECK(ngx_memcmp(facts.model.data, model->data, model->len) == 0);
+
+    free(body);
+}
