@@ -13,6 +13,7 @@
  *                            the other replies come from policyd itself:
  *                            "make seeds" runs the policyd_frames harness
  *                            over its seeds with TAILGATE_FUZZ_DUMP
+ *   corpus/jwt/              whole tokens signed with fuzz/jwt/hs256.key
  *
  *   mkseeds FUZZ_DIR         writes into FUZZ_DIR/corpus/
  */
@@ -23,6 +24,9 @@
 
 #include "ngx_tailgate_proto.h"
 #include "proto.h"              /* policyd's builders */
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,6 +425,87 @@ policyd_seeds(void)
 }
 
 
+/* whole tokens: header.payload signed with the harness's HS256 key */
+
+static void
+b64url(const u_char *p, size_t len, char *out)
+{
+    ngx_str_t  src, dst;
+
+    src.data = (u_char *) p;
+    src.len = len;
+    dst.data = (u_char *) out;
+
+    ngx_encode_base64url(&dst, &src);
+    out[dst.len] = '\0';
+}
+
+
+static void
+token(const char *name, const char *header, const char *claims, int good)
+{
+    FILE          *fp;
+    char           path[4096], tok[8192], sig[128];
+    size_t         n, klen;
+    unsigned int   mlen;
+    u_char         key[256], mac[EVP_MAX_MD_SIZE];
+
+    snprintf(path, sizeof(path), "%s/jwt/hs256.key", out_dir);
+
+    fp = fopen(path, "rb");
+    if (fp == NULL) {
+        die(path);
+    }
+
+    klen = fread(key, 1, sizeof(key), fp);
+    fclose(fp);
+
+    while (klen && (key[klen - 1] == '\n' || key[klen - 1] == '\r')) {
+        klen--;
+    }
+
+    b64url((u_char *) header, strlen(header), tok);
+    n = strlen(tok);
+    tok[n++] = '.';
+    b64url((u_char *) claims, strlen(claims), tok + n);
+    n = strlen(tok);
+
+    if (HMAC(EVP_sha256(), key, (int) klen, (u_char *) tok, n, mac, &mlen)
+        == NULL)
+    {
+        die("HMAC");
+    }
+
+    if (!good) {
+        mac[0] ^= 1;
+    }
+
+    b64url(mac, mlen, sig);
+    snprintf(tok + n, sizeof(tok) - n, ".%s", sig);
+
+    write_file("jwt", name, (u_char *) tok, strlen(tok));
+}
+
+
+static void
+jwt_seeds(void)
+{
+    token("token-hs256", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+          "{\"sub\":\"client-1\",\"iss\":\"https://idp.test\","
+          "\"aud\":\"tailgate\",\"exp\":4102444800,\"iat\":1699990000,"
+          "\"tid\":\"acme\",\"groups\":[\"private\",\"region:eu\"],"
+          "\"models\":[\"chat\",\"qwen\"],\"roles\":[\"admin\"]}", 1);
+
+    token("token-hs256-bad-signature", "{\"alg\":\"HS256\"}",
+          "{\"sub\":\"client-1\",\"iss\":\"https://idp.test\","
+          "\"aud\":\"tailgate\",\"exp\":4102444800}", 0);
+
+    token("token-hs256-expired", "{\"alg\":\"HS256\"}",
+          "{\"sub\":\"client-1\",\"iss\":\"https://idp.test\","
+          "\"aud\":\"tailgate\",\"exp\":1690000000}", 1);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -432,6 +517,7 @@ main(int argc, char **argv)
 
     worker_seeds();
     policyd_seeds();
+    jwt_seeds();
 
     return 0;
 }
