@@ -19,8 +19,13 @@
  *
  * Every input gets a new connection and a new state (leases, counts,
  * health) against one policy, fuzz/policyd/policy.json, so that it
- * replays the same way.  The event loop never runs: the work a frame asks
- * for "soon" (health, waking those queued) is not done.
+ * replays the same way.  The event loop never runs; what its timers would
+ * do is done here: after each read, the work the frames asked for "soon"
+ * (server.c's tg_soon_cb(): judging the providers, waking those queued
+ * when a slot came free), and at the end the wait of the oldest request
+ * still queued runs out (queue.c's budget timer).  A request answered
+ * there is sent at once (tg_conn_flush()): with no socket that fails, and
+ * the connection closes, as a worker that went away would make it.
  *
  * TAILGATE_FUZZ_DUMP=DIR writes every reply into DIR, one file each: the
  * seeds of the frame harness (fuzz/README.md).
@@ -321,6 +326,37 @@ fuzz_replies(tg_conn *c, uint32_t peer_max)
 }
 
 
+/*
+ * What server.c's soon_w does once the connection's callback is over: 0
+ * when that closed the connection (an answer to a request that was queued
+ * could not be sent).
+ */
+
+static int
+fuzz_soon(tg_conn *c)
+{
+    bool  health, wake;
+
+    health = fuzz_srv.health_due;
+    wake = fuzz_srv.wake_due;
+    fuzz_srv.health_due = false;
+    fuzz_srv.wake_due = false;
+    ev_timer_stop(fuzz_srv.loop, &fuzz_srv.soon_w);
+
+    /* a state that changed would send INVALIDATE, and wake everyone */
+
+    if (health && tg_state_evaluate(fuzz_srv.state, tg_now_ms(&fuzz_srv))) {
+        wake = true;
+    }
+
+    if (wake) {
+        tg_queue_wake_all(&fuzz_srv);
+    }
+
+    return fuzz_srv.conns == c;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -369,9 +405,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         fuzz_replies(c, peer_max);
+
+        if (!fuzz_soon(c)) {
+            /* answering those queued closed it */
+            c = NULL;
+            break;
+        }
+
+        fuzz_replies(c, peer_max);
     }
 
-    fuzz_conn_close(c);
+    /* the oldest request still waiting waited long enough */
+
+    if (c != NULL && c->state == TG_CONN_OPEN && fuzz_srv.waiters != NULL) {
+        ev_invoke(fuzz_srv.loop, &fuzz_srv.waiters->budget, EV_TIMER);
+
+        if (fuzz_srv.conns == NULL) {
+            c = NULL;
+        }
+    }
+
+    if (c != NULL) {
+        fuzz_conn_close(c);
+    }
 
     /* what a frame asked for "soon" is not done here */
     ev_timer_stop(fuzz_srv.loop, &fuzz_srv.soon_w);

@@ -340,6 +340,12 @@ worker_seeds(void)
     report(&st, 1, "local", "whisper-1", "ok", 200, 1);
     save("lease-queue-cancel", &st);
 
+    /* a wait that runs out: decided again as busy */
+    hello(&st, 65536);
+    decide(&st, &(facts_t) { .model = "chat", .stream = 1 });
+    decide(&st, &(facts_t) { .model = "chat", .tools = 1 });
+    save("queue-wait-runs-out", &st);
+
     hello(&st, 65536);
     decide(&st, &(facts_t) { .model = "chat", .attempt = 2,
                              .exclude = { "local" } });
