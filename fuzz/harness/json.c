@@ -13,17 +13,31 @@
  *     "model" where the scanner found it;
  *   - ngx_tailgate_json_quote() of the decoded model (the model rewrite),
  *     scanned back: the same model;
- *   - ngx_tailgate_json_strings() on the same bytes (token claims).
+ *   - ngx_tailgate_json_strings() on the same bytes (token claims);
+ *   - the body as the model rewrite leaves it: the bytes before the model
+ *     token, another model, the bytes after it, scanned again;
+ *   - another JSON parser, cJSON, as a provider would read the body: where
+ *     it reads the body at all, it must read the model, "stream" and
+ *     "tools" the gateway routed on, and find no second "model" in
+ *     another letter case.  cJSON keeps keys as C strings: "model\u0000x"
+ *     is "model" to it, as to any parser that does.
  */
 
 
 #include "fuzz_ngx.h"
 #include "ngx_tailgate_scan.h"
 
+#include <cjson/cJSON.h>
+#include <string.h>
+
 
 static void fuzz_json_members(u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, ngx_uint_t depth);
 static void fuzz_json_requote(ngx_pool_t *pool, ngx_str_t *model);
+static void fuzz_json_rewrite(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts);
+static void fuzz_json_oracle(u_char *p, size_t size,
+    ngx_tailgate_facts_t *facts);
 
 
 int
@@ -80,6 +94,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         fuzz_json_members(p, end, &facts, 0);
         fuzz_json_requote(pool, &facts.model);
+        fuzz_json_rewrite(pool, p, end, &facts);
+        fuzz_json_oracle(p, size, &facts);
     }
 
     rc = ngx_tailgate_json_strings(pool, p, end, &strings);
@@ -143,6 +159,9 @@ fuzz_json_members(u_char *p, u_char *end, ngx_tailgate_facts_t *facts,
         FUZZ_CHECK(m.value_end > m.value_start && m.value_end <= end);
         FUZZ_CHECK(m.name_len >= -1
                    && m.name_len <= NGX_TAILGATE_JSON_NAME_MAX);
+
+        /* a name is read up to a NUL, as parsers of C strings read it */
+        FUZZ_CHECK(m.name_len <= 0 || memchr(m.name, '\0', m.name_len) == NULL);
 
         last = m.value_end;
 
@@ -208,4 +227,89 @@ fuzz_json_requote(ngx_pool_t *pool, ngx_str_t *model)
     FUZZ_CHECK(ngx_memcmp(facts.model.data, model->data, model->len) == 0);
 
     free(body);
+}
+
+
+/* the body with another model, as ngx_tailgate_body_rewrite_model() does */
+
+static void
+fuzz_json_rewrite(ngx_pool_t *pool, u_char *p, u_char *end,
+    ngx_tailgate_facts_t *facts)
+{
+    u_char                *body, *q;
+    size_t                 len;
+    ngx_int_t              rc;
+    ngx_str_t              model, quoted;
+    const char            *error;
+    ngx_tailgate_facts_t   again;
+
+    ngx_str_set(&model, "provider/m\"o\\del\n");
+
+    FUZZ_CHECK(ngx_tailgate_json_quote(pool, &model, &quoted) == NGX_OK);
+
+    len = (facts->model_start - p) + quoted.len + (end - facts->model_end);
+
+    body = malloc(len);
+    FUZZ_CHECK(body != NULL);
+
+    q = ngx_cpymem(body, p, facts->model_start - p);
+    q = ngx_cpymem(q, quoted.data, quoted.len);
+    q = ngx_cpymem(q, facts->model_end, end - facts->model_end);
+
+    ngx_memzero(&again, sizeof(ngx_tailgate_facts_t));
+    error = NULL;
+
+    rc = ngx_tailgate_json_scan(pool, body, q, &again, &error);
+
+    FUZZ_CHECK(rc == NGX_OK);
+    FUZZ_CHECK(again.model.len == model.len);
+    FUZZ_CHECK(ngx_memcmp(again.model.data, model.data, model.len) == 0);
+    FUZZ_CHECK(again.model_start == body + (facts->model_start - p));
+    FUZZ_CHECK(again.stream == facts->stream && again.tools == facts->tools);
+
+    free(body);
+}
+
+
+/* what a provider that parses with cJSON reads */
+
+static void
+fuzz_json_oracle(u_char *p, size_t size, ngx_tailgate_facts_t *facts)
+{
+    cJSON  *root, *model, *stream, *tools;
+
+    root = cJSON_ParseWithLengthOpts((const char *) p, size, NULL, 0);
+
+    if (root == NULL) {
+        /* cJSON refuses more (broken surrogate pairs, deep nesting) */
+        return;
+    }
+
+    FUZZ_CHECK(cJSON_IsObject(root));
+
+    model = cJSON_GetObjectItemCaseSensitive(root, "model");
+
+    FUZZ_CHECK(model != NULL && cJSON_IsString(model));
+
+    /* a model with a NUL is the string up to it for cJSON */
+
+    if (memchr(facts->model.data, '\0', facts->model.len) == NULL) {
+        FUZZ_CHECK(strlen(model->valuestring) == facts->model.len);
+        FUZZ_CHECK(ngx_memcmp(model->valuestring, facts->model.data,
+                              facts->model.len) == 0);
+    }
+
+    /* no "Model" that a parser matching keys in any case would take */
+    FUZZ_CHECK(cJSON_GetObjectItem(root, "model") == model);
+
+    stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    FUZZ_CHECK(cJSON_GetObjectItem(root, "stream") == stream);
+    FUZZ_CHECK(facts->stream == (stream != NULL && cJSON_IsTrue(stream)));
+
+    tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    FUZZ_CHECK(cJSON_GetObjectItem(root, "tools") == tools);
+    FUZZ_CHECK(facts->tools == (tools != NULL && cJSON_IsArray(tools)
+                                && cJSON_GetArraySize(tools) > 0));
+
+    cJSON_Delete(root);
 }
