@@ -39,7 +39,15 @@ static void ngx_tailgate_json_space(ngx_tailgate_json_t *j);
 static ssize_t ngx_tailgate_json_unescape(u_char *p, u_char *end,
     u_char *dst, size_t size);
 static ngx_int_t ngx_tailgate_json_hex4(u_char *p, uint32_t *cp);
+static u_char *ngx_tailgate_json_nul(u_char *p, u_char *end);
 static ngx_uint_t ngx_tailgate_json_key_folds(u_char *name, size_t n);
+static ngx_uint_t ngx_tailgate_json_key_routes(u_char *name, size_t n);
+
+
+/* the keys the gateway routes on */
+static ngx_str_t  ngx_tailgate_json_keys[] = {
+    ngx_string("model"), ngx_string("stream"), ngx_string("tools")
+};
 
 
 /*
@@ -136,7 +144,7 @@ ngx_int_t
 ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, const char **error)
 {
-    u_char               *key, *value, *key_end;
+    u_char               *key, *value, *key_end, *nul;
     ssize_t               n;
     ngx_uint_t            escaped, seen_stream, seen_tools, first;
     ngx_tailgate_json_t   j;
@@ -197,7 +205,25 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
         }
 
         if (escaped) {
-            n = ngx_tailgate_json_unescape(key, key_end, name, sizeof(name));
+            /*
+             * A parser that keeps keys as C strings reads "model\u0000x"
+             * as "model": a second model that the gateway did not route on.
+             */
+
+            nul = ngx_tailgate_json_nul(key, key_end);
+
+            n = ngx_tailgate_json_unescape(key, nul ? nul : key_end, name,
+                                           sizeof(name));
+
+            if (nul && n > 0 && ngx_tailgate_json_key_routes(name, n)) {
+                *error = "The request has a key that is \"model\", "
+                         "\"stream\" or \"tools\" up to a NUL character.";
+                return NGX_ERROR;
+            }
+
+            if (nul) {
+                n = -1;
+            }
 
         } else if ((size_t) (key_end - key) <= sizeof(name)) {
             n = key_end - key;
@@ -452,7 +478,7 @@ ngx_int_t
 ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     ngx_tailgate_json_member_t *m)
 {
-    u_char               *key;
+    u_char               *key, *nul;
     ngx_uint_t            escaped;
     ngx_tailgate_json_t   j;
 
@@ -489,8 +515,12 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
         return NGX_ERROR;
     }
 
-    m->name_len = ngx_tailgate_json_unescape(key, j.p - 1, m->name,
-                                             sizeof(m->name));
+    /* the name up to a NUL, as a parser of C strings reads it */
+
+    nul = escaped ? ngx_tailgate_json_nul(key, j.p - 1) : NULL;
+
+    m->name_len = ngx_tailgate_json_unescape(key, nul ? nul : j.p - 1,
+                                             m->name, sizeof(m->name));
 
     ngx_tailgate_json_space(&j);
 
@@ -520,19 +550,55 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
 static ngx_uint_t
 ngx_tailgate_json_key_folds(u_char *name, size_t n)
 {
-    static ngx_str_t  keys[] = {
-        ngx_string("model"), ngx_string("stream"), ngx_string("tools")
-    };
-
     ngx_uint_t  i;
 
-    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (ngx_tailgate_key_folds(name, n, &keys[i])) {
+    for (i = 0; i < sizeof(ngx_tailgate_json_keys) / sizeof(ngx_str_t); i++) {
+        if (ngx_tailgate_key_folds(name, n, &ngx_tailgate_json_keys[i])) {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/* a routing key, in any letter case */
+
+static ngx_uint_t
+ngx_tailgate_json_key_routes(u_char *name, size_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(ngx_tailgate_json_keys) / sizeof(ngx_str_t); i++) {
+        if (ngx_tailgate_key_is(name, n, &ngx_tailgate_json_keys[i])) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the first "\u0000" in the contents of a validated string, or NULL */
+
+static u_char *
+ngx_tailgate_json_nul(u_char *p, u_char *end)
+{
+    for ( /* void */ ; p < end; p++) {
+
+        if (*p != '\\') {
+            continue;
+        }
+
+        if (end - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
+            return p;
+        }
+
+        /* the escaped character: \uXXXX's digits are no backslashes */
+        p++;
+    }
+
+    return NULL;
 }
 
 
