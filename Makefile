@@ -5,6 +5,8 @@
 #   make          build build/ngx_tailgate_module.so and build/policyd
 #   make deps     install the Debian packages needed to build and test
 #   make bench    benchmarks against bare nginx proxying (see bench/)
+#   make fuzz     build the libFuzzer harnesses, run each for FUZZ_SECONDS
+#   make fuzz-build  only build them (fuzz/README.md)
 #
 # NGINX_SRC is the nginx tree to build the module against: Debian's
 # nginx-dev by default (its configure flags come from conf_flags, so the
@@ -33,14 +35,16 @@ MODULE_SRCS := $(wildcard ngx_tailgate_module/*.c ngx_tailgate_module/*.h proto/
 
 DEB_PACKAGES := build-essential nginx nginx-dev libjwt-dev libcjson-dev \
                 libhiredis-dev libev-dev libcmocka-dev libcurl4-openssl-dev \
-                libssl-dev redis-server wrk perl
+                libssl-dev redis-server wrk perl \
+                clang libclang-rt-14-dev
 
 export TAILGATE_NGINX  ?= $(NGINX)
 export TAILGATE_MODULE := $(MODULE)
 export TAILGATE_POLICYD := $(POLICYD)
 
 
-.PHONY: all module policyd unit-tests deps test run bench clean
+.PHONY: all module policyd unit-tests deps test run bench fuzz fuzz-build \
+        clean
 
 all: module policyd
 
@@ -97,6 +101,19 @@ run: deps all
 
 bench: all
 	@perl bench/run.pl
+
+# the harnesses need the configured nginx tree only (its headers and
+# objs/ngx_auto_config.h), not the module; FUZZ_SECONDS, FUZZ_TARGETS,
+# FUZZ_JOBS, FUZZ_RSS_MB given here reach fuzz/Makefile too
+FUZZ_SECONDS ?= 60
+FUZZ_MAKE = $(MAKE) -C fuzz NGX_TREE=$(NGX_TREE) OUT=$(ROOT)/$(BUILD)/fuzz \
+                FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-build: $(NGX_TREE)/objs/Makefile
+	$(FUZZ_MAKE) build
+
+fuzz: fuzz-build
+	$(FUZZ_MAKE) run
 
 clean:
 	rm -rf build build-asan

@@ -73,6 +73,7 @@ static void ngx_tailgate_json_space(ngx_tailgate_json_t *j);
 static ssize_t ngx_tailgate_json_unescape(u_char *p, u_char *end,
     u_char *dst, size_t size);
 static ngx_int_t ngx_tailgate_json_hex4(u_char *p, uint32_t *cp);
+static u_char *ngx_tailgate_json_nul(u_char *p, u_char *end);
 static ngx_uint_t ngx_tailgate_json_key_folds(u_char *name, size_t n);
 static ngx_int_t ngx_tailgate_json_fact(ngx_pool_t *pool, u_char *name,
     ssize_t n, u_char *value, u_char *end, ngx_tailgate_facts_t *facts,
@@ -80,6 +81,7 @@ static ngx_int_t ngx_tailgate_json_fact(ngx_pool_t *pool, u_char *name,
 static ngx_int_t ngx_tailgate_json_stream_options(u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
 static const char *ngx_tailgate_json_type(u_char c);
+static ngx_uint_t ngx_tailgate_json_key_routes(u_char *name, size_t n);
 
 
 /*
@@ -171,7 +173,7 @@ ngx_int_t
 ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error)
 {
-    u_char               *key, *value, *key_end;
+    u_char               *key, *value, *key_end, *nul;
     ssize_t               n;
     ngx_int_t             rc;
     ngx_uint_t            escaped, first, seen;
@@ -232,7 +234,24 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
         }
 
         if (escaped) {
-            n = ngx_tailgate_json_unescape(key, key_end, name, sizeof(name));
+            /*
+             * A parser that keeps keys as C strings reads "model\u0000x"
+             * as "model": a second model that the gateway did not route on.
+             */
+
+            nul = ngx_tailgate_json_nul(key, key_end);
+
+            n = ngx_tailgate_json_unescape(key, nul ? nul : key_end, name,
+                                           sizeof(name));
+
+            if (nul && n > 0 && ngx_tailgate_json_key_routes(name, n)) {
+                error->err = NGX_TAILGATE_ERR_KEY_NUL;
+                return NGX_DECLINED;
+            }
+
+            if (nul) {
+                n = -1;
+            }
 
         } else if ((size_t) (key_end - key) <= sizeof(name)) {
             n = key_end - key;
@@ -612,7 +631,7 @@ ngx_int_t
 ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     ngx_tailgate_json_member_t *m)
 {
-    u_char               *key;
+    u_char               *key, *nul;
     ngx_uint_t            escaped;
     ngx_tailgate_json_t   j;
 
@@ -649,8 +668,12 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
         return NGX_ERROR;
     }
 
-    m->name_len = ngx_tailgate_json_unescape(key, j.p - 1, m->name,
-                                             sizeof(m->name));
+    /* the name up to a NUL, as a parser of C strings reads it */
+
+    nul = escaped ? ngx_tailgate_json_nul(key, j.p - 1) : NULL;
+
+    m->name_len = ngx_tailgate_json_unescape(key, nul ? nul : j.p - 1,
+                                             m->name, sizeof(m->name));
 
     ngx_tailgate_json_space(&j);
 
@@ -710,18 +733,92 @@ ngx_tailgate_json_chars(u_char *p, u_char *end)
 static ngx_uint_t
 ngx_tailgate_json_key_folds(u_char *name, size_t n)
 {
-    ngx_uint_t                      i;
+    u_char                         *p, *end;
+    size_t                          len;
+    ngx_uint_t                      i, unicode;
     const ngx_tailgate_json_fact_t  *f;
+    u_char                          folded[NGX_TAILGATE_JSON_MAX_KEY];
+
+    /*
+     * Go's encoding/json folds keys the Unicode way: there U+017F "long s"
+     * is "s" and U+212A "Kelvin" is "k", so "\u017ftream" is "stream".
+     */
+
+    unicode = 0;
+    len = 0;
+    end = name + n;
+
+    for (p = name; p < end && len < sizeof(folded); p++) {
+
+        if (end - p >= 2 && p[0] == 0xc5 && p[1] == 0xbf) {
+            folded[len++] = 's';
+            p += 1;
+            unicode = 1;
+
+        } else if (end - p >= 3 && p[0] == 0xe2 && p[1] == 0x84
+                   && p[2] == 0xaa)
+        {
+            folded[len++] = 'k';
+            p += 2;
+            unicode = 1;
+
+        } else {
+            folded[len++] = *p;
+        }
+    }
 
     for (i = 0; i < NGX_TAILGATE_FACT_STREAM_OPTIONS; i++) {
         f = &ngx_tailgate_json_facts[i];
 
-        if (ngx_tailgate_key_folds(name, n, &f->name)) {
+        if (ngx_tailgate_key_folds(name, n, &f->name)
+            || (unicode && p == end
+                && ngx_tailgate_key_is(folded, len, &f->name)))
+        {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/* a routing key, in any letter case */
+
+static ngx_uint_t
+ngx_tailgate_json_key_routes(u_char *name, size_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_TAILGATE_FACT_STREAM_OPTIONS; i++) {
+        if (ngx_tailgate_key_is(name, n, &ngx_tailgate_json_facts[i].name)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the first "\u0000" in the contents of a validated string, or NULL */
+
+static u_char *
+ngx_tailgate_json_nul(u_char *p, u_char *end)
+{
+    for ( /* void */ ; p < end; p++) {
+
+        if (*p != '\\') {
+            continue;
+        }
+
+        if (end - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
+            return p;
+        }
+
+        /* the escaped character: \uXXXX's digits are no backslashes */
+        p++;
+    }
+
+    return NULL;
 }
 
 

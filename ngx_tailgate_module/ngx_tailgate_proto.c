@@ -54,7 +54,9 @@ ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
 
     p = ngx_tailgate_frame_field(f, key, value->len);
 
-    if (p != NULL) {
+    /* an empty value may be ngx_null_string: memcpy() takes no NULL */
+
+    if (p != NULL && value->len) {
         ngx_memcpy(p, value->data, value->len);
     }
 }

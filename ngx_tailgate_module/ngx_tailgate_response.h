@@ -109,6 +109,9 @@
     X(KEY_CASE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",        \
       "The request has a key that differs from \"model\", \"stream\" or "     \
       "\"tools\" only in letter case.")                                       \
+    X(KEY_NUL, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",         \
+      "The request has a key that is \"model\", \"stream\" or "               \
+      "\"tools\" up to a NUL character.")                                       \
     X(MISSING_MODEL, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "", "",   \
       "You must provide a model parameter.")                                  \
     X(MODEL_TWICE, NGX_HTTP_BAD_REQUEST, "invalid_request_error", "",         \

@@ -144,6 +144,15 @@ for my $variant ('Model', 'MODEL', 'mOdEl', 'Mod\u0065l') {
         or diag("provider body: $got->{body}");
 }
 
+# Go's encoding/json folds keys the Unicode way: U+017F (long s) is "s",
+# so "\u017ftream" is "stream" and "tool\u017f" is "tools" there
+
+for my $variant ('\u017ftream', 'tool\u017f', '\u017fTREAM') {
+    my $body = qq({"model":"qwen","messages":[],"$variant":true});
+    my ($res) = through($body);
+    is($res->{status}, 400, "$variant: refused, as a routing key in another case");
+}
+
 $t->logs_clean('error.log is clean after the model keys in other cases');
 
 $t->done_testing;

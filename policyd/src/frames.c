@@ -48,9 +48,7 @@ static void tg_handle_hold(tg_conn *c, const uint8_t *frame,
 void
 tg_frames_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    tg_conn        *c = w->data;
-    tg_frame_hdr    h;
-    const uint8_t  *frame = NULL;
+    tg_conn  *c = w->data;
 
     (void) loop;
     (void) revents;
@@ -59,15 +57,25 @@ tg_frames_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
 
-    while (tg_conn_frame(c, &frame, &h) == 1) {
-        tg_frame(c, frame, &h);
-    }
+    tg_frames_serve(c);
 
     if (c->state == TG_CONN_OPEN || c->state == TG_CONN_CLOSE_AFTER_FLUSH) {
         tg_conn_flush(c);
     }
 
     tg_conn_finish(c);
+}
+
+
+void
+tg_frames_serve(tg_conn *c)
+{
+    tg_frame_hdr    h;
+    const uint8_t  *frame = NULL;
+
+    while (tg_conn_frame(c, &frame, &h) == 1) {
+        tg_frame(c, frame, &h);
+    }
 }
 
 
