@@ -1,7 +1,9 @@
 # Tailgate: ngx_tailgate_module (nginx dynamic module) + policyd.
 #
 #   make run      install packages, build, start a demo gateway (Ctrl-C stops)
-#   make test     build, then run every test under prove
+#   make test     build, then every test under prove: the suite, then the
+#                 suite again under AddressSanitizer and UBSan
+#   make check    the suite only (SANITIZE=1 make check: sanitized only)
 #   make          build build/ngx_tailgate_module.so and build/policyd
 #   make deps     install the Debian packages needed to build and test
 #   make bench    benchmarks against bare nginx proxying (see bench/)
@@ -11,7 +13,8 @@
 # NGINX_SRC is the nginx tree to build the module against: Debian's
 # nginx-dev by default (its configure flags come from conf_flags, so the
 # module loads into /usr/sbin/nginx), or any nginx source tree.
-# SANITIZE=1 builds both programs with AddressSanitizer into build-asan/.
+# SANITIZE=1 builds both programs with AddressSanitizer and UBSan (which
+# stops at its first finding) into build-asan/.
 
 NGINX_SRC ?= /usr/share/nginx/src
 NGINX     ?= /usr/sbin/nginx
@@ -19,7 +22,8 @@ SANITIZE  ?=
 
 ifeq ($(SANITIZE),1)
 BUILD     ?= build-asan
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
 export TAILGATE_NGINX_PRELOAD := $(shell $(CC) -print-file-name=libasan.so)
 else
 BUILD     ?= build
@@ -43,7 +47,7 @@ export TAILGATE_MODULE := $(MODULE)
 export TAILGATE_POLICYD := $(POLICYD)
 
 
-.PHONY: all module policyd unit-tests deps test run bench fuzz fuzz-build \
+.PHONY: all module policyd unit-tests deps test check run bench fuzz fuzz-build \
         clean
 
 all: module policyd
@@ -93,7 +97,15 @@ deps:
 	        --no-install-recommends $$missing; \
 	fi
 
-test: deps all unit-tests
+# every test: the suite (with each fuzz harness for a short while), then
+# the same suite under AddressSanitizer and UBSan (the fuzz harnesses are
+# sanitized already: not run twice)
+test: deps
+	$(MAKE) check
+	TAILGATE_FUZZ_SECONDS=0 $(MAKE) SANITIZE=1 check
+
+# the suite alone, with this build (SANITIZE=1: the sanitized one)
+check: all unit-tests
 	prove -r t/
 
 run: deps all

@@ -47,8 +47,8 @@ my $tmp = tempdir(CLEANUP => 1);
 }
 
 # the harnesses, as fuzz/Makefile lists them
-my @names = map { /^([^:\s]+):/ ? $1 : () }
-            `make -s -C $root/fuzz specs 2>/dev/null`;
+my @names = map { /^(\w+):/ ? $1 : () }
+            `make -s --no-print-directory -C $root/fuzz specs 2>/dev/null`;
 
 ok(@names >= 5, 'fuzz/Makefile lists the harnesses: ' . join(' ', @names));
 
@@ -58,8 +58,8 @@ mkdir $work or die "$work: $!";
 # builds them (SANITIZE=1 in the environment: into build-asan/fuzz), then
 # fuzz/run.sh runs the regressions and each harness
 my $log = "$tmp/fuzz.log";
-my $rc = system("cd $root && WORK=$work make -s fuzz FUZZ_SECONDS=$seconds "
-                . "FUZZ_JOBS=2 > $log 2>&1");
+my $rc = system("cd $root && WORK=$work make -s --no-print-directory fuzz "
+                . "FUZZ_SECONDS=$seconds FUZZ_JOBS=2 > $log 2>&1");
 
 my @lines = do { open(my $fh, '<', $log) or die "$log: $!"; <$fh> };
 chomp @lines;

@@ -52,6 +52,8 @@ static const fuzz_field_t  fuzz_strs[] = {
     FUZZ_STR(TG_F_REASON, reason),
     FUZZ_STR(TG_F_ZONE, zone),
     FUZZ_STR(TG_F_ADJUST, adjust),
+    FUZZ_STR(TG_F_PRICES, prices),
+    FUZZ_STR(TG_F_RATELIMIT, ratelimit),
     FUZZ_STR(TG_F_BODY, body)
 };
 
@@ -64,6 +66,9 @@ static const ngx_uint_t  fuzz_u32s[] = {
 };
 
 #define FUZZ_NU32S  (sizeof(fuzz_u32s) / sizeof(fuzz_u32s[0]))
+
+/* the u8 field the module reads from a reply */
+#define FUZZ_U8     TG_F_STREAM_USAGE
 
 
 static void fuzz_frame(u_char *wire, size_t len);
@@ -161,6 +166,10 @@ fuzz_frame(u_char *wire, size_t len)
                     ok = 0;
                 }
             }
+
+            if (f.key == FUZZ_U8 && f.len != 1) {
+                ok = 0;
+            }
         }
 
         FUZZ_CHECK(rc == 0 || rc == -1);
@@ -212,6 +221,17 @@ fuzz_frame(u_char *wire, size_t len)
         FUZZ_CHECK(fuzz_reply_u32(&reply, max_frame, fuzz_u32s[k]) == v);
     }
 
+    tg_fields_init(&it, wire, &h);
+    v = 0;
+
+    while (tg_fields_next(&it, &f) == 1) {
+        if (f.key == FUZZ_U8) {
+            v = f.value[0];
+        }
+    }
+
+    FUZZ_CHECK(reply.stream_usage == v);
+
     fuzz_rebuild(&reply, id, max_frame);
 }
 
@@ -248,7 +268,8 @@ fuzz_rebuild(ngx_tailgate_reply_t *reply, uint32_t id, uint32_t max_frame)
     ngx_tailgate_frame_t   f;
     ngx_tailgate_reply_t   again;
 
-    size = TG_FRAME_HEADER_SIZE + FUZZ_NU32S * (TG_FIELD_HEADER_SIZE + 4);
+    size = TG_FRAME_HEADER_SIZE + FUZZ_NU32S * (TG_FIELD_HEADER_SIZE + 4)
+           + TG_FIELD_HEADER_SIZE + 1;
 
     for (i = 0; i < FUZZ_NSTRS; i++) {
         s = (ngx_str_t *) ((u_char *) reply + fuzz_strs[i].offset);
@@ -265,6 +286,8 @@ fuzz_rebuild(ngx_tailgate_reply_t *reply, uint32_t id, uint32_t max_frame)
                                (uint32_t) fuzz_reply_u32(reply, max_frame,
                                                          fuzz_u32s[k]));
     }
+
+    ngx_tailgate_frame_u8(&f, FUZZ_U8, reply->stream_usage);
 
     for (i = 0; i < FUZZ_NSTRS; i++) {
         s = (ngx_str_t *) ((u_char *) reply + fuzz_strs[i].offset);
@@ -289,6 +312,8 @@ fuzz_rebuild(ngx_tailgate_reply_t *reply, uint32_t id, uint32_t max_frame)
         FUZZ_CHECK(fuzz_reply_u32(&again, max_frame2, fuzz_u32s[k])
                    == fuzz_reply_u32(reply, max_frame, fuzz_u32s[k]));
     }
+
+    FUZZ_CHECK(again.stream_usage == reply->stream_usage);
 
     for (i = 0; i < FUZZ_NSTRS; i++) {
         s = (ngx_str_t *) ((u_char *) reply + fuzz_strs[i].offset);
