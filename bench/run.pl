@@ -18,6 +18,11 @@
 # BENCH_SECONDS     seconds per wrk run (5; quick 2)
 # BENCH_ROUNDS      measured rounds (5; quick 2)
 # BENCH_MILLION     requests for the RSS check (1000000; quick 200000)
+# BENCH_VS=TREE     also a second gateway (V) with the build of another
+#                   checkout (TREE/build, TREE/conf/tailgate, its own
+#                   policyd), measured in the same rounds as A and B: a
+#                   change's before/after in one run
+# BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
 
 use strict;
 use warnings;
@@ -43,11 +48,13 @@ my $MILLION = $ENV{BENCH_MILLION} // ($QUICK ? 200_000 : 1_000_000);
 my $NGINX = $ENV{TAILGATE_NGINX} // '/usr/sbin/nginx';
 my $MODULE = $ENV{TAILGATE_MODULE} // "$ROOT/build/ngx_tailgate_module.so";
 my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
+my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
+my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
 my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104,
-            a_sse => 19105);
+            a_sse => 19105, v => 19106);
 my %proc;      # name => pid
 my %result;    # everything measured, also written as JSON
 
@@ -89,6 +96,26 @@ if (my $r = $result{chat}{1}) {
     printf "added at -c1: p50 %.0f us, p99 %.0f us\n",
            $r->{b_p50} - $r->{a_p50}, $r->{b_p99} - $r->{a_p99};
 }
+
+if ($VS) {
+    section("this build (B) and $VS (V) in the same rounds, 1 KB");
+    printf "%5s %10s %10s %10s %7s %7s %7s %8s %8s %8s\n",
+           '-c', 'A rps', 'B rps', 'V rps', 'B/A', 'V/A', 'B/V',
+           'A cpu', 'B cpu', 'V cpu';
+
+    for my $c (1, 32) {
+        my $r = compare_vs($c, 'body-1k-start.json');
+        $result{vs}{$c} = $r;
+
+        printf "%5d %10.0f %10.0f %10.0f %7.3f %7.3f %7.3f %6.2fus "
+             . "%6.2fus %6.2fus\n",
+               $c, $r->{a_rps}, $r->{b_rps}, $r->{v_rps}, $r->{ratio},
+               $r->{v_ratio}, $r->{b_vs_v}, $r->{a_cpu}, $r->{b_cpu},
+               $r->{v_cpu};
+    }
+}
+
+goto DONE if $ONLY_VS;
 
 section('authentication at -c8: API key, JWT remembered, JWT verified anew');
 printf "%-26s %10s %9s %9s %9s\n", 'credential', 'rps', 'p50', 'cpu', '+cpu';
@@ -171,6 +198,7 @@ printf "policyd down:            %8.0f rps of 503, p99 %6.0f us\n",
 printf "policyd 50 ms per answer: %7.0f rps, p50 %6.1f ms (one worker, "
      . "nothing blocks)\n", $f->{slow_rps}, $f->{slow_p50} / 1000;
 
+DONE:
 write_file("$DIR/results.json", JSON::PP->new->canonical->pretty->encode(\%result));
 print "\nresults: $DIR/results.json\n";
 
@@ -216,7 +244,35 @@ sub compare {
     };
 }
 
-# one wrk run against A or B; CPU per request of the worker and policyd
+# A, B and V (BENCH_VS) in turn: the ratios of each round, then medians
+
+sub compare_vs {
+    my ($c, $body) = @_;
+
+    my (%run, @ratio, @v_ratio, @b_vs_v);
+
+    wrk($_, $c, $body, 1) for qw(a b v);
+
+    for (1 .. $ROUNDS) {
+        my %r = map { $_ => wrk($_, $c, $body) } qw(a b v);
+        push @{ $run{$_} }, $r{$_} for keys %r;
+        push @ratio, $r{b}{rps} / $r{a}{rps};
+        push @v_ratio, $r{v}{rps} / $r{a}{rps};
+        push @b_vs_v, $r{b}{rps} / $r{v}{rps};
+    }
+
+    my %m = (ratio => median(@ratio), v_ratio => median(@v_ratio),
+             b_vs_v => median(@b_vs_v), rounds => $ROUNDS);
+
+    for my $w (qw(a b v)) {
+        $m{"${w}_rps"} = median(map { $_->{rps} } @{ $run{$w} });
+        $m{"${w}_cpu"} = median(map { $_->{cpu_us} } @{ $run{$w} });
+    }
+
+    return \%m;
+}
+
+# one wrk run against A, B or V; CPU per request of the worker and policyd
 
 sub wrk {
     my ($which, $c, $body, $warmup, %opt) = @_;
@@ -225,7 +281,9 @@ sub wrk {
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
     my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens}) : lua($body);
 
-    my @pids = (worker_pid(), $proc{policyd} // ());
+    my @pids = $which eq 'v'
+               ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
+               : (worker_pid(), $proc{policyd} // ());
     my $cpu0 = cpu_ticks(@pids);
 
     my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
@@ -562,6 +620,8 @@ $common
 }
 EOF
 
+    setup_vs() if $VS;
+
     # request bodies: 1 KB to 1 MB, the model near the start or the end
     my %size = ('1k' => 1024, '10k' => 10_240, '100k' => 102_400,
                 '1m' => 1_048_576);
@@ -573,6 +633,49 @@ EOF
         write_file("$DIR/body-$name-start.json", qq({"model":"bench",$msgs}));
         write_file("$DIR/body-$name-end.json", qq({$msgs,"model":"bench"}));
     }
+}
+
+# V: the other checkout's module, conf and policyd, on its own port and
+# socket, with the same keys, policy and provider
+
+sub setup_vs {
+    -f "$VS/build/ngx_tailgate_module.so" && -x "$VS/build/policyd"
+        or die "BENCH_VS=$VS: build it first (make -C $VS all)\n";
+
+    make_path("$DIR/gv");
+    symlink("$VS/conf/tailgate", "$DIR/gv/tailgate");
+
+    write_file("$DIR/gv/nginx.conf", <<"EOF");
+load_module $VS/build/ngx_tailgate_module.so;
+worker_processes 1;
+daemon off;
+pid $DIR/gv/nginx.pid;
+error_log $DIR/gv/error.log warn;
+@{[ $> == 0 ? 'user root;' : '' ]}
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/gv/body;
+    proxy_temp_path $DIR/gv/proxy;
+
+    tailgate_policyd unix:$DIR/policyd-vs.sock;
+    tailgate_keys $DIR/keys;
+
+    upstream tg_fake {
+        server 127.0.0.1:$PORT{provider};
+        keepalive 256;
+    }
+
+    tailgate_private_upstream tg_fake;
+
+    server {
+        listen 127.0.0.1:$PORT{v} backlog=4096;
+        keepalive_requests 1000000;
+
+        include tailgate/locations.conf;
+    }
+}
+EOF
 }
 
 sub start_all {
@@ -589,8 +692,19 @@ sub start_all {
     spawn('gateway', "$DIR/gw/out.log", 'taskset', '-c', '0', $NGINX,
           '-p', "$DIR/gw/", '-c', "$DIR/gw/nginx.conf");
 
-    wait_port($_) for values %PORT;
+    if ($VS) {
+        unlink "$DIR/policyd-vs.sock";
+        spawn('policyd_vs', "$DIR/policyd-vs.log", 'taskset', '-c', '0',
+              "$VS/build/policyd", '-c', "$DIR/policy.json",
+              '-s', "$DIR/policyd-vs.sock");
+        wait_for(sub { -S "$DIR/policyd-vs.sock" }, 'the V policyd socket');
+        spawn('gateway_vs', "$DIR/gv/out.log", 'taskset', '-c', '0', $NGINX,
+              '-p', "$DIR/gv/", '-c', "$DIR/gv/nginx.conf");
+    }
+
+    wait_port($_) for grep { $VS || $_ != $PORT{v} } values %PORT;
     wait_for(sub { worker_pid() }, 'the gateway worker');
+    wait_for(sub { worker_pid('gateway_vs') }, 'the V gateway worker') if $VS;
 
     # one request through B proves the whole path before measuring
     my $probe = run_capture("curl -s -o /dev/null -w '%{http_code}' "
@@ -662,7 +776,7 @@ sub stop_all {
 
 # the gateway's worker, and with policyd running its pid: for /proc
 sub worker_pid {
-    my $master = $proc{gateway} or return;
+    my $master = $proc{ $_[0] // 'gateway' } or return;
 
     # taskset exec()s nginx: the master is that pid
     for my $p (glob '/proc/[0-9]*') {
