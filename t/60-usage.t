@@ -265,4 +265,24 @@ subtest 'the access log: tokens and cost' => sub {
     like($lines[-1], qr/ in=1000 .* cost=-$/, 'no prices: no cost');
 };
 
+subtest 'the request id: the access log\'s, new for every request' => sub {
+    my $m = mark();
+    $t->chat('qwen') for 1 .. 3;
+
+    my @logged = map { (split / /)[0] }
+                 (split /\n/, $t->read_file('usage.log'))[-3 .. -1];
+    my %seen = map { $_ => 1 } @logged;
+    is(scalar keys %seen, 3, 'three requests, three ids');
+    like($_, qr/^[0-9a-f]{32}$/, "$_: 32 hex digits") for @logged;
+
+    # the reports of earlier requests may still come after the mark
+    my %reported;
+    $t->wait_for(sub {
+        %reported = map { ($_->{fields}{request_id} // '') => 1 }
+                    @{ $t->fake_frames('REPORT', since => $m) };
+        !grep { !$reported{$_} } @logged }, timeout => 5);
+    is(scalar(grep { $reported{$_} } @logged), 3,
+       'each REPORT names its request as the access log does');
+};
+
 $t->done_testing;
