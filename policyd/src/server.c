@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "defer.h"
 #include "frames.h"
+#include "limits_admit.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
@@ -371,6 +372,10 @@ tg_reload(tg_server *srv)
     srv->policy = np;
     tg_policy_free(old);
 
+    /* the counters of profiles and providers still there are kept */
+    tg_limit_store_clock(srv->state->limits);
+    tg_limits_sweep(srv->state->limits, np);
+
     tg_log_set_level(np->log_level);
 
     /* decisions the workers reuse were made with the old policy */
@@ -503,6 +508,10 @@ tg_health_check(tg_server *srv)
 
     changed = tg_state_evaluate(st, now_ms);
     tg_cooldown_arm(srv, now_ms);
+
+    /* counters with nothing owed and nothing held go */
+    tg_limit_store_clock(st->limits);
+    tg_limits_sweep(st->limits, srv->policy);
 
     if (st->leases_expired != expired) {
         tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
@@ -661,6 +670,11 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (health && tg_health_check(srv)) {
         wake = false;
+    }
+
+    if (srv->invalidate_due) {
+        srv->invalidate_due = false;
+        tg_invalidate_all(srv);
     }
 
     if (wake) {
