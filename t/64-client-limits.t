@@ -1,0 +1,278 @@
+#!/usr/bin/perl
+
+# Client limits, end to end: real nginx with the module, real policyd, a
+# mock provider.  A client's limit profile (named by its key record or its
+# token, or the policy's default) gives it rpm, tpm and concurrent; a
+# tenant's and a route's profile count all their clients together.  Over a
+# limit the client gets 429 rate_limit_exceeded the way OpenAI writes it,
+# with Retry-After and x-ratelimit-*, and the provider gets nothing; every
+# answer to a limited client carries x-ratelimit-*.  Tokens are estimated
+# at decision and corrected by the REPORT; a reload keeps the counters of
+# the profiles still there.  Profile names that are absent, empty,
+# unknown, too long or named twice each get a defined answer.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use JSON::PP ();
+use Test::More;
+use Tailgate::Gateway;
+use Tailgate::JWT qw(jwt_keypair jwt_token b64url);
+
+my $t = Tailgate::Gateway->new->skip_unless_built;
+
+my $JSON = JSON::PP->new->canonical->utf8;
+
+my $policy = Tailgate::Gateway::default_policy();
+$policy->{routes}{capped} = { steps => [{ provider => 'local', model => 'c' }] };
+$policy->{limits} = {
+    profiles => {
+        rpm3   => { rpm => 3 },
+        tok    => { tpm => 1000 },
+        conc   => { concurrent => 2 },
+        team   => { rpm => 2 },
+        route4 => { rpm => 4 },
+        std    => { rpm => 1000, tpm => 1000000 },
+    },
+    default => 'std',
+    tenants => { acme => 'team' },
+    routes  => { capped => 'route4' },
+};
+
+my %k = map { $_ => $t->new_key } qw(r3 tok conc a1 a2 c1 c2 unknown);
+
+my $kp = jwt_keypair($t->dir, 'ES256');
+
+$t->start_gateway(
+    policy => $policy,
+    keys => [
+        r3      => { key => $k{r3}, limit => 'rpm3' },
+        tok     => { key => $k{tok}, limit => 'tok' },
+        conc    => { key => $k{conc}, limit => 'conc' },
+        a1      => { key => $k{a1}, tenant => 'acme' },
+        a2      => { key => $k{a2}, tenant => 'acme' },
+        c1      => { key => $k{c1}, limit => 'std' },
+        c2      => { key => $k{c2}, limit => 'std' },
+        unknown => { key => $k{unknown}, limit => 'platinum' },
+    ],
+    http => qq{
+        tailgate_jwt_key ES256 $kp->{public_pem} kid=k1;
+    },
+    server => q{
+        location /jwt/v1/ {
+            tailgate on;
+            tailgate_keys off;
+            tailgate_jwt_claims client=sub limit=plan;
+            include tailgate/proxy.conf;
+        }
+    });
+
+my $local = $t->mock('local');
+
+sub seen { scalar @{ $local->requests } }
+
+sub rl {
+    my ($res) = @_;
+    my $h = $res->{headers};
+    return join ' ', map { $h->{"x-ratelimit-$_"} // '-' }
+        qw(limit-requests remaining-requests reset-requests
+           limit-tokens remaining-tokens reset-tokens);
+}
+
+subtest 'rpm 3: exactly three in the window, then 429' => sub {
+    my $n = seen();
+    my @res = map { $t->chat('qwen', key => $k{r3}) } 1 .. 5;
+
+    is_deeply([ map { $_->{status} } @res ], [200, 200, 200, 429, 429],
+              'three succeed, the rest are refused');
+    is(seen() - $n, 3, 'the provider got exactly three');
+
+    is_deeply([ map { $_->{headers}{'x-ratelimit-remaining-requests'} } @res ],
+              [2, 1, 0, 0, 0], 'x-ratelimit-remaining-requests counts down');
+    is($_->{headers}{'x-ratelimit-limit-requests'}, '3', 'limit-requests')
+        for @res;
+    ok(!exists $_->{headers}{'x-ratelimit-limit-tokens'},
+       'no tpm in the profile: no token headers') for @res[0, 3];
+    like($res[0]{headers}{'x-ratelimit-reset-requests'}, qr/^(19|20)(\.\d+)?s$/,
+         'reset-requests: one request drains in 20s');
+
+    my $r = $res[3];
+    $t->is_openai_error($r, 429, 'rate_limit_exceeded', '429 rate_limit_exceeded');
+    my $e = $t->error($r);
+    is($e->{type}, 'requests', 'type "requests", as OpenAI says');
+    like($e->{message}, qr/^Rate limit reached for requests per min \(RPM\) of this client: Limit 3\. Please try again in \d+s\.$/,
+         'the message');
+    like($r->{headers}{'retry-after'}, qr/^(19|20)$/, 'Retry-After: when one fits again');
+    is($r->{headers}{'x-ratelimit-remaining-requests'}, '0', 'nothing left');
+    unlike($r->{body}, qr/platinum|rpm3|policy\.json/, 'no internals in the body');
+};
+
+subtest 'the default profile: a key that names none' => sub {
+    my $res = $t->chat('qwen');
+    is($res->{status}, 200, 'a key naming none: 200');
+    like(rl($res), qr/^1000 9\d\d \S+ 1000000 \d+ \S+$/,
+         'every answer carries the headers of the default profile');
+
+    $res = $t->chat('qwen', stream => 1);
+    is($res->{status}, 200, 'a stream');
+    is($res->{headers}{'x-ratelimit-limit-requests'}, '1000', 'a stream carries them too');
+};
+
+subtest 'tpm: estimated at decision, corrected by the REPORT' => sub {
+    # the module estimates body bytes / 4; the mock says what it used
+    my $pad = sub { 'x' x ($_[0] * 4) };
+    my $used = { 'X-Mock-Control' => $JSON->encode(
+        { usage => { prompt_tokens => 100, completion_tokens => 50 } }) };
+
+    my $n = seen();
+    my $r1 = $t->chat('qwen', key => $k{tok}, headers => $used,
+                      body => { messages => [{ role => 'user', content => $pad->(500) }] });
+    is($r1->{status}, 200, 'about 500 tokens: 200');
+    my $left = $r1->{headers}{'x-ratelimit-remaining-tokens'};
+    ok($left >= 450 && $left <= 500, "the estimate was taken ($left left)");
+    is($r1->{headers}{'x-ratelimit-limit-tokens'}, '1000', 'limit-tokens');
+    ok(!exists $r1->{headers}{'x-ratelimit-limit-requests'}, 'no rpm: no request headers');
+
+    # 500 estimated + 800 would not fit; 150 used + 800 does
+    my $r2 = $t->chat('qwen', key => $k{tok}, headers => $used,
+                      body => { messages => [{ role => 'user', content => $pad->(800) }] });
+    is($r2->{status}, 200, 'the REPORT gave back what was not used');
+
+    my $r3 = $t->chat('qwen', key => $k{tok},
+                      body => { messages => [{ role => 'user', content => $pad->(800) }] });
+    $t->is_openai_error($r3, 429, 'rate_limit_exceeded', 'then the window is full: 429');
+    is($t->error($r3)->{type}, 'tokens', 'type "tokens"');
+    ok($r3->{headers}{'retry-after'} >= 1, 'Retry-After');
+    is(seen() - $n, 2, 'the provider got two');
+
+    my $big = $t->chat('qwen', key => $k{tok},
+                       body => { messages => [{ role => 'user', content => $pad->(1200) }] });
+    $t->is_openai_error($big, 429, 'rate_limit_exceeded', 'larger than the whole tpm: 429');
+    like($t->error($big)->{message}, qr/^Request too large for tokens per min/, 'request too large');
+};
+
+subtest 'concurrent 2: parallel slow requests' => sub {
+    my $slow = { 'X-Mock-Control' => $JSON->encode({ delay_ms => 1500 }) };
+    my $n = seen();
+
+    my @got = $t->parallel(5, sub {
+        my $r = $t->chat('qwen', key => $k{conc}, headers => $slow);
+        my $e = $t->error($r);
+        return join ':', $r->{status}, $e ? ($e->{code}, $e->{type}) : ();
+    });
+
+    my $ok = grep { $_ eq '200' } @got;
+    my $refused = grep { $_ eq '429:rate_limit_exceeded:requests' } @got;
+    is($ok, 2, 'two at once') or diag explain \@got;
+    is($refused, 3, 'the others: 429 rate_limit_exceeded');
+    is(seen() - $n, 2, 'the provider got two');
+
+    my $res = $t->chat('qwen', key => $k{conc});
+    is($res->{status}, 200, 'the slots came back with the REPORTs');
+};
+
+subtest "a tenant's profile counts its clients together" => sub {
+    my @res = ($t->chat('qwen', key => $k{a1}), $t->chat('qwen', key => $k{a2}),
+               $t->chat('qwen', key => $k{a1}), $t->chat('qwen', key => $k{a2}));
+
+    is_deeply([ map { $_->{status} } @res ], [200, 200, 429, 429], 'rpm 2 for both');
+    like($t->error($res[2])->{message}, qr/of tenant 'acme'/, 'the tenant is named');
+    is($res[1]{headers}{'x-ratelimit-limit-requests'}, '2',
+       "the binding window is shown: the tenant's, not the default's");
+
+    is($t->chat('qwen', key => $k{r3})->{status}, 429, 'others keep their own');
+};
+
+subtest "a route's profile counts every client of the route" => sub {
+    my @res = map { $t->chat('capped', key => $k{$_ % 2 ? 'c1' : 'c2'}) } 1 .. 5;
+
+    is_deeply([ map { $_->{status} } @res ], [200, 200, 200, 200, 429], 'rpm 4 for the route');
+    like($t->error($res[4])->{message}, qr/of route 'capped'/, 'the route is named');
+    is($t->chat('qwen', key => $k{c1})->{status}, 200, 'other routes are not counted');
+};
+
+subtest 'limit profile names: absent, empty, unknown, too long, twice' => sub {
+    my $n = seen();
+
+    my $res = $t->chat('qwen', key => $k{unknown});
+    $t->is_openai_error($res, 403, 'unknown_limit_profile',
+                        'a key naming a profile the policy lacks: 403');
+    is($t->error($res)->{type}, 'permission_error', 'permission_error');
+    unlike($res->{body}, qr/platinum/, 'the name is not echoed');
+
+    my $tok = sub {
+        my (%claims) = @_;
+        return jwt_token(alg => 'ES256', key => $kp, kid => 'k1',
+                         claims => { sub => 'svc', exp => time + 600, %claims });
+    };
+    my $jwt = sub {
+        $t->post_json('/jwt/v1/chat/completions', $_[0],
+                      { model => 'qwen', messages => [] });
+    };
+
+    $res = $jwt->($tok->(plan => 'rpm3'));
+    is($res->{status}, 200, 'a token naming a profile');
+    is($res->{headers}{'x-ratelimit-limit-requests'}, '3', 'its profile');
+
+    $res = $jwt->($tok->());
+    is($res->{headers}{'x-ratelimit-limit-requests'}, '1000', 'no claim: the default');
+
+    $res = $jwt->($tok->(plan => ''));
+    is($res->{headers}{'x-ratelimit-limit-requests'}, '1000', 'an empty claim: the default');
+
+    $res = $jwt->($tok->(plan => 'platinum'));
+    $t->is_openai_error($res, 403, 'unknown_limit_profile', 'an unknown claim: 403');
+
+    $res = $jwt->($tok->(plan => 'p' x 65));
+    ok($res->{status} == 401 || $res->{status} == 403,
+       "a name longer than any profile's: refused ($res->{status})");
+    $res = $jwt->($tok->(plan => 'r' x 5000));
+    ok($res->{status} == 401 || $res->{status} == 403,
+       "a huge one: refused ($res->{status})");
+
+    $res = $jwt->(jwt_token(alg => 'ES256', key => $kp, kid => 'k1',
+                            raw_payload => '{"sub":"svc2","exp":' . (time + 600)
+                                           . ',"plan":"std","plan":"rpm3"}'));
+    ok($res->{status} == 401 || ($res->{status} == 200
+                                 && $res->{headers}{'x-ratelimit-limit-requests'}),
+       "a claim named twice: refused, or one of them applies ($res->{status})");
+
+    is(seen() - $n, 3 + ($res->{status} == 200 ? 1 : 0),
+       'the refused ones never reached the provider');
+};
+
+subtest 'a reload keeps the counters of the profiles still there' => sub {
+    my $mark = $t->log_size('policyd');
+    $t->reload_policyd;
+    ok($t->wait_log('policyd', qr/policy reloaded/, from => $mark), 'reloaded');
+
+    my $res = $t->chat('qwen', key => $k{r3});
+    is($res->{status}, 429, 'rpm3 is still used up after SIGHUP');
+
+    my %p = %$policy;
+    $p{limits} = { %{ $policy->{limits} },
+                   profiles => { %{ $policy->{limits}{profiles} } } };
+    delete $p{limits}{profiles}{rpm3};
+    $t->write_policy(\%p);
+    $mark = $t->log_size('policyd');
+    $t->reload_policyd;
+    ok($t->wait_log('policyd', qr/policy reloaded/, from => $mark), 'reloaded without rpm3');
+
+    $res = $t->chat('qwen', key => $k{r3});
+    $t->is_openai_error($res, 403, 'unknown_limit_profile', 'its profile gone: 403');
+
+    $p{limits}{profiles}{rpm3} = { rpm => 3 };
+    $t->write_policy(\%p);
+    $mark = $t->log_size('policyd');
+    $t->reload_policyd;
+    ok($t->wait_log('policyd', qr/policy reloaded/, from => $mark), 'reloaded with it again');
+
+    $res = $t->chat('qwen', key => $k{r3});
+    is($res->{status}, 200, 'a profile of that name again starts afresh');
+    is($res->{headers}{'x-ratelimit-remaining-requests'}, '2', 'with its own count');
+};
+
+$t->done_testing;
