@@ -371,10 +371,10 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
                 r.http_status = v;
             } else if (f.key == TG_F_PROMPT_TOKENS) {
                 r.prompt_tokens = v;
-                r.has_tokens = true;
+                r.tokens = true;
             } else if (f.key == TG_F_COMPLETION_TOKENS) {
                 r.completion_tokens = v;
-                r.has_tokens = true;
+                r.tokens = true;
             } else if (f.key == TG_F_UPSTREAM_MS) {
                 r.upstream_ms = v;
             } else if (f.key == TG_F_TOTAL_MS) {

@@ -266,7 +266,7 @@ tg_limits_settle(tg_limit_store *s, tg_limit_hold *h, const tg_report *r)
         return;
     }
 
-    if (r->has_tokens) {
+    if (r->tokens) {
         used = (uint64_t) r->prompt_tokens + r->completion_tokens;
 
     } else if (r->outcome == TG_OUTCOME_NOT_SENT

@@ -61,7 +61,7 @@ uint64_t tg_limits_provider_wait(const tg_limit_store *s,
 void tg_limits_settle(tg_limit_store *s, tg_limit_hold *h,
     const tg_report *r);
 
-/* The request's cost (micro-units) spent from the hold's budgets. */
+/* The request's cost (pico-units) spent from the hold's budgets. */
 void tg_limits_spend(tg_limit_store *s, tg_limit_hold *h, uint64_t cost);
 
 /* The lease ended: slots given back, the hold freed.  NULL is fine. */

@@ -16,8 +16,10 @@
 #define TG_LIMIT_CONCURRENT_MAX 100000
 #define TG_LIMIT_PERIOD_MS      60000   /* rpm and tpm: per minute */
 
-/* money in micro-units of the price table's currency: 1.0 = 1000000 */
-#define TG_BUDGET_MAX           1000000000000000ULL
+/* money in pico-units of the prices' currency, as usage costs are:
+   1.0 = 10^12; a budget of at most 10^7 */
+#define TG_BUDGET_UNIT          1e12
+#define TG_BUDGET_MAX_AMOUNT    10000000
 
 
 typedef struct {
@@ -26,7 +28,7 @@ typedef struct {
     uint32_t        rpm;                /* 0: no limit of that kind */
     uint32_t        tpm;
     uint32_t        concurrent;
-    uint64_t        budget_day;         /* micro-units; 0: none */
+    uint64_t        budget_day;         /* pico-units; 0: none */
     uint64_t        budget_month;
 } tg_limit_profile;
 

@@ -7,7 +7,6 @@
  */
 
 #include <ctype.h>
-#include <math.h>
 #include <string.h>
 
 #include "policy_json.h"
@@ -263,16 +262,16 @@ tg_load_budget(tg_loader *ld, tg_limit_profile *lp, const cJSON *item,
         out = strcmp(*k, "day") == 0 ? &lp->budget_day : &lp->budget_month;
         d = cJSON_IsNumber(v) ? v->valuedouble : -1;
 
-        if (!(d > 0) || d * 1e6 > (double) TG_BUDGET_MAX) {
+        if (!(d > 0) || d > TG_BUDGET_MAX_AMOUNT) {
             tg_key_path(key_path, path_buf, *k);
             tg_load_error(ld, key_path, "expected an amount above 0 and at "
-                          "most %llu, in the prices' currency",
-                          (unsigned long long) (TG_BUDGET_MAX / 1000000));
+                          "most %d, in the prices' currency",
+                          TG_BUDGET_MAX_AMOUNT);
             continue;
         }
 
-        /* at least one micro-unit: a budget is never "none" by rounding */
-        *out = (uint64_t) llround(d * 1e6);
+        /* at least one pico-unit: a budget is never "none" by rounding */
+        *out = (uint64_t) (d * TG_BUDGET_UNIT + 0.5);
         if (*out == 0) {
             *out = 1;
         }

@@ -60,7 +60,7 @@ uint64_t tg_window_reset_ms(const tg_window *w, uint32_t limit,
     uint64_t now_ms);
 
 
-/* budgets: spend per UTC day and month, in micro-units */
+/* budgets: spend per UTC day and month, in pico-units */
 typedef struct {
     uint64_t    day_spent;
     uint64_t    month_spent;

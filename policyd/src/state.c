@@ -502,6 +502,7 @@ tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 
     if (l != NULL && l->hold != NULL) {
         tg_limits_settle(st->limits, l->hold, r);
+        tg_limits_spend(st->limits, l->hold, r->cost);
     }
 
     if (r->route != NULL) {

@@ -227,10 +227,15 @@ typedef struct {
     const char     *provider;           /* NUL-terminated, or NULL */
     const char     *route;
 
-    /* limits: what a lease's tokens were, how long a 429 asked for */
-    bool            has_tokens;
+    /*
+     * For the limits: the tokens it used (tokens: they were sent), its
+     * cost in pico-units of the prices' currency (set by the usage
+     * accounting; 0 until then) and how long a 429 asked for.
+     */
+    bool            tokens;
     uint32_t        prompt_tokens;
     uint32_t        completion_tokens;
+    uint64_t        cost;
     uint32_t        cooldown_ms;
 } tg_report;
 

@@ -208,8 +208,8 @@ test_budget_periods(void **unused)
 
     memset(&b, 0, sizeof(b));
     memset(&lp, 0, sizeof(lp));
-    lp.budget_day = 5000000;            /* 5.0 */
-    lp.budget_month = 12000000;         /* 12.0 */
+    lp.budget_day = 5000000;            /* 5.0 micro */
+    lp.budget_month = 12000000;         /* 12.0 micro */
 
     t = 1790000000;                     /* 2026-09-21 14:13:20 UTC */
 
@@ -372,7 +372,7 @@ report(tg_lfx *fx, uint32_t lease, tg_outcome outcome, bool tokens,
     r.owner = fx->owner;
     r.outcome = outcome;
     r.count = 1;
-    r.has_tokens = tokens;
+    r.tokens = tokens;
     r.prompt_tokens = prompt;
     r.completion_tokens = completion;
 
@@ -560,6 +560,7 @@ test_admit_budget(void **state)
     uint32_t     lease;
     tg_lfx      *fx = *state;
     tg_facts     f;
+    tg_report    r;
     tg_decision  d;
     const tg_lease *l;
 
@@ -572,13 +573,19 @@ test_admit_budget(void **state)
 
     l = tg_state_lease(fx->state, lease);
     assert_non_null(l);
-    tg_limits_spend(fx->state->limits, l->hold, 999999);
+    tg_limits_spend(fx->state->limits, l->hold, 999999999999ULL);
     report(fx, lease, TG_OUTCOME_OK, true, 1, 1);
 
+    /* the usage accounting sets a REPORT's cost: its lease spends it */
+
     assert_int_equal(decide(fx, &f, &d, &lease), TG_ADMIT_OK);
-    tg_limits_spend(fx->state->limits,
-                    tg_state_lease(fx->state, lease)->hold, 1);
-    report(fx, lease, TG_OUTCOME_OK, true, 1, 1);
+    memset(&r, 0, sizeof(r));
+    r.lease = lease;
+    r.owner = fx->owner;
+    r.outcome = TG_OUTCOME_OK;
+    r.count = 1;
+    r.cost = 1;
+    (void) tg_state_report(fx->state, &r, 0);
 
     assert_int_equal(decide(fx, &f, &d, &lease), TG_ADMIT_REFUSED);
     assert_int_equal(d.status, 429);
@@ -846,9 +853,9 @@ static const tg_test_refusal  refused_limits[] = {
         { "limits.profiles.a", "duplicate key" },
         { "limits.profiles.b.budget.week", "unknown key" },
         { "limits.profiles.b.budget.day", "expected an amount above 0 and "
-          "at most 1000000000, in the prices' currency" },
+          "at most 10000000, in the prices' currency" },
         { "limits.profiles.b.budget.month", "expected an amount above 0 and "
-          "at most 1000000000, in the prices' currency" },
+          "at most 10000000, in the prices' currency" },
         { "limits.profiles.c.budget", "expected an object with \"day\", "
           "\"month\" or both" },
         { "limits.default", "no limit profile named \"nope\" in "
@@ -909,7 +916,8 @@ test_limits_policy(void **unused)
     assert_ptr_equal(p->limits.routes[tg_policy_route(p, "capped", 6)->index],
                      tg_limits_profile(p, "team", 4));
     assert_null(p->limits.routes[tg_policy_route(p, "r", 1)->index]);
-    assert_int_equal(tg_limits_profile(p, "cheap", 5)->budget_day, 1000000);
+    assert_int_equal(tg_limits_profile(p, "cheap", 5)->budget_day,
+                     1000000000000ULL);
     assert_int_equal(tg_policy_provider(p, "plan", 4)->rpm, 2);
     assert_int_equal(tg_policy_provider(p, "plan", 4)->tpm, 1000);
     tg_policy_free(p);
