@@ -108,6 +108,12 @@ subtest 'rpm 3: exactly three in the window, then 429' => sub {
     like($r->{headers}{'retry-after'}, qr/^(19|20)$/, 'Retry-After: when one fits again');
     is($r->{headers}{'x-ratelimit-remaining-requests'}, '0', 'nothing left');
     unlike($r->{body}, qr/platinum|rpm3|policy\.json/, 'no internals in the body');
+
+    my $nf = $t->chat('no-such-model', key => $k{r3});
+    $t->is_openai_error($nf, 404, 'model_not_found', 'another refusal');
+    is(rl($nf), '3 0 ' . $nf->{headers}{'x-ratelimit-reset-requests'} . ' - - -',
+       'carries the headers too');
+    is($t->chat('qwen', key => $k{r3})->{status}, 429, 'and took nothing: still 429');
 };
 
 subtest 'the default profile: a key that names none' => sub {

@@ -240,6 +240,10 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
         if (rc == TG_ADMIT_BUSY && !facts->deferred && !facts->in_queue) {
             return TG_ANSWER_DEFER;
         }
+
+    } else {
+        /* every answer to a client with limits says what is left */
+        tg_limits_peek(srv->state->limits, srv->policy, facts, d);
     }
 
     lease = 0;
@@ -265,7 +269,9 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
                      d->provider->name, d->upstream, d->path,
                      d->provider_model, lease, d->reason);
 
-    } else if (d->status == 503 || d->status == 429) {
+    } else if (d->status == 503 || d->status == 429
+               || strcmp(d->error_code, "unknown_limit_profile") == 0)
+    {
         tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
                     (unsigned long long) c->id, id,
                     tg_log_len(facts->model.len), facts->model.data,

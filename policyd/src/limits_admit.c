@@ -32,6 +32,8 @@ typedef struct {
 } tg_scope;
 
 
+static int tg_limits_scopes(const tg_policy *policy, const tg_facts *facts,
+    const tg_decision *d, tg_scope *sc);
 static size_t tg_limit_key(char *buf, int scope, const char *profile,
     const char *name, size_t len);
 static void tg_refuse_limit(tg_decision *d, const tg_limit_take *t,
@@ -41,6 +43,106 @@ static void tg_ratelimit_text(const tg_limit_store *s, tg_decision *d,
 
 
 static const char  tg_scope_letter[] = { 'c', 't', 'r', 'p' };
+
+
+/*
+ * The profiles a request meets, by scope (the provider's is its plan, not
+ * a profile); -1 when the client's identity names a profile the policy
+ * does not have.
+ */
+
+static int
+tg_limits_scopes(const tg_policy *policy, const tg_facts *facts,
+    const tg_decision *d, tg_scope *sc)
+{
+    const tg_limit_profile  *lp;
+
+    memset(sc, 0, TG_HOLD_PARTS * sizeof(tg_scope));
+
+    if (facts->limit.len != 0) {
+        lp = tg_limits_profile(policy, facts->limit.data, facts->limit.len);
+
+        if (lp == NULL) {
+            return -1;
+        }
+
+    } else {
+        lp = policy->limits.default_profile;
+    }
+
+    sc[TG_SCOPE_CLIENT].profile = lp;
+    sc[TG_SCOPE_CLIENT].name = facts->client.data ? facts->client.data : "";
+    sc[TG_SCOPE_CLIENT].len = facts->client.len;
+
+    if (facts->tenant.len != 0) {
+        sc[TG_SCOPE_TENANT].profile = tg_limits_tenant(policy,
+                                                       facts->tenant.data,
+                                                       facts->tenant.len);
+        sc[TG_SCOPE_TENANT].name = facts->tenant.data;
+        sc[TG_SCOPE_TENANT].len = facts->tenant.len;
+    }
+
+    if (policy->limits.routes != NULL && d->route != NULL) {
+        sc[TG_SCOPE_ROUTE].profile = policy->limits.routes[d->route->index];
+        sc[TG_SCOPE_ROUTE].name = d->route->name;
+        sc[TG_SCOPE_ROUTE].len = d->route->name_len;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A refusal for another reason (no such route, no provider) to a client
+ * with limits: its windows as they are, nothing taken.
+ */
+
+void
+tg_limits_peek(const tg_limit_store *s, const tg_policy *policy,
+    const tg_facts *facts, tg_decision *d)
+{
+    int                      scopes[TG_HOLD_PARTS];
+    char                     key[TG_KEY_MAX];
+    size_t                   i, n, len;
+    tg_scope                 sc[TG_HOLD_PARTS];
+    tg_counter               empty[TG_HOLD_PARTS];
+    tg_limit_take            items[TG_HOLD_PARTS];
+    const tg_counter        *c;
+    const tg_limit_profile  *lp;
+
+    d->ratelimit[0] = '\0';
+
+    if (tg_limits_scopes(policy, facts, d, sc) != 0) {
+        return;
+    }
+
+    memset(empty, 0, sizeof(empty));
+    n = 0;
+
+    for (i = 0; i < TG_SCOPE_PROVIDER; i++) {
+        lp = sc[i].profile;
+
+        if (lp == NULL) {
+            continue;
+        }
+
+        len = tg_limit_key(key, (int) i, lp->name, sc[i].name, sc[i].len);
+        c = s->ops->peek(s, key, len);
+
+        memset(&items[n], 0, sizeof(tg_limit_take));
+        items[n].counter = c != NULL ? (tg_counter *) c : &empty[n];
+        items[n].rpm = lp->rpm;
+        items[n].tpm = lp->tpm;
+        scopes[n++] = (int) i;
+    }
+
+    if (n == 0) {
+        return;
+    }
+
+    d->client_limited = true;
+    tg_ratelimit_text(s, d, items, scopes, n);
+}
 
 
 int
@@ -61,48 +163,21 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
 
     /* whose limits: the client's profile, its tenant's, the route's */
 
-    if (facts->limit.len != 0) {
-        lp = tg_limits_profile(policy, facts->limit.data, facts->limit.len);
-
-        if (lp == NULL) {
-            /*
-             * A name the policy does not know is a key or token made for
-             * another policy, or a typo: no limit would be the wrong
-             * guess for a client that was meant to have one.
-             */
-            memset(d->ratelimit, 0, sizeof(d->ratelimit));
-            d->status = 403;
-            d->error_type = "permission_error";
-            d->error_code = "unknown_limit_profile";
-            snprintf(d->message, sizeof(d->message), "The limit profile "
-                     "of this client is not in the gateway's policy; ask "
-                     "its administrator");
-            d->retry_after = 0;
-            return TG_ADMIT_REFUSED;
-        }
-
-    } else {
-        lp = policy->limits.default_profile;
-    }
-
-    memset(sc, 0, sizeof(sc));
-
-    sc[TG_SCOPE_CLIENT].profile = lp;
-    sc[TG_SCOPE_CLIENT].name = facts->client.data ? facts->client.data : "";
-    sc[TG_SCOPE_CLIENT].len = facts->client.len;
-
-    if (facts->tenant.len != 0) {
-        sc[TG_SCOPE_TENANT].profile = tg_limits_tenant(policy,
-                                                       facts->tenant.data,
-                                                       facts->tenant.len);
-        sc[TG_SCOPE_TENANT].name = facts->tenant.data;
-        sc[TG_SCOPE_TENANT].len = facts->tenant.len;
-    }
-
-    if (policy->limits.routes != NULL && d->route != NULL) {
-        sc[TG_SCOPE_ROUTE].profile = policy->limits.routes[d->route->index];
-        sc[TG_SCOPE_ROUTE].name = d->route->name;
-        sc[TG_SCOPE_ROUTE].len = d->route->name_len;
+    if (tg_limits_scopes(policy, facts, d, sc) != 0) {
+        /*
+         * A name the policy does not know is a key or token made for
+         * another policy, or a typo: no limit would be the wrong guess
+         * for a client that was meant to have one.
+         */
+        d->ratelimit[0] = '\0';
+        d->status = 403;
+        d->error_type = "permission_error";
+        d->error_code = "unknown_limit_profile";
+        snprintf(d->message, sizeof(d->message), "The limit profile of this "
+                 "client is not in the gateway's policy; ask its "
+                 "administrator");
+        d->retry_after = 0;
+        return TG_ADMIT_REFUSED;
     }
 
     first = facts->attempt <= 1;

@@ -50,6 +50,13 @@ int tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
     const tg_facts *facts, tg_decision *d, tg_limit_hold **hold);
 
 /*
+ * For a decision refused for another reason: d->ratelimit as the client's
+ * windows are, when it has limits; nothing is taken.
+ */
+void tg_limits_peek(const tg_limit_store *s, const tg_policy *policy,
+    const tg_facts *facts, tg_decision *d);
+
+/*
  * Whether provider pr's own rpm and tpm take a request of tokens now, and
  * its cooldown has passed; else how long until they would (ms, at least
  * 1).  0: it fits.

@@ -547,6 +547,24 @@ test_admit_profiles(void **state)
                         "(RPM) of route 'capped': Limit 4. Please try again "
                         "in 15s.");
 
+    /* a refusal for another reason shows the windows, takes nothing */
+
+    f = LF("nope", "h1", NULL);
+    tg_decide(fx->policy, &f, fx->state, &d);
+    assert_int_equal(d.status, 404);
+    tg_limits_peek(fx->state->limits, fx->policy, &f, &d);
+    assert_string_equal(d.ratelimit, "100 98 1200 - - -");
+    tg_limits_peek(fx->state->limits, fx->policy, &f, &d);
+    assert_string_equal(d.ratelimit, "100 98 1200 - - -");
+
+    f = LF("nope", "never-seen", NULL);
+    tg_limits_peek(fx->state->limits, fx->policy, &f, &d);
+    assert_string_equal(d.ratelimit, "100 100 0 - - -");
+
+    f = LF("nope", "never-seen", "platinum");
+    tg_limits_peek(fx->state->limits, fx->policy, &f, &d);
+    assert_string_equal(d.ratelimit, "");
+
     /* none of it for other routes */
 
     f = LF("r", "h2", NULL);
