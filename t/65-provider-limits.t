@@ -55,7 +55,17 @@ my $policy = {
     },
 };
 
-$t->start_gateway(policy => $policy);
+my $admin = $t->dir . '/admin.sock';
+$t->start_gateway(policy => $policy, policyd_args => ['-a', $admin]);
+
+# a provider's "limits" in policyd status
+sub limits_of {
+    my ($name) = @_;
+    my (undef, $out) = $t->policyd_cmd('status', '-a', $admin, { stderr => 0 });
+    my $doc = eval { $JSON->decode($out) } or return undef;
+    my ($p) = grep { $_->{name} eq $name } @{ $doc->{providers} };
+    return $p ? $p->{limits} : undef;
+}
 
 my %mock = map { $_ => $t->mock($_) } qw(local plan tplan cool flaky);
 
@@ -77,6 +87,11 @@ subtest "a provider's rpm: the next step before it refuses" => sub {
     ok(!grep({ /^x-ratelimit/ } keys %{ $res->{headers} }),
        "a client without limits sees no x-ratelimit-*, not the provider's");
     is(seen('plan') - $n, 2, 'and it got nothing more');
+
+    my $l = limits_of('plan');
+    is($l && $l->{rpm}, 2, 'policyd status: its plan');
+    is($l && $l->{requests_left}, 0, 'and what is left of it');
+    is(limits_of('local'), undef, 'a provider without a plan or cooldown: null');
 };
 
 subtest "a provider's tpm, corrected by what it used" => sub {
@@ -107,6 +122,9 @@ subtest "a provider's 429 with Retry-After: left alone that long" => sub {
     is_deeply([ map { by('cooled') } 1 .. 3 ], [qw(local local local)],
               'the next requests go to the next step at once');
     is(seen('cool') - $n, 1, 'it got none of them');
+    my $l = limits_of('cool');
+    ok($l && $l->{cooldown_ms} > 0 && $l->{cooldown_ms} <= 2000,
+       'policyd status: its cooldown (' . ($l ? $l->{cooldown_ms} : 'none') . ' ms left)');
 
     my $back = $t->wait_for(sub { by('cooled') eq 'cool' }, timeout => 10, interval => 0.2);
     ok($back, 'when the time has passed, back to it');

@@ -332,6 +332,31 @@ tg_limits_provider_wait(const tg_limit_store *s, const tg_provider *pr,
 
 
 void
+tg_limits_provider_seen(const tg_limit_store *s, const tg_provider *pr,
+    uint64_t now_ms, tg_limits_provider_view *v)
+{
+    char               key[TG_KEY_MAX];
+    size_t             len;
+    tg_counter         empty;
+    const tg_counter  *c;
+
+    len = tg_limit_key(key, TG_SCOPE_PROVIDER, NULL, pr->name, pr->name_len);
+
+    c = s->ops->peek(s, key, len);
+
+    if (c == NULL) {
+        memset(&empty, 0, sizeof(empty));
+        c = &empty;
+    }
+
+    v->requests_left = tg_window_remaining(&c->requests, pr->rpm, now_ms);
+    v->tokens_left = tg_window_remaining(&c->tokens, pr->tpm, now_ms);
+    v->cooldown_ms = c->cooldown_until_ms > now_ms
+                     ? c->cooldown_until_ms - now_ms : 0;
+}
+
+
+void
 tg_limits_settle(tg_limit_store *s, tg_limit_hold *h, const tg_report *r)
 {
     size_t    i;

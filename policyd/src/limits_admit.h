@@ -64,6 +64,16 @@ void tg_limits_peek(const tg_limit_store *s, const tg_policy *policy,
 uint64_t tg_limits_provider_wait(const tg_limit_store *s,
     const tg_provider *pr, uint32_t tokens);
 
+/* a provider's plan and cooldown as they are at now_ms, for the status */
+typedef struct {
+    uint32_t    requests_left;          /* of its rpm; 0 without one */
+    uint32_t    tokens_left;
+    uint64_t    cooldown_ms;            /* left of it; 0: none */
+} tg_limits_provider_view;
+
+void tg_limits_provider_seen(const tg_limit_store *s, const tg_provider *pr,
+    uint64_t now_ms, tg_limits_provider_view *v);
+
 /* A REPORT of the hold's lease: tokens corrected to those it used. */
 void tg_limits_settle(tg_limit_store *s, tg_limit_hold *h,
     const tg_report *r);

@@ -332,14 +332,27 @@ tg_limit_store_memory(void)
 }
 
 
-void
-tg_limit_store_clock(tg_limit_store *s)
+uint64_t
+tg_limit_clock_ms(void)
 {
     struct timespec  ts;
 
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
-        s->now_ms = (uint64_t) ts.tv_sec * 1000
-                    + (uint64_t) ts.tv_nsec / 1000000;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0;
+    }
+
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+
+void
+tg_limit_store_clock(tg_limit_store *s)
+{
+    uint64_t  now = tg_limit_clock_ms();
+
+    /* never backwards, also if the clock cannot be read */
+    if (now > s->now_ms) {
+        s->now_ms = now;
     }
 
     s->wall_s = (int64_t) time(NULL);

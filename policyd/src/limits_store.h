@@ -165,8 +165,9 @@ struct tg_limit_store {
 /* limits_store.c: the one-node store */
 tg_limit_store *tg_limit_store_memory(void);
 
-/* sets the store's clock to now */
+/* sets the store's clock to now; the monotonic clock's now, in ms */
 void tg_limit_store_clock(tg_limit_store *s);
+uint64_t tg_limit_clock_ms(void);
 
 
 /* limits_policy.c: look-ups in a policy's limits */
