@@ -20,7 +20,8 @@ use lib "$FindBin::Bin/lib";
 use JSON::PP ();
 use Test::More;
 use Tailgate::Gateway;
-use Tailgate::JWT qw(jwt_keypair jwt_token b64url);
+use Tailgate::JWT qw(jwt_keypair jwt_token);
+use Tailgate::Proto;
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
 
@@ -248,6 +249,47 @@ subtest 'limit profile names: absent, empty, unknown, too long, twice' => sub {
 
     is(seen() - $n, 3 + ($res->{status} == 200 ? 1 : 0),
        'the refused ones never reached the provider');
+};
+
+subtest "DECIDE's limit field as policyd reads it" => sub {
+    my $s = tg_connect($t->policyd_sock);
+    tg_send($s, tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'u32', 65536]));
+    my $hello = tg_read_frame($s, 5);
+    is($hello && $hello->{type}, TG_MSG_HELLO_OK, 'HELLO');
+
+    my $id = 100;
+    my $ask = sub {
+        tg_send($s, tg_decide(++$id, 'qwen', [TG_F_CLIENT, 'str', 'raw'], @_));
+        my $f = tg_read_frame($s, 5) || { fields => {} };
+        return (tg_field($f, TG_F_STATUS) // 0, tg_field($f, TG_F_RATELIMIT) // '',
+                tg_field($f, TG_F_ERROR_CODE) // '', tg_field($f, TG_F_LEASE) // 0,
+                tg_field($f, TG_F_CACHE_MS) // 0);
+    };
+
+    my @d = $ask->([TG_F_LIMIT, 'str', 'rpm3']);
+    is($d[0], 200, 'a profile: 200');
+    like($d[1], qr/^3 2 \d+ - - -$/, 'with ratelimit');
+    ok($d[3] > 0, 'and a lease, though the provider has no max_concurrency');
+    is($d[4], 0, 'and no cache_ms');
+
+    @d = $ask->([TG_F_LIMIT, 'str', 'platinum'], [TG_F_LIMIT, 'str', 'tok']);
+    is($d[0], 200, 'named twice: the last one counts');
+    like($d[1], qr/^- - - 1000 \d+ \d+$/, 'the last one\'s windows');
+
+    @d = $ask->([TG_F_LIMIT, 'str', 'tok'], [TG_F_LIMIT, 'str', 'platinum']);
+    is("$d[0] $d[2]", '403 unknown_limit_profile', 'the last one unknown: 403');
+
+    @d = $ask->([TG_F_LIMIT, 'str', '']);
+    is($d[0], 200, 'empty: the default');
+    like($d[1], qr/^1000 /, "the default's windows");
+
+    for my $bad (['huge', 'a' x 60000], ['with a NUL', "rpm3\0"],
+                 ['not a name', 'rpm 3'], ['one byte', "\xff"]) {
+        @d = $ask->([TG_F_LIMIT, 'str', $bad->[1]]);
+        is("$d[0] $d[2]", '403 unknown_limit_profile', "$bad->[0]: 403");
+    }
+
+    close $s;
 };
 
 subtest 'a reload keeps the counters of the profiles still there' => sub {

@@ -484,6 +484,7 @@ void
 tg_limits_sweep(tg_limit_store *s, const tg_policy *policy)
 {
     s->ops->sweep(s, tg_limits_keep, (void *) policy);
+    s->swept_ms = s->now_ms;
 }
 
 

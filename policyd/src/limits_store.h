@@ -159,6 +159,7 @@ struct tg_limit_store {
     const tg_limit_store_ops  *ops;
     uint64_t                   now_ms;  /* monotonic */
     int64_t                    wall_s;  /* UTC, for budget days */
+    uint64_t                   swept_ms;    /* the last sweep */
 };
 
 

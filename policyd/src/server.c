@@ -38,6 +38,7 @@
 #define TG_ACCEPT_BATCH       64
 #define TG_ACCEPT_RETRY       1.0     /* seconds, after EMFILE */
 #define TG_HEALTH_EVERY       0.25    /* seconds between judgements */
+#define TG_SWEEP_EVERY_MS     5000    /* idle limits' counters dropped */
 
 
 static void tg_listen_close(tg_server *srv);
@@ -509,10 +510,6 @@ tg_health_check(tg_server *srv)
     changed = tg_state_evaluate(st, now_ms);
     tg_cooldown_arm(srv, now_ms);
 
-    /* counters with nothing owed and nothing held go */
-    tg_limit_store_clock(st->limits);
-    tg_limits_sweep(st->limits, srv->policy);
-
     if (st->leases_expired != expired) {
         tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
                     "lost them); their slots are free again",
@@ -594,10 +591,22 @@ tg_cooldown_arm(tg_server *srv, uint64_t now_ms)
 static void
 tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    tg_server  *srv = w->data;
+
     (void) loop;
     (void) revents;
 
-    (void) tg_health_check(w->data);
+    (void) tg_health_check(srv);
+
+    /* the limits' counters with nothing owed and nothing held go */
+
+    tg_limit_store_clock(srv->state->limits);
+
+    if (srv->state->limits->now_ms - srv->state->limits->swept_ms
+        >= TG_SWEEP_EVERY_MS)
+    {
+        tg_limits_sweep(srv->state->limits, srv->policy);
+    }
 }
 
 
