@@ -43,7 +43,28 @@ $policy->{limits} = {
     routes  => { capped => 'route4' },
 };
 
-my %k = map { $_ => $t->new_key } qw(r3 tok conc a1 a2 c1 c2 unknown);
+# Budgets are spent by the cost of each REPORT, from the policy's prices
+# (policy.md, "Usage and cost"): with a policyd that reads prices, a
+# profile with a budget and a price for the local model.
+my $usage = { currency => 'USD',
+              prices => { local => { 'qwen2.5-7b-instruct' =>
+                                     { input => 500000, output => 500000 } } } };
+my $has_prices = do {
+    my $p = Tailgate::Gateway::default_policy();
+    $p->{listen} = { path => $t->dir . '/probe.sock' };
+    $p->{usage} = $usage;
+    my $file = $t->write_file('prices-probe.json', $JSON->encode($p));
+    local $ENV{EXT_API_KEY} = 'sk-probe';
+    my ($rc) = $t->policyd_cmd('-t', '-c', $file, { stderr => 0 });
+    $rc == 0;
+};
+
+if ($has_prices) {
+    $policy->{usage} = $usage;
+    $policy->{limits}{profiles}{cheap} = { budget => { day => 10 } };
+}
+
+my %k = map { $_ => $t->new_key } qw(r3 tok conc a1 a2 c1 c2 unknown cheap);
 
 my $kp = jwt_keypair($t->dir, 'ES256');
 
@@ -58,6 +79,7 @@ $t->start_gateway(
         c1      => { key => $k{c1}, limit => 'std' },
         c2      => { key => $k{c2}, limit => 'std' },
         unknown => { key => $k{unknown}, limit => 'platinum' },
+        cheap   => { key => $k{cheap}, limit => 'cheap' },
     ],
     http => qq{
         tailgate_jwt_key ES256 $kp->{public_pem} kid=k1;
@@ -249,6 +271,25 @@ subtest 'limit profile names: absent, empty, unknown, too long, twice' => sub {
 
     is(seen() - $n, 3 + ($res->{status} == 200 ? 1 : 0),
        'the refused ones never reached the provider');
+};
+
+subtest 'a budget: spent by what each request cost' => sub {
+    plan skip_all => 'this policyd has no prices (the usage accounting): '
+                   . 'budgets are not spent end to end yet' unless $has_prices;
+
+    # 4 + 6 tokens at 0.5 a token: 5.0 a request, 10.0 a day
+    my $used = { 'X-Mock-Control' => $JSON->encode(
+        { usage => { prompt_tokens => 4, completion_tokens => 6 } }) };
+    my $n = seen();
+
+    my @res = map { $t->chat('qwen', key => $k{cheap}, headers => $used) } 1 .. 3;
+    is_deeply([ map { $_->{status} } @res ], [200, 200, 429], 'two, then spent');
+    my $r = $res[2];
+    $t->is_openai_error($r, 429, 'insufficient_quota', '429 insufficient_quota');
+    is($t->error($r)->{type}, 'insufficient_quota', 'type insufficient_quota, as OpenAI says');
+    ok($r->{headers}{'retry-after'} >= 1 && $r->{headers}{'retry-after'} <= 86400,
+       'Retry-After: to the next UTC day');
+    is(seen() - $n, 2, 'the provider got two');
 };
 
 subtest "DECIDE's limit field as policyd reads it" => sub {
