@@ -304,6 +304,12 @@ tg_limits_provider_wait(const tg_limit_store *s, const tg_provider *pr,
     uint64_t           wait, w;
     const tg_counter  *c;
 
+    /* most decisions: no plan, and no provider cooling down */
+
+    if (pr->rpm == 0 && pr->tpm == 0 && s->now_ms >= s->cool_until_ms) {
+        return 0;
+    }
+
     len = tg_limit_key(key, TG_SCOPE_PROVIDER, NULL, pr->name, pr->name_len);
 
     c = s->ops->peek(s, key, len);

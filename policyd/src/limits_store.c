@@ -209,6 +209,10 @@ tg_mem_cool(tg_limit_store *s, tg_counter *c, uint32_t ms)
     if (until > c->cooldown_until_ms) {
         c->cooldown_until_ms = until;
     }
+
+    if (until > s->cool_until_ms) {
+        s->cool_until_ms = until;
+    }
 }
 
 

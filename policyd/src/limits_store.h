@@ -36,8 +36,8 @@
  */
 typedef struct {
     uint64_t    debt;
-    uint64_t    at_ms;                  /* when debt was last brought up to date */
-    uint32_t    limit;                  /* the limit it was charged with last */
+    uint64_t    at_ms;                  /* debt is as of then */
+    uint32_t    limit;                  /* that it was charged with last */
 } tg_window;
 
 #define TG_WAIT_NEVER  UINT64_MAX       /* a cost larger than the limit */
@@ -160,6 +160,7 @@ struct tg_limit_store {
     uint64_t                   now_ms;  /* monotonic */
     int64_t                    wall_s;  /* UTC, for budget days */
     uint64_t                   swept_ms;    /* the last sweep */
+    uint64_t                   cool_until_ms;   /* the last cooldown's end */
 };
 
 
