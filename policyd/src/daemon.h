@@ -74,6 +74,7 @@ struct tg_server {
     ev_timer         cooldown_w;    /* re-judges when a cooldown ends */
     bool             health_due;
     bool             wake_due;
+    bool             invalidate_due;    /* INVALIDATE every worker */
     double           started;
 
     tg_deferred     *deferred;      /* in order of arrival (defer.c) */

@@ -361,6 +361,7 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         case TG_F_PROMPT_TOKENS:
         case TG_F_COMPLETION_TOKENS:
         case TG_F_COUNT:
+        case TG_F_COOLDOWN_MS:
             if (tg_field_u32(&f, &v) != 0) {
                 tg_conn_malformed(c, h, "a REPORT number is not a u32");
                 return;
@@ -368,12 +369,20 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
             if (f.key == TG_F_HTTP_STATUS) {
                 r.http_status = v;
+            } else if (f.key == TG_F_PROMPT_TOKENS) {
+                r.prompt_tokens = v;
+                r.tokens = true;
+            } else if (f.key == TG_F_COMPLETION_TOKENS) {
+                r.completion_tokens = v;
+                r.tokens = true;
             } else if (f.key == TG_F_UPSTREAM_MS) {
                 r.upstream_ms = v;
             } else if (f.key == TG_F_TOTAL_MS) {
                 total_ms = v;
             } else if (f.key == TG_F_COUNT) {
                 r.count = v;
+            } else if (f.key == TG_F_COOLDOWN_MS) {
+                r.cooldown_ms = v;
             }
             break;
         }
@@ -397,6 +406,8 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         r.route = NULL;
     }
 
+    tg_limit_store_clock(srv->state->limits);
+
     freed = tg_state_report(srv->state, &r, tg_now_ms(srv));
 
     tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
@@ -414,6 +425,12 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     fed = freed != NULL
           || (r.provider != NULL && tg_state_find(srv->state, r.provider));
+
+    /* decisions the workers reuse may send to a provider now left alone */
+
+    if (r.outcome == TG_OUTCOME_RATE_LIMITED && r.cooldown_ms != 0 && fed) {
+        srv->invalidate_due = true;
+    }
 
     tg_soon(srv, r.outcome != TG_OUTCOME_OK && fed, freed != NULL);
 }

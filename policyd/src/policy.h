@@ -17,6 +17,7 @@
 
 #include "arena.h"
 #include "errors.h"
+#include "limits_conf.h"
 #include "log.h"
 #include "tailgate_names.h"
 
@@ -111,6 +112,10 @@ typedef struct tg_provider {
     bool           tools;           /* accepts "tools" */
     bool           streaming;       /* accepts "stream": true */
 
+    /* its plan: requests and tokens per minute; 0: none (limits.c) */
+    uint32_t       rpm;
+    uint32_t       tpm;
+
     tg_health_conf health;
 } tg_provider;
 
@@ -203,6 +208,8 @@ typedef struct tg_policy {
     size_t         provider_mask;
     uint32_t      *route_table;
     size_t         route_mask;
+
+    tg_limits_conf limits;          /* limits_policy.c */
 
     time_t         loaded_at;       /* "created" in /v1/models */
 } tg_policy;

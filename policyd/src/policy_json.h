@@ -96,5 +96,6 @@ void *tg_load_named(tg_loader *ld, const cJSON *root,
 /* the parts of a policy, each in its file */
 void tg_load_providers(tg_loader *ld, const cJSON *root);
 void tg_load_routes(tg_loader *ld, const cJSON *root);
+void tg_load_limits(tg_loader *ld, const cJSON *root);    /* after routes */
 
 #endif /* TG_POLICY_JSON_H */

@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "defer.h"
 #include "frames.h"
+#include "limits_admit.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
@@ -37,6 +38,7 @@
 #define TG_ACCEPT_BATCH       64
 #define TG_ACCEPT_RETRY       1.0     /* seconds, after EMFILE */
 #define TG_HEALTH_EVERY       0.25    /* seconds between judgements */
+#define TG_SWEEP_EVERY_MS     5000    /* idle limits' counters dropped */
 
 
 static void tg_listen_close(tg_server *srv);
@@ -371,6 +373,10 @@ tg_reload(tg_server *srv)
     srv->policy = np;
     tg_policy_free(old);
 
+    /* the counters of profiles and providers still there are kept */
+    tg_limit_store_clock(srv->state->limits);
+    tg_limits_sweep(srv->state->limits, np);
+
     tg_log_set_level(np->log_level);
 
     /* decisions the workers reuse were made with the old policy */
@@ -585,10 +591,22 @@ tg_cooldown_arm(tg_server *srv, uint64_t now_ms)
 static void
 tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    tg_server  *srv = w->data;
+
     (void) loop;
     (void) revents;
 
-    (void) tg_health_check(w->data);
+    (void) tg_health_check(srv);
+
+    /* the limits' counters with nothing owed and nothing held go */
+
+    tg_limit_store_clock(srv->state->limits);
+
+    if (srv->state->limits->now_ms - srv->state->limits->swept_ms
+        >= TG_SWEEP_EVERY_MS)
+    {
+        tg_limits_sweep(srv->state->limits, srv->policy);
+    }
 }
 
 
@@ -661,6 +679,11 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (health && tg_health_check(srv)) {
         wake = false;
+    }
+
+    if (srv->invalidate_due) {
+        srv->invalidate_due = false;
+        tg_invalidate_all(srv);
     }
 
     if (wake) {

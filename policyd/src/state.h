@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "limits_store.h"
 #include "policy.h"
 
 
@@ -42,6 +43,7 @@ typedef enum {
 #define TG_LATENCIES        128
 #define TG_NOTE_MAX         96
 #define TG_ROUTES_KEPT      4096
+#define TG_COOLDOWN_MAX_MS  86400000    /* a 429's Retry-After, at most */
 
 
 /* one active probe: what the provider said about itself */
@@ -117,6 +119,7 @@ typedef struct tg_lease {
     tg_pstate       *provider;
     uint64_t         owner;             /* connection id */
     uint64_t         granted_ms;
+    struct tg_limit_hold *hold;         /* limits it counts, or NULL */
     struct tg_lease  *next;             /* hash chain */
 } tg_lease;
 
@@ -160,6 +163,8 @@ typedef struct tg_state {
     uint64_t         leases_dropped;    /* freed by a connection close */
     uint64_t         leases_expired;    /* never reported: lease_ttl_ms */
     uint64_t         leases_adopted;    /* re-announced by a worker */
+
+    tg_limit_store  *limits;            /* limits_store.h: the counters */
 } tg_state;
 
 
@@ -184,6 +189,14 @@ tg_pstate *tg_state_find(const tg_state *st, const char *name);
  */
 int tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
     uint64_t now_ms, uint32_t *lease);
+
+/*
+ * The same for a decision whose limits must be told how it ended: a lease
+ * carrying hold (limits_admit.c) even when the provider has no
+ * max_concurrency.  The lease owns hold from then on, also on failure.
+ */
+int tg_state_lease_hold(tg_state *st, size_t i, uint64_t owner,
+    uint64_t now_ms, struct tg_limit_hold *hold, uint32_t *lease);
 
 /*
  * A lease a worker still holds, re-announced after its connection (or the
@@ -213,6 +226,17 @@ typedef struct {
     uint32_t        upstream_ms;        /* a sum when count > 1 */
     const char     *provider;           /* NUL-terminated, or NULL */
     const char     *route;
+
+    /*
+     * For the limits: the tokens it used (tokens: they were sent), its
+     * cost in pico-units of the prices' currency (set by the usage
+     * accounting; 0 until then) and how long a 429 asked for.
+     */
+    bool            tokens;
+    uint32_t        prompt_tokens;
+    uint32_t        completion_tokens;
+    uint64_t        cost;
+    uint32_t        cooldown_ms;
 } tg_report;
 
 /*

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "limits_admit.h"
 #include "status.h"
 #include "version.h"
 
@@ -56,6 +57,40 @@ tg_state_shown(const tg_pstate *ps)
     }
 
     return tg_health_name(ps->health);
+}
+
+
+/* a provider's plan and cooldown: "limits", null when it has neither */
+
+static void
+tg_status_limits(cJSON *p, const tg_state *st, const tg_provider *pr)
+{
+    cJSON                    *x;
+    tg_limits_provider_view   lv;
+
+    tg_limits_provider_seen(st->limits, pr, tg_limit_clock_ms(), &lv);
+
+    if (pr->rpm == 0 && pr->tpm == 0 && lv.cooldown_ms == 0) {
+        cJSON_AddNullToObject(p, "limits");
+        return;
+    }
+
+    x = cJSON_AddObjectToObject(p, "limits");
+    if (x == NULL) {
+        return;
+    }
+
+    if (pr->rpm != 0) {
+        cJSON_AddNumberToObject(x, "rpm", pr->rpm);
+        cJSON_AddNumberToObject(x, "requests_left", lv.requests_left);
+    }
+
+    if (pr->tpm != 0) {
+        cJSON_AddNumberToObject(x, "tpm", pr->tpm);
+        cJSON_AddNumberToObject(x, "tokens_left", lv.tokens_left);
+    }
+
+    cJSON_AddNumberToObject(x, "cooldown_ms", (double) lv.cooldown_ms);
 }
 
 
@@ -131,6 +166,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddNumberToObject(p, "oldest_request_ms",
                                 (double) ps->oldest_lease_ms);
         cJSON_AddNumberToObject(p, "decisions", (double) ps->decisions);
+        tg_status_limits(p, st, pr);
 
         if (pr->health.url != NULL) {
             x = cJSON_AddObjectToObject(p, "probe");
