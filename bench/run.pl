@@ -117,6 +117,14 @@ if ($VS) {
 
 goto DONE if $ONLY_VS;
 
+section('usage reading alone: CPU per answer (bench/usage_read.c)');
+for (split /\n/, run_capture("taskset -c 0 $DIR/usage_read")) {
+    my ($name, $ns, $bytes) = split ' ';
+    $result{usage_read}{$name} = { ns => $ns, bytes => $bytes };
+    printf "%-12s %7d bytes %9.2f us %8.2f GB/s\n", $name, $bytes,
+           $ns / 1000, $bytes / $ns;
+}
+
 section('authentication at -c8: API key, JWT remembered, JWT verified anew');
 printf "%-26s %10s %9s %9s %9s\n", 'credential', 'rps', 'p50', 'cpu', '+cpu';
 
@@ -468,6 +476,17 @@ sub setup {
            "-I$ROOT/proto", "$ROOT/bench/policyd_load.c",
            '-o', "$DIR/policyd_load") == 0
         or die "cannot build bench/policyd_load.c\n";
+
+    # the usage reader alone, built as the module builds it
+    my $ngx = "$ROOT/build/nginx";
+    system('gcc', '-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror',
+           '-Wno-unused-parameter',
+           (map { "-I$ngx/$_" } qw(src/core src/event src/event/modules
+                                   src/os/unix objs)),
+           "-I$ROOT/ngx_tailgate_module", "$ROOT/bench/usage_read.c",
+           "$ROOT/ngx_tailgate_module/ngx_tailgate_usage.c",
+           '-o', "$DIR/usage_read") == 0
+        or die "cannot build bench/usage_read.c (make all first)\n";
 
     write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
 
