@@ -117,10 +117,13 @@ if ($VS) {
 
 goto DONE if $ONLY_VS;
 
-section('usage reading alone: CPU per answer (bench/usage_read.c)');
-for (split /\n/, run_capture("taskset -c 0 $DIR/usage_read")) {
+section('readers alone: CPU per body or answer (bench/json_read.c, usage_read.c)');
+for (split /\n/, run_capture("taskset -c 0 $DIR/usage_read; "
+                              . "taskset -c 0 $DIR/json_read; "
+                              . "taskset -c 0 $DIR/json_read_scalar "
+                              . "| sed 's/^json_scan/json_scan_scalar/'")) {
     my ($name, $ns, $bytes) = split ' ';
-    $result{usage_read}{$name} = { ns => $ns, bytes => $bytes };
+    $result{readers}{$name} = { ns => $ns, bytes => $bytes };
     printf "%-12s %7d bytes %9.2f us %8.2f GB/s\n", $name, $bytes,
            $ns / 1000, $bytes / $ns;
 }
@@ -487,6 +490,21 @@ sub setup {
            "$ROOT/ngx_tailgate_module/ngx_tailgate_usage.c",
            '-o', "$DIR/usage_read") == 0
         or die "cannot build bench/usage_read.c (make all first)\n";
+
+    # the JSON scanner alone, as built (SSE2) and scalar
+    for my $v (['json_read', ''], ['json_read_scalar', '-DNGX_TAILGATE_SCALAR']) {
+        system(join ' ', 'gcc -std=gnu11 -O2 -Wall -Wextra -Werror',
+               '-Wno-unused-parameter', $v->[1],
+               (map { "-I$ngx/$_" } qw(src/core src/event src/event/modules
+                                       src/os/unix objs src/http
+                                       src/http/modules src/http/v2)),
+               (map { "-I$ROOT/$_" } qw(ngx_tailgate_module proto fuzz/ngx
+                                        fuzz/harness)),
+               "$ROOT/bench/json_read.c",
+               "$ROOT/ngx_tailgate_module/ngx_tailgate_json.c",
+               "$ROOT/fuzz/ngx/ngx_shim.c", "-o $DIR/$v->[0]") == 0
+            or die "cannot build bench/json_read.c\n";
+    }
 
     write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
 

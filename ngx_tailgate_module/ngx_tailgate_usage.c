@@ -22,6 +22,7 @@
 
 
 #include "ngx_tailgate_usage.h"
+#include "ngx_tailgate_plain.h"
 
 
 /* where the reader is in the JSON */
@@ -305,7 +306,8 @@ ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 
     case NGX_TAILGATE_U_STRING:
 
-        for (q = p; q < end && !stop[*q]; q++) { /* void */ }
+        /* stops at any control byte too: the bytes one by one take those */
+        q = ngx_tailgate_plain(p, end);
 
         n = q - p;
 
@@ -334,7 +336,7 @@ ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 
     case NGX_TAILGATE_U_DEEPSTR:
 
-        for (q = p; q < end && !stop[*q]; q++) { /* void */ }
+        q = ngx_tailgate_plain(p, end);
 
         if (q < end && *q == '"') {
             u->state = NGX_TAILGATE_U_DEEP;
