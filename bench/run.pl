@@ -12,7 +12,8 @@
 #      decision, model rewrite, proxy)
 # A and B alternate in rounds after a discarded warm-up; ratios are the
 # medians of per-round ratios.  A run with socket errors or non-2xx answers
-# is rejected.  The last line is ratio_vs_nginx_proxy=<B/A RPS at -c32>.
+# is rejected.  The last line is ratio_vs_nginx_proxy=<B/A RPS at -c32>
+# ratio_100k_c8=<B/A RPS with 100 KB bodies at -c8>.
 #
 # BENCH_QUICK=1     fewer rounds and shorter runs (about 2 minutes)
 # BENCH_SECONDS     seconds per wrk run (5; quick 2)
@@ -151,20 +152,28 @@ for my $case (['API key', 'key'],
            $r->{p50}, $r->{cpu}, $r->{cpu} - $key_run->{cpu};
 }
 
-section('body sizes at -c1 (model near the start / near the end)');
-printf "%8s %6s %10s %10s %7s %9s %9s %10s\n",
-       'body', 'model', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'added p50';
+section('body sizes: model near the start; at -c1 and -c8');
+printf "%8s %3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
+       'body', '-c', 'A rps', 'B rps', 'B/A', 'A cpu', 'B cpu', '+cpu',
+       'A flt', 'B flt';
 
-for my $size ($QUICK ? qw(1k 1m) : qw(1k 10k 100k 1m)) {
-    for my $where (qw(start end)) {
-        my $r = compare(1, "body-$size-$where.json", rounds => $QUICK ? 1 : 3);
-        $result{bodies}{"$size-$where"} = $r;
+for my $size ($QUICK ? qw(1k 100k 1m) : qw(1k 10k 100k 200k 500k 1m)) {
+    for my $c (1, 8) {
+        my $r = compare($c, "body-$size-start.json", rounds => $QUICK ? 1 : 3);
+        $result{bodies}{"$size-c$c"} = $r;
 
-        printf "%8s %6s %10.0f %10.0f %7.3f %7.0fus %7.0fus %8.0fus\n",
-               $size, $where, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
-               $r->{a_p50}, $r->{b_p50}, $r->{b_p50} - $r->{a_p50};
+        printf "%8s %3d %10.0f %10.0f %7.3f %7.1fus %7.1fus %6.1fus "
+             . "%8.1f %8.1f\n",
+               $size, $c, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
+               $r->{a_cpu}, $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu},
+               $r->{a_faults}, $r->{b_faults};
     }
 }
+
+my $end = compare(1, 'body-1m-end.json', rounds => $QUICK ? 1 : 3);
+$result{bodies}{'1m-end-c1'} = $end;
+printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
+       $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
 
 section('policyd alone: decisions on one core (CPU0), client on CPU1');
 for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
@@ -215,7 +224,9 @@ print "\nresults: $DIR/results.json\n";
 
 stop_all();
 
-printf "ratio_vs_nginx_proxy=%.3f\n", $result{chat}{32}{ratio};
+printf "ratio_vs_nginx_proxy=%.3f%s\n", $result{chat}{32}{ratio},
+       $result{bodies}{'100k-c8'}
+       ? sprintf(' ratio_100k_c8=%.3f', $result{bodies}{'100k-c8'}{ratio}) : '';
 
 exit 0;
 
@@ -251,6 +262,8 @@ sub compare {
         b_p99 => median(map { $_->{p99} } @b),
         a_cpu => median(map { $_->{cpu_us} } @a),
         b_cpu => median(map { $_->{cpu_us} } @b),
+        a_faults => median(map { $_->{faults} } @a),
+        b_faults => median(map { $_->{faults} } @b),
         rounds => $rounds,
     };
 }
@@ -296,11 +309,13 @@ sub wrk {
                ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
                : (worker_pid(), $proc{policyd} // ());
     my $cpu0 = cpu_ticks(@pids);
+    my $flt0 = faults($pids[0]);
 
     my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
                           . "-s $script http://127.0.0.1:$port/v1/chat/completions");
 
     my $cpu1 = cpu_ticks(@pids);
+    my $flt1 = faults($pids[0]);
 
     my ($requests) = $out =~ /(\d+) requests in/;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -319,6 +334,7 @@ sub wrk {
         p50     => latency($out, '50%'),
         p99     => latency($out, '99%'),
         cpu_us  => ($cpu1 - $cpu0) / $CLK_TCK * 1e6 / $requests,
+        faults  => ($flt1 - $flt0) / $requests,
         out     => $out,
     };
 }
@@ -661,7 +677,7 @@ EOF
 
     # request bodies: 1 KB to 1 MB, the model near the start or the end
     my %size = ('1k' => 1024, '10k' => 10_240, '100k' => 102_400,
-                '1m' => 1_048_576);
+                '200k' => 204_800, '500k' => 512_000, '1m' => 1_048_576);
 
     for my $name (keys %size) {
         my $fill = 'x' x ($size{$name} - 80);
@@ -896,6 +912,13 @@ sub cpu_ticks {
     }
 
     return $sum;
+}
+
+# minor page faults of the process so far: memory touched anew
+sub faults {
+    my ($pid) = @_;
+    my $stat = read_file("/proc/$pid/stat", 1) or return 0;
+    return (split ' ', (split /\)\s+/, $stat, 2)[1])[7];
 }
 
 sub rss {
