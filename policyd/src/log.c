@@ -18,6 +18,7 @@
 tg_log_level  tg_log_current = TG_LOG_INFO;
 
 static bool   tg_log_forced;
+static bool   tg_log_as_json;
 
 static const char  *tg_log_names[] = { "error", "warn", "info", "debug" };
 
@@ -39,6 +40,91 @@ tg_log_force_debug(bool on)
     if (on) {
         tg_log_current = TG_LOG_DEBUG;
     }
+}
+
+
+void
+tg_log_set_json(bool on)
+{
+    tg_log_as_json = on;
+}
+
+
+/*
+ * Appends s[0..n) to line as the inside of a JSON string: '"', '\' and
+ * control characters escaped; other bytes pass as they are, like nginx's
+ * escape=json.  Stops short of room for the closing of the line.
+ */
+static size_t
+tg_log_json_append(char *line, size_t len, size_t size, const char *s,
+    size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n && len < size - 16; i++) {
+        unsigned char  c = (unsigned char) s[i];
+
+        if (c == '"' || c == '\\') {
+            line[len++] = '\\';
+            line[len++] = (char) c;
+        } else if (c < 0x20 || c == 0x7f) {
+            len += (size_t) snprintf(line + len, size - len, "\\u%04x", c);
+        } else {
+            line[len++] = (char) c;
+        }
+    }
+
+    return len;
+}
+
+
+/*
+ * {"time":…,"level":…,"pid":…,"event":…,"fields":{"detail":…}}: the
+ * event is the message's lead up to its first ": " (e.g. "admin socket",
+ * "connection 7"), the rest its detail; a message without one is all
+ * event.
+ */
+static size_t
+tg_log_json_line(char *line, size_t size, tg_log_level level,
+    const char *msg)
+{
+    int         n;
+    size_t      len, mlen, elen;
+    time_t      now;
+    struct tm   tm;
+    const char *colon;
+
+    now = time(NULL);
+    gmtime_r(&now, &tm);
+
+    len = strftime(line, size, "{\"time\":\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
+    n = snprintf(line + len, size - len,
+                 ",\"level\":\"%s\",\"pid\":%ld,\"event\":\"",
+                 tg_log_level_name(level), (long) getpid());
+    if (n > 0) {
+        len += (size_t) n;
+    }
+
+    mlen = strlen(msg);
+    colon = strstr(msg, ": ");
+    elen = (colon != NULL && colon - msg <= 64) ? (size_t) (colon - msg)
+                                                : mlen;
+
+    len = tg_log_json_append(line, len, size, msg, elen);
+    len += (size_t) snprintf(line + len, size - len, "\",\"fields\":{");
+
+    if (elen < mlen) {
+        len += (size_t) snprintf(line + len, size - len, "\"detail\":\"");
+        len = tg_log_json_append(line, len, size, msg + elen + 2,
+                                 mlen - elen - 2);
+        line[len++] = '"';
+    }
+
+    line[len++] = '}';
+    line[len++] = '}';
+    line[len++] = '\n';
+
+    return len;
 }
 
 
@@ -90,6 +176,15 @@ tg_log(tg_log_level level, const char *fmt, ...)
     va_end(ap);
 
     if (n < 0) {
+        errno = saved_errno;
+        return;
+    }
+
+    if (tg_log_as_json) {
+        len = tg_log_json_line(line, sizeof(line), level, msg);
+        if (write(STDERR_FILENO, line, len) < 0) {
+            /* nowhere to report it */
+        }
         errno = saved_errno;
         return;
     }

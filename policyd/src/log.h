@@ -28,6 +28,9 @@ extern tg_log_level  tg_log_current;
 void tg_log_set_level(tg_log_level level);
 void tg_log_force_debug(bool on);
 
+/* One JSON object per line instead of the nginx-like text (-j). */
+void tg_log_set_json(bool on);
+
 /* 0 and *out set when name is one of error, warn, info, debug. */
 int tg_log_level_parse(const char *name, tg_log_level *out);
 const char *tg_log_level_name(tg_log_level level);

@@ -1,7 +1,7 @@
 /*
  * policyd: the Tailgate policy daemon.
  *
- *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-v]
+ *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-v] [-j]
  *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
  *   policyd status -a ADMIN_SOCKET [--prometheus]
  *
@@ -59,7 +59,7 @@ main(int argc, char **argv)
 
     opterr = 0;
 
-    while ((ch = getopt(argc, argv, "c:ts:a:vh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:ts:a:vjh")) != -1) {
         switch (ch) {
 
         case 'c':
@@ -80,6 +80,10 @@ main(int argc, char **argv)
 
         case 'v':
             verbose = true;
+            break;
+
+        case 'j':
+            tg_log_set_json(true);
             break;
 
         case 'h':
@@ -161,7 +165,7 @@ tg_usage(FILE *out)
 {
     fprintf(out,
             "usage: policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] "
-            "[-v]\n"
+            "[-v] [-j]\n"
             "       policyd explain (-c FILE | -s SOCKET) [options] MODEL\n"
             "       policyd status -a ADMIN_SOCKET [--prometheus]\n"
             "  -c FILE   the policy file (JSON with comments)\n"
@@ -169,6 +173,7 @@ tg_usage(FILE *out)
             "  -s PATH   listen on PATH instead of listen.path\n"
             "  -a PATH   the admin socket, instead of admin_listen.path\n"
             "  -v        log at debug level\n"
+            "  -j        log one JSON object per line\n"
             "  explain   where would a request go, and why (explain -h)\n"
             "  status    providers' states, leases, latency, from a running "
             "policyd\n");
