@@ -334,6 +334,14 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
         }
 
+        if (d->prices != NULL) {
+            tg_build_cstr(&b, TG_F_PRICES, d->prices);
+        }
+
+        if (d->stream_usage) {
+            tg_build_u8(&b, TG_F_STREAM_USAGE, 1);
+        }
+
         if (lease != 0) {
             tg_build_u32(&b, TG_F_LEASE, lease);
 

@@ -50,6 +50,7 @@ struct tg_server {
     ev_signal        sighup;
     ev_signal        sigterm;
     ev_signal        sigint;
+    ev_signal        sigusr1;       /* the usage log, opened again */
 
 
     tg_conn         *conns;
@@ -88,6 +89,8 @@ struct tg_server {
     size_t           nwaiters;
 
     tg_admin        *admin;
+
+    struct tg_usage *usage;         /* usage.h: tallies and the usage log */
 };
 
 
@@ -129,6 +132,7 @@ tg_status_view_of(const tg_server *srv)
     v.uptime = ev_now(srv->loop) - srv->started;
     v.connections = srv->nconns;
     v.queued = srv->nwaiters;
+    v.usage = srv->usage;
 
     return v;
 }

@@ -32,6 +32,7 @@
 #include "queue.h"
 #include "server.h"
 #include "status.h"
+#include "usage.h"
 #include "version.h"
 
 
@@ -49,6 +50,7 @@ static void tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
 static void tg_reload(tg_server *srv);
 static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
+static void tg_shutdown_drain(tg_server *srv);
 static size_t tg_conn_closed(tg_server *srv, tg_conn *c);
 static char *tg_admin_body(void *data, bool prometheus, size_t *len);
 static bool tg_health_check(tg_server *srv);
@@ -114,6 +116,16 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         goto done;
     }
 
+    srv.usage = tg_usage_new();
+    if (srv.usage == NULL) {
+        tg_log_error("out of memory");
+        goto done;
+    }
+
+    if (tg_usage_configure(srv.usage, policy) != 0) {
+        goto done;
+    }
+
     if (tg_sock_open(&srv.listener, &srv.policy->listen) != 0) {
         goto done;
     }
@@ -128,12 +140,15 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     ev_signal_init(&srv.sighup, tg_signal_cb, SIGHUP);
     ev_signal_init(&srv.sigterm, tg_signal_cb, SIGTERM);
     ev_signal_init(&srv.sigint, tg_signal_cb, SIGINT);
+    ev_signal_init(&srv.sigusr1, tg_signal_cb, SIGUSR1);
+    srv.sigusr1.data = &srv;
     srv.sighup.data = &srv;
     srv.sigterm.data = &srv;
     srv.sigint.data = &srv;
     ev_signal_start(srv.loop, &srv.sighup);
     ev_signal_start(srv.loop, &srv.sigterm);
     ev_signal_start(srv.loop, &srv.sigint);
+    ev_signal_start(srv.loop, &srv.sigusr1);
 
     srv.started = ev_now(srv.loop);
 
@@ -197,9 +212,13 @@ done:
         ev_signal_stop(srv.loop, &srv.sighup);
         ev_signal_stop(srv.loop, &srv.sigterm);
         ev_signal_stop(srv.loop, &srv.sigint);
+        ev_signal_stop(srv.loop, &srv.sigusr1);
         ev_timer_stop(srv.loop, &srv.accept_retry);
         ev_loop_destroy(srv.loop);
     }
+
+    /* every record it was given is written before policyd ends */
+    tg_usage_free(srv.usage);
 
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
@@ -301,6 +320,12 @@ tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     if (w->signum == SIGHUP) {
         tg_reload(srv);
+        tg_usage_flush(srv->usage);
+        return;
+    }
+
+    if (w->signum == SIGUSR1) {
+        tg_usage_reopen(srv->usage);
         return;
     }
 
@@ -349,6 +374,10 @@ tg_reload(tg_server *srv)
         (void) tg_prober_configure(srv->prober, srv->policy);
         tg_policy_free(np);
         return;
+    }
+
+    if (tg_usage_configure(srv->usage, np) != 0) {
+        tg_log_warn("the usage log stays as it was");
     }
 
     a = &srv->policy->listen;
@@ -428,6 +457,9 @@ tg_shutdown(tg_server *srv)
     tg_admin_close(srv->admin);
     srv->admin = NULL;
 
+    /* REPORTs the workers sent already still count, and are recorded */
+    tg_shutdown_drain(srv);
+
     /* before the connections close and take their leases with them */
     tg_leases_unmark(srv);
 
@@ -438,6 +470,31 @@ tg_shutdown(tg_server *srv)
     }
 
     ev_break(srv->loop, EVBREAK_ALL);
+}
+
+
+/*
+ * What the workers wrote before the signal: read and served (REPORTs are
+ * what matters), a bounded number of reads per connection.
+ */
+
+static void
+tg_shutdown_drain(tg_server *srv)
+{
+    int       i;
+    tg_conn  *c, *next;
+
+    for (c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+
+        for (i = 0; i < 64 && c->state == TG_CONN_OPEN; i++) {
+            if (tg_conn_read(c) == 0) {
+                break;          /* nothing more, or closed (c is gone) */
+            }
+
+            tg_frames_serve(c);
+        }
+    }
 }
 
 

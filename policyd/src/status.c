@@ -17,6 +17,7 @@
 
 #include "limits_admit.h"
 #include "status.h"
+#include "usage_status.h"
 #include "version.h"
 
 
@@ -258,6 +259,8 @@ tg_status_json(const tg_status_view *v, size_t *len)
         }
     }
 
+    tg_usage_status_json(root, v);
+
     text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
 
@@ -283,6 +286,8 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
     const tg_route    *rt;
     const tg_provider *pr;
     const char        *shown;
+    char              *usage;
+    size_t             ulen;
 
     memset(&t, 0, sizeof(t));
 
@@ -387,6 +392,14 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
                 "started.\n# TYPE tailgate_policyd_uptime_seconds gauge\n"
                 "tailgate_policyd_uptime_seconds %ld\n",
                 (long) v->uptime);
+
+    usage = tg_usage_status_prometheus(v, &ulen);
+    if (usage == NULL) {
+        t.failed = true;
+    } else {
+        tg_text_add(&t, "%.*s", (int) ulen, usage);
+        free(usage);
+    }
 
     if (t.failed) {
         free(t.data);

@@ -23,6 +23,7 @@ typedef struct {
     double            uptime;           /* seconds since policyd started */
     size_t            connections;      /* of workers */
     size_t            queued;           /* requests waiting for a slot */
+    const struct tg_usage  *usage;      /* NULL: none counted */
 } tg_status_view;
 
 
