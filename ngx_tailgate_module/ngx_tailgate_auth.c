@@ -32,8 +32,6 @@
 
 static char *ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys,
     u_char *p, u_char *end);
-static char *ngx_tailgate_keys_attribute(ngx_conf_t *cf,
-    ngx_tailgate_identity_t *id, u_char *p, u_char *end);
 static ngx_int_t ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys,
     u_char *digest, ngx_tailgate_identity_t *id);
 static time_t ngx_tailgate_parse_date(u_char *p, u_char *end);
@@ -248,7 +246,7 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
                 p++;
             }
 
-            rv = ngx_tailgate_keys_attribute(cf, &id, field, p);
+            rv = ngx_tailgate_identity_attribute(cf->pool, &id, field, p);
 
             if (rv != NGX_CONF_OK) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -275,10 +273,13 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
 }
 
 
-/* one "name=value"; NGX_CONF_OK or the reason it is wrong */
+/*
+ * One "name=value" of a key record or a trusted network: NGX_CONF_OK,
+ * NGX_CONF_ERROR when out of memory, or the reason it is wrong.
+ */
 
-static char *
-ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
+char *
+ngx_tailgate_identity_attribute(ngx_pool_t *pool, ngx_tailgate_identity_t *id,
     u_char *p, u_char *end)
 {
     u_char     *v, *q;
@@ -313,7 +314,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
             return "expected tenant= of 1-64 letters, digits and \"_-.@:\"";
         }
 
-        id->tenant.data = ngx_pstrdup(cf->pool, &value);
+        id->tenant.data = ngx_pstrdup(pool, &value);
         id->tenant.len = value.len;
 
         return id->tenant.data ? NGX_CONF_OK : NGX_CONF_ERROR;
@@ -337,7 +338,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
     if (ngx_tailgate_is("tags")) {
 
         if (id->tags
-            || ngx_tailgate_parse_names(cf->pool, value.data, end,
+            || ngx_tailgate_parse_names(pool, value.data, end,
                                         NGX_TAILGATE_MAX_TAGS, 0,
                                         &id->tags, &id->ntags) != NGX_OK)
         {
@@ -351,7 +352,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
     if (ngx_tailgate_is("routes")) {
 
         if (id->routes
-            || ngx_tailgate_parse_names(cf->pool, value.data, end,
+            || ngx_tailgate_parse_names(pool, value.data, end,
                                         NGX_TAILGATE_MAX_ROUTES, 1,
                                         &id->routes, &id->nroutes) != NGX_OK)
         {
@@ -373,7 +374,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
                    "once";
         }
 
-        id->limit.data = ngx_pstrdup(cf->pool, &value);
+        id->limit.data = ngx_pstrdup(pool, &value);
         id->limit.len = value.len;
 
         return id->limit.data ? NGX_CONF_OK : NGX_CONF_ERROR;
@@ -525,7 +526,18 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     *why = "no credential was sent";
 
     if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
-        return NGX_TAILGATE_AUTH_MISSING;
+
+        /* no credential: a trusted network may vouch for the client */
+
+        id = ngx_tailgate_trusted_identity(r, tlcf);
+
+        if (id == NULL) {
+            return NGX_TAILGATE_AUTH_MISSING;
+        }
+
+        ctx->identity = id;
+
+        return NGX_TAILGATE_AUTH_OK;
     }
 
     if (credential.len > NGX_TAILGATE_MAX_CREDENTIAL) {

@@ -64,6 +64,7 @@ typedef struct {
     ngx_uint_t                   nroutes;    /* 0: every route */
     time_t                       expires;    /* 0: never */
     unsigned                     jwt:1;
+    unsigned                     network:1;  /* a trusted network's */
     unsigned                     admin:1;    /* may read tailgate_status */
 } ngx_tailgate_identity_t;
 
@@ -157,6 +158,7 @@ typedef struct {
     ngx_tailgate_jwt_claims_t   *jwt_claims;
 
     ngx_array_t                 *cors_origins;   /* ngx_str_t */
+    ngx_array_t                 *trusted;    /* ngx_tailgate_trusted.c */
 
     ngx_str_t                    fallback;   /* @location, or empty */
     ngx_flag_t                   explain;    /* X-Tailgate-* headers */
@@ -425,6 +427,14 @@ ngx_tailgate_auth_e ngx_tailgate_authenticate(ngx_http_request_t *r,
     const char **why);
 ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle);
 void ngx_tailgate_auth_exit_worker(void);
+char *ngx_tailgate_identity_attribute(ngx_pool_t *pool,
+    ngx_tailgate_identity_t *id, u_char *p, u_char *end);
+
+/* ngx_tailgate_trusted.c: networks admitted without a credential */
+char *ngx_tailgate_trusted_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_tailgate_identity_t *ngx_tailgate_trusted_identity(ngx_http_request_t *r,
+    ngx_http_tailgate_loc_conf_t *tlcf);
 
 /* ngx_tailgate_jwt.c: tokens */
 char *ngx_tailgate_jwt_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,
