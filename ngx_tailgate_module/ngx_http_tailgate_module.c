@@ -611,7 +611,7 @@ ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_tailgate_crypto_init_worker(cycle) != NGX_OK
-        || ngx_tailgate_auth_init_worker(cycle) != NGX_OK
+        || ngx_tailgate_auth_init_worker(cycle, &tmcf->keys) != NGX_OK
         || ngx_tailgate_cache_init(cycle, tmcf->cache_size) != NGX_OK
         || ngx_tailgate_jwt_init_worker(cycle, tmcf->jwt_cache_size)
            != NGX_OK)
