@@ -17,6 +17,7 @@
 #include "decide.h"
 #include "policy.h"
 #include "probe.h"
+#include "proto.h"
 #include "sock.h"
 #include "state.h"
 #include "status.h"
@@ -27,6 +28,10 @@ typedef struct tg_conn    tg_conn;
 typedef struct tg_waiter  tg_waiter;
 typedef struct tg_admin   tg_admin;
 typedef struct tg_deferred  tg_deferred;
+typedef struct tg_redis  tg_redis;
+
+/* redis.c, for the status */
+void tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v);
 
 
 typedef struct {
@@ -88,6 +93,12 @@ struct tg_server {
     size_t           nwaiters;
 
     tg_admin        *admin;
+
+    tg_redis        *redis;         /* redis.c; NULL: this node alone */
+
+    /* the DECIDE tg_read_facts() read last, for redis.c to decide again */
+    const uint8_t   *facts_frame;
+    tg_frame_hdr     facts_hdr;
 };
 
 
@@ -129,6 +140,12 @@ tg_status_view_of(const tg_server *srv)
     v.uptime = ev_now(srv->loop) - srv->started;
     v.connections = srv->nconns;
     v.queued = srv->nwaiters;
+    v.redis = NULL;
+
+    if (srv->redis != NULL) {
+        tg_redis_view_of(srv->redis, ev_now(srv->loop), &v.redis_view);
+        v.redis = &v.redis_view;
+    }
 
     return v;
 }

@@ -97,5 +97,6 @@ void *tg_load_named(tg_loader *ld, const cJSON *root,
 void tg_load_providers(tg_loader *ld, const cJSON *root);
 void tg_load_routes(tg_loader *ld, const cJSON *root);
 void tg_load_limits(tg_loader *ld, const cJSON *root);    /* after routes */
+void tg_load_redis(tg_loader *ld, const cJSON *root);
 
 #endif /* TG_POLICY_JSON_H */

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "redis.h"
 #include "server.h"
 #include "status.h"
 #include "version.h"
@@ -157,6 +158,14 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
                                              : 0);
 
+    if (policy->redis.enabled) {
+        srv.redis = tg_redis_start(&srv, policy);
+        if (srv.redis == NULL) {
+            tg_log_error("out of memory for the redis client");
+            goto done;
+        }
+    }
+
     if (policy->admin.path != NULL) {
         srv.admin = tg_admin_open(srv.loop, &policy->admin, tg_admin_body,
                                   &srv);
@@ -185,6 +194,10 @@ done:
     if (srv.loop != NULL) {
         tg_defer_stop(&srv);
     }
+
+    /* what Redis holds of this node's leases expires with their TTL */
+    tg_redis_stop(srv.redis);
+    srv.redis = NULL;
 
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);
@@ -351,6 +364,8 @@ tg_reload(tg_server *srv)
         return;
     }
 
+    tg_redis_reloaded(srv->redis, np);
+
     a = &srv->policy->listen;
     b = &np->listen;
 
@@ -450,6 +465,7 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
 
     tg_queue_drop_conn(srv, c);
     tg_defer_drop_conn(srv, c);
+    tg_redis_drop_conn(srv->redis, c);
 
     n = tg_state_release_owner(srv->state, c->id);
 
