@@ -64,6 +64,10 @@ struct tg_server {
     /* a connection closes: its queue and leases go; returns the leases */
     size_t         (*conn_closed)(tg_server *srv, tg_conn *c);
 
+    /* a DECIDE that Redis found no room for, decided again (defer.c) */
+    void           (*decide_again)(tg_conn *c, const uint8_t *frame,
+                       const tg_frame_hdr *h);
+
     uint8_t         *out;           /* a reply frame is built here */
     size_t           out_cap;
     char            *json;          /* the /v1/models body */

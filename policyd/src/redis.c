@@ -31,10 +31,8 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 
-#include "answer.h"
 #include "limits_admit.h"
 #include "log.h"
-#include "queue.h"
 #include "redis.h"
 #include "redis_keys.h"
 
@@ -1152,23 +1150,14 @@ sent:
 }
 
 
+/* through the loop's hook: after this pass, as a provider at capacity */
+
 static void
 tg_redis_decide_again(tg_pending *p)
 {
-    bool          has_endpoint;
-    tg_facts      facts;
-    tg_decision   d;
+    tg_server  *srv = p->rd->srv;
 
-    if (tg_read_facts(p->conn, p->frame, &p->h, &facts, &has_endpoint) != 0)
-    {
-        return;
-    }
-
-    facts.deferred = true;
-
-    if (tg_answer_decide(p->conn, p->id, &facts, &d) == TG_ANSWER_QUEUE) {
-        tg_queue_park(p->conn, p->frame, &p->h, &d);
-    }
+    srv->decide_again(p->conn, p->frame, &p->h);
 }
 
 

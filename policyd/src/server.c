@@ -51,6 +51,8 @@ static void tg_reload(tg_server *srv);
 static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
 static size_t tg_conn_closed(tg_server *srv, tg_conn *c);
+static void tg_decide_again(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
 static char *tg_admin_body(void *data, bool prometheus, size_t *len);
 static bool tg_health_check(tg_server *srv);
 static void tg_cooldown_arm(tg_server *srv, uint64_t now_ms);
@@ -77,6 +79,7 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.listener.fd = -1;
     srv.next_conn_id = 1;
     srv.conn_closed = tg_conn_closed;
+    srv.decide_again = tg_decide_again;
 
     rc = 1;
 
@@ -474,6 +477,18 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
     }
 
     return n;
+}
+
+
+/* once every frame of this pass is handled, like a provider at capacity */
+
+static void
+tg_decide_again(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    tg_decision  d;
+
+    memset(&d, 0, sizeof(d));
+    tg_defer(c, frame, h, &d, false);
 }
 
 
