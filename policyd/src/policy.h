@@ -18,6 +18,7 @@
 #include "arena.h"
 #include "errors.h"
 #include "limits_conf.h"
+#include "redis_conf.h"
 #include "log.h"
 #include "price.h"
 #include "tailgate_names.h"
@@ -248,6 +249,7 @@ typedef struct tg_policy {
     size_t         route_mask;
 
     tg_limits_conf limits;          /* limits_policy.c */
+    tg_redis_conf  redis;           /* policy_redis.c */
 
     time_t         loaded_at;       /* "created" in /v1/models */
 } tg_policy;

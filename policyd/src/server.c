@@ -30,6 +30,7 @@
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "redis.h"
 #include "server.h"
 #include "status.h"
 #include "usage.h"
@@ -52,6 +53,8 @@ static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
 static void tg_shutdown_drain(tg_server *srv);
 static size_t tg_conn_closed(tg_server *srv, tg_conn *c);
+static void tg_decide_again(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
 static char *tg_admin_body(void *data, bool prometheus, size_t *len);
 static bool tg_health_check(tg_server *srv);
 static void tg_cooldown_arm(tg_server *srv, uint64_t now_ms);
@@ -78,6 +81,7 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.listener.fd = -1;
     srv.next_conn_id = 1;
     srv.conn_closed = tg_conn_closed;
+    srv.decide_again = tg_decide_again;
 
     rc = 1;
 
@@ -172,6 +176,14 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
                                              : 0);
 
+    if (policy->redis.enabled) {
+        srv.redis = tg_redis_start(&srv, policy);
+        if (srv.redis == NULL) {
+            tg_log_error("out of memory for the redis client");
+            goto done;
+        }
+    }
+
     if (policy->admin.path != NULL) {
         srv.admin = tg_admin_open(srv.loop, &policy->admin, tg_admin_body,
                                   &srv);
@@ -200,6 +212,10 @@ done:
     if (srv.loop != NULL) {
         tg_defer_stop(&srv);
     }
+
+    /* what Redis holds of this node's leases expires with their TTL */
+    tg_redis_stop(srv.redis);
+    srv.redis = NULL;
 
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);
@@ -379,6 +395,7 @@ tg_reload(tg_server *srv)
     if (tg_usage_configure(srv->usage, np) != 0) {
         tg_log_warn("the usage log stays as it was");
     }
+    tg_redis_reloaded(srv->redis, np);
 
     a = &srv->policy->listen;
     b = &np->listen;
@@ -507,6 +524,7 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
 
     tg_queue_drop_conn(srv, c);
     tg_defer_drop_conn(srv, c);
+    tg_redis_drop_conn(srv->redis, c);
 
     n = tg_state_release_owner(srv->state, c->id);
 
@@ -515,6 +533,18 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
     }
 
     return n;
+}
+
+
+/* once every frame of this pass is handled, like a provider at capacity */
+
+static void
+tg_decide_again(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    tg_decision  d;
+
+    memset(&d, 0, sizeof(d));
+    tg_defer(c, frame, h, &d, false);
 }
 
 

@@ -71,6 +71,7 @@ typedef struct tg_pstate {
     char           *name;
     bool            in_policy;          /* in the policy bound last */
     uint32_t        in_flight;          /* leases held */
+    uint32_t        others;             /* held by other nodes (redis.c) */
     uint32_t        max_concurrency;    /* from the policy bound last */
     tg_health_conf  conf;               /* likewise */
     uint32_t        queued;             /* requests waiting for a slot */
@@ -165,6 +166,14 @@ typedef struct tg_state {
     uint64_t         leases_adopted;    /* re-announced by a worker */
 
     tg_limit_store  *limits;            /* limits_store.h: the counters */
+
+    /*
+     * Told when a lease ends, any way, and when a provider's 429 asks for
+     * time: how redis.c shares them with the other nodes.  NULL: alone.
+     */
+    void           (*lease_ended)(void *arg, const struct tg_lease *l);
+    void           (*cooled)(void *arg, const tg_pstate *ps, uint32_t ms);
+    void            *hook_arg;
 } tg_state;
 
 

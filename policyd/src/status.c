@@ -100,7 +100,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
 {
     char              *text, buf[TG_HEALTH_URL_MAX + 1], when[32];
     size_t             i, k;
-    cJSON             *root, *o, *list, *p, *x, *arr;
+    cJSON             *root, *o, *list, *p, *x, *arr, *r;
     uint64_t           now;
     time_t             t;
     struct tm          tm;
@@ -134,6 +134,17 @@ tg_status_json(const tg_status_view *v, size_t *len)
     cJSON_AddNumberToObject(o, "queued", (double) v->queued);
     cJSON_AddNumberToObject(o, "decisions", (double) st->decisions);
 
+    if (v->redis != NULL) {
+        r = cJSON_AddObjectToObject(o, "redis");
+        cJSON_AddStringToObject(r, "state", v->redis->state);
+        cJSON_AddNumberToObject(r, "since_s", (double) (long)
+                                v->redis->since_s);
+        cJSON_AddStringToObject(r, "node", v->redis->node);
+        cJSON_AddStringToObject(r, "on_redis_error", v->redis->on_error);
+        cJSON_AddNumberToObject(r, "timeouts", (double) v->redis->timeouts);
+        cJSON_AddNumberToObject(r, "errors", (double) v->redis->errors);
+    }
+
     list = cJSON_AddArrayToObject(root, "providers");
 
     for (i = 0; list != NULL && i < v->policy->nproviders; i++) {
@@ -156,6 +167,9 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddStringToObject(p, "why", ps->why[0] ? ps->why
                                                      : "no failures seen");
         cJSON_AddNumberToObject(p, "in_flight", ps->in_flight);
+        if (v->redis != NULL && ps->max_concurrency != 0) {
+            cJSON_AddNumberToObject(p, "in_flight_other_nodes", ps->others);
+        }
 
         if (ps->max_concurrency) {
             cJSON_AddNumberToObject(p, "max_concurrency", ps->max_concurrency);

@@ -15,6 +15,17 @@
 #include "state.h"
 
 
+/* the shared Redis, as redis.c sees it */
+typedef struct {
+    const char     *state;          /* "up", "down", "connecting" */
+    const char     *node;
+    const char     *on_error;       /* "local", "closed" */
+    double          since_s;        /* in that state for */
+    uint64_t        timeouts;       /* decisions that did not wait */
+    uint64_t        errors;
+} tg_redis_view;
+
+
 /* what the status is made of: the daemon fills it in (daemon.h) */
 typedef struct {
     const tg_policy  *policy;
@@ -24,6 +35,8 @@ typedef struct {
     size_t            connections;      /* of workers */
     size_t            queued;           /* requests waiting for a slot */
     const struct tg_usage  *usage;      /* NULL: none counted */
+    const tg_redis_view *redis;         /* NULL: no "redis" block */
+    tg_redis_view     redis_view;
 } tg_status_view;
 
 
