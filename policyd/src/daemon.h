@@ -147,11 +147,11 @@ tg_status_view_of(const tg_server *srv)
     v.connections = srv->nconns;
     v.queued = srv->nwaiters;
     v.usage = srv->usage;
-    v.redis = NULL;
+    v.has_redis = false;
 
     if (srv->redis != NULL) {
         tg_redis_view_of(srv->redis, ev_now(srv->loop), &v.redis_view);
-        v.redis = &v.redis_view;
+        v.has_redis = true;
     }
 
     return v;

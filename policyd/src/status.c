@@ -134,15 +134,15 @@ tg_status_json(const tg_status_view *v, size_t *len)
     cJSON_AddNumberToObject(o, "queued", (double) v->queued);
     cJSON_AddNumberToObject(o, "decisions", (double) st->decisions);
 
-    if (v->redis != NULL) {
+    if (v->has_redis) {
         r = cJSON_AddObjectToObject(o, "redis");
-        cJSON_AddStringToObject(r, "state", v->redis->state);
+        cJSON_AddStringToObject(r, "state", v->redis_view.state);
         cJSON_AddNumberToObject(r, "since_s", (double) (long)
-                                v->redis->since_s);
-        cJSON_AddStringToObject(r, "node", v->redis->node);
-        cJSON_AddStringToObject(r, "on_redis_error", v->redis->on_error);
-        cJSON_AddNumberToObject(r, "timeouts", (double) v->redis->timeouts);
-        cJSON_AddNumberToObject(r, "errors", (double) v->redis->errors);
+                                v->redis_view.since_s);
+        cJSON_AddStringToObject(r, "node", v->redis_view.node);
+        cJSON_AddStringToObject(r, "on_redis_error", v->redis_view.on_error);
+        cJSON_AddNumberToObject(r, "timeouts", (double) v->redis_view.timeouts);
+        cJSON_AddNumberToObject(r, "errors", (double) v->redis_view.errors);
     }
 
     list = cJSON_AddArrayToObject(root, "providers");
@@ -167,7 +167,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddStringToObject(p, "why", ps->why[0] ? ps->why
                                                      : "no failures seen");
         cJSON_AddNumberToObject(p, "in_flight", ps->in_flight);
-        if (v->redis != NULL && ps->max_concurrency != 0) {
+        if (v->has_redis && ps->max_concurrency != 0) {
             cJSON_AddNumberToObject(p, "in_flight_other_nodes", ps->others);
         }
 

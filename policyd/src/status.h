@@ -8,6 +8,7 @@
 #ifndef TG_STATUS_H
 #define TG_STATUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,8 +36,8 @@ typedef struct {
     size_t            connections;      /* of workers */
     size_t            queued;           /* requests waiting for a slot */
     const struct tg_usage  *usage;      /* NULL: none counted */
-    const tg_redis_view *redis;         /* NULL: no "redis" block */
-    tg_redis_view     redis_view;
+    bool              has_redis;        /* false: no "redis" block */
+    tg_redis_view     redis_view;       /* a copy: the view is passed by value */
 } tg_status_view;
 
 

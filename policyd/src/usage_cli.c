@@ -177,7 +177,9 @@ tg_usage_main(int argc, char **argv)
     }
 
     if (rc == 0) {
-        qsort(tt.groups, tt.n, sizeof(tg_group), tg_group_cmp);
+        if (tt.n > 1) {
+            qsort(tt.groups, tt.n, sizeof(tg_group), tg_group_cmp);
+        }
 
         if (tt.skipped != 0) {
             fprintf(stderr, "policyd usage: %llu line%s that are not usage "
