@@ -267,10 +267,14 @@ subtest 'a fallback: the failed attempt without tokens, the answer with' => sub 
 subtest 'the access log: tokens and cost' => sub {
     $mock{local}->update(usage => { prompt_tokens => 1000, completion_tokens => 200,
                                     cached_tokens => 400 });
+    my $count = sub { scalar(my @l = split /\n/, $t->read_file('usage.log')) };
+    my $before = $count->();
     $t->chat('qwen');
     $t->chat('free');
     $mock{local}->update(usage => {});
 
+    # nginx writes the access log after the answer has gone
+    $t->wait_for(sub { $count->() >= $before + 2 }, timeout => 5);
     my @lines = split /\n/, $t->read_file('usage.log');
     # (1000 - 400) x 0.27 + 400 x 0.07 + 200 x 1.10 per 1M tokens
     like($lines[-2], qr/ in=1000 out=200 cached=400 est=0 cost=0\.00041$/,
@@ -280,10 +284,13 @@ subtest 'the access log: tokens and cost' => sub {
 
 subtest 'the request id: the access log\'s, new for every request' => sub {
     my $m = mark();
+    my $lines = sub { my @l = split /\n/, $t->read_file('usage.log'); \@l };
+    my $before = @{ $lines->() };
     $t->chat('qwen') for 1 .. 3;
 
-    my @logged = map { (split / /)[0] }
-                 (split /\n/, $t->read_file('usage.log'))[-3 .. -1];
+    # nginx writes the access log after the answer has gone
+    $t->wait_for(sub { @{ $lines->() } >= $before + 3 }, timeout => 5);
+    my @logged = map { (split / /)[0] } @{ $lines->() }[$before .. $before + 2];
     my %seen = map { $_ => 1 } @logged;
     is(scalar keys %seen, 3, 'three requests, three ids');
     like($_, qr/^[0-9a-f]{32}$/, "$_: 32 hex digits") for @logged;

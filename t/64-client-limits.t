@@ -282,7 +282,11 @@ subtest 'a budget: spent by what each request cost' => sub {
         { usage => { prompt_tokens => 4, completion_tokens => 6 } }) };
     my $n = seen();
 
-    my @res = map { $t->chat('qwen', key => $k{cheap}, headers => $used) } 1 .. 3;
+    # a worker sends its REPORTs within 250 ms: each request's cost is
+    # spent before the next one is decided
+    my @res = map { my $r = $t->chat('qwen', key => $k{cheap}, headers => $used);
+                    select(undef, undef, undef, 0.6);
+                    $r } 1 .. 3;
     is_deeply([ map { $_->{status} } @res ], [200, 200, 429], 'two, then spent');
     my $r = $res[2];
     $t->is_openai_error($r, 429, 'insufficient_quota', '429 insufficient_quota');

@@ -10,9 +10,12 @@
 #include "answer.h"
 #include "limits_admit.h"
 #include "log.h"
+#include "redis.h"
 
 
 static void tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease);
+static long tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
     uint32_t lease);
 static int tg_strv_push(tg_strv *v, const tg_field *f);
 
@@ -35,6 +38,9 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
     srv->tags.n = 0;
     srv->allow.n = 0;
     srv->exclude.n = 0;
+
+    srv->facts_frame = frame;
+    srv->facts_hdr = *h;
 
     tg_fields_init(&it, frame, h);
 
@@ -174,6 +180,7 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
     tg_decision *d)
 {
     int             rc;
+    long            len;
     uint32_t        lease;
     tg_server      *srv = c->srv;
     tg_limit_hold  *hold;
@@ -285,6 +292,23 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
                      d->error_code, d->reason);
     }
 
+    /* a lease of a provider shared by several nodes: once Redis has it */
+
+    if (lease != 0 && tg_redis_shares(srv->redis,
+                          tg_state_provider(srv->state, d->provider->index)))
+    {
+        len = tg_build_decision(c, id, d, lease);
+
+        if (len > 0) {
+            tg_redis_acquire(srv->redis, c, id,
+                             tg_state_provider(srv->state,
+                                               d->provider->index),
+                             lease, srv->out, (size_t) len);
+        }
+
+        return TG_ANSWER_SENT;
+    }
+
     tg_send_decision(c, id, d, lease);
 
     return TG_ANSWER_SENT;
@@ -293,6 +317,22 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
 
 static void
 tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease)
+{
+    long  len;
+
+    len = tg_build_decision(c, id, d, lease);
+
+    if (len > 0) {
+        tg_conn_send(c, c->srv->out, (size_t) len);
+    }
+}
+
+
+/* the DECISION frame in the server's out buffer: its length, or -1 */
+
+static long
+tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
     uint32_t lease)
 {
     long        len;
@@ -332,6 +372,14 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
 
         if (d->adjust[0] != '\0') {
             tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
+        }
+
+        if (d->prices != NULL) {
+            tg_build_cstr(&b, TG_F_PRICES, d->prices);
+        }
+
+        if (d->stream_usage) {
+            tg_build_u8(&b, TG_F_STREAM_USAGE, 1);
         }
 
         if (lease != 0) {
@@ -374,8 +422,8 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
         tg_state_lease_release(c->srv->state, lease);
         tg_conn_error(c, id, TG_ERR_INTERNAL, false,
                       "the decision does not fit in a frame");
-        return;
+        return -1;
     }
 
-    tg_conn_send(c, c->srv->out, (size_t) len);
+    return len;
 }

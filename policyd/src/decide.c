@@ -467,6 +467,11 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->authorization = pr->authorization ? pr->authorization : "";
     out->zone = tg_zone_name(pr->zone);
 
+    /* usage: the step's prices, and a chat stream's usage asked for */
+    out->prices = st->price != NULL ? st->price->text : NULL;
+    out->stream_usage = facts->endpoint == TG_EP_CHAT && facts->stream
+                        && !pr->usage_passive;
+
     /* multipart uploads are not JSON: nothing to adjust */
 
     if (facts->endpoint != TG_EP_TRANSCRIPTIONS) {

@@ -121,6 +121,10 @@ typedef struct tg_decision {
     /* edits of the request body for this step: "" for none */
     const char         *adjust;
 
+    /* "IN CACHED OUT MIN CHARS" of the step's provider model, or NULL */
+    const char         *prices;
+    bool                stream_usage;   /* ask the provider for usage */
+
     /*
      * How long a worker may reuse this decision for the same facts, and
      * for bodies up to which size (0: any).

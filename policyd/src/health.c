@@ -255,7 +255,7 @@ tg_health_at_capacity(const tg_pstate *ps)
     return ps != NULL
            && (ps->health == TG_HEALTH_BUSY
                || (ps->max_concurrency != 0
-                   && ps->in_flight >= ps->max_concurrency));
+                   && ps->in_flight + ps->others >= ps->max_concurrency));
 }
 
 

@@ -32,7 +32,7 @@ static bool tg_valid_url(const char *s);
 static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
-    "max_concurrency", "health", "rpm", "tpm", NULL
+    "max_concurrency", "health", "rpm", "tpm", "usage", NULL
 };
 
 static const char *const  tg_health_keys[] = {
@@ -199,6 +199,8 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
     pr->streaming = true;
     (void) tg_member_bool(ld, item, "tools", path, &pr->tools);
     (void) tg_member_bool(ld, item, "streaming", path, &pr->streaming);
+
+    tg_load_usage_mode(ld, pr, item, path);
 
     tg_load_health(ld, pr, item, path);
 

@@ -391,6 +391,10 @@ tg_state_lease_unlink(tg_state *st, tg_lease **pl)
         l->provider->in_flight--;
     }
 
+    if (st->lease_ended != NULL) {
+        st->lease_ended(st->hook_arg, l);
+    }
+
     /* a lease that ends any way gives its limits' slots back */
     tg_limits_release(st->limits, l->hold);
 
@@ -466,7 +470,7 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
 tg_pstate *
 tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 {
-    uint32_t         id;
+    uint32_t         id, ms;
     tg_outcome       outcome;
     tg_pstate       *ps, *freed;
     tg_rstate       *rs;
@@ -494,9 +498,14 @@ tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
         /* the provider asked for time: the next requests go elsewhere */
 
         if (outcome == TG_OUTCOME_RATE_LIMITED && r->cooldown_ms != 0) {
-            tg_limits_cooldown(st->limits, ps->name,
-                               r->cooldown_ms > TG_COOLDOWN_MAX_MS
-                               ? TG_COOLDOWN_MAX_MS : r->cooldown_ms);
+            ms = r->cooldown_ms > TG_COOLDOWN_MAX_MS
+                 ? TG_COOLDOWN_MAX_MS : r->cooldown_ms;
+
+            tg_limits_cooldown(st->limits, ps->name, ms);
+
+            if (st->cooled != NULL) {
+                st->cooled(st->hook_arg, ps, ms);
+            }
         }
     }
 

@@ -71,6 +71,7 @@ typedef struct tg_pstate {
     char           *name;
     bool            in_policy;          /* in the policy bound last */
     uint32_t        in_flight;          /* leases held */
+    uint32_t        others;             /* held by other nodes (redis.c) */
     uint32_t        max_concurrency;    /* from the policy bound last */
     tg_health_conf  conf;               /* likewise */
     uint32_t        queued;             /* requests waiting for a slot */
@@ -165,6 +166,14 @@ typedef struct tg_state {
     uint64_t         leases_adopted;    /* re-announced by a worker */
 
     tg_limit_store  *limits;            /* limits_store.h: the counters */
+
+    /*
+     * Told when a lease ends, any way, and when a provider's 429 asks for
+     * time: how redis.c shares them with the other nodes.  NULL: alone.
+     */
+    void           (*lease_ended)(void *arg, const struct tg_lease *l);
+    void           (*cooled)(void *arg, const tg_pstate *ps, uint32_t ms);
+    void            *hook_arg;
 } tg_state;
 
 
@@ -228,15 +237,41 @@ typedef struct {
     const char     *route;
 
     /*
-     * For the limits: the tokens it used (tokens: they were sent), its
-     * cost in pico-units of the prices' currency (set by the usage
-     * accounting; 0 until then) and how long a 429 asked for.
+     * What the attempt used (docs/protocol.md, "Usage"), read by usage.c;
+     * the limits correct tokens per minute and spend budgets from it.
+     * The strings point into the frame: data NULL when absent.
      */
-    bool            tokens;
+    struct tg_report_str {
+        const char     *data;
+        size_t          len;
+    }               request_id, client, tenant, endpoint, provider_model,
+                    response_model;
+    bool            stream;
+    bool            tokens;             /* the token fields were sent */
+    bool            estimated;
+    bool            has_ttfb;
+    uint32_t        attempt;
+    uint32_t        total_ms;
+    uint32_t        ttfb_ms;
     uint32_t        prompt_tokens;
     uint32_t        completion_tokens;
-    uint64_t        cost;
-    uint32_t        cooldown_ms;
+    uint32_t        total_tokens;
+    uint32_t        cached_tokens;
+    uint32_t        reasoning_tokens;
+    uint32_t        audio_ms;
+    uint32_t        characters;
+
+    /*
+     * Its cost in pico-units (1e-12) of the policy's currency, from the
+     * prices of its provider model (price.h), 0 when it has none (price
+     * NULL); tg_usage_cost() sets it before the REPORT is counted.
+     */
+    uint64_t                      cost;
+    bool                          cost_overflow;
+    const struct tg_price_entry  *price;
+
+    /* how long a 429 asked the provider to be left alone (limits) */
+    uint32_t                      cooldown_ms;
 } tg_report;
 
 /*
