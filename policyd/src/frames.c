@@ -182,7 +182,8 @@ tg_handle_hello(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     c->peer_max = peer_max;
 
-    tg_log_info("connection %llu: HELLO from pid %u, \"%.*s\", "
+    tg_log_info("connection.hello", "connection peer_pid software max_frame",
+                "connection %llu: HELLO from pid %u, \"%.*s\", "
                 "max_frame %u", (unsigned long long) c->id, pid,
                 tg_log_len(sw_len), sw, peer_max);
 
@@ -295,7 +296,8 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    tg_log_debug("connection %llu: MODELS %u: %ld bytes",
+    tg_log_debug("models.answered", "connection frame bytes",
+                 "connection %llu: MODELS %u: %ld bytes",
                  (unsigned long long) c->id, h->id, n);
 
     tg_conn_send(c, srv->out, (size_t) len);
@@ -417,7 +419,10 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_usage_account(srv->usage, srv->policy, srv->state, &r,
                      ev_now(srv->loop));
 
-    tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
+    tg_log_debug("report.received",
+                 "connection frame count outcome http_status upstream_ms "
+                 "total_ms lease unknown_lease",
+                 "connection %llu: REPORT %u: %u x %s, status %u, "
                  "upstream %u ms, total %u ms, lease %u%s",
                  (unsigned long long) c->id, h->id, r.count,
                  tg_outcome_name(r.outcome), r.http_status, r.upstream_ms,
@@ -594,7 +599,8 @@ tg_handle_hold(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     ps = provider[0] != '\0' ? tg_state_find(srv->state, provider) : NULL;
 
     if (ps == NULL || !ps->in_policy || lease == 0) {
-        tg_log_debug("connection %llu: HOLD of lease %u of provider \"%s\": "
+        tg_log_debug("lease.hold_ignored", "connection lease provider",
+                     "connection %llu: HOLD of lease %u of provider \"%s\": "
                      "none needed", (unsigned long long) c->id, lease,
                      provider);
         return;
@@ -603,12 +609,15 @@ tg_handle_hold(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     if (tg_state_lease_adopt(srv->state, ps, c->id, tg_now_ms(srv), lease)
         != 0)
     {
-        tg_log_error("connection %llu: out of memory for a held lease",
+        tg_log_error("lease.no_memory", "connection",
+                     "connection %llu: out of memory for a held lease",
                      (unsigned long long) c->id);
         return;
     }
 
-    tg_log_info("connection %llu: lease %u of provider \"%s\" is held by "
+    tg_log_info("lease.held",
+                "connection lease provider in_flight max_concurrency",
+                "connection %llu: lease %u of provider \"%s\" is held by "
                 "the worker: %u of %u in use", (unsigned long long) c->id,
                 lease, ps->name, ps->in_flight, ps->max_concurrency);
 }

@@ -1,5 +1,6 @@
 /*
- * Logging to stderr, one write(2) per line.
+ * Logging to stderr, one write(2) per line: nginx-like text, or JSON
+ * (log_json.c).
  */
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "log_json.h"
 
 
 #define TG_LOG_LINE_MAX  4096
@@ -19,6 +21,7 @@ tg_log_level  tg_log_current = TG_LOG_INFO;
 
 static bool   tg_log_forced;
 static bool   tg_log_as_json;
+static bool   tg_log_json_forced;
 
 static const char  *tg_log_names[] = { "error", "warn", "info", "debug" };
 
@@ -44,87 +47,39 @@ tg_log_force_debug(bool on)
 
 
 void
-tg_log_set_json(bool on)
+tg_log_set_format(tg_log_format format)
 {
-    tg_log_as_json = on;
+    if (!tg_log_json_forced) {
+        tg_log_as_json = (format == TG_LOG_JSON);
+    }
 }
 
 
-/*
- * Appends s[0..n) to line as the inside of a JSON string: '"', '\' and
- * control characters escaped; other bytes pass as they are, like nginx's
- * escape=json.  Stops short of room for the closing of the line.
- */
-static size_t
-tg_log_json_append(char *line, size_t len, size_t size, const char *s,
-    size_t n)
+void
+tg_log_force_json(bool on)
 {
-    size_t  i;
+    tg_log_json_forced = on;
 
-    for (i = 0; i < n && len < size - 16; i++) {
-        unsigned char  c = (unsigned char) s[i];
-
-        if (c == '"' || c == '\\') {
-            line[len++] = '\\';
-            line[len++] = (char) c;
-        } else if (c < 0x20 || c == 0x7f) {
-            len += (size_t) snprintf(line + len, size - len, "\\u%04x", c);
-        } else {
-            line[len++] = (char) c;
-        }
+    if (on) {
+        tg_log_as_json = true;
     }
-
-    return len;
 }
 
 
-/*
- * {"time":…,"level":…,"pid":…,"event":…,"fields":{"detail":…}}: the
- * event is the message's lead up to its first ": " (e.g. "admin socket",
- * "connection 7"), the rest its detail; a message without one is all
- * event.
- */
-static size_t
-tg_log_json_line(char *line, size_t size, tg_log_level level,
-    const char *msg)
+int
+tg_log_format_parse(const char *name, tg_log_format *out)
 {
-    int         n;
-    size_t      len, mlen, elen;
-    time_t      now;
-    struct tm   tm;
-    const char *colon;
-
-    now = time(NULL);
-    gmtime_r(&now, &tm);
-
-    len = strftime(line, size, "{\"time\":\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
-    n = snprintf(line + len, size - len,
-                 ",\"level\":\"%s\",\"pid\":%ld,\"event\":\"",
-                 tg_log_level_name(level), (long) getpid());
-    if (n > 0) {
-        len += (size_t) n;
+    if (strcmp(name, "text") == 0) {
+        *out = TG_LOG_TEXT;
+        return 0;
     }
 
-    mlen = strlen(msg);
-    colon = strstr(msg, ": ");
-    elen = (colon != NULL && colon - msg <= 64) ? (size_t) (colon - msg)
-                                                : mlen;
-
-    len = tg_log_json_append(line, len, size, msg, elen);
-    len += (size_t) snprintf(line + len, size - len, "\",\"fields\":{");
-
-    if (elen < mlen) {
-        len += (size_t) snprintf(line + len, size - len, "\"detail\":\"");
-        len = tg_log_json_append(line, len, size, msg + elen + 2,
-                                 mlen - elen - 2);
-        line[len++] = '"';
+    if (strcmp(name, "json") == 0) {
+        *out = TG_LOG_JSON;
+        return 0;
     }
 
-    line[len++] = '}';
-    line[len++] = '}';
-    line[len++] = '\n';
-
-    return len;
+    return -1;
 }
 
 
@@ -156,14 +111,16 @@ tg_log_level_name(tg_log_level level)
 
 
 void
-tg_log(tg_log_level level, const char *fmt, ...)
+tg_log(tg_log_level level, const char *event, const char *fields,
+    const char *fmt, ...)
 {
-    int         n, saved_errno;
-    char        msg[TG_LOG_LINE_MAX], line[TG_LOG_LINE_MAX + 128];
-    size_t      len, i;
-    time_t      now;
-    va_list     ap;
-    struct tm   tm;
+    int              n, saved_errno;
+    char             msg[TG_LOG_LINE_MAX], line[TG_LOG_JSON_MAX];
+    size_t           len, i;
+    time_t           now;
+    va_list          ap;
+    struct tm        tm;
+    struct timespec  ts;
 
     if (!tg_log_enabled(level)) {
         return;
@@ -181,10 +138,18 @@ tg_log(tg_log_level level, const char *fmt, ...)
     }
 
     if (tg_log_as_json) {
-        len = tg_log_json_line(line, sizeof(line), level, msg);
+        clock_gettime(CLOCK_REALTIME, &ts);
+
+        va_start(ap, fmt);
+        len = tg_log_json_line(line, sizeof(line), &ts,
+                               tg_log_level_name(level), (long) getpid(),
+                               event, fields, msg, fmt, ap);
+        va_end(ap);
+
         if (write(STDERR_FILENO, line, len) < 0) {
             /* nowhere to report it */
         }
+
         errno = saved_errno;
         return;
     }

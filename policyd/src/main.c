@@ -89,7 +89,7 @@ main(int argc, char **argv)
             break;
 
         case 'j':
-            tg_log_set_json(true);
+            tg_log_force_json(true);
             break;
 
         case 'h':
@@ -143,7 +143,7 @@ main(int argc, char **argv)
 
     if (policy == NULL) {
         tg_print_errors(file, &errs, stderr, true);
-        tg_log_error("cannot start: the policy has errors");
+        tg_log_error("start.failed", "", "cannot start: the policy has errors");
         tg_errors_free(&errs);
         return 1;
     }
@@ -151,13 +151,15 @@ main(int argc, char **argv)
     tg_errors_free(&errs);
 
     tg_log_set_level(policy->log_level);
+    tg_log_set_format(policy->log_format);
 
     signal(SIGPIPE, SIG_IGN);
 
     /* the health probes' HTTP client, once for the process */
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        tg_log_error("cannot start: libcurl failed to initialize");
+        tg_log_error("start.failed", "",
+                     "cannot start: libcurl failed to initialize");
         tg_policy_free(policy);
         return 1;
     }
@@ -181,7 +183,7 @@ tg_usage(FILE *out)
             "  -s PATH   listen on PATH instead of listen.path\n"
             "  -a PATH   the admin socket, instead of admin_listen.path\n"
             "  -v        log at debug level\n"
-            "  -j        log one JSON object per line\n"
+            "  -j        log one JSON object per line (log_format \"json\")\n"
             "  explain   where would a request go, and why (explain -h)\n"
             "  status    providers' states, leases, latency, from a running "
             "policyd\n"

@@ -235,6 +235,7 @@ typedef struct tg_policy {
     uint32_t       lease_recovery_ms;   /* after a start that may find
                                            leases held: wait for them */
     tg_log_level   log_level;
+    tg_log_format  log_format;         /* unless -j forces json */
 
     tg_provider   *providers;
     size_t         nproviders;

@@ -31,7 +31,7 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
-    "lease_recovery_ms", "log_level",
+    "lease_recovery_ms", "log_level", "log_format",
     "providers", "routes", "limits", "usage", "redis", NULL
 };
 
@@ -281,6 +281,7 @@ tg_policy_parse(const char *file, const char *text, size_t len,
     p->decision_cache_ms = TG_DECISION_CACHE_MS_DEFAULT;
     p->lease_recovery_ms = TG_LEASE_RECOVERY_MS_DEFAULT;
     p->log_level = TG_LOG_INFO;
+    p->log_format = TG_LOG_TEXT;
     p->loaded_at = opts->now ? opts->now : time(NULL);
 
     if (!cJSON_IsObject(root)) {
@@ -309,6 +310,7 @@ static void
 tg_load_top(tg_loader *ld, const cJSON *root)
 {
     tg_log_level   level;
+    tg_log_format  format;
     const cJSON   *v;
 
     tg_check_keys(ld, root, "", tg_top_keys);
@@ -335,6 +337,17 @@ tg_load_top(tg_loader *ld, const cJSON *root)
                           "\"warn\", \"info\", \"debug\"");
         } else {
             ld->p->log_level = level;
+        }
+    }
+
+    v = tg_member(root, "log_format");
+    if (v != NULL) {
+        if (!cJSON_IsString(v) || v->valuestring == NULL
+            || tg_log_format_parse(v->valuestring, &format) != 0)
+        {
+            tg_load_error(ld, "log_format", "expected \"text\" or \"json\"");
+        } else {
+            ld->p->log_format = format;
         }
     }
 

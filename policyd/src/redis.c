@@ -268,7 +268,8 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
                  (unsigned) rd->port);
     }
 
-    tg_log_info("redis: node \"%s\" shares leases and cooldowns through "
+    tg_log_info("redis.configured", "node address on_error",
+                "redis: node \"%s\" shares leases and cooldowns through "
                 "%s, on error \"%s\"", rd->node, rd->address,
                 rd->on_error == TG_REDIS_ON_ERROR_LOCAL ? "local" : "closed");
 
@@ -331,14 +332,16 @@ tg_redis_reloaded(tg_redis *rd, const tg_policy *policy)
 
     if (rd == NULL) {
         if (rc->enabled) {
-            tg_log_warn("redis: the reloaded policy has a \"redis\" block; "
+            tg_log_warn("redis.reload_ignored", "",
+                        "redis: the reloaded policy has a \"redis\" block; "
                         "it takes effect at the next start");
         }
         return;
     }
 
     if (!rc->enabled) {
-        tg_log_warn("redis: the reloaded policy has no \"redis\" block; "
+        tg_log_warn("redis.reload_ignored", "",
+                    "redis: the reloaded policy has no \"redis\" block; "
                     "Redis stays in use until the next start");
         return;
     }
@@ -509,7 +512,8 @@ tg_redis_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
     if (rd != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         rd->errors++;
         /* never the command: AUTH's argument is the password */
-        tg_log_error("redis: %s: %s", rd->address, reply->str);
+        tg_log_error("redis.error", "address message",
+                     "redis: %s: %s", rd->address, reply->str);
     }
 }
 
@@ -529,7 +533,8 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
 
     if (reply->type == REDIS_REPLY_ERROR) {
         rd->errors++;
-        tg_log_error("redis: %s refuses this node: %s", rd->address,
+        tg_log_error("redis.refused", "address message",
+                     "redis: %s refuses this node: %s", rd->address,
                      reply->str);
         redisAsyncDisconnect(ac);
         return;
@@ -614,11 +619,12 @@ tg_redis_set_state(tg_redis *rd, tg_redis_state s, const char *why)
     rd->since = ev_now(rd->srv->loop);
 
     if (s == TG_REDIS_UP) {
-        tg_log_info("redis: %s is up", rd->address);
+        tg_log_info("redis.up", "address", "redis: %s is up", rd->address);
         return;
     }
 
-    tg_log_error("redis: %s is down (%s): %s", rd->address, why,
+    tg_log_error("redis.down", "address reason effect",
+                 "redis: %s is down (%s): %s", rd->address, why,
                  rd->on_error == TG_REDIS_ON_ERROR_LOCAL
                  ? "each node keeps to its share of max_concurrency"
                  : "decisions that need it are refused (503)");
@@ -909,7 +915,8 @@ tg_redis_cool_cb(redisAsyncContext *ac, void *r, void *priv)
 
     tg_limit_store_clock(st->limits);
 
-    tg_log_info("redis: provider \"%s\" cools down for %u ms, as another "
+    tg_log_info("redis.cooldown", "provider cooldown_ms",
+                "redis: provider \"%s\" cools down for %u ms, as another "
                 "node was asked", ps->name, ms);
 
     tg_limits_cooldown(st->limits, ps->name, ms);
@@ -1103,7 +1110,8 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
 
         if (r != NULL) {
             rd->errors++;
-            tg_log_error("redis: %s: an unexpected answer to a lease",
+            tg_log_error("redis.unexpected_answer", "address",
+                         "redis: %s: an unexpected answer to a lease",
                          rd->address);
         }
 
@@ -1127,7 +1135,8 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
 
     /* full across the nodes: as full as that here, and decided again */
 
-    tg_log_debug("redis: provider \"%s\" is at capacity across the nodes "
+    tg_log_debug("redis.at_capacity", "provider held",
+                 "redis: provider \"%s\" is at capacity across the nodes "
                  "(%u held)", p->ps->name, held);
 
     tg_state_lease_release(rd->srv->state, p->lease);
@@ -1175,7 +1184,8 @@ tg_redis_pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int ev)
     rd->timeouts++;
     rd->timeouts_run++;
 
-    tg_log_warn("redis: %s did not answer a lease within %u ms",
+    tg_log_warn("redis.lease_timeout", "address timeout_ms",
+                "redis: %s did not answer a lease within %u ms",
                 rd->address, rd->timeout_ms);
 
     /* the reply, if it ever comes, only frees it */

@@ -87,13 +87,13 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     if (srv.loop == NULL) {
-        tg_log_error("cannot start the event loop");
+        tg_log_error("start.failed", "", "cannot start the event loop");
         goto done;
     }
 
     srv.state = tg_state_new();
     if (srv.state == NULL || tg_state_bind(srv.state, policy) != 0) {
-        tg_log_error("out of memory");
+        tg_log_error("start.no_memory", "", "out of memory");
         goto done;
     }
 
@@ -116,13 +116,13 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.out_cap = TG_MAX_FRAME_LIMIT + TG_FRAME_LEN_SIZE;
     srv.out = malloc(srv.out_cap);
     if (srv.out == NULL) {
-        tg_log_error("out of memory");
+        tg_log_error("start.no_memory", "", "out of memory");
         goto done;
     }
 
     srv.usage = tg_usage_new();
     if (srv.usage == NULL) {
-        tg_log_error("out of memory");
+        tg_log_error("start.no_memory", "", "out of memory");
         goto done;
     }
 
@@ -158,7 +158,7 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
     srv.prober = tg_prober_new(srv.loop, tg_probe_done, &srv);
     if (srv.prober == NULL || tg_prober_configure(srv.prober, policy) != 0) {
-        tg_log_error("cannot start the health probes");
+        tg_log_error("start.failed", "", "cannot start the health probes");
         goto done;
     }
 
@@ -179,7 +179,8 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     if (policy->redis.enabled) {
         srv.redis = tg_redis_start(&srv, policy);
         if (srv.redis == NULL) {
-            tg_log_error("out of memory for the redis client");
+            tg_log_error("start.no_memory", "",
+                         "out of memory for the redis client");
             goto done;
         }
     }
@@ -192,7 +193,9 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         }
     }
 
-    tg_log_info("%s listening on %s (mode %04o, max_frame %u): "
+    tg_log_info("start.listening",
+                "software path mode max_frame providers routes",
+                "%s listening on %s (mode %04o, max_frame %u): "
                 "%zu providers, %zu routes", TG_SOFTWARE, srv.listener.path,
                 (unsigned) policy->listen.mode, policy->max_frame,
                 policy->nproviders, policy->nroutes);
@@ -295,7 +298,8 @@ tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         case ENFILE:
         case ENOBUFS:
         case ENOMEM:
-            tg_log_error("accept() failed: %s; pausing accepts for %.0f s "
+            tg_log_error("accept.failed", "error pause_s connections",
+                         "accept() failed: %s; pausing accepts for %.0f s "
                          "(%zu connections open)", strerror(errno),
                          TG_ACCEPT_RETRY, srv->nconns);
             ev_io_stop(loop, &srv->accept_w);
@@ -304,7 +308,8 @@ tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
 
         default:
-            tg_log_error("accept() failed: %s", strerror(errno));
+            tg_log_error("accept.failed", "error",
+                         "accept() failed: %s", strerror(errno));
             return;
         }
     }
@@ -345,7 +350,8 @@ tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
 
-    tg_log_info("exiting on %s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    tg_log_info("stop.signal", "signal",
+                "exiting on %s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 
     tg_shutdown(srv);
 }
@@ -358,14 +364,15 @@ tg_reload(tg_server *srv)
     tg_policy         *np, *old;
     const tg_listen   *a, *b;
 
-    tg_log_info("reloading %s", srv->file);
+    tg_log_info("reload.started", "file", "reloading %s", srv->file);
 
     tg_errors_init(&errs);
 
     np = tg_policy_load(srv->file, &srv->opts, &errs);
 
     if (np == NULL) {
-        tg_log_error("reload failed, keeping the old policy; %zu error%s:",
+        tg_log_error("reload.failed", "errors -",
+                     "reload failed, keeping the old policy; %zu error%s:",
                      errs.count, errs.count == 1 ? "" : "s");
 
         tg_print_errors(srv->file, &errs, NULL, true);
@@ -379,21 +386,24 @@ tg_reload(tg_server *srv)
     /* the probe thread copies what it needs: nothing points into np yet */
 
     if (tg_prober_configure(srv->prober, np) != 0) {
-        tg_log_error("reload failed, keeping the old policy: out of memory "
+        tg_log_error("reload.failed", "",
+                     "reload failed, keeping the old policy: out of memory "
                      "for the health probes");
         tg_policy_free(np);
         return;
     }
 
     if (tg_state_bind(srv->state, np) != 0) {
-        tg_log_error("reload failed, keeping the old policy: out of memory");
+        tg_log_error("reload.failed", "",
+                     "reload failed, keeping the old policy: out of memory");
         (void) tg_prober_configure(srv->prober, srv->policy);
         tg_policy_free(np);
         return;
     }
 
     if (tg_usage_configure(srv->usage, np) != 0) {
-        tg_log_warn("the usage log stays as it was");
+        tg_log_warn("reload.usage_log_kept", "",
+                    "the usage log stays as it was");
     }
     tg_redis_reloaded(srv->redis, np);
 
@@ -404,12 +414,14 @@ tg_reload(tg_server *srv)
         || (a->group == NULL) != (b->group == NULL)
         || (a->group != NULL && strcmp(a->group, b->group) != 0))
     {
-        tg_log_warn("\"listen\" changed; it takes a restart, keeping %s",
+        tg_log_warn("reload.listen_kept", "path",
+                    "\"listen\" changed; it takes a restart, keeping %s",
                     srv->listener.path);
     }
 
     if (np->max_frame != srv->policy->max_frame) {
-        tg_log_info("max_frame %u applies to new connections",
+        tg_log_info("reload.max_frame", "max_frame",
+                    "max_frame %u applies to new connections",
                     np->max_frame);
     }
 
@@ -424,6 +436,7 @@ tg_reload(tg_server *srv)
     tg_limits_sweep(srv->state->limits, np);
 
     tg_log_set_level(np->log_level);
+    tg_log_set_format(np->log_format);
 
     /* decisions the workers reuse were made with the old policy */
     tg_invalidate_all(srv);
@@ -431,7 +444,8 @@ tg_reload(tg_server *srv)
     /* limits and queues may have changed: those waiting are decided again */
     tg_soon(srv, true, true);
 
-    tg_log_info("policy reloaded: %zu providers, %zu routes",
+    tg_log_info("reload.done", "providers routes",
+                "policy reloaded: %zu providers, %zu routes",
                 np->nproviders, np->nroutes);
 }
 
@@ -598,7 +612,8 @@ tg_health_check(tg_server *srv)
     tg_cooldown_arm(srv, now_ms);
 
     if (st->leases_expired != expired) {
-        tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
+        tg_log_warn("lease.expired", "leases",
+                    "%llu leases expired: their REPORTs never came (a worker "
                     "lost them); their slots are free again",
                     (unsigned long long) (st->leases_expired - expired));
         wake = true;
@@ -616,10 +631,12 @@ tg_health_check(tg_server *srv)
         }
 
         if (ps->health == TG_HEALTH_UP) {
-            tg_log_info("provider %s is up again (was %s): %s", ps->name,
+            tg_log_info("provider.up", "provider was reason",
+                        "provider %s is up again (was %s): %s", ps->name,
                         tg_health_name(before[i]), ps->why);
         } else {
-            tg_log_warn("provider %s is %s (was %s): %s", ps->name,
+            tg_log_warn("provider.state", "provider state was reason",
+                        "provider %s is %s (was %s): %s", ps->name,
                         tg_health_name(ps->health),
                         tg_health_name(before[i]), ps->why);
         }
@@ -738,7 +755,8 @@ tg_probe_done(const tg_probe_answer *a, void *data)
                            a->slots_len, &r);
     }
 
-    tg_log_debug("provider %s: probe %s in %u ms: %s", a->provider,
+    tg_log_debug("probe.result", "provider result ms note",
+                 "provider %s: probe %s in %u ms: %s", a->provider,
                  r.ok ? (r.busy ? "busy" : "ok") : "failed", r.ms, r.note);
 
     tg_health_probed(ps, &r, tg_now_ms(srv));
@@ -803,7 +821,8 @@ tg_leases_mark(tg_server *srv)
               0600);
 
     if (fd == -1) {
-        tg_log_warn("cannot write %s: %s; a policyd started after this one "
+        tg_log_warn("lease.file_failed", "path error",
+                    "cannot write %s: %s; a policyd started after this one "
                     "will not wait for leases held", path, strerror(errno));
         return found;
     }
@@ -811,7 +830,8 @@ tg_leases_mark(tg_server *srv)
     n = snprintf(pid, sizeof(pid), "%ld\n", (long) getpid());
 
     if (write(fd, pid, (size_t) n) != n) {
-        tg_log_warn("cannot write %s: %s", path, strerror(errno));
+        tg_log_warn("lease.file_failed", "path error",
+                    "cannot write %s: %s", path, strerror(errno));
     }
 
     close(fd);
@@ -828,13 +848,15 @@ tg_leases_unmark(tg_server *srv)
     snprintf(path, sizeof(path), "%s.leases", srv->listener.path);
 
     if (srv->state->nleases != 0) {
-        tg_log_info("stopping with %zu leases held by workers: the next "
+        tg_log_info("stop.leases_held", "leases",
+                    "stopping with %zu leases held by workers: the next "
                     "policyd waits for them to be re-announced",
                     srv->state->nleases);
         return;
     }
 
     if (unlink(path) == -1 && errno != ENOENT) {
-        tg_log_warn("unlink(%s) failed: %s", path, strerror(errno));
+        tg_log_warn("lease.file_failed", "path error",
+                    "unlink(%s) failed: %s", path, strerror(errno));
     }
 }
