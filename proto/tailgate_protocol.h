@@ -41,6 +41,10 @@
 #define TG_MSG_STATUS_PART          14  /* policyd -> module: body so far */
 #define TG_MSG_HOLD                 15  /* module -> policyd, no reply:
                                            a lease it still holds */
+#define TG_MSG_SPAN_END             16  /* module -> policyd, no reply: a
+                                           traced request ended after an
+                                           attempt that was not its last
+                                           (only to a policyd that traces) */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */
@@ -122,6 +126,21 @@
                                            TOK LEFT RESET_MS" */
 #define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
                                            to be left alone this long */
+
+/* traces (docs/protocol.md, "Traces"), only to a policyd that traces */
+#define TG_F_TRACEPARENT            74  /* str: REPORT, SPAN_END: the
+                                           attempt's W3C traceparent, as the
+                                           provider got it */
+#define TG_F_PARENT_SPAN            75  /* str: 16 hex: the request's span,
+                                           parent of every attempt's */
+#define TG_F_CLIENT_SPAN            76  /* str: 16 hex: the client's span
+                                           the request continues */
+#define TG_F_START_MS               77  /* str: decimal Unix ms: when the
+                                           request started */
+#define TG_F_TRACE_FINAL            78  /* u8: REPORT: no attempt follows,
+                                           the request's span ends */
+#define TG_F_TRACE                  79  /* u8: HELLO_OK: 1 when policyd
+                                           exports traces */
 
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */

@@ -18,6 +18,7 @@
 #include "defer.h"
 #include "frames.h"
 #include "log.h"
+#include "otlp_export.h"
 #include "queue.h"
 #include "status.h"
 #include "usage.h"
@@ -115,6 +116,15 @@ tg_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         tg_handle_report(c, frame, h);
         break;
 
+    case TG_MSG_SPAN_END:
+        /* a traced request's end, after an attempt that was not its last */
+        if (c->srv->otlp != NULL
+            && tg_otlp_span_end(c->srv->otlp, frame, h) != 0)
+        {
+            tg_conn_malformed(c, h, "a SPAN_END field is not of its type");
+        }
+        break;
+
     default:
         tg_conn_error(c, h->id, TG_ERR_UNKNOWN_TYPE, false,
                       "unknown frame type");
@@ -191,6 +201,11 @@ tg_handle_hello(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_build_u32(&b, TG_F_MAX_FRAME, c->max_frame);
     tg_build_u32(&b, TG_F_PID, (uint32_t) getpid());
     tg_build_cstr(&b, TG_F_SOFTWARE, TG_SOFTWARE);
+
+    /* the module sends trace context only to a policyd that exports it */
+    if (c->srv->otlp != NULL) {
+        tg_build_u8(&b, TG_F_TRACE, 1);
+    }
 
     len = tg_build_end(&b);
     if (len > 0) {
@@ -418,6 +433,10 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     tg_usage_account(srv->usage, srv->policy, srv->state, &r,
                      ev_now(srv->loop));
+
+    if (srv->otlp != NULL) {
+        tg_otlp_report(srv->otlp, srv->policy, &r, frame, h);
+    }
 
     tg_log_debug("report.received",
                  "connection frame count outcome http_status upstream_ms "

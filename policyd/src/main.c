@@ -27,6 +27,7 @@
 #include "explain.h"
 #include "usage_cli.h"
 #include "log.h"
+#include "otlp_export.h"
 #include "policy.h"
 #include "server.h"
 #include "sock.h"
@@ -129,6 +130,13 @@ main(int argc, char **argv)
     if (test) {
         if (policy == NULL) {
             tg_print_errors(file, &errs, stderr, false);
+            tg_errors_free(&errs);
+            return 1;
+        }
+
+        /* the environment's OTLP settings are checked too */
+        if (tg_otlp_check_env(stderr) != 0) {
+            tg_policy_free(policy);
             tg_errors_free(&errs);
             return 1;
         }

@@ -130,6 +130,13 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         goto done;
     }
 
+    /* traces, when OTLP_ENDPOINT asks for them: a thread of their own */
+    if (tg_otlp_from_env(&srv.otlp) != 0) {
+        tg_log_error("start.failed", "", "cannot start: the environment's "
+                     "OTLP settings have errors");
+        goto done;
+    }
+
     if (tg_sock_open(&srv.listener, &srv.policy->listen) != 0) {
         goto done;
     }
@@ -238,6 +245,9 @@ done:
 
     /* every record it was given is written before policyd ends */
     tg_usage_free(srv.usage);
+
+    /* the spans waiting get one try, a short one */
+    tg_otlp_stop(srv.otlp);
 
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
