@@ -20,6 +20,7 @@
 #include "ngx_tailgate_crypto.h"
 #include "ngx_tailgate_policy.h"
 #include "ngx_tailgate_scan.h"
+#include "ngx_tailgate_trace.h"
 
 
 /*
@@ -290,6 +291,8 @@ typedef struct {
     uint64_t                     prices[NGX_TAILGATE_PRICES];
     ngx_str_t                    special;    /* nginx's error page, as JSON */
 
+    ngx_tailgate_trace_t         trace;      /* for a policyd that traces */
+
     unsigned                     reported:1;
     unsigned                     from_cache:1;
     unsigned                     response_complete:1;
@@ -432,7 +435,7 @@ void ngx_tailgate_report_unused(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
 void ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
-    ngx_uint_t status, ngx_msec_t upstream_ms);
+    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_uint_t final);
 
 /* ngx_tailgate_auth.c: API keys, and which credential a request sent */
 char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,

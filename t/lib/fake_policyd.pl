@@ -23,6 +23,8 @@
 #     "misbehave": null | "garbage" | "oversized" | "close" | "silent"
 #                  | "bad_field"    (or { "<model>": ..., "*": ... }),
 #     "max_frame": 65536,           (announced in HELLO_OK and enforced)
+#     "trace":     1,               (HELLO_OK says it exports traces: the
+#                                    module sends trace context)
 #     "models_body": "{\"object\":\"list\",\"data\":[]}"
 #   }
 # route and provider_model default to the requested model.
@@ -76,7 +78,8 @@ use constant {
 
 my %TYPE_NAME = (1 => 'HELLO', 2 => 'HELLO_OK', 3 => 'DECIDE',
                  4 => 'DECISION', 5 => 'MODELS', 6 => 'MODEL_LIST',
-                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD');
+                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD',
+                 16 => 'SPAN_END');
 
 # key => [name, type]
 my %FIELD = (
@@ -110,6 +113,9 @@ my %FIELD = (
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
     70 => [ stream_usage => 'u8' ],     71 => [ limit => 'str' ],
     72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
+    74 => [ traceparent => 'str' ],     75 => [ parent_span => 'str' ],
+    76 => [ client_span => 'str' ],     77 => [ start_ms => 'str' ],
+    78 => [ trace_final => 'u8' ],      79 => [ trace => 'u8' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);
@@ -475,7 +481,8 @@ sub handle {
         send_bytes($fd, frame(HELLO_OK, 0,
             named_field(max_frame => max_frame()),
             named_field(pid => $$),
-            named_field(software => 'fake_policyd/0.1')));
+            named_field(software => 'fake_policyd/0.1'),
+            ($cfg->{trace} ? named_field(trace => 1) : ())));
         return;
     }
 

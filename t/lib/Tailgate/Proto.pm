@@ -38,6 +38,7 @@ use constant {
     TG_MSG_CANCEL          => 13,
     TG_MSG_STATUS_PART     => 14,
     TG_MSG_HOLD            => 15,
+    TG_MSG_SPAN_END        => 16,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -99,6 +100,12 @@ use constant {
     TG_F_LIMIT             => 71,
     TG_F_RATELIMIT         => 72,
     TG_F_COOLDOWN_MS       => 73,
+    TG_F_TRACEPARENT       => 74,
+    TG_F_PARENT_SPAN       => 75,
+    TG_F_CLIENT_SPAN       => 76,
+    TG_F_START_MS          => 77,
+    TG_F_TRACE_FINAL       => 78,
+    TG_F_TRACE             => 79,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -122,7 +129,8 @@ our %FIELD_TYPE = (
     55 => 'u32', 56 => 'u32', 57 => 'str', 58 => 'u32', 59 => 'str',
     60 => 'str', 61 => 'u32', 62 => 'u32', 63 => 'u8',  64 => 'u32',
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
-    70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32',
+    70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32', 74 => 'str',
+    75 => 'str', 76 => 'str', 77 => 'str', 78 => 'u8',  79 => 'u8',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
