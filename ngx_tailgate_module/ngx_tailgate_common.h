@@ -435,7 +435,7 @@ void ngx_tailgate_report_unused(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
 void ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
-    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_uint_t final);
+    ngx_uint_t status, ngx_msec_t upstream_ms);
 
 /* ngx_tailgate_auth.c: API keys, and which credential a request sent */
 char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,

@@ -111,8 +111,7 @@ ngx_http_tailgate_retry(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     a->outcome = outcome;
     a->status = status;
 
-    ngx_tailgate_report_attempt(r, ctx, outcome, status, upstream_ms,
-        !(ctx->fallback & ngx_tailgate_outcomes[outcome].fallback));
+    ngx_tailgate_report_attempt(r, ctx, outcome, status, upstream_ms);
 
     if (!(ctx->fallback & ngx_tailgate_outcomes[outcome].fallback)) {
         return ngx_http_tailgate_finish(r,

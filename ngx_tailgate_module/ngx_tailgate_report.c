@@ -80,8 +80,9 @@ ngx_http_tailgate_log_handler(ngx_http_request_t *r)
     (void) ngx_tailgate_report(r, ctx);
 
     /*
-     * A fallback that was to follow did not (policyd had no provider left,
-     * or could not be asked): the request's span ends here.
+     * An attempt failed and no other answered (policyd had no provider
+     * left, or could not be asked, or the failure was final): the
+     * request's span ends here, with the client's status.
      */
 
     if (ngx_tailgate_trace_owed(&ctx->trace)) {
@@ -225,17 +226,18 @@ ngx_tailgate_report_unused(ngx_http_request_t *r,
 
 
 /*
- * An attempt that failed before its response: no usage, now; final when
- * no other attempt follows.
+ * An attempt that failed before its response: no usage, now.  Another may
+ * follow, or the client may get an answer of the module's own: the
+ * request's span ends in the log phase (SPAN_END), with what the client
+ * got.
  */
 
 void
 ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
-    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_uint_t final)
+    ngx_uint_t status, ngx_msec_t upstream_ms)
 {
-    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, NULL,
-                            final);
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, NULL, 0);
 
     ctx->reported = 1;
 }

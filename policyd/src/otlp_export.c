@@ -454,8 +454,13 @@ tg_otlp_run(void *arg)
             break;
         }
 
-        snprintf(line, n, "%s: %s", o->conf.headers[i].key,
-                 o->conf.headers[i].value);
+        /* "Name;" is how libcurl sends a header with an empty value */
+        if (o->conf.headers[i].value[0] == '\0') {
+            snprintf(line, n, "%s;", o->conf.headers[i].key);
+        } else {
+            snprintf(line, n, "%s: %s", o->conf.headers[i].key,
+                     o->conf.headers[i].value);
+        }
         own_auth = own_auth
                    || strcasecmp(o->conf.headers[i].key, "authorization") == 0;
 
