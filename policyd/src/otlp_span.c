@@ -18,6 +18,9 @@
 /* what is kept back for the closing of a span when strings are long */
 #define TG_SPAN_TAIL          160
 
+/* an attribute's value at most, in bytes, as SDKs limit them */
+#define TG_SPAN_VALUE_MAX     1024
+
 
 typedef struct {
     const char  *name;
@@ -204,10 +207,14 @@ tg_otlp_report_spans(const tg_report *r, const tg_otlp_trace *t,
 
     tg_jout_init(&j, buf, size);
 
+    /* the request's span gets its half, however long the attempt's is */
+    tg_jout_reserve(&j, t->final ? size / 2 : 0);
+
     tg_span_attempt(&j, r, t, server_address);
     (*spans)++;
 
-    if (t->final) {
+    if (t->final && !j.cut) {
+        tg_jout_reserve(&j, 0);
         tg_jout_raw(&j, ",", 1);
         tg_span_request(&j, r, t, true);
         (*spans)++;
@@ -247,6 +254,7 @@ tg_span_attempt(tg_jout *j, const tg_report *r, const tg_otlp_trace *t,
 {
     bool         first;
     char         etype[16];
+    size_t       kept;
     uint64_t     end, start;
     const char  *op, *e;
 
@@ -269,9 +277,16 @@ tg_span_attempt(tg_jout *j, const tg_report *r, const tg_otlp_trace *t,
         return;
     }
 
-    tg_jout_reserve(j, TG_SPAN_TAIL);
+    kept = j->reserve;
+    j->reserve = kept + TG_SPAN_TAIL;
     tg_jout_lit(j, ",\"attributes\":[");
     first = true;
+
+    if (j->cut) {
+        /* no room for even the list: the whole span does not fit */
+        j->reserve = kept;
+        return;
+    }
 
     tg_attr_str(j, &first, "gen_ai.operation.name", op, strlen(op));
 
@@ -330,7 +345,7 @@ tg_span_attempt(tg_jout *j, const tg_report *r, const tg_otlp_trace *t,
     }
 
     j->cut = false;
-    tg_jout_reserve(j, 0);
+    j->reserve = kept;
     tg_jout_lit(j, "]");
 
     tg_span_status(j, r);
@@ -346,6 +361,7 @@ tg_span_request(tg_jout *j, const tg_report *r, const tg_otlp_trace *t,
 {
     bool                     first;
     char                     etype[16];
+    size_t                   kept;
     const char              *e, *path;
     const tg_endpoint_path  *ep;
 
@@ -370,9 +386,16 @@ tg_span_request(tg_jout *j, const tg_report *r, const tg_otlp_trace *t,
         return;
     }
 
-    tg_jout_reserve(j, TG_SPAN_TAIL);
+    kept = j->reserve;
+    j->reserve = kept + TG_SPAN_TAIL;
     tg_jout_lit(j, ",\"attributes\":[");
     first = true;
+
+    if (j->cut) {
+        /* no room for even the list: the whole span does not fit */
+        j->reserve = kept;
+        return;
+    }
 
     tg_attr_str(j, &first, "http.request.method", "POST", 4);
 
@@ -419,7 +442,7 @@ tg_span_request(tg_jout *j, const tg_report *r, const tg_otlp_trace *t,
     }
 
     j->cut = false;
-    tg_jout_reserve(j, 0);
+    j->reserve = kept;
     tg_jout_lit(j, "]");
 
     if (after_report) {
@@ -502,6 +525,15 @@ tg_attr_str(tg_jout *j, bool *first, const char *key, const char *s,
     }
 
     /* the value may be cut; its closing "}}" must still fit */
+
+    if (len > TG_SPAN_VALUE_MAX) {
+        len = TG_SPAN_VALUE_MAX;
+
+        /* not in the middle of a character */
+        while (len > 0 && ((unsigned char) s[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
 
     before = j->len;
     j->reserve += 2;
