@@ -13,6 +13,7 @@
 static ngx_int_t ngx_tailgate_unhex(const u_char *p, size_t len,
     u_char *out);
 static ngx_uint_t ngx_tailgate_all_zero(const u_char *p, size_t len);
+static u_char *ngx_tailgate_hex(u_char *p, const u_char *bytes, size_t n);
 
 
 ngx_int_t
@@ -58,12 +59,30 @@ ngx_tailgate_traceparent_write(u_char *p, const u_char *trace_id,
     const u_char *span_id, u_char flags)
 {
     p = ngx_cpymem(p, "00-", 3);
-    p = ngx_hex_dump(p, (u_char *) trace_id, 16);
+    p = ngx_tailgate_hex(p, trace_id, 16);
     *p++ = '-';
-    p = ngx_hex_dump(p, (u_char *) span_id, 8);
+    p = ngx_tailgate_hex(p, span_id, 8);
     *p++ = '-';
 
-    return ngx_hex_dump(p, &flags, 1);
+    return ngx_tailgate_hex(p, &flags, 1);
+}
+
+
+/* lower-case, as W3C Trace Context writes it */
+
+static u_char *
+ngx_tailgate_hex(u_char *p, const u_char *bytes, size_t n)
+{
+    size_t  i;
+
+    static const u_char  digits[] = "0123456789abcdef";
+
+    for (i = 0; i < n; i++) {
+        *p++ = digits[bytes[i] >> 4];
+        *p++ = digits[bytes[i] & 0x0f];
+    }
+
+    return p;
 }
 
 
