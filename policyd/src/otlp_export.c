@@ -77,6 +77,7 @@ static bool tg_otlp_post(tg_otlp *o, CURL *easy, struct curl_slist *headers,
     size_t len, unsigned n, bool last);
 static size_t tg_otlp_discard(char *p, size_t size, size_t n, void *data);
 static const char *tg_otlp_getenv(const char *name);
+static bool tg_otlp_full(tg_otlp *o, unsigned n);
 
 
 int
@@ -250,6 +251,14 @@ tg_otlp_report(tg_otlp *o, const tg_policy *policy, const tg_report *r,
         return;
     }
 
+    /* a full queue: counted as dropped without making the spans first */
+
+    n = t.final ? 2 : 1;
+
+    if ((t.flags & 0x01) && r->count == 1 && tg_otlp_full(o, n)) {
+        return;
+    }
+
     pr = (r->provider != NULL)
          ? tg_policy_provider(policy, r->provider, strlen(r->provider))
          : NULL;
@@ -333,6 +342,29 @@ tg_otlp_span_end(tg_otlp *o, const uint8_t *frame, const tg_frame_hdr *h)
     }
 
     return 0;
+}
+
+
+/* whether n more spans would find the queue full: then they are counted */
+
+static bool
+tg_otlp_full(tg_otlp *o, unsigned n)
+{
+    bool  full;
+
+    pthread_mutex_lock(&o->lock);
+
+    full = o->pending.spans + n > o->conf.queue_spans
+           || o->cap - o->pending.len < TG_OTLP_SPAN_BYTES;
+
+    if (full) {
+        o->stats.spans += n;
+        o->stats.dropped_full += n;
+    }
+
+    pthread_mutex_unlock(&o->lock);
+
+    return full;
 }
 
 
