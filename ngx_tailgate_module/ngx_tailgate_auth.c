@@ -31,7 +31,14 @@
 #include <openssl/rand.h>
 
 
-#define NGX_TAILGATE_MAX_KEY_FILE     (16 * 1024 * 1024)
+#define NGX_TAILGATE_MAX_KEY_FILE     (256 * 1024 * 1024)
+
+/*
+ * A worker reads a changed key file in its event loop: up to this much
+ * (about 200k keys, some 20 ms from the page cache); a larger one waits
+ * for nginx -s reload, which the master reads.
+ */
+#define NGX_TAILGATE_MAX_LIVE_KEY_FILE  (16 * 1024 * 1024)
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
 #define NGX_TAILGATE_MAX_CREDENTIAL   8192
 #define NGX_TAILGATE_KEYS_CHECK       1000       /* ms between stat()s */
@@ -66,6 +73,23 @@ static ngx_tailgate_auth_e ngx_tailgate_key_find(ngx_http_request_t *r,
 static ngx_tailgate_key_t *ngx_tailgate_key_lookup(
     ngx_tailgate_key_table_t *table, u_char *digest);
 static void ngx_tailgate_key_memo_cleanup(void *data);
+
+
+/*
+ * Where a digest's search starts: its first 8 bytes, which SHA-256 spreads
+ * evenly.  (16 bits were too few past 64k keys: every start was taken and
+ * the probes ran long - 7.5 s to load 100k keys.)
+ */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_key_slot(ngx_tailgate_key_table_t *table, u_char *digest)
+{
+    uint64_t  h;
+
+    ngx_memcpy(&h, digest, sizeof(h));
+
+    return (ngx_uint_t) h & table->mask;
+}
 
 
 /*
@@ -507,7 +531,7 @@ ngx_tailgate_keys_insert(ngx_tailgate_key_table_t *table, u_char *digest,
     ngx_uint_t           i;
     ngx_tailgate_key_t  *slot;
 
-    i = ((ngx_uint_t) digest[0] << 8 | digest[1]) & table->mask;
+    i = ngx_tailgate_key_slot(table, digest);
 
     for ( ;; ) {
         slot = &table->slots[i];
@@ -654,11 +678,12 @@ ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
 
     size = (size_t) ngx_file_size(fi);
 
-    if (size > NGX_TAILGATE_MAX_KEY_FILE) {
+    if (size > NGX_TAILGATE_MAX_LIVE_KEY_FILE) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tailgate: key file \"%V\" is larger than %uz bytes; "
-                      "the last good keys stay in use", &keys->file,
-                      (size_t) NGX_TAILGATE_MAX_KEY_FILE);
+                      "tailgate: key file \"%V\" is larger than the %uz "
+                      "bytes a worker reads again by itself; the last good "
+                      "keys stay in use until nginx -s reload", &keys->file,
+                      (size_t) NGX_TAILGATE_MAX_LIVE_KEY_FILE);
         return NGX_DECLINED;
     }
 
@@ -986,7 +1011,7 @@ ngx_tailgate_key_lookup(ngx_tailgate_key_table_t *table, u_char *digest)
     ngx_uint_t           i;
     ngx_tailgate_key_t  *slot;
 
-    i = ((ngx_uint_t) digest[0] << 8 | digest[1]) & table->mask;
+    i = ngx_tailgate_key_slot(table, digest);
 
     for ( ;; ) {
         slot = &table->slots[i];

@@ -190,7 +190,7 @@ my @bad = (
       qr/key file "\Q$file\E", line 2: the same key digest appears twice/ ],
     [ 'a huge file',
       "$alice_line\n" . ("#" . ('x' x 1023) . "\n") x (16 * 1024 + 1),
-      qr/key file "\Q$file\E" is larger than 16777216 bytes/ ],
+      qr/key file "\Q$file\E" is larger than the 16777216 bytes a worker reads again/ ],
     [ 'an empty file', '', qr/key file "\Q$file\E" is empty/ ],
     [ 'the file removed', undef, qr/key file "\Q$file\E" cannot be read/ ],
 );
