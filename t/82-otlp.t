@@ -280,6 +280,7 @@ subtest 'each fallback attempt is a child span of the request' => sub {
     my $res = $t->chat('chain',
                        headers => { traceparent => "00-$trace-$CLIENT_SPAN-01" });
     is($res->{status}, 200, 'the third step answers') or diag($res->{body});
+    $mock{$_}->set() for qw(local lan);
 
     my %sent = map { $_ => last_traceparent($_) // '' } qw(local lan ext);
     my %span = map { $_ => ($sent{$_} =~ /^00-$trace-(\w{16})-01$/)[0] }
@@ -324,6 +325,7 @@ subtest 'a fallback that finds no provider left still ends the request span' => 
         traceparent => "00-$trace-$CLIENT_SPAN-01",
         'X-Tailgate-Tags' => 'private' });
     is($res->{status}, 503, 'every allowed provider failed: 503');
+    $mock{$_}->set() for qw(local lan);
 
     my $spans = trace_spans($trace, 3);
     my ($req) = grep { $_->{kind} == 2 } @$spans;
@@ -334,8 +336,6 @@ subtest 'a fallback that finds no provider left still ends the request span' => 
     is($req->{parentSpanId}, $CLIENT_SPAN, 'continuing the client\'s');
     is(scalar(grep { $_->{parentSpanId} eq $req->{spanId} } @att), 2,
        'both attempts its children');
-
-    $mock{$_}->set() for qw(local lan);
 };
 
 
