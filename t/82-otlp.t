@@ -9,8 +9,9 @@
 # the provider with the attempt's own span, odd traceparents refused, an
 # unsampled trace not exported; each fallback attempt a child span of the
 # request's; a collector that refuses, hangs or is away costs only counted
-# drops, never a request; without OTLP_ENDPOINT the client's traceparent
-# passes untouched.
+# drops, never a request; no OTLP secret (key, glc_ token, header, the
+# endpoint's query) in any log at debug level; without OTLP_ENDPOINT the
+# client's traceparent passes untouched.
 
 use strict;
 use warnings;
@@ -439,6 +440,69 @@ subtest 'a Grafana Cloud token: Basic INSTANCE:TOKEN' => sub {
     ok($t->wait_for(sub { @{ $otlp->posts } > $n }), 'an export');
     is($otlp->posts->[-1]{headers}{authorization}, 'Bearer t0k',
        'OTLP_HEADERS Authorization used as it is');
+};
+
+subtest 'no OTLP secret in any log, at debug level, in both formats' => sub {
+    my $json = '{"o":987654,"n":"stack-9","k":"k3y-m4t3r14l-9f8e"}';
+    my $glc = 'glc_' . encode_base64($json, '') =~ tr/=//dr;
+    my %secret = (
+        'glc_ token'         => $glc,
+        'Basic credentials'  => encode_base64("987654:$glc", ''),
+        'secret header value'  => 'hdr-s3cr3t-5a1b',
+        'endpoint query secret' => 'qry-s3cr3t-77c0',
+        'plain OTLP_API_KEY' => $env{OTLP_API_KEY},
+    );
+    my %secret_env = (%env, EXT_API_KEY => 'x', OTLP_API_KEY => $glc,
+                      OTLP_ENDPOINT => $otlp->addr
+                                       . '/v1/traces?token=qry-s3cr3t-77c0',
+                      OTLP_HEADERS => 'X-Secret=hdr-s3cr3t-5a1b');
+
+    for my $format ([], ['-j']) {
+        my $what = @$format ? 'json' : 'text';
+        $t->stop_policyd;
+        my $from = length $t->policyd_log;
+        my $log = sub { substr($t->policyd_log, $from) };
+        $t->start_policyd(env => \%secret_env,
+                          args => ['-a', $admin, '-v', @$format]);
+
+        my $n = scalar @{ $otlp->posts };
+        burst(3, "$what, debug level");
+        ok($t->wait_for(sub { @{ $otlp->posts } > $n }), "$what: an export");
+        is($otlp->posts->[-1]{headers}{'x-secret'}, 'hdr-s3cr3t-5a1b',
+           "$what: the collector got the header");
+        like($otlp->posts->[-1]{path} // '', qr/token=qry-s3cr3t-77c0/,
+             "$what: and the query");
+
+        # refused, then back: otlp.export_refused and otlp.recovered logged
+        $otlp->set(status => 401);
+        burst(3, "$what, collector refusing");
+        ok($t->wait_for(sub { $log->() =~ /export_refused|HTTP 401/ }),
+           "$what: the refusal is logged");
+        $otlp->set(status => 200);
+        burst(3, "$what, collector back");
+        ok($t->wait_for(sub { $log->() =~ /otlp\.recovered|takes them again/ }),
+           "$what: the recovery is logged");
+    }
+
+    my (undef, $st) = $t->policyd_cmd('status', '-a', $admin, { stderr => 0 });
+    ok(length $st, 'policyd status answers');
+    my (undef, $check) = do {
+        local %ENV = (%ENV, %secret_env);
+        $t->policyd_cmd('-t', '-v', '-c', $t->dir . '/policy.json',
+                        '-s', $t->dir . '/check.sock');
+    };
+    like($t->policyd_log, qr/"event":"otlp.exporting"/,
+         'policyd -v -j logged the exporter');
+
+    for my $where ([ 'policyd.log' => $t->policyd_log ],
+                   [ 'error.log' => $t->read_file('error.log') ],
+                   [ 'policyd status' => $st ],
+                   [ 'policyd -t' => $check ]) {
+        for my $what (sort keys %secret) {
+            ok(index($where->[1], $secret{$what}) < 0,
+               "$where->[0] has no $what");
+        }
+    }
 };
 
 subtest 'policyd -t checks the OTLP variables' => sub {
