@@ -262,8 +262,11 @@ typedef struct tg_policy_opts {
     /* -a: overrides admin_listen.path */
     const char    *admin_path;
 
-    /* environment look-up for api_key; NULL means getenv() */
+    /* environment look-up for every "${NAME}"; NULL means getenv() */
     const char  *(*getenv)(const char *name);
+
+    /* secrets (api_key, redis.password) are checked, never read */
+    bool           secrets_unread;
 
     /* load time; 0 means time(NULL) */
     time_t         now;

@@ -275,6 +275,7 @@ tg_policy_parse(const char *file, const char *text, size_t len,
     ld.opts = opts;
     ld.errors_before = errs->count;
     ld.oom = false;
+    ld.nenv_failed = 0;
 
     p->file = tg_copy(&ld, file != NULL ? file : "");
     p->max_frame = TG_MAX_FRAME_DEFAULT;
@@ -287,10 +288,15 @@ tg_policy_parse(const char *file, const char *text, size_t len,
         tg_errors_add(errs, NULL, "expected a JSON object at the top level");
 
     } else {
+        tg_env_expand_policy(&ld, root);
         tg_load_top(&ld, root);
     }
 
     cJSON_Delete(root);
+
+    for (i = 0; i < ld.nenv_failed; i++) {
+        free(ld.env_failed[i]);
+    }
 
     if (ld.oom) {
         tg_errors_add(errs, NULL, "out of memory");
