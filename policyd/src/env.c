@@ -216,7 +216,7 @@ tg_env_append(tg_env_buf *b, const char *s, size_t len)
     char    *p;
     size_t   cap;
 
-    if (b->oom || b->too_long) {
+    if (b->oom || b->too_long || len == 0) {
         return;
     }
 
