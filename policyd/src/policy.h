@@ -268,6 +268,9 @@ typedef struct tg_policy_opts {
     /* secrets (api_key, redis.password) are checked, never read */
     bool           secrets_unread;
 
+    /* refuse a policy file that every user may read or write */
+    bool           private_file;
+
     /* load time; 0 means time(NULL) */
     time_t         now;
 } tg_policy_opts;

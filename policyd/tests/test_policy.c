@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -1230,6 +1231,76 @@ test_load_file(void **unused)
 }
 
 
+/* policyd's own runs refuse a policy file that every user may read */
+
+static void
+test_private_file(void **unused)
+{
+    char            *name, want[1024];
+    tg_errors        errs;
+    tg_policy       *p;
+    tg_policy_opts   opts = tg_test_opts();
+    char             text[] = TG_GOOD;
+    char            *c;
+
+    static const struct {
+        mode_t       mode;
+        const char  *may;           /* NULL: accepted */
+    } modes[] = {
+        { 0600, NULL }, { 0640, NULL }, { 0660, NULL }, { 0400, NULL },
+        { 0644, "read" }, { 0642, "write" }, { 0646, "read and write" },
+        { 0641, "open" }, { 0604, "read" }, { 0666, "read and write" },
+    };
+
+    (void) unused;
+
+    for (c = text; *c; c++) {
+        if (*c == '\'') {
+            *c = '"';
+        }
+    }
+
+    name = tg_test_write_file(text, strlen(text));
+    opts.private_file = true;
+
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        assert_int_equal(chmod(name, modes[i].mode), 0);
+
+        tg_errors_init(&errs);
+        p = tg_policy_load(name, &opts, &errs);
+
+        if (modes[i].may == NULL) {
+            assert_non_null(p);
+            assert_int_equal(errs.count, 0);
+            tg_policy_free(p);
+            continue;
+        }
+
+        snprintf(want, sizeof(want), "mode %04o: every user of this machine "
+                 "can %s it, and it holds or names secrets; refused. Fix: "
+                 "chmod o-rwx %s", (unsigned) modes[i].mode, modes[i].may,
+                 name);
+
+        assert_null(p);
+        assert_int_equal(errs.count, 1);
+        tg_test_has_error(&errs, NULL, want);
+        tg_errors_free(&errs);
+    }
+
+    /* others' files (explain -c, the tests) are read whatever their mode */
+
+    assert_int_equal(chmod(name, 0644), 0);
+    opts.private_file = false;
+    tg_errors_init(&errs);
+    p = tg_policy_load(name, &opts, &errs);
+    assert_non_null(p);
+    tg_policy_free(p);
+
+    unlink(name);
+    free(name);
+}
+
+
 static void
 test_doc_example(void **unused)
 {
@@ -1312,6 +1383,7 @@ main(void)
         cmocka_unit_test(test_missing_env_vars_all_reported),
         cmocka_unit_test(test_env_everywhere),
         cmocka_unit_test(test_env_everywhere_refused),
+        cmocka_unit_test(test_private_file),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_tenants),
         cmocka_unit_test(test_fit_and_fallback),
