@@ -28,10 +28,20 @@ BUILD     ?= build-asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
 export TAILGATE_NGINX_PRELOAD := $(shell $(CC) -print-file-name=libasan.so)
+HARDEN_CFLAGS  :=
+HARDEN_LDFLAGS :=
 else
 BUILD     ?= build
 SAN_FLAGS :=
+# hardened as Debian builds its nginx (nginx -V), which the module runs in
+# (a sanitized build goes without: _FORTIFY_SOURCE and ASan disagree)
+HARDEN_CFLAGS  := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
+                  -Werror=format-security
+HARDEN_LDFLAGS := -Wl,-z,relro -Wl,-z,now
 endif
+
+NGX_CC_OPT := -g -O2 -fPIC $(SAN_FLAGS) $(HARDEN_CFLAGS)
+NGX_LD_OPT := -fPIC $(SAN_FLAGS) $(HARDEN_LDFLAGS)
 
 ROOT      := $(CURDIR)
 NGX_TREE  := $(ROOT)/$(BUILD)/nginx
@@ -51,14 +61,20 @@ export TAILGATE_POLICYD := $(POLICYD)
 
 
 .PHONY: all module policyd unit-tests deps test check run bench fuzz fuzz-build \
-        clean install deb
+        clean install deb FORCE
 
 all: module policyd
 
 module: $(MODULE)
 
+# configure again when its flags change
+$(NGX_TREE).flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(NGX_CC_OPT) | $(NGX_LD_OPT)' | cmp -s - $@ \
+	    || echo '$(NGX_CC_OPT) | $(NGX_LD_OPT)' > $@
+
 # configure writes into the tree it runs in: use a private copy
-$(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config
+$(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config $(NGX_TREE).flags
 	rm -rf $(NGX_TREE)
 	mkdir -p $(dir $(NGX_TREE))
 	cp -r $(NGINX_SRC) $(NGX_TREE)
@@ -67,8 +83,8 @@ $(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); else flags=(--with-compat); fi; \
 	    ./configure "$${flags[@]}" \
-	        --with-cc-opt="-g -O2 -fPIC $(SAN_FLAGS)" \
-	        --with-ld-opt="-fPIC $(SAN_FLAGS)" \
+	        --with-cc-opt="$(NGX_CC_OPT)" \
+	        --with-ld-opt="$(NGX_LD_OPT)" \
 	        --add-dynamic-module=$(ROOT)/ngx_tailgate_module' \
 	    > $(NGX_TREE).configure.log 2>&1 \
 	    || { tail -30 $(NGX_TREE).configure.log; exit 1; }
@@ -80,7 +96,8 @@ $(MODULE): $(NGX_TREE)/objs/Makefile $(MODULE_SRCS)
 	mv -f $@.tmp $@
 
 POLICYD_MAKE = $(MAKE) -C policyd BUILD=$(ROOT)/$(BUILD) \
-                   CFLAGS="-O2 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)"
+                   CFLAGS="-O2 -g $(SAN_FLAGS) $(HARDEN_CFLAGS)" \
+                   LDFLAGS="$(SAN_FLAGS) $(HARDEN_LDFLAGS)"
 
 policyd:
 	$(POLICYD_MAKE) all
@@ -152,8 +169,10 @@ MODULEDIR   ?= $(PREFIX)/lib/nginx/modules
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DOCDIR      ?= $(DATADIR)/doc/tailgate
+MANDIR      ?= $(DATADIR)/man
 TAILGATE_DATADIR ?= $(DATADIR)/tailgate
 INSTALL     ?= install
+POD2MAN     ?= pod2man --center=Tailgate --release=tailgate --date=2026-12-03
 
 D := $(DESTDIR)
 
@@ -182,7 +201,7 @@ install: $(if $(NO_BUILD),,all)
 	    $(D)$(UNITDIR)/nginx.service.d $(D)$(SYSUSERSDIR) \
 	    $(D)$(SYSCONFDIR)/nginx/tailgate $(D)$(SYSCONFDIR)/tailgate \
 	    $(D)$(SYSCONFDIR)/logrotate.d $(D)$(TAILGATE_DATADIR) \
-	    $(D)$(DOCDIR)/examples/two-nodes
+	    $(D)$(DOCDIR)/examples/two-nodes $(D)$(MANDIR)/man1 $(D)$(MANDIR)/man8
 	$(INSTALL) -m 0644 $(MODULE) $(D)$(MODULEDIR)/ngx_http_tailgate_module.so
 	$(INSTALL) -m 0755 $(POLICYD) $(D)$(SBINDIR)/policyd
 	$(INSTALL) -m 0755 bin/tailgate-key $(D)$(BINDIR)/tailgate-key
@@ -211,6 +230,10 @@ install: $(if $(NO_BUILD),,all)
 	    conf/tailgate/upstreams.conf.example \
 	    packaging/files/policyd.env.example $(D)$(DOCDIR)/examples/
 	$(INSTALL) -m 0644 conf/two-nodes/* $(D)$(DOCDIR)/examples/two-nodes/
+	$(POD2MAN) --section=1 --name=TAILGATE-KEY bin/tailgate-key \
+	    | $(INSTALL) -m 0644 /dev/stdin $(D)$(MANDIR)/man1/tailgate-key.1
+	$(POD2MAN) --section=8 --name=POLICYD packaging/man/policyd.pod \
+	    | $(INSTALL) -m 0644 /dev/stdin $(D)$(MANDIR)/man8/policyd.8
 	@if [ "$(SETUP)" = no ]; then :; \
 	elif [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 	    sh packaging/install-setup.sh $(SYSCONFDIR); \
@@ -218,3 +241,16 @@ install: $(if $(NO_BUILD),,all)
 	    echo "as root, next: sh packaging/install-setup.sh $(SYSCONFDIR)" \
 	         "(the user tailgate, the files' groups)"; \
 	fi
+
+# --- the Debian package (packaging/deb/build.sh) --------------------------
+#
+# DEB_DIR is where it is written; DEB_VERSION, DEB_MAINTAINER may be set.
+# NO_BUILD=1 as for install.
+
+DEB_DIR ?= $(ROOT)/$(BUILD)
+
+deb: $(if $(NO_BUILD),,all)
+	@MAKE="$(MAKE)" sh packaging/deb/build.sh "$(DEB_DIR)" "$(MODULE)" \
+	    "$(POLICYD)" "$(NGINX_SRC)"
+
+FORCE:
