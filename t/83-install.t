@@ -77,6 +77,8 @@ my %want = (
     "$p/lib/systemd/system/nginx.service.d/tailgate.conf"     => 0644,
     "$p/lib/sysusers.d/tailgate.conf"                         => 0644,
     "$p/share/tailgate/keys"                                  => 0644,
+    "$p/share/man/man8/policyd.8"                             => 0644,
+    "$p/share/man/man1/tailgate-key.1"                        => 0644,
     '/etc/logrotate.d/tailgate'                               => 0644,
     '/etc/tailgate/policy.json'                               => 0640,
     '/etc/tailgate/policyd.env'                               => 0600,
@@ -316,6 +318,16 @@ like($out, qr/\Q$dir\E\/none\.env: cannot look at its mode: No such file or dire
     my $res = $g->chat('qwen', key => $key);
     is($res->{status}, 200, 'the installed module and policyd answer a request');
     is($res->{headers}{'x-tailgate-provider'}, 'local', '  through policyd');
+
+    # a reload refuses what a start refuses, and keeps the policy it has
+    my $from = $g->log_size('policyd');
+    chmod 0644, $g->dir . '/policy.json';
+    $g->reload_policyd;
+    ok($g->wait_log('policyd', qr/policy\.json: mode 0644: every user of this machine can read it/,
+                    from => $from),
+       'SIGHUP with a policy every user may read: refused, and logged');
+    is($g->chat('qwen', key => $key)->{status}, 200, '  the policy in force stays');
+    chmod 0640, $g->dir . '/policy.json';
 
     # nginx -t with the modules-available snippet and the installed http.conf
     my ($nrc, $nout) = $g->nginx_check(<<"EOF", no_module => 1,
