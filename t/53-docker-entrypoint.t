@@ -235,7 +235,7 @@ sub health {
     my (@args) = @_;
     local %ENV = (%ENV, %health_env);
     delete local $ENV{LD_PRELOAD};
-    return system('bash', "$root/docker/healthcheck.sh", @args) >> 8;
+    return system("bash $root/docker/healthcheck.sh @args 2>/dev/null") >> 8;
 }
 
 sub kids {
