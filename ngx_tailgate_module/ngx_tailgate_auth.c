@@ -872,7 +872,9 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_TAILGATE_AUTH_INVALID;
     }
 
-    if (bearer && tlcf->jwt_keys && ngx_tailgate_looks_like_jwt(&credential)) {
+    if (bearer && (tlcf->jwt_keys || tlcf->jwks)
+        && ngx_tailgate_looks_like_jwt(&credential))
+    {
 
         rc = ngx_tailgate_jwt_authenticate(r, tlcf, &credential, &id, why);
 
