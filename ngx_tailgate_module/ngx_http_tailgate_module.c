@@ -397,7 +397,10 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
     ngx_conf_merge_ptr_value(conf->trusted, prev->trusted, NULL);
     ngx_conf_merge_ptr_value(conf->jwt_claims, prev->jwt_claims, NULL);
-    ngx_conf_merge_ptr_value(conf->jwks, prev->jwks, NULL);
+    if (conf->jwks == NGX_CONF_UNSET_PTR) {
+        conf->jwks = prev->jwks == NGX_CONF_UNSET_PTR ? NULL : prev->jwks;
+        conf->jwks_wait = prev->jwks_wait;
+    }
     ngx_conf_merge_str_value(conf->fallback, prev->fallback, "");
     ngx_conf_merge_value(conf->explain, prev->explain, 1);
 

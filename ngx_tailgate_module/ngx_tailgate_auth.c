@@ -852,7 +852,14 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     *why = "no credential was sent";
 
-    if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
+    if (ctx->jwks_credential.len) {
+
+        /* a token that waited for its key set: the header is blank now */
+
+        credential = ctx->jwks_credential;
+        bearer = 1;
+
+    } else if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
 
         /* no credential: a trusted network may vouch for the client */
 
@@ -880,6 +887,10 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
         if (rc == NGX_TAILGATE_AUTH_OK) {
             ctx->identity = id;
+        }
+
+        if (rc == NGX_TAILGATE_AUTH_AGAIN) {
+            ctx->jwks_credential = credential;
         }
 
         return rc;

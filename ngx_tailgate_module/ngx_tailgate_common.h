@@ -175,6 +175,7 @@ typedef struct {
     time_t                       jwt_leeway;
     ngx_tailgate_jwt_claims_t   *jwt_claims;
     ngx_tailgate_jwks_t         *jwks;       /* tailgate_jwt_jwks */
+    ngx_msec_t                   jwks_wait;  /* its wait= here */
 
     ngx_array_t                 *cors_origins;   /* ngx_str_t */
     ngx_array_t                 *trusted;    /* ngx_tailgate_trusted.c */
@@ -293,6 +294,7 @@ typedef struct {
     ngx_tailgate_tokens_t       *tokens;     /* worked out, this attempt's */
     uint64_t                     prices[NGX_TAILGATE_PRICES];
     ngx_str_t                    special;    /* nginx's error page, as JSON */
+    ngx_str_t                    jwks_credential;    /* while it waits */
 
     unsigned                     reported:1;
     unsigned                     from_cache:1;

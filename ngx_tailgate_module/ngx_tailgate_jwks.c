@@ -6,8 +6,8 @@
  * an identity provider's set, written by policyd (which fetches it, with
  * its cache headers, and writes what it checked by rename()) or by an
  * operator.  Keys are built once per version of the file into OpenSSL
- * objects (RSA from n and e, EC from crv, x and y), so a token costs what
- * a configured key costs.
+ * objects (RSA from n and e, EC from crv, x and y: tailgate_jwks.c, the
+ * reader policyd shares), so a token costs what a configured key costs.
  *
  * Each worker looks at the file once a second and reads it again when it
  * changed, like a key file (ngx_tailgate_auth.c): no reload, no lock on
@@ -26,13 +26,7 @@
 
 #include "tailgate_jwks.h"
 
-#include <openssl/bn.h>
 #include <openssl/evp.h>
-
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-#include <openssl/core_names.h>
-#include <openssl/param_build.h>
-#endif
 
 
 #define NGX_TAILGATE_JWKS_MAX_FILE    (1024 * 1024)
@@ -52,7 +46,6 @@ typedef struct {
 
 struct ngx_tailgate_jwks_s {
     ngx_str_t                    file;       /* NUL-terminated */
-    ngx_msec_t                   wait;
     ngx_flag_t                   refresh;    /* ask policyd */
 
     ngx_tailgate_jwks_set_t     *set;        /* NULL: none yet */
@@ -87,7 +80,7 @@ typedef struct {
 static ngx_int_t ngx_tailgate_jwks_read(ngx_tailgate_jwks_t *jwks,
     u_char *buf, size_t len, ngx_log_t *log, ngx_tailgate_jwks_set_t **out,
     char *err, size_t errlen);
-static ngx_int_t ngx_tailgate_jwks_build(ngx_pool_t *pool, const tg_jwk *jwk,
+static ngx_int_t ngx_tailgate_jwks_build(ngx_pool_t *pool, tg_jwk *jwk,
     ngx_tailgate_jwt_key_t *key);
 static void ngx_tailgate_jwks_crypto_cleanup(void *data);
 static void ngx_tailgate_jwks_conf_cleanup(void *data);
@@ -199,14 +192,15 @@ ngx_tailgate_jwks_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (sets[i]->file.len == file.len
             && ngx_strncmp(sets[i]->file.data, file.data, file.len) == 0)
         {
-            if (sets[i]->wait != wait || sets[i]->refresh != refresh) {
+            if (sets[i]->refresh != refresh) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "key set \"%V\" is read elsewhere with "
-                                   "other wait= or refresh=", &file);
+                                   "another refresh=", &file);
                 return NGX_CONF_ERROR;
             }
 
             tlcf->jwks = sets[i];
+            tlcf->jwks_wait = wait;
             return NGX_CONF_OK;
         }
     }
@@ -217,7 +211,6 @@ ngx_tailgate_jwks_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     jwks->file = file;
-    jwks->wait = wait;
     jwks->refresh = refresh;
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
@@ -235,6 +228,7 @@ ngx_tailgate_jwks_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     *sets = jwks;
     tlcf->jwks = jwks;
+    tlcf->jwks_wait = wait;
 
     /* policyd may not have written it yet: the workers will see it come */
 
@@ -381,27 +375,20 @@ done:
 }
 
 
-/* an EVP_PKEY of the key's numbers: NGX_DECLINED when OpenSSL says no */
+/* the key tailgate_jwks.c built, made a key of a token's */
 
 static ngx_int_t
-ngx_tailgate_jwks_build(ngx_pool_t *pool, const tg_jwk *jwk,
+ngx_tailgate_jwks_build(ngx_pool_t *pool, tg_jwk *jwk,
     ngx_tailgate_jwt_key_t *key)
 {
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-
-    size_t                      len;
-    BIGNUM                     *n, *e;
-    EVP_PKEY                   *pkey;
-    ngx_int_t                   rc;
-    OSSL_PARAM                 *params;
-    EVP_PKEY_CTX               *ctx, *check;
-    const EVP_MD               *md;
-    OSSL_PARAM_BLD             *bld;
-    ngx_pool_cleanup_t         *cln;
-    const char                 *group;
-    u_char                      point[1 + 2 * 66];
+    const EVP_MD        *md;
+    ngx_pool_cleanup_t  *cln;
 
     ngx_memzero(key, sizeof(ngx_tailgate_jwt_key_t));
+
+    if (jwk->pkey == NULL) {
+        return NGX_DECLINED;
+    }
 
     switch (jwk->alg[2]) {
     case '2':
@@ -415,94 +402,28 @@ ngx_tailgate_jwks_build(ngx_pool_t *pool, const tg_jwk *jwk,
         break;
     }
 
-    n = NULL;
-    e = NULL;
-    pkey = NULL;
-    params = NULL;
-    ctx = NULL;
-    check = NULL;
-    rc = NGX_DECLINED;
+    if (jwk->has_kid) {
+        key->kid.len = ngx_strlen(jwk->kid);
+        key->kid.data = ngx_pnalloc(pool, key->kid.len);
 
-    bld = OSSL_PARAM_BLD_new();
-    if (bld == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (jwk->kty == TG_JWK_RSA) {
-        n = BN_bin2bn(jwk->n.data, (int) jwk->n.len, NULL);
-        e = BN_bin2bn(jwk->e.data, (int) jwk->e.len, NULL);
-
-        if (n == NULL || e == NULL
-            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
-            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
-        {
-            rc = NGX_ERROR;
-            goto done;
+        if (key->kid.data == NULL) {
+            return NGX_ERROR;
         }
 
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-
-    } else {
-        group = jwk->bits == 256 ? "prime256v1"
-                : jwk->bits == 384 ? "secp384r1" : "secp521r1";
-
-        /* an uncompressed point: 04 || x || y */
-
-        len = 1 + jwk->x.len + jwk->y.len;
-
-        if (len > sizeof(point)) {
-            goto done;
-        }
-
-        point[0] = 0x04;
-        ngx_memcpy(point + 1, jwk->x.data, jwk->x.len);
-        ngx_memcpy(point + 1 + jwk->x.len, jwk->y.data, jwk->y.len);
-
-        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-                                             group, 0)
-            || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-                                                 point, len))
-        {
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    }
-
-    params = OSSL_PARAM_BLD_to_param(bld);
-
-    if (ctx == NULL || params == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    if (EVP_PKEY_fromdata_init(ctx) != 1
-        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
-    {
-        goto done;
-    }
-
-    /* a point on the curve, a modulus OpenSSL would use */
-
-    check = EVP_PKEY_CTX_new(pkey, NULL);
-
-    if (check == NULL || EVP_PKEY_public_check(check) != 1
-        || (jwk->kty == TG_JWK_RSA && EVP_PKEY_get_bits(pkey) < 2048))
-    {
-        goto done;
+        ngx_memcpy(key->kid.data, jwk->kid, key->kid.len);
     }
 
     cln = ngx_pool_cleanup_add(pool, sizeof(ngx_tailgate_jwt_crypto_t));
     if (cln == NULL) {
-        rc = NGX_ERROR;
-        goto done;
+        return NGX_ERROR;
     }
 
     key->crypto = cln->data;
     ngx_memzero(key->crypto, sizeof(ngx_tailgate_jwt_crypto_t));
-    key->crypto->pkey = pkey;
-    pkey = NULL;
+
+    /* the pool's now */
+    key->crypto->pkey = jwk->pkey;
+    jwk->pkey = NULL;
 
     cln->handler = ngx_tailgate_jwks_crypto_cleanup;
 
@@ -514,37 +435,7 @@ ngx_tailgate_jwks_build(ngx_pool_t *pool, const tg_jwk *jwk,
         key->ec_size = jwk->x.len;
     }
 
-    if (jwk->has_kid) {
-        key->kid.len = ngx_strlen(jwk->kid);
-        key->kid.data = ngx_pnalloc(pool, key->kid.len);
-
-        if (key->kid.data == NULL) {
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        ngx_memcpy(key->kid.data, jwk->kid, key->kid.len);
-    }
-
-    rc = NGX_OK;
-
-done:
-
-    EVP_PKEY_CTX_free(check);
-    EVP_PKEY_CTX_free(ctx);
-    EVP_PKEY_free(pkey);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(n);
-    BN_free(e);
-
-    return rc;
-
-#else
-
-    return NGX_DECLINED;
-
-#endif
+    return NGX_OK;
 }
 
 
@@ -822,7 +713,7 @@ ngx_tailgate_jwks_generation(ngx_tailgate_jwks_t *jwks)
 
 ngx_int_t
 ngx_tailgate_jwks_wait(ngx_http_request_t *r, ngx_tailgate_jwks_t *jwks,
-    const char *kid)
+    ngx_msec_t wait, const char *kid)
 {
     size_t                       len, i;
     ngx_pool_cleanup_t          *cln;
@@ -855,7 +746,7 @@ ngx_tailgate_jwks_wait(ngx_http_request_t *r, ngx_tailgate_jwks_t *jwks,
     }
 
     if (ngx_tailgate_jwks_ask(jwks, kid, r->connection->log) != NGX_OK
-        || jwks->wait == 0)
+        || wait == 0)
     {
         return NGX_DECLINED;
     }
@@ -874,7 +765,7 @@ ngx_tailgate_jwks_wait(ngx_http_request_t *r, ngx_tailgate_jwks_t *jwks,
     w->timer.data = w;
     w->timer.log = r->connection->log;
 
-    ngx_add_timer(&w->timer, jwks->wait);
+    ngx_add_timer(&w->timer, wait);
 
     ngx_queue_insert_tail(&jwks->waiting, &w->queue);
     w->waiting = 1;
@@ -883,7 +774,7 @@ ngx_tailgate_jwks_wait(ngx_http_request_t *r, ngx_tailgate_jwks_t *jwks,
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "tailgate: waiting up to %M ms for key set \"%V\"",
-                   jwks->wait, &jwks->file);
+                   wait, &jwks->file);
 
     return NGX_AGAIN;
 }

@@ -39,7 +39,7 @@ ngx_uint_t ngx_tailgate_jwks_generation(ngx_tailgate_jwks_t *jwks);
  * once already, or no refresh may be asked now).
  */
 ngx_int_t ngx_tailgate_jwks_wait(ngx_http_request_t *r,
-    ngx_tailgate_jwks_t *jwks, const char *kid);
+    ngx_tailgate_jwks_t *jwks, ngx_msec_t wait, const char *kid);
 
 
 #endif /* _NGX_TAILGATE_JWKS_H_INCLUDED_ */

@@ -294,7 +294,8 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
         key = ngx_tailgate_jwks_key(tlcf->jwks, kid);
 
         if (key == NULL
-            && ngx_tailgate_jwks_wait(r, tlcf->jwks, kid) == NGX_AGAIN)
+            && ngx_tailgate_jwks_wait(r, tlcf->jwks, tlcf->jwks_wait, kid)
+               == NGX_AGAIN)
         {
             *why = "the key set is fetched again for the token's kid";
             return NGX_TAILGATE_AUTH_AGAIN;

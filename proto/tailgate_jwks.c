@@ -11,6 +11,11 @@
 
 #include <cjson/cJSON.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+
 #include "tailgate_jwks.h"
 
 
@@ -47,6 +52,7 @@ static int tg_jwk_number(const cJSON *obj, const char *name, size_t min,
     size_t max, tg_jwk_num *num);
 static bool tg_jwk_twice(const cJSON *obj, const char **name);
 static void tg_jwk_clear(tg_jwk *key);
+static void *tg_jwk_pkey(const tg_jwk *key);
 static void tg_jwks_say(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void tg_jwks_leave_out(tg_jwks *set, bool *out, size_t n);
@@ -402,7 +408,7 @@ tg_jwk_read(const cJSON *item, size_t i, tg_jwk *key, char *why,
             goto failed;
         }
 
-        return 0;
+        goto build;
     }
 
     if (tg_jwk_string(item, "crv", &crv) != 1) {
@@ -439,6 +445,17 @@ tg_jwk_read(const cJSON *item, size_t i, tg_jwk *key, char *why,
         tg_jwks_say(why, whylen, "keys[%zu].%s: expected the base64url "
                     "coordinate of %zu bytes", i,
                     key->x.data == NULL ? "x" : "y", c->size);
+        goto failed;
+    }
+
+build:
+
+    key->pkey = tg_jwk_pkey(key);
+
+    if (key->pkey == NULL) {
+        tg_jwks_say(why, whylen, "keys[%zu]: not a key OpenSSL takes (%s)",
+                    i, key->kty == TG_JWK_EC ? "a point off its curve"
+                                             : "a modulus it refuses");
         goto failed;
     }
 
@@ -710,6 +727,8 @@ tg_jwk_clear(tg_jwk *key)
         free(nums[i]->text);
     }
 
+    EVP_PKEY_free(key->pkey);
+
     memset(key, 0, sizeof(tg_jwk));
 }
 
@@ -742,4 +761,107 @@ tg_jwks_say(char *buf, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     (void) vsnprintf(buf, len, fmt, ap);
     va_end(ap);
+}
+
+
+/*
+ * The EVP_PKEY of the numbers, checked as OpenSSL checks a public key;
+ * NULL when it will not have it.
+ */
+
+static void *
+tg_jwk_pkey(const tg_jwk *key)
+{
+    size_t           len;
+    BIGNUM          *n, *e;
+    EVP_PKEY        *pkey;
+    OSSL_PARAM      *params;
+    EVP_PKEY_CTX    *ctx, *check;
+    OSSL_PARAM_BLD  *bld;
+    const char      *group;
+    unsigned char    point[1 + 2 * 66];
+    bool             ok;
+
+    n = NULL;
+    e = NULL;
+    pkey = NULL;
+    params = NULL;
+    ctx = NULL;
+    check = NULL;
+    ok = false;
+
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL) {
+        return NULL;
+    }
+
+    if (key->kty == TG_JWK_RSA) {
+        n = BN_bin2bn(key->n.data, (int) key->n.len, NULL);
+        e = BN_bin2bn(key->e.data, (int) key->e.len, NULL);
+
+        if (n == NULL || e == NULL
+            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
+            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+        {
+            goto done;
+        }
+
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+
+    } else {
+        group = key->bits == 256 ? "prime256v1"
+                : key->bits == 384 ? "secp384r1" : "secp521r1";
+
+        /* an uncompressed point: 04 || x || y */
+
+        len = 1 + key->x.len + key->y.len;
+
+        if (len > sizeof(point)) {
+            goto done;
+        }
+
+        point[0] = 0x04;
+        memcpy(point + 1, key->x.data, key->x.len);
+        memcpy(point + 1 + key->x.len, key->y.data, key->y.len);
+
+        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                             group, 0)
+            || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                                 point, len))
+        {
+            goto done;
+        }
+
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    }
+
+    params = OSSL_PARAM_BLD_to_param(bld);
+
+    if (ctx == NULL || params == NULL
+        || EVP_PKEY_fromdata_init(ctx) != 1
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+    {
+        goto done;
+    }
+
+    check = EVP_PKEY_CTX_new(pkey, NULL);
+
+    ok = check != NULL && EVP_PKEY_public_check(check) == 1
+         && (key->kty == TG_JWK_EC || EVP_PKEY_get_bits(pkey) >= 2048);
+
+done:
+
+    EVP_PKEY_CTX_free(check);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+
+    if (!ok) {
+        EVP_PKEY_free(pkey);
+        return NULL;
+    }
+
+    return pkey;
 }

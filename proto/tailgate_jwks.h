@@ -6,7 +6,7 @@
  * wrote) with the same code.  The file is a contract between the two
  * programs like the wire protocol, so its reader lives here, next to the
  * protocol's numbers, and neither side can read a key the other refused.
- * Plain C11 on cJSON; no I/O.
+ * Plain C11 on cJSON and OpenSSL's libcrypto; no I/O.
  *
  * What a usable key is (docs/policy.md, "Token keys from a JWKS"):
  *   - an object with "kty" "RSA" or "EC"; "oct" (a shared secret) never;
@@ -18,7 +18,9 @@
  *   - RSA: "n" of 2048 to 8192 bits and "e" odd, at least 3, at most 8
  *     bytes; EC: "crv" P-256, P-384 or P-521 and "x", "y" of its size;
  *     every number unpadded base64url;
- *   - no private part ("d", "p", "q", ...), no member given twice.
+ *   - no private part ("d", "p", "q", ...), no member given twice;
+ *   - a key OpenSSL 3 builds from those numbers and checks (an EC point
+ *     on its curve): policyd writes no key a worker would refuse.
  * Other keys are left out, counted, and the first one's reason kept.
  * The document itself must be an object whose "keys" is an array of at
  * most TG_JWKS_KEYS_MAX entries, with one usable key at least.
@@ -62,6 +64,9 @@ typedef struct {
 
     tg_jwk_num      n, e;           /* RSA: modulus and exponent */
     tg_jwk_num      x, y;           /* EC: the point */
+
+    void           *pkey;           /* EVP_PKEY *: the key, built; whoever
+                                       takes it sets this NULL */
 } tg_jwk;
 
 
