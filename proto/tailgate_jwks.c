@@ -53,6 +53,7 @@ static int tg_jwk_number(const cJSON *obj, const char *name, size_t min,
 static bool tg_jwk_twice(const cJSON *obj, const char **name);
 static void tg_jwk_clear(tg_jwk *key);
 static void *tg_jwk_pkey(const tg_jwk *key);
+static bool tg_jwk_modulus_ok(const BIGNUM *n, const BIGNUM *e);
 static void tg_jwks_say(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void tg_jwks_leave_out(tg_jwks *set, bool *out, size_t n);
@@ -844,10 +845,20 @@ tg_jwk_pkey(const tg_jwk *key)
         goto done;
     }
 
-    check = EVP_PKEY_CTX_new(pkey, NULL);
+    /*
+     * EC: the point is on its curve, of the group's order.  RSA: OpenSSL's
+     * own check of a public key tries random bases for primality, so a
+     * strange modulus could pass in policyd and fail in a worker; these
+     * checks give one answer everywhere.
+     */
 
-    ok = check != NULL && EVP_PKEY_public_check(check) == 1
-         && (key->kty == TG_JWK_EC || EVP_PKEY_get_bits(pkey) >= 2048);
+    if (key->kty == TG_JWK_EC) {
+        check = EVP_PKEY_CTX_new(pkey, NULL);
+        ok = check != NULL && EVP_PKEY_public_check(check) == 1;
+
+    } else {
+        ok = EVP_PKEY_get_bits(pkey) >= 2048 && tg_jwk_modulus_ok(n, e);
+    }
 
 done:
 
@@ -864,4 +875,33 @@ done:
     }
 
     return pkey;
+}
+
+
+/* odd, no prime factor below 1000, and more than the exponent */
+
+static bool
+tg_jwk_modulus_ok(const BIGNUM *n, const BIGNUM *e)
+{
+    BN_ULONG  p, d;
+
+    if (!BN_is_odd(n) || BN_cmp(e, n) >= 0) {
+        return false;
+    }
+
+    for (p = 3; p < 1000; p += 2) {
+        for (d = 3; d * d <= p && p % d != 0; d += 2) {
+            /* void */
+        }
+
+        if (d * d <= p) {
+            continue;           /* not a prime */
+        }
+
+        if (BN_mod_word(n, p) == 0) {
+            return false;
+        }
+    }
+
+    return true;
 }
