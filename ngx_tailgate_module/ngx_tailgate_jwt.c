@@ -189,8 +189,8 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
                                       r->connection->log);
         if (cached) {
             cached->exp = exp;
-            cached->generation = tlcf->jwks
-                                 ? ngx_tailgate_jwks_generation(tlcf->jwks) : 0;
+            cached->generation =
+                tlcf->jwks ? ngx_tailgate_jwks_generation(tlcf->jwks) : 0;
             p = (u_char *) (cached + 1);
             ngx_tailgate_identity_copy(&cached->identity, id, p);
         }

@@ -557,6 +557,38 @@ subtest 'a request that waits and whose client goes' => sub {
 };
 
 
+subtest 'a policyd reload keeps what a set learned; a restart its file' => sub {
+    $idp->serve('/jwks.json', body => jwks_doc($good, jwk('c')),
+                etag => '"v12"');
+    sleep($MIN_REFRESH_MS / 1000 + 0.2);
+    ok(fetch_now(), 'the set is fetched');
+
+    my $before = fetches();
+    my $log = $t->log_size('policyd');
+
+    $t->reload_policyd;
+    ok($t->wait_log('policyd', qr/policy reloaded/, from => $log),
+       'policyd reloaded');
+    sleep 1;
+    is(fetches(), $before, 'the same set, the same URL: no fetch on reload');
+    is(status_of(token('b')), 200, 'kid "b" still works');
+
+    # a restart reads the file the last run wrote, and fetches at once
+    $idp->stop;
+    $t->stop_proc('policyd');
+    $log = $t->log_size('policyd');
+    $t->start_policyd(env => { EXT_API_KEY => 'x' });
+
+    ok($t->wait_log('policyd', qr/jwks idp: .*Couldn't connect.*the last good set \(2 keys\) stays/,
+                    from => $log, timeout => 10),
+       'a restarted policyd that cannot fetch keeps the set from its file');
+    is_deeply(written('idp.jwks'), [qw(b c)], 'the file is as it was');
+
+    $idp->start;
+    becomes(token('c'), 200, 'and the gateway goes on with it');
+};
+
+
 subtest 'JWKS_REFRESH on the wire' => sub {
     my $s = tg_connect($t->policyd_sock);
     tg_send($s, tg_frame(TG_MSG_HELLO, 0, [TG_F_MAX_FRAME, 'u32', 65536]));

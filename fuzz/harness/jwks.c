@@ -105,7 +105,8 @@ fuzz_jwks(const char *p, size_t len)
     }
 
     again = tg_jwks_text(&back, &alen);
-    FUZZ_CHECK(again != NULL && alen == tlen && memcmp(again, text, tlen) == 0);
+    FUZZ_CHECK(again != NULL && alen == tlen
+               && memcmp(again, text, tlen) == 0);
 
     free(again);
     free(text);

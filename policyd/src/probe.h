@@ -1,6 +1,7 @@
 /*
  * Active health probes: one HTTP GET per provider that has a health URL,
- * every interval; and the other GETs policyd makes (tg_prober_fetch()).  They run on a thread of their own, with libcurl (TLS
+ * every interval; and the other GETs policyd makes (tg_prober_fetch()).
+ * They run on a thread of their own, with libcurl (TLS
  * for https:// included) driven by a libev loop of that thread: a probe
  * may wait on DNS, which libcurl cannot always give up on without waiting
  * for it, and the decisions on policyd's main loop must never wait with

@@ -31,10 +31,10 @@
     "cw"
 #define TG_X  "VC4iOCqeKtyGkUsgvlpDeC3zn1qTNwlRsPIvaVwIIDI"
 #define TG_Y  "m8b2ilJYcC4-PlZz7p93CZMR88tKxEETDpIIeP6cs2Y"
-#define TG_X5 "AMlSS6Lh5iHzCEpnXzSoQbMWgfNOkRYUfd34aPXsmrHTwfoY6gScuctbfAOv_I" \
-    "MAhE2ePP74dE-UYWLgEBooLsjZ"
-#define TG_Y5 "AZPxLSV4GKVaYIjSioOUxDhKvISSf_lKpj6jtVGftGbPUqBiP3U938dJQge9Ic" \
-    "5wika0PlZoaFAz-wcNldJLonsk"
+#define TG_X5 "AMlSS6Lh5iHzCEpnXzSoQbMWgfNOkRYUfd34aPXsmrHTwfoY6gScuctbfA"   \
+    "Ov_IMAhE2ePP74dE-UYWLgEBooLsjZ"
+#define TG_Y5 "AZPxLSV4GKVaYIjSioOUxDhKvISSf_lKpj6jtVGftGbPUqBiP3U938dJQge"   \
+    "9Ic5wika0PlZoaFAz-wcNldJLonsk"
 
 #define TG_RSA(kid)  "{\"kty\":\"RSA\",\"kid\":\"" kid "\",\"n\":\"" TG_N     \
                      "\",\"e\":\"AQAB\"}"
