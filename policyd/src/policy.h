@@ -17,6 +17,7 @@
 
 #include "arena.h"
 #include "errors.h"
+#include "jwks_conf.h"
 #include "limits_conf.h"
 #include "redis_conf.h"
 #include "log.h"
@@ -250,6 +251,9 @@ typedef struct tg_policy {
 
     tg_limits_conf limits;          /* limits_policy.c */
     tg_redis_conf  redis;           /* policy_redis.c */
+
+    tg_jwks_conf  *jwks;            /* policy_jwks.c: key sets to keep */
+    size_t         njwks;
 
     time_t         loaded_at;       /* "created" in /v1/models */
 } tg_policy;
