@@ -41,7 +41,11 @@
 #define TG_MSG_STATUS_PART          14  /* policyd -> module: body so far */
 #define TG_MSG_HOLD                 15  /* module -> policyd, no reply:
                                            a lease it still holds */
-#define TG_MSG_SPAN_END             16  /* module -> policyd, no reply: a
+#define TG_MSG_JWKS_REFRESH         16  /* module -> policyd: a token named
+                                           a kid its key set lacks */
+#define TG_MSG_JWKS_STATE           17  /* policyd -> module: what came of
+                                           JWKS_REFRESH */
+#define TG_MSG_SPAN_END             18  /* module -> policyd, no reply: a
                                            traced request ended after an
                                            attempt that was not its last
                                            (only to a policyd that traces) */
@@ -141,6 +145,13 @@
                                            the request's span ends */
 #define TG_F_TRACE                  79  /* u8: HELLO_OK: 1 when policyd
                                            exports traces */
+
+
+/* key sets (docs/protocol.md, "Key sets") */
+#define TG_F_JWKS_FILE              80  /* str: JWKS_REFRESH: the set's file */
+#define TG_F_KID                    81  /* str: JWKS_REFRESH: the kid */
+#define TG_F_REFRESH_MS             82  /* u32: JWKS_STATE: no refresh
+                                           sooner than this, from now */
 
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "defer.h"
 #include "frames.h"
+#include "jwks.h"
 #include "log.h"
 #include "otlp_export.h"
 #include "queue.h"
@@ -123,6 +124,10 @@ tg_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         {
             tg_conn_malformed(c, h, "a SPAN_END field is not of its type");
         }
+        break;
+
+    case TG_MSG_JWKS_REFRESH:
+        tg_jwks_refresh(c->srv->jwks, c, frame, h);
         break;
 
     default:

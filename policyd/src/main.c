@@ -1,7 +1,8 @@
 /*
  * policyd: the Tailgate policy daemon.
  *
- *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-v] [-j]
+ *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-e ENV_FILE] [-v]
+ *           [-j]
  *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
  *   policyd status -a ADMIN_SOCKET [--prometheus]
  *   policyd usage -f FILE [--since T] [--until T] [--by KEY] [--json|--csv]
@@ -25,6 +26,7 @@
 #include <curl/curl.h>
 
 #include "explain.h"
+#include "file_mode.h"
 #include "usage_cli.h"
 #include "log.h"
 #include "otlp_export.h"
@@ -44,7 +46,8 @@ main(int argc, char **argv)
     bool             test, verbose;
     tg_errors        errs;
     tg_policy       *policy;
-    const char      *file;
+    char             msg[TG_FILE_MODE_MSG_LEN];
+    const char      *file, *env_file;
     tg_policy_opts   opts;
 
     if (argc > 1 && strcmp(argv[1], "explain") == 0) {
@@ -60,13 +63,15 @@ main(int argc, char **argv)
     }
 
     file = NULL;
+    env_file = NULL;
     test = false;
     verbose = false;
     memset(&opts, 0, sizeof(opts));
+    opts.private_file = true;
 
     opterr = 0;
 
-    while ((ch = getopt(argc, argv, "c:ts:a:vjh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:ts:a:e:vjh")) != -1) {
         switch (ch) {
 
         case 'c':
@@ -85,6 +90,10 @@ main(int argc, char **argv)
             opts.admin_path = optarg;
             break;
 
+        case 'e':
+            env_file = optarg;
+            break;
+
         case 'v':
             verbose = true;
             break;
@@ -98,7 +107,9 @@ main(int argc, char **argv)
             return 0;
 
         default:
-            if (optopt == 'c' || optopt == 's' || optopt == 'a') {
+            if (optopt == 'c' || optopt == 's' || optopt == 'a'
+                || optopt == 'e')
+            {
                 fprintf(stderr, "policyd: option -%c needs an argument\n",
                         optopt);
             } else {
@@ -125,7 +136,20 @@ main(int argc, char **argv)
 
     tg_errors_init(&errs);
 
+    /* the provider keys' file, read by systemd: checked, never read here */
+
+    if (env_file != NULL
+        && tg_file_mode_check(env_file, msg, sizeof(msg)) != 0)
+    {
+        tg_errors_add(&errs, env_file, "%s", msg);
+    }
+
     policy = tg_policy_load(file, &opts, &errs);
+
+    if (policy != NULL && errs.count > 0) {
+        tg_policy_free(policy);
+        policy = NULL;
+    }
 
     if (test) {
         if (policy == NULL) {
@@ -190,6 +214,10 @@ tg_usage(FILE *out)
             "  -t        check the policy, print every error, exit\n"
             "  -s PATH   listen on PATH instead of listen.path\n"
             "  -a PATH   the admin socket, instead of admin_listen.path\n"
+            "  -e FILE   the environment file of the provider keys "
+            "(systemd's\n"
+            "            EnvironmentFile=): refused when every user may "
+            "read it\n"
             "  -v        log at debug level\n"
             "  -j        log one JSON object per line (log_format \"json\")\n"
             "  explain   where would a request go, and why (explain -h)\n"

@@ -79,7 +79,7 @@ use constant {
 my %TYPE_NAME = (1 => 'HELLO', 2 => 'HELLO_OK', 3 => 'DECIDE',
                  4 => 'DECISION', 5 => 'MODELS', 6 => 'MODEL_LIST',
                  7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD',
-                 16 => 'SPAN_END');
+                 16 => 'JWKS_REFRESH', 18 => 'SPAN_END');
 
 # key => [name, type]
 my %FIELD = (
@@ -116,6 +116,8 @@ my %FIELD = (
     74 => [ traceparent => 'str' ],     75 => [ parent_span => 'str' ],
     76 => [ client_span => 'str' ],     77 => [ start_ms => 'str' ],
     78 => [ trace_final => 'u8' ],      79 => [ trace => 'u8' ],
+    80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
+    82 => [ refresh_ms => 'u32' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

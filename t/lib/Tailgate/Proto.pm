@@ -38,7 +38,9 @@ use constant {
     TG_MSG_CANCEL          => 13,
     TG_MSG_STATUS_PART     => 14,
     TG_MSG_HOLD            => 15,
-    TG_MSG_SPAN_END        => 16,
+    TG_MSG_JWKS_REFRESH    => 16,
+    TG_MSG_JWKS_STATE      => 17,
+    TG_MSG_SPAN_END        => 18,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -106,6 +108,9 @@ use constant {
     TG_F_START_MS          => 77,
     TG_F_TRACE_FINAL       => 78,
     TG_F_TRACE             => 79,
+    TG_F_JWKS_FILE         => 80,
+    TG_F_KID               => 81,
+    TG_F_REFRESH_MS        => 82,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -131,6 +136,7 @@ our %FIELD_TYPE = (
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
     70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32', 74 => 'str',
     75 => 'str', 76 => 'str', 77 => 'str', 78 => 'u8',  79 => 'u8',
+    80 => 'str', 81 => 'str', 82 => 'u32',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
