@@ -33,7 +33,8 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
     "lease_recovery_ms", "log_level", "log_format",
-    "providers", "routes", "limits", "usage", "redis", "jwks", NULL
+    "providers", "routes", "limits", "usage", "redis", "jwks",
+    "upstream_dns", NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -373,6 +374,7 @@ tg_load_top(tg_loader *ld, const cJSON *root)
     tg_load_usage(ld, root);
     tg_load_redis(ld, root);
     tg_load_jwks(ld, root);
+    tg_load_upstream_dns(ld, root);
 }
 
 
