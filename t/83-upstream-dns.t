@@ -203,7 +203,7 @@ subtest 'policyd -t names every bad key of upstream_dns' => sub {
         [ 'relative dir', { dir => 'up', upstreams => { u => 'h.test:1' } },
           qr/upstream_dns\.dir: expected an absolute path/ ],
         [ 'no upstreams', { dir => '/x' },
-          qr/upstream_dns\.upstreams: is required/ ],
+          qr/upstream_dns\.upstreams: missing required key/ ],
         [ 'empty upstreams', { dir => '/x', upstreams => {} },
           qr/upstream_dns\.upstreams: expected an object of 1 to 64/ ],
         [ 'upstreams a list', { dir => '/x', upstreams => ['h.test:1'] },

@@ -106,7 +106,7 @@ tg_load_dns_names(tg_loader *ld, tg_dns_conf *dc, const cJSON *obj)
     const cJSON  *item;
 
     if (obj == NULL) {
-        tg_load_error(ld, "upstream_dns.upstreams", "is required");
+        tg_load_error(ld, "upstream_dns.upstreams", "missing required key");
         return;
     }
 
