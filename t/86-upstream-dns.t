@@ -39,7 +39,7 @@ my %host = (a => $t->mock_provider_on('ext_a', '127.0.0.2', $port),
             b => $t->mock_provider_on('ext_b', '127.0.0.3', $port));
 
 my $dir = $t->dir . '/upstreams';
-mkdir $dir or die "$dir: $!";
+# policyd makes the directory
 my $file = "$dir/tg_ext.conf";
 
 my $lenient = { down_after => 100 };

@@ -114,6 +114,16 @@ tg_dns_watch_start(const tg_dns_conf *conf)
         w->entries[i].text = tg_dns_read_small(path);
     }
 
+    /* under the unit: a directory of its StateDirectory, made here once */
+
+    if (mkdir(w->dir, 0755) != 0 && errno != EEXIST) {
+        tg_log_error("dns.start_failed", "dir reason",
+                     "upstream_dns: cannot make %s: %s", w->dir,
+                     strerror(errno));
+        tg_dns_free(w);
+        return NULL;
+    }
+
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
 
