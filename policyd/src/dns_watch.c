@@ -54,6 +54,7 @@ struct tg_dns_watch {
 
 static void *tg_dns_thread(void *data);
 static void tg_dns_round(tg_dns_watch *w);
+static bool tg_dns_stopping(tg_dns_watch *w);
 static int tg_dns_resolve(tg_dns_watch *w, res_state rs,
     const tg_dns_entry *e, char addrs[][TG_DNS_ADDR_LEN], size_t *n);
 static int tg_dns_query(res_state rs, const char *host, int type,
@@ -209,6 +210,21 @@ tg_dns_thread(void *data)
 }
 
 
+/* a stop waits for one name's questions at most, not a whole round */
+
+static bool
+tg_dns_stopping(tg_dns_watch *w)
+{
+    bool  stopping;
+
+    pthread_mutex_lock(&w->lock);
+    stopping = w->stopping;
+    pthread_mutex_unlock(&w->lock);
+
+    return stopping;
+}
+
+
 /* every name once; nginx reloaded once if any set changed */
 
 static void
@@ -252,7 +268,7 @@ tg_dns_round(tg_dns_watch *w)
         return;
     }
 
-    for (i = 0; i < w->n; i++) {
+    for (i = 0; i < w->n && !tg_dns_stopping(w); i++) {
         tg_dns_entry  *e = &w->entries[i];
 
         if (tg_dns_resolve(w, &rs, e, addrs, &n) != 0) {
