@@ -194,6 +194,35 @@ subtest 'a pid file that names another program: no signal' => sub {
     $t->stop_proc('victim');
 };
 
+subtest 'a dir policyd cannot use' => sub {
+    # its parent is missing: policyd does not start, and says why
+    $t->stop_policyd;
+    $t->write_policy({ %$policy, upstream_dns => {
+        %upstream_dns, dir => $t->dir . '/no/such' } });
+    my $from = length $t->policyd_log;
+    ok(!eval { $t->start_policyd(env => { EXT_API_KEY => 'x' }); 1 },
+       'a dir whose parent is missing: policyd does not start');
+    my $why = qr{upstream_dns: cannot make \Q$t->{dir}\E/no/such: No such file};
+    ok($t->wait_for(sub { substr($t->policyd_log, $from) =~ $why }),
+       '... and names the dir') or diag(substr($t->policyd_log, $from));
+
+    # a file where the dir should be: each write fails, logged; decisions go on
+    $t->write_file('not-a-dir', "x\n");
+    $t->write_policy({ %$policy, upstream_dns => {
+        %upstream_dns, dir => $t->dir . '/not-a-dir' } });
+    $from = length $t->policyd_log;
+    $t->start_policyd(env => { EXT_API_KEY => 'x' });
+    $why = qr{upstream tg_ext: cannot write \Q$t->{dir}\E/not-a-dir/tg_ext\.conf: Not a directory};
+    ok($t->wait_for(sub { substr($t->policyd_log, $from) =~ $why }),
+       'a file in its place: the write fails, logged')
+        or diag(substr($t->policyd_log, $from));
+    like(answers_from(), qr/^[ab]$/, 'requests still answer');
+
+    $t->stop_policyd;
+    $t->write_policy($policy);
+    $t->start_policyd(env => { EXT_API_KEY => 'x' });
+};
+
 subtest 'policyd -t names every bad key of upstream_dns' => sub {
     local $ENV{EXT_API_KEY} = 'x';
     my @cases = (
