@@ -271,6 +271,14 @@ typedef struct {
     ngx_uint_t                   attempt;    /* decisions applied */
     ngx_uint_t                   fallback;   /* TG_FALLBACK_*: may retry */
 
+    /* this attempt's own timeouts, 0: the location's (ngx_tailgate_timeouts.c) */
+    ngx_msec_t                   connect_ms;
+    ngx_msec_t                   first_byte_ms;
+    ngx_msec_t                   idle_ms;
+    ngx_http_handler_pt          proxy_handler;  /* the location's content */
+    ngx_http_upstream_conf_t    *upstream_conf;  /* the attempt's own copy */
+    ngx_msec_t                   read_timeout;   /* the location's */
+
     /* fallback: what failed, and the body as the client sent it */
     ngx_array_t                 *failed;     /* ngx_tailgate_attempt_t */
     ngx_uint_t                   states;     /* r->upstream_states before */
@@ -483,6 +491,12 @@ void ngx_tailgate_body_restore(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *spec);
+
+/* ngx_tailgate_timeouts.c: an attempt's connect, first byte, idle times */
+void ngx_tailgate_timeouts_proxy(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+void ngx_tailgate_timeouts_answered(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);

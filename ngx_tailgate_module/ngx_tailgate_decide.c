@@ -547,6 +547,9 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     ctx->reported = 0;
     ctx->fallback = reply->fallback;
+    ctx->connect_ms = reply->connect_ms;
+    ctx->first_byte_ms = reply->first_byte_ms;
+    ctx->idle_ms = reply->idle_ms;
     ctx->priced = (ngx_http_tailgate_prices(&reply->prices, ctx->prices)
                    == NGX_OK);
 

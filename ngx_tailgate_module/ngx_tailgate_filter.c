@@ -81,6 +81,7 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
     }
 
     if (r->upstream && ctx->provider.len) {
+        ngx_tailgate_timeouts_answered(r, ctx);
         ngx_tailgate_stream_watch(r, ctx);
         ngx_tailgate_meter_start(r, ctx);
     }

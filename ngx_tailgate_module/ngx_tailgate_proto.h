@@ -38,6 +38,11 @@ typedef struct {
     ngx_msec_t                   wait_ms;    /* QUEUED */
     ngx_uint_t                   stream_usage;   /* ask for a stream's */
 
+    /* this attempt's timeouts; 0: the location's */
+    ngx_msec_t                   connect_ms;
+    ngx_msec_t                   first_byte_ms;
+    ngx_msec_t                   idle_ms;
+
     /* ngx_tailgate_upstream_t *, once the decision passed our checks */
     void                        *checked;
 

@@ -123,12 +123,23 @@
 #define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
                                            to be left alone this long */
 
+/* DECISION: this attempt's own timeouts (docs/protocol.md, "Timeouts") */
+#define TG_F_CONNECT_MS             74  /* u32: to connect to the provider */
+#define TG_F_FIRST_BYTE_MS          75  /* u32: from the request sent to
+                                           the response's header */
+#define TG_F_IDLE_MS                76  /* u32: between two reads of the
+                                           response's body */
+
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */
 #define TG_FALLBACK_CONNECT_ERROR   0x01
 #define TG_FALLBACK_TIMEOUT         0x02
 #define TG_FALLBACK_5XX             0x04
 #define TG_FALLBACK_429             0x08
+#define TG_FALLBACK_AUTH            0x10    /* the provider refused the
+                                               gateway: 401, 402, 403;
+                                               only where a route's "on"
+                                               names "auth" */
 
 
 /* TG_F_STATUS of an ERROR frame */

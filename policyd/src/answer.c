@@ -374,6 +374,18 @@ tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
         }
 
+        if (d->connect_ms != 0) {
+            tg_build_u32(&b, TG_F_CONNECT_MS, d->connect_ms);
+        }
+
+        if (d->first_byte_ms != 0) {
+            tg_build_u32(&b, TG_F_FIRST_BYTE_MS, d->first_byte_ms);
+        }
+
+        if (d->idle_ms != 0) {
+            tg_build_u32(&b, TG_F_IDLE_MS, d->idle_ms);
+        }
+
         if (d->prices != NULL) {
             tg_build_cstr(&b, TG_F_PRICES, d->prices);
         }

@@ -466,6 +466,9 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->provider_model = st->model;
     out->authorization = pr->authorization ? pr->authorization : "";
     out->zone = tg_zone_name(pr->zone);
+    out->connect_ms = st->connect_ms;
+    out->first_byte_ms = st->first_byte_ms;
+    out->idle_ms = st->idle_ms;
 
     /* usage: the step's prices, and a chat stream's usage asked for */
     out->prices = st->price != NULL ? st->price->text : NULL;
@@ -483,7 +486,8 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
     /* worth asking again after a failure only if a later step could serve */
 
-    if ((rt->fallback_on & TG_FALLBACK_ON_ERRORS) && attempt < rt->max_attempts)
+    if ((rt->fallback_on & (TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_AUTH))
+        && attempt < rt->max_attempts)
     {
         for (j = i + 1; j < rt->nsteps; j++) {
             pr = rt->steps[j].provider;

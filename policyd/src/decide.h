@@ -118,6 +118,11 @@ typedef struct tg_decision {
     /* the failures of this attempt after which the module may ask again */
     uint32_t            fallback;       /* TG_FALLBACK_* bits */
 
+    /* the attempt's timeouts in ms, 0: nginx's own */
+    uint32_t            connect_ms;
+    uint32_t            first_byte_ms;
+    uint32_t            idle_ms;
+
     /* edits of the request body for this step: "" for none */
     const char         *adjust;
 

@@ -104,6 +104,12 @@ tg_fallback_class_name(unsigned bit)
 {
     size_t  i;
 
+    /* not one of "outcomes": only a route's "on" names it */
+
+    if (bit == TG_FALLBACK_AUTH) {
+        return "auth";
+    }
+
     for (i = 0; i < sizeof(tg_fallback_classes) / sizeof(tg_fallback_classes[0]);
          i++)
     {

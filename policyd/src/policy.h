@@ -39,6 +39,7 @@
 #define TG_CONCURRENCY_MAX       100000
 #define TG_QUEUE_MAX             10000
 #define TG_QUEUE_WAIT_MAX        600000
+#define TG_TIMEOUT_MAX           3600000
 #define TG_MAX_FRAME_DEFAULT     65536
 #define TG_LISTEN_MODE_DEFAULT   0660
 #define TG_ADMIN_MODE_DEFAULT    0600
@@ -116,6 +117,11 @@ typedef struct tg_provider {
     bool           usage_passive;   /* "usage": "passive": never asked for
                                        a stream's usage */
 
+    /* timeouts of an attempt, in ms; 0: nginx's own (the location's) */
+    uint32_t       connect_ms;
+    uint32_t       first_byte_ms;
+    uint32_t       idle_ms;
+
     /* its plan: requests and tokens per minute; 0: none (limits.c) */
     uint32_t       rpm;
     uint32_t       tpm;
@@ -144,6 +150,11 @@ typedef struct tg_step {
 
     /* its provider model's prices (usage.prices), or NULL: none */
     const struct tg_price_entry  *price;
+
+    /* the step's timeouts, else its provider's; 0: nginx's own */
+    uint32_t            connect_ms;
+    uint32_t            first_byte_ms;
+    uint32_t            idle_ms;
 } tg_step;
 
 
@@ -178,6 +189,7 @@ typedef struct tg_route {
 /* what a route falls back on: failed attempts, steps at capacity */
 #define TG_FALLBACK_ON_ERRORS  1u
 #define TG_FALLBACK_ON_BUSY    2u
+#define TG_FALLBACK_ON_AUTH    4u   /* a provider's 401, 402, 403 */
 
 
 /* usage.prices.PROVIDER.MODEL */

@@ -32,7 +32,8 @@ static bool tg_valid_url(const char *s);
 static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
-    "max_concurrency", "health", "rpm", "tpm", "usage", NULL
+    "max_concurrency", "health", "rpm", "tpm", "usage", "connect_ms",
+    "first_byte_ms", "idle_ms", NULL
 };
 
 static const char *const  tg_health_keys[] = {
@@ -188,6 +189,12 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
 
     (void) tg_member_uint(ld, item, "context_tokens", path, 1,
                           TG_CONTEXT_TOKENS_MAX, &pr->context_tokens);
+    (void) tg_member_uint(ld, item, "connect_ms", path, 1, TG_TIMEOUT_MAX,
+                          &pr->connect_ms);
+    (void) tg_member_uint(ld, item, "first_byte_ms", path, 1, TG_TIMEOUT_MAX,
+                          &pr->first_byte_ms);
+    (void) tg_member_uint(ld, item, "idle_ms", path, 1, TG_TIMEOUT_MAX,
+                          &pr->idle_ms);
     (void) tg_member_uint(ld, item, "max_concurrency", path, 1,
                           TG_CONCURRENCY_MAX, &pr->max_concurrency);
     (void) tg_member_uint(ld, item, "rpm", path, 1, TG_LIMIT_RATE_MAX,

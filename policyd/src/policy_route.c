@@ -27,6 +27,7 @@ static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
 static void tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
     const char *path);
 static bool tg_route_name_ok(const char *name, size_t len);
+static int tg_fallback_on_word(const char *s, unsigned *bits);
 static const char *tg_route_name_of(const void *child, size_t *len);
 
 
@@ -38,12 +39,16 @@ static const char *const  tg_route_keys[] = {
     "steps", "tenants", "fallback", "queue", NULL
 };
 
+static const char *const  tg_fallback_on_list =
+    "\"never\", \"errors\", \"busy\", \"both\", \"auth\"";
+
 static const char *const  tg_fallback_keys[] = {
     "on", "outcomes", "max_attempts", NULL
 };
 
 static const char *const  tg_step_keys[] = {
-    "provider", "model", "adjust", NULL
+    "provider", "model", "adjust", "connect_ms", "first_byte_ms", "idle_ms",
+    NULL
 };
 
 static const char *const  tg_adjust_keys[] = { "when", "drop", "set", NULL };
@@ -144,7 +149,6 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
     size_t        i;
     uint32_t      max;
     unsigned      bit;
-    const char   *on;
     const cJSON  *fb, *v, *c;
 
     rt->fallback_on = 0;
@@ -167,24 +171,43 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
 
     tg_check_keys(ld, fb, path_buf, tg_fallback_keys);
 
-    if (tg_member_string(ld, fb, "on", path_buf, true, &on) == 1) {
-        if (strcmp(on, "never") == 0) {
-            rt->fallback_on = 0;
+    /* "on": one word, or an array of them: ["errors", "auth"] */
 
-        } else if (strcmp(on, "errors") == 0) {
-            rt->fallback_on = TG_FALLBACK_ON_ERRORS;
+    tg_key_path(sub, path_buf, "on");
 
-        } else if (strcmp(on, "busy") == 0) {
-            rt->fallback_on = TG_FALLBACK_ON_BUSY;
+    v = tg_member(fb, "on");
 
-        } else if (strcmp(on, "both") == 0) {
-            rt->fallback_on = TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY;
+    if (v == NULL) {
+        tg_load_error(ld, sub, "missing required key");
 
-        } else {
-            tg_key_path(sub, path_buf, "on");
-            tg_load_error(ld, sub, "expected one of \"never\", \"errors\", "
-                          "\"busy\", \"both\"");
+    } else if (cJSON_IsString(v)) {
+        if (tg_fallback_on_word(v->valuestring, &bit) != 0) {
+            tg_load_error(ld, sub, "expected one of %s, or an array of "
+                          "them", tg_fallback_on_list);
         }
+
+        rt->fallback_on = bit;
+
+    } else if (cJSON_IsArray(v) && v->child != NULL) {
+        i = 0;
+        for (c = v->child; c != NULL; c = c->next, i++) {
+            if (!cJSON_IsString(c)
+                || tg_fallback_on_word(c->valuestring, &bit) != 0)
+            {
+                char  item_path[TG_PATH_LEN];
+
+                tg_index_path(item_path, sub, i);
+                tg_load_error(ld, item_path, "expected one of %s",
+                              tg_fallback_on_list);
+                continue;
+            }
+
+            rt->fallback_on |= bit;
+        }
+
+    } else {
+        tg_load_error(ld, sub, "expected one of %s, or a non-empty array of "
+                      "them", tg_fallback_on_list);
     }
 
     /* every failure counts unless the route names some */
@@ -237,7 +260,54 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
         max = max < TG_ATTEMPTS_MAX ? max : TG_ATTEMPTS_MAX;
     }
 
-    rt->max_attempts = (rt->fallback_on & TG_FALLBACK_ON_ERRORS) ? max : 1;
+    rt->max_attempts = (rt->fallback_on
+                        & (TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_AUTH))
+                       ? max : 1;
+
+    /*
+     * What a failed attempt may be followed after: the outcomes when the
+     * route falls back on errors, a provider's refusal of the gateway
+     * (401, 402, 403) only when it names "auth".
+     */
+
+    if (!(rt->fallback_on & TG_FALLBACK_ON_ERRORS)) {
+        rt->fallback_outcomes = 0;
+    }
+
+    if (rt->fallback_on & TG_FALLBACK_ON_AUTH) {
+        rt->fallback_outcomes |= TG_FALLBACK_AUTH;
+    }
+}
+
+
+/* a word of "on": its TG_FALLBACK_ON_* bits; -1 when it is none */
+
+static int
+tg_fallback_on_word(const char *s, unsigned *bits)
+{
+    *bits = 0;
+
+    if (strcmp(s, "never") == 0) {
+        return 0;
+    }
+
+    if (strcmp(s, "errors") == 0) {
+        *bits = TG_FALLBACK_ON_ERRORS;
+
+    } else if (strcmp(s, "busy") == 0) {
+        *bits = TG_FALLBACK_ON_BUSY;
+
+    } else if (strcmp(s, "both") == 0) {
+        *bits = TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY;
+
+    } else if (strcmp(s, "auth") == 0) {
+        *bits = TG_FALLBACK_ON_AUTH;
+
+    } else {
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -348,6 +418,19 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
 
     st->provider = pr;
     st->provider_index = pr->index;
+
+    /* a step's own timeouts, else its provider's */
+
+    st->connect_ms = pr->connect_ms;
+    st->first_byte_ms = pr->first_byte_ms;
+    st->idle_ms = pr->idle_ms;
+
+    (void) tg_member_uint(ld, item, "connect_ms", path, 1, TG_TIMEOUT_MAX,
+                          &st->connect_ms);
+    (void) tg_member_uint(ld, item, "first_byte_ms", path, 1, TG_TIMEOUT_MAX,
+                          &st->first_byte_ms);
+    (void) tg_member_uint(ld, item, "idle_ms", path, 1, TG_TIMEOUT_MAX,
+                          &st->idle_ms);
 
     tg_load_adjust(ld, st, item, path);
 

@@ -110,6 +110,8 @@ my %FIELD = (
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
     70 => [ stream_usage => 'u8' ],     71 => [ limit => 'str' ],
     72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
+    74 => [ connect_ms => 'u32' ],      75 => [ first_byte_ms => 'u32' ],
+    76 => [ idle_ms => 'u32' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);
