@@ -279,6 +279,9 @@ typedef struct {
     ngx_http_upstream_conf_t    *upstream_conf;  /* the attempt's own copy */
     ngx_msec_t                   read_timeout;   /* the location's */
 
+    /* the client's request headers, while a provider gets fewer */
+    ngx_list_t                   client_headers;
+
     /* fallback: what failed, and the body as the client sent it */
     ngx_array_t                 *failed;     /* ngx_tailgate_attempt_t */
     ngx_uint_t                   states;     /* r->upstream_states before */
@@ -313,6 +316,7 @@ typedef struct {
     unsigned                     stream_usage:1;  /* ask for it (decision) */
     unsigned                     usage_asked:1;  /* this body asks for it */
     unsigned                     special_sent:1;
+    unsigned                     headers_scrubbed:1;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -491,6 +495,12 @@ void ngx_tailgate_body_restore(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *spec);
+
+/* ngx_tailgate_scrub.c: what a provider must not learn of the client */
+ngx_int_t ngx_tailgate_scrub_headers(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *names, ngx_str_t *user_agent);
+void ngx_tailgate_scrub_restore(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_timeouts.c: an attempt's connect, first byte, idle times */
 void ngx_tailgate_timeouts_proxy(ngx_http_request_t *r,

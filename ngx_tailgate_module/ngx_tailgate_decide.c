@@ -507,7 +507,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_reply_t *reply)
 {
     u_char                   *p;
-    ngx_str_t                 adjust;
+    ngx_str_t                 adjust, drop_headers, user_agent;
     ngx_uint_t                renamed;
     ngx_tailgate_upstream_t  *up;
 
@@ -571,6 +571,8 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                              + reply->authorization.len + reply->reason.len
                              + reply->zone.len + reply->adjust.len
                              + reply->ratelimit.len
+                             + reply->drop_headers.len
+                             + reply->user_agent.len
                              + sizeof(ngx_http_tailgate_ask_usage)
                              + reply->scheme.len + sizeof("://") - 1
                              + reply->upstream.len + reply->path.len);
@@ -595,6 +597,8 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     p = ngx_http_tailgate_keep(p, &ctx->reason, &reply->reason);
     p = ngx_http_tailgate_keep(p, &ctx->zone, &reply->zone);
     p = ngx_http_tailgate_keep(p, &ctx->ratelimit, &reply->ratelimit);
+    p = ngx_http_tailgate_keep(p, &drop_headers, &reply->drop_headers);
+    p = ngx_http_tailgate_keep(p, &user_agent, &reply->user_agent);
     p = ngx_http_tailgate_keep(p, &adjust, &reply->adjust);
 
     if (ctx->usage_asked
@@ -648,6 +652,15 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                && ngx_tailgate_body_rewrite_model(r, ctx,
                                                   &ctx->provider_model)
                   != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* what this provider must not learn of the client (a fallback to a
+       local one gets every header back) */
+
+    if (ngx_tailgate_scrub_headers(r, ctx, &drop_headers, &user_agent)
+        != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -725,6 +738,7 @@ ngx_http_tailgate_check(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
         || ngx_http_tailgate_header_safe(&reply->path, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->host, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->authorization, 1) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->user_agent, 1) != NGX_OK
         || !((reply->scheme.len == 4
               && ngx_strncmp(reply->scheme.data, "http", 4) == 0)
              || (reply->scheme.len == 5

@@ -62,6 +62,8 @@ typedef struct {
     ngx_str_t                    adjust;
     ngx_str_t                    prices;     /* "IN CACHED OUT MIN CHARS" */
     ngx_str_t                    ratelimit;  /* for x-ratelimit-* */
+    ngx_str_t                    drop_headers;   /* "name\n" lines */
+    ngx_str_t                    user_agent;
     ngx_str_t                    body;
 } ngx_tailgate_reply_t;
 

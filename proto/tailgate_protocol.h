@@ -130,6 +130,13 @@
 #define TG_F_IDLE_MS                76  /* u32: between two reads of the
                                            response's body */
 
+/* DECISION: what the provider must not learn of the client */
+#define TG_F_DROP_HEADERS           77  /* str: lowercase header names, one
+                                           per "\n"-ended line; a final
+                                           "*" makes a prefix */
+#define TG_F_USER_AGENT             78  /* str: the User-Agent sent in place
+                                           of the client's */
+
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */
 #define TG_FALLBACK_CONNECT_ERROR   0x01

@@ -374,6 +374,14 @@ tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
         }
 
+        if (d->drop_headers[0] != '\0') {
+            tg_build_cstr(&b, TG_F_DROP_HEADERS, d->drop_headers);
+        }
+
+        if (d->user_agent != NULL) {
+            tg_build_cstr(&b, TG_F_USER_AGENT, d->user_agent);
+        }
+
         if (d->connect_ms != 0) {
             tg_build_u32(&b, TG_F_CONNECT_MS, d->connect_ms);
         }

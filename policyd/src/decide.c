@@ -271,6 +271,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     memset(out, 0, sizeof(*out));
     out->authorization = "";
     out->adjust = "";
+    out->drop_headers = "";
 
     rt = tg_policy_route(policy, facts->model.data, facts->model.len);
 
@@ -466,6 +467,8 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->provider_model = st->model;
     out->authorization = pr->authorization ? pr->authorization : "";
     out->zone = tg_zone_name(pr->zone);
+    out->drop_headers = pr->scrub_headers ? pr->scrub_headers : "";
+    out->user_agent = pr->scrub.user_agent;
     out->connect_ms = st->connect_ms;
     out->first_byte_ms = st->first_byte_ms;
     out->idle_ms = st->idle_ms;

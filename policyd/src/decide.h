@@ -123,6 +123,11 @@ typedef struct tg_decision {
     uint32_t            first_byte_ms;
     uint32_t            idle_ms;
 
+    /* request headers the provider does not get ("name\n" lines, "" for
+       none), and the User-Agent it gets instead of the client's (NULL) */
+    const char         *drop_headers;
+    const char         *user_agent;
+
     /* edits of the request body for this step: "" for none */
     const char         *adjust;
 

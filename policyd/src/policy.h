@@ -89,6 +89,16 @@ typedef struct {
 } tg_health_conf;
 
 
+/* what a provider must not learn of the client (policy_scrub.c) */
+typedef struct {
+    const char *const  *headers;    /* lowercase; "x-a-*": a prefix */
+    size_t         nheaders;
+    const char *const  *body;       /* top-level keys or "key.member" */
+    size_t         nbody;
+    const char    *user_agent;      /* sent instead of the client's; NULL */
+} tg_scrub;
+
+
 typedef struct tg_provider {
     const char    *name;
     size_t         name_len;
@@ -127,6 +137,10 @@ typedef struct tg_provider {
     uint32_t       tpm;
 
     tg_health_conf health;
+
+    /* its zone's scrub, changed by its own; the headers as "name\n" */
+    tg_scrub       scrub;
+    const char    *scrub_headers;
 } tg_provider;
 
 
@@ -254,6 +268,7 @@ typedef struct tg_policy {
     size_t         nroutes;
 
     tg_usage_conf  usage;
+    tg_scrub       scrub[TG_ZONE_COUNT];    /* per zone, before providers' */
 
     uint32_t      *provider_table;  /* open addressing: index + 1, 0 = free */
     size_t         provider_mask;

@@ -95,6 +95,9 @@ void *tg_load_named(tg_loader *ld, const cJSON *root,
 
 /* the parts of a policy, each in its file */
 void tg_load_providers(tg_loader *ld, const cJSON *root);
+void tg_load_scrub(tg_loader *ld, const cJSON *root);     /* before those */
+void tg_load_provider_scrub(tg_loader *ld, tg_provider *pr,
+    const cJSON *item, const char *path);
 void tg_load_routes(tg_loader *ld, const cJSON *root);
 void tg_load_limits(tg_loader *ld, const cJSON *root);    /* after routes */
 void tg_load_redis(tg_loader *ld, const cJSON *root);

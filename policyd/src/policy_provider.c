@@ -33,7 +33,7 @@ static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
     "max_concurrency", "health", "rpm", "tpm", "usage", "connect_ms",
-    "first_byte_ms", "idle_ms", NULL
+    "first_byte_ms", "idle_ms", "scrub", NULL
 };
 
 static const char *const  tg_health_keys[] = {
@@ -150,6 +150,8 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
         tg_load_api_key(ld, pr, s, path_buf);
     }
 
+    pr->scrub_headers = "";
+
     if (tg_member_string(ld, item, "zone", path, true, &s) == 1) {
         zone = tg_zone_parse(s);
 
@@ -158,6 +160,7 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
             tg_load_error(ld, path_buf, "expected one of %s", tg_zone_list);
         } else {
             pr->zone = zone;
+            tg_load_provider_scrub(ld, pr, item, path);
         }
     }
 

@@ -515,10 +515,22 @@ tg_load_route_queue(tg_loader *ld, tg_route *rt, const cJSON *item,
 typedef struct {
     unsigned     when;
     bool         drop;
+    bool         merged;        /* written by the scrub's whole-key set */
     char         path[TG_ADJUST_PATH_MAX * 2 + 2];
     size_t       top_len;       /* bytes of the first segment */
     char        *value;         /* cJSON_PrintUnformatted(), set only */
 } tg_edit;
+
+
+/* one edit the provider's scrub adds, as its line (no "\n") */
+typedef struct {
+    char         line[TG_ADJUST_MAX];
+} tg_scrub_line;
+
+
+static int tg_scrub_edits(tg_loader *ld, const tg_provider *pr,
+    tg_edit *edits, size_t nedits, unsigned w, tg_scrub_line *scrub,
+    size_t *n, size_t *size);
 
 
 static bool
@@ -576,7 +588,9 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
     char         *text;
     size_t        i, j, k, nedits, len, size;
     unsigned      when, w;
+    size_t        nscrub;
     tg_edit       edits[TG_EDITS_MAX], *e;
+    tg_scrub_line scrub[16];
     const char   *s;
     const cJSON  *v, *rule, *c;
 
@@ -584,26 +598,26 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
         st->adjust[w] = "";
     }
 
-    v = tg_member(item, "adjust");
+    nedits = 0;
 
-    if (v == NULL) {
-        return;
-    }
+    v = tg_member(item, "adjust");
 
     tg_key_path(path_buf, path, "adjust");
 
-    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+    if (v == NULL && st->provider->scrub.nbody == 0) {
+        return;
+    }
 
-    if (n == 0) {
+    n = (v == NULL || cJSON_IsArray(v)) ? cJSON_GetArraySize(v) : 0;
+
+    if (v != NULL && n == 0) {
         tg_load_error(ld, path_buf, "expected a non-empty array of "
                       "{ \"when\", \"drop\", \"set\" } rules");
         return;
     }
 
-    nedits = 0;
-
     i = 0;
-    for (rule = v->child; rule != NULL; rule = rule->next, i++) {
+    for (rule = v ? v->child : NULL; rule != NULL; rule = rule->next, i++) {
         tg_index_path(rule_path, path_buf, i);
 
         if (!cJSON_IsObject(rule)) {
@@ -751,6 +765,20 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             }
         }
 
+        /* the provider's scrub of body fields, with the step's edits */
+
+        if (tg_scrub_edits(ld, st->provider, edits, nedits, w, scrub,
+                           &nscrub, &size) != 0)
+        {
+            goto done;
+        }
+
+        if (nscrub + nedits > TG_EDITS_MAX) {
+            tg_load_error(ld, path_buf, "more than %d edits in one step with "
+                          "the provider's scrub", TG_EDITS_MAX);
+            goto done;
+        }
+
         if (size > TG_ADJUST_MAX) {
             tg_load_error(ld, path_buf, "the edits take more than %d bytes",
                           TG_ADJUST_MAX);
@@ -768,7 +796,7 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
         for (k = 0; k < nedits; k++) {
             e = &edits[k];
 
-            if ((e->when & ~w) != 0) {
+            if ((e->when & ~w) != 0 || e->merged) {
                 continue;
             }
 
@@ -781,8 +809,17 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             }
         }
 
+        for (k = 0; k < nscrub; k++) {
+            len += (size_t) snprintf(text + len, size - len, "%s\n",
+                                     scrub[k].line);
+        }
+
         text[len] = '\0';
         st->adjust[w] = text;
+
+        for (k = 0; k < nedits; k++) {
+            edits[k].merged = false;
+        }
     }
 
 done:
@@ -790,6 +827,140 @@ done:
     for (k = 0; k < nedits; k++) {
         cJSON_free(edits[k].value);
     }
+}
+
+
+/*
+ * The drops a provider's scrub adds to a step's edits that apply for
+ * facts w, as lines in scrub[] (*n of them; *size grows by their text).
+ * A field the step edits itself is the step's: a key it drops or sets
+ * whole needs nothing more; a key whose members it edits is set whole
+ * instead, to an object of the members it sets (the client's other
+ * members go), and those edits are marked merged.  Returns 0, or -1 when
+ * the text does not fit.
+ */
+
+static int
+tg_scrub_edits(tg_loader *ld, const tg_provider *pr, tg_edit *edits,
+    size_t nedits, unsigned w, tg_scrub_line *scrub, size_t *n, size_t *size)
+{
+    int          len;
+    size_t       i, k, top, room, sets;
+    bool         whole, members;
+    tg_edit     *e;
+    const char  *f, *dot;
+    char        *line;
+
+    *n = 0;
+
+    for (i = 0; i < pr->scrub.nbody; i++) {
+        f = pr->scrub.body[i];
+        dot = strchr(f, '.');
+        top = dot ? (size_t) (dot - f) : strlen(f);
+
+        /* a member of a key the scrub drops whole goes with it */
+
+        if (dot != NULL) {
+            for (k = 0; k < pr->scrub.nbody; k++) {
+                if (strlen(pr->scrub.body[k]) == top
+                    && strncasecmp(pr->scrub.body[k], f, top) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (k < pr->scrub.nbody) {
+                continue;
+            }
+        }
+
+        whole = false;
+        members = false;
+        sets = 0;
+
+        for (k = 0; k < nedits; k++) {
+            e = &edits[k];
+
+            if ((e->when & ~w) != 0 || e->top_len != top
+                || strncasecmp(e->path, f, top) != 0)
+            {
+                continue;
+            }
+
+            if (e->path[top] == '\0'
+                || (dot != NULL && strcasecmp(e->path, f) == 0))
+            {
+                whole = true;
+
+            } else if (dot == NULL) {
+                members = true;
+                sets += !e->drop;
+            }
+        }
+
+        if (whole) {
+            continue;
+        }
+
+        line = scrub[*n].line;
+        room = sizeof(scrub[*n].line);
+
+        if (!members || sets == 0) {
+            len = snprintf(line, room, "drop %s", f);
+
+            for (k = 0; k < nedits && members; k++) {
+                e = &edits[k];
+
+                if ((e->when & ~w) == 0 && e->top_len == top
+                    && strncasecmp(e->path, f, top) == 0)
+                {
+                    e->merged = true;
+                }
+            }
+
+        } else {
+            /* "set KEY {"member":value,...}" of the step's sets below it */
+
+            len = snprintf(line, room, "set %.*s {", (int) top, f);
+
+            for (k = 0; k < nedits && len >= 0 && (size_t) len < room; k++) {
+                e = &edits[k];
+
+                if ((e->when & ~w) != 0 || e->top_len != top
+                    || strncasecmp(e->path, f, top) != 0)
+                {
+                    continue;
+                }
+
+                e->merged = true;
+
+                if (e->drop) {
+                    continue;
+                }
+
+                len += snprintf(line + len, room - (size_t) len, "%s\"%s\":%s",
+                                line[len - 1] == '{' ? "" : ",",
+                                e->path + top + 1, e->value);
+            }
+
+            if (len >= 0 && (size_t) len < room) {
+                len += snprintf(line + len, room - (size_t) len, "}");
+            }
+        }
+
+        if (len < 0 || (size_t) len >= room) {
+            tg_load_error(ld, "scrub", "the edits of provider %s's scrub "
+                          "take more than %zu bytes", pr->name, room);
+            return -1;
+        }
+
+        /* the merged edits are no longer written: their bytes go */
+
+        *size += (size_t) len + 1;
+        (*n)++;
+    }
+
+    return 0;
 }
 
 
