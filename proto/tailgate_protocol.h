@@ -137,6 +137,12 @@
 #define TG_F_USER_AGENT             78  /* str: the User-Agent sent in place
                                            of the client's */
 
+/* MODELS, MODEL_LIST: a list in pages (docs/protocol.md, "Models") */
+#define TG_F_CURSOR                 79  /* str: MODELS: the page after the
+                                           route of this name */
+#define TG_F_NEXT                   80  /* str: MODEL_LIST: more follow;
+                                           the cursor to ask them with */
+
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */
 #define TG_FALLBACK_CONNECT_ERROR   0x01

@@ -71,6 +71,10 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
             s = &facts->limit;
             break;
 
+        case TG_F_CURSOR:
+            s = &facts->cursor;
+            break;
+
         case TG_F_TAG:
         case TG_F_ALLOW_ROUTE:
         case TG_F_EXCLUDE:

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
 
 #include "decide.h"
 #include "limits_admit.h"
@@ -149,10 +148,12 @@ tg_region_ok(const tg_facts *facts, const tg_provider *pr)
 /* 0 when the step's provider can take the request, else a TG_UNFIT_ bit */
 
 static unsigned
-tg_step_unfit(const tg_facts *facts, bool priv, const tg_provider *pr)
+tg_step_unfit(const tg_facts *facts, bool priv, const tg_step *st)
 {
+    const tg_provider  *pr = st->provider;
+
     if (facts->endpoint >= TG_EP_COUNT
-        || (pr->endpoints & TG_EP_BIT(facts->endpoint)) == 0)
+        || (st->endpoints & TG_EP_BIT(facts->endpoint)) == 0)
     {
         return TG_UNFIT_ENDPOINT;
     }
@@ -335,7 +336,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
         pr = st->provider;
         ps = tg_state_provider(state, st->provider_index);
 
-        unfit = tg_step_unfit(facts, priv, pr);
+        unfit = tg_step_unfit(facts, priv, st);
         why = NULL;
 
         if (unfit) {
@@ -496,7 +497,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
             pr = rt->steps[j].provider;
             ps = tg_state_provider(state, rt->steps[j].provider_index);
 
-            if (tg_step_unfit(facts, priv, pr) == 0
+            if (tg_step_unfit(facts, priv, &rt->steps[j]) == 0
                 && !tg_facts_exclude(facts, pr)
                 && !tg_health_unavailable(ps))
             {
@@ -581,61 +582,162 @@ tg_route_usable(const tg_facts *facts, const tg_route *rt)
 }
 
 
-/* {"id":..., "object":"model", ..., "endpoints":[...]} */
+/* s as the inside of a JSON string at p, within end; NULL: no room */
 
-static cJSON *
-tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable)
+static char *
+tg_json_escaped(char *p, char *end, const char *s, size_t len)
 {
-    int     e;
-    cJSON  *model, *eps, *s;
+    size_t          i;
+    unsigned char   c;
 
-    model = cJSON_CreateObject();
-    if (model == NULL) {
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (end - p < 6) {
+            return NULL;
+        }
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char) c;
+
+        } else if (c < 0x20 || c == 0x7f) {
+            p += snprintf(p, 7, "\\u%04x", c);
+
+        } else {
+            *p++ = (char) c;
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * The largest context a request to the route can have: its own
+ * "context_window", else the largest context_tokens of its steps when
+ * every step has one; 0: not known.
+ */
+
+static uint32_t
+tg_route_context(const tg_route *rt)
+{
+    size_t    i;
+    uint32_t  max;
+
+    if (rt->context_window != 0) {
+        return rt->context_window;
+    }
+
+    max = 0;
+
+    for (i = 0; i < rt->nsteps; i++) {
+        if (rt->steps[i].provider == NULL
+            || rt->steps[i].provider->context_tokens == 0)
+        {
+            return 0;
+        }
+
+        if (rt->steps[i].provider->context_tokens > max) {
+            max = rt->steps[i].provider->context_tokens;
+        }
+    }
+
+    return max;
+}
+
+
+/*
+ * {"id":..., "object":"model", "created":T, "owned_by":...,
+ * "endpoints":[...], "context_window":N} at p; NULL when it does not fit
+ * before end.
+ */
+
+static char *
+tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable,
+    char *p, char *end)
+{
+    int          e, n;
+    uint32_t     context;
+    const char  *owner, *sep;
+
+    owner = rt->owned_by ? rt->owned_by : "tailgate";
+
+    if (end - p < 16) {
         return NULL;
     }
 
-    if (cJSON_AddStringToObject(model, "id", rt->name) == NULL
-        || cJSON_AddStringToObject(model, "object", "model") == NULL
-        || cJSON_AddNumberToObject(model, "created",
-                                   (double) policy->loaded_at) == NULL
-        || cJSON_AddStringToObject(model, "owned_by", "tailgate") == NULL
-        || (eps = cJSON_AddArrayToObject(model, "endpoints")) == NULL)
-    {
-        goto failed;
+    memcpy(p, "{\"id\":\"", 7);
+    p += 7;
+    p = tg_json_escaped(p, end, rt->name, rt->name_len);
+    if (p == NULL) {
+        return NULL;
     }
 
-    for (e = 0; e < TG_EP_COUNT; e++) {
+    n = snprintf(p, (size_t) (end - p), "\",\"object\":\"model\",\"created\":"
+                 "%lld,\"owned_by\":\"", (long long) policy->loaded_at);
+    if (n < 0 || n >= end - p) {
+        return NULL;
+    }
 
+    p = tg_json_escaped(p + n, end, owner, strlen(owner));
+    if (p == NULL || end - p < 16) {
+        return NULL;
+    }
+
+    memcpy(p, "\",\"endpoints\":[", 15);
+    p += 15;
+    sep = "";
+
+    for (e = 0; e < TG_EP_COUNT; e++) {
         if ((usable & TG_EP_BIT(e)) == 0) {
             continue;
         }
 
-        s = cJSON_CreateString(tg_endpoint_name((tg_endpoint) e));
-        if (s == NULL) {
-            goto failed;
+        n = snprintf(p, (size_t) (end - p), "%s\"%s\"", sep,
+                     tg_endpoint_name((tg_endpoint) e));
+        if (n < 0 || n >= end - p) {
+            return NULL;
         }
 
-        cJSON_AddItemToArray(eps, s);
+        p += n;
+        sep = ",";
     }
 
-    return model;
+    context = tg_route_context(rt);
 
-failed:
+    if (context != 0) {
+        n = snprintf(p, (size_t) (end - p), "],\"context_window\":%u}",
+                     context);
+    } else {
+        n = snprintf(p, (size_t) (end - p), "]}");
+    }
 
-    cJSON_Delete(model);
+    if (n < 0 || n >= end - p) {
+        return NULL;
+    }
 
-    return NULL;
+    return p + n;
 }
 
 
 long
-tg_models_json(const tg_policy *policy, const tg_facts *facts, char *buf,
-    size_t size)
+tg_models_page(const tg_policy *policy, const tg_facts *facts,
+    const tg_str *cursor, char *buf, size_t size, const tg_route **last)
 {
+    char            *p, *end, *q;
     size_t           i;
-    cJSON           *root, *data, *model;
     unsigned         usable;
     const tg_route  *rt;
+
+    *last = NULL;
+
+    if (size < 64) {
+        return -1;
+    }
+
+    p = buf;
+    end = buf + size - 1;      /* room for the NUL */
 
     /* one model: GET /v1/models/{id} */
 
@@ -646,29 +748,36 @@ tg_models_json(const tg_policy *policy, const tg_facts *facts, char *buf,
             return TG_MODELS_NOT_FOUND;
         }
 
-        root = tg_model_object(policy, rt, usable);
-        if (root == NULL) {
+        p = tg_model_object(policy, rt, usable, p, end);
+        if (p == NULL) {
             return -1;
         }
 
-        goto print;
+        *p = '\0';
+        return (long) (p - buf);
     }
 
-    root = cJSON_CreateObject();
-    if (root == NULL) {
-        return -1;
+    /*
+     * After the route the last page ended with; one a reload took away
+     * leaves no place to go on from: the list ends there.
+     */
+
+    i = 0;
+
+    if (cursor != NULL && cursor->len) {
+        rt = tg_policy_route(policy, cursor->data, cursor->len);
+        i = rt ? rt->index + 1 : policy->nroutes;
+
+    } else {
+        memcpy(p, "{\"object\":\"list\",\"data\":[", 25);
+        p += 25;
     }
 
-    if (cJSON_AddStringToObject(root, "object", "list") == NULL) {
-        goto failed;
-    }
+    /* the list's end always fits: two bytes are kept for it */
 
-    data = cJSON_AddArrayToObject(root, "data");
-    if (data == NULL) {
-        goto failed;
-    }
+    end -= 2;
 
-    for (i = 0; i < policy->nroutes; i++) {
+    for ( /* void */ ; i < policy->nroutes; i++) {
         rt = &policy->routes[i];
 
         usable = tg_route_usable(facts, rt);
@@ -676,33 +785,53 @@ tg_models_json(const tg_policy *policy, const tg_facts *facts, char *buf,
             continue;
         }
 
-        model = tg_model_object(policy, rt, usable);
-        if (model == NULL) {
-            goto failed;
+        q = p;
+
+        if (*last != NULL || (cursor != NULL && cursor->len)) {
+            if (p == end) {
+                break;
+            }
+
+            *q++ = ',';
         }
 
-        cJSON_AddItemToArray(data, model);
+        q = tg_model_object(policy, rt, usable, q, end);
+
+        if (q == NULL) {
+            if (*last == NULL) {
+                /* not even one model fits */
+                return -1;
+            }
+
+            /* the next page goes on after *last */
+            *p = '\0';
+            return (long) (p - buf);
+        }
+
+        p = q;
+        *last = rt;
     }
 
-print:
+    *last = NULL;
+    memcpy(p, "]}", 2);
+    p += 2;
+    *p = '\0';
 
-    /* cJSON wants a few spare bytes to be sure it fits */
+    return (long) (p - buf);
+}
 
-    if (size < 8 || size - 5 > INT_MAX
-        || !cJSON_PrintPreallocated(root, buf, (int) (size - 5), 0))
-    {
-        goto failed;
-    }
 
-    cJSON_Delete(root);
+long
+tg_models_json(const tg_policy *policy, const tg_facts *facts, char *buf,
+    size_t size)
+{
+    long             n;
+    const tg_route  *last;
 
-    return (long) strlen(buf);
+    n = tg_models_page(policy, facts, NULL, buf, size, &last);
 
-failed:
-
-    cJSON_Delete(root);
-
-    return -1;
+    /* the whole list or nothing */
+    return (n >= 0 && last != NULL) ? -1 : n;
 }
 
 

@@ -51,6 +51,7 @@ typedef struct tg_facts {
     uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;
     tg_str         limit;           /* the identity's limit profile */
+    tg_str         cursor;          /* MODELS: the page after this route */
 } tg_facts;
 
 
@@ -176,6 +177,18 @@ bool tg_facts_allow(const tg_facts *facts, const tg_route *rt);
 
 long tg_models_json(const tg_policy *policy, const tg_facts *facts,
     char *buf, size_t size);
+
+/*
+ * One page of the /v1/models body into buf (NUL-terminated), for a reply
+ * that must fit in a frame: the pages of one list joined are its whole
+ * JSON.  cursor NULL or empty: the first page; else the name of the route
+ * the last page ended with.  *last is the route this page ends with when
+ * more follow, NULL when it is the list's end (or one model, with
+ * facts->model).  Returns the length, TG_MODELS_NOT_FOUND, or -1 when not
+ * even one model fits.
+ */
+long tg_models_page(const tg_policy *policy, const tg_facts *facts,
+    const tg_str *cursor, char *buf, size_t size, const struct tg_route **last);
 
 
 #endif /* TG_DECIDE_H */

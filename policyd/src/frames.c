@@ -245,6 +245,7 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_facts     facts;
     tg_server   *srv = c->srv;
     tg_builder   b;
+    const tg_route  *last;
 
     if (tg_read_facts(c, frame, h, &facts, &has_endpoint) != 0) {
         return;
@@ -262,12 +263,18 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         srv->json_cap = room;
     }
 
+    last = NULL;
+
     if (has_endpoint && facts.endpoint == TG_EP_NONE) {
         /* an endpoint policyd does not know: no route serves it */
-        n = snprintf(srv->json, room, "{\"object\":\"list\",\"data\":[]}");
+        n = snprintf(srv->json, room, "%s]}", facts.cursor.len ? ""
+                     : "{\"object\":\"list\",\"data\":[");
 
     } else {
-        n = tg_models_json(srv->policy, &facts, srv->json, room);
+        /* a page that fits, with room for the cursor of the next */
+        n = tg_models_page(srv->policy, &facts, &facts.cursor, srv->json,
+                           room - TG_ROUTE_NAME_MAX - TG_REPLY_OVERHEAD,
+                           &last);
     }
 
     if (n == TG_MODELS_NOT_FOUND) {
@@ -286,6 +293,10 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         tg_builder_start(c, &b, TG_MSG_MODEL_LIST, h->id);
         tg_build_u32(&b, TG_F_STATUS, 200);
         tg_build_str(&b, TG_F_BODY, srv->json, (size_t) n);
+
+        if (last != NULL) {
+            tg_build_str(&b, TG_F_NEXT, last->name, last->name_len);
+        }
     }
 
     len = tg_build_end(&b);

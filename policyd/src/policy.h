@@ -165,6 +165,10 @@ typedef struct tg_step {
     /* its provider model's prices (usage.prices), or NULL: none */
     const struct tg_price_entry  *price;
 
+    /* what it serves: its provider's endpoints, narrowed by the route's
+       and its own "endpoints" */
+    unsigned            endpoints;
+
     /* the step's timeouts, else its provider's; 0: nginx's own */
     uint32_t            connect_ms;
     uint32_t            first_byte_ms;
@@ -185,6 +189,12 @@ typedef struct tg_route {
 
     unsigned       endpoints;       /* union of the steps' endpoints */
     unsigned       private_endpoints;   /* same, local/private steps only */
+    unsigned       only_endpoints;  /* its "endpoints"; 0: any */
+
+    /* in /v1/models: "owned_by" (NULL: "tailgate"), "context_window"
+       (0: the largest of its steps' context_tokens, if all have one) */
+    const char    *owned_by;
+    uint32_t       context_window;
 
     const char   **tenants;         /* the only tenants that see it */
     size_t         ntenants;        /* 0: every tenant, and none */

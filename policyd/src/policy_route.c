@@ -27,6 +27,10 @@ static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
 static void tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
     const char *path);
 static bool tg_route_name_ok(const char *name, size_t len);
+static unsigned tg_load_endpoint_set(tg_loader *ld, const cJSON *v,
+    const char *path, const tg_provider *pr);
+static void tg_load_route_listing(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
 static int tg_fallback_on_word(const char *s, unsigned *bits);
 static const char *tg_route_name_of(const void *child, size_t *len);
 
@@ -36,7 +40,8 @@ static const char *const  tg_queue_keys[] = {
 };
 
 static const char *const  tg_route_keys[] = {
-    "steps", "tenants", "fallback", "queue", NULL
+    "steps", "tenants", "fallback", "queue", "endpoints", "owned_by",
+    "context_window", NULL
 };
 
 static const char *const  tg_fallback_on_list =
@@ -48,7 +53,7 @@ static const char *const  tg_fallback_keys[] = {
 
 static const char *const  tg_step_keys[] = {
     "provider", "model", "adjust", "connect_ms", "first_byte_ms", "idle_ms",
-    NULL
+    "endpoints", NULL
 };
 
 static const char *const  tg_adjust_keys[] = { "when", "drop", "set", NULL };
@@ -99,6 +104,7 @@ tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
     tg_load_route_tenants(ld, rt, item, path);
     tg_load_route_fallback(ld, rt, item, path);
     tg_load_route_queue(ld, rt, item, path);
+    tg_load_route_listing(ld, rt, item, path);
 
     tg_key_path(path_buf, path, "steps");
 
@@ -434,10 +440,30 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
 
     tg_load_adjust(ld, st, item, path);
 
-    rt->endpoints |= pr->endpoints;
+    /* what the step serves: its provider's, narrowed by the route's and
+       its own */
+
+    st->endpoints = pr->endpoints;
+
+    if (rt->only_endpoints) {
+        st->endpoints &= rt->only_endpoints;
+    }
+
+    if (tg_member(item, "endpoints") != NULL) {
+        tg_key_path(path_buf, path, "endpoints");
+        st->endpoints &= tg_load_endpoint_set(ld, tg_member(item, "endpoints"),
+                                              path_buf, pr);
+    }
+
+    if (st->endpoints == 0 && pr->endpoints != 0) {
+        tg_load_error(ld, path, "the step serves no endpoint: its provider "
+                      "serves none of those the route or step names");
+    }
+
+    rt->endpoints |= st->endpoints;
 
     if (pr->zone != TG_ZONE_EXTERNAL) {
-        rt->private_endpoints |= pr->endpoints;
+        rt->private_endpoints |= st->endpoints;
     }
 
     if (pr->models == NULL) {
@@ -452,6 +478,106 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
 
     tg_load_error(ld, path_buf, "\"%s\" is not in providers.%s.models", model,
                   pr->name);
+}
+
+
+/*
+ * "endpoints": ["embeddings"]: a set of endpoint names, each once; with
+ * pr, each one the provider serves.  0 after an error.
+ */
+
+static unsigned
+tg_load_endpoint_set(tg_loader *ld, const cJSON *v, const char *path,
+    const tg_provider *pr)
+{
+    char          one[TG_PATH_LEN];
+    size_t        i;
+    unsigned      set, bit;
+    tg_endpoint   ep;
+    const cJSON  *c;
+
+    if (!cJSON_IsArray(v) || v->child == NULL) {
+        tg_load_error(ld, path, "expected a non-empty array of %s",
+                      tg_endpoint_list);
+        return 0;
+    }
+
+    set = 0;
+    i = 0;
+
+    for (c = v->child; c != NULL; c = c->next, i++) {
+        tg_index_path(one, path, i);
+
+        ep = cJSON_IsString(c) ? tg_endpoint_parse(c->valuestring,
+                                                   strlen(c->valuestring))
+                               : TG_EP_NONE;
+
+        if (ep == TG_EP_NONE) {
+            tg_load_error(ld, one, "expected one of %s", tg_endpoint_list);
+            continue;
+        }
+
+        bit = TG_EP_BIT(ep);
+
+        if (set & bit) {
+            tg_load_error(ld, one, "\"%s\" is listed twice",
+                          c->valuestring);
+            continue;
+        }
+
+        if (pr != NULL && (pr->endpoints & bit) == 0) {
+            tg_load_error(ld, one, "provider \"%s\" does not serve \"%s\"",
+                          pr->name, c->valuestring);
+            continue;
+        }
+
+        set |= bit;
+    }
+
+    return set;
+}
+
+
+/*
+ * How the route shows in /v1/models and what it serves: "endpoints"
+ * (every step narrowed to them), "owned_by", "context_window".
+ */
+
+static void
+tg_load_route_listing(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    char          sub[TG_PATH_LEN];
+    size_t        len;
+    const cJSON  *v;
+
+    v = tg_member(item, "endpoints");
+
+    if (v != NULL) {
+        tg_key_path(sub, path, "endpoints");
+        rt->only_endpoints = tg_load_endpoint_set(ld, v, sub, NULL);
+
+        if (rt->only_endpoints == 0) {
+            /* an error was said: nothing else about it */
+            rt->only_endpoints = ~0u;
+        }
+    }
+
+    v = tg_member(item, "owned_by");
+
+    if (v != NULL) {
+        tg_key_path(sub, path, "owned_by");
+        len = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
+
+        if (len == 0 || len > 64 || tg_has_control(v->valuestring)) {
+            tg_load_error(ld, sub, "expected a name of 1 to 64 bytes");
+        } else {
+            rt->owned_by = tg_copy(ld, v->valuestring);
+        }
+    }
+
+    (void) tg_member_uint(ld, item, "context_window", path, 1,
+                          TG_CONTEXT_TOKENS_MAX, &rt->context_window);
 }
 
 

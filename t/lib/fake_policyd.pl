@@ -112,7 +112,8 @@ my %FIELD = (
     72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
     74 => [ connect_ms => 'u32' ],      75 => [ first_byte_ms => 'u32' ],
     76 => [ idle_ms => 'u32' ],         77 => [ drop_headers => 'str' ],
-    78 => [ user_agent => 'str' ],
+    78 => [ user_agent => 'str' ],      79 => [ cursor => 'str' ],
+    80 => [ next => 'str' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

@@ -104,6 +104,8 @@ use constant {
     TG_F_IDLE_MS           => 76,
     TG_F_DROP_HEADERS      => 77,
     TG_F_USER_AGENT        => 78,
+    TG_F_CURSOR            => 79,
+    TG_F_NEXT              => 80,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -128,7 +130,8 @@ our %FIELD_TYPE = (
     60 => 'str', 61 => 'u32', 62 => 'u32', 63 => 'u8',  64 => 'u32',
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
     70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32', 74 => 'u32',
-    75 => 'u32', 76 => 'u32', 77 => 'str', 78 => 'str',
+    75 => 'u32', 76 => 'u32', 77 => 'str', 78 => 'str', 79 => 'str',
+    80 => 'str',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
