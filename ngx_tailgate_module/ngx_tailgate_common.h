@@ -295,6 +295,10 @@ typedef struct {
 
     ngx_array_t                 *status_parts;   /* ngx_str_t, copied */
 
+    /* a model list in pages: the one buffer they go out of, the cursor */
+    ngx_buf_t                   *models_buf;
+    ngx_str_t                    models_cursor;
+
     /* what the answer used, and what it costs */
     ngx_tailgate_meter_t        *meter;
     ngx_tailgate_tokens_t       *tokens;     /* worked out, this attempt's */
@@ -426,6 +430,10 @@ ngx_int_t ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
 ngx_int_t ngx_http_tailgate_ask_status(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_http_tailgate_status_handler(ngx_http_request_t *r);
+
+/* ngx_tailgate_models.c: /v1/models, a page at a time */
+ngx_int_t ngx_http_tailgate_ask_models(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_content.c: locations the gateway answers itself */
 ngx_int_t ngx_tailgate_health_handler(ngx_http_request_t *r);

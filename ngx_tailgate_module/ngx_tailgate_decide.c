@@ -201,11 +201,13 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
         if (ep->path.data[ep->path.len - 1] == '/') {
 
-            /* models/{id}: one non-empty path segment */
+            /*
+             * models/{id}: the rest, slashes and all ("openrouter/x"), as
+             * nginx decoded it ("%2F" too)
+             */
 
             if (rest.len > ep->path.len
-                && ngx_strncmp(rest.data, ep->path.data, ep->path.len) == 0
-                && ngx_strlchr(rest.data + ep->path.len, end, '/') == NULL)
+                && ngx_strncmp(rest.data, ep->path.data, ep->path.len) == 0)
             {
                 ctx->endpoint_rest.data = rest.data + ep->path.len;
                 ctx->endpoint_rest.len = rest.len - ep->path.len;
@@ -314,12 +316,13 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
 
-    type = (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE)
-           ? TG_MSG_MODELS : TG_MSG_DECIDE;
+    if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
+        return ngx_http_tailgate_ask_models(r, ctx);
+    }
 
-    if (ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME
-        || ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME)
-    {
+    type = TG_MSG_DECIDE;
+
+    if (ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME) {
         return ngx_http_tailgate_finish(r,
                    ngx_tailgate_fail(r, NGX_TAILGATE_ERR_MODEL_NOT_FOUND,
                                      NULL));
@@ -335,8 +338,7 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     /* a long allowlist, many tags: a larger frame than the usual few hundred */
 
-    size = sizeof(buf) / 2 + ctx->facts.model.len + ctx->endpoint_rest.len
-           + id->limit.len;
+    size = sizeof(buf) / 2 + ctx->facts.model.len + id->limit.len;
 
     for (i = 0; i < id->nroutes; i++) {
         size += TG_FIELD_HEADER_SIZE + id->routes[i].len;
@@ -380,15 +382,6 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     for (i = 0; i < id->nroutes; i++) {
         ngx_tailgate_frame_str(&f, TG_F_ALLOW_ROUTE, &id->routes[i]);
-    }
-
-    if (type == TG_MSG_MODELS) {
-        if (ctx->endpoint_rest.len) {
-            ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->endpoint_rest);
-        }
-
-        return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout,
-                                  ngx_http_tailgate_answered, NULL);
     }
 
     ngx_tailgate_frame_str(&f, TG_F_ENDPOINT, &ctx->endpoint->name);
@@ -464,11 +457,6 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
 
     if (result != NGX_TAILGATE_CALL_OK) {
         rc = ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);
-
-    } else if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
-        rc = (reply->status == NGX_HTTP_OK)
-             ? ngx_tailgate_send_json(r, NGX_HTTP_OK, &reply->body)
-             : ngx_http_tailgate_refuse(r, reply);
 
     } else if (reply->status != NGX_HTTP_OK && ctx->failed) {
         /* policyd has no provider left to try after a failure */

@@ -229,6 +229,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_RATELIMIT:       s = &reply->ratelimit; break;
         case TG_F_DROP_HEADERS:    s = &reply->drop_headers; break;
         case TG_F_USER_AGENT:      s = &reply->user_agent; break;
+        case TG_F_NEXT:            s = &reply->next; break;
         case TG_F_BODY:            s = &reply->body; break;
 
         case TG_F_STREAM_USAGE:

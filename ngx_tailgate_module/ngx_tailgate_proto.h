@@ -64,6 +64,7 @@ typedef struct {
     ngx_str_t                    ratelimit;  /* for x-ratelimit-* */
     ngx_str_t                    drop_headers;   /* "name\n" lines */
     ngx_str_t                    user_agent;
+    ngx_str_t                    next;       /* MODEL_LIST: more follow */
     ngx_str_t                    body;
 } ngx_tailgate_reply_t;
 
