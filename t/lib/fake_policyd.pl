@@ -23,7 +23,8 @@
 #     "misbehave": null | "garbage" | "oversized" | "close" | "silent"
 #                  | "bad_field"    (or { "<model>": ..., "*": ... }),
 #     "max_frame": 65536,           (announced in HELLO_OK and enforced)
-#     "models_body": "{\"object\":\"list\",\"data\":[]}"
+#     "models_body": "{\"object\":\"list\",\"data\":[]}",
+#     "models_pages": { "": [BODY, NEXT], "NEXT": [BODY, null] }
 #   }
 # route and provider_model default to the requested model.
 #
@@ -484,6 +485,17 @@ sub handle {
     }
 
     if ($type == MODELS) {
+        # a list in pages: { "CURSOR or empty": [body, next or null] };
+        # a cursor it has no page for is left unanswered
+        if (my $pages = $cfg->{models_pages}) {
+            my $page = $pages->{ $f->{cursor} // '' } or return;
+            send_bytes($fd, frame(MODEL_LIST, $id,
+                named_field(status => 200),
+                named_field(body => $page->[0]),
+                defined $page->[1] ? named_field(next => $page->[1]) : ()));
+            return;
+        }
+
         send_bytes($fd, frame(MODEL_LIST, $id,
             named_field(status => 200),
             named_field(body => $cfg->{models_body}
