@@ -162,6 +162,7 @@ ngx_http_tailgate_models_page(ngx_http_request_t *r,
 {
     size_t                         cap;
     ngx_int_t                      rc;
+    ngx_uint_t                     last;
     ngx_buf_t                     *b;
     ngx_chain_t                    out;
     ngx_http_tailgate_main_conf_t  *tmcf;
@@ -246,9 +247,12 @@ ngx_http_tailgate_models_page(ngx_http_request_t *r,
     out.buf = b;
     out.next = NULL;
 
+    /* the chunked filter takes last_buf off the buffer for its trailer */
+    last = b->last_buf;
+
     rc = ngx_http_output_filter(r, &out);
 
-    if (rc == NGX_ERROR || b->last_buf) {
+    if (rc == NGX_ERROR || last) {
         return rc;
     }
 

@@ -306,8 +306,11 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    tg_log_debug("connection %llu: MODELS %u: %ld bytes",
-                 (unsigned long long) c->id, h->id, n);
+    tg_log_debug("connection %llu: MODELS %u after \"%.*s\": %ld bytes, "
+                 "next \"%s\"", (unsigned long long) c->id, h->id,
+                 (int) facts.cursor.len, facts.cursor.data ? facts.cursor.data
+                                                           : "", n,
+                 last ? last->name : "");
 
     tg_conn_send(c, srv->out, (size_t) len);
 }
