@@ -37,8 +37,25 @@ tg_facts_private(const tg_facts *facts)
 }
 
 
+static bool tg_facts_allow_id(const tg_facts *facts, const tg_route *rt,
+    const char *id, size_t id_len);
+
+
 bool
 tg_facts_allow(const tg_facts *facts, const tg_route *rt)
+{
+    return tg_facts_allow_id(facts, rt, NULL, 0);
+}
+
+
+/*
+ * The client may use rt, or, for a pattern route, the model id it asked
+ * for (its allowlist may name the pattern or that id).
+ */
+
+static bool
+tg_facts_allow_id(const tg_facts *facts, const tg_route *rt, const char *id,
+    size_t id_len)
 {
     size_t  i;
 
@@ -63,7 +80,9 @@ tg_facts_allow(const tg_facts *facts, const tg_route *rt)
     }
 
     for (i = 0; i < facts->nallow; i++) {
-        if (tg_str_eq(&facts->allow[i], rt->name, rt->name_len)) {
+        if (tg_str_eq(&facts->allow[i], rt->name, rt->name_len)
+            || (id != NULL && tg_str_eq(&facts->allow[i], id, id_len)))
+        {
             return true;
         }
     }
@@ -258,8 +277,10 @@ void
 tg_decide(const tg_policy *policy, const tg_facts *facts,
     const tg_state *state, tg_decision *out)
 {
+    int                 n;
     bool                priv, capacity_skipped, transient;
-    size_t              i, j, len;
+    size_t              i, j, len, rest_len;
+    const char         *rest, *star;
     uint32_t            attempt, max_bytes;
     uint64_t            wait, limited_wait;
     unsigned            ep_bit, unfit, unfit_seen, when;
@@ -274,9 +295,12 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->adjust = "";
     out->drop_headers = "";
 
-    rt = tg_policy_route(policy, facts->model.data, facts->model.len);
+    rt = tg_policy_match(policy, facts->model.data, facts->model.len, &rest,
+                         &rest_len);
 
-    if (rt == NULL || !tg_facts_allow(facts, rt)) {
+    if (rt == NULL
+        || !tg_facts_allow_id(facts, rt, facts->model.data, facts->model.len))
+    {
         tg_refuse(out, 404, "invalid_request_error", "model_not_found",
                   "No matching route found");
         return;
@@ -466,6 +490,27 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->host = pr->host;
     out->path = pr->paths[facts->endpoint];
     out->provider_model = st->model;
+
+    /* a pattern's step: the rest of the name asked for, where "*" is */
+
+    if (st->model_pattern) {
+        star = strchr(st->model, '*');
+        n = snprintf(out->model_buf, sizeof(out->model_buf), "%.*s%.*s%s",
+                     (int) (star - st->model), st->model, (int) rest_len,
+                     rest, star + 1);
+
+        if (n < 0 || (size_t) n >= sizeof(out->model_buf)) {
+            memset(out, 0, sizeof(*out));
+            out->authorization = "";
+            out->adjust = "";
+            out->drop_headers = "";
+            tg_refuse(out, 404, "invalid_request_error", "model_not_found",
+                      "No matching route found");
+            return;
+        }
+
+        out->provider_model = out->model_buf;
+    }
     out->authorization = pr->authorization ? pr->authorization : "";
     out->zone = tg_zone_name(pr->zone);
     out->drop_headers = pr->scrub_headers ? pr->scrub_headers : "";
@@ -562,11 +607,12 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
  */
 
 static unsigned
-tg_route_usable(const tg_facts *facts, const tg_route *rt)
+tg_route_usable(const tg_facts *facts, const tg_route *rt, const char *id,
+    size_t id_len)
 {
     unsigned  usable;
 
-    if (!tg_facts_allow(facts, rt)) {
+    if (!tg_facts_allow_id(facts, rt, id, id_len)) {
         return 0;
     }
 
@@ -655,7 +701,7 @@ tg_route_context(const tg_route *rt)
 
 static char *
 tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable,
-    char *p, char *end)
+    const char *rest, char *p, char *end)
 {
     int          e, n;
     uint32_t     context;
@@ -669,7 +715,15 @@ tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable,
 
     memcpy(p, "{\"id\":\"", 7);
     p += 7;
-    p = tg_json_escaped(p, end, rt->name, rt->name_len);
+
+    /* a pattern's model: its prefix, then the model's rest */
+
+    p = tg_json_escaped(p, end, rt->name,
+                        rest ? rt->prefix_len : rt->name_len);
+    if (p != NULL && rest != NULL) {
+        p = tg_json_escaped(p, end, rest, strlen(rest));
+    }
+
     if (p == NULL) {
         return NULL;
     }
@@ -721,16 +775,60 @@ tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable,
 }
 
 
+/*
+ * Where a page after the model of id cursor starts: the route (*i) and,
+ * in a pattern route, its listed model (*k).  A cursor a reload took away
+ * leaves no place to go on from: the list ends.
+ */
+
+static void
+tg_models_after(const tg_policy *policy, const tg_str *cursor, size_t *i,
+    size_t *k)
+{
+    size_t           j, rest_len;
+    const char      *rest;
+    const tg_route  *rt;
+
+    *i = policy->nroutes;
+    *k = 0;
+
+    rt = tg_policy_match(policy, cursor->data, cursor->len, &rest, &rest_len);
+
+    if (rt == NULL) {
+        return;
+    }
+
+    if (!rt->pattern) {
+        *i = rt->index + 1;
+        return;
+    }
+
+    for (j = 0; j < rt->nlisted; j++) {
+        if (strlen(rt->listed[j]) == rest_len
+            && memcmp(rt->listed[j], rest, rest_len) == 0)
+        {
+            *i = rt->index;
+            *k = j + 1;
+            return;
+        }
+    }
+}
+
+
 long
 tg_models_page(const tg_policy *policy, const tg_facts *facts,
-    const tg_str *cursor, char *buf, size_t size, const tg_route **last)
+    const tg_str *cursor, char *buf, size_t size, const tg_route **last,
+    const char **last_rest)
 {
     char            *p, *end, *q;
-    size_t           i;
+    char             id[TG_ROUTE_NAME_MAX + 1];
+    size_t           i, k, n, rest_len;
     unsigned         usable;
+    const char      *rest;
     const tg_route  *rt;
 
     *last = NULL;
+    *last_rest = NULL;
 
     if (size < 64) {
         return -1;
@@ -742,13 +840,23 @@ tg_models_page(const tg_policy *policy, const tg_facts *facts,
     /* one model: GET /v1/models/{id} */
 
     if (facts->model.len) {
-        rt = tg_policy_route(policy, facts->model.data, facts->model.len);
+        rt = tg_policy_match(policy, facts->model.data, facts->model.len,
+                             &rest, &rest_len);
 
-        if (rt == NULL || (usable = tg_route_usable(facts, rt)) == 0) {
+        if (rt == NULL
+            || (usable = tg_route_usable(facts, rt, facts->model.data,
+                                         facts->model.len)) == 0)
+        {
             return TG_MODELS_NOT_FOUND;
         }
 
-        p = tg_model_object(policy, rt, usable, p, end);
+        if (rt->pattern) {
+            memcpy(id, rest, rest_len);
+            id[rest_len] = '\0';
+        }
+
+        p = tg_model_object(policy, rt, usable, rt->pattern ? id : NULL, p,
+                            end);
         if (p == NULL) {
             return -1;
         }
@@ -757,16 +865,11 @@ tg_models_page(const tg_policy *policy, const tg_facts *facts,
         return (long) (p - buf);
     }
 
-    /*
-     * After the route the last page ended with; one a reload took away
-     * leaves no place to go on from: the list ends there.
-     */
-
     i = 0;
+    k = 0;
 
     if (cursor != NULL && cursor->len) {
-        rt = tg_policy_route(policy, cursor->data, cursor->len);
-        i = rt ? rt->index + 1 : policy->nroutes;
+        tg_models_after(policy, cursor, &i, &k);
 
     } else {
         memcpy(p, "{\"object\":\"list\",\"data\":[", 25);
@@ -777,46 +880,75 @@ tg_models_page(const tg_policy *policy, const tg_facts *facts,
 
     end -= 2;
 
-    for ( /* void */ ; i < policy->nroutes; i++) {
+    for ( /* void */ ; i < policy->nroutes; i++, k = 0) {
         rt = &policy->routes[i];
 
-        usable = tg_route_usable(facts, rt);
-        if (usable == 0) {
-            continue;
-        }
+        /* a route by name is one model; a pattern, each one it lists */
 
-        q = p;
+        n = rt->pattern ? rt->nlisted : 1;
 
-        if (*last != NULL || (cursor != NULL && cursor->len)) {
-            if (p == end) {
-                break;
+        for ( /* void */ ; k < n; k++) {
+            rest = rt->pattern ? rt->listed[k] : NULL;
+
+            if (rest != NULL) {
+                rest_len = strlen(rest);
+
+                if (rest_len == 0) {
+                    continue;
+                }
+
+                memcpy(id, rt->name, rt->prefix_len);
+                memcpy(id + rt->prefix_len, rest, rest_len);
+                usable = tg_route_usable(facts, rt, id,
+                                         rt->prefix_len + rest_len);
+
+            } else {
+                usable = tg_route_usable(facts, rt, NULL, 0);
             }
 
-            *q++ = ',';
-        }
-
-        q = tg_model_object(policy, rt, usable, q, end);
-
-        if (q == NULL) {
-            if (*last == NULL) {
-                /* not even one model fits */
-                return -1;
+            if (usable == 0) {
+                continue;
             }
 
-            /* the next page goes on after *last */
-            *p = '\0';
-            return (long) (p - buf);
-        }
+            q = p;
 
-        p = q;
-        *last = rt;
+            if (*last != NULL || (cursor != NULL && cursor->len)) {
+                if (p == end) {
+                    goto full;
+                }
+
+                *q++ = ',';
+            }
+
+            q = tg_model_object(policy, rt, usable, rest, q, end);
+
+            if (q == NULL) {
+                goto full;
+            }
+
+            p = q;
+            *last = rt;
+            *last_rest = rest;
+        }
     }
 
     *last = NULL;
+    *last_rest = NULL;
     memcpy(p, "]}", 2);
     p += 2;
     *p = '\0';
 
+    return (long) (p - buf);
+
+full:
+
+    if (*last == NULL) {
+        /* not even one model fits */
+        return -1;
+    }
+
+    /* the next page goes on after *last */
+    *p = '\0';
     return (long) (p - buf);
 }
 
@@ -826,9 +958,10 @@ tg_models_json(const tg_policy *policy, const tg_facts *facts, char *buf,
     size_t size)
 {
     long             n;
+    const char      *rest;
     const tg_route  *last;
 
-    n = tg_models_page(policy, facts, NULL, buf, size, &last);
+    n = tg_models_page(policy, facts, NULL, buf, size, &last, &rest);
 
     /* the whole list or nothing */
     return (n >= 0 && last != NULL) ? -1 : n;

@@ -152,6 +152,9 @@ typedef struct tg_decision {
     bool                client_limited;
     char                ratelimit[TG_RATELIMIT_MAX];
 
+    /* a pattern step's provider model, the rest of the name filled in */
+    char                model_buf[TG_MODEL_NAME_MAX + 256 + 1];
+
     /* "deepseek:zone local:chosen": every step considered, and why */
     char                reason[TG_REASON_MAX];
 } tg_decision;
@@ -184,11 +187,13 @@ long tg_models_json(const tg_policy *policy, const tg_facts *facts,
  * JSON.  cursor NULL or empty: the first page; else the name of the route
  * the last page ended with.  *last is the route this page ends with when
  * more follow, NULL when it is the list's end (or one model, with
- * facts->model).  Returns the length, TG_MODELS_NOT_FOUND, or -1 when not
+ * facts->model); for a pattern route, *last_rest is the listed model it
+ * ends with (the cursor is then the route's prefix and it).  Returns the length, TG_MODELS_NOT_FOUND, or -1 when not
  * even one model fits.
  */
 long tg_models_page(const tg_policy *policy, const tg_facts *facts,
-    const tg_str *cursor, char *buf, size_t size, const struct tg_route **last);
+    const tg_str *cursor, char *buf, size_t size, const struct tg_route **last,
+    const char **last_rest);
 
 
 #endif /* TG_DECIDE_H */

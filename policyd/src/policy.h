@@ -165,6 +165,8 @@ typedef struct tg_step {
     /* its provider model's prices (usage.prices), or NULL: none */
     const struct tg_price_entry  *price;
 
+    bool                model_pattern;  /* "*" in model: the rest */
+
     /* what it serves: its provider's endpoints, narrowed by the route's
        and its own "endpoints" */
     unsigned            endpoints;
@@ -190,6 +192,21 @@ typedef struct tg_route {
     unsigned       endpoints;       /* union of the steps' endpoints */
     unsigned       private_endpoints;   /* same, local/private steps only */
     unsigned       only_endpoints;  /* its "endpoints"; 0: any */
+
+    /*
+     * A pattern ("openrouter/" and a star): any model under the prefix,
+     * the rest
+     * named to its steps; "allow" and "deny" globs on the rest, "models"
+     * the rests /v1/models lists.
+     */
+    bool           pattern;
+    size_t         prefix_len;      /* the name less its final "*" */
+    const char   **allow;           /* NULL: any */
+    size_t         nallow;
+    const char   **deny;
+    size_t         ndeny;
+    const char   **listed;
+    size_t         nlisted;
 
     /* in /v1/models: "owned_by" (NULL: "tailgate"), "context_window"
        (0: the largest of its steps' context_tokens, if all have one) */
@@ -284,6 +301,8 @@ typedef struct tg_policy {
     size_t         provider_mask;
     uint32_t      *route_table;
     size_t         route_mask;
+    const tg_route **patterns;      /* the pattern routes, longest first */
+    size_t         npatterns;
 
     tg_limits_conf limits;          /* limits_policy.c */
     tg_redis_conf  redis;           /* policy_redis.c */
@@ -322,6 +341,19 @@ tg_policy *tg_policy_parse(const char *file, const char *text, size_t len,
 void tg_policy_free(tg_policy *policy);
 
 const tg_route *tg_policy_route(const tg_policy *policy, const char *name,
+    size_t len);
+
+/*
+ * The route a client's model names: the route of that name, else the
+ * pattern route of the longest prefix it starts with, whose "allow" and
+ * "deny" let the rest through (*rest: what follows the prefix, empty for
+ * a route by name).  NULL: none.
+ */
+const tg_route *tg_policy_match(const tg_policy *policy, const char *name,
+    size_t len, const char **rest, size_t *rest_len);
+
+/* Whether a pattern route's allow and deny let this rest through. */
+bool tg_route_pattern_allows(const tg_route *rt, const char *rest,
     size_t len);
 const tg_provider *tg_policy_provider(const tg_policy *policy,
     const char *name, size_t len);

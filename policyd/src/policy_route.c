@@ -31,6 +31,8 @@ static unsigned tg_load_endpoint_set(tg_loader *ld, const cJSON *v,
     const char *path, const tg_provider *pr);
 static void tg_load_route_listing(tg_loader *ld, tg_route *rt,
     const cJSON *item, const char *path);
+static void tg_load_route_pattern(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
 static int tg_fallback_on_word(const char *s, unsigned *bits);
 static const char *tg_route_name_of(const void *child, size_t *len);
 
@@ -41,7 +43,7 @@ static const char *const  tg_queue_keys[] = {
 
 static const char *const  tg_route_keys[] = {
     "steps", "tenants", "fallback", "queue", "endpoints", "owned_by",
-    "context_window", NULL
+    "context_window", "allow", "deny", "models", NULL
 };
 
 static const char *const  tg_fallback_on_list =
@@ -70,10 +72,156 @@ static const tg_named_kind  tg_routes = {
 void
 tg_load_routes(tg_loader *ld, const cJSON *root)
 {
+    size_t      i, j, n;
     tg_policy  *p = ld->p;
+    const tg_route  *rt;
 
     p->routes = tg_load_named(ld, root, &tg_routes, &p->nroutes,
                               &p->route_table, &p->route_mask);
+
+    /* the pattern routes, the longest prefix first */
+
+    n = 0;
+
+    for (i = 0; p->routes != NULL && i < p->nroutes; i++) {
+        n += p->routes[i].pattern;
+    }
+
+    if (n == 0) {
+        return;
+    }
+
+    p->patterns = tg_arena_alloc(&p->arena, n * sizeof(tg_route *));
+    if (p->patterns == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    for (i = 0; i < p->nroutes; i++) {
+        rt = &p->routes[i];
+
+        if (!rt->pattern) {
+            continue;
+        }
+
+        for (j = p->npatterns;
+             j > 0 && p->patterns[j - 1]->prefix_len < rt->prefix_len;
+             j--)
+        {
+            p->patterns[j] = p->patterns[j - 1];
+        }
+
+        p->patterns[j] = rt;
+        p->npatterns++;
+    }
+}
+
+
+/*
+ * A route named "prefix*": "allow" and "deny", globs of what follows the
+ * prefix (openai/ and a star, a star and :free), and "models", the ones /v1/models lists,
+ * each of them allowed.
+ */
+
+static void
+tg_load_route_pattern(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           k, n;
+    char          sub[TG_PATH_LEN], one[TG_PATH_LEN];
+    size_t        i, len;
+    const char  **list, *key;
+    const cJSON  *v, *c;
+
+    static const char *const  keys[] = { "allow", "deny", "models" };
+
+    rt->pattern = rt->name_len > 0 && rt->name[rt->name_len - 1] == '*';
+
+    if (strchr(rt->name, '*') != rt->name + rt->name_len - 1
+        && strchr(rt->name, '*') != NULL)
+    {
+        tg_load_error(ld, path, "a route name may hold \"*\" only at its "
+                      "end, where it makes a pattern");
+        return;
+    }
+
+    rt->prefix_len = rt->pattern ? rt->name_len - 1 : rt->name_len;
+
+    for (k = 0; k < 3; k++) {
+        key = keys[k];
+        v = tg_member(item, key);
+
+        if (v == NULL) {
+            continue;
+        }
+
+        tg_key_path(sub, path, key);
+
+        if (!rt->pattern) {
+            tg_load_error(ld, sub, "only a pattern route (a name ending in "
+                          "\"*\") has \"%s\"", key);
+            continue;
+        }
+
+        n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+        if (n == 0) {
+            tg_load_error(ld, sub, "expected a non-empty array of %s", k < 2
+                          ? "globs of model names (\"*\" for any run of "
+                            "characters)"
+                          : "model names");
+            continue;
+        }
+
+        list = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(char *));
+        if (list == NULL) {
+            ld->oom = true;
+            return;
+        }
+
+        i = 0;
+        for (c = v->child; c != NULL; c = c->next, i++) {
+            tg_index_path(one, sub, i);
+
+            len = cJSON_IsString(c) ? strlen(c->valuestring) : 0;
+
+            if (len == 0 || rt->prefix_len + len > TG_ROUTE_NAME_MAX
+                || tg_has_control(c->valuestring)
+                || (k == 2 && strchr(c->valuestring, '*') != NULL))
+            {
+                tg_load_error(ld, one, "expected %s of 1 to %zu bytes",
+                              k < 2 ? "a glob" : "a model name without "
+                                                 "\"*\"",
+                              TG_ROUTE_NAME_MAX - rt->prefix_len);
+                list[i] = "";
+                continue;
+            }
+
+            list[i] = tg_copy(ld, c->valuestring);
+        }
+
+        switch (k) {
+        case 0:  rt->allow = list; rt->nallow = i; break;
+        case 1:  rt->deny = list; rt->ndeny = i; break;
+        default: rt->listed = list; rt->nlisted = i; break;
+        }
+    }
+
+    /* what it lists, it serves */
+
+    for (i = 0; i < rt->nlisted; i++) {
+        if (rt->listed[i][0] != '\0'
+            && !tg_route_pattern_allows(rt, rt->listed[i],
+                                        strlen(rt->listed[i])))
+        {
+            tg_index_path(one, path, i);
+            tg_key_path(sub, path, "models");
+            tg_index_path(one, sub, i);
+            tg_load_error(ld, one, "\"%s\" is not let through by the "
+                          "route's \"allow\" and \"deny\"",
+                          rt->listed[i]);
+        }
+    }
 }
 
 
@@ -105,6 +253,7 @@ tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
     tg_load_route_fallback(ld, rt, item, path);
     tg_load_route_queue(ld, rt, item, path);
     tg_load_route_listing(ld, rt, item, path);
+    tg_load_route_pattern(ld, rt, item, path);
 
     tg_key_path(path_buf, path, "steps");
 
@@ -417,6 +566,15 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
     }
 
     st->model = tg_copy(ld, model);
+    st->model_pattern = strchr(model, '*') != NULL;
+
+    if (st->model_pattern
+        && (!rt->pattern || strchr(model, '*') != strrchr(model, '*')))
+    {
+        tg_load_error(ld, path_buf, "only a step of a pattern route may "
+                      "name \"*\" (once) in its model: the rest of the name "
+                      "the client asked for");
+    }
 
     if (pr == NULL) {
         return;
@@ -467,6 +625,13 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
     }
 
     if (pr->models == NULL) {
+        return;
+    }
+
+    if (st->model_pattern) {
+        tg_load_error(ld, path_buf, "provider \"%s\" takes only the models "
+                      "it lists: a pattern's step needs one that takes any",
+                      pr->name);
         return;
     }
 
