@@ -41,17 +41,26 @@ my $policy = {
         'openrouter/openai/gpt-4o' => {
             owned_by => 'openai', context_window => 120000,
             steps => [ { provider => 'ext', model => 'openai/gpt-4o' } ] },
+        'or/*' => {
+            steps => [ { provider => 'ext', model => '*' } ],
+            allow => [qw(openai/* anthropic/* meta-llama/*)],
+            deny  => ['*:free', 'openai/o1*'],
+            models => [qw(openai/gpt-4o-mini anthropic/claude-3.5-sonnet)],
+            owned_by => 'openrouter' },
+        'local/*' => { steps => [ { provider => 'local', model => 'gguf/*.Q4' } ] },
     },
 };
 
 my $key = $t->new_key;
 $t->{key} = $key;
 my $few = $t->new_key;
+my $one = $t->new_key;
 my $private = $t->new_key;
 
 $t->start_gateway(policy => $policy,
     keys => [ few => { key => $few, routes => [qw(r-5 r-99999 embed)] },
-              priv => { key => $private, tags => ['private'] } ]);
+              priv => { key => $private, tags => ['private'] },
+              one => { key => $one, routes => ['or/openai/gpt-4o-mini'] } ]);
 
 sub get {
     my ($path, %opt) = @_;
@@ -132,6 +141,89 @@ subtest 'ids with "/", owned_by and context_window' => sub {
     is($t->answered_by($res2), 'ext', 'the route answers by that name');
 };
 
+subtest 'routes by pattern' => sub {
+    my $ext = $t->mock('ext');
+
+    my $res = $t->chat('or/openai/gpt-4.1-nano');
+    is($t->answered_by($res), 'ext', 'any model the pattern allows, listed or not');
+    is($ext->requests->[-1]{json}{model}, 'openai/gpt-4.1-nano',
+       'the rest of the name is the provider\'s model');
+    is($res->{headers}{'x-tailgate-route'}, 'or/*', 'the route is the pattern');
+
+    $res = $t->chat('local/qwen2.5-7b');
+    is($t->mock('local')->requests->[-1]{json}{model}, 'gguf/qwen2.5-7b.Q4',
+       'where the step\'s "*" is');
+
+    for my $m ('or/google/gemini-2.0', 'or/meta-llama/llama-3-8b:free',
+               'or/openai/o1-preview', 'or/', 'or/*', 'or', 'orx/openai/gpt-4o') {
+        $res = $t->chat($m);
+        $t->is_openai_error($res, 404, 'model_not_found', "$m: not served");
+    }
+
+    $res = get('/v1/models');
+    my $m = listed($res);
+    ok($m->{'or/openai/gpt-4o-mini'} && $m->{'or/anthropic/claude-3.5-sonnet'},
+       'the models a pattern lists are in /v1/models');
+    is($m->{'or/openai/gpt-4o-mini'}{owned_by}, 'openrouter', 'as the pattern says');
+    is_deeply($m->{'or/openai/gpt-4o-mini'}{endpoints}, [qw(chat responses)],
+              'with its endpoints');
+    ok(!$m->{'or/*'} && !$m->{'local/*'}, 'the patterns themselves are not');
+
+    $res = get('/v1/models/or/openai/gpt-4.1-nano');
+    is($res->{status}, 200, 'an allowed model that is not listed is still a model');
+    is(eval { $JSON->decode($res->{body})->{id} }, 'or/openai/gpt-4.1-nano', 'by its id');
+    $res = get('/v1/models/or/google/gemini-2.0');
+    $t->is_openai_error($res, 404, 'model_not_found', 'a model the pattern does not allow');
+
+    # a client allowed one model of the pattern
+    $res = get('/v1/models', key => $one);
+    is_deeply([sort keys %{ listed($res) // {} }], ['or/openai/gpt-4o-mini'],
+              'a client allowed one model of a pattern lists that one');
+    $res = $t->chat('or/openai/gpt-4o-mini', key => $one);
+    is($t->answered_by($res), 'ext', 'and may use it');
+    $res = $t->chat('or/openai/gpt-4.1-nano', key => $one);
+    $t->is_openai_error($res, 404, 'model_not_found', 'but no other');
+};
+
+subtest 'policyd -t checks patterns' => sub {
+    my $file = $t->write_file('bad.json', $JSON->encode({
+        listen => { path => '/tmp/x.sock' },
+        providers => { l => { upstream => 'u', zone => 'local', endpoints => ['chat'] },
+                       m => { upstream => 'u', zone => 'local', endpoints => ['chat'],
+                              models => ['x'] } },
+        routes => {
+            'a*b' => { steps => [ { provider => 'l', model => 'm' } ] },
+            plain => { allow => ['x*'], steps => [ { provider => 'l', model => '*' } ] },
+            'p/*' => { allow => [], deny => [7], models => ['x', 'y*', 'z'],
+                       steps => [ { provider => 'l', model => '**' },
+                                  { provider => 'm', model => '*' } ] },
+            'q/*' => { allow => ['a*'], models => ['b'],
+                       steps => [ { provider => 'l', model => '*' } ] },
+            'q/a' => { steps => [ { provider => 'l', model => 'm' } ] },
+            's/*' => { models => ['x'], steps => [ { provider => 'l', model => '*' } ] },
+            's/x' => { steps => [ { provider => 'l', model => 'm' } ] },
+        } }));
+
+    my ($rc, $out) = $t->policyd_cmd('-t', '-c', $file);
+    is($rc, 1, 'refused');
+    like($out, qr/routes\.a\*b: a route name may hold "\*" only at its end/, '"*" inside a name');
+    like($out, qr/routes\.plain\.allow: only a pattern route/, 'allow on a route by name');
+    like($out, qr/routes\.plain\.steps\[0\]\.model: only a step of a pattern route/,
+         '"*" in the model of a route by name');
+    like($out, qr/routes\.p\/\*\.allow: expected a non-empty array/, 'an empty allow');
+    like($out, qr/routes\.p\/\*\.deny\[0\]: expected a glob/, 'a glob that is a number');
+    like($out, qr/routes\.p\/\*\.models\[1\]: expected a model name without "\*"/,
+         'a listed model with "*"');
+    like($out, qr/routes\.p\/\*\.steps\[0\]\.model: only a step of a pattern route may name "\*" \(once\)/,
+         'two "*"');
+    like($out, qr/routes\.p\/\*\.steps\[1\]\.model: provider "m" takes only the models it lists/,
+         'a provider that lists its models');
+    like($out, qr/routes\.q\/\*\.models\[0\]: "b" is not let through/,
+         'a listed model the pattern does not allow');
+    like($out, qr/routes\.s\/\*\.models\[0\]: a route named "s\/x" exists/,
+         'a listed model that is a route of its own');
+};
+
 subtest 'policyd -t checks endpoints, owned_by and context_window' => sub {
     my $file = $t->write_file('bad.json', $JSON->encode({
         listen => { path => '/tmp/x.sock' },
@@ -166,11 +258,17 @@ subtest 'policyd -t checks endpoints, owned_by and context_window' => sub {
 my $n = 100_000;
 my %routes = %{ $policy->{routes} };
 $routes{"r-$_"} = { steps => [ { provider => 'local', model => 'm' } ] } for 1 .. $n;
+
+# a pattern listing more models than a page holds: pages go on inside it
+$routes{'bulk/*'} = { steps => [ { provider => 'local', model => '*' } ],
+                      models => [ map { "m-$_" } 1 .. 2000 ] };
+my $total = $n + 2000 + 6;
 $t->write_policy({ %$policy, routes => \%routes });
 
 my $from = $t->log_size('policyd');
 $t->reload_policyd;
-ok($t->wait_log('policyd', qr/100004 routes|reload/i, from => $from, timeout => 30),
+ok($t->wait_log('policyd', qr/policy reloaded: \d+ providers, 100007 routes/,
+                from => $from, timeout => 30),
    'policyd reloaded 100k routes') or diag(substr($t->policyd_log, -2000));
 sleep 0.5;
 
@@ -186,10 +284,12 @@ subtest '100k routes: the whole list, a frame at a time' => sub {
     is($doc->{object}, 'list', 'a list');
 
     my @ids = map { $_->{id} } @{ $doc->{data} // [] };
-    is(scalar @ids, $n + 4, 'every route once');
+    is(scalar @ids, $total, 'every route and listed model once');
     my %seen = map { $_ => 1 } @ids;
-    is(scalar keys %seen, $n + 4, 'no route twice');
+    is(scalar keys %seen, $total, 'none twice');
     ok($seen{"r-1"} && $seen{"r-$n"} && $seen{"r-54321"}, 'first, last and between');
+    ok($seen{'bulk/m-1'} && $seen{'bulk/m-2000'} && $seen{'bulk/m-777'},
+       'and the pattern\'s models');
     cmp_ok(length $res->{body}, '>', 64 * 1024 * 10, 'many frames\' worth');
 
     $res = get('/v1/models', key => $few, timeout => 60);

@@ -91,6 +91,26 @@ tg_load_routes(tg_loader *ld, const cJSON *root)
         return;
     }
 
+    /* a model a pattern lists is no route of its own: listed once */
+
+    for (i = 0; i < p->nroutes; i++) {
+        char  id[TG_ROUTE_NAME_MAX + 1], path[TG_PATH_LEN];
+
+        rt = &p->routes[i];
+
+        for (j = 0; rt->pattern && j < rt->nlisted; j++) {
+            snprintf(id, sizeof(id), "%.*s%s", (int) rt->prefix_len,
+                     rt->name, rt->listed[j]);
+
+            if (tg_policy_route(p, id, strlen(id)) != NULL) {
+                snprintf(path, sizeof(path), "routes.%s.models[%zu]",
+                         rt->name, j);
+                tg_load_error(ld, path, "a route named \"%s\" exists: it "
+                              "is listed as itself", id);
+            }
+        }
+    }
+
     p->patterns = tg_arena_alloc(&p->arena, n * sizeof(tg_route *));
     if (p->patterns == NULL) {
         ld->oom = true;
@@ -214,7 +234,6 @@ tg_load_route_pattern(tg_loader *ld, tg_route *rt, const cJSON *item,
             && !tg_route_pattern_allows(rt, rt->listed[i],
                                         strlen(rt->listed[i])))
         {
-            tg_index_path(one, path, i);
             tg_key_path(sub, path, "models");
             tg_index_path(one, sub, i);
             tg_load_error(ld, one, "\"%s\" is not let through by the "
