@@ -230,9 +230,109 @@ test_models_buffer_too_small(void **state)
     n = tg_models_json(fx->policy, &f, buf, 0);
     assert_int_equal(n, -1);
 
-    /* cJSON wants some room to spare (numbers are printed into 26 bytes) */
-    n = tg_models_json(fx->policy, &f, buf, (size_t) full + 64);
+    /* the list, its NUL and the byte snprintf() wants for its own */
+    n = tg_models_json(fx->policy, &f, buf, (size_t) full + 2);
     assert_int_equal(n, full);
+
+    n = tg_models_json(fx->policy, &f, buf, (size_t) full);
+    assert_int_equal(n, -1);
+}
+
+
+/*
+ * Pages of every size: joined, they are the whole list, each model once,
+ * each page ending at a model, a pattern's models listed and paged too.
+ */
+
+static void
+test_models_pages(void **unused)
+{
+    long             n, whole_len;
+    char             whole[16384], joined[16384], page[16384];
+    char             cursor[512];
+    size_t           size, len, pages;
+    tg_str           c;
+    tg_facts         f = F("", TG_EP_NONE);
+    tg_policy       *p;
+    const char      *rest;
+    const tg_route  *last;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': {"
+        "  'l': { 'upstream': 'u1', 'zone': 'local', 'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'p/*': { 'steps': [ { 'provider': 'l', 'model': 'x/*' } ],"
+        "           'models': ['one', 'two', 'three'], 'owned_by': 'o\\\"o' },"
+        "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] } } }");
+
+    whole_len = tg_models_json(p, &f, whole, sizeof(whole));
+    assert_true(whole_len > 0);
+    assert_non_null(strstr(whole, "\"id\":\"p/two\""));
+    assert_null(strstr(whole, "\"id\":\"p/*\""));
+    assert_non_null(strstr(whole, "\"owned_by\":\"o\\\"o\""));
+
+    for (size = 64; size < (size_t) whole_len + 8; size += 7) {
+        len = 0;
+        pages = 0;
+        c.data = NULL;
+        c.len = 0;
+
+        for ( ;; ) {
+            n = tg_models_page(p, &f, pages ? &c : NULL, page, size, &last,
+                               &rest);
+
+            if (n == -1) {
+                /* a page that cannot hold one model: never below ~250 */
+                assert_true(size < 300);
+                goto next_size;
+            }
+
+            assert_true(n > 0);
+            assert_true((size_t) n < size);
+            memcpy(joined + len, page, (size_t) n);
+            len += (size_t) n;
+            pages++;
+
+            if (last == NULL) {
+                break;
+            }
+
+            snprintf(cursor, sizeof(cursor), "%.*s%s",
+                     (int) (rest ? last->prefix_len : last->name_len),
+                     last->name, rest ? rest : "");
+            c.data = cursor;
+            c.len = strlen(cursor);
+            assert_true(pages < 100);
+        }
+
+        joined[len] = '\0';
+        assert_string_equal(joined, whole);
+
+    next_size:
+        continue;
+    }
+
+    /* after a cursor a reload took away: the end */
+    c = (tg_str) S("gone");
+    n = tg_models_page(p, &f, &c, page, sizeof(page), &last, &rest);
+    assert_string_equal(page, "]}");
+    assert_null(last);
+
+    /* one model of the pattern, listed or not */
+    f = F("p/seven", TG_EP_NONE);
+    n = tg_models_page(p, &f, NULL, page, sizeof(page), &last, &rest);
+    assert_true(n > 0);
+    assert_non_null(strstr(page, "\"id\":\"p/seven\""));
+
+    f = F("p/*", TG_EP_NONE);
+    assert_int_equal(tg_models_page(p, &f, NULL, page, sizeof(page), &last,
+                                    &rest), TG_MODELS_NOT_FOUND);
+
+    tg_policy_free(p);
 }
 
 
@@ -246,6 +346,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_models_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models_buffer_too_small, setup,
                                         teardown),
+        cmocka_unit_test(test_models_pages),
     };
 
     return cmocka_run_group_tests_name("models", tests, NULL, NULL);
