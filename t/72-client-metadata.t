@@ -253,4 +253,18 @@ subtest 'odd headers to an external provider' => sub {
        'a client without a User-Agent: the gateway\'s');
 };
 
+subtest 'policyd explain says what a provider does not get' => sub {
+    my ($rc, $out) = $t->policyd_cmd('explain', '-c', $t->dir . '/policy.json',
+                                     'smart');
+    is($rc, 0, 'explained');
+    like($out, qr/^headers:  not sent: user-agent .*x-stainless-\* x-codex-\*/m,
+         'the headers');
+    like($out, qr/^          User-Agent: Tailgate$/m, 'the User-Agent instead');
+    like($out, qr/^edit:     drop client_metadata$/m, 'the body fields');
+
+    ($rc, $out) = $t->policyd_cmd('explain', '-c', $t->dir . '/policy.json',
+                                  'qwen');
+    unlike($out, qr/^headers:|drop user/m, 'nothing for a local provider');
+};
+
 $t->done_testing;

@@ -218,6 +218,20 @@ subtest 'a provider refusing the gateway: fallback only on "auth"' => sub {
     $mock{keyed}->set;
 };
 
+subtest 'policyd explain shows the timeouts of the step it chose' => sub {
+    my ($rc, $out) = $t->policyd_cmd('explain', '-c', $t->dir . '/policy.json',
+                                     'patient');
+    is($rc, 0, 'explained');
+    like($out, qr/^timeouts: connect the location's, first byte 3000 ms, idle the location's$/m,
+         'the step\'s first_byte_ms');
+
+    ($rc, $out) = $t->policyd_cmd('explain', '-c', $t->dir . '/policy.json',
+                                  '--json', 'closed');
+    my $j = eval { JSON::PP->new->decode($out) } // {};
+    is($j->{connect_ms}, 300, 'JSON: its provider\'s connect_ms');
+    is($j->{first_byte_ms}, 0, 'and none of the others');
+};
+
 subtest 'policyd -t checks the timeouts' => sub {
     for my $bad (0, -1, 3600001, '"500"', '1.5', 'null') {
         my $file = $t->write_file('bad.json', qq({"listen":{"path":"/tmp/x.sock"},
