@@ -241,8 +241,14 @@ ngx_http_tailgate_models_page(ngx_http_request_t *r,
     b->last_buf = (reply->next.len == 0);
     b->last_in_chain = 1;
 
+    /* the last page has none: memcpy() must not see its NULL */
+
     ctx->models_cursor.len = reply->next.len;
-    ngx_memcpy(ctx->models_cursor.data, reply->next.data, reply->next.len);
+
+    if (reply->next.len) {
+        ngx_memcpy(ctx->models_cursor.data, reply->next.data,
+                   reply->next.len);
+    }
 
     out.buf = b;
     out.next = NULL;
