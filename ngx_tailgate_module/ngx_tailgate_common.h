@@ -503,6 +503,8 @@ void ngx_tailgate_body_restore(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *spec);
+ngx_uint_t ngx_tailgate_body_adjust_needed(ngx_http_tailgate_ctx_t *ctx,
+    ngx_str_t *spec);
 
 /* ngx_tailgate_scrub.c: what a provider must not learn of the client */
 ngx_int_t ngx_tailgate_scrub_headers(ngx_http_request_t *r,

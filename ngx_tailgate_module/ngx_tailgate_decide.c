@@ -627,7 +627,9 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     ngx_tailgate_body_restore(r, ctx);
 
-    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON) {
+    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
+        && ngx_tailgate_body_adjust_needed(ctx, &adjust))
+    {
         if (ngx_tailgate_body_adjust(r, ctx,
                                      renamed ? &ctx->provider_model : NULL,
                                      &adjust)

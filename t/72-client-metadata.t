@@ -253,6 +253,29 @@ subtest 'odd headers to an external provider' => sub {
        'a client without a User-Agent: the gateway\'s');
 };
 
+subtest 'a body without the fields is not rebuilt for the scrub' => sub {
+    my $text = '{ "model" : "smart",  "messages" : [ ],
+  "parallel_tool_calls" : true, "temperature":0.5 }';
+
+    my $before = @{ $mock{ext}->requests };
+    my $res = $t->post_json('/v1/chat/completions', $key, $text);
+    is($res->{status}, 200, 'answered');
+
+    (my $want = $text) =~ s/"smart"/"deepseek-chat"/;
+    is($mock{ext}->requests->[$before]{body}, $want,
+       'the client\'s bytes, spaces and all, but for the model');
+
+    # a long key, a key in another case or escaped: looked at, and dropped
+    for my $extra ('"safety_identifier":"s"', '"USER":"u"', '"us\\u0065r":"u"') {
+        ($text = '{ "model":"smart", "messages":[], EXTRA }') =~ s/EXTRA/$extra/;
+        $before = @{ $mock{ext}->requests };
+        $res = $t->post_json('/v1/chat/completions', $key, $text);
+        my $got = $mock{ext}->requests->[$before]{body};
+        is($got, '{"model":"deepseek-chat","messages":[]}', "$extra dropped")
+            or diag($got);
+    }
+};
+
 subtest 'policyd explain says what a provider does not get' => sub {
     my ($rc, $out) = $t->policyd_cmd('explain', '-c', $t->dir . '/policy.json',
                                      'smart');
