@@ -189,6 +189,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_CONNECT_MS:
         case TG_F_FIRST_BYTE_MS:
         case TG_F_IDLE_MS:
+        case TG_F_REFRESH_MS:
             if (vlen != 4) {
                 return NGX_ERROR;
             }
@@ -206,6 +207,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
             case TG_F_CONNECT_MS:      reply->connect_ms = v; break;
             case TG_F_FIRST_BYTE_MS:   reply->first_byte_ms = v; break;
             case TG_F_IDLE_MS:         reply->idle_ms = v; break;
+            case TG_F_REFRESH_MS:      reply->refresh_ms = v; break;
             default:                   *max_frame = v;
             }
 

@@ -262,14 +262,15 @@ $t->write_file('good.json', $GOOD);
 {
     local $ENV{DEEPSEEK_API_KEY} = 'sk-example';
     local $ENV{OPENROUTER_API_KEY} = 'sk-example';
-    my ($rc, $out, $err) = run_t('-t', '-c', "$FindBin::Bin/../conf/policy.example.json");
+    my ($rc, $out, $err) = run_t('-t', '-c',
+        $t->private_copy("$FindBin::Bin/../conf/policy.example.json"));
 
     if (!getgrnam('www-data')) {
         like($err, qr/listen\.group: no group named "www-data"/,
              'conf/policy.example.json: only the group is missing here');
     } else {
         is($rc, 0, 'conf/policy.example.json passes -t') or diag($err);
-        like($out, qr/ok: 3 providers, 8 routes/, 'all of it');
+        like($out, qr/ok: 3 providers, 9 routes/, 'all of it');
     }
 }
 

@@ -66,7 +66,8 @@ static const fuzz_field_t  fuzz_strs[] = {
 static const ngx_uint_t  fuzz_u32s[] = {
     TG_F_STATUS, TG_F_RETRY_AFTER, TG_F_LEASE, TG_F_MAX_FRAME,
     TG_F_CACHE_MS, TG_F_CACHE_MAX_BYTES, TG_F_FALLBACK, TG_F_WAIT_MS,
-    TG_F_CONNECT_MS, TG_F_FIRST_BYTE_MS, TG_F_IDLE_MS
+    TG_F_CONNECT_MS, TG_F_FIRST_BYTE_MS, TG_F_IDLE_MS,
+    TG_F_REFRESH_MS
 };
 
 #define FUZZ_NU32S  (sizeof(fuzz_u32s) / sizeof(fuzz_u32s[0]))
@@ -256,6 +257,7 @@ fuzz_reply_u32(ngx_tailgate_reply_t *reply, uint32_t max_frame,
     case TG_F_CONNECT_MS:      return reply->connect_ms;
     case TG_F_FIRST_BYTE_MS:   return reply->first_byte_ms;
     case TG_F_IDLE_MS:         return reply->idle_ms;
+    case TG_F_REFRESH_MS:      return reply->refresh_ms;
     }
 
     FUZZ_CHECK(0);

@@ -994,6 +994,7 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             e->drop = true;
             e->when = when;
             e->value = NULL;
+            e->merged = false;
             nedits++;
         }
 
@@ -1037,6 +1038,7 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             strcpy(e->path, c->string);
             e->drop = false;
             e->when = when;
+            e->merged = false;
             nedits++;
         }
     }

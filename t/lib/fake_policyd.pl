@@ -77,7 +77,8 @@ use constant {
 
 my %TYPE_NAME = (1 => 'HELLO', 2 => 'HELLO_OK', 3 => 'DECIDE',
                  4 => 'DECISION', 5 => 'MODELS', 6 => 'MODEL_LIST',
-                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD');
+                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD',
+                 16 => 'JWKS_REFRESH');
 
 # key => [name, type]
 my %FIELD = (
@@ -114,7 +115,8 @@ my %FIELD = (
     74 => [ connect_ms => 'u32' ],      75 => [ first_byte_ms => 'u32' ],
     76 => [ idle_ms => 'u32' ],         77 => [ drop_headers => 'str' ],
     78 => [ user_agent => 'str' ],      79 => [ cursor => 'str' ],
-    80 => [ next => 'str' ],
+    80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
+    82 => [ refresh_ms => 'u32' ],      83 => [ next => 'str' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

@@ -38,6 +38,8 @@ use constant {
     TG_MSG_CANCEL          => 13,
     TG_MSG_STATUS_PART     => 14,
     TG_MSG_HOLD            => 15,
+    TG_MSG_JWKS_REFRESH    => 16,
+    TG_MSG_JWKS_STATE      => 17,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -105,7 +107,10 @@ use constant {
     TG_F_DROP_HEADERS      => 77,
     TG_F_USER_AGENT        => 78,
     TG_F_CURSOR            => 79,
-    TG_F_NEXT              => 80,
+    TG_F_JWKS_FILE         => 80,
+    TG_F_KID               => 81,
+    TG_F_REFRESH_MS        => 82,
+    TG_F_NEXT              => 83,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -131,7 +136,7 @@ our %FIELD_TYPE = (
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
     70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32', 74 => 'u32',
     75 => 'u32', 76 => 'u32', 77 => 'str', 78 => 'str', 79 => 'str',
-    80 => 'str',
+    80 => 'str', 81 => 'str', 82 => 'u32', 83 => 'str',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
