@@ -57,7 +57,12 @@ my $few = $t->new_key;
 my $one = $t->new_key;
 my $private = $t->new_key;
 
-$t->start_gateway(policy => $policy,
+# a provider whose own model list policyd fetches (models_from)
+my $cat = $t->mock_provider('cat',
+    models => [ 'm-a', 'vendor/m-b', 'm-a', 'x:free', 'taken', 'has*star',
+                '', 'z' x 300 ]);
+
+$t->start_gateway(policy => $policy, mocks => [qw(local ext cat)],
     keys => [ few => { key => $few, routes => [qw(r-5 r-99999 embed)] },
               priv => { key => $private, tags => ['private'] },
               one => { key => $one, routes => ['or/openai/gpt-4o-mini'] } ]);
@@ -251,6 +256,101 @@ subtest 'policyd -t checks endpoints, owned_by and context_window' => sub {
     like($out, qr/routes\.b\.context_window: expected an integer from 1 to/,
          'context_window');
     like($out, qr/routes\.c\.endpoints: expected a non-empty array/, 'an empty list');
+};
+
+subtest 'a pattern lists its provider\'s own models (models_from)' => sub {
+    my %p = %$policy;
+    $p{providers} = { %{ $policy->{providers} },
+        cat => { upstream => 'tg_cat', host => '%%MOCK:cat%%', scheme => 'http',
+                 zone => 'external', api_key => '${EXT_API_KEY}',
+                 endpoints => ['chat'] } };
+    $p{routes} = { %{ $policy->{routes} },
+        'cat/*'     => { steps => [ { provider => 'cat', model => '*' } ],
+                         deny => ['*:free'], models => ['static-one'],
+                         models_from => {} },
+        'cat/taken' => { steps => [ { provider => 'cat', model => 'taken' } ] },
+        'pub/*'     => { steps => [ { provider => 'cat', model => '*' } ],
+                         models_from => { url => 'http://%%MOCK:cat%%/v1/models',
+                                          refresh_ms => 10000 } } };
+    $t->write_policy(\%p);
+
+    my $from = $t->log_size('policyd');
+    $t->reload_policyd;
+    ok($t->wait_log('policyd', qr/models of route "cat\/\*": 2 from/,
+                    from => $from, timeout => 20),
+       'policyd fetched the provider\'s list') or diag(substr($t->policyd_log, -2000));
+    ok($t->wait_log('policyd', qr/models of route "pub\/\*": 4 from/,
+                    from => $from, timeout => 20), 'and the other one');
+
+    my $m = listed(get('/v1/models'));
+    ok($m->{'cat/m-a'} && $m->{'cat/vendor/m-b'}, 'its models, "/" and all');
+    ok(!$m->{'cat/static-one'}, 'in place of the route\'s "models"');
+    ok(!$m->{'cat/x:free'}, 'but for what "deny" refuses');
+    ok($m->{'cat/taken'}, 'a model with a route of its own: that route');
+    my @ids = map { $_->{id} } @{ (eval { $JSON->decode(get('/v1/models')->{body}) }
+                                   // {})->{data} // [] };
+    is(scalar(grep { $_ eq 'cat/m-a' } @ids), 1, 'a repeated id once');
+    is(scalar(grep { $_ eq 'cat/taken' } @ids), 1, 'the route\'s model once');
+    ok(!grep({ /star|zzzz/ || $_ eq 'cat/' } @ids),
+       'no id with "*", empty or too long');
+    ok($m->{'pub/x:free'} && $m->{'pub/taken'}, 'a pattern without deny: all of them');
+
+    my @probes = grep { $_->{path} eq '/v1/models' } @{ $cat->probes };
+    my @keyed = grep { ($_->{authorization} // '') eq "Bearer $Tailgate::Gateway::PROVIDER_KEY" }
+                @probes;
+    is(scalar @keyed, 1, 'the provider\'s own URL gets its key');
+    is(scalar(grep { !defined $_->{authorization} } @probes), 1,
+       'another URL does not');
+
+    my $res = $t->chat('cat/vendor/m-b');
+    is($cat->requests->[-1]{json}{model}, 'vendor/m-b', 'a listed model is served');
+
+    # the provider fails: what it listed stays
+    $cat->update(probe_mode => 'status', status => 503);
+    $from = $t->log_size('policyd');
+    $t->reload_policyd;
+    ok($t->wait_log('policyd', qr/policy reloaded/, from => $from, timeout => 10),
+       'reloaded');
+    $m = listed(get('/v1/models'));
+    ok($m->{'cat/m-a'}, 'a reload keeps the list of an unchanged URL');
+    ok($t->wait_log('policyd', qr/models of route "pub\/\*": .*HTTP 503; the last list stays/,
+                    from => $from, timeout => 30),
+       'a refresh that fails is logged');
+    $m = listed(get('/v1/models'));
+    ok($m->{'pub/m-a'}, 'and the last list stays');
+    unlike($t->policyd_log, qr/\Q$Tailgate::Gateway::PROVIDER_KEY\E/,
+           'the key is in no log');
+
+    $cat->update(probe_mode => 'ok');
+};
+
+subtest 'policyd -t checks models_from' => sub {
+    my %bad = (
+        'routes.p.models_from'            => { steps => [ { provider => 'local', model => 'x' } ],
+                                               models_from => {} },
+        'routes.q/*.models_from'          => { steps => [ { provider => 'local', model => '*' } ],
+                                               models_from => [] },
+        'routes.r/*.models_from.url'      => { steps => [ { provider => 'local', model => '*' } ],
+                                               models_from => { url => 'ftp://x/models' } },
+        'routes.s/*.models_from.refresh_ms' => { steps => [ { provider => 'local', model => '*' } ],
+                                               models_from => { refresh_ms => 5 } },
+        'routes.t/*.models_from.nope'     => { steps => [ { provider => 'local', model => '*' } ],
+                                               models_from => { nope => 1 } },
+        'routes.u/*.models_from.send_key' => { steps => [ { provider => 'local', model => '*' } ],
+                                               models_from => { send_key => 'yes' } },
+    );
+
+    for my $where (sort keys %bad) {
+        my ($name) = $where =~ /^routes\.(.+?)\.models_from/;
+        my $file = $t->write_file('bad-mf.json', $JSON->encode({
+            listen => { path => '/tmp/x.sock' },
+            providers => { local => $policy->{providers}{local} },
+            routes => { $name => $bad{$where} } }));
+        my ($rc, $out, $err) = $t->policyd_cmd('-t', '-c', $file);
+        isnt($rc, 0, "$where refused");
+        like(($out // '') . ($err // ''), qr/\Q$where\E: /, "$where named")
+            or diag($out, $err);
+    }
 };
 
 # 100k routes: policyd reloads them, the list is whole

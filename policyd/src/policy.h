@@ -209,6 +209,15 @@ typedef struct tg_route {
     const char   **listed;
     size_t         nlisted;
 
+    /*
+     * "models_from": the list of models its provider serves, fetched by
+     * policyd (model_fetch.c), in place of "listed" once it came.
+     */
+    const char    *models_url;      /* NULL: none */
+    bool           models_send_key; /* with its provider's Authorization */
+    uint32_t       models_refresh_ms;
+    uint32_t       models_timeout_ms;
+
     /* in /v1/models: "owned_by" (NULL: "tailgate"), "context_window"
        (0: the largest of its steps' context_tokens, if all have one) */
     const char    *owned_by;

@@ -64,6 +64,10 @@ int tg_member_uint(tg_loader *ld, const cJSON *obj, const char *key,
 int tg_member_bool(tg_loader *ld, const cJSON *obj, const char *key,
     const char *path, bool *out);
 
+/* An http:// or https:// URL at key, copied to *url (policy_provider.c) */
+void tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, const char **url);
+
 /* A copy in the policy's arena; NULL (and ld->oom) when out of memory. */
 char *tg_copy(tg_loader *ld, const char *s);
 

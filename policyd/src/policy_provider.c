@@ -24,8 +24,6 @@ static bool tg_provider_name_ok(const char *name, size_t len);
 static const char *tg_provider_name_of(const void *child, size_t *len);
 static bool tg_valid_host(const char *s);
 static bool tg_valid_base_path(const char *s);
-static void tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
-    const char *path, const char **url);
 static bool tg_valid_url(const char *s);
 
 
@@ -563,7 +561,7 @@ tg_valid_base_path(const char *s)
 }
 
 
-static void
+void
 tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
     const char *path, const char **url)
 {

@@ -43,7 +43,11 @@ static const char *const  tg_queue_keys[] = {
 
 static const char *const  tg_route_keys[] = {
     "steps", "tenants", "fallback", "queue", "endpoints", "owned_by",
-    "context_window", "allow", "deny", "models", NULL
+    "context_window", "allow", "deny", "models", "models_from", NULL
+};
+
+static const char *const  tg_models_from_keys[] = {
+    "url", "refresh_ms", "timeout_ms", "send_key", NULL
 };
 
 static const char *const  tg_fallback_on_list =
@@ -244,6 +248,10 @@ tg_load_route_pattern(tg_loader *ld, tg_route *rt, const cJSON *item,
 }
 
 
+static void tg_load_route_models_from(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+
+
 static void
 tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
     const cJSON *item, const char *path)
@@ -306,6 +314,89 @@ tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
         tg_index_path(step_path, path_buf, rt->nsteps);
         tg_load_step(ld, rt, &rt->steps[rt->nsteps], c, step_path);
     }
+
+    tg_load_route_models_from(ld, rt, item, path);
+}
+
+
+/*
+ * "models_from": { "url", "refresh_ms", "timeout_ms", "send_key" }: a
+ * pattern route lists the models its first step's provider says it has.
+ * Without "url", that provider's own (scheme, host, base_path and
+ * "/models"), which gets its key; another URL gets it only by send_key.
+ */
+
+static void
+tg_load_route_models_from(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int                 n;
+    char                sub[TG_PATH_LEN], *url;
+    size_t              size;
+    const cJSON        *v;
+    const tg_provider  *pr;
+
+    v = tg_member(item, "models_from");
+    if (v == NULL) {
+        return;
+    }
+
+    tg_key_path(sub, path, "models_from");
+
+    if (!rt->pattern) {
+        tg_load_error(ld, sub, "only a pattern route (a name ending in "
+                      "\"*\") has \"models_from\"");
+        return;
+    }
+
+    if (!cJSON_IsObject(v)) {
+        tg_load_error(ld, sub, "expected an object ({} for the provider's "
+                      "own list)");
+        return;
+    }
+
+    tg_check_keys(ld, v, sub, tg_models_from_keys);
+
+    rt->models_refresh_ms = 3600000;
+    rt->models_timeout_ms = 10000;
+    (void) tg_member_uint(ld, v, "refresh_ms", sub, 10000, 604800000,
+                          &rt->models_refresh_ms);
+    (void) tg_member_uint(ld, v, "timeout_ms", sub, 100, 60000,
+                          &rt->models_timeout_ms);
+
+    tg_load_url(ld, v, "url", sub, &rt->models_url);
+
+    rt->models_send_key = rt->models_url == NULL;
+    (void) tg_member_bool(ld, v, "send_key", sub, &rt->models_send_key);
+
+    if (rt->models_url != NULL || tg_member(v, "url") != NULL) {
+        return;
+    }
+
+    pr = rt->nsteps > 0 ? rt->steps[0].provider : NULL;
+    if (pr == NULL) {
+        return;                     /* the step's error says why */
+    }
+
+    size = strlen(pr->scheme) + sizeof("://") + strlen(pr->host)
+           + strlen(pr->base_path) + sizeof("/models");
+
+    url = tg_arena_alloc(&ld->p->arena, size);
+    if (url == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    n = snprintf(url, size, "%s://%s%s/models", pr->scheme, pr->host,
+                 pr->base_path);
+
+    if (n < 0 || (size_t) n >= size || (size_t) n > TG_HEALTH_URL_MAX) {
+        tg_load_error(ld, sub, "the provider's URL is too long: give "
+                      "\"url\"");
+        return;
+    }
+
+    rt->models_url = url;
 }
 
 

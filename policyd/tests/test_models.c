@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "model_list.h"
 #include "tg_decide_test.h"
 
 
@@ -336,6 +337,88 @@ test_models_pages(void **unused)
 }
 
 
+/* a provider's own list (model_list.c) */
+
+static bool
+keep_but_free(const char *name, size_t len, void *data)
+{
+    size_t  *asked = data;
+
+    (*asked)++;
+
+    return !(len >= 5 && memcmp(name + len - 5, ":free", 5) == 0);
+}
+
+
+static void
+test_model_list_read(void **unused)
+{
+    char          why[128];
+    size_t        n, asked;
+    const char  **names;
+
+    (void) unused;
+
+    /* OpenRouter's shape, with what a list should not have */
+    static const char  text[] =
+        "{\"data\":[{\"id\":\"openai/gpt-4o\",\"context_length\":128000},"
+        "{\"id\":\"a:free\"},{\"id\":\"\"},{\"id\":7},{\"name\":\"x\"},"
+        "\"loose\",null,{\"id\":\"star*\"},{\"id\":\"ctl\\u0001\"},"
+        "{\"id\":\"nul\\u0000tail\"},{\"id\":\"openai/gpt-4o\"},"
+        "{\"id\":\"b\"},{\"id\":\"openai/gpt-4o\"},{\"id\":\"toolongname\"},"
+        "{\"id\":\"b\"},{\"id\":\"c\"}],\"object\":\"list\"}";
+
+    asked = 0;
+    assert_int_equal(tg_model_list_read(text, sizeof(text) - 1, 10,
+                                        keep_but_free, &asked, &names, &n,
+                                        why, sizeof(why)), 0);
+
+    /* in the provider's order, each once; "nul\0tail" is read as "nul";
+       "toolongname" is longer than 10 */
+    assert_int_equal(n, 3);
+    assert_string_equal(names[0], "nul");
+    assert_string_equal(names[1], "b");
+    assert_string_equal(names[2], "c");
+    assert_null(strstr(names[0], "openai"));
+    free(names);
+
+    /* max_len 20: openai/gpt-4o fits, and is kept first */
+    assert_int_equal(tg_model_list_read(text, sizeof(text) - 1, 20,
+                                        keep_but_free, &asked, &names, &n,
+                                        why, sizeof(why)), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(names[0], "openai/gpt-4o");
+    assert_string_equal(names[1], "nul");
+    assert_string_equal(names[2], "b");
+    assert_string_equal(names[3], "toolongname");
+    assert_string_equal(names[4], "c");
+    free(names);
+
+    /* an empty list is a list */
+    assert_int_equal(tg_model_list_read("{\"data\":[]}", 11, 20,
+                                        keep_but_free, &asked, &names, &n,
+                                        why, sizeof(why)), 0);
+    assert_int_equal(n, 0);
+    free(names);
+
+    /* not a model list */
+    static const char *const  bad[] = {
+        "", "[", "null", "[]", "{}", "{\"data\":{}}", "{\"data\":\"x\"}",
+        "{\"Data\":[]}", "{\"data\":[]", "\"data\"",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        names = (const char **) &why;
+        assert_int_equal(tg_model_list_read(bad[i], strlen(bad[i]), 20,
+                                            keep_but_free, &asked, &names,
+                                            &n, why, sizeof(why)), -1);
+        assert_null(names);
+        assert_true(why[0] != '\0');
+    }
+}
+
+
 int
 main(void)
 {
@@ -347,6 +430,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_models_buffer_too_small, setup,
                                         teardown),
         cmocka_unit_test(test_models_pages),
+        cmocka_unit_test(test_model_list_read),
     };
 
     return cmocka_run_group_tests_name("models", tests, NULL, NULL);
