@@ -334,6 +334,8 @@ subtest 'policyd -t checks models_from' => sub {
                                                models_from => { url => 'ftp://x/models' } },
         'routes.s/*.models_from.refresh_ms' => { steps => [ { provider => 'local', model => '*' } ],
                                                models_from => { refresh_ms => 5 } },
+        'routes.v/*.models_from.url'      => { steps => [ { provider => 'local', model => '*' } ],
+                                               models_from => { url => 'https://u:p@x/models' } },
         'routes.t/*.models_from.nope'     => { steps => [ { provider => 'local', model => '*' } ],
                                                models_from => { nope => 1 } },
         'routes.u/*.models_from.send_key' => { steps => [ { provider => 'local', model => '*' } ],

@@ -381,7 +381,8 @@ failed:
 
     tg_log_warn("models of route \"%s\": %s: %s; %s, next try in %u ms",
                 kp->route, kp->url, why,
-                kp->names ? "the last list stays" : "its \"models\" are listed",
+                kp->names ? "the last list stays"
+                          : "its \"models\" are listed",
                 next);
 
     tg_model_again(kp, next);

@@ -143,8 +143,8 @@ tg_load_routes(tg_loader *ld, const cJSON *root)
 
 /*
  * A route named "prefix*": "allow" and "deny", globs of what follows the
- * prefix (openai/ and a star, a star and :free), and "models", the ones /v1/models lists,
- * each of them allowed.
+ * prefix (openai/ and a star, a star and :free), and "models", the ones
+ * /v1/models lists, each of them allowed.
  */
 
 static void
@@ -331,8 +331,9 @@ tg_load_route_models_from(tg_loader *ld, tg_route *rt, const cJSON *item,
     const char *path)
 {
     int                 n;
-    char                sub[TG_PATH_LEN], *url;
+    char                sub[TG_PATH_LEN], one[TG_PATH_LEN], *url;
     size_t              size;
+    const char         *host, *at;
     const cJSON        *v;
     const tg_provider  *pr;
 
@@ -365,6 +366,21 @@ tg_load_route_models_from(tg_loader *ld, tg_route *rt, const cJSON *item,
                           &rt->models_timeout_ms);
 
     tg_load_url(ld, v, "url", sub, &rt->models_url);
+
+    /* policyd logs the URL of a failed fetch: no credentials in it */
+
+    if (rt->models_url != NULL) {
+        host = strstr(rt->models_url, "://") + 3;
+        at = strchr(host, '@');
+
+        if (at != NULL && at < host + strcspn(host, "/?#")) {
+            tg_key_path(one, sub, "url");
+            tg_load_error(ld, one, "a URL with credentials (\"user@\"): "
+                          "the provider's key goes with \"send_key\"");
+            rt->models_url = NULL;
+            return;
+        }
+    }
 
     rt->models_send_key = rt->models_url == NULL;
     (void) tg_member_bool(ld, v, "send_key", sub, &rt->models_send_key);
