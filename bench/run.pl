@@ -260,6 +260,8 @@ print "\nresults: $DIR/results.json\n";
 
 stop_all();
 
+exit 0 unless $result{chat}{32};
+
 printf "ratio_vs_nginx_proxy=%.3f%s\n", $result{chat}{32}{ratio},
        $result{bodies}{'100k-c8'}
        ? sprintf(' ratio_100k_c8=%.3f', $result{bodies}{'100k-c8'}{ratio}) : '';
