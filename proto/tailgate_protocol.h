@@ -131,19 +131,39 @@
 #define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
                                            to be left alone this long */
 
+/* DECISION: this attempt's own timeouts (docs/protocol.md, "Timeouts") */
+#define TG_F_CONNECT_MS             74  /* u32: to connect to the provider */
+#define TG_F_FIRST_BYTE_MS          75  /* u32: from the request sent to
+                                           the response's header */
+#define TG_F_IDLE_MS                76  /* u32: between two reads of the
+                                           response's body */
+
+/* DECISION: what the provider must not learn of the client */
+#define TG_F_DROP_HEADERS           77  /* str: lowercase header names, one
+                                           per "\n"-ended line; a final
+                                           "*" makes a prefix */
+#define TG_F_USER_AGENT             78  /* str: the User-Agent sent in place
+                                           of the client's */
+
+/* MODELS, MODEL_LIST: a list in pages (docs/protocol.md, "Models") */
+#define TG_F_CURSOR                 79  /* str: MODELS: the page after the
+                                           route of this name */
+#define TG_F_NEXT                   83  /* str: MODEL_LIST: more follow;
+                                           the cursor to ask them with */
+
 /* traces (docs/protocol.md, "Traces"), only to a policyd that traces */
-#define TG_F_TRACEPARENT            74  /* str: REPORT, SPAN_END: the
+#define TG_F_TRACEPARENT            84  /* str: REPORT, SPAN_END: the
                                            attempt's W3C traceparent, as the
                                            provider got it */
-#define TG_F_PARENT_SPAN            75  /* str: 16 hex: the request's span,
+#define TG_F_PARENT_SPAN            85  /* str: 16 hex: the request's span,
                                            parent of every attempt's */
-#define TG_F_CLIENT_SPAN            76  /* str: 16 hex: the client's span
+#define TG_F_CLIENT_SPAN            86  /* str: 16 hex: the client's span
                                            the request continues */
-#define TG_F_START_MS               77  /* str: decimal Unix ms: when the
+#define TG_F_START_MS               87  /* str: decimal Unix ms: when the
                                            request started */
-#define TG_F_TRACE_FINAL            78  /* u8: REPORT: no attempt follows,
+#define TG_F_TRACE_FINAL            88  /* u8: REPORT: no attempt follows,
                                            the request's span ends */
-#define TG_F_TRACE                  79  /* u8: HELLO_OK: 1 when policyd
+#define TG_F_TRACE                  89  /* u8: HELLO_OK: 1 when policyd
                                            exports traces */
 
 
@@ -159,6 +179,10 @@
 #define TG_FALLBACK_TIMEOUT         0x02
 #define TG_FALLBACK_5XX             0x04
 #define TG_FALLBACK_429             0x08
+#define TG_FALLBACK_AUTH            0x10    /* the provider refused the
+                                               gateway: 401, 402, 403;
+                                               only where a route's "on"
+                                               names "auth" */
 
 
 /* TG_F_STATUS of an ERROR frame */

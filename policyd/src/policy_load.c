@@ -33,7 +33,7 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
     "lease_recovery_ms", "log_level", "log_format",
-    "providers", "routes", "limits", "usage", "redis", "jwks",
+    "providers", "routes", "limits", "usage", "redis", "scrub", "jwks",
     "upstream_dns", NULL
 };
 
@@ -368,6 +368,7 @@ tg_load_top(tg_loader *ld, const cJSON *root)
         }
     }
 
+    tg_load_scrub(ld, root);
     tg_load_providers(ld, root);
     tg_load_routes(ld, root);
     tg_load_limits(ld, root);

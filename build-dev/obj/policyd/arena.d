@@ -1,0 +1,2 @@
+/work/wt-ops/build-dev/obj/policyd/arena.o: src/arena.c src/arena.h
+src/arena.h:

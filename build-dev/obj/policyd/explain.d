@@ -1,0 +1,24 @@
+/work/wt-ops/build-dev/obj/policyd/explain.o: src/explain.c src/decide.h \
+ src/policy.h src/arena.h src/errors.h src/jwks_conf.h src/limits_conf.h \
+ src/redis_conf.h src/dns_conf.h src/log.h src/price.h \
+ ../proto/tailgate_names.h src/state.h src/limits_store.h src/explain.h \
+ src/proto.h ../proto/tailgate_protocol.h ../proto/tailgate_names.h \
+ src/sock.h
+src/decide.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/log.h:
+src/price.h:
+../proto/tailgate_names.h:
+src/state.h:
+src/limits_store.h:
+src/explain.h:
+src/proto.h:
+../proto/tailgate_protocol.h:
+../proto/tailgate_names.h:
+src/sock.h:

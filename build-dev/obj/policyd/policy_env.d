@@ -1,0 +1,16 @@
+/work/wt-ops/build-dev/obj/policyd/policy_env.o: src/policy_env.c \
+ src/env.h src/errors.h src/policy_json.h src/policy.h src/arena.h \
+ src/jwks_conf.h src/limits_conf.h src/redis_conf.h src/dns_conf.h \
+ src/log.h src/price.h ../proto/tailgate_names.h
+src/env.h:
+src/errors.h:
+src/policy_json.h:
+src/policy.h:
+src/arena.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/log.h:
+src/price.h:
+../proto/tailgate_names.h:

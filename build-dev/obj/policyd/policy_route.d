@@ -1,0 +1,18 @@
+/work/wt-ops/build-dev/obj/policyd/policy_route.o: src/policy_route.c \
+ src/policy_json.h src/policy.h src/arena.h src/errors.h src/jwks_conf.h \
+ src/limits_conf.h src/redis_conf.h src/dns_conf.h src/log.h src/price.h \
+ ../proto/tailgate_names.h ../proto/tailgate_protocol.h \
+ ../proto/tailgate_names.h
+src/policy_json.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/log.h:
+src/price.h:
+../proto/tailgate_names.h:
+../proto/tailgate_protocol.h:
+../proto/tailgate_names.h:

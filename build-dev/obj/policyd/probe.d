@@ -1,0 +1,16 @@
+/work/wt-ops/build-dev/obj/policyd/probe.o: src/probe.c src/log.h \
+ src/probe.h src/policy.h src/arena.h src/errors.h src/jwks_conf.h \
+ src/limits_conf.h src/redis_conf.h src/dns_conf.h src/price.h \
+ ../proto/tailgate_names.h src/version.h
+src/log.h:
+src/probe.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/price.h:
+../proto/tailgate_names.h:
+src/version.h:

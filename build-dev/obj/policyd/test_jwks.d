@@ -1,0 +1,19 @@
+/work/wt-ops/build-dev/obj/policyd/test_jwks.o: tests/test_jwks.c \
+ src/jwks_cache.h src/jwks_conf.h ../proto/tailgate_jwks.h \
+ tests/tg_test.h src/errors.h src/policy.h src/arena.h src/errors.h \
+ src/limits_conf.h src/redis_conf.h src/dns_conf.h src/log.h src/price.h \
+ ../proto/tailgate_names.h
+src/jwks_cache.h:
+src/jwks_conf.h:
+../proto/tailgate_jwks.h:
+tests/tg_test.h:
+src/errors.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/log.h:
+src/price.h:
+../proto/tailgate_names.h:

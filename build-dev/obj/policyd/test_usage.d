@@ -1,0 +1,28 @@
+/work/wt-ops/build-dev/obj/policyd/test_usage.o: tests/test_usage.c \
+ src/decide.h src/policy.h src/arena.h src/errors.h src/jwks_conf.h \
+ src/limits_conf.h src/redis_conf.h src/dns_conf.h src/log.h src/price.h \
+ ../proto/tailgate_names.h src/state.h src/limits_store.h src/policy.h \
+ src/price.h ../proto/tailgate_protocol.h ../proto/tailgate_names.h \
+ tests/tg_test.h src/errors.h src/usage.h src/proto.h src/usage_read.h
+src/decide.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/log.h:
+src/price.h:
+../proto/tailgate_names.h:
+src/state.h:
+src/limits_store.h:
+src/policy.h:
+src/price.h:
+../proto/tailgate_protocol.h:
+../proto/tailgate_names.h:
+tests/tg_test.h:
+src/errors.h:
+src/usage.h:
+src/proto.h:
+src/usage_read.h:

@@ -1,0 +1,21 @@
+/work/wt-ops/build-dev/obj/policyd/usage.o: src/usage.c src/log.h \
+ src/usage.h src/policy.h src/arena.h src/errors.h src/jwks_conf.h \
+ src/limits_conf.h src/redis_conf.h src/dns_conf.h src/price.h \
+ ../proto/tailgate_names.h src/proto.h ../proto/tailgate_protocol.h \
+ ../proto/tailgate_names.h src/state.h src/limits_store.h
+src/log.h:
+src/usage.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/price.h:
+../proto/tailgate_names.h:
+src/proto.h:
+../proto/tailgate_protocol.h:
+../proto/tailgate_names.h:
+src/state.h:
+src/limits_store.h:

@@ -1,0 +1,21 @@
+/work/wt-ops/build-dev/obj/policyd/usage_record.o: src/usage_record.c \
+ ../proto/tailgate_protocol.h ../proto/tailgate_names.h src/usage.h \
+ src/policy.h src/arena.h src/errors.h src/jwks_conf.h src/limits_conf.h \
+ src/redis_conf.h src/dns_conf.h src/log.h src/price.h \
+ ../proto/tailgate_names.h src/proto.h src/state.h src/limits_store.h
+../proto/tailgate_protocol.h:
+../proto/tailgate_names.h:
+src/usage.h:
+src/policy.h:
+src/arena.h:
+src/errors.h:
+src/jwks_conf.h:
+src/limits_conf.h:
+src/redis_conf.h:
+src/dns_conf.h:
+src/log.h:
+src/price.h:
+../proto/tailgate_names.h:
+src/proto.h:
+src/state.h:
+src/limits_store.h:
