@@ -182,7 +182,8 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     if (srv.model_lists == NULL
         || tg_model_fetcher_configure(srv.model_lists, policy) != 0)
     {
-        tg_log_error("out of memory for the model lists");
+        tg_log_error("models.no_memory", "",
+                     "out of memory for the model lists");
         goto done;
     }
 
@@ -479,7 +480,8 @@ tg_reload(tg_server *srv)
     }
 
     if (tg_model_fetcher_configure(srv->model_lists, np) != 0) {
-        tg_log_error("out of memory for the model lists: some routes list "
+        tg_log_error("models.no_memory", "",
+                     "out of memory for the model lists: some routes list "
                      "their \"models\" only");
     }
 
