@@ -288,6 +288,11 @@ typedef struct {
     unsigned                     stream_usage:1;  /* ask for it (decision) */
     unsigned                     usage_asked:1;  /* this body asks for it */
     unsigned                     special_sent:1;
+    unsigned                     translate:1;    /* responses via chat */
+
+    /* the chat answer becoming a Responses answer */
+    struct ngx_tailgate_xlat_s  *xlat;
+    ngx_uint_t                   native_events;  /* a responses stream's */
 } ngx_http_tailgate_ctx_t;
 
 
@@ -457,6 +462,21 @@ void ngx_tailgate_body_restore(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *spec);
+
+/* ngx_tailgate_translate_req.c: a responses request for a chat provider */
+ngx_int_t ngx_tailgate_translate_request(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *body,
+    ngx_int_t *rc);
+
+/* ngx_tailgate_translate.c: the chat answer to it, on its way */
+void ngx_tailgate_translate_start(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+ngx_int_t ngx_tailgate_translate_body(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
+void ngx_tailgate_translate_sent(ngx_http_tailgate_ctx_t *ctx,
+    ngx_chain_t *out);
+ngx_int_t ngx_tailgate_translate_broken(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, const char *message, ngx_chain_t **out);
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);
