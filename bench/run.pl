@@ -12,12 +12,18 @@
 #      decision, model rewrite, proxy)
 # A and B alternate in rounds after a discarded warm-up; ratios are the
 # medians of per-round ratios.  A run with socket errors or non-2xx answers
-# is rejected.  The last line is ratio_vs_nginx_proxy=<B/A RPS at -c32>.
+# is rejected.  The last line is ratio_vs_nginx_proxy=<B/A RPS at -c32>
+# ratio_100k_c8=<B/A RPS with 100 KB bodies at -c8>.
 #
 # BENCH_QUICK=1     fewer rounds and shorter runs (about 2 minutes)
 # BENCH_SECONDS     seconds per wrk run (5; quick 2)
 # BENCH_ROUNDS      measured rounds (5; quick 2)
 # BENCH_MILLION     requests for the RSS check (1000000; quick 200000)
+# BENCH_VS=TREE     also a second gateway (V) with the build of another
+#                   checkout (TREE/build, TREE/conf/tailgate, its own
+#                   policyd), measured in the same rounds as A and B: a
+#                   change's before/after in one run
+# BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
 
 use strict;
 use warnings;
@@ -43,11 +49,13 @@ my $MILLION = $ENV{BENCH_MILLION} // ($QUICK ? 200_000 : 1_000_000);
 my $NGINX = $ENV{TAILGATE_NGINX} // '/usr/sbin/nginx';
 my $MODULE = $ENV{TAILGATE_MODULE} // "$ROOT/build/ngx_tailgate_module.so";
 my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
+my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
+my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
 my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104,
-            a_sse => 19105);
+            a_sse => 19105, v => 19106);
 my %proc;      # name => pid
 my %result;    # everything measured, also written as JSON
 
@@ -90,6 +98,37 @@ if (my $r = $result{chat}{1}) {
            $r->{b_p50} - $r->{a_p50}, $r->{b_p99} - $r->{a_p99};
 }
 
+if ($VS) {
+    section("this build (B) and $VS (V) in the same rounds, 1 KB");
+    printf "%5s %10s %10s %10s %7s %7s %7s %8s %8s %8s\n",
+           '-c', 'A rps', 'B rps', 'V rps', 'B/A', 'V/A', 'B/V',
+           'A cpu', 'B cpu', 'V cpu';
+
+    for my $c (1, 32) {
+        my $r = compare_vs($c, 'body-1k-start.json');
+        $result{vs}{$c} = $r;
+
+        printf "%5d %10.0f %10.0f %10.0f %7.3f %7.3f %7.3f %6.2fus "
+             . "%6.2fus %6.2fus\n",
+               $c, $r->{a_rps}, $r->{b_rps}, $r->{v_rps}, $r->{ratio},
+               $r->{v_ratio}, $r->{b_vs_v}, $r->{a_cpu}, $r->{b_cpu},
+               $r->{v_cpu};
+    }
+}
+
+goto DONE if $ONLY_VS;
+
+section('readers alone: CPU per body or answer (bench/json_read.c, usage_read.c)');
+for (split /\n/, run_capture("taskset -c 0 $DIR/usage_read; "
+                              . "taskset -c 0 $DIR/json_read; "
+                              . "taskset -c 0 $DIR/json_read_scalar "
+                              . "| sed 's/^json_scan/json_scan_scalar/'")) {
+    my ($name, $ns, $bytes) = split ' ';
+    $result{readers}{$name} = { ns => $ns, bytes => $bytes };
+    printf "%-12s %7d bytes %9.2f us %8.2f GB/s\n", $name, $bytes,
+           $ns / 1000, $bytes / $ns;
+}
+
 section('authentication at -c8: API key, JWT remembered, JWT verified anew');
 printf "%-26s %10s %9s %9s %9s\n", 'credential', 'rps', 'p50', 'cpu', '+cpu';
 
@@ -113,20 +152,28 @@ for my $case (['API key', 'key'],
            $r->{p50}, $r->{cpu}, $r->{cpu} - $key_run->{cpu};
 }
 
-section('body sizes at -c1 (model near the start / near the end)');
-printf "%8s %6s %10s %10s %7s %9s %9s %10s\n",
-       'body', 'model', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'added p50';
+section('body sizes: model near the start; at -c1 and -c8');
+printf "%8s %3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
+       'body', '-c', 'A rps', 'B rps', 'B/A', 'A cpu', 'B cpu', '+cpu',
+       'A flt', 'B flt';
 
-for my $size ($QUICK ? qw(1k 1m) : qw(1k 10k 100k 1m)) {
-    for my $where (qw(start end)) {
-        my $r = compare(1, "body-$size-$where.json", rounds => $QUICK ? 1 : 3);
-        $result{bodies}{"$size-$where"} = $r;
+for my $size ($QUICK ? qw(1k 100k 1m) : qw(1k 10k 100k 200k 500k 1m)) {
+    for my $c (1, 8) {
+        my $r = compare($c, "body-$size-start.json", rounds => $QUICK ? 1 : 3);
+        $result{bodies}{"$size-c$c"} = $r;
 
-        printf "%8s %6s %10.0f %10.0f %7.3f %7.0fus %7.0fus %8.0fus\n",
-               $size, $where, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
-               $r->{a_p50}, $r->{b_p50}, $r->{b_p50} - $r->{a_p50};
+        printf "%8s %3d %10.0f %10.0f %7.3f %7.1fus %7.1fus %6.1fus "
+             . "%8.1f %8.1f\n",
+               $size, $c, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
+               $r->{a_cpu}, $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu},
+               $r->{a_faults}, $r->{b_faults};
     }
 }
+
+my $end = compare(1, 'body-1m-end.json', rounds => $QUICK ? 1 : 3);
+$result{bodies}{'1m-end-c1'} = $end;
+printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
+       $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
 
 section('policyd alone: decisions on one core (CPU0), client on CPU1');
 for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
@@ -171,12 +218,15 @@ printf "policyd down:            %8.0f rps of 503, p99 %6.0f us\n",
 printf "policyd 50 ms per answer: %7.0f rps, p50 %6.1f ms (one worker, "
      . "nothing blocks)\n", $f->{slow_rps}, $f->{slow_p50} / 1000;
 
+DONE:
 write_file("$DIR/results.json", JSON::PP->new->canonical->pretty->encode(\%result));
 print "\nresults: $DIR/results.json\n";
 
 stop_all();
 
-printf "ratio_vs_nginx_proxy=%.3f\n", $result{chat}{32}{ratio};
+printf "ratio_vs_nginx_proxy=%.3f%s\n", $result{chat}{32}{ratio},
+       $result{bodies}{'100k-c8'}
+       ? sprintf(' ratio_100k_c8=%.3f', $result{bodies}{'100k-c8'}{ratio}) : '';
 
 exit 0;
 
@@ -212,11 +262,41 @@ sub compare {
         b_p99 => median(map { $_->{p99} } @b),
         a_cpu => median(map { $_->{cpu_us} } @a),
         b_cpu => median(map { $_->{cpu_us} } @b),
+        a_faults => median(map { $_->{faults} } @a),
+        b_faults => median(map { $_->{faults} } @b),
         rounds => $rounds,
     };
 }
 
-# one wrk run against A or B; CPU per request of the worker and policyd
+# A, B and V (BENCH_VS) in turn: the ratios of each round, then medians
+
+sub compare_vs {
+    my ($c, $body) = @_;
+
+    my (%run, @ratio, @v_ratio, @b_vs_v);
+
+    wrk($_, $c, $body, 1) for qw(a b v);
+
+    for (1 .. $ROUNDS) {
+        my %r = map { $_ => wrk($_, $c, $body) } qw(a b v);
+        push @{ $run{$_} }, $r{$_} for keys %r;
+        push @ratio, $r{b}{rps} / $r{a}{rps};
+        push @v_ratio, $r{v}{rps} / $r{a}{rps};
+        push @b_vs_v, $r{b}{rps} / $r{v}{rps};
+    }
+
+    my %m = (ratio => median(@ratio), v_ratio => median(@v_ratio),
+             b_vs_v => median(@b_vs_v), rounds => $ROUNDS);
+
+    for my $w (qw(a b v)) {
+        $m{"${w}_rps"} = median(map { $_->{rps} } @{ $run{$w} });
+        $m{"${w}_cpu"} = median(map { $_->{cpu_us} } @{ $run{$w} });
+    }
+
+    return \%m;
+}
+
+# one wrk run against A, B or V; CPU per request of the worker and policyd
 
 sub wrk {
     my ($which, $c, $body, $warmup, %opt) = @_;
@@ -225,13 +305,17 @@ sub wrk {
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
     my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens}) : lua($body);
 
-    my @pids = (worker_pid(), $proc{policyd} // ());
+    my @pids = $which eq 'v'
+               ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
+               : (worker_pid(), $proc{policyd} // ());
     my $cpu0 = cpu_ticks(@pids);
+    my $flt0 = faults($pids[0]);
 
     my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
                           . "-s $script http://127.0.0.1:$port/v1/chat/completions");
 
     my $cpu1 = cpu_ticks(@pids);
+    my $flt1 = faults($pids[0]);
 
     my ($requests) = $out =~ /(\d+) requests in/;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -250,6 +334,7 @@ sub wrk {
         p50     => latency($out, '50%'),
         p99     => latency($out, '99%'),
         cpu_us  => ($cpu1 - $cpu0) / $CLK_TCK * 1e6 / $requests,
+        faults  => ($flt1 - $flt0) / $requests,
         out     => $out,
     };
 }
@@ -411,6 +496,32 @@ sub setup {
            '-o', "$DIR/policyd_load") == 0
         or die "cannot build bench/policyd_load.c\n";
 
+    # the usage reader alone, built as the module builds it
+    my $ngx = "$ROOT/build/nginx";
+    system('gcc', '-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror',
+           '-Wno-unused-parameter',
+           (map { "-I$ngx/$_" } qw(src/core src/event src/event/modules
+                                   src/os/unix objs)),
+           "-I$ROOT/ngx_tailgate_module", "$ROOT/bench/usage_read.c",
+           "$ROOT/ngx_tailgate_module/ngx_tailgate_usage.c",
+           '-o', "$DIR/usage_read") == 0
+        or die "cannot build bench/usage_read.c (make all first)\n";
+
+    # the JSON scanner alone, as built (SSE2) and scalar
+    for my $v (['json_read', ''], ['json_read_scalar', '-DNGX_TAILGATE_SCALAR']) {
+        system(join ' ', 'gcc -std=gnu11 -O2 -Wall -Wextra -Werror',
+               '-Wno-unused-parameter', $v->[1],
+               (map { "-I$ngx/$_" } qw(src/core src/event src/event/modules
+                                       src/os/unix objs src/http
+                                       src/http/modules src/http/v2)),
+               (map { "-I$ROOT/$_" } qw(ngx_tailgate_module proto fuzz/ngx
+                                        fuzz/harness)),
+               "$ROOT/bench/json_read.c",
+               "$ROOT/ngx_tailgate_module/ngx_tailgate_json.c",
+               "$ROOT/fuzz/ngx/ngx_shim.c", "-o $DIR/$v->[0]") == 0
+            or die "cannot build bench/json_read.c\n";
+    }
+
     write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
 
     # JWT: an RSA and an EC key; one token each to repeat, and more tokens
@@ -562,9 +673,11 @@ $common
 }
 EOF
 
+    setup_vs() if $VS;
+
     # request bodies: 1 KB to 1 MB, the model near the start or the end
     my %size = ('1k' => 1024, '10k' => 10_240, '100k' => 102_400,
-                '1m' => 1_048_576);
+                '200k' => 204_800, '500k' => 512_000, '1m' => 1_048_576);
 
     for my $name (keys %size) {
         my $fill = 'x' x ($size{$name} - 80);
@@ -573,6 +686,49 @@ EOF
         write_file("$DIR/body-$name-start.json", qq({"model":"bench",$msgs}));
         write_file("$DIR/body-$name-end.json", qq({$msgs,"model":"bench"}));
     }
+}
+
+# V: the other checkout's module, conf and policyd, on its own port and
+# socket, with the same keys, policy and provider
+
+sub setup_vs {
+    -f "$VS/build/ngx_tailgate_module.so" && -x "$VS/build/policyd"
+        or die "BENCH_VS=$VS: build it first (make -C $VS all)\n";
+
+    make_path("$DIR/gv");
+    symlink("$VS/conf/tailgate", "$DIR/gv/tailgate");
+
+    write_file("$DIR/gv/nginx.conf", <<"EOF");
+load_module $VS/build/ngx_tailgate_module.so;
+worker_processes 1;
+daemon off;
+pid $DIR/gv/nginx.pid;
+error_log $DIR/gv/error.log warn;
+@{[ $> == 0 ? 'user root;' : '' ]}
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/gv/body;
+    proxy_temp_path $DIR/gv/proxy;
+
+    tailgate_policyd unix:$DIR/policyd-vs.sock;
+    tailgate_keys $DIR/keys;
+
+    upstream tg_fake {
+        server 127.0.0.1:$PORT{provider};
+        keepalive 256;
+    }
+
+    tailgate_private_upstream tg_fake;
+
+    server {
+        listen 127.0.0.1:$PORT{v} backlog=4096;
+        keepalive_requests 1000000;
+
+        include tailgate/locations.conf;
+    }
+}
+EOF
 }
 
 sub start_all {
@@ -589,8 +745,19 @@ sub start_all {
     spawn('gateway', "$DIR/gw/out.log", 'taskset', '-c', '0', $NGINX,
           '-p', "$DIR/gw/", '-c', "$DIR/gw/nginx.conf");
 
-    wait_port($_) for values %PORT;
+    if ($VS) {
+        unlink "$DIR/policyd-vs.sock";
+        spawn('policyd_vs', "$DIR/policyd-vs.log", 'taskset', '-c', '0',
+              "$VS/build/policyd", '-c', "$DIR/policy.json",
+              '-s', "$DIR/policyd-vs.sock");
+        wait_for(sub { -S "$DIR/policyd-vs.sock" }, 'the V policyd socket');
+        spawn('gateway_vs', "$DIR/gv/out.log", 'taskset', '-c', '0', $NGINX,
+              '-p', "$DIR/gv/", '-c', "$DIR/gv/nginx.conf");
+    }
+
+    wait_port($_) for grep { $VS || $_ != $PORT{v} } values %PORT;
     wait_for(sub { worker_pid() }, 'the gateway worker');
+    wait_for(sub { worker_pid('gateway_vs') }, 'the V gateway worker') if $VS;
 
     # one request through B proves the whole path before measuring
     my $probe = run_capture("curl -s -o /dev/null -w '%{http_code}' "
@@ -662,7 +829,7 @@ sub stop_all {
 
 # the gateway's worker, and with policyd running its pid: for /proc
 sub worker_pid {
-    my $master = $proc{gateway} or return;
+    my $master = $proc{ $_[0] // 'gateway' } or return;
 
     # taskset exec()s nginx: the master is that pid
     for my $p (glob '/proc/[0-9]*') {
@@ -745,6 +912,13 @@ sub cpu_ticks {
     }
 
     return $sum;
+}
+
+# minor page faults of the process so far: memory touched anew
+sub faults {
+    my ($pid) = @_;
+    my $stat = read_file("/proc/$pid/stat", 1) or return 0;
+    return (split ' ', (split /\)\s+/, $stat, 2)[1])[7];
 }
 
 sub rss {

@@ -131,6 +131,13 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       offsetof(ngx_http_tailgate_main_conf_t, jwt_cache_size),
       NULL },
 
+    { ngx_string("tailgate_trusted_network"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_tailgate_trusted_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tailgate_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_tailgate_cors_directive,
@@ -345,6 +352,7 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
     conf->jwt_leeway = NGX_CONF_UNSET;
     conf->jwt_claims = NGX_CONF_UNSET_PTR;
     conf->cors_origins = NGX_CONF_UNSET_PTR;
+    conf->trusted = NGX_CONF_UNSET_PTR;
     conf->explain = NGX_CONF_UNSET;
 
     return conf;
@@ -372,6 +380,7 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->jwt_audience, prev->jwt_audience, "");
     ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 30);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
+    ngx_conf_merge_ptr_value(conf->trusted, prev->trusted, NULL);
     ngx_conf_merge_ptr_value(conf->jwt_claims, prev->jwt_claims, NULL);
     ngx_conf_merge_str_value(conf->fallback, prev->fallback, "");
     ngx_conf_merge_value(conf->explain, prev->explain, 1);
@@ -413,10 +422,13 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                                   ngx_http_tailgate_module);
         tmcf->enabled = 1;
 
-        if (conf->keys == NULL && conf->jwt_keys == NULL) {
+        if (conf->keys == NULL && conf->jwt_keys == NULL
+            && conf->trusted == NULL)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"tailgate on\" needs \"tailgate_keys\" or "
-                               "\"tailgate_jwt_key\"");
+                               "\"tailgate on\" needs \"tailgate_keys\", "
+                               "\"tailgate_jwt_key\" or "
+                               "\"tailgate_trusted_network\"");
             return NGX_CONF_ERROR;
         }
     }
@@ -599,7 +611,7 @@ ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_tailgate_crypto_init_worker(cycle) != NGX_OK
-        || ngx_tailgate_auth_init_worker(cycle) != NGX_OK
+        || ngx_tailgate_auth_init_worker(cycle, &tmcf->keys) != NGX_OK
         || ngx_tailgate_cache_init(cycle, tmcf->cache_size) != NGX_OK
         || ngx_tailgate_jwt_init_worker(cycle, tmcf->jwt_cache_size)
            != NGX_OK)

@@ -15,6 +15,12 @@
  *       [routes=r1,r2] [limit=NAME] [expires=YYYY-MM-DD[THH:MM:SSZ]]
  * Blank lines and lines starting with '#' are ignored.  bin/tailgate-key
  * writes them.
+ *
+ * The file is read when nginx reads its configuration, and again by each
+ * worker when its timer sees that the file changed (ngx_tailgate_keys_check):
+ * a version that parses whole replaces the table, one that does not is
+ * logged once and the last good table stays.  A table that was replaced
+ * lives on until the last request holding one of its identities is done.
  */
 
 
@@ -25,16 +31,33 @@
 #include <openssl/rand.h>
 
 
-#define NGX_TAILGATE_MAX_KEY_FILE     (16 * 1024 * 1024)
+#define NGX_TAILGATE_MAX_KEY_FILE     (256 * 1024 * 1024)
+
+/*
+ * A worker reads a changed key file in its event loop: up to this much
+ * (about 200k keys, some 20 ms from the page cache); a larger one waits
+ * for nginx -s reload, which the master reads.
+ */
+#define NGX_TAILGATE_MAX_LIVE_KEY_FILE  (16 * 1024 * 1024)
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
 #define NGX_TAILGATE_MAX_CREDENTIAL   8192
+#define NGX_TAILGATE_KEYS_CHECK       1000       /* ms between stat()s */
 
 
-static char *ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys,
-    u_char *p, u_char *end);
-static char *ngx_tailgate_keys_attribute(ngx_conf_t *cf,
-    ngx_tailgate_identity_t *id, u_char *p, u_char *end);
-static ngx_int_t ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys,
+static ngx_int_t ngx_tailgate_keys_parse(ngx_pool_t *pool,
+    ngx_tailgate_key_table_t *table, u_char *p, u_char *end,
+    ngx_uint_t *line, char **why);
+static void ngx_tailgate_keys_timer_handler(ngx_event_t *ev);
+static void ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys,
+    ngx_log_t *log);
+static ngx_int_t ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys,
+    ngx_file_info_t *fi, ngx_log_t *log);
+static void ngx_tailgate_keys_refuse(ngx_tailgate_keys_t *keys,
+    ngx_file_info_t *fi);
+static ngx_uint_t ngx_tailgate_same_file(ngx_file_info_t *a,
+    ngx_file_info_t *b);
+static void ngx_tailgate_key_table_release(void *data);
+static ngx_int_t ngx_tailgate_keys_insert(ngx_tailgate_key_table_t *table,
     u_char *digest, ngx_tailgate_identity_t *id);
 static time_t ngx_tailgate_parse_date(u_char *p, u_char *end);
 static ngx_int_t ngx_tailgate_hex_digest(u_char *hex, size_t len,
@@ -47,9 +70,26 @@ static ngx_uint_t ngx_tailgate_looks_like_jwt(ngx_str_t *token);
 static ngx_tailgate_auth_e ngx_tailgate_key_find(ngx_http_request_t *r,
     ngx_tailgate_keys_t *keys, ngx_str_t *credential,
     ngx_tailgate_key_t **slotp, const char **why);
-static ngx_tailgate_key_t *ngx_tailgate_key_lookup(ngx_tailgate_keys_t *keys,
-    u_char *digest);
+static ngx_tailgate_key_t *ngx_tailgate_key_lookup(
+    ngx_tailgate_key_table_t *table, u_char *digest);
 static void ngx_tailgate_key_memo_cleanup(void *data);
+
+
+/*
+ * Where a digest's search starts: its first 8 bytes, which SHA-256 spreads
+ * evenly.  (16 bits were too few past 64k keys: every start was taken and
+ * the probes ran long - 7.5 s to load 100k keys.)
+ */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_key_slot(ngx_tailgate_key_table_t *table, u_char *digest)
+{
+    uint64_t  h;
+
+    ngx_memcpy(&h, digest, sizeof(h));
+
+    return (ngx_uint_t) h & table->mask;
+}
 
 
 /*
@@ -64,6 +104,7 @@ static void ngx_tailgate_key_memo_cleanup(void *data);
 
 typedef struct {
     ngx_tailgate_keys_t         *keys;
+    ngx_uint_t                   generation;     /* of keys->table */
     ngx_tailgate_key_t          *slot;
     u_char                       tag[NGX_TAILGATE_SIPHASH_LEN];
 } ngx_tailgate_key_memo_t;
@@ -77,14 +118,17 @@ static ngx_int_t  ngx_tailgate_month_days[] = {
 
 static u_char  ngx_tailgate_memo_secret[NGX_TAILGATE_SIPHASH_KEY_LEN];
 
+static ngx_event_t   ngx_tailgate_keys_timer;
+static ngx_array_t  *ngx_tailgate_keys_files;    /* ngx_tailgate_keys_t * */
+
 
 char *
 ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_tailgate_keys_t **keysp)
 {
-    char                           *rv;
+    char                           *why;
     ngx_str_t                       content;
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, line;
     ngx_tailgate_keys_t            *keys, **loaded;
     ngx_http_tailgate_main_conf_t  *tmcf;
 
@@ -108,7 +152,23 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
         return NGX_CONF_ERROR;
     }
 
+    keys->table = ngx_pcalloc(cf->pool, sizeof(ngx_tailgate_key_table_t));
+    if (keys->table == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     keys->file = *file;
+
+    /*
+     * What the file was before it is read: a change while it is read is
+     * seen by the workers' timers, and read again.
+     */
+
+    if (ngx_file_info(file->data, &keys->loaded) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_file_info_n " \"%V\" failed", file);
+        return NGX_CONF_ERROR;
+    }
 
     /* the parser keeps copies of what it needs */
 
@@ -119,11 +179,19 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
         return NGX_CONF_ERROR;
     }
 
-    rv = ngx_tailgate_keys_parse(cf, keys, content.data,
-                                 content.data + content.len);
+    switch (ngx_tailgate_keys_parse(cf->pool, keys->table, content.data,
+                                    content.data + content.len, &line, &why))
+    {
+    case NGX_OK:
+        break;
 
-    if (rv != NGX_CONF_OK) {
-        return rv;
+    case NGX_DECLINED:
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "key file \"%V\", line %ui: %s", file, line, why);
+        return NGX_CONF_ERROR;
+
+    default:
+        return NGX_CONF_ERROR;
     }
 
     loaded = ngx_array_push(&tmcf->keys);
@@ -138,9 +206,14 @@ ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
 }
 
 
-static char *
-ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
-    u_char *end)
+/*
+ * The text of a key file into a table, all or nothing: NGX_OK, NGX_DECLINED
+ * with the line and what was expected, NGX_ERROR out of memory.
+ */
+
+static ngx_int_t
+ngx_tailgate_keys_parse(ngx_pool_t *pool, ngx_tailgate_key_table_t *table,
+    u_char *p, u_char *end, ngx_uint_t *linep, char **why)
 {
     char                     *rv;
     u_char                   *eol, *field, *last;
@@ -160,14 +233,16 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
 
     for (size = 8; size < 2 * (lines + 1); size <<= 1) { /* void */ }
 
-    keys->slots = ngx_pcalloc(cf->pool, size * sizeof(ngx_tailgate_key_t));
-    if (keys->slots == NULL) {
-        return NGX_CONF_ERROR;
+    table->slots = ngx_pcalloc(pool, size * sizeof(ngx_tailgate_key_t));
+    if (table->slots == NULL) {
+        return NGX_ERROR;
     }
 
-    keys->mask = size - 1;
+    table->mask = size - 1;
 
     for (line = 1; p < end; line++, p = eol + 1) {
+
+        *linep = line;
 
         eol = ngx_strlchr(p, end, '\n');
         if (eol == NULL) {
@@ -197,11 +272,8 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
         }
 
         if (ngx_tailgate_hex_digest(field, p - field, digest) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "key file \"%V\", line %ui: expected the "
-                               "SHA-256 of a key as 64 hex digits",
-                               &keys->file, line);
-            return NGX_CONF_ERROR;
+            *why = "expected the SHA-256 of a key as 64 hex digits";
+            return NGX_DECLINED;
         }
 
         while (p < last && (*p == ' ' || *p == '\t')) {
@@ -223,12 +295,9 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
         if (id.client.len == 0 || id.client.len > NGX_TAILGATE_MAX_CLIENT_ID
             || (p < last && *p != ' ' && *p != '\t'))
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "key file \"%V\", line %ui: expected a client "
-                               "id of 1-%d letters, digits and \"_-.@:\" "
-                               "after the digest", &keys->file, line,
-                               NGX_TAILGATE_MAX_CLIENT_ID);
-            return NGX_CONF_ERROR;
+            *why = "expected a client id of 1-128 letters, digits and "
+                   "\"_-.@:\" after the digest";
+            return NGX_DECLINED;
         }
 
         /* name=value attributes */
@@ -248,37 +317,40 @@ ngx_tailgate_keys_parse(ngx_conf_t *cf, ngx_tailgate_keys_t *keys, u_char *p,
                 p++;
             }
 
-            rv = ngx_tailgate_keys_attribute(cf, &id, field, p);
+            rv = ngx_tailgate_identity_attribute(pool, &id, field, p);
+
+            if (rv == NGX_CONF_ERROR) {
+                return NGX_ERROR;
+            }
 
             if (rv != NGX_CONF_OK) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "key file \"%V\", line %ui: %s",
-                                   &keys->file, line, rv);
-                return NGX_CONF_ERROR;
+                *why = rv;
+                return NGX_DECLINED;
             }
         }
 
-        id.client.data = ngx_pstrdup(cf->pool, &id.client);
+        id.client.data = ngx_pstrdup(pool, &id.client);
         if (id.client.data == NULL) {
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
 
-        if (ngx_tailgate_keys_insert(keys, digest, &id) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "key file \"%V\", line %ui: the same key "
-                               "digest appears twice", &keys->file, line);
-            return NGX_CONF_ERROR;
+        if (ngx_tailgate_keys_insert(table, digest, &id) != NGX_OK) {
+            *why = "the same key digest appears twice";
+            return NGX_DECLINED;
         }
     }
 
-    return NGX_CONF_OK;
+    return NGX_OK;
 }
 
 
-/* one "name=value"; NGX_CONF_OK or the reason it is wrong */
+/*
+ * One "name=value" of a key record or a trusted network: NGX_CONF_OK,
+ * NGX_CONF_ERROR when out of memory, or the reason it is wrong.
+ */
 
-static char *
-ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
+char *
+ngx_tailgate_identity_attribute(ngx_pool_t *pool, ngx_tailgate_identity_t *id,
     u_char *p, u_char *end)
 {
     u_char     *v, *q;
@@ -313,7 +385,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
             return "expected tenant= of 1-64 letters, digits and \"_-.@:\"";
         }
 
-        id->tenant.data = ngx_pstrdup(cf->pool, &value);
+        id->tenant.data = ngx_pstrdup(pool, &value);
         id->tenant.len = value.len;
 
         return id->tenant.data ? NGX_CONF_OK : NGX_CONF_ERROR;
@@ -337,7 +409,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
     if (ngx_tailgate_is("tags")) {
 
         if (id->tags
-            || ngx_tailgate_parse_names(cf->pool, value.data, end,
+            || ngx_tailgate_parse_names(pool, value.data, end,
                                         NGX_TAILGATE_MAX_TAGS, 0,
                                         &id->tags, &id->ntags) != NGX_OK)
         {
@@ -351,7 +423,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
     if (ngx_tailgate_is("routes")) {
 
         if (id->routes
-            || ngx_tailgate_parse_names(cf->pool, value.data, end,
+            || ngx_tailgate_parse_names(pool, value.data, end,
                                         NGX_TAILGATE_MAX_ROUTES, 1,
                                         &id->routes, &id->nroutes) != NGX_OK)
         {
@@ -373,7 +445,7 @@ ngx_tailgate_keys_attribute(ngx_conf_t *cf, ngx_tailgate_identity_t *id,
                    "once";
         }
 
-        id->limit.data = ngx_pstrdup(cf->pool, &value);
+        id->limit.data = ngx_pstrdup(pool, &value);
         id->limit.len = value.len;
 
         return id->limit.data ? NGX_CONF_OK : NGX_CONF_ERROR;
@@ -453,16 +525,16 @@ ngx_tailgate_parse_date(u_char *p, u_char *end)
 /* the digest is uniformly distributed already: its first bytes index */
 
 static ngx_int_t
-ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
+ngx_tailgate_keys_insert(ngx_tailgate_key_table_t *table, u_char *digest,
     ngx_tailgate_identity_t *id)
 {
     ngx_uint_t           i;
     ngx_tailgate_key_t  *slot;
 
-    i = ((ngx_uint_t) digest[0] << 8 | digest[1]) & keys->mask;
+    i = ngx_tailgate_key_slot(table, digest);
 
     for ( ;; ) {
-        slot = &keys->slots[i];
+        slot = &table->slots[i];
 
         if (slot->identity.client.len == 0) {
             break;
@@ -472,19 +544,19 @@ ngx_tailgate_keys_insert(ngx_tailgate_keys_t *keys, u_char *digest,
             return NGX_DECLINED;
         }
 
-        i = (i + 1) & keys->mask;
+        i = (i + 1) & table->mask;
     }
 
     ngx_memcpy(slot->digest, digest, NGX_TAILGATE_DIGEST_LEN);
     slot->identity = *id;
-    keys->count++;
+    table->count++;
 
     return NGX_OK;
 }
 
 
 ngx_int_t
-ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
+ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle, ngx_array_t *keys)
 {
     if (RAND_bytes(ngx_tailgate_memo_secret, sizeof(ngx_tailgate_memo_secret))
         != 1)
@@ -493,6 +565,24 @@ ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle)
                       "tailgate: no random bytes from OpenSSL");
         return NGX_ERROR;
     }
+
+    if (keys->nelts == 0) {
+        return NGX_OK;
+    }
+
+    /*
+     * Each worker looks at its key files once a second: one stat() each,
+     * and a read only when the file changed.
+     */
+
+    ngx_tailgate_keys_files = keys;
+
+    ngx_tailgate_keys_timer.handler = ngx_tailgate_keys_timer_handler;
+    ngx_tailgate_keys_timer.log = cycle->log;
+    ngx_tailgate_keys_timer.data = keys;
+    ngx_tailgate_keys_timer.cancelable = 1;
+
+    ngx_add_timer(&ngx_tailgate_keys_timer, NGX_TAILGATE_KEYS_CHECK);
 
     return NGX_OK;
 }
@@ -503,6 +593,242 @@ ngx_tailgate_auth_exit_worker(void)
 {
     ngx_explicit_memzero(ngx_tailgate_memo_secret,
                          sizeof(ngx_tailgate_memo_secret));
+
+    if (ngx_tailgate_keys_timer.timer_set) {
+        ngx_del_timer(&ngx_tailgate_keys_timer);
+    }
+
+    ngx_tailgate_keys_files = NULL;
+}
+
+
+static void
+ngx_tailgate_keys_timer_handler(ngx_event_t *ev)
+{
+    ngx_uint_t            i;
+    ngx_tailgate_keys_t **keys;
+
+    if (ngx_exiting || ngx_tailgate_keys_files == NULL) {
+        return;
+    }
+
+    keys = ngx_tailgate_keys_files->elts;
+
+    for (i = 0; i < ngx_tailgate_keys_files->nelts; i++) {
+        ngx_tailgate_keys_check(keys[i], ev->log);
+    }
+
+    ngx_add_timer(ev, NGX_TAILGATE_KEYS_CHECK);
+}
+
+
+/* a changed file is read again; a gone or refused one is logged once */
+
+static void
+ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys, ngx_log_t *log)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_file_info(keys->file.data, &fi) == NGX_FILE_ERROR) {
+
+        if (!keys->missing) {
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                          "tailgate: key file \"%V\" cannot be read; the "
+                          "last good keys stay in use", &keys->file);
+            keys->missing = 1;
+        }
+
+        return;
+    }
+
+    keys->missing = 0;
+
+    if (ngx_tailgate_same_file(&fi, &keys->loaded)
+        || (keys->has_refused && ngx_tailgate_same_file(&fi, &keys->refused)))
+    {
+        return;
+    }
+
+    if (ngx_tailgate_keys_reread(keys, &fi, log) == NGX_DECLINED) {
+        ngx_tailgate_keys_refuse(keys, &fi);
+    }
+}
+
+
+/*
+ * A new version of the file, read whole and parsed into a pool of its own.
+ * NGX_OK: it replaced the table; NGX_DECLINED: it was refused and logged;
+ * NGX_AGAIN: it changed while it was read, or memory ran out: next time.
+ */
+
+static ngx_int_t
+ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
+    ngx_log_t *log)
+{
+    char                      *why;
+    u_char                    *buf;
+    size_t                     size;
+    ssize_t                    n;
+    ngx_fd_t                   fd;
+    ngx_int_t                  rc;
+    ngx_uint_t                 line;
+    ngx_pool_t                *pool;
+    ngx_file_info_t            after;
+    ngx_tailgate_key_table_t  *table, *old;
+
+    size = (size_t) ngx_file_size(fi);
+
+    if (size > NGX_TAILGATE_MAX_LIVE_KEY_FILE) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tailgate: key file \"%V\" is larger than the %uz "
+                      "bytes a worker reads again by itself; the last good "
+                      "keys stay in use until nginx -s reload", &keys->file,
+                      (size_t) NGX_TAILGATE_MAX_LIVE_KEY_FILE);
+        return NGX_DECLINED;
+    }
+
+    /* a file cut short to nothing is more likely torn than meant */
+
+    if (size == 0) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tailgate: key file \"%V\" is empty (to revoke every "
+                      "key, leave a comment line); the last good keys stay "
+                      "in use", &keys->file);
+        return NGX_DECLINED;
+    }
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (pool == NULL) {
+        return NGX_AGAIN;
+    }
+
+    rc = NGX_AGAIN;
+    fd = NGX_INVALID_FILE;
+
+    table = ngx_pcalloc(pool, sizeof(ngx_tailgate_key_table_t));
+    buf = ngx_pnalloc(pool, size + 1);
+
+    if (table == NULL || buf == NULL) {
+        goto failed;
+    }
+
+    table->pool = pool;
+
+    fd = ngx_open_file(keys->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        goto failed;
+    }
+
+    /* one read of at most size + 1 bytes: a file that grew is read later */
+
+    n = ngx_read_fd(fd, buf, size + 1);
+
+    if (n != (ssize_t) size
+        || ngx_fd_info(fd, &after) == NGX_FILE_ERROR
+        || !ngx_tailgate_same_file(&after, fi))
+    {
+        goto failed;
+    }
+
+    buf[size] = '\0';
+
+    /* a writer that is not done yet leaves a last line without its end */
+
+    if (buf[size - 1] != '\n') {
+        for (line = 1, n = 0; n < (ssize_t) size; n++) {
+            line += (buf[n] == '\n');
+        }
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tailgate: key file \"%V\", line %ui: the last line "
+                      "has no end of line (still being written?); the last "
+                      "good keys stay in use", &keys->file, line);
+        rc = NGX_DECLINED;
+        goto failed;
+    }
+
+    switch (ngx_tailgate_keys_parse(pool, table, buf, buf + size, &line,
+                                    &why))
+    {
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tailgate: key file \"%V\", line %ui: %s; the last "
+                      "good keys stay in use", &keys->file, line, why);
+        rc = NGX_DECLINED;
+        goto failed;
+
+    default:
+        goto failed;
+    }
+
+    (void) ngx_close_file(fd);
+
+    old = keys->table;
+    keys->table = table;
+    keys->generation++;
+    keys->loaded = *fi;
+    keys->has_refused = 0;
+
+    old->retired = 1;
+
+    if (old->pool && old->refs == 0) {
+        ngx_destroy_pool(old->pool);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "tailgate: key file \"%V\" read again: %ui keys",
+                  &keys->file, table->count);
+
+    return NGX_OK;
+
+failed:
+
+    if (fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(fd);
+    }
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+static void
+ngx_tailgate_keys_refuse(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi)
+{
+    keys->refused = *fi;
+    keys->has_refused = 1;
+}
+
+
+/* the same version of a file: a rename or a write changes one of these */
+
+static ngx_uint_t
+ngx_tailgate_same_file(ngx_file_info_t *a, ngx_file_info_t *b)
+{
+    return a->st_dev == b->st_dev
+           && a->st_ino == b->st_ino
+           && a->st_size == b->st_size
+           && a->st_mtim.tv_sec == b->st_mtim.tv_sec
+           && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec
+           && a->st_ctim.tv_sec == b->st_ctim.tv_sec
+           && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+
+/* a request that held an identity of the table is done with it */
+
+static void
+ngx_tailgate_key_table_release(void *data)
+{
+    ngx_tailgate_key_table_t  *table = data;
+
+    if (--table->refs == 0 && table->retired) {
+        ngx_destroy_pool(table->pool);
+    }
 }
 
 
@@ -515,17 +841,30 @@ ngx_tailgate_auth_e
 ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_http_tailgate_loc_conf_t *tlcf, const char **why)
 {
-    ngx_uint_t                bearer;
-    ngx_str_t                 credential;
-    ngx_tailgate_key_t       *slot;
-    ngx_tailgate_keys_t      *keys;
-    ngx_tailgate_auth_e       rc;
-    ngx_tailgate_identity_t  *id;
+    ngx_uint_t                 bearer;
+    ngx_str_t                  credential;
+    ngx_tailgate_key_t        *slot;
+    ngx_pool_cleanup_t        *cln;
+    ngx_tailgate_keys_t       *keys;
+    ngx_tailgate_auth_e        rc;
+    ngx_tailgate_identity_t   *id;
+    ngx_tailgate_key_table_t  *table;
 
     *why = "no credential was sent";
 
     if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
-        return NGX_TAILGATE_AUTH_MISSING;
+
+        /* no credential: a trusted network may vouch for the client */
+
+        id = ngx_tailgate_trusted_identity(r, tlcf);
+
+        if (id == NULL) {
+            return NGX_TAILGATE_AUTH_MISSING;
+        }
+
+        ctx->identity = id;
+
+        return NGX_TAILGATE_AUTH_OK;
     }
 
     if (credential.len > NGX_TAILGATE_MAX_CREDENTIAL) {
@@ -548,7 +887,7 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     keys = tlcf->keys;
 
-    if (keys == NULL || keys->count == 0) {
+    if (keys == NULL || keys->table->count == 0) {
         return NGX_TAILGATE_AUTH_INVALID;
     }
 
@@ -561,6 +900,22 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     if (slot->identity.expires && ngx_time() >= slot->identity.expires) {
         *why = "the API key has expired";
         return NGX_TAILGATE_AUTH_EXPIRED;
+    }
+
+    /* a table read while running may be replaced before the request ends */
+
+    table = keys->table;
+
+    if (table->pool) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            *why = "no memory";
+            return NGX_TAILGATE_AUTH_ERROR;
+        }
+
+        cln->handler = ngx_tailgate_key_table_release;
+        cln->data = table;
+        table->refs++;
     }
 
     ctx->identity = &slot->identity;
@@ -605,6 +960,7 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
 
         if (memo
             && memo->keys == keys
+            && memo->generation == keys->generation
             && ngx_tailgate_equal(memo->tag, tag, sizeof(tag)))
         {
             *slotp = memo->slot;
@@ -617,7 +973,7 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
         return NGX_TAILGATE_AUTH_ERROR;
     }
 
-    slot = ngx_tailgate_key_lookup(keys, digest);
+    slot = ngx_tailgate_key_lookup(keys->table, digest);
 
     if (slot == NULL) {
         return NGX_TAILGATE_AUTH_INVALID;
@@ -641,6 +997,7 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
     }
 
     memo->keys = keys;
+    memo->generation = keys->generation;
     memo->slot = slot;
     ngx_memcpy(memo->tag, tag, sizeof(tag));
 
@@ -649,15 +1006,15 @@ ngx_tailgate_key_find(ngx_http_request_t *r, ngx_tailgate_keys_t *keys,
 
 
 static ngx_tailgate_key_t *
-ngx_tailgate_key_lookup(ngx_tailgate_keys_t *keys, u_char *digest)
+ngx_tailgate_key_lookup(ngx_tailgate_key_table_t *table, u_char *digest)
 {
     ngx_uint_t           i;
     ngx_tailgate_key_t  *slot;
 
-    i = ((ngx_uint_t) digest[0] << 8 | digest[1]) & keys->mask;
+    i = ngx_tailgate_key_slot(table, digest);
 
     for ( ;; ) {
-        slot = &keys->slots[i];
+        slot = &table->slots[i];
 
         if (slot->identity.client.len == 0) {
             return NULL;
@@ -667,7 +1024,7 @@ ngx_tailgate_key_lookup(ngx_tailgate_keys_t *keys, u_char *digest)
             return slot;
         }
 
-        i = (i + 1) & keys->mask;
+        i = (i + 1) & table->mask;
     }
 }
 

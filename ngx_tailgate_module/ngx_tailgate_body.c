@@ -12,6 +12,8 @@
 #include "ngx_tailgate_common.h"
 
 
+static ngx_uint_t ngx_tailgate_body_in_place(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_tailgate_body_collect(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 
@@ -30,11 +32,10 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     off_t         len;
     u_char       *p;
-    size_t        head_len;
     ssize_t       n;
-    ngx_buf_t    *b, *head, *rest;
+    ngx_buf_t    *b, *head;
     ngx_uint_t    nmem, nfile;
-    ngx_chain_t  *cl, **ll;
+    ngx_chain_t  *cl;
 
     ctx->body = (u_char *) "";
     ctx->body_len = 0;
@@ -47,7 +48,6 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     nmem = 0;
     nfile = 0;
     head = NULL;
-    rest = NULL;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
@@ -66,9 +66,6 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
         if (nmem++ == 0) {
             head = b;
-
-        } else {
-            rest = b;
         }
     }
 
@@ -82,26 +79,7 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         return NGX_OK;
     }
 
-    head_len = (nmem == 2) ? (size_t) (head->last - head->pos) : 0;
-
-    if (nfile == 0 && nmem == 2 && rest == r->request_body->buf
-        && rest->temporary && (size_t) (rest->end - rest->last) >= head_len)
-    {
-        ngx_memmove(rest->pos + head_len, rest->pos, rest->last - rest->pos);
-        ngx_memcpy(rest->pos, head->pos, head_len);
-        rest->last += head_len;
-
-        /* the head's bytes live on in rest: it leaves the chain */
-
-        for (ll = &r->request_body->bufs; *ll; ll = &(*ll)->next) {
-            if ((*ll)->buf == head) {
-                *ll = (*ll)->next;
-                break;
-            }
-        }
-
-        ctx->body = rest->pos;
-        ctx->body_len = rest->last - rest->pos;
+    if (nfile == 0 && ngx_tailgate_body_in_place(r, ctx)) {
         return NGX_OK;
     }
 
@@ -138,6 +116,110 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The body as one run of memory without copying it, when nginx has it so:
+ * the buffers of the chain are pieces of nginx's body buffer in order
+ * (the body filters give one for each read), perhaps after a first piece
+ * that came with the headers; that piece moves into the room nginx leaves
+ * for it at the end of the body buffer (client_body_in_single_buffer), and
+ * the rest moves up.  The chain becomes one buffer of the whole body.
+ * 0: not so; the caller copies.
+ */
+
+static ngx_uint_t
+ngx_tailgate_body_in_place(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    u_char       *from, *to;
+    size_t        head_len;
+    ngx_buf_t    *rb, *b, *whole;
+    ngx_chain_t  *cl, *first, *last;
+
+    rb = r->request_body->buf;
+
+    if (rb == NULL || !rb->temporary) {
+        return 0;
+    }
+
+    first = NULL;
+    last = NULL;
+    head_len = 0;
+    from = NULL;
+    to = NULL;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last == b->pos) {
+            continue;
+        }
+
+        if (b->pos >= rb->start && b->last <= rb->end
+            && (to == NULL || b->pos == to))
+        {
+            if (to == NULL) {
+                from = b->pos;
+                first = cl;
+            }
+
+            to = b->last;
+            last = cl;
+            continue;
+        }
+
+        /* only the first piece may lie elsewhere, before all the others */
+
+        if (to != NULL || head_len) {
+            return 0;
+        }
+
+        head_len = b->last - b->pos;
+    }
+
+    if (to == NULL) {
+        return 0;
+    }
+
+    if (head_len) {
+        if ((size_t) (rb->end - to) < head_len) {
+            return 0;
+        }
+
+        for (cl = r->request_body->bufs; cl->buf->last == cl->buf->pos;
+             cl = cl->next)
+        {
+            /* void */
+        }
+
+        ngx_memmove(from + head_len, from, to - from);
+        ngx_memcpy(from, cl->buf->pos, head_len);
+        to += head_len;
+    }
+
+    whole = first->buf;
+    whole->pos = from;
+    whole->last = to;
+
+    /* what ends the chain may be an empty buffer after the last piece */
+
+    for (cl = last; cl; cl = cl->next) {
+        whole->last_buf |= cl->buf->last_buf;
+        whole->last_in_chain |= cl->buf->last_in_chain;
+    }
+
+    if (rb->last < to) {
+        rb->last = to;
+    }
+
+    first->next = NULL;
+    r->request_body->bufs = first;
+
+    ctx->body = from;
+    ctx->body_len = to - from;
+
+    return 1;
 }
 
 

@@ -64,6 +64,7 @@ typedef struct {
     ngx_uint_t                   nroutes;    /* 0: every route */
     time_t                       expires;    /* 0: never */
     unsigned                     jwt:1;
+    unsigned                     network:1;  /* a trusted network's */
     unsigned                     admin:1;    /* may read tailgate_status */
 } ngx_tailgate_identity_t;
 
@@ -75,11 +76,26 @@ typedef struct {
 } ngx_tailgate_key_t;
 
 
+/* one version of a key file, whole */
 typedef struct {
-    ngx_str_t                    file;
+    ngx_pool_t                  *pool;       /* NULL: the configuration's */
     ngx_tailgate_key_t          *slots;      /* open addressing */
     ngx_uint_t                   mask;
     ngx_uint_t                   count;
+    ngx_uint_t                   refs;       /* requests holding identities */
+    unsigned                     retired:1;  /* a newer one replaced it */
+} ngx_tailgate_key_table_t;
+
+
+/* a key file, and the version of it each worker reads (ngx_tailgate_auth.c) */
+typedef struct {
+    ngx_str_t                    file;
+    ngx_tailgate_key_table_t    *table;
+    ngx_uint_t                   generation;
+    ngx_file_info_t              loaded;     /* what the table was read from */
+    ngx_file_info_t              refused;    /* a version already logged */
+    unsigned                     has_refused:1;
+    unsigned                     missing:1;  /* logged as gone */
 } ngx_tailgate_keys_t;
 
 
@@ -157,6 +173,7 @@ typedef struct {
     ngx_tailgate_jwt_claims_t   *jwt_claims;
 
     ngx_array_t                 *cors_origins;   /* ngx_str_t */
+    ngx_array_t                 *trusted;    /* ngx_tailgate_trusted.c */
 
     ngx_str_t                    fallback;   /* @location, or empty */
     ngx_flag_t                   explain;    /* X-Tailgate-* headers */
@@ -428,8 +445,17 @@ char *ngx_tailgate_keys_load(ngx_conf_t *cf, ngx_str_t *file,
 ngx_tailgate_auth_e ngx_tailgate_authenticate(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf,
     const char **why);
-ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle,
+    ngx_array_t *keys);
 void ngx_tailgate_auth_exit_worker(void);
+char *ngx_tailgate_identity_attribute(ngx_pool_t *pool,
+    ngx_tailgate_identity_t *id, u_char *p, u_char *end);
+
+/* ngx_tailgate_trusted.c: networks admitted without a credential */
+char *ngx_tailgate_trusted_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_tailgate_identity_t *ngx_tailgate_trusted_identity(ngx_http_request_t *r,
+    ngx_http_tailgate_loc_conf_t *tlcf);
 
 /* ngx_tailgate_jwt.c: tokens */
 char *ngx_tailgate_jwt_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -15,6 +15,7 @@
 
 
 #include "ngx_tailgate_scan.h"
+#include "ngx_tailgate_plain.h"
 
 
 #define NGX_TAILGATE_JSON_MAX_DEPTH  128
@@ -84,89 +85,6 @@ static const char *ngx_tailgate_json_type(u_char c);
 static ngx_uint_t ngx_tailgate_json_key_routes(u_char *name, size_t n);
 
 
-/*
- * The hot loop of the scanner: most bytes of a chat body are plain bytes of
- * a string, up to the next '"', '\\' or control character.  Sixteen bytes
- * at a time with SSE2 (every x86-64 has it), eight at a time elsewhere.
- */
-
-#if defined(__SSE2__)
-
-#include <emmintrin.h>
-
-static ngx_inline u_char *
-ngx_tailgate_json_plain(u_char *p, u_char *end)
-{
-    int      mask;
-    __m128i  v, quote, backslash, below_space;
-
-    quote = _mm_set1_epi8('"');
-    backslash = _mm_set1_epi8('\\');
-    below_space = _mm_set1_epi8(0x1f);
-
-    while (end - p >= 16) {
-        v = _mm_loadu_si128((const __m128i *) p);
-
-        /* a byte <= 0x1f is its own maximum with 0x1f */
-        mask = _mm_movemask_epi8(
-                   _mm_or_si128(
-                       _mm_or_si128(_mm_cmpeq_epi8(v, quote),
-                                    _mm_cmpeq_epi8(v, backslash)),
-                       _mm_cmpeq_epi8(_mm_max_epu8(v, below_space),
-                                      below_space)));
-
-        if (mask) {
-            return p + __builtin_ctz(mask);
-        }
-
-        p += 16;
-    }
-
-    while (p < end && *p >= 0x20 && *p != '"' && *p != '\\') {
-        p++;
-    }
-
-    return p;
-}
-
-#else
-
-#define NGX_TAILGATE_ONES   0x0101010101010101ULL
-#define NGX_TAILGATE_HIGHS  0x8080808080808080ULL
-
-
-static ngx_inline u_char *
-ngx_tailgate_json_plain(u_char *p, u_char *end)
-{
-    uint64_t  w, quote, backslash, control;
-
-    /* the classic zero-byte test, (x - 0x01..) & ~x & 0x80.. per class */
-
-    while (end - p >= 8) {
-        ngx_memcpy(&w, p, 8);
-
-        quote = w ^ (NGX_TAILGATE_ONES * '"');
-        backslash = w ^ (NGX_TAILGATE_ONES * '\\');
-
-        quote = (quote - NGX_TAILGATE_ONES) & ~quote;
-        backslash = (backslash - NGX_TAILGATE_ONES) & ~backslash;
-        control = (w - NGX_TAILGATE_ONES * 0x20) & ~w;
-
-        if ((quote | backslash | control) & NGX_TAILGATE_HIGHS) {
-            break;
-        }
-
-        p += 8;
-    }
-
-    while (p < end && *p >= 0x20 && *p != '"' && *p != '\\') {
-        p++;
-    }
-
-    return p;
-}
-
-#endif
 
 
 ngx_int_t
@@ -909,7 +827,7 @@ ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value, ngx_str_t *quoted)
     end = value->data + value->len;
     len = value->len + 2;
 
-    if (ngx_tailgate_json_plain(value->data, end) != end) {
+    if (ngx_tailgate_plain(value->data, end) != end) {
         len += ngx_escape_json(NULL, value->data, value->len);
     }
 
@@ -1095,7 +1013,7 @@ ngx_tailgate_json_string(ngx_tailgate_json_t *j, ngx_uint_t *escaped)
 
     for ( ;; ) {
 
-        p = ngx_tailgate_json_plain(p, end);
+        p = ngx_tailgate_plain(p, end);
 
         if (p == end || *p < 0x20) {
             return NGX_ERROR;

@@ -22,6 +22,7 @@
 
 
 #include "ngx_tailgate_usage.h"
+#include "ngx_tailgate_plain.h"
 
 
 /* where the reader is in the JSON */
@@ -93,6 +94,8 @@ static ngx_tailgate_usage_key_t  ngx_tailgate_usage_keys[] = {
 };
 
 
+static u_char *ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p,
+    u_char *end);
 static ngx_uint_t ngx_tailgate_usage_json(ngx_tailgate_usage_t *u,
     u_char c);
 static ngx_uint_t ngx_tailgate_usage_open(ngx_tailgate_usage_t *u,
@@ -128,13 +131,36 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
     if (!u->sse) {
         while (p < end) {
-            (void) ngx_tailgate_usage_json(u, *p++);
+
+            if (u->state == NGX_TAILGATE_U_DONE
+                || u->state == NGX_TAILGATE_U_BAD)
+            {
+                /* one document: nothing after its end is read */
+                return end;
+            }
+
+            p = ngx_tailgate_usage_run(u, p, end);
+
+            if (p < end) {
+                (void) ngx_tailgate_usage_json(u, *p++);
+            }
         }
 
         return p;
     }
 
     while (p < end) {
+
+        if (u->data_line && !u->data_space && !u->line_start
+            && !u->after_cr && !u->skip_line)
+        {
+            p = ngx_tailgate_usage_run(u, p, end);
+
+            if (p == end) {
+                break;
+            }
+        }
+
         c = *p++;
 
         /* a line ends with LF, CR or CRLF */
@@ -222,6 +248,106 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
     }
 
     return p;
+}
+
+
+/*
+ * The inside of a string at once, up to its next quote or backslash (or a
+ * line end, which no JSON string holds raw and which ends an event's data
+ * line): most of an answer's bytes are its text, and a byte at a time
+ * through ngx_tailgate_usage_json() costs several times what this does.
+ * The effect is the one of those bytes one by one.
+ */
+
+static u_char *
+ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
+{
+    u_char  *q, *name, *last;
+    size_t   n;
+
+    /* the bytes that end a run: '"', '\\', CR, LF */
+    static const u_char  stop[256] = {
+        ['"'] = 1, ['\\'] = 1, ['\r'] = 1, ['\n'] = 1
+    };
+
+    if (u->escape || u->hex) {
+        return p;
+    }
+
+    switch (u->state) {
+
+    case NGX_TAILGATE_U_KEYSTR:
+
+        /* a name: kept while it fits, then only known to be too long */
+
+        name = u->key_text + ngx_min(u->key_len, sizeof(u->key_text));
+        last = u->key_text + sizeof(u->key_text);
+
+        for (q = p; q < end && !stop[*q]; q++) {
+            if (name < last) {
+                *name++ = *q;
+            }
+        }
+
+        n = q - p;
+        u->key_len = ngx_min(u->key_len + n, sizeof(u->key_text) + 1);
+
+        if (q < end && *q == '"') {
+            /* the name ends: what ngx_tailgate_usage_json() does with '"' */
+            u->keys[u->depth] = (u->key_len <= sizeof(u->key_text))
+                                ? ngx_tailgate_usage_key(u->key_text,
+                                                         u->key_len)
+                                : NGX_TAILGATE_K_OTHER;
+            u->state = NGX_TAILGATE_U_COLON;
+            q++;
+        }
+
+        return q;
+
+    case NGX_TAILGATE_U_STRING:
+
+        /* stops at any control byte too: the bytes one by one take those */
+        q = ngx_tailgate_plain(p, end);
+
+        n = q - p;
+
+        if ((u->deltas && u->depth == 1
+             && u->keys[1] == NGX_TAILGATE_K_DELTA)
+            || (!u->deltas && u->keys[u->depth] == NGX_TAILGATE_K_TEXT))
+        {
+            u->text_bytes += n;
+        }
+
+        if (u->keys[u->depth] == NGX_TAILGATE_K_MODEL
+            && (u->depth == 1
+                || (u->depth == 2 && u->keys[1] == NGX_TAILGATE_K_RESPONSE)))
+        {
+            n = ngx_min(n, NGX_TAILGATE_USAGE_MODEL - u->model_len);
+            ngx_memcpy(u->model + u->model_len, p, n);
+            u->model_len += n;
+        }
+
+        if (q < end && *q == '"') {
+            u->state = NGX_TAILGATE_U_AFTER;
+            q++;
+        }
+
+        return q;
+
+    case NGX_TAILGATE_U_DEEPSTR:
+
+        q = ngx_tailgate_plain(p, end);
+
+        if (q < end && *q == '"') {
+            u->state = NGX_TAILGATE_U_DEEP;
+            q++;
+        }
+
+        return q;
+
+    default:
+        return p;
+    }
 }
 
 
@@ -666,10 +792,38 @@ ngx_tailgate_usage_number(ngx_tailgate_usage_t *u)
 static ngx_uint_t
 ngx_tailgate_usage_key(u_char *name, size_t len)
 {
+    ngx_uint_t                 i, j;
     ngx_tailgate_usage_key_t  *k;
 
-    for (k = ngx_tailgate_usage_keys; k->name.len; k++) {
-        if (k->name.len == len && ngx_memcmp(k->name.data, name, len) == 0) {
+    /* the names of each length (a few at most), found once */
+    static u_char  by_len[32 + 1][8];
+    static u_char  indexed;
+
+    if (len == 0 || len > 32) {
+        return NGX_TAILGATE_K_OTHER;
+    }
+
+    if (!indexed) {
+        for (i = 0; ngx_tailgate_usage_keys[i].name.len; i++) {
+            k = &ngx_tailgate_usage_keys[i];
+
+            for (j = 0; by_len[k->name.len][j]; j++) { /* void */ }
+
+            /* the last slot stays 0: the end of the list */
+            if (j < 7) {
+                by_len[k->name.len][j] = (u_char) (i + 1);
+            }
+        }
+
+        indexed = 1;
+    }
+
+    for (i = 0; by_len[len][i]; i++) {
+        k = &ngx_tailgate_usage_keys[by_len[len][i] - 1];
+
+        if (k->name.data[0] == name[0]
+            && ngx_memcmp(k->name.data, name, len) == 0)
+        {
             return k->key;
         }
     }

@@ -59,9 +59,6 @@ typedef struct {
     unsigned                     field_len:3;    /* of "data:" read */
 
     /* the current event or document, as JSON */
-    unsigned                     state:4;
-    unsigned                     escape:1;
-    unsigned                     hex:3;          /* of \uXXXX left */
     unsigned                     literal_null:1;
     unsigned                     number_fraction:1;
     unsigned                     choices_empty:1;
@@ -69,6 +66,11 @@ typedef struct {
     unsigned                     usage_object:1;
     unsigned                     usage_null:1;
     unsigned                     kept:1;         /* KEEP said already */
+
+    /* read at every byte: whole bytes, not bits of a shared word */
+    u_char                       state;
+    u_char                       escape;
+    u_char                       hex;            /* of \uXXXX left */
 
     ngx_uint_t                   depth;
     ngx_uint_t                   usage_level;    /* 0: not in a usage */

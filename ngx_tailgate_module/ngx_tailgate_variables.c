@@ -163,7 +163,7 @@ ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
-/* a string of the client's identity; data -1: "key" or "jwt" */
+/* a string of the client's identity; data -1: "key", "jwt", "network" */
 
 static ngx_int_t
 ngx_tailgate_variable_identity(ngx_http_request_t *r,
@@ -180,8 +180,13 @@ ngx_tailgate_variable_identity(ngx_http_request_t *r,
     }
 
     if (data == (uintptr_t) -1) {
-        ngx_tailgate_variable_found(v, (u_char *) (ctx->identity->jwt
-                                                   ? "jwt" : "key"), 3);
+        if (ctx->identity->network) {
+            ngx_tailgate_variable_found(v, (u_char *) "network", 7);
+
+        } else {
+            ngx_tailgate_variable_found(v, (u_char *) (ctx->identity->jwt
+                                                       ? "jwt" : "key"), 3);
+        }
 
     } else {
         s = (ngx_str_t *) ((u_char *) ctx->identity + data);

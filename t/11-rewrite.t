@@ -22,7 +22,10 @@ $policy->{routes}{'café/ü "q"'} = {
 $policy->{routes}{'to-unicode'} = {
     steps => [{ provider => 'local', model => "snow\x{2603}man" }] };
 
-my $key = $t->start_gateway(policy => $policy);
+# what each request sent its provider, all of it: nothing after the body
+my $key = $t->start_gateway(policy => $policy,
+    http   => q{log_format upstream_sent '$upstream_bytes_sent';},
+    server => 'access_log %%DIR%%/upstream_sent.log upstream_sent;');
 my $local = $t->mock('local');
 
 
@@ -55,6 +58,62 @@ subtest 'the model is replaced in place, nothing else moves' => sub {
     my ($res, $got) = through($body);
     is($res->{status}, 200, 'status 200');
     expect_body($got, $want, 'model in the middle');
+};
+
+# a body in several reads: $head_bytes of it with the headers, the rest in
+# $pieces writes a moment apart; what the provider received
+sub in_pieces {
+    my ($body, $head_bytes, $pieces) = @_;
+
+    my $c = $t->raw_connect;
+    my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            . "Authorization: Bearer $key\r\n"
+            . "Content-Type: application/json\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n";
+
+    $c->write_bytes($req . substr($body, 0, $head_bytes));
+    my $rest = substr($body, $head_bytes);
+    my $size = int(length($rest) / $pieces) + 1;
+
+    for (my $off = 0; $off < length $rest; $off += $size) {
+        select(undef, undef, undef, 0.05);
+        $c->write_bytes(substr($rest, $off, $size));
+    }
+
+    my ($status) = $c->read_response(10);
+    $c->close;
+
+    return ($status, $local->requests->[-1]);
+}
+
+subtest 'a body in several reads reaches the provider whole' => sub {
+    my $filler = 'z' x (300 * 1024);
+
+    for my $case ([0, 'headers alone first'], [700, 'some body with the headers'])
+    {
+        my ($head_bytes, $how) = @$case;
+
+        for my $where ('start', 'end') {
+            # qwen is renamed for its provider; same keeps its name, so the
+            # client's own chain of buffers is what goes
+            for my $model ('qwen', 'same') {
+                my $body = $where eq 'start'
+                    ? qq({"model":"$model","messages":[{"role":"user","content":"$filler"}]})
+                    : qq({"messages":[{"role":"user","content":"$filler"}],"model":"$model"});
+                (my $want = $body) =~ s/"qwen"/"qwen2.5-7b-instruct"/;
+
+                my ($status, $got) = in_pieces($body, $head_bytes, 4);
+                my $name = "$how, $model at the $where";
+                is($status, 200, "$name: 200");
+                expect_body($got, $want, $name);
+
+                my ($sent) = (split /\n/, $t->read_file('upstream_sent.log'))[-1];
+                # the request line and headers: well under 2 KB here
+                cmp_ok($sent, '<=', length($want) + 2048,
+                       "$name: no more than the request went upstream");
+            }
+        }
+    }
 };
 
 subtest 'a model at the end of a 1 MB body' => sub {

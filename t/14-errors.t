@@ -268,16 +268,27 @@ subtest "a provider's own errors pass through with their status" => sub {
     is($res->{status}, 500, 'status 500');
     is($t->error($res)->{message}, 'mock local failure', "the provider's body");
 
-    $local->set(mode => 'status', status => 429, retry_after => 7);
-    $res = post('/v1/chat/completions', '{"model":"qwen"}');
-    is($res->{status}, 429, 'status 429');
-    is($res->{headers}{'retry-after'}, 7, 'Retry-After passes');
-    is($t->error($res)->{code}, 'mock_failure', "the provider's error code");
-
     $local->set(mode => 'status', status => 400);
     is(post('/v1/chat/completions', '{"model":"qwen"}')->{status}, 400, 'a 400 too');
 
+    $local->set(mode => 'status', status => 429, retry_after => 2);
+    $res = post('/v1/chat/completions', '{"model":"qwen"}');
+    is($res->{status}, 429, 'status 429');
+    is($res->{headers}{'retry-after'}, 2, 'Retry-After passes');
+    is($t->error($res)->{code}, 'mock_failure', "the provider's error code");
+
+    # it asked for 2 s: policyd keeps requests off it that long (policy.md,
+    # "Limits"), and this route has no other step
     $local->set(mode => 'ok');
+    my $n = @{ $local->requests };
+    $res = post('/v1/chat/completions', '{"model":"qwen"}');
+    $t->is_openai_error($res, 429, 'provider_rate_limited', 'then 429 from policyd');
+    ok($res->{headers}{'retry-after'} >= 1 && $res->{headers}{'retry-after'} <= 2,
+       'with the Retry-After left');
+    is(scalar @{ $local->requests }, $n, 'the provider is not asked');
+    ok($t->wait_for(sub { post('/v1/chat/completions', '{"model":"qwen"}')->{status} == 200 },
+                    timeout => 10, interval => 0.2),
+       'and afterwards served again');
 };
 
 # errors the module sends itself reach a slow client whole

@@ -120,4 +120,27 @@ subtest 'a bad key record stops nginx -t with file and line' => sub {
     }
 };
 
+subtest 'a key table of 200,000 keys: every key found, no other' => sub {
+    my $big = Tailgate::Gateway->new;
+    my $n = 200_000;
+
+    $big->start_gateway(
+        keys => [ map { ("c$_" => "tg-many-$_") } 0 .. $n - 1 ],
+        http => q{log_format who '$tailgate_client|$status';},
+        server => 'access_log %%DIR%%/who.log who;');
+
+    for my $i (0, 1, 65_535, 65_536, 123_457, $n - 1) {
+        my $res = $big->chat('qwen', key => "tg-many-$i");
+        is($res->{status}, 200, "key $i: 200");
+    }
+    is($big->chat('qwen', key => "tg-many-$n")->{status}, 401,
+       'a key not in the file: 401');
+
+    my @who = split /\n/, $big->read_file('who.log');
+    is_deeply([@who[0 .. 5]],
+              [map { "c$_|200" } 0, 1, 65_535, 65_536, 123_457, $n - 1],
+              'each key is its own client');
+    $big->stop_and_check;
+};
+
 $t->done_testing;

@@ -83,8 +83,12 @@ sub failure {
 
     if    ($how eq 'ok')      { $m->set() }
     elsif ($how eq '500')     { $m->set(mode => 'status', status => 500) }
+    # a 429 that says how long would keep the provider off for that long
+    # (t/65-provider-limits.t): these cells are about this request's fallback
     elsif ($how eq '429')     { $m->set(mode => 'status', status => 429,
-                                        retry_after => 7) }
+                                        retry_after => '') }
+    elsif ($how eq '429-wait') { $m->set(mode => 'status', status => 429,
+                                         retry_after => 1) }
     elsif ($how eq 'timeout') { $m->set(mode => 'hang', hang_s => 3) }
     elsif ($how eq 'hang')    { $m->set(stream_gate => 'never-opens') }
     elsif ($how eq 'drop')    { $m->set(mode => 'drop', drop_after => 1) }
@@ -214,16 +218,22 @@ for my $tags ('', 'private') {
 # Retry-After, the attempt named
 
 {
-    failure('local', '429');
+    failure('local', '429-wait');
     my $before = counts();
     my $res = $t->chat('only5xx');
 
     $t->is_openai_error($res, 429, 'provider_rate_limited',
                         '429 on a route that falls back on 5xx only');
-    is($res->{headers}{'retry-after'}, 7, 'with the provider\'s Retry-After');
+    is($res->{headers}{'retry-after'}, 1, 'with the provider\'s Retry-After');
     like($t->error($res)->{message}, qr/local \(rate_limited, HTTP 429\)/,
          'the attempt is named');
     is(scalar @{ new_requests($before, 'lan') }, 0, 'lan got nothing');
+
+    # it asked for a second: back to it once that has passed
+    failure('local', 'ok');
+    ok($t->wait_for(sub { ($t->chat('only5xx')->{headers}{'x-tailgate-provider'} // '')
+                          eq 'local' }, timeout => 10, interval => 0.2),
+       'local serves again after its Retry-After');
 
     failure('local', '500');
     $res = $t->chat('only5xx');

@@ -65,7 +65,20 @@ sub reports {
     return map { $_->{fields} } @$got;
 }
 
-sub mark { scalar @{ $t->fake_policyd_frames } }
+# where the frames stand once the REPORTs of earlier requests are in: a
+# worker sends them in batches, at the latest 250 ms after the request
+sub mark {
+    my $n = scalar @{ $t->fake_policyd_frames };
+
+    for (1 .. 10) {
+        select(undef, undef, undef, 0.3);
+        my $now = scalar @{ $t->fake_policyd_frames };
+        return $now if $now == $n;
+        $n = $now;
+    }
+
+    return $n;
+}
 
 sub stream_body {
     my ($model, %extra) = @_;
@@ -254,15 +267,42 @@ subtest 'a fallback: the failed attempt without tokens, the answer with' => sub 
 subtest 'the access log: tokens and cost' => sub {
     $mock{local}->update(usage => { prompt_tokens => 1000, completion_tokens => 200,
                                     cached_tokens => 400 });
+    my $count = sub { scalar(my @l = split /\n/, $t->read_file('usage.log')) };
+    my $before = $count->();
     $t->chat('qwen');
     $t->chat('free');
     $mock{local}->update(usage => {});
 
+    # nginx writes the access log after the answer has gone
+    $t->wait_for(sub { $count->() >= $before + 2 }, timeout => 5);
     my @lines = split /\n/, $t->read_file('usage.log');
     # (1000 - 400) x 0.27 + 400 x 0.07 + 200 x 1.10 per 1M tokens
     like($lines[-2], qr/ in=1000 out=200 cached=400 est=0 cost=0\.00041$/,
          'tokens, and the cost exactly');
     like($lines[-1], qr/ in=1000 .* cost=-$/, 'no prices: no cost');
+};
+
+subtest 'the request id: the access log\'s, new for every request' => sub {
+    my $m = mark();
+    my $lines = sub { my @l = split /\n/, $t->read_file('usage.log'); \@l };
+    my $before = @{ $lines->() };
+    $t->chat('qwen') for 1 .. 3;
+
+    # nginx writes the access log after the answer has gone
+    $t->wait_for(sub { @{ $lines->() } >= $before + 3 }, timeout => 5);
+    my @logged = map { (split / /)[0] } @{ $lines->() }[$before .. $before + 2];
+    my %seen = map { $_ => 1 } @logged;
+    is(scalar keys %seen, 3, 'three requests, three ids');
+    like($_, qr/^[0-9a-f]{32}$/, "$_: 32 hex digits") for @logged;
+
+    # the reports of earlier requests may still come after the mark
+    my %reported;
+    $t->wait_for(sub {
+        %reported = map { ($_->{fields}{request_id} // '') => 1 }
+                    @{ $t->fake_frames('REPORT', since => $m) };
+        !grep { !$reported{$_} } @logged }, timeout => 5);
+    is(scalar(grep { $reported{$_} } @logged), 3,
+       'each REPORT names its request as the access log does');
 };
 
 $t->done_testing;

@@ -8,10 +8,14 @@
 #include <string.h>
 
 #include "answer.h"
+#include "limits_admit.h"
 #include "log.h"
+#include "redis.h"
 
 
 static void tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease);
+static long tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
     uint32_t lease);
 static int tg_strv_push(tg_strv *v, const tg_field *f);
 
@@ -34,6 +38,9 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
     srv->tags.n = 0;
     srv->allow.n = 0;
     srv->exclude.n = 0;
+
+    srv->facts_frame = frame;
+    srv->facts_hdr = *h;
 
     tg_fields_init(&it, frame, h);
 
@@ -58,6 +65,10 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
 
         case TG_F_TENANT:
             s = &facts->tenant;
+            break;
+
+        case TG_F_LIMIT:
+            s = &facts->limit;
             break;
 
         case TG_F_TAG:
@@ -168,8 +179,14 @@ int
 tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
     tg_decision *d)
 {
-    uint32_t     lease;
-    tg_server   *srv = c->srv;
+    int             rc;
+    long            len;
+    uint32_t        lease;
+    tg_server      *srv = c->srv;
+    tg_limit_hold  *hold;
+
+    /* the windows of the limits run on the time of this decision */
+    tg_limit_store_clock(srv->state->limits);
 
     tg_decide(srv->policy, facts, srv->state, d);
 
@@ -208,11 +225,39 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
         return TG_ANSWER_QUEUE;
     }
 
+    /*
+     * The limits of the client, its tenant, the route and the provider.
+     * A refusal for a concurrency slot is decided again once, like one
+     * for a provider at capacity: the REPORT that frees it may be in
+     * this same pass.
+     */
+
+    hold = NULL;
+
+    if (d->status == 200) {
+        rc = tg_limits_admit(srv->state->limits, srv->policy, facts, d,
+                             &hold);
+
+        if (rc == TG_ADMIT_ERROR) {
+            tg_conn_error(c, id, TG_ERR_INTERNAL, false,
+                          "out of memory for the limits");
+            return 0;
+        }
+
+        if (rc == TG_ADMIT_BUSY && !facts->deferred && !facts->in_queue) {
+            return TG_ANSWER_DEFER;
+        }
+
+    } else {
+        /* every answer to a client with limits says what is left */
+        tg_limits_peek(srv->state->limits, srv->policy, facts, d);
+    }
+
     lease = 0;
 
     if (d->status == 200
-        && tg_state_lease_acquire(srv->state, d->provider->index, c->id,
-                                  tg_now_ms(srv), &lease) != 0)
+        && tg_state_lease_hold(srv->state, d->provider->index, c->id,
+                               tg_now_ms(srv), hold, &lease) != 0)
     {
         tg_conn_error(c, id, TG_ERR_INTERNAL, false, "cannot grant a lease");
         return 0;
@@ -231,7 +276,9 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
                      d->provider->name, d->upstream, d->path,
                      d->provider_model, lease, d->reason);
 
-    } else if (d->status == 503 || d->status == 429) {
+    } else if (d->status == 503 || d->status == 429
+               || strcmp(d->error_code, "unknown_limit_profile") == 0)
+    {
         tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
                     (unsigned long long) c->id, id,
                     tg_log_len(facts->model.len), facts->model.data,
@@ -245,6 +292,23 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
                      d->error_code, d->reason);
     }
 
+    /* a lease of a provider shared by several nodes: once Redis has it */
+
+    if (lease != 0 && tg_redis_shares(srv->redis,
+                          tg_state_provider(srv->state, d->provider->index)))
+    {
+        len = tg_build_decision(c, id, d, lease);
+
+        if (len > 0) {
+            tg_redis_acquire(srv->redis, c, id,
+                             tg_state_provider(srv->state,
+                                               d->provider->index),
+                             lease, srv->out, (size_t) len);
+        }
+
+        return TG_ANSWER_SENT;
+    }
+
     tg_send_decision(c, id, d, lease);
 
     return TG_ANSWER_SENT;
@@ -253,6 +317,22 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
 
 static void
 tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
+    uint32_t lease)
+{
+    long  len;
+
+    len = tg_build_decision(c, id, d, lease);
+
+    if (len > 0) {
+        tg_conn_send(c, c->srv->out, (size_t) len);
+    }
+}
+
+
+/* the DECISION frame in the server's out buffer: its length, or -1 */
+
+static long
+tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
     uint32_t lease)
 {
     long        len;
@@ -294,10 +374,18 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
         }
 
+        if (d->prices != NULL) {
+            tg_build_cstr(&b, TG_F_PRICES, d->prices);
+        }
+
+        if (d->stream_usage) {
+            tg_build_u8(&b, TG_F_STREAM_USAGE, 1);
+        }
+
         if (lease != 0) {
             tg_build_u32(&b, TG_F_LEASE, lease);
 
-        } else if (d->cache_ms != 0) {
+        } else if (d->cache_ms != 0 && !d->client_limited) {
             tg_build_u32(&b, TG_F_CACHE_MS, d->cache_ms);
 
             if (d->cache_max_bytes != 0) {
@@ -319,6 +407,10 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
         }
     }
 
+    if (d->ratelimit[0] != '\0') {
+        tg_build_cstr(&b, TG_F_RATELIMIT, d->ratelimit);
+    }
+
     if (d->reason[0] != '\0') {
         tg_build_cstr(&b, TG_F_REASON, d->reason);
     }
@@ -330,8 +422,8 @@ tg_send_decision(tg_conn *c, uint32_t id, const tg_decision *d,
         tg_state_lease_release(c->srv->state, lease);
         tg_conn_error(c, id, TG_ERR_INTERNAL, false,
                       "the decision does not fit in a frame");
-        return;
+        return -1;
     }
 
-    tg_conn_send(c, c->srv->out, (size_t) len);
+    return len;
 }

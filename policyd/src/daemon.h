@@ -17,6 +17,7 @@
 #include "decide.h"
 #include "policy.h"
 #include "probe.h"
+#include "proto.h"
 #include "sock.h"
 #include "state.h"
 #include "status.h"
@@ -27,6 +28,10 @@ typedef struct tg_conn    tg_conn;
 typedef struct tg_waiter  tg_waiter;
 typedef struct tg_admin   tg_admin;
 typedef struct tg_deferred  tg_deferred;
+typedef struct tg_redis  tg_redis;
+
+/* redis.c, for the status */
+void tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v);
 
 
 typedef struct {
@@ -50,6 +55,7 @@ struct tg_server {
     ev_signal        sighup;
     ev_signal        sigterm;
     ev_signal        sigint;
+    ev_signal        sigusr1;       /* the usage log, opened again */
 
 
     tg_conn         *conns;
@@ -58,6 +64,10 @@ struct tg_server {
 
     /* a connection closes: its queue and leases go; returns the leases */
     size_t         (*conn_closed)(tg_server *srv, tg_conn *c);
+
+    /* a DECIDE that Redis found no room for, decided again (defer.c) */
+    void           (*decide_again)(tg_conn *c, const uint8_t *frame,
+                       const tg_frame_hdr *h);
 
     uint8_t         *out;           /* a reply frame is built here */
     size_t           out_cap;
@@ -74,6 +84,7 @@ struct tg_server {
     ev_timer         cooldown_w;    /* re-judges when a cooldown ends */
     bool             health_due;
     bool             wake_due;
+    bool             invalidate_due;    /* INVALIDATE every worker */
     double           started;
 
     tg_deferred     *deferred;      /* in order of arrival (defer.c) */
@@ -87,6 +98,13 @@ struct tg_server {
     size_t           nwaiters;
 
     tg_admin        *admin;
+
+    struct tg_usage *usage;         /* usage.h: tallies and the usage log */
+    tg_redis        *redis;         /* redis.c; NULL: this node alone */
+
+    /* the DECIDE tg_read_facts() read last, for redis.c to decide again */
+    const uint8_t   *facts_frame;
+    tg_frame_hdr     facts_hdr;
 };
 
 
@@ -128,6 +146,13 @@ tg_status_view_of(const tg_server *srv)
     v.uptime = ev_now(srv->loop) - srv->started;
     v.connections = srv->nconns;
     v.queued = srv->nwaiters;
+    v.usage = srv->usage;
+    v.has_redis = false;
+
+    if (srv->redis != NULL) {
+        tg_redis_view_of(srv->redis, ev_now(srv->loop), &v.redis_view);
+        v.has_redis = true;
+    }
 
     return v;
 }

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "decide.h"
+#include "limits_admit.h"
 
 
 static void tg_reason_add(tg_decision *out, size_t *len, const char *provider,
@@ -18,6 +19,8 @@ static bool tg_str_eq(const tg_str *s, const char *c, size_t len);
 static void tg_refuse(tg_decision *out, unsigned status, const char *type,
     const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+static void tg_refuse_provider_limited(tg_decision *out, const tg_route *rt,
+    uint64_t wait_ms);
 
 
 bool
@@ -257,6 +260,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     bool                priv, capacity_skipped, transient;
     size_t              i, j, len;
     uint32_t            attempt, max_bytes;
+    uint64_t            wait, limited_wait;
     unsigned            ep_bit, unfit, unfit_seen, when;
     const char         *why;
     const tg_step      *st;
@@ -322,6 +326,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     unfit_seen = 0;
     capacity_skipped = false;
     transient = false;
+    limited_wait = 0;
     st = NULL;
 
     for (i = 0; i < rt->nsteps; i++) {
@@ -350,6 +355,36 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
                           "The provider of route '%s' is unavailable; try "
                           "again later", rt->name);
                 out->retry_after = 1;
+                return;
+            }
+
+            transient = true;
+            continue;
+
+        } else if (state != NULL && state->limits != NULL
+                   && (wait = tg_limits_provider_wait(state->limits, pr,
+                                                      facts->prompt_estimate))
+                      != 0)
+        {
+            /*
+             * Its own plan is used up, or it asked for time (a 429 with
+             * Retry-After): kept off it before it refuses, as a provider
+             * that is down or busy is, when the route falls back on
+             * either.
+             */
+
+            tg_reason_add(out, &len, pr->name,
+                          tg_reason_words[TG_REASON_LIMITED]);
+            out->provider_limited = true;
+
+            if (limited_wait == 0 || wait < limited_wait) {
+                limited_wait = wait;
+            }
+
+            if (!(rt->fallback_on
+                  & (TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY)))
+            {
+                tg_refuse_provider_limited(out, rt, limited_wait);
                 return;
             }
 
@@ -403,7 +438,10 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     }
 
     if (i == rt->nsteps) {
-        if (transient) {
+        if (limited_wait != 0) {
+            tg_refuse_provider_limited(out, rt, limited_wait);
+
+        } else if (transient) {
             tg_refuse(out, 503, "server_error", "no_provider_available",
                       "No provider is available for route '%s'; try again "
                       "later", rt->name);
@@ -428,6 +466,11 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->provider_model = st->model;
     out->authorization = pr->authorization ? pr->authorization : "";
     out->zone = tg_zone_name(pr->zone);
+
+    /* usage: the step's prices, and a chat stream's usage asked for */
+    out->prices = st->price != NULL ? st->price->text : NULL;
+    out->stream_usage = facts->endpoint == TG_EP_CHAT && facts->stream
+                        && !pr->usage_passive;
 
     /* multipart uploads are not JSON: nothing to adjust */
 
@@ -465,7 +508,9 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
      * would be passed over for size.
      */
 
-    if (st->provider->max_concurrency != 0 || capacity_skipped) {
+    if (st->provider->max_concurrency != 0 || capacity_skipped
+        || out->provider_limited)
+    {
         out->cache_ms = 0;
         return;
     }
@@ -698,4 +743,21 @@ tg_refuse(tg_decision *out, unsigned status, const char *type,
     va_start(ap, fmt);
     vsnprintf(out->message, sizeof(out->message), fmt, ap);
     va_end(ap);
+}
+
+
+/* every provider the route could use is over its plan or cooling down */
+
+static void
+tg_refuse_provider_limited(tg_decision *out, const tg_route *rt,
+    uint64_t wait_ms)
+{
+    uint64_t  secs = (wait_ms + 999) / 1000;
+
+    tg_refuse(out, 429, "rate_limit_error", "provider_rate_limited",
+              "The provider of route '%s' is over its rate limit; try "
+              "again in %llus", rt->name, (unsigned long long) secs);
+
+    out->retry_after = secs == 0 ? 1
+                       : secs > 86400 ? 86400 : (uint32_t) secs;
 }

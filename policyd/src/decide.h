@@ -18,6 +18,7 @@
 
 #define TG_MESSAGE_MAX  512
 #define TG_REASON_MAX   1024
+#define TG_RATELIMIT_MAX  96
 
 
 /* bytes that are not NUL-terminated, e.g. a field of a frame */
@@ -49,6 +50,7 @@ typedef struct tg_facts {
     uint32_t       body_bytes;
     uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;
+    tg_str         limit;           /* the identity's limit profile */
 } tg_facts;
 
 
@@ -69,6 +71,7 @@ typedef struct tg_facts {
     X(STUCK,      "stuck")                                                    \
     X(BUSY,       "busy")                                                     \
     X(QUEUED,     "queued")                                                   \
+    X(LIMITED,    "limited")                                                  \
     X(CHOSEN,     "chosen")
 
 #define TG_X(id, word)  TG_REASON_ ## id,
@@ -118,12 +121,25 @@ typedef struct tg_decision {
     /* edits of the request body for this step: "" for none */
     const char         *adjust;
 
+    /* "IN CACHED OUT MIN CHARS" of the step's provider model, or NULL */
+    const char         *prices;
+    bool                stream_usage;   /* ask the provider for usage */
+
     /*
      * How long a worker may reuse this decision for the same facts, and
      * for bodies up to which size (0: any).
      */
     uint32_t            cache_ms;
     uint32_t            cache_max_bytes;
+
+    /*
+     * Limits (limits_admit.c): a step passed over for its provider's
+     * rpm, tpm or cooldown; and the client's windows as x-ratelimit-*
+     * text, "" when no limit applies.
+     */
+    bool                provider_limited;
+    bool                client_limited;
+    char                ratelimit[TG_RATELIMIT_MAX];
 
     /* "deepseek:zone local:chosen": every step considered, and why */
     char                reason[TG_REASON_MAX];

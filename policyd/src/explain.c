@@ -831,6 +831,8 @@ tg_why_text(const char *why, int len)
         [TG_REASON_STUCK] = "stuck: a request runs far too long",
         [TG_REASON_BUSY] = "at capacity",
         [TG_REASON_QUEUED] = "at capacity: the request would wait for a slot",
+        [TG_REASON_LIMITED] = "passed over: over its own rpm or tpm, or "
+                              "asked for time by a 429",
     };
 
     tg_reason  r;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "queue.h"
 #include "status.h"
+#include "usage.h"
 #include "version.h"
 
 
@@ -358,9 +359,8 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         case TG_F_HTTP_STATUS:
         case TG_F_UPSTREAM_MS:
         case TG_F_TOTAL_MS:
-        case TG_F_PROMPT_TOKENS:
-        case TG_F_COMPLETION_TOKENS:
         case TG_F_COUNT:
+        case TG_F_COOLDOWN_MS:
             if (tg_field_u32(&f, &v) != 0) {
                 tg_conn_malformed(c, h, "a REPORT number is not a u32");
                 return;
@@ -372,8 +372,20 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
                 r.upstream_ms = v;
             } else if (f.key == TG_F_TOTAL_MS) {
                 total_ms = v;
+                r.total_ms = v;
             } else if (f.key == TG_F_COUNT) {
                 r.count = v;
+            } else if (f.key == TG_F_COOLDOWN_MS) {
+                r.cooldown_ms = v;
+            }
+            break;
+
+        default:
+            /* what it used: usage.c reads those fields */
+            if (tg_usage_field(&r, &f) < 0) {
+                tg_conn_malformed(c, h, "a REPORT usage field is not "
+                                  "of its type");
+                return;
             }
             break;
         }
@@ -397,7 +409,13 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         r.route = NULL;
     }
 
+    tg_limit_store_clock(srv->state->limits);
+    tg_usage_cost(srv->policy, &r);
+
     freed = tg_state_report(srv->state, &r, tg_now_ms(srv));
+
+    tg_usage_account(srv->usage, srv->policy, srv->state, &r,
+                     ev_now(srv->loop));
 
     tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
                  "upstream %u ms, total %u ms, lease %u%s",
@@ -414,6 +432,12 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     fed = freed != NULL
           || (r.provider != NULL && tg_state_find(srv->state, r.provider));
+
+    /* decisions the workers reuse may send to a provider now left alone */
+
+    if (r.outcome == TG_OUTCOME_RATE_LIMITED && r.cooldown_ms != 0 && fed) {
+        srv->invalidate_due = true;
+    }
 
     tg_soon(srv, r.outcome != TG_OUTCOME_OK && fed, freed != NULL);
 }

@@ -89,9 +89,16 @@ tg_health_reported(tg_pstate *ps, tg_outcome outcome, uint32_t status,
 
     case TG_OUTCOME_OK:
     case TG_OUTCOME_CLIENT_ERROR:
-    case TG_OUTCOME_RATE_LIMITED:
         ps->fail_run = 0;
         ps->passive_down = false;
+        break;
+
+    case TG_OUTCOME_RATE_LIMITED:
+        /*
+         * Neither a failure nor proof of health: a provider that fails
+         * and in between refuses for its rate limit is still failing.
+         * Its Retry-After is a cooldown of the limits (state.c).
+         */
         break;
 
     case TG_OUTCOME_CONNECT_ERROR:
@@ -248,7 +255,7 @@ tg_health_at_capacity(const tg_pstate *ps)
     return ps != NULL
            && (ps->health == TG_HEALTH_BUSY
                || (ps->max_concurrency != 0
-                   && ps->in_flight >= ps->max_concurrency));
+                   && ps->in_flight + ps->others >= ps->max_concurrency));
 }
 
 

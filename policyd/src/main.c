@@ -4,12 +4,13 @@
  *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-v]
  *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
  *   policyd status -a ADMIN_SOCKET [--prometheus]
+ *   policyd usage -f FILE [--since T] [--until T] [--by KEY] [--json|--csv]
  *
  * -t checks the policy and exits; otherwise policyd serves the module on
  * the policy's Unix socket, in the foreground, logging to stderr.
  * "explain" says where a request would go and why (explain.c); "status"
  * asks a running policyd on its admin socket (admin.c) how the providers
- * fare.
+ * fare; "usage" totals usage logs (usage_cli.c).
  */
 
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <curl/curl.h>
 
 #include "explain.h"
+#include "usage_cli.h"
 #include "log.h"
 #include "policy.h"
 #include "server.h"
@@ -50,6 +52,10 @@ main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "status") == 0) {
         return tg_status_main(argc - 1, argv + 1);
+    }
+
+    if (argc > 1 && strcmp(argv[1], "usage") == 0) {
+        return tg_usage_main(argc - 1, argv + 1);
     }
 
     file = NULL;
@@ -164,6 +170,8 @@ tg_usage(FILE *out)
             "[-v]\n"
             "       policyd explain (-c FILE | -s SOCKET) [options] MODEL\n"
             "       policyd status -a ADMIN_SOCKET [--prometheus]\n"
+            "       policyd usage -f FILE [--since T] [--until T] [--by KEY] "
+            "[--json|--csv]\n"
             "  -c FILE   the policy file (JSON with comments)\n"
             "  -t        check the policy, print every error, exit\n"
             "  -s PATH   listen on PATH instead of listen.path\n"
@@ -171,7 +179,8 @@ tg_usage(FILE *out)
             "  -v        log at debug level\n"
             "  explain   where would a request go, and why (explain -h)\n"
             "  status    providers' states, leases, latency, from a running "
-            "policyd\n");
+            "policyd\n"
+            "  usage     requests, tokens and cost from usage logs (usage -h)\n");
 }
 
 

@@ -17,7 +17,10 @@
 
 #include "arena.h"
 #include "errors.h"
+#include "limits_conf.h"
+#include "redis_conf.h"
 #include "log.h"
+#include "price.h"
 #include "tailgate_names.h"
 
 
@@ -110,6 +113,12 @@ typedef struct tg_provider {
     const char    *region;          /* lowercase; NULL: serves no region */
     bool           tools;           /* accepts "tools" */
     bool           streaming;       /* accepts "stream": true */
+    bool           usage_passive;   /* "usage": "passive": never asked for
+                                       a stream's usage */
+
+    /* its plan: requests and tokens per minute; 0: none (limits.c) */
+    uint32_t       rpm;
+    uint32_t       tpm;
 
     tg_health_conf health;
 } tg_provider;
@@ -132,6 +141,9 @@ typedef struct tg_step {
      * none.  Sent to the module as the decision's "adjust".
      */
     const char         *adjust[TG_WHEN_COUNT];
+
+    /* its provider model's prices (usage.prices), or NULL: none */
+    const struct tg_price_entry  *price;
 } tg_step;
 
 
@@ -168,6 +180,36 @@ typedef struct tg_route {
 #define TG_FALLBACK_ON_BUSY    2u
 
 
+/* usage.prices.PROVIDER.MODEL */
+typedef struct tg_price_entry {
+    size_t         provider_index;
+    const char    *model;
+    tg_price       price;
+    const char    *text;            /* DECISION's "IN CACHED OUT MIN CHARS" */
+} tg_price_entry;
+
+
+#define TG_USAGE_MAX_CLIENTS_DEFAULT  100
+#define TG_USAGE_MAX_CLIENTS_MAX      10000
+#define TG_USAGE_BUFFER_DEFAULT       (1024 * 1024)
+#define TG_USAGE_BUFFER_MIN           4096
+#define TG_USAGE_BUFFER_MAX           (256 * 1024 * 1024)
+#define TG_CURRENCY_MAX               16
+#define TG_PRICE_VERSION_MAX          64
+
+
+/* "usage": the usage log, the currency and prices (docs/policy.md) */
+typedef struct {
+    const char      *log;           /* the usage log's path; NULL: none */
+    uint32_t         buffer_bytes;  /* records waiting to be written */
+    uint32_t         max_clients;   /* clients the status names */
+    const char      *currency;      /* NULL when no prices */
+    const char      *price_version; /* given, or a hash of the prices */
+    tg_price_entry  *prices;
+    size_t           nprices;
+} tg_usage_conf;
+
+
 typedef struct tg_listen {
     const char    *path;            /* NULL when neither file nor -s gave one */
     mode_t         mode;
@@ -199,10 +241,15 @@ typedef struct tg_policy {
     tg_route      *routes;
     size_t         nroutes;
 
+    tg_usage_conf  usage;
+
     uint32_t      *provider_table;  /* open addressing: index + 1, 0 = free */
     size_t         provider_mask;
     uint32_t      *route_table;
     size_t         route_mask;
+
+    tg_limits_conf limits;          /* limits_policy.c */
+    tg_redis_conf  redis;           /* policy_redis.c */
 
     time_t         loaded_at;       /* "created" in /v1/models */
 } tg_policy;
@@ -241,6 +288,11 @@ const tg_route *tg_policy_route(const tg_policy *policy, const char *name,
     size_t len);
 const tg_provider *tg_policy_provider(const tg_policy *policy,
     const char *name, size_t len);
+
+/* The prices of a provider's model, or NULL (policy_usage.c). */
+const tg_price_entry *tg_policy_price(const tg_policy *policy,
+    const char *provider, size_t provider_len, const char *model,
+    size_t model_len);
 
 /* the hash of provider_table and route_table, which the loader fills */
 uint32_t tg_name_hash(const char *s, size_t len);

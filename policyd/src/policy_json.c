@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy_json.h"
@@ -77,24 +78,81 @@ tg_member(const cJSON *obj, const char *key)
 }
 
 
+
+typedef struct {
+    const char  *name;
+    size_t       pos;
+} tg_key_at;
+
+
+/* keys by name, equal names by their place in the object */
+
+static int
+tg_key_order(const void *a, const void *b)
+{
+    int               rc;
+    const tg_key_at  *x = a, *y = b;
+
+    rc = strcmp(x->name, y->name);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (x->pos < y->pos) ? -1 : (x->pos > y->pos);
+}
+
+
 void
 tg_check_keys(tg_loader *ld, const cJSON *obj, const char *path,
     const char *const *known)
 {
     char                path_buf[TG_PATH_LEN];
-    const cJSON        *c, *prev;
+    bool               *dup;
+    size_t              n, i;
+    tg_key_at          *keys;
+    const cJSON        *c;
     const char *const  *k;
 
+    /*
+     * Duplicates found by sorting, not by comparing each key with those
+     * before it: an object of 100k routes took 45 s that way.  Of equal
+     * keys the first in the object is kept, the others are errors.
+     */
+
+    n = 0;
+
     for (c = obj->child; c != NULL; c = c->next) {
+        n++;
+    }
+
+    keys = malloc((n ? n : 1) * sizeof(*keys));
+    dup = calloc(n ? n : 1, sizeof(*dup));
+
+    if (keys == NULL || dup == NULL) {
+        free(keys);
+        free(dup);
+        tg_load_error(ld, path, "out of memory");
+        return;
+    }
+
+    for (c = obj->child, i = 0; c != NULL; c = c->next, i++) {
+        keys[i].name = c->string != NULL ? c->string : "";
+        keys[i].pos = i;
+    }
+
+    qsort(keys, n, sizeof(*keys), tg_key_order);
+
+    for (i = 1; i < n; i++) {
+        if (strcmp(keys[i - 1].name, keys[i].name) == 0) {
+            dup[keys[i].pos] = true;
+        }
+    }
+
+    for (c = obj->child, i = 0; c != NULL; c = c->next, i++) {
         tg_key_path(path_buf, path, c->string != NULL ? c->string : "");
 
-        for (prev = obj->child; prev != c; prev = prev->next) {
-            if (strcmp(prev->string, c->string) == 0) {
-                break;
-            }
-        }
-
-        if (prev != c) {
+        if (dup[i]) {
             tg_load_error(ld, path_buf, "duplicate key");
             continue;
         }
@@ -113,6 +171,9 @@ tg_check_keys(tg_loader *ld, const cJSON *obj, const char *path,
             tg_load_error(ld, path_buf, "unknown key");
         }
     }
+
+    free(keys);
+    free(dup);
 }
 
 

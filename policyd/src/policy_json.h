@@ -96,5 +96,12 @@ void *tg_load_named(tg_loader *ld, const cJSON *root,
 /* the parts of a policy, each in its file */
 void tg_load_providers(tg_loader *ld, const cJSON *root);
 void tg_load_routes(tg_loader *ld, const cJSON *root);
+void tg_load_limits(tg_loader *ld, const cJSON *root);    /* after routes */
+void tg_load_redis(tg_loader *ld, const cJSON *root);
+
+/* policy_usage.c: a provider's "usage", then the top level's "usage" */
+void tg_load_usage_mode(tg_loader *ld, tg_provider *pr, const cJSON *item,
+    const char *path);
+void tg_load_usage(tg_loader *ld, const cJSON *root);
 
 #endif /* TG_POLICY_JSON_H */

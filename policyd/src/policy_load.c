@@ -32,7 +32,7 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
     "lease_recovery_ms", "log_level",
-    "providers", "routes", NULL
+    "providers", "routes", "limits", "usage", "redis", NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -340,6 +340,9 @@ tg_load_top(tg_loader *ld, const cJSON *root)
 
     tg_load_providers(ld, root);
     tg_load_routes(ld, root);
+    tg_load_limits(ld, root);
+    tg_load_usage(ld, root);
+    tg_load_redis(ld, root);
 }
 
 

@@ -32,7 +32,7 @@ static bool tg_valid_url(const char *s);
 static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
-    "max_concurrency", "health", NULL
+    "max_concurrency", "health", "rpm", "tpm", "usage", NULL
 };
 
 static const char *const  tg_health_keys[] = {
@@ -190,11 +190,17 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
                           TG_CONTEXT_TOKENS_MAX, &pr->context_tokens);
     (void) tg_member_uint(ld, item, "max_concurrency", path, 1,
                           TG_CONCURRENCY_MAX, &pr->max_concurrency);
+    (void) tg_member_uint(ld, item, "rpm", path, 1, TG_LIMIT_RATE_MAX,
+                          &pr->rpm);
+    (void) tg_member_uint(ld, item, "tpm", path, 1, TG_LIMIT_RATE_MAX,
+                          &pr->tpm);
 
     pr->tools = true;
     pr->streaming = true;
     (void) tg_member_bool(ld, item, "tools", path, &pr->tools);
     (void) tg_member_bool(ld, item, "streaming", path, &pr->streaming);
+
+    tg_load_usage_mode(ld, pr, item, path);
 
     tg_load_health(ld, pr, item, path);
 

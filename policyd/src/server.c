@@ -26,17 +26,21 @@
 #include "daemon.h"
 #include "defer.h"
 #include "frames.h"
+#include "limits_admit.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "redis.h"
 #include "server.h"
 #include "status.h"
+#include "usage.h"
 #include "version.h"
 
 
 #define TG_ACCEPT_BATCH       64
 #define TG_ACCEPT_RETRY       1.0     /* seconds, after EMFILE */
 #define TG_HEALTH_EVERY       0.25    /* seconds between judgements */
+#define TG_SWEEP_EVERY_MS     5000    /* idle limits' counters dropped */
 
 
 static void tg_listen_close(tg_server *srv);
@@ -47,7 +51,10 @@ static void tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
 static void tg_reload(tg_server *srv);
 static void tg_invalidate_all(tg_server *srv);
 static void tg_shutdown(tg_server *srv);
+static void tg_shutdown_drain(tg_server *srv);
 static size_t tg_conn_closed(tg_server *srv, tg_conn *c);
+static void tg_decide_again(tg_conn *c, const uint8_t *frame,
+    const tg_frame_hdr *h);
 static char *tg_admin_body(void *data, bool prometheus, size_t *len);
 static bool tg_health_check(tg_server *srv);
 static void tg_cooldown_arm(tg_server *srv, uint64_t now_ms);
@@ -74,6 +81,7 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.listener.fd = -1;
     srv.next_conn_id = 1;
     srv.conn_closed = tg_conn_closed;
+    srv.decide_again = tg_decide_again;
 
     rc = 1;
 
@@ -112,6 +120,16 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         goto done;
     }
 
+    srv.usage = tg_usage_new();
+    if (srv.usage == NULL) {
+        tg_log_error("out of memory");
+        goto done;
+    }
+
+    if (tg_usage_configure(srv.usage, policy) != 0) {
+        goto done;
+    }
+
     if (tg_sock_open(&srv.listener, &srv.policy->listen) != 0) {
         goto done;
     }
@@ -126,12 +144,15 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     ev_signal_init(&srv.sighup, tg_signal_cb, SIGHUP);
     ev_signal_init(&srv.sigterm, tg_signal_cb, SIGTERM);
     ev_signal_init(&srv.sigint, tg_signal_cb, SIGINT);
+    ev_signal_init(&srv.sigusr1, tg_signal_cb, SIGUSR1);
+    srv.sigusr1.data = &srv;
     srv.sighup.data = &srv;
     srv.sigterm.data = &srv;
     srv.sigint.data = &srv;
     ev_signal_start(srv.loop, &srv.sighup);
     ev_signal_start(srv.loop, &srv.sigterm);
     ev_signal_start(srv.loop, &srv.sigint);
+    ev_signal_start(srv.loop, &srv.sigusr1);
 
     srv.started = ev_now(srv.loop);
 
@@ -154,6 +175,14 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
     tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
                                              : 0);
+
+    if (policy->redis.enabled) {
+        srv.redis = tg_redis_start(&srv, policy);
+        if (srv.redis == NULL) {
+            tg_log_error("out of memory for the redis client");
+            goto done;
+        }
+    }
 
     if (policy->admin.path != NULL) {
         srv.admin = tg_admin_open(srv.loop, &policy->admin, tg_admin_body,
@@ -184,6 +213,10 @@ done:
         tg_defer_stop(&srv);
     }
 
+    /* what Redis holds of this node's leases expires with their TTL */
+    tg_redis_stop(srv.redis);
+    srv.redis = NULL;
+
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);
     tg_prober_free(srv.prober);
@@ -195,9 +228,13 @@ done:
         ev_signal_stop(srv.loop, &srv.sighup);
         ev_signal_stop(srv.loop, &srv.sigterm);
         ev_signal_stop(srv.loop, &srv.sigint);
+        ev_signal_stop(srv.loop, &srv.sigusr1);
         ev_timer_stop(srv.loop, &srv.accept_retry);
         ev_loop_destroy(srv.loop);
     }
+
+    /* every record it was given is written before policyd ends */
+    tg_usage_free(srv.usage);
 
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
@@ -299,6 +336,12 @@ tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     if (w->signum == SIGHUP) {
         tg_reload(srv);
+        tg_usage_flush(srv->usage);
+        return;
+    }
+
+    if (w->signum == SIGUSR1) {
+        tg_usage_reopen(srv->usage);
         return;
     }
 
@@ -349,6 +392,11 @@ tg_reload(tg_server *srv)
         return;
     }
 
+    if (tg_usage_configure(srv->usage, np) != 0) {
+        tg_log_warn("the usage log stays as it was");
+    }
+    tg_redis_reloaded(srv->redis, np);
+
     a = &srv->policy->listen;
     b = &np->listen;
 
@@ -370,6 +418,10 @@ tg_reload(tg_server *srv)
     old = srv->policy;
     srv->policy = np;
     tg_policy_free(old);
+
+    /* the counters of profiles and providers still there are kept */
+    tg_limit_store_clock(srv->state->limits);
+    tg_limits_sweep(srv->state->limits, np);
 
     tg_log_set_level(np->log_level);
 
@@ -422,6 +474,9 @@ tg_shutdown(tg_server *srv)
     tg_admin_close(srv->admin);
     srv->admin = NULL;
 
+    /* REPORTs the workers sent already still count, and are recorded */
+    tg_shutdown_drain(srv);
+
     /* before the connections close and take their leases with them */
     tg_leases_unmark(srv);
 
@@ -435,6 +490,31 @@ tg_shutdown(tg_server *srv)
 }
 
 
+/*
+ * What the workers wrote before the signal: read and served (REPORTs are
+ * what matters), a bounded number of reads per connection.
+ */
+
+static void
+tg_shutdown_drain(tg_server *srv)
+{
+    int       i;
+    tg_conn  *c, *next;
+
+    for (c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+
+        for (i = 0; i < 64 && c->state == TG_CONN_OPEN; i++) {
+            if (tg_conn_read(c) == 0) {
+                break;          /* nothing more, or closed (c is gone) */
+            }
+
+            tg_frames_serve(c);
+        }
+    }
+}
+
+
 /* a connection closes: those it had waiting go, its slots go to others */
 
 static size_t
@@ -444,6 +524,7 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
 
     tg_queue_drop_conn(srv, c);
     tg_defer_drop_conn(srv, c);
+    tg_redis_drop_conn(srv->redis, c);
 
     n = tg_state_release_owner(srv->state, c->id);
 
@@ -452,6 +533,18 @@ tg_conn_closed(tg_server *srv, tg_conn *c)
     }
 
     return n;
+}
+
+
+/* once every frame of this pass is handled, like a provider at capacity */
+
+static void
+tg_decide_again(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
+{
+    tg_decision  d;
+
+    memset(&d, 0, sizeof(d));
+    tg_defer(c, frame, h, &d, false);
 }
 
 
@@ -585,10 +678,22 @@ tg_cooldown_arm(tg_server *srv, uint64_t now_ms)
 static void
 tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    tg_server  *srv = w->data;
+
     (void) loop;
     (void) revents;
 
-    (void) tg_health_check(w->data);
+    (void) tg_health_check(srv);
+
+    /* the limits' counters with nothing owed and nothing held go */
+
+    tg_limit_store_clock(srv->state->limits);
+
+    if (srv->state->limits->now_ms - srv->state->limits->swept_ms
+        >= TG_SWEEP_EVERY_MS)
+    {
+        tg_limits_sweep(srv->state->limits, srv->policy);
+    }
 }
 
 
@@ -661,6 +766,11 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (health && tg_health_check(srv)) {
         wake = false;
+    }
+
+    if (srv->invalidate_due) {
+        srv->invalidate_due = false;
+        tg_invalidate_all(srv);
     }
 
     if (wake) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "limits_admit.h"
 #include "state.h"
 #include "tailgate_protocol.h"
 
@@ -14,7 +15,8 @@
 
 static int tg_state_grow_buckets(tg_state *st);
 static int tg_state_lease_insert(tg_state *st, tg_pstate *ps,
-    uint64_t owner, uint64_t now_ms, uint32_t wanted, uint32_t *lease);
+    uint64_t owner, uint64_t now_ms, uint32_t wanted,
+    struct tg_limit_hold *hold, uint32_t *lease);
 static uint32_t tg_state_alias_take(tg_state *st, uint64_t owner,
     uint32_t announced);
 static tg_pstate *tg_state_slot(tg_state *st, const char *name);
@@ -74,6 +76,13 @@ tg_state_new(void)
         return NULL;
     }
 
+    st->limits = tg_limit_store_memory();
+    if (st->limits == NULL) {
+        free(st->buckets);
+        free(st);
+        return NULL;
+    }
+
     st->nbuckets = TG_LEASE_BUCKETS_MIN;
     st->next_lease = 1;
 
@@ -94,9 +103,12 @@ tg_state_free(tg_state *st)
     for (i = 0; i < st->nbuckets; i++) {
         for (l = st->buckets[i]; l != NULL; l = next) {
             next = l->next;
+            tg_limits_release(st->limits, l->hold);
             free(l);
         }
     }
+
+    st->limits->ops->free(st->limits);
 
     for (i = 0; i < st->nslots; i++) {
         free(st->slots[i]->name);
@@ -208,7 +220,29 @@ tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
         return 0;
     }
 
-    return tg_state_lease_insert(st, ps, owner, now_ms, 0, lease);
+    return tg_state_lease_insert(st, ps, owner, now_ms, 0, NULL, lease);
+}
+
+
+int
+tg_state_lease_hold(tg_state *st, size_t i, uint64_t owner, uint64_t now_ms,
+    struct tg_limit_hold *hold, uint32_t *lease)
+{
+    *lease = 0;
+
+    if (hold == NULL) {
+        return tg_state_lease_acquire(st, i, owner, now_ms, lease);
+    }
+
+    if (i >= st->nbound
+        || tg_state_lease_insert(st, st->bound[i], owner, now_ms, 0, hold,
+                                 lease) != 0)
+    {
+        tg_limits_release(st->limits, hold);
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -223,7 +257,9 @@ tg_state_lease_adopt(tg_state *st, tg_pstate *ps, uint64_t owner,
         return 0;
     }
 
-    if (tg_state_lease_insert(st, ps, owner, now_ms, announced, &id) != 0) {
+    if (tg_state_lease_insert(st, ps, owner, now_ms, announced, NULL, &id)
+        != 0)
+    {
         return -1;
     }
 
@@ -261,7 +297,8 @@ tg_state_lease_adopt(tg_state *st, tg_pstate *ps, uint64_t owner,
 
 static int
 tg_state_lease_insert(tg_state *st, tg_pstate *ps, uint64_t owner,
-    uint64_t now_ms, uint32_t wanted, uint32_t *lease)
+    uint64_t now_ms, uint32_t wanted, struct tg_limit_hold *hold,
+    uint32_t *lease)
 {
     size_t      b;
     uint32_t    id;
@@ -289,6 +326,7 @@ tg_state_lease_insert(tg_state *st, tg_pstate *ps, uint64_t owner,
     l->provider = ps;
     l->owner = owner;
     l->granted_ms = now_ms;
+    l->hold = hold;
 
     b = id & (st->nbuckets - 1);
     l->next = st->buckets[b];
@@ -352,6 +390,13 @@ tg_state_lease_unlink(tg_state *st, tg_lease **pl)
     if (l->provider->in_flight > 0) {
         l->provider->in_flight--;
     }
+
+    if (st->lease_ended != NULL) {
+        st->lease_ended(st->hook_arg, l);
+    }
+
+    /* a lease that ends any way gives its limits' slots back */
+    tg_limits_release(st->limits, l->hold);
 
     st->nleases--;
     free(l);
@@ -425,7 +470,7 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
 tg_pstate *
 tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 {
-    uint32_t         id;
+    uint32_t         id, ms;
     tg_outcome       outcome;
     tg_pstate       *ps, *freed;
     tg_rstate       *rs;
@@ -449,6 +494,24 @@ tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
     if (ps != NULL) {
         tg_health_reported(ps, outcome, r->http_status, r->upstream_ms,
                            r->count, now_ms);
+
+        /* the provider asked for time: the next requests go elsewhere */
+
+        if (outcome == TG_OUTCOME_RATE_LIMITED && r->cooldown_ms != 0) {
+            ms = r->cooldown_ms > TG_COOLDOWN_MAX_MS
+                 ? TG_COOLDOWN_MAX_MS : r->cooldown_ms;
+
+            tg_limits_cooldown(st->limits, ps->name, ms);
+
+            if (st->cooled != NULL) {
+                st->cooled(st->hook_arg, ps, ms);
+            }
+        }
+    }
+
+    if (l != NULL && l->hold != NULL) {
+        tg_limits_settle(st->limits, l->hold, r);
+        tg_limits_spend(st->limits, l->hold, r->cost);
     }
 
     if (r->route != NULL) {

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "limits_store.h"
 #include "policy.h"
 
 
@@ -42,6 +43,7 @@ typedef enum {
 #define TG_LATENCIES        128
 #define TG_NOTE_MAX         96
 #define TG_ROUTES_KEPT      4096
+#define TG_COOLDOWN_MAX_MS  86400000    /* a 429's Retry-After, at most */
 
 
 /* one active probe: what the provider said about itself */
@@ -69,6 +71,7 @@ typedef struct tg_pstate {
     char           *name;
     bool            in_policy;          /* in the policy bound last */
     uint32_t        in_flight;          /* leases held */
+    uint32_t        others;             /* held by other nodes (redis.c) */
     uint32_t        max_concurrency;    /* from the policy bound last */
     tg_health_conf  conf;               /* likewise */
     uint32_t        queued;             /* requests waiting for a slot */
@@ -117,6 +120,7 @@ typedef struct tg_lease {
     tg_pstate       *provider;
     uint64_t         owner;             /* connection id */
     uint64_t         granted_ms;
+    struct tg_limit_hold *hold;         /* limits it counts, or NULL */
     struct tg_lease  *next;             /* hash chain */
 } tg_lease;
 
@@ -160,6 +164,16 @@ typedef struct tg_state {
     uint64_t         leases_dropped;    /* freed by a connection close */
     uint64_t         leases_expired;    /* never reported: lease_ttl_ms */
     uint64_t         leases_adopted;    /* re-announced by a worker */
+
+    tg_limit_store  *limits;            /* limits_store.h: the counters */
+
+    /*
+     * Told when a lease ends, any way, and when a provider's 429 asks for
+     * time: how redis.c shares them with the other nodes.  NULL: alone.
+     */
+    void           (*lease_ended)(void *arg, const struct tg_lease *l);
+    void           (*cooled)(void *arg, const tg_pstate *ps, uint32_t ms);
+    void            *hook_arg;
 } tg_state;
 
 
@@ -184,6 +198,14 @@ tg_pstate *tg_state_find(const tg_state *st, const char *name);
  */
 int tg_state_lease_acquire(tg_state *st, size_t i, uint64_t owner,
     uint64_t now_ms, uint32_t *lease);
+
+/*
+ * The same for a decision whose limits must be told how it ended: a lease
+ * carrying hold (limits_admit.c) even when the provider has no
+ * max_concurrency.  The lease owns hold from then on, also on failure.
+ */
+int tg_state_lease_hold(tg_state *st, size_t i, uint64_t owner,
+    uint64_t now_ms, struct tg_limit_hold *hold, uint32_t *lease);
 
 /*
  * A lease a worker still holds, re-announced after its connection (or the
@@ -213,6 +235,43 @@ typedef struct {
     uint32_t        upstream_ms;        /* a sum when count > 1 */
     const char     *provider;           /* NUL-terminated, or NULL */
     const char     *route;
+
+    /*
+     * What the attempt used (docs/protocol.md, "Usage"), read by usage.c;
+     * the limits correct tokens per minute and spend budgets from it.
+     * The strings point into the frame: data NULL when absent.
+     */
+    struct tg_report_str {
+        const char     *data;
+        size_t          len;
+    }               request_id, client, tenant, endpoint, provider_model,
+                    response_model;
+    bool            stream;
+    bool            tokens;             /* the token fields were sent */
+    bool            estimated;
+    bool            has_ttfb;
+    uint32_t        attempt;
+    uint32_t        total_ms;
+    uint32_t        ttfb_ms;
+    uint32_t        prompt_tokens;
+    uint32_t        completion_tokens;
+    uint32_t        total_tokens;
+    uint32_t        cached_tokens;
+    uint32_t        reasoning_tokens;
+    uint32_t        audio_ms;
+    uint32_t        characters;
+
+    /*
+     * Its cost in pico-units (1e-12) of the policy's currency, from the
+     * prices of its provider model (price.h), 0 when it has none (price
+     * NULL); tg_usage_cost() sets it before the REPORT is counted.
+     */
+    uint64_t                      cost;
+    bool                          cost_overflow;
+    const struct tg_price_entry  *price;
+
+    /* how long a 429 asked the provider to be left alone (limits) */
+    uint32_t                      cooldown_ms;
 } tg_report;
 
 /*

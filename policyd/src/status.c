@@ -15,7 +15,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "limits_admit.h"
 #include "status.h"
+#include "usage_status.h"
 #include "version.h"
 
 
@@ -59,12 +61,46 @@ tg_state_shown(const tg_pstate *ps)
 }
 
 
+/* a provider's plan and cooldown: "limits", null when it has neither */
+
+static void
+tg_status_limits(cJSON *p, const tg_state *st, const tg_provider *pr)
+{
+    cJSON                    *x;
+    tg_limits_provider_view   lv;
+
+    tg_limits_provider_seen(st->limits, pr, tg_limit_clock_ms(), &lv);
+
+    if (pr->rpm == 0 && pr->tpm == 0 && lv.cooldown_ms == 0) {
+        cJSON_AddNullToObject(p, "limits");
+        return;
+    }
+
+    x = cJSON_AddObjectToObject(p, "limits");
+    if (x == NULL) {
+        return;
+    }
+
+    if (pr->rpm != 0) {
+        cJSON_AddNumberToObject(x, "rpm", pr->rpm);
+        cJSON_AddNumberToObject(x, "requests_left", lv.requests_left);
+    }
+
+    if (pr->tpm != 0) {
+        cJSON_AddNumberToObject(x, "tpm", pr->tpm);
+        cJSON_AddNumberToObject(x, "tokens_left", lv.tokens_left);
+    }
+
+    cJSON_AddNumberToObject(x, "cooldown_ms", (double) lv.cooldown_ms);
+}
+
+
 char *
 tg_status_json(const tg_status_view *v, size_t *len)
 {
     char              *text, buf[TG_HEALTH_URL_MAX + 1], when[32];
     size_t             i, k;
-    cJSON             *root, *o, *list, *p, *x, *arr;
+    cJSON             *root, *o, *list, *p, *x, *arr, *r;
     uint64_t           now;
     time_t             t;
     struct tm          tm;
@@ -98,6 +134,17 @@ tg_status_json(const tg_status_view *v, size_t *len)
     cJSON_AddNumberToObject(o, "queued", (double) v->queued);
     cJSON_AddNumberToObject(o, "decisions", (double) st->decisions);
 
+    if (v->has_redis) {
+        r = cJSON_AddObjectToObject(o, "redis");
+        cJSON_AddStringToObject(r, "state", v->redis_view.state);
+        cJSON_AddNumberToObject(r, "since_s", (double) (long)
+                                v->redis_view.since_s);
+        cJSON_AddStringToObject(r, "node", v->redis_view.node);
+        cJSON_AddStringToObject(r, "on_redis_error", v->redis_view.on_error);
+        cJSON_AddNumberToObject(r, "timeouts", (double) v->redis_view.timeouts);
+        cJSON_AddNumberToObject(r, "errors", (double) v->redis_view.errors);
+    }
+
     list = cJSON_AddArrayToObject(root, "providers");
 
     for (i = 0; list != NULL && i < v->policy->nproviders; i++) {
@@ -120,6 +167,9 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddStringToObject(p, "why", ps->why[0] ? ps->why
                                                      : "no failures seen");
         cJSON_AddNumberToObject(p, "in_flight", ps->in_flight);
+        if (v->has_redis && ps->max_concurrency != 0) {
+            cJSON_AddNumberToObject(p, "in_flight_other_nodes", ps->others);
+        }
 
         if (ps->max_concurrency) {
             cJSON_AddNumberToObject(p, "max_concurrency", ps->max_concurrency);
@@ -131,6 +181,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddNumberToObject(p, "oldest_request_ms",
                                 (double) ps->oldest_lease_ms);
         cJSON_AddNumberToObject(p, "decisions", (double) ps->decisions);
+        tg_status_limits(p, st, pr);
 
         if (pr->health.url != NULL) {
             x = cJSON_AddObjectToObject(p, "probe");
@@ -222,6 +273,8 @@ tg_status_json(const tg_status_view *v, size_t *len)
         }
     }
 
+    tg_usage_status_json(root, v);
+
     text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
 
@@ -247,6 +300,8 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
     const tg_route    *rt;
     const tg_provider *pr;
     const char        *shown;
+    char              *usage;
+    size_t             ulen;
 
     memset(&t, 0, sizeof(t));
 
@@ -351,6 +406,14 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
                 "started.\n# TYPE tailgate_policyd_uptime_seconds gauge\n"
                 "tailgate_policyd_uptime_seconds %ld\n",
                 (long) v->uptime);
+
+    usage = tg_usage_status_prometheus(v, &ulen);
+    if (usage == NULL) {
+        t.failed = true;
+    } else {
+        tg_text_add(&t, "%.*s", (int) ulen, usage);
+        free(usage);
+    }
 
     if (t.failed) {
         free(t.data);

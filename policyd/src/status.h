@@ -8,11 +8,23 @@
 #ifndef TG_STATUS_H
 #define TG_STATUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "policy.h"
 #include "state.h"
+
+
+/* the shared Redis, as redis.c sees it */
+typedef struct {
+    const char     *state;          /* "up", "down", "connecting" */
+    const char     *node;
+    const char     *on_error;       /* "local", "closed" */
+    double          since_s;        /* in that state for */
+    uint64_t        timeouts;       /* decisions that did not wait */
+    uint64_t        errors;
+} tg_redis_view;
 
 
 /* what the status is made of: the daemon fills it in (daemon.h) */
@@ -23,6 +35,9 @@ typedef struct {
     double            uptime;           /* seconds since policyd started */
     size_t            connections;      /* of workers */
     size_t            queued;           /* requests waiting for a slot */
+    const struct tg_usage  *usage;      /* NULL: none counted */
+    bool              has_redis;        /* false: no "redis" block */
+    tg_redis_view     redis_view;       /* a copy: the view is passed by value */
 } tg_status_view;
 
 

@@ -252,6 +252,17 @@ test_passive_and_stuck(void **unused)
     assert_int_equal(ps->health, TG_HEALTH_DOWN);
     assert_int_equal(ps->down_until_ms, 2500);
 
+    /*
+     * A 429 is neither a failure nor a success: it does not end a run of
+     * failures (nor the down it led to), and is not one either.
+     */
+
+    tg_health_reported(ps, TG_OUTCOME_RATE_LIMITED, 429, 5, 1, 1600);
+    assert_int_equal(ps->fail_run, 3);
+    assert_true(ps->passive_down);
+    assert_int_equal(tg_state_evaluate(st, 1600), 0);
+    assert_int_equal(ps->health, TG_HEALTH_DOWN);
+
     /* a success ends it; 429 and 4xx are not the provider failing */
 
     tg_health_reported(ps, TG_OUTCOME_OK, 200, 30, 1, 2600);
@@ -264,8 +275,8 @@ test_passive_and_stuck(void **unused)
     /* what was seen: counts, recent errors (newest last here), latency */
 
     assert_int_equal(ps->reports[TG_OUTCOME_TIMEOUT], 2);
-    assert_int_equal(ps->reports[TG_OUTCOME_RATE_LIMITED], 2);
-    assert_int_equal(ps->nerrors, 6);
+    assert_int_equal(ps->reports[TG_OUTCOME_RATE_LIMITED], 3);
+    assert_int_equal(ps->nerrors, 7);
     assert_int_equal(ps->errors[(ps->error_pos + TG_RECENT_ERRORS - 1)
                                 % TG_RECENT_ERRORS].outcome,
                      TG_OUTCOME_RATE_LIMITED);

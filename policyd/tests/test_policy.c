@@ -411,6 +411,20 @@ static const tg_test_refusal  refused_provider_errors[] = {
         { "providers.p", "duplicate key" },
       } },
 
+    /* duplicates among others, three of one: each later one, in order */
+    { "{" TG_LISTEN ", 'providers': { 'p': {" TG_MIN_PROVIDER "} }, "
+      "'routes': { 'b': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] }, "
+      "'a': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] }, "
+      "'b': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] }, "
+      "'c': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] }, "
+      "'a': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] }, "
+      "'b': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] } } }",
+      3, {
+        { "routes.b", "duplicate key" },
+        { "routes.a", "duplicate key" },
+        { "routes.b", "duplicate key" },
+      } },
+
     /* health: bounds, types, and probe settings without a probe */
     { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'health': {"
       "'lease_ttl_ms': 10, 'send_key': 1 }"),

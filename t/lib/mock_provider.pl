@@ -552,6 +552,10 @@ sub head {
 sub send_body {
     my ($req, $ctl, $status, $type, $body, %h) = @_;
 
+    # done before its last bytes leave: once they have, the gateway may
+    # send the next request at once, which must not find this one counted
+    unregister();
+
     write_all(head($req, $ctl, $status, %h,
                    'Content-Type' => $type,
                    'Content-Length' => length $body)
@@ -965,6 +969,7 @@ sub stream {
 
     return 0 unless $complete;
 
+    unregister();    # before the last bytes, as in send_body()
     write_all("0\r\n\r\n") or return 0;
 
     return $req->{keep};

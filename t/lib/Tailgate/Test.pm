@@ -961,8 +961,11 @@ sub _http {
     my %res = (status => 0, headers => {}, body => '');
     $res{chunks} = [] if $stream;
 
+    # local_addr: another loopback address to come from, 127.0.0.2
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => $timeout);
+                                  Proto => 'tcp', Timeout => $timeout,
+                                  ($opt{local_addr}
+                                   ? (LocalAddr => $opt{local_addr}) : ()));
     if (!$s) {
         $res{error} = "connect: $!";
         return \%res;

@@ -1,0 +1,1335 @@
+/*
+ * The connection to the shared Redis and what goes through it.
+ *
+ *   connection   hiredis's async context on libev; connected again after
+ *                a backoff (redis_keys.c) whenever it drops or does not
+ *                come up within timeout_ms; AUTH and SELECT first, then a
+ *                PING whose answer says it is up.  One log line per state
+ *                change.
+ *   leases       a sorted set per provider, "{P:provider:NAME}:leases",
+ *                of "node/lease" members scored by when they expire.  A
+ *                decision's lease is taken by the acquire script, atomic:
+ *                expired members go, then it is added if the set holds
+ *                fewer than max_concurrency.  Every tick (and at once when
+ *                Redis comes up) the sync script puts this node's members
+ *                to what it holds - renewing them, dropping the ones it
+ *                no longer knows (a restarted node does not count twice),
+ *                re-adding those granted while Redis was away - and says
+ *                how many the set holds: the others' count, for capacity.
+ *   cooldowns    "{P:provider:NAME}:cool", set with the 429's time as its
+ *                TTL; read (PTTL) every tick by every node.
+ *   faults       a decision waits at most timeout_ms for its lease; then,
+ *                and while Redis is down, on_redis_error: "local" grants
+ *                within this node's share of max_concurrency
+ *                (tg_redis_share), "closed" answers 503.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/async.h>
+#include <hiredis/adapters/libev.h>
+
+#include "limits_admit.h"
+#include "log.h"
+#include "redis.h"
+#include "redis_keys.h"
+
+
+#define TG_REDIS_TICK_S         0.1
+#define TG_REDIS_SYNC_ARGS      4096    /* leases per provider in one sync */
+#define TG_REDIS_TIMEOUTS_DOWN  3       /* in a row: the connection is bad */
+
+
+typedef enum {
+    TG_REDIS_CONNECTING = 0,
+    TG_REDIS_UP,
+    TG_REDIS_DOWN
+} tg_redis_state;
+
+
+typedef struct tg_pending {
+    struct tg_pending  *prev;
+    struct tg_pending  *next;
+    tg_redis           *rd;
+    tg_conn            *conn;
+    uint32_t            id;
+    uint32_t            lease;
+    tg_pstate          *ps;
+    tg_frame_hdr        h;
+    uint8_t            *frame;          /* the DECIDE, to decide again */
+    uint8_t            *answer;         /* the DECISION to send */
+    size_t              answer_len;
+    ev_timer            timer;
+    bool                done;           /* answered; the reply only frees */
+    bool                retried;        /* sent again as EVAL */
+} tg_pending;
+
+
+/* per provider record (by its slot in the state) */
+typedef struct {
+    bool                syncing;        /* a sync is unanswered */
+    bool                polling;        /* a PTTL is unanswered */
+    uint64_t            synced_ms;
+    uint64_t            cool_until_ms;  /* the cooldown known here */
+} tg_shared;
+
+
+typedef struct {
+    tg_redis           *rd;
+    tg_pstate          *ps;
+    size_t              slot;
+    uint32_t            mine;           /* members sent */
+} tg_sync_req;
+
+
+struct tg_redis {
+    tg_server          *srv;
+    redisAsyncContext  *ac;
+    tg_redis_state      state;
+    bool                logged_down;
+    double              since;
+    uint32_t            failures;       /* connects in a row */
+    uint32_t            timeouts_run;
+
+    /* the policy's block, copied: the policy may be reloaded */
+    char               *unix_path;
+    char               *host;
+    uint16_t            port;
+    char               *password;
+    uint32_t            db;
+    char               *prefix;
+    char               *node;
+    char               *node_member;    /* "node/" */
+    char                address[300];   /* for logs */
+    uint32_t            timeout_ms;
+    uint32_t            lease_ttl_ms;
+    uint32_t            nodes;
+    tg_redis_on_error   on_error;
+
+    char                acquire_sha[41];
+    char                sync_sha[41];
+
+    ev_timer            retry_w;
+    ev_timer            connect_w;
+    ev_timer            tick_w;
+
+    tg_pending         *pending;
+    tg_shared          *shared;
+    size_t              nshared;
+
+    uint64_t            timeouts;
+    uint64_t            errors;
+};
+
+
+/*
+ * The scripts take the time from Redis itself (TIME), so that nodes whose
+ * clocks differ agree on when a lease expires.
+ */
+
+static const char  tg_acquire_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local ttl = tonumber(ARGV[3])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "local n = redis.call('ZCARD', KEYS[1])\n"
+    "if redis.call('ZSCORE', KEYS[1], ARGV[2]) then\n"
+    "  redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])\n"
+    "  return {1, n}\n"
+    "end\n"
+    "if n >= tonumber(ARGV[1]) then return {0, n} end\n"
+    "redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+    "return {1, n + 1}\n";
+
+static const char  tg_sync_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local ttl = tonumber(ARGV[1])\n"
+    "local p = ARGV[2]\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "local mine = {}\n"
+    "for i = 3, #ARGV do mine[ARGV[i]] = true end\n"
+    "for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do\n"
+    "  if string.sub(m, 1, #p) == p and not mine[m] then\n"
+    "    redis.call('ZREM', KEYS[1], m)\n"
+    "  end\n"
+    "end\n"
+    "for i = 3, #ARGV do redis.call('ZADD', KEYS[1], now + ttl, ARGV[i]) end\n"
+    "if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+    "return redis.call('ZCARD', KEYS[1])\n";
+
+
+static void tg_redis_connect(tg_redis *rd);
+static void tg_redis_retry_cb(struct ev_loop *loop, ev_timer *w, int ev);
+static void tg_redis_connect_timeout_cb(struct ev_loop *loop, ev_timer *w,
+    int ev);
+static void tg_redis_connected_cb(const redisAsyncContext *ac, int status);
+static void tg_redis_disconnected_cb(const redisAsyncContext *ac,
+    int status);
+static void tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_loaded_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_ignore_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_gone(tg_redis *rd, const char *why);
+static void tg_redis_set_state(tg_redis *rd, tg_redis_state s,
+    const char *why);
+static void tg_redis_alone(tg_redis *rd);
+static void tg_redis_tick_cb(struct ev_loop *loop, ev_timer *w, int ev);
+static void tg_redis_sync(tg_redis *rd, size_t slot);
+static void tg_redis_synced_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_poll_cool(tg_redis *rd, size_t slot);
+static void tg_redis_cool_cb(redisAsyncContext *ac, void *r, void *priv);
+static int tg_redis_send_acquire(tg_redis *rd, tg_pending *p);
+static void tg_redis_acquired_cb(redisAsyncContext *ac, void *r,
+    void *priv);
+static void tg_redis_pending_timeout_cb(struct ev_loop *loop, ev_timer *w,
+    int ev);
+static void tg_redis_pending_unlink(tg_pending *p);
+static void tg_redis_pending_free(tg_pending *p);
+static void tg_redis_unreachable(tg_redis *rd, tg_conn *c, uint32_t id,
+    uint32_t lease, const uint8_t *answer, size_t len);
+static void tg_redis_send_unavailable(tg_conn *c, uint32_t id);
+static void tg_redis_decide_again(tg_pending *p);
+static void tg_redis_lease_ended(void *arg, const tg_lease *l);
+static void tg_redis_cooled(void *arg, const tg_pstate *ps, uint32_t ms);
+static tg_shared *tg_redis_shared(tg_redis *rd, size_t slot);
+static char *tg_redis_strdup(const char *s);
+
+
+static const char *const  tg_redis_state_names[] = {
+    "connecting", "up", "down"
+};
+
+
+tg_redis *
+tg_redis_start(tg_server *srv, const tg_policy *policy)
+{
+    size_t                n;
+    tg_redis             *rd;
+    const tg_redis_conf  *rc = &policy->redis;
+
+    rd = calloc(1, sizeof(tg_redis));
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    rd->srv = srv;
+    rd->port = rc->port;
+    rd->db = rc->db;
+    rd->timeout_ms = rc->timeout_ms;
+    rd->lease_ttl_ms = rc->lease_ttl_ms;
+    rd->nodes = rc->nodes;
+    rd->on_error = rc->on_error;
+
+    rd->unix_path = tg_redis_strdup(rc->unix_path);
+    rd->host = tg_redis_strdup(rc->host);
+    rd->password = tg_redis_strdup(rc->password);
+    rd->prefix = tg_redis_strdup(rc->key_prefix);
+    rd->node = tg_redis_strdup(rc->node_id);
+
+    n = strlen(rc->node_id) + 2;
+    rd->node_member = malloc(n);
+
+    if ((rc->unix_path != NULL && rd->unix_path == NULL)
+        || (rc->host != NULL && rd->host == NULL)
+        || (rc->password != NULL && rd->password == NULL)
+        || rd->prefix == NULL || rd->node == NULL || rd->node_member == NULL)
+    {
+        tg_redis_stop(rd);
+        return NULL;
+    }
+
+    snprintf(rd->node_member, n, "%s/", rc->node_id);
+
+    ev_timer_init(&rd->retry_w, tg_redis_retry_cb, 0, 0);
+    rd->retry_w.data = rd;
+    ev_timer_init(&rd->connect_w, tg_redis_connect_timeout_cb, 0, 0);
+    rd->connect_w.data = rd;
+    ev_timer_init(&rd->tick_w, tg_redis_tick_cb, TG_REDIS_TICK_S,
+                  TG_REDIS_TICK_S);
+    rd->tick_w.data = rd;
+
+    srv->state->lease_ended = tg_redis_lease_ended;
+    srv->state->cooled = tg_redis_cooled;
+    srv->state->hook_arg = rd;
+
+    rd->state = TG_REDIS_CONNECTING;
+    rd->since = ev_now(srv->loop);
+
+    /* until Redis answers, each node keeps to its share */
+    tg_redis_alone(rd);
+
+    if (rd->unix_path != NULL) {
+        snprintf(rd->address, sizeof(rd->address), "unix:%s", rd->unix_path);
+    } else {
+        snprintf(rd->address, sizeof(rd->address), "%s:%u", rd->host,
+                 (unsigned) rd->port);
+    }
+
+    tg_log_info("redis: node \"%s\" shares leases and cooldowns through "
+                "%s, on error \"%s\"", rd->node, rd->address,
+                rd->on_error == TG_REDIS_ON_ERROR_LOCAL ? "local" : "closed");
+
+    tg_redis_connect(rd);
+    ev_timer_start(srv->loop, &rd->tick_w);
+
+    return rd;
+}
+
+
+void
+tg_redis_stop(tg_redis *rd)
+{
+    tg_pending  *p;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    if (rd->srv->state != NULL && rd->srv->state->hook_arg == rd) {
+        rd->srv->state->lease_ended = NULL;
+        rd->srv->state->cooled = NULL;
+        rd->srv->state->hook_arg = NULL;
+    }
+
+    ev_timer_stop(rd->srv->loop, &rd->retry_w);
+    ev_timer_stop(rd->srv->loop, &rd->connect_w);
+    ev_timer_stop(rd->srv->loop, &rd->tick_w);
+
+    /* those still waiting are answered by nobody: their workers time out */
+
+    while ((p = rd->pending) != NULL) {
+        tg_redis_pending_unlink(p);
+    }
+
+    if (rd->ac != NULL) {
+        /* every callback runs now, with no reply, and frees its own */
+        redisAsyncContext  *ac = rd->ac;
+
+        rd->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+
+    free(rd->unix_path);
+    free(rd->host);
+    free(rd->password);
+    free(rd->prefix);
+    free(rd->node);
+    free(rd->node_member);
+    free(rd->shared);
+    free(rd);
+}
+
+
+void
+tg_redis_reloaded(tg_redis *rd, const tg_policy *policy)
+{
+    const tg_redis_conf  *rc = &policy->redis;
+
+    if (rd == NULL) {
+        if (rc->enabled) {
+            tg_log_warn("redis: the reloaded policy has a \"redis\" block; "
+                        "it takes effect at the next start");
+        }
+        return;
+    }
+
+    if (!rc->enabled) {
+        tg_log_warn("redis: the reloaded policy has no \"redis\" block; "
+                    "Redis stays in use until the next start");
+        return;
+    }
+
+    /* what may change without a new connection */
+
+    rd->timeout_ms = rc->timeout_ms;
+    rd->lease_ttl_ms = rc->lease_ttl_ms;
+    rd->nodes = rc->nodes;
+    rd->on_error = rc->on_error;
+
+    if (rd->state != TG_REDIS_UP) {
+        tg_redis_alone(rd);
+    }
+}
+
+
+void
+tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v)
+{
+    v->state = tg_redis_state_names[rd->state];
+    v->node = rd->node;
+    v->on_error = rd->on_error == TG_REDIS_ON_ERROR_LOCAL ? "local"
+                                                          : "closed";
+    v->since_s = now - rd->since;
+    v->timeouts = rd->timeouts;
+    v->errors = rd->errors;
+}
+
+
+bool
+tg_redis_shares(const tg_redis *rd, const tg_pstate *ps)
+{
+    return rd != NULL && ps != NULL && ps->max_concurrency != 0;
+}
+
+
+/* the connection */
+
+static void
+tg_redis_connect(tg_redis *rd)
+{
+    redisAsyncContext  *ac;
+
+    if (rd->unix_path != NULL) {
+        ac = redisAsyncConnectUnix(rd->unix_path);
+    } else {
+        ac = redisAsyncConnect(rd->host, rd->port);
+    }
+
+    if (ac == NULL || ac->err) {
+        tg_redis_gone(rd, ac != NULL ? ac->errstr : "out of memory");
+        if (ac != NULL) {
+            redisAsyncFree(ac);
+        }
+        return;
+    }
+
+    ac->data = rd;
+
+    if (redisLibevAttach(rd->srv->loop, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        tg_redis_gone(rd, "cannot attach to the event loop");
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, tg_redis_connected_cb);
+    redisAsyncSetDisconnectCallback(ac, tg_redis_disconnected_cb);
+
+    rd->ac = ac;
+
+    ev_timer_set(&rd->connect_w, rd->timeout_ms < 1000
+                                 ? 1.0 : rd->timeout_ms / 1e3, 0);
+    ev_timer_start(rd->srv->loop, &rd->connect_w);
+
+    /* queued until connected: the password, the db, then a PING */
+
+    if (rd->password != NULL) {
+        redisAsyncCommand(ac, tg_redis_ignore_cb, NULL, "AUTH %s",
+                          rd->password);
+    }
+
+    if (rd->db != 0) {
+        redisAsyncCommand(ac, tg_redis_ignore_cb, NULL, "SELECT %u",
+                          (unsigned) rd->db);
+    }
+
+    redisAsyncCommand(ac, tg_redis_ready_cb, NULL, "PING");
+}
+
+
+static void
+tg_redis_retry_cb(struct ev_loop *loop, ev_timer *w, int ev)
+{
+    (void) loop;
+    (void) ev;
+
+    tg_redis_connect(w->data);
+}
+
+
+static void
+tg_redis_connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int ev)
+{
+    tg_redis           *rd = w->data;
+    redisAsyncContext  *ac = rd->ac;
+
+    (void) loop;
+    (void) ev;
+
+    if (ac == NULL || rd->state == TG_REDIS_UP) {
+        return;
+    }
+
+    /* not up in time: no callback of ours may find it any more */
+
+    rd->ac = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+
+    tg_redis_gone(rd, "no answer in time");
+}
+
+
+static void
+tg_redis_connected_cb(const redisAsyncContext *ac, int status)
+{
+    tg_redis  *rd = ac->data;
+
+    if (rd == NULL || status == REDIS_OK) {
+        return;
+    }
+
+    /* hiredis frees the context after this */
+
+    rd->ac = NULL;
+    ev_timer_stop(rd->srv->loop, &rd->connect_w);
+    tg_redis_gone(rd, ac->errstr[0] != '\0' ? ac->errstr : "cannot connect");
+}
+
+
+static void
+tg_redis_disconnected_cb(const redisAsyncContext *ac, int status)
+{
+    tg_redis  *rd = ac->data;
+
+    (void) status;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    rd->ac = NULL;
+    ev_timer_stop(rd->srv->loop, &rd->connect_w);
+    tg_redis_gone(rd, ac->errstr[0] != '\0' ? ac->errstr
+                                            : "connection closed");
+}
+
+
+static void
+tg_redis_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply  *reply = r;
+    tg_redis    *rd = ac->data;
+
+    (void) priv;
+
+    if (rd != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        rd->errors++;
+        /* never the command: AUTH's argument is the password */
+        tg_log_error("redis: %s: %s", rd->address, reply->str);
+    }
+}
+
+
+static void
+tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    size_t       i;
+    redisReply  *reply = r;
+    tg_redis    *rd = ac->data;
+
+    (void) priv;
+
+    if (rd == NULL || reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        rd->errors++;
+        tg_log_error("redis: %s refuses this node: %s", rd->address,
+                     reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    ev_timer_stop(rd->srv->loop, &rd->connect_w);
+
+    rd->failures = 0;
+    rd->timeouts_run = 0;
+    rd->acquire_sha[0] = '\0';
+    rd->sync_sha[0] = '\0';
+
+    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->acquire_sha,
+                      "SCRIPT LOAD %s", tg_acquire_lua);
+    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->sync_sha,
+                      "SCRIPT LOAD %s", tg_sync_lua);
+
+    tg_redis_set_state(rd, TG_REDIS_UP, NULL);
+
+    /* reconcile: this node's leases as they are, the others' counted */
+
+    for (i = 0; i < rd->srv->state->nslots; i++) {
+        if (tg_redis_shared(rd, i) != NULL) {
+            rd->shared[i].synced_ms = 0;
+        }
+        tg_redis_sync(rd, i);
+    }
+}
+
+
+static void
+tg_redis_loaded_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    char        *sha = priv;
+    redisReply  *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING
+        && reply->len == 40)
+    {
+        memcpy(sha, reply->str, 40);
+        sha[40] = '\0';
+    }
+}
+
+
+/* the connection went or never came: down, and again after a while */
+
+static void
+tg_redis_gone(tg_redis *rd, const char *why)
+{
+    uint32_t  ms;
+
+    tg_redis_set_state(rd, TG_REDIS_DOWN, why);
+
+    ms = tg_redis_backoff_ms(rd->failures);
+    if (rd->failures < 32) {
+        rd->failures++;
+    }
+
+    ev_timer_stop(rd->srv->loop, &rd->retry_w);
+    ev_timer_set(&rd->retry_w, ms / 1e3, 0);
+    ev_timer_start(rd->srv->loop, &rd->retry_w);
+}
+
+
+static void
+tg_redis_set_state(tg_redis *rd, tg_redis_state s, const char *why)
+{
+    tg_redis_state  was = rd->state;
+
+    if (s == TG_REDIS_DOWN && was == TG_REDIS_DOWN) {
+        return;
+    }
+
+    if (s == was) {
+        return;
+    }
+
+    rd->state = s;
+    rd->since = ev_now(rd->srv->loop);
+
+    if (s == TG_REDIS_UP) {
+        tg_log_info("redis: %s is up", rd->address);
+        return;
+    }
+
+    tg_log_error("redis: %s is down (%s): %s", rd->address, why,
+                 rd->on_error == TG_REDIS_ON_ERROR_LOCAL
+                 ? "each node keeps to its share of max_concurrency"
+                 : "decisions that need it are refused (503)");
+
+    tg_redis_alone(rd);
+}
+
+
+/*
+ * Without Redis, a node counts the other nodes' leases as what leaves it
+ * its share: at capacity once it holds max_concurrency / nodes.
+ */
+
+static void
+tg_redis_alone(tg_redis *rd)
+{
+    size_t      i;
+    uint32_t    share;
+    tg_pstate  *ps;
+    tg_state   *st = rd->srv->state;
+
+    for (i = 0; i < st->nslots; i++) {
+        ps = st->slots[i];
+
+        if (ps->max_concurrency == 0) {
+            ps->others = 0;
+            continue;
+        }
+
+        share = tg_redis_share(ps->max_concurrency, rd->nodes);
+        ps->others = ps->max_concurrency - share;
+    }
+}
+
+
+/* every tick: leases synced where it matters, cooldowns read */
+
+static void
+tg_redis_tick_cb(struct ev_loop *loop, ev_timer *w, int ev)
+{
+    size_t      i;
+    uint64_t    now;
+    tg_redis   *rd = w->data;
+    tg_pstate  *ps;
+    tg_shared  *sh;
+    tg_state   *st = rd->srv->state;
+
+    (void) loop;
+    (void) ev;
+
+    if (rd->state != TG_REDIS_UP || rd->ac == NULL) {
+        return;
+    }
+
+    now = tg_now_ms(rd->srv);
+
+    for (i = 0; i < st->nslots; i++) {
+        ps = st->slots[i];
+
+        if (!ps->in_policy) {
+            continue;
+        }
+
+        sh = tg_redis_shared(rd, i);
+        if (sh == NULL) {
+            return;
+        }
+
+        /*
+         * Renewed well within the TTL; and at once while the others hold
+         * slots or requests wait here, to see a slot come free elsewhere.
+         */
+
+        if (ps->max_concurrency != 0
+            && (ps->others != 0 || ps->queued != 0
+                || now - sh->synced_ms >= rd->lease_ttl_ms / 4))
+        {
+            tg_redis_sync(rd, i);
+        }
+
+        tg_redis_poll_cool(rd, i);
+    }
+}
+
+
+static void
+tg_redis_sync(tg_redis *rd, size_t slot)
+{
+    int           argc;
+    char         *mem;
+    char          key[TG_REDIS_KEY_MAX], ttl[16];
+    size_t        i, n, len, *argvlen;
+    const char  **argv;
+    tg_lease     *l;
+    tg_pstate    *ps;
+    tg_shared    *sh;
+    tg_state     *st = rd->srv->state;
+    tg_sync_req  *req;
+
+    ps = st->slots[slot];
+    sh = tg_redis_shared(rd, slot);
+
+    if (sh == NULL || sh->syncing || ps->max_concurrency == 0
+        || rd->ac == NULL || rd->state != TG_REDIS_UP)
+    {
+        return;
+    }
+
+    if (tg_redis_key(key, sizeof(key), rd->prefix, "provider", ps->name,
+                     "leases") == 0)
+    {
+        return;
+    }
+
+    n = ps->in_flight < TG_REDIS_SYNC_ARGS ? ps->in_flight
+                                           : TG_REDIS_SYNC_ARGS;
+
+    /* EVALSHA sha 1 key ttl prefix members... */
+
+    argv = malloc((n + 6) * sizeof(char *));
+    argvlen = malloc((n + 6) * sizeof(size_t));
+    mem = malloc(n * (TG_REDIS_NAME_MAX + 16) + 1);
+    req = malloc(sizeof(tg_sync_req));
+
+    if (argv == NULL || argvlen == NULL || mem == NULL || req == NULL) {
+        goto done;
+    }
+
+    snprintf(ttl, sizeof(ttl), "%u", rd->lease_ttl_ms);
+
+    argc = 0;
+
+    if (rd->sync_sha[0] != '\0') {
+        argv[argc++] = "EVALSHA";
+        argv[argc++] = rd->sync_sha;
+    } else {
+        argv[argc++] = "EVAL";
+        argv[argc++] = tg_sync_lua;
+    }
+
+    argv[argc++] = "1";
+    argv[argc++] = key;
+    argv[argc++] = ttl;
+    argv[argc++] = rd->node_member;
+
+    len = 0;
+
+    for (i = 0; i < st->nbuckets && (size_t) argc < n + 6; i++) {
+        for (l = st->buckets[i]; l != NULL && (size_t) argc < n + 6;
+             l = l->next)
+        {
+            if (l->provider != ps) {
+                continue;
+            }
+
+            argv[argc] = mem + len;
+            len += tg_redis_member(mem + len, TG_REDIS_NAME_MAX + 16,
+                                   rd->node, l->id) + 1;
+            argc++;
+        }
+    }
+
+    for (i = 0; i < (size_t) argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    req->rd = rd;
+    req->ps = ps;
+    req->slot = slot;
+    req->mine = (uint32_t) (argc - 6);
+
+    if (redisAsyncCommandArgv(rd->ac, tg_redis_synced_cb, req, argc, argv,
+                              argvlen) == REDIS_OK)
+    {
+        sh->syncing = true;
+        req = NULL;
+    }
+
+done:
+
+    free(argv);
+    free(argvlen);
+    free(mem);
+    free(req);
+}
+
+
+static void
+tg_redis_synced_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    bool          noscript;
+    uint32_t      held, others;
+    tg_sync_req  *req = priv;
+    tg_redis     *rd = ac->data;
+    tg_pstate    *ps = req->ps;
+
+    if (rd == NULL) {
+        free(req);
+        return;
+    }
+
+    rd->shared[req->slot].syncing = false;
+
+    if (tg_redis_parse_count(r, &held, &noscript) != 0) {
+        if (noscript) {
+            rd->sync_sha[0] = '\0';
+        } else if (r != NULL) {
+            rd->errors++;
+        }
+        free(req);
+        return;
+    }
+
+    rd->shared[req->slot].synced_ms = tg_now_ms(rd->srv);
+
+    others = held > req->mine ? held - req->mine : 0;
+
+    if (rd->state == TG_REDIS_UP && others != ps->others) {
+
+        /* a slot came free on another node: those waiting here may go */
+
+        if (others < ps->others && ps->queued != 0) {
+            tg_soon(rd->srv, false, true);
+        }
+
+        ps->others = others;
+    }
+
+    free(req);
+}
+
+
+/* cooldowns */
+
+static void
+tg_redis_poll_cool(tg_redis *rd, size_t slot)
+{
+    char        key[TG_REDIS_KEY_MAX];
+    tg_pstate  *ps = rd->srv->state->slots[slot];
+    tg_shared  *sh = &rd->shared[slot];
+
+    if (sh->polling
+        || tg_redis_key(key, sizeof(key), rd->prefix, "provider", ps->name,
+                        "cool") == 0)
+    {
+        return;
+    }
+
+    if (redisAsyncCommand(rd->ac, tg_redis_cool_cb, (void *) slot,
+                          "PTTL %s", key) == REDIS_OK)
+    {
+        sh->polling = true;
+    }
+}
+
+
+static void
+tg_redis_cool_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    size_t      slot = (size_t) priv;
+    uint32_t    ms;
+    uint64_t    now;
+    tg_redis   *rd = ac->data;
+    tg_state   *st;
+    tg_pstate  *ps;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    rd->shared[slot].polling = false;
+
+    if (tg_redis_parse_pttl(r, &ms) != 0 || ms == 0) {
+        return;
+    }
+
+    st = rd->srv->state;
+    ps = st->slots[slot];
+    now = tg_now_ms(rd->srv);
+
+    /* already cooling as long here: nothing new to tell the workers */
+
+    if (now + ms <= rd->shared[slot].cool_until_ms + 100) {
+        return;
+    }
+
+    rd->shared[slot].cool_until_ms = now + ms;
+
+    tg_limit_store_clock(st->limits);
+
+    tg_log_info("redis: provider \"%s\" cools down for %u ms, as another "
+                "node was asked", ps->name, ms);
+
+    tg_limits_cooldown(st->limits, ps->name, ms);
+
+    rd->srv->invalidate_due = true;
+    tg_soon(rd->srv, true, false);
+}
+
+
+static void
+tg_redis_cooled(void *arg, const tg_pstate *ps, uint32_t ms)
+{
+    char        key[TG_REDIS_KEY_MAX];
+    size_t      i;
+    tg_redis   *rd = arg;
+    tg_state   *st = rd->srv->state;
+    tg_shared  *sh;
+
+    /* known here: the poll that reads it back is not news */
+
+    for (i = 0; i < st->nslots; i++) {
+        if (st->slots[i] == ps && (sh = tg_redis_shared(rd, i)) != NULL) {
+            sh->cool_until_ms = tg_now_ms(rd->srv) + ms;
+        }
+    }
+
+    if (rd->state != TG_REDIS_UP || rd->ac == NULL
+        || tg_redis_key(key, sizeof(key), rd->prefix, "provider", ps->name,
+                        "cool") == 0)
+    {
+        return;
+    }
+
+    redisAsyncCommand(rd->ac, tg_redis_ignore_cb, NULL, "SET %s %s PX %u",
+                      key, rd->node, ms);
+}
+
+
+/* leases */
+
+static void
+tg_redis_lease_ended(void *arg, const tg_lease *l)
+{
+    char       key[TG_REDIS_KEY_MAX], member[TG_REDIS_NAME_MAX + 16];
+    tg_redis  *rd = arg;
+
+    if (l->provider->max_concurrency == 0 || rd->state != TG_REDIS_UP
+        || rd->ac == NULL
+        || tg_redis_key(key, sizeof(key), rd->prefix, "provider",
+                        l->provider->name, "leases") == 0
+        || tg_redis_member(member, sizeof(member), rd->node, l->id) == 0)
+    {
+        /* the next sync after Redis is back drops it, if it was there */
+        return;
+    }
+
+    redisAsyncCommand(rd->ac, tg_redis_ignore_cb, NULL, "ZREM %s %s", key,
+                      member);
+}
+
+
+void
+tg_redis_acquire(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
+    uint32_t lease, const uint8_t *answer, size_t len)
+{
+    size_t       size;
+    tg_server   *srv = rd->srv;
+    tg_pending  *p;
+
+    if (rd->state != TG_REDIS_UP || rd->ac == NULL) {
+        tg_redis_unreachable(rd, c, id, lease, answer, len);
+        return;
+    }
+
+    size = (size_t) srv->facts_hdr.length + TG_FRAME_LEN_SIZE;
+
+    p = calloc(1, sizeof(tg_pending));
+
+    if (p == NULL || (p->frame = malloc(size)) == NULL
+        || (p->answer = malloc(len)) == NULL)
+    {
+        if (p != NULL) {
+            free(p->frame);
+        }
+        free(p);
+        tg_state_lease_release(srv->state, lease);
+        tg_conn_error(c, id, TG_ERR_INTERNAL, false,
+                      "out of memory for a shared lease");
+        return;
+    }
+
+    memcpy(p->frame, srv->facts_frame, size);
+    p->h = srv->facts_hdr;
+    memcpy(p->answer, answer, len);
+    p->answer_len = len;
+    p->rd = rd;
+    p->conn = c;
+    p->id = id;
+    p->lease = lease;
+    p->ps = ps;
+
+    if (tg_redis_send_acquire(rd, p) != 0) {
+        tg_redis_unreachable(rd, c, id, lease, answer, len);
+        tg_redis_pending_free(p);
+        return;
+    }
+
+    ev_timer_init(&p->timer, tg_redis_pending_timeout_cb,
+                  rd->timeout_ms / 1e3, 0);
+    p->timer.data = p;
+    ev_timer_start(srv->loop, &p->timer);
+
+    p->next = rd->pending;
+    if (rd->pending != NULL) {
+        rd->pending->prev = p;
+    }
+    rd->pending = p;
+}
+
+
+static int
+tg_redis_send_acquire(tg_redis *rd, tg_pending *p)
+{
+    int          argc;
+    char         key[TG_REDIS_KEY_MAX], member[TG_REDIS_NAME_MAX + 16];
+    char         max[16], ttl[16];
+    size_t       i, argvlen[8];
+    const char  *argv[8];
+
+    if (tg_redis_key(key, sizeof(key), rd->prefix, "provider", p->ps->name,
+                     "leases") == 0
+        || tg_redis_member(member, sizeof(member), rd->node, p->lease) == 0)
+    {
+        return -1;
+    }
+
+    snprintf(max, sizeof(max), "%u", p->ps->max_concurrency);
+    snprintf(ttl, sizeof(ttl), "%u", rd->lease_ttl_ms);
+
+    argc = 0;
+
+    if (rd->acquire_sha[0] != '\0' && !p->retried) {
+        argv[argc++] = "EVALSHA";
+        argv[argc++] = rd->acquire_sha;
+    } else {
+        argv[argc++] = "EVAL";
+        argv[argc++] = tg_acquire_lua;
+    }
+
+    argv[argc++] = "1";
+    argv[argc++] = key;
+    argv[argc++] = max;
+    argv[argc++] = member;
+    argv[argc++] = ttl;
+
+    for (i = 0; i < (size_t) argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    return redisAsyncCommandArgv(rd->ac, tg_redis_acquired_cb, p, argc,
+                                 argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
+
+static void
+tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    bool         granted, noscript;
+    uint32_t     held;
+    tg_redis    *rd = ac->data;
+    tg_pending  *p = priv;
+    tg_conn     *c;
+
+    if (rd == NULL || p->done) {
+        tg_redis_pending_free(p);
+        return;
+    }
+
+    if (tg_redis_parse_acquire(r, &granted, &held, &noscript) != 0) {
+
+        /* Redis lost its scripts (restarted, SCRIPT FLUSH): EVAL once */
+
+        if (noscript && !p->retried) {
+            p->retried = true;
+            rd->acquire_sha[0] = '\0';
+
+            if (rd->ac != NULL && tg_redis_send_acquire(rd, p) == 0) {
+                return;
+            }
+        }
+
+        if (r != NULL) {
+            rd->errors++;
+            tg_log_error("redis: %s: an unexpected answer to a lease",
+                         rd->address);
+        }
+
+        /* no reply: the connection went, its callback said so */
+
+        tg_redis_pending_unlink(p);
+        tg_redis_unreachable(rd, p->conn, p->id, p->lease, p->answer,
+                             p->answer_len);
+        goto sent;
+    }
+
+    rd->timeouts_run = 0;
+    tg_redis_pending_unlink(p);
+
+    if (granted) {
+        if (tg_state_lease(rd->srv->state, p->lease) != NULL) {
+            tg_conn_send(p->conn, p->answer, p->answer_len);
+        }
+        goto sent;
+    }
+
+    /* full across the nodes: as full as that here, and decided again */
+
+    tg_log_debug("redis: provider \"%s\" is at capacity across the nodes "
+                 "(%u held)", p->ps->name, held);
+
+    tg_state_lease_release(rd->srv->state, p->lease);
+
+    p->ps->others = p->ps->max_concurrency > p->ps->in_flight
+                    ? p->ps->max_concurrency - p->ps->in_flight : 0;
+
+    tg_redis_decide_again(p);
+
+sent:
+
+    c = p->conn;
+    tg_redis_pending_free(p);
+
+    if (c->state == TG_CONN_OPEN) {
+        tg_conn_flush(c);
+    }
+
+    tg_conn_finish(c);
+}
+
+
+/* through the loop's hook: after this pass, as a provider at capacity */
+
+static void
+tg_redis_decide_again(tg_pending *p)
+{
+    tg_server  *srv = p->rd->srv;
+
+    srv->decide_again(p->conn, p->frame, &p->h);
+}
+
+
+static void
+tg_redis_pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int ev)
+{
+    tg_pending  *p = w->data;
+    tg_redis    *rd = p->rd;
+    tg_conn     *c = p->conn;
+    redisAsyncContext  *ac;
+
+    (void) loop;
+    (void) ev;
+
+    rd->timeouts++;
+    rd->timeouts_run++;
+
+    tg_log_warn("redis: %s did not answer a lease within %u ms",
+                rd->address, rd->timeout_ms);
+
+    /* the reply, if it ever comes, only frees it */
+
+    tg_redis_pending_unlink(p);
+    tg_redis_unreachable(rd, c, p->id, p->lease, p->answer, p->answer_len);
+
+    if (c->state == TG_CONN_OPEN) {
+        tg_conn_flush(c);
+    }
+
+    tg_conn_finish(c);
+
+    /*
+     * A Redis that answers nothing for several decisions in a row is as
+     * good as down: connected again, those still waiting get their answer.
+     */
+
+    if (rd->timeouts_run >= TG_REDIS_TIMEOUTS_DOWN && rd->ac != NULL) {
+        rd->timeouts_run = 0;
+        ac = rd->ac;
+        redisAsyncFree(ac);
+        rd->ac = NULL;
+        tg_redis_gone(rd, "too slow");
+    }
+}
+
+
+/* out of the list of those waiting: the reply will only free it */
+
+static void
+tg_redis_pending_unlink(tg_pending *p)
+{
+    if (p->done) {
+        return;
+    }
+
+    p->done = true;
+    ev_timer_stop(p->rd->srv->loop, &p->timer);
+
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        p->rd->pending = p->next;
+    }
+
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    }
+
+    p->prev = NULL;
+    p->next = NULL;
+}
+
+
+static void
+tg_redis_pending_free(tg_pending *p)
+{
+    free(p->frame);
+    free(p->answer);
+    free(p);
+}
+
+
+void
+tg_redis_drop_conn(tg_redis *rd, tg_conn *c)
+{
+    tg_pending  *p, *next;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    for (p = rd->pending; p != NULL; p = next) {
+        next = p->next;
+
+        if (p->conn == c) {
+            tg_redis_pending_unlink(p);
+        }
+    }
+}
+
+
+static void
+tg_redis_unreachable(tg_redis *rd, tg_conn *c, uint32_t id, uint32_t lease,
+    const uint8_t *answer, size_t len)
+{
+    if (rd->on_error == TG_REDIS_ON_ERROR_LOCAL) {
+        /* granted within this node's share (tg_redis_alone) */
+        if (tg_state_lease(rd->srv->state, lease) != NULL) {
+            tg_conn_send(c, answer, len);
+        }
+        return;
+    }
+
+    tg_state_lease_release(rd->srv->state, lease);
+    tg_redis_send_unavailable(c, id);
+}
+
+
+static void
+tg_redis_send_unavailable(tg_conn *c, uint32_t id)
+{
+    long        len;
+    tg_builder  b;
+
+    tg_builder_start(c, &b, TG_MSG_DECISION, id);
+    tg_build_u32(&b, TG_F_STATUS, 503);
+    tg_build_cstr(&b, TG_F_ERROR_TYPE, "server_error");
+    tg_build_cstr(&b, TG_F_ERROR_CODE, "capacity_unavailable");
+    tg_build_cstr(&b, TG_F_ERROR_MESSAGE, "The provider's capacity is "
+                  "shared by several gateways and cannot be checked now; "
+                  "try again later.");
+    tg_build_u32(&b, TG_F_RETRY_AFTER, 1);
+    tg_build_cstr(&b, TG_F_REASON, "redis unavailable, on_redis_error "
+                  "closed");
+
+    len = tg_build_end(&b);
+
+    if (len > 0) {
+        tg_conn_send(c, c->srv->out, (size_t) len);
+    }
+}
+
+
+/* the record of a state slot, grown with the state */
+
+static tg_shared *
+tg_redis_shared(tg_redis *rd, size_t slot)
+{
+    size_t      n;
+    tg_shared  *sh;
+
+    if (slot < rd->nshared) {
+        return &rd->shared[slot];
+    }
+
+    n = rd->srv->state->nslots;
+
+    sh = realloc(rd->shared, n * sizeof(tg_shared));
+    if (sh == NULL) {
+        return NULL;
+    }
+
+    memset(sh + rd->nshared, 0, (n - rd->nshared) * sizeof(tg_shared));
+    rd->shared = sh;
+    rd->nshared = n;
+
+    return slot < n ? &rd->shared[slot] : NULL;
+}
+
+
+static char *
+tg_redis_strdup(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}

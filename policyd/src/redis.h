@@ -1,0 +1,46 @@
+/*
+ * The Redis that the policyds of several gateway nodes share (redis.c):
+ * one asynchronous hiredis connection on policyd's libev loop, never
+ * waited for.  It shares the leases of providers with max_concurrency
+ * and the cooldowns a provider's 429 asks for (docs/policy.md, "Several
+ * nodes").  Absent (no "redis" block): srv->redis is NULL and nothing
+ * here runs.
+ */
+
+#ifndef TG_REDIS_H
+#define TG_REDIS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "status.h"
+
+
+/* Connects (later, without waiting) as the policy's "redis" says. */
+tg_redis *tg_redis_start(tg_server *srv, const tg_policy *policy);
+void tg_redis_stop(tg_redis *rd);
+
+/* a reloaded policy: its block is compared, the connection kept */
+void tg_redis_reloaded(tg_redis *rd, const tg_policy *policy);
+
+void tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v);
+
+/* Whether a lease of this provider is shared: it has max_concurrency. */
+bool tg_redis_shares(const tg_redis *rd, const tg_pstate *ps);
+
+/*
+ * The lease of a decision on a shared provider, granted here, and the
+ * DECISION frame that gives it: sent once Redis holds the lease too.  When
+ * the provider is full across the nodes, the lease goes and the DECIDE
+ * (the frame tg_read_facts() read last) is decided again.  When Redis
+ * does not answer within timeout_ms: on_redis_error.
+ */
+void tg_redis_acquire(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
+    uint32_t lease, const uint8_t *answer, size_t len);
+
+/* a connection closes: its decisions waiting for Redis go unanswered */
+void tg_redis_drop_conn(tg_redis *rd, tg_conn *c);
+
+
+#endif /* TG_REDIS_H */

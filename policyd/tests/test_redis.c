@@ -1,0 +1,322 @@
+/*
+ * Sharing through Redis, the parts without a socket: the "redis" block
+ * and its errors, key names with their hash tags, lease members, the
+ * share a node keeps alone, the reconnect backoff and the replies of the
+ * scripts (good, wrong shape, NOSCRIPT).
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "redis_keys.h"
+#include "tg_test.h"
+
+
+#define TG_RD_BASE                                                           \
+    "'listen': { 'path': '/x' }, 'providers': { 'p': { 'upstream': 'u',"     \
+    " 'zone': 'local', 'endpoints': ['chat'] } }, 'routes': { 'r': {"       \
+    " 'steps': [ { 'provider': 'p', 'model': 'm' } ] } }"
+
+
+static void
+test_redis_block(void **unused)
+{
+    tg_policy  *p;
+
+    (void) unused;
+
+    p = tg_test_policy("{" TG_RD_BASE ", 'redis': { 'address':"
+                       " 'unix:/run/redis.sock', 'password':"
+                       " '${DEEPSEEK_API_KEY}', 'db': 3, 'key_prefix': 'gw',"
+                       " 'node_id': 'node-a', 'timeout_ms': 20,"
+                       " 'lease_ttl_ms': 5000, 'nodes': 3,"
+                       " 'on_redis_error': 'closed' } }");
+    assert_true(p->redis.enabled);
+    assert_string_equal(p->redis.unix_path, "/run/redis.sock");
+    assert_null(p->redis.host);
+    assert_string_equal(p->redis.password, "sk-deep");
+    assert_string_equal(p->redis.password_env, "DEEPSEEK_API_KEY");
+    assert_int_equal(p->redis.db, 3);
+    assert_string_equal(p->redis.key_prefix, "gw");
+    assert_string_equal(p->redis.node_id, "node-a");
+    assert_int_equal(p->redis.timeout_ms, 20);
+    assert_int_equal(p->redis.lease_ttl_ms, 5000);
+    assert_int_equal(p->redis.nodes, 3);
+    assert_int_equal(p->redis.on_error, TG_REDIS_ON_ERROR_CLOSED);
+    tg_policy_free(p);
+
+    /* the defaults, and a TCP address */
+
+    p = tg_test_policy("{" TG_RD_BASE ", 'redis': { 'address':"
+                       " '127.0.0.1:6380' } }");
+    assert_true(p->redis.enabled);
+    assert_null(p->redis.unix_path);
+    assert_string_equal(p->redis.host, "127.0.0.1");
+    assert_int_equal(p->redis.port, 6380);
+    assert_null(p->redis.password);
+    assert_int_equal(p->redis.db, 0);
+    assert_string_equal(p->redis.key_prefix, "tg");
+    assert_non_null(p->redis.node_id);
+    assert_int_equal(p->redis.timeout_ms, TG_REDIS_TIMEOUT_MS_DEFAULT);
+    assert_int_equal(p->redis.nodes, 2);
+    assert_int_equal(p->redis.on_error, TG_REDIS_ON_ERROR_LOCAL);
+    tg_policy_free(p);
+
+    /* none: alone */
+
+    p = tg_test_policy("{" TG_RD_BASE "}");
+    assert_false(p->redis.enabled);
+    tg_policy_free(p);
+}
+
+
+static const tg_test_refusal  refused_redis[] = {
+
+    { "{" TG_RD_BASE ", 'redis': [] }", 1, {
+        { "redis", "expected an object" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': {} }", 1, {
+        { "redis.address", "missing required key" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': null } }", 1, {
+        { "redis.address", "expected a string" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': '' } }", 1, {
+        { "redis.address", "expected \"unix:/path\" or \"host:port\"" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'localhost' } }", 1, {
+        { "redis.address", "expected \"unix:/path\" or \"host:port\"" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:0' } }", 1, {
+        { "redis.address", "expected \"unix:/path\" or \"host:port\"" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:65536' } }", 1, {
+        { "redis.address", "expected \"unix:/path\" or \"host:port\"" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'unix:relative' } }", 1, {
+        { "redis.address", "expected \"unix:\" and an absolute socket path "
+          "of at most 107 bytes" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:1', 'pasword': 'x' } }", 1, {
+        { "redis.pasword", "unknown key" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:1',"
+      " 'password': '${NOT_SET}' } }", 1, {
+        { "redis.password", "environment variable NOT_SET is not set" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:1',"
+      " 'password': '${EMPTY_KEY}' } }", 1, {
+        { "redis.password", "environment variable EMPTY_KEY is empty" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:1',"
+      " 'password': 'hunter2' } }", 1, {
+        { "redis.password", "expected \"${ENV_VAR}\": the password is read "
+          "from the environment, literal ones are not allowed" },
+      } },
+
+    { "{" TG_RD_BASE ", 'redis': { 'address': 'h:1', 'timeout_ms': 0,"
+      " 'nodes': 0, 'db': -1, 'on_redis_error': 'open',"
+      " 'key_prefix': 'a{b}', 'node_id': '' } }", 6, {
+        { "redis.on_redis_error", "expected \"local\" or \"closed\"" },
+        { "redis.key_prefix", "expected letters, digits, '-', '_' and '.'" },
+        { "redis.node_id", "expected 1 to 64 characters" },
+      } },
+};
+
+
+static void
+test_redis_refusals(void **unused)
+{
+    (void) unused;
+
+    TG_TEST_REFUSALS(refused_redis);
+}
+
+
+static void
+test_redis_keys(void **unused)
+{
+    char    buf[TG_REDIS_KEY_MAX], small[8];
+
+    (void) unused;
+
+    assert_int_equal(tg_redis_key(buf, sizeof(buf), "tg", "provider",
+                                  "local", "leases"), 26);
+    assert_string_equal(buf, "{tg:provider:local}:leases");
+
+    /* what one script touches shares the tag: one slot */
+    assert_int_equal(tg_redis_key(buf, sizeof(buf), "tg", "provider",
+                                  "local", "cool"), 24);
+    assert_memory_equal(buf, "{tg:provider:local}", 19);
+
+    assert_int_equal(tg_redis_key(small, sizeof(small), "tg", "provider",
+                                  "local", "leases"), 0);
+
+    assert_int_equal(tg_redis_member(buf, sizeof(buf), "node-a", 42), 9);
+    assert_string_equal(buf, "node-a/42");
+    assert_int_equal(tg_redis_member(small, 4, "node-a", 42), 0);
+
+    assert_int_equal(tg_redis_member_lease("node-a/42", 9, "node-a"), 42);
+    assert_int_equal(tg_redis_member_lease("node-a/42", 9, "node-b"), 0);
+    assert_int_equal(tg_redis_member_lease("node-ab/42", 10, "node-a"), 0);
+    assert_int_equal(tg_redis_member_lease("node-a/", 7, "node-a"), 0);
+    assert_int_equal(tg_redis_member_lease("node-a/4x", 9, "node-a"), 0);
+    assert_int_equal(tg_redis_member_lease("node-a/99999999999", 18,
+                                           "node-a"), 0);
+}
+
+
+static void
+test_redis_share(void **unused)
+{
+    (void) unused;
+
+    assert_int_equal(tg_redis_share(0, 2), 0);      /* no limit */
+    assert_int_equal(tg_redis_share(10, 2), 5);
+    assert_int_equal(tg_redis_share(10, 3), 3);     /* never over */
+    assert_int_equal(tg_redis_share(1, 2), 1);      /* never nothing */
+    assert_int_equal(tg_redis_share(7, 1), 7);
+    assert_int_equal(tg_redis_share(7, 0), 7);
+
+    assert_int_equal(tg_redis_backoff_ms(0), 100);
+    assert_int_equal(tg_redis_backoff_ms(1), 200);
+    assert_int_equal(tg_redis_backoff_ms(5), 3200);
+    assert_int_equal(tg_redis_backoff_ms(6), 5000);
+    assert_int_equal(tg_redis_backoff_ms(1000), 5000);
+}
+
+
+static void
+test_redis_replies(void **unused)
+{
+    bool         granted, noscript;
+    uint32_t     held, ms;
+    redisReply   a, b, c, arr, err, str;
+    redisReply  *two[2] = { &a, &b };
+    redisReply  *mixed[2] = { &a, &str };
+
+    (void) unused;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
+    memset(&arr, 0, sizeof(arr));
+    memset(&err, 0, sizeof(err));
+    memset(&str, 0, sizeof(str));
+
+    a.type = REDIS_REPLY_INTEGER;
+    a.integer = 1;
+    b.type = REDIS_REPLY_INTEGER;
+    b.integer = 3;
+    arr.type = REDIS_REPLY_ARRAY;
+    arr.elements = 2;
+    arr.element = two;
+
+    assert_int_equal(tg_redis_parse_acquire(&arr, &granted, &held,
+                                            &noscript), 0);
+    assert_true(granted);
+    assert_int_equal(held, 3);
+
+    a.integer = 0;
+    assert_int_equal(tg_redis_parse_acquire(&arr, &granted, &held,
+                                            &noscript), 0);
+    assert_false(granted);
+
+    a.integer = 2;      /* neither yes nor no */
+    assert_int_equal(tg_redis_parse_acquire(&arr, &granted, &held,
+                                            &noscript), -1);
+    a.integer = 1;
+    b.integer = -1;
+    assert_int_equal(tg_redis_parse_acquire(&arr, &granted, &held,
+                                            &noscript), -1);
+    b.integer = 3;
+
+    arr.elements = 1;
+    assert_int_equal(tg_redis_parse_acquire(&arr, &granted, &held,
+                                            &noscript), -1);
+    arr.elements = 2;
+
+    str.type = REDIS_REPLY_STRING;
+    str.str = "1";
+    str.len = 1;
+    arr.element = mixed;
+    assert_int_equal(tg_redis_parse_acquire(&arr, &granted, &held,
+                                            &noscript), -1);
+    arr.element = two;
+
+    assert_int_equal(tg_redis_parse_acquire(NULL, &granted, &held,
+                                            &noscript), -1);
+    assert_false(noscript);
+
+    err.type = REDIS_REPLY_ERROR;
+    err.str = "NOSCRIPT No matching script. Please use EVAL.";
+    err.len = strlen(err.str);
+    assert_int_equal(tg_redis_parse_acquire(&err, &granted, &held,
+                                            &noscript), -1);
+    assert_true(noscript);
+    assert_int_equal(tg_redis_parse_count(&err, &held, &noscript), -1);
+    assert_true(noscript);
+
+    err.str = "ERR something else";
+    assert_int_equal(tg_redis_parse_acquire(&err, &granted, &held,
+                                            &noscript), -1);
+    assert_false(noscript);
+
+    /* the sync script: a count */
+
+    c.type = REDIS_REPLY_INTEGER;
+    c.integer = 4;
+    assert_int_equal(tg_redis_parse_count(&c, &held, &noscript), 0);
+    assert_int_equal(held, 4);
+    c.integer = -1;
+    assert_int_equal(tg_redis_parse_count(&c, &held, &noscript), -1);
+    assert_int_equal(tg_redis_parse_count(&str, &held, &noscript), -1);
+    assert_int_equal(tg_redis_parse_count(NULL, &held, &noscript), -1);
+
+    /* PTTL: -2 no key, -1 no expiry, else ms */
+
+    c.integer = -2;
+    assert_int_equal(tg_redis_parse_pttl(&c, &ms), 0);
+    assert_int_equal(ms, 0);
+    c.integer = -1;
+    assert_int_equal(tg_redis_parse_pttl(&c, &ms), 0);
+    assert_int_equal(ms, 0);
+    c.integer = 1500;
+    assert_int_equal(tg_redis_parse_pttl(&c, &ms), 0);
+    assert_int_equal(ms, 1500);
+    assert_int_equal(tg_redis_parse_pttl(&str, &ms), -1);
+    assert_int_equal(tg_redis_parse_pttl(NULL, &ms), -1);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_redis_block),
+        cmocka_unit_test(test_redis_refusals),
+        cmocka_unit_test(test_redis_keys),
+        cmocka_unit_test(test_redis_share),
+        cmocka_unit_test(test_redis_replies),
+    };
+
+    return cmocka_run_group_tests_name("redis", tests, NULL, NULL);
+}

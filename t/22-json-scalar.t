@@ -1,0 +1,92 @@
+#!/usr/bin/perl
+
+# The JSON readers find plain string bytes sixteen at a time with SSE2,
+# eight at a time without (ngx_tailgate_plain.h).  x86-64 always takes the
+# first, so the second is built here on purpose (NGX_TAILGATE_SCALAR) and
+# both run the JSON harness of fuzz/ - with cJSON as the oracle of what a
+# body says - over its seeds, its regressions and bodies whose strings
+# hold each kind of byte at every offset, under ASan and UBSan.
+
+use strict;
+use warnings;
+
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use FindBin;
+use Test::More;
+
+my $root = "$FindBin::Bin/..";
+my $module = $ENV{TAILGATE_MODULE} // "$root/build/ngx_tailgate_module.so";
+my $ngx = dirname($module) . '/nginx';
+
+plan skip_all => "no configured nginx tree at $ngx (make all first)"
+    unless -f "$ngx/objs/ngx_auto_config.h";
+
+my $tmp = tempdir(CLEANUP => 1);
+my $cc = $ENV{CC} // 'cc';
+
+my @inc = map { "-I$ngx/$_" } qw(src/core src/event src/event/modules
+                                 src/os/unix objs src/http src/http/modules
+                                 src/http/v2);
+push @inc, map { "-I$root/$_" } qw(ngx_tailgate_module proto fuzz/ngx
+                                   fuzz/harness);
+
+my @src = map { "$root/$_" } qw(fuzz/harness/json.c
+                                ngx_tailgate_module/ngx_tailgate_json.c
+                                fuzz/ngx/ngx_shim.c fuzz/tools/replay.c);
+
+# what each made input is (fuzz/tools/replay.c makes them in this order):
+# the byte at every offset in the model, then in a message's content
+my @bytes = (0x22, 0x5c, 0x0a, 0x0d, 0x09, 0x00, 0x01, 0x1f, 0x20, 0x7f,
+             0x80, 0xff, 0x61);
+my @want;
+
+for my $where ('model', 'content') {
+    for my $b (@bytes) {
+        for my $off (0 .. 80) {
+            # the model as the scanner decodes it
+            my $text = ('x' x $off)
+                     . ($b == 0x5c ? "\n" : chr($b)) . ('y' x 37);
+
+            # a raw quote ends the string early and a control byte may
+            # not stand in one: both bodies are not JSON
+            if ($b == 0x22 || $b < 0x20) {
+                push @want, 'refuse';
+            } else {
+                push @want, 'accept '
+                    . unpack('H*', $where eq 'model' ? $text : 'm');
+            }
+        }
+    }
+}
+
+my @inputs = (glob("$root/fuzz/corpus/json/*"),
+              glob("$root/fuzz/regressions/json/*"));
+ok(@inputs > 5, scalar(@inputs) . ' seeds and regressions');
+
+for my $build (['simd', ''], ['scalar', '-DNGX_TAILGATE_SCALAR']) {
+    my ($name, $flag) = @$build;
+    my $bin = "$tmp/json-$name";
+
+    my $rc = system("$cc -std=gnu11 -g -O1 -fsanitize=address,undefined "
+                    . "-fno-sanitize-recover=undefined -Wno-unused-parameter "
+                    . "$flag @inc @src -lcjson -o $bin > $bin.log 2>&1");
+    is($rc, 0, "$name: built") or diag(`cat $bin.log`);
+
+    my $out = `ASAN_OPTIONS=detect_leaks=1 $bin -strings @inputs 2>&1`;
+    is($?, 0, "$name: every input holds the harness's checks")
+        or diag(substr($out, -2000));
+    like($out, qr/replay: \d+ made inputs/, "$name: the made inputs ran");
+
+    my @said = grep { /^(accept|refuse)\b/ } split /\n/, $out;
+    my @wrong = grep { ($said[$_] // '') ne $want[$_] } 0 .. $#want;
+    is(scalar @wrong, 0, "$name: each made body read for what it is")
+        or diag(join "\n", map { "input $_: said '" . ($said[$_] // '')
+                                  . "', is '$want[$_]'" } @wrong[0 .. 4]);
+    like($out, qr/replay: @{[ scalar @inputs ]} files/,
+         "$name: every file ran");
+    unlike($out, qr/runtime error|AddressSanitizer/,
+           "$name: no sanitizer report");
+}
+
+done_testing;
