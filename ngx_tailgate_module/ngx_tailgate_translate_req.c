@@ -688,6 +688,8 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
                                 *content_end;
     ngx_int_t                    rc;
     ngx_str_t                    name;
+
+    ngx_str_null(&name);
     ngx_tailgate_json_iter_t     it;
     ngx_tailgate_json_member_t   m;
 
@@ -1557,13 +1559,12 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
                                             x->param);
         }
 
-        if (ngx_tailgate_xreq_text_piece(x, i ? ",{\"type\":\"function\","
-                                                "\"function\":{"
-                                              : ",\"tools\":[{\"type\":"
-                                                "\"function\","
-                                                "\"function\":{")
-            != NGX_OK)
-        {
+        rc = i ? ngx_tailgate_xreq_text_piece(x, ",{\"type\":\"function\","
+                                              "\"function\":{")
+               : ngx_tailgate_xreq_text_piece(x, ",\"tools\":[{\"type\":"
+                                              "\"function\","
+                                              "\"function\":{");
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
 
