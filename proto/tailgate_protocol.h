@@ -120,11 +120,11 @@
                                            profile, from its identity */
 #define TG_F_RATELIMIT              72  /* str: DECISION: "REQ LEFT RESET_MS
                                            TOK LEFT RESET_MS" */
+#define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
+                                           to be left alone this long */
 #define TG_F_TRANSLATE              80  /* u8: DECISION: a responses request
                                            goes to a chat provider: the
                                            module translates both ways */
-#define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
-                                           to be left alone this long */
 
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */

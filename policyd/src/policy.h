@@ -115,6 +115,8 @@ typedef struct tg_provider {
     bool           streaming;       /* accepts "stream": true */
     bool           usage_passive;   /* "usage": "passive": never asked for
                                        a stream's usage */
+    bool           translate_responses;    /* responses served as chat,
+                                              translated by the module */
 
     /* its plan: requests and tokens per minute; 0: none (limits.c) */
     uint32_t       rpm;

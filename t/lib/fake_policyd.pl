@@ -110,6 +110,7 @@ my %FIELD = (
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
     70 => [ stream_usage => 'u8' ],     71 => [ limit => 'str' ],
     72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
+    80 => [ translate => 'u8' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

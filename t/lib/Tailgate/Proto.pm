@@ -99,6 +99,7 @@ use constant {
     TG_F_LIMIT             => 71,
     TG_F_RATELIMIT         => 72,
     TG_F_COOLDOWN_MS       => 73,
+    TG_F_TRANSLATE         => 80,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
