@@ -306,10 +306,10 @@ typedef struct {
     unsigned                     usage_asked:1;  /* this body asks for it */
     unsigned                     special_sent:1;
     unsigned                     translate:1;    /* responses via chat */
+    unsigned                     translate_failed:1; /* the client told */
 
     /* the chat answer becoming a Responses answer */
     struct ngx_tailgate_xlat_s  *xlat;
-    ngx_uint_t                   native_events;  /* a responses stream's */
 } ngx_http_tailgate_ctx_t;
 
 
@@ -503,6 +503,7 @@ void ngx_tailgate_translate_sent(ngx_http_tailgate_ctx_t *ctx,
     ngx_chain_t *out);
 ngx_int_t ngx_tailgate_translate_broken(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, const char *message, ngx_chain_t **out);
+ngx_uint_t ngx_tailgate_translate_failed(ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);

@@ -558,6 +558,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
      * the filter takes the usage-only chunk out again.
      */
 
+    ctx->stream_usage = reply->stream_usage ? 1 : 0;
     ctx->usage_asked = ctx->endpoint->id == NGX_TAILGATE_EP_CHAT
                        && ctx->facts.stream && !ctx->facts.include_usage
                        && reply->stream_usage;

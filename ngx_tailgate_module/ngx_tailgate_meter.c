@@ -162,6 +162,13 @@ ngx_tailgate_meter_body(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 }
 
 
+ngx_uint_t
+ngx_tailgate_meter_events(ngx_http_tailgate_ctx_t *ctx)
+{
+    return (ctx->meter && ctx->meter->read) ? ctx->meter->scan.events : 0;
+}
+
+
 /* our own buffers that the client has taken go back to be used again */
 
 void

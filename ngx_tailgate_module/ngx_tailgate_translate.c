@@ -143,6 +143,16 @@ ngx_tailgate_translate_sent(ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *out)
 }
 
 
+/* a translated answer the provider finished but the client is told failed */
+
+ngx_uint_t
+ngx_tailgate_translate_failed(ngx_http_tailgate_ctx_t *ctx)
+{
+    return ctx->xlat && ctx->sse
+           && ngx_tailgate_xlat_outcome(ctx->xlat) != NGX_OK;
+}
+
+
 /*
  * A translated stream that broke off: response.failed and the error
  * event, then the end of the body.  *out is NULL when it is not one.

@@ -54,8 +54,12 @@ ngx_int_t ngx_tailgate_xlat_fail(ngx_tailgate_xlat_t *x, const char *code,
 /* our buffers the client has taken, to be used again */
 void ngx_tailgate_xlat_sent(ngx_tailgate_xlat_t *x, ngx_chain_t *out);
 
-/* the client was told how the response ended (completed or failed) */
-ngx_uint_t ngx_tailgate_xlat_ended(ngx_tailgate_xlat_t *x);
+/*
+ * How the answer stands: NGX_OK completed (or will be at its end: the
+ * provider said why it finished), NGX_AGAIN not yet, NGX_ERROR failed
+ * (the client was or will be told so).
+ */
+ngx_int_t ngx_tailgate_xlat_outcome(ngx_tailgate_xlat_t *x);
 
 
 #endif /* _NGX_TAILGATE_TRANSLATE_H_INCLUDED_ */

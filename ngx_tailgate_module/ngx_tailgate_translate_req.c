@@ -329,9 +329,12 @@ ngx_tailgate_translate_request(ngx_http_request_t *r,
         }
     }
 
-    /* the gateway reads a stream's usage, and the client wants it */
+    /*
+     * The gateway reads a stream's usage, and response.completed carries
+     * it: asked for unless the provider is known not to take the option.
+     */
 
-    if (ctx->facts.stream
+    if (ctx->facts.stream && ctx->stream_usage
         && ngx_tailgate_xreq_text_piece(&x,
                             ",\"stream_options\":{\"include_usage\":true}")
            != NGX_OK)

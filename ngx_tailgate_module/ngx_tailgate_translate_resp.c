@@ -179,6 +179,7 @@ struct ngx_tailgate_xlat_s {
     unsigned                     sse:1;
     unsigned                     started:1;
     unsigned                     ended:1;    /* completed or failed */
+    unsigned                     failed:1;
     unsigned                     too_much:1;
     unsigned                     json_args:1;    /* the call's, written */
     ngx_uint_t                   json_items;     /* a JSON answer's */
@@ -475,6 +476,7 @@ ngx_tailgate_xlat_fail(ngx_tailgate_xlat_t *x, const char *code,
     }
 
     x->ended = 1;
+    x->failed = 1;
 
     if (ngx_tailgate_xlat_event(x, "response.failed") != NGX_OK
         || ngx_tailgate_xlat_literal(x, ",\"response\":") != NGX_OK
@@ -506,10 +508,18 @@ ngx_tailgate_xlat_sent(ngx_tailgate_xlat_t *x, ngx_chain_t *out)
 }
 
 
-ngx_uint_t
-ngx_tailgate_xlat_ended(ngx_tailgate_xlat_t *x)
+ngx_int_t
+ngx_tailgate_xlat_outcome(ngx_tailgate_xlat_t *x)
 {
-    return x->ended;
+    if (x->failed) {
+        return NGX_ERROR;
+    }
+
+    if (x->ended || x->done_event || x->finish != NGX_TAILGATE_XF_NONE) {
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
 }
 
 

@@ -2453,6 +2453,20 @@ matching paths, others are answered normally
 
 =item C<content> - assistant text (default C<Hello from NAME>)
 
+=item C<tool_calls> - C<[{id, name, arguments}]>: a chat answer calls these
+functions (C<message.tool_calls>, C<finish_reason: "tool_calls">); a stream
+sends each call's id and name first, then its arguments in three pieces,
+then a chunk with the finish reason. Text deltas come first only when
+C<content> is set.
+
+=item C<finish_reason> - a chat answer's (default C<stop>); a stream sends a
+last chunk with it only when set (or with C<tool_calls>)
+
+=item C<chat_events> - a chat stream sends these texts verbatim, each a chunk
+of its own (then C<0\r\n\r\n>); with C<mode: drop>, the first C<drop_after>
+
+=item C<chat_body> - a chat JSON answer is this text verbatim
+
 =item C<models> - ids listed by C<GET .../models> (C<["mock-model"]>)
 
 =back
