@@ -32,6 +32,7 @@ typedef struct {
     ngx_array_t                 *pieces;     /* ngx_str_t */
     ngx_uint_t                   messages;   /* written so far */
     ngx_uint_t                   assistant;  /* 1 open, 2 in tool_calls */
+    ngx_uint_t                   tools;      /* function tools sent */
 
     /* why the request is refused */
     const char                  *code;
@@ -62,6 +63,7 @@ typedef enum {
     NGX_TAILGATE_XM_PREVIOUS,
     NGX_TAILGATE_XM_CONVERSATION,
     NGX_TAILGATE_XM_METADATA,
+    NGX_TAILGATE_XM_CLIENT_METADATA,
     NGX_TAILGATE_XM_SAFETY,
     NGX_TAILGATE_XM_CACHE_KEY,
     NGX_TAILGATE_XM_SERVICE_TIER,
@@ -91,6 +93,7 @@ static ngx_str_t  ngx_tailgate_xreq_names[] = {
     ngx_string("previous_response_id"),
     ngx_string("conversation"),
     ngx_string("metadata"),
+    ngx_string("client_metadata"),
     ngx_string("safety_identifier"),
     ngx_string("prompt_cache_key"),
     ngx_string("service_tier"),
@@ -259,6 +262,15 @@ ngx_tailgate_translate_request(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    switch (ngx_tailgate_xreq_tools(&x, &v[NGX_TAILGATE_XM_TOOLS])) {
+    case NGX_OK:
+        break;
+    case NGX_DECLINED:
+        return ngx_tailgate_xreq_send(r, &x, rc);
+    default:
+        return NGX_ERROR;
+    }
+
     /* the members that keep their name and value */
 
     for (i = NGX_TAILGATE_XM_PARALLEL; i <= NGX_TAILGATE_XM_USER; i++) {
@@ -279,6 +291,17 @@ ngx_tailgate_translate_request(ngx_http_request_t *r,
         name = chat[i - NGX_TAILGATE_XM_PARALLEL];
 
         if (name == NULL || !ngx_tailgate_xreq_given(&v[i])) {
+            continue;
+        }
+
+        /* chat providers refuse it without tools */
+        if (i == NGX_TAILGATE_XM_PARALLEL && x.tools == 0) {
+            if (*v[i].start != 't' && *v[i].start != 'f') {
+                ngx_tailgate_xreq_param(&x, "parallel_tool_calls");
+                (void) ngx_tailgate_xreq_type(&x, "a boolean", *v[i].start);
+                return ngx_tailgate_xreq_send(r, &x, rc);
+            }
+
             continue;
         }
 
@@ -339,15 +362,6 @@ ngx_tailgate_translate_request(ngx_http_request_t *r,
                             ",\"stream_options\":{\"include_usage\":true}")
            != NGX_OK)
     {
-        return NGX_ERROR;
-    }
-
-    switch (ngx_tailgate_xreq_tools(&x, &v[NGX_TAILGATE_XM_TOOLS])) {
-    case NGX_OK:
-        break;
-    case NGX_DECLINED:
-        return ngx_tailgate_xreq_send(r, &x, rc);
-    default:
         return NGX_ERROR;
     }
 
@@ -610,6 +624,8 @@ ngx_tailgate_xreq_harmless(ngx_tailgate_xreq_t *x,
 
     if (ngx_tailgate_xreq_equals(x->param, x->param + x->param_len,
                                  "metadata")
+        || ngx_tailgate_xreq_equals(x->param, x->param + x->param_len,
+                                    "client_metadata")
         || ngx_tailgate_xreq_equals(x->param, x->param + x->param_len,
                                     "stream_options"))
     {
@@ -1427,14 +1443,21 @@ ngx_tailgate_xreq_output(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
 }
 
 
-/* [{"type":"function","name","description","parameters","strict"}] */
+/*
+ * [{"type":"function","name","description","parameters","strict"}].
+ * Tools a chat provider cannot be offered are left out where that only
+ * narrows what the model may do: the hosted web search (the provider has
+ * none to run) and namespaced groups (a call could not be named back into
+ * its namespace).  Any other kind is refused: the client counts on it.
+ */
 
 static ngx_int_t
 ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
 {
-    u_char                      *s, *e, *val[4], *val_end[4];
+    u_char                      *s, *e, *val[4], *val_end[4], *type,
+                                *type_end;
     ngx_int_t                    rc;
-    ngx_uint_t                   i, k, typed;
+    ngx_uint_t                   i, k, typed, sent;
     ngx_tailgate_json_iter_t     it, mit;
     ngx_tailgate_json_member_t   m;
 
@@ -1456,6 +1479,8 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
         return NGX_ERROR;
     }
 
+    sent = 0;
+
     for (i = 0; /* void */; i++) {
         rc = ngx_tailgate_json_element(&it, &s, &e);
 
@@ -1470,6 +1495,71 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
         if (*s != '{') {
             ngx_tailgate_xreq_param(x, "tools[%ui]", i);
             return ngx_tailgate_xreq_type(x, "an object", *s);
+        }
+
+        /* the type first: it says which members belong */
+
+        type = NULL;
+        type_end = NULL;
+
+        if (ngx_tailgate_json_members(&mit, s, e) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        for ( ;; ) {
+            rc = ngx_tailgate_json_member(&mit, &m);
+
+            if (rc == NGX_DONE) {
+                break;
+            }
+
+            if (rc != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            if (!ngx_tailgate_xreq_is(&m, "type")) {
+                continue;
+            }
+
+            ngx_tailgate_xreq_param(x, "tools[%ui].type", i);
+
+            if (type) {
+                return ngx_tailgate_xreq_refuse(x, "", "The '%*s' "
+                                     "parameter appears more than once.",
+                                     x->param_len, x->param);
+            }
+
+            if (*m.value_start != '"') {
+                return ngx_tailgate_xreq_type(x, "a string", *m.value_start);
+            }
+
+            type = m.value_start;
+            type_end = m.value_end;
+        }
+
+        if (type == NULL) {
+            ngx_tailgate_xreq_param(x, "tools[%ui].type", i);
+            return ngx_tailgate_xreq_refuse(x, "missing_required_parameter",
+                                            "Missing required parameter: "
+                                            "'%*s'.", x->param_len,
+                                            x->param);
+        }
+
+        if (ngx_tailgate_xreq_equals(type, type_end, "\"web_search\"")
+            || ngx_tailgate_xreq_equals(type, type_end,
+                                        "\"web_search_preview\"")
+            || ngx_tailgate_xreq_equals(type, type_end, "\"namespace\""))
+        {
+            continue;
+        }
+
+        if (!ngx_tailgate_xreq_equals(type, type_end, "\"function\"")) {
+            ngx_tailgate_xreq_param(x, "tools[%ui].type", i);
+            return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
+                               "Unsupported value: 'tools[%ui].type' %*s: "
+                               "only function tools can be translated for "
+                               "this route's chat completions provider.", i,
+                               (size_t) ngx_min(type_end - type, 64), type);
         }
 
         ngx_memzero(val, sizeof(val));
@@ -1492,24 +1582,7 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
             }
 
             if (ngx_tailgate_xreq_is(&m, "type")) {
-                ngx_tailgate_xreq_param(x, "tools[%ui].type", i);
-
-                if (typed++) {
-                    return ngx_tailgate_xreq_refuse(x, "", "The '%*s' "
-                                         "parameter appears more than once.",
-                                         x->param_len, x->param);
-                }
-
-                if (!ngx_tailgate_xreq_equals(m.value_start, m.value_end,
-                                              "\"function\""))
-                {
-                    return ngx_tailgate_xreq_refuse(x,
-                               "unsupported_parameter",
-                               "Unsupported value: 'tools[%ui].type': only "
-                               "function tools can be translated for this "
-                               "route's chat completions provider.", i);
-                }
-
+                typed = 1;
                 continue;
             }
 
@@ -1554,17 +1627,17 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
         }
 
         if (!typed || val[0] == NULL) {
-            ngx_tailgate_xreq_param(x, "tools[%ui].%s", i,
-                                    typed ? "name" : "type");
+            ngx_tailgate_xreq_param(x, "tools[%ui].name", i);
             return ngx_tailgate_xreq_refuse(x, "missing_required_parameter",
                                             "Missing required parameter: "
                                             "'%*s'.", x->param_len,
                                             x->param);
         }
 
-        rc = i ? ngx_tailgate_xreq_text_piece(x, ",{\"type\":\"function\","
+        rc = sent++
+             ? ngx_tailgate_xreq_text_piece(x, ",{\"type\":\"function\","
                                               "\"function\":{")
-               : ngx_tailgate_xreq_text_piece(x, ",\"tools\":[{\"type\":"
+             : ngx_tailgate_xreq_text_piece(x, ",\"tools\":[{\"type\":"
                                               "\"function\","
                                               "\"function\":{");
         if (rc != NGX_OK) {
@@ -1596,9 +1669,13 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
         }
     }
 
-    if (i && ngx_tailgate_xreq_text_piece(x, "]") != NGX_OK) {
+    if (sent && ngx_tailgate_xreq_text_piece(x, "]") != NGX_OK) {
         return NGX_ERROR;
     }
+
+    /* no tools left: a tool_choice would name none */
+
+    x->tools = sent;
 
     return NGX_OK;
 }
@@ -1631,6 +1708,20 @@ ngx_tailgate_xreq_tool_choice(ngx_tailgate_xreq_t *x,
                                "Invalid value for 'tool_choice': expected "
                                "\"auto\", \"none\", \"required\" or a "
                                "function.");
+        }
+
+        /* no function tools offered: "auto" and "none" are what is left */
+
+        if (x->tools == 0) {
+            if (v->start[1] == 'r') {
+                return ngx_tailgate_xreq_refuse(x, "invalid_value",
+                               "Invalid value for 'tool_choice': "
+                               "\"required\" needs a function tool, and "
+                               "this request offers none that this route's "
+                               "chat completions provider can be given.");
+            }
+
+            return NGX_OK;
         }
 
         if (ngx_tailgate_xreq_text_piece(x, ",\"tool_choice\":") != NGX_OK
@@ -1691,6 +1782,14 @@ ngx_tailgate_xreq_tool_choice(ngx_tailgate_xreq_t *x,
         return ngx_tailgate_xreq_refuse(x, "invalid_value",
                            "Invalid value for 'tool_choice': a function "
                            "choice needs \"type\" and \"name\".");
+    }
+
+    if (x->tools == 0) {
+        return ngx_tailgate_xreq_refuse(x, "invalid_value",
+                           "Invalid value for 'tool_choice': it names a "
+                           "function, and the request offers none that "
+                           "this route's chat completions provider can be "
+                           "given.");
     }
 
     if (ngx_tailgate_xreq_text_piece(x, ",\"tool_choice\":{\"type\":"

@@ -303,10 +303,42 @@ subtest 'tools, tool_choice, text.format, reasoning, sampling' => sub {
 
     for my $choice (qw(auto none)) {
         $res = responses({ model => 'cm', input => 'hi', tool_choice => $choice,
+                           tools => [ { type => 'function', name => 'f' } ],
                            text => { format => { type => 'text' } } });
         is($res->{status}, 200, "tool_choice $choice");
         is(sent('chatonly')->{json}{tool_choice}, $choice, "sent as $choice");
         ok(!exists sent('chatonly')->{json}{response_format}, 'text: no response_format');
+    }
+
+    # hosted web search and namespaced groups are not offered to a chat model
+    $res = responses({ model => 'cm', input => 'hi', tool_choice => 'auto',
+        parallel_tool_calls => $true,
+        tools => [ { type => 'web_search', external_web_access => $true },
+                   { type => 'function', name => 'f', parameters => $params },
+                   { type => 'namespace', name => 'agents', description => 'd',
+                     tools => [ { type => 'function', name => 'spawn' } ] },
+                   { type => 'web_search_preview' } ] });
+    is($res->{status}, 200, 'web_search and namespace tools: 200') or diag($res->{body});
+    $j = sent('chatonly')->{json};
+    is_deeply($j->{tools}, [ { type => 'function', function => { name => 'f',
+                                                    parameters => $params } } ],
+              'only the function tool is sent');
+    is($j->{tool_choice}, 'auto', 'with the choice');
+    is($j->{parallel_tool_calls}, $true, 'and parallel_tool_calls');
+
+    $res = responses({ model => 'cm', input => 'hi', tool_choice => 'auto',
+        parallel_tool_calls => $false, tools => [ { type => 'web_search' } ] });
+    is($res->{status}, 200, 'nothing but web_search: 200');
+    $j = sent('chatonly')->{json};
+    ok(!exists $j->{tools} && !exists $j->{tool_choice} && !exists $j->{parallel_tool_calls},
+       'no tools, so no tool_choice or parallel_tool_calls either');
+
+    for my $choice ('required', { type => 'function', name => 'spawn' }) {
+        $res = responses({ model => 'cm', input => 'hi', tool_choice => $choice,
+                           tools => [ { type => 'web_search' } ] });
+        $t->is_openai_error($res, 400, 'invalid_value',
+                            'tool_choice ' . $JSON->encode($choice) . ' with no function to give: 400');
+        is($t->error($res)->{param}, 'tool_choice', 'naming tool_choice');
     }
 };
 
@@ -483,7 +515,12 @@ subtest 'what cannot be translated is refused, naming it' => sub {
         [ { conversation => 'conv_1' }, 'conversation', qr/conversation/ ],
         [ { conversation => { id => 'conv_1' } }, 'conversation', qr/conversation/ ],
         [ { background => $true }, 'background', qr/background/ ],
-        [ { tools => [{ type => 'web_search' }] }, 'tools[0].type', qr/function tools/ ],
+        [ { tools => [{ type => 'code_interpreter', container => { type => 'auto' } }] },
+          'tools[0].type', qr/only function tools/ ],
+        [ { tools => [{ type => 'function', name => 'f' }, { type => 'file_search' }] },
+          'tools[1].type', qr/file_search/ ],
+        [ { tools => [{ type => 'custom', name => 'apply_patch' }] }, 'tools[0].type', qr/custom/ ],
+        [ { tools => [{ type => 'mcp', server_label => 'x' }] }, 'tools[0].type', qr/mcp/ ],
         [ { tools => [{ type => 'function', name => 'f', foo => 1 }] }, 'tools[0].foo',
           qr/'tools\[0\]\.foo'/ ],
         [ { input => [{ type => 'file_search_call', id => 'x' }] }, 'input[0].type',
@@ -625,6 +662,8 @@ subtest 'odd values' => sub {
         [ '{"model":"cm","input":"hi","user":5}', 'invalid_type', 'user' ],
         [ '{"model":"cm","input":"hi","tools":[5]}', 'invalid_type', 'tools[0]' ],
         [ '{"model":"cm","input":"hi","tools":[{}]}', 'missing_required_parameter', 'tools[0].type' ],
+        [ '{"model":"cm","input":"hi","tools":[{"type":5}]}', 'invalid_type', 'tools[0].type' ],
+        [ '{"model":"cm","input":"hi","tools":[{"type":null}]}', 'invalid_type', 'tools[0].type' ],
         [ '{"model":"cm","input":"hi","tools":[{"type":"function"}]}', 'missing_required_parameter', 'tools[0].name' ],
         [ '{"model":"cm","input":"hi","tools":[{"type":"function","name":5}]}', 'invalid_type', 'tools[0].name' ],
         [ '{"model":"cm","input":"hi","tools":[{"type":"function","name":"f","parameters":"x"}]}', 'invalid_type', 'tools[0].parameters' ],

@@ -54,6 +54,8 @@ my %DEFAULTS = (
     tool_calls         => undef,  # chat: [{id, name, arguments}] the
                                   # answer calls (a stream sends each
                                   # call's arguments in three pieces)
+    tool_calls_once    => 0,      # ... unless the request ends with a
+                                  # tool's result: then answer content
     finish_reason      => undef,  # chat: a stream's last chunk says it;
                                   # default "stop" ("tool_calls" with
                                   # tool_calls), none in a stream unless set
@@ -877,7 +879,7 @@ sub answer {
         )));
     }
 
-    my @calls = tool_calls($ctl);
+    my @calls = tool_calls($ctl, $json);
     my $message = @calls
         ? obj(role => 'assistant',
               content => (length $content && defined $ctl->{content}
@@ -943,7 +945,7 @@ sub events {
         return $complete ? @raw : @raw[0 .. ($n < @raw ? $n : @raw) - 1];
     }
 
-    my @calls = tool_calls($ctl);
+    my @calls = tool_calls($ctl, $json);
     my $chunk = sub {
         return 'data: ' . ojson(obj(
             id      => 'chatcmpl-mock',
@@ -1004,9 +1006,17 @@ sub events {
 # the tool calls a chat answer makes (control tool_calls)
 
 sub tool_calls {
-    my ($ctl) = @_;
+    my ($ctl, $json) = @_;
 
     return () unless ref $ctl->{tool_calls} eq 'ARRAY';
+
+    if ($ctl->{tool_calls_once} && ref $json eq 'HASH'
+        && ref $json->{messages} eq 'ARRAY' && @{ $json->{messages} }
+        && ref $json->{messages}[-1] eq 'HASH'
+        && ($json->{messages}[-1]{role} // '') eq 'tool')
+    {
+        return ();
+    }
     return grep { ref $_ eq 'HASH' } @{ $ctl->{tool_calls} };
 }
 

@@ -2457,7 +2457,8 @@ matching paths, others are answered normally
 functions (C<message.tool_calls>, C<finish_reason: "tool_calls">); a stream
 sends each call's id and name first, then its arguments in three pieces,
 then a chunk with the finish reason. Text deltas come first only when
-C<content> is set.
+C<content> is set. With C<tool_calls_once>, a request whose last message is
+a tool's result (C<role: "tool">) is answered with text instead.
 
 =item C<finish_reason> - a chat answer's (default C<stop>); a stream sends a
 last chunk with it only when set (or with C<tool_calls>)
