@@ -870,6 +870,20 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
         return NGX_OK;
     }
 
+    /* a client that trusts the provider to have kept what it answered */
+
+    if (ngx_tailgate_xreq_equals(type, type_end, "\"item_reference\"")) {
+        ngx_tailgate_xreq_param(x, "input[%ui].type", i);
+
+        return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
+                           "Unsupported value: 'input[%ui].type' "
+                           "\"item_reference\": this route's chat "
+                           "completions provider keeps no state, and neither "
+                           "does the gateway; send the item itself (the "
+                           "Vercel AI SDK does with providerOptions "
+                           "{ openai: { store: false } }).", i);
+    }
+
     ngx_tailgate_xreq_param(x, "input[%ui].type", i);
 
     return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",

@@ -914,26 +914,57 @@ sub events {
     my @ev;
 
     if ($kind eq 'responses') {
+        # the event sequence of the API: the opening events go with the
+        # first delta (a gate or a drop counts deltas), numbered from 0
+        my $seq = 0;
+        my $text = join('', map { "tok$_ " } 1 .. $n);
+        my $ev = sub {
+            my ($type, @kv) = @_;
+            return "event: $type\ndata: "
+                . ojson(obj(type => $type, sequence_number => $seq++, @kv))
+                . "\n\n";
+        };
+        my $resp = sub {
+            my ($status, $output, @more) = @_;
+            return obj(id => 'resp_mock', object => 'response',
+                       created_at => 1700000000, model => $model,
+                       status => $status, output => $output, @more);
+        };
+        my $msg = sub {
+            my ($status, @content) = @_;
+            return obj(type => 'message', id => 'msg_mock', status => $status,
+                       role => 'assistant', content => [@content]);
+        };
+        my $part = sub {
+            return obj(type => 'output_text', text => $_[0], annotations => []);
+        };
+
+        my $lead = $ev->('response.created', response => $resp->('in_progress', []))
+            . $ev->('response.in_progress', response => $resp->('in_progress', []))
+            . $ev->('response.output_item.added', output_index => 0,
+                    item => $msg->('in_progress'))
+            . $ev->('response.content_part.added', item_id => 'msg_mock',
+                    output_index => 0, content_index => 0, part => $part->(''));
+
         for my $i (1 .. $n) {
-            push @ev, "event: response.output_text.delta\ndata: "
-                . ojson(obj(type => 'response.output_text.delta',
-                            output_index => 0, content_index => 0,
-                            delta => "tok$i ")) . "\n\n";
+            push @ev, ($i == 1 ? $lead : '')
+                . $ev->('response.output_text.delta', item_id => 'msg_mock',
+                        output_index => 0, content_index => 0,
+                        delta => "tok$i ");
         }
 
         if ($complete) {
-            push @ev, "event: response.completed\ndata: "
-                . ojson(obj(type => 'response.completed', response => obj(
-                    id     => 'resp_mock',
-                    object => 'response',
-                    model  => $model,
-                    status => 'completed',
-                    output => [ obj(type => 'message', role => 'assistant',
-                                    content => [ obj(type => 'output_text',
-                                        text => join('', map { "tok$_ " } 1 .. $n)) ]) ],
+            push @ev, $ev->('response.output_text.done', item_id => 'msg_mock',
+                            output_index => 0, content_index => 0, text => $text)
+                . $ev->('response.content_part.done', item_id => 'msg_mock',
+                        output_index => 0, content_index => 0,
+                        part => $part->($text))
+                . $ev->('response.output_item.done', output_index => 0,
+                        item => $msg->('completed', $part->($text)))
+                . $ev->('response.completed', response => $resp->('completed',
+                    [ $msg->('completed', $part->($text)) ],
                     (usage_obj($ctl, 'responses')
-                     ? (usage => usage_obj($ctl, 'responses')) : ()),
-                ))) . "\n\n";
+                     ? (usage => usage_obj($ctl, 'responses')) : ())));
         }
 
         return @ev;

@@ -2477,8 +2477,12 @@ Responses: every one has C<X-Mock-Provider: NAME>. POST C<.../chat/completions>
 a usage chunk when C<stream_options.include_usage>, then C<data: [DONE]>),
 C<.../embeddings>, C<.../audio/speech> (4096 bytes of C<audio/mpeg>: 0..255
 sixteen times), C<.../audio/transcriptions> (multipart; answers the C<model>
-field), C<.../responses> (also streamed: C<response.output_text.delta>
-events, then C<response.completed>); GET C<.../models>, GET C</health>;
+field), C<.../responses> (also streamed, as the API streams, every event
+with C<sequence_number>: C<response.created>, C<response.in_progress>,
+C<response.output_item.added> and C<response.content_part.added> with the
+first C<response.output_text.delta>, then the other deltas, then
+C<output_text.done>, C<content_part.done>, C<output_item.done> and
+C<response.completed> in one chunk); GET C<.../models>, GET C</health>;
 anything else 404. A JSON endpoint whose body is not a JSON object gets 400
 C<invalid_json>.
 
