@@ -143,14 +143,18 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     (void) ngx_tailgate_report(r, ctx);
 
-    if (!ctx->stream_broken || !ctx->sse || r->header_only) {
+    if (!ctx->stream_broken || r->header_only
+        || (!ctx->sse && ctx->xlat == NULL))
+    {
+        /* an answer of its own length: cut, it cannot be ended well */
         return;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "tailgate: provider \"%V\" broke off its event stream "
-                  "after the response started; the client gets an error "
-                  "event", &ctx->provider);
+                  "tailgate: provider \"%V\" broke off its %s after the "
+                  "response started; the client gets an error %s",
+                  &ctx->provider, ctx->sse ? "event stream" : "answer",
+                  ctx->sse ? "event" : "response");
 
     if (ngx_tailgate_translate_broken(r, ctx, ngx_tailgate_stream_message,
                                       &out)

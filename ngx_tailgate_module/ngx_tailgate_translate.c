@@ -143,19 +143,23 @@ ngx_tailgate_translate_sent(ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *out)
 }
 
 
-/* a translated answer the provider finished but the client is told failed */
+/*
+ * A translated answer the provider finished but the client is told
+ * failed: an error in the stream, no end to it, more than is kept, or a
+ * JSON answer that was not one.
+ */
 
 ngx_uint_t
 ngx_tailgate_translate_failed(ngx_http_tailgate_ctx_t *ctx)
 {
-    return ctx->xlat && ctx->sse
-           && ngx_tailgate_xlat_outcome(ctx->xlat) != NGX_OK;
+    return ctx->xlat && ngx_tailgate_xlat_outcome(ctx->xlat) != NGX_OK;
 }
 
 
 /*
- * A translated stream that broke off: response.failed and the error
- * event, then the end of the body.  *out is NULL when it is not one.
+ * A translated answer that broke off: a stream's response.failed and
+ * error events, or a JSON answer's failed response, then the end of the
+ * body.  *out is NULL when the answer is not translated.
  */
 
 ngx_int_t
@@ -166,7 +170,7 @@ ngx_tailgate_translate_broken(ngx_http_request_t *r,
 
     *out = NULL;
 
-    if (ctx->xlat == NULL || !ctx->sse) {
+    if (ctx->xlat == NULL) {
         return NGX_OK;
     }
 

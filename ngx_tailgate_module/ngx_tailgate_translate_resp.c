@@ -73,6 +73,9 @@ typedef enum {
     NGX_TAILGATE_XJ_STRING,
     NGX_TAILGATE_XJ_STRING_ESCAPE,
     NGX_TAILGATE_XJ_SCALAR,
+    NGX_TAILGATE_XJ_SKIP,            /* a value nested too deep to read */
+    NGX_TAILGATE_XJ_SKIP_STRING,
+    NGX_TAILGATE_XJ_SKIP_ESCAPE,
     NGX_TAILGATE_XJ_DONE,            /* the document ended */
     NGX_TAILGATE_XJ_IGNORE           /* not a document we read */
 } ngx_tailgate_xj_e;
@@ -133,6 +136,7 @@ struct ngx_tailgate_xlat_s {
     ngx_tailgate_xj_e            state;
     ngx_uint_t                   depth;
     ngx_tailgate_xk_e            kind;       /* of the value being read */
+    uint64_t                     skip;       /* levels of it still open */
     uint64_t                     number;
     ngx_uint_t                   number_done;    /* unsigned:1 */
     size_t                       key_len;
@@ -182,6 +186,9 @@ struct ngx_tailgate_xlat_s {
     unsigned                     failed:1;
     unsigned                     too_much:1;
     unsigned                     json_args:1;    /* the call's, written */
+    unsigned                     json_root:1;    /* the response begun */
+    unsigned                     json_call:1;    /* a call item open */
+    ngx_uint_t                   json_hex;       /* of a \uXXXX, to come */
     ngx_uint_t                   json_items;     /* a JSON answer's */
 };
 
@@ -199,6 +206,10 @@ static ngx_int_t ngx_tailgate_xlat_string(ngx_tailgate_xlat_t *x,
 static ngx_int_t ngx_tailgate_xlat_bytes(ngx_tailgate_xlat_t *x, u_char *p,
     size_t n);
 static ngx_int_t ngx_tailgate_xlat_string_end(ngx_tailgate_xlat_t *x);
+static ngx_int_t ngx_tailgate_xlat_string_cut(ngx_tailgate_xlat_t *x);
+static ngx_int_t ngx_tailgate_xlat_json_call_end(ngx_tailgate_xlat_t *x);
+static ngx_int_t ngx_tailgate_xlat_json_fail(ngx_tailgate_xlat_t *x,
+    const char *code, const char *message);
 static void ngx_tailgate_xlat_scalar(ngx_tailgate_xlat_t *x);
 static ngx_int_t ngx_tailgate_xlat_event_end(ngx_tailgate_xlat_t *x);
 static ngx_int_t ngx_tailgate_xlat_start(ngx_tailgate_xlat_t *x);
@@ -426,8 +437,14 @@ ngx_tailgate_xlat_end(ngx_tailgate_xlat_t *x, ngx_chain_t ***ll)
 {
     ngx_int_t  rc;
 
-    if (x->ended || !x->sse) {
+    if (x->ended) {
         return NGX_OK;
+    }
+
+    if (!x->sse) {
+        return ngx_tailgate_xlat_fail(x, "invalid_provider_response",
+                         "The provider's answer ended before it was "
+                         "complete, or was not a chat completion.", ll);
     }
 
     x->ll = ll;
@@ -462,7 +479,9 @@ ngx_int_t
 ngx_tailgate_xlat_fail(ngx_tailgate_xlat_t *x, const char *code,
     const char *message, ngx_chain_t ***ll)
 {
-    if (x->ended || !x->sse) {
+    ngx_int_t  rc;
+
+    if (x->ended) {
         return NGX_OK;
     }
 
@@ -471,8 +490,48 @@ ngx_tailgate_xlat_fail(ngx_tailgate_xlat_t *x, const char *code,
         x->buf = NULL;
     }
 
+    if (!x->sse) {
+        rc = ngx_tailgate_xlat_json_fail(x, code, message);
+
+        if (ll) {
+            x->ll = NULL;
+        }
+
+        return rc;
+    }
+
     if (!x->started && ngx_tailgate_xlat_start(x) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    /*
+     * A delta event left open by a string cut short is closed first (its
+     * escape finished), so that response.failed starts an event of its
+     * own.  Nothing more is kept: no event repeats the text now.
+     */
+
+    if (x->string_open) {
+        x->string_open = 0;
+
+        if (x->state == NGX_TAILGATE_XJ_STRING_ESCAPE
+            && ngx_tailgate_xlat_literal(x, "\\") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for ( /* void */ ; x->json_hex; x->json_hex--) {
+            if (ngx_tailgate_xlat_literal(x, "0") != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        rc = (x->kind == NGX_TAILGATE_XK_CALL_ARGS)
+             ? ngx_tailgate_xlat_literal(x, "\"}\n\n")
+             : ngx_tailgate_xlat_literal(x, "\",\"logprobs\":[]}\n\n");
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     x->ended = 1;
@@ -545,6 +604,36 @@ ngx_tailgate_xlat_read(ngx_tailgate_xlat_t *x, u_char *p, u_char *end)
             return NGX_OK;
 
         case NGX_TAILGATE_XJ_STRING:
+
+            /*
+             * The four digits of a \uXXXX: what is not one ends it with
+             * zeros, so that a broken provider's string stays a string.
+             */
+
+            if (x->json_hex) {
+                if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a'
+                                               && (c | 0x20) <= 'f'))
+                {
+                    if (ngx_tailgate_xlat_bytes(x, p, 1) != NGX_OK) {
+                        return NGX_ERROR;
+                    }
+
+                    p++;
+                    x->json_hex--;
+                    continue;
+                }
+
+                while (x->json_hex) {
+                    x->json_hex--;
+
+                    if (ngx_tailgate_xlat_bytes(x, (u_char *) "0", 1)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+                }
+            }
+
             start = p;
 
             while (p < end && *p != '"' && *p != '\\') {
@@ -573,12 +662,61 @@ ngx_tailgate_xlat_read(ngx_tailgate_xlat_t *x, u_char *p, u_char *end)
 
             continue;
 
+        case NGX_TAILGATE_XJ_SKIP:
+            p++;
+
+            if (c == '"') {
+                x->state = NGX_TAILGATE_XJ_SKIP_STRING;
+
+            } else if (c == '{' || c == '[') {
+                x->skip++;
+
+            } else if ((c == '}' || c == ']') && --x->skip == 0) {
+                x->state = NGX_TAILGATE_XJ_AFTER;
+            }
+
+            continue;
+
+        case NGX_TAILGATE_XJ_SKIP_STRING:
+            p++;
+
+            if (c == '\\') {
+                x->state = NGX_TAILGATE_XJ_SKIP_ESCAPE;
+
+            } else if (c == '"') {
+                x->state = NGX_TAILGATE_XJ_SKIP;
+            }
+
+            continue;
+
+        case NGX_TAILGATE_XJ_SKIP_ESCAPE:
+            p++;
+            x->state = NGX_TAILGATE_XJ_SKIP_STRING;
+            continue;
+
         case NGX_TAILGATE_XJ_STRING_ESCAPE:
-            /* the escape's next byte; \uXXXX's hex digits are plain */
+
+            /*
+             * The escape's next byte.  One JSON has no escape for is the
+             * backslash's own: "\\" and the byte, as the text it was.
+             */
+
+            if (ngx_strchr("\"\\/bfnrtu", c) == NULL || c == '\0') {
+                if (ngx_tailgate_xlat_bytes(x, (u_char *) "\\", 1)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                x->state = NGX_TAILGATE_XJ_STRING;
+                continue;
+            }
+
             if (ngx_tailgate_xlat_bytes(x, p, 1) != NGX_OK) {
                 return NGX_ERROR;
             }
 
+            x->json_hex = (*p == 'u') ? 4 : 0;
             p++;
             x->state = NGX_TAILGATE_XJ_STRING;
             continue;
@@ -702,8 +840,10 @@ ngx_tailgate_xlat_read(ngx_tailgate_xlat_t *x, u_char *p, u_char *end)
                 }
 
                 if (x->depth == NGX_TAILGATE_XLAT_DEPTH) {
-                    x->state = NGX_TAILGATE_XJ_IGNORE;
-                    return NGX_OK;
+                    /* nothing read lies this deep: passed over whole */
+                    x->skip = 1;
+                    x->state = NGX_TAILGATE_XJ_SKIP;
+                    continue;
                 }
 
                 x->stack[x->depth] = (u_char) kind;
@@ -777,6 +917,7 @@ ngx_tailgate_xlat_reset(ngx_tailgate_xlat_t *x)
     x->string_open = 0;
     x->string_keep = 0;
     x->string_send = 0;
+    x->json_hex = 0;
 }
 
 
@@ -920,6 +1061,8 @@ ngx_tailgate_xlat_open(ngx_tailgate_xlat_t *x, ngx_tailgate_xk_e kind)
             return NGX_OK;
         }
 
+        x->json_root = 1;
+
         return ngx_tailgate_xlat_printf(x, "{\"id\":\"resp_%*s\","
                                         "\"object\":\"response\","
                                         "\"created_at\":%T,\"output\":[",
@@ -949,6 +1092,7 @@ ngx_tailgate_xlat_open(ngx_tailgate_xlat_t *x, ngx_tailgate_xk_e kind)
         /* a JSON answer's call is written as its members come */
 
         x->json_args = 0;
+        x->json_call = 1;
         x->json_items++;
 
         return ngx_tailgate_xlat_printf(x, "%s{\"type\":\"function_call\","
@@ -972,29 +1116,7 @@ ngx_tailgate_xlat_close(ngx_tailgate_xlat_t *x, ngx_tailgate_xk_e kind)
 
     case NGX_TAILGATE_XK_TOOL_CALL:
         if (!x->sse) {
-            /* what a client needs of a call, even if the provider lacks it */
-            if (x->call_id_len == 0
-                && ngx_tailgate_xlat_printf(x, ",\"call_id\":\"call_%*s_%ui\"",
-                                            x->id_len, x->id, x->json_items)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            if (x->call_name_len == 0
-                && ngx_tailgate_xlat_literal(x, ",\"name\":\"\"") != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            if (!x->json_args
-                && ngx_tailgate_xlat_literal(x, ",\"arguments\":\"\"")
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            return ngx_tailgate_xlat_literal(x, "}");
+            return ngx_tailgate_xlat_json_call_end(x);
         }
 
         it = ngx_tailgate_xlat_resolve(x);
@@ -1003,27 +1125,8 @@ ngx_tailgate_xlat_close(ngx_tailgate_xlat_t *x, ngx_tailgate_xk_e kind)
             return x->too_much ? NGX_OK : NGX_ERROR;
         }
 
-        if (!it->added) {
-            if (ngx_tailgate_xlat_added(x, it) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            /* arguments that came before the call could be announced */
-
-            if (it->len
-                && (ngx_tailgate_xlat_event(x,
-                                   "response.function_call_arguments.delta")
-                    != NGX_OK
-                    || ngx_tailgate_xlat_item_id(x, it) != NGX_OK
-                    || ngx_tailgate_xlat_printf(x, ",\"output_index\":%ui,"
-                                                "\"delta\":\"",
-                                                (ngx_uint_t) (it - x->items))
-                       != NGX_OK
-                    || ngx_tailgate_xlat_text(x, it) != NGX_OK
-                    || ngx_tailgate_xlat_literal(x, "\"}\n\n") != NGX_OK))
-            {
-                return NGX_ERROR;
-            }
+        if (!it->added && ngx_tailgate_xlat_added(x, it) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         x->call = NULL;
@@ -1041,6 +1144,124 @@ ngx_tailgate_xlat_close(ngx_tailgate_xlat_t *x, ngx_tailgate_xk_e kind)
     default:
         return NGX_OK;
     }
+}
+
+
+/* a JSON answer's call item ends: what a client needs of it, at least */
+
+static ngx_int_t
+ngx_tailgate_xlat_json_call_end(ngx_tailgate_xlat_t *x)
+{
+    x->json_call = 0;
+
+    if (x->call_id_len == 0
+        && ngx_tailgate_xlat_printf(x, ",\"call_id\":\"call_%*s_%ui\"",
+                                    x->id_len, x->id, x->json_items)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (x->call_name_len == 0
+        && ngx_tailgate_xlat_literal(x, ",\"name\":\"\"") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!x->json_args
+        && ngx_tailgate_xlat_literal(x, ",\"arguments\":\"\"") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_tailgate_xlat_literal(x, "}");
+}
+
+
+/*
+ * A JSON answer that did not come whole (cut off, or not JSON the reader
+ * can follow): what was written is closed where it stands - the string,
+ * the call - and the response ends failed, so the client reads one JSON
+ * object whatever the provider sent.
+ */
+
+static ngx_int_t
+ngx_tailgate_xlat_json_fail(ngx_tailgate_xlat_t *x, const char *code,
+    const char *message)
+{
+    ngx_uint_t  in_string;
+
+    if (!x->json_root) {
+        x->json_root = 1;
+
+        if (ngx_tailgate_xlat_printf(x, "{\"id\":\"resp_%*s\","
+                                     "\"object\":\"response\","
+                                     "\"created_at\":%T,\"output\":[",
+                                     x->id_len, x->id, x->created)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    in_string = (x->state == NGX_TAILGATE_XJ_STRING
+                 || x->state == NGX_TAILGATE_XJ_STRING_ESCAPE)
+                && x->string_send;
+
+    if (in_string && ngx_tailgate_xlat_string_cut(x) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    x->ended = 1;
+    x->failed = 1;
+
+    if (x->json_call && ngx_tailgate_xlat_json_call_end(x) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_tailgate_xlat_response(x, "failed", 0) != NGX_OK
+        || ngx_tailgate_xlat_printf(x, ",\"error\":{\"code\":\"%s\","
+                                    "\"message\":\"%s\"}}", code, message)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A string that stops where it stands (its event or its answer ended): an
+ * escape begun is finished - "\\" for a lone backslash, zeros for the
+ * digits of a \u - and the string closed.
+ */
+
+static ngx_int_t
+ngx_tailgate_xlat_string_cut(ngx_tailgate_xlat_t *x)
+{
+    if (x->state == NGX_TAILGATE_XJ_STRING_ESCAPE
+        && ngx_tailgate_xlat_bytes(x, (u_char *) "\\", 1) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    while (x->json_hex) {
+        x->json_hex--;
+
+        if (ngx_tailgate_xlat_bytes(x, (u_char *) "0", 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    x->state = NGX_TAILGATE_XJ_AFTER;
+
+    /* a finish reason cut short says nothing */
+    if (x->kind == NGX_TAILGATE_XK_FINISH) {
+        x->kind = NGX_TAILGATE_XK_OTHER;
+    }
+
+    return ngx_tailgate_xlat_string_end(x);
 }
 
 
@@ -1137,7 +1358,8 @@ ngx_tailgate_xlat_string(ngx_tailgate_xlat_t *x, ngx_tailgate_xk_e kind)
 static ngx_int_t
 ngx_tailgate_xlat_bytes(ngx_tailgate_xlat_t *x, u_char *p, size_t n)
 {
-    size_t                 room;
+    u_char                *kept, *end;
+    size_t                 room, *kept_len;
     ngx_tailgate_xitem_t  *it;
 
     switch (x->kind) {
@@ -1149,24 +1371,34 @@ ngx_tailgate_xlat_bytes(ngx_tailgate_xlat_t *x, u_char *p, size_t n)
         }
 
         if (x->kind == NGX_TAILGATE_XK_CALL_ID) {
-            room = NGX_TAILGATE_XLAT_NAME - x->call_id_len;
-
-            if (n > room) {
-                goto too_much;
-            }
-
-            ngx_memcpy(x->call_id + x->call_id_len, p, n);
-            x->call_id_len += n;
+            kept = x->call_id;
+            kept_len = &x->call_id_len;
 
         } else {
-            room = NGX_TAILGATE_XLAT_NAME - x->call_name_len;
+            kept = x->call_name;
+            kept_len = &x->call_name_len;
+        }
 
-            if (n > room) {
+        /* kept as the JSON string's text: a raw control byte escaped */
+
+        for (end = p + n; p < end; p++) {
+            room = NGX_TAILGATE_XLAT_NAME - *kept_len;
+
+            if (*p >= 0x20) {
+                if (room < 1) {
+                    goto too_much;
+                }
+
+                kept[(*kept_len)++] = *p;
+                continue;
+            }
+
+            if (room < 6) {
                 goto too_much;
             }
 
-            ngx_memcpy(x->call_name + x->call_name_len, p, n);
-            x->call_name_len += n;
+            (void) ngx_sprintf(kept + *kept_len, "\\u%04xd", (int) *p);
+            *kept_len += 6;
         }
 
         return NGX_OK;
@@ -1351,7 +1583,10 @@ ngx_tailgate_xlat_event_end(ngx_tailgate_xlat_t *x)
     done = x->done_event;
     error = x->error_event;
 
-    if (x->string_open && ngx_tailgate_xlat_string_end(x) != NGX_OK) {
+    if ((x->state == NGX_TAILGATE_XJ_STRING
+         || x->state == NGX_TAILGATE_XJ_STRING_ESCAPE)
+        && ngx_tailgate_xlat_string_cut(x) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1563,6 +1798,22 @@ ngx_tailgate_xlat_added(ngx_tailgate_xlat_t *x, ngx_tailgate_xitem_t *it)
     }
 
     if (it->call) {
+        /* arguments that came before the call could be announced */
+
+        if (it->len
+            && (ngx_tailgate_xlat_event(x,
+                                   "response.function_call_arguments.delta")
+                != NGX_OK
+                || ngx_tailgate_xlat_item_id(x, it) != NGX_OK
+                || ngx_tailgate_xlat_printf(x, ",\"output_index\":%ui,"
+                                            "\"delta\":\"", index)
+                   != NGX_OK
+                || ngx_tailgate_xlat_text(x, it) != NGX_OK
+                || ngx_tailgate_xlat_literal(x, "\"}\n\n") != NGX_OK))
+        {
+            return NGX_ERROR;
+        }
+
         return NGX_OK;
     }
 
