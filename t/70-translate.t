@@ -893,6 +893,39 @@ subtest 'a translated stream that breaks off' => sub {
     like($ev[-2][1]{response}{error}{message}, qr/broke off/, 'the gateway\'s message');
     is($ev[-1][1]{code}, 'stream_broken', 'code stream_broken');
     like($line, qr/failed="breaks:stream_broken"/, 'the access log names the break');
+
+    # cut in the middle of a text, an escape begun: the delta is closed first
+    $mock{breaks}->set(mode => 'drop', drop_after => 2, chat_events => [
+        chat_chunk(content => 'a'),
+        'data: {"choices":[{"index":0,"delta":{"content":"H\u00e9llo wor\\u00' ]);
+    $res = responses({ model => 'br', input => 'hi', stream => $true }, stream => 1);
+    is($res->{error}, undef, 'cut mid-text: the body ends properly');
+    @ev = events($res->{body});
+    well_formed('cut mid-text', @ev);
+    is_deeply([ (names(@ev))[-3 .. -1] ],
+              [qw(response.output_text.delta response.failed error)],
+              'the delta it was in, closed, then the failure');
+    like($ev[-3][1]{delta}, qr/^H\x{e9}llo wor/, 'with what had come of it');
+
+    # a JSON answer cut off: one JSON object all the same, a failed response
+    $mock{breaks}->set(mode => 'drop');
+    ($line, $res) = logged { responses({ model => 'br', input => 'hi' }) };
+    is($res->{status}, 200, 'JSON: it had started');
+    is($res->{error}, undef, 'JSON: the body ends properly');
+    my $r = eval { decode_json($res->{body}) };
+    ok($r, 'JSON: a whole JSON object') or diag($res->{body});
+    is($r && $r->{status}, 'failed', 'JSON: a failed response');
+    like($r ? $r->{error}{message} : '', qr/broke off/, 'JSON: with the gateway\'s message');
+    like($line, qr/failed="breaks:stream_broken"/, 'JSON: logged as a break');
+
+    # a JSON answer that is not one
+    $mock{breaks}->set(chat_body => '{"choices":[{"index":0,"message":{"content":"x"}}]');
+    ($line, $res) = logged { responses({ model => 'br', input => 'hi' }) };
+    $r = eval { decode_json($res->{body}) };
+    is($r && $r->{status}, 'failed', 'JSON not complete: a failed response')
+        or diag($res->{body});
+    like($r ? $r->{error}{message} : '', qr/ended before it was complete/, 'saying so');
+    like($line, qr/failed="breaks:stream_broken"/, 'and logged so');
     $mock{breaks}->set;
 };
 
