@@ -289,7 +289,7 @@ fuzz_check_events(u_char *p, size_t len)
         }
 
         if (failed) {
-            /* response.failed is followed by the error event, and that is all */
+            /* response.failed: then the error event, and nothing more */
             FUZZ_CHECK(strcmp(type->valuestring, "error") == 0);
             terminal = 1;
 
@@ -362,7 +362,17 @@ fuzz_item_delta(fuzz_item_t *items, cJSON *doc, ngx_uint_t done)
 
     t = &items[i].text;
 
-    v = cJSON_GetObjectItemCaseSensitive(doc, done ? (cJSON_GetObjectItemCaseSensitive(doc, "text") ? "text" : "arguments") : "delta");
+    if (!done) {
+        v = cJSON_GetObjectItemCaseSensitive(doc, "delta");
+
+    } else {
+        v = cJSON_GetObjectItemCaseSensitive(doc, "text");
+
+        if (v == NULL) {
+            v = cJSON_GetObjectItemCaseSensitive(doc, "arguments");
+        }
+    }
+
     FUZZ_CHECK(cJSON_IsString(v));
 
     /* cJSON's strings end at a NUL (a \u0000 in the text): compared so */
@@ -414,7 +424,8 @@ fuzz_check_json(const uint8_t *in, size_t in_len, u_char *p, size_t len)
     obj = cJSON_GetObjectItemCaseSensitive(doc, "object");
     output = cJSON_GetObjectItemCaseSensitive(doc, "output");
 
-    FUZZ_CHECK(cJSON_IsString(obj) && strcmp(obj->valuestring, "response") == 0);
+    FUZZ_CHECK(cJSON_IsString(obj)
+               && strcmp(obj->valuestring, "response") == 0);
     FUZZ_CHECK(cJSON_IsArray(output));
 
     status = cJSON_GetObjectItemCaseSensitive(doc, "status");
