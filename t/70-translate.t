@@ -772,7 +772,7 @@ subtest 'odd values' => sub {
 subtest 'the provider\'s errors pass as they are' => sub {
     $mock{flaky}->set(mode => 'status', status => 400);
     my $res = responses({ model => 'flaky', input => 'hi' });
-    is($res->{status}, 400, '400');
+    is($res->{status}, 400, 'status 400');
     is($t->error($res)->{code}, 'mock_failure', 'the provider\'s error object');
 
     $res = responses({ model => 'flaky', input => 'hi', stream => $true }, stream => 1);
