@@ -69,8 +69,8 @@ sub digest_of { sha256_hex($_[0]) }
 subtest 'help and usage' => sub {
     my $r = tk('--help');
     is($r->{rc}, 0, '--help: exit 0');
-    like($r->{out}, qr/tailgate-key add .*tailgate-key list .*tailgate-key revoke/s,
-         '--help: the three commands');
+    like($r->{out}, qr/tailgate-key add .*tailgate-key list .*tailgate-key revoke.*tailgate-key expire/s,
+         '--help: the four commands');
     like($r->{out}, qr/expires=YYYY-MM-DDTHH:MM:SSZ/, '--help: the file format');
 
     is(tk('add', '--help')->{rc}, 0, 'add --help: exit 0');
@@ -421,6 +421,36 @@ subtest 'revoke by digest prefix' => sub {
     spew($f, "$x dave\n$x dave\n");
     $r = tk('revoke', '-f', $f, '-d', 'abcdef01');
     is($r->{out}, "removed 2 records from $f\n", 'a repeated digest: both lines');
+};
+
+subtest 'expire: an expiry on existing records' => sub {
+    my $f = spew(newfile(), "# header comment\n", 0640);
+    my @keys = map { (tk('add', '-f', $f, '-c', $_, '-t', 'acme')->{out} =~ /($KEY_RE)/)[0] }
+               qw(alice bob);
+
+    my $r = tk('expire', '-f', $f, '-c', 'alice', '--at', '2031-02-03');
+    is($r->{rc}, 0, 'exit 0') or diag($r->{err});
+    is($r->{out}, "1 record in $f expire at 2031-02-03T00:00:00Z\n", 'says what');
+    is(slurp($f), "# header comment\n"
+                  . digest_of($keys[0]) . " alice tenant=acme expires=2031-02-03T00:00:00Z\n"
+                  . digest_of($keys[1]) . " bob tenant=acme\n",
+       'the attributes kept, the expiry added; the rest byte for byte');
+    is(mode($f), 0640, 'mode kept');
+
+    $r = tk('expire', '-f', $f, '-d', substr(digest_of($keys[1]), 0, 10));
+    is($r->{rc}, 0, 'by digest, now: exit 0') or diag($r->{err});
+    like(tk('list', '-f', $f)->{out}, qr/^bob tenant=acme expires=\S+ digest=\S+ \(expired\)$/m,
+         'bob is expired now');
+
+    my $before = slurp($f);
+    for my $case ([['-c', 'carol'], 1, 'no such client'],
+                  [['-c', 'alice', '--at', '2031-02-30'], 2, 'a bad date'],
+                  [['-c', 'alice', '--at', 'soon'], 2, 'not a date'],
+                  [[], 2, 'neither -c nor -d']) {
+        my ($args, $rc, $name) = @$case;
+        is(tk('expire', '-f', $f, @$args)->{rc}, $rc, "$name: exit $rc");
+        is(slurp($f), $before, "$name: file unchanged");
+    }
 };
 
 subtest 'revoke: usage errors and lax files' => sub {
