@@ -26,6 +26,9 @@
 # BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
 # BENCH_ONLY=streams  only the two streaming sections (chat; Responses
 #                   translated to chat against a native Responses provider)
+# BENCH_STREAMS     streams timed per kind in those sections (30; quick 10;
+#                   BENCH_STREAMS=2 BENCH_ONLY=streams: a check that they
+#                   run, in seconds)
 
 use strict;
 use warnings;
@@ -54,6 +57,7 @@ my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
 my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
 my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
 my $ONLY_STREAMS = ($ENV{BENCH_ONLY} // '') eq 'streams';
+my $STREAMS = $ENV{BENCH_STREAMS} // ($QUICK ? 10 : 30);
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
@@ -195,7 +199,7 @@ for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
 
 STREAMS:
 section('streaming: 20 events 20 ms apart; direct, bare nginx (A), Tailgate (B)');
-my $s = streaming($QUICK ? 10 : 30);
+my $s = streaming($STREAMS);
 $result{streaming} = $s;
 printf "time to first event: direct %.3f ms, A %.3f ms, B %.3f ms; "
      . "B adds %.3f ms to direct, %.3f ms to A\n",
@@ -208,7 +212,7 @@ printf "streams with events missing: %d\n", $s->{held_back};
 
 section('Responses streams through Tailgate: translated from a chat provider (T) '
         . 'against a native Responses provider (N), the same 20 deltas 20 ms apart');
-my $x = responses_streaming($QUICK ? 10 : 30);
+my $x = responses_streaming($STREAMS);
 $result{responses_streaming} = $x;
 printf "time to first event: N %.3f ms, T %.3f ms; translation adds %.3f ms "
      . "(median of pairs)\n", $x->{n_ttfb}, $x->{t_ttfb}, $x->{added_ttfb};
