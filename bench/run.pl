@@ -216,6 +216,8 @@ my $x = responses_streaming($STREAMS);
 $result{responses_streaming} = $x;
 printf "time to first event: N %.3f ms, T %.3f ms; translation adds %.3f ms "
      . "(median of pairs)\n", $x->{n_ttfb}, $x->{t_ttfb}, $x->{added_ttfb};
+printf "time to first delta: N %.3f ms, T %.3f ms; translation adds %.3f ms\n",
+       $x->{n_first_delta}, $x->{t_first_delta}, $x->{added_first_delta};
 printf "gap between deltas:  N %.2f ms, T %.2f ms (median); largest added "
      . "%.2f ms\n", $x->{n_gap}, $x->{t_gap}, $x->{max_added_gap};
 printf "streams with deltas missing or events out of order: %d\n",
@@ -453,13 +455,15 @@ sub responses_streaming {
 
     for my $p (qw(n t)) {
         $s{"${p}_ttfb"} = median(map { $_->{first} } @{ $got{$p} });
+        $s{"${p}_first_delta"} = median(map { $_->{ttfb} } @{ $got{$p} });
         $s{"${p}_gap"} = median(map { @{ $_->{gaps} } } @{ $got{$p} });
     }
 
-    my (@ttfb, @added);
+    my (@ttfb, @delta1, @added);
 
     for my $i (0 .. $#{ $got{t} }) {
         push @ttfb, $got{t}[$i]{first} - $got{n}[$i]{first};
+        push @delta1, $got{t}[$i]{ttfb} - $got{n}[$i]{ttfb};
 
         for my $k (0 .. $#{ $got{t}[$i]{gaps} }) {
             push @added, $got{t}[$i]{gaps}[$k] - ($got{n}[$i]{gaps}[$k] // 0);
@@ -467,6 +471,7 @@ sub responses_streaming {
     }
 
     $s{added_ttfb} = median(@ttfb);
+    $s{added_first_delta} = median(@delta1);
     $s{max_added_gap} = (sort { $b <=> $a } @added)[0] // 0;
     $s{held_back} = grep { $_->{events} != 20 || !$_->{ordered} }
                     map { @$_ } values %got;
