@@ -38,7 +38,10 @@ mkdir $npm or die "$npm: $!\n";
 {
     my $ping = `timeout 30 npm view \@openai/codex version --registry=https://registry.npmjs.org/ 2>&1`;
     if ($? != 0) {
+        my $rc = $? >> 8;
         $ping =~ s/\s+/ /g;
+        $ping = $rc == 124 ? 'npm view gave no answer in 30 s'
+                           : "npm view exited $rc" if $ping !~ /\S/;
         plan skip_all => "the npm registry cannot be reached: " . substr($ping, 0, 200);
     }
 
