@@ -227,8 +227,14 @@ subtest 'endpoint shapes' => sub {
                        stream => 1);
     is($r->{status}, 200, 'responses stream');
     my @ev = $r->{body} =~ /^event: (\S+)$/mg;
-    is_deeply(\@ev, [ ('response.output_text.delta') x 3, 'response.completed' ],
-              'responses stream events');
+    is_deeply(\@ev, [ qw(response.created response.in_progress
+                         response.output_item.added response.content_part.added),
+                      ('response.output_text.delta') x 3,
+                      qw(response.output_text.done response.content_part.done
+                         response.output_item.done response.completed) ],
+              'responses stream events: the whole sequence');
+    my @seq = $r->{body} =~ /"sequence_number":(\d+)/g;
+    is_deeply(\@seq, [ 0 .. 10 ], 'numbered from 0');
     like($r->{body}, qr/"usage":\{"input_tokens":7/, 'usage in completed');
 
     $r = $t->http('GET', '/v1/models');
