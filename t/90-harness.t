@@ -667,11 +667,12 @@ EOF
     is(scalar @pids, 2, 'die: pids');
     ok(!grep({ kill 0, $_ } @pids), 'die: all stopped');
 
-    # SIGKILL of the test: the watchdog stops everything
+    # SIGKILL of the test: the watchdog stops everything (its dir written
+    # before the pids the wait below looks for)
     run_script('killed', $STARTS . <<"EOF");
 my \$d = \$t->dir;
-open my \$o, '>', '$out.killed.pids'; print \$o join(' ', \$t->nginx_pid, \$m->pid, \$t->nginx_worker_pids); close \$o;
-open \$o, '>', '$out.killed.dir'; print \$o \$d; close \$o;
+open my \$o, '>', '$out.killed.dir'; print \$o \$d; close \$o;
+open \$o, '>', '$out.killed.pids'; print \$o join(' ', \$t->nginx_pid, \$m->pid, \$t->nginx_worker_pids); close \$o;
 sleep 60;
 EOF
     ok($t->wait_for(sub { $t->read_file('x.killed.pids') =~ /\d+ \d+ \d+/ },
