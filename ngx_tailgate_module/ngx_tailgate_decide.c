@@ -497,6 +497,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_reply_t *reply)
 {
     u_char                   *p;
+    ngx_int_t                 rc;
     ngx_str_t                 adjust, drop_headers, user_agent;
     ngx_uint_t                renamed;
     ngx_tailgate_upstream_t  *up;
@@ -634,11 +635,14 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                      && ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES;
 
     if (ctx->translate) {
-        return ngx_http_tailgate_translate(r, ctx, &adjust);
-    }
+        rc = ngx_http_tailgate_translate(r, ctx, &adjust);
 
-    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
-        && ngx_tailgate_body_adjust_needed(ctx, &adjust))
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+    } else if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
+               && ngx_tailgate_body_adjust_needed(ctx, &adjust))
     {
         if (ngx_tailgate_body_adjust(r, ctx,
                                      renamed ? &ctx->provider_model : NULL,

@@ -44,6 +44,9 @@ my $policy = {
                       endpoints => ['chat'], usage => 'passive' },
         flaky    => { upstream => 'tg_flaky', zone => 'local',
                       endpoints => ['chat'] },
+        outside  => { upstream => 'tg_outside', scheme => 'http',
+                      host => 'api.outside.test', zone => 'external',
+                      endpoints => ['chat'] },
     },
     routes => {
         cm     => { steps => [{ provider => 'chatonly', model => 'chat-model' }] },
@@ -53,6 +56,7 @@ my $policy = {
         quiet  => { steps => [{ provider => 'quiet', model => 'q' }] },
         flaky  => { steps => [{ provider => 'flaky', model => 'x' }] },
         br     => { steps => [{ provider => 'breaks', model => 'b' }] },
+        out    => { steps => [{ provider => 'outside', model => 'o' }] },
         edited => { steps => [{ provider => 'chatonly', model => 'chat-model',
                                 adjust => [{ set => { seed => 42 },
                                              drop => ['top_p'] }] }] },
@@ -77,7 +81,8 @@ my $key = $t->start_gateway(
     },
     server  => 'access_log %%DIR%%/xl.log xl;');
 
-my %mock = map { $_ => $t->mock($_) } qw(chatonly native forced never quiet flaky breaks);
+my %mock = map { $_ => $t->mock($_) } qw(chatonly native forced never quiet flaky breaks
+                                    outside);
 
 # the provider's own words must never reach a client through the gateway
 $t->allow_log(qr/broke off its event stream/, qr/refused for translation/);
@@ -1017,6 +1022,40 @@ subtest 'fallback from a native provider to a translated one' => sub {
     $mock{native}->set;
     $r = $t->json(responses({ model => 'spill', input => 'hi' }));
     is($r->{id}, 'resp_mock', 'a native answer passes untouched');
+};
+
+subtest 'an external chat provider learns nothing of the client' => sub {
+    my $n = @{ $mock{outside}->requests };
+    my $r = $t->post_json('/v1/responses', $key,
+        '{"model":"out","input":"hi","user":"alice@example.com",'
+        . '"metadata":{"a":"1"},"client_metadata":{"installation_id":"i-1"},'
+        . '"safety_identifier":"h-42","temperature":0.5}',
+        headers => { 'User-Agent' => 'codex_exec/0.1 (Linux 6.1; x86_64)',
+                     'x-stainless-os' => 'Linux', 'session-id' => 's-1',
+                     originator => 'codex_exec' });
+    is($r->{status}, 200, 'answered') or diag($r->{body});
+    is($t->json($r)->{object}, 'response', 'as a response');
+
+    my $got = $mock{outside}->requests->[$n];
+    ok($got, 'the provider was asked') or return;
+    is($got->{path}, '/v1/chat/completions', 'for chat');
+    is($got->{headers}{'user-agent'}, 'Tailgate', "the gateway's User-Agent");
+    ok(!exists $got->{headers}{$_}, "no $_")
+        for qw(x-stainless-os session-id originator);
+    my $doc = eval { decode_json($got->{body}) } // {};
+    ok(!exists $doc->{$_}, "no body field $_")
+        for qw(user metadata client_metadata safety_identifier);
+    unlike($got->{body}, qr/alice|i-1|h-42/, 'nothing of them at all');
+    is($doc->{temperature}, 0.5, 'the request itself');
+    is($doc->{messages}[-1]{content}, 'hi', 'its input');
+
+    # a local provider gets the user the client sent
+    $n = @{ $mock{chatonly}->requests };
+    $r = $t->post_json('/v1/responses', $key,
+                       { model => 'cm', input => 'hi', user => 'bob' });
+    is($r->{status}, 200, 'local: answered');
+    $doc = eval { decode_json($mock{chatonly}->requests->[$n]{body}) } // {};
+    is($doc->{user}, 'bob', 'local: user as sent');
 };
 
 subtest 'translate_responses in the policy' => sub {
