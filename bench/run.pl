@@ -24,6 +24,11 @@
 #                   policyd), measured in the same rounds as A and B: a
 #                   change's before/after in one run
 # BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
+# BENCH_ONLY=streams  only the two streaming sections (chat; Responses
+#                   translated to chat against a native Responses provider)
+# BENCH_STREAMS     streams timed per kind in those sections (30; quick 10;
+#                   BENCH_STREAMS=2 BENCH_ONLY=streams: a check that they
+#                   run, in seconds)
 # BENCH_ONLY=scale  only the keys and routes curves
 
 use strict;
@@ -52,6 +57,8 @@ my $MODULE = $ENV{TAILGATE_MODULE} // "$ROOT/build/ngx_tailgate_module.so";
 my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
 my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
 my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
+my $ONLY_STREAMS = ($ENV{BENCH_ONLY} // '') eq 'streams';
+my $STREAMS = $ENV{BENCH_STREAMS} // ($QUICK ? 10 : 30);
 my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
@@ -79,6 +86,8 @@ start_all();
 goto SCALE if $ONLY_SCALE;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
+
+goto STREAMS if $ONLY_STREAMS;
 
 section('1 KB chat bodies: RPS, latency, CPU per request');
 printf "%5s %10s %10s %10s %7s %9s %9s %9s %9s %8s %8s %8s\n",
@@ -225,8 +234,9 @@ route_scale_done();
 
 goto DONE if $ONLY_SCALE;
 
+STREAMS:
 section('streaming: 20 events 20 ms apart; direct, bare nginx (A), Tailgate (B)');
-my $s = streaming($QUICK ? 10 : 30);
+my $s = streaming($STREAMS);
 $result{streaming} = $s;
 printf "time to first event: direct %.3f ms, A %.3f ms, B %.3f ms; "
      . "B adds %.3f ms to direct, %.3f ms to A\n",
@@ -236,6 +246,21 @@ printf "gap between events:  direct %.2f ms, B %.2f ms (median); "
      . "largest added %.2f ms\n",
        $s->{direct_gap}, $s->{b_gap}, $s->{max_added_gap};
 printf "streams with events missing: %d\n", $s->{held_back};
+
+section('Responses streams through Tailgate: translated from a chat provider (T) '
+        . 'against a native Responses provider (N), the same 20 deltas 20 ms apart');
+my $x = responses_streaming($STREAMS);
+$result{responses_streaming} = $x;
+printf "time to first event: N %.3f ms, T %.3f ms; translation adds %.3f ms "
+     . "(median of pairs)\n", $x->{n_ttfb}, $x->{t_ttfb}, $x->{added_ttfb};
+printf "time to first delta: N %.3f ms, T %.3f ms; translation adds %.3f ms\n",
+       $x->{n_first_delta}, $x->{t_first_delta}, $x->{added_first_delta};
+printf "gap between deltas:  N %.2f ms, T %.2f ms (median); largest added "
+     . "%.2f ms\n", $x->{n_gap}, $x->{t_gap}, $x->{max_added_gap};
+printf "streams with deltas missing or events out of order: %d\n",
+       $x->{held_back};
+
+goto DONE if $ONLY_STREAMS;
 
 section("memory: RSS before and after $MILLION requests");
 my $m = rss_growth($MILLION);
@@ -437,15 +462,76 @@ sub streaming {
     return \%s;
 }
 
+# Responses streams, both through Tailgate (B) to the same mock provider:
+# translated (route bench-sse: a chat provider) and native (route
+# bench-sse-native: the provider's own Responses API), in turn on kept-alive
+# connections.  The first event and every output_text.delta are timed; the
+# pairs (the same round) are compared.
+
+sub responses_streaming {
+    my ($n) = @_;
+
+    my %body = map {
+        $_ => encode_json({ model => $_, stream => JSON::PP::true,
+                            input => 'hi' })
+    } qw(bench-sse bench-sse-native);
+    my %sock = (t => undef, n => undef);
+    my %got = (t => [], n => []);
+    my $delta = qr/^event: response\.output_text\.delta$/m;
+
+    for (0 .. $n) {
+        for my $p (qw(n t)) {
+            my $r = stream_once(\$sock{$p}, $PORT{b},
+                                $body{ $p eq 't' ? 'bench-sse'
+                                                 : 'bench-sse-native' },
+                                1, '/v1/responses', $delta);
+            push @{ $got{$p} }, $r if $_ > 0;    # the first warms up
+        }
+    }
+
+    my %s;
+
+    for my $p (qw(n t)) {
+        $s{"${p}_ttfb"} = median(map { $_->{first} } @{ $got{$p} });
+        $s{"${p}_first_delta"} = median(map { $_->{ttfb} } @{ $got{$p} });
+        $s{"${p}_gap"} = median(map { @{ $_->{gaps} } } @{ $got{$p} });
+    }
+
+    my (@ttfb, @delta1, @added);
+
+    for my $i (0 .. $#{ $got{t} }) {
+        push @ttfb, $got{t}[$i]{first} - $got{n}[$i]{first};
+        push @delta1, $got{t}[$i]{ttfb} - $got{n}[$i]{ttfb};
+
+        for my $k (0 .. $#{ $got{t}[$i]{gaps} }) {
+            push @added, $got{t}[$i]{gaps}[$k] - ($got{n}[$i]{gaps}[$k] // 0);
+        }
+    }
+
+    $s{added_ttfb} = median(@ttfb);
+    $s{added_first_delta} = median(@delta1);
+    $s{max_added_gap} = (sort { $b <=> $a } @added)[0] // 0;
+    $s{held_back} = grep { $_->{events} != 20 || !$_->{ordered} }
+                    map { @$_ } values %got;
+
+    return \%s;
+}
+
+# One streaming POST on a kept-alive connection: when its first event and
+# each event matching $pattern (default: every data line) arrived
+
 sub stream_once {
-    my ($sockref, $port, $body, $auth) = @_;
+    my ($sockref, $port, $body, $auth, $path, $pattern) = @_;
+
+    $path //= '/v1/chat/completions';
+    $pattern //= qr/^data: /m;
 
     $$sockref //= IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                         Timeout => 5)
         or die "connect $port: $!";
 
     my $sock = $$sockref;
-    my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+    my $req = "POST $path HTTP/1.1\r\nHost: bench\r\n"
             . "Content-Type: application/json\r\n"
             . ($auth ? "Authorization: Bearer $KEY\r\n" : '')
             . "Content-Length: " . length($body) . "\r\n\r\n$body";
@@ -454,7 +540,7 @@ sub stream_once {
     my $t0 = time;
     syswrite($sock, $req);
 
-    my ($buf, $seen, @at) = ('', 0);
+    my ($buf, $seen, $first, @at) = ('', 0);
     my $deadline = $t0 + 10;
 
     # a chunked response ends with the zero-size chunk
@@ -463,15 +549,23 @@ sub stream_once {
         my $t = time;
         $buf .= $chunk;
 
-        my $events = () = $buf =~ /^data: /mg;
+        $first //= $t if $buf =~ /^(?:data|event): /m;
+
+        my $events = () = $buf =~ /$pattern/g;
         push @at, $t for $seen + 1 .. $events;
         $seen = $events;
     }
 
+    # a Responses stream's events numbered in order, none missing
+    my @seq = $buf =~ /"sequence_number":(\d+)/g;
+    my $ordered = !grep { $seq[$_] != $_ } 0 .. $#seq;
+
     return {
-        ttfb   => @at ? ($at[0] - $t0) * 1000 : 0,
-        gaps   => [ map { ($at[$_] - $at[$_ - 1]) * 1000 } 1 .. $#at ],
-        events => $seen,
+        ttfb    => @at ? ($at[0] - $t0) * 1000 : 0,
+        first   => defined $first ? ($first - $t0) * 1000 : 0,
+        gaps    => [ map { ($at[$_] - $at[$_ - 1]) * 1000 } 1 .. $#at ],
+        events  => $seen,
+        ordered => $ordered,
     };
 }
 
@@ -752,12 +846,16 @@ sub setup {
                       endpoints => ['chat'] },
             sse  => { upstream => 'tg_sse', zone => 'local',
                       endpoints => ['chat'] },
+            sse_native => { upstream => 'tg_sse', zone => 'local',
+                            endpoints => ['chat', 'responses'] },
         },
         routes => {
             bench       => { steps => [{ provider => 'fake',
                                          model => 'bench-provider-model' }] },
             'bench-sse' => { steps => [{ provider => 'sse',
                                          model => 'bench-sse-model' }] },
+            'bench-sse-native' => { steps => [{ provider => 'sse_native',
+                                                model => 'bench-sse-model' }] },
         },
     }));
 

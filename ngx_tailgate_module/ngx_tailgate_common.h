@@ -331,6 +331,11 @@ typedef struct {
     unsigned                     special_sent:1;
     unsigned                     headers_scrubbed:1;
     unsigned                     jwks_wait:1;    /* its key set is asked */
+    unsigned                     translate:1;    /* responses via chat */
+    unsigned                     translate_failed:1; /* the client told */
+
+    /* the chat answer becoming a Responses answer */
+    struct ngx_tailgate_xlat_s  *xlat;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -527,6 +532,22 @@ void ngx_tailgate_timeouts_proxy(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 void ngx_tailgate_timeouts_answered(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
+
+/* ngx_tailgate_translate_req.c: a responses request for a chat provider */
+ngx_int_t ngx_tailgate_translate_request(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *body,
+    ngx_int_t *rc);
+
+/* ngx_tailgate_translate.c: the chat answer to it, on its way */
+void ngx_tailgate_translate_start(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+ngx_int_t ngx_tailgate_translate_body(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
+void ngx_tailgate_translate_sent(ngx_http_tailgate_ctx_t *ctx,
+    ngx_chain_t *out);
+ngx_int_t ngx_tailgate_translate_broken(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, const char *message, ngx_chain_t **out);
+ngx_uint_t ngx_tailgate_translate_failed(ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);

@@ -117,6 +117,10 @@ ngx_int_t ngx_tailgate_json_members(ngx_tailgate_json_iter_t *it, u_char *p,
     u_char *end);
 ngx_int_t ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     ngx_tailgate_json_member_t *m);
+ngx_int_t ngx_tailgate_json_elements(ngx_tailgate_json_iter_t *it,
+    u_char *p, u_char *end);
+ngx_int_t ngx_tailgate_json_element(ngx_tailgate_json_iter_t *it,
+    u_char **start, u_char **last);
 
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
     u_char *end, ngx_tailgate_facts_t *facts,

@@ -406,6 +406,10 @@ tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
             tg_build_u8(&b, TG_F_STREAM_USAGE, 1);
         }
 
+        if (d->translate) {
+            tg_build_u8(&b, TG_F_TRANSLATE, 1);
+        }
+
         if (lease != 0) {
             tg_build_u32(&b, TG_F_LEASE, lease);
 
