@@ -37,9 +37,13 @@ my $policy = {
     providers => {
         local => { upstream => 'tg_local', zone => 'local',
                    endpoints => ['chat'], models => ['l'] },
+        one   => { upstream => 'tg_one', zone => 'local',
+                   endpoints => ['chat'], max_concurrency => 1 },
     },
     routes => {
         plain => { steps => [{ provider => 'local', model => 'l' }] },
+        line  => { steps => [{ provider => 'one', model => 'o' }],
+                   queue => { max_length => 16, max_wait_ms => 20000 } },
     },
     limits => {
         profiles => {
@@ -59,7 +63,7 @@ my $policy = {
 
 my @clients = (bob => 'ten', erin => 'tok', frank => 'cheap',
                carol => 'four', hank => 'four', gina => 'two', ivy => 'two',
-               dave => 'lots');
+               dave => 'lots', kim => 'lots', lena => 'four');
 my (%key, @records);
 while (my ($name, $profile) = splice @clients, 0, 2) {
     $key{$name} = $a->new_key;
@@ -69,6 +73,7 @@ while (my ($name, $profile) = splice @clients, 0, 2) {
 start_redis($a);
 
 $a->mock_provider('local');
+$a->mock_provider('one', delay_ms => 100);
 start_node($a, $a, name => 'a', policy => $policy,
            start => { keys => [@records] });
 start_node($a, $b, name => 'b', policy => $policy, mocks_of => $a,
@@ -88,8 +93,6 @@ sub wait_state {
                         interval => 0.1);
 }
 
-sub from { my ($who) = @_; scalar grep { ($_->{headers}{authorization} // '') =~ /\Q$key{$who}\E/ } @{ $mock->requests } }
-
 sub seen { scalar @{ $mock->requests } }
 
 ok(wait_state($a, 'up') && wait_state($b, 'up'), 'both nodes: redis is up');
@@ -103,6 +106,9 @@ subtest 'rpm 10 across both nodes: the 11th gets 429' => sub {
               [ (200) x 10, 429, 429 ], 'ten succeed, alternating nodes; '
               . 'then 429 on either node') or diag explain [ map { $_->{body} } @res ];
     is(seen() - $n, 10, 'the provider got exactly ten');
+    is_deeply([ map { $_->{headers}{'x-ratelimit-remaining-requests'} } @res ],
+              [ reverse(0 .. 9), 0, 0 ],
+              'x-ratelimit-remaining-requests counts down over both nodes');
 
     my $r = $res[10];
     $a->is_openai_error($r, 429, 'rate_limit_exceeded', 'OpenAI-shaped');
@@ -207,6 +213,25 @@ subtest "the day's usage counters, in Redis and in both nodes' status" => sub {
     }
 };
 
+subtest 'limits and a shared lease in one decision' => sub {
+    my $one = $a->mock('one');
+    $one->clear;
+
+    my @got = $a->parallel(6, sub {
+        my ($i) = @_;
+        my $t = $i % 2 ? $b : $a;
+        return $t->chat('line', key => $key{lena})->{status};
+    }, timeout => 60);
+
+    is(scalar(grep { $_ == 200 } @got), 4, 'rpm 4 of the client, both nodes')
+        or diag "@got";
+    is(scalar(grep { $_ == 429 } @got), 2, 'the rest 429');
+    is($one->max_concurrent_seen, 1, 'max_concurrency 1 held as well');
+    ok($a->wait_for(sub {
+        (redis_cli($a, 'ZCARD', '{tg:provider:one}:leases') // -1) == 0
+    }, timeout => 10, interval => 0.1), 'no lease left in Redis');
+};
+
 # Redis gone: each node keeps to its share of a limit (rpm 4 / 2 nodes)
 
 sub per_node {
@@ -249,13 +274,28 @@ subtest 'Redis stopped (SIGSTOP) under load: each node its share' => sub {
 };
 
 subtest 'Redis SIGKILLed under load, back empty' => sub {
-    my $n = seen();
-    my $killer = fork // die "fork: $!";
-    if ($killer == 0) { kill 'KILL', $a->pid('redis'); POSIX::_exit(0) }
-    waitpid($killer, 0);
+    # requests in flight when it goes: their REPORTs find no Redis
+    my $slow = { 'X-Mock-Control' => $JSON->encode({ delay_ms => 1000 }) };
+    my $load = fork // die "fork: $!";
+    if ($load == 0) {
+        my @s = $a->parallel(4, sub {
+            my ($i) = @_;
+            my $t = $i % 2 ? $b : $a;
+            return $t->chat('plain', key => $key{kim}, headers => $slow,
+                            timeout => 20)->{status};
+        }, timeout => 30);
+        POSIX::_exit((grep { $_ != 200 } @s) || @s != 4 ? 1 : 0);
+    }
+    ok($a->wait_for(sub {
+        (((node_status($a) // {})->{policyd}{leases}) // 0) >= 2
+        && (((node_status($b) // {})->{policyd}{leases}) // 0) >= 2
+    }, timeout => 10, interval => 0.05), 'four requests in flight');
     kill_redis($a);
+    waitpid($load, 0);
+    is($?, 0, 'those in flight all finish with 200');
     ok(wait_state($a, 'down') && wait_state($b, 'down'), 'both see it down');
 
+    my $n = seen();
     my @got = per_node('hank', 4);
     is(scalar @got, 8, 'every request answered');
     for my $n (qw(a b)) {

@@ -743,3 +743,74 @@ tg_ratelimit_text(const tg_limit_store *s, tg_decision *d,
                    part[1]);
     (void) len;
 }
+
+
+/*
+ * The x-ratelimit-* text of a hold as its counters are now: after Redis
+ * said what every node took, the answer carries that, not this node's.
+ */
+
+void
+tg_limits_hold_text(const tg_limit_store *s, const tg_limit_hold *h,
+    char *buf, size_t size)
+{
+    int               k;
+    char              part[2][48];
+    size_t            i;
+    uint32_t          limit, left, best_left;
+    uint64_t          reset, best_reset;
+    bool              found;
+    const tg_window  *w;
+    const tg_counter *c;
+
+    buf[0] = '\0';
+
+    if (h == NULL) {
+        return;
+    }
+
+    for (k = 0; k < 2; k++) {
+        found = false;
+        best_left = 0;
+        best_reset = 0;
+        limit = 0;
+
+        for (i = 0; i < h->n; i++) {
+            c = h->parts[i].counter;
+
+            if (c->key[0] == tg_scope_letter[TG_SCOPE_PROVIDER]) {
+                continue;
+            }
+
+            limit = k == 0 ? h->parts[i].rpm : h->parts[i].tpm;
+            if (limit == 0) {
+                continue;
+            }
+
+            if (h->parts[i].own) {
+                w = k == 0 ? &c->own_requests : &c->own_tokens;
+            } else {
+                w = k == 0 ? &c->requests : &c->tokens;
+            }
+
+            left = tg_window_remaining(w, limit, s->now_ms);
+            reset = tg_window_reset_ms(w, limit, s->now_ms);
+
+            if (!found || left < best_left
+                || (left == best_left && reset > best_reset))
+            {
+                found = true;
+                best_left = left;
+                best_reset = reset;
+                snprintf(part[k], sizeof(part[k]), "%u %u %llu", limit,
+                         left, (unsigned long long) reset);
+            }
+        }
+
+        if (!found) {
+            snprintf(part[k], sizeof(part[k]), "- - -");
+        }
+    }
+
+    snprintf(buf, size, "%s %s", part[0], part[1]);
+}

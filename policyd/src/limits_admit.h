@@ -100,6 +100,10 @@ bool tg_limits_shared(const tg_limit_store *s, const tg_limit_hold *h);
  */
 void tg_limits_untake(tg_limit_store *s, tg_limit_hold *h);
 
+/* x-ratelimit-* of a hold as its counters are now (the DECISION's) */
+void tg_limits_hold_text(const tg_limit_store *s, const tg_limit_hold *h,
+    char *buf, size_t size);
+
 /* The lease ended: slots given back, the hold freed.  NULL is fine. */
 void tg_limits_release(tg_limit_store *s, tg_limit_hold *h);
 

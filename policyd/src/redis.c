@@ -65,8 +65,9 @@ typedef struct tg_pending {
     ev_timer            timer;
     bool                done;           /* answered; the reply only frees */
     bool                retried;        /* sent again as EVAL */
-    bool                limits;         /* waits for the take script; then
-                                           for ps's lease, if ps */
+    bool                limits;         /* waits for the take script */
+    bool                then_limits;    /* waits for ps's lease, then for
+                                           the take script */
 } tg_pending;
 
 
@@ -360,6 +361,11 @@ static void tg_redis_reported(void *arg, const tg_lease *l,
 static void tg_redis_read_usage(tg_redis *rd);
 static void tg_redis_usage_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_away(tg_redis *rd, bool away);
+static int tg_redis_then_limits(tg_redis *rd, tg_pending *p);
+static tg_limit_hold *tg_redis_hold(tg_redis *rd, uint32_t lease);
+static void tg_redis_lease_back(tg_redis *rd, tg_pending *p);
+static void tg_redis_answer_learned(tg_redis *rd, tg_pending *p,
+    const tg_limit_hold *h);
 static void tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv);
 static char *tg_redis_strdup(const char *s);
 
@@ -1302,13 +1308,26 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
         /* no reply: the connection went, its callback said so */
 
         tg_redis_pending_unlink(p);
-        tg_redis_unreachable(rd, p->conn, p->id, p->lease, p->answer,
-                             p->answer_len);
+
+        if (p->then_limits) {
+            tg_redis_limits_unreachable(p);
+        } else {
+            tg_redis_unreachable(rd, p->conn, p->id, p->lease, p->answer,
+                                 p->answer_len);
+        }
         goto sent;
     }
 
     rd->timeouts_run = 0;
     tg_redis_pending_unlink(p);
+
+    if (granted && p->then_limits) {
+        /* the slot is held across the nodes: now the client's limits */
+        if (tg_redis_then_limits(rd, p) == 0) {
+            return;
+        }
+        goto sent;
+    }
 
     if (granted) {
         if (tg_state_lease(rd->srv->state, p->lease) != NULL) {
@@ -1321,6 +1340,12 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
 
     tg_log_debug("redis: provider \"%s\" is at capacity across the nodes "
                  "(%u held)", p->ps->name, held);
+
+    if (p->then_limits) {
+        /* taken here for nothing: the decision again takes them anew */
+        tg_limits_untake(rd->srv->state->limits,
+                         tg_redis_hold(rd, p->lease));
+    }
 
     tg_state_lease_release(rd->srv->state, p->lease);
 
@@ -1375,7 +1400,7 @@ tg_redis_pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int ev)
 
     tg_redis_pending_unlink(p);
 
-    if (p->limits) {
+    if (p->limits || p->then_limits) {
         tg_redis_limits_unreachable(p);
     } else {
         tg_redis_unreachable(rd, c, p->id, p->lease, p->answer,
@@ -1544,6 +1569,23 @@ tg_redis_away(tg_redis *rd, bool away)
 }
 
 
+/*
+ * The lease of a decision whose limits Redis did not take: its slot is
+ * free again here, and requests waiting for it may go (after this pass).
+ */
+
+static void
+tg_redis_lease_back(tg_redis *rd, tg_pending *p)
+{
+    tg_pstate  *ps = tg_state_lease_release(rd->srv->state, p->lease)
+                     ? p->ps : NULL;
+
+    if (ps != NULL && ps->queued != 0) {
+        tg_soon(rd->srv, false, true);
+    }
+}
+
+
 static tg_limit_hold *
 tg_redis_hold(tg_redis *rd, uint32_t lease)
 {
@@ -1616,9 +1658,20 @@ tg_redis_limits(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
     p->id = id;
     p->lease = lease;
     p->ps = ps;
-    p->limits = true;
 
-    if (tg_redis_send_take(rd, p, h, tg_redis_taken_cb, p) != 0) {
+    /*
+     * A shared lease first: a request that finds the provider full
+     * across the nodes is decided again, and must not have spent its
+     * client's rpm in Redis for nothing.
+     */
+
+    p->limits = ps == NULL;
+    p->then_limits = ps != NULL;
+
+    if ((ps != NULL ? tg_redis_send_acquire(rd, p)
+                    : tg_redis_send_take(rd, p, h, tg_redis_taken_cb, p))
+        != 0)
+    {
         tg_redis_limits_unreachable(p);
         tg_redis_pending_free(p);
         return;
@@ -1634,6 +1687,39 @@ tg_redis_limits(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
         rd->pending->prev = p;
     }
     rd->pending = p;
+}
+
+
+/* after its lease: the take script, waited for as long again */
+
+static int
+tg_redis_then_limits(tg_redis *rd, tg_pending *p)
+{
+    p->then_limits = false;
+    p->limits = true;
+    p->retried = false;
+    p->done = false;
+
+    if (rd->ac == NULL
+        || tg_redis_send_take(rd, p, tg_redis_hold(rd, p->lease),
+                              tg_redis_taken_cb, p) != 0)
+    {
+        p->done = true;
+        tg_redis_limits_unreachable(p);
+        return -1;
+    }
+
+    ev_timer_set(&p->timer, rd->timeout_ms / 1e3, 0);
+    ev_timer_start(rd->srv->loop, &p->timer);
+
+    p->prev = NULL;
+    p->next = rd->pending;
+    if (rd->pending != NULL) {
+        rd->pending->prev = p;
+    }
+    rd->pending = p;
+
+    return 0;
 }
 
 
@@ -1787,34 +1873,13 @@ tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
 
         tg_limits_untake(rd->srv->state->limits, h);
         tg_redis_learn(rd, h, &t);
-        tg_state_lease_release(rd->srv->state, p->lease);
+        tg_redis_lease_back(rd, p);
         tg_redis_decide_again(p);
         goto sent;
     }
 
     tg_redis_learn(rd, h, &t);
-
-    if (p->ps != NULL) {
-        /* its provider's lease is shared too: that is next */
-        p->limits = false;
-        p->retried = false;
-        p->done = false;
-
-        if (tg_redis_send_acquire(rd, p) == 0) {
-            ev_timer_set(&p->timer, rd->timeout_ms / 1e3, 0);
-            ev_timer_start(rd->srv->loop, &p->timer);
-            p->next = rd->pending;
-            if (rd->pending != NULL) {
-                rd->pending->prev = p;
-            }
-            rd->pending = p;
-            return;
-        }
-
-        tg_redis_unreachable(rd, p->conn, p->id, p->lease, p->answer,
-                             p->answer_len);
-        goto sent;
-    }
+    tg_redis_answer_learned(rd, p, h);
 
     tg_conn_send(p->conn, p->answer, p->answer_len);
 
@@ -1828,6 +1893,66 @@ sent:
     }
 
     tg_conn_finish(c);
+}
+
+
+/*
+ * The DECISION again with the x-ratelimit-* of what Redis holds: every
+ * field as it was, the rate limit's text new.
+ */
+
+static void
+tg_redis_answer_learned(tg_redis *rd, tg_pending *p, const tg_limit_hold *h)
+{
+    int             rc;
+    char            text[128];
+    long            len;
+    uint8_t        *buf;
+    tg_field        f;
+    tg_builder      b;
+    tg_frame_hdr    hdr;
+    tg_field_iter   it;
+
+    if (p->answer_len < TG_FRAME_HEADER_SIZE
+        || tg_frame_header(p->answer, p->answer_len, UINT32_MAX, &hdr)
+           != TG_FRAME_OK
+        || (size_t) hdr.length + TG_FRAME_LEN_SIZE != p->answer_len)
+    {
+        return;
+    }
+
+    tg_limits_hold_text(rd->srv->state->limits, h, text, sizeof(text));
+
+    if (text[0] == '\0') {
+        return;
+    }
+
+    buf = malloc(p->answer_len + sizeof(text) + TG_FIELD_HEADER_SIZE);
+    if (buf == NULL) {
+        return;
+    }
+
+    tg_build_begin(&b, buf, p->answer_len + sizeof(text)
+                            + TG_FIELD_HEADER_SIZE, hdr.type, hdr.id);
+    tg_fields_init(&it, p->answer, &hdr);
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        if (f.key != TG_F_RATELIMIT) {
+            tg_build_str(&b, f.key, f.value, f.len);
+        }
+    }
+
+    tg_build_cstr(&b, TG_F_RATELIMIT, text);
+    len = tg_build_end(&b);
+
+    if (rc != 0 || len <= 0) {
+        free(buf);
+        return;
+    }
+
+    free(p->answer);
+    p->answer = buf;
+    p->answer_len = (size_t) len;
 }
 
 
@@ -1885,7 +2010,7 @@ tg_redis_limits_unreachable(tg_pending *p)
     tg_limit_hold   *h = tg_redis_hold(rd, p->lease);
 
     tg_limits_untake(srv->state->limits, h);
-    tg_state_lease_release(srv->state, p->lease);
+    tg_redis_lease_back(rd, p);
 
     if (rd->on_error == TG_REDIS_ON_ERROR_CLOSED) {
         tg_redis_send_limits_closed(p->conn, p->id);
