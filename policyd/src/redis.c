@@ -579,6 +579,7 @@ tg_redis_connect(tg_redis *rd)
     }
 
     ac->data = rd;
+    tg_redis_reader_limit(ac->c.reader);
 
     if (redisLibevAttach(rd->srv->loop, ac) != REDIS_OK) {
         redisAsyncFree(ac);

@@ -423,3 +423,50 @@ tg_redis_parse_usage(const redisReply *r, tg_redis_usage_kind *out)
 
     return 0;
 }
+
+
+/* hiredis's own reply functions, with arrays of a bounded size */
+
+#if HIREDIS_MAJOR >= 1
+typedef size_t  tg_redis_nelem;         /* hiredis 1.x */
+#else
+typedef int     tg_redis_nelem;         /* hiredis 0.14 */
+#endif
+
+static redisReplyObjectFunctions   tg_redis_fn;
+static void *(*tg_redis_create_array)(const redisReadTask *task,
+    tg_redis_nelem elements);
+
+
+static void *
+tg_redis_limited_array(const redisReadTask *task, tg_redis_nelem elements)
+{
+    if ((long long) elements < 0
+        || (unsigned long long) elements > TG_REDIS_MAX_ELEMENTS)
+    {
+        return NULL;                    /* the reader's error: "OOM" */
+    }
+
+    return tg_redis_create_array(task, elements);
+}
+
+
+void
+tg_redis_reader_limit(redisReader *r)
+{
+    if (r == NULL || r->fn == NULL || r->fn == &tg_redis_fn) {
+        return;
+    }
+
+    /* every reader starts with the same defaults: copied once */
+
+    if (tg_redis_create_array == NULL) {
+        tg_redis_fn = *r->fn;
+        tg_redis_create_array = r->fn->createArray;
+        tg_redis_fn.createArray = tg_redis_limited_array;
+    }
+
+    if (r->fn->createArray == tg_redis_create_array) {
+        r->fn = &tg_redis_fn;
+    }
+}

@@ -55,6 +55,17 @@ int tg_redis_parse_acquire(const redisReply *r, bool *granted,
 int tg_redis_parse_count(const redisReply *r, uint32_t *held,
     bool *noscript);
 
+/*
+ * The most elements an array of a reply may announce: hiredis allocates an
+ * array's pointers as soon as it reads its header, so "*2000000000" from
+ * a broken or hostile Redis would cost 16 GB.  Every reply policyd reads
+ * is far smaller (an HGETALL of a busy day's usage is 6 a client).
+ */
+#define TG_REDIS_MAX_ELEMENTS  (1 << 20)
+
+/* Makes a reader refuse larger arrays (an error: the connection goes). */
+void tg_redis_reader_limit(redisReader *r);
+
 /* whether a reply is Redis's NOSCRIPT error (it lost its scripts) */
 bool tg_redis_noscript(const redisReply *r);
 
