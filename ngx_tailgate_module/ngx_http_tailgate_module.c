@@ -124,6 +124,13 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tailgate_jwt_jwks"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_tailgate_jwks_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tailgate_jwt_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_tailgate_lru_size,
@@ -296,6 +303,13 @@ ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
     tmcf->jwt_cache_size = NGX_CONF_UNSET_UINT;
     tmcf->request_id_var = NGX_ERROR;
 
+    if (ngx_array_init(&tmcf->jwks, cf->pool, 2,
+                       sizeof(ngx_tailgate_jwks_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     if (ngx_array_init(&tmcf->keys, cf->pool, 4,
                        sizeof(ngx_tailgate_keys_t *))
         != NGX_OK
@@ -351,6 +365,7 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
     conf->jwt_keys = NGX_CONF_UNSET_PTR;
     conf->jwt_leeway = NGX_CONF_UNSET;
     conf->jwt_claims = NGX_CONF_UNSET_PTR;
+    conf->jwks = NGX_CONF_UNSET_PTR;
     conf->cors_origins = NGX_CONF_UNSET_PTR;
     conf->trusted = NGX_CONF_UNSET_PTR;
     conf->explain = NGX_CONF_UNSET;
@@ -382,6 +397,10 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
     ngx_conf_merge_ptr_value(conf->trusted, prev->trusted, NULL);
     ngx_conf_merge_ptr_value(conf->jwt_claims, prev->jwt_claims, NULL);
+    if (conf->jwks == NGX_CONF_UNSET_PTR) {
+        conf->jwks = prev->jwks == NGX_CONF_UNSET_PTR ? NULL : prev->jwks;
+        conf->jwks_wait = prev->jwks_wait;
+    }
     ngx_conf_merge_str_value(conf->fallback, prev->fallback, "");
     ngx_conf_merge_value(conf->explain, prev->explain, 1);
 
@@ -423,12 +442,12 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         tmcf->enabled = 1;
 
         if (conf->keys == NULL && conf->jwt_keys == NULL
-            && conf->trusted == NULL)
+            && conf->jwks == NULL && conf->trusted == NULL)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"tailgate on\" needs \"tailgate_keys\", "
-                               "\"tailgate_jwt_key\" or "
-                               "\"tailgate_trusted_network\"");
+                               "\"tailgate_jwt_key\", \"tailgate_jwt_jwks\" "
+                               "or \"tailgate_trusted_network\"");
             return NGX_CONF_ERROR;
         }
     }
@@ -614,7 +633,8 @@ ngx_http_tailgate_init_process(ngx_cycle_t *cycle)
         || ngx_tailgate_auth_init_worker(cycle, &tmcf->keys) != NGX_OK
         || ngx_tailgate_cache_init(cycle, tmcf->cache_size) != NGX_OK
         || ngx_tailgate_jwt_init_worker(cycle, tmcf->jwt_cache_size)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_tailgate_jwks_init_worker(cycle, &tmcf->jwks) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -630,6 +650,7 @@ ngx_http_tailgate_exit_process(ngx_cycle_t *cycle)
 {
     ngx_tailgate_report_exit_worker();
     ngx_tailgate_policyd_exit_worker();
+    ngx_tailgate_jwks_exit_worker();
     ngx_tailgate_jwt_exit_worker();
     ngx_tailgate_auth_exit_worker();
     ngx_tailgate_crypto_exit_worker();

@@ -69,15 +69,21 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_tailgate_get_ctx(r);
 
-    if (ctx) {
+    if (ctx && !ctx->jwks_wait) {
         /* back in a tailgate location after an internal redirect */
         return NGX_OK;
     }
 
-    ctx = ngx_http_tailgate_ctx_create(r);
+    /* or back from waiting for a key set (ngx_tailgate_jwks.c): again */
+
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_http_tailgate_ctx_create(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
+
+    ctx->jwks_wait = 0;
 
     /* where the client came in says what it may learn, wherever it goes */
     ctx->explain = tlcf->explain;
@@ -103,6 +109,10 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
 
     case NGX_TAILGATE_AUTH_OK:
         break;
+
+    case NGX_TAILGATE_AUTH_AGAIN:
+        ctx->jwks_wait = 1;
+        return NGX_AGAIN;
 
     case NGX_TAILGATE_AUTH_MISSING:
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,

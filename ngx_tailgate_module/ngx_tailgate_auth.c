@@ -675,6 +675,15 @@ ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
     ngx_pool_t                *pool;
     ngx_file_info_t            after;
     ngx_tailgate_key_table_t  *table, *old;
+    u_char                     mode[NGX_TAILGATE_MODE_LEN];
+
+    if (ngx_tailgate_writable_by_all(fi)) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "tailgate: "
+                      NGX_TAILGATE_OPEN_KEY_FILE "; the last good keys stay "
+                      "in use", &keys->file, (size_t) NGX_TAILGATE_MODE_LEN,
+                      ngx_tailgate_mode_text(mode, fi), &keys->file);
+        return NGX_DECLINED;
+    }
 
     size = (size_t) ngx_file_size(fi);
 
@@ -852,7 +861,14 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     *why = "no credential was sent";
 
-    if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
+    if (ctx->jwks_credential.len) {
+
+        /* a token that waited for its key set: the header is blank now */
+
+        credential = ctx->jwks_credential;
+        bearer = 1;
+
+    } else if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
 
         /* no credential: a trusted network may vouch for the client */
 
@@ -872,12 +888,18 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_TAILGATE_AUTH_INVALID;
     }
 
-    if (bearer && tlcf->jwt_keys && ngx_tailgate_looks_like_jwt(&credential)) {
+    if (bearer && (tlcf->jwt_keys || tlcf->jwks)
+        && ngx_tailgate_looks_like_jwt(&credential))
+    {
 
         rc = ngx_tailgate_jwt_authenticate(r, tlcf, &credential, &id, why);
 
         if (rc == NGX_TAILGATE_AUTH_OK) {
             ctx->identity = id;
+        }
+
+        if (rc == NGX_TAILGATE_AUTH_AGAIN) {
+            ctx->jwks_credential = credential;
         }
 
         return rc;

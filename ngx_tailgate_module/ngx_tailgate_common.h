@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_tailgate_crypto.h"
+#include "ngx_tailgate_jwks.h"
 #include "ngx_tailgate_policy.h"
 #include "ngx_tailgate_scan.h"
 
@@ -133,7 +134,8 @@ typedef enum {
     NGX_TAILGATE_AUTH_MISSING,
     NGX_TAILGATE_AUTH_INVALID,
     NGX_TAILGATE_AUTH_EXPIRED,
-    NGX_TAILGATE_AUTH_ERROR              /* ours, not the client's */
+    NGX_TAILGATE_AUTH_ERROR,             /* ours, not the client's */
+    NGX_TAILGATE_AUTH_AGAIN              /* waits for its key set */
 } ngx_tailgate_auth_e;
 
 
@@ -152,6 +154,7 @@ typedef struct {
     ngx_array_t                 *fallbacks;      /* ngx_str_t: checked */
     ngx_array_t                  upstreams;      /* ngx_tailgate_upstream_t */
     ngx_array_t                  keys;           /* ngx_tailgate_keys_t * */
+    ngx_array_t                  jwks;           /* ngx_tailgate_jwks_t * */
 
     ngx_uint_t                   enabled;    /* some location uses tailgate */
     ngx_int_t                    request_id_var;     /* $request_id */
@@ -171,6 +174,8 @@ typedef struct {
     ngx_str_t                    jwt_audience;
     time_t                       jwt_leeway;
     ngx_tailgate_jwt_claims_t   *jwt_claims;
+    ngx_tailgate_jwks_t         *jwks;       /* tailgate_jwt_jwks */
+    ngx_msec_t                   jwks_wait;  /* its wait= here */
 
     ngx_array_t                 *cors_origins;   /* ngx_str_t */
     ngx_array_t                 *trusted;    /* ngx_tailgate_trusted.c */
@@ -289,6 +294,7 @@ typedef struct {
     ngx_tailgate_tokens_t       *tokens;     /* worked out, this attempt's */
     uint64_t                     prices[NGX_TAILGATE_PRICES];
     ngx_str_t                    special;    /* nginx's error page, as JSON */
+    ngx_str_t                    jwks_credential;    /* while it waits */
 
     unsigned                     reported:1;
     unsigned                     from_cache:1;
@@ -305,6 +311,7 @@ typedef struct {
     unsigned                     stream_usage:1;  /* ask for it (decision) */
     unsigned                     usage_asked:1;  /* this body asks for it */
     unsigned                     special_sent:1;
+    unsigned                     jwks_wait:1;    /* its key set is asked */
 } ngx_http_tailgate_ctx_t;
 
 

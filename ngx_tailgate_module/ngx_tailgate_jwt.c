@@ -39,6 +39,7 @@
 
 typedef struct {
     time_t                       exp;
+    ngx_uint_t                   generation;     /* of its key set */
     ngx_tailgate_identity_t      identity;   /* strings follow */
 } ngx_tailgate_jwt_cached_t;
 
@@ -131,6 +132,14 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
 
     cached = ngx_tailgate_lru_get(ngx_tailgate_jwt_cache, key.data, key.len);
 
+    /* a key set that changed may have lost the token's key */
+
+    if (cached && tlcf->jwks
+        && cached->generation != ngx_tailgate_jwks_generation(tlcf->jwks))
+    {
+        cached = NULL;
+    }
+
     if (cached) {
         if (now >= cached->exp + tlcf->jwt_leeway) {
             *why = "the token has expired";
@@ -180,6 +189,8 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
                                       r->connection->log);
         if (cached) {
             cached->exp = exp;
+            cached->generation =
+                tlcf->jwks ? ngx_tailgate_jwks_generation(tlcf->jwks) : 0;
             p = (u_char *) (cached + 1);
             ngx_tailgate_identity_copy(&cached->identity, id, p);
         }
@@ -278,6 +289,18 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
     }
 
     key = ngx_tailgate_jwt_select_key(tlcf->jwt_keys, kid);
+
+    if (key == NULL && tlcf->jwks) {
+        key = ngx_tailgate_jwks_key(tlcf->jwks, kid);
+
+        if (key == NULL
+            && ngx_tailgate_jwks_wait(r, tlcf->jwks, tlcf->jwks_wait, kid)
+               == NGX_AGAIN)
+        {
+            *why = "the key set is fetched again for the token's kid";
+            return NGX_TAILGATE_AUTH_AGAIN;
+        }
+    }
 
     if (key == NULL) {
         *why = "no key for the token's kid";
@@ -484,6 +507,10 @@ ngx_tailgate_jwt_select_key(ngx_array_t *keys, const char *kid)
     size_t                   len;
     ngx_uint_t               i;
     ngx_tailgate_jwt_key_t  *key;
+
+    if (keys == NULL) {
+        return NULL;
+    }
 
     key = keys->elts;
     len = kid ? ngx_strlen(kid) : 0;

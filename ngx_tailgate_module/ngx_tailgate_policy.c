@@ -953,6 +953,7 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
     case TG_MSG_DECISION:
     case TG_MSG_MODEL_LIST:
     case TG_MSG_STATUS_REPLY:
+    case TG_MSG_JWKS_STATE:
     case TG_MSG_ERROR:
         break;
 

@@ -186,6 +186,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_CACHE_MAX_BYTES:
         case TG_F_FALLBACK:
         case TG_F_WAIT_MS:
+        case TG_F_REFRESH_MS:
             if (vlen != 4) {
                 return NGX_ERROR;
             }
@@ -200,6 +201,7 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
             case TG_F_CACHE_MAX_BYTES: reply->cache_max_bytes = v; break;
             case TG_F_FALLBACK:        reply->fallback = v; break;
             case TG_F_WAIT_MS:         reply->wait_ms = v; break;
+            case TG_F_REFRESH_MS:      reply->refresh_ms = v; break;
             default:                   *max_frame = v;
             }
 

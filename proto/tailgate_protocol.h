@@ -41,6 +41,10 @@
 #define TG_MSG_STATUS_PART          14  /* policyd -> module: body so far */
 #define TG_MSG_HOLD                 15  /* module -> policyd, no reply:
                                            a lease it still holds */
+#define TG_MSG_JWKS_REFRESH         16  /* module -> policyd: a token named
+                                           a kid its key set lacks */
+#define TG_MSG_JWKS_STATE           17  /* policyd -> module: what came of
+                                           JWKS_REFRESH */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */
@@ -122,6 +126,13 @@
                                            TOK LEFT RESET_MS" */
 #define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
                                            to be left alone this long */
+
+
+/* key sets (docs/protocol.md, "Key sets") */
+#define TG_F_JWKS_FILE              80  /* str: JWKS_REFRESH: the set's file */
+#define TG_F_KID                    81  /* str: JWKS_REFRESH: the kid */
+#define TG_F_REFRESH_MS             82  /* u32: JWKS_STATE: no refresh
+                                           sooner than this, from now */
 
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */

@@ -62,7 +62,8 @@ static const fuzz_field_t  fuzz_strs[] = {
 /* the u32 fields the module reads from a reply */
 static const ngx_uint_t  fuzz_u32s[] = {
     TG_F_STATUS, TG_F_RETRY_AFTER, TG_F_LEASE, TG_F_MAX_FRAME,
-    TG_F_CACHE_MS, TG_F_CACHE_MAX_BYTES, TG_F_FALLBACK, TG_F_WAIT_MS
+    TG_F_CACHE_MS, TG_F_CACHE_MAX_BYTES, TG_F_FALLBACK, TG_F_WAIT_MS,
+    TG_F_REFRESH_MS
 };
 
 #define FUZZ_NU32S  (sizeof(fuzz_u32s) / sizeof(fuzz_u32s[0]))
@@ -249,6 +250,7 @@ fuzz_reply_u32(ngx_tailgate_reply_t *reply, uint32_t max_frame,
     case TG_F_CACHE_MAX_BYTES: return reply->cache_max_bytes;
     case TG_F_FALLBACK:        return reply->fallback;
     case TG_F_WAIT_MS:         return reply->wait_ms;
+    case TG_F_REFRESH_MS:      return reply->refresh_ms;
     }
 
     FUZZ_CHECK(0);

@@ -567,3 +567,32 @@ fuzz_read(const char *name)
 
     return s;
 }
+
+
+/*
+ * Key sets (ngx_tailgate_jwks.c) need the worker's policyd connection and
+ * its phases; this harness configures none (fuzz_tlcf.jwks is NULL), so
+ * the JWT checks never call these.  The set's reader has its own harness,
+ * jwks.
+ */
+
+void *
+ngx_tailgate_jwks_key(ngx_tailgate_jwks_t *jwks, const char *kid)
+{
+    abort();
+}
+
+
+ngx_uint_t
+ngx_tailgate_jwks_generation(ngx_tailgate_jwks_t *jwks)
+{
+    abort();
+}
+
+
+ngx_int_t
+ngx_tailgate_jwks_wait(ngx_http_request_t *r, ngx_tailgate_jwks_t *jwks,
+    ngx_msec_t wait, const char *kid)
+{
+    abort();
+}

@@ -29,6 +29,7 @@ typedef struct tg_waiter  tg_waiter;
 typedef struct tg_admin   tg_admin;
 typedef struct tg_deferred  tg_deferred;
 typedef struct tg_redis  tg_redis;
+typedef struct tg_jwks_keeper  tg_jwks_keeper;
 
 /* redis.c, for the status */
 void tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v);
@@ -101,6 +102,7 @@ struct tg_server {
 
     struct tg_usage *usage;         /* usage.h: tallies and the usage log */
     tg_redis        *redis;         /* redis.c; NULL: this node alone */
+    tg_jwks_keeper  *jwks;          /* jwks.c: the key sets it keeps */
 
     /* the DECIDE tg_read_facts() read last, for redis.c to decide again */
     const uint8_t   *facts_frame;

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "defer.h"
 #include "frames.h"
+#include "jwks.h"
 #include "log.h"
 #include "queue.h"
 #include "status.h"
@@ -113,6 +114,10 @@ tg_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     case TG_MSG_REPORT:
         tg_handle_report(c, frame, h);
+        break;
+
+    case TG_MSG_JWKS_REFRESH:
+        tg_jwks_refresh(c->srv->jwks, c, frame, h);
         break;
 
     default:

@@ -17,6 +17,7 @@
 
 #include "arena.h"
 #include "errors.h"
+#include "jwks_conf.h"
 #include "limits_conf.h"
 #include "redis_conf.h"
 #include "log.h"
@@ -251,6 +252,9 @@ typedef struct tg_policy {
     tg_limits_conf limits;          /* limits_policy.c */
     tg_redis_conf  redis;           /* policy_redis.c */
 
+    tg_jwks_conf  *jwks;            /* policy_jwks.c: key sets to keep */
+    size_t         njwks;
+
     time_t         loaded_at;       /* "created" in /v1/models */
 } tg_policy;
 
@@ -262,8 +266,14 @@ typedef struct tg_policy_opts {
     /* -a: overrides admin_listen.path */
     const char    *admin_path;
 
-    /* environment look-up for api_key; NULL means getenv() */
+    /* environment look-up for every "${NAME}"; NULL means getenv() */
     const char  *(*getenv)(const char *name);
+
+    /* secrets (api_key, redis.password) are checked, never read */
+    bool           secrets_unread;
+
+    /* refuse a policy file that every user may read or write */
+    bool           private_file;
 
     /* load time; 0 means time(NULL) */
     time_t         now;

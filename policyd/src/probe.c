@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -45,7 +46,14 @@ struct tg_result {
 };
 
 
+#define TG_KIND_PROBE       0
+#define TG_KIND_FETCH       1
+
+#define TG_FETCH_HEADER_MAX 1024
+
+
 typedef struct {
+    int                 kind;           /* TG_KIND_PROBE: first member */
     tg_prober          *pb;
     tg_probe_spec       spec;
     ev_timer            timer;
@@ -56,6 +64,43 @@ typedef struct {
     size_t              len;
     tg_result          *result;         /* being filled */
 } tg_target;
+
+
+/* the headers a fetch keeps, in tg_fetch_answer's order */
+enum {
+    TG_H_ETAG = 0, TG_H_LAST_MODIFIED, TG_H_CACHE_CONTROL, TG_H_EXPIRES,
+    TG_H_DATE, TG_H_AGE, TG_H_COUNT
+};
+
+static const char *const  tg_fetch_headers[TG_H_COUNT] = {
+    "etag", "last-modified", "cache-control", "expires", "date", "age"
+};
+
+
+typedef struct tg_fetch  tg_fetch;
+
+/* a one-off GET: the thread's from start to finish, then the main loop's */
+struct tg_fetch {
+    int                 kind;           /* TG_KIND_FETCH: first member */
+    tg_fetch           *next;
+    tg_prober          *pb;
+    uint64_t            id;
+    tg_fetch_done_pt    done;
+    void               *data;
+
+    char               *url;
+    struct curl_slist  *headers;
+    uint32_t            timeout_ms;
+    size_t              max_bytes;
+    CURL               *easy;
+
+    unsigned            status;
+    bool                too_large;
+    char               *body;
+    size_t              len;
+    char               *header[TG_H_COUNT];
+    char                error[TG_PROBE_ERROR_MAX];
+};
 
 
 typedef struct {
@@ -80,6 +125,8 @@ struct tg_prober {
     bool                stop;
     tg_result          *results;
     tg_result         **results_tail;
+    tg_fetch           *fetch_new;      /* not started yet */
+    tg_fetch           *fetch_done;     /* for the main loop, reversed */
 
     /* the thread's side */
     pthread_t           thread;
@@ -89,6 +136,7 @@ struct tg_prober {
     ev_timer            wake;           /* when libcurl wants to be called */
     tg_target         **targets;
     size_t              ntargets;
+    tg_fetch           *fetching;       /* in flight */
 };
 
 
@@ -114,6 +162,14 @@ static void tg_target_free(tg_prober *pb, tg_target *t);
 static void tg_spec_clear(tg_probe_spec *sp);
 static void tg_specs_free(tg_probe_spec *specs, size_t n);
 static void tg_results_free(tg_result *r);
+static void tg_fetch_start(tg_prober *pb, tg_fetch *f);
+static void tg_fetch_finished(tg_prober *pb, tg_fetch *f, CURLcode res,
+    long code);
+static size_t tg_fetch_write_cb(char *data, size_t size, size_t n,
+    void *userp);
+static size_t tg_fetch_header_cb(char *data, size_t size, size_t n,
+    void *userp);
+static void tg_fetches_free(tg_fetch *f);
 
 
 tg_prober *
@@ -283,6 +339,8 @@ tg_prober_free(tg_prober *pb)
     }
 
     tg_results_free(pb->results);
+    tg_fetches_free(pb->fetch_new);
+    tg_fetches_free(pb->fetch_done);
 
     pthread_mutex_destroy(&pb->lock);
     ev_loop_destroy(pb->loop);
@@ -308,6 +366,9 @@ tg_probe_thread(void *arg)
     pb->targets = NULL;
     pb->ntargets = 0;
 
+    tg_fetches_free(pb->fetching);
+    pb->fetching = NULL;
+
     ev_timer_stop(pb->loop, &pb->wake);
     ev_async_stop(pb->loop, &pb->control_w);
     curl_multi_cleanup(pb->multi);
@@ -321,6 +382,7 @@ tg_probe_control_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     bool            stop, fresh;
     size_t          n;
+    tg_fetch       *fetches, *f;
     tg_prober      *pb = w->data;
     tg_probe_spec  *specs;
 
@@ -333,8 +395,22 @@ tg_probe_control_cb(struct ev_loop *loop, ev_async *w, int revents)
     specs = pb->specs;
     n = pb->nspecs;
     pb->specs_new = false;
+    fetches = pb->fetch_new;
+    pb->fetch_new = NULL;
 
     pthread_mutex_unlock(&pb->lock);
+
+    /* on the thread, they are in flight until they finish */
+
+    while (fetches != NULL) {
+        f = fetches;
+        fetches = f->next;
+
+        f->next = pb->fetching;
+        pb->fetching = f;
+
+        tg_fetch_start(pb, f);
+    }
 
     if (stop) {
         if (fresh) {
@@ -628,6 +704,7 @@ tg_probe_finished(tg_prober *pb)
     tg_target   *t;
     tg_result   *r;
     curl_off_t   us;
+    void        *priv;
 
     while ((msg = curl_multi_info_read(pb->multi, &left)) != NULL) {
 
@@ -638,8 +715,8 @@ tg_probe_finished(tg_prober *pb)
         easy = msg->easy_handle;
         res = msg->data.result;
 
-        t = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
+        priv = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &priv);
 
         code = 0;
         us = 0;
@@ -648,6 +725,13 @@ tg_probe_finished(tg_prober *pb)
 
         curl_multi_remove_handle(pb->multi, easy);
         curl_easy_cleanup(easy);
+
+        if (priv != NULL && *(int *) priv == TG_KIND_FETCH) {
+            tg_fetch_finished(pb, priv, res, code);
+            continue;
+        }
+
+        t = priv;
 
         if (t == NULL || t->result == NULL) {
             continue;
@@ -717,9 +801,13 @@ tg_probe_deliver(tg_target *t)
 static void
 tg_probe_answers_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
+    size_t            i;
     tg_prober        *pb = w->data;
     tg_result        *r, *list;
+    tg_fetch         *fetched, *f, *next;
     tg_probe_answer   a;
+    tg_fetch_answer   fa;
+    const char      **h;
 
     (void) loop;
     (void) revents;
@@ -730,7 +818,38 @@ tg_probe_answers_cb(struct ev_loop *loop, ev_async *w, int revents)
     pb->results = NULL;
     pb->results_tail = &pb->results;
 
+    fetched = pb->fetch_done;
+    pb->fetch_done = NULL;
+
     pthread_mutex_unlock(&pb->lock);
+
+    /* in the order they finished */
+
+    for (f = fetched, fetched = NULL; f != NULL; f = next) {
+        next = f->next;
+        f->next = fetched;
+        fetched = f;
+    }
+
+    for (f = fetched; f != NULL; f = f->next) {
+        memset(&fa, 0, sizeof(fa));
+        fa.id = f->id;
+        fa.status = f->status;
+        fa.error = f->error;
+        fa.too_large = f->too_large;
+        fa.body = f->body ? f->body : "";
+        fa.len = f->len;
+
+        h = &fa.etag;
+
+        for (i = 0; i < TG_H_COUNT; i++) {
+            h[i] = f->header[i];
+        }
+
+        f->done(&fa, f->data);
+    }
+
+    tg_fetches_free(fetched);
 
     for (r = list; r != NULL; r = r->next) {
         a = r->a;
@@ -786,5 +905,308 @@ tg_results_free(tg_result *r)
         free((char *) r->a.body);
         free((char *) r->a.slots_body);
         free(r);
+    }
+}
+
+
+/* the main loop: a fetch, handed to the thread */
+
+static int
+tg_fetch_header_add(tg_fetch *f, const char *name, const char *value)
+{
+    char               *line;
+    size_t              len;
+    struct curl_slist  *list;
+
+    len = strlen(name) + 2 + strlen(value) + 1;
+
+    line = malloc(len);
+    if (line == NULL) {
+        return -1;
+    }
+
+    snprintf(line, len, "%s: %s", name, value);
+
+    list = curl_slist_append(f->headers, line);
+    free(line);
+
+    if (list == NULL) {
+        return -1;
+    }
+
+    f->headers = list;
+
+    return 0;
+}
+
+
+int
+tg_prober_fetch(tg_prober *pb, const tg_fetch_spec *spec, uint64_t id,
+    tg_fetch_done_pt done, void *data)
+{
+    tg_fetch  *f;
+
+    f = calloc(1, sizeof(tg_fetch));
+    if (f == NULL) {
+        return -1;
+    }
+
+    f->kind = TG_KIND_FETCH;
+    f->pb = pb;
+    f->id = id;
+    f->done = done;
+    f->data = data;
+    f->timeout_ms = spec->timeout_ms;
+    f->max_bytes = spec->max_bytes;
+    f->url = strdup(spec->url);
+
+    if (f->url == NULL) {
+        goto failed;
+    }
+
+    if ((spec->if_none_match != NULL
+         && tg_fetch_header_add(f, "If-None-Match", spec->if_none_match)
+            != 0)
+        || (spec->if_modified_since != NULL
+            && tg_fetch_header_add(f, "If-Modified-Since",
+                                   spec->if_modified_since) != 0))
+    {
+        goto failed;
+    }
+
+    pthread_mutex_lock(&pb->lock);
+    f->next = pb->fetch_new;
+    pb->fetch_new = f;
+    pthread_mutex_unlock(&pb->lock);
+
+    ev_async_send(pb->loop, &pb->control_w);
+
+    return 0;
+
+failed:
+
+    f->next = NULL;
+    tg_fetches_free(f);
+
+    return -1;
+}
+
+
+/* the thread */
+
+static void
+tg_fetch_start(tg_prober *pb, tg_fetch *f)
+{
+    CURL  *easy;
+    bool   https;
+
+    easy = curl_easy_init();
+
+    if (easy == NULL) {
+        snprintf(f->error, sizeof(f->error), "cannot start a transfer");
+        tg_fetch_finished(pb, f, CURLE_FAILED_INIT, 0);
+        return;
+    }
+
+    https = strncasecmp(f->url, "https:", 6) == 0;
+
+    curl_easy_setopt(easy, CURLOPT_URL, f->url);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, f);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, tg_fetch_write_cb);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, tg_fetch_header_cb);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) f->timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) f->timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, https ? "https" : "http");
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, TG_SOFTWARE);
+
+    if (f->headers != NULL) {
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, f->headers);
+    }
+
+    if (curl_multi_add_handle(pb->multi, easy) != CURLM_OK) {
+        curl_easy_cleanup(easy);
+        snprintf(f->error, sizeof(f->error), "cannot start a transfer");
+        tg_fetch_finished(pb, f, CURLE_FAILED_INIT, 0);
+        return;
+    }
+
+    f->easy = easy;
+}
+
+
+static size_t
+tg_fetch_write_cb(char *data, size_t size, size_t n, void *userp)
+{
+    char      *p;
+    tg_fetch  *f = userp;
+
+    n *= size;
+
+    if (f->len + n > f->max_bytes) {
+        f->too_large = true;
+        return 0;
+    }
+
+    p = realloc(f->body, f->len + n + 1);
+    if (p == NULL) {
+        return 0;
+    }
+
+    f->body = p;
+    memcpy(f->body + f->len, data, n);
+    f->len += n;
+    f->body[f->len] = '\0';
+
+    return n;
+}
+
+
+/* the headers jwks.c reads; a new status line starts them over */
+
+static size_t
+tg_fetch_header_cb(char *data, size_t size, size_t n, void *userp)
+{
+    char      *p, *v, *joined;
+    size_t     i, len, name, vlen, old;
+    tg_fetch  *f = userp;
+
+    len = size * n;
+
+    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        for (i = 0; i < TG_H_COUNT; i++) {
+            free(f->header[i]);
+            f->header[i] = NULL;
+        }
+
+        return len;
+    }
+
+    p = memchr(data, ':', len);
+
+    if (p == NULL) {
+        return len;
+    }
+
+    name = (size_t) (p - data);
+
+    for (i = 0; i < TG_H_COUNT; i++) {
+        if (strlen(tg_fetch_headers[i]) == name
+            && strncasecmp(data, tg_fetch_headers[i], name) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == TG_H_COUNT) {
+        return len;
+    }
+
+    v = p + 1;
+    vlen = len - name - 1;
+
+    while (vlen && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'
+                    || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    {
+        vlen--;
+    }
+
+    if (vlen > TG_FETCH_HEADER_MAX) {
+        return len;
+    }
+
+    /* Cache-Control may come in several lines: they add up */
+
+    old = (i == TG_H_CACHE_CONTROL && f->header[i] != NULL)
+          ? strlen(f->header[i]) : 0;
+
+    if (old + vlen > 4 * TG_FETCH_HEADER_MAX) {
+        return len;
+    }
+
+    joined = malloc(old + 2 + vlen + 1);
+    if (joined == NULL) {
+        return len;
+    }
+
+    if (old) {
+        memcpy(joined, f->header[i], old);
+        memcpy(joined + old, ", ", 2);
+        old += 2;
+    }
+
+    memcpy(joined + old, v, vlen);
+    joined[old + vlen] = '\0';
+
+    free(f->header[i]);
+    f->header[i] = joined;
+
+    return len;
+}
+
+
+/* off the thread's list, onto the main loop's */
+
+static void
+tg_fetch_finished(tg_prober *pb, tg_fetch *f, CURLcode res, long code)
+{
+    tg_fetch  **pp;
+
+    for (pp = &pb->fetching; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    }
+
+    f->easy = NULL;
+    f->status = res == CURLE_OK ? (unsigned) code : 0;
+
+    if (res != CURLE_OK && f->error[0] == '\0') {
+        snprintf(f->error, sizeof(f->error), "%s",
+                 f->too_large ? "the answer is larger than max_bytes"
+                              : curl_easy_strerror(res));
+    }
+
+    pthread_mutex_lock(&pb->lock);
+    f->next = pb->fetch_done;
+    pb->fetch_done = f;
+    pthread_mutex_unlock(&pb->lock);
+
+    ev_async_send(pb->main_loop, &pb->answers_w);
+}
+
+
+static void
+tg_fetches_free(tg_fetch *f)
+{
+    size_t     i;
+    tg_fetch  *next;
+
+    for ( /* void */ ; f != NULL; f = next) {
+        next = f->next;
+
+        if (f->easy != NULL) {
+            curl_multi_remove_handle(f->pb->multi, f->easy);
+            curl_easy_cleanup(f->easy);
+        }
+
+        curl_slist_free_all(f->headers);
+        free(f->url);
+        free(f->body);
+
+        for (i = 0; i < TG_H_COUNT; i++) {
+            free(f->header[i]);
+        }
+
+        free(f);
     }
 }

@@ -1,6 +1,7 @@
 /*
  * Active health probes: one HTTP GET per provider that has a health URL,
- * every interval.  They run on a thread of their own, with libcurl (TLS
+ * every interval; and the other GETs policyd makes (tg_prober_fetch()).
+ * They run on a thread of their own, with libcurl (TLS
  * for https:// included) driven by a libev loop of that thread: a probe
  * may wait on DNS, which libcurl cannot always give up on without waiting
  * for it, and the decisions on policyd's main loop must never wait with
@@ -52,6 +53,45 @@ tg_prober *tg_prober_new(struct ev_loop *main_loop, tg_probe_done_pt done,
  * when out of memory (then the probes go on as before).
  */
 int tg_prober_configure(tg_prober *pb, const tg_policy *policy);
+
+/*
+ * A one-off GET on the same thread, for what policyd fetches besides
+ * probes: an identity provider's key set and its discovery document.
+ * Redirects are not followed; https:// URLs speak only https.
+ */
+typedef struct {
+    const char     *url;
+    const char     *if_none_match;      /* an ETag, or NULL */
+    const char     *if_modified_since;  /* a Last-Modified, or NULL */
+    uint32_t        timeout_ms;
+    size_t          max_bytes;          /* a longer body is an error */
+} tg_fetch_spec;
+
+/* what came back; the strings are NULL when the answer had none */
+typedef struct {
+    uint64_t        id;
+    unsigned        status;             /* HTTP status; 0: no answer */
+    const char     *error;              /* why not, when status is 0 */
+    bool            too_large;          /* the body passed max_bytes */
+    const char     *body;
+    size_t          len;
+    const char     *etag;
+    const char     *last_modified;
+    const char     *cache_control;      /* every one, joined by ", " */
+    const char     *expires;
+    const char     *date;
+    const char     *age;
+} tg_fetch_answer;
+
+/* on the main loop, once for every fetch */
+typedef void (*tg_fetch_done_pt)(const tg_fetch_answer *a, void *data);
+
+/*
+ * Starts a fetch: what the thread needs of spec is copied.  done(a, data)
+ * comes on the main loop with a->id == id.  0, or -1 (out of memory).
+ */
+int tg_prober_fetch(tg_prober *pb, const tg_fetch_spec *spec, uint64_t id,
+    tg_fetch_done_pt done, void *data);
 
 /* Stops the thread (waiting for it) and frees everything. */
 void tg_prober_free(tg_prober *pb);

@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "defer.h"
 #include "frames.h"
+#include "jwks.h"
 #include "limits_admit.h"
 #include "log.h"
 #include "policy.h"
@@ -162,6 +163,12 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         goto done;
     }
 
+    srv.jwks = tg_jwks_keeper_new(&srv);
+    if (srv.jwks == NULL || tg_jwks_configure(srv.jwks, policy) != 0) {
+        tg_log_error("out of memory for the key sets");
+        goto done;
+    }
+
     ev_timer_init(&srv.health_w, tg_health_cb, TG_HEALTH_EVERY,
                   TG_HEALTH_EVERY);
     srv.health_w.data = &srv;
@@ -219,6 +226,7 @@ done:
 
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);
+    tg_jwks_keeper_free(srv.jwks);
     tg_prober_free(srv.prober);
 
     if (srv.loop != NULL) {
@@ -418,6 +426,11 @@ tg_reload(tg_server *srv)
     old = srv->policy;
     srv->policy = np;
     tg_policy_free(old);
+
+    if (tg_jwks_configure(srv->jwks, np) != 0) {
+        tg_log_error("out of memory for the key sets: some keep their "
+                     "former settings");
+    }
 
     /* the counters of profiles and providers still there are kept */
     tg_limit_store_clock(srv->state->limits);

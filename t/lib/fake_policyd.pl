@@ -76,7 +76,8 @@ use constant {
 
 my %TYPE_NAME = (1 => 'HELLO', 2 => 'HELLO_OK', 3 => 'DECIDE',
                  4 => 'DECISION', 5 => 'MODELS', 6 => 'MODEL_LIST',
-                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD');
+                 7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD',
+                 16 => 'JWKS_REFRESH');
 
 # key => [name, type]
 my %FIELD = (
@@ -110,6 +111,8 @@ my %FIELD = (
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
     70 => [ stream_usage => 'u8' ],     71 => [ limit => 'str' ],
     72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
+    80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
+    82 => [ refresh_ms => 'u32' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

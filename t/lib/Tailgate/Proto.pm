@@ -38,6 +38,8 @@ use constant {
     TG_MSG_CANCEL          => 13,
     TG_MSG_STATUS_PART     => 14,
     TG_MSG_HOLD            => 15,
+    TG_MSG_JWKS_REFRESH    => 16,
+    TG_MSG_JWKS_STATE      => 17,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -99,6 +101,9 @@ use constant {
     TG_F_LIMIT             => 71,
     TG_F_RATELIMIT         => 72,
     TG_F_COOLDOWN_MS       => 73,
+    TG_F_JWKS_FILE         => 80,
+    TG_F_KID               => 81,
+    TG_F_REFRESH_MS        => 82,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -123,6 +128,7 @@ our %FIELD_TYPE = (
     60 => 'str', 61 => 'u32', 62 => 'u32', 63 => 'u8',  64 => 'u32',
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
     70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32',
+    80 => 'str', 81 => 'str', 82 => 'u32',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
