@@ -39,11 +39,18 @@ my $policy = {
                    endpoints => ['chat'], models => ['l'] },
         one   => { upstream => 'tg_one', zone => 'local',
                    endpoints => ['chat'], max_concurrency => 1 },
+        plan  => { upstream => 'tg_plan', zone => 'local',
+                   endpoints => ['chat'], rpm => 3 },
+        spare => { upstream => 'tg_spare', zone => 'local',
+                   endpoints => ['chat'] },
     },
     routes => {
         plain => { steps => [{ provider => 'local', model => 'l' }] },
         line  => { steps => [{ provider => 'one', model => 'o' }],
                    queue => { max_length => 16, max_wait_ms => 20000 } },
+        planned => { steps => [{ provider => 'plan', model => 'p' },
+                               { provider => 'spare', model => 's' }],
+                     fallback => { on => 'errors' } },
     },
     limits => {
         profiles => {
@@ -74,6 +81,7 @@ start_redis($a);
 
 $a->mock_provider('local');
 $a->mock_provider('one', delay_ms => 100);
+$a->mock_provider($_) for qw(plan spare);
 start_node($a, $a, name => 'a', policy => $policy,
            start => { keys => [@records] });
 start_node($a, $b, name => 'b', policy => $policy, mocks_of => $a,
@@ -230,6 +238,16 @@ subtest 'limits and a shared lease in one decision' => sub {
     ok($a->wait_for(sub {
         (redis_cli($a, 'ZCARD', '{tg:provider:one}:leases') // -1) == 0
     }, timeout => 10, interval => 0.1), 'no lease left in Redis');
+};
+
+subtest "a provider's plan (rpm 3) holds across the nodes" => sub {
+    my @by = map { my $t = $_ % 2 ? $b : $a;
+                   $t->answered_by($t->chat('planned', key => $key{dave})) }
+             1 .. 6;
+    is_deeply(\@by, [qw(plan plan plan spare spare spare)],
+              'three to the plan, alternating nodes; then the next step')
+        or diag "@by";
+    is(scalar @{ $a->mock('plan')->requests }, 3, 'the plan got three');
 };
 
 # Redis gone: each node keeps to its share of a limit (rpm 4 / 2 nodes)

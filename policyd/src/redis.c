@@ -1768,7 +1768,14 @@ tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
         snprintf(nums[i][1], 24, "%u", h->parts[i].tpm);
         snprintf(nums[i][2], 24, "%u", h->parts[i].requests);
         snprintf(nums[i][3], 24, "%u", h->parts[i].tokens);
-        snprintf(nums[i][4], 24, "%d", h->parts[i].enforce ? 1 : 0);
+        /*
+         * A provider's plan is checked by tg_decide() against what this
+         * node knows; in Redis it is enforced too, so that a plan full
+         * across the nodes sends the request, decided again with that
+         * learned, to the route's next step.
+         */
+        snprintf(nums[i][4], 24, "%d", h->parts[i].enforce
+                 || h->parts[i].counter->key[0] == 'p' ? 1 : 0);
         snprintf(nums[i][5], 24, "%llu", (unsigned long long)
                  tg_redis_nano(h->parts[i].budget_day));
         snprintf(nums[i][6], 24, "%llu", (unsigned long long)
@@ -1906,6 +1913,7 @@ static void
 tg_redis_answer_learned(tg_redis *rd, tg_pending *p, const tg_limit_hold *h)
 {
     int             rc;
+    bool            had;
     char            text[128];
     long            len;
     uint8_t        *buf;
@@ -1937,16 +1945,22 @@ tg_redis_answer_learned(tg_redis *rd, tg_pending *p, const tg_limit_hold *h)
                             + TG_FIELD_HEADER_SIZE, hdr.type, hdr.id);
     tg_fields_init(&it, p->answer, &hdr);
 
+    had = false;
+
     while ((rc = tg_fields_next(&it, &f)) == 1) {
         if (f.key != TG_F_RATELIMIT) {
             tg_build_str(&b, f.key, f.value, f.len);
+        } else {
+            had = true;
         }
     }
 
     tg_build_cstr(&b, TG_F_RATELIMIT, text);
     len = tg_build_end(&b);
 
-    if (rc != 0 || len <= 0) {
+    /* only a client with limits hears of them (a provider's plan: not) */
+
+    if (rc != 0 || len <= 0 || !had) {
         free(buf);
         return;
     }
