@@ -110,7 +110,7 @@ sub start_node {
                                    %{ $opt{redis} // {} });
 
     my %start = (policy => $policy, workers => $opt{workers} // 1,
-                 policyd_args => ['-a', $t->dir . '/admin.sock', $ENV{TG_V} ? ('-v') : ()],
+                 policyd_args => ['-a', $t->dir . '/admin.sock'],
                  %{ $opt{start} // {} });
 
     if (my $first = $opt{mocks_of}) {
