@@ -1,0 +1,199 @@
+
+/*
+ * Copyright (C) The Tailgate authors
+ *
+ * The DPoP proofs already used, shared by every worker: a table in shared
+ * memory (tailgate_dpop_replay_cache, 1m by default) of the first 16 bytes
+ * of each jti's SHA-256 and the second after which a proof with that jti
+ * would be refused for its age anyway.  Until then the entry stays.
+ *
+ * Open addressing with a bounded probe: an entry lives in one of the
+ * NGX_TAILGATE_REPLAY_PROBE slots from where its digest points, so that
+ * a look-up is a short scan under the zone's mutex, never a walk of the
+ * table.  An expired entry is a free slot.  When every slot of a digest's
+ * run holds a live entry the table is full there: the proof is refused
+ * (503, ngx_tailgate_access.c) rather than an entry forgotten, since a
+ * forgotten jti could be replayed within its window.  Each entry is 24
+ * bytes: 1m holds some 43000, about 360 proofs a second for a window of
+ * 60 s (an entry lives up to twice the window: iat may be ahead of the
+ * clock by as much).
+ *
+ * The table survives a reload of the same size: the proofs seen before it
+ * stay seen.
+ */
+
+
+#include "ngx_tailgate_common.h"
+#include "ngx_tailgate_dpop.h"
+
+
+#define NGX_TAILGATE_REPLAY_PROBE      32
+#define NGX_TAILGATE_REPLAY_DEFAULT    (1024 * 1024)
+
+
+typedef struct {
+    u_char                       digest[NGX_TAILGATE_DPOP_REPLAY_LEN];
+    int64_t                      expires;    /* 0: never used */
+} ngx_tailgate_replay_entry_t;
+
+
+typedef struct {
+    ngx_uint_t                   nslots;
+    ngx_tailgate_replay_entry_t  slots[1];
+} ngx_tailgate_replay_sh_t;
+
+
+typedef struct {
+    ngx_slab_pool_t             *shpool;
+    ngx_tailgate_replay_sh_t    *sh;
+} ngx_tailgate_replay_t;
+
+
+static ngx_int_t ngx_tailgate_dpop_replay_init(ngx_shm_zone_t *zone,
+    void *data);
+
+
+static ngx_str_t  ngx_tailgate_replay_name = ngx_string("tailgate_dpop_replay");
+
+
+ngx_int_t
+ngx_tailgate_dpop_replay_zone(ngx_conf_t *cf,
+    ngx_http_tailgate_main_conf_t *tmcf)
+{
+    size_t                  size;
+    ngx_shm_zone_t         *zone;
+    ngx_tailgate_replay_t  *replay;
+
+    if (tmcf->dpop_replay) {
+        return NGX_OK;
+    }
+
+    size = tmcf->dpop_replay_size;
+
+    if (size == NGX_CONF_UNSET_SIZE) {
+        size = NGX_TAILGATE_REPLAY_DEFAULT;
+    }
+
+    replay = ngx_pcalloc(cf->pool, sizeof(ngx_tailgate_replay_t));
+    if (replay == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone = ngx_shared_memory_add(cf, &ngx_tailgate_replay_name, size,
+                                 &ngx_http_tailgate_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->init = ngx_tailgate_dpop_replay_init;
+    zone->data = replay;
+
+    tmcf->dpop_replay = zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_dpop_replay_init(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_tailgate_replay_t *old = data;
+
+    size_t                  size;
+    ngx_uint_t              n;
+    ngx_tailgate_replay_t  *replay;
+
+    replay = zone->data;
+
+    if (old) {
+        replay->shpool = old->shpool;
+        replay->sh = old->sh;
+        return NGX_OK;
+    }
+
+    replay->shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    /* the whole zone, in pages the slab allocator still has */
+
+    size = replay->shpool->pfree << ngx_pagesize_shift;
+
+    if (size < sizeof(ngx_tailgate_replay_sh_t)
+               + NGX_TAILGATE_REPLAY_PROBE
+                 * sizeof(ngx_tailgate_replay_entry_t))
+    {
+        ngx_log_error(NGX_LOG_EMERG, zone->shm.log, 0,
+                      "tailgate_dpop_replay_cache %uz is too small",
+                      zone->shm.size);
+        return NGX_ERROR;
+    }
+
+    replay->sh = ngx_slab_alloc(replay->shpool, size);
+    if (replay->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = (size - offsetof(ngx_tailgate_replay_sh_t, slots))
+        / sizeof(ngx_tailgate_replay_entry_t);
+
+    ngx_memzero(replay->sh, size);
+    replay->sh->nslots = n;
+
+    replay->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_tailgate_dpop_replay_add(ngx_shm_zone_t *zone, u_char *digest,
+    time_t expires, time_t now)
+{
+    uint64_t                      h;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, k, n;
+    ngx_tailgate_replay_t        *replay;
+    ngx_tailgate_replay_entry_t  *e, *slots, *free;
+
+    replay = zone->data;
+    slots = replay->sh->slots;
+    n = replay->sh->nslots;
+
+    ngx_memcpy(&h, digest, sizeof(h));
+
+    i = (ngx_uint_t) (h % n);
+    free = NULL;
+    rc = NGX_BUSY;
+
+    ngx_shmtx_lock(&replay->shpool->mutex);
+
+    /* every slot of the run: the digest may sit past a free one */
+
+    for (k = 0; k < NGX_TAILGATE_REPLAY_PROBE; k++) {
+        e = &slots[(i + k) % n];
+
+        if (e->expires <= (int64_t) now) {
+            if (free == NULL) {
+                free = e;
+            }
+
+            continue;
+        }
+
+        if (ngx_memcmp(e->digest, digest, NGX_TAILGATE_DPOP_REPLAY_LEN) == 0) {
+            rc = NGX_DECLINED;
+            goto done;
+        }
+    }
+
+    if (free) {
+        ngx_memcpy(free->digest, digest, NGX_TAILGATE_DPOP_REPLAY_LEN);
+        free->expires = expires;
+        rc = NGX_OK;
+    }
+
+done:
+
+    ngx_shmtx_unlock(&replay->shpool->mutex);
+
+    return rc;
+}
