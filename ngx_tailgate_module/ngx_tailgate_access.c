@@ -291,26 +291,32 @@ ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf,
     ngx_tailgate_auth_e auth)
 {
-    ngx_uint_t                          bearer, dpop;
+    ngx_int_t                           rc;
+    ngx_uint_t                          dpop;
     const ngx_tailgate_auth_failure_t  *f;
 
     f = &ngx_tailgate_auth_failures[auth];
 
-    /* a bearer client learns that DPoP would do too, where it would */
-
     dpop = ctx->dpop || tlcf->dpop == NGX_TAILGATE_DPOP_REQUIRED
            || f->challenge.len == 0;
-    bearer = !dpop;
 
-    if ((bearer
-         && ngx_tailgate_add_header(r, "WWW-Authenticate", &f->challenge)
-            != NGX_OK)
-        || ((dpop || (auth == NGX_TAILGATE_AUTH_MISSING
-                      && tlcf->dpop == NGX_TAILGATE_DPOP_ON))
-            && ngx_tailgate_add_header(r, "WWW-Authenticate",
-                                       &f->dpop_challenge)
-               != NGX_OK))
-    {
+    if (dpop) {
+        rc = ngx_tailgate_add_header(r, "WWW-Authenticate",
+                                     &f->dpop_challenge);
+
+    } else {
+        rc = ngx_tailgate_add_header(r, "WWW-Authenticate", &f->challenge);
+
+        /* a bearer client learns that DPoP would do too, where it would */
+
+        if (rc == NGX_OK && tlcf->dpop == NGX_TAILGATE_DPOP_ON) {
+            rc = ngx_tailgate_add_header(r, "WWW-Authenticate",
+                     &ngx_tailgate_auth_failures[NGX_TAILGATE_AUTH_MISSING]
+                         .dpop_challenge);
+        }
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
