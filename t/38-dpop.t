@@ -48,6 +48,7 @@ $t->start_gateway(
         server {
             listen 127.0.0.1:%%PORT:edge%% reuseport;
             add_header X-Worker \$pid always;
+            add_header X-Auth \$tailgate_auth always;
 
             location /v1/ {
                 tailgate on;
@@ -295,6 +296,7 @@ subtest 'replayed jti: refused, by the other worker too' => sub {
     is($first->{status}, 200, 'first use') or diag($first->{body});
     my $pid = $first->{headers}{'x-worker'};
     ok($pid, 'the worker said who it is');
+    is($first->{headers}{'x-auth'}, 'dpop', '$tailgate_auth is "dpop"');
 
     my (%pids, @statuses);
 
