@@ -9,6 +9,9 @@
 #   make bench    benchmarks against bare nginx proxying (see bench/)
 #   make fuzz     build the libFuzzer harnesses, run each for FUZZ_SECONDS
 #   make fuzz-build  only build them (fuzz/README.md)
+#   make install  the module, policyd, tailgate-key, nginx includes, the
+#                 systemd unit, docs (PREFIX, DESTDIR; docs/operations.md)
+#   make deb      a Debian package of the same, tied to nginx's ABI
 #
 # NGINX_SRC is the nginx tree to build the module against: Debian's
 # nginx-dev by default (its configure flags come from conf_flags, so the
@@ -25,10 +28,20 @@ BUILD     ?= build-asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
 export TAILGATE_NGINX_PRELOAD := $(shell $(CC) -print-file-name=libasan.so)
+HARDEN_CFLAGS  :=
+HARDEN_LDFLAGS :=
 else
 BUILD     ?= build
 SAN_FLAGS :=
+# hardened as Debian builds its nginx (nginx -V), which the module runs in
+# (a sanitized build goes without: _FORTIFY_SOURCE and ASan disagree)
+HARDEN_CFLAGS  := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
+                  -Werror=format-security
+HARDEN_LDFLAGS := -Wl,-z,relro -Wl,-z,now
 endif
+
+NGX_CC_OPT := -g -O2 -fPIC $(SAN_FLAGS) $(HARDEN_CFLAGS)
+NGX_LD_OPT := -fPIC $(SAN_FLAGS) $(HARDEN_LDFLAGS)
 
 ROOT      := $(CURDIR)
 NGX_TREE  := $(ROOT)/$(BUILD)/nginx
@@ -48,14 +61,20 @@ export TAILGATE_POLICYD := $(POLICYD)
 
 
 .PHONY: all module policyd unit-tests deps test check run bench fuzz fuzz-build \
-        clean
+        clean install deb FORCE
 
 all: module policyd
 
 module: $(MODULE)
 
+# configure again when its flags change
+$(NGX_TREE).flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(NGX_CC_OPT) | $(NGX_LD_OPT)' | cmp -s - $@ \
+	    || echo '$(NGX_CC_OPT) | $(NGX_LD_OPT)' > $@
+
 # configure writes into the tree it runs in: use a private copy
-$(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config
+$(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config $(NGX_TREE).flags
 	rm -rf $(NGX_TREE)
 	mkdir -p $(dir $(NGX_TREE))
 	cp -r $(NGINX_SRC) $(NGX_TREE)
@@ -64,8 +83,8 @@ $(NGX_TREE)/objs/Makefile: ngx_tailgate_module/config
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); else flags=(--with-compat); fi; \
 	    ./configure "$${flags[@]}" \
-	        --with-cc-opt="-g -O2 -fPIC $(SAN_FLAGS)" \
-	        --with-ld-opt="-fPIC $(SAN_FLAGS)" \
+	        --with-cc-opt="$(NGX_CC_OPT)" \
+	        --with-ld-opt="$(NGX_LD_OPT)" \
 	        --add-dynamic-module=$(ROOT)/ngx_tailgate_module' \
 	    > $(NGX_TREE).configure.log 2>&1 \
 	    || { tail -30 $(NGX_TREE).configure.log; exit 1; }
@@ -77,7 +96,8 @@ $(MODULE): $(NGX_TREE)/objs/Makefile $(MODULE_SRCS)
 	mv -f $@.tmp $@
 
 POLICYD_MAKE = $(MAKE) -C policyd BUILD=$(ROOT)/$(BUILD) \
-                   CFLAGS="-O2 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)"
+                   CFLAGS="-O2 -g $(SAN_FLAGS) $(HARDEN_CFLAGS)" \
+                   LDFLAGS="$(SAN_FLAGS) $(HARDEN_LDFLAGS)"
 
 policyd:
 	$(POLICYD_MAKE) all
@@ -129,3 +149,108 @@ fuzz: fuzz-build
 
 clean:
 	rm -rf build build-asan
+
+# --- installing (docs/operations.md) ------------------------------------
+#
+# PREFIX for the programs, the unit and the docs; SYSCONFDIR is /etc
+# whatever PREFIX is, since nginx and systemd look there; DESTDIR stages
+# it all under a directory (the package does).  Files under
+# SYSCONFDIR/tailgate that exist already are never replaced.  Installed
+# as root with no DESTDIR (and not SETUP=no), packaging/install-setup.sh
+# then creates the user "tailgate" and gives the policy and the keys their
+# groups.
+
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+DATADIR     ?= $(PREFIX)/share
+MODULEDIR   ?= $(PREFIX)/lib/nginx/modules
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR      ?= $(DATADIR)/doc/tailgate
+MANDIR      ?= $(DATADIR)/man
+TAILGATE_DATADIR ?= $(DATADIR)/tailgate
+INSTALL     ?= install
+POD2MAN     ?= pod2man --center=Tailgate --release=tailgate --date=2026-12-03
+
+D := $(DESTDIR)
+
+# the paths the installed files name, put in their @NAMES@
+INSTALL_SUBST = sed -e 's|/etc/tailgate/|$(SYSCONFDIR)/tailgate/|g' \
+                    -e 's|@SBINDIR@|$(SBINDIR)|g' \
+                    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+                    -e 's|@DOCDIR@|$(DOCDIR)|g' \
+                    -e 's|@MODULEDIR@|$(MODULEDIR)|g'
+
+# a file with the paths put in, with its mode whatever the umask
+install_subst = $(INSTALL_SUBST) $(1) | $(INSTALL) -m 0644 /dev/stdin $(2)
+
+# an example in SYSCONFDIR/tailgate, unless the operator's file is there
+install_once = @if [ -e $(strip $(2)) ]; then echo "kept $(strip $(2))"; \
+        else echo "$(INSTALL) -m $(3) $(1) $(strip $(2))"; \
+             $(INSTALL) -m $(3) $(1) $(strip $(2)); fi
+
+# NO_BUILD=1: what is built already (MODULE=, POLICYD= may name it), as
+# the tests install the build they test
+install: $(if $(NO_BUILD),,all)
+	@for f in $(MODULE) $(POLICYD); do [ -f $$f ] || \
+	    { echo "install: $$f is not built (make all)" >&2; exit 1; }; done
+	$(INSTALL) -d -m 0755 $(D)$(MODULEDIR) $(D)$(SBINDIR) $(D)$(BINDIR) \
+	    $(D)$(DATADIR)/nginx/modules-available $(D)$(UNITDIR) \
+	    $(D)$(UNITDIR)/nginx.service.d $(D)$(SYSUSERSDIR) \
+	    $(D)$(SYSCONFDIR)/nginx/tailgate $(D)$(SYSCONFDIR)/tailgate \
+	    $(D)$(SYSCONFDIR)/logrotate.d $(D)$(TAILGATE_DATADIR) \
+	    $(D)$(DOCDIR)/examples/two-nodes $(D)$(MANDIR)/man1 $(D)$(MANDIR)/man8
+	$(INSTALL) -m 0644 $(MODULE) $(D)$(MODULEDIR)/ngx_http_tailgate_module.so
+	$(INSTALL) -m 0755 $(POLICYD) $(D)$(SBINDIR)/policyd
+	$(INSTALL) -m 0755 bin/tailgate-key $(D)$(BINDIR)/tailgate-key
+	$(call install_subst,packaging/files/mod-http-tailgate.conf.in,\
+	    $(D)$(DATADIR)/nginx/modules-available/mod-http-tailgate.conf)
+	$(call install_subst,packaging/systemd/tailgate-policyd.service.in,\
+	    $(D)$(UNITDIR)/tailgate-policyd.service)
+	$(INSTALL) -m 0644 packaging/systemd/nginx-tailgate.conf \
+	    $(D)$(UNITDIR)/nginx.service.d/tailgate.conf
+	$(INSTALL) -m 0644 packaging/files/sysusers.conf \
+	    $(D)$(SYSUSERSDIR)/tailgate.conf
+	$(INSTALL) -m 0644 packaging/files/logrotate \
+	    $(D)$(SYSCONFDIR)/logrotate.d/tailgate
+	for f in conf/tailgate/*; do \
+	    $(call install_subst,$$f,$(D)$(SYSCONFDIR)/nginx/tailgate/$${f##*/}); \
+	done
+	$(INSTALL) -m 0644 packaging/files/keys $(D)$(TAILGATE_DATADIR)/keys
+	$(call install_once,conf/policy.example.json,\
+	    $(D)$(SYSCONFDIR)/tailgate/policy.json,0640)
+	$(call install_once,packaging/files/policyd.env.example,\
+	    $(D)$(SYSCONFDIR)/tailgate/policyd.env,0600)
+	$(call install_once,packaging/files/keys,\
+	    $(D)$(SYSCONFDIR)/tailgate/keys,0640)
+	$(INSTALL) -m 0644 README.md docs/*.md $(D)$(DOCDIR)/
+	$(INSTALL) -m 0644 conf/policy.example.json conf/nginx-tls.example.conf \
+	    conf/tailgate/upstreams.conf.example \
+	    packaging/files/policyd.env.example $(D)$(DOCDIR)/examples/
+	$(INSTALL) -m 0644 conf/two-nodes/* $(D)$(DOCDIR)/examples/two-nodes/
+	$(POD2MAN) --section=1 --name=TAILGATE-KEY bin/tailgate-key \
+	    | $(INSTALL) -m 0644 /dev/stdin $(D)$(MANDIR)/man1/tailgate-key.1
+	$(POD2MAN) --section=8 --name=POLICYD packaging/man/policyd.pod \
+	    | $(INSTALL) -m 0644 /dev/stdin $(D)$(MANDIR)/man8/policyd.8
+	@if [ "$(SETUP)" = no ]; then :; \
+	elif [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	    sh packaging/install-setup.sh $(SYSCONFDIR); \
+	else \
+	    echo "as root, next: sh packaging/install-setup.sh $(SYSCONFDIR)" \
+	         "(the user tailgate, the files' groups)"; \
+	fi
+
+# --- the Debian package (packaging/deb/build.sh) --------------------------
+#
+# DEB_DIR is where it is written; DEB_VERSION, DEB_MAINTAINER may be set.
+# NO_BUILD=1 as for install.
+
+DEB_DIR ?= $(ROOT)/$(BUILD)
+
+deb: $(if $(NO_BUILD),,all)
+	@MAKE="$(MAKE)" sh packaging/deb/build.sh "$(DEB_DIR)" "$(MODULE)" \
+	    "$(POLICYD)" "$(NGINX_SRC)"
+
+FORCE:

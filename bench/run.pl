@@ -980,9 +980,11 @@ sub read_file {
     return <$fh> // '';
 }
 
+# 0640: policyd refuses a policy file that every user may read
 sub write_file {
     my ($f, $text) = @_;
     open(my $fh, '>', $f) or die "$f: $!\n";
     print $fh $text;
     close($fh) or die "$f: $!\n";
+    chmod 0640, $f or die "$f: $!\n";
 }

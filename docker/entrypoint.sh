@@ -1,16 +1,25 @@
 #!/bin/bash
 #
-# Starts policyd, then nginx in the foreground, and keeps them together:
-# SIGTERM or SIGINT stops both (exit 0), SIGHUP reloads both (the policy,
-# nginx's configuration and keys), and when either exits on its own the
-# other is stopped and the container exits with 1, for its restart policy.  Checks the policy and nginx's
-# configuration first, so that a bad file stops here with its errors.
+# The container's entrypoint (docker/Dockerfile), as the container's user:
+#
+#   all       (the default) policyd, then nginx in the foreground, kept
+#             together: SIGTERM or SIGINT stops both (exit 0), SIGHUP
+#             reloads both (the policy, nginx's configuration and keys),
+#             and when either exits on its own the other is stopped and
+#             the container exits with 1, for its restart policy
+#   policyd   policyd alone, as the process itself (docker/compose.yaml
+#             runs nginx in another container, sharing /run/tailgate)
+#   nginx     nginx alone, likewise
+#
+# Each checks its files first (policyd -t, nginx -t), so that a bad file
+# stops here with its errors.
 #
 # The paths can be moved (the tests do):
 #   TAILGATE_POLICY       /etc/tailgate/policy.json
 #   TAILGATE_POLICYD_SOCK /run/tailgate/policyd.sock (as in tailgate/http.conf)
 #   TAILGATE_NGINX_CONF   /etc/nginx/nginx.conf
-#   TAILGATE_POLICYD      /usr/local/sbin/policyd
+#   TAILGATE_NGINX_TEMP   /tmp/nginx (nginx.conf's *_temp_path are in it)
+#   TAILGATE_POLICYD      /usr/sbin/policyd
 #   TAILGATE_NGINX        /usr/sbin/nginx
 #   TAILGATE_NGINX_ARGS   more arguments for nginx (e.g. "-p /some/prefix/")
 
@@ -19,11 +28,34 @@ set -euo pipefail
 policy=${TAILGATE_POLICY:-/etc/tailgate/policy.json}
 sock=${TAILGATE_POLICYD_SOCK:-/run/tailgate/policyd.sock}
 nginx_conf=${TAILGATE_NGINX_CONF:-/etc/nginx/nginx.conf}
-policyd=${TAILGATE_POLICYD:-/usr/local/sbin/policyd}
+nginx_temp=${TAILGATE_NGINX_TEMP:-/tmp/nginx}
+policyd=${TAILGATE_POLICYD:-/usr/sbin/policyd}
 nginx=${TAILGATE_NGINX:-/usr/sbin/nginx}
 read -r -a nginx_args <<< "${TAILGATE_NGINX_ARGS:-}"
+mode=${1:-all}
 
 say() { echo "tailgate-entrypoint: $*" >&2; }
+
+# nginx makes its temporary directories, but not the one they are in (a
+# tmpfs on a read-only container is empty)
+mkdir -p "$nginx_temp"
+
+case "$mode" in
+policyd)
+    "$policyd" -t -c "$policy" -s "$sock" >/dev/null
+    exec "$policyd" -c "$policy" -s "$sock"
+    ;;
+nginx)
+    "$nginx" "${nginx_args[@]}" -t -q -c "$nginx_conf"
+    exec "$nginx" "${nginx_args[@]}" -c "$nginx_conf" -g 'daemon off;'
+    ;;
+all)
+    ;;
+*)
+    say "unknown command \"$mode\": all, policyd or nginx"
+    exit 2
+    ;;
+esac
 
 "$policyd" -t -c "$policy" -s "$sock" >/dev/null
 "$nginx" "${nginx_args[@]}" -t -q -c "$nginx_conf"

@@ -680,6 +680,15 @@ ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
     ngx_pool_t                *pool;
     ngx_file_info_t            after;
     ngx_tailgate_key_table_t  *table, *old;
+    u_char                     mode[NGX_TAILGATE_MODE_LEN];
+
+    if (ngx_tailgate_writable_by_all(fi)) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "tailgate: "
+                      NGX_TAILGATE_OPEN_KEY_FILE "; the last good keys stay "
+                      "in use", &keys->file, (size_t) NGX_TAILGATE_MODE_LEN,
+                      ngx_tailgate_mode_text(mode, fi), &keys->file);
+        return NGX_DECLINED;
+    }
 
     size = (size_t) ngx_file_size(fi);
 

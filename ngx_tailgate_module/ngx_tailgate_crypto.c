@@ -89,6 +89,7 @@ ngx_tailgate_read_key_file(ngx_conf_t *cf, ngx_str_t *file, size_t max,
     ngx_fd_t          fd;
     ngx_int_t         rc;
     ngx_file_info_t   fi;
+    u_char            mode[NGX_TAILGATE_MODE_LEN];
 
     fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
@@ -102,6 +103,13 @@ ngx_tailgate_read_key_file(ngx_conf_t *cf, ngx_str_t *file, size_t max,
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            ngx_fd_info_n " \"%V\" failed", file);
+        goto done;
+    }
+
+    if (ngx_tailgate_writable_by_all(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, NGX_TAILGATE_OPEN_KEY_FILE,
+                           file, (size_t) NGX_TAILGATE_MODE_LEN,
+                           ngx_tailgate_mode_text(mode, &fi), file);
         goto done;
     }
 
@@ -142,4 +150,22 @@ done:
     }
 
     return rc;
+}
+
+
+/* the permission bits as chmod takes them: "0646" */
+
+u_char *
+ngx_tailgate_mode_text(u_char *buf, ngx_file_info_t *fi)
+{
+    ngx_uint_t  i, mode;
+
+    mode = fi->st_mode & 07777;
+
+    for (i = NGX_TAILGATE_MODE_LEN; i > 0; i--) {
+        buf[i - 1] = (u_char) ('0' + (mode & 7));
+        mode >>= 3;
+    }
+
+    return buf;
 }

@@ -262,7 +262,8 @@ $t->write_file('good.json', $GOOD);
 {
     local $ENV{DEEPSEEK_API_KEY} = 'sk-example';
     local $ENV{OPENROUTER_API_KEY} = 'sk-example';
-    my ($rc, $out, $err) = run_t('-t', '-c', "$FindBin::Bin/../conf/policy.example.json");
+    my ($rc, $out, $err) = run_t('-t', '-c',
+        $t->private_copy("$FindBin::Bin/../conf/policy.example.json"));
 
     if (!getgrnam('www-data')) {
         like($err, qr/listen\.group: no group named "www-data"/,

@@ -156,6 +156,8 @@ subtest 'tokens signed by a key of the set are accepted' => sub {
     ok($t->wait_for(sub { -s "$dir/idp.jwks" }, timeout => 10),
        'policyd wrote the set');
     is_deeply(written('idp.jwks'), [qw(a b)], 'with both keys');
+    is(sprintf('%04o', (stat "$dir/idp.jwks")[2] & 07777), '0644',
+       'readable by the workers\' user whatever the umask (027 here)');
 
     becomes(token('a'), 200, 'RS256 key "a" from the set');
     is(status_of(token('b')), 200, 'ES256 key "b" from the set');

@@ -23,16 +23,15 @@ skip_unless_redis();
 my $t = Tailgate::Gateway->new->skip_unless_built;
 
 {
-    my ($rc, $out) = $t->policyd_cmd('-t', '-c',
-        "$FindBin::Bin/../conf/two-nodes/policy.json", '-s',
+    my $two = $t->private_copy("$FindBin::Bin/../conf/two-nodes/policy.json");
+    my ($rc, $out) = $t->policyd_cmd('-t', '-c', $two, '-s',
         $t->dir . '/x.sock', '-a', $t->dir . '/y.sock');
     like($out, qr/TAILGATE_REDIS_PASSWORD is not set/,
          'conf/two-nodes: without its variable, -t names it');
 
     local $ENV{TAILGATE_REDIS_PASSWORD} = 'pw';
     local $ENV{DEEPSEEK_API_KEY} = 'k';
-    ($rc, $out) = $t->policyd_cmd('-t', '-c',
-        "$FindBin::Bin/../conf/two-nodes/policy.json", '-s',
+    ($rc, $out) = $t->policyd_cmd('-t', '-c', $two, '-s',
         $t->dir . '/x.sock', '-a', $t->dir . '/y.sock');
     like($out, qr/ok: 2 providers, 2 routes|no group named/,
          'conf/two-nodes/policy.json passes -t (but for its group)')

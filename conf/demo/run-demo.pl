@@ -58,7 +58,10 @@ my %fill = (
 $conf =~ s/%%(\w+)%%/$fill{$1} \/\/ die "no value for %%$1%%\n"/ge;
 write_file("$dir/nginx.conf", $conf);
 
-my $policy = "$root/conf/demo/policy.json";
+# policyd refuses a policy every user may read: a copy of its own
+my $policy = "$dir/policy.json";
+write_file($policy, read_file("$root/conf/demo/policy.json"));
+chmod 0640, $policy or die "chmod $policy: $!\n";
 system("$root/build/policyd", '-t', '-c', $policy, '-s', "$dir/policyd.sock")
     == 0 or die "the demo policy does not validate\n";
 

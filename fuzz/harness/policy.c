@@ -24,6 +24,10 @@
 static const char *
 fuzz_getenv(const char *name)
 {
+    if (strcmp(name, "FUZZ_HOST") == 0) {
+        return "api.example.com";
+    }
+
     return strcmp(name, "FUZZ_KEY") == 0 ? "sk-fuzz-0000" : NULL;
 }
 

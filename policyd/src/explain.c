@@ -87,7 +87,6 @@ static bool tg_next_line(const char **p, const char **line, int *len);
 static const char *tg_why_text(const char *why, int len);
 static void tg_copy_field(char *dst, size_t size, const tg_field *f);
 static void tg_copy_cstr(char *dst, size_t size, const char *s);
-static const char *tg_no_env(const char *name);
 static void tg_explain_usage(FILE *out);
 
 
@@ -288,10 +287,13 @@ tg_explain_offline(const char *file, const tg_facts *facts, tg_answer *a)
     tg_decision      d;
     tg_policy_opts   opts;
 
-    /* keys are not needed to explain, nor a socket to listen on */
+    /*
+     * keys are not needed to explain, nor a socket to listen on; the
+     * other variables are read as policyd would read them
+     */
 
     memset(&opts, 0, sizeof(opts));
-    opts.getenv = tg_no_env;
+    opts.secrets_unread = true;
     opts.listen_path = "/nonexistent/policyd.sock";
 
     tg_errors_init(&errs);
@@ -857,15 +859,6 @@ static void
 tg_copy_cstr(char *dst, size_t size, const char *s)
 {
     snprintf(dst, size, "%s", s ? s : "");
-}
-
-
-static const char *
-tg_no_env(const char *name)
-{
-    (void) name;
-
-    return "not-read-by-explain";
 }
 
 

@@ -632,6 +632,16 @@ tg_keep_write(tg_keep *kp, const char *text, size_t len, char *why,
         return -1;
     }
 
+    /* public keys only: nginx's workers (another user) read the set even
+     * under the unit's UMask=0027 */
+    if (fchmod(fd, 0644) != 0) {
+        err = errno;
+        close(fd);
+        unlink(tmp);
+        snprintf(why, whylen, "cannot chmod %.200s: %s", tmp, strerror(err));
+        return -1;
+    }
+
     for (off = 0; off < len; off += (size_t) n) {
         n = write(fd, text + off, len - off);
 

@@ -1,7 +1,7 @@
 /*
  * policyd: the Tailgate policy daemon.
  *
- *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-v]
+ *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-e ENV_FILE] [-v]
  *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
  *   policyd status -a ADMIN_SOCKET [--prometheus]
  *   policyd usage -f FILE [--since T] [--until T] [--by KEY] [--json|--csv]
@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 
 #include "explain.h"
+#include "file_mode.h"
 #include "usage_cli.h"
 #include "log.h"
 #include "policy.h"
@@ -43,7 +44,8 @@ main(int argc, char **argv)
     bool             test, verbose;
     tg_errors        errs;
     tg_policy       *policy;
-    const char      *file;
+    char             msg[TG_FILE_MODE_MSG_LEN];
+    const char      *file, *env_file;
     tg_policy_opts   opts;
 
     if (argc > 1 && strcmp(argv[1], "explain") == 0) {
@@ -59,13 +61,15 @@ main(int argc, char **argv)
     }
 
     file = NULL;
+    env_file = NULL;
     test = false;
     verbose = false;
     memset(&opts, 0, sizeof(opts));
+    opts.private_file = true;
 
     opterr = 0;
 
-    while ((ch = getopt(argc, argv, "c:ts:a:vh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:ts:a:e:vh")) != -1) {
         switch (ch) {
 
         case 'c':
@@ -84,6 +88,10 @@ main(int argc, char **argv)
             opts.admin_path = optarg;
             break;
 
+        case 'e':
+            env_file = optarg;
+            break;
+
         case 'v':
             verbose = true;
             break;
@@ -93,7 +101,9 @@ main(int argc, char **argv)
             return 0;
 
         default:
-            if (optopt == 'c' || optopt == 's' || optopt == 'a') {
+            if (optopt == 'c' || optopt == 's' || optopt == 'a'
+                || optopt == 'e')
+            {
                 fprintf(stderr, "policyd: option -%c needs an argument\n",
                         optopt);
             } else {
@@ -120,7 +130,20 @@ main(int argc, char **argv)
 
     tg_errors_init(&errs);
 
+    /* the provider keys' file, read by systemd: checked, never read here */
+
+    if (env_file != NULL
+        && tg_file_mode_check(env_file, msg, sizeof(msg)) != 0)
+    {
+        tg_errors_add(&errs, env_file, "%s", msg);
+    }
+
     policy = tg_policy_load(file, &opts, &errs);
+
+    if (policy != NULL && errs.count > 0) {
+        tg_policy_free(policy);
+        policy = NULL;
+    }
 
     if (test) {
         if (policy == NULL) {
@@ -176,6 +199,10 @@ tg_usage(FILE *out)
             "  -t        check the policy, print every error, exit\n"
             "  -s PATH   listen on PATH instead of listen.path\n"
             "  -a PATH   the admin socket, instead of admin_listen.path\n"
+            "  -e FILE   the environment file of the provider keys "
+            "(systemd's\n"
+            "            EnvironmentFile=): refused when every user may "
+            "read it\n"
             "  -v        log at debug level\n"
             "  explain   where would a request go, and why (explain -h)\n"
             "  status    providers' states, leases, latency, from a running "

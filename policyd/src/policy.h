@@ -266,8 +266,14 @@ typedef struct tg_policy_opts {
     /* -a: overrides admin_listen.path */
     const char    *admin_path;
 
-    /* environment look-up for api_key; NULL means getenv() */
+    /* environment look-up for every "${NAME}"; NULL means getenv() */
     const char  *(*getenv)(const char *name);
+
+    /* secrets (api_key, redis.password) are checked, never read */
+    bool           secrets_unread;
+
+    /* refuse a policy file that every user may read or write */
+    bool           private_file;
 
     /* load time; 0 means time(NULL) */
     time_t         now;

@@ -23,7 +23,16 @@ void
 tg_load_error(tg_loader *ld, const char *path, const char *fmt, ...)
 {
     char     msg[1024];
+    size_t   i;
     va_list  ap;
+
+    /* the problem with such a value was its variable, said already */
+
+    for (i = 0; path != NULL && i < ld->nenv_failed; i++) {
+        if (strcmp(ld->env_failed[i], path) == 0) {
+            return;
+        }
+    }
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

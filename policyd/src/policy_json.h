@@ -23,15 +23,23 @@
 #define TG_STR_(x)          #x
 
 
+#define TG_ENV_FAILED_MAX   64
+
+
 typedef struct {
     tg_policy             *p;
     tg_errors             *errs;
     const tg_policy_opts  *opts;
     size_t                 errors_before;
     bool                   oom;
+
+    /* key paths whose "${NAME}" failed: their values are not judged */
+    char                  *env_failed[TG_ENV_FAILED_MAX];
+    size_t                 nenv_failed;
 } tg_loader;
 
 
+/* Adds an error at path, but not at a path whose variables failed. */
 void tg_load_error(tg_loader *ld, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -91,6 +99,22 @@ typedef struct {
  */
 void *tg_load_named(tg_loader *ld, const cJSON *root,
     const tg_named_kind *kind, size_t *n, uint32_t **table, size_t *mask);
+
+
+/*
+ * policy_env.c: every "${NAME}" in the tree's string values replaced, each
+ * problem reported at its key path; the secrets (providers' api_key,
+ * redis.password) are left for their loaders.
+ */
+void tg_env_expand_policy(tg_loader *ld, cJSON *root);
+
+/*
+ * A secret: value must be one "${NAME}" (else literal is the error), set,
+ * not empty, without control characters.  Returns the environment's value
+ * (not a copy), or NULL after reporting at path; *name is NAME, copied.
+ */
+const char *tg_env_secret(tg_loader *ld, const char *value, const char *path,
+    const char *literal, const char **name);
 
 
 /* the parts of a policy, each in its file */

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_mode.h"
 #include "policy_json.h"
 #include "tailgate_protocol.h"
 
@@ -105,6 +106,7 @@ tg_policy_load(const char *file, const tg_policy_opts *opts, tg_errors *errs)
     char        *text, *p;
     size_t       len, cap;
     ssize_t      n;
+    char         msg[TG_FILE_MODE_MSG_LEN];
     tg_policy   *policy;
     struct stat  st;
 
@@ -118,6 +120,14 @@ tg_policy_load(const char *file, const tg_policy_opts *opts, tg_errors *errs)
         tg_errors_add(errs, NULL, "cannot read: %s",
                       S_ISDIR(st.st_mode) ? "is a directory"
                                           : strerror(errno));
+        close(fd);
+        return NULL;
+    }
+
+    if (opts != NULL && opts->private_file
+        && tg_file_mode_judge(st.st_mode, file, msg, sizeof(msg)) != 0)
+    {
+        tg_errors_add(errs, NULL, "%s", msg);
         close(fd);
         return NULL;
     }
@@ -275,6 +285,7 @@ tg_policy_parse(const char *file, const char *text, size_t len,
     ld.opts = opts;
     ld.errors_before = errs->count;
     ld.oom = false;
+    ld.nenv_failed = 0;
 
     p->file = tg_copy(&ld, file != NULL ? file : "");
     p->max_frame = TG_MAX_FRAME_DEFAULT;
@@ -287,10 +298,15 @@ tg_policy_parse(const char *file, const char *text, size_t len,
         tg_errors_add(errs, NULL, "expected a JSON object at the top level");
 
     } else {
+        tg_env_expand_policy(&ld, root);
         tg_load_top(&ld, root);
     }
 
     cJSON_Delete(root);
+
+    for (i = 0; i < ld.nenv_failed; i++) {
+        free(ld.env_failed[i]);
+    }
 
     if (ld.oom) {
         tg_errors_add(errs, NULL, "out of memory");

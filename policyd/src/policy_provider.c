@@ -354,49 +354,14 @@ static void
 tg_load_api_key(tg_loader *ld, tg_provider *pr, const char *value,
     const char *path)
 {
-    char         *name, *auth;
-    size_t        len, i, klen;
-    const char   *key;
-    const char *(*get)(const char *);
+    char        *auth;
+    size_t       klen;
+    const char  *key;
 
-    len = strlen(value);
-
-    if (len < 4 || value[0] != '$' || value[1] != '{' || value[len - 1] != '}'
-        || !(isalpha((unsigned char) value[2]) || value[2] == '_'))
-    {
-        goto bad;
-    }
-
-    for (i = 3; i < len - 1; i++) {
-        if (!(isalnum((unsigned char) value[i]) || value[i] == '_')) {
-            goto bad;
-        }
-    }
-
-    name = tg_arena_strndup(&ld->p->arena, value + 2, len - 3);
-    if (name == NULL) {
-        ld->oom = true;
-        return;
-    }
-
-    pr->api_key_env = name;
-
-    get = ld->opts->getenv;
-    key = get != NULL ? get(name) : getenv(name);
-
+    key = tg_env_secret(ld, value, path, "expected \"${ENV_VAR}\": the key "
+                        "is read from the environment, literal keys are not "
+                        "allowed", &pr->api_key_env);
     if (key == NULL) {
-        tg_load_error(ld, path, "environment variable %s is not set", name);
-        return;
-    }
-
-    if (key[0] == '\0') {
-        tg_load_error(ld, path, "environment variable %s is empty", name);
-        return;
-    }
-
-    if (tg_has_control(key)) {
-        tg_load_error(ld, path, "environment variable %s contains control "
-                      "characters", name);
         return;
     }
 
@@ -412,13 +377,6 @@ tg_load_api_key(tg_loader *ld, tg_provider *pr, const char *value,
     memcpy(auth + sizeof("Bearer ") - 1, key, klen + 1);
 
     pr->authorization = auth;
-
-    return;
-
-bad:
-
-    tg_load_error(ld, path, "expected \"${ENV_VAR}\": the key is read from "
-                  "the environment, literal keys are not allowed");
 }
 
 

@@ -203,54 +203,12 @@ bad:
 static void
 tg_load_redis_password(tg_loader *ld, tg_redis_conf *rc, const char *s)
 {
-    size_t        i, len;
-    const char   *name, *value;
-    const char *(*get)(const char *);
+    const char  *value;
 
-    len = strlen(s);
-
-    if (len < 4 || s[0] != '$' || s[1] != '{' || s[len - 1] != '}'
-        || !(isalpha((unsigned char) s[2]) || s[2] == '_'))
-    {
-        goto bad;
+    value = tg_env_secret(ld, s, "redis.password", "expected \"${ENV_VAR}\": "
+                          "the password is read from the environment, "
+                          "literal ones are not allowed", &rc->password_env);
+    if (value != NULL) {
+        rc->password = tg_copy(ld, value);
     }
-
-    for (i = 3; i < len - 1; i++) {
-        if (!(isalnum((unsigned char) s[i]) || s[i] == '_')) {
-            goto bad;
-        }
-    }
-
-    name = tg_arena_strndup(&ld->p->arena, s + 2, len - 3);
-    if (name == NULL) {
-        ld->oom = true;
-        return;
-    }
-
-    rc->password_env = name;
-
-    get = ld->opts->getenv;
-    value = get != NULL ? get(name) : getenv(name);
-
-    if (value == NULL || value[0] == '\0') {
-        tg_load_error(ld, "redis.password", "environment variable %s is %s",
-                      name, value == NULL ? "not set" : "empty");
-        return;
-    }
-
-    if (tg_has_control(value)) {
-        tg_load_error(ld, "redis.password", "environment variable %s "
-                      "contains control characters", name);
-        return;
-    }
-
-    rc->password = tg_copy(ld, value);
-
-    return;
-
-bad:
-
-    tg_load_error(ld, "redis.password", "expected \"${ENV_VAR}\": the "
-                  "password is read from the environment, literal ones are "
-                  "not allowed");
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -541,6 +542,161 @@ test_missing_env_vars_all_reported(void **unused)
     (void) unused;
 
     TG_TEST_REFUSALS(refused_missing_env_vars_all_reported);
+}
+
+
+/* "${NAME}" in every string of the policy, not only in the secrets */
+
+#define TG_ENV_POLICY                                                         \
+    "{ 'listen': { 'path': '${TG_SOCK}', 'group': '${TG_GROUP}',"            \
+    "              'mode': '${NOPE:-0660}' },"                                \
+    "  'admin_listen': { 'path': '${TG_SOCK}.admin' },"                       \
+    "  'log_level': '${NOPE:-debug}',"                                        \
+    "  'providers': { 'p': {"                                                 \
+    "    'upstream': '${TG_UPSTREAM}', 'scheme': '${NOPE:-https}',"          \
+    "    'host': '${TG_HOST}:443', 'base_path': '${TG_BASE}',"               \
+    "    'api_key': '${DEEPSEEK_API_KEY}', 'zone': '${TG_ZONE}',"            \
+    "    'endpoints': ['${TG_ALL_ENDPOINTS}'], 'models': ['${TG_MODEL}'],"   \
+    "    'region': 'e${NOPE:-u}',"                                            \
+    "    'health': { 'url': 'https://${TG_HOST}/health',"                    \
+    "                'kind': '${NOPE:-http}' } } },"                          \
+    "  'routes': { 'r': {"                                                    \
+    "    'steps': [ { 'provider': '${NOPE:-p}', 'model': '${TG_MODEL}',"     \
+    "      'adjust': [ { 'set': { 'metadata.via': 'gw ${TG_HOST}',"          \
+    "                             'user': '$${TG_HOST}' } } ] } ],"          \
+    "    'tenants': [ '${NOPE:-acme}' ] } },"                                 \
+    "  'usage': { 'log': '/var/lib/${NOPE:-tailgate}/usage.jsonl' },"        \
+    "  'redis': { 'address': '${NOPE:-127.0.0.1}:6379',"                     \
+    "             'node_id': '${NOPE:-gw-1}' } }"
+
+
+static void
+test_env_everywhere(void **unused)
+{
+    tg_policy          *p;
+    const tg_route     *rt;
+    const tg_provider  *pr;
+
+    (void) unused;
+
+    p = tg_test_policy(TG_ENV_POLICY);
+
+    assert_string_equal(p->listen.path, "/tmp/tg-env.sock");
+    assert_string_equal(p->listen.group, "root");
+    assert_int_equal(p->listen.mode, 0660);
+    assert_string_equal(p->admin.path, "/tmp/tg-env.sock.admin");
+    assert_int_equal(p->log_level, TG_LOG_DEBUG);
+
+    pr = &p->providers[0];
+    assert_string_equal(pr->upstream, "tg_up");
+    assert_string_equal(pr->scheme, "https");
+    assert_string_equal(pr->host, "api.example.com:443");
+    assert_string_equal(pr->base_path, "/v2");
+    assert_string_equal(pr->authorization, "Bearer sk-deep");
+    assert_int_equal(pr->zone, TG_ZONE_PRIVATE);
+    assert_int_equal(pr->nmodels, 1);
+    assert_string_equal(pr->models[0], "qwen-7b");
+    assert_string_equal(pr->region, "eu");
+    assert_string_equal(pr->health.url, "https://api.example.com/health");
+
+    rt = tg_policy_route(p, "r", 1);
+    assert_non_null(rt);
+    assert_string_equal(rt->steps[0].model, "qwen-7b");
+    assert_int_equal(rt->ntenants, 1);
+    assert_string_equal(rt->tenants[0], "acme");
+
+    assert_string_equal(p->usage.log, "/var/lib/tailgate/usage.jsonl");
+    assert_string_equal(p->redis.host, "127.0.0.1");
+    assert_string_equal(p->redis.node_id, "gw-1");
+
+    tg_policy_free(p);
+}
+
+
+/*
+ * Every variable that is missing, wherever its string is, each at its key
+ * path, and nothing else: a value whose variable is missing is not judged
+ * as it stands ("no group named \"${SOCK_GROUP}\"" would be noise).
+ */
+static const tg_test_refusal  refused_env_everywhere[] = {
+    { "{ 'listen': { 'path': '/run/${RUN_DIR}/p.sock',"
+      "              'group': '${SOCK_GROUP}' },"
+      "  'providers': { 'p': {"
+      "    'upstream': '${UP}', 'host': '${HOST_A}:${PORT_A}',"
+      "    'api_key': '${KEY_A}', 'zone': 'local', 'endpoints': ['chat'],"
+      "    'models': ['m', '${MODEL_B}'],"
+      "    'health': { 'url': 'http://${PROBE}/health' } } },"
+      "  'routes': { 'r': { 'steps': [ { 'provider': 'p', 'model': 'm',"
+      "    'adjust': [ { 'set': { 'api_key': '${EDIT}' } } ] } ] } },"
+      "  'usage': { 'log': '${LOG_DIR}/u.jsonl' },"
+      "  'redis': { 'address': '${REDIS_ADDR}', 'password': '${REDIS_PW}' } }",
+      12, {
+        { "listen.path", "environment variable RUN_DIR is not set" },
+        { "listen.group", "environment variable SOCK_GROUP is not set" },
+        { "providers.p.upstream", "environment variable UP is not set" },
+        { "providers.p.host", "environment variable HOST_A is not set" },
+        { "providers.p.host", "environment variable PORT_A is not set" },
+        { "providers.p.models[1]", "environment variable MODEL_B is not set" },
+        { "providers.p.health.url", "environment variable PROBE is not set" },
+        { "routes.r.steps[0].adjust[0].set.api_key",
+          "environment variable EDIT is not set" },
+        { "usage.log", "environment variable LOG_DIR is not set" },
+        { "redis.address", "environment variable REDIS_ADDR is not set" },
+        { "providers.p.api_key", "environment variable KEY_A is not set" },
+        { "redis.password", "environment variable REDIS_PW is not set" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'host': '${TG_HOST'"),
+      1, {
+        { "providers.p.host", "\"${\" at byte 0 is not a reference: expected "
+          "${NAME} or ${NAME:-default} (NAME: a letter or \"_\", then "
+          "letters, digits or \"_\", at most 128 bytes), or $${ for a "
+          "literal ${" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'host': '${CONTROL_KEY}'"),
+      1, {
+        { "providers.p.host",
+          "environment variable CONTROL_KEY contains control characters" },
+      } },
+
+    /* what a value becomes is checked like any other value */
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'base_path': '${TG_HOST}'"),
+      1, {
+        { "providers.p.base_path", "expected \"\" or a path that starts with "
+          "\"/\", has no trailing \"/\", no spaces, \"?\" or \"#\" (at most "
+          "256 bytes)" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'scheme': '${EMPTY_KEY}'"),
+      1, {
+        { "providers.p.scheme", "expected one of \"http\", \"https\"" },
+      } },
+
+    /* secrets: one reference and nothing else, no default */
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'api_key': '${NOPE:-sk-x}'"),
+      1, {
+        { "providers.p.api_key", "expected \"${ENV_VAR}\": the key is read "
+          "from the environment, literal keys are not allowed" },
+      } },
+
+    { "{" TG_LISTEN ", 'providers': { 'p': {" TG_MIN_PROVIDER "} },"
+      "'routes': { 'r': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] } },"
+      "'redis': { 'address': '127.0.0.1:6379', "
+      "           'password': 'pw-${DEEPSEEK_API_KEY}' } }",
+      1, {
+        { "redis.password", "expected \"${ENV_VAR}\": the password is read "
+          "from the environment, literal ones are not allowed" },
+      } },
+};
+
+
+static void
+test_env_everywhere_refused(void **unused)
+{
+    (void) unused;
+
+    TG_TEST_REFUSALS(refused_env_everywhere);
 }
 
 
@@ -1075,6 +1231,76 @@ test_load_file(void **unused)
 }
 
 
+/* policyd's own runs refuse a policy file that every user may read */
+
+static void
+test_private_file(void **unused)
+{
+    char            *name, want[1024];
+    tg_errors        errs;
+    tg_policy       *p;
+    tg_policy_opts   opts = tg_test_opts();
+    char             text[] = TG_GOOD;
+    char            *c;
+
+    static const struct {
+        mode_t       mode;
+        const char  *may;           /* NULL: accepted */
+    } modes[] = {
+        { 0600, NULL }, { 0640, NULL }, { 0660, NULL }, { 0400, NULL },
+        { 0644, "read" }, { 0642, "write" }, { 0646, "read and write" },
+        { 0641, "open" }, { 0604, "read" }, { 0666, "read and write" },
+    };
+
+    (void) unused;
+
+    for (c = text; *c; c++) {
+        if (*c == '\'') {
+            *c = '"';
+        }
+    }
+
+    name = tg_test_write_file(text, strlen(text));
+    opts.private_file = true;
+
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        assert_int_equal(chmod(name, modes[i].mode), 0);
+
+        tg_errors_init(&errs);
+        p = tg_policy_load(name, &opts, &errs);
+
+        if (modes[i].may == NULL) {
+            assert_non_null(p);
+            assert_int_equal(errs.count, 0);
+            tg_policy_free(p);
+            continue;
+        }
+
+        snprintf(want, sizeof(want), "mode %04o: every user of this machine "
+                 "can %s it, and it holds or names secrets; refused. Fix: "
+                 "chmod o-rwx %s", (unsigned) modes[i].mode, modes[i].may,
+                 name);
+
+        assert_null(p);
+        assert_int_equal(errs.count, 1);
+        tg_test_has_error(&errs, NULL, want);
+        tg_errors_free(&errs);
+    }
+
+    /* others' files (explain -c, the tests) are read whatever their mode */
+
+    assert_int_equal(chmod(name, 0644), 0);
+    opts.private_file = false;
+    tg_errors_init(&errs);
+    p = tg_policy_load(name, &opts, &errs);
+    assert_non_null(p);
+    tg_policy_free(p);
+
+    unlink(name);
+    free(name);
+}
+
+
 static void
 test_doc_example(void **unused)
 {
@@ -1155,6 +1381,9 @@ main(void)
         cmocka_unit_test(test_provider_errors),
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_missing_env_vars_all_reported),
+        cmocka_unit_test(test_env_everywhere),
+        cmocka_unit_test(test_env_everywhere_refused),
+        cmocka_unit_test(test_private_file),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_tenants),
         cmocka_unit_test(test_fit_and_fallback),

@@ -35,6 +35,25 @@ tg_test_getenv(const char *name)
         return "a\nb";
     }
 
+    /* for "${NAME}" in the other strings */
+
+    static const char *const  vars[][2] = {
+        { "TG_HOST", "api.example.com" },
+        { "TG_BASE", "/v2" },
+        { "TG_UPSTREAM", "tg_up" },
+        { "TG_MODEL", "qwen-7b" },
+        { "TG_SOCK", "/tmp/tg-env.sock" },
+        { "TG_GROUP", "root" },
+        { "TG_ZONE", "private" },
+        { "TG_ALL_ENDPOINTS", "chat" },
+    };
+
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        if (strcmp(name, vars[i][0]) == 0) {
+            return vars[i][1];
+        }
+    }
+
     return NULL;
 }
 

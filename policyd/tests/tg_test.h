@@ -13,7 +13,9 @@
 
 
 /* A fixed environment: DEEPSEEK_API_KEY=sk-deep, OPENROUTER_API_KEY=sk-or,
- * EMPTY_KEY="", CONTROL_KEY="a\nb"; nothing else is set. */
+ * EMPTY_KEY="", CONTROL_KEY="a\nb", TG_HOST=api.example.com, TG_BASE=/v2,
+ * TG_UPSTREAM=tg_up, TG_MODEL=qwen-7b, TG_SOCK=/tmp/tg-env.sock,
+ * TG_GROUP=root, TG_ZONE=private, TG_ALL_ENDPOINTS=chat; nothing else. */
 const char *tg_test_getenv(const char *name);
 
 /* Options with tg_test_getenv and TG_TEST_NOW. */

@@ -61,6 +61,7 @@ sub default_policy {
 #   workers  => N
 #   keys     => [client => key or record, ...]  (besides alice; write_keys)
 #   policyd_args => [...]       (more arguments for policyd, e.g. '-v')
+#   policyd_env => {...}        (more of policyd's environment: ${NAME}s)
 # Returns the client key of client "alice" (also $t->{key}).
 
 sub start_gateway {
@@ -80,7 +81,8 @@ sub start_gateway {
         $self->start_fake_policyd($opt{fake_policyd});
     } else {
         $self->write_policy($policy);
-        $self->start_policyd(env => { EXT_API_KEY => $PROVIDER_KEY },
+        $self->start_policyd(env => { EXT_API_KEY => $PROVIDER_KEY,
+                                      %{ $opt{policyd_env} // {} } },
                              args => $opt{policyd_args});
     }
 
@@ -232,6 +234,7 @@ client C<alice>, starts policyd (or the fake) and nginx with
 C<include tailgate/locations.conf> in a server on C<%%PORT%%>.
 
 The external provider's key is C<$Tailgate::Gateway::PROVIDER_KEY>,
-random per run, given to policyd as C<EXT_API_KEY>.
+random per run, given to policyd as C<EXT_API_KEY>; C<policyd_env> adds
+to policyd's environment (the policy's C<${NAME}>s).
 
 =cut

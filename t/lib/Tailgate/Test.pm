@@ -37,6 +37,10 @@ my @LOG_PROBLEM = (
 );
 my $SANITIZER = qr/AddressSanitizer|LeakSanitizer|runtime error:/;
 
+# policyd refuses a policy file that every user may read (the files of a
+# test are the test's own: its processes run as the same user)
+umask 027;
+
 my @INSTANCES;      # weak references to every live harness of this process
 my $OWNER = $$;     # the test process; forked children never tear down
 
@@ -146,6 +150,18 @@ sub read_file {
 sub error_log   { $_[0]->read_file('error.log') }
 sub access_log  { $_[0]->read_file('access.log') }
 sub policyd_log { $_[0]->read_file('policyd.log') }
+
+# private_copy($file): a copy in the test dir that only its owner and group
+# may read, as policyd wants its policy (a git checkout's files are 0644)
+sub private_copy {
+    my ($self, $file) = @_;
+
+    (my $name = $file) =~ s{.*/}{};
+    my $path = $self->write_file("copy-$name", $self->read_file($file));
+    chmod 0640, $path or die "chmod $path: $!\n";
+
+    return $path;
+}
 
 # conf_text($name): a file of conf/tailgate/ as shipped, e.g. locations.conf
 sub conf_text { $_[0]->read_file("$_[0]{root}/conf/tailgate/$_[1]") }
@@ -2057,6 +2073,13 @@ the gateway's port. Mock providers use C<mock:NAME>.
 
 Write (atomically) or read a file in the temp dir (or an absolute path).
 C<write_file> returns the path; C<read_file> returns C<''> for a missing file.
+
+=item C<< $t->private_copy($file) >>
+
+A copy of C<$file> as F<DIR/copy-NAME>, mode 0640, for policyd, which
+refuses a policy file that every user may read (a checkout's F<conf/>
+files are 0644). Returns the path. The harness sets C<umask 027>, so the
+files a test writes are such already.
 
 =item C<< $t->conf_text($name) >>
 
