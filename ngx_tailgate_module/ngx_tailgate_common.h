@@ -173,7 +173,7 @@ typedef struct {
     ngx_array_t                  jwks;           /* ngx_tailgate_jwks_t * */
 
     size_t                       dpop_replay_size;
-    ngx_shm_zone_t              *dpop_replay;    /* ngx_tailgate_dpop_replay.c */
+    ngx_shm_zone_t              *dpop_replay;    /* of jtis seen */
 
     ngx_uint_t                   enabled;    /* some location uses tailgate */
     ngx_int_t                    request_id_var;     /* $request_id */

@@ -86,8 +86,10 @@ static ngx_uint_t ngx_tailgate_dpop_equal(u_char *a, u_char *b, size_t len);
 
 
 static ngx_str_t  ngx_tailgate_dpop_header_name = ngx_string("dpop");
-static ngx_str_t  ngx_tailgate_forwarded_proto = ngx_string("x-forwarded-proto");
-static ngx_str_t  ngx_tailgate_forwarded_host = ngx_string("x-forwarded-host");
+static ngx_str_t  ngx_tailgate_forwarded_proto =
+    ngx_string("x-forwarded-proto");
+static ngx_str_t  ngx_tailgate_forwarded_host =
+    ngx_string("x-forwarded-host");
 
 
 ngx_tailgate_auth_e
@@ -97,7 +99,7 @@ ngx_tailgate_dpop_check(ngx_http_request_t *r,
 {
     time_t                          now;
     ngx_int_t                       rc;
-    ngx_str_t                       htu, ath;
+    ngx_str_t                       ath, bytes;
     ngx_uint_t                      count;
     ngx_table_elt_t                *h;
     ngx_tailgate_dpop_proof_t       proof;
@@ -174,10 +176,10 @@ ngx_tailgate_dpop_check(ngx_http_request_t *r,
         return NGX_TAILGATE_AUTH_ERROR;
     }
 
+    bytes.data = digest;
+    bytes.len = sizeof(digest);
     ath.data = hash;
-    htu.data = digest;
-    htu.len = sizeof(digest);
-    ngx_encode_base64url(&ath, &htu);
+    ngx_encode_base64url(&ath, &bytes);
 
     if (proof.ath.len != ath.len
         || !ngx_tailgate_dpop_equal(proof.ath.data, ath.data, ath.len))
@@ -197,9 +199,7 @@ ngx_tailgate_dpop_check(ngx_http_request_t *r,
 
     /* and never before: last, so that only a proof good in all else counts */
 
-    htu = proof.jti;
-
-    if (ngx_tailgate_sha256(&htu, digest) != NGX_OK) {
+    if (ngx_tailgate_sha256(&proof.jti, digest) != NGX_OK) {
         *why = "SHA-256 failed";
         return NGX_TAILGATE_AUTH_ERROR;
     }
@@ -575,8 +575,8 @@ ngx_tailgate_dpop_claims(ngx_pool_t *pool, cJSON *claims,
     iat = cJSON_GetObjectItemCaseSensitive(claims, "iat");
 
     if (!cJSON_IsNumber(iat)
-        || iat->valuedouble != (double) (int64_t) iat->valuedouble
-        || iat->valuedouble < 0 || iat->valuedouble > 1e12)
+        || !(iat->valuedouble >= 0 && iat->valuedouble <= 1e12)
+        || iat->valuedouble != (double) (int64_t) iat->valuedouble)
     {
         *why = "the proof's iat is not a whole number of seconds";
         return NGX_DECLINED;
@@ -838,23 +838,16 @@ ngx_tailgate_dpop_htu(ngx_http_request_t *r,
 
         /* a TLS terminator in front says what the client addressed */
 
-        if (ngx_tailgate_trusted_identity(r, tlcf) != NULL) {
-            switch (ngx_tailgate_dpop_forwarded(r,
-                                                &ngx_tailgate_forwarded_proto,
-                                                &want_scheme))
-            {
-            case NGX_DECLINED:
-                return NGX_DECLINED;
-            default:
-                break;
-            }
-
-            if (ngx_tailgate_dpop_forwarded(r, &ngx_tailgate_forwarded_host,
-                                            &want_host)
-                == NGX_DECLINED)
-            {
-                return NGX_DECLINED;
-            }
+        if (ngx_tailgate_trusted_identity(r, tlcf) != NULL
+            && (ngx_tailgate_dpop_forwarded(r, &ngx_tailgate_forwarded_proto,
+                                            &want_scheme)
+                == NGX_DECLINED
+                || ngx_tailgate_dpop_forwarded(r,
+                                               &ngx_tailgate_forwarded_host,
+                                               &want_host)
+                   == NGX_DECLINED))
+        {
+            return NGX_DECLINED;
         }
     }
 

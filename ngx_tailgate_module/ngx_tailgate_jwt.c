@@ -541,12 +541,12 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
 static ngx_int_t
 ngx_tailgate_jwt_confirmation(jwt_t *jwt, ngx_str_t *jkt, ngx_pool_t *pool)
 {
-    char        *json;
-    size_t       len, i;
-    cJSON       *cnf;
-    ngx_int_t    rc;
-    const char  *s;
-    const cJSON *v;
+    char          *json;
+    size_t         len, i;
+    cJSON         *cnf;
+    ngx_int_t      rc;
+    const char    *s;
+    const cJSON   *v;
 
     jkt->len = 0;
 
