@@ -21,6 +21,7 @@
 #define NGX_TAILGATE_DPOP_MAX_HTU     4096
 #define NGX_TAILGATE_DPOP_MAX_HTM     32
 #define NGX_TAILGATE_DPOP_REPLAY_LEN  16     /* bytes of a jti's digest */
+#define NGX_TAILGATE_DPOP_REPLAY_PROBE  32   /* slots a digest may be in */
 
 /* what WWW-Authenticate offers and a proof may be signed with */
 #define NGX_TAILGATE_DPOP_ALGS  "ES256 ES384 ES512 RS256 RS384 RS512"
@@ -68,6 +69,26 @@ ngx_int_t ngx_tailgate_dpop_replay_zone(ngx_conf_t *cf,
  * older ones expire (it is refused: forgetting one could let it replay).
  */
 ngx_int_t ngx_tailgate_dpop_replay_add(ngx_shm_zone_t *zone,
+    u_char *digest, time_t expires, time_t now);
+
+
+/* the replay cache's table, in its shared memory zone */
+
+typedef struct {
+    u_char                       digest[NGX_TAILGATE_DPOP_REPLAY_LEN];
+    int64_t                      expires;    /* 0: never used */
+} ngx_tailgate_replay_entry_t;
+
+
+typedef struct {
+    ngx_uint_t                   nslots;     /* NGX_TAILGATE_DPOP_REPLAY_PROBE
+                                                at least */
+    ngx_tailgate_replay_entry_t  slots[1];
+} ngx_tailgate_replay_sh_t;
+
+
+/* ngx_tailgate_dpop_replay_add() without the lock: its answers */
+ngx_int_t ngx_tailgate_dpop_replay_insert(ngx_tailgate_replay_sh_t *sh,
     u_char *digest, time_t expires, time_t now);
 
 

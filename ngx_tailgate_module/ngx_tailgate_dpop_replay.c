@@ -8,15 +8,15 @@
  * would be refused for its age anyway.  Until then the entry stays.
  *
  * Open addressing with a bounded probe: an entry lives in one of the
- * NGX_TAILGATE_REPLAY_PROBE slots from where its digest points, so that
+ * NGX_TAILGATE_DPOP_REPLAY_PROBE slots from where its digest points, so that
  * a look-up is a short scan under the zone's mutex, never a walk of the
  * table.  An expired entry is a free slot.  When every slot of a digest's
  * run holds a live entry the table is full there: the proof is refused
  * (503, ngx_tailgate_access.c) rather than an entry forgotten, since a
  * forgotten jti could be replayed within its window.  Each entry is 24
- * bytes: 1m holds some 43000, about 360 proofs a second for a window of
- * 60 s (an entry lives up to twice the window: iat may be ahead of the
- * clock by as much).
+ * bytes: 1m holds some 43000, about 300 proofs a second for a window of
+ * 60 s with a quarter to spare (an entry lives up to twice the window: iat
+ * may be ahead of the clock by as much).
  *
  * The table survives a reload of the same size: the proofs seen before it
  * stay seen.
@@ -27,20 +27,7 @@
 #include "ngx_tailgate_dpop.h"
 
 
-#define NGX_TAILGATE_REPLAY_PROBE      32
 #define NGX_TAILGATE_REPLAY_DEFAULT    (1024 * 1024)
-
-
-typedef struct {
-    u_char                       digest[NGX_TAILGATE_DPOP_REPLAY_LEN];
-    int64_t                      expires;    /* 0: never used */
-} ngx_tailgate_replay_entry_t;
-
-
-typedef struct {
-    ngx_uint_t                   nslots;
-    ngx_tailgate_replay_entry_t  slots[1];
-} ngx_tailgate_replay_sh_t;
 
 
 typedef struct {
@@ -118,7 +105,7 @@ ngx_tailgate_dpop_replay_init(ngx_shm_zone_t *zone, void *data)
     size = replay->shpool->pfree << ngx_pagesize_shift;
 
     if (size < sizeof(ngx_tailgate_replay_sh_t)
-               + NGX_TAILGATE_REPLAY_PROBE
+               + NGX_TAILGATE_DPOP_REPLAY_PROBE
                  * sizeof(ngx_tailgate_replay_entry_t))
     {
         ngx_log_error(NGX_LOG_EMERG, zone->shm.log, 0,
@@ -148,28 +135,42 @@ ngx_int_t
 ngx_tailgate_dpop_replay_add(ngx_shm_zone_t *zone, u_char *digest,
     time_t expires, time_t now)
 {
-    uint64_t                      h;
-    ngx_int_t                     rc;
-    ngx_uint_t                    i, k, n;
-    ngx_tailgate_replay_t        *replay;
-    ngx_tailgate_replay_entry_t  *e, *slots, *free;
+    ngx_int_t               rc;
+    ngx_tailgate_replay_t  *replay;
 
     replay = zone->data;
-    slots = replay->sh->slots;
-    n = replay->sh->nslots;
+
+    ngx_shmtx_lock(&replay->shpool->mutex);
+
+    rc = ngx_tailgate_dpop_replay_insert(replay->sh, digest, expires, now);
+
+    ngx_shmtx_unlock(&replay->shpool->mutex);
+
+    return rc;
+}
+
+
+/* the table itself, under the caller's lock (and in the dpop harness) */
+
+ngx_int_t
+ngx_tailgate_dpop_replay_insert(ngx_tailgate_replay_sh_t *sh, u_char *digest,
+    time_t expires, time_t now)
+{
+    uint64_t                      h;
+    ngx_uint_t                    i, k, n;
+    ngx_tailgate_replay_entry_t  *e, *free;
+
+    n = sh->nslots;
 
     ngx_memcpy(&h, digest, sizeof(h));
 
     i = (ngx_uint_t) (h % n);
     free = NULL;
-    rc = NGX_BUSY;
-
-    ngx_shmtx_lock(&replay->shpool->mutex);
 
     /* every slot of the run: the digest may sit past a free one */
 
-    for (k = 0; k < NGX_TAILGATE_REPLAY_PROBE; k++) {
-        e = &slots[(i + k) % n];
+    for (k = 0; k < NGX_TAILGATE_DPOP_REPLAY_PROBE; k++) {
+        e = &sh->slots[(i + k) % n];
 
         if (e->expires <= (int64_t) now) {
             if (free == NULL) {
@@ -180,20 +181,16 @@ ngx_tailgate_dpop_replay_add(ngx_shm_zone_t *zone, u_char *digest,
         }
 
         if (ngx_memcmp(e->digest, digest, NGX_TAILGATE_DPOP_REPLAY_LEN) == 0) {
-            rc = NGX_DECLINED;
-            goto done;
+            return NGX_DECLINED;
         }
     }
 
-    if (free) {
-        ngx_memcpy(free->digest, digest, NGX_TAILGATE_DPOP_REPLAY_LEN);
-        free->expires = expires;
-        rc = NGX_OK;
+    if (free == NULL) {
+        return NGX_BUSY;
     }
 
-done:
+    ngx_memcpy(free->digest, digest, NGX_TAILGATE_DPOP_REPLAY_LEN);
+    free->expires = expires;
 
-    ngx_shmtx_unlock(&replay->shpool->mutex);
-
-    return rc;
+    return NGX_OK;
 }
