@@ -346,6 +346,21 @@ subtest 'the token itself is wrong: 401 invalid_token' => sub {
         }
     }
 
+    # cnf and its jkt given twice: the token is refused as a whole
+    my $jkt = jwk_thumbprint($jwk{ec});
+    my $claims = qq({"sub":"svc-dpop","iss":"https://idp.test","aud":"tailgate",)
+               . qq("exp":@{[ time + 600 ]},"cnf":{"jkt":"$jkt"},"cnf":{"jkt":"$jkt"}});
+    my $twice = jwt_token(alg => 'RS256', key => $issuer, raw_payload => $claims);
+    refused(call($twice, proof($twice)), 'invalid_token', 'cnf twice');
+
+    ($claims = $claims) =~ s/,"cnf":\{"jkt":"[^"]+"\}\}$/}/;
+    $claims =~ s/"cnf":\{"jkt":"$jkt"\}/"cnf":{"jkt":"$jkt","jkt":"$jkt"}/;
+    $twice = jwt_token(alg => 'RS256', key => $issuer, raw_payload => $claims);
+    refused(call($twice, proof($twice)), 'invalid_token', 'jkt twice in cnf');
+
+    my $huge = token(jkt => 'A' x 4000);
+    refused(call($huge, proof($huge)), 'invalid_token', 'a huge cnf.jkt');
+
     my $expired = token(claims => { exp => time - 600 });
     my $res = call($expired, proof($expired));
     is($res->{status}, 401, 'an expired token');
