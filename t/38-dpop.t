@@ -446,6 +446,11 @@ subtest 'the URL as the client addressed it: public URL, TLS terminator' => sub 
     is(call($token, proof($token, htu => "https://gw.example.com$path"),
             path => $path, headers => \%fwd)->{status}, 200,
        'X-Forwarded-* from a trusted network');
+    is(call($token, proof($token, path => $path), path => $path)->{status}, 200,
+       'from a trusted network without them: the connection and Host');
+    refused(call($token, proof($token, path => $path), path => $path,
+                 headers => \%fwd),
+            'invalid_dpop_proof', 'with them, the gateway\'s own URL is not it');
 
     refused(call($token, proof($token, htu => "https://gw.example.com$path"),
                  path => $path, headers => \%fwd, from => '127.0.0.2'),
