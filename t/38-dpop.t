@@ -373,7 +373,7 @@ subtest 'the token itself is wrong: 401 invalid_token' => sub {
             'an API key sent as a DPoP token');
 
     refused(call(token(), proof(token()), path => "/off$CHAT"),
-            'invalid_token', 'DPoP where tailgate_dpop is off') or 1;
+            'invalid_token', 'DPoP where tailgate_dpop is off');
 };
 
 subtest 'a DPoP-bound token used as a bearer token: refused' => sub {
@@ -384,7 +384,7 @@ subtest 'a DPoP-bound token used as a bearer token: refused' => sub {
     like($res->{headers}{'www-authenticate'} // '',
          qr/^Bearer realm="tailgate", error="invalid_token"/, 'a Bearer challenge');
     like($res->{headers}{'www-authenticate'} // '', qr/DPoP algs=/,
-         'and DPoP offered beside it') or 1;
+         'and DPoP offered beside it');
 
     $res = call($token, proof($token), scheme => 'Bearer');
     is($res->{status}, 401, 'a proof beside it changes nothing');
