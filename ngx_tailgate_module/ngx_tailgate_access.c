@@ -297,7 +297,10 @@ ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
 
     f = &ngx_tailgate_auth_failures[auth];
 
-    dpop = ctx->dpop || tlcf->dpop == NGX_TAILGATE_DPOP_REQUIRED
+    /* where DPoP is off, a DPoP client is told what is on: Bearer */
+
+    dpop = (ctx->dpop && tlcf->dpop != NGX_TAILGATE_DPOP_OFF)
+           || tlcf->dpop == NGX_TAILGATE_DPOP_REQUIRED
            || f->challenge.len == 0;
 
     if (dpop) {

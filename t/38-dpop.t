@@ -372,8 +372,12 @@ subtest 'the token itself is wrong: 401 invalid_token' => sub {
     refused(call($api_key, proof($api_key)), 'invalid_token',
             'an API key sent as a DPoP token');
 
-    refused(call(token(), proof(token()), path => "/off$CHAT"),
-            'invalid_token', 'DPoP where tailgate_dpop is off');
+    my $res_off = call(token(), proof(token()), path => "/off$CHAT");
+    $t->is_openai_error($res_off, 401, 'invalid_api_key',
+                        'DPoP where tailgate_dpop is off');
+    is($res_off->{headers}{'www-authenticate'} // '',
+       'Bearer realm="tailgate", error="invalid_token"',
+       'answered with what is on there: Bearer');
 };
 
 subtest 'a DPoP-bound token used as a bearer token: refused' => sub {
