@@ -109,8 +109,8 @@ ngx_tailgate_dpop_replay_init(ngx_shm_zone_t *zone, void *data)
                  * sizeof(ngx_tailgate_replay_entry_t))
     {
         ngx_log_error(NGX_LOG_EMERG, zone->shm.log, 0,
-                      "tailgate_dpop_replay_cache %uz is too small",
-                      zone->shm.size);
+                      "tailgate_dpop_replay_cache %uz is too small: "
+                      "8k at least", zone->shm.size);
         return NGX_ERROR;
     }
 

@@ -44,6 +44,9 @@ $t->start_gateway(
         tailgate_dpop_window 60s;
         large_client_header_buffers 4 64k;
 
+        # the least there is: some 170 slots, filled by the last subtest
+        tailgate_dpop_replay_cache 8k;
+
         # new connections spread over the two workers, which say who they are
         server {
             listen 127.0.0.1:%%PORT:edge%% reuseport;
@@ -574,16 +577,65 @@ subtest 'every header member and claim absent, empty, null, mistyped, huge, twic
        'no worker died on them');
 };
 
+# Last: it fills the replay cache, which then refuses new proofs for a
+# window.  A run of 32 slots full of live jtis comes well before all ~170
+# are.
+
+subtest 'a full replay cache refuses new proofs rather than forget old ones' => sub {
+    my $token = token();
+    my (@taken, $busy);
+    my $deadline = time + 120;
+
+    for my $i (1 .. 400) {
+        last if time > $deadline;
+
+        my $p = proof($token);
+        my $res = call($token, $p);
+
+        if ($res->{status} == 200) {
+            push @taken, $p;
+            next;
+        }
+
+        $busy = $res;
+        last;
+    }
+
+    ok($busy, 'full after ' . scalar(@taken) . ' more proofs') or return;
+    $t->is_openai_error($busy, 503, 'dpop_busy', '503 dpop_busy');
+    cmp_ok(scalar @taken, '<', 170, 'before every slot was taken');
+    like($t->error_log, qr/\[error\].*DPoP proof refused: the DPoP replay cache is full/,
+         'logged as an error, for the operator to size it');
+
+    my @again = map { call($token, $_)->{status} } @taken;
+    is_deeply([ grep { $_ != 401 } @again ], [],
+              'every proof it took is still refused as a replay: none forgotten');
+};
+
 subtest 'configuration errors name what was expected' => sub {
     my $check = sub {
-        my ($conf) = @_;
-        my ($ok, $out) = $t->nginx_check(qq{
+        my ($conf, $http) = @_;
+        my ($rc, $out) = $t->nginx_check(qq{
             tailgate_policyd unix:%%POLICYD_SOCK%%;
             tailgate_jwt_key RS256 $issuer->{public_pem};
+            @{[ $http // '' ]}
             server { listen 127.0.0.1:%%PORT%%; location /v1/ { tailgate on; $conf } }
         });
-        return $out // '';
+        return ($out // '') . ($rc ? '' : ' [test is successful]');
     };
+
+    like($check->('tailgate_dpop on;', 'tailgate_dpop_replay_cache 8k;'),
+         qr/test is successful/, 'a replay cache of 8k, the least');
+    $t->allow_log(qr/tailgate_dpop_replay_cache 4096 is too small/);
+    like($check->('tailgate_dpop on;', 'tailgate_dpop_replay_cache 4k;'),
+         qr/tailgate_dpop_replay_cache 4096 is too small: 8k at least/,
+         'one of 4k is too small');
+    like($check->('tailgate_dpop on;', 'tailgate_dpop_replay_cache 1m; '
+                  . 'tailgate_dpop_replay_cache 2m;'),
+         qr/is duplicate/, 'given twice');
+    like($check->('tailgate_dpop_public_url https://a; '
+                  . 'tailgate_dpop_public_url https://b;'),
+         qr/is duplicate/, 'a public URL given twice');
 
     like($check->('tailgate_dpop maybe;'), qr/invalid value "maybe"/, 'tailgate_dpop maybe');
     like($check->('tailgate_dpop_window 2h;'), qr/tailgate_dpop_window.*1s to 1h/,
