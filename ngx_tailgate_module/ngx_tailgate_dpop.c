@@ -26,8 +26,9 @@
  * front (X-Forwarded-Proto and X-Forwarded-Host, believed only from a
  * tailgate_trusted_network address), or tailgate_dpop_public_url.
  *
- * Every step is CPU only: parsing, one signature check (RSA 2048 some
- * 20 us, P-256 some 60 us) and a short critical section in shared memory.
+ * Every step is CPU only: parsing, building the jwk's key, one signature
+ * check (RSA 2048 some 17 us, P-256 some 70 us) and a short critical
+ * section in shared memory.
  */
 
 
