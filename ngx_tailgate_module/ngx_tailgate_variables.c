@@ -163,7 +163,10 @@ ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
-/* a string of the client's identity; data -1: "key", "jwt", "network" */
+/*
+ * A string of the client's identity; data -1: "key", "jwt", "dpop" (a
+ * DPoP-bound token with its proof), "network"
+ */
 
 static ngx_int_t
 ngx_tailgate_variable_identity(ngx_http_request_t *r,
@@ -182,6 +185,9 @@ ngx_tailgate_variable_identity(ngx_http_request_t *r,
     if (data == (uintptr_t) -1) {
         if (ctx->identity->network) {
             ngx_tailgate_variable_found(v, (u_char *) "network", 7);
+
+        } else if (ctx->identity->jwt && ctx->dpop) {
+            ngx_tailgate_variable_found(v, (u_char *) "dpop", 4);
 
         } else {
             ngx_tailgate_variable_found(v, (u_char *) (ctx->identity->jwt
