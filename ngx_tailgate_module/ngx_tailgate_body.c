@@ -147,91 +147,124 @@ ngx_tailgate_body_collect(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
 
 /*
- * The body as one run of memory without copying it, when nginx has it so:
- * the buffers of the chain are pieces of nginx's body buffer in order
- * (the body filters give one for each read), perhaps after a first piece
- * that came with the headers; that piece moves into the room nginx leaves
- * for it at the end of the body buffer (client_body_in_single_buffer), and
- * the rest moves up.  The chain becomes one buffer of the whole body.
- * 0: not so; the caller copies.
+ * The body as one run of memory without copying it elsewhere, when nginx
+ * has it so: the buffers of the chain are pieces of nginx's body buffer in
+ * order (the body filters give one for each read, or for each chunk of a
+ * chunked body, with the chunk headers between them), perhaps after
+ * pieces that came with the headers.  Those move together over the chunk
+ * headers, in the buffer they are in; then the ones that came with the
+ * headers go into the room nginx leaves at the end of the body buffer
+ * (client_body_in_single_buffer, or what the chunk headers took) and the
+ * rest moves up.  The chain becomes one buffer of the whole body; nothing
+ * is allocated.  0: not so, the body is read in pieces.
  */
 
 static ngx_uint_t
 ngx_tailgate_body_in_place(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
-    u_char       *from, *to;
-    size_t        head_len;
-    ngx_buf_t    *rb, *b, *whole;
-    ngx_chain_t  *cl, *first, *last;
+    u_char       *from, *to, *head_from, *head_to, *last;
+    size_t        head_len, rest_len, n;
+    ngx_buf_t    *rb, *hb, *b, *whole;
+    ngx_chain_t  *cl, *first, *tail;
 
     rb = r->request_body->buf;
+    hb = r->header_in;
 
     if (rb == NULL || !rb->temporary) {
         return 0;
     }
 
+    /* check first, move after: pieces in order, in the two buffers */
+
     first = NULL;
-    last = NULL;
+    tail = NULL;
     head_len = 0;
+    rest_len = 0;
+    head_from = NULL;
     from = NULL;
-    to = NULL;
+    last = NULL;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
+
+        if (b->in_file) {
+            return 0;
+        }
 
         if (b->last == b->pos) {
             continue;
         }
 
-        if (b->pos >= rb->start && b->last <= rb->end
-            && (to == NULL || b->pos == to))
-        {
-            if (to == NULL) {
+        if (b->pos >= rb->start && b->last <= rb->end) {
+            if (from == NULL) {
                 from = b->pos;
                 first = cl;
+                last = NULL;
+
+            } else if (b->pos < last) {
+                return 0;
             }
 
-            to = b->last;
-            last = cl;
-            continue;
-        }
+            rest_len += b->last - b->pos;
 
-        /* only the first piece may lie elsewhere, before all the others */
+        } else if (from == NULL && hb && b->pos >= hb->start
+                   && b->last <= hb->end && (last == NULL || b->pos >= last))
+        {
+            if (head_from == NULL) {
+                head_from = b->pos;
+            }
 
-        if (to != NULL || head_len) {
+            head_len += b->last - b->pos;
+
+        } else {
             return 0;
         }
 
-        head_len = b->last - b->pos;
+        last = b->last;
+        tail = cl;
     }
 
-    if (to == NULL) {
+    if (from == NULL || (size_t) (rb->end - from) < rest_len + head_len) {
         return 0;
     }
 
+    /* the pieces together, each buffer's over its chunk headers */
+
+    to = from;
+    head_to = head_from;
+
+    for (cl = r->request_body->bufs; cl != tail->next; cl = cl->next) {
+        b = cl->buf;
+        n = b->last - b->pos;
+
+        if (n == 0) {
+            continue;
+        }
+
+        if (b->pos >= rb->start && b->last <= rb->end) {
+            ngx_memmove(to, b->pos, n);
+            to += n;
+
+        } else {
+            ngx_memmove(head_to, b->pos, n);
+            head_to += n;
+        }
+    }
+
     if (head_len) {
-        if ((size_t) (rb->end - to) < head_len) {
-            return 0;
-        }
-
-        for (cl = r->request_body->bufs; cl->buf->last == cl->buf->pos;
-             cl = cl->next)
-        {
-            /* void */
-        }
-
-        ngx_memmove(from + head_len, from, to - from);
-        ngx_memcpy(from, cl->buf->pos, head_len);
+        ngx_memmove(from + head_len, from, rest_len);
+        ngx_memcpy(from, head_from, head_len);
         to += head_len;
     }
 
     whole = first->buf;
+    whole->start = from;
     whole->pos = from;
     whole->last = to;
 
     /* what ends the chain may be an empty buffer after the last piece */
 
-    for (cl = last; cl; cl = cl->next) {
+    for (cl = tail; cl; cl = cl->next) {
         whole->last_buf |= cl->buf->last_buf;
         whole->last_in_chain |= cl->buf->last_in_chain;
     }
@@ -471,7 +504,7 @@ ngx_tailgate_body_read(ngx_tailgate_body_reader_t *rd)
             } else if (rd->file_pos != b->file_pos) {
                 rd->busy = 1;
                 r->main->blocked++;
-                ngx_post_event(&rd->next, &ngx_posted_events);
+                ngx_post_event(&rd->next, &ngx_posted_next_events);
                 return NGX_AGAIN;
             }
 
