@@ -175,6 +175,26 @@ $result{bodies}{'1m-end-c1'} = $end;
 printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
        $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
 
+# more than client_body_buffer_size (1m for uploads): nginx writes it to a
+# temporary file, the module reads it a 64 KB window a turn and rewrites
+# the model as file ranges around the new name
+section('a body in a file: 3 MB upload, model first, at -c1 and -c8');
+printf "%3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
+       '-c', 'A rps', 'B rps', 'B/A', 'A cpu', 'B cpu', '+cpu', 'A flt',
+       'B flt';
+
+for my $c (1, 8) {
+    my $r = compare($c, 'upload-3m.form', rounds => $QUICK ? 1 : 3,
+                    path => '/v1/audio/transcriptions',
+                    ct => 'multipart/form-data; boundary=bench-b0undary');
+    $result{file_body}{"3m-c$c"} = $r;
+
+    printf "%3d %10.0f %10.0f %7.3f %7.1fus %7.1fus %6.1fus %8.1f %8.1f\n",
+           $c, $r->{a_rps}, $r->{b_rps}, $r->{ratio}, $r->{a_cpu},
+           $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu}, $r->{a_faults},
+           $r->{b_faults};
+}
+
 section('policyd alone: decisions on one core (CPU0), client on CPU1');
 for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
                [1, 1, 'one at a time'])
@@ -239,14 +259,15 @@ sub compare {
     my ($c, $body, %opt) = @_;
 
     my $rounds = $opt{rounds} // $ROUNDS;
+    my %how = map { $_ => $opt{$_} } grep { $opt{$_} } qw(path ct);
     my (@a, @b, @ratio);
 
-    wrk('a', $c, $body, 1);    # warm-up, discarded
-    wrk('b', $c, $body, 1);
+    wrk('a', $c, $body, 1, %how);    # warm-up, discarded
+    wrk('b', $c, $body, 1, %how);
 
     for (1 .. $rounds) {
-        my $ra = wrk('a', $c, $body);
-        my $rb = wrk('b', $c, $body);
+        my $ra = wrk('a', $c, $body, 0, %how);
+        my $rb = wrk('b', $c, $body, 0, %how);
         push @a, $ra;
         push @b, $rb;
         push @ratio, $rb->{rps} / $ra->{rps};
@@ -303,7 +324,9 @@ sub wrk {
 
     my $port = $PORT{$which};
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
-    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens}) : lua($body);
+    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens})
+                              : lua($body, $opt{ct});
+    my $path = $opt{path} // '/v1/chat/completions';
 
     my @pids = $which eq 'v'
                ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
@@ -312,7 +335,7 @@ sub wrk {
     my $flt0 = faults($pids[0]);
 
     my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
-                          . "-s $script http://127.0.0.1:$port/v1/chat/completions");
+                          . "-s $script http://127.0.0.1:$port$path");
 
     my $cpu1 = cpu_ticks(@pids);
     my $flt1 = faults($pids[0]);
@@ -553,7 +576,7 @@ sub setup {
         decision_cache_ms => 1000,
         providers => {
             fake => { upstream => 'tg_fake', zone => 'local',
-                      endpoints => ['chat'] },
+                      endpoints => ['chat', 'transcriptions'] },
             sse  => { upstream => 'tg_sse', zone => 'local',
                       endpoints => ['chat'] },
         },
@@ -651,6 +674,17 @@ http {
 $common
             proxy_pass http://tg_fake;
         }
+
+        # uploads: the buffers of tailgate/locations.conf's, to a file too
+        location = /v1/audio/transcriptions {
+            client_max_body_size 25m;
+            client_body_buffer_size 1m;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering on;
+            proxy_pass http://tg_fake;
+        }
     }
 
     # A for streams: the same, to the streaming provider
@@ -686,6 +720,14 @@ EOF
         write_file("$DIR/body-$name-start.json", qq({"model":"bench",$msgs}));
         write_file("$DIR/body-$name-end.json", qq({$msgs,"model":"bench"}));
     }
+
+    # an upload nginx keeps in a temporary file (over 1m)
+    write_file("$DIR/upload-3m.form",
+        "--bench-b0undary\r\nContent-Disposition: form-data; name=\"model\""
+        . "\r\n\r\nbench\r\n--bench-b0undary\r\nContent-Disposition: "
+        . "form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+        . "Content-Type: audio/wav\r\n\r\n" . ('RIFF-audio' x 314_573)
+        . "\r\n--bench-b0undary--\r\n");
 }
 
 # V: the other checkout's module, conf and policyd, on its own port and
@@ -859,7 +901,8 @@ sub check_tools {
 sub section { print "\n== $_[0]\n" }
 
 sub lua {
-    my ($body) = @_;
+    my ($body, $ct) = @_;
+    $ct //= 'application/json';
 
     my $file = "$DIR/$body.lua";
     return $file if -f $file;
@@ -869,7 +912,7 @@ wrk.method = "POST"
 local f = io.open("$DIR/$body", "rb")
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "$ct"
 wrk.headers["Authorization"] = "Bearer $KEY"
 EOF
 
