@@ -106,7 +106,7 @@ subtest 'chat completion, JSON: the usage it says' => sub {
     my $m = mark();
 
     my $res = $t->chat('qwen');
-    is($res->{status}, 200, '200');
+    is($res->{status}, 200, 'the answer is 200');
 
     my ($r) = reports($m, 1);
     is($r->{outcome}, 'ok', 'REPORT ok');

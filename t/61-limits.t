@@ -82,7 +82,7 @@ subtest "x-ratelimit-* from policyd's word" => sub {
     my $res = $t->chat('limited');
     $local->update(headers => {});
 
-    is($res->{status}, 200, '200');
+    is($res->{status}, 200, 'the answer is 200');
     my $h = $res->{headers};
     is($h->{'x-ratelimit-limit-requests'}, '100', 'limit-requests, the client\'s');
     is($h->{'x-ratelimit-remaining-requests'}, '99', 'remaining-requests');
