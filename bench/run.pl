@@ -25,6 +25,7 @@
 #                   change's before/after in one run
 # BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
 # BENCH_ONLY=scale  only the keys and routes curves
+# BENCH_ONLY=files  only the body in a file (a 3 MB upload)
 
 use strict;
 use warnings;
@@ -53,6 +54,7 @@ my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
 my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
 my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
 my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
+my $ONLY_FILES = ($ENV{BENCH_ONLY} // '') eq 'files';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
@@ -77,6 +79,7 @@ print "$ROUNDS rounds of ${SECONDS}s after a warm-up; ratios are medians of "
 start_all();
 
 goto SCALE if $ONLY_SCALE;
+goto FILES if $ONLY_FILES;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
 
@@ -179,6 +182,8 @@ $result{bodies}{'1m-end-c1'} = $end;
 printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
        $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
 
+FILES:
+
 # more than client_body_buffer_size (1m for uploads): nginx writes it to a
 # temporary file, the module reads it a 64 KB window a turn and rewrites
 # the model as file ranges around the new name
@@ -198,6 +203,8 @@ for my $c (1, 8) {
            $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu}, $r->{a_faults},
            $r->{b_faults};
 }
+
+goto DONE if $ONLY_FILES;
 
 section('policyd alone: decisions on one core (CPU0), client on CPU1');
 for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
