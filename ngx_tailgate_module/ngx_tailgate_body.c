@@ -431,6 +431,7 @@ ngx_tailgate_body_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_AGAIN;
     }
 
+    ctx->body_reader = NULL;
     *error = rd->error;
 
     return rc;
@@ -600,6 +601,11 @@ ngx_tailgate_body_resume(ngx_http_request_t *r)
     if (rc == NGX_AGAIN) {
         return;
     }
+
+    /* read: a later write event is none of the reader's business */
+
+    ctx->body_reader = NULL;
+    r->write_event_handler = ngx_http_request_empty_handler;
 
     rd->done(r, rc, &rd->error);
 }

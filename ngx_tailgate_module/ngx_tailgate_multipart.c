@@ -63,6 +63,8 @@ static ngx_int_t ngx_tailgate_multipart_reads_as(ngx_pool_t *pool,
     ngx_str_t *name, ngx_uint_t *folds);
 static u_char *ngx_tailgate_multipart_find(u_char *p, u_char *end,
     ngx_str_t *dash);
+static ngx_pool_t *ngx_tailgate_multipart_scratch(ngx_http_request_t *r);
+static void ngx_tailgate_multipart_scratch_free(void *data);
 static ngx_uint_t ngx_tailgate_is_tchar(u_char c);
 static ngx_uint_t ngx_tailgate_is_bchar(u_char c);
 static ngx_uint_t ngx_tailgate_is_trimmed(u_char c);
@@ -79,6 +81,7 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
     u_char               *start, *next, *value;
     ngx_int_t             rc;
     ngx_str_t             boundary, dash;
+    ngx_pool_t           *scratch;
     ngx_uint_t            seen_stream, folds;
     ngx_tailgate_part_t   part;
 
@@ -93,7 +96,9 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
 
     dash.len = boundary.len + 2;
     dash.data = ngx_pnalloc(r->pool, dash.len);
-    if (dash.data == NULL) {
+    scratch = ngx_tailgate_multipart_scratch(r);
+
+    if (dash.data == NULL || scratch == NULL) {
         return NGX_ERROR;
     }
 
@@ -135,7 +140,10 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
         p += 2;
         start = p;
 
-        rc = ngx_tailgate_multipart_headers(r->pool, &p, end, &part, error);
+        /* what a part's headers need is the part's only */
+        ngx_reset_pool(scratch);
+
+        rc = ngx_tailgate_multipart_headers(scratch, &p, end, &part, error);
 
         if (rc != NGX_OK) {
             return rc;
@@ -200,7 +208,7 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
             }
 
         } else {
-            if (ngx_tailgate_multipart_reads_as(r->pool, &part.name, &folds)
+            if (ngx_tailgate_multipart_reads_as(scratch, &part.name, &folds)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -768,6 +776,42 @@ ngx_tailgate_multipart_find(u_char *p, u_char *end, ngx_str_t *dash)
 }
 
 
+/*
+ * A pool for what one part's headers need (quoted values, a field name
+ * decoded), reset for the next part: a body of many parts costs no more
+ * than its largest part.  It goes with the request's pool.
+ */
+
+static ngx_pool_t *
+ngx_tailgate_multipart_scratch(ngx_http_request_t *r)
+{
+    ngx_pool_t          *pool;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    pool = ngx_create_pool(1024, r->connection->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_tailgate_multipart_scratch_free;
+    cln->data = pool;
+
+    return pool;
+}
+
+
+static void
+ngx_tailgate_multipart_scratch_free(void *data)
+{
+    ngx_destroy_pool(data);
+}
+
+
 /* RFC 9110 token characters */
 
 static ngx_uint_t
@@ -850,6 +894,7 @@ struct ngx_tailgate_multipart_s {
     off_t                        data_from;
     off_t                        data_len;
 
+    ngx_pool_t                  *scratch;   /* the part's, reset for each */
     u_char                      *value;     /* a field's first bytes */
     size_t                       value_len;
 
@@ -899,8 +944,11 @@ ngx_tailgate_multipart_start(ngx_http_request_t *r,
     mp->dash.data = ngx_pnalloc(r->pool, 2 * mp->dash.len);
     mp->hdr = ngx_pnalloc(r->pool, NGX_TAILGATE_FORM_HEADERS_MAX);
     mp->value = ngx_pnalloc(r->pool, NGX_TAILGATE_FORM_VALUE_MAX);
+    mp->scratch = ngx_tailgate_multipart_scratch(r);
 
-    if (mp->dash.data == NULL || mp->hdr == NULL || mp->value == NULL) {
+    if (mp->dash.data == NULL || mp->hdr == NULL || mp->value == NULL
+        || mp->scratch == NULL)
+    {
         return NULL;
     }
 
@@ -1031,7 +1079,8 @@ ngx_tailgate_multipart_finish(ngx_tailgate_multipart_t *mp)
         /* the first bad line, or no end of line: what the whole scan says */
 
         p = mp->hdr;
-        rc = ngx_tailgate_multipart_headers(mp->request->pool, &p,
+        ngx_reset_pool(mp->scratch);
+        rc = ngx_tailgate_multipart_headers(mp->scratch, &p,
                                             mp->hdr + mp->hdr_len,
                                             &mp->part, mp->error);
         if (rc != NGX_OK) {
@@ -1174,7 +1223,9 @@ ngx_tailgate_mp_headers_end(ngx_tailgate_multipart_t *mp)
     p = mp->hdr;
     part = &mp->part;
 
-    rc = ngx_tailgate_multipart_headers(mp->request->pool, &p,
+    ngx_reset_pool(mp->scratch);
+
+    rc = ngx_tailgate_multipart_headers(mp->scratch, &p,
                                         mp->hdr + mp->hdr_len, part,
                                         mp->error);
     if (rc != NGX_OK) {
@@ -1309,7 +1360,7 @@ ngx_tailgate_mp_part_end(ngx_tailgate_multipart_t *mp)
         break;
 
     default:
-        if (ngx_tailgate_multipart_reads_as(mp->request->pool,
+        if (ngx_tailgate_multipart_reads_as(mp->scratch,
                                             &mp->part.name, &folds)
             != NGX_OK)
         {

@@ -126,6 +126,18 @@ sub run_all {
         }
     };
 
+    subtest "$mode: 20 000 parts, then the model" => sub {
+        # each part's header state is the part's only: many parts cost no
+        # more than one, and still read right
+        my $body = join '', (map { part("note$_", 'x' x 60) } 1 .. 20_000),
+            file_part(1_000_000), part('model', 'qwen'), $end;
+        (my $expect = $body)
+            =~ s/name="model"\r\n\r\nqwen\r\n/name="model"\r\n\r\n$want\r\n/;
+        my ($res, $req) = $upload->([$body]);
+        is($res->{status}, 200, 'answered');
+        ok(defined $req && $req->{body} eq $expect, 'only the model rewritten');
+    };
+
     subtest "$mode: odd uploads in a file" => sub {
         my $file = file_part(3 * 1024 * 1024);
         my @odd = (
