@@ -126,6 +126,31 @@ sub run_all {
         }
     };
 
+    subtest "$mode: the model and a boundary across 64 KB windows" => sub {
+        for my $shift (-7, -3, 0, 2, 5) {
+            # the model's value starts $shift bytes from the first window's
+            # end; the next boundary crosses the second's
+            my $head = "--XyZ-b0undary\r\nContent-Disposition: form-data; "
+                     . "name=\"note\"\r\n\r\n";
+            my $model_head = "\r\n--XyZ-b0undary\r\nContent-Disposition: "
+                           . "form-data; name=\"model\"\r\n\r\n";
+            my $note = 'n' x (65536 + $shift - length($head)
+                              - length($model_head));
+            my $first = $head . $note . $model_head . "qwen\r\n";
+            my $pad = part('pad', 'p' x (131072 - 8 - length($first)
+                                         - length(part('pad', ''))));
+            my $body = $first . $pad
+                . part('file', audio(1_200_000)) . $end;
+            is(index($body, 'qwen'), 65536 + $shift, "model at 64K$shift");
+            (my $expect = $body)
+                =~ s/name="model"\r\n\r\nqwen\r\n/name="model"\r\n\r\n$want\r\n/;
+            my ($res, $req) = $upload->([$body]);
+            is($res->{status}, 200, "64K$shift: answered");
+            ok(defined $req && $req->{body} eq $expect,
+               "64K$shift: only the model rewritten");
+        }
+    };
+
     subtest "$mode: 20 000 parts, then the model" => sub {
         # each part's header state is the part's only: many parts cost no
         # more than one, and still read right
