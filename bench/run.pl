@@ -30,6 +30,7 @@
 #                   BENCH_STREAMS=2 BENCH_ONLY=streams: a check that they
 #                   run, in seconds)
 # BENCH_ONLY=scale  only the keys and routes curves
+# BENCH_ONLY=files  only the body in a file (a 3 MB upload)
 
 use strict;
 use warnings;
@@ -60,6 +61,7 @@ my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
 my $ONLY_STREAMS = ($ENV{BENCH_ONLY} // '') eq 'streams';
 my $STREAMS = $ENV{BENCH_STREAMS} // ($QUICK ? 10 : 30);
 my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
+my $ONLY_FILES = ($ENV{BENCH_ONLY} // '') eq 'files';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
@@ -84,6 +86,7 @@ print "$ROUNDS rounds of ${SECONDS}s after a warm-up; ratios are medians of "
 start_all();
 
 goto SCALE if $ONLY_SCALE;
+goto FILES if $ONLY_FILES;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
 
@@ -187,6 +190,30 @@ my $end = compare(1, 'body-1m-end.json', rounds => $QUICK ? 1 : 3);
 $result{bodies}{'1m-end-c1'} = $end;
 printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
        $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
+
+FILES:
+
+# more than client_body_buffer_size (1m for uploads): nginx writes it to a
+# temporary file, the module reads it a 64 KB window a turn and rewrites
+# the model as file ranges around the new name
+section('a body in a file: 3 MB upload, model first, at -c1 and -c8');
+printf "%3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
+       '-c', 'A rps', 'B rps', 'B/A', 'A cpu', 'B cpu', '+cpu', 'A flt',
+       'B flt';
+
+for my $c (1, 8) {
+    my $r = compare($c, 'upload-3m.form', rounds => $QUICK ? 1 : 3,
+                    path => '/v1/audio/transcriptions',
+                    ct => 'multipart/form-data; boundary=bench-b0undary');
+    $result{file_body}{"3m-c$c"} = $r;
+
+    printf "%3d %10.0f %10.0f %7.3f %7.1fus %7.1fus %6.1fus %8.1f %8.1f\n",
+           $c, $r->{a_rps}, $r->{b_rps}, $r->{ratio}, $r->{a_cpu},
+           $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu}, $r->{a_faults},
+           $r->{b_faults};
+}
+
+goto DONE if $ONLY_FILES;
 
 section('policyd alone: decisions on one core (CPU0), client on CPU1');
 for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
@@ -303,14 +330,15 @@ sub compare {
     my ($c, $body, %opt) = @_;
 
     my $rounds = $opt{rounds} // $ROUNDS;
+    my %how = map { $_ => $opt{$_} } grep { $opt{$_} } qw(path ct);
     my (@a, @b, @ratio);
 
-    wrk('a', $c, $body, 1);    # warm-up, discarded
-    wrk('b', $c, $body, 1);
+    wrk('a', $c, $body, 1, %how);    # warm-up, discarded
+    wrk('b', $c, $body, 1, %how);
 
     for (1 .. $rounds) {
-        my $ra = wrk('a', $c, $body);
-        my $rb = wrk('b', $c, $body);
+        my $ra = wrk('a', $c, $body, 0, %how);
+        my $rb = wrk('b', $c, $body, 0, %how);
         push @a, $ra;
         push @b, $rb;
         push @ratio, $rb->{rps} / $ra->{rps};
@@ -367,7 +395,9 @@ sub wrk {
 
     my $port = $PORT{$which};
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
-    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens}) : lua($body);
+    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens})
+                              : lua($body, $opt{ct});
+    my $path = $opt{path} // '/v1/chat/completions';
 
     my @pids = $which eq 'v'
                ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
@@ -376,7 +406,7 @@ sub wrk {
     my $flt0 = faults($pids[0]);
 
     my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
-                          . "-s $script http://127.0.0.1:$port/v1/chat/completions");
+                          . "-s $script http://127.0.0.1:$port$path");
 
     my $cpu1 = cpu_ticks(@pids);
     my $flt1 = faults($pids[0]);
@@ -843,7 +873,7 @@ sub setup {
         decision_cache_ms => 1000,
         providers => {
             fake => { upstream => 'tg_fake', zone => 'local',
-                      endpoints => ['chat'] },
+                      endpoints => ['chat', 'transcriptions'] },
             sse  => { upstream => 'tg_sse', zone => 'local',
                       endpoints => ['chat'] },
             sse_native => { upstream => 'tg_sse', zone => 'local',
@@ -945,6 +975,17 @@ http {
 $common
             proxy_pass http://tg_fake;
         }
+
+        # uploads: the buffers of tailgate/locations.conf's, to a file too
+        location = /v1/audio/transcriptions {
+            client_max_body_size 25m;
+            client_body_buffer_size 1m;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering on;
+            proxy_pass http://tg_fake;
+        }
     }
 
     # A for streams: the same, to the streaming provider
@@ -980,6 +1021,14 @@ EOF
         write_file("$DIR/body-$name-start.json", qq({"model":"bench",$msgs}));
         write_file("$DIR/body-$name-end.json", qq({$msgs,"model":"bench"}));
     }
+
+    # an upload nginx keeps in a temporary file (over 1m)
+    write_file("$DIR/upload-3m.form",
+        "--bench-b0undary\r\nContent-Disposition: form-data; name=\"model\""
+        . "\r\n\r\nbench\r\n--bench-b0undary\r\nContent-Disposition: "
+        . "form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+        . "Content-Type: audio/wav\r\n\r\n" . ('RIFF-audio' x 314_573)
+        . "\r\n--bench-b0undary--\r\n");
 }
 
 # V: the other checkout's module, conf and policyd, on its own port and
@@ -1153,7 +1202,8 @@ sub check_tools {
 sub section { print "\n== $_[0]\n" }
 
 sub lua {
-    my ($body) = @_;
+    my ($body, $ct) = @_;
+    $ct //= 'application/json';
 
     my $file = "$DIR/$body.lua";
     return $file if -f $file;
@@ -1163,7 +1213,7 @@ wrk.method = "POST"
 local f = io.open("$DIR/$body", "rb")
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "$ct"
 wrk.headers["Authorization"] = "Bearer $KEY"
 EOF
 

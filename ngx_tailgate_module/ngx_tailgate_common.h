@@ -254,6 +254,11 @@ typedef struct {
 
 typedef struct ngx_tailgate_meter_s  ngx_tailgate_meter_t;
 
+/* a body read in pieces (ngx_tailgate_body.c), and who hears the end */
+typedef struct ngx_tailgate_body_reader_s  ngx_tailgate_body_reader_t;
+typedef void (*ngx_tailgate_body_done_pt)(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_tailgate_scan_error_t *error);
+
 
 /* a step's prices: pico-units (1e-12) of the currency */
 typedef enum {
@@ -278,8 +283,9 @@ typedef struct {
     ngx_str_t                    cors_origin;    /* an allowed Origin */
     unsigned                     private:1;
 
-    u_char                      *body;       /* contiguous copy or view */
+    u_char                      *body;       /* one run, or NULL: pieces */
     size_t                       body_len;
+    ngx_tailgate_body_reader_t  *body_reader;    /* while it is read */
     ngx_tailgate_facts_t         facts;
 
     ngx_tailgate_call_t         *call;       /* while policyd is asked */
@@ -536,7 +542,8 @@ ngx_int_t ngx_tailgate_cors_headers(ngx_http_request_t *r,
 
 /* ngx_tailgate_body.c, ngx_tailgate_adjust.c: the body that goes upstream */
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_scan_error_t *error);
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_body_done_pt done,
+    ngx_tailgate_scan_error_t *error);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
 ngx_int_t ngx_tailgate_body_replace(ngx_http_request_t *r,

@@ -27,6 +27,8 @@ static u_char  ngx_http_tailgate_ask_usage[] =
 static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static void ngx_http_tailgate_body_handler(ngx_http_request_t *r);
+static void ngx_http_tailgate_body_scanned(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_tailgate_scan_error_t *error);
 static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static void ngx_http_tailgate_resume(ngx_http_request_t *r,
@@ -266,12 +268,30 @@ ngx_http_tailgate_body_handler(ngx_http_request_t *r)
     /* error_page and fallback send the same body again */
     r->preserve_body = 1;
 
-    rc = ngx_tailgate_body_classify(r, ctx, &error);
+    rc = ngx_tailgate_body_classify(r, ctx, ngx_http_tailgate_body_scanned,
+                                    &error);
+
+    if (rc == NGX_AGAIN) {
+        /* read from its file: ngx_http_tailgate_body_scanned() goes on */
+        return;
+    }
+
+    ngx_http_tailgate_body_scanned(r, rc, &error);
+}
+
+
+static void
+ngx_http_tailgate_body_scanned(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_tailgate_scan_error_t *error)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
 
     if (rc == NGX_DECLINED) {
         (void) ngx_http_tailgate_finish(r,
-                   error.arg ? ngx_tailgate_failf(r, error.err, error.arg)
-                             : ngx_tailgate_fail(r, error.err, NULL));
+                   error->arg ? ngx_tailgate_failf(r, error->err, error->arg)
+                              : ngx_tailgate_fail(r, error->err, NULL));
         return;
     }
 
