@@ -122,6 +122,7 @@ my %FIELD = (
     88 => [ trace_final => 'u8' ],      89 => [ trace => 'u8' ],
     80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
     82 => [ refresh_ms => 'u32' ],      83 => [ next => 'str' ],
+    90 => [ translate => 'u8' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);
