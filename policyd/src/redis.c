@@ -1865,7 +1865,8 @@ tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
 
         if (r != NULL) {
             rd->errors++;
-            tg_log_error("redis: %s: an unexpected answer to the limits of "
+            tg_log_error("redis.limits_unexpected", "address",
+                         "redis: %s: an unexpected answer to the limits of "
                          "a decision", rd->address);
         }
 
@@ -1885,7 +1886,8 @@ tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
          * Retry-After and x-ratelimit-*) as a refusal here would.
          */
 
-        tg_log_debug("redis: the limits of a decision are full across the "
+        tg_log_debug("redis.limits_full", "part kind wait_ms",
+                     "redis: the limits of a decision are full across the "
                      "nodes (part %zu, kind %d, %llu ms)", t.refused, t.kind,
                      (unsigned long long) t.wait_ms);
 
@@ -2004,8 +2006,8 @@ tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv)
         rd->timeouts_run = 0;
 
         if (rd->state == TG_REDIS_UP && rd->srv->state->limits->away) {
-            tg_log_info("redis: %s answers the limits again",
-                        rd->address);
+            tg_log_info("redis.limits_back", "address",
+                        "redis: %s answers the limits again", rd->address);
             tg_redis_away(rd, false);
         }
         return;
@@ -2043,7 +2045,8 @@ tg_redis_limits_unreachable(tg_pending *p)
     }
 
     if (!srv->state->limits->away) {
-        tg_log_warn("redis: %s: each node keeps to its share of the limits "
+        tg_log_warn("redis.limits_away", "address",
+                    "redis: %s: each node keeps to its share of the limits "
                     "until Redis answers again", rd->address);
         tg_redis_away(rd, true);
     }
@@ -2259,7 +2262,8 @@ tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv)
     }
 
     rd->errors++;
-    tg_log_error("redis: %s: %s", rd->address, reply->str);
+    tg_log_error("redis.error_reply", "address reply", "redis: %s: %s",
+                 rd->address, reply->str);
 }
 
 
