@@ -78,7 +78,8 @@ static const struct {
     size_t      offset;
 } fuzz_u8s[] = {
     { TG_F_STREAM_USAGE, offsetof(ngx_tailgate_reply_t, stream_usage) },
-    { TG_F_TRACE, offsetof(ngx_tailgate_reply_t, trace) }
+    { TG_F_TRACE, offsetof(ngx_tailgate_reply_t, trace) },
+    { TG_F_TRANSLATE, offsetof(ngx_tailgate_reply_t, translate) }
 };
 
 #define FUZZ_NU8S  (sizeof(fuzz_u8s) / sizeof(fuzz_u8s[0]))
