@@ -3,10 +3,13 @@
  * each takes, over its real Unix socket protocol.
  *
  *   policyd_load -s SOCKET [-c CONNECTIONS] [-w WINDOW] [-d SECONDS]
- *                [-m MODEL] [-e ENDPOINT]
+ *                [-m MODEL] [-e ENDPOINT] [-r]
  *
  * Each connection keeps WINDOW DECIDE frames in flight; every reply is
- * timed from the moment its frame was written.  Prints one line:
+ * timed from the moment its frame was written.  -r: every DECISION is
+ * followed by the REPORT a worker sends when its request is done, with
+ * usage, and with trace context when policyd's HELLO_OK says it exports
+ * traces (the decision rate with export on).  Prints one line:
  *   decisions=N seconds=S rate=R/s p50_us=.. p99_us=.. errors=E
  * Exits 1 if any answer was not a 200 DECISION.
  */
@@ -43,6 +46,9 @@ typedef struct {
 
 static double   *samples;
 static size_t    nsamples;
+static int       reports;           /* -r */
+static int       traced;            /* HELLO_OK said trace */
+static uint64_t  report_seq;
 
 
 static double
@@ -108,6 +114,89 @@ decide_frame(uint8_t *buf, uint32_t id, const char *endpoint,
 }
 
 
+/*
+ * The REPORT of a request the DECISION at d (a whole frame) decided: its
+ * provider and route, usage, and trace fields for a policyd that traces.
+ */
+static size_t
+report_frame(uint8_t *buf, const uint8_t *d, size_t dlen, const char *endpoint)
+{
+    char            id[40], tp[64], parent[20], start[24];
+    size_t          n, off;
+    uint8_t         zero = 0, one = 1;
+    uint32_t        v, flen;
+    struct timespec ts;
+
+    n = TG_FRAME_HEADER_SIZE;
+    n += field(buf + n, TG_F_OUTCOME, "ok", 2);
+
+    /* the decision's provider, route and model, as the module keeps them */
+
+    for (off = TG_FRAME_HEADER_SIZE; off + TG_FIELD_HEADER_SIZE <= dlen;
+         off += TG_FIELD_HEADER_SIZE + flen)
+    {
+        flen = get_u32(d + off + 1);
+
+        if (off + TG_FIELD_HEADER_SIZE + flen > dlen || flen > 128) {
+            break;
+        }
+
+        if (d[off] == TG_F_PROVIDER || d[off] == TG_F_ROUTE
+            || d[off] == TG_F_PROVIDER_MODEL)
+        {
+            n += field(buf + n, d[off], d + off + TG_FIELD_HEADER_SIZE, flen);
+        }
+    }
+
+    report_seq++;
+    snprintf(id, sizeof(id), "%016llx%016llx",
+             (unsigned long long) report_seq * 0x9e3779b97f4a7c15ULL,
+             (unsigned long long) report_seq);
+
+    put_u32((uint8_t *) &v, 200);
+    n += field(buf + n, TG_F_HTTP_STATUS, &v, 4);
+    put_u32((uint8_t *) &v, 5);
+    n += field(buf + n, TG_F_UPSTREAM_MS, &v, 4);
+    put_u32((uint8_t *) &v, 6);
+    n += field(buf + n, TG_F_TOTAL_MS, &v, 4);
+    n += field(buf + n, TG_F_REQUEST_ID, id, 32);
+    n += field(buf + n, TG_F_CLIENT, "bench", 5);
+    n += field(buf + n, TG_F_ENDPOINT, endpoint, strlen(endpoint));
+    n += field(buf + n, TG_F_STREAM, &zero, 1);
+    put_u32((uint8_t *) &v, 1);
+    n += field(buf + n, TG_F_ATTEMPT, &v, 4);
+    put_u32((uint8_t *) &v, 250);
+    n += field(buf + n, TG_F_PROMPT_TOKENS, &v, 4);
+    put_u32((uint8_t *) &v, 40);
+    n += field(buf + n, TG_F_COMPLETION_TOKENS, &v, 4);
+    put_u32((uint8_t *) &v, 290);
+    n += field(buf + n, TG_F_TOTAL_TOKENS, &v, 4);
+    n += field(buf + n, TG_F_RESPONSE_MODEL, "bench-provider-model", 20);
+
+    if (traced) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(tp, sizeof(tp), "00-%s-%016llx-01", id,
+                 (unsigned long long) report_seq * 3 + 1);
+        snprintf(parent, sizeof(parent), "%016llx",
+                 (unsigned long long) report_seq * 3 + 2);
+        snprintf(start, sizeof(start), "%lld",
+                 (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 6);
+
+        n += field(buf + n, TG_F_TRACEPARENT, tp, 55);
+        n += field(buf + n, TG_F_PARENT_SPAN, parent, 16);
+        n += field(buf + n, TG_F_START_MS, start, strlen(start));
+        n += field(buf + n, TG_F_TRACE_FINAL, &one, 1);
+    }
+
+    put_u32(buf, (uint32_t) (n - TG_FRAME_LEN_SIZE));
+    buf[4] = TG_PROTO_VERSION;
+    buf[5] = TG_MSG_REPORT;
+    put_u32(buf + 6, 0);
+
+    return n;
+}
+
+
 static int
 write_all(int fd, const uint8_t *p, size_t len)
 {
@@ -144,7 +233,7 @@ main(int argc, char **argv)
     int                  opt, i, nconns, window, errors;
     double               seconds, start, t, end;
     size_t               n, off, len;
-    uint8_t              frame[512], hello[64];
+    uint8_t              frame[512], hello[64], report[1024];
     uint32_t             id, status;
     const char          *sock, *model, *endpoint;
     conn_t              *conns;
@@ -158,7 +247,7 @@ main(int argc, char **argv)
     model = "bench";
     endpoint = "chat";
 
-    while ((opt = getopt(argc, argv, "s:c:w:d:m:e:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:c:w:d:m:e:r")) != -1) {
         switch (opt) {
         case 's': sock = optarg; break;
         case 'c': nconns = atoi(optarg); break;
@@ -166,9 +255,10 @@ main(int argc, char **argv)
         case 'd': seconds = atof(optarg); break;
         case 'm': model = optarg; break;
         case 'e': endpoint = optarg; break;
+        case 'r': reports = 1; break;
         default:
             fprintf(stderr, "usage: policyd_load -s SOCKET [-c N] [-w N] "
-                    "[-d SECONDS] [-m MODEL] [-e ENDPOINT]\n");
+                    "[-d SECONDS] [-m MODEL] [-e ENDPOINT] [-r]\n");
             return 2;
         }
     }
@@ -284,6 +374,15 @@ main(int argc, char **argv)
                         samples[nsamples++] = t - c->sent_at[id % window];
                     }
 
+                    /* the request is done: its REPORT, then the next */
+                    if (reports) {
+                        n = report_frame(report, c->in + off,
+                                         TG_FRAME_LEN_SIZE + len, endpoint);
+                        if (write_all(c->fd, report, n) != 0) {
+                            return 2;
+                        }
+                    }
+
                     n = decide_frame(frame, c->next_id, endpoint, model);
                     c->sent_at[c->next_id % window] = now();
                     c->next_id++;
@@ -292,7 +391,24 @@ main(int argc, char **argv)
                         return 2;
                     }
 
-                } else if (c->in[off + 5] != TG_MSG_HELLO_OK) {
+                } else if (c->in[off + 5] == TG_MSG_HELLO_OK) {
+                    /* trace context only to a policyd that exports it */
+                    size_t    f = off + TG_FRAME_HEADER_SIZE;
+                    uint32_t  fl;
+
+                    while (f + TG_FIELD_HEADER_SIZE <= off + TG_FRAME_LEN_SIZE
+                                                       + len)
+                    {
+                        fl = get_u32(c->in + f + 1);
+
+                        if (c->in[f] == TG_F_TRACE && fl == 1) {
+                            traced = c->in[f + TG_FIELD_HEADER_SIZE];
+                        }
+
+                        f += TG_FIELD_HEADER_SIZE + fl;
+                    }
+
+                } else {
                     errors++;
                 }
 
@@ -309,9 +425,11 @@ main(int argc, char **argv)
     qsort(samples, nsamples, sizeof(double), cmp_double);
 
     printf("decisions=%zu seconds=%.2f rate=%.0f/s p50_us=%.1f p99_us=%.1f "
-           "errors=%d\n", nsamples, seconds, nsamples / seconds,
+           "errors=%d reports=%llu traced=%d\n", nsamples, seconds,
+           nsamples / seconds,
            nsamples ? samples[nsamples / 2] * 1e6 : 0,
-           nsamples ? samples[nsamples * 99 / 100] * 1e6 : 0, errors);
+           nsamples ? samples[nsamples * 99 / 100] * 1e6 : 0, errors,
+           (unsigned long long) report_seq, traced);
 
     return errors ? 1 : 0;
 }

@@ -66,7 +66,7 @@ my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
 my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104,
-            a_sse => 19105, v => 19106);
+            a_sse => 19105, v => 19106, otlp => 19107);
 my %proc;      # name => pid
 my %result;    # everything measured, also written as JSON
 
@@ -227,6 +227,27 @@ for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
     printf "%-42s %9.0f decisions/s  p50 %6.1f us  p99 %7.1f us\n",
            $shape->[2], $v{rate} // 0, $v{p50_us} // 0, $v{p99_us} // 0;
 }
+
+# with each decision's REPORT (usage, as a worker sends it), then the same
+# with traces exported: policyd's exporter thread on CPU0 with it, a mock
+# OTLP collector (t/lib/mock_otlp.pl) on CPU1
+section('policyd alone with REPORTs: decisions with trace export off, on');
+for my $export (0, 1) {
+    restart_policyd($export);
+    my $out = run_capture("taskset -c 1 $DIR/policyd_load -s $DIR/policyd.sock "
+                          . "-c 4 -w 32 -r -d " . ($QUICK ? 2 : 5));
+    my %v = $out =~ /(\w+)=([\d.]+)/g;
+    my $traces = $export ? policyd_traces() : {};
+    $result{policyd}{$export ? 'export_on' : 'export_off'} = { %v, %$traces };
+    printf "%-42s %9.0f decisions/s  p50 %6.1f us  p99 %7.1f us%s\n",
+           $export ? '4 x 32 + REPORT, traces exported'
+                   : '4 x 32 + REPORT, no export',
+           $v{rate} // 0, $v{p50_us} // 0, $v{p99_us} // 0,
+           $export ? sprintf('  spans %d, exported %d, dropped (queue full) %d',
+                             $traces->{spans} // 0, $traces->{exported} // 0,
+                             $traces->{dropped_queue_full} // 0) : '';
+}
+restart_policyd(0);
 
 SCALE:
 section('client keys: nginx -t, start, requests with a new key each time (-c8)');
@@ -1115,6 +1136,46 @@ sub start_policyd {
     spawn('policyd', "$DIR/policyd.log", 'taskset', '-c', '0', $POLICYD,
           '-c', "$DIR/policy.json", '-s', "$DIR/policyd.sock");
     wait_for(sub { -S "$DIR/policyd.sock" }, 'the policyd socket');
+}
+
+# policyd again, exporting traces to a mock collector on CPU1 or not
+sub restart_policyd {
+    my ($export) = @_;
+
+    stop('policyd');
+    stop('otlp');
+
+    if (!$export) {
+        start_policyd();
+        return;
+    }
+
+    unlink "$DIR/otlp.otlp.jsonl";
+    spawn('otlp', "$DIR/otlp.log", 'taskset', '-c', '1', $^X,
+          "$ROOT/t/lib/mock_otlp.pl", '--port', $PORT{otlp}, '--name', 'otlp',
+          '--dir', $DIR);
+    wait_port($PORT{otlp});
+
+    local $ENV{OTLP_ENDPOINT} = "127.0.0.1:$PORT{otlp}";
+    unlink "$DIR/policyd.sock";
+    spawn('policyd', "$DIR/policyd.log", 'taskset', '-c', '0', $POLICYD,
+          '-c', "$DIR/policy.json", '-s', "$DIR/policyd.sock",
+          '-a', "$DIR/policyd-admin.sock");
+    wait_for(sub { -S "$DIR/policyd.sock" }, 'the policyd socket');
+}
+
+# the exporter's counts, once its queue is empty (at most 10 s)
+sub policyd_traces {
+    my $t;
+    my $deadline = time + 10;
+
+    do {
+        my $out = `$POLICYD status -a $DIR/policyd-admin.sock 2>/dev/null`;
+        $t = (eval { decode_json($out) } // {})->{policyd}{traces} // {};
+        sleep 0.2 if ($t->{queued} // 0) > 0;
+    } while (($t->{queued} // 0) > 0 && time < $deadline);
+
+    return $t;
 }
 
 sub start_fake_policyd {

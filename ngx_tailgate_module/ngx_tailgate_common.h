@@ -21,6 +21,7 @@
 #include "ngx_tailgate_jwks.h"
 #include "ngx_tailgate_policy.h"
 #include "ngx_tailgate_scan.h"
+#include "ngx_tailgate_trace.h"
 
 
 /*
@@ -342,6 +343,8 @@ typedef struct {
     uint64_t                     prices[NGX_TAILGATE_PRICES];
     ngx_str_t                    special;    /* nginx's error page, as JSON */
     ngx_str_t                    jwks_credential;    /* while it waits */
+
+    ngx_tailgate_trace_t         trace;      /* for a policyd that traces */
 
     unsigned                     reported:1;
     unsigned                     from_cache:1;

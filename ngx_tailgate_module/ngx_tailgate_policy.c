@@ -97,6 +97,8 @@ static void ngx_tailgate_peer_drain(ngx_tailgate_peer_t *peer,
 
 static ngx_tailgate_policyd_t  ngx_tailgate_policyd;
 
+ngx_uint_t  ngx_tailgate_policyd_traces;
+
 
 ngx_int_t
 ngx_tailgate_policyd_init_worker(ngx_cycle_t *cycle,
@@ -911,6 +913,9 @@ ngx_tailgate_peer_dispatch(ngx_tailgate_peer_t *peer, u_char *frame,
         if (max_frame >= TG_MAX_FRAME_MIN && max_frame <= TG_MAX_FRAME_LIMIT) {
             peer->peer_max_frame = max_frame;
         }
+
+        /* the policyd of now says whether it wants trace context */
+        ngx_tailgate_policyd_traces = reply.trace ? 1 : 0;
 
         return NGX_OK;
 

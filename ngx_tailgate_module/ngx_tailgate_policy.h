@@ -81,6 +81,9 @@ ngx_int_t ngx_tailgate_call(ngx_tailgate_call_t *call,
     ngx_tailgate_frame_t *frame, ngx_msec_t timeout, ngx_log_t *log);
 void ngx_tailgate_call_cancel(ngx_tailgate_call_t *call);
 void ngx_tailgate_notify(ngx_tailgate_frame_t *frame, ngx_log_t *log);
+/* the last HELLO_OK said policyd exports traces (ngx_tailgate_trace.c) */
+extern ngx_uint_t  ngx_tailgate_policyd_traces;
+
 void ngx_tailgate_notify_on(void *peer, ngx_tailgate_frame_t *frame,
     ngx_log_t *log);
 void ngx_tailgate_notify_frames(u_char *frames, size_t len, ngx_log_t *log);

@@ -235,11 +235,16 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_BODY:            s = &reply->body; break;
 
         case TG_F_STREAM_USAGE:
+        case TG_F_TRACE:
             if (vlen != 1) {
                 return NGX_ERROR;
             }
 
-            reply->stream_usage = value[0];
+            if (key == TG_F_TRACE) {
+                reply->trace = value[0];
+            } else {
+                reply->stream_usage = value[0];
+            }
             continue;
 
         case TG_F_TRANSLATE:

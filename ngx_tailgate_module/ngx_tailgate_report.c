@@ -15,9 +15,8 @@
 #include "ngx_tailgate_common.h"
 #include "ngx_tailgate_ctx.h"
 #include "ngx_tailgate_meter.h"
-#include "ngx_tailgate_siphash.h"
-
-#include <openssl/rand.h>
+#include "ngx_tailgate_ids.h"
+#include "ngx_tailgate_trace.h"
 
 
 #define NGX_TAILGATE_REPORT_EVERY    250     /* ms */
@@ -27,11 +26,12 @@
 
 static void ngx_tailgate_report_now(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
-    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_tailgate_tokens_t *t);
+    ngx_uint_t status, ngx_msec_t upstream_ms, ngx_tailgate_tokens_t *t,
+    ngx_uint_t final);
+static void ngx_tailgate_report_span_end(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 static void ngx_tailgate_report_facts(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_frame_t *f);
-static ngx_http_variable_value_t *ngx_tailgate_request_id(
-    ngx_http_request_t *r, ngx_int_t index);
 static ngx_msec_t ngx_tailgate_report_total_ms(ngx_http_request_t *r);
 static void ngx_tailgate_report_batch(ngx_tailgate_frame_t *f,
     ngx_log_t *log);
@@ -77,7 +77,19 @@ ngx_http_tailgate_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    return ngx_tailgate_report(r, ctx);
+    (void) ngx_tailgate_report(r, ctx);
+
+    /*
+     * An attempt failed and no other answered (policyd had no provider
+     * left, or could not be asked, or the failure was final): the
+     * request's span ends here, with the client's status.
+     */
+
+    if (ngx_tailgate_trace_owed(&ctx->trace)) {
+        ngx_tailgate_report_span_end(r, ctx);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -98,7 +110,7 @@ ngx_tailgate_report(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms,
-                            ngx_tailgate_meter_tokens(r, ctx));
+                            ngx_tailgate_meter_tokens(r, ctx), 1);
 
     return NGX_OK;
 }
@@ -205,19 +217,27 @@ ngx_tailgate_report_unused(ngx_http_request_t *r,
     ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
                            (uint32_t) ngx_tailgate_report_total_ms(r));
 
+    /* the request fails with it, or was given up before it came */
+    ngx_tailgate_trace_fields(r, &ctx->trace, ctx->attempt, 1, &f);
+
     ngx_tailgate_notify_on(ctx->call ? ctx->call->peer : NULL, &f,
                            r->connection->log);
 }
 
 
-/* an attempt that failed and is followed by another: no usage, now */
+/*
+ * An attempt that failed before its response: no usage, now.  Another may
+ * follow, or the client may get an answer of the module's own: the
+ * request's span ends in the log phase (SPAN_END), with what the client
+ * got.
+ */
 
 void
 ngx_tailgate_report_attempt(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_outcome_e outcome,
     ngx_uint_t status, ngx_msec_t upstream_ms)
 {
-    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, NULL);
+    ngx_tailgate_report_now(r, ctx, outcome, status, upstream_ms, NULL, 0);
 
     ctx->reported = 1;
 }
@@ -231,7 +251,7 @@ ngx_tailgate_report_attempt(ngx_http_request_t *r,
 static void
 ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_outcome_e outcome, ngx_uint_t status, ngx_msec_t upstream_ms,
-    ngx_tailgate_tokens_t *t)
+    ngx_tailgate_tokens_t *t, ngx_uint_t final)
 {
     ngx_uint_t                  n;
     ngx_tailgate_frame_t        f;
@@ -263,6 +283,7 @@ ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_frame_str(&f, TG_F_PROVIDER_MODEL, &ctx->provider_model);
     ngx_tailgate_report_facts(r, ctx, &f);
     ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt);
+    ngx_tailgate_trace_fields(r, &ctx->trace, ctx->attempt, final, &f);
 
     /* a provider that says when to come back: policyd leaves it till then */
 
@@ -343,61 +364,33 @@ ngx_tailgate_report_now(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 }
 
 
-/*
- * $request_id, as nginx would make it - 32 hex digits of 128 unpredictable
- * bits - when nothing has asked for it yet: SipHash-128 of a counter under
- * a random key of this worker.  nginx's own takes RAND_bytes() for each
- * request, which in OpenSSL 3 costs more than all of the module's work on
- * a small request; this costs a hash of 16 bytes.  Whatever reads
- * $request_id later (the access log) reads the same value.
- */
+/* the request's span, when its last REPORT did not say it was the last */
 
-static ngx_http_variable_value_t *
-ngx_tailgate_request_id(ngx_http_request_t *r, ngx_int_t index)
+static void
+ngx_tailgate_report_span_end(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx)
 {
-    u_char                      *id;
-    uint64_t                     seq[2];
-    ngx_http_variable_value_t   *v;
-    u_char                       hash[NGX_TAILGATE_SIPHASH_LEN];
+    ngx_uint_t            status;
+    ngx_tailgate_frame_t  f;
+    u_char                buf[NGX_TAILGATE_REPORT_FRAME];
 
-    static uint64_t  counter;
-    static u_char    key[NGX_TAILGATE_SIPHASH_KEY_LEN];
-    static ngx_pid_t keyed_in;
+    ngx_tailgate_frame_init(&f, buf, sizeof(buf), TG_MSG_SPAN_END);
 
-    v = &r->variables[index];
+    ngx_tailgate_frame_str(&f, TG_F_ROUTE, &ctx->route);
 
-    if (v->valid || v->not_found) {
-        return v;
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    if (status) {
+        ngx_tailgate_frame_u32(&f, TG_F_HTTP_STATUS, (uint32_t) status);
     }
 
-    if (keyed_in != ngx_pid) {
-        /* a key for each worker, made in it: a fork shares no key */
-        if (RAND_bytes(key, sizeof(key)) != 1) {
-            return ngx_http_get_indexed_variable(r, index);
-        }
+    ngx_tailgate_frame_u32(&f, TG_F_TOTAL_MS,
+                           (uint32_t) ngx_tailgate_report_total_ms(r));
+    ngx_tailgate_report_facts(r, ctx, &f);
+    ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt);
+    ngx_tailgate_trace_fields(r, &ctx->trace, ctx->attempt, 1, &f);
 
-        keyed_in = ngx_pid;
-        counter = 0;
-    }
-
-    id = ngx_pnalloc(r->pool, 2 * NGX_TAILGATE_SIPHASH_LEN);
-    if (id == NULL) {
-        return NULL;
-    }
-
-    seq[0] = ++counter;
-    seq[1] = (uint64_t) ngx_pid;
-
-    ngx_tailgate_siphash128(key, (u_char *) seq, sizeof(seq), hash);
-    ngx_hex_dump(id, hash, sizeof(hash));
-
-    v->data = id;
-    v->len = 2 * NGX_TAILGATE_SIPHASH_LEN;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-
-    return v;
+    ngx_tailgate_notify(&f, r->connection->log);
 }
 
 

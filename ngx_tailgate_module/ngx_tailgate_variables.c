@@ -28,6 +28,8 @@ static ngx_int_t ngx_tailgate_variable_failures(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_tailgate_variable_tokens(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_tailgate_variable_traceparent(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_tailgate_variable_cost(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -118,6 +120,10 @@ static ngx_http_variable_t  ngx_tailgate_variables[] = {
     { ngx_string("tailgate_cost"), NULL, ngx_tailgate_variable_cost, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    /* a span for each attempt: evaluated again for each */
+    { ngx_string("tailgate_traceparent"), NULL,
+      ngx_tailgate_variable_traceparent, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -158,6 +164,43 @@ ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     s = (ngx_str_t *) ((u_char *) ctx + data);
 
     ngx_tailgate_variable_found(v, s->data, s->len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The traceparent for the provider: this attempt's span when policyd
+ * exports traces, else the client's own as it came (ngx_tailgate_trace.c).
+ */
+
+static ngx_int_t
+ngx_tailgate_variable_traceparent(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 value;
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    rc = ngx_tailgate_trace_header(r, &ctx->trace, ctx->attempt, &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_tailgate_variable_found(v, value.data, value.len);
 
     return NGX_OK;
 }

@@ -45,6 +45,10 @@
                                            a kid its key set lacks */
 #define TG_MSG_JWKS_STATE           17  /* policyd -> module: what came of
                                            JWKS_REFRESH */
+#define TG_MSG_SPAN_END             18  /* module -> policyd, no reply: a
+                                           traced request ended after an
+                                           attempt that was not its last
+                                           (only to a policyd that traces) */
 
 
 /* fields; the comment gives the value type (u8, u32, str) */
@@ -146,6 +150,21 @@
                                            route of this name */
 #define TG_F_NEXT                   83  /* str: MODEL_LIST: more follow;
                                            the cursor to ask them with */
+
+/* traces (docs/protocol.md, "Traces"), only to a policyd that traces */
+#define TG_F_TRACEPARENT            84  /* str: REPORT, SPAN_END: the
+                                           attempt's W3C traceparent, as the
+                                           provider got it */
+#define TG_F_PARENT_SPAN            85  /* str: 16 hex: the request's span,
+                                           parent of every attempt's */
+#define TG_F_CLIENT_SPAN            86  /* str: 16 hex: the client's span
+                                           the request continues */
+#define TG_F_START_MS               87  /* str: decimal Unix ms: when the
+                                           request started */
+#define TG_F_TRACE_FINAL            88  /* u8: REPORT: no attempt follows,
+                                           the request's span ends */
+#define TG_F_TRACE                  89  /* u8: HELLO_OK: 1 when policyd
+                                           exports traces */
 
 
 /* key sets (docs/protocol.md, "Key sets") */

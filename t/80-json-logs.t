@@ -73,28 +73,43 @@ like($json_format, qr/\$upstream_response_time/, 'upstream times are logged');
 my @odd = ("qu\"ote", "back\\slash", "ctl\x01\x1f\x7f", "nl\nline",
            "latin1 \xe9\xff", "utf8 \xc3\xa9", "{\"json\":1}", '');
 
-is($t->answered_by($t->chat('qwen')), 'local', 'a plain request answers');
-is($t->answered_by($t->chat('smart')), 'ext', 'the external provider answers');
-is($t->answered_by($t->chat('qwen', stream => 1)), 'local', 'a stream answers');
-is($t->answered_by($t->chat('qwen', key => $bob)), 'local', 'bob answers');
-is($t->answered_by($t->chat('qwen', key => $token)), 'local',
-   'a JWT answers');
-$t->is_openai_error($t->chat('qwen', key => 'tg-wrong-' . 'x' x 20), 401,
-                    undef, 'a wrong key is refused');
+sub traffic {
+    my ($what) = @_;
 
-for my $m (@odd) {
-    my $res = $t->post_json('/v1/chat/completions', $key,
-                            '{"model":' . JSON::PP->new->latin1->encode([$m])
-                            =~ s/^\[|\]$//gr . ',"messages":[]}',
-                            headers => { 'User-Agent' => $m =~ tr/\n//dr });
-    ok($res->{status} >= 200, 'odd model ' . JSON::PP->new->ascii->encode([$m])
-                              . ": answered $res->{status}");
+    is($t->answered_by($t->chat('qwen')), 'local', "$what: a plain request answers");
+    is($t->answered_by($t->chat('smart')), 'ext', 'the external provider answers');
+    is($t->answered_by($t->chat('qwen', stream => 1)), 'local', 'a stream answers');
+    is($t->answered_by($t->chat('qwen', key => $bob)), 'local', 'bob answers');
+    is($t->answered_by($t->chat('qwen', key => $token)), 'local',
+       'a JWT answers');
+    $t->is_openai_error($t->chat('qwen', key => 'tg-wrong-' . 'x' x 20), 401,
+                        undef, 'a wrong key is refused');
+
+    for my $m (@odd) {
+        my $res = $t->post_json('/v1/chat/completions', $key,
+                                '{"model":' . JSON::PP->new->latin1->encode([$m])
+                                =~ s/^\[|\]$//gr . ',"messages":[]}',
+                                headers => { 'User-Agent' => $m =~ tr/\n//dr });
+        ok($res->{status} >= 200, 'odd model ' . JSON::PP->new->ascii->encode([$m])
+                                  . ": answered $res->{status}");
+    }
+
+    # a raw, non-UTF-8 byte in the request line itself
+    my $raw = $t->http('GET', "/v1/mod\xe9ls\"x", headers => {
+        Authorization => "Bearer $key" });
+    ok($raw->{status}, "a raw byte in the URI: $raw->{status}");
 }
 
-# a raw, non-UTF-8 byte in the request line itself
-my $raw = $t->http('GET', "/v1/mod\xe9ls\"x", headers => {
-    Authorization => "Bearer $key" });
-ok($raw->{status}, "a raw byte in the URI: $raw->{status}");
+traffic('text logs');
+
+# policyd's log in its other format: one JSON object a line (-j), at debug
+# level too, for the same requests
+
+$t->stop_policyd;
+my $text_len = length $t->read_file('policyd.log');
+$t->start_policyd(env => { EXT_API_KEY => $Tailgate::Gateway::PROVIDER_KEY },
+                  args => ['-v', '-j']);
+traffic('JSON logs');
 
 $t->stop_all;
 
@@ -137,7 +152,8 @@ is($jwt->{auth} // '', 'jwt', 'the JWT client is logged');
 my ($b) = grep { ($_->{client} // '') eq 'bob' } @parsed;
 is($b->{tenant} // '', 'acme', 'bob\'s tenant is logged');
 
-# no secret anywhere: provider key, client keys, JWT secret and token
+# no secret anywhere: provider key, client keys, JWT secret and token - in
+# policyd's log, in both its formats
 
 my %secret = (
     'provider key' => $Tailgate::Gateway::PROVIDER_KEY,
@@ -148,7 +164,15 @@ my %secret = (
     'JWT signature' => (split /\./, $token)[2],
 );
 my $debug_log = $t->read_file('error.log');
-ok(length $t->read_file('policyd.log') > 0, 'policyd -v wrote a log');
+ok($text_len > 0, 'policyd -v wrote a log');
+
+my @policyd_json = split /\n/, substr($t->read_file('policyd.log'), $text_len);
+ok(@policyd_json > 10, scalar(@policyd_json) . ' lines of policyd -v -j');
+my @not_json = grep { !eval { ref $strict->decode($_) eq q(HASH) } } @policyd_json;
+is(scalar @not_json, 0, q(every one of them strict JSON))
+    or diag(join "\n", @not_json[0 .. ($#not_json < 4 ? $#not_json : 4)]);
+ok((grep { /"event":"decide.granted"/ } @policyd_json),
+   '... the decisions\' debug lines among them');
 # nginx itself, at debug level, dumps the request's and the proxied
 # request's headers (Authorization among them): those lines are nginx's,
 # not the module's, and are left out here - docs/directives.md says so

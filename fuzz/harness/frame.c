@@ -72,8 +72,19 @@ static const ngx_uint_t  fuzz_u32s[] = {
 
 #define FUZZ_NU32S  (sizeof(fuzz_u32s) / sizeof(fuzz_u32s[0]))
 
-/* the u8 field the module reads from a reply */
-#define FUZZ_U8     TG_F_STREAM_USAGE
+/* the u8 fields the module reads from a reply, and where it keeps them */
+static const struct {
+    ngx_uint_t  key;
+    size_t      offset;
+} fuzz_u8s[] = {
+    { TG_F_STREAM_USAGE, offsetof(ngx_tailgate_reply_t, stream_usage) },
+    { TG_F_TRACE, offsetof(ngx_tailgate_reply_t, trace) },
+    { TG_F_TRANSLATE, offsetof(ngx_tailgate_reply_t, translate) }
+};
+
+#define FUZZ_NU8S  (sizeof(fuzz_u8s) / sizeof(fuzz_u8s[0]))
+#define fuzz_reply_u8(reply, k)                                               \
+    (*(ngx_uint_t *) ((u_char *) (reply) + fuzz_u8s[k].offset))
 
 
 static void fuzz_frame(u_char *wire, size_t len);
@@ -172,8 +183,10 @@ fuzz_frame(u_char *wire, size_t len)
                 }
             }
 
-            if (f.key == FUZZ_U8 && f.len != 1) {
-                ok = 0;
+            for (k = 0; k < FUZZ_NU8S; k++) {
+                if (f.key == fuzz_u8s[k].key && f.len != 1) {
+                    ok = 0;
+                }
             }
         }
 
@@ -226,16 +239,18 @@ fuzz_frame(u_char *wire, size_t len)
         FUZZ_CHECK(fuzz_reply_u32(&reply, max_frame, fuzz_u32s[k]) == v);
     }
 
-    tg_fields_init(&it, wire, &h);
-    v = 0;
+    for (k = 0; k < FUZZ_NU8S; k++) {
+        tg_fields_init(&it, wire, &h);
+        v = 0;
 
-    while (tg_fields_next(&it, &f) == 1) {
-        if (f.key == FUZZ_U8) {
-            v = f.value[0];
+        while (tg_fields_next(&it, &f) == 1) {
+            if (f.key == fuzz_u8s[k].key) {
+                v = f.value[0];
+            }
         }
-    }
 
-    FUZZ_CHECK(reply.stream_usage == v);
+        FUZZ_CHECK(fuzz_reply_u8(&reply, k) == v);
+    }
 
     fuzz_rebuild(&reply, id, max_frame);
 }
@@ -278,7 +293,7 @@ fuzz_rebuild(ngx_tailgate_reply_t *reply, uint32_t id, uint32_t max_frame)
     ngx_tailgate_reply_t   again;
 
     size = TG_FRAME_HEADER_SIZE + FUZZ_NU32S * (TG_FIELD_HEADER_SIZE + 4)
-           + TG_FIELD_HEADER_SIZE + 1;
+           + FUZZ_NU8S * (TG_FIELD_HEADER_SIZE + 1);
 
     for (i = 0; i < FUZZ_NSTRS; i++) {
         s = (ngx_str_t *) ((u_char *) reply + fuzz_strs[i].offset);
@@ -296,7 +311,10 @@ fuzz_rebuild(ngx_tailgate_reply_t *reply, uint32_t id, uint32_t max_frame)
                                                          fuzz_u32s[k]));
     }
 
-    ngx_tailgate_frame_u8(&f, FUZZ_U8, reply->stream_usage);
+    for (k = 0; k < FUZZ_NU8S; k++) {
+        ngx_tailgate_frame_u8(&f, fuzz_u8s[k].key,
+                              (uint8_t) fuzz_reply_u8(reply, k));
+    }
 
     for (i = 0; i < FUZZ_NSTRS; i++) {
         s = (ngx_str_t *) ((u_char *) reply + fuzz_strs[i].offset);
@@ -322,7 +340,9 @@ fuzz_rebuild(ngx_tailgate_reply_t *reply, uint32_t id, uint32_t max_frame)
                    == fuzz_reply_u32(reply, max_frame, fuzz_u32s[k]));
     }
 
-    FUZZ_CHECK(again.stream_usage == reply->stream_usage);
+    for (k = 0; k < FUZZ_NU8S; k++) {
+        FUZZ_CHECK(fuzz_reply_u8(&again, k) == fuzz_reply_u8(reply, k));
+    }
 
     for (i = 0; i < FUZZ_NSTRS; i++) {
         s = (ngx_str_t *) ((u_char *) reply + fuzz_strs[i].offset);

@@ -78,7 +78,8 @@ tg_admin_open(struct ev_loop *loop, const tg_listen *l,
 
     a = calloc(1, sizeof(tg_admin));
     if (a == NULL) {
-        tg_log_error("out of memory for the admin socket");
+        tg_log_error("admin.no_memory", "",
+                     "out of memory for the admin socket");
         return NULL;
     }
 
@@ -99,7 +100,8 @@ tg_admin_open(struct ev_loop *loop, const tg_listen *l,
     ev_init(&a->retry, tg_admin_retry_cb);
     a->retry.data = a;
 
-    tg_log_info("admin socket %s (mode %04o)", a->sock.path,
+    tg_log_info("admin.listening", "path mode",
+                "admin socket %s (mode %04o)", a->sock.path,
                 (unsigned) l->mode);
 
     return a;
@@ -141,7 +143,8 @@ tg_admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
 
-        tg_log_warn("admin socket: accept() failed: %s; trying again in "
+        tg_log_warn("admin.accept_failed", "error retry_s",
+                    "admin socket: accept() failed: %s; trying again in "
                     "%.0f s", strerror(errno), TG_ADMIN_RETRY);
 
         /* out of descriptors: the socket stays readable, do not spin */

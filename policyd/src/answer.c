@@ -274,7 +274,10 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
                             d->route != NULL ? d->route->name : NULL);
 
     if (d->status == 200) {
-        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s attempt %u: "
+        tg_log_debug("decide.granted",
+                     "connection frame route endpoint attempt provider "
+                     "upstream path provider_model lease reason",
+                     "connection %llu: DECIDE %u \"%.*s\" %s attempt %u: "
                      "provider %s upstream %s path %s model %s lease %u "
                      "(%s)", (unsigned long long) c->id, id,
                      tg_log_len(facts->model.len), facts->model.data,
@@ -285,13 +288,17 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
     } else if (d->status == 503 || d->status == 429
                || strcmp(d->error_code, "unknown_limit_profile") == 0)
     {
-        tg_log_info("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+        tg_log_info("decide.refused",
+                    "connection frame route endpoint status code reason",
+                    "connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
                     (unsigned long long) c->id, id,
                     tg_log_len(facts->model.len), facts->model.data,
                     tg_endpoint_name(facts->endpoint), d->status,
                     d->error_code, d->reason);
     } else {
-        tg_log_debug("connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
+        tg_log_debug("decide.refused",
+                     "connection frame route endpoint status code reason",
+                     "connection %llu: DECIDE %u \"%.*s\" %s: %u %s (%s)",
                      (unsigned long long) c->id, id,
                      tg_log_len(facts->model.len), facts->model.data,
                      tg_endpoint_name(facts->endpoint), d->status,

@@ -53,7 +53,8 @@ tg_conn_new(tg_server *srv, int fd,
 
     c = calloc(1, sizeof(tg_conn));
     if (c == NULL) {
-        tg_log_error("out of memory for a new connection");
+        tg_log_error("connection.no_memory", "",
+                     "out of memory for a new connection");
         close(fd);
         return;
     }
@@ -61,7 +62,8 @@ tg_conn_new(tg_server *srv, int fd,
     c->rcap = TG_RBUF_INITIAL;
     c->rbuf = malloc(c->rcap);
     if (c->rbuf == NULL) {
-        tg_log_error("out of memory for a new connection");
+        tg_log_error("connection.no_memory", "",
+                     "out of memory for a new connection");
         free(c);
         close(fd);
         return;
@@ -91,11 +93,13 @@ tg_conn_new(tg_server *srv, int fd,
 
     len = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-        tg_log_debug("connection %llu: accepted from pid %ld uid %ld",
+        tg_log_debug("connection.accepted", "connection peer_pid peer_uid",
+                     "connection %llu: accepted from pid %ld uid %ld",
                      (unsigned long long) c->id, (long) cred.pid,
                      (long) cred.uid);
     } else {
-        tg_log_debug("connection %llu: accepted",
+        tg_log_debug("connection.accepted", "connection",
+                     "connection %llu: accepted",
                      (unsigned long long) c->id);
     }
 }
@@ -116,7 +120,8 @@ tg_conn_close(tg_conn *c)
     /* what waits and what is leased for it: the daemon's to give back */
     n = srv->conn_closed(srv, c);
 
-    tg_log_info("connection %llu closed: %s (%llu frames, %zu leases "
+    tg_log_info("connection.closed", "connection reason frames leases_released",
+                "connection %llu closed: %s (%llu frames, %zu leases "
                 "released)", (unsigned long long) c->id,
                 c->reason[0] ? c->reason : "closed",
                 (unsigned long long) c->frames, n);
@@ -473,7 +478,8 @@ tg_conn_error(tg_conn *c, uint32_t id, uint32_t err, bool fatal,
         return;
     }
 
-    tg_log_info("connection %llu: ERROR %s for frame id %u: %s",
+    tg_log_info("connection.error_sent", "connection error frame message",
+                "connection %llu: ERROR %s for frame id %u: %s",
                 (unsigned long long) c->id,
                 err < sizeof(tg_error_names) / sizeof(tg_error_names[0])
                 ? tg_error_names[err] : "?", id, msg);

@@ -103,6 +103,8 @@ struct tg_server {
 
     struct tg_usage *usage;         /* usage.h: tallies and the usage log */
     tg_redis        *redis;         /* redis.c; NULL: this node alone */
+    struct tg_otlp  *otlp;          /* otlp_export.c; NULL: no traces */
+    struct tg_dns_watch *dns;       /* dns_watch.c; NULL: no upstream_dns */
     tg_jwks_keeper  *jwks;          /* jwks.c: the key sets it keeps */
     tg_model_fetcher *model_lists;  /* model_fetch.c: providers' lists */
 
@@ -152,6 +154,12 @@ tg_status_view_of(const tg_server *srv)
     v.queued = srv->nwaiters;
     v.usage = srv->usage;
     v.has_redis = false;
+    v.has_otlp = false;
+
+    if (srv->otlp != NULL) {
+        tg_otlp_stats_get(srv->otlp, &v.otlp_view);
+        v.has_otlp = true;
+    }
 
     if (srv->redis != NULL) {
         tg_redis_view_of(srv->redis, ev_now(srv->loop), &v.redis_view);

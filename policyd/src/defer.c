@@ -62,7 +62,8 @@ tg_defer_init(tg_server *srv, uint32_t recovery_ms)
         srv->recover_until_ms = tg_now_ms(srv) + recovery_ms;
         ev_timer_start(srv->loop, &srv->recovery_w);
 
-        tg_log_info("recovering leases: decisions that need a lease wait "
+        tg_log_info("lease.recovery_started", "recovery_ms",
+                    "recovering leases: decisions that need a lease wait "
                     "%u ms for workers to re-announce the ones they hold",
                     recovery_ms);
     }
@@ -128,7 +129,8 @@ tg_defer(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
         tg_conn_send(c, srv->out, (size_t) len);
     }
 
-    tg_log_debug("connection %llu: DECIDE %u waits for the leases of the "
+    tg_log_debug("decide.awaits_recovery", "connection frame",
+                 "connection %llu: DECIDE %u waits for the leases of the "
                  "last policyd", (unsigned long long) c->id, h->id);
 }
 
@@ -197,7 +199,8 @@ tg_defer_recovered_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     srv->recover_until_ms = 0;
 
-    tg_log_info("lease recovery over: %zu leases re-announced",
+    tg_log_info("lease.recovery_over", "leases",
+                "lease recovery over: %zu leases re-announced",
                 srv->state->nleases);
 
     tg_defer_run(srv, true);

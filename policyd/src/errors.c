@@ -119,9 +119,11 @@ tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
 
         if (as_log) {
             if (e->path != NULL) {
-                tg_log_error("%s: %s: %s", file, e->path, e->message);
+                tg_log_error("policy.error", "file path message",
+                             "%s: %s: %s", file, e->path, e->message);
             } else {
-                tg_log_error("%s: %s", file, e->message);
+                tg_log_error("policy.error", "file message",
+                             "%s: %s", file, e->message);
             }
 
         } else if (e->path != NULL) {
@@ -134,7 +136,7 @@ tg_print_errors(const char *file, const tg_errors *errs, FILE *out,
 
     if (errs->oom) {
         if (as_log) {
-            tg_log_error("%s: out of memory", file);
+            tg_log_error("policy.no_memory", "file", "%s: out of memory", file);
         } else {
             fprintf(out, "%s: out of memory\n", file);
         }

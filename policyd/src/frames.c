@@ -19,6 +19,7 @@
 #include "frames.h"
 #include "jwks.h"
 #include "log.h"
+#include "otlp_export.h"
 #include "queue.h"
 #include "status.h"
 #include "usage.h"
@@ -118,6 +119,15 @@ tg_frame(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         tg_handle_report(c, frame, h);
         break;
 
+    case TG_MSG_SPAN_END:
+        /* a traced request's end, after an attempt that was not its last */
+        if (c->srv->otlp != NULL
+            && tg_otlp_span_end(c->srv->otlp, frame, h) != 0)
+        {
+            tg_conn_malformed(c, h, "a SPAN_END field is not of its type");
+        }
+        break;
+
     case TG_MSG_JWKS_REFRESH:
         tg_jwks_refresh(c->srv->jwks, c, frame, h);
         break;
@@ -189,7 +199,8 @@ tg_handle_hello(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
 
     c->peer_max = peer_max;
 
-    tg_log_info("connection %llu: HELLO from pid %u, \"%.*s\", "
+    tg_log_info("connection.hello", "connection peer_pid software max_frame",
+                "connection %llu: HELLO from pid %u, \"%.*s\", "
                 "max_frame %u", (unsigned long long) c->id, pid,
                 tg_log_len(sw_len), sw, peer_max);
 
@@ -197,6 +208,11 @@ tg_handle_hello(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_build_u32(&b, TG_F_MAX_FRAME, c->max_frame);
     tg_build_u32(&b, TG_F_PID, (uint32_t) getpid());
     tg_build_cstr(&b, TG_F_SOFTWARE, TG_SOFTWARE);
+
+    /* the module sends trace context only to a policyd that exports it */
+    if (c->srv->otlp != NULL) {
+        tg_build_u8(&b, TG_F_TRACE, 1);
+    }
 
     len = tg_build_end(&b);
     if (len > 0) {
@@ -319,7 +335,8 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    tg_log_debug("connection %llu: MODELS %u after \"%.*s\": %ld bytes, "
+    tg_log_debug("models.answered", "connection frame after bytes next",
+                 "connection %llu: MODELS %u after \"%.*s\": %ld bytes, "
                  "next \"%s\"", (unsigned long long) c->id, h->id,
                  (int) facts.cursor.len, facts.cursor.data ? facts.cursor.data
                                                            : "", n,
@@ -466,7 +483,14 @@ tg_handle_report(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_usage_account(srv->usage, srv->policy, srv->state, &r,
                      ev_now(srv->loop));
 
-    tg_log_debug("connection %llu: REPORT %u: %u x %s, status %u, "
+    if (srv->otlp != NULL) {
+        tg_otlp_report(srv->otlp, srv->policy, &r, frame, h);
+    }
+
+    tg_log_debug("report.received",
+                 "connection frame count outcome http_status upstream_ms "
+                 "total_ms lease unknown_lease",
+                 "connection %llu: REPORT %u: %u x %s, status %u, "
                  "upstream %u ms, total %u ms, lease %u%s",
                  (unsigned long long) c->id, h->id, r.count,
                  tg_outcome_name(r.outcome), r.http_status, r.upstream_ms,
@@ -643,7 +667,8 @@ tg_handle_hold(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     ps = provider[0] != '\0' ? tg_state_find(srv->state, provider) : NULL;
 
     if (ps == NULL || !ps->in_policy || lease == 0) {
-        tg_log_debug("connection %llu: HOLD of lease %u of provider \"%s\": "
+        tg_log_debug("lease.hold_ignored", "connection lease provider",
+                     "connection %llu: HOLD of lease %u of provider \"%s\": "
                      "none needed", (unsigned long long) c->id, lease,
                      provider);
         return;
@@ -652,12 +677,15 @@ tg_handle_hold(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     if (tg_state_lease_adopt(srv->state, ps, c->id, tg_now_ms(srv), lease)
         != 0)
     {
-        tg_log_error("connection %llu: out of memory for a held lease",
+        tg_log_error("lease.no_memory", "connection",
+                     "connection %llu: out of memory for a held lease",
                      (unsigned long long) c->id);
         return;
     }
 
-    tg_log_info("connection %llu: lease %u of provider \"%s\" is held by "
+    tg_log_info("lease.held",
+                "connection lease provider in_flight max_concurrency",
+                "connection %llu: lease %u of provider \"%s\" is held by "
                 "the worker: %u of %u in use", (unsigned long long) c->id,
                 lease, ps->name, ps->in_flight, ps->max_concurrency);
 }

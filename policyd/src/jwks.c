@@ -289,7 +289,8 @@ tg_keep_read_file(tg_keep *kp)
     if (n != (ssize_t) st.st_size
         || tg_jwks_parse(buf, (size_t) n, &kp->set, err, sizeof(err)) != 0)
     {
-        tg_log_warn("jwks %s: %s holds no usable key set; it is replaced "
+        tg_log_warn("jwks.file_unusable", "jwks file",
+                    "jwks %s: %s holds no usable key set; it is replaced "
                     "by the first good fetch", kp->name, kp->file);
         goto done;
     }
@@ -391,7 +392,8 @@ tg_keep_fetch(tg_keep *kp)
 
     ev_timer_stop(k->srv->loop, &kp->timer);
 
-    tg_log_debug("jwks %s: fetching %s", kp->name, spec.url);
+    tg_log_debug("jwks.fetching", "jwks url", "jwks %s: fetching %s",
+                 kp->name, spec.url);
 
     return 0;
 }
@@ -443,7 +445,8 @@ tg_keep_fetched(const tg_fetch_answer *a, void *data)
         return;
     }
 
-    tg_log_info("jwks %s: the key set of %s is at %s", kp->name, kp->issuer,
+    tg_log_info("jwks.discovered", "jwks issuer url",
+                "jwks %s: the key set of %s is at %s", kp->name, kp->issuer,
                 kp->jwks_uri);
 
     /* the set itself, right behind */
@@ -470,7 +473,8 @@ tg_keep_got_set(tg_keep *kp, const tg_fetch_answer *a)
                                  a->age, (time_t) ev_now(kp->k->srv->loop));
 
     if (a->status == 304 && kp->text != NULL) {
-        tg_log_debug("jwks %s: not modified", kp->name);
+        tg_log_debug("jwks.not_modified", "jwks", "jwks %s: not modified",
+                     kp->name);
         tg_keep_done(kp, 304, fresh);
         return;
     }
@@ -496,7 +500,8 @@ tg_keep_got_set(tg_keep *kp, const tg_fetch_answer *a)
     }
 
     if (set.skipped) {
-        tg_log_warn("jwks %s: %s: %zu of its keys left out, the first: %s",
+        tg_log_warn("jwks.keys_skipped", "jwks url skipped reason",
+                    "jwks %s: %s: %zu of its keys left out, the first: %s",
                     kp->name, url, set.skipped, set.why);
     }
 
@@ -519,7 +524,8 @@ tg_keep_got_set(tg_keep *kp, const tg_fetch_answer *a)
             return;
         }
 
-        tg_log_debug("jwks %s: the same %zu keys", kp->name, kp->set.nkeys);
+        tg_log_debug("jwks.unchanged", "jwks keys",
+                     "jwks %s: the same %zu keys", kp->name, kp->set.nkeys);
         tg_keep_done(kp, 304, fresh);
         return;
     }
@@ -548,7 +554,8 @@ tg_keep_got_set(tg_keep *kp, const tg_fetch_answer *a)
 
     tg_keep_kids(&kp->set, kids, sizeof(kids));
 
-    tg_log_info("jwks %s: %zu keys (%s) from %s written to %s", kp->name,
+    tg_log_info("jwks.written", "jwks keys kids url file",
+                "jwks %s: %zu keys (%s) from %s written to %s", kp->name,
                 kp->set.nkeys, kids, url, kp->file);
 
     tg_keep_done(kp, 200, fresh);
@@ -596,10 +603,12 @@ tg_keep_failed(tg_keep *kp, const char *fmt, ...)
                            -1, kp->failures);
 
     if (kp->text != NULL) {
-        tg_log_warn("jwks %s: %s; the last good set (%zu keys) stays, next "
+        tg_log_warn("jwks.fetch_failed", "jwks reason keys next_ms",
+                    "jwks %s: %s; the last good set (%zu keys) stays, next "
                     "try in %u ms", kp->name, why, kp->set.nkeys, next);
     } else {
-        tg_log_error("jwks %s: %s; no key set yet, next try in %u ms",
+        tg_log_error("jwks.fetch_failed", "jwks reason next_ms",
+                     "jwks %s: %s; no key set yet, next try in %u ms",
                      kp->name, why, next);
     }
 
@@ -733,7 +742,8 @@ tg_jwks_refresh(tg_jwks_keeper *k, tg_conn *c, const uint8_t *frame,
     }
 
     if (kp == NULL) {
-        tg_log_warn("a worker asked for the key set in %.200s, which no "
+        tg_log_warn("jwks.unknown_file", "file",
+                    "a worker asked for the key set in %.200s, which no "
                     "\"jwks\" of the policy writes", file);
         tg_keep_answer(NULL, c, h->id, 404);
         return;
@@ -752,7 +762,8 @@ tg_jwks_refresh(tg_jwks_keeper *k, tg_conn *c, const uint8_t *frame,
         && kp->fetched_ms != 0
         && now < kp->fetched_ms + kp->min_refresh_ms)
     {
-        tg_log_debug("jwks %s: asked again within min_refresh_ms",
+        tg_log_debug("jwks.refresh_too_soon", "jwks",
+                     "jwks %s: asked again within min_refresh_ms",
                      kp->name);
         tg_keep_answer(kp, c, h->id, 429);
         return;
@@ -769,7 +780,8 @@ tg_jwks_refresh(tg_jwks_keeper *k, tg_conn *c, const uint8_t *frame,
             return;
         }
 
-        tg_log_info("jwks %s: fetched again for a kid it lacks", kp->name);
+        tg_log_info("jwks.refresh", "jwks",
+                    "jwks %s: fetched again for a kid it lacks", kp->name);
     }
 
     w = realloc(kp->waiters, (kp->nwaiters + 1) * sizeof(tg_keep_waiter));

@@ -1,5 +1,6 @@
 /*
- * Logging to stderr, one write(2) per line.
+ * Logging to stderr, one write(2) per line: nginx-like text, or JSON
+ * (log_json.c).
  */
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "log_json.h"
 
 
 #define TG_LOG_LINE_MAX  4096
@@ -18,6 +20,8 @@
 tg_log_level  tg_log_current = TG_LOG_INFO;
 
 static bool   tg_log_forced;
+static bool   tg_log_as_json;
+static bool   tg_log_json_forced;
 
 static const char  *tg_log_names[] = { "error", "warn", "info", "debug" };
 
@@ -39,6 +43,43 @@ tg_log_force_debug(bool on)
     if (on) {
         tg_log_current = TG_LOG_DEBUG;
     }
+}
+
+
+void
+tg_log_set_format(tg_log_format format)
+{
+    if (!tg_log_json_forced) {
+        tg_log_as_json = (format == TG_LOG_JSON);
+    }
+}
+
+
+void
+tg_log_force_json(bool on)
+{
+    tg_log_json_forced = on;
+
+    if (on) {
+        tg_log_as_json = true;
+    }
+}
+
+
+int
+tg_log_format_parse(const char *name, tg_log_format *out)
+{
+    if (strcmp(name, "text") == 0) {
+        *out = TG_LOG_TEXT;
+        return 0;
+    }
+
+    if (strcmp(name, "json") == 0) {
+        *out = TG_LOG_JSON;
+        return 0;
+    }
+
+    return -1;
 }
 
 
@@ -70,14 +111,16 @@ tg_log_level_name(tg_log_level level)
 
 
 void
-tg_log(tg_log_level level, const char *fmt, ...)
+tg_log(tg_log_level level, const char *event, const char *fields,
+    const char *fmt, ...)
 {
-    int         n, saved_errno;
-    char        msg[TG_LOG_LINE_MAX], line[TG_LOG_LINE_MAX + 128];
-    size_t      len, i;
-    time_t      now;
-    va_list     ap;
-    struct tm   tm;
+    int              n, saved_errno;
+    char             msg[TG_LOG_LINE_MAX], line[TG_LOG_JSON_MAX];
+    size_t           len, i;
+    time_t           now;
+    va_list          ap;
+    struct tm        tm;
+    struct timespec  ts;
 
     if (!tg_log_enabled(level)) {
         return;
@@ -90,6 +133,23 @@ tg_log(tg_log_level level, const char *fmt, ...)
     va_end(ap);
 
     if (n < 0) {
+        errno = saved_errno;
+        return;
+    }
+
+    if (tg_log_as_json) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+
+        va_start(ap, fmt);
+        len = tg_log_json_line(line, sizeof(line), &ts,
+                               tg_log_level_name(level), (long) getpid(),
+                               event, fields, msg, fmt, ap);
+        va_end(ap);
+
+        if (write(STDERR_FILENO, line, len) < 0) {
+            /* nowhere to report it */
+        }
+
         errno = saved_errno;
         return;
     }

@@ -2,6 +2,7 @@
  * policyd: the Tailgate policy daemon.
  *
  *   policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] [-e ENV_FILE] [-v]
+ *           [-j]
  *   policyd explain (-c FILE | -s SOCKET) [options] MODEL
  *   policyd status -a ADMIN_SOCKET [--prometheus]
  *   policyd usage -f FILE [--since T] [--until T] [--by KEY] [--json|--csv]
@@ -28,6 +29,7 @@
 #include "file_mode.h"
 #include "usage_cli.h"
 #include "log.h"
+#include "otlp_export.h"
 #include "policy.h"
 #include "server.h"
 #include "sock.h"
@@ -69,7 +71,7 @@ main(int argc, char **argv)
 
     opterr = 0;
 
-    while ((ch = getopt(argc, argv, "c:ts:a:e:vh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:ts:a:e:vjh")) != -1) {
         switch (ch) {
 
         case 'c':
@@ -94,6 +96,10 @@ main(int argc, char **argv)
 
         case 'v':
             verbose = true;
+            break;
+
+        case 'j':
+            tg_log_force_json(true);
             break;
 
         case 'h':
@@ -152,6 +158,13 @@ main(int argc, char **argv)
             return 1;
         }
 
+        /* the environment's OTLP settings are checked too */
+        if (tg_otlp_check_env(stderr) != 0) {
+            tg_policy_free(policy);
+            tg_errors_free(&errs);
+            return 1;
+        }
+
         printf("%s: ok: %zu providers, %zu routes\n", file,
                policy->nproviders, policy->nroutes);
 
@@ -162,7 +175,7 @@ main(int argc, char **argv)
 
     if (policy == NULL) {
         tg_print_errors(file, &errs, stderr, true);
-        tg_log_error("cannot start: the policy has errors");
+        tg_log_error("start.failed", "", "cannot start: the policy has errors");
         tg_errors_free(&errs);
         return 1;
     }
@@ -170,13 +183,15 @@ main(int argc, char **argv)
     tg_errors_free(&errs);
 
     tg_log_set_level(policy->log_level);
+    tg_log_set_format(policy->log_format);
 
     signal(SIGPIPE, SIG_IGN);
 
     /* the health probes' HTTP client, once for the process */
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        tg_log_error("cannot start: libcurl failed to initialize");
+        tg_log_error("start.failed", "",
+                     "cannot start: libcurl failed to initialize");
         tg_policy_free(policy);
         return 1;
     }
@@ -190,7 +205,7 @@ tg_usage(FILE *out)
 {
     fprintf(out,
             "usage: policyd -c FILE [-t] [-s SOCKET_PATH] [-a ADMIN_SOCKET] "
-            "[-v]\n"
+            "[-v] [-j]\n"
             "       policyd explain (-c FILE | -s SOCKET) [options] MODEL\n"
             "       policyd status -a ADMIN_SOCKET [--prometheus]\n"
             "       policyd usage -f FILE [--since T] [--until T] [--by KEY] "
@@ -204,6 +219,7 @@ tg_usage(FILE *out)
             "            EnvironmentFile=): refused when every user may "
             "read it\n"
             "  -v        log at debug level\n"
+            "  -j        log one JSON object per line (log_format \"json\")\n"
             "  explain   where would a request go, and why (explain -h)\n"
             "  status    providers' states, leases, latency, from a running "
             "policyd\n"

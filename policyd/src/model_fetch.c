@@ -268,7 +268,8 @@ tg_model_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (tg_prober_fetch(mf->srv->prober, &spec, ++mf->next_fetch,
                         tg_model_fetched, mf) != 0)
     {
-        tg_log_error("models of route \"%s\": out of memory, next try in "
+        tg_log_error("models.no_memory", "route next_ms",
+                     "models of route \"%s\": out of memory, next try in "
                      "%u ms", kp->route, TG_MODELS_RETRY_MS);
         tg_model_again(kp, TG_MODELS_RETRY_MS);
         return;
@@ -276,7 +277,8 @@ tg_model_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     kp->fetch_id = mf->next_fetch;
 
-    tg_log_debug("models of route \"%s\": fetching %s", kp->route, kp->url);
+    tg_log_debug("models.fetching", "route url",
+                 "models of route \"%s\": fetching %s", kp->route, kp->url);
 }
 
 
@@ -363,7 +365,8 @@ tg_model_fetched(const tg_fetch_answer *a, void *data)
 
     tg_model_attach(kp, mf->srv->policy);
 
-    tg_log_info("models of route \"%s\": %zu from %s, next in %u ms",
+    tg_log_info("models.fetched", "route models url next_ms",
+                "models of route \"%s\": %zu from %s, next in %u ms",
                 kp->route, n, kp->url, kp->refresh_ms);
 
     tg_model_again(kp, kp->refresh_ms);
@@ -379,7 +382,8 @@ failed:
              << (kp->failures - 1 < 16 ? kp->failures - 1 : 16);
     next = next64 < kp->refresh_ms ? (uint32_t) next64 : kp->refresh_ms;
 
-    tg_log_warn("models of route \"%s\": %s: %s; %s, next try in %u ms",
+    tg_log_warn("models.fetch_failed", "route url reason kept next_ms",
+                "models of route \"%s\": %s: %s; %s, next try in %u ms",
                 kp->route, kp->url, why,
                 kp->names ? "the last list stays"
                           : "its \"models\" are listed",

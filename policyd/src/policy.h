@@ -20,6 +20,7 @@
 #include "jwks_conf.h"
 #include "limits_conf.h"
 #include "redis_conf.h"
+#include "dns_conf.h"
 #include "log.h"
 #include "price.h"
 #include "tailgate_names.h"
@@ -300,6 +301,7 @@ typedef struct tg_policy {
     uint32_t       lease_recovery_ms;   /* after a start that may find
                                            leases held: wait for them */
     tg_log_level   log_level;
+    tg_log_format  log_format;         /* unless -j forces json */
 
     tg_provider   *providers;
     size_t         nproviders;
@@ -318,6 +320,7 @@ typedef struct tg_policy {
 
     tg_limits_conf limits;          /* limits_policy.c */
     tg_redis_conf  redis;           /* policy_redis.c */
+    tg_dns_conf    dns;             /* policy_dns.c: upstream_dns */
 
     tg_jwks_conf  *jwks;            /* policy_jwks.c: key sets to keep */
     size_t         njwks;

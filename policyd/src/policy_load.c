@@ -32,8 +32,9 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
-    "lease_recovery_ms", "log_level",
-    "providers", "routes", "limits", "usage", "redis", "scrub", "jwks", NULL
+    "lease_recovery_ms", "log_level", "log_format",
+    "providers", "routes", "limits", "usage", "redis", "scrub", "jwks",
+    "upstream_dns", NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -292,6 +293,7 @@ tg_policy_parse(const char *file, const char *text, size_t len,
     p->decision_cache_ms = TG_DECISION_CACHE_MS_DEFAULT;
     p->lease_recovery_ms = TG_LEASE_RECOVERY_MS_DEFAULT;
     p->log_level = TG_LOG_INFO;
+    p->log_format = TG_LOG_TEXT;
     p->loaded_at = opts->now ? opts->now : time(NULL);
 
     if (!cJSON_IsObject(root)) {
@@ -325,6 +327,7 @@ static void
 tg_load_top(tg_loader *ld, const cJSON *root)
 {
     tg_log_level   level;
+    tg_log_format  format;
     const cJSON   *v;
 
     tg_check_keys(ld, root, "", tg_top_keys);
@@ -354,6 +357,17 @@ tg_load_top(tg_loader *ld, const cJSON *root)
         }
     }
 
+    v = tg_member(root, "log_format");
+    if (v != NULL) {
+        if (!cJSON_IsString(v) || v->valuestring == NULL
+            || tg_log_format_parse(v->valuestring, &format) != 0)
+        {
+            tg_load_error(ld, "log_format", "expected \"text\" or \"json\"");
+        } else {
+            ld->p->log_format = format;
+        }
+    }
+
     tg_load_scrub(ld, root);
     tg_load_providers(ld, root);
     tg_load_routes(ld, root);
@@ -361,6 +375,7 @@ tg_load_top(tg_loader *ld, const cJSON *root)
     tg_load_usage(ld, root);
     tg_load_redis(ld, root);
     tg_load_jwks(ld, root);
+    tg_load_upstream_dns(ld, root);
 }
 
 

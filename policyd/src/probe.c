@@ -445,7 +445,8 @@ tg_probe_apply(tg_prober *pb, tg_probe_spec *specs, size_t n)
 
     targets = calloc(n ? n : 1, sizeof(tg_target *));
     if (targets == NULL) {
-        tg_log_error("out of memory for the health probes");
+        tg_log_error("probe.no_memory", "",
+                     "out of memory for the health probes");
         tg_specs_free(specs, n);
         return;
     }
@@ -455,7 +456,8 @@ tg_probe_apply(tg_prober *pb, tg_probe_spec *specs, size_t n)
     for (i = 0; i < n; i++) {
         t = calloc(1, sizeof(tg_target));
         if (t == NULL) {
-            tg_log_error("out of memory for the health probe of %s",
+            tg_log_error("probe.no_memory", "provider",
+                         "out of memory for the health probe of %s",
                          specs[i].name);
             tg_spec_clear(&specs[i]);
             continue;
@@ -517,7 +519,8 @@ tg_probe_interval_cb(struct ev_loop *loop, ev_timer *w, int revents)
         || (t->result->a.provider = strdup(t->spec.name)) == NULL
         || tg_probe_start(t, false) != 0)
     {
-        tg_log_error("provider %s: cannot start a health probe", t->spec.name);
+        tg_log_error("probe.start_failed", "provider",
+                     "provider %s: cannot start a health probe", t->spec.name);
     }
 }
 

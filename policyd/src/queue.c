@@ -80,7 +80,8 @@ tg_queue_park(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
         tg_conn_send(c, srv->out, (size_t) len);
     }
 
-    tg_log_debug("connection %llu: DECIDE %u waits for a slot of %s "
+    tg_log_debug("queue.waiting", "connection frame provider queued wait_ms",
+                 "connection %llu: DECIDE %u waits for a slot of %s "
                  "(%u queued, at most %u ms)", (unsigned long long) c->id,
                  h->id, ps->name, ps->queued, d->queue_wait_ms);
 }
@@ -136,7 +137,8 @@ tg_queue_cancel(tg_conn *c, uint32_t id)
 
     for (w = c->srv->waiters; w != NULL; w = w->next) {
         if (w->conn == c && w->id == id) {
-            tg_log_debug("connection %llu: DECIDE %u no longer waits for %s",
+            tg_log_debug("queue.cancelled", "connection frame provider",
+                         "connection %llu: DECIDE %u no longer waits for %s",
                          (unsigned long long) c->id, id, w->provider->name);
             tg_queue_remove(w);
             return;
@@ -170,7 +172,8 @@ tg_queue_budget_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) loop;
     (void) revents;
 
-    tg_log_debug("connection %llu: DECIDE %u waited %.0f ms for %s: no slot",
+    tg_log_debug("queue.timed_out", "connection frame waited_ms provider",
+                 "connection %llu: DECIDE %u waited %.0f ms for %s: no slot",
                  (unsigned long long) wt->conn->id, wt->id,
                  (ev_now(wt->srv->loop) - wt->since) * 1e3,
                  wt->provider->name);

@@ -445,7 +445,8 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
                  (unsigned) rd->port);
     }
 
-    tg_log_info("redis: node \"%s\" shares leases and cooldowns through "
+    tg_log_info("redis.configured", "node address on_error",
+                "redis: node \"%s\" shares leases and cooldowns through "
                 "%s, on error \"%s\"", rd->node, rd->address,
                 rd->on_error == TG_REDIS_ON_ERROR_LOCAL ? "local" : "closed");
 
@@ -509,14 +510,16 @@ tg_redis_reloaded(tg_redis *rd, const tg_policy *policy)
 
     if (rd == NULL) {
         if (rc->enabled) {
-            tg_log_warn("redis: the reloaded policy has a \"redis\" block; "
+            tg_log_warn("redis.reload_ignored", "",
+                        "redis: the reloaded policy has a \"redis\" block; "
                         "it takes effect at the next start");
         }
         return;
     }
 
     if (!rc->enabled) {
-        tg_log_warn("redis: the reloaded policy has no \"redis\" block; "
+        tg_log_warn("redis.reload_ignored", "",
+                    "redis: the reloaded policy has no \"redis\" block; "
                     "Redis stays in use until the next start");
         return;
     }
@@ -691,7 +694,8 @@ tg_redis_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
     if (rd != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         rd->errors++;
         /* never the command: AUTH's argument is the password */
-        tg_log_error("redis: %s: %s", rd->address, reply->str);
+        tg_log_error("redis.error", "address message",
+                     "redis: %s: %s", rd->address, reply->str);
     }
 }
 
@@ -711,7 +715,8 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
 
     if (reply->type == REDIS_REPLY_ERROR) {
         rd->errors++;
-        tg_log_error("redis: %s refuses this node: %s", rd->address,
+        tg_log_error("redis.refused", "address message",
+                     "redis: %s refuses this node: %s", rd->address,
                      reply->str);
         redisAsyncDisconnect(ac);
         return;
@@ -807,11 +812,12 @@ tg_redis_set_state(tg_redis *rd, tg_redis_state s, const char *why)
     tg_redis_away(rd, s != TG_REDIS_UP);
 
     if (s == TG_REDIS_UP) {
-        tg_log_info("redis: %s is up", rd->address);
+        tg_log_info("redis.up", "address", "redis: %s is up", rd->address);
         return;
     }
 
-    tg_log_error("redis: %s is down (%s): %s", rd->address, why,
+    tg_log_error("redis.down", "address reason effect",
+                 "redis: %s is down (%s): %s", rd->address, why,
                  rd->on_error == TG_REDIS_ON_ERROR_LOCAL
                  ? "each node keeps to its share of max_concurrency and "
                    "of the limits"
@@ -1108,7 +1114,8 @@ tg_redis_cool_cb(redisAsyncContext *ac, void *r, void *priv)
 
     tg_limit_store_clock(st->limits);
 
-    tg_log_info("redis: provider \"%s\" cools down for %u ms, as another "
+    tg_log_info("redis.cooldown", "provider cooldown_ms",
+                "redis: provider \"%s\" cools down for %u ms, as another "
                 "node was asked", ps->name, ms);
 
     tg_limits_cooldown(st->limits, ps->name, ms);
@@ -1302,7 +1309,8 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
 
         if (r != NULL) {
             rd->errors++;
-            tg_log_error("redis: %s: an unexpected answer to a lease",
+            tg_log_error("redis.unexpected_answer", "address",
+                         "redis: %s: an unexpected answer to a lease",
                          rd->address);
         }
 
@@ -1339,7 +1347,8 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
 
     /* full across the nodes: as full as that here, and decided again */
 
-    tg_log_debug("redis: provider \"%s\" is at capacity across the nodes "
+    tg_log_debug("redis.at_capacity", "provider held",
+                 "redis: provider \"%s\" is at capacity across the nodes "
                  "(%u held)", p->ps->name, held);
 
     if (p->then_limits) {
@@ -1393,7 +1402,8 @@ tg_redis_pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int ev)
     rd->timeouts++;
     rd->timeouts_run++;
 
-    tg_log_warn("redis: %s did not answer %s within %u ms",
+    tg_log_warn("redis.lease_timeout", "address what timeout_ms",
+                "redis: %s did not answer %s within %u ms",
                 rd->address, p->limits ? "the limits of a decision"
                                        : "a lease", rd->timeout_ms);
 
@@ -1855,7 +1865,8 @@ tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
 
         if (r != NULL) {
             rd->errors++;
-            tg_log_error("redis: %s: an unexpected answer to the limits of "
+            tg_log_error("redis.limits_unexpected", "address",
+                         "redis: %s: an unexpected answer to the limits of "
                          "a decision", rd->address);
         }
 
@@ -1875,7 +1886,8 @@ tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
          * Retry-After and x-ratelimit-*) as a refusal here would.
          */
 
-        tg_log_debug("redis: the limits of a decision are full across the "
+        tg_log_debug("redis.limits_full", "part kind wait_ms",
+                     "redis: the limits of a decision are full across the "
                      "nodes (part %zu, kind %d, %llu ms)", t.refused, t.kind,
                      (unsigned long long) t.wait_ms);
 
@@ -1994,8 +2006,8 @@ tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv)
         rd->timeouts_run = 0;
 
         if (rd->state == TG_REDIS_UP && rd->srv->state->limits->away) {
-            tg_log_info("redis: %s answers the limits again",
-                        rd->address);
+            tg_log_info("redis.limits_back", "address",
+                        "redis: %s answers the limits again", rd->address);
             tg_redis_away(rd, false);
         }
         return;
@@ -2033,7 +2045,8 @@ tg_redis_limits_unreachable(tg_pending *p)
     }
 
     if (!srv->state->limits->away) {
-        tg_log_warn("redis: %s: each node keeps to its share of the limits "
+        tg_log_warn("redis.limits_away", "address",
+                    "redis: %s: each node keeps to its share of the limits "
                     "until Redis answers again", rd->address);
         tg_redis_away(rd, true);
     }
@@ -2249,7 +2262,8 @@ tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv)
     }
 
     rd->errors++;
-    tg_log_error("redis: %s: %s", rd->address, reply->str);
+    tg_log_error("redis.error_reply", "address reply", "redis: %s: %s",
+                 rd->address, reply->str);
 }
 
 

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "dns_watch.h"
 #include "redis.h"
 #include "server.h"
 #include "status.h"
@@ -89,13 +90,13 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     if (srv.loop == NULL) {
-        tg_log_error("cannot start the event loop");
+        tg_log_error("start.failed", "", "cannot start the event loop");
         goto done;
     }
 
     srv.state = tg_state_new();
     if (srv.state == NULL || tg_state_bind(srv.state, policy) != 0) {
-        tg_log_error("out of memory");
+        tg_log_error("start.no_memory", "", "out of memory");
         goto done;
     }
 
@@ -118,17 +119,24 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     srv.out_cap = TG_MAX_FRAME_LIMIT + TG_FRAME_LEN_SIZE;
     srv.out = malloc(srv.out_cap);
     if (srv.out == NULL) {
-        tg_log_error("out of memory");
+        tg_log_error("start.no_memory", "", "out of memory");
         goto done;
     }
 
     srv.usage = tg_usage_new();
     if (srv.usage == NULL) {
-        tg_log_error("out of memory");
+        tg_log_error("start.no_memory", "", "out of memory");
         goto done;
     }
 
     if (tg_usage_configure(srv.usage, policy) != 0) {
+        goto done;
+    }
+
+    /* traces, when OTLP_ENDPOINT asks for them: a thread of their own */
+    if (tg_otlp_from_env(&srv.otlp) != 0) {
+        tg_log_error("start.failed", "", "cannot start: the environment's "
+                     "OTLP settings have errors");
         goto done;
     }
 
@@ -160,13 +168,13 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
     srv.prober = tg_prober_new(srv.loop, tg_probe_done, &srv);
     if (srv.prober == NULL || tg_prober_configure(srv.prober, policy) != 0) {
-        tg_log_error("cannot start the health probes");
+        tg_log_error("start.failed", "", "cannot start the health probes");
         goto done;
     }
 
     srv.jwks = tg_jwks_keeper_new(&srv);
     if (srv.jwks == NULL || tg_jwks_configure(srv.jwks, policy) != 0) {
-        tg_log_error("out of memory for the key sets");
+        tg_log_error("jwks.no_memory", "", "out of memory for the key sets");
         goto done;
     }
 
@@ -174,7 +182,8 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     if (srv.model_lists == NULL
         || tg_model_fetcher_configure(srv.model_lists, policy) != 0)
     {
-        tg_log_error("out of memory for the model lists");
+        tg_log_error("models.no_memory", "",
+                     "out of memory for the model lists");
         goto done;
     }
 
@@ -195,7 +204,17 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     if (policy->redis.enabled) {
         srv.redis = tg_redis_start(&srv, policy);
         if (srv.redis == NULL) {
-            tg_log_error("out of memory for the redis client");
+            tg_log_error("start.no_memory", "",
+                         "out of memory for the redis client");
+            goto done;
+        }
+    }
+
+    /* the upstreams' files written before nginx may look for them */
+
+    if (policy->dns.enabled) {
+        srv.dns = tg_dns_watch_start(&policy->dns);
+        if (srv.dns == NULL) {
             goto done;
         }
     }
@@ -208,7 +227,9 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         }
     }
 
-    tg_log_info("%s listening on %s (mode %04o, max_frame %u): "
+    tg_log_info("start.listening",
+                "software path mode max_frame providers routes",
+                "%s listening on %s (mode %04o, max_frame %u): "
                 "%zu providers, %zu routes", TG_SOFTWARE, srv.listener.path,
                 (unsigned) policy->listen.mode, policy->max_frame,
                 policy->nproviders, policy->nroutes);
@@ -233,6 +254,9 @@ done:
     tg_redis_stop(srv.redis);
     srv.redis = NULL;
 
+    tg_dns_watch_stop(srv.dns);
+    srv.dns = NULL;
+
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);
     tg_jwks_keeper_free(srv.jwks);
@@ -253,6 +277,9 @@ done:
 
     /* every record it was given is written before policyd ends */
     tg_usage_free(srv.usage);
+
+    /* the spans waiting get one try, a short one */
+    tg_otlp_stop(srv.otlp);
 
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
@@ -313,7 +340,8 @@ tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         case ENFILE:
         case ENOBUFS:
         case ENOMEM:
-            tg_log_error("accept() failed: %s; pausing accepts for %.0f s "
+            tg_log_error("accept.failed", "error pause_s connections",
+                         "accept() failed: %s; pausing accepts for %.0f s "
                          "(%zu connections open)", strerror(errno),
                          TG_ACCEPT_RETRY, srv->nconns);
             ev_io_stop(loop, &srv->accept_w);
@@ -322,7 +350,8 @@ tg_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
 
         default:
-            tg_log_error("accept() failed: %s", strerror(errno));
+            tg_log_error("accept.failed", "error",
+                         "accept() failed: %s", strerror(errno));
             return;
         }
     }
@@ -363,7 +392,8 @@ tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
 
-    tg_log_info("exiting on %s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    tg_log_info("stop.signal", "signal",
+                "exiting on %s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 
     tg_shutdown(srv);
 }
@@ -376,14 +406,15 @@ tg_reload(tg_server *srv)
     tg_policy         *np, *old;
     const tg_listen   *a, *b;
 
-    tg_log_info("reloading %s", srv->file);
+    tg_log_info("reload.started", "file", "reloading %s", srv->file);
 
     tg_errors_init(&errs);
 
     np = tg_policy_load(srv->file, &srv->opts, &errs);
 
     if (np == NULL) {
-        tg_log_error("reload failed, keeping the old policy; %zu error%s:",
+        tg_log_error("reload.failed", "errors -",
+                     "reload failed, keeping the old policy; %zu error%s:",
                      errs.count, errs.count == 1 ? "" : "s");
 
         tg_print_errors(srv->file, &errs, NULL, true);
@@ -397,21 +428,24 @@ tg_reload(tg_server *srv)
     /* the probe thread copies what it needs: nothing points into np yet */
 
     if (tg_prober_configure(srv->prober, np) != 0) {
-        tg_log_error("reload failed, keeping the old policy: out of memory "
+        tg_log_error("reload.failed", "",
+                     "reload failed, keeping the old policy: out of memory "
                      "for the health probes");
         tg_policy_free(np);
         return;
     }
 
     if (tg_state_bind(srv->state, np) != 0) {
-        tg_log_error("reload failed, keeping the old policy: out of memory");
+        tg_log_error("reload.failed", "",
+                     "reload failed, keeping the old policy: out of memory");
         (void) tg_prober_configure(srv->prober, srv->policy);
         tg_policy_free(np);
         return;
     }
 
     if (tg_usage_configure(srv->usage, np) != 0) {
-        tg_log_warn("the usage log stays as it was");
+        tg_log_warn("reload.usage_log_kept", "",
+                    "the usage log stays as it was");
     }
     tg_redis_reloaded(srv->redis, np);
 
@@ -422,12 +456,14 @@ tg_reload(tg_server *srv)
         || (a->group == NULL) != (b->group == NULL)
         || (a->group != NULL && strcmp(a->group, b->group) != 0))
     {
-        tg_log_warn("\"listen\" changed; it takes a restart, keeping %s",
+        tg_log_warn("reload.listen_kept", "path",
+                    "\"listen\" changed; it takes a restart, keeping %s",
                     srv->listener.path);
     }
 
     if (np->max_frame != srv->policy->max_frame) {
-        tg_log_info("max_frame %u applies to new connections",
+        tg_log_info("reload.max_frame", "max_frame",
+                    "max_frame %u applies to new connections",
                     np->max_frame);
     }
 
@@ -438,12 +474,14 @@ tg_reload(tg_server *srv)
     tg_policy_free(old);
 
     if (tg_jwks_configure(srv->jwks, np) != 0) {
-        tg_log_error("out of memory for the key sets: some keep their "
+        tg_log_error("jwks.no_memory", "",
+                     "out of memory for the key sets: some keep their "
                      "former settings");
     }
 
     if (tg_model_fetcher_configure(srv->model_lists, np) != 0) {
-        tg_log_error("out of memory for the model lists: some routes list "
+        tg_log_error("models.no_memory", "",
+                     "out of memory for the model lists: some routes list "
                      "their \"models\" only");
     }
 
@@ -452,6 +490,7 @@ tg_reload(tg_server *srv)
     tg_limits_sweep(srv->state->limits, np);
 
     tg_log_set_level(np->log_level);
+    tg_log_set_format(np->log_format);
 
     /* decisions the workers reuse were made with the old policy */
     tg_invalidate_all(srv);
@@ -459,7 +498,8 @@ tg_reload(tg_server *srv)
     /* limits and queues may have changed: those waiting are decided again */
     tg_soon(srv, true, true);
 
-    tg_log_info("policy reloaded: %zu providers, %zu routes",
+    tg_log_info("reload.done", "providers routes",
+                "policy reloaded: %zu providers, %zu routes",
                 np->nproviders, np->nroutes);
 }
 
@@ -626,7 +666,8 @@ tg_health_check(tg_server *srv)
     tg_cooldown_arm(srv, now_ms);
 
     if (st->leases_expired != expired) {
-        tg_log_warn("%llu leases expired: their REPORTs never came (a worker "
+        tg_log_warn("lease.expired", "leases",
+                    "%llu leases expired: their REPORTs never came (a worker "
                     "lost them); their slots are free again",
                     (unsigned long long) (st->leases_expired - expired));
         wake = true;
@@ -644,10 +685,12 @@ tg_health_check(tg_server *srv)
         }
 
         if (ps->health == TG_HEALTH_UP) {
-            tg_log_info("provider %s is up again (was %s): %s", ps->name,
+            tg_log_info("provider.up", "provider was reason",
+                        "provider %s is up again (was %s): %s", ps->name,
                         tg_health_name(before[i]), ps->why);
         } else {
-            tg_log_warn("provider %s is %s (was %s): %s", ps->name,
+            tg_log_warn("provider.state", "provider state was reason",
+                        "provider %s is %s (was %s): %s", ps->name,
                         tg_health_name(ps->health),
                         tg_health_name(before[i]), ps->why);
         }
@@ -766,7 +809,8 @@ tg_probe_done(const tg_probe_answer *a, void *data)
                            a->slots_len, &r);
     }
 
-    tg_log_debug("provider %s: probe %s in %u ms: %s", a->provider,
+    tg_log_debug("probe.result", "provider result ms note",
+                 "provider %s: probe %s in %u ms: %s", a->provider,
                  r.ok ? (r.busy ? "busy" : "ok") : "failed", r.ms, r.note);
 
     tg_health_probed(ps, &r, tg_now_ms(srv));
@@ -831,7 +875,8 @@ tg_leases_mark(tg_server *srv)
               0600);
 
     if (fd == -1) {
-        tg_log_warn("cannot write %s: %s; a policyd started after this one "
+        tg_log_warn("lease.file_failed", "path error",
+                    "cannot write %s: %s; a policyd started after this one "
                     "will not wait for leases held", path, strerror(errno));
         return found;
     }
@@ -839,7 +884,8 @@ tg_leases_mark(tg_server *srv)
     n = snprintf(pid, sizeof(pid), "%ld\n", (long) getpid());
 
     if (write(fd, pid, (size_t) n) != n) {
-        tg_log_warn("cannot write %s: %s", path, strerror(errno));
+        tg_log_warn("lease.file_failed", "path error",
+                    "cannot write %s: %s", path, strerror(errno));
     }
 
     close(fd);
@@ -856,13 +902,15 @@ tg_leases_unmark(tg_server *srv)
     snprintf(path, sizeof(path), "%s.leases", srv->listener.path);
 
     if (srv->state->nleases != 0) {
-        tg_log_info("stopping with %zu leases held by workers: the next "
+        tg_log_info("stop.leases_held", "leases",
+                    "stopping with %zu leases held by workers: the next "
                     "policyd waits for them to be re-announced",
                     srv->state->nleases);
         return;
     }
 
     if (unlink(path) == -1 && errno != ENOENT) {
-        tg_log_warn("unlink(%s) failed: %s", path, strerror(errno));
+        tg_log_warn("lease.file_failed", "path error",
+                    "unlink(%s) failed: %s", path, strerror(errno));
     }
 }

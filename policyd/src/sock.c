@@ -34,7 +34,8 @@ tg_sock_open(tg_sock *s, const tg_listen *l)
     struct sockaddr_un   sa;
 
     if (l->path == NULL || strlen(l->path) >= sizeof(sa.sun_path)) {
-        tg_log_error("socket path is missing or longer than %zu bytes",
+        tg_log_error("socket.path_too_long", "max_bytes",
+                     "socket path is missing or longer than %zu bytes",
                      sizeof(sa.sun_path) - 1);
         return -1;
     }
@@ -49,28 +50,32 @@ tg_sock_open(tg_sock *s, const tg_listen *l)
     if (lstat(l->path, &st) == 0) {
 
         if (!S_ISSOCK(st.st_mode)) {
-            tg_log_error("%s exists and is not a socket; not touching it",
+            tg_log_error("socket.not_a_socket", "path",
+                         "%s exists and is not a socket; not touching it",
                          l->path);
             return -1;
         }
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd == -1) {
-            tg_log_error("socket() failed: %s", strerror(errno));
+            tg_log_error("socket.failed", "error",
+                         "socket() failed: %s", strerror(errno));
             return -1;
         }
 
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0
             || errno == EAGAIN || errno == EINPROGRESS)
         {
-            tg_log_error("another process (policyd?) is listening on %s",
+            tg_log_error("socket.in_use", "path",
+                         "another process (policyd?) is listening on %s",
                          l->path);
             close(fd);
             return -1;
         }
 
         if (errno != ECONNREFUSED) {
-            tg_log_error("cannot tell whether %s is in use: %s", l->path,
+            tg_log_error("socket.probe_failed", "path error",
+                         "cannot tell whether %s is in use: %s", l->path,
                          strerror(errno));
             close(fd);
             return -1;
@@ -78,21 +83,25 @@ tg_sock_open(tg_sock *s, const tg_listen *l)
 
         close(fd);
 
-        tg_log_info("removing stale socket %s", l->path);
+        tg_log_info("socket.stale_removed", "path",
+                    "removing stale socket %s", l->path);
 
         if (unlink(l->path) == -1 && errno != ENOENT) {
-            tg_log_error("unlink(%s) failed: %s", l->path, strerror(errno));
+            tg_log_error("socket.unlink_failed", "path error",
+                         "unlink(%s) failed: %s", l->path, strerror(errno));
             return -1;
         }
 
     } else if (errno != ENOENT) {
-        tg_log_error("stat(%s) failed: %s", l->path, strerror(errno));
+        tg_log_error("socket.stat_failed", "path error",
+                     "stat(%s) failed: %s", l->path, strerror(errno));
         return -1;
     }
 
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
-        tg_log_error("socket() failed: %s", strerror(errno));
+        tg_log_error("socket.failed", "error",
+                     "socket() failed: %s", strerror(errno));
         return -1;
     }
 
@@ -102,7 +111,8 @@ tg_sock_open(tg_sock *s, const tg_listen *l)
 
     if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == -1) {
         umask(old_umask);
-        tg_log_error("bind(%s) failed: %s", l->path, strerror(errno));
+        tg_log_error("socket.bind_failed", "path error",
+                     "bind(%s) failed: %s", l->path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -118,21 +128,24 @@ tg_sock_open(tg_sock *s, const tg_listen *l)
     }
 
     if (chmod(l->path, l->mode) == -1) {
-        tg_log_error("chmod(%s, %04o) failed: %s", l->path,
+        tg_log_error("socket.chmod_failed", "path mode error",
+                     "chmod(%s, %04o) failed: %s", l->path,
                      (unsigned) l->mode, strerror(errno));
         tg_sock_close(s);
         return -1;
     }
 
     if (l->group != NULL && chown(l->path, (uid_t) -1, l->gid) == -1) {
-        tg_log_error("chown(%s, group %s) failed: %s", l->path, l->group,
+        tg_log_error("socket.chown_failed", "path group error",
+                     "chown(%s, group %s) failed: %s", l->path, l->group,
                      strerror(errno));
         tg_sock_close(s);
         return -1;
     }
 
     if (listen(fd, TG_LISTEN_BACKLOG) == -1) {
-        tg_log_error("listen(%s) failed: %s", l->path, strerror(errno));
+        tg_log_error("socket.listen_failed", "path error",
+                     "listen(%s) failed: %s", l->path, strerror(errno));
         tg_sock_close(s);
         return -1;
     }
@@ -160,7 +173,8 @@ tg_sock_close(tg_sock *s)
             && st.st_dev == s->dev && st.st_ino == s->ino)
         {
             if (unlink(s->path) == -1) {
-                tg_log_warn("unlink(%s) failed: %s", s->path,
+                tg_log_warn("socket.unlink_failed", "path error",
+                            "unlink(%s) failed: %s", s->path,
                             strerror(errno));
             }
         }

@@ -199,6 +199,23 @@ tg_status_json(const tg_status_view *v, size_t *len)
         tg_status_redis_usage(r, &v->redis_view);
     }
 
+    if (v->has_otlp) {
+        const tg_otlp_stats  *ot = &v->otlp_view;
+
+        r = cJSON_AddObjectToObject(o, "traces");
+        cJSON_AddNumberToObject(r, "spans", (double) ot->spans);
+        cJSON_AddNumberToObject(r, "exported", (double) ot->exported);
+        cJSON_AddNumberToObject(r, "queued", (double) ot->queued);
+        cJSON_AddNumberToObject(r, "dropped_queue_full",
+                                (double) ot->dropped_full);
+        cJSON_AddNumberToObject(r, "dropped_export_failed",
+                                (double) ot->dropped_failed);
+        cJSON_AddNumberToObject(r, "exports", (double) ot->exports);
+        cJSON_AddNumberToObject(r, "export_errors",
+                                (double) ot->export_errors);
+        cJSON_AddNumberToObject(r, "last_status", (double) ot->last_status);
+    }
+
     list = cJSON_AddArrayToObject(root, "providers");
 
     for (i = 0; list != NULL && i < v->policy->nproviders; i++) {
@@ -460,6 +477,32 @@ tg_status_prometheus(const tg_status_view *v, size_t *len)
                 "started.\n# TYPE tailgate_policyd_uptime_seconds gauge\n"
                 "tailgate_policyd_uptime_seconds %ld\n",
                 (long) v->uptime);
+
+    if (v->has_otlp) {
+        const tg_otlp_stats  *ot = &v->otlp_view;
+
+        tg_text_add(&t, "# HELP tailgate_trace_spans_total Spans of traces "
+                    "by what became of them.\n"
+                    "# TYPE tailgate_trace_spans_total counter\n"
+                    "tailgate_trace_spans_total{result=\"exported\"} %llu\n"
+                    "tailgate_trace_spans_total{result=\"dropped_queue_full\"}"
+                    " %llu\n"
+                    "tailgate_trace_spans_total{result="
+                    "\"dropped_export_failed\"} %llu\n"
+                    "# HELP tailgate_trace_spans_queued Spans waiting to be "
+                    "exported.\n"
+                    "# TYPE tailgate_trace_spans_queued gauge\n"
+                    "tailgate_trace_spans_queued %llu\n"
+                    "# HELP tailgate_trace_export_errors_total Exports the "
+                    "collector failed or refused.\n"
+                    "# TYPE tailgate_trace_export_errors_total counter\n"
+                    "tailgate_trace_export_errors_total %llu\n",
+                    (unsigned long long) ot->exported,
+                    (unsigned long long) ot->dropped_full,
+                    (unsigned long long) ot->dropped_failed,
+                    (unsigned long long) ot->queued,
+                    (unsigned long long) ot->export_errors);
+    }
 
     usage = tg_usage_status_prometheus(v, &ulen);
     if (usage == NULL) {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "otlp_export.h"
 #include "policy.h"
 #include "state.h"
 
@@ -42,6 +43,8 @@ typedef struct {
     const struct tg_usage  *usage;      /* NULL: none counted */
     bool              has_redis;        /* false: no "redis" block */
     tg_redis_view     redis_view;       /* a copy: the view is passed by value */
+    bool              has_otlp;         /* false: traces are not exported */
+    tg_otlp_stats     otlp_view;
 } tg_status_view;
 
 

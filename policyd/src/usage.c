@@ -71,7 +71,9 @@ tg_usage_free(tg_usage *u)
     st = u->closed;
 
     if (u->log_path != NULL) {
-        tg_log_info("usage log %s: %llu records, %llu written, %llu dropped, "
+        tg_log_info("usage_log.closed_stats",
+                    "path records written dropped write_errors",
+                    "usage log %s: %llu records, %llu written, %llu dropped, "
                     "%llu lost to write errors", u->log_path,
                     (unsigned long long) st.records,
                     (unsigned long long) st.written,
@@ -114,20 +116,22 @@ tg_usage_configure(tg_usage *u, const tg_policy *policy)
                          : NULL;
 
         if (l == NULL) {
-            tg_log_error("usage log %s: cannot open it: %s", want,
+            tg_log_error("usage_log.open_failed", "path error",
+                         "usage log %s: cannot open it: %s", want,
                          strerror(errno));
             free(path);
             return -1;
         }
 
-        tg_log_info("usage log %s: open", want);
+        tg_log_info("usage_log.opened", "path", "usage log %s: open", want);
     }
 
     /* the old file gets all it was given before the new one takes over */
 
     if (u->log != NULL) {
         tg_usage_retire(u);
-        tg_log_info("usage log %s: closed", u->log_path);
+        tg_log_info("usage_log.closed", "path",
+                    "usage log %s: closed", u->log_path);
     }
 
     free(u->log_path);
@@ -189,7 +193,8 @@ tg_usage_account(tg_usage *u, const tg_policy *policy, const tg_state *state,
     len = tg_usage_line(r, &policy->usage, now, u->line, TG_USAGE_LINE_MAX);
 
     if (len == 0) {
-        tg_log_warn("usage record of request \"%.*s\" does not fit in %d "
+        tg_log_warn("usage_log.record_too_long", "request_id max_bytes",
+                    "usage record of request \"%.*s\" does not fit in %d "
                     "bytes; not written",
                     (int) (r->request_id.len > 64 ? 64
                                               : r->request_id.len),
@@ -215,7 +220,8 @@ void
 tg_usage_reopen(tg_usage *u)
 {
     if (u != NULL && u->log != NULL) {
-        tg_log_info("usage log %s: opening it again", u->log_path);
+        tg_log_info("usage_log.reopening", "path",
+                    "usage log %s: opening it again", u->log_path);
         tg_usage_log_reopen(u->log);
     }
 }

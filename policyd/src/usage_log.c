@@ -276,7 +276,8 @@ tg_usage_log_run(void *arg)
             fd = tg_usage_log_file(l->path);
 
             if (fd == -1) {
-                tg_log_error("usage log %s: cannot open it again: %s; "
+                tg_log_error("usage_log.reopen_failed", "path error",
+                             "usage log %s: cannot open it again: %s; "
                              "writing to the old file", l->path,
                              strerror(errno));
             } else {
@@ -318,7 +319,8 @@ tg_usage_log_out(tg_usage_log *l, const char *p, size_t n, size_t lines)
                 continue;
             }
 
-            tg_log_error("usage log %s: write failed: %s; %zu records lost",
+            tg_log_error("usage_log.write_failed", "path error records_lost",
+                         "usage log %s: write failed: %s; %zu records lost",
                          l->path, strerror(errno), lines);
 
             pthread_mutex_lock(&l->lock);

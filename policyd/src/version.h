@@ -7,7 +7,8 @@
 #define TG_VERSION_H
 
 
-#define TG_SOFTWARE  "policyd/0.1"
+#define TG_VERSION   "0.1"
+#define TG_SOFTWARE  "policyd/" TG_VERSION
 
 
 #endif /* TG_VERSION_H */

@@ -23,6 +23,8 @@
 #     "misbehave": null | "garbage" | "oversized" | "close" | "silent"
 #                  | "bad_field"    (or { "<model>": ..., "*": ... }),
 #     "max_frame": 65536,           (announced in HELLO_OK and enforced)
+#     "trace":     1,               (HELLO_OK says it exports traces: the
+#                                    module sends trace context)
 #     "models_body": "{\"object\":\"list\",\"data\":[]}",
 #     "models_pages": { "": [BODY, NEXT], "NEXT": [BODY, null] }
 #   }
@@ -78,7 +80,7 @@ use constant {
 my %TYPE_NAME = (1 => 'HELLO', 2 => 'HELLO_OK', 3 => 'DECIDE',
                  4 => 'DECISION', 5 => 'MODELS', 6 => 'MODEL_LIST',
                  7 => 'REPORT', 8 => 'ERROR', 13 => 'CANCEL', 15 => 'HOLD',
-                 16 => 'JWKS_REFRESH');
+                 16 => 'JWKS_REFRESH', 18 => 'SPAN_END');
 
 # key => [name, type]
 my %FIELD = (
@@ -115,6 +117,9 @@ my %FIELD = (
     74 => [ connect_ms => 'u32' ],      75 => [ first_byte_ms => 'u32' ],
     76 => [ idle_ms => 'u32' ],         77 => [ drop_headers => 'str' ],
     78 => [ user_agent => 'str' ],      79 => [ cursor => 'str' ],
+    84 => [ traceparent => 'str' ],     85 => [ parent_span => 'str' ],
+    86 => [ client_span => 'str' ],     87 => [ start_ms => 'str' ],
+    88 => [ trace_final => 'u8' ],      89 => [ trace => 'u8' ],
     80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
     82 => [ refresh_ms => 'u32' ],      83 => [ next => 'str' ],
     90 => [ translate => 'u8' ],
@@ -483,7 +488,8 @@ sub handle {
         send_bytes($fd, frame(HELLO_OK, 0,
             named_field(max_frame => max_frame()),
             named_field(pid => $$),
-            named_field(software => 'fake_policyd/0.1')));
+            named_field(software => 'fake_policyd/0.1'),
+            ($cfg->{trace} ? named_field(trace => 1) : ())));
         return;
     }
 

@@ -40,6 +40,7 @@ use constant {
     TG_MSG_HOLD            => 15,
     TG_MSG_JWKS_REFRESH    => 16,
     TG_MSG_JWKS_STATE      => 17,
+    TG_MSG_SPAN_END        => 18,
 
     TG_F_MAX_FRAME         => 1,
     TG_F_PID               => 2,
@@ -107,6 +108,12 @@ use constant {
     TG_F_DROP_HEADERS      => 77,
     TG_F_USER_AGENT        => 78,
     TG_F_CURSOR            => 79,
+    TG_F_TRACEPARENT       => 84,
+    TG_F_PARENT_SPAN       => 85,
+    TG_F_CLIENT_SPAN       => 86,
+    TG_F_START_MS          => 87,
+    TG_F_TRACE_FINAL       => 88,
+    TG_F_TRACE             => 89,
     TG_F_JWKS_FILE         => 80,
     TG_F_KID               => 81,
     TG_F_REFRESH_MS        => 82,
@@ -137,7 +144,8 @@ our %FIELD_TYPE = (
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
     70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32', 74 => 'u32',
     75 => 'u32', 76 => 'u32', 77 => 'str', 78 => 'str', 79 => 'str',
-    80 => 'str', 81 => 'str', 82 => 'u32', 83 => 'str',
+    80 => 'str', 81 => 'str', 82 => 'u32', 83 => 'str', 84 => 'str',
+    85 => 'str', 86 => 'str', 87 => 'str', 88 => 'u8',  89 => 'u8',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...
