@@ -215,8 +215,6 @@ install: $(if $(NO_BUILD),,all)
 	    $(D)$(UNITDIR)/tailgate-policyd.service)
 	$(INSTALL) -m 0644 packaging/systemd/nginx-tailgate.conf \
 	    $(D)$(UNITDIR)/nginx.service.d/tailgate.conf
-	$(INSTALL) -m 0644 packaging/systemd/tailgate-upstreams.path \
-	    packaging/systemd/tailgate-upstreams.service $(D)$(UNITDIR)/
 	$(INSTALL) -m 0644 packaging/files/sysusers.conf \
 	    $(D)$(SYSUSERSDIR)/tailgate.conf
 	$(INSTALL) -m 0644 packaging/files/logrotate \

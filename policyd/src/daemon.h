@@ -104,7 +104,6 @@ struct tg_server {
     struct tg_usage *usage;         /* usage.h: tallies and the usage log */
     tg_redis        *redis;         /* redis.c; NULL: this node alone */
     struct tg_otlp  *otlp;          /* otlp_export.c; NULL: no traces */
-    struct tg_dns_watch *dns;       /* dns_watch.c; NULL: no upstream_dns */
     tg_jwks_keeper  *jwks;          /* jwks.c: the key sets it keeps */
     tg_model_fetcher *model_lists;  /* model_fetch.c: providers' lists */
 

@@ -20,7 +20,6 @@
 #include "jwks_conf.h"
 #include "limits_conf.h"
 #include "redis_conf.h"
-#include "dns_conf.h"
 #include "log.h"
 #include "price.h"
 #include "tailgate_names.h"
@@ -320,7 +319,6 @@ typedef struct tg_policy {
 
     tg_limits_conf limits;          /* limits_policy.c */
     tg_redis_conf  redis;           /* policy_redis.c */
-    tg_dns_conf    dns;             /* policy_dns.c: upstream_dns */
 
     tg_jwks_conf  *jwks;            /* policy_jwks.c: key sets to keep */
     size_t         njwks;

@@ -130,7 +130,6 @@ void tg_load_routes(tg_loader *ld, const cJSON *root);
 void tg_load_limits(tg_loader *ld, const cJSON *root);    /* after routes */
 void tg_load_redis(tg_loader *ld, const cJSON *root);
 void tg_load_jwks(tg_loader *ld, const cJSON *root);
-void tg_load_upstream_dns(tg_loader *ld, const cJSON *root);
 
 /* policy_usage.c: a provider's "usage", then the top level's "usage" */
 void tg_load_usage_mode(tg_loader *ld, tg_provider *pr, const cJSON *item,

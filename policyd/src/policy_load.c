@@ -34,7 +34,7 @@ static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
     "lease_recovery_ms", "log_level", "log_format",
     "providers", "routes", "limits", "usage", "redis", "scrub", "jwks",
-    "upstream_dns", NULL
+    NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -375,7 +375,6 @@ tg_load_top(tg_loader *ld, const cJSON *root)
     tg_load_usage(ld, root);
     tg_load_redis(ld, root);
     tg_load_jwks(ld, root);
-    tg_load_upstream_dns(ld, root);
 }
 
 

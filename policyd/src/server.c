@@ -32,7 +32,6 @@
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
-#include "dns_watch.h"
 #include "redis.h"
 #include "server.h"
 #include "status.h"
@@ -210,15 +209,6 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         }
     }
 
-    /* the upstreams' files written before nginx may look for them */
-
-    if (policy->dns.enabled) {
-        srv.dns = tg_dns_watch_start(&policy->dns);
-        if (srv.dns == NULL) {
-            goto done;
-        }
-    }
-
     if (policy->admin.path != NULL) {
         srv.admin = tg_admin_open(srv.loop, &policy->admin, tg_admin_body,
                                   &srv);
@@ -253,9 +243,6 @@ done:
     /* what Redis holds of this node's leases expires with their TTL */
     tg_redis_stop(srv.redis);
     srv.redis = NULL;
-
-    tg_dns_watch_stop(srv.dns);
-    srv.dns = NULL;
 
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);

@@ -1428,117 +1428,6 @@ test_endpoint_and_zone_names(void **unused)
 }
 
 
-#define TG_DNS_POLICY(dns)                                                    \
-    "{" TG_LISTEN ", 'providers': { 'p': {" TG_MIN_PROVIDER "} },"           \
-    "'routes': { 'r': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] } },"  \
-    "'upstream_dns': " dns "}"
-
-
-static void
-test_upstream_dns(void **unused)
-{
-    tg_policy  *p;
-
-    (void) unused;
-
-    p = tg_test_policy(TG_DNS_POLICY(
-        "{ 'dir': '/run/tg/up', 'interval_ms': 500, 'timeout_ms': 1500,"
-        "  'nameserver': '127.0.0.1:5353', 'nginx_pid': '/run/nginx.pid',"
-        "  'upstreams': { 'tg_a': 'api.a.test:443',"
-        "                 'tg_b': '${TG_HOST}:8443',"
-        "                 'tg_c': '10.0.0.7:80' } }"));
-    assert_non_null(p);
-    assert_true(p->dns.enabled);
-    assert_string_equal(p->dns.dir, "/run/tg/up");
-    assert_int_equal(p->dns.interval_ms, 500);
-    assert_int_equal(p->dns.timeout_ms, 1500);
-    assert_string_equal(p->dns.nameserver, "127.0.0.1");
-    assert_int_equal(p->dns.nameserver_port, 5353);
-    assert_string_equal(p->dns.nginx_pid, "/run/nginx.pid");
-    assert_int_equal(p->dns.nnames, 3);
-    assert_string_equal(p->dns.names[0].upstream, "tg_a");
-    assert_string_equal(p->dns.names[0].host, "api.a.test");
-    assert_int_equal(p->dns.names[0].port, 443);
-    assert_string_equal(p->dns.names[1].host, "api.example.com");
-    assert_int_equal(p->dns.names[1].port, 8443);
-    assert_string_equal(p->dns.names[2].host, "10.0.0.7");
-    tg_policy_free(p);
-
-    /* the defaults; absent: not enabled */
-
-    p = tg_test_policy(TG_DNS_POLICY(
-        "{ 'dir': '/d', 'upstreams': { 'u': 'h.test:1' } }"));
-    assert_non_null(p);
-    assert_int_equal(p->dns.interval_ms, TG_DNS_INTERVAL_DEFAULT);
-    assert_int_equal(p->dns.timeout_ms, TG_DNS_TIMEOUT_DEFAULT);
-    assert_null(p->dns.nameserver);
-    assert_null(p->dns.nginx_pid);
-    tg_policy_free(p);
-
-    p = tg_test_policy(TG_GOOD);
-    assert_non_null(p);
-    assert_false(p->dns.enabled);
-    tg_policy_free(p);
-}
-
-
-#define TG_DNS_HOST_PORT                                                      \
-    "expected \"host:port\": a DNS name of letters, digits, \"-\" and \".\" "  \
-    "(or an IPv4 address) and a port from 1 to 65535"
-
-static const tg_test_refusal  refused_upstream_dns[] = {
-    { TG_DNS_POLICY("[]"), 1, {
-        { "upstream_dns", "expected an object" } } },
-    { TG_DNS_POLICY("{ 'upstreams': { 'u': 'h.test:1' } }"), 1, {
-        { "upstream_dns.dir",
-          "missing required key" } } },
-    { TG_DNS_POLICY("{ 'dir': '/d' }"), 1, {
-        { "upstream_dns.upstreams", "missing required key" } } },
-    { TG_DNS_POLICY("{ 'dir': '/d', 'upstreams': 'h.test:1' }"), 1, {
-        { "upstream_dns.upstreams",
-          "expected an object of 1 to 64 upstreams, "
-          "\"UPSTREAM\": \"host:port\"" } } },
-    { TG_DNS_POLICY("{ 'dir': '/d', 'upstreams': { 'u': 'h.test:1',"
-                    " 'v': 'h.test', 'w': 'h.test:0', 'x': 7, 'y': null,"
-                    " 'z': '' } }"), 5, {
-        { "upstream_dns.upstreams.v",
-          TG_DNS_HOST_PORT },
-        { "upstream_dns.upstreams.w",
-          TG_DNS_HOST_PORT },
-        { "upstream_dns.upstreams.x",
-          TG_DNS_HOST_PORT },
-        { "upstream_dns.upstreams.y",
-          TG_DNS_HOST_PORT },
-        { "upstream_dns.upstreams.z",
-          TG_DNS_HOST_PORT } } },
-    { TG_DNS_POLICY("{ 'dir': '/d', 'upstreams': { 'u': 'h.test:1',"
-                    " 'u': 'g.test:2' } }"), 1, {
-        { "upstream_dns.upstreams.u", "is named twice" } } },
-    { TG_DNS_POLICY("{ 'dir': '/d', 'upstreams': { 'u': 'h.test:1' },"
-                    " 'nameserver': '::1:53' }"), 1, {
-        { "upstream_dns.nameserver",
-          "expected an IPv4 address and a port, \"127.0.0.1:53\"" } } },
-    { TG_DNS_POLICY("{ 'dir': '/d', 'upstreams': { 'u': 'h.test:1' },"
-                    " 'interval_ms': 99, 'timeout_ms': 0,"
-                    " 'nginx_pid': '' }"), 3, {
-        { "upstream_dns.interval_ms",
-          "expected an integer from 100 to 86400000" },
-        { "upstream_dns.timeout_ms",
-          "expected an integer from 1 to 30000" },
-        { "upstream_dns.nginx_pid",
-          "expected an absolute path of at most 200 bytes" } } },
-};
-
-
-static void
-test_upstream_dns_refused(void **unused)
-{
-    (void) unused;
-
-    TG_TEST_REFUSALS(refused_upstream_dns);
-}
-
-
 int
 main(void)
 {
@@ -1566,8 +1455,6 @@ main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_endpoint_and_zone_names),
-        cmocka_unit_test(test_upstream_dns),
-        cmocka_unit_test(test_upstream_dns_refused),
     };
 
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);

@@ -87,11 +87,10 @@ my $READ_S   = 30;          # limit for one request's headers and body
 my $MAX_HEAD = 64 * 1024;
 my $MAX_BODY = 64 * 1024 * 1024;
 
-my ($port, $name, $dir, $addr) = (undef, undef, undef, '127.0.0.1');
-GetOptions('port=i' => \$port, 'name=s' => \$name, 'dir=s' => \$dir,
-           'addr=s' => \$addr)
-    && $addr =~ /^127\.\d+\.\d+\.\d+$/ && $port && defined $name && $name =~ /^[\w.-]+$/ && defined $dir && -d $dir
-    or die "usage: $0 --port P --name NAME --dir DIR [--addr 127.x.y.z]\n";
+my ($port, $name, $dir);
+GetOptions('port=i' => \$port, 'name=s' => \$name, 'dir=s' => \$dir)
+    && $port && defined $name && $name =~ /^[\w.-]+$/ && defined $dir && -d $dir
+    or die "usage: $0 --port P --name NAME --dir DIR\n";
 
 my $JSON = JSON::PP->new->canonical->utf8;
 my $parent = getppid();
@@ -107,12 +106,12 @@ mkdir $active_dir unless -d $active_dir;
 $SIG{PIPE} = 'IGNORE';
 
 my $listen = IO::Socket::INET->new(
-    LocalAddr => $addr,
+    LocalAddr => '127.0.0.1',
     LocalPort => $port,
     Proto     => 'tcp',
     Listen    => 128,
     ReuseAddr => 1,
-) or die "mock $name: cannot listen on $addr:$port: $!\n";
+) or die "mock $name: cannot listen on 127.0.0.1:$port: $!\n";
 
 {
     my $tmp = "$dir/$name.ready.$$";

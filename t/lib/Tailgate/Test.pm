@@ -421,24 +421,6 @@ sub mock_provider {
 
 sub mock { $_[0]{mocks}{$_[1]} }
 
-# mock_provider_on($name, $ip, $port, %control): a mock on another loopback
-# address (127.x.y.z) and a port of the caller's choosing
-sub mock_provider_on {
-    my ($self, $name, $ip, $port, %control) = @_;
-
-    die "mock_provider_on: '$name' exists\n" if $self->{mocks}{$name};
-    die "mock_provider_on: $ip is not a loopback address\n"
-        unless $ip =~ /^127\.\d+\.\d+\.\d+$/;
-
-    my $m = $self->{mocks}{$name} = Tailgate::Mock->_new($self, $name, $port);
-    $m->{host} = $ip;
-    $m->set(%control);
-    $m->start;
-    $m->{started} = 1;
-
-    return $m;
-}
-
 
 # policyd
 
@@ -647,7 +629,7 @@ sub _placeholder {
         my $m = $self->{mocks}{$arg}
             or die "placeholder %%MOCK:$arg%%: no mock provider '$arg'"
                  . " (start it before nginx, or use %%PORT:mock:$arg%%)\n";
-        return $m->addr;
+        return '127.0.0.1:' . $m->port;
     }
 
     die "unknown placeholder %%$what" . (defined $arg ? ":$arg" : '') . "%%\n";
@@ -1657,9 +1639,8 @@ sub _new {
 
 sub name { $_[0]{name} }
 sub port { $_[0]{port} }
-sub host { $_[0]{host} // '127.0.0.1' }
-sub addr { $_[0]->host . ":$_[0]{port}" }
-sub url  { 'http://' . $_[0]->addr }
+sub addr { "127.0.0.1:$_[0]{port}" }
+sub url  { "http://127.0.0.1:$_[0]{port}" }
 sub pid  { $_[0]{t}->pid($_[0]{proc}) }
 
 sub running {
@@ -1678,8 +1659,7 @@ sub start {
 
     my $pid = $t->spawn($self->{proc},
         [ $^X, $t->root . '/t/lib/mock_provider.pl', '--port', $self->{port},
-          '--name', $self->{name}, '--dir', $self->{dir},
-          '--addr', $self->host ],
+          '--name', $self->{name}, '--dir', $self->{dir} ],
         log => "$self->{name}.mock.log");
 
     my $ok = $t->wait_for(sub {
@@ -2419,10 +2399,8 @@ Returned by C<< $t->mock_provider >>.
 
 =over
 
-=item C<< $m->name >>, C<< $m->port >>, C<< $m->host >> (C<127.0.0.1>, or
-the address C<< $t->mock_provider_on($name, $ip, $port) >> gave it),
-C<< $m->addr >> (C<host:port>), C<< $m->url >> (C<http://host:port>),
-C<< $m->pid >>, C<< $m->running >>
+=item C<< $m->name >>, C<< $m->port >>, C<< $m->addr >> (C<127.0.0.1:port>),
+C<< $m->url >> (C<http://127.0.0.1:port>), C<< $m->pid >>, C<< $m->running >>
 
 =item C<< $m->set(%control) >>
 
