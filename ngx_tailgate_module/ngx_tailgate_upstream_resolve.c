@@ -501,8 +501,8 @@ ngx_tailgate_resolve_failed(ngx_tailgate_resolve_conf_t *rc, ngx_int_t state,
 
     if (state == NGX_TAILGATE_RESOLVE_EMPTY) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "upstream \"%V\": %V resolved to no address; "
-                      "keeping the %ui it had",
+                      "upstream \"%V\": %V could not be resolved "
+                      "(no address); keeping the %ui addresses it had",
                       &rc->upstream->host, &rc->host, have);
         return;
     }

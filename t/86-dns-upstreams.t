@@ -182,6 +182,9 @@ $t->start_gateway(policy => $policy, mocks => ['local'],
     resolver 127.0.0.1:$dns_port valid=1s ipv6=off;
     resolver_timeout 1s;
 
+    log_format ups '\$status \$upstream_addr';
+    access_log %%DIR%%/ups.log ups;
+
     upstream tg_hosted {
         tailgate_upstream_resolve $NAME:$port interval=2s;
         keepalive 4;
@@ -277,6 +280,31 @@ subtest 'keepalive within the new set; the old address is left' => sub {
     my %conns = map { $_->{conn} => 1 } @{ $two->requests };
     is(scalar keys %conns, 1, 'over one connection');
     is(scalar @{ $one->requests }, $before, 'none to one any more');
+};
+
+subtest 'a request in flight keeps the set it started with' => sub {
+    point('ok', '127.0.0.1');
+    ok($t->wait_for(sub { ask() eq 'one' }, timeout => 15),
+       'the name is back at one');
+
+    my $slow = $t->open_post('/v1/chat/completions',
+        { model => 'hosted', messages => [{ role => 'user', content => 'x' }] },
+        headers => { 'X-Mock-Control' => '{"delay_ms":6000}' });
+    ok($t->wait_for(sub { $one->in_progress >= 1 }, timeout => 5),
+       'a slow request is at one');
+
+    point('ok', '127.0.0.2');
+    ok($t->wait_for(sub { ask() eq 'two' }, timeout => 15),
+       'meanwhile the name moved to two');
+
+    my $before = $t->read_file('ups.log');
+    ok($slow->read_all(20), 'the slow request ended');
+    like($slow->raw, qr{^HTTP/1\.1 200 }, '  with 200');
+    like($slow->raw, qr/Hello from one/, '  answered by one');
+    ok($t->wait_for(sub {
+           substr($t->read_file('ups.log'), length $before)
+               =~ /^200 127\.0\.0\.1:$port$/m }, timeout => 5),
+       '  its $upstream_addr logged from the old set, freed only after it');
 };
 
 # the warnings "could not be resolved" so far
