@@ -24,6 +24,7 @@
 #                   policyd), measured in the same rounds as A and B: a
 #                   change's before/after in one run
 # BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
+# BENCH_ONLY=scale  only the keys and routes curves
 
 use strict;
 use warnings;
@@ -51,6 +52,7 @@ my $MODULE = $ENV{TAILGATE_MODULE} // "$ROOT/build/ngx_tailgate_module.so";
 my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
 my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
 my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
+my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
@@ -73,6 +75,8 @@ print "$ROUNDS rounds of ${SECONDS}s after a warm-up; ratios are medians of "
     . "per-round B/A\n\n";
 
 start_all();
+
+goto SCALE if $ONLY_SCALE;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
 
@@ -188,6 +192,39 @@ for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
            $shape->[2], $v{rate} // 0, $v{p50_us} // 0, $v{p99_us} // 0;
 }
 
+SCALE:
+section('client keys: nginx -t, start, requests with a new key each time (-c8)');
+printf "%9s %9s %9s %9s %10s %9s %9s %9s\n", 'keys', 'file MB', 'nginx -t',
+       '(its cpu)', 'start', 'rps', 'cpu', 'max lat';
+for my $n ($QUICK ? (10, 100_000) : (10, 1000, 65_536, 100_000, 1_000_000)) {
+    my $k = key_scale($n);
+    $result{scale}{keys}{$n} = $k;
+    printf "%9d %9.1f %8.2fs %8.2fs %9.2fs %9.0f %7.2fus %7.1fms\n", $n,
+           $k->{mb}, $k->{check_s}, $k->{check_cpu_s}, $k->{start_s},
+           $k->{rps}, $k->{cpu}, $k->{max_ms};
+}
+key_scale_done();
+
+my $live = key_reread($QUICK ? 50_000 : 200_000);
+$result{scale}{reread} = $live;
+printf "a worker reads a changed %d-key file (%.1f MB) by itself: the longest "
+     . "wait of a request at -c8 then %.1f ms (%.1f ms without the change)\n",
+       $live->{keys}, $live->{mb}, $live->{max_ms}, $live->{base_max_ms};
+
+section('routes: policyd load, decisions, GET /v1/models');
+printf "%9s %9s %9s %12s %8s %12s %9s\n", 'routes', 'load', '(its cpu)',
+       'decisions/s', 'p50', '/v1/models', 'bytes';
+for my $n ($QUICK ? (10, 100_000) : (10, 1000, 10_000, 100_000)) {
+    my $r = route_scale($n);
+    $result{scale}{routes}{$n} = $r;
+    printf "%9d %8.2fs %8.2fs %12.0f %6.1fus %8s %.0fms %9d\n", $n,
+           $r->{load_s}, $r->{load_cpu_s}, $r->{rate}, $r->{p50_us}, $r->{models_status}, $r->{models_ms},
+           $r->{models_bytes};
+}
+route_scale_done();
+
+goto DONE if $ONLY_SCALE;
+
 section('streaming: 20 events 20 ms apart; direct, bare nginx (A), Tailgate (B)');
 my $s = streaming($QUICK ? 10 : 30);
 $result{streaming} = $s;
@@ -223,6 +260,8 @@ write_file("$DIR/results.json", JSON::PP->new->canonical->pretty->encode(\%resul
 print "\nresults: $DIR/results.json\n";
 
 stop_all();
+
+exit 0 unless $result{chat}{32};
 
 printf "ratio_vs_nginx_proxy=%.3f%s\n", $result{chat}{32}{ratio},
        $result{bodies}{'100k-c8'}
@@ -484,6 +523,163 @@ sub failures {
     return \%f;
 }
 
+
+# --- scale: keys and routes ------------------------------------------------
+
+# a key file of $n records: the first 1000 with keys the requests use (a
+# new one each request, so the per-connection memo never helps), the rest
+# digests of random keys; written where the gateway's tailgate_keys points
+sub write_keys {
+    my ($path, $n) = @_;
+
+    my $used = $n < 1000 ? $n : 1000;
+    my @tokens = map { "tg-scale-$_-" . sha256_hex("$KEY $_") } 1 .. $used;
+
+    open(my $fh, '>', "$path.tmp") or die "$path.tmp: $!";
+    print $fh sha256_hex($KEY), " bench\n";
+    print $fh sha256_hex($tokens[$_ - 1]), " scale$_\n" for 1 .. $used;
+    print $fh sha256_hex("$KEY filler $_"), " filler$_\n" for $used + 1 .. $n;
+    close($fh) or die "$path.tmp: $!";
+    chmod(0640, "$path.tmp");
+    rename("$path.tmp", $path) or die "rename $path: $!";
+
+    write_file("$DIR/tokens-scale.txt", join("\n", @tokens) . "\n");
+    unlink glob("$DIR/*.scale.lua");
+
+    return (-s $path) / 1e6;
+}
+
+sub max_latency_ms {
+    my ($out) = @_;
+    my ($v, $unit) = $out =~ /Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b/;
+    return 0 unless defined $v;
+    return $unit eq 'us' ? $v / 1000 : $unit eq 's' ? $v * 1000 : $v;
+}
+
+# nginx -t and a start with $n keys, then requests at -c8
+sub key_scale {
+    my ($n) = @_;
+
+    stop('gateway');
+    my $mb = write_keys("$DIR/keys", $n);
+
+    my $t0 = time;
+    my @c0 = (times)[2, 3];
+    run_capture("$NGINX -t -q -p $DIR/gw/ -c $DIR/gw/nginx.conf");
+    my @c1 = (times)[2, 3];
+    my $check = time - $t0;
+    my $check_cpu = $c1[0] + $c1[1] - $c0[0] - $c0[1];
+
+    $t0 = time;
+    spawn('gateway', "$DIR/gw/out.log", 'taskset', '-c', '0', $NGINX,
+          '-p', "$DIR/gw/", '-c', "$DIR/gw/nginx.conf");
+    wait_port($PORT{b});
+    wait_for(sub { worker_pid() }, 'the gateway worker');
+    my $start = time - $t0;
+
+    wrk('b', 8, 'body-1k-start.json', 1, tokens => 'scale');
+    my $r = wrk('b', 8, 'body-1k-start.json', 0, tokens => 'scale');
+
+    return { mb => $mb, check_s => $check, check_cpu_s => $check_cpu,
+             start_s => $start,
+             rps => $r->{rps}, cpu => $r->{cpu_us},
+             max_ms => max_latency_ms($r->{out}) };
+}
+
+sub key_scale_done {
+    stop('gateway');
+    write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
+    spawn('gateway', "$DIR/gw/out.log", 'taskset', '-c', '0', $NGINX,
+          '-p', "$DIR/gw/", '-c', "$DIR/gw/nginx.conf");
+    wait_port($PORT{b});
+    wait_for(sub { worker_pid() }, 'the gateway worker');
+}
+
+# the worker reads a changed key file in its event loop: how long do the
+# requests in flight wait meanwhile
+sub key_reread {
+    my ($n) = @_;
+
+    my $mb = write_keys("$DIR/keys", $n);
+    my $seconds = $QUICK ? 3 : 5;
+    sleep 2;                    # read once (the worker looks every second)
+
+    my $base = wrk('b', 8, 'body-1k-start.json', 0, tokens => 'scale',
+                   seconds => $seconds);
+
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        sleep $seconds / 2;
+        write_keys("$DIR/keys", $n);    # the same keys, a new file
+        POSIX::_exit(0);                # not END: it would stop everything
+    }
+
+    my $r = wrk('b', 8, 'body-1k-start.json', 0, tokens => 'scale',
+                seconds => $seconds);
+    waitpid($pid, 0);
+
+    write_file("$DIR/keys", sha256_hex($KEY) . " bench\n");
+    sleep 2;
+
+    return { keys => $n, mb => $mb, max_ms => max_latency_ms($r->{out}),
+             base_max_ms => max_latency_ms($base->{out}) };
+}
+
+sub route_policy {
+    my ($n) = @_;
+
+    my %routes = map { ("scale-$_" => { steps => [{ provider => 'fake',
+                                        model => "scale-model-$_" }] }) }
+                 1 .. $n - 1;
+    $routes{bench} = { steps => [{ provider => 'fake',
+                                   model => 'bench-provider-model' }] };
+
+    return {
+        decision_cache_ms => 1000,
+        providers => {
+            fake => { upstream => 'tg_fake', zone => 'local',
+                      endpoints => ['chat'] },
+        },
+        routes => \%routes,
+    };
+}
+
+# policyd with $n routes: from start to its socket, decisions for one
+# route, and the model list through the gateway
+sub route_scale {
+    my ($n) = @_;
+
+    stop('policyd');
+    write_file("$DIR/policy-scale.json", encode_json(route_policy($n)));
+
+    unlink "$DIR/policyd.sock";
+    my $t0 = time;
+    spawn('policyd', "$DIR/policyd.log", 'taskset', '-c', '0', $POLICYD,
+          '-c', "$DIR/policy-scale.json", '-s', "$DIR/policyd.sock");
+    wait_for(sub { -S "$DIR/policyd.sock" }, 'the policyd socket');
+    my $load = time - $t0;
+    my $load_cpu = cpu_ticks($proc{policyd}) / $CLK_TCK;
+
+    my $out = run_capture("taskset -c 1 $DIR/policyd_load -s $DIR/policyd.sock "
+                          . "-c 4 -w 32 -d " . ($QUICK ? 1 : 3));
+    my %v = $out =~ /(\w+)=([\d.]+)/g;
+
+    sleep 0.5;                  # the gateway's connections are back
+    my ($status, $ms, $bytes) = split ' ', run_capture(
+        "curl -s -o /dev/null -m 30 -w '%{http_code} %{time_total} "
+        . "%{size_download}' -H 'Authorization: Bearer $KEY' "
+        . "http://127.0.0.1:$PORT{b}/v1/models");
+
+    return { load_s => $load, load_cpu_s => $load_cpu, rate => $v{rate} // 0, p50_us => $v{p50_us} // 0,
+             models_status => $status // 0, models_ms => ($ms // 0) * 1000,
+             models_bytes => $bytes // 0 };
+}
+
+sub route_scale_done {
+    stop('policyd');
+    start_policyd();
+    sleep 0.5;
+}
 
 # --- the processes ----------------------------------------------------------
 

@@ -35,10 +35,16 @@
 
 /*
  * A worker reads a changed key file in its event loop: up to this much
- * (about 200k keys, some 20 ms from the page cache); a larger one waits
- * for nginx -s reload, which the master reads.
+ * (about 200k keys); a larger one waits for nginx -s reload, which the
+ * master reads.  It reads and parses in steps - a read of at most 1 MB, or
+ * at most 2048 lines (a few ms) - with the loop's other events between
+ * them: 200k keys in one go held every request of the worker for some
+ * 300 ms.
  */
 #define NGX_TAILGATE_MAX_LIVE_KEY_FILE  (16 * 1024 * 1024)
+#define NGX_TAILGATE_KEYS_STEP_BYTES    (1024 * 1024)
+#define NGX_TAILGATE_KEYS_STEP_LINES    2048
+#define NGX_TAILGATE_KEYS_STEP_GAP      1          /* ms between steps */
 #define NGX_TAILGATE_MAX_CLIENT_ID    128
 #define NGX_TAILGATE_MAX_CREDENTIAL   8192
 #define NGX_TAILGATE_KEYS_CHECK       1000       /* ms between stat()s */
@@ -47,11 +53,20 @@
 static ngx_int_t ngx_tailgate_keys_parse(ngx_pool_t *pool,
     ngx_tailgate_key_table_t *table, u_char *p, u_char *end,
     ngx_uint_t *line, char **why);
+static ngx_int_t ngx_tailgate_keys_table_init(ngx_pool_t *pool,
+    ngx_tailgate_key_table_t *table, ngx_uint_t lines);
+static ngx_int_t ngx_tailgate_keys_parse_lines(ngx_pool_t *pool,
+    ngx_tailgate_key_table_t *table, u_char **pp, u_char *end,
+    ngx_uint_t *linep, ngx_uint_t max, char **why);
 static void ngx_tailgate_keys_timer_handler(ngx_event_t *ev);
-static void ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys,
+static void ngx_tailgate_keys_step_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys,
     ngx_log_t *log);
 static ngx_int_t ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys,
     ngx_file_info_t *fi, ngx_log_t *log);
+static ngx_int_t ngx_tailgate_keys_step(ngx_tailgate_keys_t *keys,
+    ngx_log_t *log);
+static void ngx_tailgate_keys_abandon(ngx_tailgate_keys_t *keys);
 static void ngx_tailgate_keys_refuse(ngx_tailgate_keys_t *keys,
     ngx_file_info_t *fi);
 static ngx_uint_t ngx_tailgate_same_file(ngx_file_info_t *a,
@@ -118,7 +133,24 @@ static ngx_int_t  ngx_tailgate_month_days[] = {
 
 static u_char  ngx_tailgate_memo_secret[NGX_TAILGATE_SIPHASH_KEY_LEN];
 
+/* a new version of a key file, read and parsed a step at a time */
+struct ngx_tailgate_keys_reading_s {
+    ngx_file_info_t              fi;         /* the version being read */
+    ngx_fd_t                     fd;
+    u_char                      *buf;        /* ngx_alloc()ed: freed after */
+    size_t                       size;
+    size_t                       done;       /* bytes read so far */
+    u_char                      *pos;        /* the next line to parse */
+    ngx_uint_t                   lines;      /* counted while read */
+    ngx_uint_t                   line;       /* parsed so far */
+    ngx_uint_t                   steps;
+    ngx_pool_t                  *pool;       /* the new table's */
+    ngx_tailgate_key_table_t    *table;
+};
+
+
 static ngx_event_t   ngx_tailgate_keys_timer;
+static ngx_event_t   ngx_tailgate_keys_step_event;
 static ngx_array_t  *ngx_tailgate_keys_files;    /* ngx_tailgate_keys_t * */
 
 
@@ -215,21 +247,35 @@ static ngx_int_t
 ngx_tailgate_keys_parse(ngx_pool_t *pool, ngx_tailgate_key_table_t *table,
     u_char *p, u_char *end, ngx_uint_t *linep, char **why)
 {
-    char                     *rv;
-    u_char                   *eol, *field, *last;
-    ngx_uint_t                line, lines, size;
-    ngx_tailgate_identity_t   id;
-    u_char                    digest[NGX_TAILGATE_DIGEST_LEN];
-
-    /* size the table for at most half full: count the lines first */
+    u_char      *q;
+    ngx_uint_t   lines;
 
     lines = 0;
 
-    for (field = p; field < end; field++) {
-        if (*field == '\n') {
+    for (q = p; q < end; q++) {
+        if (*q == '\n') {
             lines++;
         }
     }
+
+    *linep = 0;
+
+    if (ngx_tailgate_keys_table_init(pool, table, lines) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_tailgate_keys_parse_lines(pool, table, &p, end, linep,
+                                         NGX_MAX_UINT32_VALUE, why);
+}
+
+
+/* room for every line of the file at most half full */
+
+static ngx_int_t
+ngx_tailgate_keys_table_init(ngx_pool_t *pool, ngx_tailgate_key_table_t *table,
+    ngx_uint_t lines)
+{
+    ngx_uint_t  size;
 
     for (size = 8; size < 2 * (lines + 1); size <<= 1) { /* void */ }
 
@@ -240,9 +286,33 @@ ngx_tailgate_keys_parse(ngx_pool_t *pool, ngx_tailgate_key_table_t *table,
 
     table->mask = size - 1;
 
-    for (line = 1; p < end; line++, p = eol + 1) {
+    return NGX_OK;
+}
 
-        *linep = line;
+
+/*
+ * At most max lines from *pp on: NGX_OK at the end, NGX_AGAIN with *pp and
+ * *linep where the next step goes on, NGX_DECLINED with the line and what
+ * was expected, NGX_ERROR out of memory.
+ */
+
+static ngx_int_t
+ngx_tailgate_keys_parse_lines(ngx_pool_t *pool,
+    ngx_tailgate_key_table_t *table, u_char **pp, u_char *end,
+    ngx_uint_t *linep, ngx_uint_t max, char **why)
+{
+    char                     *rv;
+    u_char                   *p, *eol, *field, *last;
+    ngx_uint_t                line;
+    ngx_tailgate_identity_t   id;
+    u_char                    digest[NGX_TAILGATE_DIGEST_LEN];
+
+    p = *pp;
+    line = *linep;
+
+    for ( /* void */ ; p < end && max; max--, p = eol + 1) {
+
+        *linep = ++line;
 
         eol = ngx_strlchr(p, end, '\n');
         if (eol == NULL) {
@@ -340,7 +410,9 @@ ngx_tailgate_keys_parse(ngx_pool_t *pool, ngx_tailgate_key_table_t *table,
         }
     }
 
-    return NGX_OK;
+    *pp = ngx_min(p, end);
+
+    return (p < end) ? NGX_AGAIN : NGX_OK;
 }
 
 
@@ -582,6 +654,10 @@ ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle, ngx_array_t *keys)
     ngx_tailgate_keys_timer.data = keys;
     ngx_tailgate_keys_timer.cancelable = 1;
 
+    ngx_tailgate_keys_step_event.handler = ngx_tailgate_keys_step_handler;
+    ngx_tailgate_keys_step_event.log = cycle->log;
+    ngx_tailgate_keys_step_event.cancelable = 1;
+
     ngx_add_timer(&ngx_tailgate_keys_timer, NGX_TAILGATE_KEYS_CHECK);
 
     return NGX_OK;
@@ -591,11 +667,26 @@ ngx_tailgate_auth_init_worker(ngx_cycle_t *cycle, ngx_array_t *keys)
 void
 ngx_tailgate_auth_exit_worker(void)
 {
+    ngx_uint_t            i;
+    ngx_tailgate_keys_t **keys;
+
     ngx_explicit_memzero(ngx_tailgate_memo_secret,
                          sizeof(ngx_tailgate_memo_secret));
 
     if (ngx_tailgate_keys_timer.timer_set) {
         ngx_del_timer(&ngx_tailgate_keys_timer);
+    }
+
+    if (ngx_tailgate_keys_step_event.timer_set) {
+        ngx_del_timer(&ngx_tailgate_keys_step_event);
+    }
+
+    if (ngx_tailgate_keys_files) {
+        keys = ngx_tailgate_keys_files->elts;
+
+        for (i = 0; i < ngx_tailgate_keys_files->nelts; i++) {
+            ngx_tailgate_keys_abandon(keys[i]);
+        }
     }
 
     ngx_tailgate_keys_files = NULL;
@@ -615,16 +706,67 @@ ngx_tailgate_keys_timer_handler(ngx_event_t *ev)
     keys = ngx_tailgate_keys_files->elts;
 
     for (i = 0; i < ngx_tailgate_keys_files->nelts; i++) {
-        ngx_tailgate_keys_check(keys[i], ev->log);
+        if (keys[i]->reading == NULL
+            && ngx_tailgate_keys_check(keys[i], ev->log)
+            && !ngx_tailgate_keys_step_event.timer_set)
+        {
+            ngx_add_timer(&ngx_tailgate_keys_step_event,
+                          NGX_TAILGATE_KEYS_STEP_GAP);
+        }
     }
 
     ngx_add_timer(ev, NGX_TAILGATE_KEYS_CHECK);
 }
 
 
-/* a changed file is read again; a gone or refused one is logged once */
+/* one step of each file being read, then the loop's other events */
 
 static void
+ngx_tailgate_keys_step_handler(ngx_event_t *ev)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            i, more;
+    ngx_tailgate_keys_t **keys;
+
+    if (ngx_exiting || ngx_tailgate_keys_files == NULL) {
+        return;
+    }
+
+    keys = ngx_tailgate_keys_files->elts;
+    more = 0;
+
+    for (i = 0; i < ngx_tailgate_keys_files->nelts; i++) {
+        if (keys[i]->reading == NULL) {
+            continue;
+        }
+
+        rc = ngx_tailgate_keys_step(keys[i], ev->log);
+
+        if (rc == NGX_AGAIN) {
+            more = 1;
+            continue;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ngx_tailgate_keys_refuse(keys[i], &keys[i]->reading->fi);
+        }
+
+        /* NGX_OK: in use; NGX_ERROR: the next check tries again */
+        ngx_tailgate_keys_abandon(keys[i]);
+    }
+
+    if (more) {
+        ngx_add_timer(ev, NGX_TAILGATE_KEYS_STEP_GAP);
+    }
+}
+
+
+/*
+ * A changed file starts to be read again (1: the steps have work); a gone
+ * or refused one is logged once.
+ */
+
+static ngx_uint_t
 ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys, ngx_log_t *log)
 {
     ngx_file_info_t  fi;
@@ -638,7 +780,7 @@ ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys, ngx_log_t *log)
             keys->missing = 1;
         }
 
-        return;
+        return 0;
     }
 
     keys->missing = 0;
@@ -646,36 +788,38 @@ ngx_tailgate_keys_check(ngx_tailgate_keys_t *keys, ngx_log_t *log)
     if (ngx_tailgate_same_file(&fi, &keys->loaded)
         || (keys->has_refused && ngx_tailgate_same_file(&fi, &keys->refused)))
     {
-        return;
+        return 0;
     }
 
-    if (ngx_tailgate_keys_reread(keys, &fi, log) == NGX_DECLINED) {
+    switch (ngx_tailgate_keys_reread(keys, &fi, log)) {
+
+    case NGX_OK:
+        return 1;
+
+    case NGX_DECLINED:
         ngx_tailgate_keys_refuse(keys, &fi);
+        return 0;
+
+    default:
+        return 0;
     }
 }
 
 
 /*
- * A new version of the file, read whole and parsed into a pool of its own.
- * NGX_OK: it replaced the table; NGX_DECLINED: it was refused and logged;
- * NGX_AGAIN: it changed while it was read, or memory ran out: next time.
+ * A new version of the file starts to be read: NGX_OK, the steps go on
+ * with keys->reading; NGX_DECLINED: refused and logged; NGX_AGAIN: out of
+ * memory or gone: the next check tries again.
  */
 
 static ngx_int_t
 ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
     ngx_log_t *log)
 {
-    char                      *why;
-    u_char                    *buf;
-    size_t                     size;
-    ssize_t                    n;
-    ngx_fd_t                   fd;
-    ngx_int_t                  rc;
-    ngx_uint_t                 line;
-    ngx_pool_t                *pool;
-    ngx_file_info_t            after;
-    ngx_tailgate_key_table_t  *table, *old;
-    u_char                     mode[NGX_TAILGATE_MODE_LEN];
+    size_t                        size;
+    ngx_pool_t                   *pool;
+    ngx_tailgate_keys_reading_t  *rd;
+    u_char                        mode[NGX_TAILGATE_MODE_LEN];
 
     if (ngx_tailgate_writable_by_all(fi)) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "tailgate: "
@@ -711,54 +855,128 @@ ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
         return NGX_AGAIN;
     }
 
-    rc = NGX_AGAIN;
-    fd = NGX_INVALID_FILE;
-
-    table = ngx_pcalloc(pool, sizeof(ngx_tailgate_key_table_t));
-    buf = ngx_pnalloc(pool, size + 1);
-
-    if (table == NULL || buf == NULL) {
-        goto failed;
+    rd = ngx_pcalloc(pool, sizeof(ngx_tailgate_keys_reading_t));
+    if (rd == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_AGAIN;
     }
 
-    table->pool = pool;
+    rd->pool = pool;
+    rd->fi = *fi;
+    rd->size = size;
+    rd->fd = NGX_INVALID_FILE;
 
-    fd = ngx_open_file(keys->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        goto failed;
+    /* the text only while it is parsed: the table keeps copies */
+    rd->buf = ngx_alloc(size, log);
+    rd->table = ngx_pcalloc(pool, sizeof(ngx_tailgate_key_table_t));
+
+    keys->reading = rd;
+
+    if (rd->buf == NULL || rd->table == NULL) {
+        ngx_tailgate_keys_abandon(keys);
+        return NGX_AGAIN;
     }
 
-    /* one read of at most size + 1 bytes: a file that grew is read later */
+    rd->table->pool = pool;
 
-    n = ngx_read_fd(fd, buf, size + 1);
-
-    if (n != (ssize_t) size
-        || ngx_fd_info(fd, &after) == NGX_FILE_ERROR
-        || !ngx_tailgate_same_file(&after, fi))
-    {
-        goto failed;
+    rd->fd = ngx_open_file(keys->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
+                           0);
+    if (rd->fd == NGX_INVALID_FILE) {
+        ngx_tailgate_keys_abandon(keys);
+        return NGX_AGAIN;
     }
 
-    buf[size] = '\0';
+    return NGX_OK;
+}
 
-    /* a writer that is not done yet leaves a last line without its end */
 
-    if (buf[size - 1] != '\n') {
-        for (line = 1, n = 0; n < (ssize_t) size; n++) {
-            line += (buf[n] == '\n');
+/*
+ * One step: a read of the file, or some lines of it parsed.  NGX_AGAIN:
+ * more steps; NGX_OK: the new table is in use; NGX_DECLINED: refused and
+ * logged; NGX_ERROR: it changed while it was read, or memory ran out.
+ */
+
+static ngx_int_t
+ngx_tailgate_keys_step(ngx_tailgate_keys_t *keys, ngx_log_t *log)
+{
+    char                         *why;
+    u_char                       *p, *last;
+    size_t                        want;
+    ssize_t                       n;
+    ngx_int_t                     rc;
+    ngx_uint_t                    line;
+    ngx_file_info_t               after;
+    ngx_tailgate_key_table_t     *old;
+    ngx_tailgate_keys_reading_t  *rd;
+
+    rd = keys->reading;
+    rd->steps++;
+
+    if (rd->done < rd->size) {
+        want = ngx_min(rd->size - rd->done, NGX_TAILGATE_KEYS_STEP_BYTES);
+
+        n = pread(rd->fd, rd->buf + rd->done, want, (off_t) rd->done);
+
+        if (n <= 0) {
+            /* cut short while read, or an error: the next check */
+            return NGX_ERROR;
         }
 
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tailgate: key file \"%V\", line %ui: the last line "
-                      "has no end of line (still being written?); the last "
-                      "good keys stay in use", &keys->file, line);
-        rc = NGX_DECLINED;
-        goto failed;
+        for (p = rd->buf + rd->done, last = p + n; p < last; p++) {
+            rd->lines += (*p == '\n');
+        }
+
+        rd->done += n;
+
+        if (rd->done < rd->size) {
+            return NGX_AGAIN;
+        }
+
+        /* whole: the same version from first byte to last */
+
+        if (ngx_fd_info(rd->fd, &after) == NGX_FILE_ERROR
+            || !ngx_tailgate_same_file(&after, &rd->fi))
+        {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_close_file(rd->fd);
+        rd->fd = NGX_INVALID_FILE;
+
+        /* a writer that is not done yet leaves a last line without its end */
+
+        if (rd->buf[rd->size - 1] != '\n') {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tailgate: key file \"%V\", line %ui: the last "
+                          "line has no end of line (still being written?); "
+                          "the last good keys stay in use", &keys->file,
+                          rd->lines + 1);
+            return NGX_DECLINED;
+        }
+
+        if (ngx_tailgate_keys_table_init(rd->pool, rd->table, rd->lines)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rd->pos = rd->buf;
+
+        return NGX_AGAIN;
     }
 
-    switch (ngx_tailgate_keys_parse(pool, table, buf, buf + size, &line,
-                                    &why))
-    {
+    line = rd->line;
+
+    rc = ngx_tailgate_keys_parse_lines(rd->pool, rd->table, &rd->pos,
+                                       rd->buf + rd->size, &line,
+                                       NGX_TAILGATE_KEYS_STEP_LINES, &why);
+    rd->line = line;
+
+    switch (rc) {
+
+    case NGX_AGAIN:
+        return NGX_AGAIN;
+
     case NGX_OK:
         break;
 
@@ -766,20 +984,21 @@ ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "tailgate: key file \"%V\", line %ui: %s; the last "
                       "good keys stay in use", &keys->file, line, why);
-        rc = NGX_DECLINED;
-        goto failed;
+        return NGX_DECLINED;
 
     default:
-        goto failed;
+        return NGX_ERROR;
     }
 
-    (void) ngx_close_file(fd);
-
     old = keys->table;
-    keys->table = table;
+    keys->table = rd->table;
     keys->generation++;
-    keys->loaded = *fi;
+    keys->loaded = rd->fi;
     keys->has_refused = 0;
+
+    /* the new table's pool is its own now, not the reading's */
+    rd->table = NULL;
+    rd->pool = NULL;
 
     old->retired = 1;
 
@@ -788,20 +1007,41 @@ ngx_tailgate_keys_reread(ngx_tailgate_keys_t *keys, ngx_file_info_t *fi,
     }
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "tailgate: key file \"%V\" read again: %ui keys",
-                  &keys->file, table->count);
+                  "tailgate: key file \"%V\" read again: %ui keys, "
+                  "in %ui steps", &keys->file, keys->table->count, rd->steps);
 
     return NGX_OK;
+}
 
-failed:
 
-    if (fd != NGX_INVALID_FILE) {
-        (void) ngx_close_file(fd);
+/* a reading ended, done or not: what only it held is freed */
+
+static void
+ngx_tailgate_keys_abandon(ngx_tailgate_keys_t *keys)
+{
+    ngx_tailgate_keys_reading_t  *rd;
+
+    rd = keys->reading;
+
+    if (rd == NULL) {
+        return;
     }
 
-    ngx_destroy_pool(pool);
+    keys->reading = NULL;
 
-    return rc;
+    if (rd->fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(rd->fd);
+    }
+
+    if (rd->buf) {
+        ngx_free(rd->buf);
+    }
+
+    /* rd itself lives in a pool: the table's until the table is in use */
+
+    if (rd->pool) {
+        ngx_destroy_pool(rd->pool);
+    }
 }
 
 

@@ -88,10 +88,13 @@ typedef struct {
 } ngx_tailgate_key_table_t;
 
 
+typedef struct ngx_tailgate_keys_reading_s  ngx_tailgate_keys_reading_t;
+
 /* a key file, and the version of it each worker reads (ngx_tailgate_auth.c) */
 typedef struct {
     ngx_str_t                    file;
     ngx_tailgate_key_table_t    *table;
+    ngx_tailgate_keys_reading_t *reading;    /* a newer one, in steps */
     ngx_uint_t                   generation;
     ngx_file_info_t              loaded;     /* what the table was read from */
     ngx_file_info_t              refused;    /* a version already logged */

@@ -188,6 +188,11 @@ my @bad = (
     [ 'a duplicate key',
       "$alice_line\n$alice_line\n",
       qr/key file "\Q$file\E", line 2: the same key digest appears twice/ ],
+    [ 'an invalid line far down, read steps after the first',
+      "$alice_line\n" . join('', map { Digest::SHA::sha256_hex("filler $_")
+                                       . " filler$_\n" } 1 .. 10_000)
+      . "not-a-digest someone\n",
+      qr/key file "\Q$file\E", line 10002: expected the SHA-256/ ],
     [ 'a huge file',
       "$alice_line\n" . ("#" . ('x' x 1023) . "\n") x (16 * 1024 + 1),
       qr/key file "\Q$file\E" is larger than the 16777216 bytes a worker reads again/ ],
@@ -209,6 +214,60 @@ for my $case (@bad) {
         replace_file($good);
     };
 }
+
+# 150k keys (11 MB): a worker that read and parsed it in one go held
+# every request it had for a few hundred ms; it reads it in steps
+subtest 'a large file is read in steps, requests answered meanwhile' => sub {
+    my $n = 150_000;
+    my $big = $good . join('', map { Digest::SHA::sha256_hex("many $_")
+                                     . " many$_\n" } 1 .. $n);
+    my $before = log_count(qr/read again: \d+ keys/);
+    my $flag = $t->dir . '/big-read';
+
+    my @out = $t->parallel(3, sub {
+        my ($i) = @_;
+
+        if ($i == 0) {
+            replace_file($big);
+            my $ok = $t->wait_for(sub {
+                log_count(qr/read again: \d+ keys/) >= $before + $WORKERS
+            }, timeout => 20, interval => 0.1);
+            open my $fh, '>', $flag; close $fh;
+            return { read => $ok };
+        }
+
+        my (%status, $k);
+        for ($k = 0; $k < 5000 && !-e $flag; $k++) {
+            $status{ status_of($i == 1 ? $t->key : $bob) }++;
+        }
+        return \%status;
+    }, timeout => 60);
+
+    my $op = shift @out;
+    ok($op->{read} && $op->{read} > 0, 'every worker read the new file');
+
+    my @steps = $t->error_log =~ /read again: (\d+) keys, in (\d+) steps/g;
+    my %last;
+    while (my ($keys, $steps) = splice(@steps, 0, 2)) {
+        $last{$keys} = $steps;
+    }
+    my $want = ($good =~ tr/\n//) - ($good =~ tr/#//) + $n;
+    ok(exists $last{$want}, "$want keys read") or diag(explain(\%last));
+    cmp_ok($last{$want} // 0, '>', 11 + $n / 2048,
+           'in steps: 1 MB reads, 2048 lines each');
+
+    my %all;
+    for my $c (@out) { $all{$_} += $c->{$_} for keys %$c }
+    ok(($all{200} // 0) > 0, 'requests ran meanwhile: '
+                             . join(', ', map { "$_ x$all{$_}" } sort keys %all));
+    is_deeply([ grep { $_ != 200 } keys %all ], [], 'and not one failed');
+
+    my $k = $t->new_key;
+    replace_file($big . Digest::SHA::sha256_hex($k) . " eve\n");
+    becomes($k, 200, 'a key added to the large file works');
+    replace_file($good);
+    becomes($k, 401, 'and is gone with the small one');
+};
 
 subtest 'after all that, a good version is read again' => sub {
     (my $without_bob = $good) =~ s/^\S+ bob .*\n//m;
