@@ -357,6 +357,17 @@ subtest 'one address of the set refuses: the other serves' => sub {
     $one->start;
 };
 
+subtest 'after a reload the new workers resolve for themselves' => sub {
+    point('ok', '127.0.0.2');
+    ok($t->wait_for(sub { ask() eq 'two' }, timeout => 15), 'two serves');
+    my @old = $t->nginx_worker_pids;
+    $t->reload_nginx;
+    isnt(join(',', $t->nginx_worker_pids), join(',', @old), 'new workers');
+    ok($t->wait_for(sub { ask() eq 'two' }, timeout => 15),
+       'and they reach two');
+    is_deeply(asks(5), { two => 5 }, 'five more');
+};
+
 subtest 'a name that never resolved: the gateway answers 502' => sub {
     $t->allow_log(qr/has not resolved to any address yet/,
                   qr/no live upstreams/);
