@@ -97,6 +97,7 @@ static void ngx_tailgate_resolve_release(void *data);
 static void ngx_tailgate_resolve_destroy(ngx_tailgate_resolve_set_t *set);
 static void ngx_tailgate_resolve_refresh(ngx_event_t *ev);
 static void ngx_tailgate_resolve_handler(ngx_resolver_ctx_t *ctx);
+static void ngx_tailgate_resolve_retry(ngx_tailgate_resolve_conf_t *rc);
 static void ngx_tailgate_resolve_failed(ngx_tailgate_resolve_conf_t *rc,
     ngx_int_t state, ngx_log_t *log);
 static ngx_int_t ngx_tailgate_resolve_install(ngx_tailgate_resolve_conf_t *rc,
@@ -388,7 +389,7 @@ ngx_tailgate_resolve_refresh(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                       "upstream \"%V\": cannot start resolving %V",
                       &rc->upstream->host, &rc->host);
-        ngx_add_timer(&rc->timer, NGX_TAILGATE_RESOLVE_RETRY * 1000);
+        ngx_tailgate_resolve_retry(rc);
         return;
     }
 
@@ -407,8 +408,19 @@ ngx_tailgate_resolve_refresh(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                       "upstream \"%V\": cannot resolve %V",
                       &rc->upstream->host, &rc->host);
-        ngx_add_timer(&rc->timer, NGX_TAILGATE_RESOLVE_RETRY * 1000);
+        ngx_tailgate_resolve_retry(rc);
     }
+}
+
+
+static void
+ngx_tailgate_resolve_retry(ngx_tailgate_resolve_conf_t *rc)
+{
+    time_t  delay;
+
+    delay = ngx_min(rc->interval, NGX_TAILGATE_RESOLVE_RETRY);
+
+    ngx_add_timer(&rc->timer, (ngx_msec_t) delay * 1000);
 }
 
 
