@@ -6,9 +6,12 @@
 # The name moves from the first to the second under steady load, without
 # a reload and without a failed request; keepalive connections are reused
 # within one address set; a DNS that fails, answers nothing, or is gone
-# keeps the last good set (logged once per state); several addresses are
-# balanced and one that refuses is skipped; a name that never resolved is
-# the gateway's 502; configuration errors say what was expected.
+# keeps the last good set (logged once per state); a request in flight
+# keeps the set it started with; several addresses are balanced (sorted,
+# without duplicates, at most max_addresses) and one that refuses is
+# skipped; new workers after a reload resolve for themselves; a name that
+# never resolved is the gateway's 502; configuration errors say what was
+# expected.
 
 use strict;
 use warnings;
@@ -176,6 +179,10 @@ $policy->{providers}{never} = {
     zone => 'external', endpoints => ['chat'] };
 $policy->{routes}{hosted} = { steps => [{ provider => 'hosted', model => 'h' }] };
 $policy->{routes}{nowhere} = { steps => [{ provider => 'never', model => 'n' }] };
+$policy->{providers}{first} = {
+    upstream => 'tg_first', scheme => 'http', host => $NAME,
+    zone => 'external', endpoints => ['chat'] };
+$policy->{routes}{first} = { steps => [{ provider => 'first', model => 'f' }] };
 
 $t->start_gateway(policy => $policy, mocks => ['local'],
     http => <<"EOF");
@@ -188,6 +195,10 @@ $t->start_gateway(policy => $policy, mocks => ['local'],
     upstream tg_hosted {
         tailgate_upstream_resolve $NAME:$port interval=2s;
         keepalive 4;
+    }
+
+    upstream tg_first {
+        tailgate_upstream_resolve $NAME:$port interval=2s max_addresses=1;
     }
 
     upstream tg_never {
@@ -269,7 +280,8 @@ subtest 'the name moves under steady load: no failed request' => sub {
     }
     cmp_ok(scalar @{ $one->requests }, '>', 0, 'one served until the move');
 
-    my $accepted = () = $t->error_log =~ /resolves to 127\.0\.0\.2:$port\b/g;
+    my $accepted = () = $t->error_log
+        =~ /"tg_hosted": \S+ resolves to 127\.0\.0\.2:$port\b/g;
     is($accepted, 1, 'the new address set was logged once');
 };
 
@@ -308,7 +320,9 @@ subtest 'a request in flight keeps the set it started with' => sub {
 };
 
 # the warnings "could not be resolved" so far
-sub warnings_now { scalar(() = $t->error_log =~ /could not be resolved/g) }
+sub warnings_now {
+    scalar(() = $t->error_log =~ /"tg_hosted": \S+ could not be resolved/g)
+}
 
 for my $case (['SERVFAIL', 'servfail', qr/\(2: Server failure\)/],
               ['an empty answer', 'empty', qr/\(3: Host not found\)/],
@@ -347,6 +361,15 @@ subtest 'several addresses are balanced' => sub {
         or diag(explain($seen));
     cmp_ok($seen->{two} // 0, '>=', 8, 'two took its share')
         or diag(explain($seen));
+};
+
+subtest 'addresses sorted, without duplicates, at most max_addresses' => sub {
+    like($t->error_log,
+         qr/"tg_hosted": \Q$NAME\E resolves to 127\.0\.0\.1:$port, 127\.0\.0\.2:$port$/m,
+         'three records, two addresses, in order');
+    my %seen;
+    $seen{ who($t->chat('first')) }++ for 1 .. 6;
+    is_deeply(\%seen, { one => 6 }, 'max_addresses=1: the first only');
 };
 
 subtest 'one address of the set refuses: the other serves' => sub {
