@@ -54,6 +54,9 @@ DEB_PACKAGES := build-essential nginx nginx-dev libjwt-dev libcjson-dev \
                 libhiredis-dev libev-dev libcmocka-dev libcurl4-openssl-dev \
                 libssl-dev redis-server wrk perl \
                 clang libclang-rt-14-dev
+# what only tests use: the package's lintian check, the unit's
+# systemd-analyze score (the tests skip without them; CI has them)
+TEST_PACKAGES := lintian systemd
 
 export TAILGATE_NGINX  ?= $(NGINX)
 export TAILGATE_MODULE := $(MODULE)
@@ -121,6 +124,7 @@ deps:
 # the same suite under AddressSanitizer and UBSan (the fuzz harnesses are
 # sanitized already: not run twice)
 test: deps
+	@$(MAKE) --no-print-directory DEB_PACKAGES="$(TEST_PACKAGES)" deps
 	$(MAKE) check
 	TAILGATE_FUZZ_SECONDS=0 $(MAKE) SANITIZE=1 check
 

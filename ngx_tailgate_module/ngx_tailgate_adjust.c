@@ -131,6 +131,53 @@ ngx_tailgate_body_adjust(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 }
 
 
+/*
+ * Whether the edits of spec can change this body: any "set" does; a
+ * "drop" only of a key the body may have (its bit in facts->keys).  So a
+ * provider's scrub of fields the client did not send costs no pass over
+ * the body.
+ */
+
+ngx_uint_t
+ngx_tailgate_body_adjust_needed(ngx_http_tailgate_ctx_t *ctx,
+    ngx_str_t *spec)
+{
+    u_char  *p, *end, *eol, *top_end;
+
+    if (ctx->facts.keys_unknown) {
+        return 1;
+    }
+
+    p = spec->data;
+    end = p + spec->len;
+
+    while (p < end) {
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            return 1;
+        }
+
+        if (eol - p <= 5 || ngx_strncmp(p, "drop ", 5) != 0) {
+            return 1;
+        }
+
+        p += 5;
+        top_end = ngx_strlchr(p, eol, '.');
+        if (top_end == NULL) {
+            top_end = eol;
+        }
+
+        if (ctx->facts.keys & ngx_tailgate_json_key_bit(p, top_end - p)) {
+            return 1;
+        }
+
+        p = eol + 1;
+    }
+
+    return 0;
+}
+
+
 /* "drop PATH\n" and "set PATH JSON\n" lines */
 
 static ngx_int_t

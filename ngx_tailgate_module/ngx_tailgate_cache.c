@@ -62,7 +62,7 @@ ngx_tailgate_cache_put(u_char *key, size_t len, ngx_tailgate_reply_t *reply,
     u_char                 *p;
     size_t                  size;
     ngx_uint_t              i, n;
-    ngx_str_t              *from[16], *to[16];
+    ngx_str_t              *from[24], *to[24];
     ngx_tailgate_cached_t  *c;
 
     if (reply->cache_ms == 0 || reply->lease) {
@@ -132,6 +132,8 @@ ngx_tailgate_reply_strings(ngx_tailgate_reply_t *reply, ngx_str_t **strings)
     strings[n++] = &reply->adjust;
     strings[n++] = &reply->prices;
     strings[n++] = &reply->ratelimit;
+    strings[n++] = &reply->drop_headers;
+    strings[n++] = &reply->user_agent;
 
     return n;
 }

@@ -279,6 +279,17 @@ typedef struct {
     ngx_uint_t                   attempt;    /* decisions applied */
     ngx_uint_t                   fallback;   /* TG_FALLBACK_*: may retry */
 
+    /* this attempt's own timeouts, 0: the location's (ngx_tailgate_timeouts.c) */
+    ngx_msec_t                   connect_ms;
+    ngx_msec_t                   first_byte_ms;
+    ngx_msec_t                   idle_ms;
+    ngx_http_handler_pt          proxy_handler;  /* the location's content */
+    ngx_http_upstream_conf_t    *upstream_conf;  /* the attempt's own copy */
+    ngx_msec_t                   read_timeout;   /* the location's */
+
+    /* the client's request headers, while a provider gets fewer */
+    ngx_list_t                   client_headers;
+
     /* fallback: what failed, and the body as the client sent it */
     ngx_array_t                 *failed;     /* ngx_tailgate_attempt_t */
     ngx_uint_t                   states;     /* r->upstream_states before */
@@ -291,6 +302,10 @@ typedef struct {
     ngx_uint_t                   sse_newlines;   /* at the end, up to 2 */
 
     ngx_array_t                 *status_parts;   /* ngx_str_t, copied */
+
+    /* a model list in pages: the one buffer they go out of, the cursor */
+    ngx_buf_t                   *models_buf;
+    ngx_str_t                    models_cursor;
 
     /* what the answer used, and what it costs */
     ngx_tailgate_meter_t        *meter;
@@ -314,6 +329,7 @@ typedef struct {
     unsigned                     stream_usage:1;  /* ask for it (decision) */
     unsigned                     usage_asked:1;  /* this body asks for it */
     unsigned                     special_sent:1;
+    unsigned                     headers_scrubbed:1;
     unsigned                     jwks_wait:1;    /* its key set is asked */
 } ngx_http_tailgate_ctx_t;
 
@@ -425,6 +441,10 @@ ngx_int_t ngx_http_tailgate_ask_status(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_http_tailgate_status_handler(ngx_http_request_t *r);
 
+/* ngx_tailgate_models.c: /v1/models, a page at a time */
+ngx_int_t ngx_http_tailgate_ask_models(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+
 /* ngx_tailgate_content.c: locations the gateway answers itself */
 ngx_int_t ngx_tailgate_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_tailgate_error_page_handler(ngx_http_request_t *r);
@@ -493,6 +513,20 @@ void ngx_tailgate_body_restore(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 ngx_int_t ngx_tailgate_body_adjust(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *spec);
+ngx_uint_t ngx_tailgate_body_adjust_needed(ngx_http_tailgate_ctx_t *ctx,
+    ngx_str_t *spec);
+
+/* ngx_tailgate_scrub.c: what a provider must not learn of the client */
+ngx_int_t ngx_tailgate_scrub_headers(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *names, ngx_str_t *user_agent);
+void ngx_tailgate_scrub_restore(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+
+/* ngx_tailgate_timeouts.c: an attempt's connect, first byte, idle times */
+void ngx_tailgate_timeouts_proxy(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+void ngx_tailgate_timeouts_answered(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);

@@ -201,11 +201,13 @@ ngx_http_tailgate_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
         if (ep->path.data[ep->path.len - 1] == '/') {
 
-            /* models/{id}: one non-empty path segment */
+            /*
+             * models/{id}: the rest, slashes and all ("openrouter/x"), as
+             * nginx decoded it ("%2F" too)
+             */
 
             if (rest.len > ep->path.len
-                && ngx_strncmp(rest.data, ep->path.data, ep->path.len) == 0
-                && ngx_strlchr(rest.data + ep->path.len, end, '/') == NULL)
+                && ngx_strncmp(rest.data, ep->path.data, ep->path.len) == 0)
             {
                 ctx->endpoint_rest.data = rest.data + ep->path.len;
                 ctx->endpoint_rest.len = rest.len - ep->path.len;
@@ -314,12 +316,13 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tailgate_module);
 
-    type = (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE)
-           ? TG_MSG_MODELS : TG_MSG_DECIDE;
+    if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
+        return ngx_http_tailgate_ask_models(r, ctx);
+    }
 
-    if (ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME
-        || ctx->endpoint_rest.len > NGX_TAILGATE_MAX_ROUTE_NAME)
-    {
+    type = TG_MSG_DECIDE;
+
+    if (ctx->facts.model.len > NGX_TAILGATE_MAX_ROUTE_NAME) {
         return ngx_http_tailgate_finish(r,
                    ngx_tailgate_fail(r, NGX_TAILGATE_ERR_MODEL_NOT_FOUND,
                                      NULL));
@@ -335,8 +338,7 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     /* a long allowlist, many tags: a larger frame than the usual few hundred */
 
-    size = sizeof(buf) / 2 + ctx->facts.model.len + ctx->endpoint_rest.len
-           + id->limit.len;
+    size = sizeof(buf) / 2 + ctx->facts.model.len + id->limit.len;
 
     for (i = 0; i < id->nroutes; i++) {
         size += TG_FIELD_HEADER_SIZE + id->routes[i].len;
@@ -380,15 +382,6 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     for (i = 0; i < id->nroutes; i++) {
         ngx_tailgate_frame_str(&f, TG_F_ALLOW_ROUTE, &id->routes[i]);
-    }
-
-    if (type == TG_MSG_MODELS) {
-        if (ctx->endpoint_rest.len) {
-            ngx_tailgate_frame_str(&f, TG_F_MODEL, &ctx->endpoint_rest);
-        }
-
-        return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout,
-                                  ngx_http_tailgate_answered, NULL);
     }
 
     ngx_tailgate_frame_str(&f, TG_F_ENDPOINT, &ctx->endpoint->name);
@@ -465,11 +458,6 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     if (result != NGX_TAILGATE_CALL_OK) {
         rc = ngx_tailgate_fail(r, NGX_TAILGATE_ERR_POLICY_UNAVAILABLE, NULL);
 
-    } else if (ctx->endpoint->body == NGX_TAILGATE_BODY_NONE) {
-        rc = (reply->status == NGX_HTTP_OK)
-             ? ngx_tailgate_send_json(r, NGX_HTTP_OK, &reply->body)
-             : ngx_http_tailgate_refuse(r, reply);
-
     } else if (reply->status != NGX_HTTP_OK && ctx->failed) {
         /* policyd has no provider left to try after a failure */
         rc = ngx_http_tailgate_attempts_failed(r, ctx, 1);
@@ -507,7 +495,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_reply_t *reply)
 {
     u_char                   *p;
-    ngx_str_t                 adjust;
+    ngx_str_t                 adjust, drop_headers, user_agent;
     ngx_uint_t                renamed;
     ngx_tailgate_upstream_t  *up;
 
@@ -547,6 +535,9 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     ctx->reported = 0;
     ctx->fallback = reply->fallback;
+    ctx->connect_ms = reply->connect_ms;
+    ctx->first_byte_ms = reply->first_byte_ms;
+    ctx->idle_ms = reply->idle_ms;
     ctx->priced = (ngx_http_tailgate_prices(&reply->prices, ctx->prices)
                    == NGX_OK);
 
@@ -568,6 +559,8 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                              + reply->authorization.len + reply->reason.len
                              + reply->zone.len + reply->adjust.len
                              + reply->ratelimit.len
+                             + reply->drop_headers.len
+                             + reply->user_agent.len
                              + sizeof(ngx_http_tailgate_ask_usage)
                              + reply->scheme.len + sizeof("://") - 1
                              + reply->upstream.len + reply->path.len);
@@ -592,6 +585,8 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     p = ngx_http_tailgate_keep(p, &ctx->reason, &reply->reason);
     p = ngx_http_tailgate_keep(p, &ctx->zone, &reply->zone);
     p = ngx_http_tailgate_keep(p, &ctx->ratelimit, &reply->ratelimit);
+    p = ngx_http_tailgate_keep(p, &drop_headers, &reply->drop_headers);
+    p = ngx_http_tailgate_keep(p, &user_agent, &reply->user_agent);
     p = ngx_http_tailgate_keep(p, &adjust, &reply->adjust);
 
     if (ctx->usage_asked
@@ -632,7 +627,9 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     ngx_tailgate_body_restore(r, ctx);
 
-    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON) {
+    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
+        && ngx_tailgate_body_adjust_needed(ctx, &adjust))
+    {
         if (ngx_tailgate_body_adjust(r, ctx,
                                      renamed ? &ctx->provider_model : NULL,
                                      &adjust)
@@ -645,6 +642,15 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                && ngx_tailgate_body_rewrite_model(r, ctx,
                                                   &ctx->provider_model)
                   != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* what this provider must not learn of the client (a fallback to a
+       local one gets every header back) */
+
+    if (ngx_tailgate_scrub_headers(r, ctx, &drop_headers, &user_agent)
+        != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -722,6 +728,7 @@ ngx_http_tailgate_check(ngx_http_request_t *r, ngx_tailgate_reply_t *reply)
         || ngx_http_tailgate_header_safe(&reply->path, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->host, 0) != NGX_OK
         || ngx_http_tailgate_header_safe(&reply->authorization, 1) != NGX_OK
+        || ngx_http_tailgate_header_safe(&reply->user_agent, 1) != NGX_OK
         || !((reply->scheme.len == 4
               && ngx_strncmp(reply->scheme.data, "http", 4) == 0)
              || (reply->scheme.len == 5

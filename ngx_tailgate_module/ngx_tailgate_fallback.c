@@ -21,6 +21,25 @@ static ngx_str_t  ngx_http_tailgate_retry_after = ngx_string("retry-after");
 
 
 /*
+ * The failure class of an attempt, for the decision's fallback bits: the
+ * outcome's, and a provider's 401, 402 or 403 - it refused the gateway's
+ * key or account, not the client - as "auth".
+ */
+
+static ngx_uint_t
+ngx_tailgate_fallback_class(ngx_tailgate_outcome_e outcome, ngx_uint_t status)
+{
+    if (outcome == NGX_TAILGATE_OUTCOME_CLIENT_ERROR
+        && status >= NGX_HTTP_UNAUTHORIZED && status <= NGX_HTTP_FORBIDDEN)
+    {
+        return TG_FALLBACK_AUTH;
+    }
+
+    return ngx_tailgate_outcomes[outcome].fallback;
+}
+
+
+/*
  * A decision was applied: on to the content phase, proxy_pass.  A decision
  * that may be followed by another when the provider fails is proxied in
  * the fallback location instead, where nginx hands such failures back to
@@ -63,6 +82,8 @@ ngx_http_tailgate_proxy(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     /* the upstream states of this attempt come after these */
     ctx->states = r->upstream_states ? r->upstream_states->nelts : 0;
     ctx->state = NGX_TAILGATE_PROXYING;
+
+    ngx_tailgate_timeouts_proxy(r, ctx);
 
     return NGX_DECLINED;
 }
@@ -113,7 +134,17 @@ ngx_http_tailgate_retry(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     ngx_tailgate_report_attempt(r, ctx, outcome, status, upstream_ms);
 
-    if (!(ctx->fallback & ngx_tailgate_outcomes[outcome].fallback)) {
+    /*
+     * What nginx copied of the provider's 401 (its challenge) is not the
+     * gateway's to send: the client's own key was fine.
+     */
+
+    if (r->headers_out.www_authenticate) {
+        r->headers_out.www_authenticate->hash = 0;
+        r->headers_out.www_authenticate = NULL;
+    }
+
+    if (!(ctx->fallback & ngx_tailgate_fallback_class(outcome, status))) {
         return ngx_http_tailgate_finish(r,
                    ngx_http_tailgate_attempts_failed(r, ctx, 0));
     }
@@ -183,6 +214,7 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
 
         switch (a[i].outcome) {
 
+        case NGX_TAILGATE_OUTCOME_CLIENT_ERROR:
         case NGX_TAILGATE_OUTCOME_RATE_LIMITED:
         case NGX_TAILGATE_OUTCOME_SERVER_ERROR:
         case NGX_TAILGATE_OUTCOME_STREAM_BROKEN:
@@ -217,6 +249,11 @@ ngx_http_tailgate_attempts_failed(ngx_http_request_t *r,
                && a->status >= 500 && a->status <= 599)
     {
         status = a->status;
+        err = NGX_TAILGATE_ERR_PROVIDER_ERROR;
+
+    } else if (a->outcome == NGX_TAILGATE_OUTCOME_CLIENT_ERROR) {
+        /* it refused the gateway's own key or account: not the client's */
+        status = NGX_HTTP_BAD_GATEWAY;
         err = NGX_TAILGATE_ERR_PROVIDER_ERROR;
 
     } else {

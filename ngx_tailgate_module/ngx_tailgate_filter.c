@@ -80,7 +80,11 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    /* the request went: logs see the client's headers again */
+    ngx_tailgate_scrub_restore(r, ctx);
+
     if (r->upstream && ctx->provider.len) {
+        ngx_tailgate_timeouts_answered(r, ctx);
         ngx_tailgate_stream_watch(r, ctx);
         ngx_tailgate_meter_start(r, ctx);
     }

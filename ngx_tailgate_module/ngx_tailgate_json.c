@@ -19,7 +19,8 @@
 
 
 #define NGX_TAILGATE_JSON_MAX_DEPTH  128
-#define NGX_TAILGATE_JSON_MAX_KEY    16     /* longest key we look for */
+/* longest key decoded: those the gateway reads, and those edits name */
+#define NGX_TAILGATE_JSON_MAX_KEY    NGX_TAILGATE_JSON_NAME_MAX
 
 
 typedef struct {
@@ -188,6 +189,15 @@ ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
         if (n > 0 && ngx_tailgate_json_key_folds(name, n)) {
             error->err = NGX_TAILGATE_ERR_KEY_CASE;
             return NGX_DECLINED;
+        }
+
+        /* which keys the body has, for edits that may have nothing to do */
+
+        if (n > 0) {
+            facts->keys |= ngx_tailgate_json_key_bit(name, n);
+
+        } else {
+            facts->keys_unknown = 1;
         }
 
         rc = ngx_tailgate_json_fact(pool, name, n, value, j.p, facts, &seen,

@@ -186,6 +186,9 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_CACHE_MAX_BYTES:
         case TG_F_FALLBACK:
         case TG_F_WAIT_MS:
+        case TG_F_CONNECT_MS:
+        case TG_F_FIRST_BYTE_MS:
+        case TG_F_IDLE_MS:
         case TG_F_REFRESH_MS:
             if (vlen != 4) {
                 return NGX_ERROR;
@@ -201,6 +204,9 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
             case TG_F_CACHE_MAX_BYTES: reply->cache_max_bytes = v; break;
             case TG_F_FALLBACK:        reply->fallback = v; break;
             case TG_F_WAIT_MS:         reply->wait_ms = v; break;
+            case TG_F_CONNECT_MS:      reply->connect_ms = v; break;
+            case TG_F_FIRST_BYTE_MS:   reply->first_byte_ms = v; break;
+            case TG_F_IDLE_MS:         reply->idle_ms = v; break;
             case TG_F_REFRESH_MS:      reply->refresh_ms = v; break;
             default:                   *max_frame = v;
             }
@@ -223,6 +229,9 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
         case TG_F_ADJUST:          s = &reply->adjust; break;
         case TG_F_PRICES:          s = &reply->prices; break;
         case TG_F_RATELIMIT:       s = &reply->ratelimit; break;
+        case TG_F_DROP_HEADERS:    s = &reply->drop_headers; break;
+        case TG_F_USER_AGENT:      s = &reply->user_agent; break;
+        case TG_F_NEXT:            s = &reply->next; break;
         case TG_F_BODY:            s = &reply->body; break;
 
         case TG_F_STREAM_USAGE:

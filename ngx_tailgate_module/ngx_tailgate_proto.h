@@ -39,6 +39,11 @@ typedef struct {
     ngx_uint_t                   stream_usage;   /* ask for a stream's */
     ngx_msec_t                   refresh_ms;     /* JWKS_STATE */
 
+    /* this attempt's timeouts; 0: the location's */
+    ngx_msec_t                   connect_ms;
+    ngx_msec_t                   first_byte_ms;
+    ngx_msec_t                   idle_ms;
+
     /* ngx_tailgate_upstream_t *, once the decision passed our checks */
     void                        *checked;
 
@@ -58,6 +63,9 @@ typedef struct {
     ngx_str_t                    adjust;
     ngx_str_t                    prices;     /* "IN CACHED OUT MIN CHARS" */
     ngx_str_t                    ratelimit;  /* for x-ratelimit-* */
+    ngx_str_t                    drop_headers;   /* "name\n" lines */
+    ngx_str_t                    user_agent;
+    ngx_str_t                    next;       /* MODEL_LIST: more follow */
     ngx_str_t                    body;
 } ngx_tailgate_reply_t;
 

@@ -31,6 +31,15 @@ typedef struct {
     ngx_uint_t                   include_usage;  /* stream_options asks */
     u_char                      *input_start;    /* a string "input" */
     u_char                      *input_end;
+
+    /*
+     * The top-level keys, as a 64-bit Bloom filter of their names in
+     * lowercase (ngx_tailgate_json_key_bit()): an edit whose key's bit is
+     * not set has nothing to do.  keys_unknown: a key too long (or with a
+     * NUL) to be decoded, which may be any.
+     */
+    uint64_t                     keys;
+    ngx_uint_t                   keys_unknown;   /* unsigned:1 */
 } ngx_tailgate_facts_t;
 
 
@@ -78,6 +87,21 @@ ngx_tailgate_key_folds(u_char *name, size_t len, const ngx_str_t *key)
 {
     return ngx_tailgate_key_is(name, len, key)
            && ngx_strncmp(name, key->data, len) != 0;
+}
+
+
+/* a key's bit in facts->keys: FNV-1a of its lowercase bytes, mod 64 */
+
+static ngx_inline uint64_t
+ngx_tailgate_json_key_bit(u_char *name, size_t len)
+{
+    uint32_t  h;
+
+    for (h = 2166136261u; len; len--, name++) {
+        h = (h ^ ngx_tolower(*name)) * 16777619u;
+    }
+
+    return (uint64_t) 1 << (h & 63);
 }
 
 

@@ -37,6 +37,7 @@ void
 ngx_tailgate_stream_watch(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     ngx_str_t            *type;
+    ngx_table_elt_t      *enc;
     ngx_http_upstream_t  *u;
 
     u = r->upstream;
@@ -48,6 +49,21 @@ ngx_tailgate_stream_watch(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
     ctx->upstream_finalize = u->finalize_request;
     u->finalize_request = ngx_tailgate_stream_finalize;
+
+    /*
+     * A provider that compressed its stream although the gateway asked
+     * for identity: an error event spliced into it would corrupt it.
+     */
+
+    enc = r->headers_out.content_encoding;
+
+    if (enc && enc->value.len
+        && !(enc->value.len == sizeof("identity") - 1
+             && ngx_strncasecmp(enc->value.data, (u_char *) "identity",
+                                sizeof("identity") - 1) == 0))
+    {
+        return;
+    }
 
     if (!r->header_only
         && r->headers_out.status < NGX_HTTP_SPECIAL_RESPONSE

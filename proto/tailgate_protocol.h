@@ -127,6 +127,26 @@
 #define TG_F_COOLDOWN_MS            73  /* u32: REPORT: the provider asked
                                            to be left alone this long */
 
+/* DECISION: this attempt's own timeouts (docs/protocol.md, "Timeouts") */
+#define TG_F_CONNECT_MS             74  /* u32: to connect to the provider */
+#define TG_F_FIRST_BYTE_MS          75  /* u32: from the request sent to
+                                           the response's header */
+#define TG_F_IDLE_MS                76  /* u32: between two reads of the
+                                           response's body */
+
+/* DECISION: what the provider must not learn of the client */
+#define TG_F_DROP_HEADERS           77  /* str: lowercase header names, one
+                                           per "\n"-ended line; a final
+                                           "*" makes a prefix */
+#define TG_F_USER_AGENT             78  /* str: the User-Agent sent in place
+                                           of the client's */
+
+/* MODELS, MODEL_LIST: a list in pages (docs/protocol.md, "Models") */
+#define TG_F_CURSOR                 79  /* str: MODELS: the page after the
+                                           route of this name */
+#define TG_F_NEXT                   83  /* str: MODEL_LIST: more follow;
+                                           the cursor to ask them with */
+
 
 /* key sets (docs/protocol.md, "Key sets") */
 #define TG_F_JWKS_FILE              80  /* str: JWKS_REFRESH: the set's file */
@@ -140,6 +160,10 @@
 #define TG_FALLBACK_TIMEOUT         0x02
 #define TG_FALLBACK_5XX             0x04
 #define TG_FALLBACK_429             0x08
+#define TG_FALLBACK_AUTH            0x10    /* the provider refused the
+                                               gateway: 401, 402, 403;
+                                               only where a route's "on"
+                                               names "auth" */
 
 
 /* TG_F_STATUS of an ERROR frame */

@@ -270,7 +270,7 @@ $t->write_file('good.json', $GOOD);
              'conf/policy.example.json: only the group is missing here');
     } else {
         is($rc, 0, 'conf/policy.example.json passes -t') or diag($err);
-        like($out, qr/ok: 3 providers, 8 routes/, 'all of it');
+        like($out, qr/ok: 3 providers, 9 routes/, 'all of it');
     }
 }
 

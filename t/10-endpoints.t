@@ -155,7 +155,7 @@ subtest 'GET /health without credentials' => sub {
 
 subtest 'anything else under /v1/ is an OpenAI-shaped 404' => sub {
     for my $path ('/v1/', '/v1/completions', '/v1/chat', '/v1/chat/completions/x',
-                  '/v1/files', '/v1/models/a/b')
+                  '/v1/files')
     {
         my $res = $t->http('POST', $path,
                            headers => { Authorization => "Bearer $key" },
@@ -174,6 +174,11 @@ subtest 'a wrong method is a 405 that says which one' => sub {
                     headers => { Authorization => "Bearer $key" }, body => '{}');
     $t->is_openai_error($res, 405, 'method_not_allowed', 'POST models');
     is($res->{headers}{allow}, 'GET', 'Allow: GET');
+
+    # a model id may hold "/" (openrouter/...): its URL is a model's too
+    $res = $t->http('POST', '/v1/models/a/b',
+                    headers => { Authorization => "Bearer $key" }, body => '{}');
+    $t->is_openai_error($res, 405, 'method_not_allowed', 'POST models/a/b');
 };
 
 subtest 'no CORS unless configured' => sub {

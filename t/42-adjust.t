@@ -235,7 +235,8 @@ $t->logs_clean('error.log is clean after the large edited body');
     my ($res, $doc) = received('ext', qq({"model":"tuned",$messages,"user":"u-42","tools":[{"type":"function","function":{"name":"f"}}],"response_format":{"type":"text"}}));
     is($res->{headers}{'x-tailgate-provider'}, 'ext', 'fell back to ext');
     is($doc->{model}, 'e', 'with its model');
-    is($doc->{user}, 'u-42', 'user is back');
+    ok(!exists $doc->{user},
+       'user: not for an external provider, whose zone scrubs it (t/72)');
     ok(!exists $doc->{seed} && !exists $doc->{metadata}, 'no edits of local');
     is_deeply($doc->{response_format}, { type => 'text' }, 'response_format kept');
     $mock{local}->set();

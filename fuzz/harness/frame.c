@@ -54,6 +54,9 @@ static const fuzz_field_t  fuzz_strs[] = {
     FUZZ_STR(TG_F_ADJUST, adjust),
     FUZZ_STR(TG_F_PRICES, prices),
     FUZZ_STR(TG_F_RATELIMIT, ratelimit),
+    FUZZ_STR(TG_F_DROP_HEADERS, drop_headers),
+    FUZZ_STR(TG_F_USER_AGENT, user_agent),
+    FUZZ_STR(TG_F_NEXT, next),
     FUZZ_STR(TG_F_BODY, body)
 };
 
@@ -63,6 +66,7 @@ static const fuzz_field_t  fuzz_strs[] = {
 static const ngx_uint_t  fuzz_u32s[] = {
     TG_F_STATUS, TG_F_RETRY_AFTER, TG_F_LEASE, TG_F_MAX_FRAME,
     TG_F_CACHE_MS, TG_F_CACHE_MAX_BYTES, TG_F_FALLBACK, TG_F_WAIT_MS,
+    TG_F_CONNECT_MS, TG_F_FIRST_BYTE_MS, TG_F_IDLE_MS,
     TG_F_REFRESH_MS
 };
 
@@ -250,6 +254,9 @@ fuzz_reply_u32(ngx_tailgate_reply_t *reply, uint32_t max_frame,
     case TG_F_CACHE_MAX_BYTES: return reply->cache_max_bytes;
     case TG_F_FALLBACK:        return reply->fallback;
     case TG_F_WAIT_MS:         return reply->wait_ms;
+    case TG_F_CONNECT_MS:      return reply->connect_ms;
+    case TG_F_FIRST_BYTE_MS:   return reply->first_byte_ms;
+    case TG_F_IDLE_MS:         return reply->idle_ms;
     case TG_F_REFRESH_MS:      return reply->refresh_ms;
     }
 

@@ -71,6 +71,10 @@ tg_read_facts(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h,
             s = &facts->limit;
             break;
 
+        case TG_F_CURSOR:
+            s = &facts->cursor;
+            break;
+
         case TG_F_TAG:
         case TG_F_ALLOW_ROUTE:
         case TG_F_EXCLUDE:
@@ -372,6 +376,26 @@ tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
 
         if (d->adjust[0] != '\0') {
             tg_build_cstr(&b, TG_F_ADJUST, d->adjust);
+        }
+
+        if (d->drop_headers[0] != '\0') {
+            tg_build_cstr(&b, TG_F_DROP_HEADERS, d->drop_headers);
+        }
+
+        if (d->user_agent != NULL) {
+            tg_build_cstr(&b, TG_F_USER_AGENT, d->user_agent);
+        }
+
+        if (d->connect_ms != 0) {
+            tg_build_u32(&b, TG_F_CONNECT_MS, d->connect_ms);
+        }
+
+        if (d->first_byte_ms != 0) {
+            tg_build_u32(&b, TG_F_FIRST_BYTE_MS, d->first_byte_ms);
+        }
+
+        if (d->idle_ms != 0) {
+            tg_build_u32(&b, TG_F_IDLE_MS, d->idle_ms);
         }
 
         if (d->prices != NULL) {

@@ -30,6 +30,7 @@ typedef struct tg_admin   tg_admin;
 typedef struct tg_deferred  tg_deferred;
 typedef struct tg_redis  tg_redis;
 typedef struct tg_jwks_keeper  tg_jwks_keeper;
+typedef struct tg_model_fetcher  tg_model_fetcher;
 
 /* redis.c, for the status */
 void tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v);
@@ -103,6 +104,7 @@ struct tg_server {
     struct tg_usage *usage;         /* usage.h: tallies and the usage log */
     tg_redis        *redis;         /* redis.c; NULL: this node alone */
     tg_jwks_keeper  *jwks;          /* jwks.c: the key sets it keeps */
+    tg_model_fetcher *model_lists;  /* model_fetch.c: providers' lists */
 
     /* the DECIDE tg_read_facts() read last, for redis.c to decide again */
     const uint8_t   *facts_frame;

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
 
 #include "decide.h"
 #include "limits_admit.h"
@@ -38,8 +37,25 @@ tg_facts_private(const tg_facts *facts)
 }
 
 
+static bool tg_facts_allow_id(const tg_facts *facts, const tg_route *rt,
+    const char *id, size_t id_len);
+
+
 bool
 tg_facts_allow(const tg_facts *facts, const tg_route *rt)
+{
+    return tg_facts_allow_id(facts, rt, NULL, 0);
+}
+
+
+/*
+ * The client may use rt, or, for a pattern route, the model id it asked
+ * for (its allowlist may name the pattern or that id).
+ */
+
+static bool
+tg_facts_allow_id(const tg_facts *facts, const tg_route *rt, const char *id,
+    size_t id_len)
 {
     size_t  i;
 
@@ -64,7 +80,9 @@ tg_facts_allow(const tg_facts *facts, const tg_route *rt)
     }
 
     for (i = 0; i < facts->nallow; i++) {
-        if (tg_str_eq(&facts->allow[i], rt->name, rt->name_len)) {
+        if (tg_str_eq(&facts->allow[i], rt->name, rt->name_len)
+            || (id != NULL && tg_str_eq(&facts->allow[i], id, id_len)))
+        {
             return true;
         }
     }
@@ -149,10 +167,12 @@ tg_region_ok(const tg_facts *facts, const tg_provider *pr)
 /* 0 when the step's provider can take the request, else a TG_UNFIT_ bit */
 
 static unsigned
-tg_step_unfit(const tg_facts *facts, bool priv, const tg_provider *pr)
+tg_step_unfit(const tg_facts *facts, bool priv, const tg_step *st)
 {
+    const tg_provider  *pr = st->provider;
+
     if (facts->endpoint >= TG_EP_COUNT
-        || (pr->endpoints & TG_EP_BIT(facts->endpoint)) == 0)
+        || (st->endpoints & TG_EP_BIT(facts->endpoint)) == 0)
     {
         return TG_UNFIT_ENDPOINT;
     }
@@ -257,8 +277,10 @@ void
 tg_decide(const tg_policy *policy, const tg_facts *facts,
     const tg_state *state, tg_decision *out)
 {
+    int                 n;
     bool                priv, capacity_skipped, transient;
-    size_t              i, j, len;
+    size_t              i, j, len, rest_len;
+    const char         *rest, *star;
     uint32_t            attempt, max_bytes;
     uint64_t            wait, limited_wait;
     unsigned            ep_bit, unfit, unfit_seen, when;
@@ -271,10 +293,14 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     memset(out, 0, sizeof(*out));
     out->authorization = "";
     out->adjust = "";
+    out->drop_headers = "";
 
-    rt = tg_policy_route(policy, facts->model.data, facts->model.len);
+    rt = tg_policy_match(policy, facts->model.data, facts->model.len, &rest,
+                         &rest_len);
 
-    if (rt == NULL || !tg_facts_allow(facts, rt)) {
+    if (rt == NULL
+        || !tg_facts_allow_id(facts, rt, facts->model.data, facts->model.len))
+    {
         tg_refuse(out, 404, "invalid_request_error", "model_not_found",
                   "No matching route found");
         return;
@@ -334,7 +360,7 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
         pr = st->provider;
         ps = tg_state_provider(state, st->provider_index);
 
-        unfit = tg_step_unfit(facts, priv, pr);
+        unfit = tg_step_unfit(facts, priv, st);
         why = NULL;
 
         if (unfit) {
@@ -464,8 +490,34 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
     out->host = pr->host;
     out->path = pr->paths[facts->endpoint];
     out->provider_model = st->model;
+
+    /* a pattern's step: the rest of the name asked for, where "*" is */
+
+    if (st->model_pattern) {
+        star = strchr(st->model, '*');
+        n = snprintf(out->model_buf, sizeof(out->model_buf), "%.*s%.*s%s",
+                     (int) (star - st->model), st->model, (int) rest_len,
+                     rest, star + 1);
+
+        if (n < 0 || (size_t) n >= sizeof(out->model_buf)) {
+            memset(out, 0, sizeof(*out));
+            out->authorization = "";
+            out->adjust = "";
+            out->drop_headers = "";
+            tg_refuse(out, 404, "invalid_request_error", "model_not_found",
+                      "No matching route found");
+            return;
+        }
+
+        out->provider_model = out->model_buf;
+    }
     out->authorization = pr->authorization ? pr->authorization : "";
     out->zone = tg_zone_name(pr->zone);
+    out->drop_headers = pr->scrub_headers ? pr->scrub_headers : "";
+    out->user_agent = pr->scrub.user_agent;
+    out->connect_ms = st->connect_ms;
+    out->first_byte_ms = st->first_byte_ms;
+    out->idle_ms = st->idle_ms;
 
     /* usage: the step's prices, and a chat stream's usage asked for */
     out->prices = st->price != NULL ? st->price->text : NULL;
@@ -483,13 +535,14 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
     /* worth asking again after a failure only if a later step could serve */
 
-    if ((rt->fallback_on & TG_FALLBACK_ON_ERRORS) && attempt < rt->max_attempts)
+    if ((rt->fallback_on & (TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_AUTH))
+        && attempt < rt->max_attempts)
     {
         for (j = i + 1; j < rt->nsteps; j++) {
             pr = rt->steps[j].provider;
             ps = tg_state_provider(state, rt->steps[j].provider_index);
 
-            if (tg_step_unfit(facts, priv, pr) == 0
+            if (tg_step_unfit(facts, priv, &rt->steps[j]) == 0
                 && !tg_facts_exclude(facts, pr)
                 && !tg_health_unavailable(ps))
             {
@@ -554,11 +607,12 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
  */
 
 static unsigned
-tg_route_usable(const tg_facts *facts, const tg_route *rt)
+tg_route_usable(const tg_facts *facts, const tg_route *rt, const char *id,
+    size_t id_len)
 {
     unsigned  usable;
 
-    if (!tg_facts_allow(facts, rt)) {
+    if (!tg_facts_allow_id(facts, rt, id, id_len)) {
         return 0;
     }
 
@@ -574,50 +628,328 @@ tg_route_usable(const tg_facts *facts, const tg_route *rt)
 }
 
 
-/* {"id":..., "object":"model", ..., "endpoints":[...]} */
+/* s as the inside of a JSON string at p, within end; NULL: no room */
 
-static cJSON *
-tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable)
+static char *
+tg_json_escaped(char *p, char *end, const char *s, size_t len)
 {
-    int     e;
-    cJSON  *model, *eps, *s;
+    size_t          i;
+    unsigned char   c;
 
-    model = cJSON_CreateObject();
-    if (model == NULL) {
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (end - p < 6) {
+            return NULL;
+        }
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char) c;
+
+        } else if (c < 0x20 || c == 0x7f) {
+            p += snprintf(p, 7, "\\u%04x", c);
+
+        } else {
+            *p++ = (char) c;
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * The largest context a request to the route can have: its own
+ * "context_window", else the largest context_tokens of its steps when
+ * every step has one; 0: not known.
+ */
+
+static uint32_t
+tg_route_context(const tg_route *rt)
+{
+    size_t    i;
+    uint32_t  max;
+
+    if (rt->context_window != 0) {
+        return rt->context_window;
+    }
+
+    max = 0;
+
+    for (i = 0; i < rt->nsteps; i++) {
+        if (rt->steps[i].provider == NULL
+            || rt->steps[i].provider->context_tokens == 0)
+        {
+            return 0;
+        }
+
+        if (rt->steps[i].provider->context_tokens > max) {
+            max = rt->steps[i].provider->context_tokens;
+        }
+    }
+
+    return max;
+}
+
+
+/*
+ * {"id":..., "object":"model", "created":T, "owned_by":...,
+ * "endpoints":[...], "context_window":N} at p; NULL when it does not fit
+ * before end.
+ */
+
+static char *
+tg_model_object(const tg_policy *policy, const tg_route *rt, unsigned usable,
+    const char *rest, char *p, char *end)
+{
+    int          e, n;
+    uint32_t     context;
+    const char  *owner, *sep;
+
+    owner = rt->owned_by ? rt->owned_by : "tailgate";
+
+    if (end - p < 16) {
         return NULL;
     }
 
-    if (cJSON_AddStringToObject(model, "id", rt->name) == NULL
-        || cJSON_AddStringToObject(model, "object", "model") == NULL
-        || cJSON_AddNumberToObject(model, "created",
-                                   (double) policy->loaded_at) == NULL
-        || cJSON_AddStringToObject(model, "owned_by", "tailgate") == NULL
-        || (eps = cJSON_AddArrayToObject(model, "endpoints")) == NULL)
-    {
-        goto failed;
+    memcpy(p, "{\"id\":\"", 7);
+    p += 7;
+
+    /* a pattern's model: its prefix, then the model's rest */
+
+    p = tg_json_escaped(p, end, rt->name,
+                        rest ? rt->prefix_len : rt->name_len);
+    if (p != NULL && rest != NULL) {
+        p = tg_json_escaped(p, end, rest, strlen(rest));
     }
 
-    for (e = 0; e < TG_EP_COUNT; e++) {
+    if (p == NULL) {
+        return NULL;
+    }
 
+    n = snprintf(p, (size_t) (end - p), "\",\"object\":\"model\",\"created\":"
+                 "%lld,\"owned_by\":\"", (long long) policy->loaded_at);
+    if (n < 0 || n >= end - p) {
+        return NULL;
+    }
+
+    p = tg_json_escaped(p + n, end, owner, strlen(owner));
+    if (p == NULL || end - p < 16) {
+        return NULL;
+    }
+
+    memcpy(p, "\",\"endpoints\":[", 15);
+    p += 15;
+    sep = "";
+
+    for (e = 0; e < TG_EP_COUNT; e++) {
         if ((usable & TG_EP_BIT(e)) == 0) {
             continue;
         }
 
-        s = cJSON_CreateString(tg_endpoint_name((tg_endpoint) e));
-        if (s == NULL) {
-            goto failed;
+        n = snprintf(p, (size_t) (end - p), "%s\"%s\"", sep,
+                     tg_endpoint_name((tg_endpoint) e));
+        if (n < 0 || n >= end - p) {
+            return NULL;
         }
 
-        cJSON_AddItemToArray(eps, s);
+        p += n;
+        sep = ",";
     }
 
-    return model;
+    context = tg_route_context(rt);
 
-failed:
+    if (context != 0) {
+        n = snprintf(p, (size_t) (end - p), "],\"context_window\":%u}",
+                     context);
+    } else {
+        n = snprintf(p, (size_t) (end - p), "]}");
+    }
 
-    cJSON_Delete(model);
+    if (n < 0 || n >= end - p) {
+        return NULL;
+    }
 
-    return NULL;
+    return p + n;
+}
+
+
+/*
+ * Where a page after the model of id cursor starts: the route (*i) and,
+ * in a pattern route, its listed model (*k).  A cursor a reload took away
+ * leaves no place to go on from: the list ends.
+ */
+
+static void
+tg_models_after(const tg_policy *policy, const tg_str *cursor, size_t *i,
+    size_t *k)
+{
+    size_t           j, rest_len;
+    const char      *rest;
+    const tg_route  *rt;
+
+    *i = policy->nroutes;
+    *k = 0;
+
+    rt = tg_policy_match(policy, cursor->data, cursor->len, &rest, &rest_len);
+
+    if (rt == NULL) {
+        return;
+    }
+
+    if (!rt->pattern) {
+        *i = rt->index + 1;
+        return;
+    }
+
+    for (j = 0; j < rt->nlisted; j++) {
+        if (strlen(rt->listed[j]) == rest_len
+            && memcmp(rt->listed[j], rest, rest_len) == 0)
+        {
+            *i = rt->index;
+            *k = j + 1;
+            return;
+        }
+    }
+}
+
+
+long
+tg_models_page(const tg_policy *policy, const tg_facts *facts,
+    const tg_str *cursor, char *buf, size_t size, const tg_route **last,
+    const char **last_rest)
+{
+    char            *p, *end, *q;
+    char             id[TG_ROUTE_NAME_MAX + 1];
+    size_t           i, k, n, rest_len;
+    unsigned         usable;
+    const char      *rest;
+    const tg_route  *rt;
+
+    *last = NULL;
+    *last_rest = NULL;
+
+    if (size < 64) {
+        return -1;
+    }
+
+    p = buf;
+    end = buf + size - 1;      /* room for the NUL */
+
+    /* one model: GET /v1/models/{id} */
+
+    if (facts->model.len) {
+        rt = tg_policy_match(policy, facts->model.data, facts->model.len,
+                             &rest, &rest_len);
+
+        if (rt == NULL
+            || (usable = tg_route_usable(facts, rt, facts->model.data,
+                                         facts->model.len)) == 0)
+        {
+            return TG_MODELS_NOT_FOUND;
+        }
+
+        if (rt->pattern) {
+            memcpy(id, rest, rest_len);
+            id[rest_len] = '\0';
+        }
+
+        p = tg_model_object(policy, rt, usable, rt->pattern ? id : NULL, p,
+                            end);
+        if (p == NULL) {
+            return -1;
+        }
+
+        *p = '\0';
+        return (long) (p - buf);
+    }
+
+    i = 0;
+    k = 0;
+
+    if (cursor != NULL && cursor->len) {
+        tg_models_after(policy, cursor, &i, &k);
+
+    } else {
+        memcpy(p, "{\"object\":\"list\",\"data\":[", 25);
+        p += 25;
+    }
+
+    /* the list's end always fits: two bytes are kept for it */
+
+    end -= 2;
+
+    for ( /* void */ ; i < policy->nroutes; i++, k = 0) {
+        rt = &policy->routes[i];
+
+        /* a route by name is one model; a pattern, each one it lists */
+
+        n = rt->pattern ? rt->nlisted : 1;
+
+        for ( /* void */ ; k < n; k++) {
+            rest = rt->pattern ? rt->listed[k] : NULL;
+
+            if (rest != NULL) {
+                rest_len = strlen(rest);
+
+                if (rest_len == 0) {
+                    continue;
+                }
+
+                memcpy(id, rt->name, rt->prefix_len);
+                memcpy(id + rt->prefix_len, rest, rest_len);
+                usable = tg_route_usable(facts, rt, id,
+                                         rt->prefix_len + rest_len);
+
+            } else {
+                usable = tg_route_usable(facts, rt, NULL, 0);
+            }
+
+            if (usable == 0) {
+                continue;
+            }
+
+            q = p;
+
+            if (*last != NULL || (cursor != NULL && cursor->len)) {
+                if (p == end) {
+                    goto full;
+                }
+
+                *q++ = ',';
+            }
+
+            q = tg_model_object(policy, rt, usable, rest, q, end);
+
+            if (q == NULL) {
+                goto full;
+            }
+
+            p = q;
+            *last = rt;
+            *last_rest = rest;
+        }
+    }
+
+    *last = NULL;
+    *last_rest = NULL;
+    memcpy(p, "]}", 2);
+    p += 2;
+    *p = '\0';
+
+    return (long) (p - buf);
+
+full:
+
+    if (*last == NULL) {
+        /* not even one model fits */
+        return -1;
+    }
+
+    /* the next page goes on after *last */
+    *p = '\0';
+    return (long) (p - buf);
 }
 
 
@@ -625,77 +957,14 @@ long
 tg_models_json(const tg_policy *policy, const tg_facts *facts, char *buf,
     size_t size)
 {
-    size_t           i;
-    cJSON           *root, *data, *model;
-    unsigned         usable;
-    const tg_route  *rt;
+    long             n;
+    const char      *rest;
+    const tg_route  *last;
 
-    /* one model: GET /v1/models/{id} */
+    n = tg_models_page(policy, facts, NULL, buf, size, &last, &rest);
 
-    if (facts->model.len) {
-        rt = tg_policy_route(policy, facts->model.data, facts->model.len);
-
-        if (rt == NULL || (usable = tg_route_usable(facts, rt)) == 0) {
-            return TG_MODELS_NOT_FOUND;
-        }
-
-        root = tg_model_object(policy, rt, usable);
-        if (root == NULL) {
-            return -1;
-        }
-
-        goto print;
-    }
-
-    root = cJSON_CreateObject();
-    if (root == NULL) {
-        return -1;
-    }
-
-    if (cJSON_AddStringToObject(root, "object", "list") == NULL) {
-        goto failed;
-    }
-
-    data = cJSON_AddArrayToObject(root, "data");
-    if (data == NULL) {
-        goto failed;
-    }
-
-    for (i = 0; i < policy->nroutes; i++) {
-        rt = &policy->routes[i];
-
-        usable = tg_route_usable(facts, rt);
-        if (usable == 0) {
-            continue;
-        }
-
-        model = tg_model_object(policy, rt, usable);
-        if (model == NULL) {
-            goto failed;
-        }
-
-        cJSON_AddItemToArray(data, model);
-    }
-
-print:
-
-    /* cJSON wants a few spare bytes to be sure it fits */
-
-    if (size < 8 || size - 5 > INT_MAX
-        || !cJSON_PrintPreallocated(root, buf, (int) (size - 5), 0))
-    {
-        goto failed;
-    }
-
-    cJSON_Delete(root);
-
-    return (long) strlen(buf);
-
-failed:
-
-    cJSON_Delete(root);
-
-    return -1;
+    /* the whole list or nothing */
+    return (n >= 0 && last != NULL) ? -1 : n;
 }
 
 

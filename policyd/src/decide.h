@@ -51,6 +51,7 @@ typedef struct tg_facts {
     uint32_t       attempt;         /* 1 for the first; 0 reads as 1 */
     uint32_t       prompt_estimate;
     tg_str         limit;           /* the identity's limit profile */
+    tg_str         cursor;          /* MODELS: the page after this route */
 } tg_facts;
 
 
@@ -118,6 +119,16 @@ typedef struct tg_decision {
     /* the failures of this attempt after which the module may ask again */
     uint32_t            fallback;       /* TG_FALLBACK_* bits */
 
+    /* the attempt's timeouts in ms, 0: nginx's own */
+    uint32_t            connect_ms;
+    uint32_t            first_byte_ms;
+    uint32_t            idle_ms;
+
+    /* request headers the provider does not get ("name\n" lines, "" for
+       none), and the User-Agent it gets instead of the client's (NULL) */
+    const char         *drop_headers;
+    const char         *user_agent;
+
     /* edits of the request body for this step: "" for none */
     const char         *adjust;
 
@@ -140,6 +151,9 @@ typedef struct tg_decision {
     bool                provider_limited;
     bool                client_limited;
     char                ratelimit[TG_RATELIMIT_MAX];
+
+    /* a pattern step's provider model, the rest of the name filled in */
+    char                model_buf[TG_MODEL_NAME_MAX + 256 + 1];
 
     /* "deepseek:zone local:chosen": every step considered, and why */
     char                reason[TG_REASON_MAX];
@@ -166,6 +180,20 @@ bool tg_facts_allow(const tg_facts *facts, const tg_route *rt);
 
 long tg_models_json(const tg_policy *policy, const tg_facts *facts,
     char *buf, size_t size);
+
+/*
+ * One page of the /v1/models body into buf (NUL-terminated), for a reply
+ * that must fit in a frame: the pages of one list joined are its whole
+ * JSON.  cursor NULL or empty: the first page; else the name of the route
+ * the last page ended with.  *last is the route this page ends with when
+ * more follow, NULL when it is the list's end (or one model, with
+ * facts->model); for a pattern route, *last_rest is the listed model it
+ * ends with (the cursor is then the route's prefix and it).  Returns the length, TG_MODELS_NOT_FOUND, or -1 when not
+ * even one model fits.
+ */
+long tg_models_page(const tg_policy *policy, const tg_facts *facts,
+    const tg_str *cursor, char *buf, size_t size, const struct tg_route **last,
+    const char **last_rest);
 
 
 #endif /* TG_DECIDE_H */

@@ -48,7 +48,7 @@ typedef struct {
     char         scheme[8];
     char         host[TG_HOST_MAX + 1];
     char         path[TG_BASE_PATH_MAX + 64];
-    char         provider_model[TG_MODEL_NAME_MAX + 1];
+    char         provider_model[TG_MODEL_NAME_MAX + TG_ROUTE_NAME_MAX + 1];
     char         zone[16];
     char         reason[TG_REASON_MAX];
     char         adjust[TG_ADJUST_MAX];
@@ -56,6 +56,11 @@ typedef struct {
     uint32_t     cache_ms;
     uint32_t     cache_max_bytes;
     uint32_t     wait_ms;           /* 202: waits for a slot this long */
+    uint32_t     connect_ms;        /* the attempt's timeouts, 0: nginx's */
+    uint32_t     first_byte_ms;
+    uint32_t     idle_ms;
+    char         drop_headers[4096];    /* not sent to the provider */
+    char         user_agent[257];       /* sent instead of the client's */
 } tg_answer;
 
 
@@ -332,6 +337,13 @@ tg_explain_offline(const char *file, const tg_facts *facts, tg_answer *a)
                      d.provider_model);
         tg_copy_cstr(a->zone, sizeof(a->zone), d.zone);
         tg_copy_cstr(a->adjust, sizeof(a->adjust), d.adjust);
+        tg_copy_cstr(a->drop_headers, sizeof(a->drop_headers),
+                     d.drop_headers);
+        tg_copy_cstr(a->user_agent, sizeof(a->user_agent),
+                     d.user_agent ? d.user_agent : "");
+        a->connect_ms = d.connect_ms;
+        a->first_byte_ms = d.first_byte_ms;
+        a->idle_ms = d.idle_ms;
 
     } else {
         tg_copy_cstr(a->error_type, sizeof(a->error_type), d.error_type);
@@ -513,6 +525,18 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
             (void) tg_field_u32(&f, &a->wait_ms);
             break;
 
+        case TG_F_CONNECT_MS:
+            (void) tg_field_u32(&f, &a->connect_ms);
+            break;
+
+        case TG_F_FIRST_BYTE_MS:
+            (void) tg_field_u32(&f, &a->first_byte_ms);
+            break;
+
+        case TG_F_IDLE_MS:
+            (void) tg_field_u32(&f, &a->idle_ms);
+            break;
+
 #define tg_case_str(key, field)                                               \
         case key:                                                             \
             tg_copy_field(a->field, sizeof(a->field), &f);                    \
@@ -531,6 +555,8 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
         tg_case_str(TG_F_ZONE, zone);
         tg_case_str(TG_F_REASON, reason);
         tg_case_str(TG_F_ADJUST, adjust);
+        tg_case_str(TG_F_DROP_HEADERS, drop_headers);
+        tg_case_str(TG_F_USER_AGENT, user_agent);
 
 #undef tg_case_str
 
@@ -556,10 +582,26 @@ failed:
 }
 
 
+/* "300 ms", or "the location's" for none */
+
+static const char *
+tg_ms_text(uint32_t ms, char *buf, size_t size)
+{
+    if (ms == 0) {
+        return "the location's";
+    }
+
+    snprintf(buf, size, "%u ms", ms);
+
+    return buf;
+}
+
+
 static void
 tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
 {
     int           len;
+    char          t1[24], t2[24], t3[24];
     size_t        i;
     unsigned      bit;
     const char   *p, *line;
@@ -634,6 +676,27 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
 
     for (p = a->adjust; tg_next_line(&p, &line, &len); /* void */ ) {
         printf("edit:     %.*s\n", len, line);
+    }
+
+    if (a->drop_headers[0] != '\0') {
+        printf("headers:  not sent:");
+
+        for (p = a->drop_headers; tg_next_line(&p, &line, &len); ) {
+            printf(" %.*s", len, line);
+        }
+
+        printf("\n");
+    }
+
+    if (a->user_agent[0] != '\0') {
+        printf("          User-Agent: %s\n", a->user_agent);
+    }
+
+    if (a->connect_ms || a->first_byte_ms || a->idle_ms) {
+        printf("timeouts: connect %s, first byte %s, idle %s\n",
+               tg_ms_text(a->connect_ms, t1, sizeof(t1)),
+               tg_ms_text(a->first_byte_ms, t2, sizeof(t2)),
+               tg_ms_text(a->idle_ms, t3, sizeof(t3)));
     }
 
     if (a->cache_ms) {
@@ -733,6 +796,25 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
             }
         }
 
+        list = cJSON_AddArrayToObject(root, "drop_headers");
+
+        for (p = a->drop_headers;
+             list != NULL && tg_next_line(&p, &line, &len); )
+        {
+            snprintf(buf, sizeof(buf), "%.*s", len, line);
+            s = cJSON_CreateString(buf);
+            if (s != NULL) {
+                cJSON_AddItemToArray(list, s);
+            }
+        }
+
+        if (a->user_agent[0] != '\0') {
+            cJSON_AddStringToObject(root, "user_agent", a->user_agent);
+        }
+
+        cJSON_AddNumberToObject(root, "connect_ms", a->connect_ms);
+        cJSON_AddNumberToObject(root, "first_byte_ms", a->first_byte_ms);
+        cJSON_AddNumberToObject(root, "idle_ms", a->idle_ms);
         cJSON_AddNumberToObject(root, "cache_ms", a->cache_ms);
         cJSON_AddNumberToObject(root, "cache_max_bytes", a->cache_max_bytes);
 

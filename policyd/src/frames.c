@@ -41,6 +41,8 @@ static void tg_handle_models(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 static void tg_handle_report(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
+static void tg_build_cursor(tg_builder *b, const tg_route *rt,
+    const char *rest);
 static void tg_handle_status(tg_conn *c, const uint8_t *frame,
     const tg_frame_hdr *h);
 static void tg_handle_hold(tg_conn *c, const uint8_t *frame,
@@ -250,6 +252,8 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
     tg_facts     facts;
     tg_server   *srv = c->srv;
     tg_builder   b;
+    const char      *last_rest;
+    const tg_route  *last;
 
     if (tg_read_facts(c, frame, h, &facts, &has_endpoint) != 0) {
         return;
@@ -267,12 +271,19 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         srv->json_cap = room;
     }
 
+    last = NULL;
+    last_rest = NULL;
+
     if (has_endpoint && facts.endpoint == TG_EP_NONE) {
         /* an endpoint policyd does not know: no route serves it */
-        n = snprintf(srv->json, room, "{\"object\":\"list\",\"data\":[]}");
+        n = snprintf(srv->json, room, "%s]}", facts.cursor.len ? ""
+                     : "{\"object\":\"list\",\"data\":[");
 
     } else {
-        n = tg_models_json(srv->policy, &facts, srv->json, room);
+        /* a page that fits, with room for the cursor of the next */
+        n = tg_models_page(srv->policy, &facts, &facts.cursor, srv->json,
+                           room - TG_ROUTE_NAME_MAX - TG_REPLY_OVERHEAD,
+                           &last, &last_rest);
     }
 
     if (n == TG_MODELS_NOT_FOUND) {
@@ -291,6 +302,14 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         tg_builder_start(c, &b, TG_MSG_MODEL_LIST, h->id);
         tg_build_u32(&b, TG_F_STATUS, 200);
         tg_build_str(&b, TG_F_BODY, srv->json, (size_t) n);
+
+        if (last != NULL && last_rest == NULL) {
+            tg_build_str(&b, TG_F_NEXT, last->name, last->name_len);
+
+        } else if (last != NULL) {
+            /* a pattern's model: its id, the prefix and the rest */
+            tg_build_cursor(&b, last, last_rest);
+        }
     }
 
     len = tg_build_end(&b);
@@ -300,10 +319,35 @@ tg_handle_models(tg_conn *c, const uint8_t *frame, const tg_frame_hdr *h)
         return;
     }
 
-    tg_log_debug("connection %llu: MODELS %u: %ld bytes",
-                 (unsigned long long) c->id, h->id, n);
+    tg_log_debug("connection %llu: MODELS %u after \"%.*s\": %ld bytes, "
+                 "next \"%s\"", (unsigned long long) c->id, h->id,
+                 (int) facts.cursor.len, facts.cursor.data ? facts.cursor.data
+                                                           : "", n,
+                 last ? last->name : "");
+    (void) last_rest;
 
     tg_conn_send(c, srv->out, (size_t) len);
+}
+
+
+/* the id of a pattern route's listed model, as MODEL_LIST's next */
+
+static void
+tg_build_cursor(tg_builder *b, const tg_route *rt, const char *rest)
+{
+    char    id[TG_ROUTE_NAME_MAX + 1];
+    size_t  len;
+
+    len = strlen(rest);
+
+    if (rt->prefix_len + len > TG_ROUTE_NAME_MAX) {
+        return;
+    }
+
+    memcpy(id, rt->name, rt->prefix_len);
+    memcpy(id + rt->prefix_len, rest, len);
+
+    tg_build_str(b, TG_F_NEXT, id, rt->prefix_len + len);
 }
 
 

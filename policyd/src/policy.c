@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <fnmatch.h>
 #include <string.h>
 
 #include "policy.h"
@@ -104,6 +105,12 @@ tg_fallback_class_name(unsigned bit)
 {
     size_t  i;
 
+    /* not one of "outcomes": only a route's "on" names it */
+
+    if (bit == TG_FALLBACK_AUTH) {
+        return "auth";
+    }
+
     for (i = 0; i < sizeof(tg_fallback_classes) / sizeof(tg_fallback_classes[0]);
          i++)
     {
@@ -178,6 +185,87 @@ tg_policy_route(const tg_policy *policy, const char *name, size_t len)
     }
 
     return NULL;
+}
+
+
+const tg_route *
+tg_policy_match(const tg_policy *policy, const char *name, size_t len,
+    const char **rest, size_t *rest_len)
+{
+    size_t           i;
+    const tg_route  *rt;
+
+    *rest = name + len;
+    *rest_len = 0;
+
+    rt = tg_policy_route(policy, name, len);
+
+    if (rt != NULL && !rt->pattern) {
+        return rt;
+    }
+
+    for (i = 0; i < policy->npatterns; i++) {
+        rt = policy->patterns[i];
+
+        if (len <= rt->prefix_len
+            || memcmp(name, rt->name, rt->prefix_len) != 0)
+        {
+            continue;
+        }
+
+        if (!tg_route_pattern_allows(rt, name + rt->prefix_len,
+                                     len - rt->prefix_len))
+        {
+            /* a shorter prefix does not get what a longer one refused */
+            return NULL;
+        }
+
+        *rest = name + rt->prefix_len;
+        *rest_len = len - rt->prefix_len;
+        return rt;
+    }
+
+    return NULL;
+}
+
+
+bool
+tg_route_pattern_allows(const tg_route *rt, const char *rest, size_t len)
+{
+    char    s[TG_ROUTE_NAME_MAX + 1];
+    size_t  i;
+
+    /* the pattern's own name is no model of it */
+
+    if (len == 0 || len > TG_ROUTE_NAME_MAX || (len == 1 && rest[0] == '*')) {
+        return false;
+    }
+
+    memcpy(s, rest, len);
+    s[len] = '\0';
+
+    /* a NUL inside is no model name */
+    if (strlen(s) != len) {
+        return false;
+    }
+
+    for (i = 0; i < rt->ndeny; i++) {
+        if (fnmatch(rt->deny[i], s, 0) == 0) {
+            return false;
+        }
+    }
+
+    if (rt->allow == NULL) {
+        return true;
+    }
+
+    for (i = 0; i < rt->nallow; i++) {
+        if (fnmatch(rt->allow[i], s, 0) == 0) {
+            return true;
+        }
+    }
+
+    return false;
 }
 
 

@@ -40,6 +40,7 @@
 #define TG_CONCURRENCY_MAX       100000
 #define TG_QUEUE_MAX             10000
 #define TG_QUEUE_WAIT_MAX        600000
+#define TG_TIMEOUT_MAX           3600000
 #define TG_MAX_FRAME_DEFAULT     65536
 #define TG_LISTEN_MODE_DEFAULT   0660
 #define TG_ADMIN_MODE_DEFAULT    0600
@@ -89,6 +90,16 @@ typedef struct {
 } tg_health_conf;
 
 
+/* what a provider must not learn of the client (policy_scrub.c) */
+typedef struct {
+    const char *const  *headers;    /* lowercase; "x-a-*": a prefix */
+    size_t         nheaders;
+    const char *const  *body;       /* top-level keys or "key.member" */
+    size_t         nbody;
+    const char    *user_agent;      /* sent instead of the client's; NULL */
+} tg_scrub;
+
+
 typedef struct tg_provider {
     const char    *name;
     size_t         name_len;
@@ -117,11 +128,20 @@ typedef struct tg_provider {
     bool           usage_passive;   /* "usage": "passive": never asked for
                                        a stream's usage */
 
+    /* timeouts of an attempt, in ms; 0: nginx's own (the location's) */
+    uint32_t       connect_ms;
+    uint32_t       first_byte_ms;
+    uint32_t       idle_ms;
+
     /* its plan: requests and tokens per minute; 0: none (limits.c) */
     uint32_t       rpm;
     uint32_t       tpm;
 
     tg_health_conf health;
+
+    /* its zone's scrub, changed by its own; the headers as "name\n" */
+    tg_scrub       scrub;
+    const char    *scrub_headers;
 } tg_provider;
 
 
@@ -145,6 +165,17 @@ typedef struct tg_step {
 
     /* its provider model's prices (usage.prices), or NULL: none */
     const struct tg_price_entry  *price;
+
+    bool                model_pattern;  /* "*" in model: the rest */
+
+    /* what it serves: its provider's endpoints, narrowed by the route's
+       and its own "endpoints" */
+    unsigned            endpoints;
+
+    /* the step's timeouts, else its provider's; 0: nginx's own */
+    uint32_t            connect_ms;
+    uint32_t            first_byte_ms;
+    uint32_t            idle_ms;
 } tg_step;
 
 
@@ -161,6 +192,36 @@ typedef struct tg_route {
 
     unsigned       endpoints;       /* union of the steps' endpoints */
     unsigned       private_endpoints;   /* same, local/private steps only */
+    unsigned       only_endpoints;  /* its "endpoints"; 0: any */
+
+    /*
+     * A pattern ("openrouter/" and a star): any model under the prefix,
+     * the rest
+     * named to its steps; "allow" and "deny" globs on the rest, "models"
+     * the rests /v1/models lists.
+     */
+    bool           pattern;
+    size_t         prefix_len;      /* the name less its final "*" */
+    const char   **allow;           /* NULL: any */
+    size_t         nallow;
+    const char   **deny;
+    size_t         ndeny;
+    const char   **listed;
+    size_t         nlisted;
+
+    /*
+     * "models_from": the list of models its provider serves, fetched by
+     * policyd (model_fetch.c), in place of "listed" once it came.
+     */
+    const char    *models_url;      /* NULL: none */
+    bool           models_send_key; /* with its provider's Authorization */
+    uint32_t       models_refresh_ms;
+    uint32_t       models_timeout_ms;
+
+    /* in /v1/models: "owned_by" (NULL: "tailgate"), "context_window"
+       (0: the largest of its steps' context_tokens, if all have one) */
+    const char    *owned_by;
+    uint32_t       context_window;
 
     const char   **tenants;         /* the only tenants that see it */
     size_t         ntenants;        /* 0: every tenant, and none */
@@ -179,6 +240,7 @@ typedef struct tg_route {
 /* what a route falls back on: failed attempts, steps at capacity */
 #define TG_FALLBACK_ON_ERRORS  1u
 #define TG_FALLBACK_ON_BUSY    2u
+#define TG_FALLBACK_ON_AUTH    4u   /* a provider's 401, 402, 403 */
 
 
 /* usage.prices.PROVIDER.MODEL */
@@ -243,11 +305,14 @@ typedef struct tg_policy {
     size_t         nroutes;
 
     tg_usage_conf  usage;
+    tg_scrub       scrub[TG_ZONE_COUNT];    /* per zone, before providers' */
 
     uint32_t      *provider_table;  /* open addressing: index + 1, 0 = free */
     size_t         provider_mask;
     uint32_t      *route_table;
     size_t         route_mask;
+    const tg_route **patterns;      /* the pattern routes, longest first */
+    size_t         npatterns;
 
     tg_limits_conf limits;          /* limits_policy.c */
     tg_redis_conf  redis;           /* policy_redis.c */
@@ -295,6 +360,19 @@ tg_policy *tg_policy_parse(const char *file, const char *text, size_t len,
 void tg_policy_free(tg_policy *policy);
 
 const tg_route *tg_policy_route(const tg_policy *policy, const char *name,
+    size_t len);
+
+/*
+ * The route a client's model names: the route of that name, else the
+ * pattern route of the longest prefix it starts with, whose "allow" and
+ * "deny" let the rest through (*rest: what follows the prefix, empty for
+ * a route by name).  NULL: none.
+ */
+const tg_route *tg_policy_match(const tg_policy *policy, const char *name,
+    size_t len, const char **rest, size_t *rest_len);
+
+/* Whether a pattern route's allow and deny let this rest through. */
+bool tg_route_pattern_allows(const tg_route *rt, const char *rest,
     size_t len);
 const tg_provider *tg_policy_provider(const tg_policy *policy,
     const char *name, size_t len);

@@ -64,6 +64,10 @@ int tg_member_uint(tg_loader *ld, const cJSON *obj, const char *key,
 int tg_member_bool(tg_loader *ld, const cJSON *obj, const char *key,
     const char *path, bool *out);
 
+/* An http:// or https:// URL at key, copied to *url (policy_provider.c) */
+void tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
+    const char *path, const char **url);
+
 /* A copy in the policy's arena; NULL (and ld->oom) when out of memory. */
 char *tg_copy(tg_loader *ld, const char *s);
 
@@ -119,6 +123,9 @@ const char *tg_env_secret(tg_loader *ld, const char *value, const char *path,
 
 /* the parts of a policy, each in its file */
 void tg_load_providers(tg_loader *ld, const cJSON *root);
+void tg_load_scrub(tg_loader *ld, const cJSON *root);     /* before those */
+void tg_load_provider_scrub(tg_loader *ld, tg_provider *pr,
+    const cJSON *item, const char *path);
 void tg_load_routes(tg_loader *ld, const cJSON *root);
 void tg_load_limits(tg_loader *ld, const cJSON *root);    /* after routes */
 void tg_load_redis(tg_loader *ld, const cJSON *root);

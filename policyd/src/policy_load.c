@@ -33,7 +33,7 @@ static void tg_load_listen(tg_loader *ld, const cJSON *root, const char *key,
 static const char *const  tg_top_keys[] = {
     "listen", "admin_listen", "max_frame", "decision_cache_ms",
     "lease_recovery_ms", "log_level",
-    "providers", "routes", "limits", "usage", "redis", "jwks", NULL
+    "providers", "routes", "limits", "usage", "redis", "scrub", "jwks", NULL
 };
 
 static const char *const  tg_listen_keys[] = {
@@ -354,6 +354,7 @@ tg_load_top(tg_loader *ld, const cJSON *root)
         }
     }
 
+    tg_load_scrub(ld, root);
     tg_load_providers(ld, root);
     tg_load_routes(ld, root);
     tg_load_limits(ld, root);

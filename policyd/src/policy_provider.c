@@ -24,15 +24,14 @@ static bool tg_provider_name_ok(const char *name, size_t len);
 static const char *tg_provider_name_of(const void *child, size_t *len);
 static bool tg_valid_host(const char *s);
 static bool tg_valid_base_path(const char *s);
-static void tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
-    const char *path, const char **url);
 static bool tg_valid_url(const char *s);
 
 
 static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
-    "max_concurrency", "health", "rpm", "tpm", "usage", NULL
+    "max_concurrency", "health", "rpm", "tpm", "usage", "connect_ms",
+    "first_byte_ms", "idle_ms", "scrub", NULL
 };
 
 static const char *const  tg_health_keys[] = {
@@ -149,6 +148,8 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
         tg_load_api_key(ld, pr, s, path_buf);
     }
 
+    pr->scrub_headers = "";
+
     if (tg_member_string(ld, item, "zone", path, true, &s) == 1) {
         zone = tg_zone_parse(s);
 
@@ -157,6 +158,7 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
             tg_load_error(ld, path_buf, "expected one of %s", tg_zone_list);
         } else {
             pr->zone = zone;
+            tg_load_provider_scrub(ld, pr, item, path);
         }
     }
 
@@ -188,6 +190,12 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
 
     (void) tg_member_uint(ld, item, "context_tokens", path, 1,
                           TG_CONTEXT_TOKENS_MAX, &pr->context_tokens);
+    (void) tg_member_uint(ld, item, "connect_ms", path, 1, TG_TIMEOUT_MAX,
+                          &pr->connect_ms);
+    (void) tg_member_uint(ld, item, "first_byte_ms", path, 1, TG_TIMEOUT_MAX,
+                          &pr->first_byte_ms);
+    (void) tg_member_uint(ld, item, "idle_ms", path, 1, TG_TIMEOUT_MAX,
+                          &pr->idle_ms);
     (void) tg_member_uint(ld, item, "max_concurrency", path, 1,
                           TG_CONCURRENCY_MAX, &pr->max_concurrency);
     (void) tg_member_uint(ld, item, "rpm", path, 1, TG_LIMIT_RATE_MAX,
@@ -553,7 +561,7 @@ tg_valid_base_path(const char *s)
 }
 
 
-static void
+void
 tg_load_url(tg_loader *ld, const cJSON *obj, const char *key,
     const char *path, const char **url)
 {

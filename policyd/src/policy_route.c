@@ -27,6 +27,13 @@ static void tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st,
 static void tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
     const char *path);
 static bool tg_route_name_ok(const char *name, size_t len);
+static unsigned tg_load_endpoint_set(tg_loader *ld, const cJSON *v,
+    const char *path, const tg_provider *pr);
+static void tg_load_route_listing(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+static void tg_load_route_pattern(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
+static int tg_fallback_on_word(const char *s, unsigned *bits);
 static const char *tg_route_name_of(const void *child, size_t *len);
 
 
@@ -35,15 +42,24 @@ static const char *const  tg_queue_keys[] = {
 };
 
 static const char *const  tg_route_keys[] = {
-    "steps", "tenants", "fallback", "queue", NULL
+    "steps", "tenants", "fallback", "queue", "endpoints", "owned_by",
+    "context_window", "allow", "deny", "models", "models_from", NULL
 };
+
+static const char *const  tg_models_from_keys[] = {
+    "url", "refresh_ms", "timeout_ms", "send_key", NULL
+};
+
+static const char *const  tg_fallback_on_list =
+    "\"never\", \"errors\", \"busy\", \"both\", \"auth\"";
 
 static const char *const  tg_fallback_keys[] = {
     "on", "outcomes", "max_attempts", NULL
 };
 
 static const char *const  tg_step_keys[] = {
-    "provider", "model", "adjust", NULL
+    "provider", "model", "adjust", "connect_ms", "first_byte_ms", "idle_ms",
+    "endpoints", NULL
 };
 
 static const char *const  tg_adjust_keys[] = { "when", "drop", "set", NULL };
@@ -60,11 +76,180 @@ static const tg_named_kind  tg_routes = {
 void
 tg_load_routes(tg_loader *ld, const cJSON *root)
 {
+    size_t      i, j, n;
     tg_policy  *p = ld->p;
+    const tg_route  *rt;
 
     p->routes = tg_load_named(ld, root, &tg_routes, &p->nroutes,
                               &p->route_table, &p->route_mask);
+
+    /* the pattern routes, the longest prefix first */
+
+    n = 0;
+
+    for (i = 0; p->routes != NULL && i < p->nroutes; i++) {
+        n += p->routes[i].pattern;
+    }
+
+    if (n == 0) {
+        return;
+    }
+
+    /* a model a pattern lists is no route of its own: listed once */
+
+    for (i = 0; i < p->nroutes; i++) {
+        char  id[TG_ROUTE_NAME_MAX + 1], path[TG_PATH_LEN];
+
+        rt = &p->routes[i];
+
+        for (j = 0; rt->pattern && j < rt->nlisted; j++) {
+            snprintf(id, sizeof(id), "%.*s%s", (int) rt->prefix_len,
+                     rt->name, rt->listed[j]);
+
+            if (tg_policy_route(p, id, strlen(id)) != NULL) {
+                snprintf(path, sizeof(path), "routes.%s.models[%zu]",
+                         rt->name, j);
+                tg_load_error(ld, path, "a route named \"%s\" exists: it "
+                              "is listed as itself", id);
+            }
+        }
+    }
+
+    p->patterns = tg_arena_alloc(&p->arena, n * sizeof(tg_route *));
+    if (p->patterns == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    for (i = 0; i < p->nroutes; i++) {
+        rt = &p->routes[i];
+
+        if (!rt->pattern) {
+            continue;
+        }
+
+        for (j = p->npatterns;
+             j > 0 && p->patterns[j - 1]->prefix_len < rt->prefix_len;
+             j--)
+        {
+            p->patterns[j] = p->patterns[j - 1];
+        }
+
+        p->patterns[j] = rt;
+        p->npatterns++;
+    }
 }
+
+
+/*
+ * A route named "prefix*": "allow" and "deny", globs of what follows the
+ * prefix (openai/ and a star, a star and :free), and "models", the ones
+ * /v1/models lists, each of them allowed.
+ */
+
+static void
+tg_load_route_pattern(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int           k, n;
+    char          sub[TG_PATH_LEN], one[TG_PATH_LEN];
+    size_t        i, len;
+    const char  **list, *key;
+    const cJSON  *v, *c;
+
+    static const char *const  keys[] = { "allow", "deny", "models" };
+
+    rt->pattern = rt->name_len > 0 && rt->name[rt->name_len - 1] == '*';
+
+    if (strchr(rt->name, '*') != rt->name + rt->name_len - 1
+        && strchr(rt->name, '*') != NULL)
+    {
+        tg_load_error(ld, path, "a route name may hold \"*\" only at its "
+                      "end, where it makes a pattern");
+        return;
+    }
+
+    rt->prefix_len = rt->pattern ? rt->name_len - 1 : rt->name_len;
+
+    for (k = 0; k < 3; k++) {
+        key = keys[k];
+        v = tg_member(item, key);
+
+        if (v == NULL) {
+            continue;
+        }
+
+        tg_key_path(sub, path, key);
+
+        if (!rt->pattern) {
+            tg_load_error(ld, sub, "only a pattern route (a name ending in "
+                          "\"*\") has \"%s\"", key);
+            continue;
+        }
+
+        n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+
+        if (n == 0) {
+            tg_load_error(ld, sub, "expected a non-empty array of %s", k < 2
+                          ? "globs of model names (\"*\" for any run of "
+                            "characters)"
+                          : "model names");
+            continue;
+        }
+
+        list = tg_arena_alloc(&ld->p->arena, (size_t) n * sizeof(char *));
+        if (list == NULL) {
+            ld->oom = true;
+            return;
+        }
+
+        i = 0;
+        for (c = v->child; c != NULL; c = c->next, i++) {
+            tg_index_path(one, sub, i);
+
+            len = cJSON_IsString(c) ? strlen(c->valuestring) : 0;
+
+            if (len == 0 || rt->prefix_len + len > TG_ROUTE_NAME_MAX
+                || tg_has_control(c->valuestring)
+                || (k == 2 && strchr(c->valuestring, '*') != NULL))
+            {
+                tg_load_error(ld, one, "expected %s of 1 to %zu bytes",
+                              k < 2 ? "a glob" : "a model name without "
+                                                 "\"*\"",
+                              TG_ROUTE_NAME_MAX - rt->prefix_len);
+                list[i] = "";
+                continue;
+            }
+
+            list[i] = tg_copy(ld, c->valuestring);
+        }
+
+        switch (k) {
+        case 0:  rt->allow = list; rt->nallow = i; break;
+        case 1:  rt->deny = list; rt->ndeny = i; break;
+        default: rt->listed = list; rt->nlisted = i; break;
+        }
+    }
+
+    /* what it lists, it serves */
+
+    for (i = 0; i < rt->nlisted; i++) {
+        if (rt->listed[i][0] != '\0'
+            && !tg_route_pattern_allows(rt, rt->listed[i],
+                                        strlen(rt->listed[i])))
+        {
+            tg_key_path(sub, path, "models");
+            tg_index_path(one, sub, i);
+            tg_load_error(ld, one, "\"%s\" is not let through by the "
+                          "route's \"allow\" and \"deny\"",
+                          rt->listed[i]);
+        }
+    }
+}
+
+
+static void tg_load_route_models_from(tg_loader *ld, tg_route *rt,
+    const cJSON *item, const char *path);
 
 
 static void
@@ -94,6 +279,8 @@ tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
     tg_load_route_tenants(ld, rt, item, path);
     tg_load_route_fallback(ld, rt, item, path);
     tg_load_route_queue(ld, rt, item, path);
+    tg_load_route_listing(ld, rt, item, path);
+    tg_load_route_pattern(ld, rt, item, path);
 
     tg_key_path(path_buf, path, "steps");
 
@@ -127,6 +314,105 @@ tg_load_route(tg_loader *ld, void *child, size_t i, const char *name,
         tg_index_path(step_path, path_buf, rt->nsteps);
         tg_load_step(ld, rt, &rt->steps[rt->nsteps], c, step_path);
     }
+
+    tg_load_route_models_from(ld, rt, item, path);
+}
+
+
+/*
+ * "models_from": { "url", "refresh_ms", "timeout_ms", "send_key" }: a
+ * pattern route lists the models its first step's provider says it has.
+ * Without "url", that provider's own (scheme, host, base_path and
+ * "/models"), which gets its key; another URL gets it only by send_key.
+ */
+
+static void
+tg_load_route_models_from(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    int                 n;
+    char                sub[TG_PATH_LEN], one[TG_PATH_LEN], *url;
+    size_t              size;
+    const char         *host, *at;
+    const cJSON        *v;
+    const tg_provider  *pr;
+
+    v = tg_member(item, "models_from");
+    if (v == NULL) {
+        return;
+    }
+
+    tg_key_path(sub, path, "models_from");
+
+    if (!rt->pattern) {
+        tg_load_error(ld, sub, "only a pattern route (a name ending in "
+                      "\"*\") has \"models_from\"");
+        return;
+    }
+
+    if (!cJSON_IsObject(v)) {
+        tg_load_error(ld, sub, "expected an object ({} for the provider's "
+                      "own list)");
+        return;
+    }
+
+    tg_check_keys(ld, v, sub, tg_models_from_keys);
+
+    rt->models_refresh_ms = 3600000;
+    rt->models_timeout_ms = 10000;
+    (void) tg_member_uint(ld, v, "refresh_ms", sub, 10000, 604800000,
+                          &rt->models_refresh_ms);
+    (void) tg_member_uint(ld, v, "timeout_ms", sub, 100, 60000,
+                          &rt->models_timeout_ms);
+
+    tg_load_url(ld, v, "url", sub, &rt->models_url);
+
+    /* policyd logs the URL of a failed fetch: no credentials in it */
+
+    if (rt->models_url != NULL) {
+        host = strstr(rt->models_url, "://") + 3;
+        at = strchr(host, '@');
+
+        if (at != NULL && at < host + strcspn(host, "/?#")) {
+            tg_key_path(one, sub, "url");
+            tg_load_error(ld, one, "a URL with credentials (\"user@\"): "
+                          "the provider's key goes with \"send_key\"");
+            rt->models_url = NULL;
+            return;
+        }
+    }
+
+    rt->models_send_key = rt->models_url == NULL;
+    (void) tg_member_bool(ld, v, "send_key", sub, &rt->models_send_key);
+
+    if (rt->models_url != NULL || tg_member(v, "url") != NULL) {
+        return;
+    }
+
+    pr = rt->nsteps > 0 ? rt->steps[0].provider : NULL;
+    if (pr == NULL) {
+        return;                     /* the step's error says why */
+    }
+
+    size = strlen(pr->scheme) + sizeof("://") + strlen(pr->host)
+           + strlen(pr->base_path) + sizeof("/models");
+
+    url = tg_arena_alloc(&ld->p->arena, size);
+    if (url == NULL) {
+        ld->oom = true;
+        return;
+    }
+
+    n = snprintf(url, size, "%s://%s%s/models", pr->scheme, pr->host,
+                 pr->base_path);
+
+    if (n < 0 || (size_t) n >= size || (size_t) n > TG_HEALTH_URL_MAX) {
+        tg_load_error(ld, sub, "the provider's URL is too long: give "
+                      "\"url\"");
+        return;
+    }
+
+    rt->models_url = url;
 }
 
 
@@ -144,7 +430,6 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
     size_t        i;
     uint32_t      max;
     unsigned      bit;
-    const char   *on;
     const cJSON  *fb, *v, *c;
 
     rt->fallback_on = 0;
@@ -167,24 +452,43 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
 
     tg_check_keys(ld, fb, path_buf, tg_fallback_keys);
 
-    if (tg_member_string(ld, fb, "on", path_buf, true, &on) == 1) {
-        if (strcmp(on, "never") == 0) {
-            rt->fallback_on = 0;
+    /* "on": one word, or an array of them: ["errors", "auth"] */
 
-        } else if (strcmp(on, "errors") == 0) {
-            rt->fallback_on = TG_FALLBACK_ON_ERRORS;
+    tg_key_path(sub, path_buf, "on");
 
-        } else if (strcmp(on, "busy") == 0) {
-            rt->fallback_on = TG_FALLBACK_ON_BUSY;
+    v = tg_member(fb, "on");
 
-        } else if (strcmp(on, "both") == 0) {
-            rt->fallback_on = TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY;
+    if (v == NULL) {
+        tg_load_error(ld, sub, "missing required key");
 
-        } else {
-            tg_key_path(sub, path_buf, "on");
-            tg_load_error(ld, sub, "expected one of \"never\", \"errors\", "
-                          "\"busy\", \"both\"");
+    } else if (cJSON_IsString(v)) {
+        if (tg_fallback_on_word(v->valuestring, &bit) != 0) {
+            tg_load_error(ld, sub, "expected one of %s, or an array of "
+                          "them", tg_fallback_on_list);
         }
+
+        rt->fallback_on = bit;
+
+    } else if (cJSON_IsArray(v) && v->child != NULL) {
+        i = 0;
+        for (c = v->child; c != NULL; c = c->next, i++) {
+            if (!cJSON_IsString(c)
+                || tg_fallback_on_word(c->valuestring, &bit) != 0)
+            {
+                char  item_path[TG_PATH_LEN];
+
+                tg_index_path(item_path, sub, i);
+                tg_load_error(ld, item_path, "expected one of %s",
+                              tg_fallback_on_list);
+                continue;
+            }
+
+            rt->fallback_on |= bit;
+        }
+
+    } else {
+        tg_load_error(ld, sub, "expected one of %s, or a non-empty array of "
+                      "them", tg_fallback_on_list);
     }
 
     /* every failure counts unless the route names some */
@@ -237,7 +541,54 @@ tg_load_route_fallback(tg_loader *ld, tg_route *rt, const cJSON *item,
         max = max < TG_ATTEMPTS_MAX ? max : TG_ATTEMPTS_MAX;
     }
 
-    rt->max_attempts = (rt->fallback_on & TG_FALLBACK_ON_ERRORS) ? max : 1;
+    rt->max_attempts = (rt->fallback_on
+                        & (TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_AUTH))
+                       ? max : 1;
+
+    /*
+     * What a failed attempt may be followed after: the outcomes when the
+     * route falls back on errors, a provider's refusal of the gateway
+     * (401, 402, 403) only when it names "auth".
+     */
+
+    if (!(rt->fallback_on & TG_FALLBACK_ON_ERRORS)) {
+        rt->fallback_outcomes = 0;
+    }
+
+    if (rt->fallback_on & TG_FALLBACK_ON_AUTH) {
+        rt->fallback_outcomes |= TG_FALLBACK_AUTH;
+    }
+}
+
+
+/* a word of "on": its TG_FALLBACK_ON_* bits; -1 when it is none */
+
+static int
+tg_fallback_on_word(const char *s, unsigned *bits)
+{
+    *bits = 0;
+
+    if (strcmp(s, "never") == 0) {
+        return 0;
+    }
+
+    if (strcmp(s, "errors") == 0) {
+        *bits = TG_FALLBACK_ON_ERRORS;
+
+    } else if (strcmp(s, "busy") == 0) {
+        *bits = TG_FALLBACK_ON_BUSY;
+
+    } else if (strcmp(s, "both") == 0) {
+        *bits = TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_BUSY;
+
+    } else if (strcmp(s, "auth") == 0) {
+        *bits = TG_FALLBACK_ON_AUTH;
+
+    } else {
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -341,6 +692,15 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
     }
 
     st->model = tg_copy(ld, model);
+    st->model_pattern = strchr(model, '*') != NULL;
+
+    if (st->model_pattern
+        && (!rt->pattern || strchr(model, '*') != strrchr(model, '*')))
+    {
+        tg_load_error(ld, path_buf, "only a step of a pattern route may "
+                      "name \"*\" (once) in its model: the rest of the name "
+                      "the client asked for");
+    }
 
     if (pr == NULL) {
         return;
@@ -349,15 +709,55 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
     st->provider = pr;
     st->provider_index = pr->index;
 
+    /* a step's own timeouts, else its provider's */
+
+    st->connect_ms = pr->connect_ms;
+    st->first_byte_ms = pr->first_byte_ms;
+    st->idle_ms = pr->idle_ms;
+
+    (void) tg_member_uint(ld, item, "connect_ms", path, 1, TG_TIMEOUT_MAX,
+                          &st->connect_ms);
+    (void) tg_member_uint(ld, item, "first_byte_ms", path, 1, TG_TIMEOUT_MAX,
+                          &st->first_byte_ms);
+    (void) tg_member_uint(ld, item, "idle_ms", path, 1, TG_TIMEOUT_MAX,
+                          &st->idle_ms);
+
     tg_load_adjust(ld, st, item, path);
 
-    rt->endpoints |= pr->endpoints;
+    /* what the step serves: its provider's, narrowed by the route's and
+       its own */
+
+    st->endpoints = pr->endpoints;
+
+    if (rt->only_endpoints) {
+        st->endpoints &= rt->only_endpoints;
+    }
+
+    if (tg_member(item, "endpoints") != NULL) {
+        tg_key_path(path_buf, path, "endpoints");
+        st->endpoints &= tg_load_endpoint_set(ld, tg_member(item, "endpoints"),
+                                              path_buf, pr);
+    }
+
+    if (st->endpoints == 0 && pr->endpoints != 0) {
+        tg_load_error(ld, path, "the step serves no endpoint: its provider "
+                      "serves none of those the route or step names");
+    }
+
+    rt->endpoints |= st->endpoints;
 
     if (pr->zone != TG_ZONE_EXTERNAL) {
-        rt->private_endpoints |= pr->endpoints;
+        rt->private_endpoints |= st->endpoints;
     }
 
     if (pr->models == NULL) {
+        return;
+    }
+
+    if (st->model_pattern) {
+        tg_load_error(ld, path_buf, "provider \"%s\" takes only the models "
+                      "it lists: a pattern's step needs one that takes any",
+                      pr->name);
         return;
     }
 
@@ -369,6 +769,106 @@ tg_load_step(tg_loader *ld, tg_route *rt, tg_step *st, const cJSON *item,
 
     tg_load_error(ld, path_buf, "\"%s\" is not in providers.%s.models", model,
                   pr->name);
+}
+
+
+/*
+ * "endpoints": ["embeddings"]: a set of endpoint names, each once; with
+ * pr, each one the provider serves.  0 after an error.
+ */
+
+static unsigned
+tg_load_endpoint_set(tg_loader *ld, const cJSON *v, const char *path,
+    const tg_provider *pr)
+{
+    char          one[TG_PATH_LEN];
+    size_t        i;
+    unsigned      set, bit;
+    tg_endpoint   ep;
+    const cJSON  *c;
+
+    if (!cJSON_IsArray(v) || v->child == NULL) {
+        tg_load_error(ld, path, "expected a non-empty array of %s",
+                      tg_endpoint_list);
+        return 0;
+    }
+
+    set = 0;
+    i = 0;
+
+    for (c = v->child; c != NULL; c = c->next, i++) {
+        tg_index_path(one, path, i);
+
+        ep = cJSON_IsString(c) ? tg_endpoint_parse(c->valuestring,
+                                                   strlen(c->valuestring))
+                               : TG_EP_NONE;
+
+        if (ep == TG_EP_NONE) {
+            tg_load_error(ld, one, "expected one of %s", tg_endpoint_list);
+            continue;
+        }
+
+        bit = TG_EP_BIT(ep);
+
+        if (set & bit) {
+            tg_load_error(ld, one, "\"%s\" is listed twice",
+                          c->valuestring);
+            continue;
+        }
+
+        if (pr != NULL && (pr->endpoints & bit) == 0) {
+            tg_load_error(ld, one, "provider \"%s\" does not serve \"%s\"",
+                          pr->name, c->valuestring);
+            continue;
+        }
+
+        set |= bit;
+    }
+
+    return set;
+}
+
+
+/*
+ * How the route shows in /v1/models and what it serves: "endpoints"
+ * (every step narrowed to them), "owned_by", "context_window".
+ */
+
+static void
+tg_load_route_listing(tg_loader *ld, tg_route *rt, const cJSON *item,
+    const char *path)
+{
+    char          sub[TG_PATH_LEN];
+    size_t        len;
+    const cJSON  *v;
+
+    v = tg_member(item, "endpoints");
+
+    if (v != NULL) {
+        tg_key_path(sub, path, "endpoints");
+        rt->only_endpoints = tg_load_endpoint_set(ld, v, sub, NULL);
+
+        if (rt->only_endpoints == 0) {
+            /* an error was said: nothing else about it */
+            rt->only_endpoints = ~0u;
+        }
+    }
+
+    v = tg_member(item, "owned_by");
+
+    if (v != NULL) {
+        tg_key_path(sub, path, "owned_by");
+        len = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
+
+        if (len == 0 || len > 64 || tg_has_control(v->valuestring)) {
+            tg_load_error(ld, sub, "expected a name of 1 to 64 bytes");
+        } else {
+            rt->owned_by = tg_copy(ld, v->valuestring);
+        }
+    }
+
+    (void) tg_member_uint(ld, item, "context_window", path, 1,
+                          TG_CONTEXT_TOKENS_MAX, &rt->context_window);
 }
 
 
@@ -432,10 +932,22 @@ tg_load_route_queue(tg_loader *ld, tg_route *rt, const cJSON *item,
 typedef struct {
     unsigned     when;
     bool         drop;
+    bool         merged;        /* written by the scrub's whole-key set */
     char         path[TG_ADJUST_PATH_MAX * 2 + 2];
     size_t       top_len;       /* bytes of the first segment */
     char        *value;         /* cJSON_PrintUnformatted(), set only */
 } tg_edit;
+
+
+/* one edit the provider's scrub adds, as its line (no "\n") */
+typedef struct {
+    char         line[TG_ADJUST_MAX];
+} tg_scrub_line;
+
+
+static int tg_scrub_edits(tg_loader *ld, const tg_provider *pr,
+    tg_edit *edits, size_t nedits, unsigned w, tg_scrub_line *scrub,
+    size_t *n, size_t *size);
 
 
 static bool
@@ -493,7 +1005,9 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
     char         *text;
     size_t        i, j, k, nedits, len, size;
     unsigned      when, w;
+    size_t        nscrub;
     tg_edit       edits[TG_EDITS_MAX], *e;
+    tg_scrub_line scrub[16];
     const char   *s;
     const cJSON  *v, *rule, *c;
 
@@ -501,26 +1015,26 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
         st->adjust[w] = "";
     }
 
-    v = tg_member(item, "adjust");
+    nedits = 0;
 
-    if (v == NULL) {
-        return;
-    }
+    v = tg_member(item, "adjust");
 
     tg_key_path(path_buf, path, "adjust");
 
-    n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+    if (v == NULL && st->provider->scrub.nbody == 0) {
+        return;
+    }
 
-    if (n == 0) {
+    n = (v == NULL || cJSON_IsArray(v)) ? cJSON_GetArraySize(v) : 0;
+
+    if (v != NULL && n == 0) {
         tg_load_error(ld, path_buf, "expected a non-empty array of "
                       "{ \"when\", \"drop\", \"set\" } rules");
         return;
     }
 
-    nedits = 0;
-
     i = 0;
-    for (rule = v->child; rule != NULL; rule = rule->next, i++) {
+    for (rule = v ? v->child : NULL; rule != NULL; rule = rule->next, i++) {
         tg_index_path(rule_path, path_buf, i);
 
         if (!cJSON_IsObject(rule)) {
@@ -587,6 +1101,7 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             e->drop = true;
             e->when = when;
             e->value = NULL;
+            e->merged = false;
             nedits++;
         }
 
@@ -630,6 +1145,7 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             strcpy(e->path, c->string);
             e->drop = false;
             e->when = when;
+            e->merged = false;
             nedits++;
         }
     }
@@ -668,6 +1184,20 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             }
         }
 
+        /* the provider's scrub of body fields, with the step's edits */
+
+        if (tg_scrub_edits(ld, st->provider, edits, nedits, w, scrub,
+                           &nscrub, &size) != 0)
+        {
+            goto done;
+        }
+
+        if (nscrub + nedits > TG_EDITS_MAX) {
+            tg_load_error(ld, path_buf, "more than %d edits in one step with "
+                          "the provider's scrub", TG_EDITS_MAX);
+            goto done;
+        }
+
         if (size > TG_ADJUST_MAX) {
             tg_load_error(ld, path_buf, "the edits take more than %d bytes",
                           TG_ADJUST_MAX);
@@ -685,7 +1215,7 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
         for (k = 0; k < nedits; k++) {
             e = &edits[k];
 
-            if ((e->when & ~w) != 0) {
+            if ((e->when & ~w) != 0 || e->merged) {
                 continue;
             }
 
@@ -698,8 +1228,17 @@ tg_load_adjust(tg_loader *ld, tg_step *st, const cJSON *item,
             }
         }
 
+        for (k = 0; k < nscrub; k++) {
+            len += (size_t) snprintf(text + len, size - len, "%s\n",
+                                     scrub[k].line);
+        }
+
         text[len] = '\0';
         st->adjust[w] = text;
+
+        for (k = 0; k < nedits; k++) {
+            edits[k].merged = false;
+        }
     }
 
 done:
@@ -707,6 +1246,140 @@ done:
     for (k = 0; k < nedits; k++) {
         cJSON_free(edits[k].value);
     }
+}
+
+
+/*
+ * The drops a provider's scrub adds to a step's edits that apply for
+ * facts w, as lines in scrub[] (*n of them; *size grows by their text).
+ * A field the step edits itself is the step's: a key it drops or sets
+ * whole needs nothing more; a key whose members it edits is set whole
+ * instead, to an object of the members it sets (the client's other
+ * members go), and those edits are marked merged.  Returns 0, or -1 when
+ * the text does not fit.
+ */
+
+static int
+tg_scrub_edits(tg_loader *ld, const tg_provider *pr, tg_edit *edits,
+    size_t nedits, unsigned w, tg_scrub_line *scrub, size_t *n, size_t *size)
+{
+    int          len;
+    size_t       i, k, top, room, sets;
+    bool         whole, members;
+    tg_edit     *e;
+    const char  *f, *dot;
+    char        *line;
+
+    *n = 0;
+
+    for (i = 0; i < pr->scrub.nbody; i++) {
+        f = pr->scrub.body[i];
+        dot = strchr(f, '.');
+        top = dot ? (size_t) (dot - f) : strlen(f);
+
+        /* a member of a key the scrub drops whole goes with it */
+
+        if (dot != NULL) {
+            for (k = 0; k < pr->scrub.nbody; k++) {
+                if (strlen(pr->scrub.body[k]) == top
+                    && strncasecmp(pr->scrub.body[k], f, top) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (k < pr->scrub.nbody) {
+                continue;
+            }
+        }
+
+        whole = false;
+        members = false;
+        sets = 0;
+
+        for (k = 0; k < nedits; k++) {
+            e = &edits[k];
+
+            if ((e->when & ~w) != 0 || e->top_len != top
+                || strncasecmp(e->path, f, top) != 0)
+            {
+                continue;
+            }
+
+            if (e->path[top] == '\0'
+                || (dot != NULL && strcasecmp(e->path, f) == 0))
+            {
+                whole = true;
+
+            } else if (dot == NULL) {
+                members = true;
+                sets += !e->drop;
+            }
+        }
+
+        if (whole) {
+            continue;
+        }
+
+        line = scrub[*n].line;
+        room = sizeof(scrub[*n].line);
+
+        if (!members || sets == 0) {
+            len = snprintf(line, room, "drop %s", f);
+
+            for (k = 0; k < nedits && members; k++) {
+                e = &edits[k];
+
+                if ((e->when & ~w) == 0 && e->top_len == top
+                    && strncasecmp(e->path, f, top) == 0)
+                {
+                    e->merged = true;
+                }
+            }
+
+        } else {
+            /* "set KEY {"member":value,...}" of the step's sets below it */
+
+            len = snprintf(line, room, "set %.*s {", (int) top, f);
+
+            for (k = 0; k < nedits && len >= 0 && (size_t) len < room; k++) {
+                e = &edits[k];
+
+                if ((e->when & ~w) != 0 || e->top_len != top
+                    || strncasecmp(e->path, f, top) != 0)
+                {
+                    continue;
+                }
+
+                e->merged = true;
+
+                if (e->drop) {
+                    continue;
+                }
+
+                len += snprintf(line + len, room - (size_t) len, "%s\"%s\":%s",
+                                line[len - 1] == '{' ? "" : ",",
+                                e->path + top + 1, e->value);
+            }
+
+            if (len >= 0 && (size_t) len < room) {
+                len += snprintf(line + len, room - (size_t) len, "}");
+            }
+        }
+
+        if (len < 0 || (size_t) len >= room) {
+            tg_load_error(ld, "scrub", "the edits of provider %s's scrub "
+                          "take more than %zu bytes", pr->name, room);
+            return -1;
+        }
+
+        /* the merged edits are no longer written: their bytes go */
+
+        *size += (size_t) len + 1;
+        (*n)++;
+    }
+
+    return 0;
 }
 
 

@@ -928,6 +928,9 @@ tg_fetch_header_add(tg_fetch *f, const char *name, const char *value)
     snprintf(line, len, "%s: %s", name, value);
 
     list = curl_slist_append(f->headers, line);
+
+    /* an Authorization is a secret: no copy of it left in freed memory */
+    explicit_bzero(line, len);
     free(line);
 
     if (list == NULL) {
@@ -969,7 +972,10 @@ tg_prober_fetch(tg_prober *pb, const tg_fetch_spec *spec, uint64_t id,
             != 0)
         || (spec->if_modified_since != NULL
             && tg_fetch_header_add(f, "If-Modified-Since",
-                                   spec->if_modified_since) != 0))
+                                   spec->if_modified_since) != 0)
+        || (spec->authorization != NULL
+            && tg_fetch_header_add(f, "Authorization", spec->authorization)
+               != 0))
     {
         goto failed;
     }
@@ -1188,8 +1194,9 @@ tg_fetch_finished(tg_prober *pb, tg_fetch *f, CURLcode res, long code)
 static void
 tg_fetches_free(tg_fetch *f)
 {
-    size_t     i;
-    tg_fetch  *next;
+    size_t              i;
+    tg_fetch           *next;
+    struct curl_slist  *h;
 
     for ( /* void */ ; f != NULL; f = next) {
         next = f->next;
@@ -1197,6 +1204,10 @@ tg_fetches_free(tg_fetch *f)
         if (f->easy != NULL) {
             curl_multi_remove_handle(f->pb->multi, f->easy);
             curl_easy_cleanup(f->easy);
+        }
+
+        for (h = f->headers; h != NULL; h = h->next) {
+            explicit_bzero(h->data, strlen(h->data));
         }
 
         curl_slist_free_all(f->headers);

@@ -56,13 +56,15 @@ int tg_prober_configure(tg_prober *pb, const tg_policy *policy);
 
 /*
  * A one-off GET on the same thread, for what policyd fetches besides
- * probes: an identity provider's key set and its discovery document.
+ * probes: an identity provider's key set and its discovery document, a
+ * provider's model list.
  * Redirects are not followed; https:// URLs speak only https.
  */
 typedef struct {
     const char     *url;
     const char     *if_none_match;      /* an ETag, or NULL */
     const char     *if_modified_since;  /* a Last-Modified, or NULL */
+    const char     *authorization;      /* its header's value, or NULL */
     uint32_t        timeout_ms;
     size_t          max_bytes;          /* a longer body is an error */
 } tg_fetch_spec;

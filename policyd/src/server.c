@@ -27,6 +27,7 @@
 #include "defer.h"
 #include "frames.h"
 #include "jwks.h"
+#include "model_fetch.h"
 #include "limits_admit.h"
 #include "log.h"
 #include "policy.h"
@@ -169,6 +170,14 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
         goto done;
     }
 
+    srv.model_lists = tg_model_fetcher_new(&srv);
+    if (srv.model_lists == NULL
+        || tg_model_fetcher_configure(srv.model_lists, policy) != 0)
+    {
+        tg_log_error("out of memory for the model lists");
+        goto done;
+    }
+
     ev_timer_init(&srv.health_w, tg_health_cb, TG_HEALTH_EVERY,
                   TG_HEALTH_EVERY);
     srv.health_w.data = &srv;
@@ -227,6 +236,7 @@ done:
     tg_listen_close(&srv);
     tg_admin_close(srv.admin);
     tg_jwks_keeper_free(srv.jwks);
+    tg_model_fetcher_free(srv.model_lists);
     tg_prober_free(srv.prober);
 
     if (srv.loop != NULL) {
@@ -430,6 +440,11 @@ tg_reload(tg_server *srv)
     if (tg_jwks_configure(srv->jwks, np) != 0) {
         tg_log_error("out of memory for the key sets: some keep their "
                      "former settings");
+    }
+
+    if (tg_model_fetcher_configure(srv->model_lists, np) != 0) {
+        tg_log_error("out of memory for the model lists: some routes list "
+                     "their \"models\" only");
     }
 
     /* the counters of profiles and providers still there are kept */

@@ -926,13 +926,185 @@ test_adjust(void **unused)
 
     f = F("o", TG_EP_CHAT);
     tg_decide(p, &f, NULL, &d);
-    assert_string_equal(d.adjust, "drop models\ndrop provider\ndrop route\n");
+    assert_string_equal(d.adjust, "drop models\ndrop provider\ndrop route\n"
+                        "drop user\ndrop metadata\ndrop client_metadata\n"
+                        "drop safety_identifier\n");
 
     f = F("plain", TG_EP_CHAT);
     tg_decide(p, &f, NULL, &d);
     assert_string_equal(d.adjust, "");
 
     tg_policy_free(p);
+}
+
+
+/* what external providers do not learn: headers and body fields */
+
+static void
+test_scrub(void **unused)
+{
+    tg_facts      f;
+    tg_policy    *p;
+    tg_decision   d;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'scrub': { 'private': { 'headers': ['cookie'] },"
+        "           'external': { 'add_headers': ['x-trace-*'],"
+        "                         'keep_headers': ['Originator', 'x-nope'],"
+        "                         'add_body': ['prompt_cache_key'] } },"
+        "'providers': {"
+        "  'l': { 'upstream': 'u1', 'zone': 'local', 'endpoints': ['chat'] },"
+        "  'lan': { 'upstream': 'u3', 'zone': 'private',"
+        "           'endpoints': ['chat'] },"
+        "  'x': { 'upstream': 'u2', 'zone': 'external', 'endpoints': ['chat'],"
+        "         'scrub': { 'keep_body': ['client_metadata'],"
+        "                    'user_agent': 'gw/1' } },"
+        "  'y': { 'upstream': 'u4', 'zone': 'external', 'endpoints': ['chat'],"
+        "         'scrub': { 'headers': ['x-stainless-*'], 'body': ['user'],"
+        "                    'user_agent': 'ignored' } },"
+        "  'z': { 'upstream': 'u5', 'zone': 'external', 'endpoints': ['chat'],"
+        "         'scrub': { 'user_agent': null } } },"
+        "'routes': {"
+        "  'local': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'lan': { 'steps': [ { 'provider': 'lan', 'model': 'm' } ] },"
+        "  'x': { 'steps': [ { 'provider': 'x', 'model': 'm' } ] },"
+        "  'y': { 'steps': [ { 'provider': 'y', 'model': 'm' } ] },"
+        "  'z': { 'steps': [ { 'provider': 'z', 'model': 'm' } ] },"
+        "  'edits': { 'steps': [ { 'provider': 'x', 'model': 'm', 'adjust': ["
+        "           { 'drop': ['user'], 'set': { 'metadata.via': 'tg',"
+        "                                        'metadata.n': 1 } },"
+        "           { 'when': 'stream', 'drop': ['metadata.secret'] },"
+        "           { 'when': 'tools', 'set': { 'safety_identifier': 's' } }"
+        "           ] } ] },"
+        "  'drops': { 'steps': [ { 'provider': 'x', 'model': 'm', 'adjust': ["
+        "           { 'drop': ['metadata.secret'] } ] } ] } } }");
+
+    f = F("local", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.drop_headers, "");
+    assert_null(d.user_agent);
+    assert_string_equal(d.adjust, "");
+
+    f = F("lan", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.drop_headers, "cookie\n");
+    assert_null(d.user_agent);
+    assert_string_equal(d.adjust, "");
+
+    /* the default list, narrowed and extended by the zone and provider */
+
+    f = F("x", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_non_null(strstr(d.drop_headers, "user-agent\n"));
+    assert_non_null(strstr(d.drop_headers, "\nx-stainless-*\n"));
+    assert_non_null(strstr(d.drop_headers, "\nx-codex-*\n"));
+    assert_non_null(strstr(d.drop_headers, "\nsession-id\n"));
+    assert_non_null(strstr(d.drop_headers, "\nx-trace-*\n"));
+    assert_null(strstr(d.drop_headers, "originator"));
+    assert_string_equal(d.user_agent, "gw/1");
+    assert_string_equal(d.adjust, "drop user\ndrop metadata\n"
+                        "drop safety_identifier\ndrop prompt_cache_key\n");
+
+    /* replaced whole: no User-Agent of its own without dropping the client's */
+
+    f = F("y", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.drop_headers, "x-stainless-*\n");
+    assert_null(d.user_agent);
+    assert_string_equal(d.adjust, "drop user\n");
+
+    f = F("z", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_non_null(strstr(d.drop_headers, "user-agent\n"));
+    assert_null(d.user_agent);
+
+    /*
+     * The step's own edits stand: its drop of "user" once, its members of
+     * "metadata" set whole (the client's other members go), its set of
+     * "safety_identifier" kept where it applies.
+     */
+
+    f = F("edits", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "drop user\n"
+                        "set metadata {\"via\":\"tg\",\"n\":1}\n"
+                        "drop safety_identifier\ndrop prompt_cache_key\n");
+
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "drop user\n"
+                        "set metadata {\"via\":\"tg\",\"n\":1}\n"
+                        "drop safety_identifier\ndrop prompt_cache_key\n");
+
+    f.stream = false;
+    f.tools = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "drop user\nset safety_identifier \"s\"\n"
+                        "set metadata {\"via\":\"tg\",\"n\":1}\n"
+                        "drop prompt_cache_key\n");
+
+    /* only drops below a key the scrub drops whole: the key goes */
+
+    f = F("drops", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_string_equal(d.adjust, "drop user\ndrop metadata\n"
+                        "drop safety_identifier\ndrop prompt_cache_key\n");
+
+    tg_policy_free(p);
+
+    /* what a policy may not say */
+
+    {
+        tg_errors  errs;
+
+        tg_test_refuse("{ 'listen': { 'path': '/x' },"
+            "'scrub': { 'moon': {}, 'external': { 'headers': 'x',"
+            "           'add_headers': ['X-Big', 'a b', '*', 'host', ''],"
+            "           'body': ['model', 'a..b', 7], 'user_agent': '',"
+            "           'extra': 1 } },"
+            "'providers': {"
+            "  'x': { 'upstream': 'u2', 'zone': 'external',"
+            "         'endpoints': ['chat'], 'scrub': [] } },"
+            "'routes': { 'x': { 'steps': [ { 'provider': 'x',"
+            "                                'model': 'm' } ] } } }", &errs);
+
+        tg_test_has_error(&errs, "scrub.moon", "expected a zone: \"local\", "
+                          "\"private\", \"external\"");
+        tg_test_has_error(&errs, "scrub.external.extra", "unknown key");
+        tg_test_has_error(&errs, "scrub.external.headers", "expected an array "
+                          "of header names (letters, digits, \"-\" and \"_\", "
+                          "a final \"*\" for a prefix)");
+        tg_test_has_error(&errs, "scrub.external.add_headers[1]", "expected a "
+                          "header name of 1 to 64 letters, digits, \"-\" and "
+                          "\"_\", a final \"*\" for a prefix (not one the "
+                          "gateway sets)");
+        tg_test_has_error(&errs, "scrub.external.add_headers[2]", "expected a "
+                          "header name of 1 to 64 letters, digits, \"-\" and "
+                          "\"_\", a final \"*\" for a prefix (not one the "
+                          "gateway sets)");
+        tg_test_has_error(&errs, "scrub.external.add_headers[3]", "expected a "
+                          "header name of 1 to 64 letters, digits, \"-\" and "
+                          "\"_\", a final \"*\" for a prefix (not one the "
+                          "gateway sets)");
+        tg_test_has_error(&errs, "scrub.external.add_headers[4]", "expected a "
+                          "header name of 1 to 64 letters, digits, \"-\" and "
+                          "\"_\", a final \"*\" for a prefix (not one the "
+                          "gateway sets)");
+        tg_test_has_error(&errs, "scrub.external.body[0]", "expected a key or "
+                          "\"key.member\" of letters, digits, \"_\" and "
+                          "\"-\", not \"model\" or \"stream\"");
+        tg_test_has_error(&errs, "scrub.external.body[2]", "expected a key or "
+                          "\"key.member\" of letters, digits, \"_\" and "
+                          "\"-\", not \"model\" or \"stream\"");
+        tg_test_has_error(&errs, "scrub.external.user_agent", "expected a "
+                          "User-Agent of 1 to 256 bytes without control "
+                          "characters, or null for none");
+        tg_test_has_error(&errs, "providers.x.scrub", "expected an object "
+                          "with \"headers\", \"body\", \"user_agent\", ...");
+        tg_errors_free(&errs);
+    }
 }
 
 
@@ -956,6 +1128,7 @@ main(void)
         cmocka_unit_test(test_region),
         cmocka_unit_test(test_fit),
         cmocka_unit_test(test_adjust),
+        cmocka_unit_test(test_scrub),
         cmocka_unit_test(test_reason_words),
         cmocka_unit_test(test_reason_truncated),
         cmocka_unit_test(test_tenants),

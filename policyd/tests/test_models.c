@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "model_list.h"
 #include "tg_decide_test.h"
 
 
@@ -230,9 +231,191 @@ test_models_buffer_too_small(void **state)
     n = tg_models_json(fx->policy, &f, buf, 0);
     assert_int_equal(n, -1);
 
-    /* cJSON wants some room to spare (numbers are printed into 26 bytes) */
-    n = tg_models_json(fx->policy, &f, buf, (size_t) full + 64);
+    /* the list, its NUL and the byte snprintf() wants for its own */
+    n = tg_models_json(fx->policy, &f, buf, (size_t) full + 2);
     assert_int_equal(n, full);
+
+    n = tg_models_json(fx->policy, &f, buf, (size_t) full);
+    assert_int_equal(n, -1);
+}
+
+
+/*
+ * Pages of every size: joined, they are the whole list, each model once,
+ * each page ending at a model, a pattern's models listed and paged too.
+ */
+
+static void
+test_models_pages(void **unused)
+{
+    long             n, whole_len;
+    char             whole[16384], joined[16384], page[16384];
+    char             cursor[512];
+    size_t           size, len, pages;
+    tg_str           c;
+    tg_facts         f = F("", TG_EP_NONE);
+    tg_policy       *p;
+    const char      *rest;
+    const tg_route  *last;
+
+    (void) unused;
+
+    p = tg_test_policy("{ 'listen': { 'path': '/x' },"
+        "'providers': {"
+        "  'l': { 'upstream': 'u1', 'zone': 'local', 'endpoints': ['chat'] } },"
+        "'routes': {"
+        "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'p/*': { 'steps': [ { 'provider': 'l', 'model': 'x/*' } ],"
+        "           'models': ['one', 'two', 'three'], 'owned_by': 'o\\\"o' },"
+        "  'b': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] } } }");
+
+    whole_len = tg_models_json(p, &f, whole, sizeof(whole));
+    assert_true(whole_len > 0);
+    assert_non_null(strstr(whole, "\"id\":\"p/two\""));
+    assert_null(strstr(whole, "\"id\":\"p/*\""));
+    assert_non_null(strstr(whole, "\"owned_by\":\"o\\\"o\""));
+
+    for (size = 64; size < (size_t) whole_len + 8; size += 7) {
+        len = 0;
+        pages = 0;
+        c.data = NULL;
+        c.len = 0;
+
+        for ( ;; ) {
+            n = tg_models_page(p, &f, pages ? &c : NULL, page, size, &last,
+                               &rest);
+
+            if (n == -1) {
+                /* a page that cannot hold one model: never below ~250 */
+                assert_true(size < 300);
+                goto next_size;
+            }
+
+            assert_true(n > 0);
+            assert_true((size_t) n < size);
+            memcpy(joined + len, page, (size_t) n);
+            len += (size_t) n;
+            pages++;
+
+            if (last == NULL) {
+                break;
+            }
+
+            snprintf(cursor, sizeof(cursor), "%.*s%s",
+                     (int) (rest ? last->prefix_len : last->name_len),
+                     last->name, rest ? rest : "");
+            c.data = cursor;
+            c.len = strlen(cursor);
+            assert_true(pages < 100);
+        }
+
+        joined[len] = '\0';
+        assert_string_equal(joined, whole);
+
+    next_size:
+        continue;
+    }
+
+    /* after a cursor a reload took away: the end */
+    c = (tg_str) S("gone");
+    n = tg_models_page(p, &f, &c, page, sizeof(page), &last, &rest);
+    assert_string_equal(page, "]}");
+    assert_null(last);
+
+    /* one model of the pattern, listed or not */
+    f = F("p/seven", TG_EP_NONE);
+    n = tg_models_page(p, &f, NULL, page, sizeof(page), &last, &rest);
+    assert_true(n > 0);
+    assert_non_null(strstr(page, "\"id\":\"p/seven\""));
+
+    f = F("p/*", TG_EP_NONE);
+    assert_int_equal(tg_models_page(p, &f, NULL, page, sizeof(page), &last,
+                                    &rest), TG_MODELS_NOT_FOUND);
+
+    tg_policy_free(p);
+}
+
+
+/* a provider's own list (model_list.c) */
+
+static bool
+keep_but_free(const char *name, size_t len, void *data)
+{
+    size_t  *asked = data;
+
+    (*asked)++;
+
+    return !(len >= 5 && memcmp(name + len - 5, ":free", 5) == 0);
+}
+
+
+static void
+test_model_list_read(void **unused)
+{
+    char          why[128];
+    size_t        n, asked;
+    const char  **names;
+
+    (void) unused;
+
+    /* OpenRouter's shape, with what a list should not have */
+    static const char  text[] =
+        "{\"data\":[{\"id\":\"openai/gpt-4o\",\"context_length\":128000},"
+        "{\"id\":\"a:free\"},{\"id\":\"\"},{\"id\":7},{\"name\":\"x\"},"
+        "\"loose\",null,{\"id\":\"star*\"},{\"id\":\"ctl\\u0001\"},"
+        "{\"id\":\"nul\\u0000tail\"},{\"id\":\"openai/gpt-4o\"},"
+        "{\"id\":\"b\"},{\"id\":\"openai/gpt-4o\"},{\"id\":\"toolongname\"},"
+        "{\"id\":\"b\"},{\"id\":\"c\"}],\"object\":\"list\"}";
+
+    asked = 0;
+    assert_int_equal(tg_model_list_read(text, sizeof(text) - 1, 10,
+                                        keep_but_free, &asked, &names, &n,
+                                        why, sizeof(why)), 0);
+
+    /* in the provider's order, each once; "nul\0tail" is read as "nul";
+       "toolongname" is longer than 10 */
+    assert_int_equal(n, 3);
+    assert_string_equal(names[0], "nul");
+    assert_string_equal(names[1], "b");
+    assert_string_equal(names[2], "c");
+    assert_null(strstr(names[0], "openai"));
+    free(names);
+
+    /* max_len 20: openai/gpt-4o fits, and is kept first */
+    assert_int_equal(tg_model_list_read(text, sizeof(text) - 1, 20,
+                                        keep_but_free, &asked, &names, &n,
+                                        why, sizeof(why)), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(names[0], "openai/gpt-4o");
+    assert_string_equal(names[1], "nul");
+    assert_string_equal(names[2], "b");
+    assert_string_equal(names[3], "toolongname");
+    assert_string_equal(names[4], "c");
+    free(names);
+
+    /* an empty list is a list */
+    assert_int_equal(tg_model_list_read("{\"data\":[]}", 11, 20,
+                                        keep_but_free, &asked, &names, &n,
+                                        why, sizeof(why)), 0);
+    assert_int_equal(n, 0);
+    free(names);
+
+    /* not a model list */
+    static const char *const  bad[] = {
+        "", "[", "null", "[]", "{}", "{\"data\":{}}", "{\"data\":\"x\"}",
+        "{\"Data\":[]}", "{\"data\":[]", "\"data\"",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        names = (const char **) &why;
+        assert_int_equal(tg_model_list_read(bad[i], strlen(bad[i]), 20,
+                                            keep_but_free, &asked, &names,
+                                            &n, why, sizeof(why)), -1);
+        assert_null(names);
+        assert_true(why[0] != '\0');
+    }
 }
 
 
@@ -246,6 +429,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_models_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models_buffer_too_small, setup,
                                         teardown),
+        cmocka_unit_test(test_models_pages),
+        cmocka_unit_test(test_model_list_read),
     };
 
     return cmocka_run_group_tests_name("models", tests, NULL, NULL);

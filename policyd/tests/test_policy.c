@@ -772,7 +772,8 @@ test_fit_and_fallback(void **unused)
         "         'tools': false, 'streaming': false,"
         "         'max_concurrency': 2 },"
         "  'x': { 'upstream': 'v', 'zone': 'external',"
-        "         'endpoints': ['chat'] } },"
+        "         'endpoints': ['chat'], 'connect_ms': 500,"
+        "         'first_byte_ms': 2000 } },"
         "'routes': {"
         "  'a': { 'steps': [ { 'provider': 'l', 'model': 'm' },"
         "                    { 'provider': 'x', 'model': 'm' } ],"
@@ -783,7 +784,14 @@ test_fit_and_fallback(void **unused)
         "         'fallback': { 'on': 'errors' } },"
         "  'c': { 'steps': [ { 'provider': 'l', 'model': 'm' } ],"
         "         'fallback': { 'on': 'busy' } },"
-        "  'd': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] } } }");
+        "  'd': { 'steps': [ { 'provider': 'l', 'model': 'm' } ] },"
+        "  'e': { 'steps': [ { 'provider': 'l', 'model': 'm' },"
+        "                    { 'provider': 'x', 'model': 'm',"
+        "                      'first_byte_ms': 300, 'idle_ms': 7000 } ],"
+        "         'fallback': { 'on': ['errors', 'auth'] } },"
+        "  'f': { 'steps': [ { 'provider': 'l', 'model': 'm' },"
+        "                    { 'provider': 'x', 'model': 'm' } ],"
+        "         'fallback': { 'on': ['auth'] } } } }");
 
     assert_string_equal(p->providers[0].region, "eu-west.1");
     assert_int_equal(p->providers[0].context_tokens, 8192);
@@ -811,6 +819,25 @@ test_fit_and_fallback(void **unused)
 
     assert_int_equal(p->routes[3].fallback_on, 0);
     assert_int_equal(p->routes[3].max_attempts, 1);
+
+    /* a provider's refusal of the gateway only where the route says */
+    assert_int_equal(p->routes[4].fallback_on,
+                     TG_FALLBACK_ON_ERRORS | TG_FALLBACK_ON_AUTH);
+    assert_int_equal(p->routes[4].fallback_outcomes, 0x0f | TG_FALLBACK_AUTH);
+    assert_int_equal(p->routes[4].max_attempts, 2);
+    assert_int_equal(p->routes[5].fallback_on, TG_FALLBACK_ON_AUTH);
+    assert_int_equal(p->routes[5].fallback_outcomes, TG_FALLBACK_AUTH);
+    assert_int_equal(p->routes[5].max_attempts, 2);
+
+    /* timeouts: the step's, else its provider's, else none */
+    assert_int_equal(p->providers[0].first_byte_ms, 0);
+    assert_int_equal(p->providers[1].connect_ms, 500);
+    assert_int_equal(p->providers[1].first_byte_ms, 2000);
+    assert_int_equal(p->providers[1].idle_ms, 0);
+    assert_int_equal(p->routes[4].steps[0].first_byte_ms, 0);
+    assert_int_equal(p->routes[4].steps[1].connect_ms, 500);
+    assert_int_equal(p->routes[4].steps[1].first_byte_ms, 300);
+    assert_int_equal(p->routes[4].steps[1].idle_ms, 7000);
 
     tg_policy_free(p);
 
@@ -845,7 +872,8 @@ test_fit_and_fallback(void **unused)
                       "expected an integer from 1 to 100000000");
     tg_test_has_error(&errs, "providers.m.probe", "unknown key");
     tg_test_has_error(&errs, "routes.a.fallback.on", "expected one of "
-                      "\"never\", \"errors\", \"busy\", \"both\"");
+                      "\"never\", \"errors\", \"busy\", \"both\", "
+                      "\"auth\", or an array of them");
     tg_test_has_error(&errs, "routes.a.fallback.outcomes[0]", "expected one "
                       "of \"connect_error\", \"timeout\", \"5xx\", \"429\"");
     tg_test_has_error(&errs, "routes.a.fallback.outcomes[1]", "expected one "
@@ -1356,7 +1384,9 @@ test_endpoint_and_zone_names(void **unused)
     assert_int_equal(tg_zone_parse("extern"), TG_ZONE_COUNT);
 
     assert_string_equal(tg_fallback_class_name(TG_FALLBACK_5XX), "5xx");
-    assert_null(tg_fallback_class_name(0x10));
+    assert_string_equal(tg_fallback_class_name(TG_FALLBACK_AUTH), "auth");
+    assert_null(tg_fallback_class_name(0x20));
+    assert_int_equal(tg_fallback_class_parse("auth"), 0);
     assert_int_equal(tg_fallback_class_parse("429"), TG_FALLBACK_429);
     assert_int_equal(tg_fallback_class_parse("4xx"), 0);
 

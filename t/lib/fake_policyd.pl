@@ -23,7 +23,8 @@
 #     "misbehave": null | "garbage" | "oversized" | "close" | "silent"
 #                  | "bad_field"    (or { "<model>": ..., "*": ... }),
 #     "max_frame": 65536,           (announced in HELLO_OK and enforced)
-#     "models_body": "{\"object\":\"list\",\"data\":[]}"
+#     "models_body": "{\"object\":\"list\",\"data\":[]}",
+#     "models_pages": { "": [BODY, NEXT], "NEXT": [BODY, null] }
 #   }
 # route and provider_model default to the requested model.
 #
@@ -111,8 +112,11 @@ my %FIELD = (
     68 => [ total_tokens => 'u32' ],    69 => [ prices => 'str' ],
     70 => [ stream_usage => 'u8' ],     71 => [ limit => 'str' ],
     72 => [ ratelimit => 'str' ],       73 => [ cooldown_ms => 'u32' ],
+    74 => [ connect_ms => 'u32' ],      75 => [ first_byte_ms => 'u32' ],
+    76 => [ idle_ms => 'u32' ],         77 => [ drop_headers => 'str' ],
+    78 => [ user_agent => 'str' ],      79 => [ cursor => 'str' ],
     80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
-    82 => [ refresh_ms => 'u32' ],
+    82 => [ refresh_ms => 'u32' ],      83 => [ next => 'str' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);
@@ -483,6 +487,17 @@ sub handle {
     }
 
     if ($type == MODELS) {
+        # a list in pages: { "CURSOR or empty": [body, next or null] };
+        # a cursor it has no page for is left unanswered
+        if (my $pages = $cfg->{models_pages}) {
+            my $page = $pages->{ $f->{cursor} // '' } or return;
+            send_bytes($fd, frame(MODEL_LIST, $id,
+                named_field(status => 200),
+                named_field(body => $page->[0]),
+                defined $page->[1] ? named_field(next => $page->[1]) : ()));
+            return;
+        }
+
         send_bytes($fd, frame(MODEL_LIST, $id,
             named_field(status => 200),
             named_field(body => $cfg->{models_body}

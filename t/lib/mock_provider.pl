@@ -712,7 +712,10 @@ sub probe {
         or die "mock $name: probes: $!\n";
     flock($fh, LOCK_EX);
     syswrite($fh, $JSON->encode({ ts => time, path => $req->{target},
-                                  mode => $mode }) . "\n");
+                                  mode => $mode,
+                                  authorization =>
+                                      $req->{headers}{authorization} })
+                  . "\n");
     close $fh;
 
     if ($mode eq 'hang') {

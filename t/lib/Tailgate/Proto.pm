@@ -101,9 +101,16 @@ use constant {
     TG_F_LIMIT             => 71,
     TG_F_RATELIMIT         => 72,
     TG_F_COOLDOWN_MS       => 73,
+    TG_F_CONNECT_MS        => 74,
+    TG_F_FIRST_BYTE_MS     => 75,
+    TG_F_IDLE_MS           => 76,
+    TG_F_DROP_HEADERS      => 77,
+    TG_F_USER_AGENT        => 78,
+    TG_F_CURSOR            => 79,
     TG_F_JWKS_FILE         => 80,
     TG_F_KID               => 81,
     TG_F_REFRESH_MS        => 82,
+    TG_F_NEXT              => 83,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,
@@ -127,8 +134,9 @@ our %FIELD_TYPE = (
     55 => 'u32', 56 => 'u32', 57 => 'str', 58 => 'u32', 59 => 'str',
     60 => 'str', 61 => 'u32', 62 => 'u32', 63 => 'u8',  64 => 'u32',
     65 => 'u32', 66 => 'u32', 67 => 'str', 68 => 'u32', 69 => 'str',
-    70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32',
-    80 => 'str', 81 => 'str', 82 => 'u32',
+    70 => 'u8',  71 => 'str', 72 => 'str', 73 => 'u32', 74 => 'u32',
+    75 => 'u32', 76 => 'u32', 77 => 'str', 78 => 'str', 79 => 'str',
+    80 => 'str', 81 => 'str', 82 => 'u32', 83 => 'str',
 );
 
 # why the last tg_read_frame() returned undef: eof, timeout, malformed, ...

@@ -1730,7 +1730,7 @@ sub update {
 sub control { return +{ %{ $_[0]{control} // {} } } }
 
 
-# the health probes it got: [{ts, path, mode}], oldest first
+# the health probes it got: [{ts, path, mode, authorization}], oldest first
 
 sub probes {
     my ($self) = @_;
