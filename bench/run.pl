@@ -24,7 +24,13 @@
 #                   policyd), measured in the same rounds as A and B: a
 #                   change's before/after in one run
 # BENCH_ONLY=vs     with BENCH_VS: only the 1 KB and side-by-side sections
+# BENCH_ONLY=streams  only the two streaming sections (chat; Responses
+#                   translated to chat against a native Responses provider)
+# BENCH_STREAMS     streams timed per kind in those sections (30; quick 10;
+#                   BENCH_STREAMS=2 BENCH_ONLY=streams: a check that they
+#                   run, in seconds)
 # BENCH_ONLY=scale  only the keys and routes curves
+# BENCH_ONLY=files  only the body in a file (a 3 MB upload)
 
 use strict;
 use warnings;
@@ -52,7 +58,10 @@ my $MODULE = $ENV{TAILGATE_MODULE} // "$ROOT/build/ngx_tailgate_module.so";
 my $POLICYD = $ENV{TAILGATE_POLICYD} // "$ROOT/build/policyd";
 my $VS = $ENV{BENCH_VS} ? abs_path($ENV{BENCH_VS}) : undef;
 my $ONLY_VS = $VS && ($ENV{BENCH_ONLY} // '') eq 'vs';
+my $ONLY_STREAMS = ($ENV{BENCH_ONLY} // '') eq 'streams';
+my $STREAMS = $ENV{BENCH_STREAMS} // ($QUICK ? 10 : 30);
 my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
+my $ONLY_FILES = ($ENV{BENCH_ONLY} // '') eq 'files';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
@@ -77,8 +86,11 @@ print "$ROUNDS rounds of ${SECONDS}s after a warm-up; ratios are medians of "
 start_all();
 
 goto SCALE if $ONLY_SCALE;
+goto FILES if $ONLY_FILES;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
+
+goto STREAMS if $ONLY_STREAMS;
 
 section('1 KB chat bodies: RPS, latency, CPU per request');
 printf "%5s %10s %10s %10s %7s %9s %9s %9s %9s %8s %8s %8s\n",
@@ -179,6 +191,30 @@ $result{bodies}{'1m-end-c1'} = $end;
 printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
        $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
 
+FILES:
+
+# more than client_body_buffer_size (1m for uploads): nginx writes it to a
+# temporary file, the module reads it a 64 KB window a turn and rewrites
+# the model as file ranges around the new name
+section('a body in a file: 3 MB upload, model first, at -c1 and -c8');
+printf "%3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
+       '-c', 'A rps', 'B rps', 'B/A', 'A cpu', 'B cpu', '+cpu', 'A flt',
+       'B flt';
+
+for my $c (1, 8) {
+    my $r = compare($c, 'upload-3m.form', rounds => $QUICK ? 1 : 3,
+                    path => '/v1/audio/transcriptions',
+                    ct => 'multipart/form-data; boundary=bench-b0undary');
+    $result{file_body}{"3m-c$c"} = $r;
+
+    printf "%3d %10.0f %10.0f %7.3f %7.1fus %7.1fus %6.1fus %8.1f %8.1f\n",
+           $c, $r->{a_rps}, $r->{b_rps}, $r->{ratio}, $r->{a_cpu},
+           $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu}, $r->{a_faults},
+           $r->{b_faults};
+}
+
+goto DONE if $ONLY_FILES;
+
 section('policyd alone: decisions on one core (CPU0), client on CPU1');
 for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
                [1, 1, 'one at a time'])
@@ -225,8 +261,9 @@ route_scale_done();
 
 goto DONE if $ONLY_SCALE;
 
+STREAMS:
 section('streaming: 20 events 20 ms apart; direct, bare nginx (A), Tailgate (B)');
-my $s = streaming($QUICK ? 10 : 30);
+my $s = streaming($STREAMS);
 $result{streaming} = $s;
 printf "time to first event: direct %.3f ms, A %.3f ms, B %.3f ms; "
      . "B adds %.3f ms to direct, %.3f ms to A\n",
@@ -236,6 +273,21 @@ printf "gap between events:  direct %.2f ms, B %.2f ms (median); "
      . "largest added %.2f ms\n",
        $s->{direct_gap}, $s->{b_gap}, $s->{max_added_gap};
 printf "streams with events missing: %d\n", $s->{held_back};
+
+section('Responses streams through Tailgate: translated from a chat provider (T) '
+        . 'against a native Responses provider (N), the same 20 deltas 20 ms apart');
+my $x = responses_streaming($STREAMS);
+$result{responses_streaming} = $x;
+printf "time to first event: N %.3f ms, T %.3f ms; translation adds %.3f ms "
+     . "(median of pairs)\n", $x->{n_ttfb}, $x->{t_ttfb}, $x->{added_ttfb};
+printf "time to first delta: N %.3f ms, T %.3f ms; translation adds %.3f ms\n",
+       $x->{n_first_delta}, $x->{t_first_delta}, $x->{added_first_delta};
+printf "gap between deltas:  N %.2f ms, T %.2f ms (median); largest added "
+     . "%.2f ms\n", $x->{n_gap}, $x->{t_gap}, $x->{max_added_gap};
+printf "streams with deltas missing or events out of order: %d\n",
+       $x->{held_back};
+
+goto DONE if $ONLY_STREAMS;
 
 section("memory: RSS before and after $MILLION requests");
 my $m = rss_growth($MILLION);
@@ -278,14 +330,15 @@ sub compare {
     my ($c, $body, %opt) = @_;
 
     my $rounds = $opt{rounds} // $ROUNDS;
+    my %how = map { $_ => $opt{$_} } grep { $opt{$_} } qw(path ct);
     my (@a, @b, @ratio);
 
-    wrk('a', $c, $body, 1);    # warm-up, discarded
-    wrk('b', $c, $body, 1);
+    wrk('a', $c, $body, 1, %how);    # warm-up, discarded
+    wrk('b', $c, $body, 1, %how);
 
     for (1 .. $rounds) {
-        my $ra = wrk('a', $c, $body);
-        my $rb = wrk('b', $c, $body);
+        my $ra = wrk('a', $c, $body, 0, %how);
+        my $rb = wrk('b', $c, $body, 0, %how);
         push @a, $ra;
         push @b, $rb;
         push @ratio, $rb->{rps} / $ra->{rps};
@@ -342,7 +395,9 @@ sub wrk {
 
     my $port = $PORT{$which};
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
-    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens}) : lua($body);
+    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens})
+                              : lua($body, $opt{ct});
+    my $path = $opt{path} // '/v1/chat/completions';
 
     my @pids = $which eq 'v'
                ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
@@ -351,7 +406,7 @@ sub wrk {
     my $flt0 = faults($pids[0]);
 
     my $out = run_capture("taskset -c 1 wrk -t1 -c$c -d${seconds}s --latency "
-                          . "-s $script http://127.0.0.1:$port/v1/chat/completions");
+                          . "-s $script http://127.0.0.1:$port$path");
 
     my $cpu1 = cpu_ticks(@pids);
     my $flt1 = faults($pids[0]);
@@ -437,15 +492,76 @@ sub streaming {
     return \%s;
 }
 
+# Responses streams, both through Tailgate (B) to the same mock provider:
+# translated (route bench-sse: a chat provider) and native (route
+# bench-sse-native: the provider's own Responses API), in turn on kept-alive
+# connections.  The first event and every output_text.delta are timed; the
+# pairs (the same round) are compared.
+
+sub responses_streaming {
+    my ($n) = @_;
+
+    my %body = map {
+        $_ => encode_json({ model => $_, stream => JSON::PP::true,
+                            input => 'hi' })
+    } qw(bench-sse bench-sse-native);
+    my %sock = (t => undef, n => undef);
+    my %got = (t => [], n => []);
+    my $delta = qr/^event: response\.output_text\.delta$/m;
+
+    for (0 .. $n) {
+        for my $p (qw(n t)) {
+            my $r = stream_once(\$sock{$p}, $PORT{b},
+                                $body{ $p eq 't' ? 'bench-sse'
+                                                 : 'bench-sse-native' },
+                                1, '/v1/responses', $delta);
+            push @{ $got{$p} }, $r if $_ > 0;    # the first warms up
+        }
+    }
+
+    my %s;
+
+    for my $p (qw(n t)) {
+        $s{"${p}_ttfb"} = median(map { $_->{first} } @{ $got{$p} });
+        $s{"${p}_first_delta"} = median(map { $_->{ttfb} } @{ $got{$p} });
+        $s{"${p}_gap"} = median(map { @{ $_->{gaps} } } @{ $got{$p} });
+    }
+
+    my (@ttfb, @delta1, @added);
+
+    for my $i (0 .. $#{ $got{t} }) {
+        push @ttfb, $got{t}[$i]{first} - $got{n}[$i]{first};
+        push @delta1, $got{t}[$i]{ttfb} - $got{n}[$i]{ttfb};
+
+        for my $k (0 .. $#{ $got{t}[$i]{gaps} }) {
+            push @added, $got{t}[$i]{gaps}[$k] - ($got{n}[$i]{gaps}[$k] // 0);
+        }
+    }
+
+    $s{added_ttfb} = median(@ttfb);
+    $s{added_first_delta} = median(@delta1);
+    $s{max_added_gap} = (sort { $b <=> $a } @added)[0] // 0;
+    $s{held_back} = grep { $_->{events} != 20 || !$_->{ordered} }
+                    map { @$_ } values %got;
+
+    return \%s;
+}
+
+# One streaming POST on a kept-alive connection: when its first event and
+# each event matching $pattern (default: every data line) arrived
+
 sub stream_once {
-    my ($sockref, $port, $body, $auth) = @_;
+    my ($sockref, $port, $body, $auth, $path, $pattern) = @_;
+
+    $path //= '/v1/chat/completions';
+    $pattern //= qr/^data: /m;
 
     $$sockref //= IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                         Timeout => 5)
         or die "connect $port: $!";
 
     my $sock = $$sockref;
-    my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+    my $req = "POST $path HTTP/1.1\r\nHost: bench\r\n"
             . "Content-Type: application/json\r\n"
             . ($auth ? "Authorization: Bearer $KEY\r\n" : '')
             . "Content-Length: " . length($body) . "\r\n\r\n$body";
@@ -454,7 +570,7 @@ sub stream_once {
     my $t0 = time;
     syswrite($sock, $req);
 
-    my ($buf, $seen, @at) = ('', 0);
+    my ($buf, $seen, $first, @at) = ('', 0);
     my $deadline = $t0 + 10;
 
     # a chunked response ends with the zero-size chunk
@@ -463,15 +579,23 @@ sub stream_once {
         my $t = time;
         $buf .= $chunk;
 
-        my $events = () = $buf =~ /^data: /mg;
+        $first //= $t if $buf =~ /^(?:data|event): /m;
+
+        my $events = () = $buf =~ /$pattern/g;
         push @at, $t for $seen + 1 .. $events;
         $seen = $events;
     }
 
+    # a Responses stream's events numbered in order, none missing
+    my @seq = $buf =~ /"sequence_number":(\d+)/g;
+    my $ordered = !grep { $seq[$_] != $_ } 0 .. $#seq;
+
     return {
-        ttfb   => @at ? ($at[0] - $t0) * 1000 : 0,
-        gaps   => [ map { ($at[$_] - $at[$_ - 1]) * 1000 } 1 .. $#at ],
-        events => $seen,
+        ttfb    => @at ? ($at[0] - $t0) * 1000 : 0,
+        first   => defined $first ? ($first - $t0) * 1000 : 0,
+        gaps    => [ map { ($at[$_] - $at[$_ - 1]) * 1000 } 1 .. $#at ],
+        events  => $seen,
+        ordered => $ordered,
     };
 }
 
@@ -749,15 +873,19 @@ sub setup {
         decision_cache_ms => 1000,
         providers => {
             fake => { upstream => 'tg_fake', zone => 'local',
-                      endpoints => ['chat'] },
+                      endpoints => ['chat', 'transcriptions'] },
             sse  => { upstream => 'tg_sse', zone => 'local',
                       endpoints => ['chat'] },
+            sse_native => { upstream => 'tg_sse', zone => 'local',
+                            endpoints => ['chat', 'responses'] },
         },
         routes => {
             bench       => { steps => [{ provider => 'fake',
                                          model => 'bench-provider-model' }] },
             'bench-sse' => { steps => [{ provider => 'sse',
                                          model => 'bench-sse-model' }] },
+            'bench-sse-native' => { steps => [{ provider => 'sse_native',
+                                                model => 'bench-sse-model' }] },
         },
     }));
 
@@ -847,6 +975,17 @@ http {
 $common
             proxy_pass http://tg_fake;
         }
+
+        # uploads: the buffers of tailgate/locations.conf's, to a file too
+        location = /v1/audio/transcriptions {
+            client_max_body_size 25m;
+            client_body_buffer_size 1m;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering on;
+            proxy_pass http://tg_fake;
+        }
     }
 
     # A for streams: the same, to the streaming provider
@@ -882,6 +1021,14 @@ EOF
         write_file("$DIR/body-$name-start.json", qq({"model":"bench",$msgs}));
         write_file("$DIR/body-$name-end.json", qq({$msgs,"model":"bench"}));
     }
+
+    # an upload nginx keeps in a temporary file (over 1m)
+    write_file("$DIR/upload-3m.form",
+        "--bench-b0undary\r\nContent-Disposition: form-data; name=\"model\""
+        . "\r\n\r\nbench\r\n--bench-b0undary\r\nContent-Disposition: "
+        . "form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+        . "Content-Type: audio/wav\r\n\r\n" . ('RIFF-audio' x 314_573)
+        . "\r\n--bench-b0undary--\r\n");
 }
 
 # V: the other checkout's module, conf and policyd, on its own port and
@@ -1055,7 +1202,8 @@ sub check_tools {
 sub section { print "\n== $_[0]\n" }
 
 sub lua {
-    my ($body) = @_;
+    my ($body, $ct) = @_;
+    $ct //= 'application/json';
 
     my $file = "$DIR/$body.lua";
     return $file if -f $file;
@@ -1065,7 +1213,7 @@ wrk.method = "POST"
 local f = io.open("$DIR/$body", "rb")
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "$ct"
 wrk.headers["Authorization"] = "Bearer $KEY"
 EOF
 

@@ -19,6 +19,7 @@
 
 #include "ngx_tailgate_common.h"
 #include "ngx_tailgate_cache.h"
+#include "ngx_tailgate_dpop.h"
 #include "ngx_tailgate_names.h"
 
 
@@ -69,6 +70,14 @@ static ngx_conf_enum_t  ngx_http_tailgate_log_levels[] = {
     { ngx_string("notice"), NGX_LOG_NOTICE },
     { ngx_string("warn"), NGX_LOG_WARN },
     { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_tailgate_dpop_modes[] = {
+    { ngx_string("off"), NGX_TAILGATE_DPOP_OFF },
+    { ngx_string("on"), NGX_TAILGATE_DPOP_ON },
+    { ngx_string("required"), NGX_TAILGATE_DPOP_REQUIRED },
     { ngx_null_string, 0 }
 };
 
@@ -136,6 +145,34 @@ static ngx_command_t  ngx_http_tailgate_commands[] = {
       ngx_http_tailgate_lru_size,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_tailgate_main_conf_t, jwt_cache_size),
+      NULL },
+
+    { ngx_string("tailgate_dpop"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, dpop),
+      &ngx_http_tailgate_dpop_modes },
+
+    { ngx_string("tailgate_dpop_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_loc_conf_t, dpop_window),
+      NULL },
+
+    { ngx_string("tailgate_dpop_public_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_tailgate_dpop_public_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tailgate_dpop_replay_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tailgate_main_conf_t, dpop_replay_size),
       NULL },
 
     { ngx_string("tailgate_trusted_network"),
@@ -301,6 +338,7 @@ ngx_http_tailgate_create_main_conf(ngx_conf_t *cf)
     tmcf->policyd.buffer_size = NGX_CONF_UNSET_SIZE;
     tmcf->cache_size = NGX_CONF_UNSET_UINT;
     tmcf->jwt_cache_size = NGX_CONF_UNSET_UINT;
+    tmcf->dpop_replay_size = NGX_CONF_UNSET_SIZE;
     tmcf->request_id_var = NGX_ERROR;
 
     if (ngx_array_init(&tmcf->jwks, cf->pool, 2,
@@ -368,6 +406,9 @@ ngx_http_tailgate_create_loc_conf(ngx_conf_t *cf)
     conf->jwks = NGX_CONF_UNSET_PTR;
     conf->cors_origins = NGX_CONF_UNSET_PTR;
     conf->trusted = NGX_CONF_UNSET_PTR;
+    conf->dpop = NGX_CONF_UNSET_UINT;
+    conf->dpop_window = NGX_CONF_UNSET;
+    conf->dpop_public_url = NGX_CONF_UNSET_PTR;
     conf->explain = NGX_CONF_UNSET;
 
     return conf;
@@ -404,6 +445,25 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->fallback, prev->fallback, "");
     ngx_conf_merge_value(conf->explain, prev->explain, 1);
 
+    ngx_conf_merge_uint_value(conf->dpop, prev->dpop, NGX_TAILGATE_DPOP_OFF);
+    ngx_conf_merge_sec_value(conf->dpop_window, prev->dpop_window, 60);
+    ngx_conf_merge_ptr_value(conf->dpop_public_url, prev->dpop_public_url,
+                             NULL);
+
+    if (conf->dpop_window < 1 || conf->dpop_window > 3600) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tailgate_dpop_window\" must be 1s to 1h");
+        return NGX_CONF_ERROR;
+    }
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tailgate_module);
+
+    if (conf->dpop != NGX_TAILGATE_DPOP_OFF
+        && ngx_tailgate_dpop_replay_zone(cf, tmcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->jwt_claims == NULL) {
         conf->jwt_claims = ngx_pcalloc(cf->pool,
                                        sizeof(ngx_tailgate_jwt_claims_t));
@@ -437,9 +497,16 @@ ngx_http_tailgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (conf->enable) {
-        tmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_tailgate_module);
         tmcf->enabled = 1;
+
+        if (conf->dpop != NGX_TAILGATE_DPOP_OFF
+            && conf->jwt_keys == NULL && conf->jwks == NULL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tailgate_dpop\" needs \"tailgate_jwt_key\" "
+                               "or \"tailgate_jwt_jwks\": DPoP binds tokens");
+            return NGX_CONF_ERROR;
+        }
 
         if (conf->keys == NULL && conf->jwt_keys == NULL
             && conf->jwks == NULL && conf->trusted == NULL)

@@ -10,6 +10,7 @@
 
 #include "ngx_tailgate_common.h"
 #include "ngx_tailgate_ctx.h"
+#include "ngx_tailgate_dpop.h"
 #include "ngx_tailgate_names.h"
 #include "ngx_tailgate_response.h"
 
@@ -19,35 +20,58 @@ static ngx_int_t ngx_http_tailgate_header_tags(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tailgate_add_tags(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *tags, ngx_uint_t n);
 static ngx_int_t ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf,
     ngx_tailgate_auth_e auth);
 
 
 /*
  * What a client that cannot say who it is learns: "missing", "invalid" or
  * "expired", no more.  RFC 6750: the challenge says "invalid_token", and
- * only "expired" as its description.
+ * only "expired" as its description.  A DPoP request (RFC 9449, 7.1), or
+ * one where only DPoP will do, is answered in DPoP's terms, with the
+ * algorithms a proof may use; "invalid_dpop_proof" when the proof is wrong.
  */
 
 typedef struct {
     ngx_str_t                    challenge;
+    ngx_str_t                    dpop_challenge;
     ngx_tailgate_error_e         error;
 } ngx_tailgate_auth_failure_t;
+
+
+#define NGX_TAILGATE_DPOP_CHALLENGE  "DPoP algs=\"" NGX_TAILGATE_DPOP_ALGS "\""
 
 
 static const ngx_tailgate_auth_failure_t  ngx_tailgate_auth_failures[] = {
 
     [NGX_TAILGATE_AUTH_MISSING] = {
       ngx_string("Bearer realm=\"tailgate\""),
+      ngx_string(NGX_TAILGATE_DPOP_CHALLENGE),
       NGX_TAILGATE_ERR_MISSING_API_KEY },
 
     [NGX_TAILGATE_AUTH_INVALID] = {
       ngx_string("Bearer realm=\"tailgate\", error=\"invalid_token\""),
+      ngx_string(NGX_TAILGATE_DPOP_CHALLENGE ", error=\"invalid_token\""),
       NGX_TAILGATE_ERR_INVALID_API_KEY },
 
     [NGX_TAILGATE_AUTH_EXPIRED] = {
       ngx_string("Bearer realm=\"tailgate\", error=\"invalid_token\", "
                  "error_description=\"expired\""),
-      NGX_TAILGATE_ERR_EXPIRED_API_KEY }
+      ngx_string(NGX_TAILGATE_DPOP_CHALLENGE ", error=\"invalid_token\", "
+                 "error_description=\"expired\""),
+      NGX_TAILGATE_ERR_EXPIRED_API_KEY },
+
+    [NGX_TAILGATE_AUTH_DPOP_INVALID] = {
+      ngx_null_string,
+      ngx_string(NGX_TAILGATE_DPOP_CHALLENGE
+                 ", error=\"invalid_dpop_proof\""),
+      NGX_TAILGATE_ERR_INVALID_DPOP_PROOF },
+
+    [NGX_TAILGATE_AUTH_DPOP_REQUIRED] = {
+      ngx_null_string,
+      ngx_string(NGX_TAILGATE_DPOP_CHALLENGE ", error=\"invalid_token\", "
+                 "error_description=\"DPoP is required\""),
+      NGX_TAILGATE_ERR_DPOP_REQUIRED }
 };
 
 
@@ -118,14 +142,23 @@ ngx_http_tailgate_access_handler(ngx_http_request_t *r)
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
                       "tailgate: no credential sent");
 
-        return ngx_http_tailgate_unauthorized(r, auth);
+        return ngx_http_tailgate_unauthorized(r, ctx, tlcf, auth);
 
     case NGX_TAILGATE_AUTH_EXPIRED:
     case NGX_TAILGATE_AUTH_INVALID:
+    case NGX_TAILGATE_AUTH_DPOP_INVALID:
+    case NGX_TAILGATE_AUTH_DPOP_REQUIRED:
         ngx_log_error(tlcf->reject_log_level, r->connection->log, 0,
                       "tailgate: credential rejected: %s", why);
 
-        return ngx_http_tailgate_unauthorized(r, auth);
+        return ngx_http_tailgate_unauthorized(r, ctx, tlcf, auth);
+
+    case NGX_TAILGATE_AUTH_DPOP_BUSY:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tailgate: DPoP proof refused: %s", why);
+
+        return ngx_http_tailgate_finish(r,
+                   ngx_tailgate_fail(r, NGX_TAILGATE_ERR_DPOP_BUSY, NULL));
 
     default:
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -254,15 +287,39 @@ ngx_http_tailgate_add_tags(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
 
 static ngx_int_t
-ngx_http_tailgate_unauthorized(ngx_http_request_t *r, ngx_tailgate_auth_e auth)
+ngx_http_tailgate_unauthorized(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf,
+    ngx_tailgate_auth_e auth)
 {
+    ngx_int_t                           rc;
+    ngx_uint_t                          dpop;
     const ngx_tailgate_auth_failure_t  *f;
 
     f = &ngx_tailgate_auth_failures[auth];
 
-    if (ngx_tailgate_add_header(r, "WWW-Authenticate", &f->challenge)
-        != NGX_OK)
-    {
+    /* where DPoP is off, a DPoP client is told what is on: Bearer */
+
+    dpop = (ctx->dpop && tlcf->dpop != NGX_TAILGATE_DPOP_OFF)
+           || tlcf->dpop == NGX_TAILGATE_DPOP_REQUIRED
+           || f->challenge.len == 0;
+
+    if (dpop) {
+        rc = ngx_tailgate_add_header(r, "WWW-Authenticate",
+                                     &f->dpop_challenge);
+
+    } else {
+        rc = ngx_tailgate_add_header(r, "WWW-Authenticate", &f->challenge);
+
+        /* a bearer client learns that DPoP would do too, where it would */
+
+        if (rc == NGX_OK && tlcf->dpop == NGX_TAILGATE_DPOP_ON) {
+            rc = ngx_tailgate_add_header(r, "WWW-Authenticate",
+                     &ngx_tailgate_auth_failures[NGX_TAILGATE_AUTH_MISSING]
+                         .dpop_challenge);
+        }
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -25,6 +25,7 @@
 
 
 #include "ngx_tailgate_common.h"
+#include "ngx_tailgate_dpop.h"
 #include "ngx_tailgate_names.h"
 #include "ngx_tailgate_siphash.h"
 
@@ -80,7 +81,11 @@ static ngx_int_t ngx_tailgate_hex_digest(u_char *hex, size_t len,
 static ngx_inline ngx_uint_t ngx_tailgate_equal(u_char *a, u_char *b,
     size_t len);
 static ngx_int_t ngx_tailgate_credential(ngx_http_request_t *r,
-    ngx_str_t *credential, ngx_uint_t *bearer);
+    ngx_str_t *credential, ngx_uint_t *bearer, ngx_uint_t *dpop);
+static ngx_tailgate_auth_e ngx_tailgate_token_authenticate(
+    ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_http_tailgate_loc_conf_t *tlcf, ngx_str_t *credential,
+    const char **why);
 static ngx_uint_t ngx_tailgate_looks_like_jwt(ngx_str_t *token);
 static ngx_tailgate_auth_e ngx_tailgate_key_find(ngx_http_request_t *r,
     ngx_tailgate_keys_t *keys, ngx_str_t *credential,
@@ -1090,7 +1095,7 @@ ngx_tailgate_auth_e
 ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_http_tailgate_loc_conf_t *tlcf, const char **why)
 {
-    ngx_uint_t                 bearer;
+    ngx_uint_t                 bearer, dpop;
     ngx_str_t                  credential;
     ngx_tailgate_key_t        *slot;
     ngx_pool_cleanup_t        *cln;
@@ -1107,9 +1112,11 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
         credential = ctx->jwks_credential;
         bearer = 1;
+        dpop = ctx->dpop;
 
-    } else if (ngx_tailgate_credential(r, &credential, &bearer) != NGX_OK) {
-
+    } else if (ngx_tailgate_credential(r, &credential, &bearer, &dpop)
+               != NGX_OK)
+    {
         /* no credential: a trusted network may vouch for the client */
 
         id = ngx_tailgate_trusted_identity(r, tlcf);
@@ -1123,26 +1130,41 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_TAILGATE_AUTH_OK;
     }
 
+    ctx->dpop = dpop;
+
     if (credential.len > NGX_TAILGATE_MAX_CREDENTIAL) {
         *why = "the credential is too long";
         return NGX_TAILGATE_AUTH_INVALID;
     }
 
+    /*
+     * The scheme: "DPoP" only where it is on, and then with a token bound
+     * to a key; "Bearer" and X-Api-Key not where DPoP is required.
+     */
+
+    if (dpop) {
+        if (tlcf->dpop == NGX_TAILGATE_DPOP_OFF) {
+            *why = "a DPoP credential where tailgate_dpop is off";
+            return NGX_TAILGATE_AUTH_INVALID;
+        }
+
+        if ((tlcf->jwt_keys == NULL && tlcf->jwks == NULL)
+            || !ngx_tailgate_looks_like_jwt(&credential))
+        {
+            *why = "a DPoP credential that is not a JWT";
+            return NGX_TAILGATE_AUTH_INVALID;
+        }
+
+    } else if (tlcf->dpop == NGX_TAILGATE_DPOP_REQUIRED) {
+        *why = "a bearer credential where tailgate_dpop is required";
+        return NGX_TAILGATE_AUTH_DPOP_REQUIRED;
+    }
+
     if (bearer && (tlcf->jwt_keys || tlcf->jwks)
         && ngx_tailgate_looks_like_jwt(&credential))
     {
-
-        rc = ngx_tailgate_jwt_authenticate(r, tlcf, &credential, &id, why);
-
-        if (rc == NGX_TAILGATE_AUTH_OK) {
-            ctx->identity = id;
-        }
-
-        if (rc == NGX_TAILGATE_AUTH_AGAIN) {
-            ctx->jwks_credential = credential;
-        }
-
-        return rc;
+        return ngx_tailgate_token_authenticate(r, ctx, tlcf, &credential,
+                                               why);
     }
 
     *why = "unknown API key";
@@ -1181,6 +1203,58 @@ ngx_tailgate_authenticate(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     }
 
     ctx->identity = &slot->identity;
+
+    return NGX_TAILGATE_AUTH_OK;
+}
+
+
+/*
+ * A JWT, and with "Authorization: DPoP" its proof: checked after the
+ * token, so that a token that waits for its key set (NGX_TAILGATE_AUTH_AGAIN)
+ * has not spent its proof's jti when it comes back.
+ */
+
+static ngx_tailgate_auth_e
+ngx_tailgate_token_authenticate(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_http_tailgate_loc_conf_t *tlcf,
+    ngx_str_t *credential, const char **why)
+{
+    ngx_str_t                 jkt;
+    ngx_tailgate_auth_e       rc;
+    ngx_tailgate_identity_t  *id;
+
+    rc = ngx_tailgate_jwt_authenticate(r, tlcf, credential, &id, &jkt, why);
+
+    if (rc == NGX_TAILGATE_AUTH_AGAIN) {
+        ctx->jwks_credential = *credential;
+        return rc;
+    }
+
+    if (rc != NGX_TAILGATE_AUTH_OK) {
+        return rc;
+    }
+
+    if (ctx->dpop) {
+        if (jkt.len == 0) {
+            *why = "a DPoP credential whose token has no cnf.jkt";
+            return NGX_TAILGATE_AUTH_INVALID;
+        }
+
+        rc = ngx_tailgate_dpop_check(r, tlcf, credential, &jkt, why);
+
+        if (rc != NGX_TAILGATE_AUTH_OK) {
+            return rc;
+        }
+
+    } else if (jkt.len) {
+
+        /* RFC 9449, 7.1: a token bound to a key is no bearer token */
+
+        *why = "a DPoP-bound token (cnf.jkt) sent as a bearer token";
+        return NGX_TAILGATE_AUTH_INVALID;
+    }
+
+    ctx->identity = id;
 
     return NGX_TAILGATE_AUTH_OK;
 }
@@ -1299,30 +1373,46 @@ ngx_tailgate_key_memo_cleanup(void *data)
 
 
 /*
- * "Authorization: Bearer KEY" or "X-Api-Key: KEY".  Both headers are
- * emptied once read, so that the client's key cannot travel further: not
- * to a provider, not into a log through $http_authorization.
+ * "Authorization: Bearer KEY", "Authorization: DPoP TOKEN" or "X-Api-Key:
+ * KEY".  The headers are emptied once read, so that the client's key
+ * cannot travel further: not to a provider, not into a log through
+ * $http_authorization.
  */
 
 static ngx_int_t
 ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential,
-    ngx_uint_t *bearer)
+    ngx_uint_t *bearer, ngx_uint_t *dpop)
 {
     u_char           *p, *last;
+    size_t            scheme;
     ngx_table_elt_t  *h, *api_key;
 
     credential->len = 0;
     *bearer = 0;
+    *dpop = 0;
 
     h = r->headers_in.authorization;
     api_key = ngx_tailgate_find_header(&r->headers_in.headers,
                                        &ngx_tailgate_x_api_key);
 
+    scheme = 0;
+
     if (h && h->value.len > sizeof("Bearer ") - 1
         && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ",
                            sizeof("Bearer ") - 1) == 0)
     {
-        p = h->value.data + sizeof("Bearer ") - 1;
+        scheme = sizeof("Bearer ") - 1;
+
+    } else if (h && h->value.len > sizeof("DPoP ") - 1
+               && ngx_strncasecmp(h->value.data, (u_char *) "DPoP ",
+                                  sizeof("DPoP ") - 1) == 0)
+    {
+        scheme = sizeof("DPoP ") - 1;
+        *dpop = 1;
+    }
+
+    if (scheme) {
+        p = h->value.data + scheme;
         last = h->value.data + h->value.len;
 
         while (p < last && *p == ' ') {
@@ -1341,6 +1431,7 @@ ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential,
     if (credential->len == 0 && api_key && api_key->value.len) {
         *credential = api_key->value;
         *bearer = 0;
+        *dpop = 0;
     }
 
     if (h) {

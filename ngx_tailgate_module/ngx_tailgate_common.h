@@ -138,14 +138,30 @@ typedef enum {
     NGX_TAILGATE_AUTH_INVALID,
     NGX_TAILGATE_AUTH_EXPIRED,
     NGX_TAILGATE_AUTH_ERROR,             /* ours, not the client's */
-    NGX_TAILGATE_AUTH_AGAIN              /* waits for its key set */
+    NGX_TAILGATE_AUTH_AGAIN,             /* waits for its key set */
+    NGX_TAILGATE_AUTH_DPOP_INVALID,      /* the DPoP proof is wrong */
+    NGX_TAILGATE_AUTH_DPOP_REQUIRED,     /* a bearer credential where
+                                            only DPoP will do */
+    NGX_TAILGATE_AUTH_DPOP_BUSY          /* the replay cache is full */
 } ngx_tailgate_auth_e;
+
+
+#define NGX_TAILGATE_DPOP_OFF       0
+#define NGX_TAILGATE_DPOP_ON        1   /* DPoP or Bearer */
+#define NGX_TAILGATE_DPOP_REQUIRED  2   /* DPoP only */
 
 
 typedef struct {
     ngx_str_t                    name;
     ngx_uint_t                   private;    /* unsigned:1 */
 } ngx_tailgate_upstream_t;
+
+
+/* tailgate_dpop_public_url: what clients put in a proof's "htu" */
+typedef struct {
+    ngx_str_t                    scheme;     /* "https" */
+    ngx_str_t                    host;       /* "api.example.com:8443" */
+} ngx_tailgate_dpop_url_t;
 
 
 typedef struct {
@@ -158,6 +174,9 @@ typedef struct {
     ngx_array_t                  upstreams;      /* ngx_tailgate_upstream_t */
     ngx_array_t                  keys;           /* ngx_tailgate_keys_t * */
     ngx_array_t                  jwks;           /* ngx_tailgate_jwks_t * */
+
+    size_t                       dpop_replay_size;
+    ngx_shm_zone_t              *dpop_replay;    /* of jtis seen */
 
     ngx_uint_t                   enabled;    /* some location uses tailgate */
     ngx_int_t                    request_id_var;     /* $request_id */
@@ -182,6 +201,10 @@ typedef struct {
 
     ngx_array_t                 *cors_origins;   /* ngx_str_t */
     ngx_array_t                 *trusted;    /* ngx_tailgate_trusted.c */
+
+    ngx_uint_t                   dpop;       /* NGX_TAILGATE_DPOP_* */
+    time_t                       dpop_window;
+    ngx_tailgate_dpop_url_t     *dpop_public_url;
 
     ngx_str_t                    fallback;   /* @location, or empty */
     ngx_flag_t                   explain;    /* X-Tailgate-* headers */
@@ -231,6 +254,11 @@ typedef struct {
 
 typedef struct ngx_tailgate_meter_s  ngx_tailgate_meter_t;
 
+/* a body read in pieces (ngx_tailgate_body.c), and who hears the end */
+typedef struct ngx_tailgate_body_reader_s  ngx_tailgate_body_reader_t;
+typedef void (*ngx_tailgate_body_done_pt)(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_tailgate_scan_error_t *error);
+
 
 /* a step's prices: pico-units (1e-12) of the currency */
 typedef enum {
@@ -255,8 +283,9 @@ typedef struct {
     ngx_str_t                    cors_origin;    /* an allowed Origin */
     unsigned                     private:1;
 
-    u_char                      *body;       /* contiguous copy or view */
+    u_char                      *body;       /* one run, or NULL: pieces */
     size_t                       body_len;
+    ngx_tailgate_body_reader_t  *body_reader;    /* while it is read */
     ngx_tailgate_facts_t         facts;
 
     ngx_tailgate_call_t         *call;       /* while policyd is asked */
@@ -331,6 +360,12 @@ typedef struct {
     unsigned                     special_sent:1;
     unsigned                     headers_scrubbed:1;
     unsigned                     jwks_wait:1;    /* its key set is asked */
+    unsigned                     translate:1;    /* responses via chat */
+    unsigned                     translate_failed:1; /* the client told */
+    unsigned                     dpop:1;     /* "Authorization: DPoP" */
+
+    /* the chat answer becoming a Responses answer */
+    struct ngx_tailgate_xlat_s  *xlat;
 } ngx_http_tailgate_ctx_t;
 
 
@@ -492,7 +527,10 @@ ngx_int_t ngx_tailgate_jwt_init_worker(ngx_cycle_t *cycle,
 void ngx_tailgate_jwt_exit_worker(void);
 ngx_tailgate_auth_e ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
     ngx_http_tailgate_loc_conf_t *tlcf, ngx_str_t *token,
-    ngx_tailgate_identity_t **identity, const char **why);
+    ngx_tailgate_identity_t **identity, ngx_str_t *jkt, const char **why);
+
+/* the base64url SHA-256 of a JWK (RFC 7638) in a token's "cnf.jkt" */
+#define NGX_TAILGATE_JKT_LEN  43
 
 /* ngx_tailgate_cors.c: browsers */
 char *ngx_tailgate_cors_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -504,7 +542,8 @@ ngx_int_t ngx_tailgate_cors_headers(ngx_http_request_t *r,
 
 /* ngx_tailgate_body.c, ngx_tailgate_adjust.c: the body that goes upstream */
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_scan_error_t *error);
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_body_done_pt done,
+    ngx_tailgate_scan_error_t *error);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
 ngx_int_t ngx_tailgate_body_replace(ngx_http_request_t *r,
@@ -527,6 +566,22 @@ void ngx_tailgate_timeouts_proxy(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 void ngx_tailgate_timeouts_answered(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
+
+/* ngx_tailgate_translate_req.c: a responses request for a chat provider */
+ngx_int_t ngx_tailgate_translate_request(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model, ngx_str_t *body,
+    ngx_int_t *rc);
+
+/* ngx_tailgate_translate.c: the chat answer to it, on its way */
+void ngx_tailgate_translate_start(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
+ngx_int_t ngx_tailgate_translate_body(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
+void ngx_tailgate_translate_sent(ngx_http_tailgate_ctx_t *ctx,
+    ngx_chain_t *out);
+ngx_int_t ngx_tailgate_translate_broken(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, const char *message, ngx_chain_t **out);
+ngx_uint_t ngx_tailgate_translate_failed(ngx_http_tailgate_ctx_t *ctx);
 
 /* ngx_tailgate_filter.c, ngx_tailgate_stream.c: the response */
 ngx_int_t ngx_tailgate_filter_init(ngx_conf_t *cf);

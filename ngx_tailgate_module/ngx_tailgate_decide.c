@@ -27,6 +27,8 @@ static u_char  ngx_http_tailgate_ask_usage[] =
 static ngx_int_t ngx_http_tailgate_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static void ngx_http_tailgate_body_handler(ngx_http_request_t *r);
+static void ngx_http_tailgate_body_scanned(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_tailgate_scan_error_t *error);
 static ngx_int_t ngx_http_tailgate_ask(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);
 static void ngx_http_tailgate_resume(ngx_http_request_t *r,
@@ -35,6 +37,8 @@ static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
+static ngx_int_t ngx_http_tailgate_translate(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *adjust);
 static ngx_int_t ngx_http_tailgate_prices(ngx_str_t *text,
     uint64_t *prices);
 static ngx_tailgate_upstream_t *ngx_http_tailgate_check(
@@ -264,12 +268,30 @@ ngx_http_tailgate_body_handler(ngx_http_request_t *r)
     /* error_page and fallback send the same body again */
     r->preserve_body = 1;
 
-    rc = ngx_tailgate_body_classify(r, ctx, &error);
+    rc = ngx_tailgate_body_classify(r, ctx, ngx_http_tailgate_body_scanned,
+                                    &error);
+
+    if (rc == NGX_AGAIN) {
+        /* read from its file: ngx_http_tailgate_body_scanned() goes on */
+        return;
+    }
+
+    ngx_http_tailgate_body_scanned(r, rc, &error);
+}
+
+
+static void
+ngx_http_tailgate_body_scanned(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_tailgate_scan_error_t *error)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
 
     if (rc == NGX_DECLINED) {
         (void) ngx_http_tailgate_finish(r,
-                   error.arg ? ngx_tailgate_failf(r, error.err, error.arg)
-                             : ngx_tailgate_fail(r, error.err, NULL));
+                   error->arg ? ngx_tailgate_failf(r, error->err, error->arg)
+                              : ngx_tailgate_fail(r, error->err, NULL));
         return;
     }
 
@@ -495,6 +517,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ngx_tailgate_reply_t *reply)
 {
     u_char                   *p;
+    ngx_int_t                 rc;
     ngx_str_t                 adjust, drop_headers, user_agent;
     ngx_uint_t                renamed;
     ngx_tailgate_upstream_t  *up;
@@ -547,6 +570,7 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
      * the filter takes the usage-only chunk out again.
      */
 
+    ctx->stream_usage = reply->stream_usage ? 1 : 0;
     ctx->usage_asked = ctx->endpoint->id == NGX_TAILGATE_EP_CHAT
                        && ctx->facts.stream && !ctx->facts.include_usage
                        && reply->stream_usage;
@@ -627,8 +651,18 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
     ngx_tailgate_body_restore(r, ctx);
 
-    if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
-        && ngx_tailgate_body_adjust_needed(ctx, &adjust))
+    ctx->translate = reply->translate
+                     && ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES;
+
+    if (ctx->translate) {
+        rc = ngx_http_tailgate_translate(r, ctx, &adjust);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+    } else if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
+               && ngx_tailgate_body_adjust_needed(ctx, &adjust))
     {
         if (ngx_tailgate_body_adjust(r, ctx,
                                      renamed ? &ctx->provider_model : NULL,
@@ -659,6 +693,59 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                    "tailgate: route \"%V\" -> provider \"%V\" \"%V\" (%V)",
                    &ctx->route, &ctx->provider, &ctx->upstream_url,
                    &ctx->reason);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A responses request for a provider of chat completions: the body
+ * becomes a chat request (the step's edits then apply to that), or the
+ * client learns which field cannot be translated.
+ */
+
+static ngx_int_t
+ngx_http_tailgate_translate(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_str_t *adjust)
+{
+    u_char     *body;
+    size_t      body_len;
+    ngx_int_t   rc, sent;
+    ngx_str_t   chat;
+
+    rc = ngx_tailgate_translate_request(r, ctx, &ctx->provider_model, &chat,
+                                        &sent);
+
+    /* the lease is the context's now: the log phase gives it back */
+
+    if (rc == NGX_DECLINED) {
+        return sent;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (adjust->len == 0) {
+        return (ngx_tailgate_body_replace(r, ctx, &chat, 1) == NGX_OK)
+               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the edits read the body that goes: the chat request, for a moment */
+
+    body = ctx->body;
+    body_len = ctx->body_len;
+    ctx->body = chat.data;
+    ctx->body_len = chat.len;
+
+    rc = ngx_tailgate_body_adjust(r, ctx, NULL, adjust);
+
+    ctx->body = body;
+    ctx->body_len = body_len;
+
+    if (rc != NGX_OK) {
+        return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_ROUTE, NULL);
+    }
 
     return NGX_DECLINED;
 }

@@ -87,6 +87,7 @@ ngx_tailgate_header_filter(ngx_http_request_t *r)
         ngx_tailgate_timeouts_answered(r, ctx);
         ngx_tailgate_stream_watch(r, ctx);
         ngx_tailgate_meter_start(r, ctx);
+        ngx_tailgate_translate_start(r, ctx);
     }
 
     return ngx_http_next_header_filter(r);
@@ -139,7 +140,7 @@ static ngx_int_t
 ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t                 rc;
-    ngx_chain_t              *cl, *out;
+    ngx_chain_t              *cl, *out, *read;
     ngx_http_tailgate_ctx_t  *ctx;
 
     if (in == NULL || r != r->main || r->upstream == NULL) {
@@ -152,8 +153,24 @@ ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
+    /* what the gateway writes itself after a break is neither */
+
+    if (ctx->stream_broken) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
     if (ngx_tailgate_meter_body(r, ctx, in, &out) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    read = NULL;
+
+    if (ctx->xlat) {
+        read = out;
+
+        if (ngx_tailgate_translate_body(r, ctx, read, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     if (ctx->sse) {
@@ -171,7 +188,14 @@ ngx_tailgate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     rc = ngx_http_next_body_filter(r, out);
 
-    if (out != in) {
+    if (ctx->xlat) {
+        ngx_tailgate_translate_sent(ctx, out);
+
+        if (read != in) {
+            ngx_tailgate_meter_sent(r, ctx, read);
+        }
+
+    } else if (out != in) {
         ngx_tailgate_meter_sent(r, ctx, out);
     }
 

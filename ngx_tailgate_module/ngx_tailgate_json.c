@@ -627,6 +627,80 @@ ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
 
 
 /*
+ * The elements of the array at p (validated, like the members above), one
+ * at a time: where each value starts and ends.
+ */
+
+ngx_int_t
+ngx_tailgate_json_elements(ngx_tailgate_json_iter_t *it, u_char *p,
+    u_char *end)
+{
+    ngx_tailgate_json_t  j;
+
+    j.p = p;
+    j.end = end;
+    j.depth = 1;
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end || *j.p != '[') {
+        return NGX_DECLINED;
+    }
+
+    it->p = j.p + 1;
+    it->end = end;
+    it->first = 1;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: [*start, *last) is the next element; NGX_DONE: no more */
+
+ngx_int_t
+ngx_tailgate_json_element(ngx_tailgate_json_iter_t *it, u_char **start,
+    u_char **last)
+{
+    ngx_tailgate_json_t  j;
+
+    j.p = it->p;
+    j.end = it->end;
+    j.depth = 1;
+
+    ngx_tailgate_json_space(&j);
+
+    if (j.p == j.end) {
+        return NGX_ERROR;
+    }
+
+    if (*j.p == ']') {
+        return NGX_DONE;
+    }
+
+    if (!it->first) {
+        if (*j.p++ != ',') {
+            return NGX_ERROR;
+        }
+
+        ngx_tailgate_json_space(&j);
+    }
+
+    *start = j.p;
+
+    if (ngx_tailgate_json_value(&j) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *last = j.p;
+
+    it->p = j.p;
+    it->first = 0;
+
+    return NGX_OK;
+}
+
+
+/*
  * The characters of a JSON string's text (its raw bytes between the
  * quotes): UTF-8 sequences and escapes count one each.
  */

@@ -22,6 +22,7 @@
 #include "ngx_tailgate_names.h"
 
 #include <jwt.h>
+#include <cjson/cJSON.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
@@ -40,13 +41,18 @@
 typedef struct {
     time_t                       exp;
     ngx_uint_t                   generation;     /* of its key set */
+    size_t                       jkt_len;    /* 0: not bound to a key */
+    u_char                       jkt[NGX_TAILGATE_JKT_LEN];
     ngx_tailgate_identity_t      identity;   /* strings follow */
 } ngx_tailgate_jwt_cached_t;
 
 
 static ngx_tailgate_auth_e ngx_tailgate_jwt_check(ngx_http_request_t *r,
     ngx_http_tailgate_loc_conf_t *tlcf, ngx_str_t *token, jwt_t *jwt,
-    ngx_tailgate_identity_t *id, time_t *exp, const char **why);
+    ngx_tailgate_identity_t *id, time_t *exp, ngx_str_t *jkt,
+    const char **why);
+static ngx_int_t ngx_tailgate_jwt_confirmation(jwt_t *jwt, ngx_str_t *jkt,
+    ngx_pool_t *pool);
 static ngx_tailgate_jwt_key_t *ngx_tailgate_jwt_select_key(ngx_array_t *keys,
     const char *kid);
 static ngx_int_t ngx_tailgate_jwt_verify(ngx_tailgate_jwt_key_t *key,
@@ -95,7 +101,7 @@ ngx_tailgate_jwt_exit_worker(void)
 ngx_tailgate_auth_e
 ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
     ngx_http_tailgate_loc_conf_t *tlcf, ngx_str_t *token,
-    ngx_tailgate_identity_t **identity, const char **why)
+    ngx_tailgate_identity_t **identity, ngx_str_t *jkt, const char **why)
 {
     u_char                     *p;
     size_t                      size;
@@ -107,6 +113,8 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
     ngx_tailgate_jwt_cached_t  *cached;
     u_char                      buf[sizeof(void *)
                                     + NGX_TAILGATE_DIGEST_LEN];
+
+    jkt->len = 0;
 
     if (token->len > NGX_TAILGATE_JWT_MAX) {
         *why = "the token is over 8 KB";
@@ -156,6 +164,16 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
         ngx_tailgate_identity_copy(id, &cached->identity, (u_char *) (id + 1));
         *identity = id;
 
+        if (cached->jkt_len) {
+            jkt->data = ngx_pnalloc(r->pool, cached->jkt_len);
+            if (jkt->data == NULL) {
+                return NGX_TAILGATE_AUTH_ERROR;
+            }
+
+            jkt->len = cached->jkt_len;
+            ngx_memcpy(jkt->data, cached->jkt, jkt->len);
+        }
+
         return NGX_TAILGATE_AUTH_OK;
     }
 
@@ -164,7 +182,7 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
         return NGX_TAILGATE_AUTH_ERROR;
     }
 
-    rc = ngx_tailgate_jwt_check(r, tlcf, token, jwt, id, &exp, why);
+    rc = ngx_tailgate_jwt_check(r, tlcf, token, jwt, id, &exp, jkt, why);
 
     jwt_free(jwt);
 
@@ -189,6 +207,8 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
                                       r->connection->log);
         if (cached) {
             cached->exp = exp;
+            cached->jkt_len = jkt->len;
+            ngx_memcpy(cached->jkt, jkt->data, jkt->len);
             cached->generation =
                 tlcf->jwks ? ngx_tailgate_jwks_generation(tlcf->jwks) : 0;
             p = (u_char *) (cached + 1);
@@ -203,7 +223,8 @@ ngx_tailgate_jwt_authenticate(ngx_http_request_t *r,
 static ngx_tailgate_auth_e
 ngx_tailgate_jwt_check(ngx_http_request_t *r,
     ngx_http_tailgate_loc_conf_t *tlcf, ngx_str_t *token, jwt_t *jwt,
-    ngx_tailgate_identity_t *id, time_t *exp, const char **why)
+    ngx_tailgate_identity_t *id, time_t *exp, ngx_str_t *jkt,
+    const char **why)
 {
     u_char                     *p, *dot1, *dot2, *end;
     time_t                      nbf, iat, now;
@@ -386,6 +407,16 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
         }
     }
 
+    /* bound to a proof's key, or to nothing */
+
+    rc = ngx_tailgate_jwt_confirmation(jwt, jkt, r->pool);
+
+    if (rc != NGX_OK) {
+        *why = "the token's cnf is not an object with a SHA-256 jkt";
+        return rc == NGX_ERROR ? NGX_TAILGATE_AUTH_ERROR
+                               : NGX_TAILGATE_AUTH_INVALID;
+    }
+
     /* who it is */
 
     if (ngx_tailgate_jwt_string(jwt, 0, (char *) claims->client.data, &s)
@@ -496,6 +527,74 @@ ngx_tailgate_jwt_check(ngx_http_request_t *r,
     }
 
     return NGX_TAILGATE_AUTH_OK;
+}
+
+
+/*
+ * "cnf": absent or null, the token is a bearer token (jkt->len 0); else
+ * an object whose "jkt" is 43 base64url characters.  A confirmation of
+ * another kind (a certificate's "x5t#S256") is one the gateway cannot
+ * check, so such a token is refused rather than taken as a bearer token.
+ * NGX_DECLINED: wrong; NGX_ERROR: out of memory.
+ */
+
+static ngx_int_t
+ngx_tailgate_jwt_confirmation(jwt_t *jwt, ngx_str_t *jkt, ngx_pool_t *pool)
+{
+    char          *json;
+    size_t         len, i;
+    cJSON         *cnf;
+    ngx_int_t      rc;
+    const char    *s;
+    const cJSON   *v;
+
+    jkt->len = 0;
+
+    json = jwt_get_grants_json(jwt, "cnf");
+
+    if (json == NULL || ngx_tailgate_jwt_null(json)) {
+        free(json);
+        return NGX_OK;
+    }
+
+    cnf = cJSON_Parse(json);
+    free(json);
+
+    rc = NGX_DECLINED;
+
+    v = cJSON_IsObject(cnf) ? cJSON_GetObjectItemCaseSensitive(cnf, "jkt")
+                            : NULL;
+
+    if (cJSON_IsString(v) && v->valuestring != NULL) {
+        s = v->valuestring;
+        len = ngx_strlen(s);
+
+        for (i = 0; i < len; i++) {
+            if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z')
+                  || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'
+                  || s[i] == '_'))
+            {
+                break;
+            }
+        }
+
+        if (len == NGX_TAILGATE_JKT_LEN && i == len) {
+            jkt->data = ngx_pnalloc(pool, len);
+
+            if (jkt->data == NULL) {
+                rc = NGX_ERROR;
+
+            } else {
+                ngx_memcpy(jkt->data, s, len);
+                jkt->len = len;
+                rc = NGX_OK;
+            }
+        }
+    }
+
+    cJSON_Delete(cnf);
+
+    return rc;
 }
 
 

@@ -106,7 +106,9 @@ ngx_tailgate_meter_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         return;
     }
 
-    responses = (ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES);
+    /* a translated answer is a chat answer until the translation */
+    responses = (ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES)
+                && !ctx->translate;
 
     m->read = 1;
     m->strip = sse && ctx->usage_asked
@@ -157,6 +159,13 @@ ngx_tailgate_meter_body(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_tailgate_meter_events(ngx_http_tailgate_ctx_t *ctx)
+{
+    return (ctx->meter && ctx->meter->read) ? ctx->meter->scan.events : 0;
 }
 
 

@@ -27,6 +27,10 @@ ngx_int_t ngx_tailgate_meter_body(ngx_http_request_t *r,
 void ngx_tailgate_meter_sent(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *out);
 
+/* the events of a stream that ended so far (a Responses stream numbers
+ * them from 0: the next one's sequence_number) */
+ngx_uint_t ngx_tailgate_meter_events(ngx_http_tailgate_ctx_t *ctx);
+
 /* the attempt's usage, worked out once: what the provider said or more */
 ngx_tailgate_tokens_t *ngx_tailgate_meter_tokens(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx);

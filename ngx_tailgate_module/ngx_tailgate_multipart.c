@@ -27,6 +27,7 @@
 
 
 #include "ngx_tailgate_scan.h"
+#include "ngx_tailgate_names.h"
 
 
 #define NGX_TAILGATE_MAX_BOUNDARY  70     /* RFC 2046 */
@@ -62,6 +63,8 @@ static ngx_int_t ngx_tailgate_multipart_reads_as(ngx_pool_t *pool,
     ngx_str_t *name, ngx_uint_t *folds);
 static u_char *ngx_tailgate_multipart_find(u_char *p, u_char *end,
     ngx_str_t *dash);
+static ngx_pool_t *ngx_tailgate_multipart_scratch(ngx_http_request_t *r);
+static void ngx_tailgate_multipart_scratch_free(void *data);
 static ngx_uint_t ngx_tailgate_is_tchar(u_char c);
 static ngx_uint_t ngx_tailgate_is_bchar(u_char c);
 static ngx_uint_t ngx_tailgate_is_trimmed(u_char c);
@@ -78,6 +81,7 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
     u_char               *start, *next, *value;
     ngx_int_t             rc;
     ngx_str_t             boundary, dash;
+    ngx_pool_t           *scratch;
     ngx_uint_t            seen_stream, folds;
     ngx_tailgate_part_t   part;
 
@@ -92,7 +96,9 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
 
     dash.len = boundary.len + 2;
     dash.data = ngx_pnalloc(r->pool, dash.len);
-    if (dash.data == NULL) {
+    scratch = ngx_tailgate_multipart_scratch(r);
+
+    if (dash.data == NULL || scratch == NULL) {
         return NGX_ERROR;
     }
 
@@ -134,7 +140,10 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
         p += 2;
         start = p;
 
-        rc = ngx_tailgate_multipart_headers(r->pool, &p, end, &part, error);
+        /* what a part's headers need is the part's only */
+        ngx_reset_pool(scratch);
+
+        rc = ngx_tailgate_multipart_headers(scratch, &p, end, &part, error);
 
         if (rc != NGX_OK) {
             return rc;
@@ -199,7 +208,7 @@ ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p, u_char *end,
             }
 
         } else {
-            if (ngx_tailgate_multipart_reads_as(r->pool, &part.name, &folds)
+            if (ngx_tailgate_multipart_reads_as(scratch, &part.name, &folds)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -767,6 +776,42 @@ ngx_tailgate_multipart_find(u_char *p, u_char *end, ngx_str_t *dash)
 }
 
 
+/*
+ * A pool for what one part's headers need (quoted values, a field name
+ * decoded), reset for the next part: a body of many parts costs no more
+ * than its largest part.  It goes with the request's pool.
+ */
+
+static ngx_pool_t *
+ngx_tailgate_multipart_scratch(ngx_http_request_t *r)
+{
+    ngx_pool_t          *pool;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    pool = ngx_create_pool(1024, r->connection->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_tailgate_multipart_scratch_free;
+    cln->data = pool;
+
+    return pool;
+}
+
+
+static void
+ngx_tailgate_multipart_scratch_free(void *data)
+{
+    ngx_destroy_pool(data);
+}
+
+
 /* RFC 9110 token characters */
 
 static ngx_uint_t
@@ -795,4 +840,552 @@ static ngx_uint_t
 ngx_tailgate_is_trimmed(u_char c)
 {
     return c == ' ' || c == '\t' || c == '"' || c == '\'';
+}
+
+
+/*
+ * The scan above, piece by piece: for a body in a temporary file (read a
+ * window at a time) or in several buffers.  It reads the same grammar and
+ * refuses the same things with the same errors; what it keeps is bounded:
+ * the headers of one part (NGX_TAILGATE_FORM_HEADERS_MAX), the first bytes
+ * of a model or stream field (longer models are no route's), the boundary
+ * and its search table.  A file's contents go by with memchr and no copy.
+ */
+
+#define NGX_TAILGATE_FORM_HEADERS_MAX  8192
+#define NGX_TAILGATE_FORM_VALUE_MAX    (NGX_TAILGATE_MAX_ROUTE_NAME + 3)
+
+
+typedef enum {
+    NGX_TAILGATE_MP_PREAMBLE = 0,
+    NGX_TAILGATE_MP_DELIMITER,      /* the 2 bytes after a boundary */
+    NGX_TAILGATE_MP_HEADERS,
+    NGX_TAILGATE_MP_DATA,
+    NGX_TAILGATE_MP_EPILOGUE
+} ngx_tailgate_mp_state_e;
+
+
+typedef enum {
+    NGX_TAILGATE_MP_OTHER = 0,
+    NGX_TAILGATE_MP_MODEL,
+    NGX_TAILGATE_MP_STREAM
+} ngx_tailgate_mp_field_e;
+
+
+struct ngx_tailgate_multipart_s {
+    ngx_http_request_t          *request;
+    ngx_tailgate_facts_t        *facts;
+    ngx_tailgate_scan_error_t   *error;
+
+    ngx_str_t                    dash;
+    u_char                      *shift;     /* KMP table of dash */
+
+    ngx_tailgate_mp_state_e      state;
+    off_t                        offset;    /* of the next byte fed */
+
+    u_char                      *hdr;       /* preamble, delimiter, headers */
+    size_t                       hdr_len;
+    size_t                       line;      /* where the last line starts */
+    ngx_tailgate_part_t          part;
+    ngx_tailgate_mp_field_e      field;
+
+    size_t                       match;     /* bytes of dash matched */
+    u_char                       before[2]; /* data bytes before those */
+    off_t                        data_from;
+    off_t                        data_len;
+
+    ngx_pool_t                  *scratch;   /* the part's, reset for each */
+    u_char                      *value;     /* a field's first bytes */
+    size_t                       value_len;
+
+    ngx_uint_t                   seen_model;
+    ngx_uint_t                   seen_stream;
+};
+
+
+static ngx_int_t ngx_tailgate_mp_byte(ngx_tailgate_multipart_t *mp,
+    u_char c);
+static void ngx_tailgate_mp_data(ngx_tailgate_multipart_t *mp, u_char *p,
+    size_t n);
+static ngx_int_t ngx_tailgate_mp_part_end(ngx_tailgate_multipart_t *mp);
+static ngx_int_t ngx_tailgate_mp_headers_end(ngx_tailgate_multipart_t *mp);
+static ngx_int_t ngx_tailgate_mp_refuse(ngx_tailgate_multipart_t *mp,
+    ngx_tailgate_error_e err);
+
+
+ngx_tailgate_multipart_t *
+ngx_tailgate_multipart_start(ngx_http_request_t *r,
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error,
+    ngx_int_t *rc)
+{
+    size_t                     i, k;
+    ngx_str_t                  boundary;
+    ngx_tailgate_multipart_t  *mp;
+
+    *rc = ngx_tailgate_multipart_boundary(r, &boundary);
+
+    if (*rc != NGX_OK) {
+        error->err = NGX_TAILGATE_ERR_FORM_CONTENT_TYPE;
+        return NULL;
+    }
+
+    *rc = NGX_ERROR;
+
+    mp = ngx_pcalloc(r->pool, sizeof(ngx_tailgate_multipart_t));
+    if (mp == NULL) {
+        return NULL;
+    }
+
+    mp->request = r;
+    mp->facts = facts;
+    mp->error = error;
+
+    mp->dash.len = boundary.len + 2;
+    mp->dash.data = ngx_pnalloc(r->pool, 2 * mp->dash.len);
+    mp->hdr = ngx_pnalloc(r->pool, NGX_TAILGATE_FORM_HEADERS_MAX);
+    mp->value = ngx_pnalloc(r->pool, NGX_TAILGATE_FORM_VALUE_MAX);
+    mp->scratch = ngx_tailgate_multipart_scratch(r);
+
+    if (mp->dash.data == NULL || mp->hdr == NULL || mp->value == NULL
+        || mp->scratch == NULL)
+    {
+        return NULL;
+    }
+
+    mp->dash.data[0] = '-';
+    mp->dash.data[1] = '-';
+    ngx_memcpy(mp->dash.data + 2, boundary.data, boundary.len);
+
+    /*
+     * shift[i]: the longest proper prefix of dash[0..i] that ends it too,
+     * where a search resumes after a mismatch ("---b" for "--b")
+     */
+
+    mp->shift = mp->dash.data + mp->dash.len;
+    mp->shift[0] = 0;
+
+    for (i = 1, k = 0; i < mp->dash.len; i++) {
+        while (k && mp->dash.data[i] != mp->dash.data[k]) {
+            k = mp->shift[k - 1];
+        }
+
+        if (mp->dash.data[i] == mp->dash.data[k]) {
+            k++;
+        }
+
+        mp->shift[i] = (u_char) k;
+    }
+
+    *rc = NGX_OK;
+
+    return mp;
+}
+
+
+/* NGX_OK: more, please; NGX_DECLINED: refused; NGX_ERROR: no memory */
+
+ngx_int_t
+ngx_tailgate_multipart_feed(ngx_tailgate_multipart_t *mp, u_char *p,
+    u_char *end)
+{
+    u_char     *q, c;
+    size_t      f;
+    ngx_int_t   rc;
+
+    while (p < end) {
+
+        if (mp->state != NGX_TAILGATE_MP_DATA) {
+            rc = ngx_tailgate_mp_byte(mp, *p++);
+            mp->offset++;
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            continue;
+        }
+
+        /* a part's contents: to the next "--" at memchr speed */
+
+        if (mp->match == 0) {
+            q = memchr(p, '-', end - p);
+
+            if (q == NULL) {
+                q = end;
+            }
+
+            ngx_tailgate_mp_data(mp, p, q - p);
+            mp->offset += q - p;
+            p = q;
+
+            if (p == end) {
+                break;
+            }
+        }
+
+        c = *p++;
+        mp->offset++;
+
+        while (mp->match && mp->dash.data[mp->match] != c) {
+            f = mp->shift[mp->match - 1];
+
+            /* what leaves the candidate was data after all */
+            ngx_tailgate_mp_data(mp, mp->dash.data, mp->match - f);
+            mp->match = f;
+        }
+
+        if (mp->dash.data[mp->match] == c) {
+            mp->match++;
+
+        } else {
+            ngx_tailgate_mp_data(mp, &c, 1);
+        }
+
+        if (mp->match == mp->dash.len) {
+            mp->match = 0;
+
+            rc = ngx_tailgate_mp_part_end(mp);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            mp->state = NGX_TAILGATE_MP_DELIMITER;
+            mp->hdr_len = 0;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the body ended: NGX_OK, or NGX_DECLINED with the error */
+
+ngx_int_t
+ngx_tailgate_multipart_finish(ngx_tailgate_multipart_t *mp)
+{
+    u_char     *p;
+    ngx_int_t   rc;
+
+    switch (mp->state) {
+
+    case NGX_TAILGATE_MP_PREAMBLE:
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_PREAMBLE);
+
+    case NGX_TAILGATE_MP_DELIMITER:
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_DELIMITER);
+
+    case NGX_TAILGATE_MP_HEADERS:
+
+        /* the first bad line, or no end of line: what the whole scan says */
+
+        p = mp->hdr;
+        ngx_reset_pool(mp->scratch);
+        rc = ngx_tailgate_multipart_headers(mp->scratch, &p,
+                                            mp->hdr + mp->hdr_len,
+                                            &mp->part, mp->error);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_INVALID);
+
+    case NGX_TAILGATE_MP_DATA:
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_INVALID);
+
+    default: /* NGX_TAILGATE_MP_EPILOGUE */
+
+        if (mp->hdr_len != 0
+            && !(mp->hdr_len == 2 && mp->hdr[0] == CR && mp->hdr[1] == LF))
+        {
+            return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_EPILOGUE);
+        }
+    }
+
+    if (!mp->seen_model) {
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_MISSING_MODEL);
+    }
+
+    if (mp->facts->model.len == 0) {
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_MODEL_EMPTY);
+    }
+
+    return NGX_OK;
+}
+
+
+/* one byte outside a part's contents; they are few */
+
+static ngx_int_t
+ngx_tailgate_mp_byte(ngx_tailgate_multipart_t *mp, u_char c)
+{
+    u_char  *h;
+    size_t   want, i;
+
+    h = mp->hdr;
+
+    switch (mp->state) {
+
+    case NGX_TAILGATE_MP_PREAMBLE:
+
+        /* an empty preamble and its CRLF, then the first boundary */
+
+        h[mp->hdr_len++] = c;
+
+        if (mp->hdr_len < 2) {
+            return NGX_OK;
+        }
+
+        want = (h[0] == CR && h[1] == LF) ? mp->dash.len + 2 : mp->dash.len;
+
+        if (mp->hdr_len < want) {
+            return NGX_OK;
+        }
+
+        if (ngx_strncmp(h + want - mp->dash.len, mp->dash.data,
+                        mp->dash.len)
+            != 0)
+        {
+            return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_PREAMBLE);
+        }
+
+        mp->state = NGX_TAILGATE_MP_DELIMITER;
+        mp->hdr_len = 0;
+        return NGX_OK;
+
+    case NGX_TAILGATE_MP_DELIMITER:
+
+        h[mp->hdr_len++] = c;
+
+        if (mp->hdr_len < 2) {
+            return NGX_OK;
+        }
+
+        mp->hdr_len = 0;
+
+        if (h[0] == '-' && h[1] == '-') {
+            mp->state = NGX_TAILGATE_MP_EPILOGUE;
+            return NGX_OK;
+        }
+
+        if (h[0] != CR || h[1] != LF) {
+            return ngx_tailgate_mp_refuse(mp,
+                                          NGX_TAILGATE_ERR_FORM_DELIMITER);
+        }
+
+        mp->state = NGX_TAILGATE_MP_HEADERS;
+        mp->line = 0;
+        return NGX_OK;
+
+    case NGX_TAILGATE_MP_HEADERS:
+
+        if (mp->hdr_len == NGX_TAILGATE_FORM_HEADERS_MAX) {
+            return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_HEADER);
+        }
+
+        i = mp->hdr_len;
+        h[mp->hdr_len++] = c;
+
+        if (c != LF) {
+            return NGX_OK;
+        }
+
+        /*
+         * The block is read when it ends (an empty line), or at a line the
+         * whole scan would refuse (a bare LF): then the same first error.
+         */
+
+        if (i == mp->line || h[i - 1] != CR || i - mp->line == 1) {
+            return ngx_tailgate_mp_headers_end(mp);
+        }
+
+        mp->line = i + 1;
+        return NGX_OK;
+
+    default: /* NGX_TAILGATE_MP_EPILOGUE */
+
+        if (mp->hdr_len == 2) {
+            return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_EPILOGUE);
+        }
+
+        h[mp->hdr_len++] = c;
+        return NGX_OK;
+    }
+}
+
+
+static ngx_int_t
+ngx_tailgate_mp_headers_end(ngx_tailgate_multipart_t *mp)
+{
+    u_char              *p;
+    ngx_int_t            rc;
+    ngx_tailgate_part_t *part;
+
+    p = mp->hdr;
+    part = &mp->part;
+
+    ngx_reset_pool(mp->scratch);
+
+    rc = ngx_tailgate_multipart_headers(mp->scratch, &p,
+                                        mp->hdr + mp->hdr_len, part,
+                                        mp->error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* "--boundary" in a header: a part there for a lenient parser */
+
+    if (ngx_tailgate_multipart_find(mp->hdr, mp->hdr + mp->hdr_len, &mp->dash))
+    {
+        return ngx_tailgate_mp_refuse(mp,
+                                      NGX_TAILGATE_ERR_FORM_BOUNDARY_IN_DATA);
+    }
+
+    mp->field = NGX_TAILGATE_MP_OTHER;
+
+    if (part->name.len == 5 && ngx_strncmp(part->name.data, "model", 5) == 0)
+    {
+        mp->field = NGX_TAILGATE_MP_MODEL;
+
+    } else if (part->name.len == 6
+               && ngx_strncmp(part->name.data, "stream", 6) == 0)
+    {
+        mp->field = NGX_TAILGATE_MP_STREAM;
+    }
+
+    mp->state = NGX_TAILGATE_MP_DATA;
+    mp->data_from = mp->offset + 1;
+    mp->data_len = 0;
+    mp->value_len = 0;
+    mp->match = 0;
+
+    return NGX_OK;
+}
+
+
+/* bytes of a part's contents: the last two are kept, and a field's start */
+
+static void
+ngx_tailgate_mp_data(ngx_tailgate_multipart_t *mp, u_char *p, size_t n)
+{
+    size_t  room;
+
+    if (n == 0) {
+        return;
+    }
+
+    if (mp->field != NGX_TAILGATE_MP_OTHER) {
+        room = NGX_TAILGATE_FORM_VALUE_MAX - mp->value_len;
+        room = ngx_min(room, n);
+        ngx_memcpy(mp->value + mp->value_len, p, room);
+        mp->value_len += room;
+    }
+
+    if (n >= 2) {
+        mp->before[0] = p[n - 2];
+        mp->before[1] = p[n - 1];
+
+    } else {
+        mp->before[0] = mp->before[1];
+        mp->before[1] = p[0];
+    }
+
+    mp->data_len += n;
+}
+
+
+/* a boundary after a part's contents: what the whole scan does there */
+
+static ngx_int_t
+ngx_tailgate_mp_part_end(ngx_tailgate_multipart_t *mp)
+{
+    off_t                  len;
+    ngx_uint_t             folds;
+    ngx_tailgate_facts_t  *facts;
+
+    facts = mp->facts;
+
+    if (mp->data_len < 2 || mp->before[0] != CR || mp->before[1] != LF) {
+        return ngx_tailgate_mp_refuse(mp,
+                                      NGX_TAILGATE_ERR_FORM_BOUNDARY_IN_DATA);
+    }
+
+    len = mp->data_len - 2;
+
+    if (mp->part.name.data == NULL) {
+        return NGX_OK;
+    }
+
+    switch (mp->field) {
+
+    case NGX_TAILGATE_MP_MODEL:
+
+        if (mp->seen_model++) {
+            return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_MODEL_TWICE);
+        }
+
+        /* a longer one is kept at a length no route has */
+
+        facts->model.data = mp->value;
+        facts->model.len = (size_t) ngx_min(len,
+                                            NGX_TAILGATE_MAX_ROUTE_NAME + 1);
+        facts->model_start = mp->value;
+        facts->model_end = mp->value + facts->model.len;
+        facts->model_from = mp->data_from;
+        facts->model_to = mp->data_from + len;
+
+        /* the next field's bytes go elsewhere */
+
+        mp->value = ngx_pnalloc(mp->request->pool,
+                                NGX_TAILGATE_FORM_VALUE_MAX);
+        if (mp->value == NULL) {
+            return NGX_ERROR;
+        }
+
+        break;
+
+    case NGX_TAILGATE_MP_STREAM:
+
+        if (mp->seen_stream++) {
+            return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_STREAM_TWICE);
+        }
+
+        if (len == 4 && ngx_strncmp(mp->value, "true", 4) == 0) {
+            facts->stream = 1;
+
+        } else if (len != 5 || ngx_strncmp(mp->value, "false", 5) != 0) {
+            return ngx_tailgate_mp_refuse(mp,
+                                          NGX_TAILGATE_ERR_FORM_STREAM_TYPE);
+        }
+
+        break;
+
+    default:
+        if (ngx_tailgate_multipart_reads_as(mp->scratch,
+                                            &mp->part.name, &folds)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (folds) {
+            return ngx_tailgate_mp_refuse(mp,
+                                          NGX_TAILGATE_ERR_FORM_FIELD_NAME);
+        }
+
+        return NGX_OK;
+    }
+
+    if (mp->part.encoded) {
+        return ngx_tailgate_mp_refuse(mp, NGX_TAILGATE_ERR_FORM_ENCODING);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_mp_refuse(ngx_tailgate_multipart_t *mp, ngx_tailgate_error_e err)
+{
+    mp->error->err = err;
+    return NGX_DECLINED;
 }

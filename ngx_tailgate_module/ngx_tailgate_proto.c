@@ -242,6 +242,14 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
             reply->stream_usage = value[0];
             continue;
 
+        case TG_F_TRANSLATE:
+            if (vlen != 1) {
+                return NGX_ERROR;
+            }
+
+            reply->translate = value[0];
+            continue;
+
         default:
             /* unknown fields are skipped: peers may add new ones */
             continue;

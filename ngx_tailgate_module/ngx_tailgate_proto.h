@@ -37,6 +37,7 @@ typedef struct {
     ngx_uint_t                   fallback;   /* TG_FALLBACK_* */
     ngx_msec_t                   wait_ms;    /* QUEUED */
     ngx_uint_t                   stream_usage;   /* ask for a stream's */
+    ngx_uint_t                   translate;  /* responses <-> chat */
     ngx_msec_t                   refresh_ms;     /* JWKS_STATE */
 
     /* this attempt's timeouts; 0: the location's */

@@ -160,7 +160,7 @@ ngx_tailgate_outcome(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     if (state->status < NGX_HTTP_BAD_REQUEST) {
 
         /* the provider stopped after the response had started */
-        if (ctx->stream_broken
+        if (ctx->stream_broken || ctx->translate_failed
             || (!ctx->response_complete && !r->header_only))
         {
             return NGX_TAILGATE_OUTCOME_STREAM_BROKEN;

@@ -72,6 +72,15 @@
       "invalid_api_key", "", "Incorrect API key or token provided.")          \
     X(EXPIRED_API_KEY, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",        \
       "expired_api_key", "", "The API key or token has expired.")             \
+    X(INVALID_DPOP_PROOF, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",     \
+      "invalid_dpop_proof", "", "The DPoP proof is missing or invalid: send "  \
+      "one DPoP header, signed for this request and this token.")            \
+    X(DPOP_REQUIRED, NGX_HTTP_UNAUTHORIZED, "invalid_request_error",          \
+      "dpop_required", "", "This endpoint takes only DPoP-bound tokens: "     \
+      "send \"Authorization: DPoP TOKEN\" and a DPoP proof.")                 \
+    X(DPOP_BUSY, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error", "dpop_busy",   \
+      "", "The gateway cannot take more DPoP proofs right now. Try again "    \
+      "shortly.")                                                             \
     X(CORS_ORIGIN_NOT_ALLOWED, NGX_HTTP_FORBIDDEN, "invalid_request_error",   \
       "cors_origin_not_allowed", "",                                          \
       "This origin may not call the API from a browser.")                     \

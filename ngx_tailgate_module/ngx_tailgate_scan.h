@@ -40,7 +40,15 @@ typedef struct {
      */
     uint64_t                     keys;
     ngx_uint_t                   keys_unknown;   /* unsigned:1 */
+
+    /* a body scanned in pieces: where the model's token is in it */
+    off_t                        model_from;
+    off_t                        model_to;
 } ngx_tailgate_facts_t;
+
+
+/* a multipart body scanned piece by piece (ngx_tailgate_multipart.c) */
+typedef struct ngx_tailgate_multipart_s  ngx_tailgate_multipart_t;
 
 
 /*
@@ -117,10 +125,27 @@ ngx_int_t ngx_tailgate_json_members(ngx_tailgate_json_iter_t *it, u_char *p,
     u_char *end);
 ngx_int_t ngx_tailgate_json_member(ngx_tailgate_json_iter_t *it,
     ngx_tailgate_json_member_t *m);
+ngx_int_t ngx_tailgate_json_elements(ngx_tailgate_json_iter_t *it,
+    u_char *p, u_char *end);
+ngx_int_t ngx_tailgate_json_element(ngx_tailgate_json_iter_t *it,
+    u_char **start, u_char **last);
 
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
     u_char *end, ngx_tailgate_facts_t *facts,
     ngx_tailgate_scan_error_t *error);
+
+
+/*
+ * The same scan over a body given in pieces, in order: what it keeps is
+ * bounded (a part's headers, the first bytes of a model or stream field,
+ * the boundary), whatever the size of the body or of its files.
+ */
+ngx_tailgate_multipart_t *ngx_tailgate_multipart_start(ngx_http_request_t *r,
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error,
+    ngx_int_t *rc);
+ngx_int_t ngx_tailgate_multipart_feed(ngx_tailgate_multipart_t *mp,
+    u_char *p, u_char *end);
+ngx_int_t ngx_tailgate_multipart_finish(ngx_tailgate_multipart_t *mp);
 
 
 #endif /* _NGX_TAILGATE_SCAN_H_INCLUDED_ */

@@ -22,9 +22,12 @@
 
 #include "ngx_tailgate_common.h"
 #include "ngx_tailgate_ctx.h"
+#include "ngx_tailgate_meter.h"
 
 
 static void ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc);
+static ngx_chain_t *ngx_tailgate_stream_error(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 
 
 static const char  ngx_tailgate_stream_message[] =
@@ -116,10 +119,7 @@ ngx_tailgate_stream_track(ngx_http_tailgate_ctx_t *ctx, ngx_chain_t *in)
 static void
 ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 {
-    size_t                    len;
-    u_char                   *p;
-    ngx_buf_t                *b;
-    ngx_chain_t               out;
+    ngx_chain_t              *out;
     ngx_http_upstream_t      *u;
     ngx_http_tailgate_ctx_t  *ctx;
 
@@ -143,6 +143,9 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
     if (rc == NGX_OK) {
         ctx->response_complete = 1;
 
+        /* a translated stream can be complete and still fail the client */
+        ctx->translate_failed = ngx_tailgate_translate_failed(ctx);
+
     } else if (rc == NGX_DONE || rc == NGX_HTTP_REQUEST_TIME_OUT
                || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
                || r->connection->error
@@ -156,25 +159,82 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     (void) ngx_tailgate_report(r, ctx);
 
-    if (!ctx->stream_broken || !ctx->sse || r->header_only) {
+    if (!ctx->stream_broken || r->header_only
+        || (!ctx->sse && ctx->xlat == NULL))
+    {
+        /* an answer of its own length: cut, it cannot be ended well */
         return;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "tailgate: provider \"%V\" broke off its event stream "
-                  "after the response started; the client gets an error "
-                  "event", &ctx->provider);
+                  "tailgate: provider \"%V\" broke off its %s after the "
+                  "response started; the client gets an error %s",
+                  &ctx->provider, ctx->sse ? "event stream" : "answer",
+                  ctx->sse ? "event" : "response");
 
-    len = sizeof("\n\nevent: error\ndata: ") - 1
-          + sizeof("{\"type\":\"error\",\"code\":\"stream_broken\","
-                   "\"message\":\"\",\"param\":null}") - 1
-          + sizeof("{\"error\":{\"message\":\"\",\"type\":\"server_error\","
-                   "\"param\":null,\"code\":\"stream_broken\"}}") - 1
-          + sizeof(ngx_tailgate_stream_message) - 1 + sizeof("\n\n") - 1;
+    if (ngx_tailgate_translate_broken(r, ctx, ngx_tailgate_stream_message,
+                                      &out)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    if (out == NULL) {
+        out = ngx_tailgate_stream_error(r, ctx);
+
+        if (out == NULL) {
+            return;
+        }
+    }
+
+    /*
+     * The body's end goes with the error (the last chunk of a chunked
+     * body, END_STREAM of HTTP/2): the client reads an answer that ended,
+     * and ended badly, not a cut connection.  nginx closes the connection
+     * next; what the socket takes now counts.
+     */
+
+    (void) ngx_http_output_filter(r, out);
+}
+
+
+/*
+ * The error events of a stream that broke off, in the endpoint's shape,
+ * ending the body.  A Responses stream ends as the API ends a failed
+ * response: response.failed, then an error event, numbered after the
+ * events that went before.
+ */
+
+static ngx_chain_t *
+ngx_tailgate_stream_error(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
+{
+    size_t        len;
+    u_char       *p;
+    ngx_buf_t    *b;
+    ngx_uint_t    seq;
+    ngx_chain_t  *cl;
+
+    len = sizeof("\n\n") - 1
+          + sizeof("event: response.failed\ndata: {\"type\":"
+                   "\"response.failed\",\"sequence_number\":,\"response\":"
+                   "{\"object\":\"response\",\"status\":\"failed\","
+                   "\"error\":{\"code\":\"stream_broken\",\"message\":\"\"}}}"
+                   "\n\nevent: error\ndata: {\"type\":\"error\","
+                   "\"sequence_number\":,\"code\":\"stream_broken\","
+                   "\"message\":\"\",\"param\":null}\n\n") - 1
+          + 2 * NGX_INT_T_LEN + 2 * (sizeof(ngx_tailgate_stream_message) - 1)
+          + sizeof("data: {\"error\":{\"message\":\"\",\"type\":"
+                   "\"server_error\",\"param\":null,\"code\":"
+                   "\"stream_broken\"}}\n\n") - 1;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        return;
+        return NULL;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NULL;
     }
 
     p = b->last;
@@ -186,9 +246,18 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
     /* the Responses API names its events; Chat Completions sends data */
 
     if (ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES) {
-        p = ngx_sprintf(p, "event: error\ndata: {\"type\":\"error\","
-                        "\"code\":\"stream_broken\",\"message\":\"%s\","
-                        "\"param\":null}\n\n", ngx_tailgate_stream_message);
+        seq = ngx_tailgate_meter_events(ctx);
+
+        p = ngx_sprintf(p, "event: response.failed\ndata: {\"type\":"
+                        "\"response.failed\",\"sequence_number\":%ui,"
+                        "\"response\":{\"object\":\"response\","
+                        "\"status\":\"failed\",\"error\":{\"code\":"
+                        "\"stream_broken\",\"message\":\"%s\"}}}\n\n"
+                        "event: error\ndata: {\"type\":\"error\","
+                        "\"sequence_number\":%ui,\"code\":\"stream_broken\","
+                        "\"message\":\"%s\",\"param\":null}\n\n",
+                        seq, ngx_tailgate_stream_message, seq + 1,
+                        ngx_tailgate_stream_message);
 
     } else {
         p = ngx_sprintf(p, "data: {\"error\":{\"message\":\"%s\","
@@ -199,10 +268,11 @@ ngx_tailgate_stream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     b->last = p;
     b->flush = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
 
-    out.buf = b;
-    out.next = NULL;
+    cl->buf = b;
+    cl->next = NULL;
 
-    /* nginx closes the connection next: what the socket takes now counts */
-    (void) ngx_http_output_filter(r, &out);
+    return cl;
 }

@@ -185,6 +185,7 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
             u->usage_only = u->choices_empty && !u->choices_some
                             && u->usage_object;
+            u->events += u->event_data;
 
             ngx_tailgate_usage_reset(u);
 

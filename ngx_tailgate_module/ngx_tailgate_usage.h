@@ -36,6 +36,7 @@ typedef struct {
     uint64_t                     reasoning;
     uint64_t                     audio_ms;
     uint64_t                     text_bytes;     /* of answer text */
+    uint64_t                     events;         /* of a stream, ended */
     size_t                       model_len;
     u_char                       model[NGX_TAILGATE_USAGE_MODEL];
 

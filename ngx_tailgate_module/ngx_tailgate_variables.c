@@ -163,7 +163,10 @@ ngx_tailgate_variable_str(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
-/* a string of the client's identity; data -1: "key", "jwt", "network" */
+/*
+ * A string of the client's identity; data -1: "key", "jwt", "dpop" (a
+ * DPoP-bound token with its proof), "network"
+ */
 
 static ngx_int_t
 ngx_tailgate_variable_identity(ngx_http_request_t *r,
@@ -182,6 +185,9 @@ ngx_tailgate_variable_identity(ngx_http_request_t *r,
     if (data == (uintptr_t) -1) {
         if (ctx->identity->network) {
             ngx_tailgate_variable_found(v, (u_char *) "network", 7);
+
+        } else if (ctx->identity->jwt && ctx->dpop) {
+            ngx_tailgate_variable_found(v, (u_char *) "dpop", 4);
 
         } else {
             ngx_tailgate_variable_found(v, (u_char *) (ctx->identity->jwt
@@ -291,7 +297,10 @@ ngx_tailgate_variable_attempts(ngx_http_request_t *r,
 }
 
 
-/* the attempts that failed: "local:server_error:500 lan:timeout" */
+/*
+ * The attempts that failed: "local:server_error:500 lan:timeout", and the
+ * last one when its stream broke off: "lan:stream_broken".
+ */
 
 static ngx_int_t
 ngx_tailgate_variable_failures(ngx_http_request_t *r,
@@ -299,24 +308,41 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
 {
     u_char                   *p, *start;
     size_t                    len;
-    ngx_uint_t                i;
+    ngx_uint_t                i, n, broken;
     ngx_tailgate_attempt_t   *a;
     ngx_http_tailgate_ctx_t  *ctx;
 
     ctx = ngx_http_tailgate_get_ctx(r);
 
-    if (ctx == NULL || ctx->failed == NULL || ctx->failed->nelts == 0) {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    a = ctx->failed->elts;
+    /* the last attempt broke off after its answer had started */
+    broken = (ctx->stream_broken || ctx->translate_failed)
+             && ctx->provider.len;
+
+    n = ctx->failed ? ctx->failed->nelts : 0;
+
+    if (n == 0 && !broken) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    a = n ? ctx->failed->elts : NULL;
     len = 0;
 
-    for (i = 0; i < ctx->failed->nelts; i++) {
+    for (i = 0; i < n; i++) {
         len += a[i].provider.len
                + ngx_tailgate_outcomes[a[i].outcome].name.len
                + NGX_INT_T_LEN + 3;
+    }
+
+    if (broken) {
+        len += ctx->provider.len + 2
+               + ngx_tailgate_outcomes[NGX_TAILGATE_OUTCOME_STREAM_BROKEN]
+                 .name.len;
     }
 
     p = ngx_pnalloc(r->pool, len);
@@ -326,13 +352,18 @@ ngx_tailgate_variable_failures(ngx_http_request_t *r,
 
     start = p;
 
-    for (i = 0; i < ctx->failed->nelts; i++) {
+    for (i = 0; i < n; i++) {
         p = ngx_sprintf(p, "%s%V:%V", i ? " " : "", &a[i].provider,
                         &ngx_tailgate_outcomes[a[i].outcome].name);
 
         if (a[i].status) {
             p = ngx_sprintf(p, ":%ui", a[i].status);
         }
+    }
+
+    if (broken) {
+        p = ngx_sprintf(p, "%s%V:%V", n ? " " : "", &ctx->provider,
+              &ngx_tailgate_outcomes[NGX_TAILGATE_OUTCOME_STREAM_BROKEN].name);
     }
 
     ngx_tailgate_variable_found(v, start, p - start);

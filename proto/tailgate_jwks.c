@@ -470,6 +470,33 @@ failed:
 }
 
 
+int
+tg_jwk_from_json(const void *obj, tg_jwk *key, char *why, size_t whylen)
+{
+    char    text[TG_JWKS_WHY_MAX];
+    size_t  skip;
+
+    if (tg_jwk_read(obj, 0, key, text, sizeof(text)) == 0) {
+        return 0;
+    }
+
+    /* a set's reason names "keys[0]"; this key is just "jwk" */
+
+    skip = strncmp(text, "keys[0]", 7) == 0 ? 7 : 0;
+
+    tg_jwks_say(why, whylen, "jwk%s", text + skip);
+
+    return -1;
+}
+
+
+void
+tg_jwk_free(tg_jwk *key)
+{
+    tg_jwk_clear(key);
+}
+
+
 /* 1: a string, 0: absent or null, -1: another type */
 
 static int

@@ -98,6 +98,16 @@ const tg_jwk *tg_jwks_find(const tg_jwks *set, const char *kid, size_t len);
  */
 char *tg_jwks_text(const tg_jwks *set, size_t *len);
 
+/*
+ * One JWK outside a set: a DPoP proof's "jwk" header (RFC 9449), with
+ * the rules of a set's key above.  obj is a cJSON object (struct cJSON *,
+ * so that this header needs no cJSON).  0: *key is usable (free it with
+ * tg_jwk_free()); -1: why says what is wrong, as "jwk.crv: ...".
+ */
+int tg_jwk_from_json(const void *obj, tg_jwk *key, char *why, size_t whylen);
+
+void tg_jwk_free(tg_jwk *key);
+
 /* base64url without padding into out (room for len * 3 / 4 + 1): -1 bad */
 long tg_jwks_base64url(const char *s, size_t len, unsigned char *out);
 

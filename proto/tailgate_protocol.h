@@ -154,6 +154,11 @@
 #define TG_F_REFRESH_MS             82  /* u32: JWKS_STATE: no refresh
                                            sooner than this, from now */
 
+/* translation (docs/translation.md) */
+#define TG_F_TRANSLATE              90  /* u8: DECISION: a responses request
+                                           goes to a chat provider: the
+                                           module translates both ways */
+
 
 /* TG_F_FALLBACK: the failures of this attempt that may be tried again */
 #define TG_FALLBACK_CONNECT_ERROR   0x01

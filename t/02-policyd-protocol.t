@@ -298,7 +298,9 @@ ok($t->wait_socket($sock), 'policyd listens') or BAIL_OUT($t->read_file($log));
     is($body->{object}, 'list', 'a list');
     is_deeply([map { $_->{id} } @{ $body->{data} }], [qw(qwen smart cloud tuned gpu)],
               'every route, in policy order');
-    is_deeply($body->{data}[0]{endpoints}, [qw(chat embeddings)], 'endpoints');
+    # a provider of chat without responses serves them translated
+    is_deeply($body->{data}[0]{endpoints}, [qw(chat embeddings responses)],
+              'endpoints, responses translated');
     is($body->{data}[0]{owned_by}, 'tailgate', 'owned_by');
     like($body->{data}[0]{created}, qr/^\d{10}$/, 'created');
 

@@ -259,8 +259,8 @@ $t->logs_clean('error.log is clean after the large edited body');
                             '{"model":"tuned","input":"hi","stream":true}');
     is($res->{status}, 200, 'responses stream started');
     like($res->{body},
-         qr/\n\nevent: error\ndata: \{"type":"error","code":"stream_broken","message":"[^"]+","param":null\}\n\n\z/,
-         'ended with an error event');
+         qr/\n\nevent: response\.failed\ndata: \{"type":"response\.failed","sequence_number":5,"response":\{[^\n]*"status":"failed","error":\{"code":"stream_broken","message":"[^"]+"\}\}\}\n\nevent: error\ndata: \{"type":"error","sequence_number":6,"code":"stream_broken","message":"[^"]+","param":null\}\n\n\z/,
+         'ended with response.failed and an error event, numbered');
     $mock{local}->set();
 }
 

@@ -165,8 +165,10 @@ like($t->error_log, qr/policyd sent request edits that do not parse/,
     $mock{local}->set(mode => 'drop', drop_after => 2);
 
     my $res = $t->chat('qwen', stream => 1);
-    ok($res->{error}, 'the client sees the stream end early')
+    like($res->{body}, qr/"code":"stream_broken"\}\}\n\n\z/,
+         'the client sees the stream end early, with an error event')
         or diag("status $res->{status}");
+    is($res->{error}, undef, 'in a body that ends properly');
 
     my $report;
     $t->wait_for(sub {

@@ -104,6 +104,12 @@ subtest "a provider's tpm, corrected by what it used" => sub {
 
     is(by('tokens', body => $body, headers => $used->(5)), 'tplan',
        'about 600 of 1000: to it (it used 5)');
+    # the REPORT comes after the answer: the next decision waits for it
+    my $corrected = $t->wait_for(sub {
+        my $l = limits_of('tplan');
+        $l && defined $l->{tokens_left} && $l->{tokens_left} > 900
+    }, timeout => 10, interval => 0.1);
+    ok($corrected, 'policyd status: the REPORT gave back what it did not use');
     is(by('tokens', body => $body, headers => $used->(600)), 'tplan',
        'another 600 fits: its REPORT said 5, not 600');
     is(by('tokens', body => $body), 'local',

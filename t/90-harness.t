@@ -227,8 +227,14 @@ subtest 'endpoint shapes' => sub {
                        stream => 1);
     is($r->{status}, 200, 'responses stream');
     my @ev = $r->{body} =~ /^event: (\S+)$/mg;
-    is_deeply(\@ev, [ ('response.output_text.delta') x 3, 'response.completed' ],
-              'responses stream events');
+    is_deeply(\@ev, [ qw(response.created response.in_progress
+                         response.output_item.added response.content_part.added),
+                      ('response.output_text.delta') x 3,
+                      qw(response.output_text.done response.content_part.done
+                         response.output_item.done response.completed) ],
+              'responses stream events: the whole sequence');
+    my @seq = $r->{body} =~ /"sequence_number":(\d+)/g;
+    is_deeply(\@seq, [ 0 .. 10 ], 'numbered from 0');
     like($r->{body}, qr/"usage":\{"input_tokens":7/, 'usage in completed');
 
     $r = $t->http('GET', '/v1/models');
@@ -661,11 +667,12 @@ EOF
     is(scalar @pids, 2, 'die: pids');
     ok(!grep({ kill 0, $_ } @pids), 'die: all stopped');
 
-    # SIGKILL of the test: the watchdog stops everything
+    # SIGKILL of the test: the watchdog stops everything (its dir written
+    # before the pids the wait below looks for)
     run_script('killed', $STARTS . <<"EOF");
 my \$d = \$t->dir;
-open my \$o, '>', '$out.killed.pids'; print \$o join(' ', \$t->nginx_pid, \$m->pid, \$t->nginx_worker_pids); close \$o;
-open \$o, '>', '$out.killed.dir'; print \$o \$d; close \$o;
+open my \$o, '>', '$out.killed.dir'; print \$o \$d; close \$o;
+open \$o, '>', '$out.killed.pids'; print \$o join(' ', \$t->nginx_pid, \$m->pid, \$t->nginx_worker_pids); close \$o;
 sleep 60;
 EOF
     ok($t->wait_for(sub { $t->read_file('x.killed.pids') =~ /\d+ \d+ \d+/ },

@@ -317,6 +317,51 @@ subtest 'tokens broken on purpose' => sub {
 };
 
 
+# RFC 7638, 3.1: the thumbprint of its example RSA key
+subtest 'jwk_thumbprint and dpop_proof (DPoP, RFC 9449)' => sub {
+    my $n = '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1'
+          . 'RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9'
+          . 'yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZg'
+          . 'nYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6We'
+          . 'Zu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw';
+    is(jwk_thumbprint({ kty => 'RSA', e => 'AQAB', n => $n, alg => 'RS256',
+                        kid => '2011-04-29' }),
+       'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs',
+       'the RFC 7638 example, other members ignored');
+
+    my %ec = (kty => 'EC', crv => 'P-256', x => 'eA', y => 'eQ');
+    is(jwk_thumbprint(\%ec),
+       b64url(Digest::SHA::sha256('{"crv":"P-256","kty":"EC","x":"eA","y":"eQ"}')),
+       'EC: crv, kty, x, y in that order');
+
+    my $es = key('ES256');
+    my $jwk = { %ec, x => 'not-checked-here' };
+    my $proof = dpop_proof(key => $es, jwk => $jwk, htu => 'https://gw/v1/x',
+                           token => 'the-token', iat => 1700000000);
+    my $p = parts($proof);
+    my $h = $JSON->decode(b64url_decode($p->[0]));
+    my $c = $JSON->decode(b64url_decode($p->[1]));
+
+    is_deeply($h, { typ => 'dpop+jwt', alg => 'ES256', jwk => $jwk },
+              'the header: typ, alg, jwk');
+    is($c->{htm}, 'POST', 'htm POST by default');
+    is($c->{htu}, 'https://gw/v1/x', 'htu');
+    is($c->{iat}, 1700000000, 'iat');
+    is($c->{ath}, b64url(Digest::SHA::sha256('the-token')), 'ath of the token');
+    like($c->{jti}, qr/^[A-Za-z0-9_-]{24}$/, 'a random jti');
+    isnt(parts(dpop_proof(key => $es, jwk => $jwk, htu => 'x'))->[1], $p->[1],
+         'another jti each time');
+    ok(jwt_verify_with_openssl($proof, $es), 'signed with the key')
+        or diag($Tailgate::JWT::ERROR);
+
+    $p = parts(dpop_proof(key => $es, jwk => $jwk, htu => 'x', alg => 'HS256',
+                          header => { typ => undef }, claims => { ath => 1 }));
+    $h = $JSON->decode(b64url_decode($p->[0]));
+    ok(!exists $h->{typ} && $h->{alg} eq 'HS256', 'members removed and replaced');
+    is(length b64url_decode($p->[2]), 64, 'still signed as the key\'s ES256');
+};
+
+
 my $elapsed = time - $START;
 cmp_ok($elapsed, '<', 30, sprintf('ran in %.1f s', $elapsed));
 

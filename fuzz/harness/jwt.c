@@ -24,7 +24,8 @@
  * mapping: client=sub tenant=tid tags=groups routes=models roles=roles.
  *
  * A token the module accepts is asked for again: the identity from the
- * cache must be the one it verified.
+ * cache must be the one it verified, and so must its DPoP binding
+ * (cnf.jkt).
  */
 
 
@@ -196,7 +197,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ngx_pool_t               *pool;
-    ngx_str_t                 token;
+    ngx_str_t                 token, jkt, jkt_again;
     ngx_connection_t          c;
     ngx_http_request_t        r;
     ngx_tailgate_auth_e       rc;
@@ -220,7 +221,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     id = NULL;
     why = NULL;
 
-    rc = ngx_tailgate_jwt_authenticate(&r, &fuzz_tlcf, &token, &id, &why);
+    rc = ngx_tailgate_jwt_authenticate(&r, &fuzz_tlcf, &token, &id, &jkt,
+                                       &why);
 
     FUZZ_CHECK(rc == NGX_TAILGATE_AUTH_OK || rc == NGX_TAILGATE_AUTH_INVALID
                || rc == NGX_TAILGATE_AUTH_EXPIRED);
@@ -246,11 +248,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         again = NULL;
 
         rc = ngx_tailgate_jwt_authenticate(&r, &fuzz_tlcf, &token, &again,
-                                           &why);
+                                           &jkt_again, &why);
 
         FUZZ_CHECK(rc == NGX_TAILGATE_AUTH_OK && again != NULL);
         FUZZ_CHECK(again != id);
         fuzz_jwt_same(id, again);
+
+        /* a DPoP binding (cnf.jkt) is remembered with the token */
+
+        FUZZ_CHECK(jkt.len == 0 || jkt.len == NGX_TAILGATE_JKT_LEN);
+        FUZZ_CHECK(jkt_again.len == jkt.len
+                   && ngx_memcmp(jkt_again.data, jkt.data, jkt.len) == 0);
     }
 
     /* every input starts with an empty cache */

@@ -14,6 +14,13 @@
  * value and the body each get a buffer of their own, of exactly their
  * size, so that a read past either is caught.  nginx never gives a header
  * value with NUL, CR or LF in it: such inputs are not tried.
+ *
+ * The same body is then scanned piece by piece (ngx_tailgate_multipart_
+ * feed(), as for a body in a file or in chunks), cut where the input's
+ * own bytes say, each piece in a buffer of its own: it must agree with
+ * the whole - the same verdict, the same error, the same model at the same
+ * offsets - except where it keeps less than the whole scan (a part's
+ * headers over 8 KB), and it never keeps more than a model's bytes.
  */
 
 
@@ -21,6 +28,10 @@
 #include "ngx_tailgate_scan.h"
 
 #include <string.h>
+
+
+static void fuzz_pieces(ngx_http_request_t *r, u_char *body, size_t blen,
+    ngx_int_t whole, ngx_tailgate_facts_t *wf, ngx_tailgate_scan_error_t *we);
 
 
 int
@@ -123,9 +134,81 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(ngx_strncmp(facts.model_end, "\r\n--", 4) == 0);
     }
 
+    fuzz_pieces(&r, body, blen, rc, &facts, &error);
+
     ngx_destroy_pool(pool);
     free(body);
     free(value);
 
     return 0;
+}
+
+
+static void
+fuzz_pieces(ngx_http_request_t *r, u_char *body, size_t blen, ngx_int_t whole,
+    ngx_tailgate_facts_t *wf, ngx_tailgate_scan_error_t *we)
+{
+    u_char                    *piece;
+    size_t                     at, n, seed;
+    ngx_int_t                  rc;
+    ngx_tailgate_facts_t       facts;
+    ngx_tailgate_multipart_t  *mp;
+    ngx_tailgate_scan_error_t  error;
+
+    ngx_memzero(&facts, sizeof(ngx_tailgate_facts_t));
+    error.err = NGX_TAILGATE_ERRS;
+    error.arg = NULL;
+
+    mp = ngx_tailgate_multipart_start(r, &facts, &error, &rc);
+
+    if (mp == NULL) {
+        FUZZ_CHECK(rc == NGX_DECLINED && whole == NGX_DECLINED);
+        FUZZ_CHECK(error.err == we->err);
+        return;
+    }
+
+    /* cut points from the body's own bytes: 1 to 64 bytes a piece */
+
+    seed = blen;
+
+    for (at = 0; at < blen && rc == NGX_OK; at += n) {
+        seed = seed * 31 + body[at];
+        n = ngx_min(1 + seed % 64, blen - at);
+
+        piece = malloc(n);
+        FUZZ_CHECK(piece != NULL);
+        ngx_memcpy(piece, body + at, n);
+
+        rc = ngx_tailgate_multipart_feed(mp, piece, piece + n);
+        free(piece);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_tailgate_multipart_finish(mp);
+    }
+
+    FUZZ_CHECK(rc == NGX_OK || rc == NGX_DECLINED);
+
+    if (rc != whole || (rc == NGX_DECLINED && error.err != we->err)) {
+        /* the one bound the whole scan does not have */
+        FUZZ_CHECK(rc == NGX_DECLINED
+                   && error.err == NGX_TAILGATE_ERR_FORM_HEADER
+                   && blen > 8192);
+        return;
+    }
+
+    if (rc == NGX_OK) {
+        FUZZ_CHECK(facts.model_from == wf->model_start - body);
+        FUZZ_CHECK(facts.model_to == wf->model_end - body);
+        FUZZ_CHECK(facts.stream == wf->stream);
+
+        if (wf->model.len <= 256) {
+            FUZZ_CHECK(facts.model.len == wf->model.len);
+            FUZZ_CHECK(ngx_strncmp(facts.model.data, wf->model.data,
+                                   wf->model.len) == 0);
+
+        } else {
+            FUZZ_CHECK(facts.model.len > 256);
+        }
+    }
 }

@@ -184,9 +184,11 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
     tg_decision *d)
 {
     int             rc;
+    bool            shared_lease, shared_limits;
     long            len;
     uint32_t        lease;
     tg_server      *srv = c->srv;
+    tg_pstate      *ps;
     tg_limit_hold  *hold;
 
     /* the windows of the limits run on the time of this decision */
@@ -296,21 +298,33 @@ tg_answer_decide(tg_conn *c, uint32_t id, const tg_facts *facts,
                      d->error_code, d->reason);
     }
 
-    /* a lease of a provider shared by several nodes: once Redis has it */
+    /*
+     * A lease of a provider shared by several nodes, or one whose limits
+     * are: once Redis has it.
+     */
 
-    if (lease != 0 && tg_redis_shares(srv->redis,
-                          tg_state_provider(srv->state, d->provider->index)))
-    {
-        len = tg_build_decision(c, id, d, lease);
+    if (lease != 0 && srv->redis != NULL) {
+        ps = tg_state_provider(srv->state, d->provider->index);
+        shared_lease = tg_redis_shares(srv->redis, ps);
+        shared_limits = tg_limits_shared(srv->state->limits, hold);
 
-        if (len > 0) {
-            tg_redis_acquire(srv->redis, c, id,
-                             tg_state_provider(srv->state,
-                                               d->provider->index),
-                             lease, srv->out, (size_t) len);
+        if (shared_lease || shared_limits) {
+            len = tg_build_decision(c, id, d, lease);
+
+            if (len <= 0) {
+                return TG_ANSWER_SENT;
+            }
+
+            if (shared_limits) {
+                tg_redis_limits(srv->redis, c, id, shared_lease ? ps : NULL,
+                                lease, srv->out, (size_t) len);
+            } else {
+                tg_redis_acquire(srv->redis, c, id, ps, lease, srv->out,
+                                 (size_t) len);
+            }
+
+            return TG_ANSWER_SENT;
         }
-
-        return TG_ANSWER_SENT;
     }
 
     tg_send_decision(c, id, d, lease);
@@ -404,6 +418,10 @@ tg_build_decision(tg_conn *c, uint32_t id, const tg_decision *d,
 
         if (d->stream_usage) {
             tg_build_u8(&b, TG_F_STREAM_USAGE, 1);
+        }
+
+        if (d->translate) {
+            tg_build_u8(&b, TG_F_TRANSLATE, 1);
         }
 
         if (lease != 0) {

@@ -521,8 +521,10 @@ tg_decide(const tg_policy *policy, const tg_facts *facts,
 
     /* usage: the step's prices, and a chat stream's usage asked for */
     out->prices = st->price != NULL ? st->price->text : NULL;
-    out->stream_usage = facts->endpoint == TG_EP_CHAT && facts->stream
-                        && !pr->usage_passive;
+    out->translate = facts->endpoint == TG_EP_RESPONSES
+                     && pr->translate_responses;
+    out->stream_usage = (facts->endpoint == TG_EP_CHAT || out->translate)
+                        && facts->stream && !pr->usage_passive;
 
     /* multipart uploads are not JSON: nothing to adjust */
 

@@ -135,6 +135,7 @@ typedef struct tg_decision {
     /* "IN CACHED OUT MIN CHARS" of the step's provider model, or NULL */
     const char         *prices;
     bool                stream_usage;   /* ask the provider for usage */
+    bool                translate;      /* responses -> chat, by the module */
 
     /*
      * How long a worker may reuse this decision for the same facts, and

@@ -56,6 +56,7 @@ typedef struct {
     uint32_t     cache_ms;
     uint32_t     cache_max_bytes;
     uint32_t     wait_ms;           /* 202: waits for a slot this long */
+    bool         translate;         /* responses sent as chat */
     uint32_t     connect_ms;        /* the attempt's timeouts, 0: nginx's */
     uint32_t     first_byte_ms;
     uint32_t     idle_ms;
@@ -320,6 +321,7 @@ tg_explain_offline(const char *file, const tg_facts *facts, tg_answer *a)
     a->fallback = d.fallback;
     a->cache_ms = d.cache_ms;
     a->cache_max_bytes = d.cache_max_bytes;
+    a->translate = d.translate;
 
     tg_copy_cstr(a->reason, sizeof(a->reason), d.reason);
 
@@ -366,7 +368,7 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
     long                 len;
     size_t               i, have;
     ssize_t              n;
-    uint8_t             *buf;
+    uint8_t             *buf, u8;
     tg_field             f;
     tg_builder           b;
     tg_frame_hdr         h;
@@ -525,6 +527,10 @@ tg_explain_live(const char *sock, const tg_facts *facts, tg_answer *a)
             (void) tg_field_u32(&f, &a->wait_ms);
             break;
 
+        case TG_F_TRANSLATE:
+            a->translate = tg_field_u8(&f, &u8) == 0 && u8 != 0;
+            break;
+
         case TG_F_CONNECT_MS:
             (void) tg_field_u32(&f, &a->connect_ms);
             break;
@@ -658,6 +664,11 @@ tg_print_text(const tg_facts *facts, const tg_answer *a, bool live)
     printf("          %s://%s%s (Host: %s)\n", a->scheme, a->upstream,
            a->path, a->host);
 
+    if (a->translate) {
+        printf("          the Responses request is sent as chat completions "
+               "and its answer translated back\n");
+    }
+
     if (a->fallback) {
         printf("fallback: after ");
 
@@ -771,6 +782,7 @@ tg_print_json(const tg_facts *facts, const tg_answer *a, bool live)
         cJSON_AddStringToObject(root, "scheme", a->scheme);
         cJSON_AddStringToObject(root, "host", a->host);
         cJSON_AddStringToObject(root, "path", a->path);
+        cJSON_AddBoolToObject(root, "translate", a->translate);
 
         list = cJSON_AddArrayToObject(root, "fallback");
 

@@ -228,3 +228,62 @@ tg_budget_over(const tg_budget *b, const tg_limit_profile *lp, int64_t now_s,
 
     return 0;
 }
+
+
+/* several nodes */
+
+uint32_t
+tg_limit_share(uint32_t limit, uint32_t nodes)
+{
+    uint32_t  share;
+
+    if (limit == 0 || nodes <= 1) {
+        return limit;
+    }
+
+    share = limit / nodes;
+
+    return share != 0 ? share : 1;
+}
+
+
+uint64_t
+tg_limit_share64(uint64_t amount, uint32_t nodes)
+{
+    uint64_t  share;
+
+    if (amount == 0 || nodes <= 1) {
+        return amount;
+    }
+
+    share = amount / nodes;
+
+    return share != 0 ? share : 1;
+}
+
+
+void
+tg_counter_learn(tg_counter *c, uint32_t rpm, uint32_t tpm,
+    uint64_t requests_debt, uint64_t tokens_debt, uint64_t day_spent,
+    uint64_t month_spent, uint64_t now_ms, int64_t wall_s)
+{
+    if (rpm != 0) {
+        c->requests.debt = requests_debt > TG_DEBT_MAX ? TG_DEBT_MAX
+                                                       : requests_debt;
+        c->requests.at_ms = now_ms;
+        c->requests.limit = rpm;
+    }
+
+    if (tpm != 0) {
+        c->tokens.debt = tokens_debt > TG_DEBT_MAX ? TG_DEBT_MAX
+                                                   : tokens_debt;
+        c->tokens.at_ms = now_ms;
+        c->tokens.limit = tpm;
+    }
+
+    /* Redis's day and month are the ones of now: its script rolled them */
+
+    tg_budget_roll(&c->budget, wall_s);
+    c->budget.day_spent = day_spent;
+    c->budget.month_spent = month_spent;
+}

@@ -151,7 +151,7 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
 {
     int                      scopes[TG_HOLD_PARTS];
     char                     key[TG_KEY_MAX];
-    bool                     first;
+    bool                     first, own;
     size_t                   i, n, len, refused;
     tg_scope                 sc[TG_HOLD_PARTS];
     tg_limit_hold           *h;
@@ -181,6 +181,7 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
     }
 
     first = facts->attempt <= 1;
+    own = s->nodes != 0 && s->away;
     n = 0;
 
     for (i = 0; i < TG_HOLD_PARTS; i++) {
@@ -213,15 +214,17 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
 
         if (i == TG_SCOPE_PROVIDER) {
             /* tg_decide() passed over a provider that is full: counted */
-            t->rpm = pr->rpm;
-            t->tpm = pr->tpm;
+            t->rpm = own ? tg_limit_share(pr->rpm, s->nodes) : pr->rpm;
+            t->tpm = own ? tg_limit_share(pr->tpm, s->nodes) : pr->tpm;
+            t->own = own;
             t->requests = 1;
             t->tokens = pr->tpm ? facts->prompt_estimate : 0;
             continue;
         }
 
-        t->rpm = lp->rpm;
-        t->tpm = lp->tpm;
+        t->own = own;
+        t->rpm = own ? tg_limit_share(lp->rpm, s->nodes) : lp->rpm;
+        t->tpm = own ? tg_limit_share(lp->tpm, s->nodes) : lp->tpm;
         t->concurrent = lp->concurrent;
         t->enforce = first;
         t->requests = first && lp->rpm ? 1 : 0;
@@ -263,16 +266,25 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
             if (items[i].concurrent != 0) {
                 s->ops->release(s, items[i].counter);
             }
-            s->ops->tokens(s, items[i].counter, items[i].tpm,
-                           -(int64_t) items[i].tokens);
+            s->ops->give_back(s, items[i].counter, items[i].rpm,
+                              items[i].requests, items[i].tpm,
+                              items[i].tokens, items[i].own);
         }
         goto failed;
     }
 
     for (i = 0; i < n; i++) {
         h->parts[i].counter = items[i].counter;
+        h->parts[i].rpm = items[i].rpm;
         h->parts[i].tpm = items[i].tpm;
+        h->parts[i].requests = items[i].rpm ? items[i].requests : 0;
         h->parts[i].tokens = items[i].tpm ? items[i].tokens : 0;
+        h->parts[i].enforce = items[i].enforce;
+        h->parts[i].own = items[i].own;
+        if (items[i].budget != NULL) {
+            h->parts[i].budget_day = items[i].budget->budget_day;
+            h->parts[i].budget_month = items[i].budget->budget_month;
+        }
         h->parts[i].slot = items[i].concurrent != 0;
         h->parts[i].budget = items[i].budget != NULL;
     }
@@ -299,8 +311,10 @@ uint64_t
 tg_limits_provider_wait(const tg_limit_store *s, const tg_provider *pr,
     uint32_t tokens)
 {
+    bool               own;
     char               key[TG_KEY_MAX];
     size_t             len;
+    uint32_t           rpm, tpm;
     uint64_t           wait, w;
     const tg_counter  *c;
 
@@ -320,14 +334,18 @@ tg_limits_provider_wait(const tg_limit_store *s, const tg_provider *pr,
     wait = c->cooldown_until_ms > s->now_ms
            ? c->cooldown_until_ms - s->now_ms : 0;
 
-    if (pr->rpm != 0 && !tg_window_fits(&c->requests, pr->rpm, 1, s->now_ms,
-                                        &w) && w > wait)
+    own = s->nodes != 0 && s->away;
+    rpm = own ? tg_limit_share(pr->rpm, s->nodes) : pr->rpm;
+    tpm = own ? tg_limit_share(pr->tpm, s->nodes) : pr->tpm;
+
+    if (rpm != 0 && !tg_window_fits(own ? &c->own_requests : &c->requests,
+                                    rpm, 1, s->now_ms, &w) && w > wait)
     {
         wait = w;
     }
 
-    if (pr->tpm != 0 && !tg_window_fits(&c->tokens, pr->tpm, tokens,
-                                        s->now_ms, &w) && w > wait)
+    if (tpm != 0 && !tg_window_fits(own ? &c->own_tokens : &c->tokens, tpm,
+                                    tokens, s->now_ms, &w) && w > wait)
     {
         /* larger than its whole plan: it will never take it */
         wait = w == TG_WAIT_NEVER ? TG_LIMIT_PERIOD_MS : w;
@@ -392,7 +410,8 @@ tg_limits_settle(tg_limit_store *s, tg_limit_hold *h, const tg_report *r)
         }
 
         s->ops->tokens(s, h->parts[i].counter, h->parts[i].tpm,
-                       (int64_t) used - (int64_t) h->parts[i].tokens);
+                       (int64_t) used - (int64_t) h->parts[i].tokens,
+                       h->parts[i].own);
 
         /* settled once: a second REPORT changes nothing */
         h->parts[i].tokens = (uint32_t) (used > UINT32_MAX ? UINT32_MAX
@@ -414,6 +433,50 @@ tg_limits_spend(tg_limit_store *s, tg_limit_hold *h, uint64_t cost)
         if (h->parts[i].budget) {
             s->ops->spend(s, h->parts[i].counter, cost);
         }
+    }
+}
+
+
+bool
+tg_limits_shared(const tg_limit_store *s, const tg_limit_hold *h)
+{
+    size_t  i;
+
+    if (h == NULL || s->nodes == 0) {
+        return false;
+    }
+
+    for (i = 0; i < h->n; i++) {
+        if (h->parts[i].rpm != 0 || h->parts[i].tpm != 0
+            || h->parts[i].budget)
+        {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+void
+tg_limits_untake(tg_limit_store *s, tg_limit_hold *h)
+{
+    size_t  i;
+
+    if (h == NULL) {
+        return;
+    }
+
+    for (i = 0; i < h->n; i++) {
+        s->ops->give_back(s, h->parts[i].counter, h->parts[i].rpm,
+                          h->parts[i].requests, h->parts[i].tpm,
+                          h->parts[i].tokens, h->parts[i].own);
+
+        /* given back once: a REPORT has nothing left to correct */
+        h->parts[i].requests = 0;
+        h->parts[i].tokens = 0;
+        h->parts[i].tpm = 0;
+        h->parts[i].budget = false;
     }
 }
 
@@ -601,9 +664,7 @@ tg_refuse_limit(tg_decision *d, const tg_limit_take *t, int scope,
         d->error_code = "insufficient_quota";
         snprintf(d->message, sizeof(d->message), "The budget %s is spent "
                  "for this %s. Please try again in %llus.", whose,
-                 t->budget != NULL && t->budget->budget_month != 0
-                 && t->counter->budget.month_spent
-                    >= t->budget->budget_month ? "month" : "day",
+                 t->monthly ? "month" : "day",
                  (unsigned long long) secs);
         break;
 
@@ -646,7 +707,12 @@ tg_ratelimit_text(const tg_limit_store *s, tg_decision *d,
                 continue;
             }
 
-            w = k == 0 ? &t->counter->requests : &t->counter->tokens;
+            if (t->own) {
+                w = k == 0 ? &t->counter->own_requests
+                           : &t->counter->own_tokens;
+            } else {
+                w = k == 0 ? &t->counter->requests : &t->counter->tokens;
+            }
             left = tg_window_remaining(w, limit, s->now_ms);
             reset = tg_window_reset_ms(w, limit, s->now_ms);
 
@@ -676,4 +742,75 @@ tg_ratelimit_text(const tg_limit_store *s, tg_decision *d,
     len = snprintf(d->ratelimit, sizeof(d->ratelimit), "%s %s", part[0],
                    part[1]);
     (void) len;
+}
+
+
+/*
+ * The x-ratelimit-* text of a hold as its counters are now: after Redis
+ * said what every node took, the answer carries that, not this node's.
+ */
+
+void
+tg_limits_hold_text(const tg_limit_store *s, const tg_limit_hold *h,
+    char *buf, size_t size)
+{
+    int               k;
+    char              part[2][48];
+    size_t            i;
+    uint32_t          limit, left, best_left;
+    uint64_t          reset, best_reset;
+    bool              found;
+    const tg_window  *w;
+    const tg_counter *c;
+
+    buf[0] = '\0';
+
+    if (h == NULL) {
+        return;
+    }
+
+    for (k = 0; k < 2; k++) {
+        found = false;
+        best_left = 0;
+        best_reset = 0;
+        limit = 0;
+
+        for (i = 0; i < h->n; i++) {
+            c = h->parts[i].counter;
+
+            if (c->key[0] == tg_scope_letter[TG_SCOPE_PROVIDER]) {
+                continue;
+            }
+
+            limit = k == 0 ? h->parts[i].rpm : h->parts[i].tpm;
+            if (limit == 0) {
+                continue;
+            }
+
+            if (h->parts[i].own) {
+                w = k == 0 ? &c->own_requests : &c->own_tokens;
+            } else {
+                w = k == 0 ? &c->requests : &c->tokens;
+            }
+
+            left = tg_window_remaining(w, limit, s->now_ms);
+            reset = tg_window_reset_ms(w, limit, s->now_ms);
+
+            if (!found || left < best_left
+                || (left == best_left && reset > best_reset))
+            {
+                found = true;
+                best_left = left;
+                best_reset = reset;
+                snprintf(part[k], sizeof(part[k]), "%u %u %llu", limit,
+                         left, (unsigned long long) reset);
+            }
+        }
+
+        if (!found) {
+            snprintf(part[k], sizeof(part[k]), "- - -");
+        }
+    }
+
+    snprintf(buf, size, "%s %s", part[0], part[1]);
 }

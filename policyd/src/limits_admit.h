@@ -26,8 +26,14 @@ typedef struct tg_limit_hold {
     size_t          n;
     struct {
         tg_counter *counter;
-        uint32_t    tpm;                /* its limit when charged */
+        uint32_t    rpm;                /* its limits when charged */
+        uint32_t    tpm;
+        uint32_t    requests;           /* charged: 0 or 1 */
         uint32_t    tokens;             /* charged: the estimate */
+        uint64_t    budget_day;         /* its budget then (pico-units) */
+        uint64_t    budget_month;
+        bool        enforce;            /* false: counted, never refused */
+        bool        own;                /* taken while Redis was away */
         bool        slot;               /* holds a concurrency slot */
         bool        budget;             /* spends the request's cost */
     } parts[TG_HOLD_PARTS];
@@ -80,6 +86,23 @@ void tg_limits_settle(tg_limit_store *s, tg_limit_hold *h,
 
 /* The request's cost (pico-units) spent from the hold's budgets. */
 void tg_limits_spend(tg_limit_store *s, tg_limit_hold *h, uint64_t cost);
+
+/*
+ * Whether Redis must take the hold's windows and budgets too (or, while
+ * it is away, on_redis_error says what happens): the store is shared and
+ * the hold counts a window or a budget.
+ */
+bool tg_limits_shared(const tg_limit_store *s, const tg_limit_hold *h);
+
+/*
+ * Redis did not take what the hold took here (refused, or did not answer):
+ * its requests and tokens given back.  The hold stays, for its release.
+ */
+void tg_limits_untake(tg_limit_store *s, tg_limit_hold *h);
+
+/* x-ratelimit-* of a hold as its counters are now (the DECISION's) */
+void tg_limits_hold_text(const tg_limit_store *s, const tg_limit_hold *h,
+    char *buf, size_t size);
 
 /* The lease ended: slots given back, the hold freed.  NULL is fine. */
 void tg_limits_release(tg_limit_store *s, tg_limit_hold *h);

@@ -83,12 +83,15 @@ tg_mem_unref(tg_limit_store *s, tg_counter *c)
 
 
 static bool
-tg_mem_fits(tg_limit_take *t, uint64_t now_ms, int64_t wall_s)
+tg_mem_fits(const tg_limit_store *s, tg_limit_take *t)
 {
-    bool        monthly;
-    uint32_t    secs;
-    tg_budget   b;
-    tg_counter *c = t->counter;
+    bool               monthly;
+    uint32_t           secs;
+    tg_budget          b;
+    tg_counter        *c = t->counter;
+    tg_limit_profile   share;
+    const tg_window   *requests, *tokens;
+    const tg_limit_profile *lp;
 
     t->refused = TG_LIMIT_NONE;
     t->wait_ms = 0;
@@ -103,8 +106,11 @@ tg_mem_fits(tg_limit_take *t, uint64_t now_ms, int64_t wall_s)
         return false;
     }
 
+    requests = t->own ? &c->own_requests : &c->requests;
+    tokens = t->own ? &c->own_tokens : &c->tokens;
+
     if (t->requests != 0
-        && !tg_window_fits(&c->requests, t->rpm, t->requests, now_ms,
+        && !tg_window_fits(requests, t->rpm, t->requests, s->now_ms,
                            &t->wait_ms))
     {
         t->refused = TG_LIMIT_REQUESTS;
@@ -112,7 +118,7 @@ tg_mem_fits(tg_limit_take *t, uint64_t now_ms, int64_t wall_s)
     }
 
     if (t->tpm != 0
-        && !tg_window_fits(&c->tokens, t->tpm, t->tokens, now_ms,
+        && !tg_window_fits(tokens, t->tpm, t->tokens, s->now_ms,
                            &t->wait_ms))
     {
         t->refused = t->wait_ms == TG_WAIT_NEVER ? TG_LIMIT_TOO_LARGE
@@ -121,14 +127,27 @@ tg_mem_fits(tg_limit_take *t, uint64_t now_ms, int64_t wall_s)
     }
 
     if (t->budget != NULL) {
+        lp = t->budget;
         b = c->budget;
-        tg_budget_roll(&b, wall_s);
 
-        secs = tg_budget_over(&b, t->budget, wall_s, &monthly);
+        if (t->own) {
+            /* alone, a node spends its share of what the budget allows */
+            share = *lp;
+            share.budget_day = tg_limit_share64(lp->budget_day, s->nodes);
+            share.budget_month = tg_limit_share64(lp->budget_month,
+                                                  s->nodes);
+            lp = &share;
+            b = c->own_budget;
+        }
+
+        tg_budget_roll(&b, s->wall_s);
+
+        secs = tg_budget_over(&b, lp, s->wall_s, &monthly);
 
         if (secs != 0) {
             t->refused = TG_LIMIT_BUDGET;
             t->wait_ms = (uint64_t) secs * 1000;
+            t->monthly = monthly;
             return false;
         }
     }
@@ -137,16 +156,47 @@ tg_mem_fits(tg_limit_take *t, uint64_t now_ms, int64_t wall_s)
 }
 
 
+/* charged to Redis's view, and to this node's own at its share */
+
+static void
+tg_mem_charge(tg_limit_store *s, tg_counter *c, uint32_t rpm,
+    int64_t requests, uint32_t tpm, int64_t tokens, bool own)
+{
+    uint64_t  now_ms = s->now_ms;
+
+    if (own) {
+        if (requests != 0 && rpm != 0) {
+            tg_window_charge(&c->own_requests, rpm, requests, now_ms);
+        }
+        if (tokens != 0 && tpm != 0) {
+            tg_window_charge(&c->own_tokens, tpm, tokens, now_ms);
+        }
+        return;
+    }
+
+    if (requests != 0 && rpm != 0) {
+        tg_window_charge(&c->requests, rpm, requests, now_ms);
+    }
+
+    if (tokens != 0 && tpm != 0) {
+        tg_window_charge(&c->tokens, tpm, tokens, now_ms);
+    }
+
+    if (s->nodes != 0) {
+        tg_mem_charge(s, c, tg_limit_share(rpm, s->nodes), requests,
+                      tg_limit_share(tpm, s->nodes), tokens, true);
+    }
+}
+
+
 static size_t
 tg_mem_take(tg_limit_store *s, tg_limit_take *items, size_t n)
 {
     size_t          i;
-    uint64_t        now_ms = s->now_ms;
-    int64_t         wall_s = s->wall_s;
     tg_limit_take  *t;
 
     for (i = 0; i < n; i++) {
-        if (!tg_mem_fits(&items[i], now_ms, wall_s)) {
+        if (!tg_mem_fits(s, &items[i])) {
             return i;
         }
     }
@@ -154,14 +204,8 @@ tg_mem_take(tg_limit_store *s, tg_limit_take *items, size_t n)
     for (i = 0; i < n; i++) {
         t = &items[i];
 
-        if (t->requests != 0 && t->rpm != 0) {
-            tg_window_charge(&t->counter->requests, t->rpm, t->requests,
-                             now_ms);
-        }
-
-        if (t->tokens != 0 && t->tpm != 0) {
-            tg_window_charge(&t->counter->tokens, t->tpm, t->tokens, now_ms);
-        }
+        tg_mem_charge(s, t->counter, t->rpm, t->requests, t->tpm, t->tokens,
+                      t->own);
 
         if (t->concurrent != 0) {
             t->counter->in_flight++;
@@ -173,11 +217,19 @@ tg_mem_take(tg_limit_store *s, tg_limit_take *items, size_t n)
 
 
 static void
-tg_mem_tokens(tg_limit_store *s, tg_counter *c, uint32_t tpm, int64_t delta)
+tg_mem_tokens(tg_limit_store *s, tg_counter *c, uint32_t tpm, int64_t delta,
+    bool own)
 {
-    if (tpm != 0 && delta != 0) {
-        tg_window_charge(&c->tokens, tpm, delta, s->now_ms);
-    }
+    tg_mem_charge(s, c, 0, 0, tpm, delta, own);
+}
+
+
+static void
+tg_mem_give_back(tg_limit_store *s, tg_counter *c, uint32_t rpm,
+    uint32_t requests, uint32_t tpm, uint32_t tokens, bool own)
+{
+    tg_mem_charge(s, c, rpm, -(int64_t) requests, tpm, -(int64_t) tokens,
+                  own);
 }
 
 
@@ -185,6 +237,10 @@ static void
 tg_mem_spend(tg_limit_store *s, tg_counter *c, uint64_t cost)
 {
     tg_budget_spend(&c->budget, cost, s->wall_s);
+
+    if (s->nodes != 0) {
+        tg_budget_spend(&c->own_budget, cost, s->wall_s);
+    }
 }
 
 
@@ -221,7 +277,7 @@ tg_mem_cool(tg_limit_store *s, tg_counter *c, uint32_t ms)
 static bool
 tg_mem_idle(const tg_counter *c, uint64_t now_ms, int64_t wall_s)
 {
-    tg_budget  b;
+    tg_budget  b, own;
 
     if (c->refs != 0 || c->in_flight != 0 || c->cooldown_until_ms > now_ms) {
         return false;
@@ -229,10 +285,17 @@ tg_mem_idle(const tg_counter *c, uint64_t now_ms, int64_t wall_s)
 
     b = c->budget;
     tg_budget_roll(&b, wall_s);
+    own = c->own_budget;
+    tg_budget_roll(&own, wall_s);
 
     return tg_window_level(&c->requests, c->requests.limit, now_ms) == 0
            && tg_window_level(&c->tokens, c->tokens.limit, now_ms) == 0
-           && b.day_spent == 0 && b.month_spent == 0;
+           && tg_window_level(&c->own_requests, c->own_requests.limit,
+                              now_ms) == 0
+           && tg_window_level(&c->own_tokens, c->own_tokens.limit,
+                              now_ms) == 0
+           && b.day_spent == 0 && b.month_spent == 0
+           && own.day_spent == 0 && own.month_spent == 0;
 }
 
 
@@ -308,7 +371,7 @@ tg_mem_peek(const tg_limit_store *s, const char *key, size_t len)
 
 static const tg_limit_store_ops  tg_memory_ops = {
     tg_mem_counter, tg_mem_unref, tg_mem_peek, tg_mem_take, tg_mem_tokens,
-    tg_mem_spend, tg_mem_release, tg_mem_cool, tg_mem_sweep, tg_mem_count,
+    tg_mem_give_back, tg_mem_spend, tg_mem_release, tg_mem_cool, tg_mem_sweep, tg_mem_count,
     tg_mem_free
 };
 

@@ -83,6 +83,17 @@ typedef struct tg_counter {
     tg_window           requests;
     tg_window           tokens;
     tg_budget           budget;
+
+    /*
+     * With Redis (the store's nodes != 0), requests, tokens and budget
+     * above are Redis's view, learned from each script's answer and
+     * charged here between answers; these are this node's own takes
+     * alone, at its share of each limit, for when Redis is away.
+     */
+    tg_window           own_requests;
+    tg_window           own_tokens;
+    tg_budget           own_budget;
+
     uint64_t            cooldown_until_ms;  /* a provider: left alone */
     uint32_t            in_flight;      /* concurrency slots held */
     uint32_t            refs;           /* holds that point at it */
@@ -107,6 +118,8 @@ typedef struct {
     uint32_t        tpm;
     uint32_t        concurrent;
     bool            enforce;            /* false: counted, never refused */
+    bool            own;                /* Redis is away: this node's own
+                                           windows, rpm and tpm its share */
     uint32_t        requests;           /* to add: 0 or 1 */
     uint32_t        tokens;
     const tg_limit_profile *budget;     /* NULL: no budget */
@@ -114,6 +127,7 @@ typedef struct {
     /* when it does not fit */
     tg_limit_kind   refused;
     uint64_t        wait_ms;
+    bool            monthly;            /* a budget: the month's is spent */
 } tg_limit_take;
 
 
@@ -140,7 +154,11 @@ typedef struct {
     size_t        (*take)(tg_limit_store *s, tg_limit_take *items, size_t n);
 
     void          (*tokens)(tg_limit_store *s, tg_counter *c, uint32_t tpm,
-                      int64_t delta);
+                      int64_t delta, bool own);
+    /* a take that was not granted after all (Redis refused it) */
+    void          (*give_back)(tg_limit_store *s, tg_counter *c,
+                      uint32_t rpm, uint32_t requests, uint32_t tpm,
+                      uint32_t tokens, bool own);
     void          (*spend)(tg_limit_store *s, tg_counter *c, uint64_t cost);
     void          (*release)(tg_limit_store *s, tg_counter *c);
 
@@ -161,7 +179,28 @@ struct tg_limit_store {
     int64_t                    wall_s;  /* UTC, for budget days */
     uint64_t                   swept_ms;    /* the last sweep */
     uint64_t                   cool_until_ms;   /* the last cooldown's end */
+
+    /*
+     * Shared through Redis by this many nodes; 0: this node alone.  away:
+     * Redis cannot be asked now, so takes go by the node's own windows
+     * at its share (tg_limit_share) of every limit.
+     */
+    uint32_t                   nodes;
+    bool                       away;
 };
+
+
+/* a node's share of a limit shared by nodes: never below 1; 0: none */
+uint32_t tg_limit_share(uint32_t limit, uint32_t nodes);
+uint64_t tg_limit_share64(uint64_t amount, uint32_t nodes);
+
+/*
+ * What Redis said a counter holds, as of now: debts in the window's
+ * units (limits.c), spend in pico-units of this day and month.
+ */
+void tg_counter_learn(tg_counter *c, uint32_t rpm, uint32_t tpm,
+    uint64_t requests_debt, uint64_t tokens_debt, uint64_t day_spent,
+    uint64_t month_spent, uint64_t now_ms, int64_t wall_s);
 
 
 /* limits_store.c: the one-node store */

@@ -127,6 +127,8 @@ typedef struct tg_provider {
     bool           streaming;       /* accepts "stream": true */
     bool           usage_passive;   /* "usage": "passive": never asked for
                                        a stream's usage */
+    bool           translate_responses;    /* responses served as chat,
+                                              translated by the module */
 
     /* timeouts of an attempt, in ms; 0: nginx's own (the location's) */
     uint32_t       connect_ms;

@@ -14,6 +14,8 @@ static void tg_load_provider(tg_loader *ld, void *child, size_t i,
     const char *name, const cJSON *item, const char *path);
 static void tg_load_endpoints(tg_loader *ld, tg_provider *pr,
     const cJSON *obj, const char *path);
+static void tg_load_translate(tg_loader *ld, tg_provider *pr,
+    const cJSON *obj, const char *path);
 static void tg_load_models(tg_loader *ld, tg_provider *pr, const cJSON *obj,
     const char *path);
 static void tg_load_api_key(tg_loader *ld, tg_provider *pr, const char *value,
@@ -31,7 +33,7 @@ static const char *const  tg_provider_keys[] = {
     "upstream", "scheme", "host", "base_path", "api_key", "zone",
     "endpoints", "models", "region", "context_tokens", "tools", "streaming",
     "max_concurrency", "health", "rpm", "tpm", "usage", "connect_ms",
-    "first_byte_ms", "idle_ms", "scrub", NULL
+    "first_byte_ms", "idle_ms", "scrub", "translate_responses", NULL
 };
 
 static const char *const  tg_health_keys[] = {
@@ -163,6 +165,7 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
     }
 
     tg_load_endpoints(ld, pr, item, path);
+    tg_load_translate(ld, pr, item, path);
     tg_load_models(ld, pr, item, path);
 
     /* what requests it can take; a region is compared with region: tags */
@@ -230,6 +233,56 @@ tg_load_provider(tg_loader *ld, void *child, size_t i, const char *name,
             memcpy(s2 + blen, tg_endpoint_suffix((tg_endpoint) ep), slen + 1);
             pr->paths[ep] = s2;
         }
+
+        /* a translated Responses request goes to the chat endpoint */
+
+        if (pr->translate_responses) {
+            pr->paths[TG_EP_RESPONSES] = pr->paths[TG_EP_CHAT];
+        }
+    }
+}
+
+
+/*
+ * "translate_responses": whether Responses API requests reach this
+ * provider as chat completions, translated both ways by the module.  By
+ * default a provider that serves "chat" but not "responses" is given them
+ * translated; true translates even where it serves both (its own
+ * Responses API falls short), false never.  A translating provider serves
+ * "responses": it is chosen, listed and counted for it like any other.
+ */
+
+static void
+tg_load_translate(tg_loader *ld, tg_provider *pr, const cJSON *obj,
+    const char *path)
+{
+    int    rc;
+    bool   translate;
+    char   path_buf[TG_PATH_LEN];
+
+    translate = (pr->endpoints & TG_EP_BIT(TG_EP_CHAT)) != 0
+                && (pr->endpoints & TG_EP_BIT(TG_EP_RESPONSES)) == 0;
+
+    rc = tg_member_bool(ld, obj, "translate_responses", path, &translate);
+
+    if (rc < 0) {
+        return;
+    }
+
+    if (rc == 1 && translate
+        && (pr->endpoints & TG_EP_BIT(TG_EP_CHAT)) == 0)
+    {
+        tg_key_path(path_buf, path, "translate_responses");
+        tg_load_error(ld, path_buf, "true needs \"chat\" in \"endpoints\": "
+                      "Responses requests are translated to chat "
+                      "completions");
+        return;
+    }
+
+    pr->translate_responses = translate;
+
+    if (translate) {
+        pr->endpoints |= TG_EP_BIT(TG_EP_RESPONSES);
     }
 }
 

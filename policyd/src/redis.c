@@ -40,6 +40,7 @@
 #define TG_REDIS_TICK_S         0.1
 #define TG_REDIS_SYNC_ARGS      4096    /* leases per provider in one sync */
 #define TG_REDIS_TIMEOUTS_DOWN  3       /* in a row: the connection is bad */
+#define TG_REDIS_USAGE_TTL_S    (8 * 86400) /* a day's usage counters */
 
 
 typedef enum {
@@ -64,6 +65,9 @@ typedef struct tg_pending {
     ev_timer            timer;
     bool                done;           /* answered; the reply only frees */
     bool                retried;        /* sent again as EVAL */
+    bool                limits;         /* waits for the take script */
+    bool                then_limits;    /* waits for ps's lease, then for
+                                           the take script */
 } tg_pending;
 
 
@@ -110,6 +114,14 @@ struct tg_redis {
 
     char                acquire_sha[41];
     char                sync_sha[41];
+    char                take_sha[41];
+    char                report_sha[41];
+    char                usage_sha[41];
+
+    /* today's usage counters, read back every second for the status */
+    uint32_t            usage_ticks;
+    uint32_t            usage_reading;  /* HGETALLs unanswered */
+    tg_redis_usage      usage;
 
     ev_timer            retry_w;
     ev_timer            connect_w;
@@ -162,6 +174,149 @@ static const char  tg_sync_lua[] =
     "return redis.call('ZCARD', KEYS[1])\n";
 
 
+/*
+ * The limits of a decision (docs/policy.md, "Several nodes"): one GCRA
+ * window per counter and kind, kept as a hash of debt and the time it is
+ * as of (rd ra for requests, td ta for tokens), and the spend of a UTC
+ * day and month in nano-units (d ds, m ms).  ARGV has 7 per key: rpm tpm
+ * requests tokens enforce budget_day budget_month.  Every item is checked
+ * first; then all are charged, or none.  The reply: the refused item
+ * (1-based, 0: none), its tg_limit_kind, the wait in ms, then per key its
+ * requests' and tokens' debt after, and the day's and month's spend.
+ */
+
+#define TG_LUA_CLOCK \
+    "local t = redis.call('TIME')\n" \
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n" \
+    "local day = math.floor(t[1] / 86400)\n" \
+    "local z = day + 719468\n" \
+    "local era = math.floor(z / 146097)\n" \
+    "local doe = z - era * 146097\n" \
+    "local yoe = math.floor((doe - math.floor(doe / 1460) +" \
+    " math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)\n" \
+    "local doy = doe - (365 * yoe + math.floor(yoe / 4) -" \
+    " math.floor(yoe / 100))\n" \
+    "local mp = math.floor((5 * doy + 2) / 153)\n" \
+    "local mon = mp < 10 and mp + 3 or mp - 9\n" \
+    "local yr = yoe + era * 400 + (mon <= 2 and 1 or 0)\n" \
+    "local month = (yr - 1970) * 12 + mon - 1\n" \
+    "local P = 60000\n" \
+    "local function level(debt, at, lim)\n" \
+    "  debt = tonumber(debt) or 0\n" \
+    "  at = tonumber(at) or now\n" \
+    "  if lim == 0 or debt == 0 then return debt end\n" \
+    "  local l = debt - math.max(0, now - at) * lim\n" \
+    "  if l < 0 then return 0 end\n" \
+    "  return l\n" \
+    "end\n" \
+    "local function keep(key, bd, bm)\n" \
+    "  local ttl = 120000\n" \
+    "  if bm > 0 then ttl = 2764800000 elseif bd > 0 then ttl = 172800000 end\n" \
+    "  if redis.call('PTTL', key) < ttl then" \
+    " redis.call('PEXPIRE', key, ttl) end\n" \
+    "end\n"
+
+static const char  tg_take_lua[] =
+    TG_LUA_CLOCK
+    "local n = #KEYS\n"
+    "local lv = {}\n"
+    "local refused, kind, wait = 0, 0, 0\n"
+    "for i = 1, n do\n"
+    "  local a = (i - 1) * 7\n"
+    "  local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "  local req, tok = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
+    "  local enf = ARGV[a + 5] == '1'\n"
+    "  local bd, bm = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])\n"
+    "  local h = redis.call('HMGET', KEYS[i], 'rd', 'ra', 'td', 'ta', 'd',"
+    " 'ds', 'm', 'ms')\n"
+    "  local v = { level(h[1], h[2], rpm), level(h[3], h[4], tpm), 0, 0 }\n"
+    "  if tonumber(h[5]) == day then v[3] = tonumber(h[6]) or 0 end\n"
+    "  if tonumber(h[7]) == month then v[4] = tonumber(h[8]) or 0 end\n"
+    "  lv[i] = v\n"
+    "  if enf and refused == 0 then\n"
+    "    if rpm > 0 and req > 0 and v[1] > (rpm - req) * P then\n"
+    "      refused, kind = i, 1\n"
+    "      wait = math.ceil((v[1] - (rpm - req) * P) / rpm)\n"
+    "    elseif tpm > 0 and tok > tpm then\n"
+    "      refused, kind, wait = i, 4, P\n"
+    "    elseif tpm > 0 and tok > 0 and v[2] > (tpm - tok) * P then\n"
+    "      refused, kind = i, 2\n"
+    "      wait = math.ceil((v[2] - (tpm - tok) * P) / tpm)\n"
+    "    elseif (bm > 0 and v[4] >= bm) or (bd > 0 and v[3] >= bd) then\n"
+    "      refused, kind = i, 5\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if refused == 0 then\n"
+    "  for i = 1, n do\n"
+    "    local a = (i - 1) * 7\n"
+    "    local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "    local v = lv[i]\n"
+    "    if rpm > 0 then v[1] = v[1] + tonumber(ARGV[a + 3]) * P end\n"
+    "    if tpm > 0 then v[2] = v[2] + tonumber(ARGV[a + 4]) * P end\n"
+    "    redis.call('HSET', KEYS[i], 'rd', v[1], 'ra', now, 'td', v[2],"
+    " 'ta', now)\n"
+    "    keep(KEYS[i], tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]))\n"
+    "  end\n"
+    "end\n"
+    "local out = { refused, kind, wait }\n"
+    "for i = 1, n do\n"
+    "  for k = 1, 4 do out[#out + 1] = lv[i][k] end\n"
+    "end\n"
+    "return out\n";
+
+/*
+ * What a REPORT changes: ARGV has 5 per key: tpm, the tokens' change
+ * (negative: given back), the spend in nano-units, budget_day and
+ * budget_month (for how long the key must live).
+ */
+
+static const char  tg_report_lua[] =
+    TG_LUA_CLOCK
+    "for i = 1, #KEYS do\n"
+    "  local a = (i - 1) * 5\n"
+    "  local tpm, dt = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "  local cost = tonumber(ARGV[a + 3])\n"
+    "  if tpm > 0 and dt ~= 0 then\n"
+    "    local h = redis.call('HMGET', KEYS[i], 'td', 'ta')\n"
+    "    local l = level(h[1], h[2], tpm) + dt * P\n"
+    "    if l < 0 then l = 0 end\n"
+    "    redis.call('HSET', KEYS[i], 'td', l, 'ta', now)\n"
+    "  end\n"
+    "  if cost > 0 then\n"
+    "    local h = redis.call('HMGET', KEYS[i], 'd', 'ds', 'm', 'ms')\n"
+    "    local ds, ms = cost, cost\n"
+    "    if tonumber(h[1]) == day then ds = ds + (tonumber(h[2]) or 0) end\n"
+    "    if tonumber(h[3]) == month then ms = ms + (tonumber(h[4]) or 0) end\n"
+    "    redis.call('HSET', KEYS[i], 'd', day, 'ds', ds, 'm', month,"
+    " 'ms', ms)\n"
+    "  end\n"
+    "  keep(KEYS[i], tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]))\n"
+    "end\n"
+    "return 0\n";
+
+/*
+ * The day's usage counters: KEYS are the client's, tenant's, route's and
+ * provider's hashes of the day (one hash tag); ARGV: requests, tokens,
+ * cost in nano-units, the TTL in seconds, then the four names ("": none).
+ */
+
+static const char  tg_usage_lua[] =
+    "local n, tok, cost = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "for i = 1, 4 do\n"
+    "  local nm = ARGV[4 + i]\n"
+    "  if nm ~= '' then\n"
+    "    redis.call('HINCRBY', KEYS[i], 'requests:' .. nm, n)\n"
+    "    if tok > 0 then redis.call('HINCRBY', KEYS[i], 'tokens:' .. nm,"
+    " tok) end\n"
+    "    if cost > 0 then redis.call('HINCRBY', KEYS[i], 'cost:' .. nm,"
+    " cost) end\n"
+    "    redis.call('EXPIRE', KEYS[i], ARGV[4])\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+
 static void tg_redis_connect(tg_redis *rd);
 static void tg_redis_retry_cb(struct ev_loop *loop, ev_timer *w, int ev);
 static void tg_redis_connect_timeout_cb(struct ev_loop *loop, ev_timer *w,
@@ -195,6 +350,23 @@ static void tg_redis_decide_again(tg_pending *p);
 static void tg_redis_lease_ended(void *arg, const tg_lease *l);
 static void tg_redis_cooled(void *arg, const tg_pstate *ps, uint32_t ms);
 static tg_shared *tg_redis_shared(tg_redis *rd, size_t slot);
+static int tg_redis_send_take(tg_redis *rd, tg_pending *p,
+    const tg_limit_hold *h, redisCallbackFn *cb, void *priv);
+static void tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_limits_unreachable(tg_pending *p);
+static void tg_redis_send_limits_closed(tg_conn *c, uint32_t id);
+static void tg_redis_reported(void *arg, const tg_lease *l,
+    const tg_report *r, const int64_t *deltas);
+static void tg_redis_read_usage(tg_redis *rd);
+static void tg_redis_usage_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_redis_away(tg_redis *rd, bool away);
+static int tg_redis_then_limits(tg_redis *rd, tg_pending *p);
+static tg_limit_hold *tg_redis_hold(tg_redis *rd, uint32_t lease);
+static void tg_redis_lease_back(tg_redis *rd, tg_pending *p);
+static void tg_redis_answer_learned(tg_redis *rd, tg_pending *p,
+    const tg_limit_hold *h);
+static void tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv);
 static char *tg_redis_strdup(const char *s);
 
 
@@ -253,7 +425,12 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
 
     srv->state->lease_ended = tg_redis_lease_ended;
     srv->state->cooled = tg_redis_cooled;
+    srv->state->reported = tg_redis_reported;
     srv->state->hook_arg = rd;
+
+    /* the limits' windows and budgets are Redis's from now on */
+    srv->state->limits->nodes = rd->nodes != 0 ? rd->nodes : 1;
+    tg_redis_away(rd, true);
 
     rd->state = TG_REDIS_CONNECTING;
     rd->since = ev_now(srv->loop);
@@ -291,6 +468,7 @@ tg_redis_stop(tg_redis *rd)
     if (rd->srv->state != NULL && rd->srv->state->hook_arg == rd) {
         rd->srv->state->lease_ended = NULL;
         rd->srv->state->cooled = NULL;
+        rd->srv->state->reported = NULL;
         rd->srv->state->hook_arg = NULL;
     }
 
@@ -349,6 +527,7 @@ tg_redis_reloaded(tg_redis *rd, const tg_policy *policy)
     rd->lease_ttl_ms = rc->lease_ttl_ms;
     rd->nodes = rc->nodes;
     rd->on_error = rc->on_error;
+    rd->srv->state->limits->nodes = rd->nodes != 0 ? rd->nodes : 1;
 
     if (rd->state != TG_REDIS_UP) {
         tg_redis_alone(rd);
@@ -366,6 +545,8 @@ tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v)
     v->since_s = now - rd->since;
     v->timeouts = rd->timeouts;
     v->errors = rd->errors;
+    v->now = now;
+    v->usage = &rd->usage;
 }
 
 
@@ -398,6 +579,7 @@ tg_redis_connect(tg_redis *rd)
     }
 
     ac->data = rd;
+    tg_redis_reader_limit(ac->c.reader);
 
     if (redisLibevAttach(rd->srv->loop, ac) != REDIS_OK) {
         redisAsyncFree(ac);
@@ -541,11 +723,20 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
     rd->timeouts_run = 0;
     rd->acquire_sha[0] = '\0';
     rd->sync_sha[0] = '\0';
+    rd->take_sha[0] = '\0';
+    rd->report_sha[0] = '\0';
+    rd->usage_sha[0] = '\0';
 
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->acquire_sha,
                       "SCRIPT LOAD %s", tg_acquire_lua);
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->sync_sha,
                       "SCRIPT LOAD %s", tg_sync_lua);
+    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->take_sha,
+                      "SCRIPT LOAD %s", tg_take_lua);
+    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->report_sha,
+                      "SCRIPT LOAD %s", tg_report_lua);
+    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->usage_sha,
+                      "SCRIPT LOAD %s", tg_usage_lua);
 
     tg_redis_set_state(rd, TG_REDIS_UP, NULL);
 
@@ -613,6 +804,8 @@ tg_redis_set_state(tg_redis *rd, tg_redis_state s, const char *why)
     rd->state = s;
     rd->since = ev_now(rd->srv->loop);
 
+    tg_redis_away(rd, s != TG_REDIS_UP);
+
     if (s == TG_REDIS_UP) {
         tg_log_info("redis: %s is up", rd->address);
         return;
@@ -620,7 +813,8 @@ tg_redis_set_state(tg_redis *rd, tg_redis_state s, const char *why)
 
     tg_log_error("redis: %s is down (%s): %s", rd->address, why,
                  rd->on_error == TG_REDIS_ON_ERROR_LOCAL
-                 ? "each node keeps to its share of max_concurrency"
+                 ? "each node keeps to its share of max_concurrency and "
+                   "of the limits"
                  : "decisions that need it are refused (503)");
 
     tg_redis_alone(rd);
@@ -674,6 +868,11 @@ tg_redis_tick_cb(struct ev_loop *loop, ev_timer *w, int ev)
     }
 
     now = tg_now_ms(rd->srv);
+
+    if (++rd->usage_ticks >= 10) {
+        rd->usage_ticks = 0;
+        tg_redis_read_usage(rd);
+    }
 
     for (i = 0; i < st->nslots; i++) {
         ps = st->slots[i];
@@ -1110,13 +1309,26 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
         /* no reply: the connection went, its callback said so */
 
         tg_redis_pending_unlink(p);
-        tg_redis_unreachable(rd, p->conn, p->id, p->lease, p->answer,
-                             p->answer_len);
+
+        if (p->then_limits) {
+            tg_redis_limits_unreachable(p);
+        } else {
+            tg_redis_unreachable(rd, p->conn, p->id, p->lease, p->answer,
+                                 p->answer_len);
+        }
         goto sent;
     }
 
     rd->timeouts_run = 0;
     tg_redis_pending_unlink(p);
+
+    if (granted && p->then_limits) {
+        /* the slot is held across the nodes: now the client's limits */
+        if (tg_redis_then_limits(rd, p) == 0) {
+            return;
+        }
+        goto sent;
+    }
 
     if (granted) {
         if (tg_state_lease(rd->srv->state, p->lease) != NULL) {
@@ -1129,6 +1341,12 @@ tg_redis_acquired_cb(redisAsyncContext *ac, void *r, void *priv)
 
     tg_log_debug("redis: provider \"%s\" is at capacity across the nodes "
                  "(%u held)", p->ps->name, held);
+
+    if (p->then_limits) {
+        /* taken here for nothing: the decision again takes them anew */
+        tg_limits_untake(rd->srv->state->limits,
+                         tg_redis_hold(rd, p->lease));
+    }
 
     tg_state_lease_release(rd->srv->state, p->lease);
 
@@ -1175,13 +1393,20 @@ tg_redis_pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int ev)
     rd->timeouts++;
     rd->timeouts_run++;
 
-    tg_log_warn("redis: %s did not answer a lease within %u ms",
-                rd->address, rd->timeout_ms);
+    tg_log_warn("redis: %s did not answer %s within %u ms",
+                rd->address, p->limits ? "the limits of a decision"
+                                       : "a lease", rd->timeout_ms);
 
     /* the reply, if it ever comes, only frees it */
 
     tg_redis_pending_unlink(p);
-    tg_redis_unreachable(rd, c, p->id, p->lease, p->answer, p->answer_len);
+
+    if (p->limits || p->then_limits) {
+        tg_redis_limits_unreachable(p);
+    } else {
+        tg_redis_unreachable(rd, c, p->id, p->lease, p->answer,
+                             p->answer_len);
+    }
 
     if (c->state == TG_CONN_OPEN) {
         tg_conn_flush(c);
@@ -1332,4 +1557,777 @@ static char *
 tg_redis_strdup(const char *s)
 {
     return s != NULL ? strdup(s) : NULL;
+}
+
+
+/* the limits: rate windows and budgets shared by the nodes */
+
+static void
+tg_redis_away(tg_redis *rd, bool away)
+{
+    /* the store takes this node's own windows at its share while away */
+    rd->srv->state->limits->away = away;
+}
+
+
+/*
+ * The lease of a decision whose limits Redis did not take: its slot is
+ * free again here, and requests waiting for it may go (after this pass).
+ */
+
+static void
+tg_redis_lease_back(tg_redis *rd, tg_pending *p)
+{
+    tg_pstate  *ps = tg_state_lease_release(rd->srv->state, p->lease)
+                     ? p->ps : NULL;
+
+    if (ps != NULL && ps->queued != 0) {
+        tg_soon(rd->srv, false, true);
+    }
+}
+
+
+static tg_limit_hold *
+tg_redis_hold(tg_redis *rd, uint32_t lease)
+{
+    const tg_lease  *l = tg_state_lease(rd->srv->state, lease);
+
+    return l != NULL ? l->hold : NULL;
+}
+
+
+void
+tg_redis_limits(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
+    uint32_t lease, const uint8_t *answer, size_t len)
+{
+    size_t          size;
+    tg_server      *srv = rd->srv;
+    tg_pending     *p;
+    tg_limit_hold  *h = tg_redis_hold(rd, lease);
+
+    if (srv->state->limits->away || rd->ac == NULL
+        || rd->state != TG_REDIS_UP)
+    {
+        if (rd->on_error == TG_REDIS_ON_ERROR_CLOSED) {
+            tg_limits_untake(srv->state->limits, h);
+            tg_state_lease_release(srv->state, lease);
+            tg_redis_send_limits_closed(c, id);
+            return;
+        }
+
+        /*
+         * Taken here at this node's share.  While the connection is up
+         * (a decision timed out), Redis is told too, without waiting:
+         * its answer ends the time alone.
+         */
+
+        if (rd->ac != NULL && rd->state == TG_REDIS_UP && h != NULL) {
+            tg_redis_send_take(rd, NULL, h, tg_redis_behind_cb, rd);
+        }
+
+        if (ps != NULL) {
+            tg_redis_acquire(rd, c, id, ps, lease, answer, len);
+        } else {
+            tg_conn_send(c, answer, len);
+        }
+        return;
+    }
+
+    size = (size_t) srv->facts_hdr.length + TG_FRAME_LEN_SIZE;
+
+    p = calloc(1, sizeof(tg_pending));
+
+    if (p == NULL || (p->frame = malloc(size)) == NULL
+        || (p->answer = malloc(len)) == NULL)
+    {
+        if (p != NULL) {
+            free(p->frame);
+        }
+        free(p);
+        tg_state_lease_release(srv->state, lease);
+        tg_conn_error(c, id, TG_ERR_INTERNAL, false,
+                      "out of memory for the shared limits");
+        return;
+    }
+
+    memcpy(p->frame, srv->facts_frame, size);
+    p->h = srv->facts_hdr;
+    memcpy(p->answer, answer, len);
+    p->answer_len = len;
+    p->rd = rd;
+    p->conn = c;
+    p->id = id;
+    p->lease = lease;
+    p->ps = ps;
+
+    /*
+     * A shared lease first: a request that finds the provider full
+     * across the nodes is decided again, and must not have spent its
+     * client's rpm in Redis for nothing.
+     */
+
+    p->limits = ps == NULL;
+    p->then_limits = ps != NULL;
+
+    if ((ps != NULL ? tg_redis_send_acquire(rd, p)
+                    : tg_redis_send_take(rd, p, h, tg_redis_taken_cb, p))
+        != 0)
+    {
+        tg_redis_limits_unreachable(p);
+        tg_redis_pending_free(p);
+        return;
+    }
+
+    ev_timer_init(&p->timer, tg_redis_pending_timeout_cb,
+                  rd->timeout_ms / 1e3, 0);
+    p->timer.data = p;
+    ev_timer_start(srv->loop, &p->timer);
+
+    p->next = rd->pending;
+    if (rd->pending != NULL) {
+        rd->pending->prev = p;
+    }
+    rd->pending = p;
+}
+
+
+/* after its lease: the take script, waited for as long again */
+
+static int
+tg_redis_then_limits(tg_redis *rd, tg_pending *p)
+{
+    p->then_limits = false;
+    p->limits = true;
+    p->retried = false;
+    p->done = false;
+
+    if (rd->ac == NULL
+        || tg_redis_send_take(rd, p, tg_redis_hold(rd, p->lease),
+                              tg_redis_taken_cb, p) != 0)
+    {
+        p->done = true;
+        tg_redis_limits_unreachable(p);
+        return -1;
+    }
+
+    ev_timer_set(&p->timer, rd->timeout_ms / 1e3, 0);
+    ev_timer_start(rd->srv->loop, &p->timer);
+
+    p->prev = NULL;
+    p->next = rd->pending;
+    if (rd->pending != NULL) {
+        rd->pending->prev = p;
+    }
+    rd->pending = p;
+
+    return 0;
+}
+
+
+/* EVALSHA take n KEYS... ARGV (7 a key); p NULL: nobody waits */
+
+static int
+tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
+    redisCallbackFn *cb, void *priv)
+{
+    int          argc;
+    char         keys[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
+    char         nums[TG_HOLD_PARTS][7][24], nkeys[24];
+    size_t       i, k, argvlen[3 + TG_HOLD_PARTS * 8];
+    const char  *argv[3 + TG_HOLD_PARTS * 8];
+
+    if (h == NULL || h->n == 0 || h->n > TG_HOLD_PARTS) {
+        return -1;
+    }
+
+    argc = 0;
+
+    if (rd->take_sha[0] != '\0' && (p == NULL || !p->retried)) {
+        argv[argc++] = "EVALSHA";
+        argv[argc++] = rd->take_sha;
+    } else {
+        argv[argc++] = "EVAL";
+        argv[argc++] = tg_take_lua;
+    }
+
+    snprintf(nkeys, sizeof(nkeys), "%zu", h->n);
+    argv[argc++] = nkeys;
+
+    for (i = 0; i < h->n; i++) {
+        if (tg_redis_limit_key(keys[i], sizeof(keys[i]), rd->prefix,
+                               h->parts[i].counter->key,
+                               h->parts[i].counter->key_len) == 0)
+        {
+            return -1;
+        }
+        argv[argc++] = keys[i];
+    }
+
+    for (i = 0; i < h->n; i++) {
+        snprintf(nums[i][0], 24, "%u", h->parts[i].rpm);
+        snprintf(nums[i][1], 24, "%u", h->parts[i].tpm);
+        snprintf(nums[i][2], 24, "%u", h->parts[i].requests);
+        snprintf(nums[i][3], 24, "%u", h->parts[i].tokens);
+        /*
+         * A provider's plan is checked by tg_decide() against what this
+         * node knows; in Redis it is enforced too, so that a plan full
+         * across the nodes sends the request, decided again with that
+         * learned, to the route's next step.
+         */
+        snprintf(nums[i][4], 24, "%d", h->parts[i].enforce
+                 || h->parts[i].counter->key[0] == 'p' ? 1 : 0);
+        snprintf(nums[i][5], 24, "%llu", (unsigned long long)
+                 tg_redis_nano(h->parts[i].budget_day));
+        snprintf(nums[i][6], 24, "%llu", (unsigned long long)
+                 tg_redis_nano(h->parts[i].budget_month));
+
+        for (k = 0; k < 7; k++) {
+            argv[argc++] = nums[i][k];
+        }
+    }
+
+    for (i = 0; i < (size_t) argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    return redisAsyncCommandArgv(rd->ac, cb, priv, argc, argv, argvlen)
+           == REDIS_OK ? 0 : -1;
+}
+
+
+/* what Redis holds now, for the headers and the next decisions here */
+
+static void
+tg_redis_learn(tg_redis *rd, tg_limit_hold *h, const tg_redis_take_reply *t)
+{
+    size_t           i;
+    tg_limit_store  *s = rd->srv->state->limits;
+
+    tg_limit_store_clock(s);
+
+    for (i = 0; i < h->n && i < t->n; i++) {
+        tg_counter_learn(h->parts[i].counter, h->parts[i].rpm,
+                         h->parts[i].tpm, t->parts[i].requests_debt,
+                         t->parts[i].tokens_debt,
+                         t->parts[i].day_nano * 1000,
+                         t->parts[i].month_nano * 1000, s->now_ms,
+                         s->wall_s);
+    }
+}
+
+
+static void
+tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    bool                  noscript;
+    tg_redis             *rd = ac->data;
+    tg_pending           *p = priv;
+    tg_conn              *c;
+    tg_limit_hold        *h;
+    tg_redis_take_reply   t;
+
+    if (rd == NULL || p->done) {
+        tg_redis_pending_free(p);
+        return;
+    }
+
+    h = tg_redis_hold(rd, p->lease);
+
+    if (h == NULL) {
+        /* the lease went (its connection closed): nothing to answer */
+        tg_redis_pending_unlink(p);
+        tg_redis_pending_free(p);
+        return;
+    }
+
+    if (tg_redis_parse_take(r, h->n, &t, &noscript) != 0) {
+
+        if (noscript && !p->retried) {
+            p->retried = true;
+            rd->take_sha[0] = '\0';
+
+            if (rd->ac != NULL
+                && tg_redis_send_take(rd, p, h, tg_redis_taken_cb, p) == 0)
+            {
+                return;
+            }
+        }
+
+        if (r != NULL) {
+            rd->errors++;
+            tg_log_error("redis: %s: an unexpected answer to the limits of "
+                         "a decision", rd->address);
+        }
+
+        tg_redis_pending_unlink(p);
+        tg_redis_limits_unreachable(p);
+        goto sent;
+    }
+
+    rd->timeouts_run = 0;
+    tg_redis_pending_unlink(p);
+
+    if (t.refused != 0) {
+
+        /*
+         * Full across the nodes: this node learns what Redis holds and
+         * decides again, so that the 429 says what Redis says (its
+         * Retry-After and x-ratelimit-*) as a refusal here would.
+         */
+
+        tg_log_debug("redis: the limits of a decision are full across the "
+                     "nodes (part %zu, kind %d, %llu ms)", t.refused, t.kind,
+                     (unsigned long long) t.wait_ms);
+
+        tg_limits_untake(rd->srv->state->limits, h);
+        tg_redis_learn(rd, h, &t);
+        tg_redis_lease_back(rd, p);
+        tg_redis_decide_again(p);
+        goto sent;
+    }
+
+    tg_redis_learn(rd, h, &t);
+    tg_redis_answer_learned(rd, p, h);
+
+    tg_conn_send(p->conn, p->answer, p->answer_len);
+
+sent:
+
+    c = p->conn;
+    tg_redis_pending_free(p);
+
+    if (c->state == TG_CONN_OPEN) {
+        tg_conn_flush(c);
+    }
+
+    tg_conn_finish(c);
+}
+
+
+/*
+ * The DECISION again with the x-ratelimit-* of what Redis holds: every
+ * field as it was, the rate limit's text new.
+ */
+
+static void
+tg_redis_answer_learned(tg_redis *rd, tg_pending *p, const tg_limit_hold *h)
+{
+    int             rc;
+    bool            had;
+    char            text[128];
+    long            len;
+    uint8_t        *buf;
+    tg_field        f;
+    tg_builder      b;
+    tg_frame_hdr    hdr;
+    tg_field_iter   it;
+
+    if (p->answer_len < TG_FRAME_HEADER_SIZE
+        || tg_frame_header(p->answer, p->answer_len, UINT32_MAX, &hdr)
+           != TG_FRAME_OK
+        || (size_t) hdr.length + TG_FRAME_LEN_SIZE != p->answer_len)
+    {
+        return;
+    }
+
+    tg_limits_hold_text(rd->srv->state->limits, h, text, sizeof(text));
+
+    if (text[0] == '\0') {
+        return;
+    }
+
+    buf = malloc(p->answer_len + sizeof(text) + TG_FIELD_HEADER_SIZE);
+    if (buf == NULL) {
+        return;
+    }
+
+    tg_build_begin(&b, buf, p->answer_len + sizeof(text)
+                            + TG_FIELD_HEADER_SIZE, hdr.type, hdr.id);
+    tg_fields_init(&it, p->answer, &hdr);
+
+    had = false;
+
+    while ((rc = tg_fields_next(&it, &f)) == 1) {
+        if (f.key != TG_F_RATELIMIT) {
+            tg_build_str(&b, f.key, f.value, f.len);
+        } else {
+            had = true;
+        }
+    }
+
+    tg_build_cstr(&b, TG_F_RATELIMIT, text);
+    len = tg_build_end(&b);
+
+    /* only a client with limits hears of them (a provider's plan: not) */
+
+    if (rc != 0 || len <= 0 || !had) {
+        free(buf);
+        return;
+    }
+
+    free(p->answer);
+    p->answer = buf;
+    p->answer_len = (size_t) len;
+}
+
+
+/* a take sent while this node was alone: an answer ends that */
+
+static void
+tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    bool                  noscript;
+    tg_redis             *rd = ac->data;
+    tg_redis_take_reply   t;
+    const redisReply     *reply = r;
+
+    (void) priv;
+
+    if (rd == NULL || reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 7
+        && tg_redis_parse_take(reply, (reply->elements - 3) / 4, &t,
+                               &noscript) == 0)
+    {
+        rd->timeouts_run = 0;
+
+        if (rd->state == TG_REDIS_UP && rd->srv->state->limits->away) {
+            tg_log_info("redis: %s answers the limits again",
+                        rd->address);
+            tg_redis_away(rd, false);
+        }
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (tg_redis_noscript(reply)) {
+            rd->take_sha[0] = '\0';
+        } else {
+            rd->errors++;
+        }
+    }
+}
+
+
+/*
+ * Redis did not answer the limits of a decision: what it took here goes
+ * back.  "local": this node is alone until Redis answers again, and the
+ * DECIDE is decided again, at its share; "closed": 503.
+ */
+
+static void
+tg_redis_limits_unreachable(tg_pending *p)
+{
+    tg_redis        *rd = p->rd;
+    tg_server       *srv = rd->srv;
+    tg_limit_hold   *h = tg_redis_hold(rd, p->lease);
+
+    tg_limits_untake(srv->state->limits, h);
+    tg_redis_lease_back(rd, p);
+
+    if (rd->on_error == TG_REDIS_ON_ERROR_CLOSED) {
+        tg_redis_send_limits_closed(p->conn, p->id);
+        return;
+    }
+
+    if (!srv->state->limits->away) {
+        tg_log_warn("redis: %s: each node keeps to its share of the limits "
+                    "until Redis answers again", rd->address);
+        tg_redis_away(rd, true);
+    }
+
+    tg_redis_decide_again(p);
+}
+
+
+static void
+tg_redis_send_limits_closed(tg_conn *c, uint32_t id)
+{
+    long        len;
+    tg_builder  b;
+
+    tg_builder_start(c, &b, TG_MSG_DECISION, id);
+    tg_build_u32(&b, TG_F_STATUS, 503);
+    tg_build_cstr(&b, TG_F_ERROR_TYPE, "server_error");
+    tg_build_cstr(&b, TG_F_ERROR_CODE, "limits_unavailable");
+    tg_build_cstr(&b, TG_F_ERROR_MESSAGE, "The rate limits of this client "
+                  "are shared by several gateways and cannot be checked "
+                  "now; try again later.");
+    tg_build_u32(&b, TG_F_RETRY_AFTER, 1);
+    tg_build_cstr(&b, TG_F_REASON, "redis unavailable, on_redis_error "
+                  "closed");
+
+    len = tg_build_end(&b);
+
+    if (len > 0) {
+        tg_conn_send(c, c->srv->out, (size_t) len);
+    }
+}
+
+
+/* REPORTs: tokens corrected and budgets spent in Redis, usage counted */
+
+static void
+tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
+    const int64_t *deltas)
+{
+    int                   argc;
+    char                  keys[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
+    char                  nums[TG_HOLD_PARTS][5][24], nkeys[24];
+    char                  ukeys[TG_REDIS_USAGE_KINDS][TG_REDIS_KEY_MAX];
+    char                  unums[4][24], names[TG_REDIS_USAGE_KINDS][300];
+    size_t                i, k, n, argvlen[3 + TG_HOLD_PARTS * 6];
+    uint64_t              nano, tokens;
+    tg_redis             *rd = arg;
+    const char           *argv[3 + TG_HOLD_PARTS * 6];
+    const char           *provider;
+    const tg_limit_hold  *h;
+
+    if (rd->state != TG_REDIS_UP || rd->ac == NULL) {
+        /* counted here only: Redis learns this node's usage no more */
+        return;
+    }
+
+    nano = tg_redis_nano(r->cost);
+
+    /* the hold's windows and budgets, those Redis took */
+
+    h = l != NULL ? l->hold : NULL;
+    n = 0;
+
+    for (i = 0; h != NULL && i < h->n; i++) {
+        if (h->parts[i].own
+            || ((h->parts[i].tpm == 0 || deltas[i] == 0)
+                && (!h->parts[i].budget || nano == 0)))
+        {
+            continue;
+        }
+
+        if (tg_redis_limit_key(keys[n], sizeof(keys[n]), rd->prefix,
+                               h->parts[i].counter->key,
+                               h->parts[i].counter->key_len) == 0)
+        {
+            continue;
+        }
+
+        snprintf(nums[n][0], 24, "%u", h->parts[i].tpm);
+        snprintf(nums[n][1], 24, "%lld", (long long) deltas[i]);
+        snprintf(nums[n][2], 24, "%llu", (unsigned long long)
+                 (h->parts[i].budget ? nano : 0));
+        snprintf(nums[n][3], 24, "%llu", (unsigned long long)
+                 tg_redis_nano(h->parts[i].budget_day));
+        snprintf(nums[n][4], 24, "%llu", (unsigned long long)
+                 tg_redis_nano(h->parts[i].budget_month));
+        n++;
+    }
+
+    if (n != 0) {
+        argc = 0;
+
+        if (rd->report_sha[0] != '\0') {
+            argv[argc++] = "EVALSHA";
+            argv[argc++] = rd->report_sha;
+        } else {
+            argv[argc++] = "EVAL";
+            argv[argc++] = tg_report_lua;
+        }
+
+        snprintf(nkeys, sizeof(nkeys), "%zu", n);
+        argv[argc++] = nkeys;
+
+        for (i = 0; i < n; i++) {
+            argv[argc++] = keys[i];
+        }
+
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < 5; k++) {
+                argv[argc++] = nums[i][k];
+            }
+        }
+
+        for (i = 0; i < (size_t) argc; i++) {
+            argvlen[i] = strlen(argv[i]);
+        }
+
+        redisAsyncCommandArgv(rd->ac, tg_redis_script_cb, rd->report_sha,
+                              argc, argv, argvlen);
+    }
+
+    /* the day's usage counters of the client, tenant, route and provider */
+
+    provider = l != NULL ? l->provider->name : r->provider;
+
+    snprintf(names[0], sizeof(names[0]), "%.*s",
+             r->client.data != NULL ? (int) (r->client.len > 256 ? 256
+                                             : r->client.len) : 0,
+             r->client.data != NULL ? r->client.data : "");
+    snprintf(names[1], sizeof(names[1]), "%.*s",
+             r->tenant.data != NULL ? (int) (r->tenant.len > 256 ? 256
+                                             : r->tenant.len) : 0,
+             r->tenant.data != NULL ? r->tenant.data : "");
+    snprintf(names[2], sizeof(names[2]), "%.256s",
+             r->route != NULL ? r->route : "");
+    snprintf(names[3], sizeof(names[3]), "%.256s",
+             provider != NULL ? provider : "");
+
+    if (names[0][0] == '\0' && names[1][0] == '\0' && names[2][0] == '\0'
+        && names[3][0] == '\0')
+    {
+        return;
+    }
+
+    tg_limit_store_clock(rd->srv->state->limits);
+
+    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
+        if (tg_redis_usage_key(ukeys[k], sizeof(ukeys[k]), rd->prefix,
+                               rd->srv->state->limits->wall_s,
+                               tg_redis_usage_kinds[k]) == 0)
+        {
+            return;
+        }
+    }
+
+    tokens = r->tokens ? (uint64_t) r->prompt_tokens + r->completion_tokens
+                       : 0;
+
+    snprintf(unums[0], 24, "%u", r->count != 0 ? r->count : 1);
+    snprintf(unums[1], 24, "%llu", (unsigned long long) tokens);
+    snprintf(unums[2], 24, "%llu", (unsigned long long) nano);
+    snprintf(unums[3], 24, "%u", TG_REDIS_USAGE_TTL_S);
+
+    argc = 0;
+
+    if (rd->usage_sha[0] != '\0') {
+        argv[argc++] = "EVALSHA";
+        argv[argc++] = rd->usage_sha;
+    } else {
+        argv[argc++] = "EVAL";
+        argv[argc++] = tg_usage_lua;
+    }
+
+    argv[argc++] = "4";
+
+    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
+        argv[argc++] = ukeys[k];
+    }
+
+    for (k = 0; k < 4; k++) {
+        argv[argc++] = unums[k];
+    }
+
+    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
+        argv[argc++] = names[k];
+    }
+
+    for (i = 0; i < (size_t) argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    redisAsyncCommandArgv(rd->ac, tg_redis_script_cb, rd->usage_sha, argc,
+                          argv, argvlen);
+}
+
+
+/* a script nobody waits for: NOSCRIPT makes the next one an EVAL */
+
+static void
+tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    char        *sha = priv;
+    redisReply  *reply = r;
+    tg_redis    *rd = ac->data;
+
+    if (rd == NULL || reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    if (tg_redis_noscript(reply)) {
+        sha[0] = '\0';
+        return;
+    }
+
+    rd->errors++;
+    tg_log_error("redis: %s: %s", rd->address, reply->str);
+}
+
+
+/* the day's usage, read back every second for the status */
+
+typedef struct {
+    tg_redis   *rd;
+    size_t      kind;
+} tg_usage_req;
+
+
+static void
+tg_redis_read_usage(tg_redis *rd)
+{
+    char           key[TG_REDIS_KEY_MAX];
+    size_t         k;
+    time_t         t;
+    struct tm      tm;
+    tg_usage_req  *req;
+
+    if (rd->usage_reading != 0) {
+        return;
+    }
+
+    tg_limit_store_clock(rd->srv->state->limits);
+    t = (time_t) rd->srv->state->limits->wall_s;
+
+    if (gmtime_r(&t, &tm) != NULL) {
+        strftime(rd->usage.day, sizeof(rd->usage.day), "%Y-%m-%d", &tm);
+    }
+
+    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
+        if (tg_redis_usage_key(key, sizeof(key), rd->prefix, (int64_t) t,
+                               tg_redis_usage_kinds[k]) == 0
+            || (req = malloc(sizeof(tg_usage_req))) == NULL)
+        {
+            continue;
+        }
+
+        req->rd = rd;
+        req->kind = k;
+
+        if (redisAsyncCommand(rd->ac, tg_redis_usage_cb, req, "HGETALL %s",
+                              key) != REDIS_OK)
+        {
+            free(req);
+            continue;
+        }
+
+        rd->usage_reading++;
+    }
+}
+
+
+static void
+tg_redis_usage_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    tg_usage_req         *req = priv;
+    tg_redis             *rd = ac->data;
+    tg_redis_usage_kind  *kind;
+
+    if (rd == NULL) {
+        free(req);
+        return;
+    }
+
+    if (rd->usage_reading > 0) {
+        rd->usage_reading--;
+    }
+
+    kind = malloc(sizeof(tg_redis_usage_kind));
+
+    if (kind != NULL && tg_redis_parse_usage(r, kind) == 0) {
+        rd->usage.kinds[req->kind] = *kind;
+        rd->usage.read = true;
+        rd->usage.at = ev_now(rd->srv->loop);
+    }
+
+    free(kind);
+    free(req);
 }

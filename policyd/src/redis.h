@@ -39,6 +39,16 @@ bool tg_redis_shares(const tg_redis *rd, const tg_pstate *ps);
 void tg_redis_acquire(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
     uint32_t lease, const uint8_t *answer, size_t len);
 
+/*
+ * The same for a decision whose hold (the lease's) counts rate windows or
+ * budgets: sent once Redis's take script took them all; when one is full
+ * across the nodes, the DECIDE is decided again with what Redis holds
+ * learned.  ps: its provider's lease is shared too (after the limits);
+ * NULL: not.  Redis away: this node's share ("local") or 503 ("closed").
+ */
+void tg_redis_limits(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
+    uint32_t lease, const uint8_t *answer, size_t len);
+
 /* a connection closes: its decisions waiting for Redis go unanswered */
 void tg_redis_drop_conn(tg_redis *rd, tg_conn *c);
 

@@ -470,6 +470,8 @@ tg_state_release_owner(tg_state *st, uint64_t owner)
 tg_pstate *
 tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
 {
+    size_t           k;
+    int64_t          deltas[TG_HOLD_PARTS];
     uint32_t         id, ms;
     tg_outcome       outcome;
     tg_pstate       *ps, *freed;
@@ -509,9 +511,23 @@ tg_state_report(tg_state *st, const tg_report *r, uint64_t now_ms)
         }
     }
 
+    memset(deltas, 0, sizeof(deltas));
+
     if (l != NULL && l->hold != NULL) {
+        for (k = 0; k < l->hold->n; k++) {
+            deltas[k] = -(int64_t) l->hold->parts[k].tokens;
+        }
+
         tg_limits_settle(st->limits, l->hold, r);
         tg_limits_spend(st->limits, l->hold, r->cost);
+
+        for (k = 0; k < l->hold->n; k++) {
+            deltas[k] += (int64_t) l->hold->parts[k].tokens;
+        }
+    }
+
+    if (st->reported != NULL) {
+        st->reported(st->hook_arg, l, r, deltas);
     }
 
     if (r->route != NULL) {

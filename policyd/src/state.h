@@ -115,6 +115,8 @@ typedef struct tg_rstate {
 } tg_rstate;
 
 
+struct tg_report;
+
 typedef struct tg_lease {
     uint32_t         id;
     tg_pstate       *provider;
@@ -173,6 +175,10 @@ typedef struct tg_state {
      */
     void           (*lease_ended)(void *arg, const struct tg_lease *l);
     void           (*cooled)(void *arg, const tg_pstate *ps, uint32_t ms);
+    /* every REPORT, after the limits counted it: deltas[i] is what it
+       changed part i of l's hold's tokens by (l NULL: no lease) */
+    void           (*reported)(void *arg, const struct tg_lease *l,
+                       const struct tg_report *r, const int64_t *deltas);
     void            *hook_arg;
 } tg_state;
 
@@ -226,7 +232,7 @@ int tg_state_lease_release(tg_state *st, uint32_t id);
 size_t tg_state_release_owner(tg_state *st, uint64_t owner);
 
 /* A REPORT, as the module sent it */
-typedef struct {
+typedef struct tg_report {
     uint32_t        lease;              /* 0: none */
     uint64_t        owner;              /* the connection it came on */
     tg_outcome      outcome;

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "limits_admit.h"
+#include "redis_keys.h"
 #include "status.h"
 #include "usage_status.h"
 #include "version.h"
@@ -95,6 +96,58 @@ tg_status_limits(cJSON *p, const tg_state *st, const tg_provider *pr)
 }
 
 
+/*
+ * The day's usage counters of every node, read back from Redis: by kind,
+ * then name, its requests, tokens and cost (in the prices' currency).
+ */
+
+static void
+tg_status_redis_usage(cJSON *r, const tg_redis_view *rv)
+{
+    size_t                      k, i;
+    cJSON                      *u, *kind, *e;
+    const tg_redis_usage       *us = rv->usage;
+    const tg_redis_usage_entry *en;
+
+    if (us == NULL || !us->read) {
+        cJSON_AddNullToObject(r, "usage");
+        return;
+    }
+
+    u = cJSON_AddObjectToObject(r, "usage");
+    if (u == NULL) {
+        return;
+    }
+
+    cJSON_AddStringToObject(u, "day", us->day);
+    cJSON_AddNumberToObject(u, "age_s", (double) (long) (rv->now - us->at));
+
+    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
+        kind = cJSON_AddObjectToObject(u, tg_redis_usage_kinds[k]);
+
+        for (i = 0; kind != NULL && i <= us->kinds[k].n; i++) {
+            if (i == us->kinds[k].n) {
+                if (!us->kinds[k].has_other) {
+                    break;
+                }
+                en = &us->kinds[k].other;
+            } else {
+                en = &us->kinds[k].entries[i];
+            }
+
+            e = cJSON_AddObjectToObject(kind, en->name);
+            if (e == NULL) {
+                continue;
+            }
+
+            cJSON_AddNumberToObject(e, "requests", (double) en->requests);
+            cJSON_AddNumberToObject(e, "tokens", (double) en->tokens);
+            cJSON_AddNumberToObject(e, "cost", (double) en->cost_nano / 1e9);
+        }
+    }
+}
+
+
 char *
 tg_status_json(const tg_status_view *v, size_t *len)
 {
@@ -143,6 +196,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddStringToObject(r, "on_redis_error", v->redis_view.on_error);
         cJSON_AddNumberToObject(r, "timeouts", (double) v->redis_view.timeouts);
         cJSON_AddNumberToObject(r, "errors", (double) v->redis_view.errors);
+        tg_status_redis_usage(r, &v->redis_view);
     }
 
     list = cJSON_AddArrayToObject(root, "providers");

@@ -24,6 +24,10 @@ typedef struct {
     double          since_s;        /* in that state for */
     uint64_t        timeouts;       /* decisions that did not wait */
     uint64_t        errors;
+    double          now;            /* for the usage's age */
+    /* the day's usage counters as last read from Redis (redis.c owns
+       them, and outlives every status) */
+    const struct tg_redis_usage *usage;
 } tg_redis_view;
 
 

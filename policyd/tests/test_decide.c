@@ -94,6 +94,106 @@ test_paths(void **state)
 }
 
 
+/*
+ * Responses on a chat provider: by default where it serves chat but not
+ * responses, always with translate_responses true, never with false; the
+ * path is the chat endpoint's, and a stream's usage is asked for.
+ */
+
+static void
+test_translate(void **unused)
+{
+    tg_policy    *p;
+    tg_facts      f;
+    tg_decision   d;
+
+    (void) unused;
+
+    p = tg_test_policy(
+        "{ 'listen': { 'path': '/tmp/tg-decide.sock' },"
+        "  'providers': {"
+        "    'chatonly': { 'upstream': 'u1', 'zone': 'local',"
+        "      'endpoints': ['chat'] },"
+        "    'both': { 'upstream': 'u2', 'zone': 'local',"
+        "      'endpoints': ['chat', 'responses'] },"
+        "    'forced': { 'upstream': 'u3', 'zone': 'local', 'base_path': '',"
+        "      'endpoints': ['chat', 'responses'],"
+        "      'translate_responses': true },"
+        "    'never': { 'upstream': 'u4', 'zone': 'local',"
+        "      'endpoints': ['chat'], 'translate_responses': false },"
+        "    'passive': { 'upstream': 'u5', 'zone': 'local',"
+        "      'endpoints': ['chat'], 'usage': 'passive' },"
+        "    'embed': { 'upstream': 'u6', 'zone': 'local',"
+        "      'endpoints': ['embeddings'] } },"
+        "  'routes': {"
+        "    'a': { 'steps': [ { 'provider': 'chatonly', 'model': 'm' } ] },"
+        "    'b': { 'steps': [ { 'provider': 'both', 'model': 'm' } ] },"
+        "    'c': { 'steps': [ { 'provider': 'forced', 'model': 'm' } ] },"
+        "    'd': { 'steps': [ { 'provider': 'never', 'model': 'm' } ] },"
+        "    'e': { 'steps': [ { 'provider': 'never', 'model': 'm' },"
+        "                      { 'provider': 'chatonly', 'model': 'm2' } ] },"
+        "    'f': { 'steps': [ { 'provider': 'passive', 'model': 'm' } ] },"
+        "    'g': { 'steps': [ { 'provider': 'embed', 'model': 'm' } ] } } }");
+
+    f = F("a", TG_EP_RESPONSES);
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "chatonly", "/v1/chat/completions", "m",
+                  "chatonly:chosen");
+    assert_true(d.translate);
+    assert_false(d.stream_usage);
+
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_true(d.translate);
+    assert_true(d.stream_usage);
+
+    /* its chat requests are chat requests */
+    f = F("a", TG_EP_CHAT);
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "chatonly", "/v1/chat/completions", "m",
+                  "chatonly:chosen");
+    assert_false(d.translate);
+
+    /* a provider of both gets its own Responses API */
+    f = F("b", TG_EP_RESPONSES);
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "both", "/v1/responses", "m", "both:chosen");
+    assert_false(d.translate);
+
+    /* ... unless the policy says to translate */
+    f = F("c", TG_EP_RESPONSES);
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "forced", "/chat/completions", "m", "forced:chosen");
+    assert_true(d.translate);
+
+    /* never: responses is not its endpoint, the step does not fit */
+    f = F("d", TG_EP_RESPONSES);
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 404);
+    assert_false(d.translate);
+
+    f = F("e", TG_EP_RESPONSES);
+    tg_decide(p, &f, NULL, &d);
+    assert_chosen(&d, "chatonly", "/v1/chat/completions", "m2",
+                  "never:endpoint chatonly:chosen");
+    assert_true(d.translate);
+
+    /* a passive provider is not asked for a stream's usage */
+    f = F("f", TG_EP_RESPONSES);
+    f.stream = true;
+    tg_decide(p, &f, NULL, &d);
+    assert_true(d.translate);
+    assert_false(d.stream_usage);
+
+    /* no chat, nothing to translate to */
+    f = F("g", TG_EP_RESPONSES);
+    tg_decide(p, &f, NULL, &d);
+    assert_int_equal(d.status, 404);
+
+    tg_policy_free(p);
+}
+
+
 /* 404: no route has that name, or the client may not use it */
 
 static void
@@ -1115,6 +1215,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_first_step_chosen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
+        cmocka_unit_test(test_translate),
         cmocka_unit_test_setup_teardown(test_unknown_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_not_served, setup,
                                         teardown),

@@ -952,6 +952,136 @@ test_limits_policy(void **unused)
 }
 
 
+/* several nodes: Redis's view, this node's own at its share, and away */
+
+static void
+test_store_shared(void **unused)
+{
+    char            text[128];
+    tg_counter     *c;
+    tg_limit_take   t;
+    tg_limit_hold   h;
+    tg_limit_store *s;
+
+    (void) unused;
+
+    assert_int_equal(tg_limit_share(10, 2), 5);
+    assert_int_equal(tg_limit_share(1, 2), 1);       /* never below 1 */
+    assert_int_equal(tg_limit_share(3, 1000), 1);
+    assert_int_equal(tg_limit_share(0, 2), 0);       /* no limit stays */
+    assert_int_equal(tg_limit_share(7, 1), 7);
+    assert_int_equal(tg_limit_share(7, 0), 7);
+    assert_int_equal(tg_limit_share64(10000000000000ULL, 3),
+                     3333333333333ULL);
+    assert_int_equal(tg_limit_share64(1, 4), 1);
+
+    s = tg_limit_store_memory();
+    assert_non_null(s);
+    s->now_ms = 5000;
+    s->wall_s = 1764720000;
+    s->nodes = 2;
+
+    c = s->ops->counter(s, "c\037p\037x", 5);
+    assert_non_null(c);
+
+    /* Redis can be asked: its view at the full limit, own at the share */
+
+    memset(&t, 0, sizeof(t));
+    t.counter = c;
+    t.rpm = 10;
+    t.requests = 1;
+    t.enforce = true;
+
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(tg_window_remaining(&c->requests, 10, 5000), 9);
+    assert_int_equal(tg_window_remaining(&c->own_requests, 5, 5000), 4);
+
+    /* Redis says every node took 8: learned as of now */
+
+    tg_counter_learn(c, 10, 0, 8 * P, 0, 7000, 9000, 5000, s->wall_s);
+    assert_int_equal(tg_window_remaining(&c->requests, 10, 5000), 2);
+    assert_int_equal(c->budget.day_spent, 7000);
+    assert_int_equal(c->budget.month_spent, 9000);
+    assert_int_equal(tg_window_remaining(&c->own_requests, 5, 5000), 4);
+
+    /* away: the own window at the share decides, Redis's is left alone */
+
+    s->away = true;
+    t.own = true;
+    t.rpm = tg_limit_share(10, s->nodes);
+
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    }
+    assert_int_equal(s->ops->take(s, &t, 1), 0);
+    assert_int_equal(t.refused, TG_LIMIT_REQUESTS);
+    assert_true(t.wait_ms > 0);
+    assert_int_equal(tg_window_remaining(&c->requests, 10, 5000), 2);
+
+    /* given back (Redis refused what was taken here) */
+
+    s->ops->give_back(s, c, 5, 1, 0, 0, true);
+    assert_int_equal(tg_window_remaining(&c->own_requests, 5, 5000), 1);
+    s->ops->give_back(s, c, 10, 1, 0, 0, false);
+    assert_int_equal(tg_window_remaining(&c->requests, 10, 5000), 3);
+
+    /* a hold's x-ratelimit-* text, and untake that zeroes what it held */
+
+    memset(&h, 0, sizeof(h));
+    h.n = 1;
+    h.parts[0].counter = c;
+    h.parts[0].rpm = 10;
+    h.parts[0].requests = 1;
+    h.parts[0].tpm = 100;
+    h.parts[0].tokens = 40;
+    h.parts[0].budget = true;
+
+    tg_limits_hold_text(s, &h, text, sizeof(text));
+    assert_string_equal(text, "10 3 42000 100 100 0");
+
+    assert_true(tg_limits_shared(s, &h));
+    tg_limits_untake(s, &h);
+    assert_int_equal(tg_window_remaining(&c->requests, 10, 5000), 4);
+    assert_int_equal(h.parts[0].requests, 0);
+    assert_int_equal(h.parts[0].tokens, 0);
+    assert_false(h.parts[0].budget);
+
+    /* a budget alone: its share of the amount, from this node's spend */
+
+    memset(&t, 0, sizeof(t));
+    t.counter = c;
+    t.enforce = true;
+    t.own = true;
+    {
+        tg_limit_profile  lp = { .name = "p", .budget_day = 1000 };
+
+        t.budget = &lp;
+        s->ops->spend(s, c, 499);
+        assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+        s->ops->spend(s, c, 1);
+        assert_int_equal(s->ops->take(s, &t, 1), 0);
+        assert_int_equal(t.refused, TG_LIMIT_BUDGET);
+        assert_false(t.monthly);
+
+        /* Redis's view (learned, plus the spend) is not consulted */
+        t.own = false;
+        s->away = false;
+        assert_int_equal(c->budget.day_spent, 7500);
+        assert_int_equal(s->ops->take(s, &t, 1), 0);
+        c->budget.day_spent = 10;
+        assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    }
+
+    /* a store not shared has no own windows to keep */
+
+    s->nodes = 0;
+    assert_false(tg_limits_shared(s, &h));
+
+    s->ops->unref(s, c);
+    s->ops->free(s);
+}
+
+
 int
 main(void)
 {
@@ -960,6 +1090,7 @@ main(void)
         cmocka_unit_test(test_window_tokens),
         cmocka_unit_test(test_store_all_or_nothing),
         cmocka_unit_test(test_budget_periods),
+        cmocka_unit_test(test_store_shared),
         cmocka_unit_test_setup_teardown(test_admit_client, lsetup, lteardown),
         cmocka_unit_test_setup_teardown(test_admit_tokens, lsetup, lteardown),
         cmocka_unit_test_setup_teardown(test_admit_profiles, lsetup,

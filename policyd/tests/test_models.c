@@ -129,8 +129,10 @@ test_models_filtered(void **state)
                  "chat,embeddings,speech,transcriptions,responses");
     assert_model(cJSON_GetArrayItem(data, 1), "smart",
                  "chat,embeddings,speech,transcriptions,responses");
-    assert_model(cJSON_GetArrayItem(data, 2), "embed", "chat,embeddings");
-    assert_model(cJSON_GetArrayItem(data, 3), "mixed", "chat");
+    /* lan and localchat serve chat only: responses too, translated */
+    assert_model(cJSON_GetArrayItem(data, 2), "embed",
+                 "chat,embeddings,responses");
+    assert_model(cJSON_GetArrayItem(data, 3), "mixed", "chat,responses");
     cJSON_Delete(root);
 
     /* allowlist */
@@ -152,7 +154,7 @@ test_models_filtered(void **state)
     root = models(fx, &f);
     data = cJSON_GetObjectItem(root, "data");
     assert_int_equal(cJSON_GetArraySize(data), 1);
-    assert_model(cJSON_GetArrayItem(data, 0), "mixed", "chat");
+    assert_model(cJSON_GetArrayItem(data, 0), "mixed", "chat,responses");
     cJSON_Delete(root);
 
     /* by endpoint */

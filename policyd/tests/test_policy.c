@@ -109,7 +109,11 @@ test_good_policy(void **unused)
     assert_string_equal(pr->api_key_env, "DEEPSEEK_API_KEY");
     assert_string_equal(pr->authorization, "Bearer sk-deep");
     assert_int_equal(pr->zone, TG_ZONE_EXTERNAL);
-    assert_int_equal(pr->endpoints, TG_EP_BIT(TG_EP_CHAT));
+    /* chat only: it serves responses too, translated */
+    assert_int_equal(pr->endpoints,
+                     TG_EP_BIT(TG_EP_CHAT) | TG_EP_BIT(TG_EP_RESPONSES));
+    assert_true(pr->translate_responses);
+    assert_string_equal(pr->paths[TG_EP_RESPONSES], "/chat/completions");
     assert_null(pr->models);
 
     /* look-ups */
@@ -440,6 +444,31 @@ static const tg_test_refusal  refused_provider_errors[] = {
       "'send_key': true }"),
       1, {
         { "providers.p.health.url", "missing: the probe settings need a URL" },
+      } },
+
+    /* translation needs a chat endpoint to translate to */
+    { TG_WITH_PROVIDER("'upstream': 'u', 'zone': 'local',"
+      "'endpoints': ['responses', 'embeddings'], 'translate_responses': true"),
+      1, {
+        { "providers.p.translate_responses",
+          "true needs \"chat\" in \"endpoints\": Responses requests are "
+          "translated to chat completions" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'translate_responses': 'yes'"),
+      1, {
+        { "providers.p.translate_responses", "expected true or false" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'translate_responses': null"),
+      1, {
+        { "providers.p.translate_responses", "expected true or false" },
+      } },
+
+    { TG_WITH_PROVIDER(TG_MIN_PROVIDER ", 'translate_responses': true,"
+      "'translate_responses': false"),
+      0, {
+        { "providers.p.translate_responses", "duplicate key" },
       } },
 };
 

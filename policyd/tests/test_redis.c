@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include <hiredis/read.h>
+
 #include "redis_keys.h"
 #include "tg_test.h"
 
@@ -307,6 +309,266 @@ test_redis_replies(void **unused)
 }
 
 
+/* a reply as Redis would send it, in RESP; freeReplyObject() it */
+
+static redisReply *
+tg_resp(const char *text)
+{
+    void          *reply = NULL;
+    redisReader   *r = redisReaderCreate();
+
+    assert_non_null(r);
+    assert_int_equal(redisReaderFeed(r, text, strlen(text)), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(r, &reply), REDIS_OK);
+    assert_non_null(reply);
+    redisReaderFree(r);
+
+    return reply;
+}
+
+
+/* an array of bulk strings, as HGETALL answers: n strings */
+
+static redisReply *
+tg_resp_strings(const char *const *v, size_t n)
+{
+    char        buf[4096], *p = buf;
+    size_t      i;
+
+    p += sprintf(p, "*%zu\r\n", n);
+
+    for (i = 0; i < n; i++) {
+        p += sprintf(p, "$%zu\r\n%s\r\n", strlen(v[i]), v[i]);
+    }
+
+    return tg_resp(buf);
+}
+
+
+static void
+test_redis_limit_keys(void **unused)
+{
+    char    buf[TG_REDIS_KEY_MAX], small[20];
+    size_t  n;
+
+    (void) unused;
+
+    /* every limit counter under one hash tag: one script, one slot */
+
+    n = tg_redis_limit_key(buf, sizeof(buf), "tg", "c\037agents\037alice",
+                           14);
+    assert_string_equal(buf, "{tg:limits}:c|agents|alice");
+    assert_int_equal(n, strlen(buf));
+
+    n = tg_redis_limit_key(buf, sizeof(buf), "gw", "p\037deepseek", 10);
+    assert_string_equal(buf, "{gw:limits}:p|deepseek");
+
+    /* a client name with the separator's look-alike stays itself */
+    n = tg_redis_limit_key(buf, sizeof(buf), "tg", "t\037team\037a:b|c", 13);
+    assert_string_equal(buf, "{tg:limits}:t|team|a:b|c");
+
+    /* an empty name, and one that does not fit */
+    n = tg_redis_limit_key(buf, sizeof(buf), "tg", "c\037p\037", 4);
+    assert_string_equal(buf, "{tg:limits}:c|p|");
+    assert_int_equal(tg_redis_limit_key(small, sizeof(small), "tg",
+                                        "c\037agents\037alice", 14), 0);
+    assert_int_equal(tg_redis_limit_key(small, 12, "tg", "", 0), 0);
+    assert_int_equal(tg_redis_limit_key(small, 13, "tg", "", 0), 12);
+
+    /* usage: a hash per UTC day and kind, the day in the hash tag */
+
+    n = tg_redis_usage_key(buf, sizeof(buf), "tg", 1764720000 + 86399,
+                           "client");
+    assert_string_equal(buf, "{tg:usage:2025-12-03}:client");
+    assert_int_equal(n, strlen(buf));
+    tg_redis_usage_key(buf, sizeof(buf), "tg", 1764720000 + 86400,
+                       "provider");
+    assert_string_equal(buf, "{tg:usage:2025-12-04}:provider");
+    tg_redis_usage_key(buf, sizeof(buf), "tg", -5, "route");
+    assert_string_equal(buf, "{tg:usage:1970-01-01}:route");
+    assert_int_equal(tg_redis_usage_key(small, sizeof(small), "tg",
+                                        1764720000, "client"), 0);
+
+    /* pico to nano: to the nearest, a cost never rounded to nothing */
+
+    assert_int_equal(tg_redis_nano(0), 0);
+    assert_int_equal(tg_redis_nano(1), 1);
+    assert_int_equal(tg_redis_nano(1499), 1);
+    assert_int_equal(tg_redis_nano(1500), 2);
+    assert_int_equal(tg_redis_nano(5000000000000ULL), 5000000000ULL);
+    assert_int_equal(tg_redis_nano(UINT64_MAX), UINT64_MAX / 1000 + 1);
+}
+
+
+static void
+test_redis_take_replies(void **unused)
+{
+    bool                  noscript;
+    redisReply           *r;
+    tg_redis_take_reply   t;
+
+    (void) unused;
+
+    /* all taken: 0 0 0, then per key its four numbers */
+
+    r = tg_resp("*11\r\n:0\r\n:0\r\n:0\r\n"
+                ":60000\r\n:0\r\n:5\r\n:7\r\n"
+                ":120000\r\n:3000000\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 2, &t, &noscript), 0);
+    assert_int_equal(t.refused, 0);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.parts[0].requests_debt, 60000);
+    assert_int_equal(t.parts[0].day_nano, 5);
+    assert_int_equal(t.parts[0].month_nano, 7);
+    assert_int_equal(t.parts[1].tokens_debt, 3000000);
+
+    /* for another number of keys than were sent: not that */
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    assert_int_equal(tg_redis_parse_take(r, 3, &t, &noscript), -1);
+    assert_int_equal(tg_redis_parse_take(r, 0, &t, &noscript), -1);
+    assert_int_equal(tg_redis_parse_take(r, 5, &t, &noscript), -1);
+    freeReplyObject(r);
+
+    /* refused: the second key, rpm, in 1500 ms */
+
+    r = tg_resp("*11\r\n:2\r\n:1\r\n:1500\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:600000\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 2, &t, &noscript), 0);
+    assert_int_equal(t.refused, 2);
+    assert_int_equal(t.kind, 1);
+    assert_int_equal(t.wait_ms, 1500);
+    freeReplyObject(r);
+
+    /* a refusal past the keys, one without a kind, a kind unknown */
+
+    r = tg_resp("*7\r\n:2\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*7\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*7\r\n:0\r\n:3\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*7\r\n:1\r\n:6\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+
+    /* negative, a string, a nil, a nested array where a number goes */
+
+    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n:-1\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n$1\r\n5\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n$-1\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n*0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+
+    /* not an array, an empty one, NOSCRIPT, another error, none */
+
+    r = tg_resp(":0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("-NOSCRIPT No matching script. Please use EVAL.\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    assert_true(noscript);
+    assert_true(tg_redis_noscript(r));
+    freeReplyObject(r);
+    r = tg_resp("-ERR user_script:1: Script attempted to access key\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    assert_false(noscript);
+    assert_false(tg_redis_noscript(r));
+    freeReplyObject(r);
+    assert_int_equal(tg_redis_parse_take(NULL, 1, &t, &noscript), -1);
+    assert_false(tg_redis_noscript(NULL));
+}
+
+
+static void
+test_redis_usage_replies(void **unused)
+{
+    char                  resp[64 * 1024], *p;
+    size_t                i;
+    redisReply           *r;
+    tg_redis_usage_kind   u;
+
+    (void) unused;
+
+    static const char *const  good[] = {
+        "requests:bob", "10", "tokens:bob", "150", "cost:bob", "5000000000",
+        "requests:a:b:c", "1", "weird:x", "9"
+    };
+    static const char *const  odd[] = {
+        "requests:x", "1x", "tokens:x", "", "cost:x",
+        "99999999999999999999", "requests:", "4"
+    };
+
+    r = tg_resp_strings(good, 10);
+    assert_int_equal(tg_redis_parse_usage(r, &u), 0);
+    assert_int_equal(u.n, 2);
+    assert_string_equal(u.entries[0].name, "bob");
+    assert_int_equal(u.entries[0].requests, 10);
+    assert_int_equal(u.entries[0].tokens, 150);
+    assert_int_equal(u.entries[0].cost_nano, 5000000000ULL);
+    assert_string_equal(u.entries[1].name, "a:b:c");    /* the first ':' */
+    assert_int_equal(u.entries[1].requests, 1);
+    assert_false(u.has_other);
+    freeReplyObject(r);
+
+    /* values that are no number, empty, too long: skipped */
+
+    r = tg_resp_strings(odd, 8);
+    assert_int_equal(tg_redis_parse_usage(r, &u), 0);
+    assert_int_equal(u.n, 0);
+    freeReplyObject(r);
+
+    /* an empty hash (no key): nothing, fine */
+
+    r = tg_resp("*0\r\n");
+    assert_int_equal(tg_redis_parse_usage(r, &u), 0);
+    assert_int_equal(u.n, 0);
+    freeReplyObject(r);
+
+    /* not pairs, not strings, not an array */
+
+    r = tg_resp("*1\r\n$10\r\nrequests:x\r\n");
+    assert_int_equal(tg_redis_parse_usage(r, &u), -1);
+    freeReplyObject(r);
+    r = tg_resp("*2\r\n:1\r\n$1\r\n1\r\n");
+    assert_int_equal(tg_redis_parse_usage(r, &u), -1);
+    freeReplyObject(r);
+    r = tg_resp("-WRONGTYPE Operation against a key\r\n");
+    assert_int_equal(tg_redis_parse_usage(r, &u), -1);
+    freeReplyObject(r);
+    assert_int_equal(tg_redis_parse_usage(NULL, &u), -1);
+
+    /* more names than are kept: the rest add up in "_other" */
+
+    p = resp;
+    p += sprintf(p, "*%d\r\n", 2 * (TG_REDIS_USAGE_NAMES + 3));
+    for (i = 0; i < TG_REDIS_USAGE_NAMES + 3; i++) {
+        char  f[32];
+        int   n = snprintf(f, sizeof(f), "requests:c%zu", i);
+        p += sprintf(p, "$%d\r\n%s\r\n$1\r\n2\r\n", n, f);
+    }
+    r = tg_resp(resp);
+    assert_int_equal(tg_redis_parse_usage(r, &u), 0);
+    assert_int_equal(u.n, TG_REDIS_USAGE_NAMES);
+    assert_true(u.has_other);
+    assert_string_equal(u.other.name, "_other");
+    assert_int_equal(u.other.requests, 6);
+    freeReplyObject(r);
+}
+
+
 int
 main(void)
 {
@@ -316,6 +578,9 @@ main(void)
         cmocka_unit_test(test_redis_keys),
         cmocka_unit_test(test_redis_share),
         cmocka_unit_test(test_redis_replies),
+        cmocka_unit_test(test_redis_limit_keys),
+        cmocka_unit_test(test_redis_take_replies),
+        cmocka_unit_test(test_redis_usage_replies),
     };
 
     return cmocka_run_group_tests_name("redis", tests, NULL, NULL);

@@ -26,7 +26,7 @@ static const char  *tg_policy_text =
     "    'deepseek': { 'upstream': 'tg_deepseek', 'scheme': 'https',"
     "      'host': 'api.deepseek.com', 'base_path': '',"
     "      'api_key': '${DEEPSEEK_API_KEY}', 'zone': 'external',"
-    "      'endpoints': ['chat'] },"
+    "      'endpoints': ['chat'], 'translate_responses': false },"
     "    'openrouter': { 'upstream': 'tg_openrouter', 'scheme': 'https',"
     "      'host': 'openrouter.ai', 'base_path': '/api/v1',"
     "      'api_key': '${OPENROUTER_API_KEY}', 'zone': 'external',"

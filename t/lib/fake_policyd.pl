@@ -117,6 +117,7 @@ my %FIELD = (
     78 => [ user_agent => 'str' ],      79 => [ cursor => 'str' ],
     80 => [ jwks_file => 'str' ],       81 => [ kid => 'str' ],
     82 => [ refresh_ms => 'u32' ],      83 => [ next => 'str' ],
+    90 => [ translate => 'u8' ],
 );
 my %KEY = map { $FIELD{$_}[0] => $_ } keys %FIELD;
 my %REPEATABLE = map { $_ => 1 } qw(tag allow_route exclude);

@@ -50,6 +50,19 @@ my %DEFAULTS = (
     no_usage           => 0,      # answers say nothing of their usage
     split_events       => 0,      # write each SSE event in two halves
     content            => undef,  # assistant text, default "Hello from NAME"
+                                  # (JSON null in a chat answer: "" here
+                                  # with tool_calls)
+    tool_calls         => undef,  # chat: [{id, name, arguments}] the
+                                  # answer calls (a stream sends each
+                                  # call's arguments in three pieces)
+    tool_calls_once    => 0,      # ... unless the request ends with a
+                                  # tool's result: then answer content
+    finish_reason      => undef,  # chat: a stream's last chunk says it;
+                                  # default "stop" ("tool_calls" with
+                                  # tool_calls), none in a stream unless set
+    chat_events        => undef,  # chat stream: these SSE texts verbatim,
+                                  # each a chunk of its own, instead
+    chat_body          => undef,  # chat JSON answer: this text verbatim
     models             => ['mock-model'],   # ids listed by GET .../models
 
     # health probes (GET .../health, /slots, /metrics, /models): never
@@ -854,6 +867,12 @@ sub answer {
     my $content = $ctl->{content} // "Hello from $name";
     my ($pt, $ct, $tt) = usage_of($ctl);
 
+    if ($kind eq 'chat/completions' && defined $ctl->{chat_body}) {
+        my $body = $ctl->{chat_body};
+        utf8::encode($body);
+        return send_body($req, $ctl, 200, 'application/json', $body);
+    }
+
     if ($kind eq 'responses') {
         return send_body($req, $ctl, 200, 'application/json', ojson(obj(
             id     => 'resp_mock',
@@ -866,15 +885,26 @@ sub answer {
         )));
     }
 
+    my @calls = tool_calls($ctl, $json);
+    my $message = @calls
+        ? obj(role => 'assistant',
+              content => (length $content && defined $ctl->{content}
+                          ? $content : undef),
+              tool_calls => [ map { obj(id => $_->{id}, type => 'function',
+                                        function => obj(name => $_->{name},
+                                            arguments => $_->{arguments})) }
+                              @calls ])
+        : obj(role => 'assistant', content => $content);
+
     return send_body($req, $ctl, 200, 'application/json', ojson(obj(
         id      => 'chatcmpl-mock',
         object  => 'chat.completion',
         created => int(time),
         model   => $model,
         choices => [ obj(index => 0,
-                         message => obj(role => 'assistant',
-                                        content => $content),
-                         finish_reason => 'stop') ],
+                         message => $message,
+                         finish_reason => $ctl->{finish_reason}
+                                          // (@calls ? 'tool_calls' : 'stop')) ],
         (usage_obj($ctl, 'chat') ? (usage => usage_obj($ctl, 'chat')) : ()),
     )));
 }
@@ -890,38 +920,105 @@ sub events {
     my @ev;
 
     if ($kind eq 'responses') {
+        # the event sequence of the API: the opening events go with the
+        # first delta (a gate or a drop counts deltas), numbered from 0
+        my $seq = 0;
+        my $text = join('', map { "tok$_ " } 1 .. $n);
+        my $ev = sub {
+            my ($type, @kv) = @_;
+            return "event: $type\ndata: "
+                . ojson(obj(type => $type, sequence_number => $seq++, @kv))
+                . "\n\n";
+        };
+        my $resp = sub {
+            my ($status, $output, @more) = @_;
+            return obj(id => 'resp_mock', object => 'response',
+                       created_at => 1700000000, model => $model,
+                       status => $status, output => $output, @more);
+        };
+        my $msg = sub {
+            my ($status, @content) = @_;
+            return obj(type => 'message', id => 'msg_mock', status => $status,
+                       role => 'assistant', content => [@content]);
+        };
+        my $part = sub {
+            return obj(type => 'output_text', text => $_[0], annotations => []);
+        };
+
+        my $lead = $ev->('response.created', response => $resp->('in_progress', []))
+            . $ev->('response.in_progress', response => $resp->('in_progress', []))
+            . $ev->('response.output_item.added', output_index => 0,
+                    item => $msg->('in_progress'))
+            . $ev->('response.content_part.added', item_id => 'msg_mock',
+                    output_index => 0, content_index => 0, part => $part->(''));
+
         for my $i (1 .. $n) {
-            push @ev, "event: response.output_text.delta\ndata: "
-                . ojson(obj(type => 'response.output_text.delta',
-                            output_index => 0, content_index => 0,
-                            delta => "tok$i ")) . "\n\n";
+            push @ev, ($i == 1 ? $lead : '')
+                . $ev->('response.output_text.delta', item_id => 'msg_mock',
+                        output_index => 0, content_index => 0,
+                        delta => "tok$i ");
         }
 
         if ($complete) {
-            push @ev, "event: response.completed\ndata: "
-                . ojson(obj(type => 'response.completed', response => obj(
-                    id     => 'resp_mock',
-                    object => 'response',
-                    model  => $model,
-                    status => 'completed',
-                    output => [ obj(type => 'message', role => 'assistant',
-                                    content => [ obj(type => 'output_text',
-                                        text => join('', map { "tok$_ " } 1 .. $n)) ]) ],
+            push @ev, $ev->('response.output_text.done', item_id => 'msg_mock',
+                            output_index => 0, content_index => 0, text => $text)
+                . $ev->('response.content_part.done', item_id => 'msg_mock',
+                        output_index => 0, content_index => 0,
+                        part => $part->($text))
+                . $ev->('response.output_item.done', output_index => 0,
+                        item => $msg->('completed', $part->($text)))
+                . $ev->('response.completed', response => $resp->('completed',
+                    [ $msg->('completed', $part->($text)) ],
                     (usage_obj($ctl, 'responses')
-                     ? (usage => usage_obj($ctl, 'responses')) : ()),
-                ))) . "\n\n";
+                     ? (usage => usage_obj($ctl, 'responses')) : ())));
         }
 
         return @ev;
     }
 
-    for my $i (1 .. $n) {
-        push @ev, 'data: ' . ojson(obj(
+    if (ref $ctl->{chat_events} eq 'ARRAY') {
+        # the control's text, as the UTF-8 bytes it was written in
+        my @raw = map { my $b = $_; utf8::encode($b); $b } @{ $ctl->{chat_events} };
+        return $complete ? @raw : @raw[0 .. ($n < @raw ? $n : @raw) - 1];
+    }
+
+    my @calls = tool_calls($ctl, $json);
+    my $chunk = sub {
+        return 'data: ' . ojson(obj(
             id      => 'chatcmpl-mock',
             object  => 'chat.completion.chunk',
             model   => $model,
-            choices => [ obj(index => 0, delta => obj(content => "tok$i ")) ],
+            choices => [ obj(index => 0, @_) ],
         )) . "\n\n";
+    };
+
+    if (!@calls || defined $ctl->{content}) {
+        for my $i (1 .. $n) {
+            push @ev, $chunk->(delta => obj(content => "tok$i "));
+        }
+    }
+
+    for my $i (0 .. $#calls) {
+        my $c = $calls[$i];
+        my $args = $c->{arguments} // '';
+        my $third = int((length($args) + 2) / 3);
+
+        push @ev, $chunk->(delta => obj(tool_calls => [ obj(
+            index => $i, id => $c->{id}, type => 'function',
+            function => obj(name => $c->{name}, arguments => '')) ]));
+
+        for my $k (0 .. 2) {
+            my $piece = substr($args, $k * $third, $third);
+            next unless length $piece;
+            push @ev, $chunk->(delta => obj(tool_calls => [ obj(
+                index => $i, function => obj(arguments => $piece)) ]));
+        }
+    }
+
+    if ($complete && (@calls || defined $ctl->{finish_reason})) {
+        push @ev, $chunk->(delta => obj(),
+                           finish_reason => $ctl->{finish_reason}
+                                            // 'tool_calls');
     }
 
     if ($complete) {
@@ -940,6 +1037,24 @@ sub events {
     }
 
     return @ev;
+}
+
+
+# the tool calls a chat answer makes (control tool_calls)
+
+sub tool_calls {
+    my ($ctl, $json) = @_;
+
+    return () unless ref $ctl->{tool_calls} eq 'ARRAY';
+
+    if ($ctl->{tool_calls_once} && ref $json eq 'HASH'
+        && ref $json->{messages} eq 'ARRAY' && @{ $json->{messages} }
+        && ref $json->{messages}[-1] eq 'HASH'
+        && ($json->{messages}[-1]{role} // '') eq 'tool')
+    {
+        return ();
+    }
+    return grep { ref $_ eq 'HASH' } @{ $ctl->{tool_calls} };
 }
 
 

@@ -56,6 +56,7 @@ sub default_policy {
 #   server   => $text           (more inside server {})
 #   http     => $text           (more at the http level)
 #   timeout  => '1s'            (tailgate_policyd_timeout)
+#   main     => $text           (nginx's main level: thread_pool...)
 #   fake_policyd => \%config    (a scriptable fake instead of policyd)
 #   locations => $text          (instead of include tailgate/locations.conf)
 #   workers  => N
@@ -93,7 +94,7 @@ sub start_gateway {
 
     my $locations = $opt{locations} // 'include tailgate/locations.conf;';
 
-    $self->start_nginx(<<"EOF", workers => $opt{workers} // 1);
+    $self->start_nginx(<<"EOF", workers => $opt{workers} // 1,
     tailgate_policyd unix:%%POLICYD_SOCK%%;
     tailgate_policyd_timeout @{[ $opt{timeout} // '1s' ]};
     tailgate_keys %%KEYS%%;
@@ -110,6 +111,7 @@ $upstreams
         @{[ $opt{server} // '' ]}
     }
 EOF
+        main => $opt{main});
 
     return $self->{key};
 }

@@ -12,7 +12,7 @@ use Exporter qw(import);
 use Carp qw(croak);
 use File::Temp ();
 use File::Spec;
-use Digest::SHA qw(hmac_sha256 hmac_sha384 hmac_sha512);
+use Digest::SHA qw(sha256 hmac_sha256 hmac_sha384 hmac_sha512);
 use MIME::Base64 qw(encode_base64 decode_base64);
 use JSON::PP ();
 use POSIX ();
@@ -20,7 +20,7 @@ use POSIX ();
 our $VERSION = '0.1';
 
 our @EXPORT_OK = qw(jwt_keypair jwt_token jwt_verify_with_openssl
-                    b64url b64url_decode);
+                    b64url b64url_decode jwk_thumbprint dpop_proof);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $OPENSSL = $ENV{TAILGATE_OPENSSL} // 'openssl';
@@ -373,6 +373,53 @@ sub _der_len {
 }
 
 
+# DPoP (RFC 9449)
+
+# RFC 7638: base64url SHA-256 of the key's required members, sorted, no
+# whitespace
+sub jwk_thumbprint {
+    my ($jwk) = @_;
+
+    my @members = $jwk->{kty} eq 'EC' ? qw(crv kty x y) : qw(e kty n);
+    my $json = '{' . join(',', map { qq{"$_":"$jwk->{$_}"} } @members) . '}';
+
+    return b64url(sha256($json));
+}
+
+my %PROOF_OPT = map { $_ => 1 } qw(key jwk alg htm htu iat jti token
+    header claims raw_header raw_payload signature sign_as hmac_secret);
+
+sub dpop_proof {
+    my (%o) = @_;
+
+    for (sort keys %o) {
+        croak "dpop_proof: unknown option '$_'" unless $PROOF_OPT{$_};
+    }
+    croak "dpop_proof: 'key' and 'jwk' are required"
+        unless $o{key} && $o{jwk};
+
+    my %header = (typ => 'dpop+jwt', alg => $o{alg} // $o{key}{alg},
+                  jwk => $o{jwk}, %{ $o{header} // {} });
+    my %claims = (jti => b64url(_random_bytes(18)), htm => $o{htm} // 'POST',
+                  htu => $o{htu}, iat => $o{iat} // time,
+                  (defined $o{token}
+                   ? (ath => b64url(sha256($o{token}))) : ()),
+                  %{ $o{claims} // {} });
+
+    for my $h (\%header, \%claims) {
+        delete $h->{$_} for grep { !defined $h->{$_} } keys %$h;
+    }
+
+    # what the header says is not always what it is signed with
+    return jwt_token(header => { %header, map { $_ => $header{$_} }
+                                              qw(typ alg) },
+                     key => $o{key}, claims => \%claims,
+                     sign_as => $o{sign_as} // $o{key}{alg},
+                     map { defined $o{$_} ? ($_ => $o{$_}) : () }
+                         qw(raw_header raw_payload signature hmac_secret));
+}
+
+
 # helpers
 
 sub _random_bytes {
@@ -614,6 +661,26 @@ DER, and must be exactly twice the curve size), and C<openssl dgst -mac
 HMAC> for HS*.  The header must be JSON with C<alg> equal to the key's.
 Returns 1 if the token is valid, else 0 with the reason in
 C<$Tailgate::JWT::ERROR>.  It checks no claims (C<exp> etc.).
+
+=item jwk_thumbprint($jwk)
+
+The RFC 7638 thumbprint of a public JWK (a hash as
+C<Tailgate::JWKS::jwk_of> makes): base64url of the SHA-256 of its
+required members (C<e kty n>, or C<crv kty x y>) in that order, without
+whitespace.  What a token's C<cnf.jkt> holds.
+
+=item dpop_proof(%options)
+
+A DPoP proof (RFC 9449): a JWT with the header C<typ> C<dpop+jwt>, C<alg>
+(the key's unless given) and C<jwk>, and the claims C<jti> (random),
+C<htm> (C<POST> unless given), C<htu>, C<iat> (now unless given) and,
+with C<token>, C<ath> (base64url SHA-256 of it), signed with C<key>
+(from C<jwt_keypair>).  C<header> and C<claims> add or replace members
+(an undef value removes one); it is signed as the key's algorithm
+whatever the header says, unless C<sign_as> (and C<hmac_secret>) say
+otherwise; C<raw_header>, C<raw_payload> and C<signature> are passed to
+C<jwt_token>.
+C<jwk> is required (C<Tailgate::JWKS::jwk_of($key)>, or any hash).
 
 =item b64url($bytes)
 

@@ -111,6 +111,7 @@ use constant {
     TG_F_KID               => 81,
     TG_F_REFRESH_MS        => 82,
     TG_F_NEXT              => 83,
+    TG_F_TRANSLATE         => 90,
 
     TG_ERR_VERSION         => 1,
     TG_ERR_TOO_LARGE       => 2,

@@ -120,7 +120,7 @@ sub start_node {
             "    upstream tg_$_ { server " . $first->mock($_)->addr
             . "; keepalive 4; }\n"
         } @names;
-        $start{keys} = [] ;
+        $start{keys} = $opt{start}{keys} // [];
         $t->{key} = $first->key;
     }
 
@@ -191,7 +191,8 @@ C<start_gateway> on C<$t> with the policy plus that C<redis> block
 (C<redis =E<gt> {...}> adds to it) and an admin socket at
 C<DIR/admin.sock>.  C<mocks_of =E<gt> $first> makes its upstreams the
 mocks of C<$first> and gives it C<$first>'s client key, so that both nodes
-send to the same providers.
+send to the same providers (C<start =E<gt> { keys =E<gt> [...] }> adds
+clients to it, as to any node).
 
 =item C<node_status($t)>
 

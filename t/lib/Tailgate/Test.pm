@@ -2506,6 +2506,21 @@ matching paths, others are answered normally
 
 =item C<content> - assistant text (default C<Hello from NAME>)
 
+=item C<tool_calls> - C<[{id, name, arguments}]>: a chat answer calls these
+functions (C<message.tool_calls>, C<finish_reason: "tool_calls">); a stream
+sends each call's id and name first, then its arguments in three pieces,
+then a chunk with the finish reason. Text deltas come first only when
+C<content> is set. With C<tool_calls_once>, a request whose last message is
+a tool's result (C<role: "tool">) is answered with text instead.
+
+=item C<finish_reason> - a chat answer's (default C<stop>); a stream sends a
+last chunk with it only when set (or with C<tool_calls>)
+
+=item C<chat_events> - a chat stream sends these texts verbatim, each a chunk
+of its own (then C<0\r\n\r\n>); with C<mode: drop>, the first C<drop_after>
+
+=item C<chat_body> - a chat JSON answer is this text verbatim
+
 =item C<models> - ids listed by C<GET .../models> (C<["mock-model"]>)
 
 =back
@@ -2515,8 +2530,12 @@ Responses: every one has C<X-Mock-Provider: NAME>. POST C<.../chat/completions>
 a usage chunk when C<stream_options.include_usage>, then C<data: [DONE]>),
 C<.../embeddings>, C<.../audio/speech> (4096 bytes of C<audio/mpeg>: 0..255
 sixteen times), C<.../audio/transcriptions> (multipart; answers the C<model>
-field), C<.../responses> (also streamed: C<response.output_text.delta>
-events, then C<response.completed>); GET C<.../models>, GET C</health>;
+field), C<.../responses> (also streamed, as the API streams, every event
+with C<sequence_number>: C<response.created>, C<response.in_progress>,
+C<response.output_item.added> and C<response.content_part.added> with the
+first C<response.output_text.delta>, then the other deltas, then
+C<output_text.done>, C<content_part.done>, C<output_item.done> and
+C<response.completed> in one chunk); GET C<.../models>, GET C</health>;
 anything else 404. A JSON endpoint whose body is not a JSON object gets 400
 C<invalid_json>.
 
