@@ -2,7 +2,10 @@
 
 # A DNS server on loopback for Tailgate's tests: UDP, A and AAAA only.
 #
-#   perl mock_dns.pl --port P --zone FILE --log FILE --ready FILE
+#   perl mock_dns.pl --zone FILE --log FILE --ready FILE [--port P]
+#
+# It binds 127.0.0.1:P, or a port of the system's choice without --port,
+# and writes "pid port" to --ready once it listens.
 #
 # FILE (--zone) is JSON, read again for every query, so a test changes an
 # answer by rewriting it:
@@ -27,11 +30,11 @@ use JSON::PP ();
 use Socket qw(inet_pton AF_INET AF_INET6);
 use Time::HiRes qw(time);
 
-my ($port, $zone, $log, $ready);
+my ($port, $zone, $log, $ready) = (0);
 GetOptions('port=i' => \$port, 'zone=s' => \$zone, 'log=s' => \$log,
            'ready=s' => \$ready)
-    && $port && $zone && $log && $ready
-    or die "usage: $0 --port P --zone FILE --log FILE --ready FILE\n";
+    && $zone && $log && $ready
+    or die "usage: $0 --zone FILE --log FILE --ready FILE [--port P]\n";
 
 my $JSON = JSON::PP->new->canonical->utf8;
 
@@ -46,7 +49,7 @@ my $sock = IO::Socket::INET->new(
 
 {
     open my $fh, '>', "$ready.$$" or die "mock dns: $ready: $!\n";
-    print $fh "$$ $port\n";
+    print $fh "$$ ", $sock->sockport, "\n";
     close $fh;
     rename "$ready.$$", $ready or die "mock dns: rename: $!\n";
 }
