@@ -2,9 +2,10 @@
 
 # An OpenAI-compatible mock provider for Tailgate's tests.
 #
-#   perl mock_provider.pl --port P --name NAME --dir DIR
+#   perl mock_provider.pl --port P --name NAME --dir DIR [--addr 127.0.0.2]
 #
-# Listens on 127.0.0.1:P and forks one child per TCP connection, so that a
+# Listens on 127.0.0.1:P (or --addr: another loopback address, for two
+# providers on one port behind one DNS name) and forks one child per TCP connection, so that a
 # hanging request never holds up another. Every request is recorded, and its
 # answer is steered by DIR/NAME.control.json (read on every request) merged
 # with an optional per-request header "X-Mock-Control: {json}".
@@ -88,7 +89,9 @@ my $MAX_HEAD = 64 * 1024;
 my $MAX_BODY = 64 * 1024 * 1024;
 
 my ($port, $name, $dir);
-GetOptions('port=i' => \$port, 'name=s' => \$name, 'dir=s' => \$dir)
+my $addr = '127.0.0.1';
+GetOptions('port=i' => \$port, 'name=s' => \$name, 'dir=s' => \$dir,
+           'addr=s' => \$addr)
     && $port && defined $name && $name =~ /^[\w.-]+$/ && defined $dir && -d $dir
     or die "usage: $0 --port P --name NAME --dir DIR\n";
 
@@ -106,12 +109,12 @@ mkdir $active_dir unless -d $active_dir;
 $SIG{PIPE} = 'IGNORE';
 
 my $listen = IO::Socket::INET->new(
-    LocalAddr => '127.0.0.1',
+    LocalAddr => $addr,
     LocalPort => $port,
     Proto     => 'tcp',
     Listen    => 128,
     ReuseAddr => 1,
-) or die "mock $name: cannot listen on 127.0.0.1:$port: $!\n";
+) or die "mock $name: cannot listen on $addr:$port: $!\n";
 
 {
     my $tmp = "$dir/$name.ready.$$";

@@ -422,6 +422,27 @@ sub mock_provider {
 sub mock { $_[0]{mocks}{$_[1]} }
 
 
+# mock_provider_at($name, $addr, $port, %control): a mock on another
+# loopback address and a port chosen by the caller (two mocks on one port,
+# 127.0.0.1 and 127.0.0.2, behind one DNS name)
+
+sub mock_provider_at {
+    my ($self, $name, $addr, $port, %control) = @_;
+
+    die "mock_provider_at: bad name '$name'\n" unless $name =~ /^[\w.-]+$/;
+    die "mock_provider_at: '$name' exists\n" if $self->{mocks}{$name};
+
+    my $m = $self->{mocks}{$name}
+        = Tailgate::Mock->_new($self, $name, $port, $addr);
+
+    $m->set(%control);
+    $m->start;
+    $m->{started} = 1;
+
+    return $m;
+}
+
+
 # policyd
 
 sub start_policyd {
@@ -1622,12 +1643,13 @@ use Scalar::Util qw(weaken);
 my $MJSON = JSON::PP->new->canonical->utf8->allow_nonref;
 
 sub _new {
-    my ($class, $t, $name, $port) = @_;
+    my ($class, $t, $name, $port, $host) = @_;
 
     my $self = bless {
         t    => $t,
         name => $name,
         port => $port,
+        host => $host // '127.0.0.1',
         dir  => $t->dir,
         proc => "mock:$name",
     }, $class;
@@ -1639,8 +1661,9 @@ sub _new {
 
 sub name { $_[0]{name} }
 sub port { $_[0]{port} }
-sub addr { "127.0.0.1:$_[0]{port}" }
-sub url  { "http://127.0.0.1:$_[0]{port}" }
+sub host { $_[0]{host} }
+sub addr { "$_[0]{host}:$_[0]{port}" }
+sub url  { "http://$_[0]{host}:$_[0]{port}" }
 sub pid  { $_[0]{t}->pid($_[0]{proc}) }
 
 sub running {
@@ -1659,7 +1682,8 @@ sub start {
 
     my $pid = $t->spawn($self->{proc},
         [ $^X, $t->root . '/t/lib/mock_provider.pl', '--port', $self->{port},
-          '--name', $self->{name}, '--dir', $self->{dir} ],
+          '--name', $self->{name}, '--dir', $self->{dir},
+          '--addr', $self->{host} ],
         log => "$self->{name}.mock.log");
 
     my $ok = $t->wait_for(sub {
@@ -2114,6 +2138,12 @@ C<%control> as its control, waits until it listens, and returns a
 L</Tailgate::Mock>. A stopped mock of the same name can be restarted with
 C<< $m->start >> (same port) or by calling C<mock_provider> again.
 
+=item C<< $t->mock_provider_at($name, $addr, $port, %control) >>
+
+A mock listening on C<$addr> (another loopback address, e.g.
+C<127.0.0.2>) and C<$port> chosen by the caller: two providers on one
+port, told apart only by address, as behind one DNS name.
+
 =item C<< $t->mock($name) >>
 
 The mock object of that name, or undef.
@@ -2399,7 +2429,7 @@ Returned by C<< $t->mock_provider >>.
 
 =over
 
-=item C<< $m->name >>, C<< $m->port >>, C<< $m->addr >> (C<127.0.0.1:port>),
+=item C<< $m->name >>, C<< $m->port >>, C<< $m->host >>, C<< $m->addr >> (C<127.0.0.1:port>),
 C<< $m->url >> (C<http://127.0.0.1:port>), C<< $m->pid >>, C<< $m->running >>
 
 =item C<< $m->set(%control) >>
