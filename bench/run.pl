@@ -1359,9 +1359,10 @@ EOF
 }
 
 # Authorization: DPoP with the bound token, and a new proof each request
-# from a file of them, read as it goes: each line once (wrk -t1; wrk's
-# main Lua state reads the first line for itself, on its own handle, and
-# never sends it)
+# from a file of them, read as it goes: each line once.  Only with wrk
+# -t1: every thread's Lua state would read the file from its start.  wrk
+# asks for one request before it starts, to see whether it pipelines,
+# and never sends it: that proof is lost, not sent twice.
 sub lua_dpop {
     my ($body, $proof) = @_;
 
