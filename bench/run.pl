@@ -31,6 +31,7 @@
 #                   run, in seconds)
 # BENCH_ONLY=scale  only the keys and routes curves
 # BENCH_ONLY=files  only the body in a file (a 3 MB upload)
+# BENCH_ONLY=auth   only the credentials (API key, JWT, DPoP)
 
 use strict;
 use warnings;
@@ -62,6 +63,7 @@ my $ONLY_STREAMS = ($ENV{BENCH_ONLY} // '') eq 'streams';
 my $STREAMS = $ENV{BENCH_STREAMS} // ($QUICK ? 10 : 30);
 my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
 my $ONLY_FILES = ($ENV{BENCH_ONLY} // '') eq 'files';
+my $ONLY_AUTH = ($ENV{BENCH_ONLY} // '') eq 'auth';
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
@@ -87,6 +89,7 @@ start_all();
 
 goto SCALE if $ONLY_SCALE;
 goto FILES if $ONLY_FILES;
+goto AUTH if $ONLY_AUTH;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
 
@@ -145,28 +148,54 @@ for (split /\n/, run_capture("taskset -c 0 $DIR/usage_read; "
            $ns / 1000, $bytes / $ns;
 }
 
-section('authentication at -c8: API key, JWT remembered, JWT verified anew');
-printf "%-26s %10s %9s %9s %9s\n", 'credential', 'rps', 'p50', 'cpu', '+cpu';
+AUTH:
 
-my $key_run;
+# DPoP: one ES256 token bound to the client's key, remembered like the
+# 'ES256, remembered' one, and a new proof on every request (each is taken
+# once); +es is what a row adds to that remembered Bearer token
+section('authentication at -c8: API key, JWT remembered, JWT verified anew, '
+        . 'DPoP');
+printf "%-32s %10s %9s %9s %9s %9s\n", 'credential', 'rps', 'p50', 'cpu',
+       '+cpu', '+es';
+
+my ($key_run, $es_run);
 for my $case (['API key', 'key'],
               ['RS256, remembered', 'rs-same'], ['ES256, remembered', 'es-same'],
               ['RS256, every token new', 'rs-many'],
-              ['ES256, every token new', 'es-many'])
+              ['ES256, every token new', 'es-many'],
+              ['DPoP: ES256 proof each request', 'dpop-es', 'es'],
+              ['DPoP: RS256 proof each request', 'dpop-rs', 'rs'])
 {
-    my ($name, $tokens) = @$case;
-    my @runs = map { wrk('b', 8, 'body-1k-start.json', 0, tokens => $tokens) }
-                   1 .. ($QUICK ? 1 : 3);
+    my ($name, $tokens, $proof) = @$case;
+    my @runs;
+    for (1 .. ($QUICK ? 1 : 3)) {
+        push @runs, $proof
+            ? dpop_run($proof, @runs ? $runs[-1]{rps}
+                                     : $result{auth}{"$proof-many"}{rps},
+                       $key_run->{rps})
+            : wrk('b', 8, 'body-1k-start.json', 0, tokens => $tokens);
+    }
     my $r = { rps => median(map { $_->{rps} } @runs),
               p50 => median(map { $_->{p50} } @runs),
               cpu => median(map { $_->{cpu_us} } @runs) };
 
     $key_run //= $r;
+    $es_run = $r if $tokens eq 'es-same';
     $result{auth}{$tokens} = $r;
 
-    printf "%-26s %10.0f %7.0fus %7.2fus %7.2fus\n", $name, $r->{rps},
-           $r->{p50}, $r->{cpu}, $r->{cpu} - $key_run->{cpu};
+    if ($proof) {
+        $r->{proofs} = median(map { $_->{proofs} } @runs);
+        $r->{added_cpu_over_key} = $r->{cpu} - $key_run->{cpu};
+        $r->{added_cpu_over_es_remembered} = $r->{cpu} - $es_run->{cpu};
+    }
+
+    printf "%-32s %10.0f %7.0fus %7.2fus %7.2fus %9s\n", $name, $r->{rps},
+           $r->{p50}, $r->{cpu}, $r->{cpu} - $key_run->{cpu},
+           $es_run && $r != $es_run
+           ? sprintf('%7.2fus', $r->{cpu} - $es_run->{cpu}) : '';
 }
+
+goto DONE if $ONLY_AUTH;
 
 section('body sizes: model near the start; at -c1 and -c8');
 printf "%8s %3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
@@ -416,8 +445,9 @@ sub wrk {
 
     my $port = $PORT{$which};
     my $seconds = $opt{seconds} // ($warmup ? 1 : $SECONDS);
-    my $script = $opt{tokens} ? lua_tokens($body, $opt{tokens})
-                              : lua($body, $opt{ct});
+    my $script = $opt{dpop} ? lua_dpop($body, $opt{dpop})
+                 : $opt{tokens} ? lua_tokens($body, $opt{tokens})
+                 : lua($body, $opt{ct});
     my $path = $opt{path} // '/v1/chat/completions';
 
     my @pids = $which eq 'v'
@@ -452,6 +482,68 @@ sub wrk {
         faults  => ($flt1 - $flt0) / $requests,
         out     => $out,
     };
+}
+
+# one run of DPoP requests at -c8 against B with proofs by the key
+# dpop-$proof.key, minted just before so that their iat is well inside
+# tailgate_dpop_window.  Each proof goes once, so the run needs more than
+# it can send: half again the rate of a run that does less - the row's
+# previous run, else the same algorithm's "every token new" (a proof is
+# a signature verified and more) - and, should that still run out, the
+# run again with enough for the API key's rate.  Minting for a far
+# higher rate than the run's would cost (RS256 signs some 4000 a second
+# on a core) and fill the disk for nothing.
+
+sub dpop_run {
+    my ($proof, $rps, $max_rps) = @_;
+
+    for my $rate ($rps, $max_rps) {
+        my $r = dpop_try($proof, int($rate * $SECONDS * 1.5) + 2000);
+        return $r if $r;
+    }
+
+    die "rejected: DPoP ($proof) ran out of proofs at the API key's rate\n";
+}
+
+# undef: the proofs ran out (a request without one was a 401)
+
+sub dpop_try {
+    my ($proof, $count) = @_;
+
+    my $file = "$DIR/proofs-dpop-$proof.txt";
+    my $mint = "$DIR/jwt_mint proofs $DIR/dpop-$proof.key "
+             . "$DIR/token-dpop-$proof.txt "
+             . "http://127.0.0.1:$PORT{b}/v1/chat/completions "
+             . int(($count + 1) / 2);
+
+    # on both cores: the gateway is idle meanwhile
+    unlink $file;
+    my $err = run_capture("($mint > $file.0 & $mint > $file.1 & wait) && "
+                          . "cat $file.0 $file.1 > $file && "
+                          . "rm -f $file.0 $file.1");
+    my ($lines) = run_capture("wc -l < $file") =~ /(\d+)/;
+
+    die "cannot mint DPoP proofs ($proof): $err\n"
+        unless $lines && $lines >= $count;
+
+    my $r = wrk('b', 8, 'body-1k-start.json', 0, dpop => $proof,
+                accept_errors => 1);
+    my ($requests) = $r->{out} =~ /(\d+) requests in/;
+
+    if ($requests > $lines) {
+        print "  (DPoP $proof: $requests requests, $lines proofs: again "
+            . "with more)\n";
+        return undef;
+    }
+
+    die "rejected: socket errors or non-2xx answers, DPoP ($proof):\n"
+        . $r->{out}
+        if $r->{out} =~ /Socket errors|Non-2xx or 3xx responses/;
+
+    unlink $file;
+    $r->{proofs} = $lines;
+
+    return $r;
 }
 
 sub direct_rps {
@@ -887,6 +979,18 @@ sub setup {
         -s "$DIR/tokens-$name-many.txt" or die "cannot mint $alg tokens\n";
     }
 
+    # DPoP: a client key of each kind, and an ES256 token bound to it
+    for my $k (['es', 'EC -pkeyopt ec_paramgen_curve:P-256'],
+               ['rs', 'RSA -pkeyopt rsa_keygen_bits:2048'])
+    {
+        my ($name, $opts) = @$k;
+
+        run_capture("openssl genpkey -algorithm $opts -out $DIR/dpop-$name.key");
+        run_capture("$DIR/jwt_mint bound ES256 $DIR/jwt-es.key es "
+                    . "$DIR/dpop-$name.key > $DIR/token-dpop-$name.txt");
+        -s "$DIR/token-dpop-$name.txt" or die "cannot mint a DPoP token\n";
+    }
+
     write_file("$DIR/tokens-key.txt", "$KEY\n");
     symlink("$ROOT/conf/tailgate", "$DIR/gw/tailgate");
 
@@ -975,6 +1079,10 @@ http {
     tailgate_jwt_audience tailgate;
     tailgate_jwt_cache 1024;
 
+    # every proof the auth section sends stays until its iat and the window
+    # are past: some 700000 entries, more than a full run sends
+    tailgate_dpop_replay_cache 16m;
+
     upstream tg_fake {
         server 127.0.0.1:$PORT{provider};
         keepalive 256;
@@ -1023,6 +1131,10 @@ $common
     server {
         listen 127.0.0.1:$PORT{b} backlog=4096;
         keepalive_requests 1000000;
+
+        # long enough for proofs minted a few seconds before their run
+        tailgate_dpop on;
+        tailgate_dpop_window 300s;
 
         include tailgate/locations.conf;
     }
@@ -1300,6 +1412,37 @@ local i = 0
 request = function()
     i = i + 1
     wrk.headers["Authorization"] = "Bearer " .. tokens[i % #tokens + 1]
+    return wrk.format()
+end
+EOF
+
+    return $file;
+}
+
+# Authorization: DPoP with the bound token, and a new proof each request
+# from a file of them, read as it goes: each line once.  Only with wrk
+# -t1: every thread's Lua state would read the file from its start.  wrk
+# asks for one request before it starts, to see whether it pipelines,
+# and never sends it: that proof is lost, not sent twice.
+sub lua_dpop {
+    my ($body, $proof) = @_;
+
+    my $file = "$DIR/$body.dpop-$proof.lua";
+    return $file if -f $file;
+
+    write_file($file, <<"EOF");
+local t = io.open("$DIR/token-dpop-$proof.txt", "r")
+local token = t:read("*l")
+t:close()
+local proofs = io.open("$DIR/proofs-dpop-$proof.txt", "r")
+local f = io.open("$DIR/$body", "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "DPoP " .. token
+request = function()
+    wrk.headers["DPoP"] = proofs:read("*l") or ""
     return wrk.format()
 end
 EOF
