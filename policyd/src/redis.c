@@ -22,6 +22,9 @@
  *                and while Redis is down, on_redis_error: "local" grants
  *                within this node's share of max_concurrency
  *                (tg_redis_share), "closed" answers 503.
+ *   reconcile    when Redis answers again, what this node took and spent
+ *                alone (the counters' away tallies) is added to Redis's
+ *                windows and budgets, one script per batch of counters.
  */
 
 #include <stdio.h>
