@@ -109,8 +109,13 @@ subtest 'a budget spent on A while Redis was killed counts at B after' => sub {
        'Redis, restarted empty, holds what A spent alone (5.0)')
         or diag 'ds: ' . (limits_field('frank', 'ds', 'cheap') // 'none');
     ok((limits_field('frank', 'ms', 'cheap') // 0) >= 5e9, 'and the month');
-    like($a->policyd_log, qr/reconciled what this node counted alone: 1 counters/,
-         'one log line says what was reconciled');
+    my @lines = grep { /reconciled what this node counted alone/ }
+                split /\n/, $a->policyd_log;
+    is(scalar @lines, 1, 'one log line says what was reconciled');
+    like($lines[0] // '', qr/: 1 counters, .*spend 5000000000 nano-units today, 0 dropped/,
+         'one counter, the day\'s 5.0')
+        or diag $lines[0];
+    note $lines[0] // '';
 
     is($b->chat('plain', key => $key{frank}, headers => $used)->{status}, 200,
        'node B: 5.0 more fits (10.0 in all)');
