@@ -1008,12 +1008,18 @@ sub limits {
         my ($p, $g) = ($l{policyd}, $l{gateway});
         $l{redis_added_p50_c1_us} = $g->{redis}{1}{b_p50}
                                     - $g->{memory}{1}{b_p50};
+        # the same, each mode's B less the A of its own rounds: less moved
+        # by a machine that got busier between the two
+        $l{redis_added_p50_c1_vs_a_us} =
+            ($g->{redis}{1}{b_p50} - $g->{redis}{1}{a_p50})
+            - ($g->{memory}{1}{b_p50} - $g->{memory}{1}{a_p50});
         $l{redis_added_p50_policyd_1x1_us} = $p->{redis}{'1x1'}{p50_us}
                                              - $p->{memory}{'1x1'}{p50_us};
         printf "a Redis round trip adds at -c1: p50 %.0f us through the "
-             . "gateway, %.1f us to policyd alone (one at a time); Redis "
-             . "timeouts %d, errors %d\n",
-               $l{redis_added_p50_c1_us}, $l{redis_added_p50_policyd_1x1_us},
+             . "gateway (%.0f us over each one's A), %.1f us to policyd "
+             . "alone (one at a time); Redis timeouts %d, errors %d\n",
+               $l{redis_added_p50_c1_us}, $l{redis_added_p50_c1_vs_a_us},
+               $l{redis_added_p50_policyd_1x1_us},
                $l{redis_status}{timeouts} // 0, $l{redis_status}{errors} // 0;
     }
 
@@ -1069,7 +1075,8 @@ sub limits_load {
     my $out = run_capture("taskset -c 1 $DIR/policyd_load -s $DIR/policyd.sock "
                           . "-c $c -w $w -r -d " . ($QUICK ? 2 : 5)
                           . ($mode eq 'none' ? '' : ' -l bench-limit'));
-    my %v = map { $_ + 0 } $out =~ /(\w+)=([\d.]+)/g;
+    my %v = $out =~ /(\w+)=([\d.]+)/g;
+    $_ += 0 for values %v;
 
     die "rejected: policyd_load, limits $mode, ${c}x$w:\n$out"
         if !$v{decisions} || $v{errors}
