@@ -34,6 +34,7 @@
 # BENCH_ONLY=auth   only the credentials (API key, JWT, DPoP)
 # BENCH_ONLY=limits only the limits: policyd alone and the gateway with a
 #                   client limit profile, in memory and with a redis-server
+#                   the bench starts on CPU1 on a unix socket in build/bench
 #                   (its rows skipped when there is none)
 # BENCH_PORT_BASE   the first of the seven loopback ports the bench listens
 #                   on (19101; 19101-19107)
