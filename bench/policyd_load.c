@@ -297,7 +297,8 @@ main(int argc, char **argv)
     }
 
     if (sock == NULL || nconns < 1 || nconns > MAX_CONNS || window < 1
-        || window > MAX_WINDOW || seconds <= 0 || seconds > 600)
+        || window > MAX_WINDOW || seconds <= 0 || seconds > 600
+        || (limit != NULL && strlen(limit) > 64))
     {
         fprintf(stderr, "policyd_load: bad arguments\n");
         return 2;
