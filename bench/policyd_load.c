@@ -3,14 +3,18 @@
  * each takes, over its real Unix socket protocol.
  *
  *   policyd_load -s SOCKET [-c CONNECTIONS] [-w WINDOW] [-d SECONDS]
- *                [-m MODEL] [-e ENDPOINT] [-r]
+ *                [-m MODEL] [-e ENDPOINT] [-l LIMIT] [-r]
  *
  * Each connection keeps WINDOW DECIDE frames in flight; every reply is
  * timed from the moment its frame was written.  -r: every DECISION is
  * followed by the REPORT a worker sends when its request is done, with
  * usage, and with trace context when policyd's HELLO_OK says it exports
- * traces (the decision rate with export on).  Prints one line:
- *   decisions=N seconds=S rate=R/s p50_us=.. p99_us=.. errors=E
+ * traces (the decision rate with export on); the REPORT carries the
+ * DECISION's lease, as the module's does, so that it ends.  -l: every
+ * DECIDE names that limit profile, as a key record's limit= does, and the
+ * DECISIONs that carry x-ratelimit levels are counted (limited=): proof
+ * that the limit was met by every decision.  Prints one line:
+ *   decisions=N seconds=S rate=R/s p50_us=.. p99_us=.. errors=E ...
  * Exits 1 if any answer was not a 200 DECISION.
  */
 
@@ -49,6 +53,8 @@ static size_t    nsamples;
 static int       reports;           /* -r */
 static int       traced;            /* HELLO_OK said trace */
 static uint64_t  report_seq;
+static const char *limit;           /* -l */
+static uint64_t  limited;           /* DECISIONs with ratelimit levels */
 
 
 static double
@@ -105,6 +111,10 @@ decide_frame(uint8_t *buf, uint32_t id, const char *endpoint,
     put_u32((uint8_t *) &attempt, 1);
     n += field(buf + n, TG_F_ATTEMPT, &attempt, 4);
 
+    if (limit != NULL) {
+        n += field(buf + n, TG_F_LIMIT, limit, strlen(limit));
+    }
+
     put_u32(buf, (uint32_t) (n - TG_FRAME_LEN_SIZE));
     buf[4] = TG_PROTO_VERSION;
     buf[5] = TG_MSG_DECIDE;
@@ -142,7 +152,7 @@ report_frame(uint8_t *buf, const uint8_t *d, size_t dlen, const char *endpoint)
         }
 
         if (d[off] == TG_F_PROVIDER || d[off] == TG_F_ROUTE
-            || d[off] == TG_F_PROVIDER_MODEL)
+            || d[off] == TG_F_PROVIDER_MODEL || d[off] == TG_F_LEASE)
         {
             n += field(buf + n, d[off], d + off + TG_FIELD_HEADER_SIZE, flen);
         }
@@ -197,6 +207,27 @@ report_frame(uint8_t *buf, const uint8_t *d, size_t dlen, const char *endpoint)
 }
 
 
+/* whether the frame f (len bytes, header included) has a field key */
+static int
+has_field(const uint8_t *f, size_t len, uint8_t key)
+{
+    size_t    off;
+    uint32_t  flen;
+
+    for (off = TG_FRAME_HEADER_SIZE; off + TG_FIELD_HEADER_SIZE <= len;
+         off += TG_FIELD_HEADER_SIZE + flen)
+    {
+        flen = get_u32(f + off + 1);
+
+        if (f[off] == key) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 write_all(int fd, const uint8_t *p, size_t len)
 {
@@ -247,7 +278,7 @@ main(int argc, char **argv)
     model = "bench";
     endpoint = "chat";
 
-    while ((opt = getopt(argc, argv, "s:c:w:d:m:e:r")) != -1) {
+    while ((opt = getopt(argc, argv, "s:c:w:d:m:e:l:r")) != -1) {
         switch (opt) {
         case 's': sock = optarg; break;
         case 'c': nconns = atoi(optarg); break;
@@ -255,16 +286,19 @@ main(int argc, char **argv)
         case 'd': seconds = atof(optarg); break;
         case 'm': model = optarg; break;
         case 'e': endpoint = optarg; break;
+        case 'l': limit = optarg; break;
         case 'r': reports = 1; break;
         default:
             fprintf(stderr, "usage: policyd_load -s SOCKET [-c N] [-w N] "
-                    "[-d SECONDS] [-m MODEL] [-e ENDPOINT] [-r]\n");
+                    "[-d SECONDS] [-m MODEL] [-e ENDPOINT] [-l LIMIT] "
+                    "[-r]\n");
             return 2;
         }
     }
 
     if (sock == NULL || nconns < 1 || nconns > MAX_CONNS || window < 1
-        || window > MAX_WINDOW || seconds <= 0 || seconds > 600)
+        || window > MAX_WINDOW || seconds <= 0 || seconds > 600
+        || (limit != NULL && strlen(limit) > 64))
     {
         fprintf(stderr, "policyd_load: bad arguments\n");
         return 2;
@@ -370,6 +404,13 @@ main(int argc, char **argv)
                         errors++;
                     }
 
+                    if (limit != NULL
+                        && has_field(c->in + off, TG_FRAME_LEN_SIZE + len,
+                                     TG_F_RATELIMIT))
+                    {
+                        limited++;
+                    }
+
                     if (nsamples < MAX_SAMPLES) {
                         samples[nsamples++] = t - c->sent_at[id % window];
                     }
@@ -425,11 +466,12 @@ main(int argc, char **argv)
     qsort(samples, nsamples, sizeof(double), cmp_double);
 
     printf("decisions=%zu seconds=%.2f rate=%.0f/s p50_us=%.1f p99_us=%.1f "
-           "errors=%d reports=%llu traced=%d\n", nsamples, seconds,
-           nsamples / seconds,
+           "errors=%d reports=%llu traced=%d limited=%llu\n", nsamples,
+           seconds, nsamples / seconds,
            nsamples ? samples[nsamples / 2] * 1e6 : 0,
            nsamples ? samples[nsamples * 99 / 100] * 1e6 : 0, errors,
-           (unsigned long long) report_seq, traced);
+           (unsigned long long) report_seq, traced,
+           (unsigned long long) limited);
 
     return errors ? 1 : 0;
 }

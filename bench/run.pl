@@ -32,6 +32,12 @@
 # BENCH_ONLY=scale  only the keys and routes curves
 # BENCH_ONLY=files  only the body in a file (a 3 MB upload)
 # BENCH_ONLY=auth   only the credentials (API key, JWT, DPoP)
+# BENCH_ONLY=limits only the limits: policyd alone and the gateway with a
+#                   client limit profile, in memory and with a redis-server
+#                   the bench starts on CPU1 on a unix socket in build/bench
+#                   (its rows skipped when there is none)
+# BENCH_PORT_BASE   the first of the seven loopback ports the bench listens
+#                   on (19101; 19101-19107)
 
 use strict;
 use warnings;
@@ -64,11 +70,18 @@ my $STREAMS = $ENV{BENCH_STREAMS} // ($QUICK ? 10 : 30);
 my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
 my $ONLY_FILES = ($ENV{BENCH_ONLY} // '') eq 'files';
 my $ONLY_AUTH = ($ENV{BENCH_ONLY} // '') eq 'auth';
+my $ONLY_LIMITS = ($ENV{BENCH_ONLY} // '') eq 'limits';
+my $PORT_BASE = $ENV{BENCH_PORT_BASE} // 19101;
+my $REDIS = (grep { -x } map { "$_/redis-server" } split /:/, $ENV{PATH})[0];
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
 my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 
-my %PORT = (provider => 19101, a => 19102, b => 19103, sse => 19104,
-            a_sse => 19105, v => 19106, otlp => 19107);
+$PORT_BASE =~ /^\d+$/ && $PORT_BASE >= 1024 && $PORT_BASE <= 65529
+    or die "BENCH_PORT_BASE=$PORT_BASE: a port from 1024 to 65529\n";
+
+my %PORT = (provider => $PORT_BASE, a => $PORT_BASE + 1, b => $PORT_BASE + 2,
+            sse => $PORT_BASE + 3, a_sse => $PORT_BASE + 4,
+            v => $PORT_BASE + 5, otlp => $PORT_BASE + 6);
 my %proc;      # name => pid
 my %result;    # everything measured, also written as JSON
 
@@ -90,6 +103,7 @@ start_all();
 goto SCALE if $ONLY_SCALE;
 goto FILES if $ONLY_FILES;
 goto AUTH if $ONLY_AUTH;
+goto LIMITS if $ONLY_LIMITS;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
 
@@ -278,6 +292,10 @@ for my $export (0, 1) {
 }
 restart_policyd(0);
 
+LIMITS:
+limits();
+goto DONE if $ONLY_LIMITS;
+
 SCALE:
 section('client keys: nginx -t, start, requests with a new key each time (-c8)');
 printf "%9s %9s %9s %9s %10s %9s %9s %9s\n", 'keys', 'file MB', 'nginx -t',
@@ -452,7 +470,7 @@ sub wrk {
 
     my @pids = $which eq 'v'
                ? (worker_pid('gateway_vs'), $proc{policyd_vs} // ())
-               : (worker_pid(), $proc{policyd} // ());
+               : (worker_pid(), $proc{policyd} // (), $proc{redis} // ());
     my $cpu0 = cpu_ticks(@pids);
     my $flt0 = faults($pids[0]);
 
@@ -918,6 +936,188 @@ sub route_scale_done {
     sleep 0.5;
 }
 
+# --- limits: a client limit profile met by every decision ------------------
+
+# Every decision of the bench's client meets a limit profile (rpm, tpm and
+# concurrent, far above any rate here: nothing is refused, the cost of
+# counting is what is measured), its counters in policyd's memory or in a
+# redis-server on a unix socket in $DIR (on CPU1 with the client: the
+# store is another process, as it would be another machine).  policyd
+# alone first, then the gateway, whose key record names the profile
+# (limit=) as an operator's would.
+
+sub limits {
+    section('limits: a client limit profile met by every decision, in memory '
+            . 'and in Redis');
+    print "no redis-server in PATH: the Redis rows are skipped (make deps "
+        . "installs it)\n" unless $REDIS;
+
+    my @modes = ('memory', $REDIS ? 'redis' : ());
+    my %l = (profile => limits_profile(),
+             redis => $REDIS ? 'redis-server ' . redis_version()
+                             : 'skipped: no redis-server');
+
+    start_redis() if $REDIS;
+
+    print "policyd alone with each decision's REPORT: policyd on CPU0, "
+        . "policyd_load and redis-server on CPU1\n";
+    printf "%-8s %-42s %12s %9s %9s\n", 'limits', 'shape', 'decisions/s',
+           'p50', 'p99';
+
+    for my $mode ('none', @modes) {
+        limits_policyd($mode);
+
+        for my $shape ([4, 32, 'pipelined: 4 connections x 32 in flight'],
+                       [1, 1, 'one at a time'])
+        {
+            my $v = limits_load($mode, $shape->[0], $shape->[1]);
+            $l{policyd}{$mode}{"$shape->[0]x$shape->[1]"} = $v;
+            printf "%-8s %-42s %12.0f %7.1fus %7.1fus\n", $mode, $shape->[2],
+                   $v->{rate}, $v->{p50_us}, $v->{p99_us};
+        }
+    }
+
+    print "the gateway, the bench key's record with limit=: B/A against bare "
+        . "nginx, 1 KB bodies; cpu: the worker's, policyd's and "
+        . "redis-server's a request\n";
+    printf "%5s %-8s %10s %10s %7s %9s %9s %9s %9s %8s %8s\n", '-c',
+           'limits', 'A rps', 'B rps', 'B/A', 'A p50', 'B p50', 'A p99',
+           'B p99', 'B cpu', '+cpu';
+
+    for my $mode (@modes) {
+        limits_policyd($mode);
+        limits_key(1);
+
+        for my $c (32, 1) {
+            my $r = compare($c, 'body-1k-start.json');
+            $l{gateway}{$mode}{$c} = $r;
+            printf "%5d %-8s %10.0f %10.0f %7.3f %7.0fus %7.0fus %7.0fus "
+                 . "%7.0fus %6.2fus %6.2fus\n",
+                   $c, $mode, $r->{a_rps}, $r->{b_rps}, $r->{ratio},
+                   $r->{a_p50}, $r->{b_p50}, $r->{a_p99}, $r->{b_p99},
+                   $r->{b_cpu}, $r->{b_cpu} - $r->{a_cpu};
+        }
+
+        if ($mode eq 'redis') {
+            my $st = policyd_status()->{redis} // {};
+            $l{redis_status} = { map { $_ => $st->{$_} }
+                                 qw(state timeouts errors) };
+        }
+    }
+
+    if ($REDIS) {
+        my ($p, $g) = ($l{policyd}, $l{gateway});
+        $l{redis_added_p50_c1_us} = $g->{redis}{1}{b_p50}
+                                    - $g->{memory}{1}{b_p50};
+        # the same, each mode's B less the A of its own rounds: less moved
+        # by a machine that got busier between the two
+        $l{redis_added_p50_c1_vs_a_us} =
+            ($g->{redis}{1}{b_p50} - $g->{redis}{1}{a_p50})
+            - ($g->{memory}{1}{b_p50} - $g->{memory}{1}{a_p50});
+        $l{redis_added_p50_policyd_1x1_us} = $p->{redis}{'1x1'}{p50_us}
+                                             - $p->{memory}{'1x1'}{p50_us};
+        printf "a Redis round trip adds at -c1: p50 %.0f us through the "
+             . "gateway (%.0f us over each one's A), %.1f us to policyd "
+             . "alone (one at a time); Redis timeouts %d, errors %d\n",
+               $l{redis_added_p50_c1_us}, $l{redis_added_p50_c1_vs_a_us},
+               $l{redis_added_p50_policyd_1x1_us},
+               $l{redis_status}{timeouts} // 0, $l{redis_status}{errors} // 0;
+    }
+
+    # back to the bench's key and policy, without limits
+    limits_key(0);
+    limits_policyd('none');
+    limits_key(0);
+    stop('redis');
+
+    $result{limits} = \%l;
+}
+
+sub limits_profile {
+    return { rpm => 1_000_000_000, tpm => 1_000_000_000,
+             concurrent => 100_000 };
+}
+
+# policyd with the bench's policy (none), or with the limit profile in
+# memory or in Redis.  With Redis on_redis_error is "closed": a decision
+# that Redis did not answer is a 503 and rejects the run, rather than one
+# counted in memory unseen.
+sub limits_policyd {
+    my ($mode) = @_;
+
+    stop('policyd');
+
+    if ($mode eq 'none') {
+        start_policyd();
+        sleep 0.5;                  # the gateway's connections are back
+        return;
+    }
+
+    my $p = decode_json(read_file("$DIR/policy.json"));
+    $p->{limits} = { profiles => { 'bench-limit' => limits_profile() } };
+    $p->{redis} = { address => "unix:$DIR/redis.sock", node_id => 'bench',
+                    nodes => 1, timeout_ms => 1000,
+                    on_redis_error => 'closed' } if $mode eq 'redis';
+
+    write_file("$DIR/policy-limits-$mode.json", encode_json($p));
+    start_policyd("$DIR/policy-limits-$mode.json", 1);
+
+    wait_for(sub { (policyd_status()->{redis}{state} // '') eq 'up' },
+             'policyd to reach Redis') if $mode eq 'redis';
+    sleep 0.5;
+}
+
+# one policyd_load run; rejected when any answer was not a 200 DECISION or,
+# with the profile, a DECISION came without the client's levels (it did not
+# meet the limit)
+sub limits_load {
+    my ($mode, $c, $w) = @_;
+
+    my $out = run_capture("taskset -c 1 $DIR/policyd_load -s $DIR/policyd.sock "
+                          . "-c $c -w $w -r -d " . ($QUICK ? 2 : 5)
+                          . ($mode eq 'none' ? '' : ' -l bench-limit'));
+    my %v = $out =~ /(\w+)=([\d.]+)/g;
+    $_ += 0 for values %v;
+
+    die "rejected: policyd_load, limits $mode, ${c}x$w:\n$out"
+        if !$v{decisions} || $v{errors}
+           || ($mode ne 'none' && $v{limited} != $v{decisions});
+
+    return \%v;
+}
+
+# the bench key's record with limit=bench-limit or without; the worker
+# reads the file again by itself (every second): until then the probe fails
+sub limits_key {
+    my ($limited) = @_;
+
+    write_file("$DIR/keys", sha256_hex($KEY) . " bench"
+                            . ($limited ? " limit=bench-limit" : '') . "\n");
+
+    wait_for(sub {
+        my $h = run_capture("curl -s -o /dev/null -D - -H 'Authorization: "
+            . "Bearer $KEY' --data-binary \@$DIR/body-1k-start.json "
+            . "http://127.0.0.1:$PORT{b}/v1/chat/completions");
+        $h =~ m{^HTTP/\S+ 200}
+            && ($h =~ /^x-ratelimit-limit-requests:/mi ? 1 : 0) == $limited;
+    }, 'the gateway to answer 200 ' . ($limited ? 'with' : 'without')
+       . ' x-ratelimit headers');
+}
+
+sub start_redis {
+    unlink "$DIR/redis.sock";
+    spawn('redis', "$DIR/redis.log", 'taskset', '-c', '1', $REDIS,
+          '--port', '0', '--unixsocket', "$DIR/redis.sock",
+          '--unixsocketperm', '700', '--save', '', '--appendonly', 'no',
+          '--dir', $DIR);
+    wait_for(sub { -S "$DIR/redis.sock" }, 'redis-server');
+}
+
+sub redis_version {
+    my ($v) = `$REDIS --version 2>&1` =~ /v=(\S+)/;
+    return $v // '?';
+}
+
 # --- the processes ----------------------------------------------------------
 
 sub setup {
@@ -1231,7 +1431,8 @@ sub start_all {
               '-p', "$DIR/gv/", '-c', "$DIR/gv/nginx.conf");
     }
 
-    wait_port($_) for grep { $VS || $_ != $PORT{v} } values %PORT;
+    # the collector (otlp) listens only while its section runs
+    wait_port($PORT{$_}) for qw(provider a b sse a_sse), $VS ? 'v' : ();
     wait_for(sub { worker_pid() }, 'the gateway worker');
     wait_for(sub { worker_pid('gateway_vs') }, 'the V gateway worker') if $VS;
 
@@ -1243,11 +1444,21 @@ sub start_all {
         unless $probe eq '200';
 }
 
+# the bench's policy, or another file of it; -a: its admin socket too
 sub start_policyd {
+    my ($policy, $admin) = @_;
+
     unlink "$DIR/policyd.sock";
     spawn('policyd', "$DIR/policyd.log", 'taskset', '-c', '0', $POLICYD,
-          '-c', "$DIR/policy.json", '-s', "$DIR/policyd.sock");
+          '-c', $policy // "$DIR/policy.json", '-s', "$DIR/policyd.sock",
+          $admin ? ('-a', "$DIR/policyd-admin.sock") : ());
     wait_for(sub { -S "$DIR/policyd.sock" }, 'the policyd socket');
+}
+
+# policyd status through the admin socket, decoded ({} when it says nothing)
+sub policyd_status {
+    my $out = `$POLICYD status -a $DIR/policyd-admin.sock 2>/dev/null`;
+    return (eval { decode_json($out) } // {})->{policyd} // {};
 }
 
 # policyd again, exporting traces to a mock collector on CPU1 or not
@@ -1282,8 +1493,7 @@ sub policyd_traces {
     my $deadline = time + 10;
 
     do {
-        my $out = `$POLICYD status -a $DIR/policyd-admin.sock 2>/dev/null`;
-        $t = (eval { decode_json($out) } // {})->{policyd}{traces} // {};
+        $t = policyd_status()->{traces} // {};
         sleep 0.2 if ($t->{queued} // 0) > 0;
     } while (($t->{queued} // 0) > 0 && time < $deadline);
 

@@ -83,7 +83,9 @@ my $policy = {
 my $key = $t->start_gateway(
     policy => $policy,
     mocks  => [qw(slow spare keyed)],
-    http   => "upstream tg_hole { server 127.0.0.1:$hole_port; }",
+    http   => "upstream tg_hole { server 127.0.0.1:$hole_port; }\n"
+              . "include tailgate/log.conf;\n"
+              . "access_log %%DIR%%/audit.log tailgate;",
     private => [qw(tg_slow tg_spare tg_hole)]);
 
 my %mock = map { $_ => $t->mock($_) } qw(slow spare keyed);
@@ -110,9 +112,8 @@ subtest 'a hung provider falls back within first_byte_ms' => sub {
     is($mock{slow}->requests->[-1]{json}{model}, 's',
        'the hung provider had the request');
 
-    $t->wait_log('access', qr/route=hung .*failed="slow:timeout:504"/)
-        or diag($t->access_log);
-    ok(1, 'logged as a timeout of slow');
+    ok($t->wait_log('audit.log', qr/route=hung .*failed="slow:timeout:504"/),
+       'logged as a timeout of slow') or diag($t->read_file('audit.log'));
 };
 
 subtest 'the step\'s own first_byte_ms wins over its provider\'s' => sub {
@@ -144,9 +145,9 @@ subtest 'a provider whose connection never opens falls back within connect_ms' =
     is($t->answered_by($res), 'spare', 'the next step answered');
     cmp_ok($took, '<', 4.5, 'before the location\'s 5 s connect timeout '
                          . 'would end it') or diag("took $took s");
-    $t->wait_log('access', qr/route=closed .*failed="hole:(connect_error|timeout):/)
-        or diag($t->access_log);
-    ok(1, 'logged as a failure of hole');
+    ok($t->wait_log('audit.log',
+                    qr/route=closed .*failed="hole:(connect_error|timeout):/),
+       'logged as a failure of hole') or diag($t->read_file('audit.log'));
 };
 
 subtest 'a stream that stops mid-way ends after idle_ms' => sub {
