@@ -31,6 +31,7 @@
 #                   run, in seconds)
 # BENCH_ONLY=scale  only the keys and routes curves
 # BENCH_ONLY=files  only the body in a file (a 3 MB upload)
+# BENCH_ONLY=bodies only the body sizes (1 KB to 1 MB, -c1 and -c8)
 # BENCH_ONLY=auth   only the credentials (API key, JWT, DPoP)
 # BENCH_ONLY=limits only the limits: policyd alone and the gateway with a
 #                   client limit profile, in memory and with a redis-server
@@ -71,6 +72,7 @@ my $ONLY_SCALE = ($ENV{BENCH_ONLY} // '') eq 'scale';
 my $ONLY_FILES = ($ENV{BENCH_ONLY} // '') eq 'files';
 my $ONLY_AUTH = ($ENV{BENCH_ONLY} // '') eq 'auth';
 my $ONLY_LIMITS = ($ENV{BENCH_ONLY} // '') eq 'limits';
+my $ONLY_BODIES = ($ENV{BENCH_ONLY} // '') eq 'bodies';
 my $PORT_BASE = $ENV{BENCH_PORT_BASE} // 19101;
 my $REDIS = (grep { -x } map { "$_/redis-server" } split /:/, $ENV{PATH})[0];
 my $CLK_TCK = `getconf CLK_TCK` + 0 || 100;
@@ -104,6 +106,7 @@ goto SCALE if $ONLY_SCALE;
 goto FILES if $ONLY_FILES;
 goto AUTH if $ONLY_AUTH;
 goto LIMITS if $ONLY_LIMITS;
+goto BODIES if $ONLY_BODIES;
 
 my @conns = $QUICK ? (1, 32) : (1, 8, 32, 128);
 
@@ -211,6 +214,7 @@ for my $case (['API key', 'key'],
 
 goto DONE if $ONLY_AUTH;
 
+BODIES:
 section('body sizes: model near the start; at -c1 and -c8');
 printf "%8s %3s %10s %10s %7s %9s %9s %8s %8s %8s\n",
        'body', '-c', 'A rps', 'B rps', 'B/A', 'A cpu', 'B cpu', '+cpu',
@@ -233,6 +237,8 @@ my $end = compare(1, 'body-1m-end.json', rounds => $QUICK ? 1 : 3);
 $result{bodies}{'1m-end-c1'} = $end;
 printf "1 MB, model at the end, -c1: B/A %.3f, +cpu %.1f us\n",
        $end->{ratio}, $end->{b_cpu} - $end->{a_cpu};
+
+goto DONE if $ONLY_BODIES;
 
 FILES:
 

@@ -9,6 +9,7 @@
 
 #include "ngx_tailgate_crypto.h"
 
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 
 
@@ -168,4 +169,55 @@ ngx_tailgate_mode_text(u_char *buf, ngx_file_info_t *fi)
     }
 
     return buf;
+}
+
+
+/*
+ * A JWS ECDSA signature (r || s, each ec_size bytes) as the ASN.1
+ * ECDSA-Sig-Value OpenSSL verifies, in *der (OPENSSL_free() it).
+ * NGX_DECLINED: not the size of one; NGX_ERROR: out of memory.
+ */
+
+ngx_int_t
+ngx_tailgate_ecdsa_der(u_char *sig, size_t sig_len, size_t ec_size,
+    u_char **der, size_t *der_len)
+{
+    int         n;
+    u_char     *q;
+    BIGNUM     *bn_r, *bn_s;
+    ECDSA_SIG  *ecdsa;
+
+    *der = NULL;
+
+    if (sig_len != 2 * ec_size) {
+        return NGX_DECLINED;
+    }
+
+    ecdsa = ECDSA_SIG_new();
+    bn_r = BN_bin2bn(sig, (int) ec_size, NULL);
+    bn_s = BN_bin2bn(sig + ec_size, (int) ec_size, NULL);
+
+    if (ecdsa == NULL || bn_r == NULL || bn_s == NULL
+        || ECDSA_SIG_set0(ecdsa, bn_r, bn_s) != 1)
+    {
+        ECDSA_SIG_free(ecdsa);
+        BN_free(bn_r);
+        BN_free(bn_s);
+        return NGX_ERROR;
+    }
+
+    n = i2d_ECDSA_SIG(ecdsa, NULL);
+    *der = (n > 0) ? OPENSSL_malloc(n) : NULL;
+
+    if (*der == NULL) {
+        ECDSA_SIG_free(ecdsa);
+        return NGX_ERROR;
+    }
+
+    q = *der;
+    *der_len = (size_t) i2d_ECDSA_SIG(ecdsa, &q);
+
+    ECDSA_SIG_free(ecdsa);
+
+    return NGX_OK;
 }

@@ -34,6 +34,8 @@ ngx_int_t ngx_tailgate_sha256(ngx_str_t *data, u_char *digest);
 ngx_int_t ngx_tailgate_read_key_file(ngx_conf_t *cf, ngx_str_t *file,
     size_t max, ngx_pool_t *pool, ngx_str_t *content);
 u_char *ngx_tailgate_mode_text(u_char *buf, ngx_file_info_t *fi);
+ngx_int_t ngx_tailgate_ecdsa_der(u_char *sig, size_t sig_len, size_t ec_size,
+    u_char **der, size_t *der_len);
 
 
 #endif /* _NGX_TAILGATE_CRYPTO_H_INCLUDED_ */

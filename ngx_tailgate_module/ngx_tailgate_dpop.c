@@ -36,8 +36,6 @@
 #include "ngx_tailgate_dpop.h"
 
 #include <cjson/cJSON.h>
-#include <openssl/bn.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 
 #include "tailgate_jwks.h"
@@ -629,48 +627,20 @@ ngx_tailgate_dpop_verify(const ngx_tailgate_dpop_alg_t *alg, EVP_PKEY *pkey,
     u_char *data, size_t len, u_char *sig, size_t sig_len)
 {
     int          n;
-    u_char      *der, *q;
-    BIGNUM      *bn_r, *bn_s;
+    u_char      *der;
     ngx_int_t    rc;
-    ECDSA_SIG   *ecdsa;
     EVP_MD_CTX  *md;
 
     der = NULL;
 
     if (alg->ec_size) {
-
-        /* JWS has r || s; OpenSSL wants an ASN.1 ECDSA-Sig-Value */
-
-        if (sig_len != 2 * alg->ec_size) {
-            return NGX_DECLINED;
+        rc = ngx_tailgate_ecdsa_der(sig, sig_len, alg->ec_size, &der,
+                                    &sig_len);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        ecdsa = ECDSA_SIG_new();
-        bn_r = BN_bin2bn(sig, (int) alg->ec_size, NULL);
-        bn_s = BN_bin2bn(sig + alg->ec_size, (int) alg->ec_size, NULL);
-
-        if (ecdsa == NULL || bn_r == NULL || bn_s == NULL
-            || ECDSA_SIG_set0(ecdsa, bn_r, bn_s) != 1)
-        {
-            ECDSA_SIG_free(ecdsa);
-            BN_free(bn_r);
-            BN_free(bn_s);
-            return NGX_ERROR;
-        }
-
-        n = i2d_ECDSA_SIG(ecdsa, NULL);
-        der = (n > 0) ? OPENSSL_malloc(n) : NULL;
-
-        if (der == NULL) {
-            ECDSA_SIG_free(ecdsa);
-            return NGX_ERROR;
-        }
-
-        q = der;
-        sig_len = i2d_ECDSA_SIG(ecdsa, &q);
         sig = der;
-
-        ECDSA_SIG_free(ecdsa);
     }
 
     rc = NGX_ERROR;

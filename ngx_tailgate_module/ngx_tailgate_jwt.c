@@ -23,9 +23,7 @@
 
 #include <jwt.h>
 #include <cjson/cJSON.h>
-#include <openssl/bn.h>
 #include <openssl/crypto.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
@@ -633,11 +631,9 @@ ngx_tailgate_jwt_verify(ngx_tailgate_jwt_key_t *key, u_char *data, size_t len,
     u_char *sig, size_t sig_len)
 {
     int             rc;
-    u_char         *der, *q;
-    BIGNUM         *bn_r, *bn_s;
+    u_char         *der;
     ngx_int_t       result;
     unsigned int    mac_len, digest_len;
-    ECDSA_SIG      *ecdsa;
     ngx_tailgate_jwt_crypto_t  *c;
     u_char          mac[EVP_MAX_MD_SIZE], digest[EVP_MAX_MD_SIZE];
 
@@ -655,39 +651,13 @@ ngx_tailgate_jwt_verify(ngx_tailgate_jwt_key_t *key, u_char *data, size_t len,
     der = NULL;
 
     if (key->ec_size) {
-
-        /* JWS has r || s; OpenSSL wants an ASN.1 ECDSA-Sig-Value */
-
-        if (sig_len != 2 * key->ec_size) {
-            return NGX_DECLINED;
+        result = ngx_tailgate_ecdsa_der(sig, sig_len, key->ec_size, &der,
+                                        &sig_len);
+        if (result != NGX_OK) {
+            return result;
         }
 
-        ecdsa = ECDSA_SIG_new();
-        bn_r = BN_bin2bn(sig, (int) key->ec_size, NULL);
-        bn_s = BN_bin2bn(sig + key->ec_size, (int) key->ec_size, NULL);
-
-        if (ecdsa == NULL || bn_r == NULL || bn_s == NULL
-            || ECDSA_SIG_set0(ecdsa, bn_r, bn_s) != 1)
-        {
-            ECDSA_SIG_free(ecdsa);
-            BN_free(bn_r);
-            BN_free(bn_s);
-            return NGX_ERROR;
-        }
-
-        rc = i2d_ECDSA_SIG(ecdsa, NULL);
-        der = (rc > 0) ? OPENSSL_malloc(rc) : NULL;
-
-        if (der == NULL) {
-            ECDSA_SIG_free(ecdsa);
-            return NGX_ERROR;
-        }
-
-        q = der;
-        sig_len = i2d_ECDSA_SIG(ecdsa, &q);
         sig = der;
-
-        ECDSA_SIG_free(ecdsa);
     }
 
     result = NGX_ERROR;
