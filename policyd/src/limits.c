@@ -10,6 +10,7 @@
  * 2^64; debt saturates rather than wraps.
  */
 
+#include <string.h>
 #include <time.h>
 
 #include "limits_store.h"
@@ -286,4 +287,90 @@ tg_counter_learn(tg_counter *c, uint32_t rpm, uint32_t tpm,
     tg_budget_roll(&c->budget, wall_s);
     c->budget.day_spent = day_spent;
     c->budget.month_spent = month_spent;
+}
+
+
+/*
+ * The tallies' windows drain at the whole limit (a node's share times the
+ * nodes, the limit to rounding), as Redis's window would have drained
+ * the takes had it seen them.
+ */
+
+static uint32_t
+tg_away_limit(uint32_t share, uint32_t nodes)
+{
+    uint64_t  whole = (uint64_t) share * (nodes != 0 ? nodes : 1);
+
+    return whole > UINT32_MAX ? UINT32_MAX : (uint32_t) whole;
+}
+
+
+void
+tg_counter_away_charge(tg_counter *c, uint32_t nodes, uint32_t share_rpm,
+    int64_t requests, uint32_t share_tpm, int64_t tokens, uint64_t now_ms)
+{
+    if (requests != 0 && share_rpm != 0) {
+        tg_window_charge(&c->away_requests, tg_away_limit(share_rpm, nodes),
+                         requests, now_ms);
+    }
+
+    if (tokens != 0 && share_tpm != 0) {
+        tg_window_charge(&c->away_tokens, tg_away_limit(share_tpm, nodes),
+                         tokens, now_ms);
+    }
+}
+
+
+void
+tg_counter_away_spend(tg_counter *c, uint64_t cost, int64_t wall_s)
+{
+    if (cost != 0) {
+        tg_budget_spend(&c->away_budget, cost, wall_s);
+    }
+}
+
+
+bool
+tg_counter_reconcile(const tg_counter *c, uint64_t now_ms, int64_t wall_s,
+    tg_reconcile_part *out)
+{
+    tg_budget  b = c->away_budget;
+
+    memset(out, 0, sizeof(*out));
+
+    if (c->away_requests.limit != 0) {
+        out->requests_debt = tg_window_level(&c->away_requests,
+                                             c->away_requests.limit, now_ms);
+        out->rpm = out->requests_debt != 0 ? c->away_requests.limit : 0;
+    }
+
+    if (c->away_tokens.limit != 0) {
+        out->tokens_debt = tg_window_level(&c->away_tokens,
+                                           c->away_tokens.limit, now_ms);
+        out->tpm = out->tokens_debt != 0 ? c->away_tokens.limit : 0;
+    }
+
+    /* a day or month that is over is not Redis's to hear of */
+
+    if (b.day != 0 || b.month != 0 || b.day_spent != 0
+        || b.month_spent != 0)
+    {
+        tg_budget_roll(&b, wall_s);
+        out->day = b.day;
+        out->day_spent = b.day_spent;
+        out->month = b.month;
+        out->month_spent = b.month_spent;
+    }
+
+    return out->requests_debt != 0 || out->tokens_debt != 0
+           || out->day_spent != 0 || out->month_spent != 0;
+}
+
+
+void
+tg_counter_reconciled(tg_counter *c)
+{
+    memset(&c->away_requests, 0, sizeof(c->away_requests));
+    memset(&c->away_tokens, 0, sizeof(c->away_tokens));
+    memset(&c->away_budget, 0, sizeof(c->away_budget));
 }

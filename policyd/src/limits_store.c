@@ -207,6 +207,12 @@ tg_mem_take(tg_limit_store *s, tg_limit_take *items, size_t n)
         tg_mem_charge(s, t->counter, t->rpm, t->requests, t->tpm, t->tokens,
                       t->own);
 
+        /* at its share alone: Redis hears of it when it is back */
+        if (t->own && s->nodes != 0) {
+            tg_counter_away_charge(t->counter, s->nodes, t->rpm, t->requests,
+                                   t->tpm, t->tokens, s->now_ms);
+        }
+
         if (t->concurrent != 0) {
             t->counter->in_flight++;
         }
@@ -221,6 +227,10 @@ tg_mem_tokens(tg_limit_store *s, tg_counter *c, uint32_t tpm, int64_t delta,
     bool own)
 {
     tg_mem_charge(s, c, 0, 0, tpm, delta, own);
+
+    if (own && s->nodes != 0) {
+        tg_counter_away_charge(c, s->nodes, 0, 0, tpm, delta, s->now_ms);
+    }
 }
 
 
@@ -230,6 +240,11 @@ tg_mem_give_back(tg_limit_store *s, tg_counter *c, uint32_t rpm,
 {
     tg_mem_charge(s, c, rpm, -(int64_t) requests, tpm, -(int64_t) tokens,
                   own);
+
+    if (own && s->nodes != 0) {
+        tg_counter_away_charge(c, s->nodes, rpm, -(int64_t) requests, tpm,
+                               -(int64_t) tokens, s->now_ms);
+    }
 }
 
 
@@ -277,7 +292,7 @@ tg_mem_cool(tg_limit_store *s, tg_counter *c, uint32_t ms)
 static bool
 tg_mem_idle(const tg_counter *c, uint64_t now_ms, int64_t wall_s)
 {
-    tg_budget  b, own;
+    tg_budget  b, own, away;
 
     if (c->refs != 0 || c->in_flight != 0 || c->cooldown_until_ms > now_ms) {
         return false;
@@ -287,6 +302,8 @@ tg_mem_idle(const tg_counter *c, uint64_t now_ms, int64_t wall_s)
     tg_budget_roll(&b, wall_s);
     own = c->own_budget;
     tg_budget_roll(&own, wall_s);
+    away = c->away_budget;
+    tg_budget_roll(&away, wall_s);
 
     return tg_window_level(&c->requests, c->requests.limit, now_ms) == 0
            && tg_window_level(&c->tokens, c->tokens.limit, now_ms) == 0
@@ -295,7 +312,12 @@ tg_mem_idle(const tg_counter *c, uint64_t now_ms, int64_t wall_s)
            && tg_window_level(&c->own_tokens, c->own_tokens.limit,
                               now_ms) == 0
            && b.day_spent == 0 && b.month_spent == 0
-           && own.day_spent == 0 && own.month_spent == 0;
+           && own.day_spent == 0 && own.month_spent == 0
+           && tg_window_level(&c->away_requests, c->away_requests.limit,
+                              now_ms) == 0
+           && tg_window_level(&c->away_tokens, c->away_tokens.limit,
+                              now_ms) == 0
+           && away.day_spent == 0 && away.month_spent == 0;
 }
 
 
@@ -362,6 +384,22 @@ tg_mem_free(tg_limit_store *s)
 }
 
 
+static void
+tg_mem_each(tg_limit_store *s, void (*fn)(tg_counter *c, void *arg),
+    void *arg)
+{
+    size_t            i;
+    tg_counter       *c;
+    tg_memory_store  *m = (tg_memory_store *) s;
+
+    for (i = 0; i < m->nbuckets; i++) {
+        for (c = m->buckets[i]; c != NULL; c = c->next) {
+            fn(c, arg);
+        }
+    }
+}
+
+
 static const tg_counter *
 tg_mem_peek(const tg_limit_store *s, const char *key, size_t len)
 {
@@ -371,8 +409,8 @@ tg_mem_peek(const tg_limit_store *s, const char *key, size_t len)
 
 static const tg_limit_store_ops  tg_memory_ops = {
     tg_mem_counter, tg_mem_unref, tg_mem_peek, tg_mem_take, tg_mem_tokens,
-    tg_mem_give_back, tg_mem_spend, tg_mem_release, tg_mem_cool, tg_mem_sweep, tg_mem_count,
-    tg_mem_free
+    tg_mem_give_back, tg_mem_spend, tg_mem_release, tg_mem_cool,
+    tg_mem_sweep, tg_mem_count, tg_mem_each, tg_mem_free
 };
 
 

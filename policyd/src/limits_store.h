@@ -94,6 +94,16 @@ typedef struct tg_counter {
     tg_window           own_tokens;
     tg_budget           own_budget;
 
+    /*
+     * What this node took and spent while Redis was away (Redis never
+     * saw it), sent to Redis when it answers again (tg_counter_reconcile)
+     * and then cleared.  The windows drain at the whole limit's rate, as
+     * Redis's would have: what they hold is what Redis would still owe.
+     */
+    tg_window           away_requests;
+    tg_window           away_tokens;
+    tg_budget           away_budget;
+
     uint64_t            cooldown_until_ms;  /* a provider: left alone */
     uint32_t            in_flight;      /* concurrency slots held */
     uint32_t            refs;           /* holds that point at it */
@@ -170,6 +180,9 @@ typedef struct {
                       bool (*keep)(const tg_counter *c, void *arg),
                       void *arg);
     size_t        (*count)(const tg_limit_store *s);
+    /* every counter, in no order; fn must not add or drop counters */
+    void          (*each)(tg_limit_store *s,
+                      void (*fn)(tg_counter *c, void *arg), void *arg);
     void          (*free)(tg_limit_store *s);
 } tg_limit_store_ops;
 
@@ -201,6 +214,38 @@ uint64_t tg_limit_share64(uint64_t amount, uint32_t nodes);
 void tg_counter_learn(tg_counter *c, uint32_t rpm, uint32_t tpm,
     uint64_t requests_debt, uint64_t tokens_debt, uint64_t day_spent,
     uint64_t month_spent, uint64_t now_ms, int64_t wall_s);
+
+
+/*
+ * Reconciling (docs/policy.md, "When Redis comes back").  A take, a give
+ * back or a tokens' correction made at this node's share while Redis was
+ * away (share_rpm, share_tpm: the limits it was charged with) is tallied
+ * with tg_counter_away_charge(); a spend Redis did not get with
+ * tg_counter_away_spend().
+ */
+void tg_counter_away_charge(tg_counter *c, uint32_t nodes,
+    uint32_t share_rpm, int64_t requests, uint32_t share_tpm,
+    int64_t tokens, uint64_t now_ms);
+void tg_counter_away_spend(tg_counter *c, uint64_t cost, int64_t wall_s);
+
+/* what a counter's tallies add to Redis's view of it, as of now */
+typedef struct {
+    uint32_t    rpm;                    /* the window's limit; 0: nothing */
+    uint64_t    requests_debt;          /* in the window's units */
+    uint32_t    tpm;
+    uint64_t    tokens_debt;
+    uint32_t    day;                    /* days since 1970 of day_spent */
+    uint64_t    day_spent;              /* pico-units */
+    uint32_t    month;
+    uint64_t    month_spent;
+} tg_reconcile_part;
+
+/* false: nothing to send (all drained, nothing spent this day or month) */
+bool tg_counter_reconcile(const tg_counter *c, uint64_t now_ms,
+    int64_t wall_s, tg_reconcile_part *out);
+
+/* the tallies sent: cleared */
+void tg_counter_reconciled(tg_counter *c);
 
 
 /* limits_store.c: the one-node store */

@@ -22,6 +22,9 @@
  *                and while Redis is down, on_redis_error: "local" grants
  *                within this node's share of max_concurrency
  *                (tg_redis_share), "closed" answers 503.
+ *   reconcile    when Redis answers again, what this node took and spent
+ *                alone (the counters' away tallies) is added to Redis's
+ *                windows and budgets, one script per batch of counters.
  */
 
 #include <stdio.h>
@@ -41,6 +44,7 @@
 #define TG_REDIS_SYNC_ARGS      4096    /* leases per provider in one sync */
 #define TG_REDIS_TIMEOUTS_DOWN  3       /* in a row: the connection is bad */
 #define TG_REDIS_USAGE_TTL_S    (8 * 86400) /* a day's usage counters */
+#define TG_REDIS_RECONCILE_KEYS 64      /* counters in one reconcile script */
 
 
 typedef enum {
@@ -117,6 +121,7 @@ struct tg_redis {
     char                take_sha[41];
     char                report_sha[41];
     char                usage_sha[41];
+    char                reconcile_sha[41];
 
     /* today's usage counters, read back every second for the status */
     uint32_t            usage_ticks;
@@ -296,6 +301,51 @@ static const char  tg_report_lua[] =
     "return 0\n";
 
 /*
+ * What a node counted alone while Redis was away (docs/policy.md, "When
+ * Redis comes back"): ARGV has 8 per key: rpm, the requests' debt to add,
+ * tpm, the tokens' debt to add (in the window's units, drained already as
+ * Redis would have), the node's day and the spend of it, its month and
+ * the spend of it (nano-units).  A window is filled at most to full (one
+ * period's worth), never lowered: the replay can make the next request
+ * wait one period at most.  Spend of a day or month that is not Redis's
+ * now is not added.  The reply: how many keys.
+ */
+
+static const char  tg_reconcile_lua[] =
+    TG_LUA_CLOCK
+    "for i = 1, #KEYS do\n"
+    "  local a = (i - 1) * 8\n"
+    "  local rpm, rq = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "  local tpm, tk = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
+    "  local dy, ds = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])\n"
+    "  local mo, ms = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])\n"
+    "  local h = redis.call('HMGET', KEYS[i], 'rd', 'ra', 'td', 'ta', 'd',"
+    " 'ds', 'm', 'ms')\n"
+    "  if rpm > 0 and rq > 0 then\n"
+    "    local l = level(h[1], h[2], rpm)\n"
+    "    l = math.min(l + rq, math.max(l, rpm * P))\n"
+    "    redis.call('HSET', KEYS[i], 'rd', l, 'ra', now)\n"
+    "  end\n"
+    "  if tpm > 0 and tk > 0 then\n"
+    "    local l = level(h[3], h[4], tpm)\n"
+    "    l = math.min(l + tk, math.max(l, tpm * P))\n"
+    "    redis.call('HSET', KEYS[i], 'td', l, 'ta', now)\n"
+    "  end\n"
+    "  if ds > 0 and dy == day then\n"
+    "    local was = 0\n"
+    "    if tonumber(h[5]) == day then was = tonumber(h[6]) or 0 end\n"
+    "    redis.call('HSET', KEYS[i], 'd', day, 'ds', was + ds)\n"
+    "  end\n"
+    "  if ms > 0 and mo == month then\n"
+    "    local was = 0\n"
+    "    if tonumber(h[7]) == month then was = tonumber(h[8]) or 0 end\n"
+    "    redis.call('HSET', KEYS[i], 'm', month, 'ms', was + ms)\n"
+    "  end\n"
+    "  keep(KEYS[i], ds, ms)\n"
+    "end\n"
+    "return #KEYS\n";
+
+/*
  * The day's usage counters: KEYS are the client's, tenant's, route's and
  * provider's hashes of the day (one hash tag); ARGV: requests, tokens,
  * cost in nano-units, the TTL in seconds, then the four names ("": none).
@@ -361,6 +411,7 @@ static void tg_redis_reported(void *arg, const tg_lease *l,
 static void tg_redis_read_usage(tg_redis *rd);
 static void tg_redis_usage_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_away(tg_redis *rd, bool away);
+static void tg_redis_reconcile(tg_redis *rd);
 static int tg_redis_then_limits(tg_redis *rd, tg_pending *p);
 static tg_limit_hold *tg_redis_hold(tg_redis *rd, uint32_t lease);
 static void tg_redis_lease_back(tg_redis *rd, tg_pending *p);
@@ -731,6 +782,7 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
     rd->take_sha[0] = '\0';
     rd->report_sha[0] = '\0';
     rd->usage_sha[0] = '\0';
+    rd->reconcile_sha[0] = '\0';
 
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->acquire_sha,
                       "SCRIPT LOAD %s", tg_acquire_lua);
@@ -742,6 +794,8 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
                       "SCRIPT LOAD %s", tg_report_lua);
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->usage_sha,
                       "SCRIPT LOAD %s", tg_usage_lua);
+    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->reconcile_sha,
+                      "SCRIPT LOAD %s", tg_reconcile_lua);
 
     tg_redis_set_state(rd, TG_REDIS_UP, NULL);
 
@@ -1575,8 +1629,176 @@ tg_redis_strdup(const char *s)
 static void
 tg_redis_away(tg_redis *rd, bool away)
 {
+    tg_limit_store  *s = rd->srv->state->limits;
+    bool             was = s->away;
+
     /* the store takes this node's own windows at its share while away */
-    rd->srv->state->limits->away = away;
+    s->away = away;
+
+    if (was && !away && rd->ac != NULL && rd->state == TG_REDIS_UP) {
+        tg_redis_reconcile(rd);
+    }
+}
+
+
+/*
+ * Redis answers again: what this node took and spent alone goes to it,
+ * TG_REDIS_RECONCILE_KEYS counters a script, sent before any decision's
+ * take on this connection and waited for by none.  The tallies are
+ * cleared once sent; a batch that cannot be sent is dropped (counted).
+ */
+
+typedef struct {
+    tg_redis       *rd;
+    size_t          n;
+    size_t          counters;           /* sent */
+    size_t          dropped;
+    uint64_t        requests;           /* whole requests' worth */
+    uint64_t        tokens;
+    uint64_t        spend_nano;         /* of the day */
+    char            keys[TG_REDIS_RECONCILE_KEYS][TG_REDIS_KEY_MAX];
+    char            nums[TG_REDIS_RECONCILE_KEYS][8][24];
+} tg_reconcile_batch;
+
+
+static void
+tg_redis_reconcile_flush(tg_reconcile_batch *b)
+{
+    int           argc;
+    char          nkeys[24];
+    size_t        i, k;
+    size_t        argvlen[3 + TG_REDIS_RECONCILE_KEYS * 9];
+    tg_redis     *rd = b->rd;
+    const char   *argv[3 + TG_REDIS_RECONCILE_KEYS * 9];
+
+    if (b->n == 0) {
+        return;
+    }
+
+    argc = 0;
+
+    if (rd->reconcile_sha[0] != '\0') {
+        argv[argc++] = "EVALSHA";
+        argv[argc++] = rd->reconcile_sha;
+    } else {
+        argv[argc++] = "EVAL";
+        argv[argc++] = tg_reconcile_lua;
+    }
+
+    snprintf(nkeys, sizeof(nkeys), "%zu", b->n);
+    argv[argc++] = nkeys;
+
+    for (i = 0; i < b->n; i++) {
+        argv[argc++] = b->keys[i];
+    }
+
+    for (i = 0; i < b->n; i++) {
+        for (k = 0; k < 8; k++) {
+            argv[argc++] = b->nums[i][k];
+        }
+    }
+
+    for (i = 0; i < (size_t) argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    if (rd->ac == NULL
+        || redisAsyncCommandArgv(rd->ac, tg_redis_script_cb,
+                                 rd->reconcile_sha, argc, argv, argvlen)
+           != REDIS_OK)
+    {
+        b->dropped += b->n;
+    } else {
+        b->counters += b->n;
+    }
+
+    b->n = 0;
+}
+
+
+static void
+tg_redis_reconcile_one(tg_counter *c, void *arg)
+{
+    tg_reconcile_batch  *b = arg;
+    tg_limit_store      *s = b->rd->srv->state->limits;
+    tg_reconcile_part    part;
+    char               (*nums)[24];
+
+    if (!tg_counter_reconcile(c, s->now_ms, s->wall_s, &part)) {
+        tg_counter_reconciled(c);
+        return;
+    }
+
+    tg_counter_reconciled(c);
+
+    if (tg_redis_limit_key(b->keys[b->n], TG_REDIS_KEY_MAX, b->rd->prefix,
+                           c->key, c->key_len) == 0)
+    {
+        b->dropped++;
+        return;
+    }
+
+    nums = b->nums[b->n];
+    snprintf(nums[0], 24, "%u", part.rpm);
+    snprintf(nums[1], 24, "%llu", (unsigned long long) part.requests_debt);
+    snprintf(nums[2], 24, "%u", part.tpm);
+    snprintf(nums[3], 24, "%llu", (unsigned long long) part.tokens_debt);
+    snprintf(nums[4], 24, "%u", part.day);
+    snprintf(nums[5], 24, "%llu", (unsigned long long)
+             (part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0));
+    snprintf(nums[6], 24, "%u", part.month);
+    snprintf(nums[7], 24, "%llu", (unsigned long long)
+             (part.month_spent != 0 ? tg_redis_nano(part.month_spent) : 0));
+
+    b->requests += part.rpm != 0 ? part.requests_debt / TG_LIMIT_PERIOD_MS : 0;
+    b->tokens += part.tpm != 0 ? part.tokens_debt / TG_LIMIT_PERIOD_MS : 0;
+    b->spend_nano += part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0;
+
+    if (++b->n == TG_REDIS_RECONCILE_KEYS) {
+        tg_redis_reconcile_flush(b);
+    }
+}
+
+
+static void
+tg_redis_reconcile(tg_redis *rd)
+{
+    tg_limit_store      *s = rd->srv->state->limits;
+    tg_reconcile_batch  *b;
+
+    if (s->nodes == 0 || s->ops->count(s) == 0) {
+        return;
+    }
+
+    b = calloc(1, sizeof(tg_reconcile_batch));
+
+    if (b == NULL) {
+        tg_log_error("redis.reconcile_failed", "address",
+                     "redis: %s: out of memory to reconcile: what this node "
+                     "counted alone stays here until the next time",
+                     rd->address);
+        return;
+    }
+
+    b->rd = rd;
+    tg_limit_store_clock(s);
+
+    s->ops->each(s, tg_redis_reconcile_one, b);
+    tg_redis_reconcile_flush(b);
+
+    if (b->counters != 0 || b->dropped != 0) {
+        tg_log_info("redis.reconciled",
+                    "address counters requests tokens spend_nano dropped",
+                    "redis: %s: reconciled what this node counted alone: "
+                    "%zu counters, %llu requests and %llu tokens still in "
+                    "their windows, spend %llu nano-units today, %zu dropped",
+                    rd->address, b->counters,
+                    (unsigned long long) b->requests,
+                    (unsigned long long) b->tokens,
+                    (unsigned long long) b->spend_nano, b->dropped);
+    }
+
+    free(b);
 }
 
 
@@ -1626,9 +1848,10 @@ tg_redis_limits(tg_redis *rd, tg_conn *c, uint32_t id, tg_pstate *ps,
         }
 
         /*
-         * Taken here at this node's share.  While the connection is up
-         * (a decision timed out), Redis is told too, without waiting:
-         * its answer ends the time alone.
+         * Taken here at this node's share (and tallied for the
+         * reconcile).  While the connection is up (a decision timed
+         * out), Redis is asked too, without waiting: its answer ends the
+         * time alone.
          */
 
         if (rd->ac != NULL && rd->state == TG_REDIS_UP && h != NULL) {
@@ -1734,7 +1957,11 @@ tg_redis_then_limits(tg_redis *rd, tg_pending *p)
 }
 
 
-/* EVALSHA take n KEYS... ARGV (7 a key); p NULL: nobody waits */
+/*
+ * EVALSHA take n KEYS... ARGV (7 a key); p NULL: nobody waits, and it
+ * takes nothing (its answer only ends the time alone: what was taken
+ * here then goes to Redis with the reconcile, once)
+ */
 
 static int
 tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
@@ -1776,8 +2003,9 @@ tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
     for (i = 0; i < h->n; i++) {
         snprintf(nums[i][0], 24, "%u", h->parts[i].rpm);
         snprintf(nums[i][1], 24, "%u", h->parts[i].tpm);
-        snprintf(nums[i][2], 24, "%u", h->parts[i].requests);
-        snprintf(nums[i][3], 24, "%u", h->parts[i].tokens);
+        /* p NULL: a probe; what it took alone is reconciled instead */
+        snprintf(nums[i][2], 24, "%u", p != NULL ? h->parts[i].requests : 0);
+        snprintf(nums[i][3], 24, "%u", p != NULL ? h->parts[i].tokens : 0);
         /*
          * A provider's plan is checked by tg_decide() against what this
          * node knows; in Redis it is enforced too, so that a plan full
@@ -2092,27 +2320,54 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
     char                  ukeys[TG_REDIS_USAGE_KINDS][TG_REDIS_KEY_MAX];
     char                  unums[4][24], names[TG_REDIS_USAGE_KINDS][300];
     size_t                i, k, n, argvlen[3 + TG_HOLD_PARTS * 6];
+    bool                  up, alone, own;
     uint64_t              nano, tokens;
     tg_redis             *rd = arg;
     const char           *argv[3 + TG_HOLD_PARTS * 6];
     const char           *provider;
     const tg_limit_hold  *h;
 
-    if (rd->state != TG_REDIS_UP || rd->ac == NULL) {
+    up = rd->state == TG_REDIS_UP && rd->ac != NULL;
+    alone = !up || rd->srv->state->limits->away;
+    h = l != NULL ? l->hold : NULL;
+
+    /*
+     * A spend Redis cannot take now, or of a take it never saw while it
+     * is still away, is tallied for the reconcile.  Tokens' corrections
+     * of takes made alone are tallied by the store; those of takes Redis
+     * saw, reported while it is down, are lost.
+     */
+
+    for (i = 0; h != NULL && r->cost != 0 && i < h->n; i++) {
+        if (h->parts[i].budget && (!up || (h->parts[i].own && alone))
+            && rd->srv->state->limits->nodes != 0)
+        {
+            tg_limit_store_clock(rd->srv->state->limits);
+            tg_counter_away_spend(h->parts[i].counter, r->cost,
+                                  rd->srv->state->limits->wall_s);
+        }
+    }
+
+    if (!up) {
         /* counted here only: Redis learns this node's usage no more */
         return;
     }
 
     nano = tg_redis_nano(r->cost);
 
-    /* the hold's windows and budgets, those Redis took */
+    /*
+     * The hold's windows and budgets: those Redis took; of a take made
+     * alone and reported once Redis is back (reconciled already), the
+     * spend.
+     */
 
-    h = l != NULL ? l->hold : NULL;
     n = 0;
 
     for (i = 0; h != NULL && i < h->n; i++) {
-        if (h->parts[i].own
-            || ((h->parts[i].tpm == 0 || deltas[i] == 0)
+        own = h->parts[i].own;
+
+        if ((own && alone)
+            || ((own || h->parts[i].tpm == 0 || deltas[i] == 0)
                 && (!h->parts[i].budget || nano == 0)))
         {
             continue;
@@ -2125,8 +2380,8 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
             continue;
         }
 
-        snprintf(nums[n][0], 24, "%u", h->parts[i].tpm);
-        snprintf(nums[n][1], 24, "%lld", (long long) deltas[i]);
+        snprintf(nums[n][0], 24, "%u", own ? 0 : h->parts[i].tpm);
+        snprintf(nums[n][1], 24, "%lld", own ? 0LL : (long long) deltas[i]);
         snprintf(nums[n][2], 24, "%llu", (unsigned long long)
                  (h->parts[i].budget ? nano : 0));
         snprintf(nums[n][3], 24, "%llu", (unsigned long long)

@@ -1082,6 +1082,110 @@ test_store_shared(void **unused)
 }
 
 
+/* what a node took and spent alone, for Redis when it is back */
+
+static void
+test_store_reconcile(void **unused)
+{
+    tg_counter        *c, *quiet;
+    tg_limit_take      t;
+    tg_limit_store    *s;
+    tg_reconcile_part  part;
+
+    (void) unused;
+
+    s = tg_limit_store_memory();
+    assert_non_null(s);
+    s->now_ms = 5000;
+    s->wall_s = 1764720000;             /* 2025-12-03, day 20425 */
+    s->nodes = 2;
+
+    c = s->ops->counter(s, "c\037p\037x", 5);
+    quiet = s->ops->counter(s, "c\037p\037y", 5);
+    assert_non_null(c);
+    assert_non_null(quiet);
+
+    /* taken while Redis answered: nothing to send */
+
+    memset(&t, 0, sizeof(t));
+    t.counter = c;
+    t.rpm = 10;
+    t.tpm = 1000;
+    t.requests = 1;
+    t.tokens = 100;
+    t.enforce = true;
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    s->ops->spend(s, c, 5000);
+    s->ops->tokens(s, c, 1000, 50, false);
+    assert_false(tg_counter_reconcile(c, s->now_ms, s->wall_s, &part));
+
+    /* alone, at the share: three takes, one given back, tokens corrected */
+
+    s->away = true;
+    t.own = true;
+    t.rpm = tg_limit_share(10, 2);
+    t.tpm = tg_limit_share(1000, 2);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    }
+    s->ops->give_back(s, c, 5, 1, 500, 100, true);
+    s->ops->tokens(s, c, 500, -30, true);
+    tg_counter_away_spend(c, 2500, s->wall_s);
+    tg_counter_away_spend(c, 500, s->wall_s);
+
+    assert_true(tg_counter_reconcile(c, s->now_ms, s->wall_s, &part));
+    assert_int_equal(part.rpm, 10);     /* drains at the whole limit */
+    assert_int_equal(part.requests_debt, 2 * P);
+    assert_int_equal(part.tpm, 1000);
+    assert_int_equal(part.tokens_debt, 170 * P);
+    assert_int_equal(part.day, 20425);
+    assert_int_equal(part.day_spent, 3000);
+    assert_int_equal(part.month_spent, 3000);
+
+    /* a counter that took nothing alone sends nothing */
+
+    assert_false(tg_counter_reconcile(quiet, s->now_ms, s->wall_s, &part));
+
+    /* 3 s later: drained as Redis's window would have (10 a minute) */
+
+    assert_true(tg_counter_reconcile(c, s->now_ms + 3000, s->wall_s,
+                                     &part));
+    assert_int_equal(part.requests_debt, 2 * P - 3000 * 10);
+    assert_int_equal(part.tokens_debt, 170 * P - 3000 * 1000);
+
+    /* a minute later the windows owe nothing; the spend stays the day's */
+
+    assert_true(tg_counter_reconcile(c, s->now_ms + P, s->wall_s, &part));
+    assert_int_equal(part.rpm, 0);
+    assert_int_equal(part.requests_debt, 0);
+    assert_int_equal(part.tpm, 0);
+    assert_int_equal(part.day_spent, 3000);
+
+    /* the next day: only the month's */
+
+    assert_true(tg_counter_reconcile(c, s->now_ms, s->wall_s + 86400,
+                                     &part));
+    assert_int_equal(part.day, 20426);
+    assert_int_equal(part.day_spent, 0);
+    assert_int_equal(part.month_spent, 3000);
+
+    /* the sweep keeps a counter with tallies; sent, they are cleared */
+
+    s->ops->unref(s, c);
+    s->ops->unref(s, quiet);
+    s->now_ms += 2 * P;
+    s->ops->sweep(s, NULL, NULL);
+    assert_non_null(s->ops->peek(s, "c\037p\037x", 5));
+    assert_null(s->ops->peek(s, "c\037p\037y", 5));
+
+    tg_counter_reconciled(c);
+    assert_false(tg_counter_reconcile(c, s->now_ms, s->wall_s, &part));
+
+    s->ops->sweep(s, NULL, NULL);       /* own budget: spent by no one */
+    s->ops->free(s);
+}
+
+
 int
 main(void)
 {
@@ -1091,6 +1195,7 @@ main(void)
         cmocka_unit_test(test_store_all_or_nothing),
         cmocka_unit_test(test_budget_periods),
         cmocka_unit_test(test_store_shared),
+        cmocka_unit_test(test_store_reconcile),
         cmocka_unit_test_setup_teardown(test_admit_client, lsetup, lteardown),
         cmocka_unit_test_setup_teardown(test_admit_tokens, lsetup, lteardown),
         cmocka_unit_test_setup_teardown(test_admit_profiles, lsetup,
