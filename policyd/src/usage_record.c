@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_out.h"
 #include "tailgate_protocol.h"
 #include "usage.h"
 
@@ -25,7 +26,6 @@ static void tg_line_add(tg_line *l, const char *fmt, ...)
 static void tg_line_str(tg_line *l, const char *key, const char *s,
     size_t len);
 static void tg_line_bytes(tg_line *l, const char *s, size_t len);
-static size_t tg_utf8_len(const unsigned char *s, size_t n);
 
 
 int
@@ -300,7 +300,7 @@ tg_line_bytes(tg_line *l, const char *s, size_t len)
             *l->p++ = (char) u[i];
 
         } else {
-            n = tg_utf8_len(u + i, len - i);
+            n = tg_utf8_char_len(u + i, len - i);
 
             if (n == 0) {
                 n = 1;
@@ -316,48 +316,6 @@ tg_line_bytes(tg_line *l, const char *s, size_t len)
             }
         }
     }
-}
-
-
-/* the length of the well-formed UTF-8 sequence at s, 0 when it is not */
-
-static size_t
-tg_utf8_len(const unsigned char *s, size_t n)
-{
-    size_t    len, i;
-    uint32_t  c;
-
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-        c = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        c = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        c = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-
-    if (n < len) {
-        return 0;
-    }
-
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-
-    if ((len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff)))
-        || (len == 4 && (c < 0x10000 || c > 0x10ffff)))
-    {
-        return 0;
-    }
-
-    return len;
 }
 
 
