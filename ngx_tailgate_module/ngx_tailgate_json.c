@@ -82,7 +82,6 @@ static ngx_int_t ngx_tailgate_json_fact(ngx_pool_t *pool, u_char *name,
     ngx_uint_t *seen, ngx_tailgate_scan_error_t *error);
 static ngx_int_t ngx_tailgate_json_stream_options(u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
-static const char *ngx_tailgate_json_type(u_char c);
 static ngx_uint_t ngx_tailgate_json_key_routes(u_char *name, size_t n);
 
 
@@ -407,7 +406,7 @@ ngx_tailgate_json_stream_options(u_char *p, u_char *end,
 
 /* what a value is, for a message: by its first byte, once validated */
 
-static const char *
+const char *
 ngx_tailgate_json_type(u_char c)
 {
     switch (c) {

@@ -117,6 +117,7 @@ ngx_tailgate_json_key_bit(u_char *name, size_t len)
 ngx_int_t ngx_tailgate_json_scan(ngx_pool_t *pool, u_char *p, u_char *end,
     ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
 size_t ngx_tailgate_json_chars(u_char *p, u_char *end);
+const char *ngx_tailgate_json_type(u_char c);
 ngx_int_t ngx_tailgate_json_quote(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *quoted);
 ngx_int_t ngx_tailgate_json_strings(ngx_pool_t *pool, u_char *p, u_char *end,

@@ -152,7 +152,6 @@ static ngx_int_t ngx_tailgate_xreq_type(ngx_tailgate_xreq_t *x,
     const char *expected, u_char c);
 static ngx_int_t ngx_tailgate_xreq_send(ngx_http_request_t *r,
     ngx_tailgate_xreq_t *x, ngx_int_t *rc);
-static const char *ngx_tailgate_xreq_kind(u_char c);
 
 
 #define ngx_tailgate_xreq_text_piece(x, text)                                 \
@@ -2245,28 +2244,7 @@ ngx_tailgate_xreq_type(ngx_tailgate_xreq_t *x, const char *expected, u_char c)
                                     "Invalid type for '%*s': expected %s, "
                                     "but got %s instead.", x->param_len,
                                     x->param, expected,
-                                    ngx_tailgate_xreq_kind(c));
-}
-
-
-static const char *
-ngx_tailgate_xreq_kind(u_char c)
-{
-    switch (c) {
-    case '"':
-        return "a string";
-    case '{':
-        return "an object";
-    case '[':
-        return "an array";
-    case 't':
-    case 'f':
-        return "a boolean";
-    case 'n':
-        return "null";
-    default:
-        return "a number";
-    }
+                                    ngx_tailgate_json_type(c));
 }
 
 
