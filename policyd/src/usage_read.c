@@ -283,6 +283,11 @@ tg_usage_time_parse(const char *s, size_t len, int64_t *ms)
 
     t -= (int64_t) oh * 3600 + (int64_t) om * 60;
 
+    /* 1970-01-01 with an offset east of UTC is still 1969 */
+    if (t < 0) {
+        return -1;
+    }
+
     *ms = t * 1000 + frac;
 
     return 0;

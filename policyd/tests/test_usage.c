@@ -868,6 +868,11 @@ test_times(void **unused)
     assert_int_equal(T("yesterday"), -1);
     assert_int_equal(T("-5"), -1);
     assert_int_equal(T("9999999999999"), -1);
+    assert_int_equal(T("1970-01-01T00:00:00+01:00"), -1);  /* 1969 */
+    assert_int_equal(T("1970-01-01T01:00:00+01:00"), 0);
+    assert_true(ms == 0);
+    assert_int_equal(T("1970-01-01T00:00:00-01:00"), 0);
+    assert_true(ms == 3600000);
 #undef T
 }
 
