@@ -269,7 +269,7 @@ tg_otlp_endpoint_url(const char *in, char *out, size_t size,
     len = tg_trim(&p, len);
     end = p + len;
 
-    if (len == 0 || len >= TG_OTLP_URL_MAX - sizeof("/v1/traces")) {
+    if (len == 0 || len > TG_OTLP_URL_TEXT_MAX) {
         if (len != 0) {
             *why = "expected a URL of at most 2000 bytes";
         }
@@ -418,8 +418,11 @@ tg_otlp_endpoint_url(const char *in, char *out, size_t size,
                   == 0) ? "" : "/v1/traces",
                  (int) (end - query), query);
 
-    if (n < 0 || (size_t) n >= size) {
-        *why = "expected a shorter URL";
+    /* the URL made is held to the same length, so it reads back as itself */
+
+    if (n < 0 || (size_t) n >= size || n > TG_OTLP_URL_TEXT_MAX) {
+        *why = "expected a URL of at most 2000 bytes, with its scheme and "
+               "/v1/traces";
         return -1;
     }
 

@@ -26,6 +26,7 @@
 
 
 #define TG_OTLP_URL_MAX         2048
+#define TG_OTLP_URL_TEXT_MAX    2000    /* as given, and as made */
 #define TG_OTLP_VALUE_MAX       4096
 #define TG_OTLP_PAIRS_MAX       64
 

@@ -70,7 +70,7 @@ test_endpoint_good(void **unused)
 static void
 test_endpoint_bad(void **unused)
 {
-    char         out[TG_OTLP_URL_MAX], *huge;
+    char         out[TG_OTLP_URL_MAX], again[TG_OTLP_URL_MAX], *huge;
     size_t       i;
     const char  *why;
 
@@ -122,6 +122,24 @@ test_endpoint_bad(void **unused)
     huge[4999] = '\0';
     assert_int_equal(tg_otlp_endpoint_url(huge, out, sizeof(out), &why), -1);
     assert_non_null(strstr(why, "at most"));
+
+    /* 2000 bytes as given, more once made a URL: refused, so that what is
+     * taken always reads back as itself */
+    memcpy(huge, "x/", 2);
+    memset(huge + 2, 'a', 1998);
+    huge[2000] = '\0';
+    assert_int_equal(tg_otlp_endpoint_url(huge, out, sizeof(out), &why), -1);
+    assert_non_null(strstr(why, "with its scheme"));
+
+    /* the longest that fits: 2000 bytes made */
+    memcpy(huge, "http://x/", 9);
+    memset(huge + 9, 'a', 2000 - 9 - 10);
+    memcpy(huge + 2000 - 10, "/v1/traces", 11);
+    assert_int_equal(tg_otlp_endpoint_url(huge, out, sizeof(out), &why), 0);
+    assert_int_equal(strlen(out), 2000);
+    assert_int_equal(tg_otlp_endpoint_url(out, again, sizeof(again), &why),
+                     0);
+    assert_string_equal(out, again);
     free(huge);
 
     /* a buffer too small is an error, not a cut URL */
