@@ -7,7 +7,8 @@
 # rotation with no reload.  A token whose kid the set lacks makes the
 # worker ask policyd for a fresh set, rate-limited, and waits for it
 # without blocking; a provider that is down or serves a broken set leaves
-# the last good set in force.
+# the last good set in force.  A DPoP-bound token of a new kid waits too,
+# and its proof is checked (its jti spent) once, after the wait.
 
 use strict;
 use warnings;
@@ -22,7 +23,7 @@ use Time::HiRes qw(time sleep);
 use JSON::PP;
 
 use Tailgate::Gateway;
-use Tailgate::JWT qw(jwt_keypair jwt_token b64url);
+use Tailgate::JWT qw(jwt_keypair jwt_token b64url jwk_thumbprint dpop_proof);
 use Tailgate::JWKS qw(jwks_server jwk_of jwks_doc);
 use Tailgate::Proto;
 
@@ -38,6 +39,8 @@ my %key = (
     s1 => jwt_keypair($dir, 'ES256'),      # the static file's
     s2 => jwt_keypair($dir, 'RS256'),
     x  => jwt_keypair($dir, 'ES256'),      # never published
+    e  => jwt_keypair($dir, 'ES256'),      # published for the DPoP case
+    pk => jwt_keypair($dir, 'ES256'),      # a client's proof key
 );
 
 sub jwk { my ($kid, %extra) = @_; jwk_of($key{$kid}, kid => $kid, %extra) }
@@ -96,6 +99,12 @@ $t->start_gateway(
         location /nowait/v1/ {
             tailgate on;
             tailgate_jwt_jwks %%DIR%%/idp.jwks wait=off;
+            include tailgate/proxy.conf;
+        }
+
+        location /dpop/v1/ {
+            tailgate on;
+            tailgate_dpop required;
             include tailgate/proxy.conf;
         }
 
@@ -588,6 +597,55 @@ subtest 'a policyd reload keeps what a set learned; a restart its file' => sub {
 
     $idp->start;
     becomes(token('c'), 200, 'and the gateway goes on with it');
+};
+
+
+subtest 'a DPoP-bound token of a new kid: the proof is checked after the wait' => sub {
+    my $pjwk = jwk_of($key{pk});
+    my $url = 'http://127.0.0.1:' . $t->port('nginx') . '/dpop/v1/chat/completions';
+    my $bound = sub {
+        my ($kid) = @_;
+        return token($kid, claims => { cnf => { jkt => jwk_thumbprint($pjwk) } });
+    };
+    my $call = sub {
+        my ($token, $proof) = @_;
+        return $t->http('POST', '/dpop/v1/chat/completions',
+                        headers => { 'Content-Type' => 'application/json',
+                                     Authorization => "DPoP $token",
+                                     DPoP => $proof },
+                        body => '{"model":"qwen","messages":[]}');
+    };
+    my $proof = sub {
+        dpop_proof(key => $key{pk}, jwk => $pjwk, htu => $url, token => $_[0]);
+    };
+
+    $idp->serve('/jwks.json', body => jwks_doc($good, jwk('c'), jwk('e')),
+                etag => '"v13"');
+    sleep($MIN_REFRESH_MS / 1000 + 0.2);
+
+    my $log = $t->log_size('error');
+    my $token = $bound->('e');
+    my $p = $proof->($token);
+
+    my $res = $call->($token, $p);
+    is($res->{status}, 200, 'the token of the new kid "e" waits, then its proof passes')
+        or diag($res->{body});
+    ok($t->wait_log('error', qr/has no kid "e": policyd is asked/, from => $log),
+       'it did wait for the set');
+
+    $res = $call->($token, $p);
+    is($res->{status}, 401, 'the same proof again: refused');
+    like($res->{body}, qr/invalid_dpop_proof/, 'as a replayed proof');
+    is($call->($token, $proof->($token))->{status}, 200,
+       'a new proof with the same token passes');
+
+    # a kid that never comes: refused as a token, whatever the proof
+    sleep($MIN_REFRESH_MS / 1000 + 0.2);
+    my $unknown = $bound->('x');
+    $res = $call->($unknown, $proof->($unknown));
+    is($res->{status}, 401, 'a bound token of a kid no set has: 401');
+    like($res->{body}, qr/invalid_api_key/, 'for the token, not the proof');
+    unlike($t->error_log, qr/\[(alert|crit)\]|signal \d+/, 'no alert, no crash');
 };
 
 
