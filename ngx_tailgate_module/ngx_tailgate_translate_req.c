@@ -140,6 +140,8 @@ static ngx_int_t ngx_tailgate_xreq_piece(ngx_tailgate_xreq_t *x,
     u_char *start, u_char *end);
 static ngx_int_t ngx_tailgate_xreq_inner(ngx_tailgate_xreq_t *x,
     u_char *start, u_char *end);
+static ngx_uint_t ngx_tailgate_xreq_which(ngx_tailgate_json_member_t *m,
+    const char *const *names, ngx_uint_t n);
 static ngx_uint_t ngx_tailgate_xreq_is(ngx_tailgate_json_member_t *m,
     const char *name);
 static ngx_uint_t ngx_tailgate_xreq_equals(u_char *start, u_char *end,
@@ -148,6 +150,8 @@ static ngx_int_t ngx_tailgate_xreq_refuse(ngx_tailgate_xreq_t *x,
     const char *code, const char *fmt, ...);
 static ngx_int_t ngx_tailgate_xreq_param(ngx_tailgate_xreq_t *x,
     const char *fmt, ...);
+static ngx_int_t ngx_tailgate_xreq_twice(ngx_tailgate_xreq_t *x);
+static ngx_int_t ngx_tailgate_xreq_unsupported(ngx_tailgate_xreq_t *x);
 static ngx_int_t ngx_tailgate_xreq_type(ngx_tailgate_xreq_t *x,
     const char *expected, u_char c);
 static ngx_int_t ngx_tailgate_xreq_send(ngx_http_request_t *r,
@@ -435,17 +439,7 @@ ngx_tailgate_xreq_members(ngx_tailgate_xreq_t *x, u_char *p, u_char *end,
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         for (i = 0; i < NGX_TAILGATE_XM_COUNT; i++) {
             if (m.name_len >= 0
                 && (size_t) m.name_len == ngx_tailgate_xreq_names[i].len
@@ -465,22 +459,20 @@ ngx_tailgate_xreq_members(ngx_tailgate_xreq_t *x, u_char *p, u_char *end,
                                         m.name);
             }
 
-            return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+            return ngx_tailgate_xreq_unsupported(x);
         }
 
         if (v[i].start) {
             ngx_tailgate_xreq_param(x, "%V", &ngx_tailgate_xreq_names[i]);
-            return ngx_tailgate_xreq_refuse(x, "",
-                               "The '%V' parameter appears more than once.",
-                               &ngx_tailgate_xreq_names[i]);
+            return ngx_tailgate_xreq_twice(x);
         }
 
         v[i].start = m.value_start;
         v[i].end = m.value_end;
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     for (i = NGX_TAILGATE_XM_STORE; i < NGX_TAILGATE_XM_COUNT; i++) {
@@ -706,10 +698,10 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
                                 *content_end;
     ngx_int_t                    rc;
     ngx_str_t                    name;
-
-    ngx_str_null(&name);
     ngx_tailgate_json_iter_t     it;
     ngx_tailgate_json_member_t   m;
+
+    ngx_str_null(&name);
 
     if (*start != '{') {
         ngx_tailgate_xreq_param(x, "input[%ui]", i);
@@ -728,23 +720,11 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
 
     /* the type first: it says which members belong */
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         if (ngx_tailgate_xreq_is(&m, "type")) {
             if (type) {
                 ngx_tailgate_xreq_param(x, "input[%ui].type", i);
-                return ngx_tailgate_xreq_refuse(x, "",
-                               "The 'input[%ui].type' parameter appears "
-                               "more than once.", i);
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start != '"') {
@@ -757,6 +737,10 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
         }
     }
 
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
     if (type == NULL || ngx_tailgate_xreq_equals(type, type_end,
                                                  "\"message\""))
     {
@@ -764,23 +748,11 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
             return NGX_ERROR;
         }
 
-        for ( ;; ) {
-            rc = ngx_tailgate_json_member(&it, &m);
-
-            if (rc == NGX_DONE) {
-                break;
-            }
-
-            if (rc != NGX_OK) {
-                return NGX_ERROR;
-            }
-
+        while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
             if (ngx_tailgate_xreq_is(&m, "role")) {
                 if (role) {
                     ngx_tailgate_xreq_param(x, "input[%ui].role", i);
-                    return ngx_tailgate_xreq_refuse(x, "",
-                               "The 'input[%ui].role' parameter appears "
-                               "more than once.", i);
+                    return ngx_tailgate_xreq_twice(x);
                 }
 
                 role = m.value_start;
@@ -818,9 +790,7 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
             } else if (ngx_tailgate_xreq_is(&m, "content")) {
                 if (content) {
                     ngx_tailgate_xreq_param(x, "input[%ui].content", i);
-                    return ngx_tailgate_xreq_refuse(x, "",
-                               "The 'input[%ui].content' parameter appears "
-                               "more than once.", i);
+                    return ngx_tailgate_xreq_twice(x);
                 }
 
                 content = m.value_start;
@@ -833,12 +803,12 @@ ngx_tailgate_xreq_item(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
                 ngx_tailgate_xreq_param(x, "input[%ui].%*s", i,
                                         (size_t) ngx_max(m.name_len, 0),
                                         m.name);
-                return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+                return ngx_tailgate_xreq_unsupported(x);
             }
+        }
+
+        if (rc != NGX_DONE) {
+            return NGX_ERROR;
         }
 
         if (role == NULL || content == NULL) {
@@ -1023,17 +993,7 @@ ngx_tailgate_xreq_parts(ngx_tailgate_xreq_t *x, const char *path,
             return NGX_ERROR;
         }
 
-        for ( ;; ) {
-            rc = ngx_tailgate_json_member(&mit, &m);
-
-            if (rc == NGX_DONE) {
-                break;
-            }
-
-            if (rc != NGX_OK) {
-                return NGX_ERROR;
-            }
-
+        while ((rc = ngx_tailgate_json_member(&mit, &m)) == NGX_OK) {
             if (ngx_tailgate_xreq_is(&m, "type")) {
                 if (type) {
                     goto twice;
@@ -1075,12 +1035,12 @@ ngx_tailgate_xreq_parts(ngx_tailgate_xreq_t *x, const char *path,
                                         path, j,
                                         (size_t) ngx_max(m.name_len, 0),
                                         m.name);
-                return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+                return ngx_tailgate_xreq_unsupported(x);
             }
+        }
+
+        if (rc != NGX_DONE) {
+            return NGX_ERROR;
         }
 
         if (type == NULL || *type != '"') {
@@ -1207,9 +1167,7 @@ twice:
     ngx_tailgate_xreq_param(x, "input[%ui].%s[%ui].%*s", i, path, j,
                             (size_t) ngx_max(m.name_len, 0), m.name);
 
-    return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter appears "
-                                    "more than once.", x->param_len,
-                                    x->param);
+    return ngx_tailgate_xreq_twice(x);
 }
 
 
@@ -1234,22 +1192,8 @@ ngx_tailgate_xreq_call(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        for (k = 0; k < 3; k++) {
-            if (ngx_tailgate_xreq_is(&m, names[k])) {
-                break;
-            }
-        }
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
+        k = ngx_tailgate_xreq_which(&m, names, 3);
 
         if (k == 3) {
             if (ngx_tailgate_xreq_is(&m, "type")
@@ -1261,19 +1205,13 @@ ngx_tailgate_xreq_call(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
 
             ngx_tailgate_xreq_param(x, "input[%ui].%*s", i,
                                     (size_t) ngx_max(m.name_len, 0), m.name);
-            return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+            return ngx_tailgate_xreq_unsupported(x);
         }
 
         ngx_tailgate_xreq_param(x, "input[%ui].%s", i, names[k]);
 
         if (v[k]) {
-            return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter "
-                                            "appears more than once.",
-                                            x->param_len, x->param);
+            return ngx_tailgate_xreq_twice(x);
         }
 
         if (*m.value_start != '"') {
@@ -1282,6 +1220,10 @@ ngx_tailgate_xreq_call(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
 
         v[k] = m.value_start;
         v_end[k] = m.value_end;
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     for (k = 0; k < 3; k++) {
@@ -1352,24 +1294,12 @@ ngx_tailgate_xreq_output(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         if (ngx_tailgate_xreq_is(&m, "call_id")) {
             ngx_tailgate_xreq_param(x, "input[%ui].call_id", i);
 
             if (id) {
-                return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter "
-                                                "appears more than once.",
-                                                x->param_len, x->param);
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start != '"') {
@@ -1383,9 +1313,7 @@ ngx_tailgate_xreq_output(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
             ngx_tailgate_xreq_param(x, "input[%ui].output", i);
 
             if (out) {
-                return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter "
-                                                "appears more than once.",
-                                                x->param_len, x->param);
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start != '"' && *m.value_start != '[') {
@@ -1402,12 +1330,12 @@ ngx_tailgate_xreq_output(ngx_tailgate_xreq_t *x, ngx_uint_t i, u_char *start,
         {
             ngx_tailgate_xreq_param(x, "input[%ui].%*s", i,
                                     (size_t) ngx_max(m.name_len, 0), m.name);
-            return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+            return ngx_tailgate_xreq_unsupported(x);
         }
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     if (id == NULL || out == NULL) {
@@ -1519,17 +1447,7 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
             return NGX_ERROR;
         }
 
-        for ( ;; ) {
-            rc = ngx_tailgate_json_member(&mit, &m);
-
-            if (rc == NGX_DONE) {
-                break;
-            }
-
-            if (rc != NGX_OK) {
-                return NGX_ERROR;
-            }
-
+        while ((rc = ngx_tailgate_json_member(&mit, &m)) == NGX_OK) {
             if (!ngx_tailgate_xreq_is(&m, "type")) {
                 continue;
             }
@@ -1537,9 +1455,7 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
             ngx_tailgate_xreq_param(x, "tools[%ui].type", i);
 
             if (type) {
-                return ngx_tailgate_xreq_refuse(x, "", "The '%*s' "
-                                     "parameter appears more than once.",
-                                     x->param_len, x->param);
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start != '"') {
@@ -1548,6 +1464,10 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
 
             type = m.value_start;
             type_end = m.value_end;
+        }
+
+        if (rc != NGX_DONE) {
+            return NGX_ERROR;
         }
 
         if (type == NULL) {
@@ -1583,45 +1503,25 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
             return NGX_ERROR;
         }
 
-        for ( ;; ) {
-            rc = ngx_tailgate_json_member(&mit, &m);
-
-            if (rc == NGX_DONE) {
-                break;
-            }
-
-            if (rc != NGX_OK) {
-                return NGX_ERROR;
-            }
-
+        while ((rc = ngx_tailgate_json_member(&mit, &m)) == NGX_OK) {
             if (ngx_tailgate_xreq_is(&m, "type")) {
                 typed = 1;
                 continue;
             }
 
-            for (k = 0; k < 4; k++) {
-                if (ngx_tailgate_xreq_is(&m, names[k])) {
-                    break;
-                }
-            }
+            k = ngx_tailgate_xreq_which(&m, names, 4);
 
             if (k == 4) {
                 ngx_tailgate_xreq_param(x, "tools[%ui].%*s", i,
                                         (size_t) ngx_max(m.name_len, 0),
                                         m.name);
-                return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+                return ngx_tailgate_xreq_unsupported(x);
             }
 
             ngx_tailgate_xreq_param(x, "tools[%ui].%s", i, names[k]);
 
             if (val[k]) {
-                return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter "
-                                                "appears more than once.",
-                                                x->param_len, x->param);
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start == 'n' && k > 0) {
@@ -1637,6 +1537,10 @@ ngx_tailgate_xreq_tools(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
 
             val[k] = m.value_start;
             val_end[k] = m.value_end;
+        }
+
+        if (rc != NGX_DONE) {
+            return NGX_ERROR;
         }
 
         if (!typed || val[0] == NULL) {
@@ -1758,17 +1662,7 @@ ngx_tailgate_xreq_tool_choice(ngx_tailgate_xreq_t *x,
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         if (ngx_tailgate_xreq_is(&m, "type") && !typed++
             && ngx_tailgate_xreq_equals(m.value_start, m.value_end,
                                         "\"function\""))
@@ -1789,6 +1683,10 @@ ngx_tailgate_xreq_tool_choice(ngx_tailgate_xreq_t *x,
                            "\"auto\", \"none\", \"required\" or "
                            "{\"type\":\"function\",\"name\":...} for this "
                            "route's chat completions provider.");
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     if (!typed || name == NULL) {
@@ -1852,23 +1750,12 @@ ngx_tailgate_xreq_text(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         if (ngx_tailgate_xreq_is(&m, "format")) {
             ngx_tailgate_xreq_param(x, "text.format");
 
             if (format) {
-                return ngx_tailgate_xreq_refuse(x, "", "The 'text.format' "
-                                       "parameter appears more than once.");
+                return ngx_tailgate_xreq_twice(x);
             }
 
             format = m.value_start;
@@ -1884,10 +1771,11 @@ ngx_tailgate_xreq_text(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
 
         ngx_tailgate_xreq_param(x, "text.%*s",
                                 (size_t) ngx_max(m.name_len, 0), m.name);
-        return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                           "Unsupported parameter: '%*s' cannot be "
-                           "translated for this route's chat completions "
-                           "provider.", x->param_len, x->param);
+        return ngx_tailgate_xreq_unsupported(x);
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     if (format == NULL || *format == 'n') {
@@ -1907,24 +1795,12 @@ ngx_tailgate_xreq_text(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         if (ngx_tailgate_xreq_is(&m, "type")) {
             ngx_tailgate_xreq_param(x, "text.format.type");
 
             if (type) {
-                return ngx_tailgate_xreq_refuse(x, "", "The "
-                                       "'text.format.type' parameter "
-                                       "appears more than once.");
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start != '"') {
@@ -1936,28 +1812,18 @@ ngx_tailgate_xreq_text(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
             continue;
         }
 
-        for (k = 0; k < 4; k++) {
-            if (ngx_tailgate_xreq_is(&m, names[k])) {
-                break;
-            }
-        }
+        k = ngx_tailgate_xreq_which(&m, names, 4);
 
         if (k == 4) {
             ngx_tailgate_xreq_param(x, "text.format.%*s",
                                     (size_t) ngx_max(m.name_len, 0), m.name);
-            return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                               "Unsupported parameter: '%*s' cannot be "
-                               "translated for this route's chat "
-                               "completions provider.",
-                               x->param_len, x->param);
+            return ngx_tailgate_xreq_unsupported(x);
         }
 
         ngx_tailgate_xreq_param(x, "text.format.%s", names[k]);
 
         if (val[k]) {
-            return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter "
-                                            "appears more than once.",
-                                            x->param_len, x->param);
+            return ngx_tailgate_xreq_twice(x);
         }
 
         if (*m.value_start == 'n' && k > 1) {
@@ -1972,6 +1838,10 @@ ngx_tailgate_xreq_text(ngx_tailgate_xreq_t *x, ngx_tailgate_xreq_value_t *v)
 
         val[k] = m.value_start;
         val_end[k] = m.value_end;
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     ngx_tailgate_xreq_param(x, "text.format.type");
@@ -2061,24 +1931,12 @@ ngx_tailgate_xreq_reasoning(ngx_tailgate_xreq_t *x,
         return NGX_ERROR;
     }
 
-    for ( ;; ) {
-        rc = ngx_tailgate_json_member(&it, &m);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    while ((rc = ngx_tailgate_json_member(&it, &m)) == NGX_OK) {
         if (ngx_tailgate_xreq_is(&m, "effort")) {
             ngx_tailgate_xreq_param(x, "reasoning.effort");
 
             if (effort) {
-                return ngx_tailgate_xreq_refuse(x, "", "The "
-                                       "'reasoning.effort' parameter "
-                                       "appears more than once.");
+                return ngx_tailgate_xreq_twice(x);
             }
 
             if (*m.value_start != '"' && *m.value_start != 'n') {
@@ -2098,10 +1956,11 @@ ngx_tailgate_xreq_reasoning(ngx_tailgate_xreq_t *x,
 
         ngx_tailgate_xreq_param(x, "reasoning.%*s",
                                 (size_t) ngx_max(m.name_len, 0), m.name);
-        return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
-                           "Unsupported parameter: '%*s' cannot be "
-                           "translated for this route's chat completions "
-                           "provider.", x->param_len, x->param);
+        return ngx_tailgate_xreq_unsupported(x);
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
     }
 
     if (effort == NULL || *effort == 'n') {
@@ -2179,6 +2038,24 @@ ngx_tailgate_xreq_inner(ngx_tailgate_xreq_t *x, u_char *start, u_char *end)
 }
 
 
+/* which of names[0 .. n - 1] the member is; n: none of them */
+
+static ngx_uint_t
+ngx_tailgate_xreq_which(ngx_tailgate_json_member_t *m,
+    const char *const *names, ngx_uint_t n)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < n; k++) {
+        if (ngx_tailgate_xreq_is(m, names[k])) {
+            break;
+        }
+    }
+
+    return k;
+}
+
+
 static ngx_uint_t
 ngx_tailgate_xreq_is(ngx_tailgate_json_member_t *m, const char *name)
 {
@@ -2234,6 +2111,29 @@ ngx_tailgate_xreq_refuse(ngx_tailgate_xreq_t *x, const char *code,
     x->code = code;
 
     return NGX_DECLINED;
+}
+
+
+/* x->param names a member given twice */
+
+static ngx_int_t
+ngx_tailgate_xreq_twice(ngx_tailgate_xreq_t *x)
+{
+    return ngx_tailgate_xreq_refuse(x, "", "The '%*s' parameter appears more "
+                                    "than once.", x->param_len, x->param);
+}
+
+
+/* x->param names a member a chat request has no equivalent for */
+
+static ngx_int_t
+ngx_tailgate_xreq_unsupported(ngx_tailgate_xreq_t *x)
+{
+    return ngx_tailgate_xreq_refuse(x, "unsupported_parameter",
+                                    "Unsupported parameter: '%*s' cannot be "
+                                    "translated for this route's chat "
+                                    "completions provider.", x->param_len,
+                                    x->param);
 }
 
 

@@ -697,6 +697,13 @@ subtest 'odd values' => sub {
         [ '{"model":"cm","input":"hi","metadata":"x"}', 'invalid_type', 'metadata' ],
         [ '{"model":"cm","input":"hi","safety_identifier":5}', 'invalid_type', 'safety_identifier' ],
         [ '{"model":"cm","input":"hi","store":true,"store":true}', undef, 'store' ],
+        [ '{"model":"cm","input":[{"type":"function_call_output","call_id":"c","output":"a","output":"b"}]}', undef, 'input[0].output' ],
+        [ '{"model":"cm","input":[{"role":"user","content":[{"type":"input_text","type":"input_text","text":"a"}]}]}', undef, 'input[0].content[0].type' ],
+        [ '{"model":"cm","input":"hi","tools":[{"type":"function","name":"f","parameters":{},"parameters":{}}]}', undef, 'tools[0].parameters' ],
+        [ '{"model":"cm","input":"hi","text":{"format":{"type":"text","type":"text"}}}', undef, 'text.format.type' ],
+        [ '{"model":"cm","input":"hi","text":{"format":{"type":"json_schema","name":"n","name":"m","schema":{}}}}', undef, 'text.format.name' ],
+        [ '{"model":"cm","input":"hi","text":{"format":{"type":"json_schema","name":"n","schema":{},"colour":1}}}', 'unsupported_parameter', 'text.format.colour' ],
+        [ '{"model":"cm","input":"hi","reasoning":{"effort":"low","budget":1}}', 'unsupported_parameter', 'reasoning.budget' ],
     );
 
     for my $c (@refused) {
@@ -707,6 +714,11 @@ subtest 'odd values' => sub {
         is($e->{param}, $param, "$body: param $param");
         is($e->{code}, $code, "$body: code " . ($code // 'null')) if defined $code;
         like($e->{message} // '', qr/\Q$param\E/, "$body: the message names it");
+        is($e->{message}, "The '$param' parameter appears more than once.",
+           "$body: a member given twice is named as such") unless defined $code;
+        like($e->{message}, qr/^Unsupported (?:parameter|value)(?: in)?:? '\Q$param\E'/,
+             "$body: what has no equivalent is named as such")
+            if ($code // '') eq 'unsupported_parameter';
     }
     is(count('chatonly'), $before, 'none of them reached the provider');
 
