@@ -39,6 +39,10 @@
 #                   (its rows skipped when there is none)
 # BENCH_PORT_BASE   the first of the seven loopback ports the bench listens
 #                   on (19101; 19101-19107)
+# BENCH_MALLOC=glibc  glibc's malloc as it comes; by default every process
+#                   the bench starts has the GLIBC_TUNABLES of the package's
+#                   nginx.service drop-in (packaging/systemd/nginx-tailgate.conf:
+#                   freed body buffers are kept, not given back), A and B alike
 
 use strict;
 use warnings;
@@ -81,6 +85,11 @@ my $KEY = 'tg-bench-' . sha256_hex(time . $$ . rand);
 $PORT_BASE =~ /^\d+$/ && $PORT_BASE >= 1024 && $PORT_BASE <= 65529
     or die "BENCH_PORT_BASE=$PORT_BASE: a port from 1024 to 65529\n";
 
+# malloc as nginx runs under the package's unit, unless asked otherwise
+my $MALLOC = ($ENV{BENCH_MALLOC} // '') eq 'glibc' ? 'glibc defaults'
+             : unit_tunables("$ROOT/packaging/systemd/nginx-tailgate.conf");
+$ENV{GLIBC_TUNABLES} = $MALLOC if $MALLOC =~ /^glibc\.malloc/;
+
 my %PORT = (provider => $PORT_BASE, a => $PORT_BASE + 1, b => $PORT_BASE + 2,
             sse => $PORT_BASE + 3, a_sse => $PORT_BASE + 4,
             v => $PORT_BASE + 5, otlp => $PORT_BASE + 6);
@@ -95,6 +104,8 @@ setup();
 
 print "Tailgate benchmark: ", machine(), "\n";
 print "nginx ", nginx_version(), ", ", openssl_version(), "\n";
+print "malloc: $MALLOC\n";
+$result{malloc} = $MALLOC;
 print "layout: gateway nginx (1 worker) + policyd on CPU0; wrk -t1 and the "
     . "provider on CPU1\n";
 print "$ROUNDS rounds of ${SECONDS}s after a warm-up; ratios are medians of "
@@ -1719,6 +1730,13 @@ sub wait_for {
     }
 
     die "timed out waiting for $what\n";
+}
+
+# the GLIBC_TUNABLES a systemd drop-in sets
+sub unit_tunables {
+    my ($unit) = @_;
+    my ($v) = read_file($unit, 1) =~ /^Environment=GLIBC_TUNABLES=(\S+)$/m;
+    return $v // die "$unit sets no GLIBC_TUNABLES\n";
 }
 
 sub machine {

@@ -138,6 +138,47 @@ is($t->read_file("$dest$p/share/nginx/modules-available/mod-http-tailgate.conf")
 like($t->read_file("$dest$p/lib/sysusers.d/tailgate.conf"),
      qr/^u tailgate - .* \/var\/lib\/tailgate /m, 'sysusers.d names the user');
 
+# nginx's drop-in: after policyd, and a malloc that keeps freed body buffers
+
+my $dropin = $t->read_file("$dest$p/lib/systemd/system/nginx.service.d/tailgate.conf");
+like($dropin, qr/^After=tailgate-policyd\.service$/m, 'nginx starts after policyd');
+my ($tunables) = $dropin =~ /^Environment=GLIBC_TUNABLES=(\S+)$/m;
+ok(defined $tunables, 'the drop-in sets GLIBC_TUNABLES for nginx');
+my %tunable = map { /^glibc\.malloc\.(\w+)=(\d+)$/ ? ($1 => $2) : ('?' => $_) }
+              split /:/, $tunables // '';
+ok(!exists $tunable{'?'}, 'every tunable is glibc.malloc.NAME=BYTES')
+    or diag($tunables);
+
+# the largest body buffer of the shipped locations
+my $largest = 0;
+my $locations = $t->read_file("$root/conf/tailgate/locations.conf");
+while ($locations =~ /client_body_buffer_size\s+(\d+)([km]?);/g) {
+    my $n = $1 * { '' => 1, k => 1024, m => 1024 * 1024 }->{$2};
+    $largest = $n if $n > $largest;
+}
+ok($largest > 0, "the locations' largest body buffer: $largest bytes");
+cmp_ok($tunable{mmap_threshold} // 0, '>', $largest,
+       'a body buffer of the shipped locations comes from the heap, not mmap()');
+cmp_ok($tunable{trim_threshold} // 0, '>=', 8 * $largest,
+       'the heap keeps eight such buffers when they are freed');
+
+SKIP: {
+    my ($ldso) = grep { -x } '/lib64/ld-linux-x86-64.so.2',
+                             glob('/lib/*-linux-gnu/ld-linux*.so.*');
+    skip 'no ld.so to list the tunables', 2 unless $ldso;
+
+    my $listed = `GLIBC_TUNABLES='$tunables' $ldso --list-tunables 2>&1`;
+    for my $name (qw(mmap_threshold trim_threshold)) {
+        my ($hex) = $listed =~ /^glibc\.malloc\.$name: (0x[0-9a-f]+)/m;
+        is(defined $hex ? hex($hex) : undef, $tunable{$name},
+           "glibc takes malloc.$name as written");
+    }
+}
+
+my ($docker) = $t->read_file("$root/docker/Dockerfile")
+               =~ /^ENV GLIBC_TUNABLES=(\S+)$/m;
+is($docker, $tunables, 'the container runs nginx with the same malloc');
+
 # the unit: every hardening setting that applies
 
 my $unit = $t->read_file("$dest$p/lib/systemd/system/tailgate-policyd.service");
