@@ -50,7 +50,7 @@ my $policy = {
     },
 };
 
-my @clients = (alice => 'two', bob => 'two', carol => 'two', dan => 'four',
+my @clients = (alice => 'two', bob => 'two', hal => 'four', dan => 'four',
                gus => 'four', erin => 'two');
 my (%key, @records);
 while (my ($name, $profile) = splice @clients, 0, 2) {
@@ -250,17 +250,24 @@ subtest 'on_redis_error "closed": 503 limits_unavailable' => sub {
     is($b->chat('plain', key => $key{bob})->{status}, 200, 'served again');
 };
 
+# concurrent 4: A holds 3, B 1.  B's renewals keep the set alive, so A's
+# members must expire by their own scores, not with the set.
+
 subtest 'a node SIGKILLed holding slots: back within the TTL' => sub {
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        $a->parallel(2, sub { $a->chat('plain', key => $key{carol},
-                                       headers => slow(20000),
-                                       timeout => 30) });
-        POSIX::_exit(0);
+    my @pids;
+    for my $t ($a, $a, $a, $b) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            $t->chat('plain', key => $key{hal}, headers => slow(20000),
+                     timeout => 30);
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+        sleep 0.2;
     }
-    ok($a->wait_for(sub { slots('two', 'carol') == 2 }, timeout => 10,
-                    interval => 0.05), 'node A holds two slots');
-    is($b->chat('plain', key => $key{carol})->{status}, 429,
+    ok($a->wait_for(sub { slots('four', 'hal') == 4 }, timeout => 10,
+                    interval => 0.05), 'node A holds three slots, B one');
+    is($b->chat('plain', key => $key{hal})->{status}, 429,
        'node B: the client is at its limit');
 
     # policyd first: a worker that goes would end its leases
@@ -268,19 +275,21 @@ subtest 'a node SIGKILLed holding slots: back within the TTL' => sub {
     $a->kill_policyd;
     $a->stop_proc('nginx', signal => 'KILL', group => 1);
 
-    is($b->chat('plain', key => $key{carol})->{status}, 429,
+    is($b->chat('plain', key => $key{hal})->{status}, 429,
        'node B: still held right after');
 
     my $back = $b->wait_for(sub {
-        $b->chat('plain', key => $key{carol})->{status} == 200
+        $b->chat('plain', key => $key{hal})->{status} == 200
     }, timeout => 10, interval => 0.2);
     ok($back, 'node B serves the client once the dead node\'s slots expired');
     my $took = time - $t0;
     ok($took < 2000 / 1000 + 1.5, sprintf 'within the TTL (%.1f s, '
        . 'lease_ttl_ms 2000)', $took);
+    ok($b->wait_for(sub { slots('four', 'hal') == 1 }, timeout => 2,
+                    interval => 0.05), 'the set holds B\'s one alone now');
 
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
+    kill 'KILL', @pids;
+    waitpid($_, 0) for @pids;
 };
 
 unlike($a->policyd_log . $b->policyd_log, qr/\Q$key{alice}\E/,
