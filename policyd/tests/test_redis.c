@@ -381,7 +381,7 @@ test_redis_limit_keys(void **unused)
                           14);
     assert_string_equal(buf, "{tg:limits}:slots:c|agents|alice");
     assert_int_equal(n, strlen(buf));
-    n = tg_redis_slot_key(buf, sizeof(buf), "tg", "r\037p\037chat", 11);
+    n = tg_redis_slot_key(buf, sizeof(buf), "tg", "r\037p\037chat", 8);
     assert_string_equal(buf, "{tg:limits}:slots:r|p|chat");
     assert_int_equal(tg_redis_slot_key(small, sizeof(small), "tg",
                                        "c\037agents\037alice", 14), 0);
