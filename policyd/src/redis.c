@@ -18,6 +18,10 @@
  *                how many the set holds: the others' count, for capacity.
  *   cooldowns    "{P:provider:NAME}:cool", set with the 429's time as its
  *                TTL; read (PTTL) every tick by every node.
+ *   limits       rate windows, budgets and concurrency slots of clients,
+ *                tenants and routes: taken by the take script, all or
+ *                nothing; the slots then kept by redis_slots.c (given back,
+ *                renewed, put back when Redis answers again).
  *   faults       a decision waits at most timeout_ms for its lease; then,
  *                and while Redis is down, on_redis_error: "local" grants
  *                within this node's share of max_concurrency
