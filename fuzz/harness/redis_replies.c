@@ -42,6 +42,8 @@ fuzz_reply(const redisReply *r, size_t nkeys)
         FUZZ_CHECK(t.n == nkeys);
         FUZZ_CHECK(t.refused <= t.n);
         FUZZ_CHECK((t.refused == 0) == (t.kind == 0));
+        /* refused for a slot: its set holds one at least */
+        FUZZ_CHECK(t.kind != 3 || t.parts[t.refused - 1].slots >= 1);
         FUZZ_CHECK(!noscript);
     }
 

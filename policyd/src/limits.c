@@ -264,6 +264,14 @@ tg_limit_share64(uint64_t amount, uint32_t nodes)
 
 
 void
+tg_counter_learn_slots(tg_counter *c, uint32_t held, uint64_t now_ms)
+{
+    c->slots_held = held;
+    c->slots_until_ms = now_ms + TG_LIMIT_SLOTS_SEEN_MS;
+}
+
+
+void
 tg_counter_learn(tg_counter *c, uint32_t rpm, uint32_t tpm,
     uint64_t requests_debt, uint64_t tokens_debt, uint64_t day_spent,
     uint64_t month_spent, uint64_t now_ms, int64_t wall_s)

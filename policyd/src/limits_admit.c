@@ -225,7 +225,8 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
         t->own = own;
         t->rpm = own ? tg_limit_share(lp->rpm, s->nodes) : lp->rpm;
         t->tpm = own ? tg_limit_share(lp->tpm, s->nodes) : lp->tpm;
-        t->concurrent = lp->concurrent;
+        t->concurrent = own ? tg_limit_share(lp->concurrent, s->nodes)
+                            : lp->concurrent;
         t->enforce = first;
         t->requests = first && lp->rpm ? 1 : 0;
         t->tokens = lp->tpm ? facts->prompt_estimate : 0;
@@ -286,6 +287,7 @@ tg_limits_admit(tg_limit_store *s, const tg_policy *policy,
             h->parts[i].budget_month = items[i].budget->budget_month;
         }
         h->parts[i].slot = items[i].concurrent != 0;
+        h->parts[i].concurrent = items[i].concurrent;
         h->parts[i].budget = items[i].budget != NULL;
     }
 
@@ -448,8 +450,23 @@ tg_limits_shared(const tg_limit_store *s, const tg_limit_hold *h)
 
     for (i = 0; i < h->n; i++) {
         if (h->parts[i].rpm != 0 || h->parts[i].tpm != 0
-            || h->parts[i].budget)
+            || h->parts[i].budget || h->parts[i].slot)
         {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+bool
+tg_limits_has_slot(const tg_limit_hold *h)
+{
+    size_t  i;
+
+    for (i = 0; h != NULL && i < h->n; i++) {
+        if (h->parts[i].slot) {
             return true;
         }
     }

@@ -22,14 +22,21 @@
 #define TG_HOLD_PARTS  4                /* client, tenant, route, provider */
 
 
+/* where a hold's concurrency slots are in Redis (redis.c, redis_slots.c) */
+#define TG_HOLD_SLOTS_NONE    0         /* not there: none, or taken alone */
+#define TG_HOLD_SLOTS_TAKING  1         /* the take script was sent */
+#define TG_HOLD_SLOTS_HELD    2         /* there, renewed by the sync */
+
 typedef struct tg_limit_hold {
     size_t          n;
+    int             redis_slots;        /* TG_HOLD_SLOTS_* */
     struct {
         tg_counter *counter;
         uint32_t    rpm;                /* its limits when charged */
         uint32_t    tpm;
         uint32_t    requests;           /* charged: 0 or 1 */
         uint32_t    tokens;             /* charged: the estimate */
+        uint32_t    concurrent;         /* its limit when charged */
         uint64_t    budget_day;         /* its budget then (pico-units) */
         uint64_t    budget_month;
         bool        enforce;            /* false: counted, never refused */
@@ -88,11 +95,14 @@ void tg_limits_settle(tg_limit_store *s, tg_limit_hold *h,
 void tg_limits_spend(tg_limit_store *s, tg_limit_hold *h, uint64_t cost);
 
 /*
- * Whether Redis must take the hold's windows and budgets too (or, while
- * it is away, on_redis_error says what happens): the store is shared and
- * the hold counts a window or a budget.
+ * Whether Redis must take the hold's windows, budgets and concurrency
+ * slots too (or, while it is away, on_redis_error says what happens): the
+ * store is shared and the hold counts a window, a budget or a slot.
  */
 bool tg_limits_shared(const tg_limit_store *s, const tg_limit_hold *h);
+
+/* whether the hold holds a concurrency slot (of a client, tenant, route) */
+bool tg_limits_has_slot(const tg_limit_hold *h);
 
 /*
  * Redis did not take what the hold took here (refused, or did not answer):

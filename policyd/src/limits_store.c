@@ -86,7 +86,7 @@ static bool
 tg_mem_fits(const tg_limit_store *s, tg_limit_take *t)
 {
     bool               monthly;
-    uint32_t           secs;
+    uint32_t           secs, held;
     tg_budget          b;
     tg_counter        *c = t->counter;
     tg_limit_profile   share;
@@ -100,10 +100,21 @@ tg_mem_fits(const tg_limit_store *s, tg_limit_take *t)
         return true;
     }
 
-    if (t->concurrent != 0 && c->in_flight >= t->concurrent) {
-        t->refused = TG_LIMIT_CONCURRENT;
-        t->wait_ms = 1000;
-        return false;
+    if (t->concurrent != 0) {
+        held = c->in_flight;
+
+        /* Redis refused one just now: as many are held across the nodes */
+        if (!t->own && s->nodes != 0 && s->now_ms < c->slots_until_ms
+            && c->slots_held > held)
+        {
+            held = c->slots_held;
+        }
+
+        if (held >= t->concurrent) {
+            t->refused = TG_LIMIT_CONCURRENT;
+            t->wait_ms = 1000;
+            return false;
+        }
     }
 
     requests = t->own ? &c->own_requests : &c->requests;

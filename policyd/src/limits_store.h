@@ -105,7 +105,16 @@ typedef struct tg_counter {
     tg_budget           away_budget;
 
     uint64_t            cooldown_until_ms;  /* a provider: left alone */
-    uint32_t            in_flight;      /* concurrency slots held */
+    uint32_t            in_flight;      /* concurrency slots held here */
+
+    /*
+     * With Redis: the slots its set held across the nodes when Redis last
+     * refused one (tg_counter_learn_slots), counted instead of in_flight
+     * when larger until slots_until_ms, so that the decision decided
+     * again is refused as Redis refused it.
+     */
+    uint32_t            slots_held;
+    uint64_t            slots_until_ms;
     uint32_t            refs;           /* holds that point at it */
     struct tg_counter  *next;           /* hash chain */
 } tg_counter;
@@ -126,10 +135,11 @@ typedef struct {
     tg_counter     *counter;
     uint32_t        rpm;                /* its limits; 0: none */
     uint32_t        tpm;
-    uint32_t        concurrent;
+    uint32_t        concurrent;         /* own: this node's share */
     bool            enforce;            /* false: counted, never refused */
     bool            own;                /* Redis is away: this node's own
-                                           windows, rpm and tpm its share */
+                                           windows, rpm, tpm and concurrent
+                                           its share */
     uint32_t        requests;           /* to add: 0 or 1 */
     uint32_t        tokens;
     const tg_limit_profile *budget;     /* NULL: no budget */
@@ -214,6 +224,12 @@ uint64_t tg_limit_share64(uint64_t amount, uint32_t nodes);
 void tg_counter_learn(tg_counter *c, uint32_t rpm, uint32_t tpm,
     uint64_t requests_debt, uint64_t tokens_debt, uint64_t day_spent,
     uint64_t month_spent, uint64_t now_ms, int64_t wall_s);
+
+
+/* what Redis refused a slot with: held across the nodes, as of now */
+#define TG_LIMIT_SLOTS_SEEN_MS  1000    /* so long (the 429's Retry-After) */
+
+void tg_counter_learn_slots(tg_counter *c, uint32_t held, uint64_t now_ms);
 
 
 /*

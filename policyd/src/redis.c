@@ -18,6 +18,10 @@
  *                how many the set holds: the others' count, for capacity.
  *   cooldowns    "{P:provider:NAME}:cool", set with the 429's time as its
  *                TTL; read (PTTL) every tick by every node.
+ *   limits       rate windows, budgets and concurrency slots of clients,
+ *                tenants and routes: taken by the take script, all or
+ *                nothing; the slots then kept by redis_slots.c (given back,
+ *                renewed, put back when Redis answers again).
  *   faults       a decision waits at most timeout_ms for its lease; then,
  *                and while Redis is down, on_redis_error: "local" grants
  *                within this node's share of max_concurrency
@@ -38,6 +42,7 @@
 #include "log.h"
 #include "redis.h"
 #include "redis_keys.h"
+#include "redis_slots.h"
 
 
 #define TG_REDIS_TICK_S         0.1
@@ -123,6 +128,9 @@ struct tg_redis {
     char                usage_sha[41];
     char                reconcile_sha[41];
 
+    /* the concurrency slots of client, tenant and route limits */
+    tg_redis_slots      slots;
+
     /* today's usage counters, read back every second for the status */
     uint32_t            usage_ticks;
     uint32_t            usage_reading;  /* HGETALLs unanswered */
@@ -183,11 +191,16 @@ static const char  tg_sync_lua[] =
  * The limits of a decision (docs/policy.md, "Several nodes"): one GCRA
  * window per counter and kind, kept as a hash of debt and the time it is
  * as of (rd ra for requests, td ta for tokens), and the spend of a UTC
- * day and month in nano-units (d ds, m ms).  ARGV has 7 per key: rpm tpm
- * requests tokens enforce budget_day budget_month.  Every item is checked
- * first; then all are charged, or none.  The reply: the refused item
- * (1-based, 0: none), its tg_limit_kind, the wait in ms, then per key its
- * requests' and tokens' debt after, and the day's and month's spend.
+ * day and month in nano-units (d ds, m ms).  KEYS: the n counters'
+ * hashes, then their n slot sets (redis_keys.h), so that all it touches
+ * is declared.  ARGV: the slot's member ("node/lease") and its TTL, then
+ * 8 per key: rpm tpm requests tokens enforce budget_day budget_month
+ * concurrent (0: takes no slot).  Every item is checked first - a slot
+ * after its set's expired members went, this decision's own member not
+ * counted - then all are charged and their slots taken, or none.  The
+ * reply: the refused item (1-based, 0: none), its tg_limit_kind, the wait
+ * in ms, then per key its requests' and tokens' debt after, the day's and
+ * month's spend, and the slots its set holds after (0 without a slot).
  */
 
 #define TG_LUA_CLOCK \
@@ -223,23 +236,33 @@ static const char  tg_sync_lua[] =
 
 static const char  tg_take_lua[] =
     TG_LUA_CLOCK
-    "local n = #KEYS\n"
+    "local n = #KEYS / 2\n"
+    "local mem, sttl = ARGV[1], tonumber(ARGV[2])\n"
     "local lv = {}\n"
     "local refused, kind, wait = 0, 0, 0\n"
     "for i = 1, n do\n"
-    "  local a = (i - 1) * 7\n"
+    "  local a = 2 + (i - 1) * 8\n"
     "  local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
     "  local req, tok = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
     "  local enf = ARGV[a + 5] == '1'\n"
     "  local bd, bm = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])\n"
+    "  local con = tonumber(ARGV[a + 8])\n"
     "  local h = redis.call('HMGET', KEYS[i], 'rd', 'ra', 'td', 'ta', 'd',"
     " 'ds', 'm', 'ms')\n"
-    "  local v = { level(h[1], h[2], rpm), level(h[3], h[4], tpm), 0, 0 }\n"
+    "  local v = { level(h[1], h[2], rpm), level(h[3], h[4], tpm), 0, 0,"
+    " 0 }\n"
     "  if tonumber(h[5]) == day then v[3] = tonumber(h[6]) or 0 end\n"
     "  if tonumber(h[7]) == month then v[4] = tonumber(h[8]) or 0 end\n"
+    "  if con > 0 then\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[n + i], '-inf', now)\n"
+    "    v[5] = redis.call('ZCARD', KEYS[n + i])\n"
+    "    if redis.call('ZSCORE', KEYS[n + i], mem) then v[5] = v[5] - 1 end\n"
+    "  end\n"
     "  lv[i] = v\n"
     "  if enf and refused == 0 then\n"
-    "    if rpm > 0 and req > 0 and v[1] > (rpm - req) * P then\n"
+    "    if con > 0 and v[5] >= con then\n"
+    "      refused, kind, wait = i, 3, 1000\n"
+    "    elseif rpm > 0 and req > 0 and v[1] > (rpm - req) * P then\n"
     "      refused, kind = i, 1\n"
     "      wait = math.ceil((v[1] - (rpm - req) * P) / rpm)\n"
     "    elseif tpm > 0 and tok > tpm then\n"
@@ -254,7 +277,7 @@ static const char  tg_take_lua[] =
     "end\n"
     "if refused == 0 then\n"
     "  for i = 1, n do\n"
-    "    local a = (i - 1) * 7\n"
+    "    local a = 2 + (i - 1) * 8\n"
     "    local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
     "    local v = lv[i]\n"
     "    if rpm > 0 then v[1] = v[1] + tonumber(ARGV[a + 3]) * P end\n"
@@ -262,11 +285,17 @@ static const char  tg_take_lua[] =
     "    redis.call('HSET', KEYS[i], 'rd', v[1], 'ra', now, 'td', v[2],"
     " 'ta', now)\n"
     "    keep(KEYS[i], tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]))\n"
+    "    if tonumber(ARGV[a + 8]) > 0 then\n"
+    "      redis.call('ZADD', KEYS[n + i], now + sttl, mem)\n"
+    "      v[5] = v[5] + 1\n"
+    "      if redis.call('PTTL', KEYS[n + i]) < sttl then"
+    " redis.call('PEXPIRE', KEYS[n + i], sttl) end\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "local out = { refused, kind, wait }\n"
     "for i = 1, n do\n"
-    "  for k = 1, 4 do out[#out + 1] = lv[i][k] end\n"
+    "  for k = 1, 5 do out[#out + 1] = lv[i][k] end\n"
     "end\n"
     "return out\n";
 
@@ -401,7 +430,7 @@ static void tg_redis_lease_ended(void *arg, const tg_lease *l);
 static void tg_redis_cooled(void *arg, const tg_pstate *ps, uint32_t ms);
 static tg_shared *tg_redis_shared(tg_redis *rd, size_t slot);
 static int tg_redis_send_take(tg_redis *rd, tg_pending *p,
-    const tg_limit_hold *h, redisCallbackFn *cb, void *priv);
+    tg_limit_hold *h, redisCallbackFn *cb, void *priv);
 static void tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_limits_unreachable(tg_pending *p);
@@ -465,6 +494,7 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
     }
 
     snprintf(rd->node_member, n, "%s/", rc->node_id);
+    tg_redis_slots_init(&rd->slots, rd->prefix, rd->node);
 
     ev_timer_init(&rd->retry_w, tg_redis_retry_cb, 0, 0);
     rd->retry_w.data = rd;
@@ -598,7 +628,7 @@ tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v)
                                                           : "closed";
     v->since_s = now - rd->since;
     v->timeouts = rd->timeouts;
-    v->errors = rd->errors;
+    v->errors = rd->errors + rd->slots.errors;
     v->now = now;
     v->usage = &rd->usage;
 }
@@ -807,6 +837,10 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
         }
         tg_redis_sync(rd, i);
     }
+
+    /* and the slots of its limits, those taken alone too */
+    tg_redis_slots_resend(&rd->slots, ac, rd->srv->state, rd->lease_ttl_ms);
+    rd->slots.renewed_ms = tg_now_ms(rd->srv);
 }
 
 
@@ -933,6 +967,8 @@ tg_redis_tick_cb(struct ev_loop *loop, ev_timer *w, int ev)
         rd->usage_ticks = 0;
         tg_redis_read_usage(rd);
     }
+
+    tg_redis_slots_tick(&rd->slots, rd->ac, st, rd->lease_ttl_ms, now);
 
     for (i = 0; i < st->nslots; i++) {
         ps = st->slots[i];
@@ -1216,8 +1252,14 @@ tg_redis_lease_ended(void *arg, const tg_lease *l)
     char       key[TG_REDIS_KEY_MAX], member[TG_REDIS_NAME_MAX + 16];
     tg_redis  *rd = arg;
 
-    if (l->provider->max_concurrency == 0 || rd->state != TG_REDIS_UP
-        || rd->ac == NULL
+    if (rd->state != TG_REDIS_UP || rd->ac == NULL) {
+        /* a slot Redis had stays there until its TTL (not renewed) */
+        return;
+    }
+
+    tg_redis_slots_ended(&rd->slots, rd->ac, l);
+
+    if (l->provider->max_concurrency == 0
         || tg_redis_key(key, sizeof(key), rd->prefix, "provider",
                         l->provider->name, "leases") == 0
         || tg_redis_member(member, sizeof(member), rd->node, l->id) == 0)
@@ -1958,20 +2000,23 @@ tg_redis_then_limits(tg_redis *rd, tg_pending *p)
 
 
 /*
- * EVALSHA take n KEYS... ARGV (7 a key); p NULL: nobody waits, and it
- * takes nothing (its answer only ends the time alone: what was taken
- * here then goes to Redis with the reconcile, once)
+ * EVALSHA take 2n KEYS... ARGV (2, then 8 a key); p NULL: nobody waits,
+ * and it takes nothing (its answer only ends the time alone: what was
+ * taken here then goes to Redis with the reconcile, once, and its slots
+ * with the slots' resend)
  */
 
 static int
-tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
+tg_redis_send_take(tg_redis *rd, tg_pending *p, tg_limit_hold *h,
     redisCallbackFn *cb, void *priv)
 {
     int          argc;
     char         keys[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
-    char         nums[TG_HOLD_PARTS][7][24], nkeys[24];
-    size_t       i, k, argvlen[3 + TG_HOLD_PARTS * 8];
-    const char  *argv[3 + TG_HOLD_PARTS * 8];
+    char         slots[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
+    char         nums[TG_HOLD_PARTS][8][24], nkeys[24], ttl[24];
+    char         member[TG_REDIS_NAME_MAX + 16];
+    size_t       i, k, argvlen[5 + TG_HOLD_PARTS * 10];
+    const char  *argv[5 + TG_HOLD_PARTS * 10];
 
     if (h == NULL || h->n == 0 || h->n > TG_HOLD_PARTS) {
         return -1;
@@ -1987,7 +2032,7 @@ tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
         argv[argc++] = tg_take_lua;
     }
 
-    snprintf(nkeys, sizeof(nkeys), "%zu", h->n);
+    snprintf(nkeys, sizeof(nkeys), "%zu", h->n * 2);
     argv[argc++] = nkeys;
 
     for (i = 0; i < h->n; i++) {
@@ -1999,6 +2044,28 @@ tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
         }
         argv[argc++] = keys[i];
     }
+
+    for (i = 0; i < h->n; i++) {
+        if (tg_redis_slot_key(slots[i], sizeof(slots[i]), rd->prefix,
+                              h->parts[i].counter->key,
+                              h->parts[i].counter->key_len) == 0)
+        {
+            return -1;
+        }
+        argv[argc++] = slots[i];
+    }
+
+    /* a probe takes no slot: its member is never added */
+
+    if (p == NULL || tg_redis_member(member, sizeof(member), rd->node,
+                                     p->lease) == 0)
+    {
+        snprintf(member, sizeof(member), "-");
+    }
+
+    snprintf(ttl, sizeof(ttl), "%u", rd->lease_ttl_ms);
+    argv[argc++] = member;
+    argv[argc++] = ttl;
 
     for (i = 0; i < h->n; i++) {
         snprintf(nums[i][0], 24, "%u", h->parts[i].rpm);
@@ -2018,8 +2085,11 @@ tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
                  tg_redis_nano(h->parts[i].budget_day));
         snprintf(nums[i][6], 24, "%llu", (unsigned long long)
                  tg_redis_nano(h->parts[i].budget_month));
+        /* the slot's limit: the whole one, across the nodes */
+        snprintf(nums[i][7], 24, "%u", p != NULL && h->parts[i].slot
+                 ? h->parts[i].concurrent : 0);
 
-        for (k = 0; k < 7; k++) {
+        for (k = 0; k < 8; k++) {
             argv[argc++] = nums[i][k];
         }
     }
@@ -2028,8 +2098,18 @@ tg_redis_send_take(tg_redis *rd, tg_pending *p, const tg_limit_hold *h,
         argvlen[i] = strlen(argv[i]);
     }
 
-    return redisAsyncCommandArgv(rd->ac, cb, priv, argc, argv, argvlen)
-           == REDIS_OK ? 0 : -1;
+    if (redisAsyncCommandArgv(rd->ac, cb, priv, argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return -1;
+    }
+
+    /* from now on the lease's end gives its slots back in Redis too */
+    if (p != NULL && tg_limits_has_slot(h)) {
+        h->redis_slots = TG_HOLD_SLOTS_TAKING;
+    }
+
+    return 0;
 }
 
 
@@ -2050,6 +2130,13 @@ tg_redis_learn(tg_redis *rd, tg_limit_hold *h, const tg_redis_take_reply *t)
                          t->parts[i].day_nano * 1000,
                          t->parts[i].month_nano * 1000, s->now_ms,
                          s->wall_s);
+
+        /* a refusal: its slots as Redis counted them, for the decision
+           decided again (a take counts with them anyway) */
+        if (t->refused != 0 && h->parts[i].slot) {
+            tg_counter_learn_slots(h->parts[i].counter, t->parts[i].slots,
+                                   s->now_ms);
+        }
     }
 }
 
@@ -2119,11 +2206,18 @@ tg_redis_taken_cb(redisAsyncContext *ac, void *r, void *priv)
                      "nodes (part %zu, kind %d, %llu ms)", t.refused, t.kind,
                      (unsigned long long) t.wait_ms);
 
+        /* nothing was taken: its end has no slot to give back */
+        h->redis_slots = TG_HOLD_SLOTS_NONE;
+
         tg_limits_untake(rd->srv->state->limits, h);
         tg_redis_learn(rd, h, &t);
         tg_redis_lease_back(rd, p);
         tg_redis_decide_again(p);
         goto sent;
+    }
+
+    if (h->redis_slots == TG_HOLD_SLOTS_TAKING) {
+        h->redis_slots = TG_HOLD_SLOTS_HELD;
     }
 
     tg_redis_learn(rd, h, &t);
@@ -2227,8 +2321,10 @@ tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
 
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 7
-        && tg_redis_parse_take(reply, (reply->elements - 3) / 4, &t,
+    if (reply->type == REDIS_REPLY_ARRAY
+        && reply->elements >= 3 + TG_REDIS_TAKE_EACH
+        && tg_redis_parse_take(reply, (reply->elements - 3)
+                                      / TG_REDIS_TAKE_EACH, &t,
                                &noscript) == 0)
     {
         rd->timeouts_run = 0;
@@ -2237,6 +2333,9 @@ tg_redis_behind_cb(redisAsyncContext *ac, void *r, void *priv)
             tg_log_info("redis.limits_back", "address",
                         "redis: %s answers the limits again", rd->address);
             tg_redis_away(rd, false);
+            /* the slots taken alone meanwhile: into their sets */
+            tg_redis_slots_resend(&rd->slots, rd->ac, rd->srv->state,
+                                  rd->lease_ttl_ms);
         }
         return;
     }

@@ -189,14 +189,14 @@ const char *const  tg_redis_usage_kinds[TG_REDIS_USAGE_KINDS] = {
 };
 
 
-size_t
-tg_redis_limit_key(char *buf, size_t cap, const char *prefix,
-    const char *counter, size_t len)
+static size_t
+tg_redis_counter_key(char *buf, size_t cap, const char *prefix,
+    const char *what, const char *counter, size_t len)
 {
     int     n;
     size_t  i;
 
-    n = snprintf(buf, cap, "{%s:limits}:", prefix);
+    n = snprintf(buf, cap, "{%s:limits}:%s", prefix, what);
 
     if (n < 0 || (size_t) n >= cap || len >= cap - (size_t) n) {
         return 0;
@@ -209,6 +209,22 @@ tg_redis_limit_key(char *buf, size_t cap, const char *prefix,
     buf[n + len] = '\0';
 
     return (size_t) n + len;
+}
+
+
+size_t
+tg_redis_limit_key(char *buf, size_t cap, const char *prefix,
+    const char *counter, size_t len)
+{
+    return tg_redis_counter_key(buf, cap, prefix, "", counter, len);
+}
+
+
+size_t
+tg_redis_slot_key(char *buf, size_t cap, const char *prefix,
+    const char *counter, size_t len)
+{
+    return tg_redis_counter_key(buf, cap, prefix, "slots:", counter, len);
 }
 
 
@@ -263,7 +279,7 @@ tg_redis_parse_take(const redisReply *r, size_t n, tg_redis_take_reply *out,
     bool *noscript)
 {
     size_t    i, k;
-    uint64_t  v[4], refused, kind;
+    uint64_t  v[TG_REDIS_TAKE_EACH], refused, kind;
 
     *noscript = false;
     memset(out, 0, sizeof(*out));
@@ -277,7 +293,8 @@ tg_redis_parse_take(const redisReply *r, size_t n, tg_redis_take_reply *out,
         return -1;
     }
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 + 4 * n
+    if (r->type != REDIS_REPLY_ARRAY
+        || r->elements != 3 + TG_REDIS_TAKE_EACH * n
         || !tg_redis_uint(r->element[0], &refused)
         || !tg_redis_uint(r->element[1], &kind)
         || !tg_redis_uint(r->element[2], &out->wait_ms)
@@ -291,16 +308,29 @@ tg_redis_parse_take(const redisReply *r, size_t n, tg_redis_take_reply *out,
     out->n = n;
 
     for (i = 0; i < n; i++) {
-        for (k = 0; k < 4; k++) {
-            if (!tg_redis_uint(r->element[3 + 4 * i + k], &v[k])) {
+        for (k = 0; k < TG_REDIS_TAKE_EACH; k++) {
+            if (!tg_redis_uint(r->element[3 + TG_REDIS_TAKE_EACH * i + k],
+                               &v[k]))
+            {
                 return -1;
             }
+        }
+
+        /* a count of slots no set can hold is not an answer to trust */
+        if (v[4] > UINT32_MAX) {
+            return -1;
         }
 
         out->parts[i].requests_debt = v[0];
         out->parts[i].tokens_debt = v[1];
         out->parts[i].day_nano = v[2];
         out->parts[i].month_nano = v[3];
+        out->parts[i].slots = (uint32_t) v[4];
+    }
+
+    /* refused for its slots: its set holds at least one (concurrent >= 1) */
+    if (kind == 3 && out->parts[refused - 1].slots == 0) {
+        return -1;
     }
 
     return 0;

@@ -82,6 +82,16 @@ int tg_redis_parse_pttl(const redisReply *r, uint32_t *ms);
 size_t tg_redis_limit_key(char *buf, size_t cap, const char *prefix,
     const char *counter, size_t len);
 
+/*
+ * The concurrency slots of the same counter (its client's, tenant's or
+ * route's "concurrent"), a sorted set of "node/lease" members scored by
+ * when they expire, under the same hash tag, taken by the same script:
+ * "{tg:limits}:slots:c|agents|alice".  A counter's key starts with its
+ * scope letter and '|', so no counter's hash is ever named so.
+ */
+size_t tg_redis_slot_key(char *buf, size_t cap, const char *prefix,
+    const char *counter, size_t len);
+
 /* the usage counters of a UTC day and a kind (client, tenant, route,
    provider): "{prefix:usage:2026-12-03}:client" */
 size_t tg_redis_usage_key(char *buf, size_t cap, const char *prefix,
@@ -91,6 +101,7 @@ size_t tg_redis_usage_key(char *buf, size_t cap, const char *prefix,
 uint64_t tg_redis_nano(uint64_t pico);
 
 #define TG_REDIS_TAKE_PARTS  4
+#define TG_REDIS_TAKE_EACH   5          /* numbers a part in the reply */
 
 /* the take script's reply (redis.c says what it holds) */
 typedef struct {
@@ -103,6 +114,8 @@ typedef struct {
         uint64_t    tokens_debt;
         uint64_t    day_nano;
         uint64_t    month_nano;
+        uint32_t    slots;              /* its slots held across the nodes
+                                           (with this one's, if taken) */
     } parts[TG_REDIS_TAKE_PARTS];
 } tg_redis_take_reply;
 

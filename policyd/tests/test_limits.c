@@ -1082,6 +1082,119 @@ test_store_shared(void **unused)
 }
 
 
+/*
+ * concurrent shared through Redis: this node's slots, and what Redis
+ * refused with counted for a second, never while Redis is away (then the
+ * share decides) nor on a node alone.
+ */
+
+static void
+test_store_shared_slots(void **unused)
+{
+    tg_counter     *c;
+    tg_limit_take   t;
+    tg_limit_hold   h;
+    tg_limit_store *s;
+
+    (void) unused;
+
+    s = tg_limit_store_memory();
+    assert_non_null(s);
+    s->now_ms = 5000;
+    s->wall_s = 1764720000;
+    s->nodes = 2;
+
+    c = s->ops->counter(s, "c\037p\037x", 5);
+    assert_non_null(c);
+
+    memset(&t, 0, sizeof(t));
+    t.counter = c;
+    t.concurrent = 2;
+    t.enforce = true;
+
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(c->in_flight, 2);
+    assert_int_equal(s->ops->take(s, &t, 1), 0);
+    assert_int_equal(t.refused, TG_LIMIT_CONCURRENT);
+    assert_int_equal(t.wait_ms, 1000);
+    s->ops->release(s, c);
+    s->ops->release(s, c);
+    assert_int_equal(c->in_flight, 0);
+
+    /* Redis refused one: 2 held across the nodes, none of them here */
+
+    tg_counter_learn_slots(c, 2, s->now_ms);
+    assert_int_equal(s->ops->take(s, &t, 1), 0);
+    assert_int_equal(t.refused, TG_LIMIT_CONCURRENT);
+
+    /* a later attempt is counted, never refused */
+    t.enforce = false;
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    s->ops->release(s, c);
+    t.enforce = true;
+
+    /* the larger of it and this node's own count decides (Redis's 1 may
+       be one of these) */
+    tg_counter_learn_slots(c, 1, s->now_ms);
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(s->ops->take(s, &t, 1), 0);
+    s->ops->release(s, c);
+    s->ops->release(s, c);
+
+    /* a second on, Redis judges again: the learned count is not used */
+    tg_counter_learn_slots(c, 2, s->now_ms);
+    s->now_ms += TG_LIMIT_SLOTS_SEEN_MS - 1;
+    assert_int_equal(s->ops->take(s, &t, 1), 0);
+    s->now_ms += 1;
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    s->ops->release(s, c);
+
+    /* away: this node's share (2 of 4 over 2 nodes), Redis's not counted */
+    tg_counter_learn_slots(c, 4, s->now_ms);
+    s->away = true;
+    t.own = true;
+    t.concurrent = tg_limit_share(4, s->nodes);
+    assert_int_equal(t.concurrent, 2);
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    assert_int_equal(s->ops->take(s, &t, 1), 0);
+    assert_int_equal(t.refused, TG_LIMIT_CONCURRENT);
+    s->ops->release(s, c);
+    s->ops->release(s, c);
+    assert_int_equal(tg_limit_share(1, 2), 1);      /* 1 stays 1 each */
+
+    /* a node alone never learned anything from Redis */
+    s->away = false;
+    s->nodes = 0;
+    t.own = false;
+    t.concurrent = 2;
+    tg_counter_learn_slots(c, 9, s->now_ms);
+    assert_int_equal(s->ops->take(s, &t, 1), SIZE_MAX);
+    s->ops->release(s, c);
+
+    /* a hold with a slot alone is shared: Redis takes the slot */
+
+    s->nodes = 2;
+    memset(&h, 0, sizeof(h));
+    h.n = 1;
+    h.parts[0].counter = c;
+    assert_false(tg_limits_has_slot(&h));
+    assert_false(tg_limits_shared(s, &h));
+    h.parts[0].slot = true;
+    h.parts[0].concurrent = 2;
+    assert_true(tg_limits_has_slot(&h));
+    assert_true(tg_limits_shared(s, &h));
+    assert_false(tg_limits_has_slot(NULL));
+    s->nodes = 0;
+    assert_false(tg_limits_shared(s, &h));
+
+    s->ops->unref(s, c);
+    s->ops->free(s);
+}
+
+
 /* what a node took and spent alone, for Redis when it is back */
 
 static void
@@ -1195,6 +1308,7 @@ main(void)
         cmocka_unit_test(test_store_all_or_nothing),
         cmocka_unit_test(test_budget_periods),
         cmocka_unit_test(test_store_shared),
+        cmocka_unit_test(test_store_shared_slots),
         cmocka_unit_test(test_store_reconcile),
         cmocka_unit_test_setup_teardown(test_admit_client, lsetup, lteardown),
         cmocka_unit_test_setup_teardown(test_admit_tokens, lsetup, lteardown),

@@ -375,6 +375,19 @@ test_redis_limit_keys(void **unused)
     assert_int_equal(tg_redis_limit_key(small, 12, "tg", "", 0), 0);
     assert_int_equal(tg_redis_limit_key(small, 13, "tg", "", 0), 12);
 
+    /* a counter's slots: the same hash tag, a name no counter has */
+
+    n = tg_redis_slot_key(buf, sizeof(buf), "tg", "c\037agents\037alice",
+                          14);
+    assert_string_equal(buf, "{tg:limits}:slots:c|agents|alice");
+    assert_int_equal(n, strlen(buf));
+    n = tg_redis_slot_key(buf, sizeof(buf), "tg", "r\037p\037chat", 8);
+    assert_string_equal(buf, "{tg:limits}:slots:r|p|chat");
+    assert_int_equal(tg_redis_slot_key(small, sizeof(small), "tg",
+                                       "c\037agents\037alice", 14), 0);
+    assert_int_equal(tg_redis_slot_key(small, 18, "tg", "", 0), 0);
+    assert_int_equal(tg_redis_slot_key(small, 19, "tg", "", 0), 18);
+
     /* usage: a hash per UTC day and kind, the day in the hash tag */
 
     n = tg_redis_usage_key(buf, sizeof(buf), "tg", 1764720000 + 86399,
@@ -409,18 +422,20 @@ test_redis_take_replies(void **unused)
 
     (void) unused;
 
-    /* all taken: 0 0 0, then per key its four numbers */
+    /* all taken: 0 0 0, then per key its five numbers (slots last) */
 
-    r = tg_resp("*11\r\n:0\r\n:0\r\n:0\r\n"
-                ":60000\r\n:0\r\n:5\r\n:7\r\n"
-                ":120000\r\n:3000000\r\n:0\r\n:0\r\n");
+    r = tg_resp("*13\r\n:0\r\n:0\r\n:0\r\n"
+                ":60000\r\n:0\r\n:5\r\n:7\r\n:2\r\n"
+                ":120000\r\n:3000000\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 2, &t, &noscript), 0);
     assert_int_equal(t.refused, 0);
     assert_int_equal(t.n, 2);
     assert_int_equal(t.parts[0].requests_debt, 60000);
     assert_int_equal(t.parts[0].day_nano, 5);
     assert_int_equal(t.parts[0].month_nano, 7);
+    assert_int_equal(t.parts[0].slots, 2);
     assert_int_equal(t.parts[1].tokens_debt, 3000000);
+    assert_int_equal(t.parts[1].slots, 0);
 
     /* for another number of keys than were sent: not that */
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
@@ -429,52 +444,122 @@ test_redis_take_replies(void **unused)
     assert_int_equal(tg_redis_parse_take(r, 5, &t, &noscript), -1);
     freeReplyObject(r);
 
+    /* the old shape, four numbers a key (a script of another version) */
+
+    r = tg_resp("*11\r\n:0\r\n:0\r\n:0\r\n"
+                ":60000\r\n:0\r\n:5\r\n:7\r\n"
+                ":120000\r\n:3000000\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 2, &t, &noscript), -1);
+    freeReplyObject(r);
+
     /* refused: the second key, rpm, in 1500 ms */
 
-    r = tg_resp("*11\r\n:2\r\n:1\r\n:1500\r\n"
-                ":0\r\n:0\r\n:0\r\n:0\r\n:600000\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*13\r\n:2\r\n:1\r\n:1500\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:0\r\n"
+                ":600000\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 2, &t, &noscript), 0);
     assert_int_equal(t.refused, 2);
     assert_int_equal(t.kind, 1);
     assert_int_equal(t.wait_ms, 1500);
     freeReplyObject(r);
 
+    /* refused for a slot: the first key's set holds its 2 */
+
+    r = tg_resp("*8\r\n:1\r\n:3\r\n:1000\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:2\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), 0);
+    assert_int_equal(t.refused, 1);
+    assert_int_equal(t.kind, 3);
+    assert_int_equal(t.parts[0].slots, 2);
+    freeReplyObject(r);
+
+    /* ... but a refusal for a slot of a set that holds none: not so */
+
+    r = tg_resp("*8\r\n:1\r\n:3\r\n:1000\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+
+    /* slots beyond 32 bits, negative, nil, a string, an array */
+
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:4294967296\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:4294967295\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), 0);
+    assert_int_equal(t.parts[0].slots, UINT32_MAX);
+    freeReplyObject(r);
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n:-1\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n$-1\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n$1\r\n2\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n:0\r\n:0\r\n:0\r\n*1\r\n:2\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+
+    /* short: one number missing, or only the head */
+
+    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*3\r\n:0\r\n:0\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+
     /* a refusal past the keys, one without a kind, a kind unknown */
 
-    r = tg_resp("*7\r\n:2\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:2\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
-    r = tg_resp("*7\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
-    r = tg_resp("*7\r\n:0\r\n:3\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:0\r\n:3\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
-    r = tg_resp("*7\r\n:1\r\n:6\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:1\r\n:6\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
 
     /* negative, a string, a nil, a nested array where a number goes */
 
-    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n:-1\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n:-1\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
-    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n$1\r\n5\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n$1\r\n5\r\n:0\r\n:0\r\n:0\r\n"
+                ":0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
-    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n$-1\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n$-1\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
-    r = tg_resp("*7\r\n:0\r\n:0\r\n:0\r\n*0\r\n:0\r\n:0\r\n:0\r\n");
+    r = tg_resp("*8\r\n:0\r\n:0\r\n:0\r\n*0\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
 
-    /* not an array, an empty one, NOSCRIPT, another error, none */
+    /* not an array, an empty one, a nil, NOSCRIPT, another error, none */
 
     r = tg_resp(":0\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
     r = tg_resp("*0\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("*-1\r\n");
+    assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
+    freeReplyObject(r);
+    r = tg_resp("$-1\r\n");
     assert_int_equal(tg_redis_parse_take(r, 1, &t, &noscript), -1);
     freeReplyObject(r);
     r = tg_resp("-NOSCRIPT No matching script. Please use EVAL.\r\n");
