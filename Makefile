@@ -105,7 +105,7 @@ POLICYD_MAKE = $(MAKE) -C policyd BUILD=$(ROOT)/$(BUILD) \
 policyd:
 	$(POLICYD_MAKE) all
 
-unit-tests:
+unit-tests: policyd
 	$(POLICYD_MAKE) tests
 
 deps:
