@@ -24,13 +24,15 @@
  *                (tg_redis_share), "closed" answers 503.
  *   reconcile    when Redis answers again, what this node took and spent
  *                alone (the counters' away tallies) is added to Redis's
- *                windows and budgets, one script per batch of counters
- *                (redis_reconcile.c).
+ *                windows and budgets, and the day's usage counters are
+ *                added to, in numbered batches kept until Redis answers
+ *                them (redis_reconcile.c).
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
@@ -46,7 +48,6 @@
 #define TG_REDIS_TICK_S         0.1
 #define TG_REDIS_SYNC_ARGS      4096    /* leases per provider in one sync */
 #define TG_REDIS_TIMEOUTS_DOWN  3       /* in a row: the connection is bad */
-#define TG_REDIS_USAGE_TTL_S    (8 * 86400) /* a day's usage counters */
 
 
 typedef enum {
@@ -122,8 +123,9 @@ struct tg_redis {
     char                sync_sha[41];
     char                take_sha[41];
     char                report_sha[41];
-    char                usage_sha[41];
-    char                reconcile_sha[41];
+
+    /* the numbered batches: the reconcile and the day's usage */
+    tg_reconcile       *reconcile;
 
     /* today's usage counters, read back every second for the status */
     uint32_t            usage_ticks;
@@ -271,28 +273,6 @@ static const char  tg_report_lua[] =
     "end\n"
     "return 0\n";
 
-/*
- * The day's usage counters: KEYS are the client's, tenant's, route's and
- * provider's hashes of the day (one hash tag); ARGV: requests, tokens,
- * cost in nano-units, the TTL in seconds, then the four names ("": none).
- */
-
-static const char  tg_usage_lua[] =
-    "local n, tok, cost = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "for i = 1, 4 do\n"
-    "  local nm = ARGV[4 + i]\n"
-    "  if nm ~= '' then\n"
-    "    redis.call('HINCRBY', KEYS[i], 'requests:' .. nm, n)\n"
-    "    if tok > 0 then redis.call('HINCRBY', KEYS[i], 'tokens:' .. nm,"
-    " tok) end\n"
-    "    if cost > 0 then redis.call('HINCRBY', KEYS[i], 'cost:' .. nm,"
-    " cost) end\n"
-    "    redis.call('EXPIRE', KEYS[i], ARGV[4])\n"
-    "  end\n"
-    "end\n"
-    "return 0\n";
-
-
 static void tg_redis_connect(tg_redis *rd);
 static void tg_redis_retry_cb(struct ev_loop *loop, ev_timer *w, int ev);
 static void tg_redis_connect_timeout_cb(struct ev_loop *loop, ev_timer *w,
@@ -334,6 +314,8 @@ static void tg_redis_limits_unreachable(tg_pending *p);
 static void tg_redis_send_limits_closed(tg_conn *c, uint32_t id);
 static void tg_redis_reported(void *arg, const tg_lease *l,
     const tg_report *r, const int64_t *deltas);
+static void tg_redis_usage_of(tg_redis *rd, const tg_lease *l,
+    const tg_report *r, uint64_t nano);
 static void tg_redis_read_usage(tg_redis *rd);
 static void tg_redis_usage_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_away(tg_redis *rd, bool away);
@@ -421,6 +403,15 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
                  (unsigned) rd->port);
     }
 
+    /* its batches' numbers are this process's own: its epoch */
+    rd->reconcile = tg_reconcile_new(rd->node, (long) getpid(),
+                                     (uint64_t) (ev_time() * 1000),
+                                     rd->prefix, rd->address);
+    if (rd->reconcile == NULL) {
+        tg_redis_stop(rd);
+        return NULL;
+    }
+
     tg_log_info("redis.configured", "node address on_error",
                 "redis: node \"%s\" shares leases and cooldowns through "
                 "%s, on error \"%s\"", rd->node, rd->address,
@@ -475,6 +466,8 @@ tg_redis_stop(tg_redis *rd)
     free(rd->node);
     free(rd->node_member);
     free(rd->shared);
+    /* after the connection: its callbacks may still find their batch */
+    tg_reconcile_free(rd->reconcile);
     free(rd);
 }
 
@@ -526,6 +519,10 @@ tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v)
     v->errors = rd->errors;
     v->now = now;
     v->usage = &rd->usage;
+
+    if (rd->reconcile != NULL) {
+        tg_reconcile_view_of(rd->reconcile, &v->reconcile);
+    }
 }
 
 
@@ -706,8 +703,6 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
     rd->sync_sha[0] = '\0';
     rd->take_sha[0] = '\0';
     rd->report_sha[0] = '\0';
-    rd->usage_sha[0] = '\0';
-    rd->reconcile_sha[0] = '\0';
 
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->acquire_sha,
                       "SCRIPT LOAD %s", tg_acquire_lua);
@@ -717,10 +712,6 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
                       "SCRIPT LOAD %s", tg_take_lua);
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->report_sha,
                       "SCRIPT LOAD %s", tg_report_lua);
-    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->usage_sha,
-                      "SCRIPT LOAD %s", tg_usage_lua);
-    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->reconcile_sha,
-                      "SCRIPT LOAD %s", tg_reconcile_lua);
 
     tg_redis_set_state(rd, TG_REDIS_UP, NULL);
 
@@ -1561,8 +1552,7 @@ tg_redis_away(tg_redis *rd, bool away)
     s->away = away;
 
     if (was && !away && rd->ac != NULL && rd->state == TG_REDIS_UP) {
-        tg_redis_reconcile_send(rd->ac, s, rd->prefix, rd->address,
-                                rd->reconcile_sha, tg_redis_script_cb);
+        tg_reconcile_send(rd->reconcile, rd->ac, s);
     }
 }
 
@@ -2082,14 +2072,11 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
     int                   argc;
     char                  keys[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
     char                  nums[TG_HOLD_PARTS][5][24], nkeys[24];
-    char                  ukeys[TG_REDIS_USAGE_KINDS][TG_REDIS_KEY_MAX];
-    char                  unums[4][24], names[TG_REDIS_USAGE_KINDS][300];
     size_t                i, k, n, argvlen[3 + TG_HOLD_PARTS * 6];
     bool                  up, alone, own;
-    uint64_t              nano, tokens;
+    uint64_t              nano;
     tg_redis             *rd = arg;
     const char           *argv[3 + TG_HOLD_PARTS * 6];
-    const char           *provider;
     const tg_limit_hold  *h;
 
     up = rd->state == TG_REDIS_UP && rd->ac != NULL;
@@ -2113,12 +2100,14 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
         }
     }
 
+    nano = tg_redis_nano(r->cost);
+
+    /* the usage counters wait for Redis (tg_redis_usage_of) */
+
     if (!up) {
-        /* counted here only: Redis learns this node's usage no more */
+        tg_redis_usage_of(rd, l, r, nano);
         return;
     }
-
-    nano = tg_redis_nano(r->cost);
 
     /*
      * The hold's windows and budgets: those Redis took; of a take made
@@ -2188,7 +2177,23 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
                               argc, argv, argvlen);
     }
 
-    /* the day's usage counters of the client, tenant, route and provider */
+    tg_redis_usage_of(rd, l, r, nano);
+}
+
+
+/*
+ * The day's usage counters of a REPORT's client, tenant, route and
+ * provider: through the numbered batches, sent now when Redis is up,
+ * else kept (a bounded table) until it is (redis_reconcile.c).
+ */
+
+static void
+tg_redis_usage_of(tg_redis *rd, const tg_lease *l, const tg_report *r,
+    uint64_t nano)
+{
+    char                  names[TG_REDIS_USAGE_KINDS][300];
+    uint64_t              tokens;
+    const char           *provider, *np[TG_REDIS_USAGE_KINDS];
 
     provider = l != NULL ? l->provider->name : r->provider;
 
@@ -2205,61 +2210,20 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
     snprintf(names[3], sizeof(names[3]), "%.256s",
              provider != NULL ? provider : "");
 
-    if (names[0][0] == '\0' && names[1][0] == '\0' && names[2][0] == '\0'
-        && names[3][0] == '\0')
-    {
-        return;
-    }
+    np[0] = names[0];
+    np[1] = names[1];
+    np[2] = names[2];
+    np[3] = names[3];
 
     tg_limit_store_clock(rd->srv->state->limits);
-
-    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
-        if (tg_redis_usage_key(ukeys[k], sizeof(ukeys[k]), rd->prefix,
-                               rd->srv->state->limits->wall_s,
-                               tg_redis_usage_kinds[k]) == 0)
-        {
-            return;
-        }
-    }
 
     tokens = r->tokens ? (uint64_t) r->prompt_tokens + r->completion_tokens
                        : 0;
 
-    snprintf(unums[0], 24, "%u", r->count != 0 ? r->count : 1);
-    snprintf(unums[1], 24, "%llu", (unsigned long long) tokens);
-    snprintf(unums[2], 24, "%llu", (unsigned long long) nano);
-    snprintf(unums[3], 24, "%u", TG_REDIS_USAGE_TTL_S);
-
-    argc = 0;
-
-    if (rd->usage_sha[0] != '\0') {
-        argv[argc++] = "EVALSHA";
-        argv[argc++] = rd->usage_sha;
-    } else {
-        argv[argc++] = "EVAL";
-        argv[argc++] = tg_usage_lua;
-    }
-
-    argv[argc++] = "4";
-
-    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
-        argv[argc++] = ukeys[k];
-    }
-
-    for (k = 0; k < 4; k++) {
-        argv[argc++] = unums[k];
-    }
-
-    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
-        argv[argc++] = names[k];
-    }
-
-    for (i = 0; i < (size_t) argc; i++) {
-        argvlen[i] = strlen(argv[i]);
-    }
-
-    redisAsyncCommandArgv(rd->ac, tg_redis_script_cb, rd->usage_sha, argc,
-                          argv, argvlen);
+    tg_reconcile_usage(rd->reconcile,
+                       rd->state == TG_REDIS_UP ? rd->ac : NULL,
+                       rd->srv->state->limits->wall_s, np,
+                       r->count != 0 ? r->count : 1, tokens, nano);
 }
 
 
