@@ -553,11 +553,7 @@ tg_reconcile_flush_usage(tg_reconcile *rc, redisAsyncContext *ac, bool all)
             return;
         }
 
-        e = malloc(TG_RECONCILE_USAGE * sizeof(tg_usage_pending_entry));
-        if (e == NULL) {
-            return;
-        }
-
+        e = rc->take;
         n = tg_usage_pending_take(&rc->usage, e, TG_RECONCILE_USAGE);
 
         for (k = 0; k < TG_USAGE_PENDING_KINDS; k++) {
@@ -590,8 +586,6 @@ tg_reconcile_flush_usage(tg_reconcile *rc, redisAsyncContext *ac, bool all)
             ? NULL
             : tg_reconcile_batch(rc, TG_BATCH_USAGE, tg_usage_lua,
                                  TG_USAGE_PENDING_KINDS, kp, 1 + n * 5, args);
-
-        free(e);
 
         if (b == NULL) {
             rc->stats.usage_dropped += n;

@@ -65,6 +65,7 @@ typedef struct tg_reconcile {
     size_t              usage_inflight; /* usage batches in flight */
 
     tg_usage_pending    usage;
+    tg_usage_pending_entry  take[TG_RECONCILE_USAGE];   /* a batch's */
     tg_reconcile_view   stats;
 } tg_reconcile;
 
