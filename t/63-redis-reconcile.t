@@ -11,7 +11,13 @@
 #   - requests taken on both nodes while Redis was stopped (SIGSTOP) are
 #     in Redis's rpm window after SIGCONT: the next request, on either
 #     node, is limited by them;
-#   - one log line says what was reconciled.
+#   - one log line says what was reconciled;
+#   - a batch of the reconcile or of the day's usage counters lost with
+#     its connection (a proxy, t/lib/redis_cut.pl, drops it right before
+#     Redis gets the EVAL, or right after Redis ran it and before its
+#     reply) is sent again on the next connection and counts exactly once
+#     (docs/policy.md, "Numbered batches"); policyd.redis.reconcile in the
+#     status says what happened.
 
 use strict;
 use warnings;
@@ -24,12 +30,14 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use Tailgate::Gateway;
 use Tailgate::Redis qw(skip_unless_redis start_redis kill_redis redis_cli
-                       start_node node_status);
+                       start_node node_status start_redis_cut redis_cut
+                       redis_cuts);
 
 skip_unless_redis();
 
 my $a = Tailgate::Gateway->new->skip_unless_built;
 my $b = Tailgate::Gateway->new;
+my $c = Tailgate::Gateway->new;     # behind the proxy that cuts
 
 my $JSON = JSON::PP->new->canonical->utf8;
 
@@ -165,6 +173,134 @@ subtest 'an rpm window taken on both nodes while Redis was stopped' => sub {
     my @res = map { my $t = $_ % 2 ? $b : $a;
                     $t->chat('plain', key => $key{sam})->{status} } 1 .. 5;
     is_deeply(\@res, [200, 200, 200, 200, 429], 'rpm 4 across the nodes');
+};
+
+# node C reaches the same Redis through the proxy; each case has a client
+# of its own, with a day budget of 10 (C's share alone: 5)
+
+my %cut_key;
+my @cut_records;
+for my $n (qw(cut_before cut_after cut_usage)) {
+    $cut_key{$n} = $a->new_key;
+    push @cut_records, $n => { key => $cut_key{$n}, limit => 'cheap' };
+}
+
+my $proxy = start_redis_cut($a);
+start_node($a, $c, name => 'c', policy => $policy, mocks_of => $a,
+           redis => { address => $proxy },
+           start => { keys => [@cut_records] });
+ok(wait_state($c, 'up'), 'node C: redis is up through the proxy');
+
+sub reconcile_view {
+    my $doc = node_status($_[0]) or return {};
+    return $doc->{policyd}{redis}{reconcile} // {};
+}
+
+my $day = do {
+    my @t = gmtime;
+    sprintf '%04d-%02d-%02d', $t[5] + 1900, $t[4] + 1, $t[3];
+};
+
+sub usage_field {
+    my ($kind, $field) = @_;
+    return redis_cli($a, 'HGET', "{tg:usage:$day}:$kind", $field);
+}
+
+# C spends 5.0 for $client while Redis is away for C alone, then the
+# proxy lets it in and makes the cut; what is in Redis after.
+sub spend_alone_then_cut {
+    my ($client, $cut) = @_;
+
+    redis_cut($a, 'down');
+    ok(wait_state($c, 'down'), "$client: Redis is away for node C");
+
+    is($c->chat('plain', key => $cut_key{$client}, headers => $used)
+         ->{status}, 200, "$client: C spends 5.0 alone");
+    # client, route, provider (no tenant)
+    ok($c->wait_for(sub { (reconcile_view($c)->{usage_pending} // 0) >= 3 },
+                    timeout => 5, interval => 0.1),
+       "$client: its usage waits in C's table")
+        or diag explain reconcile_view($c);
+
+    my $was = reconcile_view($c);
+    my $cuts = () = redis_cuts($a);
+
+    redis_cut($a, $cut);
+    my ($mode) = split / /, $cut;
+    ok($c->wait_for(sub { (() = redis_cuts($a)) > $cuts }, timeout => 20,
+                    interval => 0.1), "$client: the proxy cut ($cut)");
+    is((redis_cuts($a))[-1], $mode, "$client: $mode the EVAL");
+
+    ok($c->wait_for(sub {
+        my $v = reconcile_view($c);
+        ($v->{pending} // 1) == 0 && ($v->{usage_pending} // 1) == 0
+            && ($v->{resent} // 0) > ($was->{resent} // 0)
+    }, timeout => 20, interval => 0.1),
+       "$client: the batch lost went again, and was answered")
+        or diag explain reconcile_view($c);
+    ok(wait_state($c, 'up'), "$client: node C is up again");
+
+    return ($was, reconcile_view($c));
+}
+
+subtest 'a reconcile batch cut before Redis got it: sent again, counted once' => sub {
+    my ($was, $now) = spend_alone_then_cut('cut_before',
+                                           'before {tg:limits}:batch:');
+
+    is(limits_field('cut_before', 'ds', 'cheap') // 0, 5e9,
+       "Redis holds C's 5.0 alone, once");
+    is(usage_field('client', 'requests:cut_before') // 0, 1,
+       'the usage of its one request, once (its batch was cut with it)');
+    is(usage_field('client', 'cost:cut_before') // 0, 5e9, 'and its cost');
+    is($now->{skipped} - $was->{skipped}, 0, 'none skipped: Redis ran none');
+    cmp_ok($now->{resent} - $was->{resent}, '>=', 1, 'resent');
+    is($now->{dropped}, 0, 'none dropped');
+};
+
+subtest 'a reconcile batch cut after Redis ran it: sent again, skipped' => sub {
+    my ($was, $now) = spend_alone_then_cut('cut_after',
+                                           'after {tg:limits}:batch:');
+
+    is(limits_field('cut_after', 'ds', 'cheap') // 0, 5e9,
+       "Redis holds C's 5.0 alone once, not twice");
+    is($now->{skipped} - $was->{skipped}, 1,
+       'the resent batch was skipped: applied already');
+    is(usage_field('client', 'requests:cut_after') // 0, 1,
+       'the usage, once');
+};
+
+subtest 'a usage batch cut after Redis ran it: sent again, skipped' => sub {
+    my ($was, $now) = spend_alone_then_cut('cut_usage',
+                                           'after {tg:usage:');
+
+    is(usage_field('client', 'requests:cut_usage') // 0, 1,
+       'the usage of one request counts once');
+    is(usage_field('client', 'cost:cut_usage') // 0, 5e9,
+       'its cost once');
+    # the reconcile's batch went before it on that connection: Redis ran
+    # it, and its reply was lost in the same cut
+    is($now->{skipped} - $was->{skipped}, 2,
+       'both resends were skipped (the reconcile batch before it too)')
+        or diag explain [$was, $now];
+    is(limits_field('cut_usage', 'ds', 'cheap') // 0, 5e9,
+       'the spend alone, once');
+};
+
+subtest 'usage while Redis is up goes through the batches too' => sub {
+    my $was = reconcile_view($c);
+    is($c->chat('plain', key => $cut_key{cut_before}, headers => $used)
+         ->{status}, 200, 'cut_before: 5.0 more fits, through Redis');
+    ok($c->wait_for(sub {
+        (usage_field('client', 'requests:cut_before') // 0) == 2
+    }, timeout => 5, interval => 0.1), 'its second request in the usage');
+    my $now = reconcile_view($c);
+    cmp_ok($now->{applied}, '>', $was->{applied}, 'by a batch applied')
+        or diag explain [$was, $now];
+    is($now->{usage_dropped}, 0, 'no usage dropped');
+    $c->is_openai_error($c->chat('plain', key => $cut_key{cut_before},
+                                 headers => $used),
+                        429, 'insufficient_quota',
+                        'the budget (10.0) spent across the cut');
 };
 
 done_testing;

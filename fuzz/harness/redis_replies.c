@@ -4,8 +4,9 @@
  *
  * redis_replies: what policyd reads from Redis's answers (redis_keys.c) -
  * the take script's reply (tg_redis_parse_take), an HGETALL of a day's
- * usage counters (tg_redis_parse_usage), and the lease scripts' and
- * PTTL's replies.  A misbehaving or hostile Redis can answer anything.
+ * usage counters (tg_redis_parse_usage), the lease scripts' and
+ * PTTL's replies, and the numbered batches' (tg_redis_parse_batch).
+ * A misbehaving or hostile Redis can answer anything.
  *
  * Input: one byte (its low 3 bits: how many keys the take was sent for,
  * 0 ... 7, beyond the 4 it ever sends), then RESP bytes, read by hiredis's
@@ -31,7 +32,7 @@
 static void
 fuzz_reply(const redisReply *r, size_t nkeys)
 {
-    bool                  noscript, granted;
+    bool                  noscript, granted, applied;
     size_t                i;
     uint32_t              held, ms;
     tg_redis_take_reply   t;
@@ -65,6 +66,11 @@ fuzz_reply(const redisReply *r, size_t nkeys)
 
     if (tg_redis_parse_acquire(r, &granted, &held, &noscript) == 0) {
         FUZZ_CHECK(r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    }
+
+    if (tg_redis_parse_batch(r, &applied) == 0) {
+        FUZZ_CHECK(r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        FUZZ_CHECK(applied == (r->element[0]->integer == 1));
     }
 
     (void) tg_redis_parse_count(r, &held, &noscript);

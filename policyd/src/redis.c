@@ -28,12 +28,15 @@
  *                (tg_redis_share), "closed" answers 503.
  *   reconcile    when Redis answers again, what this node took and spent
  *                alone (the counters' away tallies) is added to Redis's
- *                windows and budgets, one script per batch of counters.
+ *                windows and budgets, and the day's usage counters are
+ *                added to, in numbered batches kept until Redis answers
+ *                them (redis_reconcile.c).
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
@@ -43,13 +46,13 @@
 #include "redis.h"
 #include "redis_keys.h"
 #include "redis_slots.h"
+#include "redis_lua.h"
+#include "redis_reconcile.h"
 
 
 #define TG_REDIS_TICK_S         0.1
 #define TG_REDIS_SYNC_ARGS      4096    /* leases per provider in one sync */
 #define TG_REDIS_TIMEOUTS_DOWN  3       /* in a row: the connection is bad */
-#define TG_REDIS_USAGE_TTL_S    (8 * 86400) /* a day's usage counters */
-#define TG_REDIS_RECONCILE_KEYS 64      /* counters in one reconcile script */
 
 
 typedef enum {
@@ -125,8 +128,9 @@ struct tg_redis {
     char                sync_sha[41];
     char                take_sha[41];
     char                report_sha[41];
-    char                usage_sha[41];
-    char                reconcile_sha[41];
+
+    /* the numbered batches: the reconcile and the day's usage */
+    tg_reconcile       *reconcile;
 
     /* the concurrency slots of client, tenant and route limits */
     tg_redis_slots      slots;
@@ -202,37 +206,6 @@ static const char  tg_sync_lua[] =
  * in ms, then per key its requests' and tokens' debt after, the day's and
  * month's spend, and the slots its set holds after (0 without a slot).
  */
-
-#define TG_LUA_CLOCK \
-    "local t = redis.call('TIME')\n" \
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n" \
-    "local day = math.floor(t[1] / 86400)\n" \
-    "local z = day + 719468\n" \
-    "local era = math.floor(z / 146097)\n" \
-    "local doe = z - era * 146097\n" \
-    "local yoe = math.floor((doe - math.floor(doe / 1460) +" \
-    " math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)\n" \
-    "local doy = doe - (365 * yoe + math.floor(yoe / 4) -" \
-    " math.floor(yoe / 100))\n" \
-    "local mp = math.floor((5 * doy + 2) / 153)\n" \
-    "local mon = mp < 10 and mp + 3 or mp - 9\n" \
-    "local yr = yoe + era * 400 + (mon <= 2 and 1 or 0)\n" \
-    "local month = (yr - 1970) * 12 + mon - 1\n" \
-    "local P = 60000\n" \
-    "local function level(debt, at, lim)\n" \
-    "  debt = tonumber(debt) or 0\n" \
-    "  at = tonumber(at) or now\n" \
-    "  if lim == 0 or debt == 0 then return debt end\n" \
-    "  local l = debt - math.max(0, now - at) * lim\n" \
-    "  if l < 0 then return 0 end\n" \
-    "  return l\n" \
-    "end\n" \
-    "local function keep(key, bd, bm)\n" \
-    "  local ttl = 120000\n" \
-    "  if bm > 0 then ttl = 2764800000 elseif bd > 0 then ttl = 172800000 end\n" \
-    "  if redis.call('PTTL', key) < ttl then" \
-    " redis.call('PEXPIRE', key, ttl) end\n" \
-    "end\n"
 
 static const char  tg_take_lua[] =
     TG_LUA_CLOCK
@@ -329,73 +302,6 @@ static const char  tg_report_lua[] =
     "end\n"
     "return 0\n";
 
-/*
- * What a node counted alone while Redis was away (docs/policy.md, "When
- * Redis comes back"): ARGV has 8 per key: rpm, the requests' debt to add,
- * tpm, the tokens' debt to add (in the window's units, drained already as
- * Redis would have), the node's day and the spend of it, its month and
- * the spend of it (nano-units).  A window is filled at most to full (one
- * period's worth), never lowered: the replay can make the next request
- * wait one period at most.  Spend of a day or month that is not Redis's
- * now is not added.  The reply: how many keys.
- */
-
-static const char  tg_reconcile_lua[] =
-    TG_LUA_CLOCK
-    "for i = 1, #KEYS do\n"
-    "  local a = (i - 1) * 8\n"
-    "  local rpm, rq = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
-    "  local tpm, tk = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
-    "  local dy, ds = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])\n"
-    "  local mo, ms = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])\n"
-    "  local h = redis.call('HMGET', KEYS[i], 'rd', 'ra', 'td', 'ta', 'd',"
-    " 'ds', 'm', 'ms')\n"
-    "  if rpm > 0 and rq > 0 then\n"
-    "    local l = level(h[1], h[2], rpm)\n"
-    "    l = math.min(l + rq, math.max(l, rpm * P))\n"
-    "    redis.call('HSET', KEYS[i], 'rd', l, 'ra', now)\n"
-    "  end\n"
-    "  if tpm > 0 and tk > 0 then\n"
-    "    local l = level(h[3], h[4], tpm)\n"
-    "    l = math.min(l + tk, math.max(l, tpm * P))\n"
-    "    redis.call('HSET', KEYS[i], 'td', l, 'ta', now)\n"
-    "  end\n"
-    "  if ds > 0 and dy == day then\n"
-    "    local was = 0\n"
-    "    if tonumber(h[5]) == day then was = tonumber(h[6]) or 0 end\n"
-    "    redis.call('HSET', KEYS[i], 'd', day, 'ds', was + ds)\n"
-    "  end\n"
-    "  if ms > 0 and mo == month then\n"
-    "    local was = 0\n"
-    "    if tonumber(h[7]) == month then was = tonumber(h[8]) or 0 end\n"
-    "    redis.call('HSET', KEYS[i], 'm', month, 'ms', was + ms)\n"
-    "  end\n"
-    "  keep(KEYS[i], ds, ms)\n"
-    "end\n"
-    "return #KEYS\n";
-
-/*
- * The day's usage counters: KEYS are the client's, tenant's, route's and
- * provider's hashes of the day (one hash tag); ARGV: requests, tokens,
- * cost in nano-units, the TTL in seconds, then the four names ("": none).
- */
-
-static const char  tg_usage_lua[] =
-    "local n, tok, cost = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "for i = 1, 4 do\n"
-    "  local nm = ARGV[4 + i]\n"
-    "  if nm ~= '' then\n"
-    "    redis.call('HINCRBY', KEYS[i], 'requests:' .. nm, n)\n"
-    "    if tok > 0 then redis.call('HINCRBY', KEYS[i], 'tokens:' .. nm,"
-    " tok) end\n"
-    "    if cost > 0 then redis.call('HINCRBY', KEYS[i], 'cost:' .. nm,"
-    " cost) end\n"
-    "    redis.call('EXPIRE', KEYS[i], ARGV[4])\n"
-    "  end\n"
-    "end\n"
-    "return 0\n";
-
-
 static void tg_redis_connect(tg_redis *rd);
 static void tg_redis_retry_cb(struct ev_loop *loop, ev_timer *w, int ev);
 static void tg_redis_connect_timeout_cb(struct ev_loop *loop, ev_timer *w,
@@ -437,10 +343,11 @@ static void tg_redis_limits_unreachable(tg_pending *p);
 static void tg_redis_send_limits_closed(tg_conn *c, uint32_t id);
 static void tg_redis_reported(void *arg, const tg_lease *l,
     const tg_report *r, const int64_t *deltas);
+static void tg_redis_usage_of(tg_redis *rd, const tg_lease *l,
+    const tg_report *r, uint64_t nano);
 static void tg_redis_read_usage(tg_redis *rd);
 static void tg_redis_usage_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_away(tg_redis *rd, bool away);
-static void tg_redis_reconcile(tg_redis *rd);
 static int tg_redis_then_limits(tg_redis *rd, tg_pending *p);
 static tg_limit_hold *tg_redis_hold(tg_redis *rd, uint32_t lease);
 static void tg_redis_lease_back(tg_redis *rd, tg_pending *p);
@@ -526,6 +433,15 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
                  (unsigned) rd->port);
     }
 
+    /* its batches' numbers are this process's own: its epoch */
+    rd->reconcile = tg_reconcile_new(rd->node, (long) getpid(),
+                                     (uint64_t) (ev_time() * 1000),
+                                     rd->prefix, rd->address);
+    if (rd->reconcile == NULL) {
+        tg_redis_stop(rd);
+        return NULL;
+    }
+
     tg_log_info("redis.configured", "node address on_error",
                 "redis: node \"%s\" shares leases and cooldowns through "
                 "%s, on error \"%s\"", rd->node, rd->address,
@@ -580,6 +496,8 @@ tg_redis_stop(tg_redis *rd)
     free(rd->node);
     free(rd->node_member);
     free(rd->shared);
+    /* after the connection: its callbacks may still find their batch */
+    tg_reconcile_free(rd->reconcile);
     free(rd);
 }
 
@@ -631,6 +549,10 @@ tg_redis_view_of(const tg_redis *rd, double now, tg_redis_view *v)
     v->errors = rd->errors + rd->slots.errors;
     v->now = now;
     v->usage = &rd->usage;
+
+    if (rd->reconcile != NULL) {
+        tg_reconcile_view_of(rd->reconcile, &v->reconcile);
+    }
 }
 
 
@@ -811,8 +733,6 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
     rd->sync_sha[0] = '\0';
     rd->take_sha[0] = '\0';
     rd->report_sha[0] = '\0';
-    rd->usage_sha[0] = '\0';
-    rd->reconcile_sha[0] = '\0';
 
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->acquire_sha,
                       "SCRIPT LOAD %s", tg_acquire_lua);
@@ -822,10 +742,6 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
                       "SCRIPT LOAD %s", tg_take_lua);
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->report_sha,
                       "SCRIPT LOAD %s", tg_report_lua);
-    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->usage_sha,
-                      "SCRIPT LOAD %s", tg_usage_lua);
-    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->reconcile_sha,
-                      "SCRIPT LOAD %s", tg_reconcile_lua);
 
     tg_redis_set_state(rd, TG_REDIS_UP, NULL);
 
@@ -1678,169 +1594,8 @@ tg_redis_away(tg_redis *rd, bool away)
     s->away = away;
 
     if (was && !away && rd->ac != NULL && rd->state == TG_REDIS_UP) {
-        tg_redis_reconcile(rd);
+        tg_reconcile_send(rd->reconcile, rd->ac, s);
     }
-}
-
-
-/*
- * Redis answers again: what this node took and spent alone goes to it,
- * TG_REDIS_RECONCILE_KEYS counters a script, sent before any decision's
- * take on this connection and waited for by none.  The tallies are
- * cleared once sent; a batch that cannot be sent is dropped (counted).
- */
-
-typedef struct {
-    tg_redis       *rd;
-    size_t          n;
-    size_t          counters;           /* sent */
-    size_t          dropped;
-    uint64_t        requests;           /* whole requests' worth */
-    uint64_t        tokens;
-    uint64_t        spend_nano;         /* of the day */
-    char            keys[TG_REDIS_RECONCILE_KEYS][TG_REDIS_KEY_MAX];
-    char            nums[TG_REDIS_RECONCILE_KEYS][8][24];
-} tg_reconcile_batch;
-
-
-static void
-tg_redis_reconcile_flush(tg_reconcile_batch *b)
-{
-    int           argc;
-    char          nkeys[24];
-    size_t        i, k;
-    size_t        argvlen[3 + TG_REDIS_RECONCILE_KEYS * 9];
-    tg_redis     *rd = b->rd;
-    const char   *argv[3 + TG_REDIS_RECONCILE_KEYS * 9];
-
-    if (b->n == 0) {
-        return;
-    }
-
-    argc = 0;
-
-    if (rd->reconcile_sha[0] != '\0') {
-        argv[argc++] = "EVALSHA";
-        argv[argc++] = rd->reconcile_sha;
-    } else {
-        argv[argc++] = "EVAL";
-        argv[argc++] = tg_reconcile_lua;
-    }
-
-    snprintf(nkeys, sizeof(nkeys), "%zu", b->n);
-    argv[argc++] = nkeys;
-
-    for (i = 0; i < b->n; i++) {
-        argv[argc++] = b->keys[i];
-    }
-
-    for (i = 0; i < b->n; i++) {
-        for (k = 0; k < 8; k++) {
-            argv[argc++] = b->nums[i][k];
-        }
-    }
-
-    for (i = 0; i < (size_t) argc; i++) {
-        argvlen[i] = strlen(argv[i]);
-    }
-
-    if (rd->ac == NULL
-        || redisAsyncCommandArgv(rd->ac, tg_redis_script_cb,
-                                 rd->reconcile_sha, argc, argv, argvlen)
-           != REDIS_OK)
-    {
-        b->dropped += b->n;
-    } else {
-        b->counters += b->n;
-    }
-
-    b->n = 0;
-}
-
-
-static void
-tg_redis_reconcile_one(tg_counter *c, void *arg)
-{
-    tg_reconcile_batch  *b = arg;
-    tg_limit_store      *s = b->rd->srv->state->limits;
-    tg_reconcile_part    part;
-    char               (*nums)[24];
-
-    if (!tg_counter_reconcile(c, s->now_ms, s->wall_s, &part)) {
-        tg_counter_reconciled(c);
-        return;
-    }
-
-    tg_counter_reconciled(c);
-
-    if (tg_redis_limit_key(b->keys[b->n], TG_REDIS_KEY_MAX, b->rd->prefix,
-                           c->key, c->key_len) == 0)
-    {
-        b->dropped++;
-        return;
-    }
-
-    nums = b->nums[b->n];
-    snprintf(nums[0], 24, "%u", part.rpm);
-    snprintf(nums[1], 24, "%llu", (unsigned long long) part.requests_debt);
-    snprintf(nums[2], 24, "%u", part.tpm);
-    snprintf(nums[3], 24, "%llu", (unsigned long long) part.tokens_debt);
-    snprintf(nums[4], 24, "%u", part.day);
-    snprintf(nums[5], 24, "%llu", (unsigned long long)
-             (part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0));
-    snprintf(nums[6], 24, "%u", part.month);
-    snprintf(nums[7], 24, "%llu", (unsigned long long)
-             (part.month_spent != 0 ? tg_redis_nano(part.month_spent) : 0));
-
-    b->requests += part.rpm != 0 ? part.requests_debt / TG_LIMIT_PERIOD_MS : 0;
-    b->tokens += part.tpm != 0 ? part.tokens_debt / TG_LIMIT_PERIOD_MS : 0;
-    b->spend_nano += part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0;
-
-    if (++b->n == TG_REDIS_RECONCILE_KEYS) {
-        tg_redis_reconcile_flush(b);
-    }
-}
-
-
-static void
-tg_redis_reconcile(tg_redis *rd)
-{
-    tg_limit_store      *s = rd->srv->state->limits;
-    tg_reconcile_batch  *b;
-
-    if (s->nodes == 0 || s->ops->count(s) == 0) {
-        return;
-    }
-
-    b = calloc(1, sizeof(tg_reconcile_batch));
-
-    if (b == NULL) {
-        tg_log_error("redis.reconcile_failed", "address",
-                     "redis: %s: out of memory to reconcile: what this node "
-                     "counted alone stays here until the next time",
-                     rd->address);
-        return;
-    }
-
-    b->rd = rd;
-    tg_limit_store_clock(s);
-
-    s->ops->each(s, tg_redis_reconcile_one, b);
-    tg_redis_reconcile_flush(b);
-
-    if (b->counters != 0 || b->dropped != 0) {
-        tg_log_info("redis.reconciled",
-                    "address counters requests tokens spend_nano dropped",
-                    "redis: %s: reconciled what this node counted alone: "
-                    "%zu counters, %llu requests and %llu tokens still in "
-                    "their windows, spend %llu nano-units today, %zu dropped",
-                    rd->address, b->counters,
-                    (unsigned long long) b->requests,
-                    (unsigned long long) b->tokens,
-                    (unsigned long long) b->spend_nano, b->dropped);
-    }
-
-    free(b);
 }
 
 
@@ -2416,14 +2171,11 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
     int                   argc;
     char                  keys[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
     char                  nums[TG_HOLD_PARTS][5][24], nkeys[24];
-    char                  ukeys[TG_REDIS_USAGE_KINDS][TG_REDIS_KEY_MAX];
-    char                  unums[4][24], names[TG_REDIS_USAGE_KINDS][300];
     size_t                i, k, n, argvlen[3 + TG_HOLD_PARTS * 6];
     bool                  up, alone, own;
-    uint64_t              nano, tokens;
+    uint64_t              nano;
     tg_redis             *rd = arg;
     const char           *argv[3 + TG_HOLD_PARTS * 6];
-    const char           *provider;
     const tg_limit_hold  *h;
 
     up = rd->state == TG_REDIS_UP && rd->ac != NULL;
@@ -2447,12 +2199,14 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
         }
     }
 
+    nano = tg_redis_nano(r->cost);
+
+    /* the usage counters wait for Redis (tg_redis_usage_of) */
+
     if (!up) {
-        /* counted here only: Redis learns this node's usage no more */
+        tg_redis_usage_of(rd, l, r, nano);
         return;
     }
-
-    nano = tg_redis_nano(r->cost);
 
     /*
      * The hold's windows and budgets: those Redis took; of a take made
@@ -2522,7 +2276,23 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
                               argc, argv, argvlen);
     }
 
-    /* the day's usage counters of the client, tenant, route and provider */
+    tg_redis_usage_of(rd, l, r, nano);
+}
+
+
+/*
+ * The day's usage counters of a REPORT's client, tenant, route and
+ * provider: through the numbered batches, sent now when Redis is up,
+ * else kept (a bounded table) until it is (redis_reconcile.c).
+ */
+
+static void
+tg_redis_usage_of(tg_redis *rd, const tg_lease *l, const tg_report *r,
+    uint64_t nano)
+{
+    char                  names[TG_REDIS_USAGE_KINDS][300];
+    uint64_t              tokens;
+    const char           *provider, *np[TG_REDIS_USAGE_KINDS];
 
     provider = l != NULL ? l->provider->name : r->provider;
 
@@ -2539,61 +2309,20 @@ tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
     snprintf(names[3], sizeof(names[3]), "%.256s",
              provider != NULL ? provider : "");
 
-    if (names[0][0] == '\0' && names[1][0] == '\0' && names[2][0] == '\0'
-        && names[3][0] == '\0')
-    {
-        return;
-    }
+    np[0] = names[0];
+    np[1] = names[1];
+    np[2] = names[2];
+    np[3] = names[3];
 
     tg_limit_store_clock(rd->srv->state->limits);
-
-    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
-        if (tg_redis_usage_key(ukeys[k], sizeof(ukeys[k]), rd->prefix,
-                               rd->srv->state->limits->wall_s,
-                               tg_redis_usage_kinds[k]) == 0)
-        {
-            return;
-        }
-    }
 
     tokens = r->tokens ? (uint64_t) r->prompt_tokens + r->completion_tokens
                        : 0;
 
-    snprintf(unums[0], 24, "%u", r->count != 0 ? r->count : 1);
-    snprintf(unums[1], 24, "%llu", (unsigned long long) tokens);
-    snprintf(unums[2], 24, "%llu", (unsigned long long) nano);
-    snprintf(unums[3], 24, "%u", TG_REDIS_USAGE_TTL_S);
-
-    argc = 0;
-
-    if (rd->usage_sha[0] != '\0') {
-        argv[argc++] = "EVALSHA";
-        argv[argc++] = rd->usage_sha;
-    } else {
-        argv[argc++] = "EVAL";
-        argv[argc++] = tg_usage_lua;
-    }
-
-    argv[argc++] = "4";
-
-    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
-        argv[argc++] = ukeys[k];
-    }
-
-    for (k = 0; k < 4; k++) {
-        argv[argc++] = unums[k];
-    }
-
-    for (k = 0; k < TG_REDIS_USAGE_KINDS; k++) {
-        argv[argc++] = names[k];
-    }
-
-    for (i = 0; i < (size_t) argc; i++) {
-        argvlen[i] = strlen(argv[i]);
-    }
-
-    redisAsyncCommandArgv(rd->ac, tg_redis_script_cb, rd->usage_sha, argc,
-                          argv, argvlen);
+    tg_reconcile_usage(rd->reconcile,
+                       rd->state == TG_REDIS_UP ? rd->ac : NULL,
+                       rd->srv->state->limits->wall_s, np,
+                       r->count != 0 ? r->count : 1, tokens, nano);
 }
 
 

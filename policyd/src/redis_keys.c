@@ -251,6 +251,46 @@ tg_redis_usage_key(char *buf, size_t cap, const char *prefix,
 }
 
 
+size_t
+tg_redis_batch_key(char *buf, size_t cap, const char *key,
+    const char *epoch)
+{
+    int          n;
+    const char  *end;
+
+    if (key[0] != '{' || (end = strchr(key, '}')) == NULL || end == key + 1) {
+        return 0;
+    }
+
+    n = snprintf(buf, cap, "%.*s:batch:%s", (int) (end - key + 1), key,
+                 epoch);
+
+    if (n < 0 || (size_t) n >= cap) {
+        return 0;
+    }
+
+    return (size_t) n;
+}
+
+
+int
+tg_redis_parse_batch(const redisReply *r, bool *applied)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2
+        || r->element[0]->type != REDIS_REPLY_INTEGER
+        || r->element[1]->type != REDIS_REPLY_INTEGER
+        || (r->element[0]->integer != 0 && r->element[0]->integer != 1)
+        || r->element[1]->integer < 0)
+    {
+        return -1;
+    }
+
+    *applied = r->element[0]->integer == 1;
+
+    return 0;
+}
+
+
 uint64_t
 tg_redis_nano(uint64_t pico)
 {

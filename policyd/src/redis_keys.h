@@ -97,6 +97,23 @@ size_t tg_redis_slot_key(char *buf, size_t cap, const char *prefix,
 size_t tg_redis_usage_key(char *buf, size_t cap, const char *prefix,
     int64_t wall_s, const char *kind);
 
+/*
+ * Where Redis keeps the number of the last batch of a process (its
+ * epoch) that it applied to the keys of one hash tag: that tag, taken
+ * from key ("{tg:limits}:c|a|b" gives "{tg:limits}:batch:EPOCH"), so that
+ * the script that checks it touches one slot.  0 when key has no tag or
+ * it does not fit in cap.
+ */
+size_t tg_redis_batch_key(char *buf, size_t cap, const char *key,
+    const char *epoch);
+
+/*
+ * The numbered batches' scripts' reply (redis_reconcile.c): {1, n}
+ * applied, {0, 0} skipped, its number not newer than the last applied.
+ * -1 when it is not that.
+ */
+int tg_redis_parse_batch(const redisReply *r, bool *applied);
+
 /* spend in Redis is in nano-units (a 64-bit integer holds 9e9 units) */
 uint64_t tg_redis_nano(uint64_t pico);
 

@@ -101,6 +101,28 @@ tg_status_limits(cJSON *p, const tg_state *st, const tg_provider *pr)
  * then name, its requests, tokens and cost (in the prices' currency).
  */
 
+/* policyd.redis.reconcile: the numbered batches (docs/policy.md) */
+
+static void
+tg_status_redis_reconcile(cJSON *r, const tg_reconcile_view *rc)
+{
+    cJSON  *o = cJSON_AddObjectToObject(r, "reconcile");
+
+    if (o == NULL) {
+        return;
+    }
+
+    cJSON_AddNumberToObject(o, "sent", (double) rc->sent);
+    cJSON_AddNumberToObject(o, "resent", (double) rc->resent);
+    cJSON_AddNumberToObject(o, "applied", (double) rc->applied);
+    cJSON_AddNumberToObject(o, "skipped", (double) rc->skipped);
+    cJSON_AddNumberToObject(o, "pending", (double) rc->pending);
+    cJSON_AddNumberToObject(o, "dropped", (double) rc->dropped);
+    cJSON_AddNumberToObject(o, "usage_pending", (double) rc->usage_pending);
+    cJSON_AddNumberToObject(o, "usage_dropped", (double) rc->usage_dropped);
+}
+
+
 static void
 tg_status_redis_usage(cJSON *r, const tg_redis_view *rv)
 {
@@ -197,6 +219,7 @@ tg_status_json(const tg_status_view *v, size_t *len)
         cJSON_AddNumberToObject(r, "timeouts", (double) v->redis_view.timeouts);
         cJSON_AddNumberToObject(r, "errors", (double) v->redis_view.errors);
         tg_status_redis_usage(r, &v->redis_view);
+        tg_status_redis_reconcile(r, &v->redis_view.reconcile);
     }
 
     if (v->has_otlp) {

@@ -17,6 +17,19 @@
 #include "state.h"
 
 
+/* the numbered batches of the reconcile, as redis_reconcile.c counts them */
+typedef struct {
+    uint64_t        sent;           /* batches sent once */
+    uint64_t        resent;         /* sent again on a new connection */
+    uint64_t        applied;        /* answered: Redis applied them */
+    uint64_t        skipped;        /* answered: applied already */
+    uint64_t        pending;        /* kept now: not answered yet */
+    uint64_t        dropped;        /* refused by Redis, or not kept */
+    uint64_t        usage_pending;  /* usage entries waiting */
+    uint64_t        usage_dropped;  /* usage entries refused: table full */
+} tg_reconcile_view;
+
+
 /* the shared Redis, as redis.c sees it */
 typedef struct {
     const char     *state;          /* "up", "down", "connecting" */
@@ -29,6 +42,7 @@ typedef struct {
     /* the day's usage counters as last read from Redis (redis.c owns
        them, and outlives every status) */
     const struct tg_redis_usage *usage;
+    tg_reconcile_view   reconcile;
 } tg_redis_view;
 
 

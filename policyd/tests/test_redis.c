@@ -2,7 +2,9 @@
  * Sharing through Redis, the parts without a socket: the "redis" block
  * and its errors, key names with their hash tags, lease members, the
  * share a node keeps alone, the reconnect backoff and the replies of the
- * scripts (good, wrong shape, NOSCRIPT).
+ * scripts (good, wrong shape, NOSCRIPT); the numbered batches of the
+ * reconcile (their numbers, markers, the kept list and its bound) and
+ * the usage table on their way to Redis (empty, duplicates, full).
  */
 
 #include <stdarg.h>
@@ -18,7 +20,9 @@
 #include <hiredis/read.h>
 
 #include "redis_keys.h"
+#include "redis_reconcile.h"
 #include "tg_test.h"
+#include "usage_pending.h"
 
 
 #define TG_RD_BASE                                                           \
@@ -654,6 +658,333 @@ test_redis_usage_replies(void **unused)
 }
 
 
+/* the marker's key: the batch's own hash tag, and only a real one */
+
+static void
+test_redis_batch_keys(void **unused)
+{
+    char  buf[64];
+
+    (void) unused;
+
+    assert_int_equal(tg_redis_batch_key(buf, sizeof(buf),
+                                        "{tg:limits}:c|a|b", "n/1.2"),
+                     strlen("{tg:limits}:batch:n/1.2"));
+    assert_string_equal(buf, "{tg:limits}:batch:n/1.2");
+
+    assert_true(tg_redis_batch_key(buf, sizeof(buf),
+                                   "{tg:usage:2026-12-04}:client", "e") != 0);
+    assert_string_equal(buf, "{tg:usage:2026-12-04}:batch:e");
+
+    /* no tag, an empty one, an open one, too long for buf */
+    assert_int_equal(tg_redis_batch_key(buf, sizeof(buf), "tg:limits", "e"),
+                     0);
+    assert_int_equal(tg_redis_batch_key(buf, sizeof(buf), "{}:x", "e"), 0);
+    assert_int_equal(tg_redis_batch_key(buf, sizeof(buf), "{tg:x", "e"), 0);
+    assert_int_equal(tg_redis_batch_key(buf, 12, "{tg:limits}:x", "e"), 0);
+    assert_int_equal(tg_redis_batch_key(buf, sizeof(buf), "", "e"), 0);
+}
+
+
+static void
+test_redis_batch_replies(void **unused)
+{
+    bool         applied;
+    redisReply  *r;
+
+    (void) unused;
+
+    r = tg_resp("*2\r\n:1\r\n:64\r\n");
+    applied = false;
+    assert_int_equal(tg_redis_parse_batch(r, &applied), 0);
+    assert_true(applied);
+    freeReplyObject(r);
+
+    r = tg_resp("*2\r\n:0\r\n:0\r\n");
+    applied = true;
+    assert_int_equal(tg_redis_parse_batch(r, &applied), 0);
+    assert_false(applied);
+    freeReplyObject(r);
+
+    /* not 0 or 1, negative, wrong arity, wrong types, an error, none */
+    r = tg_resp("*2\r\n:2\r\n:0\r\n");
+    assert_int_equal(tg_redis_parse_batch(r, &applied), -1);
+    freeReplyObject(r);
+    r = tg_resp("*2\r\n:1\r\n:-1\r\n");
+    assert_int_equal(tg_redis_parse_batch(r, &applied), -1);
+    freeReplyObject(r);
+    r = tg_resp("*3\r\n:1\r\n:1\r\n:1\r\n");
+    assert_int_equal(tg_redis_parse_batch(r, &applied), -1);
+    freeReplyObject(r);
+    r = tg_resp("*2\r\n$1\r\n1\r\n:1\r\n");
+    assert_int_equal(tg_redis_parse_batch(r, &applied), -1);
+    freeReplyObject(r);
+    r = tg_resp(":1\r\n");
+    assert_int_equal(tg_redis_parse_batch(r, &applied), -1);
+    freeReplyObject(r);
+    r = tg_resp("-ERR Error running script\r\n");
+    assert_int_equal(tg_redis_parse_batch(r, &applied), -1);
+    freeReplyObject(r);
+    assert_int_equal(tg_redis_parse_batch(NULL, &applied), -1);
+}
+
+
+/*
+ * The numbers: one process's epoch, a sequence one more a batch; the
+ * argv as Redis gets it; kept in order until answered; at most
+ * TG_RECONCILE_KEPT; a key without a tag makes no batch.
+ */
+
+static void
+test_reconcile_batch_numbers(void **unused)
+{
+    size_t             i;
+    tg_batch          *b1, *b2, *b3, *b;
+    tg_reconcile      *rc;
+    tg_reconcile_view  v;
+    const char        *keys[2] = { "{tg:limits}:c|p|a", "{tg:limits}:t|x" };
+    const char        *args[3] = { "7", "", "9" };
+    const char        *bad[1] = { "no-tag" };
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 4242, 1733300000123ULL, "tg", "addr");
+    assert_non_null(rc);
+    assert_string_equal(rc->epoch, "node-a/4242.1733300000123");
+
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.pending, 0);
+    assert_int_equal(v.sent, 0);
+    assert_int_equal(v.usage_pending, 0);
+
+    b1 = tg_reconcile_batch(rc, TG_BATCH_LIMITS, "return 1", 2, keys, 3,
+                            args);
+    assert_non_null(b1);
+    assert_int_equal(b1->seq, 1);
+
+    /* EVAL script numkeys marker keys... seq args... */
+    assert_int_equal(b1->argc, 4 + 2 + 1 + 3);
+    assert_string_equal(b1->argv[0], "EVAL");
+    assert_string_equal(b1->argv[1], "return 1");
+    assert_string_equal(b1->argv[2], "3");
+    assert_string_equal(b1->argv[3],
+                        "{tg:limits}:batch:node-a/4242.1733300000123");
+    assert_string_equal(b1->argv[4], keys[0]);
+    assert_string_equal(b1->argv[5], keys[1]);
+    assert_string_equal(b1->argv[6], "1");
+    assert_string_equal(b1->argv[7], "7");
+    assert_string_equal(b1->argv[8], "");      /* an empty arg stays one */
+    assert_int_equal(b1->argvlen[8], 0);
+    assert_string_equal(b1->argv[9], "9");
+    assert_false(b1->inflight);
+    assert_false(b1->sent);
+
+    /* a key without a hash tag: no marker, no batch, no number used */
+    assert_null(tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 1, bad, 0,
+                                   NULL));
+    assert_null(tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 0, keys, 0,
+                                   NULL));
+
+    b2 = tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 1, keys, 0, NULL);
+    b3 = tg_reconcile_batch(rc, TG_BATCH_LIMITS, "x", 1, keys, 0, NULL);
+    assert_non_null(b2);
+    assert_non_null(b3);
+    assert_int_equal(b2->seq, 2);
+    assert_int_equal(b3->seq, 3);
+    assert_string_equal(b3->argv[5], "3");
+    assert_ptr_equal(rc->head, b1);
+    assert_ptr_equal(rc->tail, b3);
+    assert_int_equal(rc->kept, 3);
+
+    /* answered out of the middle, then the last: the order stays */
+    tg_reconcile_done(rc, b2, false);
+    assert_ptr_equal(rc->head, b1);
+    assert_ptr_equal(b1->next, b3);
+    tg_reconcile_done(rc, b3, true);
+    assert_ptr_equal(rc->tail, b1);
+    assert_null(b1->next);
+
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.pending, 1);
+    assert_int_equal(v.applied, 1);
+    assert_int_equal(v.skipped, 1);
+
+    /* numbers are never given twice, even after answers */
+    b = tg_reconcile_batch(rc, TG_BATCH_LIMITS, "x", 1, keys, 0, NULL);
+    assert_int_equal(b->seq, 4);
+    assert_ptr_equal(rc->tail, b);
+
+    /* the bound: TG_RECONCILE_KEPT, then none until one is answered */
+    for (i = rc->kept; i < TG_RECONCILE_KEPT; i++) {
+        assert_non_null(tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 1, keys,
+                                           0, NULL));
+    }
+    assert_int_equal(rc->kept, TG_RECONCILE_KEPT);
+    assert_null(tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 1, keys, 0,
+                                   NULL));
+    tg_reconcile_done(rc, b1, true);
+    b = tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 1, keys, 0, NULL);
+    assert_non_null(b);
+    assert_int_equal(b->seq, 4 + TG_RECONCILE_KEPT - 1);
+
+    tg_reconcile_free(rc);
+
+    /* another process of the same node: another epoch, numbers anew */
+    rc = tg_reconcile_new("node-a", 4243, 1733300000123ULL, "tg", "addr");
+    assert_string_equal(rc->epoch, "node-a/4243.1733300000123");
+    b = tg_reconcile_batch(rc, TG_BATCH_LIMITS, "x", 1, keys, 0, NULL);
+    assert_int_equal(b->seq, 1);
+    tg_reconcile_free(rc);
+
+    tg_reconcile_free(NULL);
+}
+
+
+/* the usage table: empty, sums of duplicates, by day, full, odd names */
+
+static void
+test_usage_pending_table(void **unused)
+{
+    size_t                  n, i;
+    char                    name[TG_USAGE_PENDING_NAME + 2];
+    tg_usage_pending        t;
+    tg_usage_pending_entry  out[8];
+
+    (void) unused;
+
+    assert_int_equal(tg_usage_pending_init(&t, 0), -1);
+    assert_int_equal(tg_usage_pending_init(&t, TG_USAGE_PENDING_MAX + 1),
+                     -1);
+    assert_int_equal(tg_usage_pending_init(&t, 4), 0);
+
+    /* empty: nothing to take, and nothing taken from nothing */
+    assert_int_equal(tg_usage_pending_take(&t, out, 8), 0);
+    assert_int_equal(tg_usage_pending_take(&t, out, 0), 0);
+
+    /* the same name twice is one entry, summed */
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "alice", 5, 1, 10,
+                                          100), 0);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "alice", 5, 2, 20,
+                                          200), 0);
+    assert_int_equal(t.n, 1);
+
+    /* another kind, another day, another name of the same prefix */
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 3, "alice", 5, 1, 0,
+                                          0), 0);
+    assert_int_equal(tg_usage_pending_add(&t, 20001, 0, "alice", 5, 1, 0,
+                                          0), 0);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "alic", 4, 1, 0, 0),
+                     0);
+    assert_int_equal(t.n, 4);
+
+    /* full: a new name is dropped and counted; known ones still add */
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 1, "bob", 3, 1, 0, 0),
+                     -1);
+    assert_int_equal(t.dropped, 1);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "alice", 5, 4, 0, 0),
+                     0);
+    assert_int_equal(t.n, 4);
+
+    /* odd: empty, too long, no name, an unknown kind (not "dropped") */
+    memset(name, 'x', sizeof(name));
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "", 0, 1, 0, 0), -1);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, name,
+                                          TG_USAGE_PENDING_NAME + 1, 1, 0,
+                                          0), -1);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, NULL, 3, 1, 0, 0),
+                     -1);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 4, "a", 1, 1, 0, 0),
+                     -1);
+    assert_int_equal(t.dropped, 1);
+
+    /* taken: one day only (the first's), at most max */
+    n = tg_usage_pending_take(&t, out, 2);
+    assert_int_equal(n, 2);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(out[i].day, 20000);
+    }
+    assert_string_equal(out[0].name, "alice");
+    assert_int_equal(out[0].kind, 0);
+    assert_int_equal(out[0].requests, 7);
+    assert_int_equal(out[0].tokens, 30);
+    assert_int_equal(out[0].cost_nano, 300);
+    assert_int_equal(t.n, 2);
+
+    /* what stayed is found again: its name adds, not a duplicate */
+    assert_int_equal(tg_usage_pending_add(&t, 20001, 0, "alice", 5, 1, 0,
+                                          0), 0);
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "alic", 4, 1, 0, 0),
+                     0);
+    assert_int_equal(t.n, 2);
+
+    n = tg_usage_pending_take(&t, out, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].day, 20001);
+    assert_int_equal(out[0].requests, 2);
+    n = tg_usage_pending_take(&t, out, 8);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].name, "alic");
+    assert_int_equal(out[0].requests, 2);
+    assert_int_equal(tg_usage_pending_take(&t, out, 8), 0);
+
+    /* room again once taken; the longest name fits, NUL-terminated */
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 1, name,
+                                          TG_USAGE_PENDING_NAME, 1, 0, 0),
+                     0);
+    n = tg_usage_pending_take(&t, out, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(strlen(out[0].name), TG_USAGE_PENDING_NAME);
+
+    /* sums saturate rather than wrap */
+    assert_int_equal(tg_usage_pending_add(&t, 1, 2, "r", 1, UINT64_MAX, 0,
+                                          0), 0);
+    assert_int_equal(tg_usage_pending_add(&t, 1, 2, "r", 1, 5, 0, 0), 0);
+    n = tg_usage_pending_take(&t, out, 8);
+    assert_true(out[0].requests == UINT64_MAX);
+
+    tg_usage_pending_free(&t);
+    tg_usage_pending_free(&t);          /* twice: harmless */
+    assert_int_equal(tg_usage_pending_add(&t, 1, 0, "a", 1, 1, 0, 0), -1);
+}
+
+
+/* the real bound: 4096 names, the next one dropped */
+
+static void
+test_usage_pending_full(void **unused)
+{
+    char              name[32];
+    size_t            i;
+    tg_usage_pending  t;
+
+    (void) unused;
+
+    assert_int_equal(tg_usage_pending_init(&t, TG_USAGE_PENDING_MAX), 0);
+
+    for (i = 0; i < TG_USAGE_PENDING_MAX; i++) {
+        snprintf(name, sizeof(name), "client-%zu", i);
+        assert_int_equal(tg_usage_pending_add(&t, 20000, 0, name,
+                                              strlen(name), 1, 0, 0), 0);
+    }
+    assert_int_equal(t.n, TG_USAGE_PENDING_MAX);
+
+    assert_int_equal(tg_usage_pending_add(&t, 20000, 0, "one-more", 8, 1, 0,
+                                          0), -1);
+    assert_int_equal(t.dropped, 1);
+
+    /* every one of them is still found */
+    for (i = 0; i < TG_USAGE_PENDING_MAX; i++) {
+        snprintf(name, sizeof(name), "client-%zu", i);
+        assert_int_equal(tg_usage_pending_add(&t, 20000, 0, name,
+                                              strlen(name), 1, 0, 0), 0);
+    }
+    assert_int_equal(t.n, TG_USAGE_PENDING_MAX);
+    assert_int_equal(t.dropped, 1);
+
+    tg_usage_pending_free(&t);
+}
+
+
 int
 main(void)
 {
@@ -666,6 +997,11 @@ main(void)
         cmocka_unit_test(test_redis_limit_keys),
         cmocka_unit_test(test_redis_take_replies),
         cmocka_unit_test(test_redis_usage_replies),
+        cmocka_unit_test(test_redis_batch_keys),
+        cmocka_unit_test(test_redis_batch_replies),
+        cmocka_unit_test(test_reconcile_batch_numbers),
+        cmocka_unit_test(test_usage_pending_table),
+        cmocka_unit_test(test_usage_pending_full),
     };
 
     return cmocka_run_group_tests_name("redis", tests, NULL, NULL);

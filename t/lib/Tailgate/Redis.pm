@@ -10,12 +10,16 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Spec ();
+use IO::Socket::INET ();
 use JSON::PP ();
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(redis_server skip_unless_redis start_redis kill_redis
-                    redis_cli start_node node_status redis_block);
+                    redis_cli start_node node_status redis_block
+                    start_redis_cut redis_cut redis_cuts);
 
 my $JSON = JSON::PP->new->canonical->utf8;
 
@@ -60,6 +64,49 @@ sub start_redis {
 }
 
 sub kill_redis { $_[0]->stop_proc('redis', signal => 'KILL') }
+
+
+# start_redis_cut($t): a proxy (redis_cut.pl) on a loopback port before
+# $t's Redis; its address for a node's "redis" block.  redis_cut($t,
+# $line) tells it what to do with the next EVAL ("before SUBSTRING",
+# "after SUBSTRING", "down", "pass"); redis_cuts($t) the cuts it made.
+
+my $CUT = File::Spec->rel2abs(dirname(__FILE__) . '/../redis_cut.pl');
+
+sub _cut_file { $_[0]->dir . "/redis_cut.$_[1]" }
+
+sub start_redis_cut {
+    my ($t) = @_;
+
+    my $port = $t->port('redis_cut');
+    redis_cut($t, 'pass');
+    unlink _cut_file($t, 'log');
+
+    $t->spawn('redis_cut', [ $^X, $CUT,
+                             '--port', $port, '--redis', _sock($t),
+                             '--control', _cut_file($t, 'control'),
+                             '--log', _cut_file($t, 'log') ]);
+
+    my $up = $t->wait_for(sub {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                              Proto => 'tcp')
+    }, timeout => 10, interval => 0.05);
+    die "start_redis_cut: the proxy did not come up\n" unless $up;
+
+    return "127.0.0.1:$port";
+}
+
+sub redis_cut {
+    my ($t, $line) = @_;
+    $t->write_file(_cut_file($t, 'control'), "$line\n");
+}
+
+sub redis_cuts {
+    my ($t) = @_;
+    my $f = _cut_file($t, 'log');
+    return () unless -e $f;
+    return map { /^cut (\S+)/ ? $1 : () } split /\n/, $t->read_file($f);
+}
 
 
 # redis_cli($t, @command): its answer (trimmed), undef when it fails
@@ -175,6 +222,16 @@ Skips the whole test, saying why, when no C<redis-server> is installed.
 Starts C<redis-server> as process C<redis> of harness C<$t>, listening only
 on C<DIR/redis.sock>, saving nothing; returns once it answers PING.  Started
 again after C<kill_redis($t)> (SIGKILL), it is empty.
+
+=item C<start_redis_cut($t)>
+
+Starts C<t/lib/redis_cut.pl> as process C<redis_cut> of C<$t>: a proxy on a
+loopback port before C<$t>'s Redis; returns its C<127.0.0.1:PORT>, for a
+node's C<redis =E<gt> { address =E<gt> ... }>.  C<redis_cut($t, $line)>
+tells it what to do with the next EVAL: C<before SUBSTRING> (the
+connection dropped before Redis gets it), C<after SUBSTRING> (dropped
+after Redis ran it, before its reply), C<down> (no connection at all),
+C<pass>.  C<redis_cuts($t)> lists the cuts made (C<before>, C<after>).
 
 =item C<redis_cli($t, @command)>
 

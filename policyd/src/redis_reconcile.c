@@ -1,0 +1,630 @@
+/*
+ * Reconciling with Redis in numbered batches (redis_reconcile.h).
+ *
+ * Why EVAL and not EVALSHA with SCRIPT LOAD, for these scripts alone:
+ * a kept batch is resent to a Redis that may have restarted empty, and
+ * then an EVALSHA answers NOSCRIPT.  Sent again as EVAL after that, it
+ * would run after the batches pipelined behind it, so a newer number of
+ * its hash tag would be applied first and it then skipped as not newer:
+ * lost.  EVAL keeps every batch in its place in one pass, and costs only
+ * the script's text on the wire, once a batch (a reconcile is rare; a
+ * usage batch carries up to TG_RECONCILE_USAGE REPORTs).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "limits_admit.h"
+#include "log.h"
+#include "redis_keys.h"
+#include "redis_lua.h"
+#include "redis_reconcile.h"
+
+
+#define TG_RECONCILE_TTL_S      (8 * 86400) /* a marker, a usage hash */
+
+
+/*
+ * Every batch's script begins so: KEYS[1] is the marker of its epoch and
+ * hash tag (tg_redis_batch_key), ARGV[1] its number.  Not newer than the
+ * marker: skipped, {0, 0}.  Else the marker is set first (a script that
+ * fails half-way is not undone by Redis either: its batch is dropped).
+ */
+
+#define TG_LUA_BATCH \
+    "local seq = tonumber(ARGV[1])\n" \
+    "if seq <= (tonumber(redis.call('GET', KEYS[1])) or 0) then\n" \
+    "  return {0, 0}\n" \
+    "end\n" \
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 691200)\n"
+
+
+/*
+ * What a node counted alone while Redis was away (docs/policy.md, "When
+ * Redis comes back"): KEYS[2...] the counters; ARGV from 2 has 8 per key:
+ * rpm, the requests' debt to add, tpm, the tokens' debt to add (in the
+ * window's units, drained already as Redis would have), the node's day
+ * and the spend of it, its month and the spend of it (nano-units).  A
+ * window is filled at most to full (one period's worth), never lowered:
+ * the replay can make the next request wait one period at most.  Spend
+ * of a day or month that is not Redis's now is not added.  The reply:
+ * {1, how many keys}.
+ */
+
+static const char  tg_reconcile_lua[] =
+    TG_LUA_CLOCK
+    TG_LUA_BATCH
+    "for i = 2, #KEYS do\n"
+    "  local a = (i - 2) * 8 + 1\n"
+    "  local rpm, rq = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "  local tpm, tk = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
+    "  local dy, ds = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])\n"
+    "  local mo, ms = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])\n"
+    "  local h = redis.call('HMGET', KEYS[i], 'rd', 'ra', 'td', 'ta', 'd',"
+    " 'ds', 'm', 'ms')\n"
+    "  if rpm > 0 and rq > 0 then\n"
+    "    local l = level(h[1], h[2], rpm)\n"
+    "    l = math.min(l + rq, math.max(l, rpm * P))\n"
+    "    redis.call('HSET', KEYS[i], 'rd', l, 'ra', now)\n"
+    "  end\n"
+    "  if tpm > 0 and tk > 0 then\n"
+    "    local l = level(h[3], h[4], tpm)\n"
+    "    l = math.min(l + tk, math.max(l, tpm * P))\n"
+    "    redis.call('HSET', KEYS[i], 'td', l, 'ta', now)\n"
+    "  end\n"
+    "  if ds > 0 and dy == day then\n"
+    "    local was = 0\n"
+    "    if tonumber(h[5]) == day then was = tonumber(h[6]) or 0 end\n"
+    "    redis.call('HSET', KEYS[i], 'd', day, 'ds', was + ds)\n"
+    "  end\n"
+    "  if ms > 0 and mo == month then\n"
+    "    local was = 0\n"
+    "    if tonumber(h[7]) == month then was = tonumber(h[8]) or 0 end\n"
+    "    redis.call('HSET', KEYS[i], 'm', month, 'ms', was + ms)\n"
+    "  end\n"
+    "  keep(KEYS[i], ds, ms)\n"
+    "end\n"
+    "return {1, #KEYS - 1}\n";
+
+/*
+ * The day's usage counters: KEYS[2...5] the client's, tenant's, route's
+ * and provider's hashes of one day (one hash tag); ARGV[2] their TTL in
+ * seconds, then 5 per name: its kind (1 ... 4), the name, requests,
+ * tokens, cost in nano-units.  The reply: {1, how many names}.
+ */
+
+static const char  tg_usage_lua[] =
+    TG_LUA_BATCH
+    "local n = 0\n"
+    "for a = 3, #ARGV, 5 do\n"
+    "  local k, nm = KEYS[1 + tonumber(ARGV[a])], ARGV[a + 1]\n"
+    "  if ARGV[a + 2] ~= '0' then redis.call('HINCRBY', k, 'requests:' .."
+    " nm, ARGV[a + 2]) end\n"
+    "  if ARGV[a + 3] ~= '0' then redis.call('HINCRBY', k, 'tokens:' .."
+    " nm, ARGV[a + 3]) end\n"
+    "  if ARGV[a + 4] ~= '0' then redis.call('HINCRBY', k, 'cost:' .."
+    " nm, ARGV[a + 4]) end\n"
+    "  redis.call('EXPIRE', k, ARGV[2])\n"
+    "  n = n + 1\n"
+    "end\n"
+    "return {1, n}\n";
+
+
+static void tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac,
+    tg_batch *b);
+static void tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv);
+static void tg_reconcile_flush_usage(tg_reconcile *rc,
+    redisAsyncContext *ac, bool all);
+static void tg_reconcile_unlink(tg_reconcile *rc, tg_batch *b);
+
+
+tg_reconcile *
+tg_reconcile_new(const char *node, long pid, uint64_t start_ms,
+    const char *prefix, const char *address)
+{
+    tg_reconcile  *rc;
+
+    rc = calloc(1, sizeof(tg_reconcile));
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    /* a node's name is at most TG_REDIS_NAME_MAX: it always fits */
+    snprintf(rc->epoch, sizeof(rc->epoch), "%.100s/%ld.%llu", node, pid,
+             (unsigned long long) start_ms);
+
+    rc->prefix = strdup(prefix);
+    rc->address = strdup(address);
+
+    if (rc->prefix == NULL || rc->address == NULL
+        || tg_usage_pending_init(&rc->usage, TG_USAGE_PENDING_MAX) != 0)
+    {
+        tg_reconcile_free(rc);
+        return NULL;
+    }
+
+    return rc;
+}
+
+
+void
+tg_reconcile_free(tg_reconcile *rc)
+{
+    tg_batch  *b, *next;
+
+    if (rc == NULL) {
+        return;
+    }
+
+    for (b = rc->head; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+
+    tg_usage_pending_free(&rc->usage);
+    free(rc->prefix);
+    free(rc->address);
+    free(rc);
+}
+
+
+tg_batch *
+tg_reconcile_batch(tg_reconcile *rc, tg_batch_kind kind, const char *script,
+    size_t nkeys, const char *const *keys, size_t nargs,
+    const char *const *args)
+{
+    int          argc;
+    char        *p, marker[TG_REDIS_KEY_MAX], nk[24], seq[24];
+    size_t       i, size, len;
+    tg_batch    *b;
+    const char  *in[6];
+
+    if (rc->kept >= TG_RECONCILE_KEPT || nkeys == 0
+        || tg_redis_batch_key(marker, sizeof(marker), keys[0], rc->epoch)
+           == 0)
+    {
+        return NULL;
+    }
+
+    /* EVAL script numkeys marker keys... seq args... */
+
+    snprintf(nk, sizeof(nk), "%zu", nkeys + 1);
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long) rc->seq + 1);
+
+    in[0] = "EVAL";
+    in[1] = script;
+    in[2] = nk;
+    in[3] = marker;
+    in[4] = seq;
+
+    argc = (int) (5 + nkeys + nargs);
+    size = sizeof(tg_batch) + argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 0; i < 5; i++) {
+        size += strlen(in[i]) + 1;
+    }
+    for (i = 0; i < nkeys; i++) {
+        size += strlen(keys[i]) + 1;
+    }
+    for (i = 0; i < nargs; i++) {
+        size += strlen(args[i]) + 1;
+    }
+
+    b = malloc(size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    memset(b, 0, sizeof(tg_batch));
+    b->rc = rc;
+    b->kind = kind;
+    b->seq = ++rc->seq;
+    b->argc = argc;
+    b->argv = (const char **) (b + 1);
+    b->argvlen = (size_t *) (b->argv + argc);
+    p = (char *) (b->argvlen + argc);
+
+#define TG_BATCH_ARG(s)                                                      \
+    len = strlen(s);                                                         \
+    memcpy(p, s, len + 1);                                                   \
+    b->argv[argc] = p;                                                       \
+    b->argvlen[argc++] = len;                                                \
+    p += len + 1
+
+    argc = 0;
+    for (i = 0; i < 4; i++) {
+        TG_BATCH_ARG(in[i]);
+    }
+    for (i = 0; i < nkeys; i++) {
+        TG_BATCH_ARG(keys[i]);
+    }
+    TG_BATCH_ARG(in[4]);
+    for (i = 0; i < nargs; i++) {
+        TG_BATCH_ARG(args[i]);
+    }
+
+#undef TG_BATCH_ARG
+
+    if (rc->tail != NULL) {
+        rc->tail->next = b;
+    } else {
+        rc->head = b;
+    }
+    rc->tail = b;
+    rc->kept++;
+
+    return b;
+}
+
+
+static void
+tg_reconcile_unlink(tg_reconcile *rc, tg_batch *b)
+{
+    tg_batch  **pp, *prev;
+
+    prev = NULL;
+
+    for (pp = &rc->head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            if (rc->tail == b) {
+                rc->tail = prev;
+            }
+            rc->kept--;
+            return;
+        }
+    }
+}
+
+
+void
+tg_reconcile_done(tg_reconcile *rc, tg_batch *b, bool applied)
+{
+    if (applied) {
+        rc->stats.applied++;
+    } else {
+        rc->stats.skipped++;
+    }
+
+    tg_reconcile_unlink(rc, b);
+    free(b);
+}
+
+
+static void
+tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac, tg_batch *b)
+{
+    if (b->inflight || ac == NULL
+        || redisAsyncCommandArgv(ac, tg_reconcile_cb, b, b->argc, b->argv,
+                                 b->argvlen) != REDIS_OK)
+    {
+        /* kept: sent on the next connection */
+        return;
+    }
+
+    b->inflight = true;
+
+    if (b->sent) {
+        rc->stats.resent++;
+    } else {
+        rc->stats.sent++;
+        b->sent = true;
+    }
+
+    if (b->kind == TG_BATCH_USAGE) {
+        rc->usage_inflight++;
+    }
+}
+
+
+static void
+tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    bool               applied;
+    tg_batch          *b = priv;
+    tg_reconcile      *rc = b->rc;
+    const redisReply  *reply = r;
+
+    b->inflight = false;
+
+    if (b->kind == TG_BATCH_USAGE && rc->usage_inflight > 0) {
+        rc->usage_inflight--;
+    }
+
+    if (reply == NULL) {
+        /*
+         * The connection went with it, run by Redis or not: kept, and
+         * sent again first on the next (its number says if it counts).
+         */
+        return;
+    }
+
+    if (tg_redis_parse_batch(reply, &applied) != 0) {
+        rc->stats.dropped++;
+        tg_log_error("redis.batch_refused", "address batch reply",
+                     "redis: %s: batch %llu of the reconcile refused: %s",
+                     rc->address, (unsigned long long) b->seq,
+                     reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                      : "an unexpected reply");
+        tg_reconcile_unlink(rc, b);
+        free(b);
+
+    } else {
+        tg_reconcile_done(rc, b, applied);
+    }
+
+    /* what waited behind the usage in flight */
+
+    if (ac->data != NULL && rc->usage_inflight == 0) {
+        tg_reconcile_flush_usage(rc, ac, false);
+    }
+}
+
+
+/* the limits: each counter's away tallies, 64 counters a batch */
+
+typedef struct {
+    tg_reconcile       *rc;
+    redisAsyncContext  *ac;
+    tg_limit_store     *limits;
+    size_t              n;
+    size_t              counters;       /* sent */
+    size_t              dropped;
+    size_t              left;           /* kept full: for the next time */
+    uint64_t            requests;       /* whole requests' worth */
+    uint64_t            tokens;
+    uint64_t            spend_nano;     /* of the day */
+    char                keys[TG_RECONCILE_KEYS][TG_REDIS_KEY_MAX];
+    char                nums[TG_RECONCILE_KEYS][8][24];
+} tg_reconcile_limits;
+
+
+static void
+tg_reconcile_limits_flush(tg_reconcile_limits *l)
+{
+    size_t       i, k;
+    tg_batch    *b;
+    const char  *keys[TG_RECONCILE_KEYS];
+    const char  *args[TG_RECONCILE_KEYS * 8];
+
+    if (l->n == 0) {
+        return;
+    }
+
+    for (i = 0; i < l->n; i++) {
+        keys[i] = l->keys[i];
+        for (k = 0; k < 8; k++) {
+            args[i * 8 + k] = l->nums[i][k];
+        }
+    }
+
+    b = tg_reconcile_batch(l->rc, TG_BATCH_LIMITS, tg_reconcile_lua, l->n,
+                           keys, l->n * 8, args);
+
+    if (b == NULL) {
+        l->rc->stats.dropped++;
+        l->dropped += l->n;
+    } else {
+        tg_reconcile_put(l->rc, l->ac, b);
+        l->counters += l->n;
+    }
+
+    l->n = 0;
+}
+
+
+static void
+tg_reconcile_one(tg_counter *c, void *arg)
+{
+    tg_reconcile_limits  *l = arg;
+    tg_limit_store       *s = l->limits;
+    tg_reconcile_part     part;
+    char                (*nums)[24];
+
+    if (!tg_counter_reconcile(c, s->now_ms, s->wall_s, &part)) {
+        tg_counter_reconciled(c);
+        return;
+    }
+
+    /* no room for another batch: the tallies stay for the next time */
+
+    if (l->n == 0 && l->rc->kept >= TG_RECONCILE_KEPT) {
+        l->left++;
+        return;
+    }
+
+    tg_counter_reconciled(c);
+
+    if (tg_redis_limit_key(l->keys[l->n], TG_REDIS_KEY_MAX, l->rc->prefix,
+                           c->key, c->key_len) == 0)
+    {
+        l->dropped++;
+        return;
+    }
+
+    nums = l->nums[l->n];
+    snprintf(nums[0], 24, "%u", part.rpm);
+    snprintf(nums[1], 24, "%llu", (unsigned long long) part.requests_debt);
+    snprintf(nums[2], 24, "%u", part.tpm);
+    snprintf(nums[3], 24, "%llu", (unsigned long long) part.tokens_debt);
+    snprintf(nums[4], 24, "%u", part.day);
+    snprintf(nums[5], 24, "%llu", (unsigned long long)
+             (part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0));
+    snprintf(nums[6], 24, "%u", part.month);
+    snprintf(nums[7], 24, "%llu", (unsigned long long)
+             (part.month_spent != 0 ? tg_redis_nano(part.month_spent) : 0));
+
+    l->requests += part.rpm != 0 ? part.requests_debt / TG_LIMIT_PERIOD_MS : 0;
+    l->tokens += part.tpm != 0 ? part.tokens_debt / TG_LIMIT_PERIOD_MS : 0;
+    l->spend_nano += part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0;
+
+    if (++l->n == TG_RECONCILE_KEYS) {
+        tg_reconcile_limits_flush(l);
+    }
+}
+
+
+static void
+tg_reconcile_tallies(tg_reconcile *rc, redisAsyncContext *ac,
+    tg_limit_store *s)
+{
+    tg_reconcile_limits  *l;
+
+    if (s->nodes == 0 || s->ops->count(s) == 0) {
+        return;
+    }
+
+    l = calloc(1, sizeof(tg_reconcile_limits));
+
+    if (l == NULL) {
+        tg_log_error("redis.reconcile_failed", "address",
+                     "redis: %s: out of memory to reconcile: what this node "
+                     "counted alone stays here until the next time",
+                     rc->address);
+        return;
+    }
+
+    l->rc = rc;
+    l->ac = ac;
+    l->limits = s;
+    tg_limit_store_clock(s);
+
+    s->ops->each(s, tg_reconcile_one, l);
+    tg_reconcile_limits_flush(l);
+
+    if (l->counters != 0 || l->dropped != 0 || l->left != 0) {
+        tg_log_info("redis.reconciled",
+                    "address counters requests tokens spend_nano dropped "
+                    "left",
+                    "redis: %s: reconciled what this node counted alone: "
+                    "%zu counters, %llu requests and %llu tokens still in "
+                    "their windows, spend %llu nano-units today, %zu dropped"
+                    ", %zu left for the next time",
+                    rc->address, l->counters,
+                    (unsigned long long) l->requests,
+                    (unsigned long long) l->tokens,
+                    (unsigned long long) l->spend_nano, l->dropped, l->left);
+    }
+
+    free(l);
+}
+
+
+void
+tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
+    tg_limit_store *s)
+{
+    tg_batch  *b, *next;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    /* first what an earlier connection took with it, in its order */
+
+    for (b = rc->head; b != NULL; b = next) {
+        next = b->next;
+        tg_reconcile_put(rc, ac, b);
+    }
+
+    tg_reconcile_tallies(rc, ac, s);
+    tg_reconcile_flush_usage(rc, ac, true);
+}
+
+
+/* the usage waiting in the table, in batches of one day */
+
+static void
+tg_reconcile_flush_usage(tg_reconcile *rc, redisAsyncContext *ac, bool all)
+{
+    char                     keys[TG_USAGE_PENDING_KINDS][TG_REDIS_KEY_MAX];
+    char                     nums[TG_RECONCILE_USAGE][4][24], ttl[24];
+    size_t                   i, k, n;
+    tg_batch                *b;
+    const char              *kp[TG_USAGE_PENDING_KINDS];
+    const char              *args[1 + TG_RECONCILE_USAGE * 5];
+    tg_usage_pending_entry  *e;
+
+    snprintf(ttl, sizeof(ttl), "%d", TG_RECONCILE_TTL_S);
+
+    do {
+        if (rc->kept >= TG_RECONCILE_KEPT || rc->usage.n == 0) {
+            return;
+        }
+
+        e = rc->take;
+        n = tg_usage_pending_take(&rc->usage, e, TG_RECONCILE_USAGE);
+
+        for (k = 0; k < TG_USAGE_PENDING_KINDS; k++) {
+            if (tg_redis_usage_key(keys[k], sizeof(keys[k]), rc->prefix,
+                                   e[0].day * 86400, tg_redis_usage_kinds[k])
+                == 0)
+            {
+                break;
+            }
+            kp[k] = keys[k];
+        }
+
+        args[0] = ttl;
+
+        for (i = 0; i < n; i++) {
+            snprintf(nums[i][0], 24, "%u", e[i].kind + 1);
+            snprintf(nums[i][1], 24, "%llu",
+                     (unsigned long long) e[i].requests);
+            snprintf(nums[i][2], 24, "%llu", (unsigned long long) e[i].tokens);
+            snprintf(nums[i][3], 24, "%llu",
+                     (unsigned long long) e[i].cost_nano);
+            args[1 + i * 5] = nums[i][0];
+            args[2 + i * 5] = e[i].name;
+            args[3 + i * 5] = nums[i][1];
+            args[4 + i * 5] = nums[i][2];
+            args[5 + i * 5] = nums[i][3];
+        }
+
+        b = k < TG_USAGE_PENDING_KINDS
+            ? NULL
+            : tg_reconcile_batch(rc, TG_BATCH_USAGE, tg_usage_lua,
+                                 TG_USAGE_PENDING_KINDS, kp, 1 + n * 5, args);
+
+        if (b == NULL) {
+            rc->stats.usage_dropped += n;
+            continue;
+        }
+
+        tg_reconcile_put(rc, ac, b);
+
+    } while (all);
+}
+
+
+void
+tg_reconcile_usage(tg_reconcile *rc, redisAsyncContext *ac, int64_t wall_s,
+    const char *const *names, uint64_t requests, uint64_t tokens,
+    uint64_t cost_nano)
+{
+    size_t   k;
+    int64_t  day = wall_s >= 0 ? wall_s / 86400 : 0;
+
+    for (k = 0; k < TG_USAGE_PENDING_KINDS; k++) {
+        if (names[k][0] != '\0') {
+            (void) tg_usage_pending_add(&rc->usage, day, (uint32_t) k,
+                                        names[k], strlen(names[k]),
+                                        requests, tokens, cost_nano);
+        }
+    }
+
+    if (ac != NULL && rc->usage_inflight == 0) {
+        tg_reconcile_flush_usage(rc, ac, false);
+    }
+}
+
+
+void
+tg_reconcile_view_of(const tg_reconcile *rc, tg_reconcile_view *v)
+{
+    *v = rc->stats;
+    v->pending = rc->kept;
+    v->usage_pending = rc->usage.n;
+    v->usage_dropped = rc->stats.usage_dropped + rc->usage.dropped;
+}
