@@ -198,6 +198,70 @@ subtest 'the usage chunk split across reads is taken out too' => sub {
     is($r->{completion_tokens}, 3, 'the usage is recorded');
 };
 
+# the body of a chunked answer, its chunks joined
+sub dechunk {
+    my ($raw) = @_;
+    my ($body) = $raw =~ /\r\n\r\n(.*)$/s or return '';
+    my $out = '';
+    while ($body =~ s/^([0-9a-f]+)\r\n//i) {
+        my $n = hex $1;
+        last if $n == 0;
+        $out .= substr($body, 0, $n, '');
+        $body =~ s/^\r\n//;
+    }
+    return $out;
+}
+
+# a chat stream's events framed as a provider may frame them
+sub chat_events {
+    my ($eol) = @_;
+    my $chunk = sub {
+        'data: ' . $JSON->canonical->encode({ id => 'c', model => 'qwen', @_ }) . $eol x 2
+    };
+    return ($chunk->(choices => [{ index => 0, delta => { content => 'tok1 ' } }]),
+            $chunk->(choices => [{ index => 0, delta => {}, finish_reason => 'stop' }]),
+            $chunk->(choices => [], usage => { prompt_tokens => 7, completion_tokens => 3,
+                                               total_tokens => 10 }),
+            "data: [DONE]$eol$eol");
+}
+
+subtest 'a CRLF-framed stream keeps every CRLF when the usage chunk goes' => sub {
+    my @cases;
+
+    for my $eol ("\r\n", "\n", "\r") {
+        my @ev = chat_events($eol);
+        my $usage_at = length($ev[0]) + length($ev[1]);
+        my $done_at = $usage_at + length($ev[2]);
+
+        push @cases, [$eol, 'an event a write', chat_events => \@ev],
+                     [$eol, 'one write', chat_events => [join '', @ev]],
+                     [$eol, 'events in halves', chat_events => \@ev, split_events => 1],
+                     [$eol, 'in 7-byte pieces', chat_events => \@ev,
+                      split_body => [(7) x 100]];
+
+        # a read ends at each byte of the line ends around the usage chunk
+        for my $at (map { ($_ - 4 .. $_ + 1) } $usage_at, $done_at) {
+            push @cases, [$eol, "a read ends at $at", chat_events => \@ev,
+                          split_body => [$at]];
+        }
+    }
+
+    for my $case (@cases) {
+        my ($eol, $how, %ctl) = @$case;
+        my @ev = chat_events($eol);
+        (my $name = $eol) =~ s/\r/CR/g;
+        $name =~ s/\n/LF/g;
+        $mock{local}->update(%ctl);
+        my $m = mark();
+        my $body = dechunk(stream_of('/v1/chat/completions', stream_body('qwen')));
+        $mock{local}->update(chat_events => undef, split_events => 0, split_body => undef);
+
+        is($body, join('', @ev[0, 1, 3]), "$name, $how: every event but the usage chunk, byte for byte");
+        my ($r) = reports($m, 1);
+        is($r->{completion_tokens}, 3, "$name, $how: the usage is recorded");
+    }
+};
+
 subtest "a client's own include_usage passes through" => sub {
     my $m = mark();
     my $raw = stream_of('/v1/chat/completions',
