@@ -304,13 +304,19 @@ static u_char *
 ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
     ngx_uint_t *kept)
 {
-    u_char    c, d, state;
-    uint64_t  n;
+    u_char      c, d, state;
+    uint64_t    n;
+    ngx_uint_t  ws;
 
     /* the bytes that end a value below the depth followed, or a line */
     static const u_char  deep[256] = {
         ['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1,
         ['\r'] = 1, ['\n'] = 1
+    };
+
+    /* whitespace: 1 in JSON and in an event's data line, 2 in JSON only */
+    static const u_char  space[256] = {
+        [' '] = 1, ['\t'] = 1, ['\r'] = 2, ['\n'] = 2
     };
 
     *kept = 0;
@@ -328,11 +334,39 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
                 /* a line end in an event stream is its caller's */
 
-                while (p < end
-                       && (*p == ' ' || *p == '\t'
-                           || (!u->sse && (*p == '\n' || *p == '\r'))))
-                {
+                ws = u->sse ? 1 : 3;
+
+                while (p < end && (space[*p] & ws)) {
                     p++;
+                }
+
+                if (p == end) {
+                    return p;
+                }
+
+                /* the commonest ends, here; the rest one by one below */
+
+                c = *p;
+
+                if (u->state == NGX_TAILGATE_U_KEY && c == '"') {
+                    u->state = NGX_TAILGATE_U_KEYSTR;
+                    u->key_len = 0;
+                    u->escape = 0;
+                    p++;
+                    continue;
+                }
+
+                if (u->state == NGX_TAILGATE_U_COLON && c == ':') {
+                    u->state = NGX_TAILGATE_U_VALUE;
+                    p++;
+                    continue;
+                }
+
+                if (u->state == NGX_TAILGATE_U_AFTER && c == ',') {
+                    u->state = u->is_object[u->depth] ? NGX_TAILGATE_U_KEY
+                                                      : NGX_TAILGATE_U_VALUE;
+                    p++;
+                    continue;
                 }
 
                 break;
@@ -431,7 +465,7 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 static u_char *
 ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 {
-    u_char  *q, *name, *last;
+    u_char  *q;
     size_t   n;
 
     /* the bytes that end a run: '"', '\\', CR, LF */
@@ -449,16 +483,20 @@ ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 
         /* a name: kept while it fits, then only known to be too long */
 
-        name = u->key_text + ngx_min(u->key_len, sizeof(u->key_text));
-        last = u->key_text + sizeof(u->key_text);
+        /* control bytes are a name's too (one by one they are): go on */
 
-        for (q = p; q < end && !stop[*q]; q++) {
-            if (name < last) {
-                *name++ = *q;
-            }
+        for (q = ngx_tailgate_plain(p, end); q < end && !stop[*q];
+             q = ngx_tailgate_plain(q + 1, end))
+        {
+            /* void */
         }
 
         n = q - p;
+
+        if (u->key_len < sizeof(u->key_text)) {
+            ngx_memcpy(u->key_text + u->key_len, p,
+                       ngx_min(n, sizeof(u->key_text) - u->key_len));
+        }
         u->key_len = ngx_min(u->key_len + n, sizeof(u->key_text) + 1);
 
         if (q < end && *q == '"') {
