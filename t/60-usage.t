@@ -262,6 +262,72 @@ subtest 'a CRLF-framed stream keeps every CRLF when the usage chunk goes' => sub
     }
 };
 
+# the usage of an answer whatever reads split it: inside a name, inside a
+# number, between a backslash and what it escapes, inside "data:", a byte
+# a read; each the same as the answer in one read
+sub split_cases {
+    my ($all, @at) = @_;
+    return ([], [(1) x length $all], map { [$_] } @at);
+}
+
+subtest 'a JSON answer split at every awkward place reads the same' => sub {
+    my $json = '{"id":"x","model":"qwen-split","choices":[{"index":0,"message":'
+             . '{"role":"assistant","content":"a \\"quoted\\" word"},"finish_reason":"stop"}],'
+             . '"usage":{"prompt_tokens":1234,"completion_tokens":56,"total_tokens":1290,'
+             . '"prompt_tokens_details":{"cached_tokens":7},'
+             . '"completion_tokens_details":{"reasoning_tokens":50}}}';
+    my @at = (index($json, 'prompt_tokens"') + 3,      # inside a name
+              index($json, '1234') + 2,                # inside a number
+              index($json, '1290') + 4,                # just after one
+              index($json, '\\"') + 1,                 # after a backslash
+              index($json, 'cached_tokens') + 6);
+
+    for my $split (split_cases($json, @at)) {
+        my $how = @$split == 0 ? 'one read'
+                : @$split == 1 ? "a read ends at $split->[0]" : 'a byte a read';
+        $mock{local}->update(chat_body => $json, split_body => (@$split ? $split : undef));
+        my $m = mark();
+        my $res = $t->chat('qwen');
+        $mock{local}->update(chat_body => undef, split_body => undef);
+
+        is($res->{body}, $json, "$how: the answer, untouched");
+        my ($r) = reports($m, 1);
+        is_deeply([@$r{qw(prompt_tokens completion_tokens total_tokens cached_tokens
+                            reasoning_tokens response_model)}],
+                  [1234, 56, 1290, 7, 50, 'qwen-split'], "$how: the same usage");
+        ok(!$r->{estimated}, "$how: no estimate");
+    }
+};
+
+subtest 'a stream split at every awkward place reads and cuts the same' => sub {
+    my $chunk = sub { 'data: ' . $JSON->canonical->encode({ id => 'c', model => 'qwen-s', @_ }) . "\n\n" };
+    my @ev = ($chunk->(choices => [{ index => 0, delta => { content => "a \"b\" c" } }]),
+              $chunk->(choices => [], usage => { prompt_tokens => 1234, completion_tokens => 56,
+                                                 total_tokens => 1290 }),
+              "data: [DONE]\n\n");
+    my $all = join '', @ev;
+    my $u = length $ev[0];
+    my @at = ($u + 2,                                  # inside "data:"
+              $u + 5,                                  # between it and its space
+              index($all, 'prompt_tokens') + 4,        # inside a name
+              index($all, '1234') + 1,                 # inside a number
+              index($all, '\\"') + 1);                 # after a backslash
+
+    for my $split (split_cases($all, @at)) {
+        my $how = @$split == 0 ? 'one read'
+                : @$split == 1 ? "a read ends at $split->[0]" : 'a byte a read';
+        $mock{local}->update(chat_events => \@ev, split_body => (@$split ? $split : undef));
+        my $m = mark();
+        my $body = dechunk(stream_of('/v1/chat/completions', stream_body('qwen')));
+        $mock{local}->update(chat_events => undef, split_body => undef);
+
+        is($body, $ev[0] . $ev[2], "$how: every event but the usage chunk");
+        my ($r) = reports($m, 1);
+        is_deeply([@$r{qw(prompt_tokens completion_tokens total_tokens response_model)}],
+                  [1234, 56, 1290, 'qwen-s'], "$how: the same usage");
+    }
+};
+
 subtest "a client's own include_usage passes through" => sub {
     my $m = mark();
     my $raw = stream_of('/v1/chat/completions',
