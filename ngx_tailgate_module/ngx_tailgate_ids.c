@@ -43,6 +43,36 @@ ngx_tailgate_id(u_char *out)
 }
 
 
+/*
+ * An id in lower-case hex, two digits a byte from a table of all 256 pairs
+ * (ngx_hex_dump() takes a nibble at a time: twice the loads and shifts, on
+ * every request).
+ */
+
+static void
+ngx_tailgate_id_hex(u_char *out, u_char *id)
+{
+    ngx_uint_t  i;
+
+    static u_char  pairs[512];
+    static u_char  filled;
+    static u_char  hex[] = "0123456789abcdef";
+
+    if (!filled) {
+        for (i = 0; i < 256; i++) {
+            pairs[2 * i] = hex[i >> 4];
+            pairs[2 * i + 1] = hex[i & 0xf];
+        }
+
+        filled = 1;
+    }
+
+    for (i = 0; i < NGX_TAILGATE_ID_LEN; i++) {
+        ngx_memcpy(out + 2 * i, &pairs[2 * id[i]], 2);
+    }
+}
+
+
 /* whatever reads $request_id later (the access log) reads the same value */
 
 ngx_http_variable_value_t *
@@ -67,7 +97,7 @@ ngx_tailgate_request_id(ngx_http_request_t *r, ngx_int_t index)
         return NULL;
     }
 
-    ngx_hex_dump(id, hash, sizeof(hash));
+    ngx_tailgate_id_hex(id, hash);
 
     v->data = id;
     v->len = 2 * NGX_TAILGATE_ID_LEN;

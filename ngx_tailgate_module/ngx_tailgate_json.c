@@ -725,7 +725,6 @@ ngx_tailgate_json_chars(u_char *p, u_char *end)
 }
 
 
-/* "Model", "STREAM"...: a routing key in letters of another case */
 /*
  * "Model", "STREAM"...: a key the gateway routes on, in another case.  Not
  * "Stream_Options": a step's edits replace it with the key they set.

@@ -10,10 +10,7 @@
 #include "ngx_tailgate_proto.h"
 
 
-static void ngx_tailgate_put_u32(u_char *p, uint32_t v);
 static uint32_t ngx_tailgate_get_u32(u_char *p);
-static u_char *ngx_tailgate_frame_field(ngx_tailgate_frame_t *f,
-    ngx_uint_t key, size_t len);
 
 
 const ngx_tailgate_outcome_t  ngx_tailgate_outcomes[] = {
@@ -43,72 +40,6 @@ ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf, size_t size,
     buf[5] = (u_char) type;
 
     f->pos = buf + TG_FRAME_HEADER_SIZE;
-}
-
-
-void
-ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    const ngx_str_t *value)
-{
-    u_char  *p;
-
-    p = ngx_tailgate_frame_field(f, key, value->len);
-
-    /* an empty value may be ngx_null_string: memcpy() takes no NULL */
-
-    if (p != NULL && value->len) {
-        ngx_memcpy(p, value->data, value->len);
-    }
-}
-
-
-void
-ngx_tailgate_frame_u32(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    uint32_t value)
-{
-    u_char  *p;
-
-    p = ngx_tailgate_frame_field(f, key, 4);
-
-    if (p != NULL) {
-        ngx_tailgate_put_u32(p, value);
-    }
-}
-
-
-void
-ngx_tailgate_frame_u8(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    ngx_uint_t value)
-{
-    u_char  *p;
-
-    p = ngx_tailgate_frame_field(f, key, 1);
-
-    if (p != NULL) {
-        *p = (u_char) value;
-    }
-}
-
-
-static u_char *
-ngx_tailgate_frame_field(ngx_tailgate_frame_t *f, ngx_uint_t key, size_t len)
-{
-    u_char  *p;
-
-    if (f->overflow
-        || (size_t) (f->end - f->pos) < TG_FIELD_HEADER_SIZE + len)
-    {
-        f->overflow = 1;
-        return NULL;
-    }
-
-    p = f->pos;
-    p[0] = (u_char) key;
-    ngx_tailgate_put_u32(p + 1, (uint32_t) len);
-
-    f->pos = p + TG_FIELD_HEADER_SIZE + len;
-
-    return p + TG_FIELD_HEADER_SIZE;
 }
 
 
@@ -265,16 +196,6 @@ ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
     }
 
     return NGX_OK;
-}
-
-
-static void
-ngx_tailgate_put_u32(u_char *p, uint32_t v)
-{
-    p[0] = (u_char) (v >> 24);
-    p[1] = (u_char) (v >> 16);
-    p[2] = (u_char) (v >> 8);
-    p[3] = (u_char) v;
 }
 
 

@@ -93,16 +93,93 @@ extern const ngx_tailgate_outcome_t  ngx_tailgate_outcomes[];
 
 void ngx_tailgate_frame_init(ngx_tailgate_frame_t *f, u_char *buf,
     size_t size, ngx_uint_t type);
-void ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    const ngx_str_t *value);
-void ngx_tailgate_frame_u32(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    uint32_t value);
-void ngx_tailgate_frame_u8(ngx_tailgate_frame_t *f, ngx_uint_t key,
-    ngx_uint_t value);
 ngx_int_t ngx_tailgate_frame_finish(ngx_tailgate_frame_t *f);
 void ngx_tailgate_frame_set_id(u_char *frame, uint32_t id);
 ngx_int_t ngx_tailgate_frame_parse(u_char *p, size_t len, uint32_t *id,
     ngx_tailgate_reply_t *reply, uint32_t *max_frame);
+
+
+/*
+ * The field writers, inline: a REPORT is some twenty fields, and a call
+ * for each cost more than what each writes.
+ */
+
+static ngx_inline void
+ngx_tailgate_put_u32(u_char *p, uint32_t v)
+{
+    p[0] = (u_char) (v >> 24);
+    p[1] = (u_char) (v >> 16);
+    p[2] = (u_char) (v >> 8);
+    p[3] = (u_char) v;
+}
+
+
+/* where the value of a new field goes; NULL once the frame is full */
+
+static ngx_inline u_char *
+ngx_tailgate_frame_field(ngx_tailgate_frame_t *f, ngx_uint_t key, size_t len)
+{
+    u_char  *p;
+
+    if (f->overflow
+        || (size_t) (f->end - f->pos) < TG_FIELD_HEADER_SIZE + len)
+    {
+        f->overflow = 1;
+        return NULL;
+    }
+
+    p = f->pos;
+    p[0] = (u_char) key;
+    ngx_tailgate_put_u32(p + 1, (uint32_t) len);
+
+    f->pos = p + TG_FIELD_HEADER_SIZE + len;
+
+    return p + TG_FIELD_HEADER_SIZE;
+}
+
+
+static ngx_inline void
+ngx_tailgate_frame_str(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    const ngx_str_t *value)
+{
+    u_char  *p;
+
+    p = ngx_tailgate_frame_field(f, key, value->len);
+
+    /* an empty value may be ngx_null_string: memcpy() takes no NULL */
+
+    if (p != NULL && value->len) {
+        ngx_memcpy(p, value->data, value->len);
+    }
+}
+
+
+static ngx_inline void
+ngx_tailgate_frame_u32(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    uint32_t value)
+{
+    u_char  *p;
+
+    p = ngx_tailgate_frame_field(f, key, 4);
+
+    if (p != NULL) {
+        ngx_tailgate_put_u32(p, value);
+    }
+}
+
+
+static ngx_inline void
+ngx_tailgate_frame_u8(ngx_tailgate_frame_t *f, ngx_uint_t key,
+    ngx_uint_t value)
+{
+    u_char  *p;
+
+    p = ngx_tailgate_frame_field(f, key, 1);
+
+    if (p != NULL) {
+        *p = (u_char) value;
+    }
+}
 
 
 #endif /* _NGX_TAILGATE_PROTO_H_INCLUDED_ */

@@ -94,8 +94,12 @@ static ngx_tailgate_usage_key_t  ngx_tailgate_usage_keys[] = {
 };
 
 
+#if !(NGX_TAILGATE_USAGE_BYTEWISE)
+static u_char *ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p,
+    u_char *end, ngx_uint_t *kept);
 static u_char *ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p,
     u_char *end);
+#endif
 static ngx_uint_t ngx_tailgate_usage_json(ngx_tailgate_usage_t *u,
     u_char c);
 static ngx_uint_t ngx_tailgate_usage_open(ngx_tailgate_usage_t *u,
@@ -125,41 +129,69 @@ u_char *
 ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
     ngx_tailgate_usage_signal_e *signal)
 {
-    u_char  c;
+    u_char      c;
+#if !(NGX_TAILGATE_USAGE_BYTEWISE)
+    ngx_uint_t  kept;
+#endif
 
     *signal = NGX_TAILGATE_USAGE_MORE;
 
     if (!u->sse) {
-        while (p < end) {
 
-            if (u->state == NGX_TAILGATE_U_DONE
-                || u->state == NGX_TAILGATE_U_BAD)
-            {
-                /* one document: nothing after its end is read */
-                return end;
-            }
+#if (NGX_TAILGATE_USAGE_BYTEWISE)
 
-            p = ngx_tailgate_usage_run(u, p, end);
+        /* one document: nothing after its end is read */
 
-            if (p < end) {
-                (void) ngx_tailgate_usage_json(u, *p++);
-            }
+        while (p < end && u->state != NGX_TAILGATE_U_DONE
+               && u->state != NGX_TAILGATE_U_BAD)
+        {
+            (void) ngx_tailgate_usage_json(u, *p++);
         }
 
-        return p;
+#else
+        (void) ngx_tailgate_usage_tokens(u, p, end, &kept);
+#endif
+
+        return end;
     }
 
     while (p < end) {
 
-        if (u->data_line && !u->data_space && !u->line_start
-            && !u->after_cr && !u->skip_line)
-        {
-            p = ngx_tailgate_usage_run(u, p, end);
+#if !(NGX_TAILGATE_USAGE_BYTEWISE)
+
+        /* after_cr implies line_start: both start a line */
+
+        if (u->line_start) {
+            /* the bytes one by one below */
+
+        } else if (u->skip_line) {
+
+            /* a line that is not data: nothing in it but its end matters */
+
+            while (p < end && *p != '\r' && *p != '\n') {
+                p++;
+            }
+
+            if (p == end) {
+                break;
+            }
+
+        } else if (u->data_line && !u->data_space) {
+
+            p = ngx_tailgate_usage_tokens(u, p, end, &kept);
+
+            if (kept) {
+                u->kept = 1;
+                *signal = NGX_TAILGATE_USAGE_KEEP;
+                return p;
+            }
 
             if (p == end) {
                 break;
             }
         }
+
+#endif
 
         c = *p++;
 
@@ -252,6 +284,176 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 }
 
 
+#if !(NGX_TAILGATE_USAGE_BYTEWISE)
+
+/*
+ * JSON a token at a time, where the tokens lie in the buffer: the inside
+ * of a string, a run of digits or of letters, whitespace, the bytes of a
+ * value below the depth followed are each taken in one loop, and only the
+ * byte that ends one goes through ngx_tailgate_usage_json().  The effect
+ * is the one of the bytes one by one (the reader built with
+ * -DNGX_TAILGATE_USAGE_BYTEWISE; fuzz/harness/usage_twice.c compares
+ * them).  Nothing is kept across calls but the reader's state: a token a
+ * read splits goes on in the next.
+ *
+ * Stops at end; in an event stream also at a line end (the caller's) and,
+ * with *kept set, just past the byte that showed the event is kept.
+ */
+
+static u_char *
+ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
+    ngx_uint_t *kept)
+{
+    u_char      c, d, state;
+    uint64_t    n;
+    ngx_uint_t  ws;
+
+    /* the bytes that end a value below the depth followed, or a line */
+    static const u_char  deep[256] = {
+        ['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1,
+        ['\r'] = 1, ['\n'] = 1
+    };
+
+    /* whitespace: 1 in JSON and in an event's data line, 2 in JSON only */
+    static const u_char  space[256] = {
+        [' '] = 1, ['\t'] = 1, ['\r'] = 2, ['\n'] = 2
+    };
+
+    *kept = 0;
+
+    while (p < end) {
+
+        if (!u->escape && !u->hex) {
+
+            switch (u->state) {
+
+            case NGX_TAILGATE_U_VALUE:
+            case NGX_TAILGATE_U_KEY:
+            case NGX_TAILGATE_U_COLON:
+            case NGX_TAILGATE_U_AFTER:
+
+                /* a line end in an event stream is its caller's */
+
+                ws = u->sse ? 1 : 3;
+
+                while (p < end && (space[*p] & ws)) {
+                    p++;
+                }
+
+                if (p == end) {
+                    return p;
+                }
+
+                /* the commonest ends, here; the rest one by one below */
+
+                c = *p;
+
+                if (u->state == NGX_TAILGATE_U_KEY && c == '"') {
+                    u->state = NGX_TAILGATE_U_KEYSTR;
+                    u->key_len = 0;
+                    u->escape = 0;
+                    p++;
+                    continue;
+                }
+
+                if (u->state == NGX_TAILGATE_U_COLON && c == ':') {
+                    u->state = NGX_TAILGATE_U_VALUE;
+                    p++;
+                    continue;
+                }
+
+                if (u->state == NGX_TAILGATE_U_AFTER && c == ',') {
+                    u->state = u->is_object[u->depth] ? NGX_TAILGATE_U_KEY
+                                                      : NGX_TAILGATE_U_VALUE;
+                    p++;
+                    continue;
+                }
+
+                break;
+
+            case NGX_TAILGATE_U_STRING:
+            case NGX_TAILGATE_U_KEYSTR:
+            case NGX_TAILGATE_U_DEEPSTR:
+                state = u->state;
+                p = ngx_tailgate_usage_run(u, p, end);
+
+                if (u->state != state) {
+                    /* its closing quote taken */
+                    continue;
+                }
+
+                /* a backslash or a control byte: one by one, below */
+                break;
+
+            case NGX_TAILGATE_U_NUMBER:
+
+                if (u->number_fraction) {
+                    break;
+                }
+
+                n = u->number;
+
+                while (p < end && (d = (u_char) (*p - '0')) <= 9) {
+                    /* saturate, never wrap, as ngx_tailgate_usage_json() */
+                    n = (n < 100000000000000000ULL) ? n * 10 + d : n;
+                    p++;
+                }
+
+                u->number = n;
+                break;
+
+            case NGX_TAILGATE_U_LITERAL:
+
+                while (p < end && *p >= 'a' && *p <= 'z') {
+                    p++;
+                }
+
+                break;
+
+            case NGX_TAILGATE_U_DEEP:
+
+                while (p < end && !deep[*p]) {
+                    p++;
+                }
+
+                break;
+
+            default: /* NGX_TAILGATE_U_DONE, NGX_TAILGATE_U_BAD */
+
+                if (!u->sse) {
+                    return end;
+                }
+
+                while (p < end && *p != '\r' && *p != '\n') {
+                    p++;
+                }
+
+                return p;
+            }
+
+            if (p == end) {
+                return p;
+            }
+        }
+
+        c = *p;
+
+        if (u->sse && (c == '\r' || c == '\n')) {
+            return p;
+        }
+
+        p++;
+
+        if (ngx_tailgate_usage_json(u, c) && u->watch && !u->kept) {
+            *kept = 1;
+            return p;
+        }
+    }
+
+    return p;
+}
+
+
 /*
  * The inside of a string at once, up to its next quote or backslash (or a
  * line end, which no JSON string holds raw and which ends an event's data
@@ -263,7 +465,7 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 static u_char *
 ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 {
-    u_char  *q, *name, *last;
+    u_char  *q;
     size_t   n;
 
     /* the bytes that end a run: '"', '\\', CR, LF */
@@ -281,16 +483,20 @@ ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 
         /* a name: kept while it fits, then only known to be too long */
 
-        name = u->key_text + ngx_min(u->key_len, sizeof(u->key_text));
-        last = u->key_text + sizeof(u->key_text);
+        /* control bytes are a name's too (one by one they are): go on */
 
-        for (q = p; q < end && !stop[*q]; q++) {
-            if (name < last) {
-                *name++ = *q;
-            }
+        for (q = ngx_tailgate_plain(p, end); q < end && !stop[*q];
+             q = ngx_tailgate_plain(q + 1, end))
+        {
+            /* void */
         }
 
         n = q - p;
+
+        if (u->key_len < sizeof(u->key_text)) {
+            ngx_memcpy(u->key_text + u->key_len, p,
+                       ngx_min(n, sizeof(u->key_text) - u->key_len));
+        }
         u->key_len = ngx_min(u->key_len + n, sizeof(u->key_text) + 1);
 
         if (q < end && *q == '"') {
@@ -350,6 +556,8 @@ ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
         return p;
     }
 }
+
+#endif
 
 
 /* one byte of JSON; 1 when the event is now known to be kept */

@@ -198,6 +198,136 @@ subtest 'the usage chunk split across reads is taken out too' => sub {
     is($r->{completion_tokens}, 3, 'the usage is recorded');
 };
 
+# the body of a chunked answer, its chunks joined
+sub dechunk {
+    my ($raw) = @_;
+    my ($body) = $raw =~ /\r\n\r\n(.*)$/s or return '';
+    my $out = '';
+    while ($body =~ s/^([0-9a-f]+)\r\n//i) {
+        my $n = hex $1;
+        last if $n == 0;
+        $out .= substr($body, 0, $n, '');
+        $body =~ s/^\r\n//;
+    }
+    return $out;
+}
+
+# a chat stream's events framed as a provider may frame them
+sub chat_events {
+    my ($eol) = @_;
+    my $chunk = sub {
+        'data: ' . $JSON->canonical->encode({ id => 'c', model => 'qwen', @_ }) . $eol x 2
+    };
+    return ($chunk->(choices => [{ index => 0, delta => { content => 'tok1 ' } }]),
+            $chunk->(choices => [{ index => 0, delta => {}, finish_reason => 'stop' }]),
+            $chunk->(choices => [], usage => { prompt_tokens => 7, completion_tokens => 3,
+                                               total_tokens => 10 }),
+            "data: [DONE]$eol$eol");
+}
+
+subtest 'a CRLF-framed stream keeps every CRLF when the usage chunk goes' => sub {
+    my @cases;
+
+    for my $eol ("\r\n", "\n", "\r") {
+        my @ev = chat_events($eol);
+        my $usage_at = length($ev[0]) + length($ev[1]);
+        my $done_at = $usage_at + length($ev[2]);
+
+        push @cases, [$eol, 'an event a write', chat_events => \@ev],
+                     [$eol, 'one write', chat_events => [join '', @ev]],
+                     [$eol, 'events in halves', chat_events => \@ev, split_events => 1],
+                     [$eol, 'in 7-byte pieces', chat_events => \@ev,
+                      split_body => [(7) x 100]];
+
+        # a read ends at each byte of the line ends around the usage chunk
+        for my $at (map { ($_ - 4 .. $_ + 1) } $usage_at, $done_at) {
+            push @cases, [$eol, "a read ends at $at", chat_events => \@ev,
+                          split_body => [$at]];
+        }
+    }
+
+    for my $case (@cases) {
+        my ($eol, $how, %ctl) = @$case;
+        my @ev = chat_events($eol);
+        (my $name = $eol) =~ s/\r/CR/g;
+        $name =~ s/\n/LF/g;
+        $mock{local}->update(%ctl);
+        my $m = mark();
+        my $body = dechunk(stream_of('/v1/chat/completions', stream_body('qwen')));
+        $mock{local}->update(chat_events => undef, split_events => 0, split_body => undef);
+
+        is($body, join('', @ev[0, 1, 3]), "$name, $how: every event but the usage chunk, byte for byte");
+        my ($r) = reports($m, 1);
+        is($r->{completion_tokens}, 3, "$name, $how: the usage is recorded");
+    }
+};
+
+# the usage of an answer whatever reads split it: inside a name, inside a
+# number, between a backslash and what it escapes, inside "data:", a byte
+# a read; each the same as the answer in one read
+sub split_cases {
+    my ($all, @at) = @_;
+    return ([], [(1) x length $all], map { [$_] } @at);
+}
+
+subtest 'a JSON answer split at every awkward place reads the same' => sub {
+    my $json = '{"id":"x","model":"qwen-split","choices":[{"index":0,"message":'
+             . '{"role":"assistant","content":"a \\"quoted\\" word"},"finish_reason":"stop"}],'
+             . '"usage":{"prompt_tokens":1234,"completion_tokens":56,"total_tokens":1290,'
+             . '"prompt_tokens_details":{"cached_tokens":7},'
+             . '"completion_tokens_details":{"reasoning_tokens":50}}}';
+    my @at = (index($json, 'prompt_tokens"') + 3,      # inside a name
+              index($json, '1234') + 2,                # inside a number
+              index($json, '1290') + 4,                # just after one
+              index($json, '\\"') + 1,                 # after a backslash
+              index($json, 'cached_tokens') + 6);
+
+    for my $split (split_cases($json, @at)) {
+        my $how = @$split == 0 ? 'one read'
+                : @$split == 1 ? "a read ends at $split->[0]" : 'a byte a read';
+        $mock{local}->update(chat_body => $json, split_body => (@$split ? $split : undef));
+        my $m = mark();
+        my $res = $t->chat('qwen');
+        $mock{local}->update(chat_body => undef, split_body => undef);
+
+        is($res->{body}, $json, "$how: the answer, untouched");
+        my ($r) = reports($m, 1);
+        is_deeply([@$r{qw(prompt_tokens completion_tokens total_tokens cached_tokens
+                            reasoning_tokens response_model)}],
+                  [1234, 56, 1290, 7, 50, 'qwen-split'], "$how: the same usage");
+        ok(!$r->{estimated}, "$how: no estimate");
+    }
+};
+
+subtest 'a stream split at every awkward place reads and cuts the same' => sub {
+    my $chunk = sub { 'data: ' . $JSON->canonical->encode({ id => 'c', model => 'qwen-s', @_ }) . "\n\n" };
+    my @ev = ($chunk->(choices => [{ index => 0, delta => { content => "a \"b\" c" } }]),
+              $chunk->(choices => [], usage => { prompt_tokens => 1234, completion_tokens => 56,
+                                                 total_tokens => 1290 }),
+              "data: [DONE]\n\n");
+    my $all = join '', @ev;
+    my $u = length $ev[0];
+    my @at = ($u + 2,                                  # inside "data:"
+              $u + 5,                                  # between it and its space
+              index($all, 'prompt_tokens') + 4,        # inside a name
+              index($all, '1234') + 1,                 # inside a number
+              index($all, '\\"') + 1);                 # after a backslash
+
+    for my $split (split_cases($all, @at)) {
+        my $how = @$split == 0 ? 'one read'
+                : @$split == 1 ? "a read ends at $split->[0]" : 'a byte a read';
+        $mock{local}->update(chat_events => \@ev, split_body => (@$split ? $split : undef));
+        my $m = mark();
+        my $body = dechunk(stream_of('/v1/chat/completions', stream_body('qwen')));
+        $mock{local}->update(chat_events => undef, split_body => undef);
+
+        is($body, $ev[0] . $ev[2], "$how: every event but the usage chunk");
+        my ($r) = reports($m, 1);
+        is_deeply([@$r{qw(prompt_tokens completion_tokens total_tokens response_model)}],
+                  [1234, 56, 1290, 'qwen-s'], "$how: the same usage");
+    }
+};
+
 subtest "a client's own include_usage passes through" => sub {
     my $m = mark();
     my $raw = stream_of('/v1/chat/completions',

@@ -49,6 +49,9 @@ my %DEFAULTS = (
                                   # cached_tokens, reasoning_tokens, seconds
     no_usage           => 0,      # answers say nothing of their usage
     split_events       => 0,      # write each SSE event in two halves
+    split_body         => undef,  # [N, ...]: the body (a stream's events
+                                  # joined) in pieces of these sizes, then
+                                  # the rest, each a write of its own
     content            => undef,  # assistant text, default "Hello from NAME"
                                   # (JSON null in a chat answer: "" here
                                   # with tool_calls)
@@ -572,13 +575,39 @@ sub send_body {
     # send the next request at once, which must not find this one counted
     unregister();
 
+    my @pieces = $req->{method} eq 'HEAD' ? ('') : pieces($ctl, $body);
+
     write_all(head($req, $ctl, $status, %h,
                    'Content-Type' => $type,
                    'Content-Length' => length $body)
-              . ($req->{method} eq 'HEAD' ? '' : $body))
+              . shift @pieces)
         or return 0;
 
+    for my $piece (@pieces) {
+        pause(0.02) or return 0;
+        write_all($piece) or return 0;
+    }
+
     return $req->{keep};
+}
+
+
+# control split_body: the body in its pieces, the rest last (one piece
+# when it is not set)
+
+sub pieces {
+    my ($ctl, $body) = @_;
+
+    return ($body) unless ref $ctl->{split_body} eq 'ARRAY';
+
+    my @pieces;
+    for my $n (@{ $ctl->{split_body} }) {
+        last unless length $body;
+        push @pieces, substr($body, 0, $n, '');
+    }
+    push @pieces, $body if length $body;
+
+    return @pieces;
 }
 
 
@@ -1069,13 +1098,23 @@ sub stream {
                    'Transfer-Encoding' => 'chunked'))
         or return 0;
 
+    my @events = events($ctl, $kind, $json, $n, $complete);
+
+    # the events joined, in the pieces asked for: each its own chunk
+    @events = pieces($ctl, join '', @events)
+        if ref $ctl->{split_body} eq 'ARRAY';
+
     my $i = 0;
-    for my $ev (events($ctl, $kind, $json, $n, $complete)) {
+    for my $ev (@events) {
         if ($i == 1 && defined $ctl->{stream_gate}) {
             wait_gate("$dir/$ctl->{stream_gate}") or return 0;
         }
         if ($i++ && $interval > 0) {
             pause($interval) or return 0;
+        }
+        if ($i > 1 && ref $ctl->{split_body} eq 'ARRAY') {
+            # a read of the gateway's for each piece
+            pause(0.02) or return 0;
         }
         if ($ctl->{split_events}) {
             # two reads for the gateway: each half a chunk of its own
