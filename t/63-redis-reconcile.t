@@ -17,7 +17,13 @@
 #     Redis gets the EVAL, or right after Redis ran it and before its
 #     reply) is sent again on the next connection and counts exactly once
 #     (docs/policy.md, "Numbered batches"); policyd.redis.reconcile in the
-#     status says what happened.
+#     status says what happened;
+#   - a REPORT's correction of a take Redis made (its tokens used less
+#     the decision's estimate, its cost from the budget) is numbered the
+#     same way: cut before Redis got it, or after Redis ran it, it counts
+#     exactly once; read while Redis is away from the node, it waits and
+#     reaches Redis once when it is back (docs/policy.md, "A REPORT's
+#     corrections").
 
 use strict;
 use warnings;
@@ -54,6 +60,9 @@ my $policy = {
         profiles => {
             cheap => { budget => { day => 10 } },
             four  => { rpm => 4 },
+            # a token drains in a second: a REPORT's correction of 600
+            # tokens stands out from the estimate, once or twice
+            tok   => { tpm => 60, budget => { day => 1000 } },
         },
     },
     # 0.5 a token: 4 + 6 tokens cost 5.0
@@ -184,6 +193,10 @@ for my $n (qw(cut_before cut_after cut_usage)) {
     $cut_key{$n} = $a->new_key;
     push @cut_records, $n => { key => $cut_key{$n}, limit => 'cheap' };
 }
+for my $n (qw(rep_before rep_after rep_down)) {
+    $cut_key{$n} = $a->new_key;
+    push @cut_records, $n => { key => $cut_key{$n}, limit => 'tok' };
+}
 
 my $proxy = start_redis_cut($a);
 start_node($a, $c, name => 'c', policy => $policy, mocks_of => $a,
@@ -301,6 +314,114 @@ subtest 'usage while Redis is up goes through the batches too' => sub {
                                  headers => $used),
                         429, 'insufficient_quota',
                         'the budget (10.0) spent across the cut');
+};
+
+# A REPORT's correction: 4 + 600 tokens used (at 0.5 a token: 302.0 from
+# a day budget of 1000), against the decision's estimate of a few.  In
+# Redis after: the spend exactly once, and the tokens' debt of the 604
+# (drained at tpm 60, a token a second, since the take) - not the
+# estimate alone (lost), not twice the correction (doubled).
+my $P = 60000;
+my $big = { 'X-Mock-Control' => $JSON->encode(
+    { usage => { prompt_tokens => 4, completion_tokens => 600 } }) };
+
+sub corrections_view { return reconcile_view($_[0])->{corrections} // {} }
+
+sub tokens_once {
+    my ($client, $t0) = @_;
+    my $td = limits_field($client, 'td', 'tok') // 0;
+    my $ta = limits_field($client, 'ta', 'tok') // 0;
+    # drained at 60 units a ms since the take, which was after $t0
+    my $drained = 60 * ($ta - int($t0 * 1000));
+    ok($td <= 604 * $P && $td >= 604 * $P - $drained,
+       "$client: Redis's tokens' debt is the 604 used, once")
+        or diag "td $td ta $ta t0 $t0 drained $drained: "
+              . sprintf('%.1f tokens', $td / $P);
+}
+
+sub report_cut {
+    my ($client, $cut) = @_;
+
+    my $was = corrections_view($c);
+    my $cuts = () = redis_cuts($a);
+    redis_cut($a, $cut);
+
+    my $t0 = Time::HiRes::time();
+    is($c->chat('plain', key => $cut_key{$client}, headers => $big)
+         ->{status}, 200, "$client: the take through Redis");
+    ok($c->wait_for(sub { (() = redis_cuts($a)) > $cuts }, timeout => 20,
+                    interval => 0.1), "$client: the proxy cut ($cut)");
+    ok($c->wait_for(sub {
+        my $v = corrections_view($c);
+        ($v->{resent} // 0) > ($was->{resent} // 0)
+            && ($v->{waiting} // 1) == 0
+            && (reconcile_view($c)->{pending} // 1) == 0
+    }, timeout => 20, interval => 0.1),
+       "$client: the correction lost went again, and was answered")
+        or diag explain [$was, corrections_view($c)];
+    ok(wait_state($c, 'up'), "$client: node C is up again");
+
+    is(limits_field($client, 'ds', 'tok') // 0, 302e9,
+       "$client: Redis holds the 302.0 spent, once");
+    is(limits_field($client, 'ms', 'tok') // 0, 302e9, "$client: the month");
+    tokens_once($client, $t0);
+
+    return ($was, corrections_view($c));
+}
+
+subtest "a REPORT's correction cut before Redis got it: sent again, once" => sub {
+    my ($was, $now) = report_cut('rep_before', 'before if dy >= day');
+    is($now->{skipped} - $was->{skipped}, 0, 'none skipped: Redis ran none');
+    is($now->{applied} - $was->{applied}, 1, 'the resend applied');
+    is($now->{dropped}, 0, 'none dropped');
+};
+
+subtest "a REPORT's correction cut after Redis ran it: sent again, skipped" => sub {
+    my ($was, $now) = report_cut('rep_after', 'after if dy >= day');
+    is($now->{skipped} - $was->{skipped}, 1,
+       'the resend was skipped: applied already');
+    is($now->{applied} - $was->{applied}, 0, 'none applied after it');
+};
+
+subtest "a REPORT read while Redis is away reaches it once, when back" => sub {
+    my $was = corrections_view($c);
+    my $slow = { 'X-Mock-Control' => $JSON->encode(
+        { delay_ms => 3000,
+          usage => { prompt_tokens => 4, completion_tokens => 600 } }) };
+
+    my $t0 = Time::HiRes::time();
+    my $conn = $c->open_post('/v1/chat/completions',
+        { model => 'plain',
+          messages => [{ role => 'user', content => 'Hello' }] },
+        key => $cut_key{rep_down}, headers => $slow);
+    sleep 1;            # decided: its take is in Redis
+    ok((limits_field('rep_down', 'td', 'tok') // 0) > 0,
+       'the take is in Redis');
+    redis_cut($a, 'down');
+    ok(wait_state($c, 'down'), 'then Redis is away for node C');
+
+    my ($status) = $conn->read_response(10);
+    is($status, 200, 'the answer, its REPORT read while Redis is away');
+    ok($c->wait_for(sub { (corrections_view($c)->{waiting} // 0) == 1 },
+                    timeout => 5, interval => 0.1),
+       'its correction waits at C')
+        or diag explain corrections_view($c);
+    is(limits_field('rep_down', 'ds', 'tok') || 0, 0,
+       'none of it in Redis yet');
+
+    redis_cut($a, 'pass');
+    ok(wait_state($c, 'up'), 'Redis is back for node C');
+    ok($c->wait_for(sub {
+        (corrections_view($c)->{waiting} // 1) == 0
+            && (reconcile_view($c)->{pending} // 1) == 0
+    }, timeout => 10, interval => 0.1), 'the correction went, answered');
+
+    is(limits_field('rep_down', 'ds', 'tok') // 0, 302e9,
+       'Redis holds the 302.0 spent, once');
+    tokens_once('rep_down', $t0);
+    my $now = corrections_view($c);
+    is($now->{applied} - $was->{applied}, 1, 'one correction batch applied');
+    is($now->{dropped}, 0, 'none dropped');
 };
 
 done_testing;

@@ -5,7 +5,8 @@
  * redis_replies: what policyd reads from Redis's answers (redis_keys.c) -
  * the take script's reply (tg_redis_parse_take), an HGETALL of a day's
  * usage counters (tg_redis_parse_usage), the lease scripts' and
- * PTTL's replies, and the numbered batches' (tg_redis_parse_batch).
+ * PTTL's replies, and the numbered batches' (tg_redis_parse_batch: the
+ * reconcile's, the usage's and the REPORTs' corrections').
  * A misbehaving or hostile Redis can answer anything.
  *
  * Input: one byte (its low 3 bits: how many keys the take was sent for,

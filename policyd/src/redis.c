@@ -30,7 +30,8 @@
  *                alone (the counters' away tallies) is added to Redis's
  *                windows and budgets, and the day's usage counters are
  *                added to, in numbered batches kept until Redis answers
- *                them (redis_reconcile.c).
+ *                them (redis_reconcile.c); so are a REPORT's corrections of
+ *                takes Redis made, whether Redis is up or away then.
  */
 
 #include <stdio.h>
@@ -127,7 +128,6 @@ struct tg_redis {
     char                acquire_sha[41];
     char                sync_sha[41];
     char                take_sha[41];
-    char                report_sha[41];
 
     /* the numbered batches: the reconcile and the day's usage */
     tg_reconcile       *reconcile;
@@ -272,36 +272,6 @@ static const char  tg_take_lua[] =
     "end\n"
     "return out\n";
 
-/*
- * What a REPORT changes: ARGV has 5 per key: tpm, the tokens' change
- * (negative: given back), the spend in nano-units, budget_day and
- * budget_month (for how long the key must live).
- */
-
-static const char  tg_report_lua[] =
-    TG_LUA_CLOCK
-    "for i = 1, #KEYS do\n"
-    "  local a = (i - 1) * 5\n"
-    "  local tpm, dt = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
-    "  local cost = tonumber(ARGV[a + 3])\n"
-    "  if tpm > 0 and dt ~= 0 then\n"
-    "    local h = redis.call('HMGET', KEYS[i], 'td', 'ta')\n"
-    "    local l = level(h[1], h[2], tpm) + dt * P\n"
-    "    if l < 0 then l = 0 end\n"
-    "    redis.call('HSET', KEYS[i], 'td', l, 'ta', now)\n"
-    "  end\n"
-    "  if cost > 0 then\n"
-    "    local h = redis.call('HMGET', KEYS[i], 'd', 'ds', 'm', 'ms')\n"
-    "    local ds, ms = cost, cost\n"
-    "    if tonumber(h[1]) == day then ds = ds + (tonumber(h[2]) or 0) end\n"
-    "    if tonumber(h[3]) == month then ms = ms + (tonumber(h[4]) or 0) end\n"
-    "    redis.call('HSET', KEYS[i], 'd', day, 'ds', ds, 'm', month,"
-    " 'ms', ms)\n"
-    "  end\n"
-    "  keep(KEYS[i], tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]))\n"
-    "end\n"
-    "return 0\n";
-
 static void tg_redis_connect(tg_redis *rd);
 static void tg_redis_retry_cb(struct ev_loop *loop, ev_timer *w, int ev);
 static void tg_redis_connect_timeout_cb(struct ev_loop *loop, ev_timer *w,
@@ -353,7 +323,6 @@ static tg_limit_hold *tg_redis_hold(tg_redis *rd, uint32_t lease);
 static void tg_redis_lease_back(tg_redis *rd, tg_pending *p);
 static void tg_redis_answer_learned(tg_redis *rd, tg_pending *p,
     const tg_limit_hold *h);
-static void tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv);
 static char *tg_redis_strdup(const char *s);
 
 
@@ -732,7 +701,6 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
     rd->acquire_sha[0] = '\0';
     rd->sync_sha[0] = '\0';
     rd->take_sha[0] = '\0';
-    rd->report_sha[0] = '\0';
 
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->acquire_sha,
                       "SCRIPT LOAD %s", tg_acquire_lua);
@@ -740,8 +708,6 @@ tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv)
                       "SCRIPT LOAD %s", tg_sync_lua);
     redisAsyncCommand(ac, tg_redis_loaded_cb, rd->take_sha,
                       "SCRIPT LOAD %s", tg_take_lua);
-    redisAsyncCommand(ac, tg_redis_loaded_cb, rd->report_sha,
-                      "SCRIPT LOAD %s", tg_report_lua);
 
     tg_redis_set_state(rd, TG_REDIS_UP, NULL);
 
@@ -2162,118 +2128,80 @@ tg_redis_send_limits_closed(tg_conn *c, uint32_t id)
 }
 
 
-/* REPORTs: tokens corrected and budgets spent in Redis, usage counted */
+/*
+ * REPORTs: tokens corrected and budgets spent in Redis, usage counted
+ * (docs/policy.md, "A REPORT's corrections").  Per part of the hold:
+ *
+ *   taken alone (own), Redis down or away    its tokens' change is in
+ *       the counter's away tally already (the store's tokens()); its
+ *       spend goes there too: both reach Redis with the reconcile;
+ *   taken alone, reported once Redis is back (reconciled already)  the
+ *       spend alone is a correction (the tally sent held none of it);
+ *   taken by Redis     the tokens' change and the spend are a
+ *       correction, whether Redis is up or not.
+ *
+ * Corrections go through the numbered batches (redis_reconcile.c): kept
+ * until Redis answers, resent first on the next connection, applied
+ * once.
+ */
 
 static void
 tg_redis_reported(void *arg, const tg_lease *l, const tg_report *r,
     const int64_t *deltas)
 {
-    int                   argc;
-    char                  keys[TG_HOLD_PARTS][TG_REDIS_KEY_MAX];
-    char                  nums[TG_HOLD_PARTS][5][24], nkeys[24];
-    size_t                i, k, n, argvlen[3 + TG_HOLD_PARTS * 6];
+    size_t                i;
     bool                  up, alone, own;
     uint64_t              nano;
+    tg_budget             when;
     tg_redis             *rd = arg;
-    const char           *argv[3 + TG_HOLD_PARTS * 6];
+    tg_correction         c;
+    tg_limit_store       *s = rd->srv->state->limits;
     const tg_limit_hold  *h;
 
     up = rd->state == TG_REDIS_UP && rd->ac != NULL;
-    alone = !up || rd->srv->state->limits->away;
+    alone = !up || s->away;
     h = l != NULL ? l->hold : NULL;
-
-    /*
-     * A spend Redis cannot take now, or of a take it never saw while it
-     * is still away, is tallied for the reconcile.  Tokens' corrections
-     * of takes made alone are tallied by the store; those of takes Redis
-     * saw, reported while it is down, are lost.
-     */
-
-    for (i = 0; h != NULL && r->cost != 0 && i < h->n; i++) {
-        if (h->parts[i].budget && (!up || (h->parts[i].own && alone))
-            && rd->srv->state->limits->nodes != 0)
-        {
-            tg_limit_store_clock(rd->srv->state->limits);
-            tg_counter_away_spend(h->parts[i].counter, r->cost,
-                                  rd->srv->state->limits->wall_s);
-        }
-    }
-
     nano = tg_redis_nano(r->cost);
 
-    /* the usage counters wait for Redis (tg_redis_usage_of) */
-
-    if (!up) {
-        tg_redis_usage_of(rd, l, r, nano);
-        return;
-    }
-
-    /*
-     * The hold's windows and budgets: those Redis took; of a take made
-     * alone and reported once Redis is back (reconciled already), the
-     * spend.
-     */
-
-    n = 0;
+    tg_limit_store_clock(s);
+    memset(&when, 0, sizeof(when));
+    tg_budget_roll(&when, s->wall_s);
 
     for (i = 0; h != NULL && i < h->n; i++) {
         own = h->parts[i].own;
 
-        if ((own && alone)
-            || ((own || h->parts[i].tpm == 0 || deltas[i] == 0)
-                && (!h->parts[i].budget || nano == 0)))
+        if (own && alone) {
+            if (h->parts[i].budget && r->cost != 0 && s->nodes != 0) {
+                tg_counter_away_spend(h->parts[i].counter, r->cost,
+                                      s->wall_s);
+            }
+            continue;
+        }
+
+        if ((own || h->parts[i].tpm == 0 || deltas[i] == 0)
+            && (!h->parts[i].budget || nano == 0))
         {
             continue;
         }
 
-        if (tg_redis_limit_key(keys[n], sizeof(keys[n]), rd->prefix,
+        memset(&c, 0, sizeof(c));
+
+        if (tg_redis_limit_key(c.key, sizeof(c.key), rd->prefix,
                                h->parts[i].counter->key,
                                h->parts[i].counter->key_len) == 0)
         {
             continue;
         }
 
-        snprintf(nums[n][0], 24, "%u", own ? 0 : h->parts[i].tpm);
-        snprintf(nums[n][1], 24, "%lld", own ? 0LL : (long long) deltas[i]);
-        snprintf(nums[n][2], 24, "%llu", (unsigned long long)
-                 (h->parts[i].budget ? nano : 0));
-        snprintf(nums[n][3], 24, "%llu", (unsigned long long)
-                 tg_redis_nano(h->parts[i].budget_day));
-        snprintf(nums[n][4], 24, "%llu", (unsigned long long)
-                 tg_redis_nano(h->parts[i].budget_month));
-        n++;
-    }
+        c.tpm = own ? 0 : h->parts[i].tpm;
+        c.tokens = own ? 0 : deltas[i];
+        c.cost_nano = h->parts[i].budget ? nano : 0;
+        c.day = when.day;
+        c.month = when.month;
+        c.budget_day_nano = tg_redis_nano(h->parts[i].budget_day);
+        c.budget_month_nano = tg_redis_nano(h->parts[i].budget_month);
 
-    if (n != 0) {
-        argc = 0;
-
-        if (rd->report_sha[0] != '\0') {
-            argv[argc++] = "EVALSHA";
-            argv[argc++] = rd->report_sha;
-        } else {
-            argv[argc++] = "EVAL";
-            argv[argc++] = tg_report_lua;
-        }
-
-        snprintf(nkeys, sizeof(nkeys), "%zu", n);
-        argv[argc++] = nkeys;
-
-        for (i = 0; i < n; i++) {
-            argv[argc++] = keys[i];
-        }
-
-        for (i = 0; i < n; i++) {
-            for (k = 0; k < 5; k++) {
-                argv[argc++] = nums[i][k];
-            }
-        }
-
-        for (i = 0; i < (size_t) argc; i++) {
-            argvlen[i] = strlen(argv[i]);
-        }
-
-        redisAsyncCommandArgv(rd->ac, tg_redis_script_cb, rd->report_sha,
-                              argc, argv, argvlen);
+        (void) tg_reconcile_correct(rd->reconcile, up ? rd->ac : NULL, &c);
     }
 
     tg_redis_usage_of(rd, l, r, nano);
@@ -2323,30 +2251,6 @@ tg_redis_usage_of(tg_redis *rd, const tg_lease *l, const tg_report *r,
                        rd->state == TG_REDIS_UP ? rd->ac : NULL,
                        rd->srv->state->limits->wall_s, np,
                        r->count != 0 ? r->count : 1, tokens, nano);
-}
-
-
-/* a script nobody waits for: NOSCRIPT makes the next one an EVAL */
-
-static void
-tg_redis_script_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-    char        *sha = priv;
-    redisReply  *reply = r;
-    tg_redis    *rd = ac->data;
-
-    if (rd == NULL || reply == NULL || reply->type != REDIS_REPLY_ERROR) {
-        return;
-    }
-
-    if (tg_redis_noscript(reply)) {
-        sha[0] = '\0';
-        return;
-    }
-
-    rd->errors++;
-    tg_log_error("redis.error_reply", "address reply", "redis: %s: %s",
-                 rd->address, reply->str);
 }
 
 

@@ -111,12 +111,57 @@ static const char  tg_usage_lua[] =
     "return {1, n}\n";
 
 
+/*
+ * A REPORT's corrections of takes Redis saw: KEYS[2...] the counters;
+ * ARGV from 2 has 7 per key: tpm, the tokens' change (negative: given
+ * back; the window never goes below empty), the spend in nano-units, the
+ * node's day and month of it, budget_day and budget_month (for how long
+ * the key must live).  The spend counts in Redis's day (month) unless
+ * the node's is older: a day that ended while Redis was away is not
+ * added to the next (a node's clock ahead of Redis's counts now).  The
+ * reply: {1, how many keys}.
+ */
+
+static const char  tg_correct_lua[] =
+    TG_LUA_CLOCK
+    TG_LUA_BATCH
+    "for i = 2, #KEYS do\n"
+    "  local a = (i - 2) * 7 + 1\n"
+    "  local tpm, dt = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "  local cost = tonumber(ARGV[a + 3])\n"
+    "  local dy, mo = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])\n"
+    "  if tpm > 0 and dt ~= 0 then\n"
+    "    local h = redis.call('HMGET', KEYS[i], 'td', 'ta')\n"
+    "    local l = level(h[1], h[2], tpm) + dt * P\n"
+    "    if l < 0 then l = 0 end\n"
+    "    redis.call('HSET', KEYS[i], 'td', l, 'ta', now)\n"
+    "  end\n"
+    "  if cost > 0 then\n"
+    "    local h = redis.call('HMGET', KEYS[i], 'd', 'ds', 'm', 'ms')\n"
+    "    if dy >= day then\n"
+    "      local was = 0\n"
+    "      if tonumber(h[1]) == day then was = tonumber(h[2]) or 0 end\n"
+    "      redis.call('HSET', KEYS[i], 'd', day, 'ds', was + cost)\n"
+    "    end\n"
+    "    if mo >= month then\n"
+    "      local was = 0\n"
+    "      if tonumber(h[3]) == month then was = tonumber(h[4]) or 0 end\n"
+    "      redis.call('HSET', KEYS[i], 'm', month, 'ms', was + cost)\n"
+    "    end\n"
+    "  end\n"
+    "  keep(KEYS[i], tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]))\n"
+    "end\n"
+    "return {1, #KEYS - 1}\n";
+
+
 static void tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac,
     tg_batch *b);
 static void tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_reconcile_flush_usage(tg_reconcile *rc,
     redisAsyncContext *ac, bool all);
 static void tg_reconcile_unlink(tg_reconcile *rc, tg_batch *b);
+static void tg_reconcile_flush_corrections(tg_reconcile *rc,
+    redisAsyncContext *ac, bool all);
 
 
 tg_reconcile *
@@ -163,6 +208,7 @@ tg_reconcile_free(tg_reconcile *rc)
     }
 
     tg_usage_pending_free(&rc->usage);
+    free(rc->corr);
     free(rc->prefix);
     free(rc->address);
     free(rc);
@@ -287,6 +333,14 @@ tg_reconcile_done(tg_reconcile *rc, tg_batch *b, bool applied)
         rc->stats.skipped++;
     }
 
+    if (b->kind == TG_BATCH_REPORT) {
+        if (applied) {
+            rc->stats.corr_applied++;
+        } else {
+            rc->stats.corr_skipped++;
+        }
+    }
+
     tg_reconcile_unlink(rc, b);
     free(b);
 }
@@ -307,13 +361,17 @@ tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac, tg_batch *b)
 
     if (b->sent) {
         rc->stats.resent++;
+        rc->stats.corr_resent += b->kind == TG_BATCH_REPORT;
     } else {
         rc->stats.sent++;
+        rc->stats.corr_sent += b->kind == TG_BATCH_REPORT;
         b->sent = true;
     }
 
     if (b->kind == TG_BATCH_USAGE) {
         rc->usage_inflight++;
+    } else if (b->kind == TG_BATCH_REPORT) {
+        rc->report_inflight++;
     }
 }
 
@@ -330,6 +388,8 @@ tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv)
 
     if (b->kind == TG_BATCH_USAGE && rc->usage_inflight > 0) {
         rc->usage_inflight--;
+    } else if (b->kind == TG_BATCH_REPORT && rc->report_inflight > 0) {
+        rc->report_inflight--;
     }
 
     if (reply == NULL) {
@@ -342,6 +402,7 @@ tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv)
 
     if (tg_redis_parse_batch(reply, &applied) != 0) {
         rc->stats.dropped++;
+        rc->stats.corr_dropped += b->kind == TG_BATCH_REPORT;
         tg_log_error("redis.batch_refused", "address batch reply",
                      "redis: %s: batch %llu of the reconcile refused: %s",
                      rc->address, (unsigned long long) b->seq,
@@ -354,7 +415,11 @@ tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv)
         tg_reconcile_done(rc, b, applied);
     }
 
-    /* what waited behind the usage in flight */
+    /* what waited behind the usage (the corrections) in flight */
+
+    if (ac->data != NULL && rc->report_inflight == 0) {
+        tg_reconcile_flush_corrections(rc, ac, false);
+    }
 
     if (ac->data != NULL && rc->usage_inflight == 0) {
         tg_reconcile_flush_usage(rc, ac, false);
@@ -529,7 +594,140 @@ tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
     }
 
     tg_reconcile_tallies(rc, ac, s);
+    tg_reconcile_flush_corrections(rc, ac, true);
     tg_reconcile_flush_usage(rc, ac, true);
+}
+
+
+/* the REPORTs' corrections waiting, 64 counters a batch */
+
+tg_batch *
+tg_reconcile_corrections(tg_reconcile *rc)
+{
+    char                  nums[TG_RECONCILE_KEYS][7][24];
+    size_t                i, k, n;
+    tg_batch             *b;
+    const char           *keys[TG_RECONCILE_KEYS];
+    const char           *args[TG_RECONCILE_KEYS * 7];
+    const tg_correction  *c;
+
+    while (rc->ncorr != 0 && rc->kept < TG_RECONCILE_KEPT) {
+        n = rc->ncorr < TG_RECONCILE_KEYS ? rc->ncorr : TG_RECONCILE_KEYS;
+
+        for (i = 0; i < n; i++) {
+            c = &rc->corr[i];
+            keys[i] = c->key;
+            snprintf(nums[i][0], 24, "%u", c->tpm);
+            snprintf(nums[i][1], 24, "%lld", (long long) c->tokens);
+            snprintf(nums[i][2], 24, "%llu",
+                     (unsigned long long) c->cost_nano);
+            snprintf(nums[i][3], 24, "%u", c->day);
+            snprintf(nums[i][4], 24, "%u", c->month);
+            snprintf(nums[i][5], 24, "%llu",
+                     (unsigned long long) c->budget_day_nano);
+            snprintf(nums[i][6], 24, "%llu",
+                     (unsigned long long) c->budget_month_nano);
+            for (k = 0; k < 7; k++) {
+                args[i * 7 + k] = nums[i][k];
+            }
+        }
+
+        b = tg_reconcile_batch(rc, TG_BATCH_REPORT, tg_correct_lua, n, keys,
+                               n * 7, args);
+
+        /* copied into the batch (or dropped): out of the table */
+
+        rc->ncorr -= n;
+        memmove(rc->corr, rc->corr + n, rc->ncorr * sizeof(tg_correction));
+
+        if (b != NULL) {
+            return b;
+        }
+
+        rc->stats.dropped++;
+        rc->stats.corr_dropped += n;
+    }
+
+    return NULL;
+}
+
+
+static void
+tg_reconcile_flush_corrections(tg_reconcile *rc, redisAsyncContext *ac,
+    bool all)
+{
+    tg_batch  *b;
+
+    do {
+        b = tg_reconcile_corrections(rc);
+
+        if (b == NULL) {
+            return;
+        }
+
+        tg_reconcile_put(rc, ac, b);
+
+    } while (all);
+}
+
+
+int
+tg_reconcile_correct(tg_reconcile *rc, redisAsyncContext *ac,
+    const tg_correction *c)
+{
+    size_t          i, cap;
+    tg_correction  *e, *corr;
+
+    for (i = 0; i < rc->ncorr; i++) {
+        e = &rc->corr[i];
+
+        if (e->day == c->day && e->month == c->month
+            && strcmp(e->key, c->key) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == rc->ncorr) {
+        if (rc->ncorr == TG_RECONCILE_CORRECTIONS) {
+            rc->stats.corr_dropped++;
+            return -1;
+        }
+
+        if (rc->ncorr == rc->corr_cap) {
+            cap = rc->corr_cap != 0 ? rc->corr_cap * 2 : 16;
+            corr = realloc(rc->corr, cap * sizeof(tg_correction));
+            if (corr == NULL) {
+                rc->stats.corr_dropped++;
+                return -1;
+            }
+            rc->corr = corr;
+            rc->corr_cap = cap;
+        }
+
+        e = &rc->corr[rc->ncorr++];
+        *e = *c;
+
+    } else {
+        /* the latest limit, the longest life, the sums */
+        if (c->tpm != 0) {
+            e->tpm = c->tpm;
+        }
+        e->tokens += c->tokens;
+        e->cost_nano += c->cost_nano;
+        if (c->budget_day_nano > e->budget_day_nano) {
+            e->budget_day_nano = c->budget_day_nano;
+        }
+        if (c->budget_month_nano > e->budget_month_nano) {
+            e->budget_month_nano = c->budget_month_nano;
+        }
+    }
+
+    if (ac != NULL && rc->report_inflight == 0) {
+        tg_reconcile_flush_corrections(rc, ac, false);
+    }
+
+    return 0;
 }
 
 
@@ -627,4 +825,5 @@ tg_reconcile_view_of(const tg_reconcile *rc, tg_reconcile_view *v)
     v->pending = rc->kept;
     v->usage_pending = rc->usage.n;
     v->usage_dropped = rc->stats.usage_dropped + rc->usage.dropped;
+    v->corr_waiting = rc->ncorr;
 }

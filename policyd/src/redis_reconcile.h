@@ -10,6 +10,12 @@
  * next connection; Redis keeps, per hash tag, the number of the last
  * batch of this epoch it applied, and its script applies a batch only
  * when its number is newer: sent twice, it counts once.
+ *
+ * A REPORT's corrections of takes Redis saw (the tokens used less the
+ * decision's estimate, the cost spent from each budget) go the same way:
+ * summed per counter in a table while a correction batch is unanswered
+ * or Redis is away, then sent as one numbered batch (docs/policy.md,
+ * "A REPORT's corrections").
  */
 
 #ifndef TG_REDIS_RECONCILE_H
@@ -22,6 +28,7 @@
 #include <hiredis/async.h>
 
 #include "limits_store.h"
+#include "redis_keys.h"
 #include "status.h"
 #include "usage_pending.h"
 
@@ -30,12 +37,27 @@
 #define TG_RECONCILE_USAGE      128     /* usage entries in one batch */
 #define TG_RECONCILE_KEPT       256     /* batches kept, at most */
 #define TG_RECONCILE_EPOCH      160     /* an epoch's bytes, at most */
+#define TG_RECONCILE_CORRECTIONS 4096   /* counters' corrections waiting */
 
 
 typedef enum {
     TG_BATCH_LIMITS = 0,
-    TG_BATCH_USAGE
+    TG_BATCH_USAGE,
+    TG_BATCH_REPORT                     /* a REPORT's corrections */
 } tg_batch_kind;
+
+
+/* a REPORT's correction of one counter that Redis took */
+typedef struct {
+    char            key[TG_REDIS_KEY_MAX];  /* the counter's hash */
+    uint32_t        tpm;                /* 0: no tokens' change */
+    int64_t         tokens;             /* the change: used - estimated */
+    uint64_t        cost_nano;          /* spent from its budget */
+    uint32_t        day;                /* the node's, when spent */
+    uint32_t        month;
+    uint64_t        budget_day_nano;    /* for how long its hash lives */
+    uint64_t        budget_month_nano;
+} tg_correction;
 
 
 typedef struct tg_batch  tg_batch;
@@ -63,6 +85,11 @@ typedef struct tg_reconcile {
     tg_batch           *tail;
     size_t              kept;
     size_t              usage_inflight; /* usage batches in flight */
+    size_t              report_inflight; /* correction batches in flight */
+
+    tg_correction      *corr;           /* waiting, summed per counter */
+    size_t              ncorr;
+    size_t              corr_cap;
 
     tg_usage_pending    usage;
     tg_usage_pending_entry  take[TG_RECONCILE_USAGE];   /* a batch's */
@@ -108,6 +135,25 @@ void tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
 void tg_reconcile_usage(tg_reconcile *rc, redisAsyncContext *ac,
     int64_t wall_s, const char *const *names, uint64_t requests,
     uint64_t tokens, uint64_t cost_nano);
+
+/*
+ * A REPORT's correction of one counter Redis took: added to the one of
+ * the same counter, day and month waiting; sent at once on ac (NULL:
+ * Redis is away) unless a correction batch is in flight: then with the
+ * next one, when that is answered.  -1: the table is full, dropped
+ * (counted).
+ */
+int tg_reconcile_correct(tg_reconcile *rc, redisAsyncContext *ac,
+    const tg_correction *c);
+
+/*
+ * The next batch of the corrections waiting (up to TG_RECONCILE_KEYS
+ * counters, out of the table), numbered and kept, not sent: "EVAL"
+ * script numkeys marker keys... seq, then 7 per key: tpm tokens cost_nano
+ * day month budget_day_nano budget_month_nano.  NULL: none waiting, or
+ * TG_RECONCILE_KEPT kept already.
+ */
+tg_batch *tg_reconcile_corrections(tg_reconcile *rc);
 
 void tg_reconcile_view_of(const tg_reconcile *rc, tg_reconcile_view *v);
 

@@ -120,6 +120,21 @@ tg_status_redis_reconcile(cJSON *r, const tg_reconcile_view *rc)
     cJSON_AddNumberToObject(o, "dropped", (double) rc->dropped);
     cJSON_AddNumberToObject(o, "usage_pending", (double) rc->usage_pending);
     cJSON_AddNumberToObject(o, "usage_dropped", (double) rc->usage_dropped);
+
+    /* of them, the REPORTs' corrections' batches; their counters waiting */
+
+    o = cJSON_AddObjectToObject(o, "corrections");
+
+    if (o == NULL) {
+        return;
+    }
+
+    cJSON_AddNumberToObject(o, "sent", (double) rc->corr_sent);
+    cJSON_AddNumberToObject(o, "resent", (double) rc->corr_resent);
+    cJSON_AddNumberToObject(o, "applied", (double) rc->corr_applied);
+    cJSON_AddNumberToObject(o, "skipped", (double) rc->corr_skipped);
+    cJSON_AddNumberToObject(o, "waiting", (double) rc->corr_waiting);
+    cJSON_AddNumberToObject(o, "dropped", (double) rc->corr_dropped);
 }
 
 

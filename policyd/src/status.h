@@ -27,6 +27,15 @@ typedef struct {
     uint64_t        dropped;        /* refused by Redis, or not kept */
     uint64_t        usage_pending;  /* usage entries waiting */
     uint64_t        usage_dropped;  /* usage entries refused: table full */
+
+    /* of them, the REPORTs' corrections (policyd.redis.reconcile
+       .corrections): batches, then counters' corrections */
+    uint64_t        corr_sent;
+    uint64_t        corr_resent;
+    uint64_t        corr_applied;
+    uint64_t        corr_skipped;
+    uint64_t        corr_waiting;   /* counters' corrections in the table */
+    uint64_t        corr_dropped;   /* refused: table full, or the batch */
 } tg_reconcile_view;
 
 

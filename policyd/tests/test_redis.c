@@ -840,6 +840,162 @@ test_reconcile_batch_numbers(void **unused)
 }
 
 
+/*
+ * A REPORT's corrections: summed per counter, day and month while they
+ * wait; made into numbered batches of 64 counters, 7 numbers each; the
+ * table's bound; a negative tokens' change (given back) kept signed.
+ */
+
+static tg_correction
+test_correction(const char *key, uint32_t tpm, int64_t tokens,
+    uint64_t cost, uint32_t day)
+{
+    tg_correction  c;
+
+    memset(&c, 0, sizeof(c));
+    snprintf(c.key, sizeof(c.key), "%s", key);
+    c.tpm = tpm;
+    c.tokens = tokens;
+    c.cost_nano = cost;
+    c.day = day;
+    c.month = 683;
+    c.budget_day_nano = 10000000000ULL;
+    return c;
+}
+
+
+static void
+test_reconcile_corrections(void **unused)
+{
+    size_t             i;
+    char               key[64];
+    tg_batch          *b;
+    tg_reconcile      *rc;
+    tg_correction      c;
+    tg_reconcile_view  v;
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 7, 1733300000123ULL, "tg", "addr");
+    assert_non_null(rc);
+
+    /* none waiting: no batch, no number used */
+    assert_null(tg_reconcile_corrections(rc));
+
+    c = test_correction("{tg:limits}:c|p|a", 60, 600, 302000000000ULL,
+                        20791);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    /* the same counter and day: summed, the longest budget kept */
+    c = test_correction("{tg:limits}:c|p|a", 60, -10, 5, 20791);
+    c.budget_day_nano = 1;
+    c.budget_month_nano = 99;
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    /* another day of it, another counter (no tokens: tpm 0) */
+    c = test_correction("{tg:limits}:c|p|a", 60, 1, 1, 20792);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    c = test_correction("{tg:limits}:t|p|x", 0, 0, 7, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.corr_waiting, 3);
+    assert_int_equal(v.pending, 0);
+    assert_int_equal(v.corr_sent, 0);
+
+    b = tg_reconcile_corrections(rc);
+    assert_non_null(b);
+    assert_int_equal(b->kind, TG_BATCH_REPORT);
+    assert_int_equal(b->seq, 1);
+
+    /* EVAL script numkeys marker keys... seq, 7 per key */
+    assert_int_equal(b->argc, 4 + 3 + 1 + 3 * 7);
+    assert_string_equal(b->argv[0], "EVAL");
+    assert_non_null(strstr(b->argv[1], "if dy >= day"));
+    assert_string_equal(b->argv[2], "4");
+    assert_string_equal(b->argv[3], "{tg:limits}:batch:node-a/7.1733300000123");
+    assert_string_equal(b->argv[4], "{tg:limits}:c|p|a");
+    assert_string_equal(b->argv[5], "{tg:limits}:c|p|a");
+    assert_string_equal(b->argv[6], "{tg:limits}:t|p|x");
+    assert_string_equal(b->argv[7], "1");
+    assert_string_equal(b->argv[8], "60");
+    assert_string_equal(b->argv[9], "590");            /* 600 - 10 */
+    assert_string_equal(b->argv[10], "302000000005");
+    assert_string_equal(b->argv[11], "20791");
+    assert_string_equal(b->argv[12], "683");
+    assert_string_equal(b->argv[13], "10000000000");
+    assert_string_equal(b->argv[14], "99");
+    assert_string_equal(b->argv[16], "1");             /* the next day */
+    assert_string_equal(b->argv[18], "20792");
+    assert_string_equal(b->argv[22], "0");             /* no tpm */
+    assert_string_equal(b->argv[23], "0");
+    assert_string_equal(b->argv[24], "7");
+
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.corr_waiting, 0);
+    assert_int_equal(v.pending, 1);
+    assert_null(tg_reconcile_corrections(rc));
+
+    /* given back: a negative change stays negative */
+    c = test_correction("{tg:limits}:c|p|a", 60, -25, 0, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+
+    tg_reconcile_done(rc, b, true);
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.corr_applied, 1);
+    assert_int_equal(v.applied, 1);
+
+    b = tg_reconcile_corrections(rc);
+    assert_int_equal(b->seq, 2);
+    assert_string_equal(b->argv[6], "60");
+    assert_string_equal(b->argv[7], "-25");
+    tg_reconcile_done(rc, b, false);
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.corr_skipped, 1);
+
+    /* 65 counters: a batch of 64, then one of the last */
+    for (i = 0; i < 65; i++) {
+        snprintf(key, sizeof(key), "{tg:limits}:c|p|n%zu", i);
+        c = test_correction(key, 0, 0, 1, 20791);
+        assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    }
+    b = tg_reconcile_corrections(rc);
+    assert_string_equal(b->argv[2], "65");
+    assert_string_equal(b->argv[4], "{tg:limits}:c|p|n0");
+    tg_reconcile_done(rc, b, true);
+    b = tg_reconcile_corrections(rc);
+    assert_string_equal(b->argv[2], "2");
+    assert_string_equal(b->argv[4], "{tg:limits}:c|p|n64");
+    tg_reconcile_done(rc, b, true);
+
+    /* the table's bound: counted, the rest kept */
+    for (i = 0; i < TG_RECONCILE_CORRECTIONS; i++) {
+        snprintf(key, sizeof(key), "{tg:limits}:c|p|m%zu", i);
+        c = test_correction(key, 0, 0, 1, 20791);
+        assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    }
+    c = test_correction("{tg:limits}:c|p|one-more", 0, 0, 1, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), -1);
+    /* one waiting already still sums */
+    c = test_correction("{tg:limits}:c|p|m0", 0, 0, 1, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.corr_waiting, TG_RECONCILE_CORRECTIONS);
+    assert_int_equal(v.corr_dropped, 1);
+
+    /* a key without a hash tag: no batch; its counters dropped, counted */
+    tg_reconcile_free(rc);
+    rc = tg_reconcile_new("node-a", 8, 1, "tg", "addr");
+    c = test_correction("no-tag", 0, 0, 1, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    assert_null(tg_reconcile_corrections(rc));
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.corr_waiting, 0);
+    assert_int_equal(v.corr_dropped, 1);
+    assert_int_equal(v.dropped, 1);
+
+    tg_reconcile_free(rc);
+}
+
+
 /* the usage table: empty, sums of duplicates, by day, full, odd names */
 
 static void
@@ -1000,6 +1156,7 @@ main(void)
         cmocka_unit_test(test_redis_batch_keys),
         cmocka_unit_test(test_redis_batch_replies),
         cmocka_unit_test(test_reconcile_batch_numbers),
+        cmocka_unit_test(test_reconcile_corrections),
         cmocka_unit_test(test_usage_pending_table),
         cmocka_unit_test(test_usage_pending_full),
     };
