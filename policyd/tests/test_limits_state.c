@@ -355,6 +355,75 @@ test_state_file(void **unused)
 }
 
 
+/*
+ * The saver: a snapshot at most once a second, at once when forced
+ * (SIGHUP), and the last spend written at the stop even within the second.
+ */
+
+static uint64_t
+month_in(const char *path, tg_policy *p)
+{
+    uint64_t          v;
+    tg_limit_store   *b;
+    const tg_counter *c;
+
+    b = tg_limit_store_memory();
+    tg_limits_state_load(b, p, path);
+    c = PEEK(b, "c\037agents\037alice");
+    v = c != NULL ? c->budget.month_spent : 0;
+    b->ops->free(b);
+
+    return v;
+}
+
+
+static void
+test_state_saver(void **unused)
+{
+    char              dir[] = "/tmp/tg-saver-XXXXXX", path[128];
+    tg_policy        *p;
+    tg_limit_store   *a;
+    tg_limits_saver  *sv;
+
+    (void) unused;
+
+    p = tg_test_policy(tg_state_policy);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/limits.state", dir);
+
+    a = tg_limit_store_memory();
+    tg_limit_store_clock(a);
+    a->now_ms += 10000;
+    sv = tg_limits_saver_new(path);
+    assert_non_null(sv);
+
+    /* nothing spent: nothing written */
+    tg_limits_saver_tick(sv, a, true);
+    tg_limits_saver_free(sv, a);
+    assert_int_equal(access(path, F_OK), -1);
+
+    sv = tg_limits_saver_new(path);
+    spend(a, "c\037agents\037alice", 1, a->wall_s);
+    tg_limits_saver_tick(sv, a, false);
+
+    /* within the second: not handed over; forced (SIGHUP): at once */
+    spend(a, "c\037agents\037alice", 2, a->wall_s);
+    tg_limits_saver_tick(sv, a, false);
+    spend(a, "c\037agents\037alice", 4, a->wall_s);
+    tg_limits_saver_tick(sv, a, true);
+
+    /* and the stop writes the last one, however soon */
+    spend(a, "c\037agents\037alice", 8, a->wall_s);
+    tg_limits_saver_free(sv, a);
+    assert_int_equal(month_in(path, p), 15);
+
+    unlink(path);
+    rmdir(dir);
+    a->ops->free(a);
+    tg_policy_free(p);
+}
+
+
 /* a save is formatted on the loop: how long for 10000 counters */
 
 static void
@@ -420,6 +489,7 @@ main(void)
         cmocka_unit_test(test_state_truncated_everywhere),
         cmocka_unit_test(test_state_refused),
         cmocka_unit_test(test_state_file),
+        cmocka_unit_test(test_state_saver),
         cmocka_unit_test(test_state_save_time),
     };
 
