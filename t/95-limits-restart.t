@@ -6,7 +6,10 @@
 # saved at the stop) or is killed (SIGKILL: saved within a second of the
 # spend).  A state file of yesterday gives back nothing of the day but
 # keeps the month's spend; a corrupt one is refused with one log line and
-# policyd serves with nothing restored (docs/policy.md, "One node").
+# policyd serves with nothing restored (docs/policy.md, "One node").  With
+# Redis (on_redis_error "local"): what a node spent alone while Redis was
+# away, restarted during the outage, reaches Redis once it is back, once,
+# also after another restart.
 
 use strict;
 use warnings;
@@ -16,7 +19,10 @@ use lib "$FindBin::Bin/lib";
 
 use JSON::PP ();
 use Test::More;
+use Time::HiRes qw(sleep);
 use Tailgate::Gateway;
+use Tailgate::Redis qw(redis_server start_redis kill_redis redis_cli
+                       start_node node_status);
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
 
@@ -141,6 +147,74 @@ subtest 'a corrupt file: refused with one line, policyd serves' => sub {
     is(ask('term')->{status}, 200, 'nothing restored: the client spent '
        . 'before is served');
     is(ask('fresh')->{status}, 200, 'and a new one');
+};
+
+subtest 'Redis: a spend made alone before a restart reaches Redis once' => sub {
+    plan skip_all => 'redis-server is not installed' unless redis_server();
+
+    my $r = Tailgate::Gateway->new;
+    my $rkey = $r->new_key;
+    my $rpolicy = $JSON->decode($JSON->encode($policy));
+    # a share of 10.0 a day for each of 2 nodes
+    $rpolicy->{limits}{profiles}{cheap} = { budget => { day => 20 } };
+    $rpolicy->{limits}{state_file} = $r->dir . '/limits.state';
+
+    start_redis($r);
+    $r->mock_provider('local');
+    start_node($r, $r, name => 'a', policy => $rpolicy,
+               start => { keys => [ rex => { key => $rkey, limit => 'cheap' } ],
+                          timeout => '5s' });
+    $r->allow_log(qr/cannot connect to policyd/,
+                  qr/policyd connection #\d+ closed/,
+                  qr/policyd at "unix:[^"]+" is reachable again/);
+
+    my $state = sub {
+        my $doc = node_status($r) or return '';
+        return $doc->{policyd}{redis}{state} // '';
+    };
+    my $wait = sub {
+        my ($want) = @_;
+        $r->wait_for(sub { $state->() eq $want }, timeout => 15,
+                     interval => 0.1);
+    };
+    my $ds = sub {
+        redis_cli($r, 'HGET', '{tg:limits}:c|cheap|rex', 'ds') // 0;
+    };
+    my $restart = sub {
+        my ($how) = @_;
+        $how eq 'KILL' ? $r->kill_policyd : $r->stop_policyd;
+        $r->start_policyd(env => { EXT_API_KEY =>
+                                   $Tailgate::Gateway::PROVIDER_KEY },
+                          args => ['-a', $r->dir . '/admin.sock']);
+    };
+
+    ok($wait->('up'), 'redis is up');
+    kill_redis($r);
+    ok($wait->('down'), 'then down');
+
+    my $res = $r->chat('qwen', key => $rkey, headers => $used);
+    is($res->{status}, 200, 'spent alone: 5.0');
+    sleep 1.6;          # its REPORT read while Redis is away, then saved
+
+    $restart->('TERM');
+    ok($wait->('down'), 'policyd restarted while Redis is still away');
+
+    start_redis($r);    # empty, as a Redis restarted without its data
+    ok($wait->('up'), 'Redis back');
+    ok($r->wait_for(sub { $ds->() >= 5e9 }, timeout => 5, interval => 0.1),
+       'the spend made before the restart reached Redis')
+        or diag 'ds: ' . $ds->();
+    sleep 1.5;
+    is($ds->(), 5e9, 'once: 5.0');
+
+    # the tallies sent are cleared in the file before they leave
+    $restart->('KILL');
+    ok($wait->('up'), 'killed and started again with Redis up');
+    sleep 1.5;
+    is($ds->(), 5e9, 'not sent again after the restart');
+
+    $r->stop_all;
+    $r->logs_clean('the Redis node: error.log is clean');
 };
 
 $t->done_testing;

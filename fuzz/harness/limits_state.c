@@ -66,6 +66,10 @@ fuzz_check_counter(tg_counter *c, void *arg)
     FUZZ_CHECK(c->own_budget.month == fuzz_today.month
                || c->own_budget.month_spent == 0);
 
+    /* the policy has no Redis: no away tally */
+    FUZZ_CHECK(c->away_budget.day_spent == 0
+               && c->away_budget.month_spent == 0);
+
     if (cmp->other != NULL) {
         o = cmp->other->ops->peek(cmp->other, c->key, c->key_len);
         FUZZ_CHECK(o != NULL);

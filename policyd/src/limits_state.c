@@ -96,6 +96,7 @@ tg_text_room(tg_text *t, size_t n)
 typedef struct {
     tg_budget   budget;
     tg_budget   own;
+    tg_budget   away;
     size_t      key_off;
     size_t      key_len;
 } tg_state_item;
@@ -134,7 +135,7 @@ tg_snap_counter(tg_counter *c, void *arg)
 {
     void           *p;
     size_t          cap;
-    tg_budget       b = c->budget, own = c->own_budget;
+    tg_budget       b = c->budget, own = c->own_budget, away = c->away_budget;
     tg_state_snap  *sn = arg;
     tg_state_item  *it;
 
@@ -144,9 +145,11 @@ tg_snap_counter(tg_counter *c, void *arg)
 
     tg_roll_to(&b, &sn->now);
     tg_roll_to(&own, &sn->now);
+    tg_roll_to(&away, &sn->now);
 
     if (b.day_spent == 0 && b.month_spent == 0 && own.day_spent == 0
-        && own.month_spent == 0)
+        && own.month_spent == 0 && away.day_spent == 0
+        && away.month_spent == 0)
     {
         return;
     }
@@ -179,6 +182,7 @@ tg_snap_counter(tg_counter *c, void *arg)
     it = &sn->items[sn->n++];
     it->budget = b;
     it->own = own;
+    it->away = away;
     it->key_off = sn->keys_len;
     it->key_len = c->key_len;
     memcpy(sn->keys + sn->keys_len, c->key, c->key_len);
@@ -256,19 +260,23 @@ tg_limits_state_text(const tg_state_snap *sn, char **text, size_t *len)
     for (i = 0; i < sn->n; i++) {
         it = &sn->items[i];
 
-        p = tg_text_room(&t, 10 * 21 + 2 * it->key_len + 2);
+        p = tg_text_room(&t, 14 * 21 + 2 * it->key_len + 2);
         if (p == NULL) {
             break;
         }
 
-        n = snprintf(p, 10 * 21, "b %u %llu %u %llu %u %llu %u %llu ",
+        n = snprintf(p, 14 * 21, "b %u %llu %u %llu %u %llu %u %llu "
+                     "%u %llu %u %llu ",
                      it->budget.day,
                      (unsigned long long) it->budget.day_spent,
                      it->budget.month,
                      (unsigned long long) it->budget.month_spent,
                      it->own.day, (unsigned long long) it->own.day_spent,
                      it->own.month,
-                     (unsigned long long) it->own.month_spent);
+                     (unsigned long long) it->own.month_spent,
+                     it->away.day, (unsigned long long) it->away.day_spent,
+                     it->away.month,
+                     (unsigned long long) it->away.month_spent);
         p += n;
         key = sn->keys + it->key_off;
 
@@ -398,15 +406,22 @@ static void
 tg_move_counter(tg_counter *c, void *arg)
 {
     tg_move     *mv = arg;
-    tg_budget    b = c->budget, own = c->own_budget;
+    tg_budget    b = c->budget, own = c->own_budget, away = c->away_budget;
     tg_counter  *to;
 
     /* an older day or month is over: its spend is not restored */
     tg_budget_roll(&b, mv->wall_s);
     tg_budget_roll(&own, mv->wall_s);
+    tg_budget_roll(&away, mv->wall_s);
+
+    /* an away tally is Redis's to hear of: none without Redis */
+    if (mv->policy != NULL && !mv->policy->redis.enabled) {
+        memset(&away, 0, sizeof(away));
+    }
 
     if (b.day_spent == 0 && b.month_spent == 0 && own.day_spent == 0
-        && own.month_spent == 0)
+        && own.month_spent == 0 && away.day_spent == 0
+        && away.month_spent == 0)
     {
         return;
     }
@@ -423,6 +438,7 @@ tg_move_counter(tg_counter *c, void *arg)
 
     to->budget = b;
     to->own_budget = own;
+    to->away_budget = away;
     mv->into->ops->unref(mv->into, to);
     mv->restored++;
 }
@@ -443,7 +459,7 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
     int              hi, lo;
     char             key[TG_STATE_KEY_MAX];
     size_t           i, klen, lines, body;
-    uint64_t         v[8], n, check;
+    uint64_t         v[12], n, check;
     tg_move          mv;
     tg_cursor        cu;
     tg_counter      *c;
@@ -530,7 +546,7 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
             goto failed;
         }
 
-        for (i = 0; i < 8; i++) {
+        for (i = 0; i < 12; i++) {
             if (!tg_read_u64(&cu, i % 2 == 0 ? UINT32_MAX : UINT64_MAX,
                              &v[i])
                 || !tg_read_char(&cu, ' '))
@@ -580,6 +596,10 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
         c->own_budget.day_spent = v[5];
         c->own_budget.month = (uint32_t) v[6];
         c->own_budget.month_spent = v[7];
+        c->away_budget.day = (uint32_t) v[8];
+        c->away_budget.day_spent = v[9];
+        c->away_budget.month = (uint32_t) v[10];
+        c->away_budget.month_spent = v[11];
         tmp->ops->unref(tmp, c);
 
         cu.p = endl + 1;
@@ -767,7 +787,9 @@ struct tg_limits_saver {
     pthread_t        thread;
     pthread_mutex_t  mu;
     pthread_cond_t   cv;
+    pthread_cond_t   done_cv;           /* the thread wrote what it had */
     bool             stop;
+    bool             busy;              /* writing a snapshot */
 
     char            *path;              /* the loop's */
     char            *next_path;         /* handed: the thread's to take */
@@ -806,6 +828,7 @@ tg_saver_main(void *arg)
 
         sn = sv->next;
         sv->next = NULL;
+        sv->busy = true;
 
         if (sv->next_path != NULL) {
             free(path);
@@ -832,6 +855,8 @@ tg_saver_main(void *arg)
         tg_limits_state_snap_free(sn);
 
         pthread_mutex_lock(&sv->mu);
+        sv->busy = false;
+        pthread_cond_broadcast(&sv->done_cv);
 
         if (rc != 0) {
             memcpy(sv->err, err, sizeof(err));
@@ -861,6 +886,7 @@ tg_limits_saver_new(const char *path)
 
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv, NULL);
+    pthread_cond_init(&sv->done_cv, NULL);
 
     tg_limits_saver_path(sv, path);
 
@@ -871,6 +897,7 @@ tg_limits_saver_new(const char *path)
         free(sv->next_path);
         pthread_mutex_destroy(&sv->mu);
         pthread_cond_destroy(&sv->cv);
+        pthread_cond_destroy(&sv->done_cv);
         free(sv);
         return NULL;
     }
@@ -962,6 +989,39 @@ tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s, bool force)
 
 
 void
+tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s)
+{
+    tg_state_snap  *sn;
+
+    if (sv == NULL) {
+        return;
+    }
+
+    tg_limit_store_clock(s);
+
+    sn = tg_limits_state_snap(s, s->wall_s);
+    if (sn == NULL) {
+        return;
+    }
+
+    sv->saved_spends = s->spends;
+    sv->saved_ms = s->now_ms;
+
+    pthread_mutex_lock(&sv->mu);
+    tg_limits_state_snap_free(sv->next);
+    sv->next = sn;
+    pthread_cond_signal(&sv->cv);
+
+    /* written, and no older snapshot after it */
+    while (sv->next != NULL || sv->busy) {
+        pthread_cond_wait(&sv->done_cv, &sv->mu);
+    }
+
+    pthread_mutex_unlock(&sv->mu);
+}
+
+
+void
 tg_limits_saver_free(tg_limits_saver *sv, tg_limit_store *s)
 {
     if (sv == NULL) {
@@ -990,5 +1050,6 @@ tg_limits_saver_free(tg_limits_saver *sv, tg_limit_store *s)
     tg_limits_state_snap_free(sv->next);
     pthread_mutex_destroy(&sv->mu);
     pthread_cond_destroy(&sv->cv);
+    pthread_cond_destroy(&sv->done_cv);
     free(sv);
 }

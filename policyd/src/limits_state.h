@@ -5,8 +5,10 @@
  *
  *   the file     "tailgate-limits 1\n", then one line per counter with a
  *                budget spent this day or month,
- *                "b DAY DS MONTH MS OWN_DAY OWN_DS OWN_MONTH OWN_MS KEY\n"
- *                (numbers in decimal, the key in hex), then
+ *                "b DAY DS MONTH MS OWN_DAY OWN_DS OWN_MONTH OWN_MS
+ *                AWAY_DAY AWAY_DS AWAY_MONTH AWAY_MS KEY\n" (the
+ *                counter's budget, own_budget and away_budget; numbers in
+ *                decimal, the key in hex), then
  *                "end N CHECK\n": N lines, CHECK the FNV-1a 64 of every
  *                byte before "end" in hex.  A file without its end, or
  *                whose check or count is off, is refused whole.
@@ -72,6 +74,13 @@ void tg_limits_saver_path(tg_limits_saver *sv, const char *path);
  */
 void tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s,
     bool force);
+
+/*
+ * A snapshot written before it returns, whatever was spent: the loop waits
+ * for the disk, so only for what must be on it before the loop goes on
+ * (a reconcile's cleared tallies, before the batch leaves).
+ */
+void tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s);
 
 /* the last save, written before it returns; NULL is fine */
 void tg_limits_saver_free(tg_limits_saver *sv, tg_limit_store *s);

@@ -212,6 +212,15 @@ struct tg_limit_store {
      */
     uint32_t                   nodes;
     bool                       away;
+
+    /*
+     * Writes the state file now (limits_state.h), before the loop goes
+     * on: a reconcile calls it once it cleared the away tallies it sends,
+     * so that a restart after Redis applied them does not send them
+     * again.  NULL: no state file.
+     */
+    void                     (*persist)(void *arg);
+    void                      *persist_arg;
 };
 
 

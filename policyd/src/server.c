@@ -66,6 +66,7 @@ static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_probe_done(const tg_probe_answer *a, void *data);
 static bool tg_leases_mark(tg_server *srv);
 static void tg_leases_unmark(tg_server *srv);
+static void tg_limits_persist(void *arg);
 static const char *tg_limits_state_path(tg_server *srv, const tg_policy *p,
     char *buf, size_t size);
 
@@ -216,6 +217,9 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
                          "out of memory for the limits' state");
             goto done;
         }
+
+        srv.state->limits->persist = tg_limits_persist;
+        srv.state->limits->persist_arg = &srv;
     }
 
     if (policy->redis.enabled) {
@@ -289,6 +293,7 @@ done:
     /* the budgets as they are at a clean stop */
     tg_limits_saver_free(srv.limits_saver,
                          srv.state != NULL ? srv.state->limits : NULL);
+    srv.limits_saver = NULL;
 
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
@@ -871,6 +876,15 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (wake) {
         tg_queue_wake_all(srv);
     }
+}
+
+
+static void
+tg_limits_persist(void *arg)
+{
+    tg_server  *srv = arg;
+
+    tg_limits_saver_flush(srv->limits_saver, srv->state->limits);
 }
 
 

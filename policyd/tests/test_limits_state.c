@@ -26,6 +26,7 @@
 
 
 #define DAY_S  86400
+#define Z8  " 0 0 0 0 0 0 0 0"        /* own_budget, away_budget: none */
 #define PEEK(s, k)  (s)->ops->peek((s), (k), sizeof(k) - 1)
 /* 2026-12-04 12:00 UTC: a day and month away from their ends */
 #define NOW_S  ((int64_t) 1796385600)
@@ -233,7 +234,7 @@ test_state_refused(void **unused)
 
     /* 2^64: one more than a u64 */
     snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 "
-             "18446744073709551616 683 1 0 0 0 0 %s\n", key);
+             "18446744073709551616 683 1 0 0 0 0 0 0 0 0 %s\n", key);
     t = file_of(line, 1);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
     assert_string_equal(why, "line 2: a malformed number");
@@ -241,28 +242,28 @@ test_state_refused(void **unused)
 
     /* a day of more than 32 bits */
     snprintf(line, sizeof(line), "tailgate-limits 1\nb 4294967296 1 683 1 "
-             "0 0 0 0 %s\n", key);
+             "0 0 0 0 0 0 0 0 %s\n", key);
     t = file_of(line, 1);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
     free(t);
 
     /* signs and leading zeros are not what the writer writes */
     snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 -1 683 01 0 0 "
-             "0 0 %s\n", key);
+             "0 0 0 0 0 0 %s\n", key);
     t = file_of(line, 1);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
     free(t);
 
     /* a key twice */
-    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1 0 0 0 0"
-             " %s\nb 20791 2 683 2 0 0 0 0 %s\n", key, key);
+    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1" Z8
+             " %s\nb 20791 2 683 2" Z8 " %s\n", key, key);
     t = file_of(line, 2);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
     assert_string_equal(why, "line 3: a key twice");
     free(t);
 
     /* a count that is off */
-    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1 0 0 0 0"
+    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1" Z8
              " %s\n", key);
     t = file_of(line, 2);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
@@ -270,7 +271,7 @@ test_state_refused(void **unused)
     free(t);
 
     /* an odd or non-hex key */
-    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1 0 0 0 0"
+    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1" Z8
              " 6g\n");
     t = file_of(line, 1);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
@@ -281,7 +282,7 @@ test_state_refused(void **unused)
 
     /* the largest numbers are fine: a budget spent to the end */
     snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 "
-             "18446744073709551615 683 18446744073709551615 0 0 0 0 %s\n",
+             "18446744073709551615 683 18446744073709551615" Z8 " %s\n",
              key);
     t = file_of(line, 1);
     assert_int_equal(parse(b, p, t, strlen(t), why), 0);
@@ -292,6 +293,68 @@ test_state_refused(void **unused)
 
     b->ops->free(b);
     tg_policy_free(p);
+}
+
+
+/* an away tally is restored for Redis only; the file of 8 numbers refused */
+
+static void
+test_state_away(void **unused)
+{
+    char              line[512], *t, why[160];
+    tg_policy        *p, *pr;
+    tg_limit_store   *b;
+    const tg_counter *c;
+    static const char  key[] = "631f6167656e74731f616c696365";
+
+    (void) unused;
+
+    p = tg_test_policy(tg_state_policy);
+    pr = tg_test_policy(
+        "{ 'listen': { 'path': '/x' },"
+        "  'providers': { 'p': { 'upstream': 'u', 'zone': 'local',"
+        "    'endpoints': ['chat'] } },"
+        "  'routes': { 'r': { 'steps': [ { 'provider': 'p',"
+        "    'model': 'm' } ] } },"
+        "  'redis': { 'address': '127.0.0.1:6379' },"
+        "  'limits': { 'profiles': {"
+        "    'agents': { 'budget': { 'day': 1, 'month': 10 } } } } }");
+
+    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1 20791 2 "
+             "683 2 20791 3 683 3 %s\n", key);
+    t = file_of(line, 1);
+
+    b = tg_limit_store_memory();
+    assert_int_equal(parse(b, pr, t, strlen(t), why), 0);
+    c = PEEK(b, "c\037agents\037alice");
+    assert_non_null(c);
+    assert_int_equal(c->own_budget.day_spent, 2);
+    assert_int_equal(c->away_budget.day_spent, 3);
+    assert_int_equal(c->away_budget.month_spent, 3);
+    b->ops->free(b);
+
+    /* without Redis no one would send it: dropped */
+    b = tg_limit_store_memory();
+    assert_int_equal(parse(b, p, t, strlen(t), why), 0);
+    c = PEEK(b, "c\037agents\037alice");
+    assert_non_null(c);
+    assert_int_equal(c->budget.day_spent, 1);
+    assert_int_equal(c->away_budget.day_spent, 0);
+    assert_int_equal(c->away_budget.month_spent, 0);
+    b->ops->free(b);
+    free(t);
+
+    snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 1 683 1 0 0 0 0 "
+             "%s\n", key);
+    t = file_of(line, 1);
+    b = tg_limit_store_memory();
+    assert_int_equal(parse(b, pr, t, strlen(t), why), -1);
+    assert_int_equal(b->ops->count(b), 0);
+    b->ops->free(b);
+    free(t);
+
+    tg_policy_free(p);
+    tg_policy_free(pr);
 }
 
 
@@ -488,6 +551,7 @@ main(void)
         cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_state_truncated_everywhere),
         cmocka_unit_test(test_state_refused),
+        cmocka_unit_test(test_state_away),
         cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_state_saver),
         cmocka_unit_test(test_state_save_time),
