@@ -2,11 +2,13 @@
  * The budgets' spend across a restart (limits_state.h has the file).
  *
  * Only budgets are kept: a window of rpm or tpm drains within a minute,
- * about as long as a restart takes, while a day's budget would start again
- * at 0.  A counter keeps its spend of Redis's view ("budget") and the
- * node's own ("own_budget", counted when Redis is away); neither is ever
- * sent to Redis, so a restored spend cannot count twice there
- * (docs/policy.md, "One node").
+ * about as long as a restart takes, while a day's budget would start
+ * again at 0.  A counter keeps its spend of Redis's view ("budget"), the
+ * node's own ("own_budget", counted when Redis is away) and its away
+ * tally ("away_budget").  Only the away tally is ever sent to Redis, by
+ * the reconcile, which writes the file with it cleared before its batch
+ * leaves; so a restored spend does not count twice there (docs/policy.md,
+ * "Across a restart").
  */
 
 #include <errno.h>
