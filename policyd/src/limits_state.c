@@ -913,7 +913,7 @@ tg_limits_saver_path(tg_limits_saver *sv, const char *path)
 {
     char  *p, *q;
 
-    if (sv->path != NULL && strcmp(sv->path, path) == 0) {
+    if (sv == NULL || (sv->path != NULL && strcmp(sv->path, path) == 0)) {
         return;
     }
 
