@@ -541,7 +541,7 @@ tg_limits_cooldown(tg_limit_store *s, const char *provider, uint32_t ms)
 
 /* the counters a policy still has a use for */
 
-static bool
+bool
 tg_limits_keep(const tg_counter *c, void *arg)
 {
     const char       *sep, *name;

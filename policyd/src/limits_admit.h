@@ -125,5 +125,8 @@ void tg_limits_cooldown(tg_limit_store *s, const char *provider,
    dropped, and the idle ones. */
 void tg_limits_sweep(tg_limit_store *s, const tg_policy *policy);
 
+/* whether a counter's profile or provider is in the policy (arg) */
+bool tg_limits_keep(const tg_counter *c, void *arg);
+
 
 #endif /* TG_LIMITS_ADMIT_H */

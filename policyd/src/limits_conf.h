@@ -52,6 +52,9 @@ typedef struct {
 
     /* by route index: NULL for a route without one */
     const tg_limit_profile **routes;
+
+    /* the budgets' spend across restarts; NULL: SOCKET.limits */
+    const char              *state_file;
 } tg_limits_conf;
 
 

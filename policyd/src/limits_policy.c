@@ -22,7 +22,7 @@ static bool tg_limit_name_ok(const char *s, size_t len);
 
 
 static const char *const  tg_limits_keys[] = {
-    "profiles", "default", "tenants", "routes", NULL
+    "profiles", "default", "tenants", "routes", "state_file", NULL
 };
 
 static const char *const  tg_profile_keys[] = {
@@ -38,6 +38,7 @@ tg_load_limits(tg_loader *ld, const cJSON *root)
     int              n;
     char             path[TG_PATH_LEN];
     size_t           i, j, len;
+    const char      *s;
     const cJSON     *limits, *obj, *c;
     tg_limits_conf  *lc = &ld->p->limits;
     const tg_route  *rt;
@@ -54,6 +55,19 @@ tg_load_limits(tg_loader *ld, const cJSON *root)
     }
 
     tg_check_keys(ld, limits, "limits", tg_limits_keys);
+
+    /* where the budgets' spend is kept across restarts (limits_state.c) */
+
+    if (tg_member_string(ld, limits, "state_file", "limits", false, &s)
+        == 1)
+    {
+        if (s[0] != '/' || tg_has_control(s) || strlen(s) > 4000) {
+            tg_load_error(ld, "limits.state_file", "expected an absolute "
+                          "file path");
+        } else {
+            lc->state_file = tg_copy(ld, s);
+        }
+    }
 
     /* the profiles first: everything else names them */
 

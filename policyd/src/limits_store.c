@@ -263,6 +263,7 @@ static void
 tg_mem_spend(tg_limit_store *s, tg_counter *c, uint64_t cost)
 {
     tg_budget_spend(&c->budget, cost, s->wall_s);
+    s->spends++;
 
     if (s->nodes != 0) {
         tg_budget_spend(&c->own_budget, cost, s->wall_s);

@@ -202,6 +202,8 @@ struct tg_limit_store {
     int64_t                    wall_s;  /* UTC, for budget days */
     uint64_t                   swept_ms;    /* the last sweep */
     uint64_t                   cool_until_ms;   /* the last cooldown's end */
+    uint64_t                   spends;  /* budget spends so far: the state
+                                           file is saved when it moved */
 
     /*
      * Shared through Redis by this many nodes; 0: this node alone.  away:
@@ -210,6 +212,15 @@ struct tg_limit_store {
      */
     uint32_t                   nodes;
     bool                       away;
+
+    /*
+     * Writes the state file now (limits_state.h), before the loop goes
+     * on: a reconcile calls it once it cleared the away tallies it sends,
+     * so that a restart after Redis applied them does not send them
+     * again.  NULL: no state file.
+     */
+    void                     (*persist)(void *arg);
+    void                      *persist_arg;
 };
 
 

@@ -558,6 +558,15 @@ tg_reconcile_tallies(tg_reconcile *rc, redisAsyncContext *ac,
     s->ops->each(s, tg_reconcile_one, l);
     tg_reconcile_limits_flush(l);
 
+    /*
+     * The tallies sent are cleared in the state file too before the
+     * batches leave (hiredis writes them once the loop runs): a policyd
+     * restarted after Redis applied them does not send them again.
+     */
+    if (l->counters != 0 && s->persist != NULL) {
+        s->persist(s->persist_arg);
+    }
+
     if (l->counters != 0 || l->dropped != 0 || l->left != 0) {
         tg_log_info("redis.reconciled",
                     "address counters requests tokens spend_nano dropped "

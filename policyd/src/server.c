@@ -29,6 +29,7 @@
 #include "jwks.h"
 #include "model_fetch.h"
 #include "limits_admit.h"
+#include "limits_state.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
@@ -65,6 +66,9 @@ static void tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void tg_probe_done(const tg_probe_answer *a, void *data);
 static bool tg_leases_mark(tg_server *srv);
 static void tg_leases_unmark(tg_server *srv);
+static void tg_limits_persist(void *arg);
+static const char *tg_limits_state_path(tg_server *srv, const tg_policy *p,
+    char *buf, size_t size);
 
 
 int
@@ -200,6 +204,24 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
                                              : 0);
 
+    /* the budgets spent before a restart, before the first decision */
+    {
+        char  path[4200];
+
+        tg_limits_state_path(&srv, policy, path, sizeof(path));
+        tg_limits_state_load(srv.state->limits, policy, path);
+
+        srv.limits_saver = tg_limits_saver_new(path);
+        if (srv.limits_saver == NULL) {
+            tg_log_error("start.no_memory", "",
+                         "out of memory for the limits' state");
+            goto done;
+        }
+
+        srv.state->limits->persist = tg_limits_persist;
+        srv.state->limits->persist_arg = &srv;
+    }
+
     if (policy->redis.enabled) {
         srv.redis = tg_redis_start(&srv, policy);
         if (srv.redis == NULL) {
@@ -267,6 +289,11 @@ done:
 
     /* the spans waiting get one try, a short one */
     tg_otlp_stop(srv.otlp);
+
+    /* the budgets as they are at a clean stop */
+    tg_limits_saver_free(srv.limits_saver,
+                         srv.state != NULL ? srv.state->limits : NULL);
+    srv.limits_saver = NULL;
 
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
@@ -371,6 +398,8 @@ tg_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     if (w->signum == SIGHUP) {
         tg_reload(srv);
         tg_usage_flush(srv->usage);
+        tg_limit_store_clock(srv->state->limits);
+        tg_limits_saver_tick(srv->limits_saver, srv->state->limits, true);
         return;
     }
 
@@ -475,6 +504,15 @@ tg_reload(tg_server *srv)
     /* the counters of profiles and providers still there are kept */
     tg_limit_store_clock(srv->state->limits);
     tg_limits_sweep(srv->state->limits, np);
+
+    /* the file the new policy names (SIGHUP saves to it at once) */
+    {
+        char  path[4200];
+
+        tg_limits_saver_path(srv->limits_saver,
+                             tg_limits_state_path(srv, np, path,
+                                                  sizeof(path)));
+    }
 
     tg_log_set_level(np->log_level);
     tg_log_set_format(np->log_format);
@@ -752,6 +790,9 @@ tg_health_cb(struct ev_loop *loop, ev_timer *w, int revents)
     {
         tg_limits_sweep(srv->state->limits, srv->policy);
     }
+
+    /* what was spent, saved at most once a second, off the loop */
+    tg_limits_saver_tick(srv->limits_saver, srv->state->limits, false);
 }
 
 
@@ -835,6 +876,32 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (wake) {
         tg_queue_wake_all(srv);
     }
+}
+
+
+static void
+tg_limits_persist(void *arg)
+{
+    tg_server  *srv = arg;
+
+    tg_limits_saver_flush(srv->limits_saver, srv->state->limits);
+}
+
+
+/* limits.state_file, else "SOCKET.limits" next to the lease file */
+
+static const char *
+tg_limits_state_path(tg_server *srv, const tg_policy *p, char *buf,
+    size_t size)
+{
+    if (p->limits.state_file != NULL) {
+        snprintf(buf, size, "%s", p->limits.state_file);
+
+    } else {
+        snprintf(buf, size, "%s.limits", srv->listener.path);
+    }
+
+    return buf;
 }
 
 

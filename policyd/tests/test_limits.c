@@ -843,6 +843,14 @@ static const tg_test_refusal  refused_limits[] = {
         { "limits", "expected an object" },
       } },
 
+    { "{" TG_LIM_BASE ", 'limits': { 'state_file': 'var/limits' } }", 1, {
+        { "limits.state_file", "expected an absolute file path" },
+      } },
+
+    { "{" TG_LIM_BASE ", 'limits': { 'state_file': 7 } }", 1, {
+        { "limits.state_file", "expected a string" },
+      } },
+
     { "{" TG_LIM_BASE ", 'limits': { 'profile': {}, 'profiles': {"
       " 'a b': { 'rpm': 1 }, 'x': {}, 'y': { 'rpm': 0, 'tpm': 1.5,"
       " 'concurrent': 100001, 'burst': 1 }, 'z': 'rpm' } } }", 0, {

@@ -1,0 +1,1057 @@
+/*
+ * The budgets' spend across a restart (limits_state.h has the file).
+ *
+ * Only budgets are kept: a window of rpm or tpm drains within a minute,
+ * about as long as a restart takes, while a day's budget would start
+ * again at 0.  A counter keeps its spend of Redis's view ("budget"), the
+ * node's own ("own_budget", counted when Redis is away) and its away
+ * tally ("away_budget").  Only the away tally is ever sent to Redis, by
+ * the reconcile, which writes the file with it cleared before its batch
+ * leaves; so a restored spend does not count twice there (docs/policy.md,
+ * "Across a restart").
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "limits_admit.h"
+#include "limits_state.h"
+#include "log.h"
+#include "policy.h"
+
+
+#define TG_STATE_MAGIC     "tailgate-limits 1\n"
+#define TG_STATE_KEY_MAX   1200         /* limits_admit.c's TG_KEY_MAX */
+#define TG_SAVE_EVERY_MS   1000
+
+
+static uint64_t
+tg_fnv(const char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  h = 0xcbf29ce484222325ull;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char) p[i];
+        h *= 0x100000001b3ull;
+    }
+
+    return h;
+}
+
+
+/* a growing text */
+
+typedef struct {
+    char    *p;
+    size_t   len;
+    size_t   cap;
+    bool     oom;
+    size_t   lines;
+} tg_text;
+
+
+static char *
+tg_text_room(tg_text *t, size_t n)
+{
+    char    *p;
+    size_t   cap;
+
+    if (t->oom) {
+        return NULL;
+    }
+
+    if (t->len + n > t->cap) {
+        cap = t->cap != 0 ? t->cap : 4096;
+
+        while (cap < t->len + n) {
+            cap *= 2;
+        }
+
+        p = realloc(t->p, cap);
+        if (p == NULL) {
+            t->oom = true;
+            return NULL;
+        }
+
+        t->p = p;
+        t->cap = cap;
+    }
+
+    return t->p + t->len;
+}
+
+
+/*
+ * A snapshot: what the loop copies (a memcpy a counter), for the saver
+ * thread to format, so that the loop does not spend the milliseconds that
+ * formatting 10000 counters takes.
+ */
+
+typedef struct {
+    tg_budget   budget;
+    tg_budget   own;
+    tg_budget   away;
+    size_t      key_off;
+    size_t      key_len;
+} tg_state_item;
+
+/* tg_budget_roll() to a day and month known already: no gmtime a counter */
+
+static void
+tg_roll_to(tg_budget *b, const tg_budget *now)
+{
+    if (b->day != now->day) {
+        b->day = now->day;
+        b->day_spent = 0;
+    }
+
+    if (b->month != now->month) {
+        b->month = now->month;
+        b->month_spent = 0;
+    }
+}
+
+
+struct tg_state_snap {
+    tg_state_item  *items;
+    size_t          n;
+    size_t          cap;
+    char           *keys;
+    size_t          keys_len;
+    size_t          keys_cap;
+    bool            oom;
+    tg_budget       now;                /* this day and month */
+};
+
+
+static void
+tg_snap_counter(tg_counter *c, void *arg)
+{
+    void           *p;
+    size_t          cap;
+    tg_budget       b = c->budget, own = c->own_budget, away = c->away_budget;
+    tg_state_snap  *sn = arg;
+    tg_state_item  *it;
+
+    if (sn->oom) {
+        return;
+    }
+
+    tg_roll_to(&b, &sn->now);
+    tg_roll_to(&own, &sn->now);
+    tg_roll_to(&away, &sn->now);
+
+    if (b.day_spent == 0 && b.month_spent == 0 && own.day_spent == 0
+        && own.month_spent == 0 && away.day_spent == 0
+        && away.month_spent == 0)
+    {
+        return;
+    }
+
+    if (sn->n == sn->cap) {
+        cap = sn->cap != 0 ? sn->cap * 2 : 64;
+        p = realloc(sn->items, cap * sizeof(tg_state_item));
+        if (p == NULL) {
+            sn->oom = true;
+            return;
+        }
+        sn->items = p;
+        sn->cap = cap;
+    }
+
+    if (sn->keys_len + c->key_len > sn->keys_cap) {
+        cap = sn->keys_cap != 0 ? sn->keys_cap : 4096;
+        while (cap < sn->keys_len + c->key_len) {
+            cap *= 2;
+        }
+        p = realloc(sn->keys, cap);
+        if (p == NULL) {
+            sn->oom = true;
+            return;
+        }
+        sn->keys = p;
+        sn->keys_cap = cap;
+    }
+
+    it = &sn->items[sn->n++];
+    it->budget = b;
+    it->own = own;
+    it->away = away;
+    it->key_off = sn->keys_len;
+    it->key_len = c->key_len;
+    memcpy(sn->keys + sn->keys_len, c->key, c->key_len);
+    sn->keys_len += c->key_len;
+}
+
+
+tg_state_snap *
+tg_limits_state_snap(tg_limit_store *s, int64_t wall_s)
+{
+    tg_state_snap  *sn;
+
+    sn = calloc(1, sizeof(tg_state_snap));
+    if (sn == NULL) {
+        return NULL;
+    }
+
+    tg_budget_roll(&sn->now, wall_s);
+
+    /* room for every counter at once: no realloc on the way */
+    sn->cap = s->ops->count(s);
+    sn->keys_cap = sn->cap * 32;
+
+    if (sn->cap != 0) {
+        sn->items = malloc(sn->cap * sizeof(tg_state_item));
+        sn->keys = malloc(sn->keys_cap);
+
+        if (sn->items == NULL || sn->keys == NULL) {
+            tg_limits_state_snap_free(sn);
+            return NULL;
+        }
+    }
+
+    s->ops->each(s, tg_snap_counter, sn);
+
+    if (sn->oom) {
+        tg_limits_state_snap_free(sn);
+        return NULL;
+    }
+
+    return sn;
+}
+
+
+void
+tg_limits_state_snap_free(tg_state_snap *sn)
+{
+    if (sn != NULL) {
+        free(sn->items);
+        free(sn->keys);
+        free(sn);
+    }
+}
+
+
+int
+tg_limits_state_text(const tg_state_snap *sn, char **text, size_t *len)
+{
+    int             n;
+    char           *p;
+    size_t          i, k;
+    tg_text         t;
+    const char     *key;
+    const tg_state_item  *it;
+    static const char  hex[] = "0123456789abcdef";
+
+    memset(&t, 0, sizeof(t));
+
+    p = tg_text_room(&t, sizeof(TG_STATE_MAGIC));
+    if (p != NULL) {
+        memcpy(p, TG_STATE_MAGIC, sizeof(TG_STATE_MAGIC) - 1);
+        t.len += sizeof(TG_STATE_MAGIC) - 1;
+    }
+
+    for (i = 0; i < sn->n; i++) {
+        it = &sn->items[i];
+
+        p = tg_text_room(&t, 14 * 21 + 2 * it->key_len + 2);
+        if (p == NULL) {
+            break;
+        }
+
+        n = snprintf(p, 14 * 21, "b %u %llu %u %llu %u %llu %u %llu "
+                     "%u %llu %u %llu ",
+                     it->budget.day,
+                     (unsigned long long) it->budget.day_spent,
+                     it->budget.month,
+                     (unsigned long long) it->budget.month_spent,
+                     it->own.day, (unsigned long long) it->own.day_spent,
+                     it->own.month,
+                     (unsigned long long) it->own.month_spent,
+                     it->away.day, (unsigned long long) it->away.day_spent,
+                     it->away.month,
+                     (unsigned long long) it->away.month_spent);
+        p += n;
+        key = sn->keys + it->key_off;
+
+        for (k = 0; k < it->key_len; k++) {
+            *p++ = hex[(unsigned char) key[k] >> 4];
+            *p++ = hex[(unsigned char) key[k] & 15];
+        }
+
+        *p = '\n';
+        t.len += (size_t) n + 2 * it->key_len + 1;
+        t.lines++;
+    }
+
+    p = tg_text_room(&t, 64);
+    if (p == NULL) {
+        free(t.p);
+        return -1;
+    }
+
+    n = snprintf(p, 64, "end %zu %016llx\n", t.lines,
+                 (unsigned long long) tg_fnv(t.p, t.len));
+    t.len += (size_t) n;
+
+    *text = t.p;
+    *len = t.len;
+
+    return 0;
+}
+
+
+int
+tg_limits_state_format(tg_limit_store *s, int64_t wall_s, char **text,
+    size_t *len)
+{
+    int             rc;
+    tg_state_snap  *sn;
+
+    sn = tg_limits_state_snap(s, wall_s);
+    if (sn == NULL) {
+        return -1;
+    }
+
+    rc = tg_limits_state_text(sn, text, len);
+    tg_limits_state_snap_free(sn);
+
+    return rc;
+}
+
+
+/* the reader: strict, every byte accounted for */
+
+typedef struct {
+    const char  *p;
+    const char  *end;
+} tg_cursor;
+
+
+static bool
+tg_read_u64(tg_cursor *cu, uint64_t max, uint64_t *out)
+{
+    uint64_t  v = 0, d;
+    const char *start = cu->p;
+
+    while (cu->p < cu->end && *cu->p >= '0' && *cu->p <= '9') {
+        d = (uint64_t) (*cu->p - '0');
+
+        if (v > (max - d) / 10) {
+            return false;
+        }
+
+        v = v * 10 + d;
+        cu->p++;
+    }
+
+    /* no sign, no leading zero but for 0 itself, at most 20 digits */
+    if (cu->p == start || cu->p - start > 20
+        || (*start == '0' && cu->p - start > 1))
+    {
+        return false;
+    }
+
+    *out = v;
+
+    return true;
+}
+
+
+static bool
+tg_read_char(tg_cursor *cu, char ch)
+{
+    if (cu->p >= cu->end || *cu->p != ch) {
+        return false;
+    }
+
+    cu->p++;
+
+    return true;
+}
+
+
+static int
+tg_hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+typedef struct {
+    tg_limit_store  *into;
+    tg_limit_store  *from;
+    const struct tg_policy *policy;
+    int64_t          wall_s;
+    size_t           restored;
+    bool             oom;
+} tg_move;
+
+
+static void
+tg_move_counter(tg_counter *c, void *arg)
+{
+    tg_move     *mv = arg;
+    tg_budget    b = c->budget, own = c->own_budget, away = c->away_budget;
+    tg_counter  *to;
+
+    /* an older day or month is over: its spend is not restored */
+    tg_budget_roll(&b, mv->wall_s);
+    tg_budget_roll(&own, mv->wall_s);
+    tg_budget_roll(&away, mv->wall_s);
+
+    /* an away tally is Redis's to hear of: none without Redis */
+    if (mv->policy != NULL && !mv->policy->redis.enabled) {
+        memset(&away, 0, sizeof(away));
+    }
+
+    if (b.day_spent == 0 && b.month_spent == 0 && own.day_spent == 0
+        && own.month_spent == 0 && away.day_spent == 0
+        && away.month_spent == 0)
+    {
+        return;
+    }
+
+    if (mv->policy != NULL && !tg_limits_keep(c, (void *) mv->policy)) {
+        return;
+    }
+
+    to = mv->into->ops->counter(mv->into, c->key, c->key_len);
+    if (to == NULL) {
+        mv->oom = true;
+        return;
+    }
+
+    to->budget = b;
+    to->own_budget = own;
+    to->away_budget = away;
+    mv->into->ops->unref(mv->into, to);
+    mv->restored++;
+}
+
+
+static void
+tg_why(char *why, size_t len, const char *fmt, size_t line)
+{
+    snprintf(why, len, fmt, line);
+}
+
+
+int
+tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
+    const char *text, size_t len, int64_t wall_s, size_t *restored,
+    char *why, size_t why_len)
+{
+    int              hi, lo;
+    char             key[TG_STATE_KEY_MAX];
+    size_t           i, klen, lines, body;
+    uint64_t         v[12], n, check;
+    tg_move          mv;
+    tg_cursor        cu;
+    tg_counter      *c;
+    const char      *endl;
+    tg_limit_store  *tmp;
+
+    *restored = 0;
+
+    if (len == 0) {
+        snprintf(why, why_len, "empty");
+        return -1;
+    }
+
+    if (len < sizeof(TG_STATE_MAGIC) - 1
+        || memcmp(text, TG_STATE_MAGIC, sizeof(TG_STATE_MAGIC) - 1) != 0)
+    {
+        snprintf(why, why_len, "not a tailgate limits state file of "
+                 "version 1");
+        return -1;
+    }
+
+    /* the end line: the last one, whole */
+
+    if (text[len - 1] != '\n') {
+        snprintf(why, why_len, "truncated: no end line");
+        return -1;
+    }
+
+    for (body = len - 1; body > 0 && text[body - 1] != '\n'; body--) {
+        /* void */
+    }
+
+    cu.p = text + body;
+    cu.end = text + len - 1;
+
+    if (cu.end - cu.p < 4 || memcmp(cu.p, "end ", 4) != 0) {
+        snprintf(why, why_len, "truncated: no end line");
+        return -1;
+    }
+
+    cu.p += 4;
+
+    if (!tg_read_u64(&cu, SIZE_MAX, &n) || !tg_read_char(&cu, ' ')
+        || cu.end - cu.p != 16)
+    {
+        snprintf(why, why_len, "a malformed end line");
+        return -1;
+    }
+
+    check = 0;
+
+    for (i = 0; i < 16; i++) {
+        if ((hi = tg_hex_digit(cu.p[i])) < 0) {
+            snprintf(why, why_len, "a malformed end line");
+            return -1;
+        }
+        check = check << 4 | (uint64_t) hi;
+    }
+
+    if (check != tg_fnv(text, body)) {
+        snprintf(why, why_len, "its check sum does not match: torn or "
+                 "changed");
+        return -1;
+    }
+
+    /* the counters, into a store of their own first: all or nothing */
+
+    tmp = tg_limit_store_memory();
+    if (tmp == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return -1;
+    }
+
+    cu.p = text + sizeof(TG_STATE_MAGIC) - 1;
+    lines = 0;
+
+    while (cu.p < text + body) {
+        lines++;
+        endl = memchr(cu.p, '\n', (size_t) (text + body - cu.p));
+        cu.end = endl;
+
+        if (!tg_read_char(&cu, 'b') || !tg_read_char(&cu, ' ')) {
+            tg_why(why, why_len, "line %zu: not a budget", lines + 1);
+            goto failed;
+        }
+
+        for (i = 0; i < 12; i++) {
+            if (!tg_read_u64(&cu, i % 2 == 0 ? UINT32_MAX : UINT64_MAX,
+                             &v[i])
+                || !tg_read_char(&cu, ' '))
+            {
+                tg_why(why, why_len, "line %zu: a malformed number",
+                       lines + 1);
+                goto failed;
+            }
+        }
+
+        klen = (size_t) (cu.end - cu.p);
+
+        if (klen == 0 || klen % 2 != 0 || klen / 2 > TG_STATE_KEY_MAX) {
+            tg_why(why, why_len, "line %zu: a malformed key", lines + 1);
+            goto failed;
+        }
+
+        for (i = 0; i < klen / 2; i++) {
+            hi = tg_hex_digit(cu.p[2 * i]);
+            lo = tg_hex_digit(cu.p[2 * i + 1]);
+
+            if (hi < 0 || lo < 0) {
+                tg_why(why, why_len, "line %zu: a malformed key",
+                       lines + 1);
+                goto failed;
+            }
+
+            key[i] = (char) (hi << 4 | lo);
+        }
+
+        if (tmp->ops->peek(tmp, key, klen / 2) != NULL) {
+            tg_why(why, why_len, "line %zu: a key twice", lines + 1);
+            goto failed;
+        }
+
+        c = tmp->ops->counter(tmp, key, klen / 2);
+        if (c == NULL) {
+            snprintf(why, why_len, "out of memory");
+            goto failed;
+        }
+
+        c->budget.day = (uint32_t) v[0];
+        c->budget.day_spent = v[1];
+        c->budget.month = (uint32_t) v[2];
+        c->budget.month_spent = v[3];
+        c->own_budget.day = (uint32_t) v[4];
+        c->own_budget.day_spent = v[5];
+        c->own_budget.month = (uint32_t) v[6];
+        c->own_budget.month_spent = v[7];
+        c->away_budget.day = (uint32_t) v[8];
+        c->away_budget.day_spent = v[9];
+        c->away_budget.month = (uint32_t) v[10];
+        c->away_budget.month_spent = v[11];
+        tmp->ops->unref(tmp, c);
+
+        cu.p = endl + 1;
+    }
+
+    if (lines != n) {
+        snprintf(why, why_len, "%zu lines where its end says %llu", lines,
+                 (unsigned long long) n);
+        goto failed;
+    }
+
+    memset(&mv, 0, sizeof(mv));
+    mv.into = s;
+    mv.from = tmp;
+    mv.policy = policy;
+    mv.wall_s = wall_s;
+
+    tmp->ops->each(tmp, tg_move_counter, &mv);
+    tmp->ops->free(tmp);
+
+    *restored = mv.restored;
+
+    if (mv.oom) {
+        snprintf(why, why_len, "out of memory: %zu restored", mv.restored);
+        return -1;
+    }
+
+    return 0;
+
+failed:
+
+    tmp->ops->free(tmp);
+
+    return -1;
+}
+
+
+void
+tg_limits_state_load(tg_limit_store *s, const struct tg_policy *policy,
+    const char *path)
+{
+    int          fd;
+    char        *text, why[160];
+    size_t       got, restored;
+    ssize_t      n;
+    struct stat  st;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd == -1) {
+        if (errno != ENOENT) {
+            tg_log_warn("limits.state_refused", "path error",
+                        "%s: not restored: cannot open: %s", path,
+                        strerror(errno));
+        }
+        return;
+    }
+
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+        || (uint64_t) st.st_size > TG_LIMITS_STATE_MAX)
+    {
+        tg_log_warn("limits.state_refused", "path error",
+                    "%s: not restored: not a regular file of at most %u "
+                    "bytes", path, TG_LIMITS_STATE_MAX);
+        close(fd);
+        return;
+    }
+
+    text = malloc((size_t) st.st_size + 1);
+    if (text == NULL) {
+        tg_log_warn("limits.state_refused", "path error",
+                    "%s: not restored: out of memory", path);
+        close(fd);
+        return;
+    }
+
+    for (got = 0; got < (size_t) st.st_size; got += (size_t) n) {
+        n = read(fd, text + got, (size_t) st.st_size - got);
+
+        if (n == -1 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            break;
+        }
+    }
+
+    close(fd);
+
+    tg_limit_store_clock(s);
+
+    if (tg_limits_state_parse(s, policy, text, got, s->wall_s, &restored,
+                              why, sizeof(why)) != 0)
+    {
+        tg_log_warn("limits.state_refused", "path error",
+                    "%s: not restored: %s", path, why);
+
+    } else {
+        tg_log_info("limits.state_restored", "path counters",
+                    "%s: the budgets of %zu counters restored", path,
+                    restored);
+    }
+
+    free(text);
+}
+
+
+int
+tg_limits_state_write(const char *path, const char *text, size_t len,
+    char *err, size_t err_len)
+{
+    int      fd;
+    char     tmp[4200], dir[4200], *slash;
+    size_t   done;
+    ssize_t  n;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp)) {
+        snprintf(err, err_len, "the path is too long");
+        return -1;
+    }
+
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+              0600);
+    if (fd == -1) {
+        snprintf(err, err_len, "cannot open %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+
+    for (done = 0; done < len; done += (size_t) n) {
+        n = write(fd, text + done, len - done);
+
+        if (n == -1 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            snprintf(err, err_len, "cannot write %s: %s", tmp,
+                     n == 0 ? "no progress" : strerror(errno));
+            close(fd);
+            (void) unlink(tmp);
+            return -1;
+        }
+    }
+
+    if (fsync(fd) != 0) {
+        snprintf(err, err_len, "cannot fsync %s: %s", tmp, strerror(errno));
+        close(fd);
+        (void) unlink(tmp);
+        return -1;
+    }
+
+    close(fd);
+
+    if (rename(tmp, path) != 0) {
+        snprintf(err, err_len, "cannot rename %s: %s", tmp, strerror(errno));
+        (void) unlink(tmp);
+        return -1;
+    }
+
+    /* the rename itself, durable */
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+
+    if (slash != NULL) {
+        *(slash == dir ? slash + 1 : slash) = '\0';
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd != -1) {
+            (void) fsync(fd);
+            close(fd);
+        }
+    }
+
+    return 0;
+}
+
+
+/* the saver thread */
+
+struct tg_limits_saver {
+    pthread_t        thread;
+    pthread_mutex_t  mu;
+    pthread_cond_t   cv;
+    pthread_cond_t   done_cv;           /* the thread wrote what it had */
+    bool             stop;
+    bool             busy;              /* writing a snapshot */
+
+    char            *path;              /* the loop's */
+    char            *next_path;         /* handed: the thread's to take */
+    tg_state_snap   *next;              /* to write, NULL: none */
+
+    char             err[4400];         /* the thread's last failure */
+    bool             err_new;
+    bool             failing;           /* logged once until it works */
+
+    uint64_t         saved_spends;
+    uint64_t         saved_ms;
+};
+
+
+static void *
+tg_saver_main(void *arg)
+{
+    int               rc;
+    char             *text, *path, err[4400];
+    size_t            len;
+    tg_state_snap    *sn;
+    tg_limits_saver  *sv = arg;
+
+    path = NULL;
+
+    pthread_mutex_lock(&sv->mu);
+
+    for ( ;; ) {
+        while (sv->next == NULL && !sv->stop) {
+            pthread_cond_wait(&sv->cv, &sv->mu);
+        }
+
+        if (sv->next == NULL) {
+            break;
+        }
+
+        sn = sv->next;
+        sv->next = NULL;
+        sv->busy = true;
+
+        if (sv->next_path != NULL) {
+            free(path);
+            path = sv->next_path;
+            sv->next_path = NULL;
+        }
+
+        pthread_mutex_unlock(&sv->mu);
+
+        rc = 0;
+
+        if (tg_limits_state_text(sn, &text, &len) != 0) {
+            snprintf(err, sizeof(err), "out of memory");
+            rc = -1;
+
+        } else {
+            if (path != NULL) {
+                rc = tg_limits_state_write(path, text, len, err,
+                                           sizeof(err));
+            }
+            free(text);
+        }
+
+        tg_limits_state_snap_free(sn);
+
+        pthread_mutex_lock(&sv->mu);
+        sv->busy = false;
+        pthread_cond_broadcast(&sv->done_cv);
+
+        if (rc != 0) {
+            memcpy(sv->err, err, sizeof(err));
+            sv->err_new = true;
+
+        } else {
+            sv->err[0] = '\0';
+        }
+    }
+
+    pthread_mutex_unlock(&sv->mu);
+    free(path);
+
+    return NULL;
+}
+
+
+tg_limits_saver *
+tg_limits_saver_new(const char *path)
+{
+    tg_limits_saver  *sv;
+
+    sv = calloc(1, sizeof(tg_limits_saver));
+    if (sv == NULL) {
+        return NULL;
+    }
+
+    pthread_mutex_init(&sv->mu, NULL);
+    pthread_cond_init(&sv->cv, NULL);
+    pthread_cond_init(&sv->done_cv, NULL);
+
+    tg_limits_saver_path(sv, path);
+
+    if (sv->path == NULL
+        || pthread_create(&sv->thread, NULL, tg_saver_main, sv) != 0)
+    {
+        free(sv->path);
+        free(sv->next_path);
+        pthread_mutex_destroy(&sv->mu);
+        pthread_cond_destroy(&sv->cv);
+        pthread_cond_destroy(&sv->done_cv);
+        free(sv);
+        return NULL;
+    }
+
+    return sv;
+}
+
+
+void
+tg_limits_saver_path(tg_limits_saver *sv, const char *path)
+{
+    char  *p, *q;
+
+    if (sv == NULL || (sv->path != NULL && strcmp(sv->path, path) == 0)) {
+        return;
+    }
+
+    p = strdup(path);
+    q = strdup(path);
+
+    if (p == NULL || q == NULL) {
+        free(p);
+        free(q);
+        return;
+    }
+
+    free(sv->path);
+    sv->path = p;
+
+    pthread_mutex_lock(&sv->mu);
+    free(sv->next_path);
+    sv->next_path = q;
+    pthread_mutex_unlock(&sv->mu);
+}
+
+
+void
+tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s, bool force)
+{
+    char            err[sizeof(sv->err)];
+    bool            logged;
+    tg_state_snap  *sn;
+
+    if (sv == NULL) {
+        return;
+    }
+
+    pthread_mutex_lock(&sv->mu);
+    logged = sv->err_new;
+    sv->err_new = false;
+    memcpy(err, sv->err, sizeof(err));
+    pthread_mutex_unlock(&sv->mu);
+
+    /* a failure is logged once, and again when it has passed */
+
+    if (logged && !sv->failing) {
+        tg_log_warn("limits.state_failed", "path error",
+                    "%s: the budgets are not saved: %s", sv->path, err);
+        sv->failing = true;
+
+    } else if (!logged && err[0] == '\0' && sv->failing) {
+        tg_log_info("limits.state_saved", "path",
+                    "%s: the budgets are saved again", sv->path);
+        sv->failing = false;
+    }
+
+    if (s->spends == sv->saved_spends
+        || (!force && s->now_ms - sv->saved_ms < TG_SAVE_EVERY_MS))
+    {
+        return;
+    }
+
+    sn = tg_limits_state_snap(s, s->wall_s);
+    if (sn == NULL) {
+        return;
+    }
+
+    sv->saved_spends = s->spends;
+    sv->saved_ms = s->now_ms;
+
+    /* one waiting at most: a newer snapshot replaces it */
+
+    pthread_mutex_lock(&sv->mu);
+    tg_limits_state_snap_free(sv->next);
+    sv->next = sn;
+    pthread_cond_signal(&sv->cv);
+    pthread_mutex_unlock(&sv->mu);
+}
+
+
+void
+tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s)
+{
+    tg_state_snap  *sn;
+
+    if (sv == NULL) {
+        return;
+    }
+
+    tg_limit_store_clock(s);
+
+    sn = tg_limits_state_snap(s, s->wall_s);
+    if (sn == NULL) {
+        return;
+    }
+
+    sv->saved_spends = s->spends;
+    sv->saved_ms = s->now_ms;
+
+    pthread_mutex_lock(&sv->mu);
+    tg_limits_state_snap_free(sv->next);
+    sv->next = sn;
+    pthread_cond_signal(&sv->cv);
+
+    /* written, and no older snapshot after it */
+    while (sv->next != NULL || sv->busy) {
+        pthread_cond_wait(&sv->done_cv, &sv->mu);
+    }
+
+    pthread_mutex_unlock(&sv->mu);
+}
+
+
+void
+tg_limits_saver_free(tg_limits_saver *sv, tg_limit_store *s)
+{
+    if (sv == NULL) {
+        return;
+    }
+
+    if (s != NULL) {
+        tg_limit_store_clock(s);
+        tg_limits_saver_tick(sv, s, true);
+    }
+
+    pthread_mutex_lock(&sv->mu);
+    sv->stop = true;
+    pthread_cond_signal(&sv->cv);
+    pthread_mutex_unlock(&sv->mu);
+
+    pthread_join(sv->thread, NULL);
+
+    if (sv->err[0] != '\0') {
+        tg_log_warn("limits.state_failed", "path error",
+                    "%s: the budgets are not saved: %s", sv->path, sv->err);
+    }
+
+    free(sv->path);
+    free(sv->next_path);
+    tg_limits_state_snap_free(sv->next);
+    pthread_mutex_destroy(&sv->mu);
+    pthread_cond_destroy(&sv->cv);
+    pthread_cond_destroy(&sv->done_cv);
+    free(sv);
+}

@@ -1,0 +1,88 @@
+/*
+ * The budgets' spend across a restart (docs/policy.md, "One node"): a
+ * small state file, written atomically off the event loop, read once at
+ * start before the first decision.
+ *
+ *   the file     "tailgate-limits 1\n", then one line per counter with a
+ *                budget spent this day or month,
+ *                "b DAY DS MONTH MS OWN_DAY OWN_DS OWN_MONTH OWN_MS
+ *                AWAY_DAY AWAY_DS AWAY_MONTH AWAY_MS KEY\n" (the
+ *                counter's budget, own_budget and away_budget; numbers in
+ *                decimal, the key in hex), then
+ *                "end N CHECK\n": N lines, CHECK the FNV-1a 64 of every
+ *                byte before "end" in hex.  A file without its end, or
+ *                whose check or count is off, is refused whole.
+ *   the saver    a thread that writes what the loop formatted: temp file,
+ *                fsync, rename, so that the loop never waits on the disk.
+ */
+
+#ifndef TG_LIMITS_STATE_H
+#define TG_LIMITS_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limits_store.h"
+
+struct tg_policy;
+
+#define TG_LIMITS_STATE_MAX  (64u * 1024 * 1024)    /* larger: refused */
+
+/*
+ * A snapshot of the store's budgets (copied, no formatting: cheap on the
+ * loop), its text for the file, and both at once.  NULL, -1: out of memory.
+ */
+typedef struct tg_state_snap  tg_state_snap;
+
+tg_state_snap *tg_limits_state_snap(tg_limit_store *s, int64_t wall_s);
+void tg_limits_state_snap_free(tg_state_snap *sn);
+int tg_limits_state_text(const tg_state_snap *sn, char **text, size_t *len);
+
+int tg_limits_state_format(tg_limit_store *s, int64_t wall_s, char **text,
+    size_t *len);
+
+/*
+ * Puts the budgets of a state text into the store: those of this UTC day
+ * and month, of counters whose profile or provider the policy still has.
+ * All or nothing: -1 with why set when the text is refused.
+ */
+int tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
+    const char *text, size_t len, int64_t wall_s, size_t *restored,
+    char *why, size_t why_len);
+
+/* reads path into the store, logging what it restored or why not */
+void tg_limits_state_load(tg_limit_store *s, const struct tg_policy *policy,
+    const char *path);
+
+/* temp file, fsync, rename; -1 with err set */
+int tg_limits_state_write(const char *path, const char *text, size_t len,
+    char *err, size_t err_len);
+
+
+typedef struct tg_limits_saver  tg_limits_saver;
+
+tg_limits_saver *tg_limits_saver_new(const char *path);
+
+/* a reload may name another file */
+void tg_limits_saver_path(tg_limits_saver *sv, const char *path);
+
+/*
+ * Hands the thread a snapshot when something was spent since the last
+ * one and a second has passed (force: at once, for SIGHUP).  Logs what
+ * the thread could not write.
+ */
+void tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s,
+    bool force);
+
+/*
+ * A snapshot written before it returns, whatever was spent: the loop waits
+ * for the disk, so only for what must be on it before the loop goes on
+ * (a reconcile's cleared tallies, before the batch leaves).
+ */
+void tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s);
+
+/* the last save, written before it returns; NULL is fine */
+void tg_limits_saver_free(tg_limits_saver *sv, tg_limit_store *s);
+
+#endif /* TG_LIMITS_STATE_H */
