@@ -664,8 +664,9 @@ tg_limits_state_load(tg_limit_store *s, const struct tg_policy *policy,
         || (uint64_t) st.st_size > TG_LIMITS_STATE_MAX)
     {
         tg_log_warn("limits.state_refused", "path error",
-                    "%s: not restored: not a regular file of at most %u "
-                    "bytes", path, TG_LIMITS_STATE_MAX);
+                    "%s: not restored: %s", path,
+                    "not a regular file of at most "
+                    TG_LIMITS_STATE_MAX_TEXT);
         close(fd);
         return;
     }
@@ -673,7 +674,7 @@ tg_limits_state_load(tg_limit_store *s, const struct tg_policy *policy,
     text = malloc((size_t) st.st_size + 1);
     if (text == NULL) {
         tg_log_warn("limits.state_refused", "path error",
-                    "%s: not restored: out of memory", path);
+                    "%s: not restored: %s", path, "out of memory");
         close(fd);
         return;
     }

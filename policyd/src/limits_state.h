@@ -28,6 +28,7 @@
 struct tg_policy;
 
 #define TG_LIMITS_STATE_MAX  (64u * 1024 * 1024)    /* larger: refused */
+#define TG_LIMITS_STATE_MAX_TEXT  "64 MB"
 
 /*
  * A snapshot of the store's budgets (copied, no formatting: cheap on the
