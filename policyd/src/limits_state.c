@@ -30,6 +30,8 @@
 #define TG_STATE_MAGIC     "tailgate-limits 1\n"
 #define TG_STATE_KEY_MAX   1200         /* limits_admit.c's TG_KEY_MAX */
 #define TG_SAVE_EVERY_MS   1000
+/* saved_spends when the file may not hold the spends: the next tick writes */
+#define TG_SAVER_UNKNOWN   UINT64_MAX
 
 
 static uint64_t
@@ -800,6 +802,7 @@ struct tg_limits_saver {
 
     char             err[4400];         /* the thread's last failure */
     bool             err_new;
+    bool             unsaved;           /* the thread's last write failed */
     bool             failing;           /* logged once until it works */
 
     uint64_t         saved_spends;
@@ -864,9 +867,11 @@ tg_saver_main(void *arg)
         if (rc != 0) {
             memcpy(sv->err, err, sizeof(err));
             sv->err_new = true;
+            sv->unsaved = true;
 
         } else {
             sv->err[0] = '\0';
+            sv->unsaved = false;
         }
     }
 
@@ -892,6 +897,9 @@ tg_limits_saver_new(const char *path)
     pthread_cond_init(&sv->done_cv, NULL);
 
     tg_limits_saver_path(sv, path);
+
+    /* at start the file holds what was loaded: nothing to write yet */
+    sv->saved_spends = 0;
 
     if (sv->path == NULL
         || pthread_create(&sv->thread, NULL, tg_saver_main, sv) != 0)
@@ -930,6 +938,9 @@ tg_limits_saver_path(tg_limits_saver *sv, const char *path)
     free(sv->path);
     sv->path = p;
 
+    /* the new file has nothing yet: the next tick writes it */
+    sv->saved_spends = TG_SAVER_UNKNOWN;
+
     pthread_mutex_lock(&sv->mu);
     free(sv->next_path);
     sv->next_path = q;
@@ -952,6 +963,13 @@ tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s, bool force)
     logged = sv->err_new;
     sv->err_new = false;
     memcpy(err, sv->err, sizeof(err));
+
+    /* a write that failed is made again, once a second until it works */
+    if (sv->unsaved) {
+        sv->unsaved = false;
+        sv->saved_spends = TG_SAVER_UNKNOWN;
+    }
+
     pthread_mutex_unlock(&sv->mu);
 
     /* a failure is logged once, and again when it has passed */
@@ -1004,6 +1022,7 @@ tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s)
 
     sn = tg_limits_state_snap(s, s->wall_s);
     if (sn == NULL) {
+        sv->saved_spends = TG_SAVER_UNKNOWN;
         return;
     }
 

@@ -12,8 +12,11 @@
  *                "end N CHECK\n": N lines, CHECK the FNV-1a 64 of every
  *                byte before "end" in hex.  A file without its end, or
  *                whose check or count is off, is refused whole.
- *   the saver    a thread that writes what the loop formatted: temp file,
- *                fsync, rename, so that the loop never waits on the disk.
+ *   the saver    a thread that writes what the loop snapshotted: temp
+ *                file, fsync, rename, so that the loop does not wait on
+ *                the disk - but for tg_limits_saver_flush(), the
+ *                reconcile's, which waits for its write.  A write that
+ *                failed is made again at the next tick, once a second.
  */
 
 #ifndef TG_LIMITS_STATE_H

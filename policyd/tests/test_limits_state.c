@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -487,6 +488,64 @@ test_state_saver(void **unused)
 }
 
 
+/*
+ * A save that failed is made again without a new spend, and a file that
+ * a reload named anew is written at the next forced save (SIGHUP).
+ */
+
+static void
+test_state_saver_again(void **unused)
+{
+    char              dir[] = "/tmp/tg-saver-XXXXXX", sub[128], path[160],
+                      other[160];
+    tg_policy        *p;
+    tg_limit_store   *a;
+    tg_limits_saver  *sv;
+
+    (void) unused;
+
+    p = tg_test_policy(tg_state_policy);
+    assert_non_null(mkdtemp(dir));
+    snprintf(sub, sizeof(sub), "%s/later", dir);
+    snprintf(path, sizeof(path), "%s/limits.state", sub);
+    snprintf(other, sizeof(other), "%s/other.state", dir);
+
+    a = tg_limit_store_memory();
+    tg_limit_store_clock(a);
+    a->now_ms += 10000;
+    sv = tg_limits_saver_new(path);
+    assert_non_null(sv);
+
+    /* its folder is not there yet: the write fails */
+    spend(a, "c\037agents\037alice", 3, a->wall_s);
+    tg_limits_saver_flush(sv, a);
+    assert_int_equal(access(path, F_OK), -1);
+
+    /* there now: a second later it is written, nothing spent since */
+    assert_int_equal(mkdir(sub, 0700), 0);
+    a->now_ms += 1000;
+    tg_limits_saver_tick(sv, a, false);
+    tg_limits_saver_free(sv, NULL);
+    assert_int_equal(month_in(path, p), 3);
+
+    /* saved; then a reload names another file: SIGHUP's save writes it */
+    sv = tg_limits_saver_new(path);
+    assert_non_null(sv);
+    tg_limits_saver_flush(sv, a);
+    tg_limits_saver_path(sv, other);
+    tg_limits_saver_tick(sv, a, true);
+    tg_limits_saver_free(sv, NULL);
+    assert_int_equal(month_in(other, p), 3);
+
+    unlink(path);
+    unlink(other);
+    rmdir(sub);
+    rmdir(dir);
+    a->ops->free(a);
+    tg_policy_free(p);
+}
+
+
 /* a save is formatted on the loop: how long for 10000 counters */
 
 static void
@@ -554,6 +613,7 @@ main(void)
         cmocka_unit_test(test_state_away),
         cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_state_saver),
+        cmocka_unit_test(test_state_saver_again),
         cmocka_unit_test(test_state_save_time),
     };
 
