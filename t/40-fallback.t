@@ -67,6 +67,11 @@ my %mock = map { $_ => $t->mock($_) } qw(local lan ext);
 
 sub counts { return { map { $_ => scalar @{ $mock{$_}->requests } } keys %mock } }
 
+# the REPORTs of a 429 policyd has read so far
+sub rate_limited_reports {
+    return scalar(() = $t->policyd_log =~ /REPORT \d+: 1 x rate_limited, status 429/g);
+}
+
 sub new_requests {
     my ($before, $name) = @_;
     my $all = $mock{$name}->requests;
@@ -221,6 +226,7 @@ for my $tags ('', 'private') {
 {
     failure('local', '429-wait');
     my $before = counts();
+    my $limited_before = rate_limited_reports();
     my $res = $t->chat('only5xx');
 
     $t->is_openai_error($res, 429, 'provider_rate_limited',
@@ -229,6 +235,13 @@ for my $tags ('', 'private') {
     like($t->error($res)->{message}, qr/local \(rate_limited, HTTP 429\)/,
          'the attempt is named');
     is(scalar @{ new_requests($before, 'lan') }, 0, 'lan got nothing');
+
+    # the cooldown starts when policyd reads the 429's REPORT, which may
+    # come after the client has its answer: wait for it, so that a request
+    # sent before it is not taken for one after the second passed
+    ok($t->wait_for(sub { rate_limited_reports() > $limited_before },
+                    timeout => 10, interval => 0.05),
+       'policyd read the 429\'s REPORT');
 
     # it asked for a second: back to it once that has passed
     failure('local', 'ok');
