@@ -24,7 +24,7 @@ my $TOOL = "$FindBin::Bin/../bin/tailgate-key";
 
 $t->start_gateway(
     workers => $WORKERS,
-    http => q{ log_format who '$pid|$tailgate_client|$status'; },
+    http => q{ log_format who '$pid|$tailgate_client|$status|$http_x_probe'; },
     server => 'access_log %%DIR%%/who.log who;');
 
 my $file = $t->dir . '/keys';
@@ -40,16 +40,38 @@ sub tool {
 }
 
 sub status_of {
-    my ($key) = @_;
-    return $t->chat('qwen', key => $key)->{status};
+    my ($key, $probe) = @_;
+    return $t->chat('qwen', key => $key,
+                    headers => { 'X-Probe' => $probe // '-' })->{status};
 }
 
-# bounded: up to 10 s for every worker to see a change
+# bounded: up to 20 s for every worker to see a change.  One answer is not
+# enough: the workers' timers are not in step, and a worker still reading
+# a large file answers from its old table; so each worker's last answer to
+# this probe (its pid in who.log) must be the one wanted.  Returns the
+# time it took, or 0, and what each worker answered last.
+my $probes = 0;
+
+sub seen_everywhere {
+    my ($key, $want) = @_;
+    my $probe = "p$$-" . ++$probes;
+    my @pids = $t->nginx_worker_pids;
+    my %last;
+    my $ok = $t->wait_for(sub {
+        status_of($key, $probe);
+        %last = ();
+        for (split /\n/, $t->read_file('who.log')) {
+            $last{$1} = $2 if /^(\d+)\|[^|]*\|(\d+)\|\Q$probe\E$/;
+        }
+        @pids == grep { ($last{$_} // 0) == $want } @pids
+    }, timeout => 20, interval => 0.05);
+    return ($ok && $ok > 0 ? $ok : 0, \%last);
+}
+
 sub becomes {
     my ($key, $want, $name) = @_;
-    my $ok = $t->wait_for(sub { status_of($key) == $want }, timeout => 10,
-                          interval => 0.1);
-    ok($ok && $ok > 0, $name);
+    my ($ok, $last) = seen_everywhere($key, $want);
+    ok($ok, $name) or diag(explain($last));
 }
 
 # 30 requests on new connections, spread over the workers: all $want
@@ -93,12 +115,10 @@ subtest 'add, then revoke, under load, without a reload' => sub {
             # the operator
             my $k = `$^X $TOOL add -f $file -c bob 2>/dev/null`;
             chomp $k;
-            my $seen = $t->wait_for(sub { status_of($k) == 200 },
-                                    timeout => 10, interval => 0.1);
+            my ($seen) = seen_everywhere($k, 200);
             my @both = map { status_of($k) } 1 .. 20;
             system("$^X $TOOL revoke -f $file -c bob >/dev/null 2>&1");
-            my $gone = $t->wait_for(sub { status_of($k) == 401 },
-                                    timeout => 10, interval => 0.1);
+            my ($gone) = seen_everywhere($k, 401);
             my @after = map { status_of($k) } 1 .. 20;
             open my $fh, '>', $flag; close $fh;
             return { key => $k, seen => $seen, both => \@both,
@@ -142,9 +162,9 @@ subtest 'every worker served the new key' => sub {
     my @pids = $t->nginx_worker_pids;
     my $who = '';
     $t->wait_for(sub { $who = $t->read_file('who.log');
-                       my %p = map { $_ => 1 } $who =~ /^(\d+)\|carol\|200$/mg;
+                       my %p = map { $_ => 1 } $who =~ /^(\d+)\|carol\|200\|/mg;
                        keys %p >= $WORKERS }, timeout => 5);
-    my %p = map { $_ => 1 } $who =~ /^(\d+)\|carol\|200$/mg;
+    my %p = map { $_ => 1 } $who =~ /^(\d+)\|carol\|200\|/mg;
     is(scalar(keys %p), $WORKERS, "served by each of the $WORKERS workers")
         or diag("workers @pids; log:\n$who");
 };
