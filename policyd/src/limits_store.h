@@ -153,6 +153,8 @@ typedef struct {
 
 typedef struct tg_limit_store  tg_limit_store;
 
+struct tg_waiting;
+
 /*
  * What a store does.  take() checks every item and adds to all of them, or
  * to none when one does not fit (its "refused" and "wait_ms" then say why:
@@ -221,6 +223,15 @@ struct tg_limit_store {
      */
     void                     (*persist)(void *arg);
     void                      *persist_arg;
+
+    /*
+     * What waits for Redis (redis_waiting.h), copied into w for the state
+     * file; -1: out of memory.  NULL: nothing waits (no Redis).  waits
+     * counts its changes: the file is saved when it moved, as spends.
+     */
+    int                      (*waiting)(void *arg, struct tg_waiting *w);
+    void                      *waiting_arg;
+    uint64_t                   waits;
 };
 
 

@@ -34,6 +34,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "redis.h"
+#include "redis_waiting.h"
 #include "server.h"
 #include "status.h"
 #include "usage.h"
@@ -78,8 +79,10 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     int         rc;
     tg_conn    *c;
     tg_server   srv;
+    tg_waiting  waiting;
 
     memset(&srv, 0, sizeof(srv));
+    memset(&waiting, 0, sizeof(waiting));
 
     srv.file = file;
     srv.opts = *opts;
@@ -204,12 +207,15 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
                                              : 0);
 
-    /* the budgets spent before a restart, before the first decision */
+    /*
+     * The budgets spent before a restart, and what waited for Redis then,
+     * before the first decision
+     */
     {
         char  path[4200];
 
         tg_limits_state_path(&srv, policy, path, sizeof(path));
-        tg_limits_state_load(srv.state->limits, policy, path);
+        tg_limits_state_load(srv.state->limits, policy, path, &waiting);
 
         srv.limits_saver = tg_limits_saver_new(path);
         if (srv.limits_saver == NULL) {
@@ -223,7 +229,8 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     }
 
     if (policy->redis.enabled) {
-        srv.redis = tg_redis_start(&srv, policy);
+        srv.redis = tg_redis_start(&srv, policy, &waiting);
+        tg_waiting_free(&waiting);
         if (srv.redis == NULL) {
             tg_log_error("start.no_memory", "",
                          "out of memory for the redis client");
@@ -262,7 +269,28 @@ done:
         tg_defer_stop(&srv);
     }
 
-    /* what Redis holds of this node's leases expires with their TTL */
+    /*
+     * The slots and leases the connections gave back as they closed, and
+     * what else waits for Redis, written before policyd ends: on the loop,
+     * timeout_ms at most, with nothing else of the loop's running.
+     */
+    if (srv.loop != NULL) {
+        ev_timer_stop(srv.loop, &srv.health_w);
+        ev_timer_stop(srv.loop, &srv.cooldown_w);
+        ev_timer_stop(srv.loop, &srv.soon_w);
+    }
+
+    tg_redis_quit(srv.redis);
+
+    /*
+     * The budgets as they are at a clean stop, and what still waits for
+     * Redis (its kept batches, with their numbers; the corrections and
+     * usage it did not get): sent again after the next start.
+     */
+    tg_limits_saver_free(srv.limits_saver,
+                         srv.state != NULL ? srv.state->limits : NULL);
+    srv.limits_saver = NULL;
+
     tg_redis_stop(srv.redis);
     srv.redis = NULL;
 
@@ -290,11 +318,7 @@ done:
     /* the spans waiting get one try, a short one */
     tg_otlp_stop(srv.otlp);
 
-    /* the budgets as they are at a clean stop */
-    tg_limits_saver_free(srv.limits_saver,
-                         srv.state != NULL ? srv.state->limits : NULL);
-    srv.limits_saver = NULL;
-
+    tg_waiting_free(&waiting);
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
     free(srv.out);
