@@ -32,7 +32,9 @@
 #define TG_STATE_MAGIC     "tailgate-limits 2\n"
 #define TG_STATE_MAGIC_1   "tailgate-limits 1\n"   /* budgets only: read */
 #define TG_WAITING_KINDS   3            /* tg_batch_kind */
-#define TG_STATE_KEY_MAX   1200         /* limits_admit.c's TG_KEY_MAX */
+/* more than a counter's key (TG_LIMIT_KEY_MAX): an older policyd cut
+   names at 1200 bytes, and its file is read too */
+#define TG_STATE_KEY_MAX   1200
 #define TG_SAVE_EVERY_MS   1000
 /* saved_mark when the file may not hold the spends: the next tick writes */
 #define TG_SAVER_UNKNOWN   UINT64_MAX
@@ -233,22 +235,6 @@ tg_limits_state_snap_free(tg_state_snap *sn)
         tg_waiting_free(&sn->waiting);
         free(sn);
     }
-}
-
-
-void
-tg_waiting_free(tg_waiting *w)
-{
-    size_t  i;
-
-    for (i = 0; i < w->nbatches; i++) {
-        free(w->batches[i].args);
-    }
-
-    free(w->batches);
-    free(w->corr);
-    free(w->usage);
-    memset(w, 0, sizeof(tg_waiting));
 }
 
 

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "redis_keys.h"
 #include "usage_pending.h"
@@ -58,8 +60,22 @@ typedef struct tg_waiting {
 } tg_waiting;
 
 
-/* what it holds freed, and it emptied */
-void tg_waiting_free(tg_waiting *w);
+/* what it holds freed, and it emptied (inline: both sides use it) */
+
+static inline void
+tg_waiting_free(tg_waiting *w)
+{
+    size_t  i;
+
+    for (i = 0; i < w->nbatches; i++) {
+        free(w->batches[i].args);
+    }
+
+    free(w->batches);
+    free(w->corr);
+    free(w->usage);
+    memset(w, 0, sizeof(tg_waiting));
+}
 
 
 #endif /* TG_REDIS_WAITING_H */
