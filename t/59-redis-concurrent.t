@@ -192,7 +192,8 @@ sub restart_a {
     return wait_state($a, 'up');
 }
 
-# a request of ivy's in flight on node A (its slot in Redis), in a child
+# a request of ivy's in flight on node A, in a child, once its slot is in
+# Redis: the child's pid
 sub hold_ivy {
     my ($ms) = @_;
     my $pid = fork // die "fork: $!";
@@ -201,13 +202,13 @@ sub hold_ivy {
                  timeout => 20);
         POSIX::_exit(0);
     }
+    ok($a->wait_for(sub { slots('one', 'ivy') == 1 }, timeout => 10,
+                    interval => 0.05), 'node A holds the one slot in Redis');
     return $pid;
 }
 
 subtest 'a node stopped with SIGTERM gives its slots back at once' => sub {
     my $pid = hold_ivy(4000);
-    ok($a->wait_for(sub { slots('one', 'ivy') == 1 }, timeout => 10,
-                    interval => 0.05), 'node A holds the one slot in Redis');
     is($b->chat('plain', key => $key{ivy})->{status}, 429,
        'node B: the client is at its limit');
 
@@ -229,8 +230,6 @@ subtest 'a node stopped with SIGTERM gives its slots back at once' => sub {
 
 subtest 'a stop waits for a Redis that does not answer timeout_ms at most' => sub {
     my $pid = hold_ivy(3000);
-    ok($a->wait_for(sub { slots('one', 'ivy') == 1 }, timeout => 10,
-                    interval => 0.05), 'node A holds the one slot');
 
     my $redis = $a->pid('redis');
     kill 'STOP', $redis;

@@ -626,19 +626,55 @@ tg_grow(void *p, size_t n, size_t size)
 }
 
 
+/*
+ * One more of the n items (at most max) of size at *items, zeroed; NULL
+ * with *why: full (as the reconcile keeps no more), or out of memory.
+ */
+
+static void *
+tg_one_more(void **items, size_t n, size_t max, size_t size,
+    const char *full, const char **why)
+{
+    char  *p;
+
+    if (n == max) {
+        *why = full;
+        return NULL;
+    }
+
+    p = tg_grow(*items, n, size);
+    if (p == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+
+    *items = p;
+    memset(p + n * size, 0, size);
+
+    return p + n * size;
+}
+
+
 /* "k KIND ARGC ARG..." : a kept batch, its shape checked */
 
 static const char *
 tg_read_batch(tg_cursor *cu, tg_waiting *w)
 {
     char              *args, *p;
+    void              *items;
     size_t             i, len, room;
     uint64_t           kind, argc, nk, seq;
-    const char        *first, *num;
+    const char        *first, *num, *why;
     tg_waiting_batch  *b;
 
-    if (w->nbatches == TG_RECONCILE_KEPT) {
-        return "more kept batches than are kept";
+    items = w->batches;
+    b = tg_one_more(&items, w->nbatches, TG_RECONCILE_KEPT,
+                    sizeof(tg_waiting_batch),
+                    "more kept batches than are kept", &why);
+    w->batches = items;
+
+    if (b == NULL) {
+        return why;
     }
 
     if (!tg_read_u64(cu, TG_WAITING_KINDS - 1, &kind)
@@ -651,17 +687,11 @@ tg_read_batch(tg_cursor *cu, tg_waiting *w)
     /* its bytes are at most half its hex, and a NUL an argument */
     room = (size_t) (cu->end - cu->p) / 2 + argc;
     args = malloc(room);
-    p = tg_grow(w->batches, w->nbatches, sizeof(tg_waiting_batch));
 
-    if (args == NULL || p == NULL) {
-        free(args);
-        if (p != NULL) {
-            w->batches = (tg_waiting_batch *) p;
-        }
+    if (args == NULL) {
         return "out of memory";
     }
 
-    w->batches = (tg_waiting_batch *) p;
     first = NULL;
     num = NULL;
     nk = 0;
@@ -698,7 +728,7 @@ tg_read_batch(tg_cursor *cu, tg_waiting *w)
         return "a malformed batch";
     }
 
-    b = &w->batches[w->nbatches++];
+    w->nbatches++;
     b->kind = (uint32_t) kind;
     b->argc = (uint32_t) argc;
     b->len = (size_t) (p - args);
@@ -715,21 +745,19 @@ tg_read_correction(tg_cursor *cu, tg_waiting *w)
 {
     size_t          len;
     uint64_t        v[6];
+    const char     *why;
     tg_correction  *c;
-    void           *p;
+    void           *items;
 
-    if (w->ncorr == TG_RECONCILE_CORRECTIONS) {
-        return "more corrections than are kept";
+    items = w->corr;
+    c = tg_one_more(&items, w->ncorr, TG_RECONCILE_CORRECTIONS,
+                    sizeof(tg_correction), "more corrections than are kept",
+                    &why);
+    w->corr = items;
+
+    if (c == NULL) {
+        return why;
     }
-
-    p = tg_grow(w->corr, w->ncorr, sizeof(tg_correction));
-    if (p == NULL) {
-        return "out of memory";
-    }
-
-    w->corr = p;
-    c = &w->corr[w->ncorr];
-    memset(c, 0, sizeof(tg_correction));
 
     if (!tg_read_u64(cu, UINT32_MAX, &v[0]) || !tg_read_char(cu, ' ')
         || !tg_read_i64(cu, &c->tokens) || !tg_read_char(cu, ' ')
@@ -764,21 +792,19 @@ tg_read_usage(tg_cursor *cu, tg_waiting *w)
 {
     size_t                   len;
     uint64_t                 day, kind;
+    const char              *why;
     tg_usage_pending_entry  *e;
-    void                    *p;
+    void                    *items;
 
-    if (w->nusage == TG_USAGE_PENDING_MAX) {
-        return "more usage entries than are kept";
+    items = w->usage;
+    e = tg_one_more(&items, w->nusage, TG_USAGE_PENDING_MAX,
+                    sizeof(tg_usage_pending_entry),
+                    "more usage entries than are kept", &why);
+    w->usage = items;
+
+    if (e == NULL) {
+        return why;
     }
-
-    p = tg_grow(w->usage, w->nusage, sizeof(tg_usage_pending_entry));
-    if (p == NULL) {
-        return "out of memory";
-    }
-
-    w->usage = p;
-    e = &w->usage[w->nusage];
-    memset(e, 0, sizeof(tg_usage_pending_entry));
 
     if (!tg_read_u64(cu, INT64_MAX, &day) || !tg_read_char(cu, ' ')
         || !tg_read_u64(cu, TG_USAGE_PENDING_KINDS - 1, &kind)
