@@ -119,9 +119,15 @@ fuzz_waiting_copy(void *arg, struct tg_waiting *out)
         out->nbatches++;
     }
 
-    memcpy(out->corr, w->corr, w->ncorr * sizeof(tg_correction));
+    /* none read: NULL, not for memcpy */
+    if (w->ncorr != 0) {
+        memcpy(out->corr, w->corr, w->ncorr * sizeof(tg_correction));
+    }
     out->ncorr = w->ncorr;
-    memcpy(out->usage, w->usage, w->nusage * sizeof(tg_usage_pending_entry));
+    if (w->nusage != 0) {
+        memcpy(out->usage, w->usage,
+               w->nusage * sizeof(tg_usage_pending_entry));
+    }
     out->nusage = w->nusage;
 
     return 0;

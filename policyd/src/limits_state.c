@@ -123,6 +123,7 @@ struct tg_state_snap {
     bool            oom;
     tg_budget       now;                /* this day and month */
     tg_waiting      waiting;            /* for Redis, copied */
+    uint64_t        gen;                /* the flushes asked before it */
 };
 
 
@@ -1235,6 +1236,13 @@ struct tg_limits_saver {
 
     uint64_t         saved_mark;
     uint64_t         saved_ms;
+
+    /* tg_limits_saver_flush_async(): asked (the loop's), written (the
+       thread's, under mu), and who the thread tells */
+    uint64_t         flush_asked;
+    uint64_t         flush_done;
+    void           (*written)(void *arg);
+    void            *written_arg;
 };
 
 
@@ -1244,6 +1252,7 @@ tg_saver_main(void *arg)
     int               rc;
     char             *text, *path, err[4400];
     size_t            len;
+    uint64_t          gen;
     tg_state_snap    *sn;
     tg_limits_saver  *sv = arg;
 
@@ -1286,11 +1295,20 @@ tg_saver_main(void *arg)
             free(text);
         }
 
+        gen = sn->gen;
         tg_limits_state_snap_free(sn);
 
         pthread_mutex_lock(&sv->mu);
         sv->busy = false;
         pthread_cond_broadcast(&sv->done_cv);
+
+        /* the flushes asked before it are on the disk (or failed, said) */
+        if (gen > sv->flush_done) {
+            sv->flush_done = gen;
+            if (sv->written != NULL) {
+                sv->written(sv->written_arg);
+            }
+        }
 
         if (rc != 0) {
             memcpy(sv->err, err, sizeof(err));
@@ -1404,6 +1422,9 @@ tg_saver_hand(tg_limits_saver *sv, tg_limit_store *s)
     sv->saved_mark = tg_saver_mark(s);
     sv->saved_ms = s->now_ms;
 
+    /* newer than every flush asked so far: it holds what they hold */
+    sn->gen = sv->flush_asked;
+
     pthread_mutex_lock(&sv->mu);
     tg_limits_state_snap_free(sv->next);
     sv->next = sn;
@@ -1482,6 +1503,53 @@ tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s)
     }
 
     pthread_mutex_unlock(&sv->mu);
+}
+
+
+void
+tg_limits_saver_flush_async(tg_limits_saver *sv, tg_limit_store *s,
+    void (*written)(void *arg), void *arg)
+{
+    if (sv == NULL) {
+        return;
+    }
+
+    tg_limit_store_clock(s);
+
+    pthread_mutex_lock(&sv->mu);
+    sv->written = written;
+    sv->written_arg = arg;
+    pthread_mutex_unlock(&sv->mu);
+
+    sv->flush_asked++;
+
+    if (!tg_saver_hand(sv, s)) {
+        /* no snapshot: none is written, the wait ends now */
+        pthread_mutex_lock(&sv->mu);
+        sv->flush_done = sv->flush_asked;
+        pthread_mutex_unlock(&sv->mu);
+
+        if (written != NULL) {
+            written(arg);
+        }
+    }
+}
+
+
+bool
+tg_limits_saver_flushed(tg_limits_saver *sv)
+{
+    bool  done;
+
+    if (sv == NULL) {
+        return true;
+    }
+
+    pthread_mutex_lock(&sv->mu);
+    done = sv->flush_done >= sv->flush_asked;
+    pthread_mutex_unlock(&sv->mu);
+
+    return done;
 }
 
 

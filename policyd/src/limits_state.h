@@ -22,10 +22,12 @@
  *                these shapes, is refused whole.  A file of version 1
  *                (budgets only) is read too.
  *   the saver    a thread that writes what the loop snapshotted: temp
- *                file, fsync, rename, so that the loop does not wait on
- *                the disk - but for tg_limits_saver_flush(), the
- *                reconcile's, which waits for its write.  A write that
- *                failed is made again at the next tick, once a second.
+ *                file, fsync, rename, so that the loop never waits on
+ *                the disk (but for tg_limits_saver_flush()); a reconcile
+ *                asks with tg_limits_saver_flush_async() and holds its
+ *                batches until the thread says it is written.  A write
+ *                that failed is made again at the next tick, once a
+ *                second.
  */
 
 #ifndef TG_LIMITS_STATE_H
@@ -96,10 +98,21 @@ void tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s,
 
 /*
  * A snapshot written before it returns, whatever was spent: the loop waits
- * for the disk, so only for what must be on it before the loop goes on
- * (a reconcile's cleared tallies, before the batch leaves).
+ * for the disk, so only for what must be on it before the loop goes on.
  */
 void tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s);
+
+/*
+ * A snapshot of now handed to the thread, whatever was spent, without
+ * waiting: once it (or a newer one) is written - or failed, logged at the
+ * next tick - the thread calls written(arg), from the thread (it may only
+ * wake the loop: ev_async_send).  tg_limits_saver_flushed() then says
+ * whether every flush asked so far is written (a reconcile's batches wait
+ * for that before they leave).
+ */
+void tg_limits_saver_flush_async(tg_limits_saver *sv, tg_limit_store *s,
+    void (*written)(void *arg), void *arg);
+bool tg_limits_saver_flushed(tg_limits_saver *sv);
 
 /* the last save, written before it returns; NULL is fine */
 void tg_limits_saver_free(tg_limits_saver *sv, tg_limit_store *s);

@@ -332,6 +332,18 @@ static const char *const  tg_redis_state_names[] = {
 };
 
 
+/* the state file a reconcile asked for is written: its batches go */
+
+static void
+tg_redis_persisted(void *arg)
+{
+    tg_redis  *rd = arg;
+
+    tg_reconcile_persisted(rd->reconcile, rd->state == TG_REDIS_UP
+                                          ? rd->ac : NULL);
+}
+
+
 /* the state file's copy of what waits for Redis (limits_store.h) */
 
 static int
@@ -432,6 +444,8 @@ tg_redis_start(tg_server *srv, const tg_policy *policy,
     rd->reconcile->waits = &srv->state->limits->waits;
     srv->state->limits->waiting = tg_redis_waiting;
     srv->state->limits->waiting_arg = rd;
+    srv->state->limits->persisted = tg_redis_persisted;
+    srv->state->limits->persisted_arg = rd;
 
     tg_log_info("redis.configured", "node address on_error",
                 "redis: node \"%s\" shares leases and cooldowns through "
@@ -547,6 +561,8 @@ tg_redis_stop(tg_redis *rd)
     {
         rd->srv->state->limits->waiting = NULL;
         rd->srv->state->limits->waiting_arg = NULL;
+        rd->srv->state->limits->persisted = NULL;
+        rd->srv->state->limits->persisted_arg = NULL;
     }
 
     ev_timer_stop(rd->srv->loop, &rd->retry_w);

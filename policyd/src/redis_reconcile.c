@@ -399,7 +399,7 @@ tg_reconcile_behind(const tg_reconcile *rc, const tg_batch *b)
 static void
 tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac, tg_batch *b)
 {
-    if (b->inflight || ac == NULL || tg_reconcile_behind(rc, b)
+    if (b->inflight || ac == NULL || rc->holding || tg_reconcile_behind(rc, b)
         || redisAsyncCommandArgv(ac, tg_reconcile_cb, b, b->argc, b->argv,
                                  b->argvlen) != REDIS_OK)
     {
@@ -680,7 +680,7 @@ void
 tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
     tg_limit_store *s)
 {
-    bool    was;
+    bool    was, connected;
     size_t  tallies, tables;
 
     if (ac == NULL) {
@@ -690,23 +690,47 @@ tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
     /* first what an earlier connection took with it, in its order */
     tg_reconcile_resend(rc, ac);
 
+    /*
+     * The new batches wait: the tallies they send are cleared in the
+     * state file too, and the corrections and usage the file kept while
+     * there was no connection are batches in it, before they leave - a
+     * policyd restarted after Redis applied them sends each batch again
+     * with its number, skipped, not its contents anew.  The saver writes
+     * it off the loop; tg_reconcile_persisted() lets them go.
+     */
+    was = rc->holding;
+    rc->holding = s->persist != NULL;
+
     tallies = tg_reconcile_tallies(rc, ac, s);
 
-    was = rc->connected;
+    connected = rc->connected;
     rc->connected = true;
     tables = tg_reconcile_flush_corrections(rc, ac, true);
     tables += tg_reconcile_flush_usage(rc, ac, true);
 
-    /*
-     * The tallies sent are cleared in the state file too, and the
-     * corrections and usage the file kept while there was no connection
-     * are batches in it now, before the batches leave (hiredis writes
-     * them once the loop runs): a policyd restarted after Redis applied
-     * them sends each batch again with its number, skipped, not its
-     * contents anew.
-     */
-    if ((tallies != 0 || (tables != 0 && !was)) && s->persist != NULL) {
+    if (rc->holding && (was || tallies != 0 || (tables != 0 && !connected)))
+    {
         s->persist(s->persist_arg);
+        return;
+    }
+
+    /* nothing the file must hold first: they go now */
+    rc->holding = false;
+    tg_reconcile_resend(rc, ac);
+}
+
+
+void
+tg_reconcile_persisted(tg_reconcile *rc, redisAsyncContext *ac)
+{
+    if (!rc->holding) {
+        return;
+    }
+
+    rc->holding = false;
+
+    if (ac != NULL) {
+        tg_reconcile_resend(rc, ac);
     }
 }
 

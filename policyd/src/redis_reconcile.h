@@ -88,6 +88,13 @@ typedef struct tg_reconcile {
      */
     bool                connected;
     uint64_t           *waits;
+
+    /*
+     * The batches of a reconcile wait (kept, not sent) until the state
+     * file written without their tallies is on the disk, and so do those
+     * made after them (tg_reconcile_persisted()).
+     */
+    bool                holding;
 } tg_reconcile;
 
 
@@ -120,6 +127,12 @@ void tg_reconcile_done(tg_reconcile *rc, tg_batch *b, bool applied);
  */
 void tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
     tg_limit_store *s);
+
+/*
+ * The state file a reconcile asked for is written: its batches, and those
+ * held behind them, sent on ac (NULL: on the next connection).
+ */
+void tg_reconcile_persisted(tg_reconcile *rc, redisAsyncContext *ac);
 
 /*
  * Every tick while connected: kept batches whose send failed (out of

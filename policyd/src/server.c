@@ -68,6 +68,9 @@ static void tg_probe_done(const tg_probe_answer *a, void *data);
 static bool tg_leases_mark(tg_server *srv);
 static void tg_leases_unmark(tg_server *srv);
 static void tg_limits_persist(void *arg);
+static void tg_limits_written(void *arg);
+static void tg_limits_persisted_cb(struct ev_loop *loop, ev_async *w,
+    int revents);
 static const char *tg_limits_state_path(tg_server *srv, const tg_policy *p,
     char *buf, size_t size);
 
@@ -226,6 +229,10 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
         srv.state->limits->persist = tg_limits_persist;
         srv.state->limits->persist_arg = &srv;
+
+        ev_async_init(&srv.persisted_w, tg_limits_persisted_cb);
+        srv.persisted_w.data = &srv;
+        ev_async_start(srv.loop, &srv.persisted_w);
     }
 
     if (policy->redis.enabled) {
@@ -290,6 +297,10 @@ done:
     tg_limits_saver_free(srv.limits_saver,
                          srv.state != NULL ? srv.state->limits : NULL);
     srv.limits_saver = NULL;
+
+    if (srv.loop != NULL) {
+        ev_async_stop(srv.loop, &srv.persisted_w);
+    }
 
     tg_redis_stop(srv.redis);
     srv.redis = NULL;
@@ -903,12 +914,44 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
+/*
+ * A reconcile's state file: written by the saver's thread, the loop told
+ * by an ev_async; the reconcile's batches wait for it (limits_store.h)
+ */
+
 static void
 tg_limits_persist(void *arg)
 {
     tg_server  *srv = arg;
 
-    tg_limits_saver_flush(srv->limits_saver, srv->state->limits);
+    tg_limits_saver_flush_async(srv->limits_saver, srv->state->limits,
+                                tg_limits_written, srv);
+}
+
+
+/* on the saver's thread */
+
+static void
+tg_limits_written(void *arg)
+{
+    tg_server  *srv = arg;
+
+    ev_async_send(srv->loop, &srv->persisted_w);
+}
+
+
+static void
+tg_limits_persisted_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tg_server        *srv = w->data;
+    tg_limit_store   *s = srv->state->limits;
+
+    (void) loop;
+    (void) revents;
+
+    if (tg_limits_saver_flushed(srv->limits_saver) && s->persisted != NULL) {
+        s->persisted(s->persisted_arg);
+    }
 }
 
 

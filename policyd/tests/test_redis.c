@@ -929,6 +929,84 @@ test_reconcile_send_failed(void **unused)
 
 
 /*
+ * A reconcile's batches wait for the state file without their tallies:
+ * asked for off the loop, none leaves (nor one made after them) until it
+ * is written; a reconcile with nothing for the file sends at once.
+ */
+
+static int  tg_persists;
+
+static void
+count_persist(void *arg)
+{
+    (void) arg;
+    tg_persists++;
+}
+
+
+static void
+test_reconcile_held(void **unused)
+{
+    tg_batch           *b1, *b2;
+    tg_counter         *c;
+    tg_reconcile       *rc;
+    tg_correction       corr;
+    tg_limit_store     *s;
+    redisAsyncContext  *ac;
+    static const char   ck[] = "c\037agents\037alice";
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 1, 2, "tg", "addr");
+    s = tg_limit_store_memory();
+    s->nodes = 2;
+    s->persist = count_persist;
+    tg_limit_store_clock(s);
+    c = s->ops->counter(s, ck, sizeof(ck) - 1);
+    tg_counter_away_spend(c, 2500, s->wall_s);
+    s->ops->unref(s, c);
+
+    ac = test_context();
+    tg_persists = 0;
+    tg_reconcile_send(rc, ac, s);
+
+    assert_int_equal(tg_persists, 1);
+    assert_true(rc->holding);
+    b1 = rc->head;
+    assert_non_null(b1);
+    assert_int_equal(b1->kind, TG_BATCH_LIMITS);
+    assert_false(b1->inflight);
+    assert_null(ac->replies.head);
+
+    /* a REPORT's correction meanwhile: made, held behind */
+    corr = test_correction("{tg:limits}:c|p|a", 60, 5, 0, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, ac, &corr), 0);
+    b2 = rc->tail;
+    assert_ptr_not_equal(b1, b2);
+    assert_false(b2->inflight);
+
+    /* written: both go, in their order */
+    tg_reconcile_persisted(rc, ac);
+    assert_false(rc->holding);
+    assert_true(b1->inflight && b2->inflight);
+    assert_ptr_equal(ac->replies.head->privdata, b1);
+    assert_ptr_equal(ac->replies.head->next->privdata, b2);
+
+    /* nothing more for the file: no write asked, nothing held */
+    redisAsyncFree(ac);
+    ac = test_context();
+    tg_reconcile_send(rc, ac, s);
+    assert_int_equal(tg_persists, 1);
+    assert_false(rc->holding);
+    assert_true(b1->inflight);
+
+    redisAsyncFree(ac);
+    tg_reconcile_free(rc);
+    s->ops->free(s);
+}
+
+
+/*
  * A correction batch Redis refuses (an error reply) is dropped, and the
  * status counts each of its counters' corrections dropped, as a full
  * table counts each it refuses; a batch applied is out of the kept ones.
@@ -1480,6 +1558,7 @@ main(void)
         cmocka_unit_test(test_reconcile_send_failed),
         cmocka_unit_test(test_reconcile_tallies_kept),
         cmocka_unit_test(test_reconcile_refused_counts),
+        cmocka_unit_test(test_reconcile_held),
         cmocka_unit_test(test_reconcile_corrections),
         cmocka_unit_test(test_usage_pending_table),
         cmocka_unit_test(test_usage_pending_full),
