@@ -10,7 +10,10 @@
 # before its TTL), slots live past their TTL while renewed, a node
 # SIGKILLed gives its slots back within the TTL; with Redis gone
 # ("local") each node keeps to its share, and puts the slots it took
-# alone into Redis when it comes back; "closed" answers 503.
+# alone into Redis when it comes back; "closed" answers 503.  A node
+# stopped with SIGTERM gives its slots back before it exits (the same
+# client is served by the other node at once), waiting for a Redis that
+# does not answer timeout_ms at most.
 
 use strict;
 use warnings;
@@ -24,7 +27,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use Tailgate::Gateway;
 use Tailgate::Redis qw(skip_unless_redis start_redis kill_redis redis_cli
-                       start_node node_status redis_block);
+                       start_node node_status redis_block wait_state);
 
 skip_unless_redis();
 
@@ -46,12 +49,13 @@ my $policy = {
         profiles => {
             two  => { concurrent => 2 },
             four => { concurrent => 4 },
+            one  => { concurrent => 1 },
         },
     },
 };
 
 my @clients = (alice => 'two', bob => 'two', hal => 'four', dan => 'four',
-               gus => 'four', erin => 'two');
+               gus => 'four', erin => 'two', ivy => 'one');
 my (%key, @records);
 while (my ($name, $profile) = splice @clients, 0, 2) {
     $key{$name} = $a->new_key;
@@ -75,17 +79,6 @@ sub slots {
     my ($profile, $client) = @_;
     return redis_cli($a, 'ZCARD', "{tg:limits}:slots:c|$profile|$client")
            // -1;
-}
-
-sub redis_state {
-    my $doc = node_status($_[0]) or return '';
-    return $doc->{policyd}{redis}{state} // '';
-}
-
-sub wait_state {
-    my ($t, $state) = @_;
-    return $t->wait_for(sub { redis_state($t) eq $state }, timeout => 15,
-                        interval => 0.1);
 }
 
 # $n requests at once, alternating nodes: "node:status[:code]" each
@@ -182,6 +175,90 @@ subtest 'slots live past their TTL while renewed' => sub {
         or diag "@got";
 
     waitpid($pid, 0);
+};
+
+# A rolling restart: node A's policyd stopped (SIGTERM) while its nginx
+# still serves a request of a client with concurrent 1.  The stop gives
+# the slot back before policyd exits, so node B serves that client at
+# once, not lease_ttl_ms (2000) later; a stop that finds Redis stopped
+# (SIGSTOP) or gone waits for it timeout_ms (200) at most.
+
+$a->allow_log(qr/cannot connect to policyd/, qr/policyd connection #\d+ closed/,
+              qr/policyd at "unix:[^"]+" is reachable again/);
+
+sub restart_a {
+    $a->start_policyd(env => { EXT_API_KEY => $Tailgate::Gateway::PROVIDER_KEY },
+                      args => ['-a', $a->dir . '/admin.sock']);
+    return wait_state($a, 'up');
+}
+
+# a request of ivy's in flight on node A, in a child, once its slot is in
+# Redis: the child's pid
+sub hold_ivy {
+    my ($ms) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        $a->chat('plain', key => $key{ivy}, headers => slow($ms),
+                 timeout => 20);
+        POSIX::_exit(0);
+    }
+    ok($a->wait_for(sub { slots('one', 'ivy') == 1 }, timeout => 10,
+                    interval => 0.05), 'node A holds the one slot in Redis');
+    return $pid;
+}
+
+subtest 'a node stopped with SIGTERM gives its slots back at once' => sub {
+    my $pid = hold_ivy(5000);
+    is($b->chat('plain', key => $key{ivy})->{status}, 429,
+       'node B: the client is at its limit');
+    # B keeps what Redis refused with for a second (a burst is refused
+    # without a round trip each): past it, B asks Redis again
+    sleep 1.1;
+
+    my $t0 = time;
+    $a->stop_policyd;
+    # ZCARD counts a member until a script drops it as expired: 0 is the
+    # ZREM, not the TTL
+    is(slots('one', 'ivy'), 0, 'policyd A exited: its member is gone');
+    is($b->chat('plain', key => $key{ivy})->{status}, 200,
+       'node B serves the client at once');
+    my $took = time - $t0;
+    ok($took < 1.5, sprintf 'far sooner than the TTL (%.2f s, '
+       . 'lease_ttl_ms 2000)', $took);
+    like($a->policyd_log, qr/exiting on SIGTERM/, 'a clean stop');
+
+    waitpid($pid, 0);
+    ok(restart_a(), 'node A started again: redis is up');
+};
+
+subtest 'a stop waits for a Redis that does not answer timeout_ms at most' => sub {
+    my $pid = hold_ivy(3000);
+
+    my $redis = $a->pid('redis');
+    kill 'STOP', $redis;
+    my $mark = $a->log_size('policyd');
+    my $t0 = time;
+    $a->stop_policyd;
+    my $took = time - $t0;
+    kill 'CONT', $redis;
+    ok(!$a->running('policyd'), 'Redis stopped (SIGSTOP): policyd exited');
+    ok($took < 0.2 + 1.0, sprintf 'within timeout_ms and a little '
+       . '(%.2f s, timeout_ms 200)', $took);
+    like(substr($a->policyd_log, $mark),
+         qr/did not answer within 200 ms at the stop/, 'and says so');
+    waitpid($pid, 0);
+    ok(restart_a(), 'node A started again');
+
+    kill_redis($a);
+    ok(wait_state($a, 'down'), 'Redis killed: down');
+    $t0 = time;
+    $a->stop_policyd;
+    $took = time - $t0;
+    ok($took < 0.2 + 1.0, sprintf 'Redis gone: the stop does not wait '
+       . '(%.2f s)', $took);
+
+    start_redis($a);
+    ok(restart_a() && wait_state($b, 'up'), 'Redis back, node A again');
 };
 
 # Redis gone: concurrent 4 over 2 nodes is 2 each

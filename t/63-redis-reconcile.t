@@ -37,7 +37,7 @@ use Time::HiRes qw(sleep);
 use Tailgate::Gateway;
 use Tailgate::Redis qw(skip_unless_redis start_redis kill_redis redis_cli
                        start_node node_status start_redis_cut redis_cut
-                       redis_cuts);
+                       redis_cuts wait_state);
 
 skip_unless_redis();
 
@@ -87,17 +87,6 @@ start_node($a, $b, name => 'b', policy => $policy, mocks_of => $a,
 
 my $used = { 'X-Mock-Control' => $JSON->encode(
     { usage => { prompt_tokens => 4, completion_tokens => 6 } }) };
-
-sub redis_state {
-    my $doc = node_status($_[0]) or return '';
-    return $doc->{policyd}{redis}{state} // '';
-}
-
-sub wait_state {
-    my ($t, $state) = @_;
-    return $t->wait_for(sub { redis_state($t) eq $state }, timeout => 15,
-                        interval => 0.1);
-}
 
 sub limits_field {
     my ($client, $field, $profile) = @_;

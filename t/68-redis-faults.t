@@ -18,7 +18,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use Tailgate::Gateway;
 use Tailgate::Redis qw(skip_unless_redis start_redis kill_redis redis_cli
-                       start_node node_status redis_block);
+                       start_node node_status redis_block wait_state);
 
 skip_unless_redis();
 
@@ -60,17 +60,6 @@ start_node($a, $b, name => 'b', policy => $policy, mocks_of => $a);
 
 my $mock = $a->mock('local');
 my %node = (a => $a, b => $b);
-
-sub redis_state {
-    my $doc = node_status($_[0]) or return '';
-    return $doc->{policyd}{redis}{state} // '';
-}
-
-sub wait_state {
-    my ($t, $state) = @_;
-    return $t->wait_for(sub { redis_state($t) eq $state }, timeout => 15,
-                        interval => 0.1);
-}
 
 ok(wait_state($a, 'up') && wait_state($b, 'up'), 'both nodes: redis is up');
 

@@ -9,7 +9,9 @@
 # policyd serves with nothing restored (docs/policy.md, "One node").  With
 # Redis (on_redis_error "local"): what a node spent alone while Redis was
 # away, restarted during the outage, reaches Redis once it is back, once,
-# also after another restart.
+# also after another restart; and so do the REPORTs' corrections and the
+# usage waiting for Redis, and the batches kept unanswered (cut before or
+# after Redis ran them), after SIGTERM or SIGKILL.
 
 use strict;
 use warnings;
@@ -22,7 +24,8 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use Tailgate::Gateway;
 use Tailgate::Redis qw(redis_server start_redis kill_redis redis_cli
-                       start_node node_status);
+                       start_node node_status wait_state start_redis_cut
+                       redis_cut redis_cuts);
 
 my $t = Tailgate::Gateway->new->skip_unless_built;
 
@@ -215,6 +218,165 @@ subtest 'Redis: a spend made alone before a restart reaches Redis once' => sub {
 
     $r->stop_all;
     $r->logs_clean('the Redis node: error.log is clean');
+};
+
+# What waits for Redis across a restart (docs/policy.md, "Across a
+# restart"): a node reaches Redis through a proxy (t/lib/redis_cut.pl)
+# that can keep it away, or cut a batch; the state file keeps the REPORTs'
+# corrections and the usage waiting, and the kept batches with their
+# numbers.  In Redis after: exactly what was used, once.
+
+subtest 'Redis: what waits for Redis survives a restart, once' => sub {
+    plan skip_all => 'redis-server is not installed' unless redis_server();
+
+    my $w = Tailgate::Gateway->new;
+    my %wk = map { $_ => $w->new_key } qw(tom kim cutb cuta);
+    my $wpolicy = $JSON->decode($JSON->encode($policy));
+    # a share of 50.0 a day for each of 2 nodes: nothing here is refused
+    $wpolicy->{limits}{profiles}{cheap} = { budget => { day => 100 } };
+    $wpolicy->{limits}{state_file} = $w->dir . '/limits.state';
+
+    start_redis($w);
+    my $proxy = start_redis_cut($w);
+    $w->mock_provider('local');
+    start_node($w, $w, name => 'w', policy => $wpolicy,
+               redis => { address => $proxy },
+               start => { keys => [ map { ($_ => { key => $wk{$_},
+                                                    limit => 'cheap' }) }
+                                    sort keys %wk ],
+                          timeout => '5s' });
+    $w->allow_log(qr/cannot connect to policyd/,
+                  qr/policyd connection #\d+ closed/,
+                  qr/policyd at "unix:[^"]+" is reachable again/);
+
+    my $day = do {
+        my @g = gmtime;
+        sprintf '%04d-%02d-%02d', $g[5] + 1900, $g[4] + 1, $g[3];
+    };
+    my $usage = sub {
+        my ($who, $what) = @_;
+        return redis_cli($w, 'HGET', "{tg:usage:$day}:client", "$what:$who")
+               // 0;
+    };
+    my $ds = sub {
+        redis_cli($w, 'HGET', "{tg:limits}:c|cheap|$_[0]", 'ds') // 0;
+    };
+    my $view = sub {
+        my $doc = node_status($w) or return {};
+        return $doc->{policyd}{redis}{reconcile} // {};
+    };
+    my $ask = sub {
+        my $r = $w->chat('qwen', key => $wk{$_[0]}, headers => $used);
+        select(undef, undef, undef, 0.6);
+        return $r->{status};
+    };
+    my $restart = sub {
+        my ($how) = @_;
+        my $mark = $w->log_size('policyd');
+        $how eq 'KILL' ? $w->kill_policyd : $w->stop_policyd;
+        $w->start_policyd(env => { EXT_API_KEY =>
+                                   $Tailgate::Gateway::PROVIDER_KEY },
+                          args => ['-a', $w->dir . '/admin.sock']);
+        return substr($w->policyd_log, $mark);
+    };
+    # Redis back for the node: everything kept and waiting answered
+    my $back = sub {
+        redis_cut($w, 'pass');
+        ok(wait_state($w, 'up'), 'Redis is back for the node');
+        ok($w->wait_for(sub {
+            my $v = $view->();
+            ($v->{pending} // 1) == 0 && ($v->{usage_pending} // 1) == 0
+                && ($v->{corrections}{waiting} // 1) == 0
+        }, timeout => 10, interval => 0.1), 'all it kept went, answered')
+            or diag explain $view->();
+    };
+
+    ok(wait_state($w, 'up'), 'redis is up');
+
+    # tom: one take through Redis, reported while Redis is away (a
+    # correction: 5.0), then two alone (the away tally: 10.0)
+    my $slow = { 'X-Mock-Control' => $JSON->encode(
+        { delay_ms => 1500,
+          usage => { prompt_tokens => 4, completion_tokens => 6 } }) };
+    my $conn = $w->open_post('/v1/chat/completions',
+        { model => 'qwen', messages => [{ role => 'user', content => 'Hi' }] },
+        key => $wk{tom}, headers => $slow);
+    sleep 0.7;                          # decided: taken in Redis
+    redis_cut($w, 'down');
+    ok(wait_state($w, 'down'), 'then Redis is away for the node');
+    my ($status) = $conn->read_response(10);
+    is($status, 200, 'tom: its answer, the REPORT read while away');
+    is_deeply([ map { $ask->('tom') } 1 .. 2 ], [200, 200],
+              'tom: two more, alone');
+    ok($w->wait_for(sub {
+        my $v = $view->();
+        ($v->{corrections}{waiting} // 0) == 1
+            && ($v->{usage_pending} // 0) >= 3
+    }, timeout => 5, interval => 0.1), 'its correction and usage wait')
+        or diag explain $view->();
+
+    my $log = $restart->('TERM');
+    like($log, qr/what waited for Redis: 0 kept batches, 1 corrections, 3 usage entries/,
+         'SIGTERM, started again: the correction and the usage restored');
+    ok(wait_state($w, 'down'), 'while Redis is still away');
+    $back->();
+
+    is($usage->('tom', 'requests'), 3, 'tom: the usage of its three requests');
+    is($usage->('tom', 'tokens'), 30, 'their tokens');
+    is($usage->('tom', 'cost'), 15e9, 'their cost');
+    is($ds->('tom'), 15e9, 'the day spent: the correction and the tally');
+
+    # kim: after the periodic save, SIGKILL
+    redis_cut($w, 'down');
+    ok(wait_state($w, 'down'), 'Redis away again');
+    is_deeply([ map { $ask->('kim') } 1 .. 2 ], [200, 200],
+              'kim: two alone');
+    sleep 1.5;                          # saved within a second
+    $log = $restart->('KILL');
+    like($log, qr/what waited for Redis: 0 kept batches, 0 corrections, 3 usage entries/,
+         'SIGKILL after the save: the usage restored');
+    $back->();
+    is($usage->('kim', 'requests'), 2, 'kim: the usage of its two requests');
+    is($usage->('kim', 'cost'), 10e9, 'their cost');
+    is($ds->('kim'), 10e9, 'the day spent, once');
+
+    # a cut, then a restart before Redis is back: the kept batches go
+    # again with their numbers
+    for my $case (['cutb', 'before-down', 1], ['cuta', 'after-down', 2]) {
+        my ($who, $mode, $skipped) = @$case;
+
+        redis_cut($w, 'down');
+        ok(wait_state($w, 'down'), "$who: Redis away");
+        is($ask->($who), 200, "$who: one request alone");
+        my $cuts = () = redis_cuts($w);
+        redis_cut($w, "$mode {tg:usage:");
+        ok($w->wait_for(sub { (() = redis_cuts($w)) > $cuts }, timeout => 20,
+                        interval => 0.1), "$who: the usage batch cut ($mode)");
+        ok($w->wait_for(sub { ($view->()->{pending} // 0) == 2 },
+                        timeout => 10, interval => 0.1),
+           "$who: the reconcile's batch and the usage batch kept")
+            or diag explain $view->();
+
+        $log = $restart->('TERM');
+        like($log, qr/what waited for Redis: 2 kept batches/,
+             "$who: restarted: both restored");
+        my $was = $view->();
+        $back->();
+        my $now = $view->();
+        is(($now->{skipped} // 0) - ($was->{skipped} // 0), $skipped,
+           "$who: $skipped skipped, as Redis had run them");
+        is($usage->($who, 'requests'), 1, "$who: the usage, once");
+        is($ds->($who), 5e9, "$who: the day spent, once");
+    }
+
+    sleep 1.2;
+    is($usage->('tom', 'requests') . ' ' . $usage->('kim', 'requests') . ' '
+       . $usage->('cutb', 'requests') . ' ' . $usage->('cuta', 'requests'),
+       '3 2 1 1', 'and nothing more came since');
+    is($ds->('tom') + $ds->('kim'), 25e9, 'nor more spend');
+
+    $w->stop_all;
+    $w->logs_clean('the node behind the proxy: error.log is clean');
 };
 
 $t->done_testing;

@@ -104,6 +104,7 @@ struct tg_server {
     struct tg_usage *usage;         /* usage.h: tallies and the usage log */
     struct tg_limits_saver *limits_saver;   /* limits_state.h: budgets
                                                kept across restarts */
+    ev_async         persisted_w;   /* its thread wrote a flush */
     tg_redis        *redis;         /* redis.c; NULL: this node alone */
     struct tg_otlp  *otlp;          /* otlp_export.c; NULL: no traces */
     tg_jwks_keeper  *jwks;          /* jwks.c: the key sets it keeps */

@@ -16,7 +16,7 @@
 #include "limits_admit.h"
 
 
-#define TG_KEY_MAX  1200
+#define TG_KEY_MAX  TG_LIMIT_KEY_MAX
 #define TG_SEP      '\037'
 
 #define TG_SCOPE_CLIENT    0

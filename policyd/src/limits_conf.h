@@ -12,6 +12,14 @@
 
 
 #define TG_LIMIT_NAME_MAX       64      /* as the module's limit= allows */
+
+/*
+ * A counter's key at most ("c\037agents\037alice", limits_admit.c): a
+ * longer name is cut.  So long that every Redis key made of it - its
+ * hash, and the longest, its slot set "{PREFIX:limits}:slots:KEY" with
+ * the longest key_prefix - fits TG_REDIS_KEY_MAX (redis_keys.c checks).
+ */
+#define TG_LIMIT_KEY_MAX        431
 #define TG_LIMIT_RATE_MAX       1000000000
 #define TG_LIMIT_CONCURRENT_MAX 100000
 #define TG_LIMIT_PERIOD_MS      60000   /* rpm and tpm: per minute */

@@ -21,32 +21,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fnv.h"
 #include "limits_admit.h"
 #include "limits_state.h"
 #include "log.h"
 #include "policy.h"
+#include "redis_waiting.h"
 
 
-#define TG_STATE_MAGIC     "tailgate-limits 1\n"
-#define TG_STATE_KEY_MAX   1200         /* limits_admit.c's TG_KEY_MAX */
+#define TG_STATE_MAGIC     "tailgate-limits 2\n"
+#define TG_STATE_MAGIC_1   "tailgate-limits 1\n"   /* budgets only: read */
+#define TG_WAITING_KINDS   3            /* tg_batch_kind */
+/* more than a counter's key (TG_LIMIT_KEY_MAX): an older policyd cut
+   names at 1200 bytes, and its file is read too */
+#define TG_STATE_KEY_MAX   1200
 #define TG_SAVE_EVERY_MS   1000
-/* saved_spends when the file may not hold the spends: the next tick writes */
+/* saved_mark when the file may not hold the spends: the next tick writes */
 #define TG_SAVER_UNKNOWN   UINT64_MAX
-
-
-static uint64_t
-tg_fnv(const char *p, size_t len)
-{
-    size_t    i;
-    uint64_t  h = 0xcbf29ce484222325ull;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char) p[i];
-        h *= 0x100000001b3ull;
-    }
-
-    return h;
-}
 
 
 /* a growing text */
@@ -131,6 +122,8 @@ struct tg_state_snap {
     size_t          keys_cap;
     bool            oom;
     tg_budget       now;                /* this day and month */
+    tg_waiting      waiting;            /* for Redis, copied */
+    uint64_t        gen;                /* the flushes asked before it */
 };
 
 
@@ -222,7 +215,10 @@ tg_limits_state_snap(tg_limit_store *s, int64_t wall_s)
 
     s->ops->each(s, tg_snap_counter, sn);
 
-    if (sn->oom) {
+    if (sn->oom
+        || (s->waiting != NULL && s->waiting(s->waiting_arg, &sn->waiting)
+                                  != 0))
+    {
         tg_limits_state_snap_free(sn);
         return NULL;
     }
@@ -237,7 +233,105 @@ tg_limits_state_snap_free(tg_state_snap *sn)
     if (sn != NULL) {
         free(sn->items);
         free(sn->keys);
+        tg_waiting_free(&sn->waiting);
         free(sn);
+    }
+}
+
+
+/* bytes in hex ("-": none) */
+
+static char *
+tg_hex_out(char *p, const char *data, size_t len)
+{
+    size_t             k;
+    static const char  hex[] = "0123456789abcdef";
+
+    if (len == 0) {
+        *p++ = '-';
+        return p;
+    }
+
+    for (k = 0; k < len; k++) {
+        *p++ = hex[(unsigned char) data[k] >> 4];
+        *p++ = hex[(unsigned char) data[k] & 15];
+    }
+
+    return p;
+}
+
+
+/* the lines of what waits for Redis: k (a batch), c, u */
+
+static void
+tg_text_waiting(tg_text *t, const tg_waiting *w)
+{
+    int                            n;
+    char                          *p;
+    size_t                         i, k, room, len;
+    const char                    *a;
+    const tg_correction           *c;
+    const tg_waiting_batch        *b;
+    const tg_usage_pending_entry  *e;
+
+    for (i = 0; i < w->nbatches; i++) {
+        b = &w->batches[i];
+        room = 48 + 2 * b->len + 2 * (size_t) b->argc;
+
+        if ((p = tg_text_room(t, room)) == NULL) {
+            return;
+        }
+
+        n = snprintf(p, 48, "k %u %u", b->kind, b->argc);
+        p += n;
+
+        for (a = b->args, k = 0; k < b->argc; k++, a += len + 1) {
+            len = strlen(a);
+            *p++ = ' ';
+            p = tg_hex_out(p, a, len);
+        }
+
+        *p++ = '\n';
+        t->len = (size_t) (p - t->p);
+        t->lines++;
+    }
+
+    for (i = 0; i < w->ncorr; i++) {
+        c = &w->corr[i];
+        len = strnlen(c->key, sizeof(c->key));
+
+        if ((p = tg_text_room(t, 8 * 24 + 2 * len + 4)) == NULL) {
+            return;
+        }
+
+        n = snprintf(p, 8 * 24, "c %u %lld %llu %u %u %llu %llu ", c->tpm,
+                     (long long) c->tokens,
+                     (unsigned long long) c->cost_nano, c->day, c->month,
+                     (unsigned long long) c->budget_day_nano,
+                     (unsigned long long) c->budget_month_nano);
+        p = tg_hex_out(p + n, c->key, len);
+        *p++ = '\n';
+        t->len = (size_t) (p - t->p);
+        t->lines++;
+    }
+
+    for (i = 0; i < w->nusage; i++) {
+        e = &w->usage[i];
+
+        if ((p = tg_text_room(t, 6 * 24 + 2 * (size_t) e->len + 4)) == NULL)
+        {
+            return;
+        }
+
+        n = snprintf(p, 6 * 24, "u %lld %u %llu %llu %llu ",
+                     (long long) e->day, e->kind,
+                     (unsigned long long) e->requests,
+                     (unsigned long long) e->tokens,
+                     (unsigned long long) e->cost_nano);
+        p = tg_hex_out(p + n, e->name, e->len);
+        *p++ = '\n';
+        t->len = (size_t) (p - t->p);
+        t->lines++;
     }
 }
 
@@ -247,11 +341,10 @@ tg_limits_state_text(const tg_state_snap *sn, char **text, size_t *len)
 {
     int             n;
     char           *p;
-    size_t          i, k;
+    size_t          i;
     tg_text         t;
     const char     *key;
     const tg_state_item  *it;
-    static const char  hex[] = "0123456789abcdef";
 
     memset(&t, 0, sizeof(t));
 
@@ -281,18 +374,14 @@ tg_limits_state_text(const tg_state_snap *sn, char **text, size_t *len)
                      it->away.day, (unsigned long long) it->away.day_spent,
                      it->away.month,
                      (unsigned long long) it->away.month_spent);
-        p += n;
         key = sn->keys + it->key_off;
-
-        for (k = 0; k < it->key_len; k++) {
-            *p++ = hex[(unsigned char) key[k] >> 4];
-            *p++ = hex[(unsigned char) key[k] & 15];
-        }
-
-        *p = '\n';
-        t.len += (size_t) n + 2 * it->key_len + 1;
+        p = tg_hex_out(p + n, key, it->key_len);
+        *p++ = '\n';
+        t.len = (size_t) (p - t.p);
         t.lines++;
     }
+
+    tg_text_waiting(&t, &sn->waiting);
 
     p = tg_text_room(&t, 64);
     if (p == NULL) {
@@ -301,7 +390,7 @@ tg_limits_state_text(const tg_state_snap *sn, char **text, size_t *len)
     }
 
     n = snprintf(p, 64, "end %zu %016llx\n", t.lines,
-                 (unsigned long long) tg_fnv(t.p, t.len));
+                 (unsigned long long) tg_fnv1a(TG_FNV_OFFSET, t.p, t.len));
     t.len += (size_t) n;
 
     *text = t.p;
@@ -347,7 +436,7 @@ tg_read_u64(tg_cursor *cu, uint64_t max, uint64_t *out)
     while (cu->p < cu->end && *cu->p >= '0' && *cu->p <= '9') {
         d = (uint64_t) (*cu->p - '0');
 
-        if (v > (max - d) / 10) {
+        if (d > max || v > (max - d) / 10) {
             return false;
         }
 
@@ -455,33 +544,331 @@ tg_why(char *why, size_t len, const char *fmt, size_t line)
 }
 
 
+/* a signed decimal: "-" and at most INT64_MAX */
+
+static bool
+tg_read_i64(tg_cursor *cu, int64_t *out)
+{
+    bool      neg;
+    uint64_t  v;
+
+    neg = tg_read_char(cu, '-');
+
+    if (!tg_read_u64(cu, INT64_MAX, &v) || (neg && v == 0)) {
+        return false;
+    }
+
+    *out = neg ? -(int64_t) v : (int64_t) v;
+
+    return true;
+}
+
+
+/* bytes in hex up to a space or the line's end, "-" for none; no NUL */
+
+static bool
+tg_read_hex(tg_cursor *cu, char *out, size_t max, size_t *len)
+{
+    int     hi, lo;
+    size_t  n;
+
+    if (cu->p < cu->end && *cu->p == '-') {
+        cu->p++;
+        *len = 0;
+        return cu->p == cu->end || *cu->p == ' ';
+    }
+
+    for (n = 0; cu->p < cu->end && *cu->p != ' '; n++, cu->p += 2) {
+        if (n == max || cu->end - cu->p < 2) {
+            return false;
+        }
+
+        hi = tg_hex_digit(cu->p[0]);
+        lo = tg_hex_digit(cu->p[1]);
+
+        if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+            return false;
+        }
+
+        out[n] = (char) (hi << 4 | lo);
+    }
+
+    *len = n;
+
+    return n != 0;
+}
+
+
+/* a whole decimal string, as the batches' numbers are */
+
+static bool
+tg_decimal(const char *p, size_t len, uint64_t max, uint64_t *v)
+{
+    tg_cursor  cu;
+
+    cu.p = p;
+    cu.end = p + len;
+
+    return tg_read_u64(&cu, max, v) && cu.p == cu.end;
+}
+
+
+/* the waiting records, read into a tg_waiting of their own */
+
+static void *
+tg_grow(void *p, size_t n, size_t size)
+{
+    /* room for n + 1, doubling at powers of two */
+    if (n != 0 && (n & (n - 1)) != 0) {
+        return p;
+    }
+
+    return realloc(p, (n != 0 ? n * 2 : 1) * size);
+}
+
+
+/*
+ * One more of the n items (at most max) of size at *items, zeroed; NULL
+ * with *why: full (as the reconcile keeps no more), or out of memory.
+ */
+
+static void *
+tg_one_more(void **items, size_t n, size_t max, size_t size,
+    const char *full, const char **why)
+{
+    char  *p;
+
+    if (n == max) {
+        *why = full;
+        return NULL;
+    }
+
+    p = tg_grow(*items, n, size);
+    if (p == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+
+    *items = p;
+    memset(p + n * size, 0, size);
+
+    return p + n * size;
+}
+
+
+/* "k KIND ARGC ARG..." : a kept batch, its shape checked */
+
+static const char *
+tg_read_batch(tg_cursor *cu, tg_waiting *w)
+{
+    char              *args, *p;
+    void              *items;
+    size_t             i, len, room;
+    uint64_t           kind, argc, nk, seq;
+    const char        *first, *num, *why;
+    tg_waiting_batch  *b;
+
+    items = w->batches;
+    b = tg_one_more(&items, w->nbatches, TG_RECONCILE_KEPT,
+                    sizeof(tg_waiting_batch),
+                    "more kept batches than are kept", &why);
+    w->batches = items;
+
+    if (b == NULL) {
+        return why;
+    }
+
+    if (!tg_read_u64(cu, TG_WAITING_KINDS - 1, &kind)
+        || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, TG_WAITING_ARGS_MAX, &argc) || argc < 4)
+    {
+        return "a malformed batch";
+    }
+
+    /* its bytes are at most half its hex, and a NUL an argument */
+    room = (size_t) (cu->end - cu->p) / 2 + argc;
+    args = malloc(room);
+
+    if (args == NULL) {
+        return "out of memory";
+    }
+
+    first = NULL;
+    num = NULL;
+    nk = 0;
+
+    for (p = args, i = 0; i < argc; i++) {
+        if (!tg_read_char(cu, ' ')
+            || !tg_read_hex(cu, p, TG_WAITING_ARG_MAX, &len))
+        {
+            free(args);
+            return "a malformed batch";
+        }
+
+        /* numkeys (the marker and the keys), then after them its number */
+        if (i == 0) {
+            first = p;
+            if (!tg_decimal(p, len, argc - 2, &nk) || nk < 2) {
+                free(args);
+                return "a malformed batch";
+            }
+        } else if (i == nk + 1) {
+            num = p;
+            if (!tg_decimal(p, len, UINT64_MAX, &seq) || seq == 0) {
+                free(args);
+                return "a malformed batch";
+            }
+        }
+
+        p[len] = '\0';
+        p += len + 1;
+    }
+
+    if (cu->p != cu->end || first == NULL || num == NULL) {
+        free(args);
+        return "a malformed batch";
+    }
+
+    w->nbatches++;
+    b->kind = (uint32_t) kind;
+    b->argc = (uint32_t) argc;
+    b->len = (size_t) (p - args);
+    b->args = args;
+
+    return NULL;
+}
+
+
+/* "c TPM TOKENS COST DAY MONTH BUDGET_DAY BUDGET_MONTH KEY" */
+
+static const char *
+tg_read_correction(tg_cursor *cu, tg_waiting *w)
+{
+    size_t          len;
+    uint64_t        v[6];
+    const char     *why;
+    tg_correction  *c;
+    void           *items;
+
+    items = w->corr;
+    c = tg_one_more(&items, w->ncorr, TG_RECONCILE_CORRECTIONS,
+                    sizeof(tg_correction), "more corrections than are kept",
+                    &why);
+    w->corr = items;
+
+    if (c == NULL) {
+        return why;
+    }
+
+    if (!tg_read_u64(cu, UINT32_MAX, &v[0]) || !tg_read_char(cu, ' ')
+        || !tg_read_i64(cu, &c->tokens) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT64_MAX, &v[1]) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT32_MAX, &v[2]) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT32_MAX, &v[3]) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT64_MAX, &v[4]) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT64_MAX, &v[5]) || !tg_read_char(cu, ' ')
+        || !tg_read_hex(cu, c->key, sizeof(c->key) - 1, &len) || len == 0
+        || cu->p != cu->end)
+    {
+        return "a malformed correction";
+    }
+
+    c->key[len] = '\0';
+    c->tpm = (uint32_t) v[0];
+    c->cost_nano = v[1];
+    c->day = (uint32_t) v[2];
+    c->month = (uint32_t) v[3];
+    c->budget_day_nano = v[4];
+    c->budget_month_nano = v[5];
+    w->ncorr++;
+
+    return NULL;
+}
+
+
+/* "u DAY KIND REQUESTS TOKENS COST NAME" */
+
+static const char *
+tg_read_usage(tg_cursor *cu, tg_waiting *w)
+{
+    size_t                   len;
+    uint64_t                 day, kind;
+    const char              *why;
+    tg_usage_pending_entry  *e;
+    void                    *items;
+
+    items = w->usage;
+    e = tg_one_more(&items, w->nusage, TG_USAGE_PENDING_MAX,
+                    sizeof(tg_usage_pending_entry),
+                    "more usage entries than are kept", &why);
+    w->usage = items;
+
+    if (e == NULL) {
+        return why;
+    }
+
+    if (!tg_read_u64(cu, INT64_MAX, &day) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, TG_USAGE_PENDING_KINDS - 1, &kind)
+        || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT64_MAX, &e->requests)
+        || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT64_MAX, &e->tokens) || !tg_read_char(cu, ' ')
+        || !tg_read_u64(cu, UINT64_MAX, &e->cost_nano)
+        || !tg_read_char(cu, ' ')
+        || !tg_read_hex(cu, e->name, TG_USAGE_PENDING_NAME, &len)
+        || len == 0 || cu->p != cu->end)
+    {
+        return "a malformed usage entry";
+    }
+
+    e->day = (int64_t) day;
+    e->kind = (uint32_t) kind;
+    e->len = (uint32_t) len;
+    e->name[len] = '\0';
+    w->nusage++;
+
+    return NULL;
+}
+
+
 int
 tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
-    const char *text, size_t len, int64_t wall_s, size_t *restored,
-    char *why, size_t why_len)
+    const char *text, size_t len, int64_t wall_s, tg_waiting *waiting,
+    size_t *restored, char *why, size_t why_len)
 {
-    int              hi, lo;
+    int              hi, lo, version;
     char             key[TG_STATE_KEY_MAX];
     size_t           i, klen, lines, body;
     uint64_t         v[12], n, check;
     tg_move          mv;
     tg_cursor        cu;
     tg_counter      *c;
-    const char      *endl;
+    tg_waiting       w;
+    const char      *endl, *bad;
     tg_limit_store  *tmp;
 
     *restored = 0;
+    memset(&w, 0, sizeof(w));
 
     if (len == 0) {
         snprintf(why, why_len, "empty");
         return -1;
     }
 
-    if (len < sizeof(TG_STATE_MAGIC) - 1
-        || memcmp(text, TG_STATE_MAGIC, sizeof(TG_STATE_MAGIC) - 1) != 0)
+    if (len >= sizeof(TG_STATE_MAGIC) - 1
+        && memcmp(text, TG_STATE_MAGIC, sizeof(TG_STATE_MAGIC) - 1) == 0)
     {
+        version = 2;
+
+    } else if (len >= sizeof(TG_STATE_MAGIC_1) - 1
+               && memcmp(text, TG_STATE_MAGIC_1,
+                         sizeof(TG_STATE_MAGIC_1) - 1) == 0)
+    {
+        version = 1;
+
+    } else {
         snprintf(why, why_len, "not a tailgate limits state file of "
-                 "version 1");
+                 "version 1 or 2");
         return -1;
     }
 
@@ -523,7 +910,7 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
         check = check << 4 | (uint64_t) hi;
     }
 
-    if (check != tg_fnv(text, body)) {
+    if (check != tg_fnv1a(TG_FNV_OFFSET, text, body)) {
         snprintf(why, why_len, "its check sum does not match: torn or "
                  "changed");
         return -1;
@@ -544,6 +931,25 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
         lines++;
         endl = memchr(cu.p, '\n', (size_t) (text + body - cu.p));
         cu.end = endl;
+
+        /* what waits for Redis (version 2): a batch, a correction, usage */
+
+        if (version >= 2 && cu.end - cu.p >= 2 && cu.p[1] == ' '
+            && (cu.p[0] == 'k' || cu.p[0] == 'c' || cu.p[0] == 'u'))
+        {
+            cu.p += 2;
+            bad = cu.p[-2] == 'k' ? tg_read_batch(&cu, &w)
+                  : cu.p[-2] == 'c' ? tg_read_correction(&cu, &w)
+                  : tg_read_usage(&cu, &w);
+
+            if (bad != NULL) {
+                snprintf(why, why_len, "line %zu: %s", lines + 1, bad);
+                goto failed;
+            }
+
+            cu.p = endl + 1;
+            continue;
+        }
 
         if (!tg_read_char(&cu, 'b') || !tg_read_char(&cu, ' ')) {
             tg_why(why, why_len, "line %zu: not a budget", lines + 1);
@@ -628,7 +1034,18 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
 
     if (mv.oom) {
         snprintf(why, why_len, "out of memory: %zu restored", mv.restored);
+        tg_waiting_free(&w);
         return -1;
+    }
+
+    /* what waited for Redis is Redis's to get: none without Redis */
+
+    if (waiting != NULL && (policy == NULL || policy->redis.enabled)) {
+        tg_waiting_free(waiting);
+        *waiting = w;
+
+    } else {
+        tg_waiting_free(&w);
     }
 
     return 0;
@@ -636,6 +1053,7 @@ tg_limits_state_parse(tg_limit_store *s, const struct tg_policy *policy,
 failed:
 
     tmp->ops->free(tmp);
+    tg_waiting_free(&w);
 
     return -1;
 }
@@ -643,7 +1061,7 @@ failed:
 
 void
 tg_limits_state_load(tg_limit_store *s, const struct tg_policy *policy,
-    const char *path)
+    const char *path, tg_waiting *waiting)
 {
     int          fd;
     char        *text, why[160];
@@ -698,11 +1116,22 @@ tg_limits_state_load(tg_limit_store *s, const struct tg_policy *policy,
 
     tg_limit_store_clock(s);
 
-    if (tg_limits_state_parse(s, policy, text, got, s->wall_s, &restored,
-                              why, sizeof(why)) != 0)
+    if (tg_limits_state_parse(s, policy, text, got, s->wall_s, waiting,
+                              &restored, why, sizeof(why)) != 0)
     {
         tg_log_warn("limits.state_refused", "path error",
                     "%s: not restored: %s", path, why);
+
+    } else if (waiting != NULL && (waiting->nbatches != 0
+                                   || waiting->ncorr != 0
+                                   || waiting->nusage != 0))
+    {
+        tg_log_info("limits.state_restored",
+                    "path counters batches corrections usage",
+                    "%s: the budgets of %zu counters restored, and what "
+                    "waited for Redis: %zu kept batches, %zu corrections, "
+                    "%zu usage entries", path, restored, waiting->nbatches,
+                    waiting->ncorr, waiting->nusage);
 
     } else {
         tg_log_info("limits.state_restored", "path counters",
@@ -805,8 +1234,15 @@ struct tg_limits_saver {
     bool             unsaved;           /* the thread's last write failed */
     bool             failing;           /* logged once until it works */
 
-    uint64_t         saved_spends;
+    uint64_t         saved_mark;
     uint64_t         saved_ms;
+
+    /* tg_limits_saver_flush_async(): asked (the loop's), written (the
+       thread's, under mu), and who the thread tells */
+    uint64_t         flush_asked;
+    uint64_t         flush_done;
+    void           (*written)(void *arg);
+    void            *written_arg;
 };
 
 
@@ -816,6 +1252,7 @@ tg_saver_main(void *arg)
     int               rc;
     char             *text, *path, err[4400];
     size_t            len;
+    uint64_t          gen;
     tg_state_snap    *sn;
     tg_limits_saver  *sv = arg;
 
@@ -858,11 +1295,20 @@ tg_saver_main(void *arg)
             free(text);
         }
 
+        gen = sn->gen;
         tg_limits_state_snap_free(sn);
 
         pthread_mutex_lock(&sv->mu);
         sv->busy = false;
         pthread_cond_broadcast(&sv->done_cv);
+
+        /* the flushes asked before it are on the disk (or failed, said) */
+        if (gen > sv->flush_done) {
+            sv->flush_done = gen;
+            if (sv->written != NULL) {
+                sv->written(sv->written_arg);
+            }
+        }
 
         if (rc != 0) {
             memcpy(sv->err, err, sizeof(err));
@@ -899,7 +1345,7 @@ tg_limits_saver_new(const char *path)
     tg_limits_saver_path(sv, path);
 
     /* at start the file holds what was loaded: nothing to write yet */
-    sv->saved_spends = 0;
+    sv->saved_mark = 0;
 
     if (sv->path == NULL
         || pthread_create(&sv->thread, NULL, tg_saver_main, sv) != 0)
@@ -939,7 +1385,7 @@ tg_limits_saver_path(tg_limits_saver *sv, const char *path)
     sv->path = p;
 
     /* the new file has nothing yet: the next tick writes it */
-    sv->saved_spends = TG_SAVER_UNKNOWN;
+    sv->saved_mark = TG_SAVER_UNKNOWN;
 
     pthread_mutex_lock(&sv->mu);
     free(sv->next_path);
@@ -948,12 +1394,52 @@ tg_limits_saver_path(tg_limits_saver *sv, const char *path)
 }
 
 
+/* what the file must follow: the spends, and what waits for Redis */
+
+static uint64_t
+tg_saver_mark(const tg_limit_store *s)
+{
+    return s->spends + s->waits;
+}
+
+
+/*
+ * A snapshot of now, handed to the thread: one waiting at most, a newer
+ * one replaces it.  false: out of memory (the next tick tries again).
+ */
+
+static bool
+tg_saver_hand(tg_limits_saver *sv, tg_limit_store *s)
+{
+    tg_state_snap  *sn;
+
+    sn = tg_limits_state_snap(s, s->wall_s);
+    if (sn == NULL) {
+        sv->saved_mark = TG_SAVER_UNKNOWN;
+        return false;
+    }
+
+    sv->saved_mark = tg_saver_mark(s);
+    sv->saved_ms = s->now_ms;
+
+    /* newer than every flush asked so far: it holds what they hold */
+    sn->gen = sv->flush_asked;
+
+    pthread_mutex_lock(&sv->mu);
+    tg_limits_state_snap_free(sv->next);
+    sv->next = sn;
+    pthread_cond_signal(&sv->cv);
+    pthread_mutex_unlock(&sv->mu);
+
+    return true;
+}
+
+
 void
 tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s, bool force)
 {
     char            err[sizeof(sv->err)];
     bool            logged;
-    tg_state_snap  *sn;
 
     if (sv == NULL) {
         return;
@@ -967,7 +1453,7 @@ tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s, bool force)
     /* a write that failed is made again, once a second until it works */
     if (sv->unsaved) {
         sv->unsaved = false;
-        sv->saved_spends = TG_SAVER_UNKNOWN;
+        sv->saved_mark = TG_SAVER_UNKNOWN;
     }
 
     pthread_mutex_unlock(&sv->mu);
@@ -985,61 +1471,85 @@ tg_limits_saver_tick(tg_limits_saver *sv, tg_limit_store *s, bool force)
         sv->failing = false;
     }
 
-    if (s->spends == sv->saved_spends
+    if (tg_saver_mark(s) == sv->saved_mark
         || (!force && s->now_ms - sv->saved_ms < TG_SAVE_EVERY_MS))
     {
         return;
     }
 
-    sn = tg_limits_state_snap(s, s->wall_s);
-    if (sn == NULL) {
-        return;
-    }
-
-    sv->saved_spends = s->spends;
-    sv->saved_ms = s->now_ms;
-
-    /* one waiting at most: a newer snapshot replaces it */
-
-    pthread_mutex_lock(&sv->mu);
-    tg_limits_state_snap_free(sv->next);
-    sv->next = sn;
-    pthread_cond_signal(&sv->cv);
-    pthread_mutex_unlock(&sv->mu);
+    (void) tg_saver_hand(sv, s);
 }
 
 
 void
 tg_limits_saver_flush(tg_limits_saver *sv, tg_limit_store *s)
 {
-    tg_state_snap  *sn;
-
     if (sv == NULL) {
         return;
     }
 
     tg_limit_store_clock(s);
 
-    sn = tg_limits_state_snap(s, s->wall_s);
-    if (sn == NULL) {
-        sv->saved_spends = TG_SAVER_UNKNOWN;
+    if (!tg_saver_hand(sv, s)) {
         return;
     }
 
-    sv->saved_spends = s->spends;
-    sv->saved_ms = s->now_ms;
+    /* written, and no older snapshot after it */
 
     pthread_mutex_lock(&sv->mu);
-    tg_limits_state_snap_free(sv->next);
-    sv->next = sn;
-    pthread_cond_signal(&sv->cv);
 
-    /* written, and no older snapshot after it */
     while (sv->next != NULL || sv->busy) {
         pthread_cond_wait(&sv->done_cv, &sv->mu);
     }
 
     pthread_mutex_unlock(&sv->mu);
+}
+
+
+void
+tg_limits_saver_flush_async(tg_limits_saver *sv, tg_limit_store *s,
+    void (*written)(void *arg), void *arg)
+{
+    if (sv == NULL) {
+        return;
+    }
+
+    tg_limit_store_clock(s);
+
+    pthread_mutex_lock(&sv->mu);
+    sv->written = written;
+    sv->written_arg = arg;
+    pthread_mutex_unlock(&sv->mu);
+
+    sv->flush_asked++;
+
+    if (!tg_saver_hand(sv, s)) {
+        /* no snapshot: none is written, the wait ends now */
+        pthread_mutex_lock(&sv->mu);
+        sv->flush_done = sv->flush_asked;
+        pthread_mutex_unlock(&sv->mu);
+
+        if (written != NULL) {
+            written(arg);
+        }
+    }
+}
+
+
+bool
+tg_limits_saver_flushed(tg_limits_saver *sv)
+{
+    bool  done;
+
+    if (sv == NULL) {
+        return true;
+    }
+
+    pthread_mutex_lock(&sv->mu);
+    done = sv->flush_done >= sv->flush_asked;
+    pthread_mutex_unlock(&sv->mu);
+
+    return done;
 }
 
 

@@ -153,6 +153,8 @@ typedef struct {
 
 typedef struct tg_limit_store  tg_limit_store;
 
+struct tg_waiting;
+
 /*
  * What a store does.  take() checks every item and adds to all of them, or
  * to none when one does not fit (its "refused" and "wait_ms" then say why:
@@ -214,13 +216,25 @@ struct tg_limit_store {
     bool                       away;
 
     /*
-     * Writes the state file now (limits_state.h), before the loop goes
-     * on: a reconcile calls it once it cleared the away tallies it sends,
-     * so that a restart after Redis applied them does not send them
-     * again.  NULL: no state file.
+     * Has the state file written as it is now (limits_state.h), off the
+     * loop: a reconcile calls it once it cleared the away tallies it puts
+     * in batches, and holds them until persisted(persisted_arg) says the
+     * write is done (on the loop), so that a restart after Redis applied
+     * them does not send them again.  NULL: no state file (nothing held).
      */
     void                     (*persist)(void *arg);
     void                      *persist_arg;
+    void                     (*persisted)(void *arg);
+    void                      *persisted_arg;
+
+    /*
+     * What waits for Redis (redis_waiting.h), copied into w for the state
+     * file; -1: out of memory.  NULL: nothing waits (no Redis).  waits
+     * counts its changes: the file is saved when it moved, as spends.
+     */
+    int                      (*waiting)(void *arg, struct tg_waiting *w);
+    void                      *waiting_arg;
+    uint64_t                   waits;
 };
 
 

@@ -9,6 +9,7 @@
 #include <fnmatch.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "policy.h"
 #include "tailgate_protocol.h"
 
@@ -299,13 +300,5 @@ tg_policy_provider(const tg_policy *policy, const char *name, size_t len)
 uint32_t
 tg_name_hash(const char *s, size_t len)
 {
-    size_t    i;
-    uint32_t  h = 2166136261u;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char) s[i];
-        h *= 16777619u;
-    }
-
-    return h;
+    return (uint32_t) tg_fnv1a(TG_FNV_OFFSET, s, len);
 }

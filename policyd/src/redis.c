@@ -150,6 +150,8 @@ struct tg_redis {
 
     uint64_t            timeouts;
     uint64_t            errors;
+
+    bool                quitting;       /* a clean stop writes its last */
 };
 
 
@@ -159,8 +161,7 @@ struct tg_redis {
  */
 
 static const char  tg_acquire_lua[] =
-    "local t = redis.call('TIME')\n"
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    TG_LUA_NOW
     "local ttl = tonumber(ARGV[3])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
     "local n = redis.call('ZCARD', KEYS[1])\n"
@@ -174,8 +175,7 @@ static const char  tg_acquire_lua[] =
     "return {1, n + 1}\n";
 
 static const char  tg_sync_lua[] =
-    "local t = redis.call('TIME')\n"
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    TG_LUA_NOW
     "local ttl = tonumber(ARGV[1])\n"
     "local p = ARGV[2]\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
@@ -283,6 +283,7 @@ static void tg_redis_ready_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_loaded_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_ignore_cb(redisAsyncContext *ac, void *r, void *priv);
 static void tg_redis_gone(tg_redis *rd, const char *why);
+static void tg_redis_quit_cb(struct ev_loop *loop, ev_timer *w, int ev);
 static void tg_redis_set_state(tg_redis *rd, tg_redis_state s,
     const char *why);
 static void tg_redis_alone(tg_redis *rd);
@@ -331,8 +332,32 @@ static const char *const  tg_redis_state_names[] = {
 };
 
 
+/* the state file a reconcile asked for is written: its batches go */
+
+static void
+tg_redis_persisted(void *arg)
+{
+    tg_redis  *rd = arg;
+
+    tg_reconcile_persisted(rd->reconcile, rd->state == TG_REDIS_UP
+                                          ? rd->ac : NULL);
+}
+
+
+/* the state file's copy of what waits for Redis (limits_store.h) */
+
+static int
+tg_redis_waiting(void *arg, struct tg_waiting *w)
+{
+    tg_redis  *rd = arg;
+
+    return tg_reconcile_copy(rd->reconcile, w);
+}
+
+
 tg_redis *
-tg_redis_start(tg_server *srv, const tg_policy *policy)
+tg_redis_start(tg_server *srv, const tg_policy *policy,
+    const tg_waiting *restored)
 {
     size_t                n;
     tg_redis             *rd;
@@ -411,6 +436,17 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
         return NULL;
     }
 
+    /* what waited for Redis before a restart: first in line */
+    if (restored != NULL) {
+        tg_reconcile_restore(rd->reconcile, restored);
+    }
+
+    rd->reconcile->waits = &srv->state->limits->waits;
+    srv->state->limits->waiting = tg_redis_waiting;
+    srv->state->limits->waiting_arg = rd;
+    srv->state->limits->persisted = tg_redis_persisted;
+    srv->state->limits->persisted_arg = rd;
+
     tg_log_info("redis.configured", "node address on_error",
                 "redis: node \"%s\" shares leases and cooldowns through "
                 "%s, on error \"%s\"", rd->node, rd->address,
@@ -420,6 +456,87 @@ tg_redis_start(tg_server *srv, const tg_policy *policy)
     ev_timer_start(srv->loop, &rd->tick_w);
 
     return rd;
+}
+
+
+/*
+ * A clean stop: the ZREMs of the slots and leases its connections' ends
+ * gave back, and what else waits for Redis, are written and their replies
+ * read, on the loop, for timeout_ms at most.  hiredis's
+ * redisAsyncDisconnect refuses new commands, writes those queued and
+ * closes once every reply is in (a Redis that answers nothing: the bound).
+ * What is still unanswered then is kept by the batches (redis_reconcile.h)
+ * or lost (a slot's ZREM: its member stays until lease_ttl_ms).
+ */
+
+void
+tg_redis_quit(tg_redis *rd)
+{
+    ev_timer         bound;
+    tg_pending      *p;
+    struct ev_loop  *loop;
+
+    if (rd == NULL || rd->quitting) {
+        return;
+    }
+
+    loop = rd->srv->loop;
+    rd->quitting = true;
+
+    ev_timer_stop(loop, &rd->retry_w);
+    ev_timer_stop(loop, &rd->connect_w);
+    ev_timer_stop(loop, &rd->tick_w);
+
+    /* those still waiting are answered by nobody: their workers time out */
+
+    while ((p = rd->pending) != NULL) {
+        tg_redis_pending_unlink(p);
+    }
+
+    if (rd->ac == NULL || rd->state != TG_REDIS_UP) {
+        return;
+    }
+
+    /* what waits behind a batch in flight goes now too */
+    tg_reconcile_quit(rd->reconcile, rd->ac);
+
+    redisAsyncDisconnect(rd->ac);
+
+    if (rd->ac == NULL) {
+        /* nothing was unanswered: closed already */
+        tg_reconcile_alone(rd->reconcile);
+        return;
+    }
+
+    ev_timer_init(&bound, tg_redis_quit_cb, rd->timeout_ms / 1e3, 0);
+    bound.data = rd;
+    ev_timer_start(loop, &bound);
+
+    /* until the disconnect callback (tg_redis_gone) or the bound */
+    ev_run(loop, 0);
+
+    ev_timer_stop(loop, &bound);
+
+    /* what is still waiting now is the state file's to keep */
+    tg_reconcile_alone(rd->reconcile);
+
+    if (rd->ac != NULL) {
+        tg_log_warn("redis.stop_unanswered", "address timeout_ms",
+                    "redis: %s did not answer within %u ms at the stop: "
+                    "what it was not sent or did not answer is lost (the "
+                    "slots given back stay until lease_ttl_ms)",
+                    rd->address, rd->timeout_ms);
+    }
+}
+
+
+static void
+tg_redis_quit_cb(struct ev_loop *loop, ev_timer *w, int ev)
+{
+    (void) w;
+    (void) ev;
+
+    ev_break(loop, EVBREAK_ONE);
 }
 
 
@@ -437,6 +554,15 @@ tg_redis_stop(tg_redis *rd)
         rd->srv->state->cooled = NULL;
         rd->srv->state->reported = NULL;
         rd->srv->state->hook_arg = NULL;
+    }
+
+    if (rd->srv->state != NULL
+        && rd->srv->state->limits->waiting_arg == rd)
+    {
+        rd->srv->state->limits->waiting = NULL;
+        rd->srv->state->limits->waiting_arg = NULL;
+        rd->srv->state->limits->persisted = NULL;
+        rd->srv->state->limits->persisted_arg = NULL;
     }
 
     ev_timer_stop(rd->srv->loop, &rd->retry_w);
@@ -750,6 +876,12 @@ tg_redis_gone(tg_redis *rd, const char *why)
 {
     uint32_t  ms;
 
+    if (rd->quitting) {
+        /* the stop's last writes are done (or lost): tg_redis_quit ends */
+        ev_break(rd->srv->loop, EVBREAK_ONE);
+        return;
+    }
+
     tg_redis_set_state(rd, TG_REDIS_DOWN, why);
 
     ms = tg_redis_backoff_ms(rd->failures);
@@ -785,6 +917,9 @@ tg_redis_set_state(tg_redis *rd, tg_redis_state s, const char *why)
         tg_log_info("redis.up", "address", "redis: %s is up", rd->address);
         return;
     }
+
+    /* the corrections and usage waiting are the state file's now */
+    tg_reconcile_alone(rd->reconcile);
 
     tg_log_error("redis.down", "address reason effect",
                  "redis: %s is down (%s): %s", rd->address, why,
@@ -851,6 +986,9 @@ tg_redis_tick_cb(struct ev_loop *loop, ev_timer *w, int ev)
     }
 
     tg_redis_slots_tick(&rd->slots, rd->ac, st, rd->lease_ttl_ms, now);
+
+    /* a batch whose send failed, and those held behind it */
+    tg_reconcile_retry(rd->reconcile, rd->ac);
 
     for (i = 0; i < st->nslots; i++) {
         ps = st->slots[i];

@@ -18,8 +18,17 @@
 
 
 /* Connects (later, without waiting) as the policy's "redis" says. */
-tg_redis *tg_redis_start(tg_server *srv, const tg_policy *policy);
+/* restored: what waited for Redis before a restart (NULL: nothing) */
+tg_redis *tg_redis_start(tg_server *srv, const tg_policy *policy,
+    const struct tg_waiting *restored);
 void tg_redis_stop(tg_redis *rd);
+
+/*
+ * At a clean stop, before tg_redis_stop(): what is queued for Redis (the
+ * slots and leases the closed connections gave back, the batches) is
+ * written and answered, on the loop, for timeout_ms at most.
+ */
+void tg_redis_quit(tg_redis *rd);
 
 /* a reloaded policy: its block is compared, the connection kept */
 void tg_redis_reloaded(tg_redis *rd, const tg_policy *policy);

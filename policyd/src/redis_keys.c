@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "limits_conf.h"
+#include "redis_conf.h"
 #include "redis_keys.h"
 
 
@@ -210,6 +212,12 @@ tg_redis_counter_key(char *buf, size_t cap, const char *prefix,
 
     return (size_t) n + len;
 }
+
+
+/* a counter's longest key, under the longest prefix, in its slot set */
+_Static_assert(sizeof("{:limits}:slots:") - 1 + TG_REDIS_NAME_MAX
+               + TG_LIMIT_KEY_MAX < TG_REDIS_KEY_MAX,
+               "TG_LIMIT_KEY_MAX: a counter's slot key must fit");
 
 
 size_t

@@ -1,18 +1,24 @@
 /*
- * The Lua that the limits' scripts begin with (redis.c's take and report,
- * redis_reconcile.c's reconcile): the time from Redis itself (TIME), so
- * that nodes whose clocks differ agree; its UTC day and month; P, the
- * window's units of one request; level(), a GCRA debt drained to now;
- * keep(), a counter's TTL as long as its budgets need.
+ * The Lua that the scripts begin with: TG_LUA_NOW every one (redis.c's
+ * leases, redis_slots.c's slots), TG_LUA_CLOCK the limits' (redis.c's
+ * take, redis_reconcile.c's reconcile and corrections).  The time from
+ * Redis itself (TIME), so that nodes whose clocks differ agree; its UTC
+ * day and month; P, the window's units of one request; level(), a GCRA
+ * debt drained to now; keep(), a counter's TTL as long as its budgets
+ * need.
  */
 
 #ifndef TG_REDIS_LUA_H
 #define TG_REDIS_LUA_H
 
 
-#define TG_LUA_CLOCK \
+/* now, in ms on Redis's clock: what every script begins with */
+#define TG_LUA_NOW \
     "local t = redis.call('TIME')\n" \
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n" \
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+#define TG_LUA_CLOCK \
+    TG_LUA_NOW \
     "local day = math.floor(t[1] / 86400)\n" \
     "local z = day + 719468\n" \
     "local era = math.floor(z / 146097)\n" \

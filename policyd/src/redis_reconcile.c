@@ -22,7 +22,10 @@
 #include "redis_reconcile.h"
 
 
-#define TG_RECONCILE_TTL_S      (8 * 86400) /* a marker, a usage hash */
+/* a marker's and a usage hash's life: 8 days, in the Lua as in the C */
+#define TG_RECONCILE_TTL_S      691200
+#define TG_STR(x)               #x
+#define TG_XSTR(x)              TG_STR(x)
 
 
 /*
@@ -37,7 +40,8 @@
     "if seq <= (tonumber(redis.call('GET', KEYS[1])) or 0) then\n" \
     "  return {0, 0}\n" \
     "end\n" \
-    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 691200)\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', " \
+    TG_XSTR(TG_RECONCILE_TTL_S) ")\n"
 
 
 /*
@@ -157,10 +161,10 @@ static const char  tg_correct_lua[] =
 static void tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac,
     tg_batch *b);
 static void tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv);
-static void tg_reconcile_flush_usage(tg_reconcile *rc,
+static size_t tg_reconcile_flush_usage(tg_reconcile *rc,
     redisAsyncContext *ac, bool all);
 static void tg_reconcile_unlink(tg_reconcile *rc, tg_batch *b);
-static void tg_reconcile_flush_corrections(tg_reconcile *rc,
+static size_t tg_reconcile_flush_corrections(tg_reconcile *rc,
     redisAsyncContext *ac, bool all);
 
 
@@ -215,16 +219,77 @@ tg_reconcile_free(tg_reconcile *rc)
 }
 
 
+/* what waits changed: the saver writes the state file again */
+
+static void
+tg_reconcile_touch(tg_reconcile *rc)
+{
+    if (rc->waits != NULL) {
+        (*rc->waits)++;
+    }
+}
+
+
+/* a batch of argc strings, copied, kept at the end */
+
+static tg_batch *
+tg_batch_new(tg_reconcile *rc, tg_batch_kind kind, uint64_t seq,
+    size_t argc, const char *const *argv)
+{
+    char      *p;
+    size_t     i, size, len;
+    tg_batch  *b;
+
+    size = sizeof(tg_batch) + argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 0; i < argc; i++) {
+        size += strlen(argv[i]) + 1;
+    }
+
+    b = malloc(size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    memset(b, 0, sizeof(tg_batch));
+    b->rc = rc;
+    b->kind = kind;
+    b->seq = seq;
+    b->argc = (int) argc;
+    b->argv = (const char **) (b + 1);
+    b->argvlen = (size_t *) (b->argv + argc);
+    p = (char *) (b->argvlen + argc);
+
+    for (i = 0; i < argc; i++) {
+        len = strlen(argv[i]);
+        memcpy(p, argv[i], len + 1);
+        b->argv[i] = p;
+        b->argvlen[i] = len;
+        p += len + 1;
+    }
+
+    if (rc->tail != NULL) {
+        rc->tail->next = b;
+    } else {
+        rc->head = b;
+    }
+    rc->tail = b;
+    rc->kept++;
+    tg_reconcile_touch(rc);
+
+    return b;
+}
+
+
 tg_batch *
 tg_reconcile_batch(tg_reconcile *rc, tg_batch_kind kind, const char *script,
     size_t nkeys, const char *const *keys, size_t nargs,
     const char *const *args)
 {
-    int          argc;
-    char        *p, marker[TG_REDIS_KEY_MAX], nk[24], seq[24];
-    size_t       i, size, len;
-    tg_batch    *b;
-    const char  *in[6];
+    char          marker[TG_REDIS_KEY_MAX], nk[24], seq[24];
+    size_t        i, argc;
+    tg_batch     *b;
+    const char  **argv;
 
     if (rc->kept >= TG_RECONCILE_KEPT || nkeys == 0
         || tg_redis_batch_key(marker, sizeof(marker), keys[0], rc->epoch)
@@ -238,67 +303,30 @@ tg_reconcile_batch(tg_reconcile *rc, tg_batch_kind kind, const char *script,
     snprintf(nk, sizeof(nk), "%zu", nkeys + 1);
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long) rc->seq + 1);
 
-    in[0] = "EVAL";
-    in[1] = script;
-    in[2] = nk;
-    in[3] = marker;
-    in[4] = seq;
-
-    argc = (int) (5 + nkeys + nargs);
-    size = sizeof(tg_batch) + argc * (sizeof(char *) + sizeof(size_t));
-
-    for (i = 0; i < 5; i++) {
-        size += strlen(in[i]) + 1;
-    }
-    for (i = 0; i < nkeys; i++) {
-        size += strlen(keys[i]) + 1;
-    }
-    for (i = 0; i < nargs; i++) {
-        size += strlen(args[i]) + 1;
-    }
-
-    b = malloc(size);
-    if (b == NULL) {
+    argv = malloc((5 + nkeys + nargs) * sizeof(char *));
+    if (argv == NULL) {
         return NULL;
     }
 
-    memset(b, 0, sizeof(tg_batch));
-    b->rc = rc;
-    b->kind = kind;
-    b->seq = ++rc->seq;
-    b->argc = argc;
-    b->argv = (const char **) (b + 1);
-    b->argvlen = (size_t *) (b->argv + argc);
-    p = (char *) (b->argvlen + argc);
-
-#define TG_BATCH_ARG(s)                                                      \
-    len = strlen(s);                                                         \
-    memcpy(p, s, len + 1);                                                   \
-    b->argv[argc] = p;                                                       \
-    b->argvlen[argc++] = len;                                                \
-    p += len + 1
-
     argc = 0;
-    for (i = 0; i < 4; i++) {
-        TG_BATCH_ARG(in[i]);
-    }
+    argv[argc++] = "EVAL";
+    argv[argc++] = script;
+    argv[argc++] = nk;
+    argv[argc++] = marker;
     for (i = 0; i < nkeys; i++) {
-        TG_BATCH_ARG(keys[i]);
+        argv[argc++] = keys[i];
     }
-    TG_BATCH_ARG(in[4]);
+    argv[argc++] = seq;
     for (i = 0; i < nargs; i++) {
-        TG_BATCH_ARG(args[i]);
+        argv[argc++] = args[i];
     }
 
-#undef TG_BATCH_ARG
+    b = tg_batch_new(rc, kind, rc->seq + 1, argc, argv);
+    free(argv);
 
-    if (rc->tail != NULL) {
-        rc->tail->next = b;
-    } else {
-        rc->head = b;
+    if (b != NULL) {
+        rc->seq++;
     }
-    rc->tail = b;
-    rc->kept++;
 
     return b;
 }
@@ -318,6 +346,7 @@ tg_reconcile_unlink(tg_reconcile *rc, tg_batch *b)
                 rc->tail = prev;
             }
             rc->kept--;
+            tg_reconcile_touch(rc);
             return;
         }
     }
@@ -346,14 +375,35 @@ tg_reconcile_done(tg_reconcile *rc, tg_batch *b, bool applied)
 }
 
 
+/*
+ * Whether a batch kept before b is not in flight: one whose send failed
+ * (out of memory).  b must wait behind it: sent first, a newer number of
+ * its hash tag would make Redis skip the older one as not newer.
+ */
+
+static bool
+tg_reconcile_behind(const tg_reconcile *rc, const tg_batch *b)
+{
+    const tg_batch  *e;
+
+    for (e = rc->head; e != NULL && e != b; e = e->next) {
+        if (!e->inflight) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
 static void
 tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac, tg_batch *b)
 {
-    if (b->inflight || ac == NULL
+    if (b->inflight || ac == NULL || rc->holding || tg_reconcile_behind(rc, b)
         || redisAsyncCommandArgv(ac, tg_reconcile_cb, b, b->argc, b->argv,
                                  b->argvlen) != REDIS_OK)
     {
-        /* kept: sent on the next connection */
+        /* kept: sent again by the tick, or on the next connection */
         return;
     }
 
@@ -373,6 +423,19 @@ tg_reconcile_put(tg_reconcile *rc, redisAsyncContext *ac, tg_batch *b)
     } else if (b->kind == TG_BATCH_REPORT) {
         rc->report_inflight++;
     }
+}
+
+
+/* the counters of a batch: its keys but the marker */
+
+static size_t
+tg_batch_counters(const tg_batch *b)
+{
+    unsigned long  n;
+
+    n = b->argc > 2 ? strtoul(b->argv[2], NULL, 10) : 0;
+
+    return n > 1 ? (size_t) n - 1 : 0;
 }
 
 
@@ -402,7 +465,12 @@ tg_reconcile_cb(redisAsyncContext *ac, void *r, void *priv)
 
     if (tg_redis_parse_batch(reply, &applied) != 0) {
         rc->stats.dropped++;
-        rc->stats.corr_dropped += b->kind == TG_BATCH_REPORT;
+
+        /* its counters' corrections, as a table full drops them: each */
+        if (b->kind == TG_BATCH_REPORT) {
+            rc->stats.corr_dropped += tg_batch_counters(b);
+        }
+
         tg_log_error("redis.batch_refused", "address batch reply",
                      "redis: %s: batch %llu of the reconcile refused: %s",
                      rc->address, (unsigned long long) b->seq,
@@ -440,6 +508,12 @@ typedef struct {
     uint64_t            requests;       /* whole requests' worth */
     uint64_t            tokens;
     uint64_t            spend_nano;     /* of the day */
+    tg_counter         *counters_in[TG_RECONCILE_KEYS];   /* the batch's */
+    struct {
+        uint64_t        requests;
+        uint64_t        tokens;
+        uint64_t        spend_nano;
+    }                   sum[TG_RECONCILE_KEYS];
     char                keys[TG_RECONCILE_KEYS][TG_REDIS_KEY_MAX];
     char                nums[TG_RECONCILE_KEYS][8][24];
 } tg_reconcile_limits;
@@ -468,13 +542,23 @@ tg_reconcile_limits_flush(tg_reconcile_limits *l)
                            keys, l->n * 8, args);
 
     if (b == NULL) {
-        l->rc->stats.dropped++;
-        l->dropped += l->n;
-    } else {
-        tg_reconcile_put(l->rc, l->ac, b);
-        l->counters += l->n;
+        /* no room for another batch, or out of memory: the tallies stay
+           for the next time */
+        l->left += l->n;
+        l->n = 0;
+        return;
     }
 
+    /* in the batch now: cleared, and counted once, by Redis */
+    for (i = 0; i < l->n; i++) {
+        tg_counter_reconciled(l->counters_in[i]);
+        l->requests += l->sum[i].requests;
+        l->tokens += l->sum[i].tokens;
+        l->spend_nano += l->sum[i].spend_nano;
+    }
+
+    tg_reconcile_put(l->rc, l->ac, b);
+    l->counters += l->n;
     l->n = 0;
 }
 
@@ -492,21 +576,16 @@ tg_reconcile_one(tg_counter *c, void *arg)
         return;
     }
 
-    /* no room for another batch: the tallies stay for the next time */
-
-    if (l->n == 0 && l->rc->kept >= TG_RECONCILE_KEPT) {
-        l->left++;
-        return;
-    }
-
-    tg_counter_reconciled(c);
-
     if (tg_redis_limit_key(l->keys[l->n], TG_REDIS_KEY_MAX, l->rc->prefix,
                            c->key, c->key_len) == 0)
     {
+        /* it can never be sent: dropped */
+        tg_counter_reconciled(c);
         l->dropped++;
         return;
     }
+
+    l->counters_in[l->n] = c;
 
     nums = l->nums[l->n];
     snprintf(nums[0], 24, "%u", part.rpm);
@@ -520,9 +599,12 @@ tg_reconcile_one(tg_counter *c, void *arg)
     snprintf(nums[7], 24, "%llu", (unsigned long long)
              (part.month_spent != 0 ? tg_redis_nano(part.month_spent) : 0));
 
-    l->requests += part.rpm != 0 ? part.requests_debt / TG_LIMIT_PERIOD_MS : 0;
-    l->tokens += part.tpm != 0 ? part.tokens_debt / TG_LIMIT_PERIOD_MS : 0;
-    l->spend_nano += part.day_spent != 0 ? tg_redis_nano(part.day_spent) : 0;
+    l->sum[l->n].requests = part.rpm != 0
+                            ? part.requests_debt / TG_LIMIT_PERIOD_MS : 0;
+    l->sum[l->n].tokens = part.tpm != 0
+                          ? part.tokens_debt / TG_LIMIT_PERIOD_MS : 0;
+    l->sum[l->n].spend_nano = part.day_spent != 0
+                              ? tg_redis_nano(part.day_spent) : 0;
 
     if (++l->n == TG_RECONCILE_KEYS) {
         tg_reconcile_limits_flush(l);
@@ -530,14 +612,15 @@ tg_reconcile_one(tg_counter *c, void *arg)
 }
 
 
-static void
+static size_t
 tg_reconcile_tallies(tg_reconcile *rc, redisAsyncContext *ac,
     tg_limit_store *s)
 {
+    size_t                counters;
     tg_reconcile_limits  *l;
 
     if (s->nodes == 0 || s->ops->count(s) == 0) {
-        return;
+        return 0;
     }
 
     l = calloc(1, sizeof(tg_reconcile_limits));
@@ -547,7 +630,7 @@ tg_reconcile_tallies(tg_reconcile *rc, redisAsyncContext *ac,
                      "redis: %s: out of memory to reconcile: what this node "
                      "counted alone stays here until the next time",
                      rc->address);
-        return;
+        return 0;
     }
 
     l->rc = rc;
@@ -557,15 +640,6 @@ tg_reconcile_tallies(tg_reconcile *rc, redisAsyncContext *ac,
 
     s->ops->each(s, tg_reconcile_one, l);
     tg_reconcile_limits_flush(l);
-
-    /*
-     * The tallies sent are cleared in the state file too before the
-     * batches leave (hiredis writes them once the loop runs): a policyd
-     * restarted after Redis applied them does not send them again.
-     */
-    if (l->counters != 0 && s->persist != NULL) {
-        s->persist(s->persist_arg);
-    }
 
     if (l->counters != 0 || l->dropped != 0 || l->left != 0) {
         tg_log_info("redis.reconciled",
@@ -581,7 +655,24 @@ tg_reconcile_tallies(tg_reconcile *rc, redisAsyncContext *ac,
                     (unsigned long long) l->spend_nano, l->dropped, l->left);
     }
 
+    counters = l->counters;
     free(l);
+
+    return counters;
+}
+
+
+/* the kept batches not in flight: sent, in their order */
+
+static void
+tg_reconcile_resend(tg_reconcile *rc, redisAsyncContext *ac)
+{
+    tg_batch  *b, *next;
+
+    for (b = rc->head; b != NULL; b = next) {
+        next = b->next;
+        tg_reconcile_put(rc, ac, b);
+    }
 }
 
 
@@ -589,20 +680,79 @@ void
 tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
     tg_limit_store *s)
 {
-    tg_batch  *b, *next;
+    bool    was, connected;
+    size_t  tallies, tables;
 
     if (ac == NULL) {
         return;
     }
 
     /* first what an earlier connection took with it, in its order */
+    tg_reconcile_resend(rc, ac);
 
-    for (b = rc->head; b != NULL; b = next) {
-        next = b->next;
-        tg_reconcile_put(rc, ac, b);
+    /*
+     * The new batches wait: the tallies they send are cleared in the
+     * state file too, and the corrections and usage the file kept while
+     * there was no connection are batches in it, before they leave - a
+     * policyd restarted after Redis applied them sends each batch again
+     * with its number, skipped, not its contents anew.  The saver writes
+     * it off the loop; tg_reconcile_persisted() lets them go.
+     */
+    was = rc->holding;
+    rc->holding = s->persist != NULL;
+
+    tallies = tg_reconcile_tallies(rc, ac, s);
+
+    connected = rc->connected;
+    rc->connected = true;
+    tables = tg_reconcile_flush_corrections(rc, ac, true);
+    tables += tg_reconcile_flush_usage(rc, ac, true);
+
+    if (rc->holding && (was || tallies != 0 || (tables != 0 && !connected)))
+    {
+        s->persist(s->persist_arg);
+        return;
     }
 
-    tg_reconcile_tallies(rc, ac, s);
+    /* nothing the file must hold first: they go now */
+    rc->holding = false;
+    tg_reconcile_resend(rc, ac);
+}
+
+
+void
+tg_reconcile_persisted(tg_reconcile *rc, redisAsyncContext *ac)
+{
+    if (!rc->holding) {
+        return;
+    }
+
+    rc->holding = false;
+
+    if (ac != NULL) {
+        tg_reconcile_resend(rc, ac);
+    }
+}
+
+
+void
+tg_reconcile_retry(tg_reconcile *rc, redisAsyncContext *ac)
+{
+    if (ac != NULL && rc->head != NULL && !rc->tail->inflight) {
+        tg_reconcile_resend(rc, ac);
+    }
+}
+
+
+void
+tg_reconcile_quit(tg_reconcile *rc, redisAsyncContext *ac)
+{
+    if (ac == NULL) {
+        return;
+    }
+
+    /* the tallies are not sent: the state file keeps them */
+    tg_reconcile_resend(rc, ac);
     tg_reconcile_flush_corrections(rc, ac, true);
     tg_reconcile_flush_usage(rc, ac, true);
 }
@@ -661,22 +811,28 @@ tg_reconcile_corrections(tg_reconcile *rc)
 }
 
 
-static void
+static size_t
 tg_reconcile_flush_corrections(tg_reconcile *rc, redisAsyncContext *ac,
     bool all)
 {
+    size_t     n;
     tg_batch  *b;
+
+    n = 0;
 
     do {
         b = tg_reconcile_corrections(rc);
 
         if (b == NULL) {
-            return;
+            break;
         }
 
         tg_reconcile_put(rc, ac, b);
+        n++;
 
     } while (all);
+
+    return n;
 }
 
 
@@ -732,6 +888,10 @@ tg_reconcile_correct(tg_reconcile *rc, redisAsyncContext *ac,
         }
     }
 
+    if (!rc->connected) {
+        tg_reconcile_touch(rc);
+    }
+
     if (ac != NULL && rc->report_inflight == 0) {
         tg_reconcile_flush_corrections(rc, ac, false);
     }
@@ -742,22 +902,23 @@ tg_reconcile_correct(tg_reconcile *rc, redisAsyncContext *ac,
 
 /* the usage waiting in the table, in batches of one day */
 
-static void
+static size_t
 tg_reconcile_flush_usage(tg_reconcile *rc, redisAsyncContext *ac, bool all)
 {
     char                     keys[TG_USAGE_PENDING_KINDS][TG_REDIS_KEY_MAX];
     char                     nums[TG_RECONCILE_USAGE][4][24], ttl[24];
-    size_t                   i, k, n;
+    size_t                   i, k, n, made;
     tg_batch                *b;
     const char              *kp[TG_USAGE_PENDING_KINDS];
     const char              *args[1 + TG_RECONCILE_USAGE * 5];
     tg_usage_pending_entry  *e;
 
     snprintf(ttl, sizeof(ttl), "%d", TG_RECONCILE_TTL_S);
+    made = 0;
 
     do {
         if (rc->kept >= TG_RECONCILE_KEPT || rc->usage.n == 0) {
-            return;
+            break;
         }
 
         e = rc->take;
@@ -800,8 +961,11 @@ tg_reconcile_flush_usage(tg_reconcile *rc, redisAsyncContext *ac, bool all)
         }
 
         tg_reconcile_put(rc, ac, b);
+        made++;
 
     } while (all);
+
+    return made;
 }
 
 
@@ -821,6 +985,10 @@ tg_reconcile_usage(tg_reconcile *rc, redisAsyncContext *ac, int64_t wall_s,
         }
     }
 
+    if (!rc->connected) {
+        tg_reconcile_touch(rc);
+    }
+
     if (ac != NULL && rc->usage_inflight == 0) {
         tg_reconcile_flush_usage(rc, ac, false);
     }
@@ -835,4 +1003,156 @@ tg_reconcile_view_of(const tg_reconcile *rc, tg_reconcile_view *v)
     v->usage_pending = rc->usage.n;
     v->usage_dropped = rc->stats.usage_dropped + rc->usage.dropped;
     v->corr_waiting = rc->ncorr;
+}
+
+
+/* the state file's part (redis_waiting.h) */
+
+static const char *const  tg_reconcile_scripts[] = {
+    tg_reconcile_lua,                   /* TG_BATCH_LIMITS */
+    tg_usage_lua,                       /* TG_BATCH_USAGE */
+    tg_correct_lua                      /* TG_BATCH_REPORT */
+};
+
+
+int
+tg_reconcile_copy(const tg_reconcile *rc, tg_waiting *w)
+{
+    int                 i;
+    char               *p;
+    size_t              n;
+    const tg_batch     *b;
+    tg_waiting_batch   *wb;
+
+    memset(w, 0, sizeof(tg_waiting));
+
+    if (rc->kept != 0) {
+        w->batches = calloc(rc->kept, sizeof(tg_waiting_batch));
+        if (w->batches == NULL) {
+            return -1;
+        }
+    }
+
+    /* the script itself is not kept: its kind names it */
+
+    for (b = rc->head; b != NULL; b = b->next) {
+        wb = &w->batches[w->nbatches];
+        wb->kind = (uint32_t) b->kind;
+        wb->argc = (uint32_t) (b->argc - 2);
+
+        for (i = 2; i < b->argc; i++) {
+            wb->len += b->argvlen[i] + 1;
+        }
+
+        wb->args = malloc(wb->len != 0 ? wb->len : 1);
+        if (wb->args == NULL) {
+            tg_waiting_free(w);
+            return -1;
+        }
+
+        w->nbatches++;
+
+        for (p = wb->args, i = 2; i < b->argc; i++) {
+            memcpy(p, b->argv[i], b->argvlen[i] + 1);
+            p += b->argvlen[i] + 1;
+        }
+    }
+
+    if (rc->connected) {
+        return 0;
+    }
+
+    if (rc->ncorr != 0) {
+        w->corr = malloc(rc->ncorr * sizeof(tg_correction));
+        if (w->corr == NULL) {
+            tg_waiting_free(w);
+            return -1;
+        }
+        memcpy(w->corr, rc->corr, rc->ncorr * sizeof(tg_correction));
+        w->ncorr = rc->ncorr;
+    }
+
+    n = rc->usage.n;
+
+    if (n != 0) {
+        w->usage = malloc(n * sizeof(tg_usage_pending_entry));
+        if (w->usage == NULL) {
+            tg_waiting_free(w);
+            return -1;
+        }
+        memcpy(w->usage, rc->usage.entries,
+               n * sizeof(tg_usage_pending_entry));
+        w->nusage = n;
+    }
+
+    return 0;
+}
+
+
+void
+tg_reconcile_restore(tg_reconcile *rc, const tg_waiting *w)
+{
+    size_t                         i, k, nk;
+    uint64_t                       seq;
+    tg_batch                      *b;
+    const char                    *p, *argv[2 + TG_WAITING_ARGS_MAX];
+    const tg_waiting_batch        *wb;
+    const tg_usage_pending_entry  *e;
+
+    for (i = 0; i < w->nbatches; i++) {
+        wb = &w->batches[i];
+
+        /* limits_state.c checked its shape: numkeys, keys, the number */
+
+        if (wb->kind > TG_BATCH_REPORT || wb->argc > TG_WAITING_ARGS_MAX
+            || rc->kept >= TG_RECONCILE_KEPT)
+        {
+            rc->stats.dropped++;
+            continue;
+        }
+
+        argv[0] = "EVAL";
+        argv[1] = tg_reconcile_scripts[wb->kind];
+
+        for (p = wb->args, k = 0; k < wb->argc; k++) {
+            argv[2 + k] = p;
+            p += strlen(p) + 1;
+        }
+
+        /* its number, after numkeys and the keys: kept as it was */
+        nk = (size_t) strtoull(argv[2], NULL, 10);
+        seq = 2 + nk + 1 < 2 + (size_t) wb->argc
+              ? strtoull(argv[2 + nk + 1], NULL, 10) : 0;
+
+        b = tg_batch_new(rc, (tg_batch_kind) wb->kind, seq, 2 + wb->argc,
+                         argv);
+        if (b == NULL) {
+            rc->stats.dropped++;
+            continue;
+        }
+
+        /* it may have left before the restart: a resend when it goes */
+        b->sent = true;
+    }
+
+    for (i = 0; i < w->ncorr; i++) {
+        (void) tg_reconcile_correct(rc, NULL, &w->corr[i]);
+    }
+
+    for (i = 0; i < w->nusage; i++) {
+        e = &w->usage[i];
+        (void) tg_usage_pending_add(&rc->usage, e->day, e->kind, e->name,
+                                    e->len, e->requests, e->tokens,
+                                    e->cost_nano);
+    }
+}
+
+
+void
+tg_reconcile_alone(tg_reconcile *rc)
+{
+    if (rc->connected) {
+        rc->connected = false;
+        tg_reconcile_touch(rc);
+    }
 }

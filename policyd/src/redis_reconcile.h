@@ -29,15 +29,14 @@
 
 #include "limits_store.h"
 #include "redis_keys.h"
+#include "redis_waiting.h"
 #include "status.h"
 #include "usage_pending.h"
 
 
 #define TG_RECONCILE_KEYS       64      /* counters in one limits batch */
 #define TG_RECONCILE_USAGE      128     /* usage entries in one batch */
-#define TG_RECONCILE_KEPT       256     /* batches kept, at most */
 #define TG_RECONCILE_EPOCH      160     /* an epoch's bytes, at most */
-#define TG_RECONCILE_CORRECTIONS 4096   /* counters' corrections waiting */
 
 
 typedef enum {
@@ -45,19 +44,6 @@ typedef enum {
     TG_BATCH_USAGE,
     TG_BATCH_REPORT                     /* a REPORT's corrections */
 } tg_batch_kind;
-
-
-/* a REPORT's correction of one counter that Redis took */
-typedef struct {
-    char            key[TG_REDIS_KEY_MAX];  /* the counter's hash */
-    uint32_t        tpm;                /* 0: no tokens' change */
-    int64_t         tokens;             /* the change: used - estimated */
-    uint64_t        cost_nano;          /* spent from its budget */
-    uint32_t        day;                /* the node's, when spent */
-    uint32_t        month;
-    uint64_t        budget_day_nano;    /* for how long its hash lives */
-    uint64_t        budget_month_nano;
-} tg_correction;
 
 
 typedef struct tg_batch  tg_batch;
@@ -94,6 +80,21 @@ typedef struct tg_reconcile {
     tg_usage_pending    usage;
     tg_usage_pending_entry  take[TG_RECONCILE_USAGE];   /* a batch's */
     tg_reconcile_view   stats;
+
+    /*
+     * Connected: the tables are Redis's to get at once, not the state
+     * file's (below); waits: the store's count of changes to what waits,
+     * for the saver (NULL: none).
+     */
+    bool                connected;
+    uint64_t           *waits;
+
+    /*
+     * The batches of a reconcile wait (kept, not sent) until the state
+     * file written without their tallies is on the disk, and so do those
+     * made after them (tg_reconcile_persisted()).
+     */
+    bool                holding;
 } tg_reconcile;
 
 
@@ -128,6 +129,25 @@ void tg_reconcile_send(tg_reconcile *rc, redisAsyncContext *ac,
     tg_limit_store *s);
 
 /*
+ * The state file a reconcile asked for is written: its batches, and those
+ * held behind them, sent on ac (NULL: on the next connection).
+ */
+void tg_reconcile_persisted(tg_reconcile *rc, redisAsyncContext *ac);
+
+/*
+ * Every tick while connected: kept batches whose send failed (out of
+ * memory), and those held behind them, sent again in their order.
+ */
+void tg_reconcile_retry(tg_reconcile *rc, redisAsyncContext *ac);
+
+/*
+ * A clean stop: the kept batches not in flight, then every correction
+ * and usage entry waiting, sent on ac (whatever is in flight), before it
+ * is closed.
+ */
+void tg_reconcile_quit(tg_reconcile *rc, redisAsyncContext *ac);
+
+/*
  * A REPORT's usage, by kind (names[k] "": none), on the day of wall_s;
  * sent at once on ac (NULL: Redis is away) unless a usage batch is in
  * flight: then with the next one, when that is answered.
@@ -156,6 +176,26 @@ int tg_reconcile_correct(tg_reconcile *rc, redisAsyncContext *ac,
 tg_batch *tg_reconcile_corrections(tg_reconcile *rc);
 
 void tg_reconcile_view_of(const tg_reconcile *rc, tg_reconcile_view *v);
+
+/*
+ * What waits for Redis, for the state file: the kept batches always (a
+ * restart sends them again, with their epoch and number: one Redis ran
+ * counts once); the corrections and the usage waiting only while there is
+ * no connection - with one, they leave within a round trip, and the file
+ * written before the reconcile's batches left still holding them would
+ * count them twice after a restart.  -1: out of memory.
+ */
+int tg_reconcile_copy(const tg_reconcile *rc, tg_waiting *w);
+
+/*
+ * What the state file kept (before the first connection): its batches
+ * kept, first in line, its corrections and usage into the tables.  What
+ * finds no room is dropped and counted.
+ */
+void tg_reconcile_restore(tg_reconcile *rc, const tg_waiting *w);
+
+/* the connection went: the tables wait for the next one, in the file */
+void tg_reconcile_alone(tg_reconcile *rc);
 
 
 #endif /* TG_REDIS_RECONCILE_H */

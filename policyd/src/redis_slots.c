@@ -12,6 +12,7 @@
 #include "log.h"
 #include "redis_conf.h"
 #include "redis_keys.h"
+#include "redis_lua.h"
 #include "redis_slots.h"
 
 
@@ -24,8 +25,7 @@
  */
 
 static const char  tg_slots_lua[] =
-    "local t = redis.call('TIME')\n"
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    TG_LUA_NOW
     "local ttl = tonumber(ARGV[1])\n"
     "local xx = ARGV[2] == '1'\n"
     "local n = 0\n"

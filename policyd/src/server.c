@@ -34,6 +34,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "redis.h"
+#include "redis_waiting.h"
 #include "server.h"
 #include "status.h"
 #include "usage.h"
@@ -67,6 +68,9 @@ static void tg_probe_done(const tg_probe_answer *a, void *data);
 static bool tg_leases_mark(tg_server *srv);
 static void tg_leases_unmark(tg_server *srv);
 static void tg_limits_persist(void *arg);
+static void tg_limits_written(void *arg);
+static void tg_limits_persisted_cb(struct ev_loop *loop, ev_async *w,
+    int revents);
 static const char *tg_limits_state_path(tg_server *srv, const tg_policy *p,
     char *buf, size_t size);
 
@@ -78,8 +82,10 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     int         rc;
     tg_conn    *c;
     tg_server   srv;
+    tg_waiting  waiting;
 
     memset(&srv, 0, sizeof(srv));
+    memset(&waiting, 0, sizeof(waiting));
 
     srv.file = file;
     srv.opts = *opts;
@@ -204,12 +210,15 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
     tg_defer_init(&srv, tg_leases_mark(&srv) ? policy->lease_recovery_ms
                                              : 0);
 
-    /* the budgets spent before a restart, before the first decision */
+    /*
+     * The budgets spent before a restart, and what waited for Redis then,
+     * before the first decision
+     */
     {
         char  path[4200];
 
         tg_limits_state_path(&srv, policy, path, sizeof(path));
-        tg_limits_state_load(srv.state->limits, policy, path);
+        tg_limits_state_load(srv.state->limits, policy, path, &waiting);
 
         srv.limits_saver = tg_limits_saver_new(path);
         if (srv.limits_saver == NULL) {
@@ -220,10 +229,15 @@ tg_server_run(const char *file, const tg_policy_opts *opts,
 
         srv.state->limits->persist = tg_limits_persist;
         srv.state->limits->persist_arg = &srv;
+
+        ev_async_init(&srv.persisted_w, tg_limits_persisted_cb);
+        srv.persisted_w.data = &srv;
+        ev_async_start(srv.loop, &srv.persisted_w);
     }
 
     if (policy->redis.enabled) {
-        srv.redis = tg_redis_start(&srv, policy);
+        srv.redis = tg_redis_start(&srv, policy, &waiting);
+        tg_waiting_free(&waiting);
         if (srv.redis == NULL) {
             tg_log_error("start.no_memory", "",
                          "out of memory for the redis client");
@@ -262,7 +276,32 @@ done:
         tg_defer_stop(&srv);
     }
 
-    /* what Redis holds of this node's leases expires with their TTL */
+    /*
+     * The slots and leases the connections gave back as they closed, and
+     * what else waits for Redis, written before policyd ends: on the loop,
+     * timeout_ms at most, with nothing else of the loop's running.
+     */
+    if (srv.loop != NULL) {
+        ev_timer_stop(srv.loop, &srv.health_w);
+        ev_timer_stop(srv.loop, &srv.cooldown_w);
+        ev_timer_stop(srv.loop, &srv.soon_w);
+    }
+
+    tg_redis_quit(srv.redis);
+
+    /*
+     * The budgets as they are at a clean stop, and what still waits for
+     * Redis (its kept batches, with their numbers; the corrections and
+     * usage it did not get): sent again after the next start.
+     */
+    tg_limits_saver_free(srv.limits_saver,
+                         srv.state != NULL ? srv.state->limits : NULL);
+    srv.limits_saver = NULL;
+
+    if (srv.loop != NULL) {
+        ev_async_stop(srv.loop, &srv.persisted_w);
+    }
+
     tg_redis_stop(srv.redis);
     srv.redis = NULL;
 
@@ -290,11 +329,7 @@ done:
     /* the spans waiting get one try, a short one */
     tg_otlp_stop(srv.otlp);
 
-    /* the budgets as they are at a clean stop */
-    tg_limits_saver_free(srv.limits_saver,
-                         srv.state != NULL ? srv.state->limits : NULL);
-    srv.limits_saver = NULL;
-
+    tg_waiting_free(&waiting);
     tg_policy_free(srv.policy);
     tg_state_free(srv.state);
     free(srv.out);
@@ -879,12 +914,44 @@ tg_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
+/*
+ * A reconcile's state file: written by the saver's thread, the loop told
+ * by an ev_async; the reconcile's batches wait for it (limits_store.h)
+ */
+
 static void
 tg_limits_persist(void *arg)
 {
     tg_server  *srv = arg;
 
-    tg_limits_saver_flush(srv->limits_saver, srv->state->limits);
+    tg_limits_saver_flush_async(srv->limits_saver, srv->state->limits,
+                                tg_limits_written, srv);
+}
+
+
+/* on the saver's thread */
+
+static void
+tg_limits_written(void *arg)
+{
+    tg_server  *srv = arg;
+
+    ev_async_send(srv->loop, &srv->persisted_w);
+}
+
+
+static void
+tg_limits_persisted_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tg_server        *srv = w->data;
+    tg_limit_store   *s = srv->state->limits;
+
+    (void) loop;
+    (void) revents;
+
+    if (tg_limits_saver_flushed(srv->limits_saver) && s->persisted != NULL) {
+        s->persisted(s->persisted_arg);
+    }
 }
 
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "usage_pending.h"
 
 
@@ -17,17 +18,12 @@ static uint64_t
 tg_usage_pending_hash(int64_t day, uint32_t kind, const char *name,
     size_t len)
 {
-    size_t    i;
-    uint64_t  h = 14695981039346656037ULL;      /* FNV-1a */
+    uint64_t  h;
 
-    h = (h ^ (uint64_t) day) * 1099511628211ULL;
-    h = (h ^ kind) * 1099511628211ULL;
+    h = tg_fnv1a(TG_FNV_OFFSET, &day, sizeof(day));
+    h = tg_fnv1a(h, &kind, sizeof(kind));
 
-    for (i = 0; i < len; i++) {
-        h = (h ^ (unsigned char) name[i]) * 1099511628211ULL;
-    }
-
-    return h;
+    return tg_fnv1a(h, name, len);
 }
 
 

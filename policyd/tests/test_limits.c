@@ -20,6 +20,8 @@
 
 #include "decide.h"
 #include "limits_admit.h"
+#include "redis_conf.h"
+#include "redis_keys.h"
 #include "state.h"
 #include "tg_test.h"
 
@@ -457,6 +459,56 @@ test_admit_client(void **state)
                         "(TPM) of this client: Limit 1000, Requested 1001. "
                         "The input must be reduced in order to run "
                         "successfully.");
+}
+
+
+/*
+ * A client's name of any length makes counters whose every Redis key
+ * fits: the slot set's, 6 bytes longer than the hash's, under the longest
+ * key_prefix too (a name near the limit once made the take fail).
+ */
+
+static void
+test_admit_long_name(void **state)
+{
+    char            name[2001], prefix[TG_REDIS_NAME_MAX + 1];
+    char            key[TG_REDIS_KEY_MAX];
+    size_t          i, n;
+    uint32_t        lease;
+    tg_lfx         *fx = *state;
+    tg_facts        f;
+    tg_decision     d;
+    const tg_lease *l;
+
+    memset(prefix, 'p', TG_REDIS_NAME_MAX);
+    prefix[TG_REDIS_NAME_MAX] = '\0';
+
+    for (n = TG_LIMIT_KEY_MAX - 20; n <= 2000; n += n < 500 ? 1 : 500) {
+        /* each a client of its own, also once cut */
+        memset(name, 'x', n);
+        name[n] = '\0';
+        memcpy(name, &"0123456789"[n % 10], 1);
+        memcpy(name + 1, &"0123456789"[n / 10 % 10], 1);
+        memcpy(name + 2, &"0123456789"[n / 100 % 10], 1);
+
+        f = LF("r", name, "agents");
+        assert_int_equal(decide(fx, &f, &d, &lease), TG_ADMIT_OK);
+        l = tg_state_lease(fx->state, lease);
+        assert_non_null(l);
+        assert_non_null(l->hold);
+
+        for (i = 0; i < l->hold->n; i++) {
+            const tg_counter  *c = l->hold->parts[i].counter;
+
+            assert_true(c->key_len <= TG_LIMIT_KEY_MAX);
+            assert_true(tg_redis_limit_key(key, sizeof(key), prefix, c->key,
+                                           c->key_len) != 0);
+            assert_true(tg_redis_slot_key(key, sizeof(key), prefix, c->key,
+                                          c->key_len) != 0);
+        }
+
+        report(fx, lease, TG_OUTCOME_OK, false, 0, 0);
+    }
 }
 
 
@@ -1319,6 +1371,8 @@ main(void)
         cmocka_unit_test(test_store_shared_slots),
         cmocka_unit_test(test_store_reconcile),
         cmocka_unit_test_setup_teardown(test_admit_client, lsetup, lteardown),
+        cmocka_unit_test_setup_teardown(test_admit_long_name, lsetup,
+                                        lteardown),
         cmocka_unit_test_setup_teardown(test_admit_tokens, lsetup, lteardown),
         cmocka_unit_test_setup_teardown(test_admit_profiles, lsetup,
                                         lteardown),

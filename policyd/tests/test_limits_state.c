@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "fnv.h"
 #include "limits_admit.h"
 #include "limits_state.h"
 #include "policy.h"
@@ -56,21 +58,6 @@ spend(tg_limit_store *s, const char *key, uint64_t cost, int64_t wall_s)
 }
 
 
-static uint64_t
-fnv(const char *p, size_t len)
-{
-    size_t    i;
-    uint64_t  h = 0xcbf29ce484222325ull;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char) p[i];
-        h *= 0x100000001b3ull;
-    }
-
-    return h;
-}
-
-
 /* a file of these lines, with a right end line */
 
 static char *
@@ -83,7 +70,7 @@ file_of(const char *body, size_t lines)
     assert_non_null(t);
     memcpy(t, body, n);
     snprintf(t + n, 64, "end %zu %016llx\n", lines,
-             (unsigned long long) fnv(body, n));
+             (unsigned long long) tg_fnv1a(TG_FNV_OFFSET, body, n));
 
     return t;
 }
@@ -95,7 +82,8 @@ parse(tg_limit_store *s, const tg_policy *p, const char *t, size_t len,
 {
     size_t  restored;
 
-    return tg_limits_state_parse(s, p, t, len, NOW_S, &restored, why, 160);
+    return tg_limits_state_parse(s, p, t, len, NOW_S, NULL, &restored, why,
+                                 160);
 }
 
 
@@ -121,7 +109,7 @@ test_state_round_trip(void **unused)
     (void) a->ops->counter(a, "c\037agents\037idle", 13);
 
     assert_int_equal(tg_limits_state_format(a, NOW_S, &text, &len), 0);
-    assert_int_equal(tg_limits_state_parse(b, p, text, len, NOW_S,
+    assert_int_equal(tg_limits_state_parse(b, p, text, len, NOW_S, NULL,
                                            &restored, why, sizeof(why)), 0);
 
     /* idle is not written; carol's profile is gone */
@@ -149,8 +137,8 @@ test_state_round_trip(void **unused)
     b->ops->free(b);
     b = tg_limit_store_memory();
     assert_int_equal(tg_limits_state_parse(b, p, text, len,
-                                           NOW_S + 40 * DAY_S, &restored,
-                                           why, sizeof(why)), 0);
+                                           NOW_S + 40 * DAY_S, NULL,
+                                           &restored, why, sizeof(why)), 0);
     assert_int_equal(restored, 0);
     assert_int_equal(b->ops->count(b), 0);
 
@@ -223,15 +211,15 @@ test_state_refused(void **unused)
     assert_int_equal(parse(b, p, "", 0, why), -1);
     assert_string_equal(why, "empty");
 
-    t = file_of("tailgate-limits 2\n", 0);
+    t = file_of("tailgate-limits 3\n", 0);
     assert_int_equal(parse(b, p, t, strlen(t), why), -1);
     assert_string_equal(why, "not a tailgate limits state file of "
-                        "version 1");
+                        "version 1 or 2");
     free(t);
 
     assert_int_equal(parse(b, p, "{\"json\": 1}\n", 12, why), -1);
     assert_string_equal(why, "not a tailgate limits state file of "
-                        "version 1");
+                        "version 1 or 2");
 
     /* 2^64: one more than a u64 */
     snprintf(line, sizeof(line), "tailgate-limits 1\nb 20791 "
@@ -377,14 +365,14 @@ test_state_file(void **unused)
 
     /* missing: nothing, quietly */
     b = tg_limit_store_memory();
-    tg_limits_state_load(b, p, path);
+    tg_limits_state_load(b, p, path, NULL);
     assert_int_equal(b->ops->count(b), 0);
 
     /* empty: refused, policyd goes on */
     fd = open(path, O_WRONLY | O_CREAT, 0600);
     assert_true(fd >= 0);
     close(fd);
-    tg_limits_state_load(b, p, path);
+    tg_limits_state_load(b, p, path, NULL);
     assert_int_equal(b->ops->count(b), 0);
 
     a = tg_limit_store_memory();
@@ -395,7 +383,7 @@ test_state_file(void **unused)
                                            sizeof(err)), 0);
     free(text);
 
-    tg_limits_state_load(b, p, path);
+    tg_limits_state_load(b, p, path, NULL);
     assert_int_equal(b->ops->count(b), 1);
     assert_int_equal(PEEK(b, "c\037agents\037alice")
                          ->budget.month_spent, 42);
@@ -419,6 +407,36 @@ test_state_file(void **unused)
 }
 
 
+/* the saver's thread tells of a flush written: counted */
+
+static pthread_mutex_t  tg_written_mu = PTHREAD_MUTEX_INITIALIZER;
+static int              tg_written_n;
+
+
+static void
+count_written(void *arg)
+{
+    (void) arg;
+
+    pthread_mutex_lock(&tg_written_mu);
+    tg_written_n++;
+    pthread_mutex_unlock(&tg_written_mu);
+}
+
+
+static int
+written_n(void)
+{
+    int  n;
+
+    pthread_mutex_lock(&tg_written_mu);
+    n = tg_written_n;
+    pthread_mutex_unlock(&tg_written_mu);
+
+    return n;
+}
+
+
 /*
  * The saver: a snapshot at most once a second, at once when forced
  * (SIGHUP), and the last spend written at the stop even within the second.
@@ -432,7 +450,7 @@ month_in(const char *path, tg_policy *p)
     const tg_counter *c;
 
     b = tg_limit_store_memory();
-    tg_limits_state_load(b, p, path);
+    tg_limits_state_load(b, p, path, NULL);
     c = PEEK(b, "c\037agents\037alice");
     v = c != NULL ? c->budget.month_spent : 0;
     b->ops->free(b);
@@ -444,6 +462,7 @@ month_in(const char *path, tg_policy *p)
 static void
 test_state_saver(void **unused)
 {
+    int               i;
     char              dir[] = "/tmp/tg-saver-XXXXXX", path[128];
     tg_policy        *p;
     tg_limit_store   *a;
@@ -480,6 +499,28 @@ test_state_saver(void **unused)
     spend(a, "c\037agents\037alice", 8, a->wall_s);
     tg_limits_saver_free(sv, a);
     assert_int_equal(month_in(path, p), 15);
+
+    /*
+     * A reconcile's write, off the loop: handed over without waiting, the
+     * thread says when it is written; until then (and for a newer one
+     * asked meanwhile) the flushes are not all written.
+     */
+    sv = tg_limits_saver_new(path);
+    assert_true(tg_limits_saver_flushed(sv));
+    spend(a, "c\037agents\037alice", 3, a->wall_s);
+    tg_limits_saver_flush_async(sv, a, count_written, NULL);
+    spend(a, "c\037agents\037alice", 4, a->wall_s);
+    tg_limits_saver_flush_async(sv, a, count_written, NULL);
+
+    for (i = 0; i < 500 && !tg_limits_saver_flushed(sv); i++) {
+        usleep(10000);
+    }
+
+    /* written, the second (the newer) at least: told once or twice */
+    assert_true(tg_limits_saver_flushed(sv));
+    assert_true(written_n() >= 1);
+    assert_int_equal(month_in(path, p), 22);
+    tg_limits_saver_free(sv, NULL);
 
     unlink(path);
     rmdir(dir);
@@ -592,7 +633,7 @@ test_state_save_time(void **unused)
            ms);
 
     b = tg_limit_store_memory();
-    assert_int_equal(tg_limits_state_parse(b, p, text, len, NOW_S,
+    assert_int_equal(tg_limits_state_parse(b, p, text, len, NOW_S, NULL,
                                            &restored, why, sizeof(why)), 0);
     assert_int_equal(restored, 10000);
 
@@ -603,6 +644,309 @@ test_state_save_time(void **unused)
 }
 
 
+
+/*
+ * What waits for Redis (redis_waiting.h): a store's hook hands the
+ * snapshot a copy of it; the file holds it, and gives it back whole - the
+ * batches in their order with every argument (their epoch and number), a
+ * correction's negative tokens, a name of any bytes but NUL - to a policy
+ * with Redis; without Redis it is dropped, the budgets kept.
+ */
+
+static const char  tg_state_redis_policy[] =
+    "{ 'listen': { 'path': '/x' },"
+    "  'providers': { 'p': { 'upstream': 'u', 'zone': 'local',"
+    "    'endpoints': ['chat'] } },"
+    "  'routes': { 'r': { 'steps': [ { 'provider': 'p', 'model': 'm' } ] } },"
+    "  'redis': { 'address': '127.0.0.1:6379' },"
+    "  'limits': { 'profiles': {"
+    "    'agents': { 'budget': { 'day': 1, 'month': 10 } } } } }";
+
+
+/* numkeys, the marker, a key, the number, an empty argument, an argument */
+static const char  tg_batch0[] = "2\0{tg:limits}:batch:n/7.1\0{tg:limits}:c|a"
+                                 "\0" "41\0\0" "5";
+static const char  tg_batch1[] = "2\0{tg:usage:20791}:batch:n/7.1\0"
+                                 "{tg:usage:20791}:client\0" "42";
+
+
+static void
+waiting_of(tg_waiting *w)
+{
+    memset(w, 0, sizeof(*w));
+
+    w->batches = calloc(2, sizeof(tg_waiting_batch));
+    w->corr = calloc(2, sizeof(tg_correction));
+    w->usage = calloc(2, sizeof(tg_usage_pending_entry));
+    assert_true(w->batches && w->corr && w->usage);
+
+    w->nbatches = 2;
+    w->batches[0].kind = 0;
+    w->batches[0].argc = 6;
+    w->batches[0].len = sizeof(tg_batch0);
+    w->batches[0].args = malloc(sizeof(tg_batch0));
+    memcpy(w->batches[0].args, tg_batch0, sizeof(tg_batch0));
+    w->batches[1].kind = 1;
+    w->batches[1].argc = 4;
+    w->batches[1].len = sizeof(tg_batch1);
+    w->batches[1].args = malloc(sizeof(tg_batch1));
+    memcpy(w->batches[1].args, tg_batch1, sizeof(tg_batch1));
+
+    w->ncorr = 2;
+    snprintf(w->corr[0].key, sizeof(w->corr[0].key), "{tg:limits}:c|a|b");
+    w->corr[0].tpm = 60;
+    w->corr[0].tokens = -12;
+    w->corr[0].cost_nano = 5000000000ull;
+    w->corr[0].day = 20791;
+    w->corr[0].month = 683;
+    w->corr[0].budget_day_nano = 1;
+    w->corr[0].budget_month_nano = UINT64_MAX;
+    snprintf(w->corr[1].key, sizeof(w->corr[1].key), "{tg:limits}:p|x");
+    w->corr[1].tokens = INT64_MAX;
+
+    w->nusage = 2;
+    w->usage[0].day = 20791;
+    w->usage[0].kind = 3;
+    w->usage[0].len = 7;
+    memcpy(w->usage[0].name, "a b\n\xff|c", 7);
+    w->usage[0].requests = 2;
+    w->usage[0].tokens = 20;
+    w->usage[0].cost_nano = 10000000000ull;
+    w->usage[1].day = 20790;
+    w->usage[1].len = 1;
+    w->usage[1].name[0] = 'z';
+}
+
+
+static int
+hook_waiting(void *arg, struct tg_waiting *w)
+{
+    (void) arg;
+    waiting_of(w);
+    return 0;
+}
+
+
+static void
+test_state_waiting(void **unused)
+{
+    char             *text, why[160];
+    size_t            len, restored;
+    tg_policy        *p, *pr;
+    tg_waiting        w, want;
+    tg_limit_store   *a, *b;
+
+    (void) unused;
+
+    p = tg_test_policy(tg_state_policy);
+    pr = tg_test_policy(tg_state_redis_policy);
+
+    a = tg_limit_store_memory();
+    spend(a, "c\037agents\037alice", 300, NOW_S);
+    a->waiting = hook_waiting;
+    assert_int_equal(tg_limits_state_format(a, NOW_S, &text, &len), 0);
+    assert_memory_equal(text, "tailgate-limits 2\n", 18);
+
+    waiting_of(&want);
+    memset(&w, 0, sizeof(w));
+
+    b = tg_limit_store_memory();
+    if (tg_limits_state_parse(b, pr, text, len, NOW_S, &w, &restored, why,
+                              sizeof(why)) != 0)
+    {
+        fail_msg("refused: %s", why);
+    }
+    assert_int_equal(restored, 1);
+
+    assert_int_equal(w.nbatches, 2);
+    assert_int_equal(w.batches[0].kind, 0);
+    assert_int_equal(w.batches[0].argc, 6);
+    assert_int_equal(w.batches[0].len, sizeof(tg_batch0));
+    assert_memory_equal(w.batches[0].args, tg_batch0, sizeof(tg_batch0));
+    assert_int_equal(w.batches[1].kind, 1);
+    assert_memory_equal(w.batches[1].args, tg_batch1, sizeof(tg_batch1));
+
+    assert_int_equal(w.ncorr, 2);
+    assert_memory_equal(&w.corr[0], &want.corr[0], sizeof(tg_correction));
+    assert_memory_equal(&w.corr[1], &want.corr[1], sizeof(tg_correction));
+
+    assert_int_equal(w.nusage, 2);
+    assert_memory_equal(&w.usage[0], &want.usage[0],
+                        sizeof(tg_usage_pending_entry));
+    assert_memory_equal(&w.usage[1], &want.usage[1],
+                        sizeof(tg_usage_pending_entry));
+
+    /* read again into the same: emptied first, not added to */
+    b->ops->free(b);
+    b = tg_limit_store_memory();
+    assert_int_equal(tg_limits_state_parse(b, pr, text, len, NOW_S, &w,
+                                           &restored, why, sizeof(why)), 0);
+    assert_int_equal(w.nbatches, 2);
+    assert_int_equal(w.ncorr, 2);
+    tg_waiting_free(&w);
+
+    /* without Redis: the budgets alone */
+    b->ops->free(b);
+    b = tg_limit_store_memory();
+    assert_int_equal(tg_limits_state_parse(b, p, text, len, NOW_S, &w,
+                                           &restored, why, sizeof(why)), 0);
+    assert_int_equal(restored, 1);
+    assert_int_equal(w.nbatches + w.ncorr + w.nusage, 0);
+    assert_null(w.batches);
+
+    tg_waiting_free(&want);
+    free(text);
+    a->ops->free(a);
+    b->ops->free(b);
+    tg_policy_free(p);
+    tg_policy_free(pr);
+}
+
+
+/*
+ * A waiting line of a wrong shape refuses the whole file (its budget
+ * line too), as any other line does; so does one in a file of version 1.
+ */
+
+static void
+test_state_waiting_refused(void **unused)
+{
+    char               line[8192], *t, why[160];
+    size_t             i, n, restored;
+    tg_policy         *pr;
+    tg_waiting         w;
+    tg_limit_store    *b;
+    static const char  budget[] = "b 20791 1 683 1" Z8
+                                  " 631f6167656e74731f616c696365\n";
+    static const struct {
+        const char  *line;
+        const char  *why;
+    } bad[] = {
+        /* kind 3; too few arguments; numkeys past them; numkeys 1 */
+        { "k 3 4 32 2d 2d 31", "a malformed batch" },
+        { "k 0 3 32 2d 31", "a malformed batch" },
+        { "k 0 4 39 2d 2d 31", "a malformed batch" },
+        { "k 0 4 31 2d 2d 31", "a malformed batch" },
+        /* numkeys not decimal, "02"; the number 0, not decimal */
+        { "k 0 4 78 2d 2d 31", "a malformed batch" },
+        { "k 0 4 3032 2d 2d 31", "a malformed batch" },
+        { "k 0 4 32 2d 2d 30", "a malformed batch" },
+        { "k 0 4 32 2d 2d 2d", "a malformed batch" },
+        /* odd hex, a NUL, capitals, fewer or more arguments than said */
+        { "k 0 4 32 2d 2d 313", "a malformed batch" },
+        { "k 0 4 32 2d 00 31", "a malformed batch" },
+        { "k 0 4 32 2D 2d 31", "a malformed batch" },
+        { "k 0 5 32 2d 2d 31", "a malformed batch" },
+        { "k 0 4 32 2d 2d 31 31", "a malformed batch" },
+        { "k 0 4 32 2d 2d 31 ", "a malformed batch" },
+        { "k 0 4", "a malformed batch" },
+        { "k 0 1025 32", "a malformed batch" },
+        /* a correction: 7 numbers and a key; tokens signed, "-0" not */
+        { "c 1 -0 1 1 1 1 1 6b", "a malformed correction" },
+        { "c 1 - 1 1 1 1 1 6b", "a malformed correction" },
+        { "c 1 1 1 1 1 1 6b", "a malformed correction" },
+        { "c 1 1 1 1 1 1 1 -", "a malformed correction" },
+        { "c 4294967296 1 1 1 1 1 1 6b", "a malformed correction" },
+        { "c 1 9223372036854775808 1 1 1 1 1 6b",
+          "a malformed correction" },
+        /* usage: kind 0 ... 3, a name */
+        { "u 20791 4 1 1 1 6e", "a malformed usage entry" },
+        { "u 20791 0 1 1 1 -", "a malformed usage entry" },
+        { "u -1 0 1 1 1 6e", "a malformed usage entry" },
+        { "u 20791 0 1 1 6e", "a malformed usage entry" },
+        /* another letter */
+        { "x 1", "not a budget" },
+        { "k", "not a budget" },
+    };
+
+    (void) unused;
+
+    pr = tg_test_policy(tg_state_redis_policy);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(line, sizeof(line), "tailgate-limits 2\n%s%s\n", budget,
+                 bad[i].line);
+        t = file_of(line, 2);
+        b = tg_limit_store_memory();
+        memset(&w, 0, sizeof(w));
+
+        if (tg_limits_state_parse(b, pr, t, strlen(t), NOW_S, &w, &restored,
+                                  why, sizeof(why)) != -1)
+        {
+            fail_msg("\"%s\": read", bad[i].line);
+        }
+        snprintf(line, sizeof(line), "line 3: %s", bad[i].why);
+        if (strcmp(why, line) != 0) {
+            fail_msg("\"%s\": \"%s\", not \"%s\"", bad[i].line, why, line);
+        }
+        assert_int_equal(b->ops->count(b), 0);
+        assert_null(w.batches);
+        assert_null(w.corr);
+        assert_null(w.usage);
+
+        b->ops->free(b);
+        free(t);
+    }
+
+    /* the same lines well formed: read */
+    snprintf(line, sizeof(line), "tailgate-limits 2\n%sk 2 4 32 2d 2d 31\n"
+             "c 1 -5 1 1 1 1 1 6b\nu 20791 3 1 1 1 6e\n", budget);
+    t = file_of(line, 4);
+    b = tg_limit_store_memory();
+    assert_int_equal(tg_limits_state_parse(b, pr, t, strlen(t), NOW_S, &w,
+                                           &restored, why, sizeof(why)), 0);
+    assert_int_equal(w.nbatches, 1);
+    assert_int_equal(w.corr[0].tokens, -5);
+    assert_int_equal(w.usage[0].kind, 3);
+    tg_waiting_free(&w);
+    b->ops->free(b);
+    free(t);
+
+    /* version 1: its budgets read, a waiting line not one of its own */
+    snprintf(line, sizeof(line), "tailgate-limits 1\n%s", budget);
+    t = file_of(line, 1);
+    b = tg_limit_store_memory();
+    assert_int_equal(tg_limits_state_parse(b, pr, t, strlen(t), NOW_S, &w,
+                                           &restored, why, sizeof(why)), 0);
+    assert_int_equal(restored, 1);
+    b->ops->free(b);
+    free(t);
+
+    snprintf(line, sizeof(line), "tailgate-limits 1\n%su 20791 3 1 1 1 6e\n",
+             budget);
+    t = file_of(line, 2);
+    b = tg_limit_store_memory();
+    assert_int_equal(tg_limits_state_parse(b, pr, t, strlen(t), NOW_S, &w,
+                                           &restored, why, sizeof(why)), -1);
+    assert_string_equal(why, "line 3: not a budget");
+    b->ops->free(b);
+    free(t);
+
+    /* more kept batches than a reconcile keeps */
+    n = snprintf(line, sizeof(line), "tailgate-limits 2\n");
+    t = malloc(300 * 20 + 64);
+    memcpy(t, line, n);
+    for (i = 0; i < TG_RECONCILE_KEPT + 1; i++) {
+        n += (size_t) sprintf(t + n, "k 0 4 32 2d 2d 31\n");
+    }
+    t[n] = '\0';
+    {
+        char  *f = file_of(t, TG_RECONCILE_KEPT + 1);
+
+        b = tg_limit_store_memory();
+        assert_int_equal(tg_limits_state_parse(b, pr, f, strlen(f), NOW_S,
+                                               &w, &restored, why,
+                                               sizeof(why)), -1);
+        assert_string_equal(why, "line 258: more kept batches than are "
+                            "kept");
+        b->ops->free(b);
+        free(f);
+    }
+    free(t);
+
+    tg_policy_free(pr);
+}
+
 int
 main(void)
 {
@@ -611,6 +955,8 @@ main(void)
         cmocka_unit_test(test_state_truncated_everywhere),
         cmocka_unit_test(test_state_refused),
         cmocka_unit_test(test_state_away),
+        cmocka_unit_test(test_state_waiting),
+        cmocka_unit_test(test_state_waiting_refused),
         cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_state_saver),
         cmocka_unit_test(test_state_saver_again),

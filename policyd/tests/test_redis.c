@@ -841,6 +841,404 @@ test_reconcile_batch_numbers(void **unused)
 
 
 /*
+ * A context that goes nowhere, not on a loop: commands are queued (into
+ * its buffer, their callbacks in its list) until it is freed, which runs
+ * each callback with no reply; with REDIS_DISCONNECTING set, as when out
+ * of memory, a command is refused.
+ */
+
+/*
+ * hiredis's own step that runs the callbacks of the replies its reader
+ * holds (what redisAsyncHandleRead does after reading the socket): not in
+ * its header, exported by the library
+ */
+void redisProcessCallbacks(redisAsyncContext *ac);
+
+
+static redisAsyncContext *
+test_context(void)
+{
+    redisAsyncContext  *ac;
+
+    ac = redisAsyncConnectUnix("/nonexistent/tailgate-test.sock");
+    assert_non_null(ac);
+
+    return ac;
+}
+
+
+static tg_correction
+test_correction(const char *key, uint32_t tpm, int64_t tokens,
+    uint64_t cost, uint32_t day);
+
+
+/*
+ * A batch whose send failed holds the newer ones behind it: sent before
+ * it, a newer number of its hash tag would have Redis skip it as not
+ * newer.  The tick sends it again, then them, in their order.
+ */
+
+static void
+test_reconcile_send_failed(void **unused)
+{
+    tg_batch           *b1, *b2;
+    tg_reconcile       *rc;
+    tg_correction       c;
+    redisAsyncContext  *ac;
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 1, 2, "tg", "addr");
+    ac = test_context();
+
+    ac->c.flags |= REDIS_DISCONNECTING;
+    c = test_correction("{tg:limits}:c|p|a", 60, 5, 0, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, ac, &c), 0);
+    ac->c.flags &= ~REDIS_DISCONNECTING;
+
+    b1 = rc->head;
+    assert_non_null(b1);
+    assert_false(b1->inflight);
+    assert_int_equal(rc->report_inflight, 0);
+
+    c = test_correction("{tg:limits}:c|p|b", 60, 7, 0, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, ac, &c), 0);
+    b2 = rc->tail;
+    assert_ptr_not_equal(b1, b2);
+    assert_true(b2->seq > b1->seq);
+    assert_false(b2->inflight);          /* held behind the first */
+    assert_null(ac->replies.head);
+
+    tg_reconcile_retry(rc, ac);
+    assert_true(b1->inflight);
+    assert_true(b2->inflight);
+    assert_ptr_equal(ac->replies.head->privdata, b1);
+    assert_ptr_equal(ac->replies.head->next->privdata, b2);
+
+    /* nothing more to send: the tick sends nothing twice */
+    tg_reconcile_retry(rc, ac);
+    assert_ptr_equal(ac->replies.tail->privdata, b2);
+
+    /* no reply (the connection gone): kept, for the next connection */
+    redisAsyncFree(ac);
+    assert_false(b1->inflight);
+    assert_int_equal(rc->kept, 2);
+
+    tg_reconcile_free(rc);
+}
+
+
+/*
+ * A reconcile's batches wait for the state file without their tallies:
+ * asked for off the loop, none leaves (nor one made after them) until it
+ * is written; a reconcile with nothing for the file sends at once.
+ */
+
+static int  tg_persists;
+
+static void
+count_persist(void *arg)
+{
+    (void) arg;
+    tg_persists++;
+}
+
+
+static void
+test_reconcile_held(void **unused)
+{
+    tg_batch           *b1, *b2;
+    tg_counter         *c;
+    tg_reconcile       *rc;
+    tg_correction       corr;
+    tg_limit_store     *s;
+    redisAsyncContext  *ac;
+    static const char   ck[] = "c\037agents\037alice";
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 1, 2, "tg", "addr");
+    s = tg_limit_store_memory();
+    s->nodes = 2;
+    s->persist = count_persist;
+    tg_limit_store_clock(s);
+    c = s->ops->counter(s, ck, sizeof(ck) - 1);
+    tg_counter_away_spend(c, 2500, s->wall_s);
+    s->ops->unref(s, c);
+
+    ac = test_context();
+    tg_persists = 0;
+    tg_reconcile_send(rc, ac, s);
+
+    assert_int_equal(tg_persists, 1);
+    assert_true(rc->holding);
+    b1 = rc->head;
+    assert_non_null(b1);
+    assert_int_equal(b1->kind, TG_BATCH_LIMITS);
+    assert_false(b1->inflight);
+    assert_null(ac->replies.head);
+
+    /* a REPORT's correction meanwhile: made, held behind */
+    corr = test_correction("{tg:limits}:c|p|a", 60, 5, 0, 20791);
+    assert_int_equal(tg_reconcile_correct(rc, ac, &corr), 0);
+    b2 = rc->tail;
+    assert_ptr_not_equal(b1, b2);
+    assert_false(b2->inflight);
+
+    /* written: both go, in their order */
+    tg_reconcile_persisted(rc, ac);
+    assert_false(rc->holding);
+    assert_true(b1->inflight && b2->inflight);
+    assert_ptr_equal(ac->replies.head->privdata, b1);
+    assert_ptr_equal(ac->replies.head->next->privdata, b2);
+
+    /* nothing more for the file: no write asked, nothing held */
+    redisAsyncFree(ac);
+    ac = test_context();
+    tg_reconcile_send(rc, ac, s);
+    assert_int_equal(tg_persists, 1);
+    assert_false(rc->holding);
+    assert_true(b1->inflight);
+
+    redisAsyncFree(ac);
+    tg_reconcile_free(rc);
+    s->ops->free(s);
+}
+
+
+/*
+ * A correction batch Redis refuses (an error reply) is dropped, and the
+ * status counts each of its counters' corrections dropped, as a full
+ * table counts each it refuses; a batch applied is out of the kept ones.
+ */
+
+static void
+test_reconcile_refused_counts(void **unused)
+{
+    size_t              i;
+    char                key[64];
+    tg_reconcile       *rc;
+    tg_correction       c;
+    tg_reconcile_view   v;
+    redisAsyncContext  *ac;
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 1, 2, "tg", "addr");
+    ac = test_context();
+
+    /* the first goes at once; the next 3 wait behind it, then go as one */
+    for (i = 0; i < 4; i++) {
+        snprintf(key, sizeof(key), "{tg:limits}:c|p|%zu", i);
+        c = test_correction(key, 60, 5, 0, 20791);
+        assert_int_equal(tg_reconcile_correct(rc, ac, &c), 0);
+    }
+    assert_int_equal(rc->kept, 1);
+    assert_int_equal(rc->ncorr, 3);
+
+    /* the first answered: applied; the rest go as one batch of 3 */
+    ac->data = rc;                      /* its flush after the reply */
+    assert_int_equal(redisReaderFeed(ac->c.reader, "*2\r\n:1\r\n:1\r\n",
+                                     12), REDIS_OK);
+    redisProcessCallbacks(ac);
+    assert_int_equal(rc->kept, 1);
+    assert_int_equal(rc->ncorr, 0);
+    assert_int_equal(rc->stats.corr_applied, 1);
+
+    assert_int_equal(redisReaderFeed(ac->c.reader,
+                                     "-ERR Error running script\r\n", 27),
+                     REDIS_OK);
+    redisProcessCallbacks(ac);
+
+    tg_reconcile_view_of(rc, &v);
+    assert_int_equal(v.pending, 0);
+    assert_int_equal(v.dropped, 1);
+    assert_int_equal(v.corr_dropped, 3);
+
+    ac->data = NULL;
+    redisAsyncFree(ac);
+    tg_reconcile_free(rc);
+}
+
+
+/*
+ * The tallies are cleared when their batch is made, not before: with no
+ * room for one (TG_RECONCILE_KEPT kept, as when out of memory) they stay
+ * for the next reconcile, whole.
+ */
+
+static void
+test_reconcile_tallies_kept(void **unused)
+{
+    size_t              i;
+    tg_counter         *c;
+    tg_reconcile       *rc;
+    tg_limit_store     *s;
+    tg_reconcile_part   part;
+    redisAsyncContext  *ac;
+    const char         *keys[1] = { "{tg:limits}:c|p|a" };
+    static const char   ck[] = "c\037agents\037alice";
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 1, 2, "tg", "addr");
+    s = tg_limit_store_memory();
+    s->nodes = 2;
+    tg_limit_store_clock(s);
+    c = s->ops->counter(s, ck, sizeof(ck) - 1);
+    tg_counter_away_spend(c, 2500, s->wall_s);
+    s->ops->unref(s, c);
+
+    for (i = 0; i < TG_RECONCILE_KEPT; i++) {
+        assert_non_null(tg_reconcile_batch(rc, TG_BATCH_USAGE, "x", 1, keys,
+                                           0, NULL));
+    }
+
+    ac = test_context();
+    tg_reconcile_send(rc, ac, s);
+
+    c = s->ops->counter(s, ck, sizeof(ck) - 1);
+    assert_true(tg_counter_reconcile(c, s->now_ms, s->wall_s, &part));
+    assert_int_equal(part.day_spent, 2500);
+    assert_int_equal(rc->kept, TG_RECONCILE_KEPT);
+
+    /* the connection goes (the batches kept, none in flight); room
+       again: sent, and cleared then */
+    redisAsyncFree(ac);
+    tg_reconcile_done(rc, rc->head, true);
+    ac = test_context();
+    tg_reconcile_send(rc, ac, s);
+    assert_false(tg_counter_reconcile(c, s->now_ms, s->wall_s, &part));
+    assert_int_equal(rc->tail->kind, TG_BATCH_LIMITS);
+    s->ops->unref(s, c);
+
+    redisAsyncFree(ac);
+    tg_reconcile_free(rc);
+    s->ops->free(s);
+}
+
+
+/*
+ * What waits, across a restart (redis_waiting.h): the kept batches copied
+ * whole, and restored in a new process first in line, each with its
+ * epoch and number (so that one Redis applied is skipped, not counted
+ * again), its script named by its kind; the corrections and the usage
+ * too, but only while there is no connection (with one they leave within
+ * a round trip: a copy of them would count them twice).
+ */
+
+static void
+test_reconcile_restore(void **unused)
+{
+    int                i;
+    tg_batch          *b, *r;
+    tg_waiting         w;
+    tg_reconcile      *rc, *rc2;
+    tg_correction      c;
+    const char        *keys[2] = { "{tg:limits}:c|p|a", "{tg:limits}:t|x" };
+    const char        *args[2] = { "7", "" };
+    const char        *names[4] = { "alice", "", "r", "p" };
+    uint64_t           waits = 0;
+
+    (void) unused;
+
+    rc = tg_reconcile_new("node-a", 4242, 1733300000123ULL, "tg", "addr");
+    assert_non_null(rc);
+    rc->waits = &waits;
+
+    b = tg_reconcile_batch(rc, TG_BATCH_LIMITS, "return 1", 2, keys, 2,
+                           args);
+    assert_non_null(b);
+    assert_non_null(tg_reconcile_batch(rc, TG_BATCH_REPORT, "x", 1, keys, 0,
+                                       NULL));
+    assert_true(waits >= 2);
+
+    memset(&c, 0, sizeof(c));
+    snprintf(c.key, sizeof(c.key), "{tg:limits}:c|p|a");
+    c.tokens = -3;
+    c.cost_nano = 7;
+    c.day = 20791;
+    assert_int_equal(tg_reconcile_correct(rc, NULL, &c), 0);
+    tg_reconcile_usage(rc, NULL, 20791 * 86400LL, names, 1, 10, 5);
+
+    assert_int_equal(tg_reconcile_copy(rc, &w), 0);
+    assert_int_equal(w.nbatches, 2);
+    assert_int_equal(w.batches[0].argc, b->argc - 2);
+    assert_int_equal(w.ncorr, 1);
+    assert_int_equal(w.nusage, 3);
+
+    /* a new process: its own epoch, the old batches first, as they were */
+    rc2 = tg_reconcile_new("node-a", 5151, 1733300999000ULL, "tg", "addr");
+    assert_non_null(rc2);
+    tg_reconcile_restore(rc2, &w);
+    tg_waiting_free(&w);
+
+    assert_int_equal(rc2->kept, 2);
+    r = rc2->head;
+    assert_int_equal(r->seq, 1);
+    assert_int_equal(r->kind, TG_BATCH_LIMITS);
+    assert_true(r->sent);
+    assert_false(r->inflight);
+    assert_int_equal(r->argc, b->argc);
+    assert_string_equal(r->argv[0], "EVAL");
+    /* the script of its kind, not what the first process was given */
+    assert_string_not_equal(r->argv[1], "return 1");
+    assert_non_null(strstr(r->argv[1], "redis.call('SET', KEYS[1]"));
+    for (i = 2; i < b->argc; i++) {
+        assert_string_equal(r->argv[i], b->argv[i]);
+        assert_int_equal(r->argvlen[i], b->argvlen[i]);
+    }
+    assert_string_equal(r->argv[3],
+                        "{tg:limits}:batch:node-a/4242.1733300000123");
+    assert_int_equal(r->next->seq, 2);
+    assert_int_equal(r->next->kind, TG_BATCH_REPORT);
+
+    assert_int_equal(rc2->ncorr, 1);
+    assert_int_equal(rc2->corr[0].tokens, -3);
+    assert_int_equal(rc2->usage.n, 3);
+
+    /* its own numbers start anew, behind the restored */
+    b = tg_reconcile_batch(rc2, TG_BATCH_LIMITS, "x", 1, keys, 0, NULL);
+    assert_int_equal(b->seq, 1);
+    assert_string_equal(b->argv[3],
+                        "{tg:limits}:batch:node-a/5151.1733300999000");
+    assert_ptr_equal(rc2->tail, b);
+
+    /* connected: the tables are Redis's, the batches still the file's */
+    rc->connected = true;
+    assert_int_equal(tg_reconcile_copy(rc, &w), 0);
+    assert_int_equal(w.nbatches, 2);
+    assert_int_equal(w.ncorr + w.nusage, 0);
+    tg_waiting_free(&w);
+
+    waits = 0;
+    tg_reconcile_alone(rc);
+    assert_false(rc->connected);
+    assert_int_equal(waits, 1);
+    assert_int_equal(tg_reconcile_copy(rc, &w), 0);
+    assert_int_equal(w.ncorr, 1);
+    tg_waiting_free(&w);
+
+    /* more than it keeps: dropped and counted */
+    memset(&w, 0, sizeof(w));
+    tg_reconcile_free(rc2);
+    rc2 = tg_reconcile_new("node-a", 5152, 1, "tg", "addr");
+    for (i = 0; i < TG_RECONCILE_KEPT; i++) {
+        assert_non_null(tg_reconcile_batch(rc2, TG_BATCH_USAGE, "x", 1, keys,
+                                           0, NULL));
+    }
+    assert_int_equal(tg_reconcile_copy(rc, &w), 0);
+    tg_reconcile_restore(rc2, &w);
+    assert_int_equal(rc2->kept, TG_RECONCILE_KEPT);
+    assert_int_equal(rc2->stats.dropped, 2);
+    tg_waiting_free(&w);
+
+    tg_reconcile_free(rc);
+    tg_reconcile_free(rc2);
+}
+
+
+/*
  * A REPORT's corrections: summed per counter, day and month while they
  * wait; made into numbered batches of 64 counters, 7 numbers each; the
  * table's bound; a negative tokens' change (given back) kept signed.
@@ -1156,6 +1554,11 @@ main(void)
         cmocka_unit_test(test_redis_batch_keys),
         cmocka_unit_test(test_redis_batch_replies),
         cmocka_unit_test(test_reconcile_batch_numbers),
+        cmocka_unit_test(test_reconcile_restore),
+        cmocka_unit_test(test_reconcile_send_failed),
+        cmocka_unit_test(test_reconcile_tallies_kept),
+        cmocka_unit_test(test_reconcile_refused_counts),
+        cmocka_unit_test(test_reconcile_held),
         cmocka_unit_test(test_reconcile_corrections),
         cmocka_unit_test(test_usage_pending_table),
         cmocka_unit_test(test_usage_pending_full),

@@ -18,9 +18,12 @@
 #                      is closed both ways: its reply is lost
 #   down               every connection is closed, and every new one at
 #                      once: Redis is away for this client alone
+#   before-down SUBSTRING, after-down SUBSTRING
+#                      the same cut, then "down" (not "pass"): what was
+#                      lost is not sent again until the test says so
 #
-# One cut a line: after it FILE says "pass" again, and "cut MODE" is
-# appended to --log (so the test knows it happened).  Commands and
+# One cut a line: after it FILE says "pass" (or "down") again, and "cut
+# MODE" is appended to --log (so the test knows it happened).  Commands and
 # replies are relayed as bytes; only the client's are parsed.
 
 use strict;
@@ -51,13 +54,13 @@ my %peer;       # fileno => the other socket
 my %client;     # fileno of a client socket => { buf => pending bytes }
 
 sub note_cut {
-    my ($mode) = @_;
+    my ($mode, $then) = @_;
     if (open my $fh, '>>', $log) {
         print $fh "cut $mode\n";
         close $fh;
     }
     if (open my $fh, '>', $control) {
-        print $fh "pass\n";
+        print $fh "$then\n";
         close $fh;
     }
 }
@@ -68,8 +71,8 @@ sub mode {
     close $fh;
     chomp $line;
     return ('down', '') if $line eq 'down';
-    return ('pass', '') unless $line =~ /^(before|after)\s+(.+)$/;
-    return ($1, $2);
+    return ('pass', '') unless $line =~ /^(before|after)(-down)?\s+(.+)$/;
+    return ($1, $3, $2 ? 'down' : 'pass');
 }
 
 sub close_pair {
@@ -115,14 +118,16 @@ sub relay_client {
         my $cmd = substr($c->{buf}, 0, $len, '');
 
         if ($eval) {
-            my ($mode, $what) = mode();
-            if ($mode ne 'pass' && index($cmd, $what) >= 0) {
+            my ($mode, $what, $then) = mode();
+            if ($mode ne 'pass' && $mode ne 'down'
+                && index($cmd, $what) >= 0)
+            {
                 if ($mode eq 'after') {
                     syswrite($r, $cmd);
                     sleep 0.3;
                 }
                 close_pair($s);
-                note_cut($mode);
+                note_cut($mode, $then);
                 return;
             }
         }

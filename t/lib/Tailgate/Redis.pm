@@ -19,7 +19,8 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(redis_server skip_unless_redis start_redis kill_redis
                     redis_cli start_node node_status redis_block
-                    start_redis_cut redis_cut redis_cuts);
+                    start_redis_cut redis_cut redis_cuts redis_state
+                    wait_state);
 
 my $JSON = JSON::PP->new->canonical->utf8;
 
@@ -189,6 +190,22 @@ sub node_status {
 }
 
 
+# redis_state($t): the node's policyd.redis.state ("up", "down",
+# "connecting"); '' when it does not answer.  wait_state($t, $state):
+# true once it says so (15 s at most).
+
+sub redis_state {
+    my $doc = node_status($_[0]) or return '';
+    return $doc->{policyd}{redis}{state} // '';
+}
+
+sub wait_state {
+    my ($t, $state) = @_;
+    return $t->wait_for(sub { redis_state($t) eq $state }, timeout => 15,
+                        interval => 0.1);
+}
+
+
 1;
 
 __END__
@@ -230,8 +247,9 @@ loopback port before C<$t>'s Redis; returns its C<127.0.0.1:PORT>, for a
 node's C<redis =E<gt> { address =E<gt> ... }>.  C<redis_cut($t, $line)>
 tells it what to do with the next EVAL: C<before SUBSTRING> (the
 connection dropped before Redis gets it), C<after SUBSTRING> (dropped
-after Redis ran it, before its reply), C<down> (no connection at all),
-C<pass>.  C<redis_cuts($t)> lists the cuts made (C<before>, C<after>).
+after Redis ran it, before its reply), C<before-down SUBSTRING> and
+C<after-down SUBSTRING> (the same, then C<down>), C<down> (no connection
+at all), C<pass>.  C<redis_cuts($t)> lists the cuts made (C<before>, C<after>).
 
 =item C<redis_cli($t, @command)>
 
@@ -254,6 +272,11 @@ clients to it, as to any node).
 =item C<node_status($t)>
 
 C<policyd status> of the node, decoded.
+
+=item C<redis_state($t)>, C<wait_state($t, $state)>
+
+The node's C<policyd.redis.state> (C<''> when its policyd does not
+answer); true once it is C<$state>, within 15 s.
 
 =back
 
