@@ -11,7 +11,11 @@
  * pieces, a temporary file - it is read in order, piece by piece: memory
  * as it lies, a file a window (NGX_TAILGATE_BODY_WINDOW) at a time, by
  * nginx's thread pool where the location has "aio threads", else by one
- * bounded pread() per turn of the event loop.  Each byte is read once.
+ * bounded pread() per turn of the event loop, and scanned as it comes:
+ * nothing of its size is allocated, and the model rewrite references the
+ * client's buffers and file.  Each byte is read once - unless a decision
+ * needs the body as memory (a step's edits, a translation): only then is
+ * it read again, into one buffer (ngx_tailgate_body_load()).
  */
 
 
@@ -33,8 +37,9 @@ struct ngx_tailgate_body_reader_s {
     ngx_event_t                  next;      /* the next window, posted */
     ngx_file_t                   file;      /* its own thread task */
 
-    /* the sink: the multipart scan, or a copy for the JSON scan */
+    /* the sink: the multipart scan, the JSON scan, or a copy (a load) */
     ngx_tailgate_multipart_t    *multipart;
+    ngx_tailgate_json_feed_t    *json;
     u_char                      *copy;
     u_char                      *copied;
 
@@ -51,8 +56,8 @@ static ngx_int_t ngx_tailgate_body_collect(ngx_http_request_t *r,
 static ngx_int_t ngx_tailgate_body_scan(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_scan_error_t *error);
 static ngx_int_t ngx_tailgate_body_start(ngx_http_request_t *r,
-    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_body_done_pt done,
-    ngx_tailgate_scan_error_t *error);
+    ngx_http_tailgate_ctx_t *ctx, ngx_uint_t load,
+    ngx_tailgate_body_done_pt done, ngx_tailgate_scan_error_t *error);
 static ngx_int_t ngx_tailgate_body_read(ngx_tailgate_body_reader_t *rd);
 static ngx_int_t ngx_tailgate_body_sink(ngx_tailgate_body_reader_t *rd,
     u_char *p, u_char *end);
@@ -307,7 +312,37 @@ ngx_tailgate_body_classify(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         return NGX_OK;
     }
 
-    return ngx_tailgate_body_start(r, ctx, done, error);
+    return ngx_tailgate_body_start(r, ctx, 0, done, error);
+}
+
+
+/*
+ * The body as one run of memory, for what reads it so: a step's edits
+ * (ngx_tailgate_adjust.c) and a Responses request translated to chat
+ * (ngx_tailgate_translate_req.c).  A body scanned in pieces is read again
+ * into one buffer of its size, without blocking, as it was scanned - only
+ * when a decision needs it: a plain request (its model renamed or not)
+ * makes no allocation that grows with its body.  NGX_OK: ctx->body is it;
+ * NGX_AGAIN: done(r, rc) says when; NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_tailgate_body_load(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
+    ngx_tailgate_body_done_pt done)
+{
+    ngx_tailgate_scan_error_t  error;
+
+    if (ctx->body) {
+        return NGX_OK;
+    }
+
+    error.arg = NULL;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "tailgate: the body (%uz bytes) is read into memory",
+                   ctx->body_len);
+
+    return ngx_tailgate_body_start(r, ctx, 1, done, &error);
 }
 
 
@@ -347,15 +382,16 @@ ngx_tailgate_body_scan(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
 
 
 /*
- * A body in pieces.  The multipart scan takes them as they come.  The
- * JSON scan still wants one run of memory: the pieces are copied into one
- * (read without blocking all the same), which is what remains to be done
- * for JSON bodies that nginx did not keep in one buffer.
+ * A body in pieces: the multipart scan and the JSON scan take them as they
+ * come (ngx_tailgate_multipart_feed(), ngx_tailgate_json_feed()), and keep
+ * none of them.  load: the pieces are copied into one buffer instead
+ * (ngx_tailgate_body_load()).
  */
 
 static ngx_int_t
 ngx_tailgate_body_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
-    ngx_tailgate_body_done_pt done, ngx_tailgate_scan_error_t *error)
+    ngx_uint_t load, ngx_tailgate_body_done_pt done,
+    ngx_tailgate_scan_error_t *error)
 {
     ngx_int_t                   rc;
     ngx_chain_t                *cl;
@@ -375,12 +411,19 @@ ngx_tailgate_body_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     rd->done = done;
     rd->cl = r->request_body->bufs;
 
-    if (ctx->endpoint->body == NGX_TAILGATE_BODY_MULTIPART) {
+    if (!load && ctx->endpoint->body == NGX_TAILGATE_BODY_MULTIPART) {
         rd->multipart = ngx_tailgate_multipart_start(r, &ctx->facts,
                                                      &rd->error, &rc);
         if (rd->multipart == NULL) {
             *error = rd->error;
             return rc;
+        }
+
+    } else if (!load) {
+        rd->json = ngx_tailgate_json_feed_start(r->pool, &ctx->facts,
+                                                &rd->error);
+        if (rd->json == NULL) {
+            return NGX_ERROR;
         }
 
     } else {
@@ -543,6 +586,10 @@ ngx_tailgate_body_sink(ngx_tailgate_body_reader_t *rd, u_char *p, u_char *end)
         return ngx_tailgate_multipart_feed(rd->multipart, p, end);
     }
 
+    if (rd->json) {
+        return ngx_tailgate_json_feed(rd->json, p, end);
+    }
+
     if ((size_t) (end - p) > rd->ctx->body_len - (rd->copied - rd->copy)) {
         return NGX_ERROR;
     }
@@ -564,13 +611,21 @@ ngx_tailgate_body_end(ngx_tailgate_body_reader_t *rd)
         return ngx_tailgate_multipart_finish(rd->multipart);
     }
 
+    if (rd->json) {
+        return ngx_tailgate_json_feed_finish(rd->json);
+    }
+
     if ((size_t) (rd->copied - rd->copy) != ctx->body_len) {
         return NGX_ERROR;
     }
 
-    ctx->body = rd->copy;
+    /* loaded for a step's edits or a translation: the facts point into it */
 
-    return ngx_tailgate_body_scan(rd->request, ctx, &rd->error);
+    ctx->body = rd->copy;
+    ctx->facts.model_start = ctx->body + ctx->facts.model_from;
+    ctx->facts.model_end = ctx->body + ctx->facts.model_to;
+
+    return NGX_OK;
 }
 
 

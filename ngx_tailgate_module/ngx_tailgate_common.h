@@ -308,6 +308,7 @@ typedef struct {
     ngx_tailgate_lease_t         lease;      /* this attempt's */
     ngx_uint_t                   attempt;    /* decisions applied */
     ngx_uint_t                   fallback;   /* TG_FALLBACK_*: may retry */
+    ngx_str_t                    adjust;     /* the step's edits */
 
     /* this attempt's own timeouts, 0: the location's (ngx_tailgate_timeouts.c) */
     ngx_msec_t                   connect_ms;
@@ -364,6 +365,7 @@ typedef struct {
     unsigned                     headers_scrubbed:1;
     unsigned                     jwks_wait:1;    /* its key set is asked */
     unsigned                     translate:1;    /* responses via chat */
+    unsigned                     renamed:1;  /* the provider's model */
     unsigned                     translate_failed:1; /* the client told */
     unsigned                     dpop:1;     /* "Authorization: DPoP" */
 
@@ -547,6 +549,8 @@ ngx_int_t ngx_tailgate_cors_headers(ngx_http_request_t *r,
 ngx_int_t ngx_tailgate_body_classify(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_body_done_pt done,
     ngx_tailgate_scan_error_t *error);
+ngx_int_t ngx_tailgate_body_load(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_body_done_pt done);
 ngx_int_t ngx_tailgate_body_rewrite_model(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *model);
 ngx_int_t ngx_tailgate_body_replace(ngx_http_request_t *r,

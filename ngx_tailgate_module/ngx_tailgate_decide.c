@@ -37,6 +37,10 @@ static void ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     ngx_tailgate_call_result_e result, ngx_tailgate_reply_t *reply);
 static ngx_int_t ngx_http_tailgate_apply(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_tailgate_reply_t *reply);
+static void ngx_http_tailgate_body_loaded(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_tailgate_scan_error_t *error);
+static ngx_int_t ngx_http_tailgate_apply_body(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx);
 static ngx_int_t ngx_http_tailgate_translate(ngx_http_request_t *r,
     ngx_http_tailgate_ctx_t *ctx, ngx_str_t *adjust);
 static ngx_int_t ngx_http_tailgate_prices(ngx_str_t *text,
@@ -440,6 +444,12 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 
         rc = ngx_http_tailgate_apply(r, ctx, cached);
 
+        if (rc == NGX_AGAIN) {
+            /* the body is loaded: ngx_http_tailgate_body_loaded() goes on */
+            ctx->from_cache = 1;
+            return NGX_AGAIN;
+        }
+
         if (rc != NGX_DECLINED) {
             return ngx_http_tailgate_finish(r, rc);
         }
@@ -497,7 +507,8 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
     if (rc == NGX_DECLINED) {
         ngx_http_tailgate_resume(r, ctx);
 
-    } else {
+    } else if (rc != NGX_AGAIN) {
+        /* NGX_AGAIN: ngx_http_tailgate_body_loaded() goes on */
         (void) ngx_http_tailgate_finish(r, rc);
     }
 
@@ -509,7 +520,9 @@ ngx_http_tailgate_answered(ngx_tailgate_call_t *call,
  * Takes a DECISION for this request: checks it against nginx's own
  * configuration, keeps it in the context for the $tailgate_* variables and
  * rewrites the body's model.  NGX_DECLINED to go on and proxy, like a
- * phase handler; anything else is the request's final status.
+ * phase handler; NGX_AGAIN: the body is being read into memory for the
+ * step's edits or a translation, ngx_http_tailgate_body_loaded() goes on;
+ * anything else is the request's final status.
  */
 
 static ngx_int_t
@@ -519,7 +532,6 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     u_char                   *p;
     ngx_int_t                 rc;
     ngx_str_t                 adjust, drop_headers, user_agent;
-    ngx_uint_t                renamed;
     ngx_tailgate_upstream_t  *up;
 
     if (reply->status != NGX_HTTP_OK) {
@@ -640,46 +652,6 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
         ctx->upstream_host = ctx->upstream_name;
     }
 
-    /*
-     * The body for this provider: its model name, its edits.  A fallback
-     * starts again from the client's body.
-     */
-
-    renamed = ctx->provider_model.len != ctx->facts.model.len
-              || ngx_strncmp(ctx->provider_model.data, ctx->facts.model.data,
-                             ctx->facts.model.len) != 0;
-
-    ngx_tailgate_body_restore(r, ctx);
-
-    ctx->translate = reply->translate
-                     && ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES;
-
-    if (ctx->translate) {
-        rc = ngx_http_tailgate_translate(r, ctx, &adjust);
-
-        if (rc != NGX_DECLINED) {
-            return rc;
-        }
-
-    } else if (adjust.len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
-               && ngx_tailgate_body_adjust_needed(ctx, &adjust))
-    {
-        if (ngx_tailgate_body_adjust(r, ctx,
-                                     renamed ? &ctx->provider_model : NULL,
-                                     &adjust)
-            != NGX_OK)
-        {
-            return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_ROUTE, NULL);
-        }
-
-    } else if (renamed
-               && ngx_tailgate_body_rewrite_model(r, ctx,
-                                                  &ctx->provider_model)
-                  != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     /* what this provider must not learn of the client (a fallback to a
        local one gets every header back) */
 
@@ -693,6 +665,108 @@ ngx_http_tailgate_apply(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
                    "tailgate: route \"%V\" -> provider \"%V\" \"%V\" (%V)",
                    &ctx->route, &ctx->provider, &ctx->upstream_url,
                    &ctx->reason);
+
+    /*
+     * The body for this provider: its model name, its edits.  A fallback
+     * starts again from the client's body.
+     */
+
+    ctx->renamed = ctx->provider_model.len != ctx->facts.model.len
+                   || ngx_strncmp(ctx->provider_model.data,
+                                  ctx->facts.model.data,
+                                  ctx->facts.model.len) != 0;
+
+    ngx_tailgate_body_restore(r, ctx);
+
+    ctx->translate = reply->translate
+                     && ctx->endpoint->id == NGX_TAILGATE_EP_RESPONSES;
+
+    ctx->adjust = adjust;
+
+    /*
+     * A JSON body nginx did not keep in one run of memory was scanned in
+     * pieces, and a new model is spliced into its chain; only edits and a
+     * translation read the body as memory, and then it is loaded.
+     */
+
+    if (ctx->body == NULL && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
+        && (ctx->translate
+            || (adjust.len && ngx_tailgate_body_adjust_needed(ctx, &adjust))))
+    {
+        rc = ngx_tailgate_body_load(r, ctx, ngx_http_tailgate_body_loaded);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_tailgate_apply_body(r, ctx);
+}
+
+
+/* the body of a request whose body was read into memory for its decision */
+
+static void
+ngx_http_tailgate_body_loaded(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_tailgate_scan_error_t *error)
+{
+    ngx_http_tailgate_ctx_t  *ctx;
+
+    ctx = ngx_http_tailgate_get_ctx(r);
+
+    rc = (rc == NGX_OK) ? ngx_http_tailgate_apply_body(r, ctx)
+                        : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_tailgate_resume(r, ctx);
+
+    } else {
+        (void) ngx_http_tailgate_finish(r, rc);
+    }
+}
+
+
+/* NGX_DECLINED: the body is this provider's; or the request's status */
+
+static ngx_int_t
+ngx_http_tailgate_apply_body(ngx_http_request_t *r,
+    ngx_http_tailgate_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    ngx_str_t  *adjust;
+
+    adjust = &ctx->adjust;
+
+    if (ctx->translate) {
+        rc = ngx_http_tailgate_translate(r, ctx, adjust);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+    } else if (adjust->len && ctx->endpoint->body == NGX_TAILGATE_BODY_JSON
+               && ngx_tailgate_body_adjust_needed(ctx, adjust))
+    {
+        if (ngx_tailgate_body_adjust(r, ctx,
+                                     ctx->renamed ? &ctx->provider_model
+                                                  : NULL,
+                                     adjust)
+            != NGX_OK)
+        {
+            return ngx_tailgate_fail(r, NGX_TAILGATE_ERR_INVALID_ROUTE, NULL);
+        }
+
+    } else if (ctx->renamed
+               && ngx_tailgate_body_rewrite_model(r, ctx,
+                                                  &ctx->provider_model)
+                  != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     return NGX_DECLINED;
 }

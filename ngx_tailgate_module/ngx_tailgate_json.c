@@ -16,6 +16,7 @@
 
 #include "ngx_tailgate_scan.h"
 #include "ngx_tailgate_plain.h"
+#include "ngx_tailgate_names.h"
 
 
 #define NGX_TAILGATE_JSON_MAX_DEPTH  128
@@ -1254,4 +1255,1054 @@ ngx_tailgate_json_hex4(u_char *p, uint32_t *cp)
     *cp = (uint32_t) n;
 
     return NGX_OK;
+}
+
+
+/*
+ * The same scan over a body given in pieces, in order, of any size down
+ * to a byte: for a body nginx did not keep in one run of memory (a
+ * temporary file read a window at a time, chunked pieces).  It accepts
+ * and refuses what ngx_tailgate_json_scan() does, for the same reason,
+ * and finds the same facts, but keeps none of the body: a byte per level
+ * of nesting, the key being read (decoded into NGX_TAILGATE_JSON_MAX_KEY
+ * bytes, as the scan decodes it), and the model decoded into the pool.
+ * Where the scan points into the body the facts say where instead:
+ * model_from and model_to are the model's token in the body, input_chars
+ * the characters of a string "input".  A model longer than any route name
+ * is kept at NGX_TAILGATE_MAX_ROUTE_NAME + 1 bytes: no route has it either.
+ *
+ * The rules of the scan, in the order it applies them, are those of
+ * ngx_tailgate_json_scan() and ngx_tailgate_json_fact() above: each check
+ * of a top-level member is made when its value has been read whole, so
+ * that a body broken further on is refused for what comes first in it.
+ */
+
+
+#define NGX_TAILGATE_JSON_MODEL_KEPT  (NGX_TAILGATE_MAX_ROUTE_NAME + 1)
+
+
+typedef enum {
+    NGX_TAILGATE_JF_START = 0,
+    NGX_TAILGATE_JF_MEMBER_FIRST,   /* after '{': a key or '}' */
+    NGX_TAILGATE_JF_MEMBER,         /* after ',' in an object: a key */
+    NGX_TAILGATE_JF_COLON,
+    NGX_TAILGATE_JF_VALUE,
+    NGX_TAILGATE_JF_ELEMENT_FIRST,  /* after '[': a value or ']' */
+    NGX_TAILGATE_JF_AFTER,          /* after a value: ',' or the close */
+    NGX_TAILGATE_JF_STRING,
+    NGX_TAILGATE_JF_LITERAL,
+    NGX_TAILGATE_JF_NUMBER,
+    NGX_TAILGATE_JF_DONE,
+    NGX_TAILGATE_JF_FAILED
+} ngx_tailgate_jf_state_e;
+
+
+/* where a number is: those marked "may end" are a whole number */
+
+typedef enum {
+    NGX_TAILGATE_JF_MINUS = 0,
+    NGX_TAILGATE_JF_ZERO,           /* may end */
+    NGX_TAILGATE_JF_INT,            /* may end */
+    NGX_TAILGATE_JF_DOT,
+    NGX_TAILGATE_JF_FRAC,           /* may end */
+    NGX_TAILGATE_JF_E,
+    NGX_TAILGATE_JF_SIGN,
+    NGX_TAILGATE_JF_EXP             /* may end */
+} ngx_tailgate_jf_number_e;
+
+
+/*
+ * A string decoded as ngx_tailgate_json_unescape() decodes it into size
+ * bytes, as its bytes come: failed where that returns -1 (too long for
+ * size, a broken surrogate pair).  "truncate": keeps the first size bytes
+ * instead of failing for length.  "at_nul": decodes up to the first
+ * \u0000, as the scan reads a key.
+ */
+
+typedef struct {
+    u_char                      *buf;
+    size_t                       size;
+    size_t                       len;
+    uint32_t                     high;      /* a high surrogate, waiting */
+    unsigned                     failed:1;
+    unsigned                     truncate:1;
+    unsigned                     at_nul:1;
+    unsigned                     nul:1;
+} ngx_tailgate_json_dec_t;
+
+
+struct ngx_tailgate_json_feed_s {
+    ngx_pool_t                  *pool;
+    ngx_tailgate_facts_t        *facts;
+    ngx_tailgate_scan_error_t   *error;
+    off_t                        at;        /* the bytes fed before these */
+
+    ngx_uint_t                   state;
+    ngx_uint_t                   sub;       /* in a string, number, word */
+    ngx_uint_t                   key;       /* the string is a key */
+    uint32_t                     hex;
+    const char                  *word;
+    ngx_tailgate_json_dec_t     *dec;       /* the string's decoding */
+    ngx_uint_t                   counting;  /* its characters */
+
+    ngx_uint_t                   depth;
+    u_char                       object[NGX_TAILGATE_JSON_MAX_DEPTH + 1];
+
+    ngx_uint_t                   seen;
+
+    /* the top-level member being read */
+    ngx_tailgate_json_dec_t      name;
+    ssize_t                      n;
+    ngx_uint_t                   nul_routes;
+    ngx_uint_t                   fact;
+    ngx_uint_t                   input;
+    u_char                       type;      /* its value's first byte */
+    u_char                       inner;     /* an array's first inside */
+    off_t                        from;
+    size_t                       chars;
+    ngx_tailgate_json_dec_t     *value;
+
+    ngx_tailgate_json_dec_t      model;
+
+    /* the members of stream_options, while it is read */
+    ngx_uint_t                   options;
+    ngx_tailgate_json_dec_t      option;
+    ssize_t                      option_len;
+    ngx_uint_t                   option_seen;
+    ngx_uint_t                   include_usage;
+    ngx_tailgate_error_e         option_err;
+    const char                  *option_arg;
+
+    u_char                       name_buf[NGX_TAILGATE_JSON_MAX_KEY];
+    u_char                       option_buf[NGX_TAILGATE_JSON_NAME_MAX];
+};
+
+
+static ngx_int_t ngx_tailgate_json_feed_value(ngx_tailgate_json_feed_t *jf,
+    u_char c, off_t at);
+static void ngx_tailgate_json_feed_key(ngx_tailgate_json_feed_t *jf);
+static ngx_int_t ngx_tailgate_json_feed_close(ngx_tailgate_json_feed_t *jf,
+    off_t at);
+static ngx_int_t ngx_tailgate_json_feed_done(ngx_tailgate_json_feed_t *jf,
+    off_t at);
+static ngx_int_t ngx_tailgate_json_feed_member(ngx_tailgate_json_feed_t *jf,
+    off_t to);
+static ngx_int_t ngx_tailgate_json_feed_refuse(ngx_tailgate_json_feed_t *jf,
+    ngx_tailgate_error_e err);
+static void ngx_tailgate_json_dec_start(ngx_tailgate_json_dec_t *d,
+    u_char *buf, size_t size);
+static void ngx_tailgate_json_dec_bytes(ngx_tailgate_json_dec_t *d,
+    u_char *p, size_t n);
+static void ngx_tailgate_json_dec_escape(ngx_tailgate_json_dec_t *d,
+    uint32_t cp, ngx_uint_t u);
+static void ngx_tailgate_json_dec_end(ngx_tailgate_json_dec_t *d);
+
+
+ngx_tailgate_json_feed_t *
+ngx_tailgate_json_feed_start(ngx_pool_t *pool, ngx_tailgate_facts_t *facts,
+    ngx_tailgate_scan_error_t *error)
+{
+    ngx_tailgate_json_feed_t  *jf;
+
+    jf = ngx_pcalloc(pool, sizeof(ngx_tailgate_json_feed_t));
+    if (jf == NULL) {
+        return NULL;
+    }
+
+    jf->pool = pool;
+    jf->facts = facts;
+    jf->error = error;
+    jf->state = NGX_TAILGATE_JF_START;
+    jf->fact = NGX_TAILGATE_FACTS;
+
+    return jf;
+}
+
+
+#define ngx_tailgate_json_ws(c)                                               \
+    ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
+
+
+/* NGX_OK: more, please; NGX_DECLINED: refused, *error says why */
+
+ngx_int_t
+ngx_tailgate_json_feed(ngx_tailgate_json_feed_t *jf, u_char *p, u_char *end)
+{
+    u_char     *start, *q, c;
+    ngx_int_t   rc, v;
+
+    start = p;
+
+#define ngx_tailgate_jf_at()  (jf->at + (p - start))
+
+    while (p < end) {
+        c = *p;
+
+        switch (jf->state) {
+
+        case NGX_TAILGATE_JF_START:
+
+            if (ngx_tailgate_json_ws(c)) {
+                p++;
+                break;
+            }
+
+            if (c != '{') {
+                goto failed;
+            }
+
+            jf->depth = 1;
+            jf->object[1] = 1;
+            jf->state = NGX_TAILGATE_JF_MEMBER_FIRST;
+            p++;
+            break;
+
+        case NGX_TAILGATE_JF_MEMBER_FIRST:
+        case NGX_TAILGATE_JF_MEMBER:
+
+            if (ngx_tailgate_json_ws(c)) {
+                p++;
+                break;
+            }
+
+            if (c == '}' && jf->state == NGX_TAILGATE_JF_MEMBER_FIRST) {
+                p++;
+                rc = ngx_tailgate_json_feed_close(jf, ngx_tailgate_jf_at());
+                if (rc != NGX_OK) {
+                    return rc;
+                }
+
+                break;
+            }
+
+            if (c != '"') {
+                goto failed;
+            }
+
+            /* the keys the scan decodes: top-level ones, stream_options' */
+
+            jf->dec = NULL;
+
+            if (jf->depth == 1) {
+                jf->dec = &jf->name;
+                ngx_tailgate_json_dec_start(&jf->name, jf->name_buf,
+                                            sizeof(jf->name_buf));
+                jf->name.at_nul = 1;
+
+            } else if (jf->options && jf->depth == 2) {
+                jf->dec = &jf->option;
+                ngx_tailgate_json_dec_start(&jf->option, jf->option_buf,
+                                            sizeof(jf->option_buf));
+                jf->option.at_nul = 1;
+            }
+
+            jf->key = 1;
+            jf->counting = 0;
+            jf->sub = 0;
+            jf->state = NGX_TAILGATE_JF_STRING;
+            p++;
+            break;
+
+        case NGX_TAILGATE_JF_COLON:
+
+            if (ngx_tailgate_json_ws(c)) {
+                p++;
+                break;
+            }
+
+            if (c != ':') {
+                goto failed;
+            }
+
+            jf->state = NGX_TAILGATE_JF_VALUE;
+            p++;
+            break;
+
+        case NGX_TAILGATE_JF_VALUE:
+        case NGX_TAILGATE_JF_ELEMENT_FIRST:
+
+            if (ngx_tailgate_json_ws(c)) {
+                p++;
+                break;
+            }
+
+            if (jf->state == NGX_TAILGATE_JF_ELEMENT_FIRST) {
+                if (jf->depth == 2) {
+                    /* a top-level array: whether it is empty ("tools") */
+                    jf->inner = c;
+                }
+
+                if (c == ']') {
+                    p++;
+                    rc = ngx_tailgate_json_feed_close(jf,
+                                                      ngx_tailgate_jf_at());
+                    if (rc != NGX_OK) {
+                        return rc;
+                    }
+
+                    break;
+                }
+            }
+
+            rc = ngx_tailgate_json_feed_value(jf, c, ngx_tailgate_jf_at());
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            p++;
+            break;
+
+        case NGX_TAILGATE_JF_AFTER:
+
+            if (ngx_tailgate_json_ws(c)) {
+                p++;
+                break;
+            }
+
+            if (c == ',') {
+                jf->state = jf->object[jf->depth] ? NGX_TAILGATE_JF_MEMBER
+                                                  : NGX_TAILGATE_JF_VALUE;
+                p++;
+                break;
+            }
+
+            if (c != (jf->object[jf->depth] ? '}' : ']')) {
+                goto failed;
+            }
+
+            p++;
+            rc = ngx_tailgate_json_feed_close(jf, ngx_tailgate_jf_at());
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            break;
+
+        case NGX_TAILGATE_JF_STRING:
+
+            if (jf->sub == 0) {
+                q = ngx_tailgate_plain(p, end);
+
+                if (q != p) {
+                    if (jf->dec) {
+                        ngx_tailgate_json_dec_bytes(jf->dec, p, q - p);
+                    }
+
+                    if (jf->counting) {
+                        for ( /* void */ ; p < q; p++) {
+                            jf->chars += ((*p & 0xc0) != 0x80);
+                        }
+                    }
+
+                    p = q;
+
+                    if (p == end) {
+                        break;
+                    }
+
+                    c = *p;
+                }
+
+                if (c < 0x20) {
+                    goto failed;
+                }
+
+                if (c == '"') {
+                    p++;
+
+                    if (jf->dec) {
+                        ngx_tailgate_json_dec_end(jf->dec);
+                    }
+
+                    if (jf->key) {
+                        ngx_tailgate_json_feed_key(jf);
+                        jf->state = NGX_TAILGATE_JF_COLON;
+                        break;
+                    }
+
+                    rc = ngx_tailgate_json_feed_done(jf, ngx_tailgate_jf_at());
+                    if (rc != NGX_OK) {
+                        return rc;
+                    }
+
+                    break;
+                }
+
+                /* a backslash: an escape is a character */
+
+                jf->chars += jf->counting;
+                jf->sub = 1;
+                p++;
+                break;
+            }
+
+            if (jf->sub == 1) {
+                p++;
+
+                switch (c) {
+
+                case '"': case '\\': case '/':
+                    break;
+                case 'b':
+                    c = '\b';
+                    break;
+                case 'f':
+                    c = '\f';
+                    break;
+                case 'n':
+                    c = '\n';
+                    break;
+                case 'r':
+                    c = '\r';
+                    break;
+                case 't':
+                    c = '\t';
+                    break;
+
+                case 'u':
+                    jf->sub = 2;
+                    jf->hex = 0;
+                    continue;
+
+                default:
+                    p--;
+                    goto failed;
+                }
+
+                if (jf->dec) {
+                    ngx_tailgate_json_dec_escape(jf->dec, c, 0);
+                }
+
+                jf->sub = 0;
+                break;
+            }
+
+            /* \u and four hex digits, as ngx_hextoi() reads them */
+
+            if (c >= '0' && c <= '9') {
+                v = c - '0';
+
+            } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+                v = (c | 0x20) - 'a' + 10;
+
+            } else {
+                goto failed;
+            }
+
+            jf->hex = jf->hex * 16 + v;
+            p++;
+
+            if (++jf->sub == 6) {
+                if (jf->dec) {
+                    ngx_tailgate_json_dec_escape(jf->dec, jf->hex, 1);
+                }
+
+                jf->sub = 0;
+            }
+
+            break;
+
+        case NGX_TAILGATE_JF_LITERAL:
+
+            if (c != (u_char) jf->word[jf->sub]) {
+                goto failed;
+            }
+
+            p++;
+
+            if (jf->word[++jf->sub] == '\0') {
+                rc = ngx_tailgate_json_feed_done(jf, ngx_tailgate_jf_at());
+                if (rc != NGX_OK) {
+                    return rc;
+                }
+            }
+
+            break;
+
+        case NGX_TAILGATE_JF_NUMBER:
+
+            switch (jf->sub) {
+
+            case NGX_TAILGATE_JF_MINUS:
+                if (c == '0') {
+                    jf->sub = NGX_TAILGATE_JF_ZERO;
+
+                } else if (c >= '1' && c <= '9') {
+                    jf->sub = NGX_TAILGATE_JF_INT;
+
+                } else {
+                    goto failed;
+                }
+
+                p++;
+                continue;
+
+            case NGX_TAILGATE_JF_INT:
+                if (c >= '0' && c <= '9') {
+                    p++;
+                    continue;
+                }
+
+                /* fall through */
+
+            case NGX_TAILGATE_JF_ZERO:
+                if (c == '.') {
+                    jf->sub = NGX_TAILGATE_JF_DOT;
+                    p++;
+                    continue;
+                }
+
+                if (c == 'e' || c == 'E') {
+                    jf->sub = NGX_TAILGATE_JF_E;
+                    p++;
+                    continue;
+                }
+
+                break;
+
+            case NGX_TAILGATE_JF_DOT:
+                if (c < '0' || c > '9') {
+                    goto failed;
+                }
+
+                jf->sub = NGX_TAILGATE_JF_FRAC;
+                p++;
+                continue;
+
+            case NGX_TAILGATE_JF_FRAC:
+                if (c >= '0' && c <= '9') {
+                    p++;
+                    continue;
+                }
+
+                if (c == 'e' || c == 'E') {
+                    jf->sub = NGX_TAILGATE_JF_E;
+                    p++;
+                    continue;
+                }
+
+                break;
+
+            case NGX_TAILGATE_JF_E:
+                if (c == '+' || c == '-') {
+                    jf->sub = NGX_TAILGATE_JF_SIGN;
+                    p++;
+                    continue;
+                }
+
+                /* fall through */
+
+            case NGX_TAILGATE_JF_SIGN:
+                if (c < '0' || c > '9') {
+                    goto failed;
+                }
+
+                jf->sub = NGX_TAILGATE_JF_EXP;
+                p++;
+                continue;
+
+            default: /* NGX_TAILGATE_JF_EXP */
+                if (c >= '0' && c <= '9') {
+                    p++;
+                    continue;
+                }
+            }
+
+            /* the number ended before c, which is read again after it */
+
+            rc = ngx_tailgate_json_feed_done(jf, ngx_tailgate_jf_at());
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            break;
+
+        case NGX_TAILGATE_JF_DONE:
+
+            if (!ngx_tailgate_json_ws(c)) {
+                goto failed;
+            }
+
+            p++;
+            break;
+
+        default: /* NGX_TAILGATE_JF_FAILED */
+            return NGX_DECLINED;
+        }
+    }
+
+#undef ngx_tailgate_jf_at
+
+    jf->at += end - start;
+
+    return NGX_OK;
+
+failed:
+
+    return ngx_tailgate_json_feed_refuse(jf, NGX_TAILGATE_ERR_JSON_INVALID);
+}
+
+
+/* the body is all there: NGX_OK with the facts, or NGX_DECLINED */
+
+ngx_int_t
+ngx_tailgate_json_feed_finish(ngx_tailgate_json_feed_t *jf)
+{
+    ngx_int_t  rc;
+
+    if (jf->state == NGX_TAILGATE_JF_FAILED) {
+        return NGX_DECLINED;
+    }
+
+    /* a number the body ends in is whole, and its member checked, first */
+
+    if (jf->state == NGX_TAILGATE_JF_NUMBER
+        && (jf->sub == NGX_TAILGATE_JF_ZERO || jf->sub == NGX_TAILGATE_JF_INT
+            || jf->sub == NGX_TAILGATE_JF_FRAC
+            || jf->sub == NGX_TAILGATE_JF_EXP))
+    {
+        rc = ngx_tailgate_json_feed_done(jf, jf->at);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (jf->state != NGX_TAILGATE_JF_DONE) {
+        return ngx_tailgate_json_feed_refuse(jf,
+                                             NGX_TAILGATE_ERR_JSON_INVALID);
+    }
+
+    if (jf->facts->model_start == NULL) {
+        return ngx_tailgate_json_feed_refuse(jf,
+                                             NGX_TAILGATE_ERR_MISSING_MODEL);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the first byte c of a value, "at" in the body */
+
+static ngx_int_t
+ngx_tailgate_json_feed_value(ngx_tailgate_json_feed_t *jf, u_char c, off_t at)
+{
+    ngx_uint_t  top;
+
+    top = (jf->depth == 1);
+
+    if (top) {
+        jf->type = c;
+        jf->from = at;
+        jf->inner = 0;
+        jf->chars = 0;
+        jf->value = NULL;
+
+        if (c == '"' && jf->fact == NGX_TAILGATE_FACT_MODEL
+            && !(jf->seen & (1 << NGX_TAILGATE_FACT_MODEL)))
+        {
+            if (jf->model.buf == NULL) {
+                jf->model.buf = ngx_pnalloc(jf->pool,
+                                            NGX_TAILGATE_JSON_MODEL_KEPT);
+                if (jf->model.buf == NULL) {
+                    jf->state = NGX_TAILGATE_JF_FAILED;
+                    return NGX_ERROR;
+                }
+            }
+
+            ngx_tailgate_json_dec_start(&jf->model, jf->model.buf,
+                                        NGX_TAILGATE_JSON_MODEL_KEPT);
+            jf->model.truncate = 1;
+            jf->value = &jf->model;
+        }
+
+        if (c == '{' && jf->fact == NGX_TAILGATE_FACT_STREAM_OPTIONS
+            && !(jf->seen & (1 << NGX_TAILGATE_FACT_STREAM_OPTIONS)))
+        {
+            jf->options = 1;
+            jf->option_seen = 0;
+            jf->include_usage = 0;
+            jf->option_err = NGX_TAILGATE_ERRS;
+            jf->option_arg = NULL;
+        }
+
+    } else if (jf->options && jf->depth == 2
+               && jf->state == NGX_TAILGATE_JF_VALUE
+               && jf->option_err == NGX_TAILGATE_ERRS
+               && jf->option_len == 13
+               && ngx_strncmp(jf->option_buf, "include_usage", 13) == 0)
+    {
+        /* as ngx_tailgate_json_stream_options() reads them, in order */
+
+        if (jf->option_seen++) {
+            jf->option_err = NGX_TAILGATE_ERR_INCLUDE_USAGE_TWICE;
+
+        } else if (c != 't' && c != 'f' && c != 'n') {
+            jf->option_err = NGX_TAILGATE_ERR_INCLUDE_USAGE_TYPE;
+            jf->option_arg = ngx_tailgate_json_type(c);
+
+        } else {
+            jf->include_usage = (c == 't');
+        }
+    }
+
+    switch (c) {
+
+    case '{':
+    case '[':
+        if (jf->depth + 1 > NGX_TAILGATE_JSON_MAX_DEPTH) {
+            return ngx_tailgate_json_feed_refuse(jf,
+                                             NGX_TAILGATE_ERR_JSON_TOO_DEEP);
+        }
+
+        jf->object[++jf->depth] = (c == '{');
+        jf->state = (c == '{') ? NGX_TAILGATE_JF_MEMBER_FIRST
+                               : NGX_TAILGATE_JF_ELEMENT_FIRST;
+        return NGX_OK;
+
+    case '"':
+        jf->key = 0;
+        jf->dec = top ? jf->value : NULL;
+        jf->counting = top && jf->input;
+        jf->sub = 0;
+        jf->state = NGX_TAILGATE_JF_STRING;
+        return NGX_OK;
+
+    case 't':
+        jf->word = "true";
+        break;
+
+    case 'f':
+        jf->word = "false";
+        break;
+
+    case 'n':
+        jf->word = "null";
+        break;
+
+    case '-':
+        jf->sub = NGX_TAILGATE_JF_MINUS;
+        jf->state = NGX_TAILGATE_JF_NUMBER;
+        return NGX_OK;
+
+    default:
+        if (c < '0' || c > '9') {
+            return ngx_tailgate_json_feed_refuse(jf,
+                                                NGX_TAILGATE_ERR_JSON_INVALID);
+        }
+
+        jf->sub = (c == '0') ? NGX_TAILGATE_JF_ZERO : NGX_TAILGATE_JF_INT;
+        jf->state = NGX_TAILGATE_JF_NUMBER;
+        return NGX_OK;
+    }
+
+    jf->sub = 1;
+    jf->state = NGX_TAILGATE_JF_LITERAL;
+
+    return NGX_OK;
+}
+
+
+/* a key read: what the scan makes of it, as ngx_tailgate_json_scan() */
+
+static void
+ngx_tailgate_json_feed_key(ngx_tailgate_json_feed_t *jf)
+{
+    ssize_t     n;
+    ngx_uint_t  i;
+
+    if (jf->dec == &jf->option) {
+        jf->option_len = jf->option.failed ? -1 : (ssize_t) jf->option.len;
+        return;
+    }
+
+    if (jf->dec != &jf->name) {
+        return;
+    }
+
+    n = jf->name.failed ? -1 : (ssize_t) jf->name.len;
+
+    jf->nul_routes = jf->name.nul && n > 0
+                     && ngx_tailgate_json_key_routes(jf->name_buf, n);
+
+    if (jf->name.nul) {
+        n = -1;
+    }
+
+    jf->n = n;
+
+    for (i = 0; i < NGX_TAILGATE_FACTS; i++) {
+        if ((size_t) n == ngx_tailgate_json_facts[i].name.len
+            && ngx_strncmp(jf->name_buf, ngx_tailgate_json_facts[i].name.data,
+                           n)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    jf->fact = i;
+    jf->input = (n == 5 && ngx_strncmp(jf->name_buf, "input", 5) == 0);
+}
+
+
+/* '}' or ']' read, "at" is past it */
+
+static ngx_int_t
+ngx_tailgate_json_feed_close(ngx_tailgate_json_feed_t *jf, off_t at)
+{
+    if (jf->depth == 1) {
+        jf->state = NGX_TAILGATE_JF_DONE;
+        return NGX_OK;
+    }
+
+    jf->depth--;
+
+    return ngx_tailgate_json_feed_done(jf, at);
+}
+
+
+/* a value read whole, "at" is past it */
+
+static ngx_int_t
+ngx_tailgate_json_feed_done(ngx_tailgate_json_feed_t *jf, off_t at)
+{
+    jf->state = NGX_TAILGATE_JF_AFTER;
+
+    if (jf->depth == 1) {
+        return ngx_tailgate_json_feed_member(jf, at);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a top-level member read whole: ngx_tailgate_json_scan()'s checks */
+
+static ngx_int_t
+ngx_tailgate_json_feed_member(ngx_tailgate_json_feed_t *jf, off_t to)
+{
+    ssize_t                          n;
+    ngx_uint_t                       i;
+    ngx_tailgate_facts_t            *facts;
+    const ngx_tailgate_json_fact_t  *f;
+
+    facts = jf->facts;
+    n = jf->n;
+    i = jf->fact;
+
+    jf->options = 0;
+    jf->fact = NGX_TAILGATE_FACTS;
+
+    if (jf->nul_routes) {
+        return ngx_tailgate_json_feed_refuse(jf, NGX_TAILGATE_ERR_KEY_NUL);
+    }
+
+    if (n > 0 && ngx_tailgate_json_key_folds(jf->name_buf, n)) {
+        return ngx_tailgate_json_feed_refuse(jf, NGX_TAILGATE_ERR_KEY_CASE);
+    }
+
+    if (n > 0) {
+        facts->keys |= ngx_tailgate_json_key_bit(jf->name_buf, n);
+
+    } else {
+        facts->keys_unknown = 1;
+    }
+
+    if (i != NGX_TAILGATE_FACTS) {
+        f = &ngx_tailgate_json_facts[i];
+
+        if (jf->seen & (1 << i)) {
+            return ngx_tailgate_json_feed_refuse(jf, f->twice);
+        }
+
+        jf->seen |= 1 << i;
+
+        if (jf->type == 'n') {
+            return NGX_OK;
+        }
+
+        if (jf->type != f->type && !(f->type == 't' && jf->type == 'f')) {
+            jf->error->arg = ngx_tailgate_json_type(jf->type);
+            return ngx_tailgate_json_feed_refuse(jf, f->wrong);
+        }
+
+        switch (i) {
+
+        case NGX_TAILGATE_FACT_MODEL:
+
+            if (to - jf->from == 2) {
+                return ngx_tailgate_json_feed_refuse(jf,
+                                                NGX_TAILGATE_ERR_MODEL_EMPTY);
+            }
+
+            if (jf->model.failed) {
+                return ngx_tailgate_json_feed_refuse(jf,
+                                                NGX_TAILGATE_ERR_JSON_INVALID);
+            }
+
+            facts->model.data = jf->model.buf;
+            facts->model.len = jf->model.len;
+            facts->model_start = jf->model.buf;
+            facts->model_end = jf->model.buf + jf->model.len;
+            facts->model_from = jf->from;
+            facts->model_to = to;
+            break;
+
+        case NGX_TAILGATE_FACT_STREAM:
+            facts->stream = (jf->type == 't');
+            break;
+
+        case NGX_TAILGATE_FACT_TOOLS:
+            facts->tools = (jf->inner != ']');
+            break;
+
+        default: /* NGX_TAILGATE_FACT_STREAM_OPTIONS */
+
+            if (jf->option_err != NGX_TAILGATE_ERRS) {
+                jf->error->arg = jf->option_arg;
+                return ngx_tailgate_json_feed_refuse(jf, jf->option_err);
+            }
+
+            facts->include_usage = jf->include_usage;
+        }
+    }
+
+    if (jf->input && jf->type == '"') {
+        facts->input_chars = jf->chars;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tailgate_json_feed_refuse(ngx_tailgate_json_feed_t *jf,
+    ngx_tailgate_error_e err)
+{
+    jf->error->err = err;
+    jf->state = NGX_TAILGATE_JF_FAILED;
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_tailgate_json_dec_start(ngx_tailgate_json_dec_t *d, u_char *buf,
+    size_t size)
+{
+    ngx_memzero(d, sizeof(ngx_tailgate_json_dec_t));
+
+    d->buf = buf;
+    d->size = size;
+}
+
+
+static void
+ngx_tailgate_json_dec_bytes(ngx_tailgate_json_dec_t *d, u_char *p, size_t n)
+{
+    if (d->failed || d->nul) {
+        return;
+    }
+
+    if (d->high) {
+        /* a high surrogate not followed by its low half */
+        d->failed = 1;
+        return;
+    }
+
+    if (n > d->size - d->len) {
+        if (!d->truncate) {
+            d->failed = 1;
+            return;
+        }
+
+        n = d->size - d->len;
+    }
+
+    ngx_memcpy(d->buf + d->len, p, n);
+    d->len += n;
+}
+
+
+/* an escape: \uXXXX's code point (u), or the character another stands for */
+
+static void
+ngx_tailgate_json_dec_escape(ngx_tailgate_json_dec_t *d, uint32_t cp,
+    ngx_uint_t u)
+{
+    size_t  n;
+    u_char  utf8[4];
+
+    if (d->failed || d->nul) {
+        return;
+    }
+
+    if (u && cp == 0 && d->at_nul) {
+        /* where a parser of C strings stops reading the key */
+        d->failed = (d->high != 0);
+        d->nul = 1;
+        return;
+    }
+
+    if (d->high) {
+        if (!u || cp < 0xdc00 || cp > 0xdfff) {
+            d->failed = 1;
+            return;
+        }
+
+        cp = 0x10000 + ((d->high - 0xd800) << 10) + (cp - 0xdc00);
+        d->high = 0;
+
+    } else if (u && cp >= 0xdc00 && cp <= 0xdfff) {
+        d->failed = 1;
+        return;
+
+    } else if (u && cp >= 0xd800 && cp <= 0xdbff) {
+        d->high = cp;
+        return;
+    }
+
+    /* ngx_tailgate_json_unescape() wants room for four bytes */
+
+    if (!d->truncate && d->size - d->len < 4) {
+        d->failed = 1;
+        return;
+    }
+
+    if (cp < 0x80) {
+        utf8[0] = (u_char) cp;
+        n = 1;
+
+    } else if (cp < 0x800) {
+        utf8[0] = (u_char) (0xc0 | (cp >> 6));
+        utf8[1] = (u_char) (0x80 | (cp & 0x3f));
+        n = 2;
+
+    } else if (cp < 0x10000) {
+        utf8[0] = (u_char) (0xe0 | (cp >> 12));
+        utf8[1] = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+        utf8[2] = (u_char) (0x80 | (cp & 0x3f));
+        n = 3;
+
+    } else {
+        utf8[0] = (u_char) (0xf0 | (cp >> 18));
+        utf8[1] = (u_char) (0x80 | ((cp >> 12) & 0x3f));
+        utf8[2] = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+        utf8[3] = (u_char) (0x80 | (cp & 0x3f));
+        n = 4;
+    }
+
+    n = ngx_min(n, d->size - d->len);
+
+    ngx_memcpy(d->buf + d->len, utf8, n);
+    d->len += n;
+}
+
+
+static void
+ngx_tailgate_json_dec_end(ngx_tailgate_json_dec_t *d)
+{
+    if (d->high && !d->nul) {
+        d->failed = 1;
+    }
 }

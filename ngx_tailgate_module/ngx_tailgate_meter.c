@@ -485,7 +485,7 @@ ngx_tailgate_meter_tokens(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         t->characters = ctx->facts.input_start
                         ? ngx_tailgate_json_chars(ctx->facts.input_start,
                                                   ctx->facts.input_end)
-                        : 0;
+                        : ctx->facts.input_chars;   /* scanned in pieces */
         return t;
     }
 

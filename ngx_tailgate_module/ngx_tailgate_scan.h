@@ -31,6 +31,8 @@ typedef struct {
     ngx_uint_t                   include_usage;  /* stream_options asks */
     u_char                      *input_start;    /* a string "input" */
     u_char                      *input_end;
+    size_t                       input_chars;    /* its characters, when
+                                                    scanned in pieces */
 
     /*
      * The top-level keys, as a 64-bit Bloom filter of their names in
@@ -41,11 +43,17 @@ typedef struct {
     uint64_t                     keys;
     ngx_uint_t                   keys_unknown;   /* unsigned:1 */
 
-    /* a body scanned in pieces: where the model's token is in it */
+    /*
+     * A body scanned in pieces: where the model's token is in it (then
+     * model_start and model_end are the decoded model, in the pool).
+     */
     off_t                        model_from;
     off_t                        model_to;
 } ngx_tailgate_facts_t;
 
+
+/* a JSON body scanned piece by piece (ngx_tailgate_json.c) */
+typedef struct ngx_tailgate_json_feed_s  ngx_tailgate_json_feed_t;
 
 /* a multipart body scanned piece by piece (ngx_tailgate_multipart.c) */
 typedef struct ngx_tailgate_multipart_s  ngx_tailgate_multipart_t;
@@ -130,6 +138,19 @@ ngx_int_t ngx_tailgate_json_elements(ngx_tailgate_json_iter_t *it,
     u_char *p, u_char *end);
 ngx_int_t ngx_tailgate_json_element(ngx_tailgate_json_iter_t *it,
     u_char **start, u_char **last);
+
+/*
+ * The JSON scan over a body given in pieces, in order, of any size: the
+ * same answer and facts, with model_from/model_to and input_chars for
+ * what the scan points at; what it keeps is bounded by the nesting depth
+ * and a key's and a model's length, never by the body.  _feed(): NGX_OK
+ * for more, NGX_DECLINED refused (then *error says why), NGX_ERROR.
+ */
+ngx_tailgate_json_feed_t *ngx_tailgate_json_feed_start(ngx_pool_t *pool,
+    ngx_tailgate_facts_t *facts, ngx_tailgate_scan_error_t *error);
+ngx_int_t ngx_tailgate_json_feed(ngx_tailgate_json_feed_t *jf, u_char *p,
+    u_char *end);
+ngx_int_t ngx_tailgate_json_feed_finish(ngx_tailgate_json_feed_t *jf);
 
 ngx_int_t ngx_tailgate_multipart_scan(ngx_http_request_t *r, u_char *p,
     u_char *end, ngx_tailgate_facts_t *facts,

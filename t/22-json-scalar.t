@@ -5,7 +5,8 @@
 # first, so the second is built here on purpose (NGX_TAILGATE_SCALAR) and
 # both run the JSON harness of fuzz/ - with cJSON as the oracle of what a
 # body says - over its seeds, its regressions and bodies whose strings
-# hold each kind of byte at every offset, under ASan and UBSan.
+# hold each kind of byte at every offset, under ASan and UBSan; and the
+# harness of the scan in pieces (json_feed) over its seeds.
 
 use strict;
 use warnings;
@@ -87,6 +88,25 @@ for my $build (['simd', ''], ['scalar', '-DNGX_TAILGATE_SCALAR']) {
          "$name: every file ran");
     unlike($out, qr/runtime error|AddressSanitizer/,
            "$name: no sanitizer report");
+
+    # the scan in pieces against the scan in one run (fuzz/harness/json_feed.c)
+    my @feed = (glob("$root/fuzz/corpus/json_feed/*"),
+                glob("$root/fuzz/regressions/json_feed/*"));
+    my $feed = "$tmp/json-feed-$name";
+    $rc = system("$cc -std=gnu11 -g -O1 -fsanitize=address,undefined "
+                 . "-fno-sanitize-recover=undefined -Wno-unused-parameter "
+                 . "$flag @inc $root/fuzz/harness/json_feed.c "
+                 . "$root/ngx_tailgate_module/ngx_tailgate_json.c "
+                 . "$root/fuzz/ngx/ngx_shim.c $root/fuzz/tools/replay.c "
+                 . "-o $feed > $feed.log 2>&1");
+    is($rc, 0, "$name: the scan in pieces built") or diag(`cat $feed.log`);
+    $out = `ASAN_OPTIONS=detect_leaks=1 $feed @feed 2>&1`;
+    is($?, 0, "$name: in pieces, every seed read as in one run")
+        or diag(substr($out, -2000));
+    like($out, qr/replay: @{[ scalar @feed ]} files/,
+         "$name: every seed of the scan in pieces ran");
+    unlike($out, qr/runtime error|AddressSanitizer/,
+           "$name: in pieces, no sanitizer report");
 }
 
 done_testing;

@@ -8,6 +8,13 @@
 # provider gets exactly the client's bytes with the model rewritten: the
 # pieces around the model reference the file, only the new name is new.
 # Everything runs twice: without and with aio threads.
+#
+# A JSON body in pieces is scanned as it comes (ngx_tailgate_json_feed()):
+# it is refused exactly as the same body kept in memory is (a second
+# server, on port "mem", keeps every body in one buffer), wherever the window
+# edges fall, and the worker allocates nothing of the body's size for it
+# (its debug_alloc log says what it allocates) - unless the decision needs
+# the body as memory: a step's edits, a translation.
 
 use strict;
 use warnings;
@@ -55,6 +62,7 @@ sub locations {
         client_body_buffer_size 16k;
         $a
         access_log %%DIR%%/bodies.log bodies;
+        error_log %%DIR%%/alloc.log debug_alloc;
         include tailgate/proxy.conf;
     }
 
@@ -74,9 +82,32 @@ sub run_all {
     my $mode = $aio ? 'aio threads' : 'no aio';
 
     my $t = Tailgate::Gateway->new->skip_unless_built;
+    my $policy = Tailgate::Gateway::default_policy();
+    $policy->{providers}{chatonly} = { upstream => 'tg_chat', zone => 'local',
+                                       endpoints => ['chat'] };
+    $policy->{routes}{edited} = { steps => [{ provider => 'local',
+        model => 'l', adjust => [{ drop => ['user'] }] }] };
+    $policy->{routes}{xl} = { steps => [{ provider => 'chatonly',
+                                          model => 'c' }] };
     my $key = $t->start_gateway(
+        policy => $policy,
+        private => ['tg_local', 'tg_chat'],
         locations => locations($aio),
-        http => q{log_format bodies '$request_uri $upstream_bytes_sent $status';},
+        http => q{log_format bodies '$request_uri $upstream_bytes_sent $status';}
+              . <<'EOF',
+
+    server {
+        listen 127.0.0.1:%%PORT:mem%%;
+
+        location /v1/ {
+            tailgate on;
+            client_max_body_size 32m;
+            client_body_buffer_size 32m;
+            client_body_in_single_buffer on;
+            include tailgate/proxy.conf;
+        }
+    }
+EOF
         ($aio ? (main => 'thread_pool tgpool threads=2;') : ()));
     my $local = $t->mock('local');
 
@@ -272,6 +303,190 @@ sub run_all {
             ok(defined $req && $req->{body} eq $expect,
                "chunked JSON, " . scalar(@pieces) . ' pieces: rewritten');
         }
+    };
+
+    # the same JSON body to both servers: spilled here, in memory there
+    my $both = sub {
+        my ($body) = @_;
+        my @res;
+        for my $port ('nginx', 'mem') {
+            $local->clear;
+            my $res = $t->http('POST', '/v1/chat/completions',
+                headers => { Authorization => "Bearer $key",
+                             'Content-Type' => 'application/json' },
+                body => $body, timeout => 60, port => $t->port($port));
+            push @res, $res, $local->requests->[-1];
+        }
+        return @res;
+    };
+
+    # the worker's allocations of $min bytes or more while $code runs
+    my $alloc_log = "$t->{dir}/alloc.log";
+    my $big_allocs = sub {
+        my ($min, $code) = @_;
+        my $before = -s $alloc_log // 0;
+        $code->();
+        open my $fh, '<', $alloc_log or die "$alloc_log: $!";
+        seek $fh, $before, 0;
+        my @big;
+        while (<$fh>) {
+            push @big, $1 if /(?:malloc|posix_memalign): [0-9A-Fa-fx]+:(\d+)/
+                             && $1 >= $min;
+        }
+        return @big;
+    };
+
+    my $words = sub { '"messages":[{"role":"user","content":"'
+                      . ('word ' x $_[0]) . '"}]' };
+
+    subtest "$mode: JSON in pieces: the model across a window's edge" => sub {
+        for my $shift (-9, -5, -1, 0, 1, 3, 8) {
+            for my $model ('"qwen"', '"q\u0077en"') {
+                # the model's value starts $shift bytes from 64 KB
+                my $head = '{"messages":[{"role":"user","content":"';
+                my $tail = '"}],"model":';
+                my $body = $head . ('w' x (65536 + $shift - length($head)
+                                           - length($tail)))
+                         . $tail . $model . ',"input":"' . ('x' x 100_000)
+                         . '"}';
+                is(index($body, $model), 65536 + $shift,
+                   "$model at 64K$shift");
+                (my $expect = $body) =~ s/"model":\Q$model\E/"model":"$want"/;
+                my ($res, $req) = $post_json->($body);
+                is($res->{status}, 200, "$model at 64K$shift: 200");
+                ok(defined $req && $req->{body} eq $expect,
+                   "$model at 64K$shift: only the model rewritten");
+            }
+        }
+
+        # the model in the first window, in the last, and after a string of
+        # 3 MB (many windows)
+        my $big = '"big":"' . ('s' x (3 * 1024 * 1024)) . '"';
+        for my $case (['first', qq({"model":"qwen",$big,"n":1})],
+                      ['last', qq({$big,"model":"qwen"})],
+                      ['after a key given twice',
+                       qq({"user":"a",$big,"user":"b","model":"qwen"})]) {
+            my ($where, $body) = @$case;
+            (my $expect = $body) =~ s/"model":"qwen"/"model":"$want"/;
+            my ($res, $req) = $post_json->($body);
+            is($res->{status}, 200, "model $where: 200");
+            ok(defined $req && $req->{body} eq $expect,
+               "model $where: only the model rewritten");
+        }
+    };
+
+    subtest "$mode: JSON in pieces is refused as in memory, byte for byte"
+    => sub {
+        my $f = $words->(25_000);    # 125 KB: two windows and more
+        my $deep = sub { ('[' x $_[0]) . (']' x $_[0]) };
+        my @cases = (
+            ['trailing comma',        qq({"model":"qwen",$f,})],
+            ['no closing brace',      qq({"model":"qwen",$f)],
+            ['an array, not an object', qq([{"model":"qwen",$f}])],
+            ['bytes after the object', qq({"model":"qwen",$f} x)],
+            ['a string not closed',   qq({"model":"qwen",$f,"a":"x)],
+            ['a control byte',        qq({"model":"qwen",$f,"a":"x\ty"})],
+            ['a bad escape',          qq({"model":"qwen",$f,"a":"\\x"})],
+            ['a bad \\u',             qq({"model":"qwen",$f,"a":"\\u12g4"})],
+            ['a bad literal',         qq({"model":"qwen",$f,"a":tru})],
+            ['a bad number',          qq({"model":"qwen",$f,"a":01})],
+            ['a number cut short',    qq({"model":"qwen",$f,"a":1.})],
+            ['a body that ends in a number', qq({$f,"model":1)],
+            ['model missing',         qq({$f})],
+            ['model null',            qq({$f,"model":null})],
+            ['model a number',        qq({$f,"model":7})],
+            ['model empty',           qq({$f,"model":""})],
+            ['model twice',           qq({"model":"qwen",$f,"model":"smart"})],
+            ['"Model" too',           qq({"model":"qwen",$f,"Model":"smart"})],
+            ['"model\\u0000x"',       qq({"model":"qwen",$f,"model\\u0000x":1})],
+            ['"\\u017ftream"',        qq({"model":"qwen",$f,"\\u017ftream":true})],
+            ['a model with a broken surrogate',
+             qq({$f,"model":"q\\ud800x"})],
+            ['stream a string',       qq({"model":"qwen",$f,"stream":"true"})],
+            ['stream twice',
+             qq({"stream":false,$f,"stream":true,"model":"qwen"})],
+            ['tools an object',       qq({"model":"qwen",$f,"tools":{}})],
+            ['tools twice',
+             qq({"tools":[],"model":"qwen",$f,"tools":[]})],
+            ['stream_options a string',
+             qq({"model":"qwen",$f,"stream_options":"x"})],
+            ['stream_options twice',
+             qq({"stream_options":{},"model":"qwen",$f,"stream_options":{}})],
+            ['include_usage a string',
+             qq({"model":"qwen",$f,"stream_options":{"include_usage":"y"}})],
+            ['include_usage twice',
+             qq({"model":"qwen",$f,"stream_options":)
+             . qq({"include_usage":true,"include_usage":false}})],
+            ['include_usage wrong, then bad JSON',
+             qq({"model":"qwen",$f,"stream_options":{"include_usage":1,"x":}})],
+            ['nesting over the limit',
+             qq({"model":"qwen",$f,"a":) . $deep->(128) . '}'],
+            ['nesting at the limit',
+             qq({"model":"qwen",$f,"a":) . $deep->(127) . '}'],
+            ['a huge model',          qq({$f,"model":") . ('q' x 300_000)
+                                      . '"}'],
+            ['an unknown model',      qq({$f,"model":"nope"})],
+        );
+
+        my %errors;
+
+        for my $c (@cases) {
+            my ($name, $body) = @$c;
+            ok(length $body > 65536, "$name: more than a window");
+            my ($res, $req, $mres, $mreq) = $both->($body);
+            ok($res->{status} == $mres->{status}
+               && $res->{body} eq $mres->{body},
+               "$name: $mres->{status}, the same as in memory")
+                or diag("in pieces: $res->{status} $res->{body}\n"
+                        . "in memory: $mres->{status} $mres->{body}");
+            is(defined $req, defined $mreq, "$name: proxied alike");
+            $errors{$mres->{body}} = 1 if $mres->{status} != 200;
+        }
+
+        # not one error for all: the cases say different things
+        ok(keys %errors >= 15, scalar(keys %errors) . ' different errors');
+    };
+
+    subtest "$mode: JSON in pieces allocates nothing of its size" => sub {
+        for my $mb (1, 3, 8) {
+            my $body = qq({"model":"qwen",) . $words->($mb * 1024 * 1024 / 5)
+                     . '}';
+            my ($res, $req);
+            my @big = $big_allocs->(256 * 1024, sub {
+                ($res, $req) = $post_json->($body);
+            });
+            is($res->{status}, 200, "$mb MB: 200");
+            ok($req && $req->{body} =~ /^\{"model":"\Q$want\E",/,
+               "$mb MB: rewritten");
+            is("@big", '', "$mb MB: no allocation of 256 KB or more");
+        }
+
+        # a decision that edits the body reads it into memory then
+        my $body = qq({"model":"edited","user":"u",) . $words->(600_000)
+                 . '}';
+        my ($res, $req);
+        my @big = $big_allocs->(256 * 1024, sub {
+            ($res, $req) = $post_json->($body);
+        });
+        is($res->{status}, 200, 'edits: 200');
+        (my $expect = $body) =~ s/"model":"edited","user":"u",/"model":"l",/;
+        ok($req && $req->{body} eq $expect, 'edits: "user" dropped, renamed');
+        ok((grep { $_ >= length $body } @big), 'edits: the body was loaded');
+
+        # and a translation
+        my $chat = $t->mock('chat');
+        $chat->clear;
+        my $xl = qq({"model":"xl","instructions":") . ('i' x 3_000_000)
+               . qq(","input":"hello"});
+        $res = $t->http('POST', '/v1/responses',
+            headers => { Authorization => "Bearer $key",
+                         'Content-Type' => 'application/json' },
+            body => $xl, timeout => 60);
+        is($res->{status}, 200, 'translated: 200');
+        my $sent = $chat->requests->[-1];
+        ok($sent && $sent->{body} =~ /"messages":/
+           && $sent->{body} =~ /"hello"/ && length($sent->{body}) > 3_000_000,
+           'translated: a chat request with the instructions and the input');
     };
 
     subtest "$mode: \$upstream_bytes_sent" => sub {

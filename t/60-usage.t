@@ -51,7 +51,15 @@ $t->start_gateway(
                          'est=$tailgate_tokens_estimated '
                          'cost=$tailgate_cost';
     },
-    server => 'access_log %%DIR%%/usage.log usage;');
+    # speech with a small body buffer: a longer body goes to a file and is
+    # scanned in pieces (ngx_tailgate_json_feed())
+    server => 'access_log %%DIR%%/usage.log usage;
+        location = /v1/audio/speech {
+            tailgate on;
+            client_max_body_size 1m;
+            client_body_buffer_size 1k;
+            include tailgate/proxy.conf;
+        }');
 
 my %mock = map { $_ => $t->mock($_) } qw(local ext);
 my $JSON = JSON::PP->new;
@@ -162,6 +170,21 @@ subtest 'embeddings, speech, transcriptions' => sub {
     is($r[1]{characters}, 21, 'speech: the characters of its input');
     ok(!$r[1]{estimated}, 'which are no estimate');
     is($r[2]{audio_ms}, 12345, 'transcription: its seconds, in ms');
+};
+
+subtest 'speech whose body was scanned in pieces: the characters' => sub {
+    my $m = mark();
+
+    # 1500 + 300 two-byte characters + two escapes, past the 1 KB buffer
+    my $input = ('a' x 1500) . ("\xc3\xa9" x 300) . '\\n\\u00e9';
+    my $res = $t->http('POST', '/v1/audio/speech',
+        headers => { Authorization => 'Bearer ' . $t->key,
+                     'Content-Type' => 'application/json' },
+        body => qq({"model":"tts","voice":"x","input":"$input"}));
+    is($res->{status}, 200, 'speech 200');
+
+    my @r = reports($m, 1);
+    is($r[0]{characters}, 1802, 'the characters of its input');
 };
 
 subtest 'a chat stream the client did not ask usage for' => sub {
