@@ -76,7 +76,7 @@ $t->start_gateway(
     policyd_args => ['-a', $admin],
     http => q{
         log_format rec '$request_id $tailgate_cost $tailgate_tokens_in '
-                       '$tailgate_tokens_out';
+                       '$tailgate_tokens_out $http_x_probe';
     },
     server => 'access_log %%DIR%%/rec.log rec;');
 
@@ -105,19 +105,28 @@ sub wait_lines {
 # the access log's line for a request made by $code, once it is there:
 # its id, $tailgate_cost, tokens (the client may have its answer before
 # nginx writes the line)
-sub rec_lines { scalar(() = $t->read_file('rec.log') =~ /\n/g) }
+my $probes = 0;
 
 sub logged(&) {
     my ($code) = @_;
-    my $n = rec_lines();
-    $code->();
-    $t->wait_for(sub { rec_lines() > $n }, timeout => 5);
-    return last_request();
+    my $probe = 'p' . ++$probes;
+    {
+        local $t->{extra_headers} = { 'X-Probe' => $probe };
+        $code->();
+    }
+    my $req;
+    $t->wait_for(sub { $req = last_request($probe) }, timeout => 5);
+    return $req // {};
 }
 
+# the last line of the requests marked $probe; a line of an earlier
+# request may come after the block began
 sub last_request {
-    my @l = split /\n/, $t->read_file('rec.log');
-    my ($id, $cost, $in, $out) = split / /, $l[-1] // '';
+    my ($probe) = @_;
+    my ($line) = grep { / \Q$probe\E$/ } reverse split /\n/,
+                 $t->read_file('rec.log');
+    return undef unless defined $line;
+    my ($id, $cost, $in, $out) = split / /, $line;
     return { id => $id, cost => $cost, in => $in, out => $out };
 }
 

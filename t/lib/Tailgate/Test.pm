@@ -892,6 +892,9 @@ sub _tail {
 
 
 # HTTP client
+#
+# $self->{extra_headers}, when set (local it), goes with every request:
+# a test that must find its own request's log line marks it so.
 
 sub http {
     my ($self, $method, $path, %opt) = @_;
@@ -909,7 +912,7 @@ sub http_open {
 
     my $body = $opt{body} // '';
     my %h = (Host => 'localhost', Connection => 'close',
-             %{ $opt{headers} // {} });
+             %{ $self->{extra_headers} // {} }, %{ $opt{headers} // {} });
     $h{'Content-Length'} = length $body if length $body || $method eq 'POST';
 
     my $req = "$method $path HTTP/1.1\r\n"
@@ -1016,7 +1019,8 @@ sub _http {
         @parts = ($opt{raw});
 
     } else {
-        my $h = $opt{headers} // {};
+        my $h = { %{ $self->{extra_headers} // {} },
+                  %{ $opt{headers} // {} } };
         my %has = map { lc($_) => 1 } keys %$h;
         my @body = ref $opt{body} eq 'ARRAY' ? @{ $opt{body} }
                  : defined $opt{body} ? ($opt{body}) : ();
