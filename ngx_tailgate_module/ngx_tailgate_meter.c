@@ -62,10 +62,14 @@ ngx_tailgate_meter_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     m = ctx->meter;
 
     if (m == NULL) {
-        m = ngx_pcalloc(r->pool, sizeof(ngx_tailgate_meter_t));
+        /* zeroed below, with every attempt's */
+        m = ngx_palloc(r->pool, sizeof(ngx_tailgate_meter_t));
         if (m == NULL) {
             return;
         }
+
+        m->free = NULL;
+        m->busy = NULL;
 
         ctx->meter = m;
     }
@@ -447,8 +451,14 @@ ngx_tailgate_meter_type(ngx_http_request_t *r, const char *type, size_t len)
 
     ct = &r->headers_out.content_type;
 
-    return ct->len >= len && ngx_strncasecmp(ct->data, (u_char *) type, len)
-                             == 0;
+    if (ct->len < len) {
+        return 0;
+    }
+
+    /* as providers write it, compared at once; else a byte at a time */
+
+    return ngx_memcmp(ct->data, type, len) == 0
+           || ngx_strncasecmp(ct->data, (u_char *) type, len) == 0;
 }
 
 
