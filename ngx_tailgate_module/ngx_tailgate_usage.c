@@ -375,6 +375,11 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
         switch (u->state) {
 
+        /*
+         * In the order a member's tokens come: one falls through into the
+         * next, "name":"value", and its comma, in one turn of the loop.
+         */
+
         case NGX_TAILGATE_U_AFTER:
 
             while (p < end && (space[*p] & ws)) {
@@ -387,20 +392,26 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
             c = *p;
 
-            if (c == ',') {
-                u->state = u->is_object[u->depth] ? NGX_TAILGATE_U_KEY
-                                                  : NGX_TAILGATE_U_VALUE;
-                p++;
-                continue;
-            }
-
             if (c == '}' || c == ']') {
                 p++;
                 (void) ngx_tailgate_usage_close(u, c == '}');
                 continue;
             }
 
-            break;
+            if (c != ',') {
+                break;
+            }
+
+            p++;
+
+            if (!u->is_object[u->depth]) {
+                u->state = NGX_TAILGATE_U_VALUE;
+                continue;
+            }
+
+            u->state = NGX_TAILGATE_U_KEY;
+
+            /* fall through */
 
         case NGX_TAILGATE_U_KEY:
 
@@ -446,9 +457,93 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
             /* the commonest colon, at once */
 
-            if (p < end && *p == ':') {
-                u->state = NGX_TAILGATE_U_VALUE;
+            if (p == end || *p != ':') {
+                continue;
+            }
+
+            p++;
+            u->state = NGX_TAILGATE_U_VALUE;
+
+            /* fall through */
+
+        case NGX_TAILGATE_U_VALUE:
+
+            while (p < end && (space[*p] & ws)) {
                 p++;
+            }
+
+            if (p == end) {
+                return p;
+            }
+
+            /* what ngx_tailgate_usage_json() does with the value's byte */
+
+            c = *p;
+
+            if (c != '"') {
+
+                if ((d = (u_char) (c - '0')) <= 9) {
+                    u->state = NGX_TAILGATE_U_NUMBER;
+                    u->number = d;
+                    u->number_fraction = 0;
+                    u->fraction_digits = 0;
+                    value = ngx_tailgate_usage_value(u);
+
+                } else if (c == '{' || c == '[') {
+                    value = ngx_tailgate_usage_value(u);
+                    (void) ngx_tailgate_usage_open(u, c == '{');
+
+                } else if (c == 't' || c == 'f' || c == 'n') {
+                    u->state = NGX_TAILGATE_U_LITERAL;
+                    u->literal_null = (c == 'n');
+                    value = ngx_tailgate_usage_value(u);
+
+                } else {
+                    /* a minus, an empty array, or not JSON: below */
+                    break;
+                }
+
+                p++;
+
+                if (value && u->watch && !u->kept) {
+                    *kept = 1;
+                    return p;
+                }
+
+                continue;
+            }
+
+            p++;
+            u->state = NGX_TAILGATE_U_STRING;
+            u->escape = 0;
+            u->hex = 0;
+
+            if (u->keys[u->depth] == NGX_TAILGATE_K_MODEL
+                && (u->depth == 1
+                    || (u->depth == 2
+                        && u->keys[1] == NGX_TAILGATE_K_RESPONSE)))
+            {
+                u->model_len = 0;
+            }
+
+            if (ngx_tailgate_usage_value(u) && u->watch && !u->kept) {
+                *kept = 1;
+                return p;
+            }
+
+            /* fall through */
+
+        case NGX_TAILGATE_U_STRING:
+
+            if (u->escape || u->hex) {
+                break;
+            }
+
+            p = ngx_tailgate_usage_string(u, p, end);
+
+            if (u->state == NGX_TAILGATE_U_STRING) {
+                /* a backslash or a control byte: one by one, below */
+                break;
             }
 
             continue;
@@ -470,80 +565,6 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
             }
 
             break;
-
-        case NGX_TAILGATE_U_VALUE:
-
-            while (p < end && (space[*p] & ws)) {
-                p++;
-            }
-
-            if (p == end) {
-                return p;
-            }
-
-            /* what ngx_tailgate_usage_json() does with the value's byte */
-
-            c = *p;
-
-            if (c == '"') {
-                u->state = NGX_TAILGATE_U_STRING;
-                u->escape = 0;
-                u->hex = 0;
-
-                if (u->keys[u->depth] == NGX_TAILGATE_K_MODEL
-                    && (u->depth == 1
-                        || (u->depth == 2
-                            && u->keys[1] == NGX_TAILGATE_K_RESPONSE)))
-                {
-                    u->model_len = 0;
-                }
-
-                value = ngx_tailgate_usage_value(u);
-
-            } else if ((d = (u_char) (c - '0')) <= 9) {
-                u->state = NGX_TAILGATE_U_NUMBER;
-                u->number = d;
-                u->number_fraction = 0;
-                u->fraction_digits = 0;
-                value = ngx_tailgate_usage_value(u);
-
-            } else if (c == '{' || c == '[') {
-                value = ngx_tailgate_usage_value(u);
-                (void) ngx_tailgate_usage_open(u, c == '{');
-
-            } else if (c == 't' || c == 'f' || c == 'n') {
-                u->state = NGX_TAILGATE_U_LITERAL;
-                u->literal_null = (c == 'n');
-                value = ngx_tailgate_usage_value(u);
-
-            } else {
-                /* a minus, an empty array, or not JSON: below */
-                break;
-            }
-
-            p++;
-
-            if (value && u->watch && !u->kept) {
-                *kept = 1;
-                return p;
-            }
-
-            continue;
-
-        case NGX_TAILGATE_U_STRING:
-
-            if (u->escape || u->hex) {
-                break;
-            }
-
-            p = ngx_tailgate_usage_string(u, p, end);
-
-            if (u->state == NGX_TAILGATE_U_STRING) {
-                /* a backslash or a control byte: one by one, below */
-                break;
-            }
-
-            continue;
 
         case NGX_TAILGATE_U_DEEPSTR:
 
