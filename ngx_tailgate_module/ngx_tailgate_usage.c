@@ -94,6 +94,25 @@ static ngx_tailgate_usage_key_t  ngx_tailgate_usage_keys[] = {
 };
 
 
+/*
+ * A name's key: every member name of an answer is looked up, most of them
+ * none of ours ("id", "object", "index", "role").  A table of 64 slots by
+ * a hash of the length and the first and last bytes - the names here fall
+ * in slots of their own, so a lookup is one slot and one comparison; a
+ * name added that does not goes to the next free slot.
+ */
+
+#define NGX_TAILGATE_USAGE_SLOTS  64
+
+#define ngx_tailgate_usage_slot(name, len)                                    \
+    (((len) + (name)[0] * 6 + (name)[(len) - 1] * 11)                         \
+     & (NGX_TAILGATE_USAGE_SLOTS - 1))
+
+
+/* each slot: the index of a name in ngx_tailgate_usage_keys[], + 1 */
+static u_char  ngx_tailgate_usage_slots[NGX_TAILGATE_USAGE_SLOTS];
+
+
 #if !(NGX_TAILGATE_USAGE_BYTEWISE)
 static u_char *ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p,
     u_char *end, ngx_uint_t *kept);
@@ -110,6 +129,7 @@ static ngx_uint_t ngx_tailgate_usage_close(ngx_tailgate_usage_t *u,
     ngx_uint_t object);
 static ngx_uint_t ngx_tailgate_usage_value(ngx_tailgate_usage_t *u);
 static void ngx_tailgate_usage_number(ngx_tailgate_usage_t *u);
+static void ngx_tailgate_usage_index(void);
 static ngx_uint_t ngx_tailgate_usage_key(u_char *name, size_t len);
 static ngx_inline ngx_uint_t ngx_tailgate_usage_same(u_char *a, u_char *b,
     size_t len);
@@ -120,6 +140,13 @@ void
 ngx_tailgate_usage_init(ngx_tailgate_usage_t *u, ngx_uint_t sse,
     ngx_uint_t deltas, ngx_uint_t watch)
 {
+    static ngx_uint_t  indexed;
+
+    if (!indexed) {
+        ngx_tailgate_usage_index();
+        indexed = 1;
+    }
+
     ngx_memzero(u, sizeof(ngx_tailgate_usage_t));
 
     u->sse = sse ? 1 : 0;
@@ -1220,57 +1247,46 @@ ngx_tailgate_usage_number(ngx_tailgate_usage_t *u)
 }
 
 
-/*
- * A name's key: every member name of an answer is looked up, most of them
- * none of ours ("id", "object", "index", "role").  A table of 64 slots by
- * a hash of the length and the first and last bytes - the names here fall
- * in slots of their own, so a lookup is one slot and one comparison; a
- * name added that does not goes to the next free slot.
- */
+/* once in a process, from ngx_tailgate_usage_init() */
 
-#define NGX_TAILGATE_USAGE_SLOTS  64
-
-#define ngx_tailgate_usage_slot(name, len)                                    \
-    (((len) + (name)[0] * 6 + (name)[(len) - 1] * 11)                         \
-     & (NGX_TAILGATE_USAGE_SLOTS - 1))
-
-
-static ngx_uint_t
-ngx_tailgate_usage_key(u_char *name, size_t len)
+static void
+ngx_tailgate_usage_index(void)
 {
     ngx_uint_t                 i, n;
     ngx_tailgate_usage_key_t  *k;
 
-    /* each slot: the index of a name in ngx_tailgate_usage_keys[], + 1 */
-    static u_char  slots[NGX_TAILGATE_USAGE_SLOTS];
-    static u_char  indexed;
+    for (n = 0; ngx_tailgate_usage_keys[n].name.len; n++) {
+        k = &ngx_tailgate_usage_keys[n];
 
-    if (len == 0 || len > 32) {
+        for (i = ngx_tailgate_usage_slot(k->name.data, k->name.len);
+             ngx_tailgate_usage_slots[i];
+             i = (i + 1) & (NGX_TAILGATE_USAGE_SLOTS - 1))
+        {
+            /* void */
+        }
+
+        ngx_tailgate_usage_slots[i] = (u_char) (n + 1);
+    }
+}
+
+
+/* len: at most the 32 bytes of key_text, as every caller checks */
+
+static ngx_uint_t
+ngx_tailgate_usage_key(u_char *name, size_t len)
+{
+    ngx_uint_t                 i;
+    ngx_tailgate_usage_key_t  *k;
+
+    if (len == 0) {
         return NGX_TAILGATE_K_OTHER;
     }
 
-    if (!indexed) {
-        for (n = 0; ngx_tailgate_usage_keys[n].name.len; n++) {
-            k = &ngx_tailgate_usage_keys[n];
-
-            for (i = ngx_tailgate_usage_slot(k->name.data, k->name.len);
-                 slots[i];
-                 i = (i + 1) & (NGX_TAILGATE_USAGE_SLOTS - 1))
-            {
-                /* void */
-            }
-
-            slots[i] = (u_char) (n + 1);
-        }
-
-        indexed = 1;
-    }
-
     for (i = ngx_tailgate_usage_slot(name, len);
-         slots[i];
+         ngx_tailgate_usage_slots[i];
          i = (i + 1) & (NGX_TAILGATE_USAGE_SLOTS - 1))
     {
-        k = &ngx_tailgate_usage_keys[slots[i] - 1];
+        k = &ngx_tailgate_usage_keys[ngx_tailgate_usage_slots[i] - 1];
 
         if (k->name.len == len && ngx_tailgate_usage_same(k->name.data, name,
                                                           len))
