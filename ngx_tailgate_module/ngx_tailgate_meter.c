@@ -56,13 +56,12 @@ void
 ngx_tailgate_meter_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     ngx_uint_t             sse, json, responses;
-    ngx_chain_t           *free, *busy;
     ngx_tailgate_meter_t  *m;
 
     m = ctx->meter;
 
     if (m == NULL) {
-        /* zeroed below, with every attempt's */
+        /* set below, with every attempt's */
         m = ngx_palloc(r->pool, sizeof(ngx_tailgate_meter_t));
         if (m == NULL) {
             return;
@@ -74,13 +73,17 @@ ngx_tailgate_meter_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         ctx->meter = m;
     }
 
-    /* a new attempt's answer: its own usage, the lists of buffers kept */
+    /*
+     * A new attempt's answer: its own usage, the lists of buffers kept.
+     * The reader's state is made anew only for an answer that is read
+     * (ngx_tailgate_usage_init()): nothing looks at it otherwise.
+     */
 
-    free = m->free;
-    busy = m->busy;
-    ngx_memzero(m, sizeof(ngx_tailgate_meter_t));
-    m->free = free;
-    m->busy = busy;
+    m->held = NULL;
+    m->bytes = 0;
+    m->read = 0;
+    m->strip = 0;
+    m->undecided = 0;
 
     ctx->tokens = NULL;
 
