@@ -2,26 +2,31 @@
 
 # Instructions per request of the gateway worker, under callgrind: the
 # bench's 1 KB chat request (bench/run.pl's B: conf/tailgate/locations.conf,
-# a provider answering a fixed completion with its usage) through one nginx
-# process (master_process off) that valgrind runs.  Counters are zeroed
-# after a warm-up, so neither machine load nor startup moves the figure.
+# the provider of bench/provider.conf, answering a fixed completion with
+# its usage) through one nginx process (master_process off) that valgrind
+# runs.  Counters are zeroed after a warm-up, so neither machine load nor
+# startup moves the figure.
 #
 #   bench/callgrind.sh [REQUESTS]      (4000; make all first)
 #
 # Prints Ir per request in total and for the functions of the usage
 # reader, the meter and the REPORT; the whole profile stays in
-# build/callgrind/callgrind.out (callgrind_annotate reads it).
-# TAILGATE_MODULE, TAILGATE_POLICYD, TAILGATE_NGINX and CALLGRIND_PORT
-# (19201: it and the next two) choose other builds and ports.
+# build/callgrind/callgrind.out.run (callgrind_annotate reads it).
+# TAILGATE_TREE=DIR measures another checkout the same way: its
+# build/ngx_tailgate_module.so, build/policyd and conf/tailgate (a
+# change's before and after).  TAILGATE_MODULE, TAILGATE_POLICYD,
+# TAILGATE_NGINX, CALLGRIND_DIR (build/callgrind) and CALLGRIND_PORT
+# (19201: it and the next one) choose other builds, places and ports.
 
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DIR=$ROOT/build/callgrind
+TREE=$(cd "${TAILGATE_TREE:-$ROOT}" && pwd)
+DIR=${CALLGRIND_DIR:-$ROOT/build/callgrind}
 N=${1:-4000}
 NGINX=${TAILGATE_NGINX:-/usr/sbin/nginx}
-MODULE=${TAILGATE_MODULE:-$ROOT/build/ngx_tailgate_module.so}
-POLICYD=${TAILGATE_POLICYD:-$ROOT/build/policyd}
+MODULE=${TAILGATE_MODULE:-$TREE/build/ngx_tailgate_module.so}
+POLICYD=${TAILGATE_POLICYD:-$TREE/build/policyd}
 PORT=${CALLGRIND_PORT:-19201}
 PROV=$((PORT + 1))
 KEY=tg-callgrind-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -39,7 +44,7 @@ trap stop EXIT INT TERM
 
 rm -rf "$DIR"
 mkdir -p "$DIR/gw" "$DIR/prov"
-ln -s "$ROOT/conf/tailgate" "$DIR/gw/tailgate"
+ln -s "$TREE/conf/tailgate" "$DIR/gw/tailgate"
 
 printf '%s bench\n' "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" \
     > "$DIR/keys"
@@ -53,27 +58,11 @@ cat > "$DIR/policy.json" <<EOF
 EOF
 chmod 600 "$DIR/policy.json" "$DIR/keys"
 
-# the completion of bench/run.pl's provider
-cat > "$DIR/prov/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $DIR/prov/nginx.pid;
-error_log $DIR/prov/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $DIR/prov/body;
-    server {
-        listen 127.0.0.1:$PROV;
-        keepalive_requests 1000000;
-        location / {
-            default_type application/json;
-            client_body_buffer_size 2m;
-            return 200 '{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}';
-        }
-    }
-}
-EOF
+# bench/run.pl's provider
+user=
+[ "$(id -u)" -ne 0 ] || user='user root;'
+sed -e "s|@DIR@|$DIR/prov|g" -e "s|@PORT@|$PROV|g" -e "s|@USER@|$user|" \
+    "$ROOT/bench/provider.conf" > "$DIR/prov/nginx.conf"
 
 cat > "$DIR/gw/nginx.conf" <<EOF
 load_module $MODULE;

@@ -1231,33 +1231,12 @@ sub setup {
         },
     }));
 
-    my $completion = '{"id":"chatcmpl-bench","object":"chat.completion",'
-        . '"created":1,"model":"bench","choices":[{"index":0,"message":'
-        . '{"role":"assistant","content":"ok"},"finish_reason":"stop"}],'
-        . '"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}';
-
-    write_file("$DIR/prov/nginx.conf", <<"EOF");
-worker_processes 1;
-daemon off;
-pid $DIR/prov/nginx.pid;
-error_log $DIR/prov/error.log warn;
-@{[ $> == 0 ? 'user root;' : '' ]}
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $DIR/prov/body;
-    server {
-        listen 127.0.0.1:$PORT{provider} backlog=4096;
-        keepalive_requests 1000000;
-        location / {
-            default_type application/json;
-            client_body_buffer_size 2m;
-            client_max_body_size 4m;
-            return 200 '$completion';
-        }
-    }
-}
-EOF
+    # the provider, as bench/callgrind.sh starts it too
+    my $prov = read_file("$ROOT/bench/provider.conf");
+    my %fill = (DIR => "$DIR/prov", PORT => $PORT{provider},
+                USER => $> == 0 ? 'user root;' : '');
+    $prov =~ s/\@(DIR|PORT|USER)\@/$fill{$1}/g;
+    write_file("$DIR/prov/nginx.conf", $prov);
 
     # the same nginx, the same settings: A without the module's directives,
     # with the proxy timeouts of tailgate/locations.conf (long generations)

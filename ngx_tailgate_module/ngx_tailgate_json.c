@@ -749,22 +749,31 @@ ngx_tailgate_json_key_folds(u_char *name, size_t n)
     len = 0;
     end = name + n;
 
-    for (p = name; p < end && len < sizeof(folded); p++) {
+    /* a name of ASCII only, as nearly all are, folds as it is */
 
-        if (end - p >= 2 && p[0] == 0xc5 && p[1] == 0xbf) {
-            folded[len++] = 's';
-            p += 1;
-            unicode = 1;
+    for (p = name; p < end && *p < 0x80; p++) {
+        /* void */
+    }
 
-        } else if (end - p >= 3 && p[0] == 0xe2 && p[1] == 0x84
-                   && p[2] == 0xaa)
-        {
-            folded[len++] = 'k';
-            p += 2;
-            unicode = 1;
+    if (p < end) {
 
-        } else {
-            folded[len++] = *p;
+        for (p = name; p < end && len < sizeof(folded); p++) {
+
+            if (end - p >= 2 && p[0] == 0xc5 && p[1] == 0xbf) {
+                folded[len++] = 's';
+                p += 1;
+                unicode = 1;
+
+            } else if (end - p >= 3 && p[0] == 0xe2 && p[1] == 0x84
+                       && p[2] == 0xaa)
+            {
+                folded[len++] = 'k';
+                p += 2;
+                unicode = 1;
+
+            } else {
+                folded[len++] = *p;
+            }
         }
     }
 

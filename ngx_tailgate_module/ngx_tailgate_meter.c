@@ -56,27 +56,34 @@ void
 ngx_tailgate_meter_start(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
 {
     ngx_uint_t             sse, json, responses;
-    ngx_chain_t           *free, *busy;
     ngx_tailgate_meter_t  *m;
 
     m = ctx->meter;
 
     if (m == NULL) {
-        m = ngx_pcalloc(r->pool, sizeof(ngx_tailgate_meter_t));
+        /* set below, with every attempt's */
+        m = ngx_palloc(r->pool, sizeof(ngx_tailgate_meter_t));
         if (m == NULL) {
             return;
         }
 
+        m->free = NULL;
+        m->busy = NULL;
+
         ctx->meter = m;
     }
 
-    /* a new attempt's answer: its own usage, the lists of buffers kept */
+    /*
+     * A new attempt's answer: its own usage, the lists of buffers kept.
+     * The reader's state is made anew only for an answer that is read
+     * (ngx_tailgate_usage_init()): nothing looks at it otherwise.
+     */
 
-    free = m->free;
-    busy = m->busy;
-    ngx_memzero(m, sizeof(ngx_tailgate_meter_t));
-    m->free = free;
-    m->busy = busy;
+    m->held = NULL;
+    m->bytes = 0;
+    m->read = 0;
+    m->strip = 0;
+    m->undecided = 0;
 
     ctx->tokens = NULL;
 
@@ -447,8 +454,14 @@ ngx_tailgate_meter_type(ngx_http_request_t *r, const char *type, size_t len)
 
     ct = &r->headers_out.content_type;
 
-    return ct->len >= len && ngx_strncasecmp(ct->data, (u_char *) type, len)
-                             == 0;
+    if (ct->len < len) {
+        return 0;
+    }
+
+    /* as providers write it, compared at once; else a byte at a time */
+
+    return ngx_memcmp(ct->data, type, len) == 0
+           || ngx_strncasecmp(ct->data, (u_char *) type, len) == 0;
 }
 
 

@@ -2,7 +2,8 @@
 /*
  * Copyright (C) The Tailgate authors
  *
- * A leaf: the plain bytes of a JSON string, found fast.
+ * A leaf: the plain bytes of a JSON string, and the rest of a line,
+ * found fast.
  */
 
 
@@ -62,6 +63,38 @@ ngx_tailgate_plain(u_char *p, u_char *end)
     return p;
 }
 
+
+/* the first CR or LF, or end: the rest of an event stream's line */
+
+static ngx_inline u_char *
+ngx_tailgate_line_end(u_char *p, u_char *end)
+{
+    int      mask;
+    __m128i  v, cr, lf;
+
+    cr = _mm_set1_epi8('\r');
+    lf = _mm_set1_epi8('\n');
+
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+
+        mask = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr),
+                                              _mm_cmpeq_epi8(v, lf)));
+
+        if (mask) {
+            return p + __builtin_ctz(mask);
+        }
+
+        p += 16;
+    }
+
+    while (p < end && *p != '\r' && *p != '\n') {
+        p++;
+    }
+
+    return p;
+}
+
 #else
 
 #define NGX_TAILGATE_ONES   0x0101010101010101ULL
@@ -93,6 +126,35 @@ ngx_tailgate_plain(u_char *p, u_char *end)
     }
 
     while (p < end && *p >= 0x20 && *p != '"' && *p != '\\') {
+        p++;
+    }
+
+    return p;
+}
+
+
+static ngx_inline u_char *
+ngx_tailgate_line_end(u_char *p, u_char *end)
+{
+    uint64_t  w, cr, lf;
+
+    while (end - p >= 8) {
+        ngx_memcpy(&w, p, 8);
+
+        cr = w ^ (NGX_TAILGATE_ONES * '\r');
+        lf = w ^ (NGX_TAILGATE_ONES * '\n');
+
+        cr = (cr - NGX_TAILGATE_ONES) & ~cr;
+        lf = (lf - NGX_TAILGATE_ONES) & ~lf;
+
+        if ((cr | lf) & NGX_TAILGATE_HIGHS) {
+            break;
+        }
+
+        p += 8;
+    }
+
+    while (p < end && *p != '\r' && *p != '\n') {
         p++;
     }
 

@@ -30,18 +30,36 @@
     v[2] = ngx_tailgate_rotl(v[2], 32)
 
 
-/* the first n <= 8 bytes at p as a little-endian number */
+/* the first n < 8 bytes at p as a little-endian number */
 
-static uint64_t
+static inline uint64_t
 ngx_tailgate_le64_tail(const unsigned char *p, size_t n)
 {
-    size_t    i;
     uint64_t  w;
 
     w = 0;
 
-    for (i = 0; i < n; i++) {
-        w |= (uint64_t) p[i] << (8 * i);
+    switch (n) {
+    case 7:
+        w |= (uint64_t) p[6] << 48;
+        /* fall through */
+    case 6:
+        w |= (uint64_t) p[5] << 40;
+        /* fall through */
+    case 5:
+        w |= (uint64_t) p[4] << 32;
+        /* fall through */
+    case 4:
+        w |= (uint64_t) p[3] << 24;
+        /* fall through */
+    case 3:
+        w |= (uint64_t) p[2] << 16;
+        /* fall through */
+    case 2:
+        w |= (uint64_t) p[1] << 8;
+        /* fall through */
+    case 1:
+        w |= (uint64_t) p[0];
     }
 
     return w;
@@ -51,25 +69,26 @@ ngx_tailgate_le64_tail(const unsigned char *p, size_t n)
 static inline uint64_t
 ngx_tailgate_le64(const unsigned char *p)
 {
-#if (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
     uint64_t  w;
 
     memcpy(&w, p, sizeof(uint64_t));
-    return w;
-#else
-    return ngx_tailgate_le64_tail(p, 8);
+
+#if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
+    w = __builtin_bswap64(w);
 #endif
+
+    return w;
 }
 
 
-static void
+static inline void
 ngx_tailgate_put_le64(unsigned char *p, uint64_t w)
 {
-    size_t  i;
+#if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
+    w = __builtin_bswap64(w);
+#endif
 
-    for (i = 0; i < 8; i++) {
-        p[i] = (unsigned char) (w >> (8 * i));
-    }
+    memcpy(p, &w, sizeof(uint64_t));
 }
 
 

@@ -94,11 +94,32 @@ static ngx_tailgate_usage_key_t  ngx_tailgate_usage_keys[] = {
 };
 
 
+/*
+ * A name's key: every member name of an answer is looked up, most of them
+ * none of ours ("id", "object", "index", "role").  A table of 64 slots by
+ * a hash of the length and the first and last bytes - the names here fall
+ * in slots of their own, so a lookup is one slot and one comparison; a
+ * name added that does not goes to the next free slot.
+ */
+
+#define NGX_TAILGATE_USAGE_SLOTS  64
+
+#define ngx_tailgate_usage_slot(name, len)                                    \
+    (((len) + (name)[0] * 6 + (name)[(len) - 1] * 11)                         \
+     & (NGX_TAILGATE_USAGE_SLOTS - 1))
+
+
+/* each slot: the index of a name in ngx_tailgate_usage_keys[], + 1 */
+static u_char  ngx_tailgate_usage_slots[NGX_TAILGATE_USAGE_SLOTS];
+
+
 #if !(NGX_TAILGATE_USAGE_BYTEWISE)
 static u_char *ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p,
     u_char *end, ngx_uint_t *kept);
-static u_char *ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p,
-    u_char *end);
+static ngx_inline u_char *ngx_tailgate_usage_name(ngx_tailgate_usage_t *u,
+    u_char *p, u_char *end);
+static ngx_inline u_char *ngx_tailgate_usage_string(ngx_tailgate_usage_t *u,
+    u_char *p, u_char *end);
 #endif
 static ngx_uint_t ngx_tailgate_usage_json(ngx_tailgate_usage_t *u,
     u_char c);
@@ -108,7 +129,10 @@ static ngx_uint_t ngx_tailgate_usage_close(ngx_tailgate_usage_t *u,
     ngx_uint_t object);
 static ngx_uint_t ngx_tailgate_usage_value(ngx_tailgate_usage_t *u);
 static void ngx_tailgate_usage_number(ngx_tailgate_usage_t *u);
+static void ngx_tailgate_usage_index(void);
 static ngx_uint_t ngx_tailgate_usage_key(u_char *name, size_t len);
+static ngx_inline ngx_uint_t ngx_tailgate_usage_same(u_char *a, u_char *b,
+    size_t len);
 static void ngx_tailgate_usage_reset(ngx_tailgate_usage_t *u);
 
 
@@ -116,6 +140,13 @@ void
 ngx_tailgate_usage_init(ngx_tailgate_usage_t *u, ngx_uint_t sse,
     ngx_uint_t deltas, ngx_uint_t watch)
 {
+    static ngx_uint_t  indexed;
+
+    if (!indexed) {
+        ngx_tailgate_usage_index();
+        indexed = 1;
+    }
+
     ngx_memzero(u, sizeof(ngx_tailgate_usage_t));
 
     u->sse = sse ? 1 : 0;
@@ -162,15 +193,46 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
         /* after_cr implies line_start: both start a line */
 
         if (u->line_start) {
+
+            /*
+             * "data:" at once where the read holds it, as the bytes one by
+             * one below take it: a line of the event's data starts
+             */
+
+            if (!u->after_cr && end - p >= 5
+                && ngx_memcmp(p, "data:", 5) == 0)
+            {
+                u->line_start = 0;
+                u->skip_line = 0;
+                u->field_len = 5;
+                u->data_line = 1;
+                u->data_space = 1;
+
+                /* a second data line continues the first after a LF */
+
+                if (u->event_data) {
+                    (void) ngx_tailgate_usage_json(u, '\n');
+                }
+
+                u->event_data = 1;
+
+                p += 5;
+
+                if (p < end) {
+                    u->data_space = 0;
+                    p += (*p == ' ');
+                }
+
+                continue;
+            }
+
             /* the bytes one by one below */
 
         } else if (u->skip_line) {
 
             /* a line that is not data: nothing in it but its end matters */
 
-            while (p < end && *p != '\r' && *p != '\n') {
-                p++;
-            }
+            p = ngx_tailgate_line_end(p, end);
 
             if (p == end) {
                 break;
@@ -289,10 +351,13 @@ ngx_tailgate_usage_scan(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 /*
  * JSON a token at a time, where the tokens lie in the buffer: the inside
  * of a string, a run of digits or of letters, whitespace, the bytes of a
- * value below the depth followed are each taken in one loop, and only the
- * byte that ends one goes through ngx_tailgate_usage_json().  The effect
- * is the one of the bytes one by one (the reader built with
- * -DNGX_TAILGATE_USAGE_BYTEWISE; fuzz/harness/usage_twice.c compares
+ * value below the depth followed are each taken in one loop, and so are
+ * the bytes between tokens - a name's quote, the colon, the comma, the
+ * first byte of a value, the brackets.  What is left (an escape, a
+ * number's fraction, a malformed byte, a line end of an event stream in
+ * the middle of a token) goes through ngx_tailgate_usage_json() a byte at
+ * a time.  The effect is the one of the bytes one by one (the reader built
+ * with -DNGX_TAILGATE_USAGE_BYTEWISE; fuzz/harness/usage.c compares
  * them).  Nothing is kept across calls but the reader's state: a token a
  * read splits goes on in the next.
  *
@@ -304,9 +369,9 @@ static u_char *
 ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
     ngx_uint_t *kept)
 {
-    u_char      c, d, state;
+    u_char      c, d;
     uint64_t    n;
-    ngx_uint_t  ws;
+    ngx_uint_t  ws, value;
 
     /* the bytes that end a value below the depth followed, or a line */
     static const u_char  deep[256] = {
@@ -314,126 +379,309 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
         ['\r'] = 1, ['\n'] = 1
     };
 
-    /* whitespace: 1 in JSON and in an event's data line, 2 in JSON only */
+    /*
+     * whitespace: 1 in JSON and in an event's data line, 2 in JSON only;
+     * 4: what may follow a number or a literal and is taken here
+     */
     static const u_char  space[256] = {
-        [' '] = 1, ['\t'] = 1, ['\r'] = 2, ['\n'] = 2
+        [' '] = 1|4, ['\t'] = 1|4, ['\r'] = 2, ['\n'] = 2,
+        [','] = 4, ['}'] = 4, [']'] = 4
     };
 
     *kept = 0;
 
+    /* a line end in an event stream is its caller's */
+    ws = u->sse ? 1 : 3;
+
+    /*
+     * Escapes matter inside strings only: ngx_tailgate_usage_json() reads
+     * the other states alike with or without one pending.
+     */
+
     while (p < end) {
 
-        if (!u->escape && !u->hex) {
+        switch (u->state) {
 
-            switch (u->state) {
+        /*
+         * In the order a member's tokens come: one falls through into the
+         * next, "name":"value", and its comma, in one turn of the loop.
+         */
 
-            case NGX_TAILGATE_U_VALUE:
-            case NGX_TAILGATE_U_KEY:
-            case NGX_TAILGATE_U_COLON:
-            case NGX_TAILGATE_U_AFTER:
+        case NGX_TAILGATE_U_AFTER:
 
-                /* a line end in an event stream is its caller's */
-
-                ws = u->sse ? 1 : 3;
-
-                while (p < end && (space[*p] & ws)) {
-                    p++;
-                }
-
-                if (p == end) {
-                    return p;
-                }
-
-                /* the commonest ends, here; the rest one by one below */
-
-                c = *p;
-
-                if (u->state == NGX_TAILGATE_U_KEY && c == '"') {
-                    u->state = NGX_TAILGATE_U_KEYSTR;
-                    u->key_len = 0;
-                    u->escape = 0;
-                    p++;
-                    continue;
-                }
-
-                if (u->state == NGX_TAILGATE_U_COLON && c == ':') {
-                    u->state = NGX_TAILGATE_U_VALUE;
-                    p++;
-                    continue;
-                }
-
-                if (u->state == NGX_TAILGATE_U_AFTER && c == ',') {
-                    u->state = u->is_object[u->depth] ? NGX_TAILGATE_U_KEY
-                                                      : NGX_TAILGATE_U_VALUE;
-                    p++;
-                    continue;
-                }
-
-                break;
-
-            case NGX_TAILGATE_U_STRING:
-            case NGX_TAILGATE_U_KEYSTR:
-            case NGX_TAILGATE_U_DEEPSTR:
-                state = u->state;
-                p = ngx_tailgate_usage_run(u, p, end);
-
-                if (u->state != state) {
-                    /* its closing quote taken */
-                    continue;
-                }
-
-                /* a backslash or a control byte: one by one, below */
-                break;
-
-            case NGX_TAILGATE_U_NUMBER:
-
-                if (u->number_fraction) {
-                    break;
-                }
-
-                n = u->number;
-
-                while (p < end && (d = (u_char) (*p - '0')) <= 9) {
-                    /* saturate, never wrap, as ngx_tailgate_usage_json() */
-                    n = (n < 100000000000000000ULL) ? n * 10 + d : n;
-                    p++;
-                }
-
-                u->number = n;
-                break;
-
-            case NGX_TAILGATE_U_LITERAL:
-
-                while (p < end && *p >= 'a' && *p <= 'z') {
-                    p++;
-                }
-
-                break;
-
-            case NGX_TAILGATE_U_DEEP:
-
-                while (p < end && !deep[*p]) {
-                    p++;
-                }
-
-                break;
-
-            default: /* NGX_TAILGATE_U_DONE, NGX_TAILGATE_U_BAD */
-
-                if (!u->sse) {
-                    return end;
-                }
-
-                while (p < end && *p != '\r' && *p != '\n') {
-                    p++;
-                }
-
-                return p;
+            while (p < end && (space[*p] & ws)) {
+                p++;
             }
 
             if (p == end) {
                 return p;
             }
+
+            c = *p;
+
+            if (c == '}' || c == ']') {
+                p++;
+                (void) ngx_tailgate_usage_close(u, c == '}');
+                continue;
+            }
+
+            if (c != ',') {
+                break;
+            }
+
+            p++;
+
+            if (!u->is_object[u->depth]) {
+                u->state = NGX_TAILGATE_U_VALUE;
+                continue;
+            }
+
+            u->state = NGX_TAILGATE_U_KEY;
+
+            /* fall through */
+
+        case NGX_TAILGATE_U_KEY:
+
+            while (p < end && (space[*p] & ws)) {
+                p++;
+            }
+
+            if (p == end) {
+                return p;
+            }
+
+            c = *p;
+
+            if (c == '}') {
+                p++;
+                (void) ngx_tailgate_usage_close(u, 1);
+                continue;
+            }
+
+            if (c != '"') {
+                break;
+            }
+
+            p++;
+            u->state = NGX_TAILGATE_U_KEYSTR;
+            u->key_len = 0;
+            u->escape = 0;
+
+            /* fall through */
+
+        case NGX_TAILGATE_U_KEYSTR:
+
+            if (u->escape) {
+                break;
+            }
+
+            p = ngx_tailgate_usage_name(u, p, end);
+
+            if (u->state == NGX_TAILGATE_U_KEYSTR) {
+                /* a backslash or a line end: one by one, below */
+                break;
+            }
+
+            /* the commonest colon, at once */
+
+            if (p == end || *p != ':') {
+                continue;
+            }
+
+            p++;
+            u->state = NGX_TAILGATE_U_VALUE;
+
+            /* fall through */
+
+        case NGX_TAILGATE_U_VALUE:
+
+            while (p < end && (space[*p] & ws)) {
+                p++;
+            }
+
+            if (p == end) {
+                return p;
+            }
+
+            /* what ngx_tailgate_usage_json() does with the value's byte */
+
+            c = *p;
+
+            if (c != '"') {
+
+                if ((d = (u_char) (c - '0')) <= 9) {
+                    u->state = NGX_TAILGATE_U_NUMBER;
+                    u->number = d;
+                    u->number_fraction = 0;
+                    u->fraction_digits = 0;
+                    value = ngx_tailgate_usage_value(u);
+
+                } else if (c == '{' || c == '[') {
+                    value = ngx_tailgate_usage_value(u);
+                    (void) ngx_tailgate_usage_open(u, c == '{');
+
+                } else if (c == 't' || c == 'f' || c == 'n') {
+                    u->state = NGX_TAILGATE_U_LITERAL;
+                    u->literal_null = (c == 'n');
+                    value = ngx_tailgate_usage_value(u);
+
+                } else {
+                    /* a minus, an empty array, or not JSON: below */
+                    break;
+                }
+
+                p++;
+
+                if (value && u->watch && !u->kept) {
+                    *kept = 1;
+                    return p;
+                }
+
+                continue;
+            }
+
+            p++;
+            u->state = NGX_TAILGATE_U_STRING;
+            u->escape = 0;
+            u->hex = 0;
+
+            if (u->keys[u->depth] == NGX_TAILGATE_K_MODEL
+                && (u->depth == 1
+                    || (u->depth == 2
+                        && u->keys[1] == NGX_TAILGATE_K_RESPONSE)))
+            {
+                u->model_len = 0;
+            }
+
+            if (ngx_tailgate_usage_value(u) && u->watch && !u->kept) {
+                *kept = 1;
+                return p;
+            }
+
+            /* fall through */
+
+        case NGX_TAILGATE_U_STRING:
+
+            if (u->escape || u->hex) {
+                break;
+            }
+
+            p = ngx_tailgate_usage_string(u, p, end);
+
+            if (u->state == NGX_TAILGATE_U_STRING) {
+                /* a backslash or a control byte: one by one, below */
+                break;
+            }
+
+            continue;
+
+        case NGX_TAILGATE_U_COLON:
+
+            while (p < end && (space[*p] & ws)) {
+                p++;
+            }
+
+            if (p == end) {
+                return p;
+            }
+
+            if (*p == ':') {
+                u->state = NGX_TAILGATE_U_VALUE;
+                p++;
+                continue;
+            }
+
+            break;
+
+        case NGX_TAILGATE_U_DEEPSTR:
+
+            if (u->escape) {
+                break;
+            }
+
+            p = ngx_tailgate_plain(p, end);
+
+            if (p < end && *p == '"') {
+                u->state = NGX_TAILGATE_U_DEEP;
+                p++;
+                continue;
+            }
+
+            break;
+
+        case NGX_TAILGATE_U_NUMBER:
+
+            if (u->number_fraction) {
+                break;
+            }
+
+            n = u->number;
+
+            while (p < end && (d = (u_char) (*p - '0')) <= 9) {
+                /* saturate, never wrap, as ngx_tailgate_usage_json() */
+                n = (n < 100000000000000000ULL) ? n * 10 + d : n;
+                p++;
+            }
+
+            u->number = n;
+
+            if (p == end) {
+                return p;
+            }
+
+            /* its end, as ngx_tailgate_usage_json() sees it */
+
+            if (space[*p] & 4) {
+                ngx_tailgate_usage_number(u);
+                u->state = NGX_TAILGATE_U_AFTER;
+                continue;
+            }
+
+            break;
+
+        case NGX_TAILGATE_U_LITERAL:
+
+            while (p < end && *p >= 'a' && *p <= 'z') {
+                p++;
+            }
+
+            if (p == end) {
+                return p;
+            }
+
+            /* "usage": null is a chunk's that the client keeps: below */
+
+            if ((space[*p] & 4)
+                && !(u->literal_null && u->depth == 1
+                     && u->keys[1] == NGX_TAILGATE_K_USAGE))
+            {
+                u->state = NGX_TAILGATE_U_AFTER;
+                continue;
+            }
+
+            break;
+
+        case NGX_TAILGATE_U_DEEP:
+
+            while (p < end && !deep[*p]) {
+                p++;
+            }
+
+            break;
+
+        default: /* NGX_TAILGATE_U_DONE, NGX_TAILGATE_U_BAD */
+
+            if (!u->sse) {
+                return end;
+            }
+
+            return ngx_tailgate_line_end(p, end);
+        }
+
+        /* the rest one by one */
+
+        if (p == end) {
+            return p;
         }
 
         c = *p;
@@ -455,15 +703,14 @@ ngx_tailgate_usage_tokens(ngx_tailgate_usage_t *u, u_char *p, u_char *end,
 
 
 /*
- * The inside of a string at once, up to its next quote or backslash (or a
- * line end, which no JSON string holds raw and which ends an event's data
- * line): most of an answer's bytes are its text, and a byte at a time
- * through ngx_tailgate_usage_json() costs several times what this does.
- * The effect is the one of those bytes one by one.
+ * A name at once, up to its closing quote (or a backslash or a line end),
+ * and looked up where it lies when the read holds all of it; kept in
+ * key_text only while a read splits it.  The effect is the one of its
+ * bytes one by one.
  */
 
-static u_char *
-ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
+static ngx_inline u_char *
+ngx_tailgate_usage_name(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
 {
     u_char  *q;
     size_t   n;
@@ -473,88 +720,90 @@ ngx_tailgate_usage_run(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
         ['"'] = 1, ['\\'] = 1, ['\r'] = 1, ['\n'] = 1
     };
 
-    if (u->escape || u->hex) {
-        return p;
+    /* control bytes are a name's too (one by one they are): go on */
+
+    for (q = ngx_tailgate_plain(p, end); q < end && !stop[*q];
+         q = ngx_tailgate_plain(q + 1, end))
+    {
+        /* void */
     }
 
-    switch (u->state) {
+    n = q - p;
 
-    case NGX_TAILGATE_U_KEYSTR:
+    if (u->key_len == 0 && q < end && *q == '"') {
 
-        /* a name: kept while it fits, then only known to be too long */
+        /* all of it here: what ngx_tailgate_usage_json() does with '"' */
 
-        /* control bytes are a name's too (one by one they are): go on */
+        u->key_len = ngx_min(n, sizeof(u->key_text) + 1);
+        u->keys[u->depth] = (n <= sizeof(u->key_text))
+                            ? ngx_tailgate_usage_key(p, n)
+                            : NGX_TAILGATE_K_OTHER;
+        u->state = NGX_TAILGATE_U_COLON;
 
-        for (q = ngx_tailgate_plain(p, end); q < end && !stop[*q];
-             q = ngx_tailgate_plain(q + 1, end))
-        {
-            /* void */
-        }
-
-        n = q - p;
-
-        if (u->key_len < sizeof(u->key_text)) {
-            ngx_memcpy(u->key_text + u->key_len, p,
-                       ngx_min(n, sizeof(u->key_text) - u->key_len));
-        }
-        u->key_len = ngx_min(u->key_len + n, sizeof(u->key_text) + 1);
-
-        if (q < end && *q == '"') {
-            /* the name ends: what ngx_tailgate_usage_json() does with '"' */
-            u->keys[u->depth] = (u->key_len <= sizeof(u->key_text))
-                                ? ngx_tailgate_usage_key(u->key_text,
-                                                         u->key_len)
-                                : NGX_TAILGATE_K_OTHER;
-            u->state = NGX_TAILGATE_U_COLON;
-            q++;
-        }
-
-        return q;
-
-    case NGX_TAILGATE_U_STRING:
-
-        /* stops at any control byte too: the bytes one by one take those */
-        q = ngx_tailgate_plain(p, end);
-
-        n = q - p;
-
-        if ((u->deltas && u->depth == 1
-             && u->keys[1] == NGX_TAILGATE_K_DELTA)
-            || (!u->deltas && u->keys[u->depth] == NGX_TAILGATE_K_TEXT))
-        {
-            u->text_bytes += n;
-        }
-
-        if (u->keys[u->depth] == NGX_TAILGATE_K_MODEL
-            && (u->depth == 1
-                || (u->depth == 2 && u->keys[1] == NGX_TAILGATE_K_RESPONSE)))
-        {
-            n = ngx_min(n, NGX_TAILGATE_USAGE_MODEL - u->model_len);
-            ngx_memcpy(u->model + u->model_len, p, n);
-            u->model_len += n;
-        }
-
-        if (q < end && *q == '"') {
-            u->state = NGX_TAILGATE_U_AFTER;
-            q++;
-        }
-
-        return q;
-
-    case NGX_TAILGATE_U_DEEPSTR:
-
-        q = ngx_tailgate_plain(p, end);
-
-        if (q < end && *q == '"') {
-            u->state = NGX_TAILGATE_U_DEEP;
-            q++;
-        }
-
-        return q;
-
-    default:
-        return p;
+        return q + 1;
     }
+
+    /* a name a read splits: kept while it fits, then only known too long */
+
+    if (u->key_len < sizeof(u->key_text)) {
+        ngx_memcpy(u->key_text + u->key_len, p,
+                   ngx_min(n, sizeof(u->key_text) - u->key_len));
+    }
+    u->key_len = ngx_min(u->key_len + n, sizeof(u->key_text) + 1);
+
+    if (q < end && *q == '"') {
+        u->keys[u->depth] = (u->key_len <= sizeof(u->key_text))
+                            ? ngx_tailgate_usage_key(u->key_text,
+                                                     u->key_len)
+                            : NGX_TAILGATE_K_OTHER;
+        u->state = NGX_TAILGATE_U_COLON;
+        q++;
+    }
+
+    return q;
+}
+
+
+/*
+ * The inside of a string at once, up to its next quote or backslash (or a
+ * control byte: a line end, which no JSON string holds raw, ends an
+ * event's data line): most of an answer's bytes are its text, and a byte
+ * at a time through ngx_tailgate_usage_json() costs several times what
+ * this does.  The effect is the one of those bytes one by one.
+ */
+
+static ngx_inline u_char *
+ngx_tailgate_usage_string(ngx_tailgate_usage_t *u, u_char *p, u_char *end)
+{
+    u_char  *q;
+    size_t   n;
+
+    q = ngx_tailgate_plain(p, end);
+
+    n = q - p;
+
+    if ((u->deltas && u->depth == 1
+         && u->keys[1] == NGX_TAILGATE_K_DELTA)
+        || (!u->deltas && u->keys[u->depth] == NGX_TAILGATE_K_TEXT))
+    {
+        u->text_bytes += n;
+    }
+
+    if (u->keys[u->depth] == NGX_TAILGATE_K_MODEL
+        && (u->depth == 1
+            || (u->depth == 2 && u->keys[1] == NGX_TAILGATE_K_RESPONSE)))
+    {
+        n = ngx_min(n, NGX_TAILGATE_USAGE_MODEL - u->model_len);
+        ngx_memcpy(u->model + u->model_len, p, n);
+        u->model_len += n;
+    }
+
+    if (q < end && *q == '"') {
+        u->state = NGX_TAILGATE_U_AFTER;
+        q++;
+    }
+
+    return q;
 }
 
 #endif
@@ -998,46 +1247,107 @@ ngx_tailgate_usage_number(ngx_tailgate_usage_t *u)
 }
 
 
+/* once in a process, from ngx_tailgate_usage_init() */
+
+static void
+ngx_tailgate_usage_index(void)
+{
+    ngx_uint_t                 i, n;
+    ngx_tailgate_usage_key_t  *k;
+
+    for (n = 0; ngx_tailgate_usage_keys[n].name.len; n++) {
+        k = &ngx_tailgate_usage_keys[n];
+
+        for (i = ngx_tailgate_usage_slot(k->name.data, k->name.len);
+             ngx_tailgate_usage_slots[i];
+             i = (i + 1) & (NGX_TAILGATE_USAGE_SLOTS - 1))
+        {
+            /* void */
+        }
+
+        ngx_tailgate_usage_slots[i] = (u_char) (n + 1);
+    }
+}
+
+
+/* len: at most the 32 bytes of key_text, as every caller checks */
+
 static ngx_uint_t
 ngx_tailgate_usage_key(u_char *name, size_t len)
 {
-    ngx_uint_t                 i, j;
+    ngx_uint_t                 i;
     ngx_tailgate_usage_key_t  *k;
 
-    /* the names of each length (a few at most), found once */
-    static u_char  by_len[32 + 1][8];
-    static u_char  indexed;
-
-    if (len == 0 || len > 32) {
+    if (len == 0) {
         return NGX_TAILGATE_K_OTHER;
     }
 
-    if (!indexed) {
-        for (i = 0; ngx_tailgate_usage_keys[i].name.len; i++) {
-            k = &ngx_tailgate_usage_keys[i];
+    for (i = ngx_tailgate_usage_slot(name, len);
+         ngx_tailgate_usage_slots[i];
+         i = (i + 1) & (NGX_TAILGATE_USAGE_SLOTS - 1))
+    {
+        k = &ngx_tailgate_usage_keys[ngx_tailgate_usage_slots[i] - 1];
 
-            for (j = 0; by_len[k->name.len][j]; j++) { /* void */ }
-
-            /* the last slot stays 0: the end of the list */
-            if (j < 7) {
-                by_len[k->name.len][j] = (u_char) (i + 1);
-            }
-        }
-
-        indexed = 1;
-    }
-
-    for (i = 0; by_len[len][i]; i++) {
-        k = &ngx_tailgate_usage_keys[by_len[len][i] - 1];
-
-        if (k->name.data[0] == name[0]
-            && ngx_memcmp(k->name.data, name, len) == 0)
+        if (k->name.len == len && ngx_tailgate_usage_same(k->name.data, name,
+                                                          len))
         {
             return k->key;
         }
     }
 
     return NGX_TAILGATE_K_OTHER;
+}
+
+
+/*
+ * Two names of the same length alike: eight bytes at a time, the last
+ * eight (or four) overlapping what was compared, with no call.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_usage_same(u_char *a, u_char *b, size_t len)
+{
+    uint32_t  x4, y4;
+    uint64_t  x, y;
+
+    if (len >= 8) {
+
+        for ( /* void */ ; len > 8; a += 8, b += 8, len -= 8) {
+            ngx_memcpy(&x, a, 8);
+            ngx_memcpy(&y, b, 8);
+
+            if (x != y) {
+                return 0;
+            }
+        }
+
+        ngx_memcpy(&x, a + len - 8, 8);
+        ngx_memcpy(&y, b + len - 8, 8);
+
+        return x == y;
+    }
+
+    if (len >= 4) {
+        ngx_memcpy(&x4, a, 4);
+        ngx_memcpy(&y4, b, 4);
+
+        if (x4 != y4) {
+            return 0;
+        }
+
+        ngx_memcpy(&x4, a + len - 4, 4);
+        ngx_memcpy(&y4, b + len - 4, 4);
+
+        return x4 == y4;
+    }
+
+    while (len--) {
+        if (*a++ != *b++) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
