@@ -14,7 +14,7 @@
 
 #include <openssl/rand.h>
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(NGX_TAILGATE_SCALAR)
 #include <emmintrin.h>
 #endif
 
@@ -54,7 +54,7 @@ ngx_tailgate_id(u_char *out)
  * (ngx_hex_dump() takes a nibble at a time).
  */
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(NGX_TAILGATE_SCALAR)
 
 static void
 ngx_tailgate_id_hex(u_char *out, u_char *id)

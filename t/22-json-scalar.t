@@ -6,7 +6,8 @@
 # both run the JSON harness of fuzz/ - with cJSON as the oracle of what a
 # body says - over its seeds, its regressions and bodies whose strings
 # hold each kind of byte at every offset, under ASan and UBSan; and the
-# harness of the scan in pieces (json_feed) over its seeds.
+# harness of the scan in pieces (json_feed) and the usage reader's (which
+# skips a stream's other lines with the same helper) over their seeds.
 
 use strict;
 use warnings;
@@ -107,6 +108,34 @@ for my $build (['simd', ''], ['scalar', '-DNGX_TAILGATE_SCALAR']) {
          "$name: every seed of the scan in pieces ran");
     unlike($out, qr/runtime error|AddressSanitizer/,
            "$name: in pieces, no sanitizer report");
+
+    # the usage reader skips a stream's lines that are not data with the
+    # same helper (ngx_tailgate_line_end); its harness compares the reader
+    # with the byte-at-a-time one (fuzz/harness/usage.c)
+    my @usage = (glob("$root/fuzz/corpus/usage/*"),
+                 glob("$root/fuzz/regressions/usage/*"));
+    my $cflags = "-std=gnu11 -g -O1 -fsanitize=address,undefined "
+               . "-fno-sanitize-recover=undefined -Wno-unused-parameter "
+               . "$flag @inc";
+    my $usage = "$tmp/usage-$name";
+    $rc = system("$cc $cflags -DNGX_TAILGATE_USAGE_BYTEWISE "
+                 . "-Dngx_tailgate_usage_init=ngx_tailgate_usage_init_bytewise "
+                 . "-Dngx_tailgate_usage_scan=ngx_tailgate_usage_scan_bytewise "
+                 . "-c $root/ngx_tailgate_module/ngx_tailgate_usage.c "
+                 . "-o $usage-bytewise.o > $usage.log 2>&1")
+      || system("$cc $cflags $root/fuzz/harness/usage.c "
+                . "$root/ngx_tailgate_module/ngx_tailgate_usage.c "
+                . "$root/ngx_tailgate_module/ngx_tailgate_json.c "
+                . "$usage-bytewise.o $root/fuzz/ngx/ngx_shim.c "
+                . "$root/fuzz/tools/replay.c -o $usage >> $usage.log 2>&1");
+    is($rc, 0, "$name: the usage reader built") or diag(`cat $usage.log`);
+    $out = `ASAN_OPTIONS=detect_leaks=1 $usage @usage 2>&1`;
+    is($?, 0, "$name: every usage seed read as byte by byte")
+        or diag(substr($out, -2000));
+    like($out, qr/replay: @{[ scalar @usage ]} files/,
+         "$name: every usage seed ran");
+    unlike($out, qr/runtime error|AddressSanitizer/,
+           "$name: usage, no sanitizer report");
 }
 
 done_testing;
