@@ -434,8 +434,11 @@ EOF
             my ($name, $body) = @$c;
             ok(length $body > 65536, "$name: more than a window");
             my ($res, $req, $mres, $mreq) = $both->($body);
-            ok($res->{status} == $mres->{status}
-               && $res->{body} eq $mres->{body},
+            # the mock's answers differ in their "created" second only
+            my ($got, $want) = map { (my $b = $_->{body})
+                                     =~ s/"created":\d+/"created":0/;
+                                     $b } $res, $mres;
+            ok($res->{status} == $mres->{status} && $got eq $want,
                "$name: $mres->{status}, the same as in memory")
                 or diag("in pieces: $res->{status} $res->{body}\n"
                         . "in memory: $mres->{status} $mres->{body}");
