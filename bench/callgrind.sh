@@ -17,6 +17,9 @@
 # change's before and after).  TAILGATE_MODULE, TAILGATE_POLICYD,
 # TAILGATE_NGINX, CALLGRIND_DIR (build/callgrind) and CALLGRIND_PORT
 # (19201: it and the next one) choose other builds, places and ports.
+# CALLGRIND_BARE=1 measures bench/run.pl's A instead: the same nginx, the
+# module loaded, a plain proxy_pass location with the same buffers and
+# upstream keepalive (what the module's share is counted against).
 
 set -eu
 
@@ -29,6 +32,7 @@ MODULE=${TAILGATE_MODULE:-$TREE/build/ngx_tailgate_module.so}
 POLICYD=${TAILGATE_POLICYD:-$TREE/build/policyd}
 PORT=${CALLGRIND_PORT:-19201}
 PROV=$((PORT + 1))
+BARE=${CALLGRIND_BARE:-0}
 KEY=tg-callgrind-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 for tool in valgrind callgrind_control curl "$NGINX" "$POLICYD"; do
@@ -89,10 +93,31 @@ http {
     server {
         listen 127.0.0.1:$PORT;
         keepalive_requests 1000000;
-        include tailgate/locations.conf;
+        include $DIR/gw/server.conf;
     }
 }
 EOF
+
+if [ "$BARE" = 1 ]; then
+    # bench/run.pl's A: its location, without the module's directives
+    cat > "$DIR/gw/server.conf" <<EOF
+location /v1/ {
+    client_max_body_size 4m;
+    client_body_buffer_size 4m;
+    client_body_in_single_buffer on;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;
+    proxy_request_buffering on;
+    proxy_connect_timeout 5s;
+    proxy_send_timeout 600s;
+    proxy_read_timeout 600s;
+    proxy_pass http://tg_fake;
+}
+EOF
+else
+    echo 'include tailgate/locations.conf;' > "$DIR/gw/server.conf"
+fi
 
 fill=$(head -c 944 /dev/zero | tr '\0' x)
 printf '{"model":"bench","messages":[{"role":"user","content":"%s"}]}' \

@@ -203,9 +203,23 @@ ngx_http_tailgate_header_tags(ngx_http_request_t *r,
     tags = NULL;
     n = 0;
 
+    ctx->trace.client = NULL;
+    ctx->trace.nclient = 0;
+
     ngx_tailgate_headers_init(&it, &r->headers_in.headers);
 
     while ((h = ngx_tailgate_headers_next(&it)) != NULL) {
+
+        /* the walk notes the client's traceparent (ngx_tailgate_trace.c) */
+
+        if (h->key.len == sizeof("traceparent") - 1
+            && ngx_strncmp(h->lowcase_key, "traceparent",
+                           sizeof("traceparent") - 1) == 0)
+        {
+            ctx->trace.client = ctx->trace.client ? ctx->trace.client : h;
+            ctx->trace.nclient++;
+            continue;
+        }
 
         if (h->key.len != sizeof("X-Tailgate-Tags") - 1
             || ngx_strncasecmp(h->key.data, (u_char *) "X-Tailgate-Tags",
@@ -255,6 +269,8 @@ ngx_http_tailgate_header_tags(ngx_http_request_t *r,
             n++;
         }
     }
+
+    ctx->trace.client_known = 1;
 
     if (n && ngx_http_tailgate_add_tags(r, ctx, tags, n) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -1373,6 +1373,21 @@ ngx_tailgate_key_memo_cleanup(void *data)
 
 
 /*
+ * An Authorization header's scheme, in any case (RFC 9110, 11.1), and
+ * something after it.  Clients write it as the RFC does: one memcmp()
+ * says so, where ngx_strncasecmp() folds byte by byte.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_tailgate_scheme_is(ngx_str_t *value, const char *scheme, size_t len)
+{
+    return value->len > len
+           && (ngx_memcmp(value->data, scheme, len) == 0
+               || ngx_strncasecmp(value->data, (u_char *) scheme, len) == 0);
+}
+
+
+/*
  * "Authorization: Bearer KEY", "Authorization: DPoP TOKEN" or "X-Api-Key:
  * KEY".  The headers are emptied once read, so that the client's key
  * cannot travel further: not to a provider, not into a log through
@@ -1397,15 +1412,13 @@ ngx_tailgate_credential(ngx_http_request_t *r, ngx_str_t *credential,
 
     scheme = 0;
 
-    if (h && h->value.len > sizeof("Bearer ") - 1
-        && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ",
-                           sizeof("Bearer ") - 1) == 0)
+    if (h && ngx_tailgate_scheme_is(&h->value, "Bearer ",
+                                    sizeof("Bearer ") - 1))
     {
         scheme = sizeof("Bearer ") - 1;
 
-    } else if (h && h->value.len > sizeof("DPoP ") - 1
-               && ngx_strncasecmp(h->value.data, (u_char *) "DPoP ",
-                                  sizeof("DPoP ") - 1) == 0)
+    } else if (h && ngx_tailgate_scheme_is(&h->value, "DPoP ",
+                                           sizeof("DPoP ") - 1))
     {
         scheme = sizeof("DPoP ") - 1;
         *dpop = 1;

@@ -418,25 +418,14 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
     key = frame + TG_FRAME_HEADER_SIZE;
     key_len = f.pos - key;
 
-    ngx_tailgate_frame_u32(&f, TG_F_BODY_BYTES, (uint32_t) ctx->body_len);
-    ngx_tailgate_frame_u32(&f, TG_F_PROMPT_ESTIMATE,
-                           (uint32_t) (ctx->body_len / 4));
-    ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt + 1);
+    /*
+     * A first attempt whose key fits looks in the cache before the rest
+     * of the frame is written: a hit sends no frame.  The rest always
+     * fits where the key did (size has half of buf to spare).
+     */
 
-    if (ctx->failed) {
-        failed = ctx->failed->elts;
-
-        for (i = 0; i < ctx->failed->nelts; i++) {
-            ngx_tailgate_frame_str(&f, TG_F_EXCLUDE, &failed[i].provider);
-        }
-    }
-
-    if (f.overflow || ctx->attempt) {
-        return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout,
-                                  ngx_http_tailgate_answered, NULL);
-    }
-
-    cached = ngx_tailgate_cache_get(key, key_len, ctx->body_len);
+    cached = (f.overflow || ctx->attempt)
+             ? NULL : ngx_tailgate_cache_get(key, key_len, ctx->body_len);
 
     if (cached) {
         ctx->decide_start = ngx_current_msec;
@@ -457,6 +446,24 @@ ngx_http_tailgate_ask(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx)
         ctx->from_cache = 1;
 
         return NGX_DECLINED;
+    }
+
+    ngx_tailgate_frame_u32(&f, TG_F_BODY_BYTES, (uint32_t) ctx->body_len);
+    ngx_tailgate_frame_u32(&f, TG_F_PROMPT_ESTIMATE,
+                           (uint32_t) (ctx->body_len / 4));
+    ngx_tailgate_frame_u32(&f, TG_F_ATTEMPT, (uint32_t) ctx->attempt + 1);
+
+    if (ctx->failed) {
+        failed = ctx->failed->elts;
+
+        for (i = 0; i < ctx->failed->nelts; i++) {
+            ngx_tailgate_frame_str(&f, TG_F_EXCLUDE, &failed[i].provider);
+        }
+    }
+
+    if (f.overflow || ctx->attempt) {
+        return ngx_http_tailgate_call(r, ctx, &f, tlcf->timeout,
+                                  ngx_http_tailgate_answered, NULL);
     }
 
     /* remembered to cache the answer */

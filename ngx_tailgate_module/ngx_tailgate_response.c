@@ -363,8 +363,8 @@ ngx_tailgate_send_header(ngx_http_request_t *r, ngx_uint_t status,
 
 
 ngx_int_t
-ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
-    const ngx_str_t *value)
+ngx_tailgate_add_header_n(ngx_http_request_t *r, const char *name,
+    size_t len, const ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 
@@ -378,7 +378,7 @@ ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
 
     h->hash = 1;
     h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
+    h->key.len = len;
     h->value = *value;
 
     return NGX_OK;

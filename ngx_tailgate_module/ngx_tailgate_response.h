@@ -226,8 +226,18 @@ ngx_int_t ngx_tailgate_send_pieces(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *pieces, ngx_uint_t n, const char *type);
 ngx_int_t ngx_tailgate_ratelimit_headers(ngx_http_request_t *r,
     ngx_str_t *spec);
-ngx_int_t ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
-    const ngx_str_t *value);
+ngx_int_t ngx_tailgate_add_header_n(ngx_http_request_t *r, const char *name,
+    size_t len, const ngx_str_t *value);
+
+
+/* a response header: a literal name's length is counted when compiled */
+
+static ngx_inline ngx_int_t
+ngx_tailgate_add_header(ngx_http_request_t *r, const char *name,
+    const ngx_str_t *value)
+{
+    return ngx_tailgate_add_header_n(r, name, ngx_strlen(name), value);
+}
 
 
 #endif /* _NGX_TAILGATE_RESPONSE_H_INCLUDED_ */

@@ -96,6 +96,9 @@ ngx_tailgate_scrub_headers(ngx_http_request_t *r, ngx_http_tailgate_ctx_t *ctx,
     ctx->client_headers = r->headers_in.headers;
     ctx->headers_scrubbed = 1;
 
+    /* a traceparent this provider must not see is gone from the list */
+    ctx->trace.client_known = 0;
+
     r->headers_in.headers = kept;
 
     /* a list of one part ends in itself: at its new address */

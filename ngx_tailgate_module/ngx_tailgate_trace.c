@@ -21,7 +21,7 @@
 static void ngx_tailgate_trace_start(ngx_http_request_t *r,
     ngx_tailgate_trace_t *t);
 static ngx_table_elt_t *ngx_tailgate_trace_client(ngx_http_request_t *r,
-    ngx_uint_t *count);
+    ngx_tailgate_trace_t *t, ngx_uint_t *count);
 static void ngx_tailgate_trace_span(ngx_tailgate_trace_t *t,
     ngx_uint_t attempt);
 static void ngx_tailgate_span_id(u_char *span);
@@ -37,7 +37,7 @@ ngx_tailgate_trace_header(ngx_http_request_t *r, ngx_tailgate_trace_t *t,
 
     if (!ngx_tailgate_policyd_traces) {
         /* not ours to touch: the client's own, if it sent one */
-        h = ngx_tailgate_trace_client(r, &n);
+        h = ngx_tailgate_trace_client(r, t, &n);
 
         if (h == NULL) {
             return NGX_DECLINED;
@@ -125,7 +125,7 @@ ngx_tailgate_trace_start(ngx_http_request_t *r, ngx_tailgate_trace_t *t)
 
     t->started = 1;
 
-    h = ngx_tailgate_trace_client(r, &n);
+    h = ngx_tailgate_trace_client(r, t, &n);
 
     /* two traceparents say nothing one can trust */
 
@@ -174,13 +174,22 @@ ngx_tailgate_trace_start(ngx_http_request_t *r, ngx_tailgate_trace_t *t)
 }
 
 
-/* the client's traceparent, and how many it sent */
+/*
+ * The client's traceparent, and how many it sent: as the access phase saw
+ * them, else from the headers as they are now.
+ */
 
 static ngx_table_elt_t *
-ngx_tailgate_trace_client(ngx_http_request_t *r, ngx_uint_t *count)
+ngx_tailgate_trace_client(ngx_http_request_t *r, ngx_tailgate_trace_t *t,
+    ngx_uint_t *count)
 {
     ngx_table_elt_t         *h, *first;
     ngx_tailgate_headers_t   it;
+
+    if (t->client_known) {
+        *count = t->nclient;
+        return t->client;
+    }
 
     first = NULL;
     *count = 0;

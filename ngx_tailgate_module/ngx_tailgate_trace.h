@@ -26,7 +26,17 @@ typedef struct {
     u_char                       client_span[8];     /* its parent */
     u_char                       span[8];            /* the attempt's */
     ngx_uint_t                   span_attempt;       /* span is for it */
+
+    /*
+     * The client's traceparent (the first) and how many it sent, as the
+     * access phase's walk of the request headers saw them: known is
+     * cleared when a scrub puts another list in their place.
+     */
+    ngx_table_elt_t             *client;
+    ngx_uint_t                   nclient;
+
     u_char                       flags;
+    unsigned                     client_known:1;
     unsigned                     started:1;
     unsigned                     span_made:1;
     unsigned                     has_client:1;
