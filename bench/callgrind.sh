@@ -102,16 +102,7 @@ if [ "$BARE" = 1 ]; then
     # bench/run.pl's A: its location, without the module's directives
     cat > "$DIR/gw/server.conf" <<EOF
 location /v1/ {
-    client_max_body_size 4m;
-    client_body_buffer_size 4m;
-    client_body_in_single_buffer on;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_buffering off;
-    proxy_request_buffering on;
-    proxy_connect_timeout 5s;
-    proxy_send_timeout 600s;
-    proxy_read_timeout 600s;
+    include $ROOT/bench/bare.conf;
     proxy_pass http://tg_fake;
 }
 EOF

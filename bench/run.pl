@@ -1240,18 +1240,9 @@ sub setup {
 
     # the same nginx, the same settings: A without the module's directives,
     # with the proxy timeouts of tailgate/locations.conf (long generations)
-    my $common = <<"EOF";
-        client_max_body_size 4m;
-        client_body_buffer_size 4m;
-        client_body_in_single_buffer on;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_buffering off;
-        proxy_request_buffering on;
-        proxy_connect_timeout 5s;
-        proxy_send_timeout 600s;
-        proxy_read_timeout 600s;
-EOF
+    my $common = join '', map { "        $_\n" }
+                 grep { /\S/ && !/^#/ }
+                 split /\n/, read_file("$ROOT/bench/bare.conf");
 
     write_file("$DIR/gw/nginx.conf", <<"EOF");
 load_module $MODULE;
